@@ -1,0 +1,62 @@
+// The installer's command line: `npm run fogedge -- <command>`.
+//   check-config               validate fogedge.yaml and the environment, print the result
+//   set-admin <user>           create the first admin (or reset an admin's password);
+//                              the password is read from FOGEDGE_ADMIN_PASSWORD or stdin
+import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline/promises';
+import { ConfigError, loadConfig, redactedConfig } from './config.ts';
+import { dataPaths } from './data-dir.ts';
+import { Store } from '../lib/store.ts';
+import { Accounts } from '../services/accounts/accounts.ts';
+import { Password, Username } from '../services/accounts/accounts.schemas.ts';
+
+async function readPassword(): Promise<string> {
+  const fromEnv = process.env['FOGEDGE_ADMIN_PASSWORD'];
+  if (fromEnv) return fromEnv;
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: false });
+  const line = await rl.question('Password: ');
+  rl.close();
+  return line.trim();
+}
+
+async function setAdmin(username: string): Promise<string> {
+  const config = loadConfig();
+  const name = Username.parse(username);
+  const password = Password.parse(await readPassword());
+  // Opens the accounts database directly: stop the box first (LevelDB allows one process).
+  const store = await Store.open(dataPaths(config).db('accounts'));
+  try {
+    const accounts = new Accounts(store, config.auth);
+    if (await accounts.needsSetup()) {
+      await accounts.setup(name, password);
+      return `admin "${name}" created`;
+    }
+    const user = await accounts.getUser(name);
+    if (user.role !== 'admin') throw new Error(`"${name}" exists and is not an admin; set-admin only creates or resets admins`);
+    await accounts.updateUser(name, { password });
+    return `password of admin "${name}" reset; their sessions are signed out`;
+  } finally {
+    await store.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const { positionals } = parseArgs({ allowPositionals: true });
+  const [command, arg] = positionals;
+  switch (command) {
+    case 'check-config':
+      console.log(JSON.stringify(redactedConfig(loadConfig()), null, 2));
+      return;
+    case 'set-admin':
+      if (!arg) throw new Error('usage: set-admin <username>');
+      console.log(await setAdmin(arg));
+      return;
+    default:
+      throw new Error(`unknown command "${command ?? ''}"; commands: check-config, set-admin <username>`);
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(err instanceof ConfigError ? err.message : `fogedge: ${err.message}`);
+  process.exit(err instanceof ConfigError ? 78 : 1);
+});

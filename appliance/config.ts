@@ -1,0 +1,191 @@
+// The box's one config file (YAML or JSON), its schema and defaults, and the
+// environment overrides. Read once at start; an invalid file stops the box.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+
+/** Every service a box can run; `services` / SERVICES picks a subset per node. */
+export const SERVICE_NAMES = ['api', 'accounts', 'system'] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+export const ConfigSchema = z.strictObject({
+  /** Moleculer node id; default hostname-pid. */
+  nodeId: z.string().min(1).optional(),
+  /** null: every service in this process, no external server. */
+  transporter: z
+    .string()
+    .regex(/^nats:\/\/\S+$/, 'a NATS URL such as nats://127.0.0.1:4222')
+    .nullable()
+    .default(null),
+  services: z.array(z.enum(SERVICE_NAMES)).min(1).default([...SERVICE_NAMES]),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+  /** Data root: db/, media/, outbox/, tls/ live under it. */
+  dataDir: z.string().min(1).default('./data'),
+  http: z
+    .strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** Largest accepted request body, bytes. */
+      bodyLimitBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+      /** PEM files; when set the API and web UI are served over HTTPS only. */
+      tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).nullable().default(null),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      sessionTtlHours: z.number().min(1).max(24 * 90).default(24 * 7),
+      /** Failed logins allowed per remote address, then per account, in one window. */
+      maxFailuresPerAddress: z.number().int().min(1).max(1000).default(20),
+      maxFailuresPerAccount: z.number().int().min(1).max(1000).default(10),
+      failureWindowMinutes: z.number().min(1).max(24 * 60).default(15),
+    })
+    .prefault({}),
+  bus: z
+    .strictObject({
+      requestTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+      retries: z.number().int().min(0).max(10).default(3),
+      heartbeatIntervalS: z.number().min(1).max(60).default(5),
+      heartbeatTimeoutS: z.number().min(2).max(300).default(15),
+    })
+    .prefault({}),
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`Invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Short names a Moleculer user expects, then any key as FOGEDGE__SECTION__KEY. */
+const ENV_ALIASES: Record<string, string[]> = {
+  NODEID: ['nodeId'],
+  TRANSPORTER: ['transporter'],
+  SERVICES: ['services'],
+  LOGLEVEL: ['logLevel'],
+  FOGEDGE_DATA_DIR: ['dataDir'],
+  PORT: ['http', 'port'],
+};
+
+const ENV_PREFIX = 'FOGEDGE__';
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const { raw, source } = readConfigFile(env, cwd);
+  const origins = new Map<string, string>();
+  applyEnv(raw, env, origins);
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      source,
+      parsed.error.issues.map((issue) => describeIssue(issue, raw, origins)),
+    );
+  }
+  return { ...parsed.data, dataDir: path.resolve(cwd, parsed.data.dataDir) };
+}
+
+function readConfigFile(env: Env, cwd: string): { raw: Record<string, unknown>; source: string } {
+  const explicit = env['FOGEDGE_CONFIG'];
+  const file = path.resolve(cwd, explicit ?? 'fogedge.yaml');
+  if (!existsSync(file)) {
+    if (explicit) throw new ConfigError(file, [`FOGEDGE_CONFIG names a file that does not exist: ${file}`]);
+    return { raw: {}, source: 'defaults and environment' };
+  }
+  const doc = YAML.parseDocument(readFileSync(file, 'utf8'), { prettyErrors: true });
+  if (doc.errors.length > 0) throw new ConfigError(file, doc.errors.map((e) => e.message));
+  const value: unknown = doc.toJS() ?? {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigError(file, [`the file must hold a mapping of keys, got ${JSON.stringify(value)}`]);
+  }
+  return { raw: value as Record<string, unknown>, source: file };
+}
+
+function applyEnv(raw: Record<string, unknown>, env: Env, origins: Map<string, string>): void {
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    let keyPath = ENV_ALIASES[name];
+    if (!keyPath && name.startsWith(ENV_PREFIX)) keyPath = schemaPath(name.slice(ENV_PREFIX.length).split('__'));
+    if (!keyPath) continue;
+    const parsed = keyPath[0] === 'services' ? value.split(',').map((s) => s.trim()).filter(Boolean) : parseScalar(value);
+    setPath(raw, keyPath, parsed);
+    origins.set(keyPath.join('.'), name);
+  }
+}
+
+/** Env values are text: read them as YAML scalars so "8080" is a number, "null" is null. */
+function parseScalar(value: string): unknown {
+  try {
+    return YAML.parse(value);
+  } catch {
+    return value; // not YAML (e.g. "a: b: c"): keep the text, the schema will judge it
+  }
+}
+
+/** Map FOGEDGE__HTTP__BODYLIMITBYTES onto http.bodyLimitBytes, case-insensitively. */
+function schemaPath(segments: string[]): string[] {
+  const out: string[] = [];
+  let shape: Record<string, z.ZodType> | undefined = ConfigSchema.shape;
+  for (const segment of segments) {
+    const key: string = (shape && Object.keys(shape).find((k) => k.toLowerCase() === segment.toLowerCase())) ?? segment;
+    out.push(key);
+    shape = shape?.[key] ? objectShape(shape[key]) : undefined;
+  }
+  return out;
+}
+
+function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+  let inner: unknown = schema;
+  // Unwrap default/prefault/nullable/optional down to the object, if any.
+  while (inner instanceof z.ZodType && !(inner instanceof z.ZodObject) && 'unwrap' in inner) {
+    inner = (inner as unknown as { unwrap(): unknown }).unwrap();
+  }
+  return inner instanceof z.ZodObject ? (inner.shape as Record<string, z.ZodType>) : undefined;
+}
+
+function setPath(target: Record<string, unknown>, keyPath: string[], value: unknown): void {
+  let node = target;
+  keyPath.slice(0, -1).forEach((key) => {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  });
+  node[keyPath[keyPath.length - 1]!] = value;
+}
+
+function valueAt(raw: unknown, keyPath: PropertyKey[]): unknown {
+  return keyPath.reduce<unknown>((node, key) => (node && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[key] : undefined), raw);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown, origins: Map<string, string>): string {
+  if (issue.code === 'unrecognized_keys') {
+    const where = issue.path.length ? issue.path.join('.') + '.' : '';
+    const known = Object.keys(shapeAt(issue.path) ?? {});
+    return issue.keys
+      .map((k) => `${where}${k}: unknown key (expected one of: ${known.join(', ')})`)
+      .join('\n  ');
+  }
+  const key = issue.path.join('.') || '(root)';
+  const origin = origins.get(issue.path.filter((p) => typeof p === 'string').join('.'));
+  const got = JSON.stringify(valueAt(raw, issue.path)) ?? 'nothing';
+  return `${key}: got ${got}${origin ? ` (from ${origin})` : ''}; ${issue.message}`;
+}
+
+function shapeAt(keyPath: PropertyKey[]): Record<string, z.ZodType> | undefined {
+  let shape: Record<string, z.ZodType> | undefined = ConfigSchema.shape;
+  for (const key of keyPath) shape = shape?.[String(key)] ? objectShape(shape[String(key)]!) : undefined;
+  return shape;
+}
+
+/** The config as the API shows it: nothing secret (NATS credentials) leaves the box. */
+export function redactedConfig(config: Config): Config {
+  return { ...config, transporter: config.transporter?.replace(/\/\/[^@/]*@/, '//***@') ?? null };
+}

@@ -1,0 +1,39 @@
+// api: the node's HTTP listener (Hono). Run it on the node(s) that face the LAN.
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import type { ServiceSchema } from 'moleculer';
+import type { Config } from '../../appliance/config.ts';
+import { buildApp } from './app.ts';
+
+export function apiService(config: Config): ServiceSchema {
+  let server: ServerType | undefined;
+
+  return {
+    name: 'api',
+
+    async started() {
+      const app = buildApp(this.broker, config);
+      const { host, port, tls } = config.http;
+      const options = tls
+        ? { createServer: createHttpsServer, serverOptions: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } }
+        : {};
+      await new Promise<void>((resolve, reject) => {
+        server = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => resolve());
+        server.once('error', reject);
+      });
+      const address = server!.address() as AddressInfo;
+      this.logger.info({ port: address.port }, `HTTP${tls ? "S" : ""} listening on ${host}:${address.port}`);
+    },
+
+    async stopped() {
+      if (!server) return;
+      const closing = new Promise<void>((resolve) => server!.close(() => resolve()));
+      // Keep-alive sockets would hold the close open: end them.
+      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      await closing;
+      server = undefined;
+    },
+  };
+}

@@ -1,0 +1,65 @@
+// The box's HTTP app: /api/v1 (JSON, OpenAPI-documented), the web UI at /.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { serveStatic } from '@hono/node-server/serve-static';
+import { bodyLimit } from 'hono/body-limit';
+import { csrf } from 'hono/csrf';
+import { HTTPException } from 'hono/http-exception';
+import { secureHeaders } from 'hono/secure-headers';
+import type { ServiceBroker } from 'moleculer';
+import type { Config } from '../../appliance/config.ts';
+import { version } from '../../appliance/version.ts';
+import { validationError } from '../../lib/actions.ts';
+import type { HttpEnv } from './context.ts';
+import { authenticate } from './middleware/authenticate.ts';
+import { errorHandler, notFound } from './middleware/error-handler.ts';
+import { accountsRoutes } from './routes/accounts.routes.ts';
+import { systemRoutes } from './routes/system.routes.ts';
+
+const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
+
+/** The built web UI when there is one, else the plain pages shipped in the repo. */
+function webUiRoot(): string {
+  const built = fileURLToPath(new URL('../../web-ui/dist', import.meta.url));
+  return existsSync(built) ? built : fileURLToPath(new URL('../../web-ui/public', import.meta.url));
+}
+
+export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<HttpEnv> {
+  const app = new OpenAPIHono<HttpEnv>({
+    // Bad bodies, params and queries become the same 422 as a bad action call.
+    defaultHook: (result) => {
+      if (!result.success) throw validationError(result.error);
+    },
+  });
+
+  // No HSTS: a LAN box may serve a self-signed certificate, or plain HTTP after TLS is turned off.
+  app.use('*', secureHeaders({ strictTransportSecurity: false }));
+  app.use('/api/*', csrf());
+  app.use(
+    '/api/*',
+    bodyLimit({
+      maxSize: config.http.bodyLimitBytes,
+      onError: () => {
+        throw new HTTPException(413, { message: `Request body is larger than ${config.http.bodyLimitBytes} bytes` });
+      },
+    }),
+  );
+  app.use('/api/*', authenticate(broker, { publicPaths: PUBLIC_PATHS }));
+
+  systemRoutes(app, broker);
+  accountsRoutes(app, broker, { secureCookies: config.http.tls !== null });
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });
+  app.doc31('/api/v1/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'FogEdge box API', version, description: 'The local API of a FogEdge box. Sign in (cookie) or send an API token.' },
+  });
+
+  app.all('/api/*', notFound);
+  app.use('/*', serveStatic({ root: webUiRoot() }));
+  app.notFound(notFound);
+  app.onError(errorHandler(broker.getLogger('http')));
+  return app;
+}

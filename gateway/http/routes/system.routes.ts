@@ -1,0 +1,73 @@
+// Health (public, for installers and load balancers), version and configuration.
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { ServiceBroker } from 'moleculer';
+import { callAs, type HttpEnv } from '../context.ts';
+import { errors, json, signedIn } from '../openapi.ts';
+
+const Status = z.enum(['ok', 'degraded', 'down']);
+const Health = z
+  .object({
+    status: Status,
+    version: z.string(),
+    node: z.string(),
+    time: z.string(),
+    services: z.array(
+      z.object({
+        name: z.string(),
+        status: Status,
+        instances: z.array(z.object({ node: z.string(), status: Status, error: z.string().optional() })),
+      }),
+    ),
+    nodes: z.array(
+      z.object({
+        id: z.string(),
+        available: z.boolean(),
+        local: z.boolean(),
+        hostname: z.string().nullable(),
+        cpu: z.number().nullable(),
+        services: z.array(z.string()),
+      }),
+    ),
+  })
+  .openapi('Health');
+type Health = z.infer<typeof Health>;
+
+export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/health',
+      tags: ['system'],
+      summary: 'Per-service status and the node list; 503 unless every service is up',
+      responses: { 200: json(Health, 'All services up'), 503: json(Health, 'Some service is down') },
+    }),
+    async (c) => {
+      const health = await callAs<Health>(broker, c, 'system.health');
+      return health.status === 'ok' ? c.json(health, 200) : c.json(health, 503);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/system/info',
+      tags: ['system'],
+      summary: 'Version, node, uptime and memory of the node that answers',
+      security: signedIn,
+      responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
+    }),
+    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.info'), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/system/config',
+      tags: ['system'],
+      summary: 'The running configuration, secrets masked (admin, installer)',
+      security: signedIn,
+      responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
+    }),
+    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.config'), 200),
+  );
+}

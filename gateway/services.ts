@@ -1,0 +1,12 @@
+// Every service a node can run, by name; SERVICES / `services:` picks which.
+import type { ServiceSchema } from 'moleculer';
+import type { Config, ServiceName } from '../appliance/config.ts';
+import { accountsService } from '../services/accounts/accounts.service.ts';
+import { systemService } from '../services/system/system.service.ts';
+import { apiService } from './http/api.service.ts';
+
+export const SERVICE_FACTORIES = {
+  api: apiService,
+  accounts: accountsService,
+  system: systemService,
+} satisfies Record<ServiceName, (config: Config) => ServiceSchema>;

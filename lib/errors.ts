@@ -1,0 +1,53 @@
+// Typed errors in one place. Client errors are never retried; retryable ones are,
+// by Moleculer's retry policy (it checks `err.retryable`).
+import moleculer from 'moleculer';
+
+const { MoleculerClientError, MoleculerRetryableError } = moleculer.Errors;
+
+export type ErrorData = Record<string, unknown> | undefined;
+
+/** 400: the request is well-formed JSON but asks for something impossible. */
+export class BadRequestError extends MoleculerClientError {
+  constructor(message: string, type = 'BAD_REQUEST', data?: ErrorData) {
+    super(message, 400, type, data);
+  }
+}
+
+/** 401: no credentials, or credentials that are wrong, expired or revoked. */
+export class UnauthorizedError extends MoleculerClientError {
+  constructor(message: string, type = 'UNAUTHORIZED', data?: ErrorData) {
+    super(message, 401, type, data);
+  }
+}
+
+/** 403: known caller, not allowed to do this. */
+export class ForbiddenError extends MoleculerClientError {
+  constructor(message: string, data?: ErrorData) {
+    super(message, 403, 'FORBIDDEN', data);
+  }
+}
+
+export class NotFoundError extends MoleculerClientError {
+  constructor(what: string, id: string) {
+    super(`${what} "${id}" not found`, 404, `${what.toUpperCase().replace(/\W+/g, '_')}_NOT_FOUND`, { id });
+  }
+}
+
+export class ConflictError extends MoleculerClientError {
+  constructor(message: string, type = 'CONFLICT', data?: ErrorData) {
+    super(message, 409, type, data);
+  }
+}
+
+export class TooManyRequestsError extends MoleculerClientError {
+  constructor(message: string, retryAfterSeconds: number, type = 'TOO_MANY_REQUESTS') {
+    super(message, 429, type, { retryAfterSeconds });
+  }
+}
+
+/** 503, retried by the bus: a dependency (disk, device, remote) is briefly unavailable. */
+export class UnavailableError extends MoleculerRetryableError {
+  constructor(message: string, type = 'UNAVAILABLE', data?: ErrorData) {
+    super(message, 503, type, data);
+  }
+}

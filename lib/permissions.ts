@@ -1,0 +1,31 @@
+// Roles and what each may do. Actions declare the permission they need; the
+// bus middleware in actions.ts checks it for callers that come from outside.
+export const ROLES = ['admin', 'family', 'installer'] as const;
+export type Role = (typeof ROLES)[number];
+
+const GRANTS = {
+  /** Anyone, signed in or not (login, first-run setup, health). */
+  public: ['admin', 'family', 'installer'],
+  /** Any signed-in user: own profile, own password, own API tokens. */
+  self: ['admin', 'family', 'installer'],
+  'live.view': ['admin', 'family', 'installer'],
+  // The installer aims cameras but does not see what the household recorded.
+  'events.view': ['admin', 'family'],
+  'events.review': ['admin', 'family'],
+  'recordings.view': ['admin', 'family'],
+  'cameras.manage': ['admin', 'installer'],
+  'devices.manage': ['admin', 'installer'],
+  'settings.manage': ['admin', 'installer'],
+  'system.view': ['admin', 'family', 'installer'],
+  'users.manage': ['admin'],
+} as const satisfies Record<string, readonly Role[]>;
+
+export type Permission = keyof typeof GRANTS;
+
+export function can(role: Role, permission: Permission): boolean {
+  return (GRANTS[permission] as readonly Role[]).includes(role);
+}
+
+export function permissionsOf(role: Role): Permission[] {
+  return (Object.keys(GRANTS) as Permission[]).filter((p) => can(role, p));
+}

@@ -1,0 +1,75 @@
+// One small typed wrapper over LevelDB: a store per service under the data root,
+// collections as sublevels, JSON values, `<collection>!<id>` keys.
+import { mkdir } from 'node:fs/promises';
+import { Level } from 'level';
+
+export interface ListOptions {
+  gte?: string;
+  lt?: string;
+  reverse?: boolean;
+  limit?: number;
+}
+
+/** The sublevel calls we use; `sync` is classic-level's, passed through to the root db. */
+interface Sub<T> {
+  get(key: string): Promise<T | undefined>;
+  put(key: string, value: T, options: { sync: boolean }): Promise<void>;
+  del(key: string, options: { sync: boolean }): Promise<void>;
+  iterator(options: ListOptions): AsyncIterable<[string, T]>;
+  keys(options: { limit: number }): AsyncIterable<string>;
+}
+
+export class Collection<T> {
+  constructor(private readonly db: Sub<T>) {}
+
+  async get(id: string): Promise<T | undefined> {
+    return (await this.db.get(id)) ?? undefined;
+  }
+
+  /** Durable by default: the write reaches the disk before the promise resolves. */
+  async put(id: string, value: T, options: { sync?: boolean } = {}): Promise<void> {
+    await this.db.put(id, value, { sync: options.sync ?? true });
+  }
+
+  async del(id: string, options: { sync?: boolean } = {}): Promise<void> {
+    await this.db.del(id, { sync: options.sync ?? true });
+  }
+
+  async *entries(options: ListOptions = {}): AsyncGenerator<[string, T]> {
+    yield* this.db.iterator(options);
+  }
+
+  async values(options: ListOptions = {}): Promise<T[]> {
+    const out: T[] = [];
+    for await (const [, value] of this.entries(options)) out.push(value);
+    return out;
+  }
+
+  async isEmpty(): Promise<boolean> {
+    for await (const _ of this.db.keys({ limit: 1 })) return false;
+    return true;
+  }
+}
+
+export class Store {
+  private constructor(private readonly db: Level<string, unknown>) {}
+
+  static async open(dir: string): Promise<Store> {
+    await mkdir(dir, { recursive: true });
+    const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
+    await db.open();
+    return new Store(db);
+  }
+
+  collection<T>(name: string): Collection<T> {
+    return new Collection<T>(this.db.sublevel<string, T>(name, { valueEncoding: 'json' }) as unknown as Sub<T>);
+  }
+
+  get status(): string {
+    return this.db.status;
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}

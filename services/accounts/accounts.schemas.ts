@@ -1,0 +1,50 @@
+// Inputs and outputs of the accounts service; the same schemas document the HTTP API.
+import { z } from 'zod';
+import { ROLES } from '../../lib/permissions.ts';
+
+export const Username = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{1,31}$/, '2-32 characters: lower-case letters, digits, dot, dash, underscore')
+  .describe('account name');
+export const Password = z.string().min(10, 'at least 10 characters').max(256, 'at most 256 characters');
+export const Role = z.enum(ROLES);
+
+export const SetupInput = z.strictObject({ username: Username, password: Password });
+export const LoginInput = z.strictObject({
+  username: z.string().min(1).max(64),
+  password: z.string().min(1).max(256),
+});
+export const CreateUserInput = z.strictObject({ username: Username, password: Password, role: Role });
+export const UpdateUserInput = z.strictObject({
+  username: Username,
+  role: Role.optional(),
+  password: Password.optional(),
+});
+export const UsernameInput = z.strictObject({ username: Username });
+export const ChangePasswordInput = z.strictObject({ currentPassword: z.string().min(1).max(256), newPassword: Password });
+export const AuthenticateInput = z.strictObject({ credential: z.string().min(1).max(512) });
+export const CreateTokenInput = z.strictObject({
+  name: z.string().min(1).max(64),
+  /** Omit for a token that lasts until revoked. */
+  expiresInDays: z.number().int().min(1).max(3650).optional(),
+});
+export const TokenIdInput = z.strictObject({ id: z.string().regex(/^[a-f0-9]{16}$/, 'a token id') });
+
+export const PublicUser = z.object({
+  username: z.string(),
+  role: Role,
+  createdAt: z.string(),
+});
+export type PublicUser = z.infer<typeof PublicUser>;
+
+export const TokenInfo = z.object({
+  id: z.string(),
+  name: z.string(),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable(),
+});
+export type TokenInfo = z.infer<typeof TokenInfo>;
+
+export const SignedIn = z.object({ user: PublicUser, session: z.string(), expiresAt: z.string() });
+export const NewToken = z.object({ token: z.string().describe('shown once: keep it safe'), info: TokenInfo });

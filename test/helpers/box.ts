@@ -1,0 +1,56 @@
+// An in-process box for tests: real broker and LevelDB in a temp folder, HTTP via app.request().
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigSchema, type Config } from '../../appliance/config.ts';
+import { createBroker } from '../../gateway/broker.ts';
+import { buildApp } from '../../gateway/http/app.ts';
+
+export const tempDir = (prefix = 'fogedge-test-') => mkdtemp(path.join(os.tmpdir(), prefix));
+
+export async function testBox(overrides: Record<string, unknown> = {}) {
+  const dataDir = await tempDir();
+  const config: Config = ConfigSchema.parse({ dataDir, services: ['accounts', 'system'], ...overrides });
+  const broker = createBroker(config, { logger: false });
+  await broker.start();
+  const app = buildApp(broker, config);
+
+  /** One HTTP request through the app; `auth` is a session or token credential. */
+  async function request(method: string, url: string, options: { body?: unknown; raw?: string; auth?: string; headers?: Record<string, string> } = {}) {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.body !== undefined || options.raw !== undefined) headers['content-type'] ??= 'application/json';
+    if (options.auth) headers['authorization'] = `Bearer ${options.auth}`;
+    const res = await app.request(url, {
+      method,
+      headers,
+      ...(options.raw !== undefined ? { body: options.raw } : options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+    });
+    const text = await res.text();
+    let json: any;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, headers: res.headers, json, text };
+  }
+
+  /** The session credential out of a Set-Cookie header. */
+  const sessionOf = (headers: Headers) => /fogedge_session=([^;]+)/.exec(headers.get('set-cookie') ?? '')?.[1];
+
+  async function stop() {
+    await broker.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+
+  return { broker, app, config, dataDir, request, sessionOf, stop };
+}
+
+export type TestBox = Awaited<ReturnType<typeof testBox>>;
+
+/** Sets up the admin and returns its session. */
+export async function withAdmin(box: TestBox, username = 'admin', password = 'admin-password-1') {
+  const res = await box.request('POST', '/api/v1/setup', { body: { username, password } });
+  if (res.status !== 201) throw new Error(`setup failed: ${res.status} ${res.text}`);
+  return box.sessionOf(res.headers)!;
+}
