@@ -5,6 +5,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { bodyLimit } from 'hono/body-limit';
 import { csrf } from 'hono/csrf';
+import { getCookie } from 'hono/cookie';
 import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ServiceBroker } from 'moleculer';
@@ -12,7 +13,7 @@ import type { Config } from '../../appliance/config.ts';
 import { version } from '../../appliance/version.ts';
 import { validationError } from '../../lib/actions.ts';
 import type { HttpEnv } from './context.ts';
-import { authenticate } from './middleware/authenticate.ts';
+import { authenticate, SESSION_COOKIE } from './middleware/authenticate.ts';
 import { errorHandler, notFound } from './middleware/error-handler.ts';
 import { accountsRoutes } from './routes/accounts.routes.ts';
 import { systemRoutes } from './routes/system.routes.ts';
@@ -35,7 +36,9 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
 
   // No HSTS: a LAN box may serve a self-signed certificate, or plain HTTP after TLS is turned off.
   app.use('*', secureHeaders({ strictTransportSecurity: false }));
-  app.use('/api/*', csrf());
+  // Only a cookie can be ridden by another site; scripts with a Bearer token need no Origin.
+  const csrfCheck = csrf();
+  app.use('/api/*', (c, next) => (getCookie(c, SESSION_COOKIE) && !c.req.header('authorization') ? csrfCheck(c, next) : next()));
   app.use(
     '/api/*',
     bodyLimit({

@@ -10,7 +10,8 @@ export const tempDir = (prefix = 'fogedge-test-') => mkdtemp(path.join(os.tmpdir
 
 export async function testBox(overrides: Record<string, unknown> = {}) {
   const dataDir = await tempDir();
-  const config: Config = ConfigSchema.parse({ dataDir, services: ['accounts', 'system'], ...overrides });
+  // Every service; `api` listens on a free loopback port, though tests mostly use app.request().
+  const config: Config = ConfigSchema.parse({ dataDir, ...overrides, http: { host: '127.0.0.1', port: 0, ...(overrides['http'] as object) } });
   const broker = createBroker(config, { logger: false });
   await broker.start();
   const app = buildApp(broker, config);
@@ -18,12 +19,13 @@ export async function testBox(overrides: Record<string, unknown> = {}) {
   /** One HTTP request through the app; `auth` is a session or token credential. */
   async function request(method: string, url: string, options: { body?: unknown; raw?: string; auth?: string; headers?: Record<string, string> } = {}) {
     const headers: Record<string, string> = { ...options.headers };
-    if (options.body !== undefined || options.raw !== undefined) headers['content-type'] ??= 'application/json';
+    const hasBody = !['GET', 'HEAD'].includes(method) && (options.body !== undefined || options.raw !== undefined);
+    if (hasBody) headers['content-type'] ??= 'application/json';
     if (options.auth) headers['authorization'] = `Bearer ${options.auth}`;
     const res = await app.request(url, {
       method,
       headers,
-      ...(options.raw !== undefined ? { body: options.raw } : options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+      ...(!hasBody ? {} : { body: options.raw ?? JSON.stringify(options.body) }),
     });
     const text = await res.text();
     let json: any;

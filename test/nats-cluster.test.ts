@@ -1,0 +1,130 @@
+// Real nats-server (Debian) and three real FogEdge node processes:
+//   gw: api only · b: accounts + system · c: system (a second instance)
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { rm } from 'node:fs/promises';
+import { tempDir } from './helpers/box.ts';
+import { freePort, getJson, NatsServer, startedNode, waitUntil, type Proc } from './helpers/processes.ts';
+
+let nats: NatsServer;
+let dataDir = '';
+let base = '';
+let env: Record<string, string> = {};
+const nodes: Record<string, Proc> = {};
+let session = '';
+
+const startNode = async (id: string, services: string) => {
+  nodes[id] = await startedNode({ ...env, NODEID: id, SERVICES: services });
+};
+const me = () => getJson(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${session}` } });
+const health = () => getJson(`${base}/api/v1/health`);
+const availableNodes = (h: { json: { nodes: Array<{ id: string; available: boolean }> } }) =>
+  h.json.nodes.filter((n) => n.available).map((n) => n.id).sort().join(',');
+
+test.before(async () => {
+  nats = new NatsServer(await freePort());
+  await nats.start();
+  dataDir = await tempDir();
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  env = {
+    TRANSPORTER: nats.url,
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: String(port),
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+    // Lose a node within ~3 s, give up on a call within a few seconds.
+    FOGEDGE__BUS__HEARTBEATINTERVALS: '1',
+    FOGEDGE__BUS__HEARTBEATTIMEOUTS: '3',
+    FOGEDGE__BUS__REQUESTTIMEOUTMS: '2000',
+    FOGEDGE__BUS__RETRIES: '2',
+  };
+  await Promise.all([startNode('b', 'accounts,system'), startNode('c', 'system'), startNode('gw', 'api')]);
+});
+
+test.after(async () => {
+  await Promise.all(Object.values(nodes).map((n) => n.kill('SIGKILL')));
+  await nats.stop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+test('the nodes find each other over NATS; health lists every node and service', async () => {
+  const h = await waitUntil('a healthy cluster', async () => {
+    const res = await health();
+    return res.status === 200 && availableNodes(res) === 'b,c,gw' ? res : undefined;
+  });
+  const system = h.json.services.find((s: { name: string }) => s.name === 'system');
+  assert.equal(system.instances.map((i: { node: string }) => i.node).sort(), ['b', 'c']);
+  assert.equal(h.json.services.find((s: { name: string }) => s.name === 'accounts').instances[0].node, 'b');
+});
+
+test('a call crosses processes: the gateway has no accounts service, node b answers', async () => {
+  const res = await getJson(`${base}/api/v1/setup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: 'cluster-password' }),
+  });
+  assert.is(res.status, 201, res.text);
+  const tok = await getJson(`${base}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: 'cluster-password' }),
+  });
+  session = /fogedge_session=([^;]+)/.exec(tok.headers.get('set-cookie') ?? '')![1]!;
+  const who = await me();
+  assert.is(who.status, 200);
+  assert.is(who.json.user.username, 'admin');
+  // Validation runs on node b and its 422 comes back intact.
+  const bad = await getJson(`${base}/api/v1/users`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${session}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'x' }),
+  });
+  assert.is(bad.status, 422);
+});
+
+test('SIGKILL of node b: accounts calls fail clearly and soon; system calls go to node c', async () => {
+  await nodes['b']!.kill('SIGKILL');
+  const t0 = Date.now();
+  const res = await me();
+  const elapsed = Date.now() - t0;
+  assert.ok([503, 504].includes(res.status), `status ${res.status}: ${res.text}`);
+  assert.match(res.json.error.type, /^SERVICE_(UNAVAILABLE|TIMEOUT)$/, res.text);
+  assert.ok(elapsed < 15_000, `took ${elapsed} ms`);
+
+  const h = await waitUntil('node b to be seen as lost', async () => {
+    const r = await health();
+    return availableNodes(r) === 'c,gw' ? r : undefined;
+  });
+  assert.is(h.status, 503);
+  const byName = Object.fromEntries(h.json.services.map((s: { name: string; status: string }) => [s.name, s]));
+  assert.is(byName.accounts.status, 'down');
+  assert.is(byName.system.status, 'ok');
+  assert.equal(byName.system.instances.map((i: { node: string }) => i.node), ['c']);
+  // Once b is known lost, the answer is immediate.
+  const t1 = Date.now();
+  assert.is((await me()).status, 503);
+  assert.ok(Date.now() - t1 < 2000);
+});
+
+test('node b back: its LevelDB still holds the admin and the session', async () => {
+  await startNode('b', 'accounts,system');
+  const who = await waitUntil('accounts back on node b', async () => {
+    const r = await me();
+    return r.status === 200 ? r : undefined;
+  });
+  assert.is(who.json.user.username, 'admin');
+});
+
+test('nats-server restarted: every node reconnects by itself', async () => {
+  await nats.stop();
+  const down = await me();
+  assert.ok(down.status >= 500, `expected an error while NATS is down, got ${down.status}`);
+  await new Promise((r) => setTimeout(r, 1500));
+  await nats.start();
+  await waitUntil('the cluster to heal after the NATS restart', async () => {
+    const [who, h] = await Promise.all([me(), health()]);
+    return who.status === 200 && h.status === 200 && availableNodes(h) === 'b,c,gw';
+  }, 30_000, 250);
+});
+
+test.run();
