@@ -9,6 +9,8 @@ import { dataPaths } from './data-dir.ts';
 import { Store } from '../lib/store.ts';
 import { Accounts } from '../services/accounts/accounts.ts';
 import { Password, Username } from '../services/accounts/accounts.schemas.ts';
+import { z } from 'zod';
+import { issuesOf } from '../lib/actions.ts';
 
 async function readPassword(): Promise<string> {
   const fromEnv = process.env['FOGEDGE_ADMIN_PASSWORD'];
@@ -19,10 +21,16 @@ async function readPassword(): Promise<string> {
   return line.trim();
 }
 
+function checked<T>(what: string, schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new Error(`${what}: ${issuesOf(result.error).map((i) => i.message).join('; ')}`);
+  return result.data;
+}
+
 async function setAdmin(username: string): Promise<string> {
   const config = loadConfig();
-  const name = Username.parse(username);
-  const password = Password.parse(await readPassword());
+  const name = checked('username', Username, username);
+  const password = checked('password', Password, await readPassword());
   // Opens the accounts database directly: stop the box first (LevelDB allows one process).
   const store = await Store.open(dataPaths(config).db('accounts'));
   try {

@@ -24,7 +24,7 @@ async function rejects(promise: Promise<unknown>, type: string): Promise<Error &
     assert.is((err as { type?: string }).type, type, (err as Error).message);
     return err as Error & { code: number; type: string };
   }
-  throw new assert.Assertion({ message: `expected ${type}`, generated: false, operator: 'rejects' });
+  throw new assert.Assertion({ message: `expected a rejection with ${type}`, operator: 'rejects', expects: type, actual: 'resolved' });
 }
 
 test('passwords: scrypt hashes, salted, verified, never stored in clear', async () => {

@@ -17,15 +17,21 @@ let passed = 0;
 let failed = 0;
 const failedFiles: string[] = [];
 const started = Date.now();
+const FILE_TIMEOUT_MS = Number(process.env['TEST_FILE_TIMEOUT_MS'] ?? 10 * 60_000);
 
 for (const file of files) {
   const t0 = Date.now();
   const output = await new Promise<{ code: number | null; text: string }>((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join('test', file)], { cwd: root, env: process.env });
+    // Own process group, so a hung file and everything it started can be killed together.
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join('test', file)], { cwd: root, env: process.env, detached: true });
     let text = '';
+    const timer = setTimeout(() => {
+      text += `\nkilled: still running after ${FILE_TIMEOUT_MS / 1000} s\n`;
+      process.kill(-child.pid!, 'SIGKILL');
+    }, FILE_TIMEOUT_MS);
     child.stdout.on('data', (d: Buffer) => (text += d.toString()));
     child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    child.on('close', (code) => resolve({ code, text }));
+    child.on('close', (code) => (clearTimeout(timer), resolve({ code, text })));
   });
   // uvu prints "Total: N", "Passed: N" at the end of each file.
   const total = Number(/Total:\s+(\d+)/.exec(output.text)?.[1] ?? 0);
