@@ -65,6 +65,23 @@ test('logs are one JSON record a line, each naming node and module; SIGTERM exit
   await rm(dataDir, { recursive: true, force: true });
 });
 
+test('SIGKILL right after a write: the acknowledged account is there after restart', async () => {
+  const dataDir = await tempDir();
+  const port = await freePort();
+  const env = { FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1' };
+  const base = `http://127.0.0.1:${port}`;
+  let box = await startedNode(env);
+  const auth = (await getJson(`${base}/api/v1/setup`, json({ username: 'admin', password: 'crash-password-1' }))).headers.get('set-cookie')!;
+  const session = /fogedge_session=([^;]+)/.exec(auth)![1]!;
+  const token = (await getJson(`${base}/api/v1/tokens`, json({ name: 'nightly' }, { authorization: `Bearer ${session}` }))).json.token;
+  await box.kill('SIGKILL');
+  box = await startedNode(env);
+  assert.is((await getJson(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+  assert.equal((await getJson(`${base}/api/v1/setup`)).json, { needed: false });
+  await box.kill('SIGTERM');
+  await rm(dataDir, { recursive: true, force: true });
+});
+
 test('over a real socket, failed sign-ins are limited by remote address', async () => {
   const dataDir = await tempDir();
   const port = await freePort();
