@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
-export const SERVICE_NAMES = ['api', 'accounts', 'system'] as const;
+export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -41,6 +41,21 @@ export const ConfigSchema = z.strictObject({
       maxFailuresPerAddress: z.number().int().min(1).max(1000).default(20),
       maxFailuresPerAccount: z.number().int().min(1).max(1000).default(10),
       failureWindowMinutes: z.number().min(1).max(24 * 60).default(15),
+    })
+    .prefault({}),
+  video: z
+    .strictObject({
+      /** The ffmpeg binary: Debian's by default. */
+      ffmpegPath: z.string().min(1).default('ffmpeg'),
+      ffprobePath: z.string().min(1).default('ffprobe'),
+      /** Recording segment length, s (cut at the next keyframe after it). */
+      segmentSeconds: z.number().int().min(1).max(600).default(10),
+      /** No new frame for this long: the stream is stalled and restarted, s. */
+      stallSeconds: z.number().min(2).max(300).default(10),
+      restartMinMs: z.number().int().min(100).max(60_000).default(1000),
+      restartMaxMs: z.number().int().min(1000).max(600_000).default(30_000),
+      /** A camera that streams the bundled street clip, so a new box shows video at once. */
+      demoCamera: z.boolean().default(true),
     })
     .prefault({}),
   bus: z

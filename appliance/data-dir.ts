@@ -9,3 +9,15 @@ export const dataPaths = (config: Pick<Config, 'dataDir'>) => ({
   outbox: path.join(config.dataDir, 'outbox'),
   tls: path.join(config.dataDir, 'tls'),
 });
+
+// Recording segments: media/<camera>/<YYYY-MM-DD>/<YYYY-MM-DD>T<HH-MM-SS>-<run>.mp4 (UTC).
+// The run id keeps two ffmpeg runs that start in the same second from sharing a file.
+export const segmentPattern = (cameraDir: string, runId: string) => `${cameraDir}/%Y-%m-%d/%Y-%m-%dT%H-%M-%S-${runId}.mp4`;
+
+export const dayDir = (t: number) => new Date(t).toISOString().slice(0, 10);
+
+/** When a segment file began, from its name (ms since epoch, UTC), or NaN. */
+export function startOfSegmentFile(file: string): number {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})-[a-z0-9]+\.mp4$/.exec(path.basename(file));
+  return m ? Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`) : NaN;
+}

@@ -4,9 +4,15 @@ import type { Config, ServiceName } from '../appliance/config.ts';
 import { accountsService } from '../services/accounts/accounts.service.ts';
 import { systemService } from '../services/system/system.service.ts';
 import { apiService } from './http/api.service.ts';
+import { camerasService } from '../services/cameras/cameras.service.ts';
+import { streamsService } from '../services/streams/streams.service.ts';
+import { recorderService } from '../services/recorder/recorder.service.ts';
 
 export const SERVICE_FACTORIES = {
   api: apiService,
   accounts: accountsService,
   system: systemService,
+  cameras: camerasService,
+  streams: streamsService,
+  recorder: recorderService,
 } satisfies Record<ServiceName, (config: Config) => ServiceSchema>;

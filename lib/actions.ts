@@ -33,7 +33,9 @@ export interface ActionDef<S extends z.ZodType, R> {
 }
 
 export function action<S extends z.ZodType, R>(def: ActionDef<S, R>): ActionSchema {
-  return { ...def, handler: def.handler as ActionSchema['handler'] };
+  const { input, ...rest } = def;
+  // Moleculer deep-clones action definitions, which breaks a zod schema; a function is kept as is.
+  return { ...rest, inputSchema: () => input, handler: def.handler as ActionSchema['handler'] };
 }
 
 export interface ValidationIssue {
@@ -60,7 +62,7 @@ export function inputMiddleware(): Middleware {
   return {
     name: 'ZodInput',
     localAction(handler: (ctx: Context) => Promise<unknown>, schema: ActionSchema) {
-      const input: unknown = schema['input'];
+      const input: unknown = typeof schema['inputSchema'] === 'function' ? schema['inputSchema']() : undefined;
       const permission: Permission | undefined = schema['permission'];
       return function checkCallerAndInput(ctx: Context<unknown, Meta>) {
         const caller = ctx.meta.caller;

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
+import { SERVICE_NAMES } from '../appliance/config.ts';
 
 const PUBLIC = new Set(['GET /api/v1/health', 'POST /api/v1/auth/login', 'GET /api/v1/setup', 'POST /api/v1/setup']);
 let box: TestBox;
@@ -16,7 +17,7 @@ test('health answers without signing in, per service and per node', async () => 
   const res = await box.request('GET', '/api/v1/health');
   assert.is(res.status, 200);
   assert.is(res.json.status, 'ok');
-  assert.equal(res.json.services.map((s: { name: string }) => s.name), ['api', 'accounts', 'system']);
+  assert.equal(res.json.services.map((s: { name: string }) => s.name), [...SERVICE_NAMES]);
   assert.is(res.json.nodes.length, 1);
 });
 
@@ -208,6 +209,19 @@ test('config is shown without secrets; the web UI is served at /', async () => {
   const page = await box.request('GET', '/');
   assert.is(page.status, 200);
   assert.match(page.text, /<title>FogEdge<\/title>/);
+});
+
+test('actions validate their own input on the bus, with no HTTP layer in front', async () => {
+  try {
+    await box.broker.call('accounts.createUser', { username: 'Bad Name', password: 'short', role: 'boss' });
+    assert.unreachable('invalid params must be refused');
+  } catch (err) {
+    const e = err as { code: number; type: string; data: Array<{ field: string }> };
+    assert.is(e.code, 422);
+    assert.is(e.type, 'VALIDATION_ERROR');
+    assert.equal(e.data.map((i) => i.field).sort(), ['password', 'role', 'username']);
+  }
+  assert.equal(await box.broker.call('accounts.listUsers').then((u) => (u as unknown[]).length > 0), true);
 });
 
 test('actions refuse outside callers that lack the permission, even on the bus', async () => {

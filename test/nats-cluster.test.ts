@@ -1,5 +1,5 @@
 // Real nats-server (Debian) and three real FogEdge node processes:
-//   gw: api only · b: accounts + system · c: system (a second instance)
+//   gw: api only · b: every other service · c: system (a second instance)
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rm } from 'node:fs/promises';
@@ -12,6 +12,7 @@ let base = '';
 let env: Record<string, string> = {};
 const nodes: Record<string, Proc> = {};
 let session = '';
+const B_SERVICES = 'accounts,system,cameras,streams,recorder';
 
 const startNode = async (id: string, services: string) => {
   nodes[id] = await startedNode({ ...env, NODEID: id, SERVICES: services });
@@ -37,8 +38,9 @@ test.before(async () => {
     FOGEDGE__BUS__HEARTBEATTIMEOUTS: '3',
     FOGEDGE__BUS__REQUESTTIMEOUTMS: '2000',
     FOGEDGE__BUS__RETRIES: '2',
+    FOGEDGE__VIDEO__DEMOCAMERA: 'false',
   };
-  await Promise.all([startNode('b', 'accounts,system'), startNode('c', 'system'), startNode('gw', 'api')]);
+  await Promise.all([startNode('b', B_SERVICES), startNode('c', 'system'), startNode('gw', 'api')]);
 });
 
 test.after(async () => {
@@ -108,7 +110,7 @@ test('SIGKILL of node b: accounts calls fail clearly and soon; system calls go t
 });
 
 test('node b back: its LevelDB still holds the admin and the session', async () => {
-  await startNode('b', 'accounts,system');
+  await startNode('b', B_SERVICES);
   const who = await waitUntil('accounts back on node b', async () => {
     const r = await me();
     return r.status === 200 ? r : undefined;

@@ -17,6 +17,7 @@ import { authenticate, SESSION_COOKIE } from './middleware/authenticate.ts';
 import { errorHandler, notFound } from './middleware/error-handler.ts';
 import { accountsRoutes } from './routes/accounts.routes.ts';
 import { systemRoutes } from './routes/system.routes.ts';
+import { camerasRoutes } from './routes/cameras.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
@@ -52,6 +53,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
 
   systemRoutes(app, broker);
   accountsRoutes(app, broker, { secureCookies: config.http.tls !== null });
+  camerasRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });

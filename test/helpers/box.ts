@@ -11,7 +11,13 @@ export const tempDir = (prefix = 'fogedge-test-') => mkdtemp(path.join(os.tmpdir
 export async function testBox(overrides: Record<string, unknown> = {}) {
   const dataDir = await tempDir();
   // Every service; `api` listens on a free loopback port, though tests mostly use app.request().
-  const config: Config = ConfigSchema.parse({ dataDir, ...overrides, http: { host: '127.0.0.1', port: 0, ...(overrides['http'] as object) } });
+  // No demo camera unless a test asks for one: most tests need no ffmpeg running.
+  const config: Config = ConfigSchema.parse({
+    dataDir,
+    ...overrides,
+    http: { host: '127.0.0.1', port: 0, ...(overrides['http'] as object) },
+    video: { demoCamera: false, ...(overrides['video'] as object) },
+  });
   const broker = createBroker(config, { logger: false });
   await broker.start();
   const app = buildApp(broker, config);

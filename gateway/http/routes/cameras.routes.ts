@@ -1,0 +1,103 @@
+// Cameras (registry and live status) and their recordings timeline.
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { ServiceBroker } from 'moleculer';
+import { CameraId, CameraInput, CameraStatus, CameraUpdate } from '../../../services/cameras/cameras.schemas.ts';
+import { callAs, type HttpEnv } from '../context.ts';
+import { body, errors, json, Ok, signedIn } from '../openapi.ts';
+
+const CameraAnswer = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    enabled: z.boolean(),
+    source: z.object({ kind: z.enum(['rtsp', 'file']), url: z.string().optional().describe('password shown as ***'), transport: z.string().optional() }),
+    recording: z.object({ mode: z.string(), retainDays: z.number() }),
+    builtIn: z.boolean().optional(),
+    createdAt: z.string(),
+    status: CameraStatus.nullable(),
+  })
+  .openapi('Camera');
+type CameraAnswer = z.infer<typeof CameraAnswer>;
+const IdParam = z.object({ id: CameraId });
+const Range = z.object({ start: z.string(), end: z.string() });
+const RangeQuery = z.object({ from: z.string().describe('ISO 8601'), to: z.string().describe('ISO 8601') });
+
+export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/cameras', tags: ['cameras'], security: signedIn,
+      summary: 'All cameras with their live status',
+      responses: { 200: json(z.array(CameraAnswer)), 401: errors[401] },
+    }),
+    async (c) => c.json(await callAs<CameraAnswer[]>(broker, c, 'cameras.list'), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post', path: '/api/v1/cameras', tags: ['cameras'], security: signedIn,
+      summary: 'Add an RTSP camera (admin, installer); recording starts at once',
+      request: body(CameraInput),
+      responses: { 201: json(CameraAnswer.omit({ status: true })), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<Omit<CameraAnswer, 'status'>>(broker, c, 'cameras.add', c.req.valid('json')), 201),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/cameras/{id}', tags: ['cameras'], security: signedIn,
+      summary: 'One camera with its status: online or offline with the reason, codec, size, fps, bitrate, last frame',
+      request: { params: IdParam },
+      responses: { 200: json(CameraAnswer), 401: errors[401], 404: errors[404] },
+    }),
+    async (c) => c.json(await callAs<CameraAnswer>(broker, c, 'cameras.get', c.req.valid('param')), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'patch', path: '/api/v1/cameras/{id}', tags: ['cameras'], security: signedIn,
+      summary: 'Change a camera (admin, installer); a URL with the password as *** keeps the stored one',
+      request: { params: IdParam, ...body(CameraUpdate.omit({ id: true })) },
+      responses: { 200: json(CameraAnswer.omit({ status: true })), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => {
+      const params = { ...c.req.valid('json'), id: c.req.valid('param').id };
+      return c.json(await callAs<Omit<CameraAnswer, 'status'>>(broker, c, 'cameras.update', params), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete', path: '/api/v1/cameras/{id}', tags: ['cameras'], security: signedIn,
+      summary: 'Remove a camera (admin, installer); its stream stops, its recordings stay until retention',
+      request: { params: IdParam },
+      responses: { 200: json(Ok), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409] },
+    }),
+    async (c) => c.json(await callAs<{ ok: boolean }>(broker, c, 'cameras.remove', c.req.valid('param')), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/cameras/{id}/timeline', tags: ['recordings'], security: signedIn,
+      summary: 'Recorded ranges and gaps of a camera between two times',
+      request: { params: IdParam, query: RangeQuery },
+      responses: { 200: json(z.object({ camera: z.string(), from: z.string(), to: z.string(), ranges: z.array(Range), gaps: z.array(Range) })), 401: errors[401], 403: errors[403], 422: errors[422] },
+    }),
+    async (c) => {
+      const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
+      return c.json(await callAs<{ camera: string; from: string; to: string; ranges: z.infer<typeof Range>[]; gaps: z.infer<typeof Range>[] }>(broker, c, 'recorder.timeline', params), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/cameras/{id}/segments', tags: ['recordings'], security: signedIn,
+      summary: 'The recorded segment files of a camera between two times',
+      request: { params: IdParam, query: RangeQuery },
+      responses: { 200: json(z.array(z.object({ camera: z.string(), path: z.string(), start: z.string(), end: z.string(), bytes: z.number() }))), 401: errors[401], 403: errors[403], 422: errors[422] },
+    }),
+    async (c) => {
+      const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
+      return c.json(await callAs<Array<{ camera: string; path: string; start: string; end: string; bytes: number }>>(broker, c, 'recorder.segments', params), 200);
+    },
+  );
+}

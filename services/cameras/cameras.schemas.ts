@@ -1,0 +1,86 @@
+// What a camera is, as the API and the bus see it.
+import { z } from 'zod';
+
+export const CameraId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, '1-32 characters: lower-case letters, digits, dash')
+  .describe('camera id');
+
+export const RtspUrl = z
+  .string()
+  .max(1024)
+  .refine((u) => URL.canParse(u) && /^rtsps?:$/.test(new URL(u).protocol) && new URL(u).hostname !== '', {
+    message: 'an rtsp:// or rtsps:// URL with a host, e.g. rtsp://user:password@192.168.1.20:554/stream1',
+  });
+
+export const RtspSource = z.strictObject({
+  kind: z.literal('rtsp'),
+  /** May carry user and password; they never appear in answers or logs. */
+  url: RtspUrl,
+  transport: z.enum(['tcp', 'udp']).default('tcp'),
+});
+
+/** Only from the box's own config (the demo camera): the API cannot point ffmpeg at files. */
+export const FileSource = z.strictObject({ kind: z.literal('file'), path: z.string().min(1) });
+
+export const Recording = z.strictObject({
+  mode: z.enum(['continuous', 'off']).default('continuous'),
+  retainDays: z.number().min(0.01).max(3650).default(7),
+});
+
+export const CameraInput = z.strictObject({
+  id: CameraId,
+  name: z.string().min(1).max(64),
+  enabled: z.boolean().default(true),
+  source: RtspSource,
+  recording: Recording.prefault({}),
+});
+
+export const CameraUpdate = z.strictObject({
+  id: CameraId,
+  name: z.string().min(1).max(64).optional(),
+  enabled: z.boolean().optional(),
+  source: RtspSource.optional(),
+  recording: Recording.partial().optional(),
+});
+
+export type Camera = Omit<z.output<typeof CameraInput>, 'source'> & {
+  source: z.output<typeof RtspSource> | z.output<typeof FileSource>;
+  /** Defined in the config, not by the API; cannot be changed or removed there. */
+  builtIn?: boolean;
+  createdAt: string;
+};
+
+export const CameraState = z.enum(['starting', 'online', 'offline', 'disabled']);
+
+export const CameraStatus = z.object({
+  state: CameraState,
+  /** Why it is offline: unreachable, unauthorized, not found, no video track, codec not supported, stalled, exited. */
+  reason: z.string().nullable(),
+  detail: z.string().nullable(),
+  since: z.string(),
+  codec: z.string().nullable(),
+  width: z.number().nullable(),
+  height: z.number().nullable(),
+  fps: z.number().nullable(),
+  bitrateKbps: z.number().nullable(),
+  lastFrameAt: z.string().nullable(),
+  restarts: z.number(),
+});
+export type CameraStatus = z.infer<typeof CameraStatus>;
+
+/** rtsp://user:pass@host/x -> rtsp://user:***@host/x, for answers and logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(\w+:\/\/[^:/@]*:)[^@/]*@/, '$1***@');
+}
+
+/** Redacts credentials in any text that may contain URLs (ffmpeg's messages). */
+export function redactText(text: string): string {
+  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^@/\s]*@/g, '$1***@');
+}
+
+export function publicCamera(camera: Camera) {
+  const source = camera.source.kind === 'rtsp' ? { ...camera.source, url: redactUrl(camera.source.url) } : { kind: camera.source.kind };
+  return { ...camera, source };
+}
+export type PublicCamera = ReturnType<typeof publicCamera>;

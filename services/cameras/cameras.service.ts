@@ -1,0 +1,138 @@
+// cameras: the registry of the box's cameras (persisted), with each camera's live status
+// from the streams service. Credentials stay here: events carry ids only.
+import { fileURLToPath } from 'node:url';
+import type { ServiceSchema } from 'moleculer';
+import { z } from 'zod';
+import { action } from '../../lib/actions.ts';
+import { ConflictError, NotFoundError } from '../../lib/errors.ts';
+import { Store, type Collection } from '../../lib/store.ts';
+import type { Config } from '../../appliance/config.ts';
+import { dataPaths } from '../../appliance/data-dir.ts';
+import { CameraId, CameraInput, CameraUpdate, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
+
+const NoInput = z.strictObject({});
+const IdInput = z.strictObject({ id: CameraId });
+
+export const DEMO_CLIP = fileURLToPath(new URL('../../appliance/demo/street-720p15.mp4', import.meta.url));
+
+function demoCamera(): Camera {
+  return {
+    id: 'demo',
+    name: 'Demo: street',
+    enabled: true,
+    source: { kind: 'file', path: DEMO_CLIP },
+    recording: { mode: 'continuous', retainDays: 1 },
+    builtIn: true,
+    createdAt: new Date(0).toISOString(),
+  };
+}
+
+/** A URL sent back with the masked password ("***") keeps the stored one. */
+function keepPassword(next: string, current: string): string {
+  const n = new URL(next);
+  if (n.password !== '***') return next;
+  const c = new URL(current);
+  n.password = c.password;
+  return n.toString();
+}
+
+export function camerasService(config: Config): ServiceSchema {
+  let store: Store | undefined;
+  let cameras: Collection<Camera> | undefined;
+  const builtIn = new Map<string, Camera>(config.video.demoCamera ? [['demo', demoCamera()]] : []);
+
+  const all = async (): Promise<Camera[]> => [...builtIn.values(), ...(await cameras!.values())];
+  const find = async (id: string): Promise<Camera> => {
+    const camera = builtIn.get(id) ?? (await cameras!.get(id));
+    if (!camera) throw new NotFoundError('Camera', id);
+    return camera;
+  };
+  const editable = async (id: string): Promise<Camera> => {
+    const camera = await find(id);
+    if (camera.builtIn) throw new ConflictError(`Camera "${id}" comes from the box's config (video.demoCamera); change it there`, 'CAMERA_BUILT_IN');
+    return camera;
+  };
+
+  return {
+    name: 'cameras',
+
+    actions: {
+      list: action({
+        input: NoInput,
+        permission: 'live.view',
+        async handler(ctx) {
+          const statuses = await ctx
+            .call<Record<string, CameraStatus>, object>('streams.status', {}, { timeout: 2000, retries: 0 })
+            .catch(() => ({}) as Record<string, CameraStatus>);
+          return (await all()).map((c) => ({ ...publicCamera(c), status: statuses[c.id] ?? null }));
+        },
+      }),
+      get: action({
+        input: IdInput,
+        permission: 'live.view',
+        async handler(ctx) {
+          const camera = await find(ctx.params.id);
+          const statuses = await ctx
+            .call<Record<string, CameraStatus>, object>('streams.status', { id: camera.id }, { timeout: 2000, retries: 0 })
+            .catch(() => ({}) as Record<string, CameraStatus>);
+          return { ...publicCamera(camera), status: statuses[camera.id] ?? null };
+        },
+      }),
+      add: action({
+        input: CameraInput,
+        permission: 'cameras.manage',
+        async handler(ctx) {
+          const { id } = ctx.params;
+          if (builtIn.has(id) || (await cameras!.get(id))) throw new ConflictError(`Camera "${id}" already exists`, 'CAMERA_EXISTS');
+          const camera: Camera = { ...ctx.params, createdAt: new Date().toISOString() };
+          await cameras!.put(id, camera);
+          ctx.emit('camera.added', { id, by: ctx.meta.caller?.username ?? 'box' });
+          return publicCamera(camera);
+        },
+      }),
+      update: action({
+        input: CameraUpdate,
+        permission: 'cameras.manage',
+        async handler(ctx) {
+          const current = await editable(ctx.params.id);
+          const { source, recording, ...rest } = ctx.params;
+          const next: Camera = {
+            ...current,
+            ...rest,
+            recording: { ...current.recording, ...recording },
+            source:
+              source && current.source.kind === 'rtsp' ? { ...source, url: keepPassword(source.url, current.source.url) } : source ?? current.source,
+          };
+          await cameras!.put(next.id, next);
+          ctx.emit('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
+          return publicCamera(next);
+        },
+      }),
+      remove: action({
+        input: IdInput,
+        permission: 'cameras.manage',
+        async handler(ctx) {
+          await editable(ctx.params.id);
+          await cameras!.del(ctx.params.id);
+          ctx.emit('camera.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
+          return { ok: true };
+        },
+      }),
+      // Internal: the full spec, credentials included, for the streams service.
+      specs: action({
+        input: z.strictObject({ id: CameraId.optional() }),
+        handler: async (ctx) => (ctx.params.id ? [await find(ctx.params.id)] : all()),
+      }),
+    },
+
+    async started() {
+      store = await Store.open(dataPaths(config).db('cameras'));
+      cameras = store.collection<Camera>('cameras');
+    },
+
+    async stopped() {
+      await store?.close();
+      store = undefined;
+    },
+  };
+}

@@ -1,0 +1,75 @@
+// recorder: the index of recorded segments (LevelDB), healed from the disk at start,
+// and the timeline of what was recorded and where the gaps are.
+import type { ServiceSchema } from 'moleculer';
+import { z } from 'zod';
+import { action } from '../../lib/actions.ts';
+import { Store } from '../../lib/store.ts';
+import type { Config } from '../../appliance/config.ts';
+import { dataPaths } from '../../appliance/data-dir.ts';
+import { CameraId } from '../cameras/cameras.schemas.ts';
+import { SegmentIndex, type Segment } from './segment-index.ts';
+
+export const TimeRangeInput = z
+  .strictObject({
+    camera: CameraId,
+    from: z.coerce.date().describe('ISO 8601 time'),
+    to: z.coerce.date().describe('ISO 8601 time'),
+  })
+  .refine((r) => r.to > r.from, { message: '"to" must be after "from"', path: ['to'] })
+  .refine((r) => r.to.getTime() - r.from.getTime() <= 31 * 86_400_000, { message: 'at most 31 days at once', path: ['to'] });
+
+export function recorderService(config: Config): ServiceSchema {
+  let store: Store | undefined;
+  let index: SegmentIndex | undefined;
+  const paths = dataPaths(config);
+
+  return {
+    name: 'recorder',
+
+    actions: {
+      timeline: action({
+        input: TimeRangeInput,
+        permission: 'recordings.view',
+        async handler(ctx) {
+          const { camera, from, to } = ctx.params;
+          const { ranges, gaps } = await index!.timeline(camera, from.getTime(), to.getTime());
+          const iso = (r: { start: number; end: number }) => ({ start: new Date(r.start).toISOString(), end: new Date(r.end).toISOString() });
+          return { camera, from: from.toISOString(), to: to.toISOString(), ranges: ranges.map(iso), gaps: gaps.map(iso) };
+        },
+      }),
+      segments: action({
+        input: TimeRangeInput,
+        permission: 'recordings.view',
+        async handler(ctx) {
+          const { camera, from, to } = ctx.params;
+          return (await index!.list(camera, from.getTime(), to.getTime())).map((s) => ({
+            ...s,
+            start: new Date(s.start).toISOString(),
+            end: new Date(s.end).toISOString(),
+          }));
+        },
+      }),
+    },
+
+    events: {
+      'recording.segment.closed': {
+        async handler(ctx: { params: Segment }) {
+          await index!.add(ctx.params);
+        },
+      },
+    },
+
+    async started() {
+      store = await Store.open(paths.db('recorder'));
+      index = new SegmentIndex(store.collection<Segment>('segments'));
+      const healed = await index.heal(paths.media, config.video.ffprobePath, config.video.segmentSeconds * 2000);
+      if (healed.added || healed.dropped) this.logger.info(`index healed: ${healed.added} segments added from disk, ${healed.dropped} dropped`);
+    },
+
+    async stopped() {
+      await store?.close();
+      store = undefined;
+      index = undefined;
+    },
+  };
+}

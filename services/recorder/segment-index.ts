@@ -1,0 +1,94 @@
+// The recordings index: one LevelDB record per segment, keyed <camera>/<start>
+// so a time range of one camera is one ordered scan.
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Collection } from '../../lib/store.ts';
+import { probeDuration } from '../../lib/ffprobe.ts';
+import { startOfSegmentFile } from '../../appliance/data-dir.ts';
+
+export interface Segment {
+  camera: string;
+  path: string; // relative to the media folder
+  start: number; // ms since epoch
+  end: number;
+  bytes: number;
+}
+
+export interface Range {
+  start: number;
+  end: number;
+}
+
+/** Segments closer than this are one continuous recording (file names have 1 s resolution). */
+export const GAP_TOLERANCE_MS = 1500;
+
+const key = (camera: string, start: number) => `${camera}/${String(start).padStart(15, '0')}`;
+
+export class SegmentIndex {
+  constructor(private readonly segments: Collection<Segment>) {}
+
+  add(segment: Segment): Promise<void> {
+    return this.segments.put(key(segment.camera, segment.start), segment);
+  }
+
+  /** Segments of a camera that overlap [from, to), oldest first. */
+  async list(camera: string, from: number, to: number): Promise<Segment[]> {
+    const before = await this.segments.values({ lt: key(camera, from), gte: key(camera, 0), reverse: true, limit: 1 });
+    const inside = await this.segments.values({ gte: key(camera, from), lt: key(camera, to) });
+    return [...before.filter((s) => s.end > from), ...inside];
+  }
+
+  /** Recorded ranges and the gaps between them, within [from, to). */
+  async timeline(camera: string, from: number, to: number): Promise<{ ranges: Range[]; gaps: Range[] }> {
+    const ranges: Range[] = [];
+    for (const s of await this.list(camera, from, to)) {
+      const last = ranges[ranges.length - 1];
+      const start = Math.max(s.start, from);
+      const end = Math.min(s.end, to);
+      if (last && start - last.end <= GAP_TOLERANCE_MS) last.end = Math.max(last.end, end);
+      else ranges.push({ start, end });
+    }
+    const gaps: Range[] = [];
+    let cursor = from;
+    for (const r of ranges) {
+      if (r.start - cursor > GAP_TOLERANCE_MS) gaps.push({ start: cursor, end: r.start });
+      cursor = r.end;
+    }
+    if (to - cursor > GAP_TOLERANCE_MS && cursor < Date.now()) gaps.push({ start: cursor, end: Math.min(to, Date.now()) });
+    return { ranges, gaps };
+  }
+
+  /**
+   * Brings the index in line with the disk after a crash or power cut: files the index lacks
+   * (the segment being written when it happened) are probed and added; entries whose file is
+   * gone are dropped. Files touched in the last `busyMs` belong to a running recorder: left alone.
+   */
+  async heal(mediaDir: string, ffprobePath: string, busyMs: number): Promise<{ added: number; dropped: number }> {
+    let added = 0;
+    let dropped = 0;
+    for await (const [id, s] of this.segments.entries()) {
+      if (!(await stat(path.join(mediaDir, s.path)).catch(() => null))) {
+        await this.segments.del(id, { sync: false });
+        dropped++;
+      }
+    }
+    const cameras = await readdir(mediaDir, { withFileTypes: true }).catch(() => []);
+    for (const cam of cameras.filter((d) => d.isDirectory())) {
+      const days = await readdir(path.join(mediaDir, cam.name), { withFileTypes: true });
+      for (const day of days.filter((d) => d.isDirectory())) {
+        for (const file of await readdir(path.join(mediaDir, cam.name, day.name))) {
+          const start = startOfSegmentFile(file);
+          if (Number.isNaN(start) || (await this.segments.get(key(cam.name, start)))) continue;
+          const rel = path.join(cam.name, day.name, file);
+          const info = await stat(path.join(mediaDir, rel));
+          if (Date.now() - info.mtimeMs < busyMs) continue;
+          const seconds = await probeDuration(ffprobePath, path.join(mediaDir, rel));
+          if (seconds <= 0) continue;
+          await this.add({ camera: cam.name, path: rel, start, end: start + seconds * 1000, bytes: info.size });
+          added++;
+        }
+      }
+    }
+    return { added, dropped };
+  }
+}

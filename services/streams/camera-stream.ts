@@ -1,0 +1,249 @@
+// One supervised ffmpeg per camera: started, watched (progress, stalls), restarted
+// with backoff, stopped without leaving a process behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { LoggerInstance } from 'moleculer';
+import { probeDuration } from '../../lib/ffprobe.ts';
+import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
+import { redactText, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
+import {
+  classifyFailure,
+  parseSegmentLine,
+  parseStreamInfo,
+  PROGRESS_FD,
+  ProgressReader,
+  recorderArgs,
+  SEGMENTS_FD,
+  SUPPORTED_CODECS,
+  type Failure,
+  type StreamInfo,
+} from './ffmpeg.ts';
+
+export interface StreamOptions {
+  ffmpegPath: string;
+  ffprobePath: string;
+  mediaDir: string;
+  segmentSeconds: number;
+  stallSeconds: number;
+  restartMinMs: number;
+  restartMaxMs: number;
+}
+
+export interface ClosedSegment {
+  camera: string;
+  /** Relative to the media folder: <camera>/<date>/<file>.mp4 */
+  path: string;
+  start: number; // ms since epoch
+  end: number;
+  bytes: number;
+}
+
+const STOP_GRACE_MS = 3000;
+const STDERR_LINES_KEPT = 30;
+// The kernel kills ffmpeg if this process dies, however it dies (Linux, util-linux's setpriv).
+const SETPRIV = '/usr/bin/setpriv';
+
+
+export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment: [ClosedSegment] }> {
+  private child: ChildProcess | undefined;
+  private stopping = false;
+  private attempts = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private stderrTail: string[] = [];
+  private info: StreamInfo | undefined;
+  private lastFrame = 0;
+  private lastProgressAt = 0;
+  private killedFor: Failure | undefined;
+  private openFile: string | undefined;
+  private runBase: number | undefined;
+  /** Files of this run already reported closed. */
+  private reported = new Set<string>();
+  private current: CameraStatus;
+
+  constructor(
+    readonly camera: Camera,
+    private readonly options: StreamOptions,
+    private readonly log: LoggerInstance,
+  ) {
+    super();
+    this.current = this.blankStatus('starting');
+  }
+
+  get status(): CameraStatus {
+    return this.current;
+  }
+
+  private get cameraDir(): string {
+    return path.join(this.options.mediaDir, this.camera.id);
+  }
+
+  start(): void {
+    this.stopping = false;
+    if (!this.camera.enabled || this.camera.recording.mode === 'off') {
+      this.setStatus({ ...this.blankStatus('disabled'), reason: this.camera.enabled ? 'recording is off' : 'camera disabled' });
+      return;
+    }
+    void this.spawn();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    clearInterval(this.watchdog);
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGINT'); // ffmpeg closes the current segment cleanly
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.setStatus({ ...this.blankStatus('disabled'), reason: 'stopped' });
+  }
+
+  private blankStatus(state: CameraStatus['state']): CameraStatus {
+    return {
+      state,
+      reason: null,
+      detail: null,
+      since: new Date().toISOString(),
+      codec: this.info?.codec ?? null,
+      width: this.info?.width ?? null,
+      height: this.info?.height ?? null,
+      fps: this.info?.fps ?? null,
+      bitrateKbps: null,
+      lastFrameAt: this.current?.lastFrameAt ?? null,
+      restarts: this.current?.restarts ?? 0,
+    };
+  }
+
+  private setStatus(next: CameraStatus): void {
+    const changed = next.state !== this.current.state || next.reason !== this.current.reason;
+    this.current = next;
+    if (changed) this.emit('status', next);
+  }
+
+  private async ensureDayDirs(now = Date.now()): Promise<void> {
+    // Today's and tomorrow's: ffmpeg opens files at midnight without us.
+    await Promise.all([now, now + 86_400_000].map((t) => mkdir(path.join(this.cameraDir, dayDir(t)), { recursive: true })));
+  }
+
+  private async spawn(): Promise<void> {
+    await this.ensureDayDirs();
+    if (this.stopping) return;
+    const runId = Date.now().toString(36);
+    const args = recorderArgs({ camera: this.camera, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId });
+    const [command, argv] = existsSync(SETPRIV)
+      ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', this.options.ffmpegPath, ...args]]
+      : [this.options.ffmpegPath, args];
+    this.stderrTail = [];
+    this.killedFor = undefined;
+    this.openFile = undefined;
+    this.runBase = undefined;
+    this.reported = new Set();
+    this.lastFrame = 0;
+    this.lastProgressAt = Date.now();
+    this.setStatus({ ...this.blankStatus('starting') });
+
+    const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
+    this.child = child;
+    child.on('error', (err) => this.log.error(`${this.camera.id}: cannot start ffmpeg: ${err.message}`));
+
+    let stderrRest = '';
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (stderrRest + chunk).split('\n');
+      stderrRest = lines.pop() ?? '';
+      for (const raw of lines) this.onStderr(redactText(raw));
+    });
+    const progress = new ProgressReader((p) => this.onProgress(p));
+    (child.stdio[PROGRESS_FD] as NodeJS.ReadableStream).setEncoding('utf8');
+    (child.stdio[PROGRESS_FD] as NodeJS.ReadableStream).on('data', (c: string) => progress.push(c));
+    let listRest = '';
+    (child.stdio[SEGMENTS_FD] as NodeJS.ReadableStream).setEncoding('utf8');
+    (child.stdio[SEGMENTS_FD] as NodeJS.ReadableStream).on('data', (chunk: string) => {
+      const lines = (listRest + chunk).split('\n');
+      listRest = lines.pop() ?? '';
+      for (const line of lines) void this.onSegmentLine(line);
+    });
+
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => this.checkStall(), 1000);
+    child.on('exit', (code) => void this.onExit(child, code));
+  }
+
+  private onStderr(line: string): void {
+    this.stderrTail.push(line);
+    if (this.stderrTail.length > STDERR_LINES_KEPT) this.stderrTail.shift();
+    const opening = /Opening '(.+\.mp4)' for writing/.exec(line);
+    if (opening) this.openFile = opening[1];
+    const info = !this.info || this.current.state === 'starting' ? parseStreamInfo(line) : undefined;
+    if (info) {
+      this.info = info;
+      if (!SUPPORTED_CODECS.has(info.codec)) {
+        this.killedFor = { reason: 'codec not supported', detail: `the camera sends ${info.codec}; FogEdge records H.264 and H.265` };
+        this.child?.kill('SIGKILL');
+      }
+    }
+  }
+
+  private onProgress(p: { frame: number; bitrateKbps: number | null }): void {
+    if (p.frame <= this.lastFrame) return;
+    this.lastFrame = p.frame;
+    this.lastProgressAt = Date.now();
+    const base = this.current.state === 'online' ? this.current : { ...this.blankStatus('online') };
+    this.attempts = 0;
+    this.setStatus({ ...base, state: 'online', reason: null, detail: null, lastFrameAt: new Date().toISOString(), bitrateKbps: p.bitrateKbps ?? base.bitrateKbps });
+  }
+
+  private checkStall(): void {
+    if (!this.child || this.stopping || this.killedFor) return;
+    const quietMs = Date.now() - this.lastProgressAt;
+    if (quietMs > this.options.stallSeconds * 1000) {
+      this.killedFor = { reason: 'stalled', detail: `no new frame for ${Math.round(quietMs / 1000)} s` };
+      this.log.warn(`${this.camera.id}: ${this.killedFor.detail}, restarting`);
+      this.child.kill('SIGKILL');
+    }
+  }
+
+  private async onSegmentLine(line: string): Promise<void> {
+    const seg = parseSegmentLine(line);
+    if (!seg) return;
+    const nameStart = startOfName(seg.file);
+    if (Number.isNaN(nameStart)) return;
+    // Within one run, segments follow each other exactly: time them from the run's first file.
+    this.runBase ??= nameStart - seg.startOffset * 1000;
+    await this.emitSegment(seg.file, this.runBase + seg.startOffset * 1000, this.runBase + seg.endOffset * 1000);
+    await this.ensureDayDirs();
+  }
+
+  private async emitSegment(file: string, start: number, end: number): Promise<void> {
+    this.reported.add(file);
+    const rel = path.join(this.camera.id, dayDir(startOfName(file)), file);
+    const bytes = await stat(path.join(this.options.mediaDir, rel)).then((s) => s.size, () => 0);
+    if (bytes > 0 && end > start) this.emit('segment', { camera: this.camera.id, path: rel, start, end, bytes });
+  }
+
+  private async onExit(child: ChildProcess, code: number | null): Promise<void> {
+    clearInterval(this.watchdog);
+    if (this.child === child) this.child = undefined;
+    // A segment cut short (kill, crash of the camera) is still playable: index what it holds.
+    const file = this.openFile && path.basename(this.openFile);
+    if (this.openFile && file && !this.reported.has(file)) {
+      const seconds = await probeDuration(this.options.ffprobePath, this.openFile);
+      const start = this.runBase ?? startOfName(file);
+      const segStart = Math.max(start, startOfName(file));
+      if (seconds > 0) await this.emitSegment(file, segStart, segStart + seconds * 1000);
+    }
+    if (this.stopping) return;
+    const failure = this.killedFor ?? classifyFailure(this.stderrTail, code);
+    const delay = Math.min(this.options.restartMaxMs, this.options.restartMinMs * 2 ** this.attempts) * (0.8 + Math.random() * 0.4);
+    this.attempts++;
+    this.log.warn(`${this.camera.id}: offline (${failure.reason}: ${failure.detail}); retry in ${Math.round(delay)} ms`);
+    this.setStatus({ ...this.blankStatus('offline'), reason: failure.reason, detail: failure.detail, restarts: this.current.restarts + 1 });
+    this.restartTimer = setTimeout(() => void this.spawn(), delay);
+  }
+}

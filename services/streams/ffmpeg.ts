@@ -1,0 +1,135 @@
+// The ffmpeg side of a camera stream: the command line, and reading what ffmpeg
+// says (stream info on stderr, progress on a pipe, closed segments on a pipe).
+import type { Camera } from '../cameras/cameras.schemas.ts';
+import { segmentPattern } from '../../appliance/data-dir.ts';
+
+export interface RecorderArgs {
+  camera: Camera;
+  /** Folder of this camera's recordings: <media>/<camera>. */
+  cameraDir: string;
+  segmentSeconds: number;
+  /** Distinguishes this run's files from an earlier run's in the same second. */
+  runId: string;
+}
+
+/** File descriptors of the extra pipes: progress blocks, and the CSV list of closed segments. */
+export const PROGRESS_FD = 3;
+export const SEGMENTS_FD = 4;
+
+export function recorderArgs({ camera, cameraDir, segmentSeconds, runId }: RecorderArgs): string[] {
+  const source = camera.source;
+  const input =
+    source.kind === 'rtsp'
+      ? ['-rtsp_transport', source.transport, '-timeout', '5000000' /* µs, socket I/O */, '-i', source.url]
+      : ['-re', '-stream_loop', '-1', '-i', source.path];
+  return [
+    '-hide_banner',
+    '-nostdin',
+    '-loglevel', 'info',
+    '-nostats',
+    '-progress', `pipe:${PROGRESS_FD}`,
+    '-fflags', '+genpts+discardcorrupt',
+    ...input,
+    '-map', '0:v:0',
+    '-c', 'copy',
+    '-f', 'segment',
+    '-segment_time', String(segmentSeconds),
+    '-segment_format', 'mp4',
+    // Fragmented MP4: a file cut by a crash stays playable up to its last fragment.
+    '-segment_format_options', 'movflags=+frag_keyframe+empty_moov+default_base_moof',
+    '-reset_timestamps', '1',
+    '-avoid_negative_ts', 'make_zero',
+    '-strftime', '1',
+    '-segment_list', `pipe:${SEGMENTS_FD}`,
+    '-segment_list_type', 'csv',
+    segmentPattern(cameraDir, runId),
+  ];
+}
+
+export interface StreamInfo {
+  codec: string;
+  width: number | null;
+  height: number | null;
+  fps: number | null;
+}
+
+/** "Stream #0:0: Video: h264 (Main), yuv420p(progressive), 1280x720, 15 fps, ..." */
+export function parseStreamInfo(line: string): StreamInfo | undefined {
+  const m = /Stream #0:\d+.*?: Video: (\w+)(.*)$/.exec(line);
+  if (!m) return undefined;
+  const size = /, (\d{2,5})x(\d{2,5})/.exec(m[2]!);
+  const fps = /, ([\d.]+) fps/.exec(m[2]!);
+  return { codec: m[1]!, width: size ? Number(size[1]) : null, height: size ? Number(size[2]) : null, fps: fps ? Number(fps[1]) : null };
+}
+
+export const SUPPORTED_CODECS = new Set(['h264', 'hevc']);
+
+export interface Progress {
+  frame: number;
+  totalSize: number | null;
+  bitrateKbps: number | null;
+}
+
+/** Splits ffmpeg's -progress output (key=value lines, each block ending in progress=...). */
+export class ProgressReader {
+  private buffer = '';
+  private block: Record<string, string> = {};
+
+  constructor(private readonly onProgress: (p: Progress) => void) {}
+
+  push(chunk: string): void {
+    this.buffer += chunk;
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, nl).trim();
+      this.buffer = this.buffer.slice(nl + 1);
+      const eq = line.indexOf('=');
+      if (eq < 0) continue;
+      const key = line.slice(0, eq);
+      this.block[key] = line.slice(eq + 1);
+      if (key === 'progress') {
+        const b = this.block;
+        this.block = {};
+        const bitrate = /([\d.]+)kbits\/s/.exec(b['bitrate'] ?? '');
+        const size = Number(b['total_size']);
+        this.onProgress({ frame: Number(b['frame'] ?? 0), totalSize: Number.isFinite(size) ? size : null, bitrateKbps: bitrate ? Number(bitrate[1]) : null });
+      }
+    }
+  }
+}
+
+export interface ClosedSegment {
+  file: string;
+  /** Seconds from the start of this run's stream. */
+  startOffset: number;
+  endOffset: number;
+}
+
+/** Reads the CSV segment list: "name,start,end" per closed segment. */
+export function parseSegmentLine(line: string): ClosedSegment | undefined {
+  const m = /^(.+\.mp4),([\d.]+),([\d.]+)$/.exec(line.trim());
+  return m ? { file: m[1]!, startOffset: Number(m[2]), endOffset: Number(m[3]) } : undefined;
+}
+
+export interface Failure {
+  reason: 'unauthorized' | 'not found' | 'unreachable' | 'no video track' | 'not a video stream' | 'codec not supported' | 'stalled' | 'exited';
+  detail: string;
+}
+
+/** What went wrong, from ffmpeg's last messages, in words an installer can act on. */
+export function classifyFailure(lines: string[], exitCode: number | null): Failure {
+  const text = lines.join('\n');
+  const rules: Array<[RegExp, Failure['reason'], string]> = [
+    [/401 Unauthorized/i, 'unauthorized', 'the camera refused the user name or password (401)'],
+    [/404 Not Found|Stream not found/i, 'not found', 'the camera has no stream at that path (404)'],
+    [/Connection refused/i, 'unreachable', 'nothing listens at that address and port (connection refused)'],
+    [/No route to host|Network is unreachable/i, 'unreachable', 'no route to the camera'],
+    [/Name or service not known|Temporary failure in name resolution|nodename nor servname/i, 'unreachable', 'the camera host name does not resolve'],
+    [/timed out|Connection timed out/i, 'unreachable', 'the camera did not answer in time'],
+    [/matches no streams|does not contain any stream/i, 'no video track', 'the stream has no video track'],
+    [/Invalid data found|method DESCRIBE failed|Protocol not found/i, 'not a video stream', 'what answers at that address is not an RTSP video stream'],
+  ];
+  for (const [pattern, reason, detail] of rules) if (pattern.test(text)) return { reason, detail };
+  const last = lines.filter((l) => l.trim()).slice(-1)[0] ?? '';
+  return { reason: 'exited', detail: `ffmpeg exited with code ${exitCode ?? 'signal'}${last ? `: ${last.trim()}` : ''}` };
+}
