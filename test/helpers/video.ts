@@ -1,0 +1,83 @@
+// Real video components for tests: GStreamer's RTSP server playing the bundled clip,
+// ffprobe/ffmpeg checks of what was recorded, and a look at running ffmpeg processes.
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { DEMO_CLIP } from '../../services/cameras/cameras.service.ts';
+import { Proc } from './processes.ts';
+
+const run = promisify(execFile);
+const HELPER = path.join(import.meta.dirname, 'rtsp_server.py');
+
+/** The 20 s bundled clip looped to 3 minutes (stream copy: about a second to make). */
+export async function longClip(): Promise<string> {
+  const file = path.join(os.tmpdir(), 'fogedge-test-clip-180s.mp4');
+  if (!existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp.mp4`;
+    await run('ffmpeg', ['-v', 'error', '-y', '-stream_loop', '8', '-i', DEMO_CLIP, '-c', 'copy', tmp]);
+    await run('mv', [tmp, file]);
+  }
+  return file;
+}
+
+export class RtspCamera {
+  private proc: Proc | undefined;
+  constructor(
+    readonly port: number,
+    private readonly options: { user?: string; password?: string; noVideo?: boolean } = {},
+  ) {}
+
+  url(credentials = this.options.user ? `${this.options.user}:${this.options.password}@` : ''): string {
+    return `rtsp://${credentials}127.0.0.1:${this.port}/cam`;
+  }
+
+  async start(): Promise<void> {
+    const args = [HELPER, String(this.port), await longClip()];
+    if (this.options.user) args.push('--user', this.options.user, '--password', this.options.password ?? '');
+    if (this.options.noVideo) args.push('--no-video');
+    // Debian's python3 has the GObject bindings; another python3 may come first on the PATH.
+    this.proc = new Proc('/usr/bin/python3', args);
+    await this.proc.waitForLine(/^ready /, 10_000);
+  }
+
+  /** SIGSTOP: the server keeps its sockets open but sends nothing (a stalled camera). */
+  pause() {
+    process.kill(this.proc!.pid, 'SIGSTOP');
+  }
+  resume() {
+    process.kill(this.proc!.pid, 'SIGCONT');
+  }
+
+  async stop(): Promise<void> {
+    await this.proc?.kill('SIGKILL');
+    this.proc = undefined;
+  }
+}
+
+/** Decodes the whole file; resolves to its duration, throws on any decoding error. */
+export async function playable(file: string): Promise<{ seconds: number; codec: string; width: number }> {
+  const { stderr } = await run('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-']);
+  if (stderr.trim()) throw new Error(`${file} does not decode cleanly: ${stderr.trim().split('\n')[0]}`);
+  const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:stream=codec_name,width', '-of', 'json', file]);
+  const info = JSON.parse(stdout);
+  return { seconds: Number(info.format.duration), codec: info.streams[0].codec_name, width: info.streams[0].width };
+}
+
+/** Pids of ffmpeg processes whose command line mentions `marker` (a test's data folder). */
+export function ffmpegPids(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      const state = /State:\s+(\w)/.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
+      if (cmdline.includes('ffmpeg') && cmdline.includes(marker) && !cmdline.includes('setpriv') && state !== 'Z') pids.push(Number(entry));
+      if (cmdline.includes('ffmpeg') && cmdline.includes(marker) && state === 'Z') pids.push(-Number(entry)); // zombies, negative
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
