@@ -32,6 +32,7 @@ test.before(async () => {
   admin = await withAdmin(box);
 });
 test.after(async () => {
+  await box.stop();
   await Promise.all(cameras.map((c) => c.stop()));
   junk?.close();
 });
@@ -145,7 +146,7 @@ test('removing a camera stops its ffmpeg; disabling one too', async () => {
 });
 
 test('stopping the box leaves no ffmpeg behind', async () => {
-  assert.ok(ffmpegPids(box.dataDir).length >= 3, 'cameras are running before the stop');
+  assert.ok(ffmpegPids(box.dataDir).length >= 1, 'a camera is running before the stop');
   await box.stop();
   assert.equal(ffmpegPids(box.dataDir), []);
 });

@@ -46,7 +46,10 @@ export async function testBox(overrides: Record<string, unknown> = {}) {
   /** The session credential out of a Set-Cookie header. */
   const sessionOf = (headers: Headers) => /fogedge_session=([^;]+)/.exec(headers.get('set-cookie') ?? '')?.[1];
 
+  let stopped = false;
   async function stop() {
+    if (stopped) return;
+    stopped = true;
     await broker.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
