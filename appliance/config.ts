@@ -54,6 +54,8 @@ export const ConfigSchema = z.strictObject({
       stallSeconds: z.number().min(2).max(300).default(10),
       restartMinMs: z.number().int().min(100).max(60_000).default(1000),
       restartMaxMs: z.number().int().min(1000).max(600_000).default(30_000),
+      /** How often the recordings index looks for segments it lacks (cut by a crash), s. */
+      healIntervalSeconds: z.number().min(1).max(3600).default(60),
       /** A camera that streams the bundled street clip, so a new box shows video at once. */
       demoCamera: z.boolean().default(true),
     })

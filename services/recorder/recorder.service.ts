@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
-import { dataPaths } from '../../appliance/data-dir.ts';
+import { dataPaths, dayDir } from '../../appliance/data-dir.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 import { SegmentIndex, type Segment } from './segment-index.ts';
 
@@ -21,6 +21,7 @@ export const TimeRangeInput = z
 export function recorderService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let index: SegmentIndex | undefined;
+  let healTimer: NodeJS.Timeout | undefined;
   const paths = dataPaths(config);
 
   return {
@@ -62,11 +63,21 @@ export function recorderService(config: Config): ServiceSchema {
     async started() {
       store = await Store.open(paths.db('recorder'));
       index = new SegmentIndex(store.collection<Segment>('segments'));
-      const healed = await index.heal(paths.media, config.video.ffprobePath, config.video.segmentSeconds * 2000);
-      if (healed.added || healed.dropped) this.logger.info(`index healed: ${healed.added} segments added from disk, ${healed.dropped} dropped`);
+      const dropped = await index.dropMissing(paths.media);
+      if (dropped) this.logger.info(`index healed: ${dropped} segments whose file is gone dropped`);
+      const heal = async (sinceDay?: string) => {
+        const added = await index!.addMissing(paths.media, config.video.ffprobePath, sinceDay);
+        if (added) this.logger.info(`index healed: ${added} segments added from disk`);
+      };
+      await heal();
+      // Segments cut short just before this start are still "busy" now: look again now and then.
+      healTimer = setInterval(() => {
+        heal(dayDir(Date.now() - 86_400_000)).catch((err: Error) => this.logger.warn(`index heal failed: ${err.message}`));
+      }, config.video.healIntervalSeconds * 1000).unref();
     },
 
     async stopped() {
+      clearInterval(healTimer);
       await store?.close();
       store = undefined;
       index = undefined;

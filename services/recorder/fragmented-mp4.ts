@@ -1,0 +1,69 @@
+// Repair of a fragmented MP4 that a crash cut mid-write: keep the header (ftyp, moov) and
+// every complete moof+mdat pair, drop the torn tail. ISO/IEC 14496-12 §4.2: a box is a
+// 32-bit size (1: a 64-bit size follows the type; 0: to the end of the file) and a 4-byte type.
+import { open } from 'node:fs/promises';
+
+interface Box {
+  type: string;
+  start: number;
+  end: number;
+}
+
+async function* topLevelBoxes(file: string): AsyncGenerator<Box> {
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const header = Buffer.alloc(16);
+    let offset = 0;
+    while (offset + 8 <= size) {
+      const { bytesRead } = await handle.read(header, 0, 16, offset);
+      if (bytesRead < 8) return;
+      let boxSize = header.readUInt32BE(0);
+      const type = header.toString('latin1', 4, 8);
+      if (boxSize === 1) {
+        if (bytesRead < 16) return;
+        boxSize = Number(header.readBigUInt64BE(8));
+      } else if (boxSize === 0) {
+        boxSize = size - offset;
+      }
+      if (boxSize < 8) return; // garbage: stop here
+      yield { type, start: offset, end: offset + boxSize };
+      offset += boxSize;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Truncates `file` after its last complete fragment. Returns the bytes kept, or 0 when not
+ * even the header is complete (nothing playable).
+ */
+export async function trimToLastFragment(file: string): Promise<number> {
+  const handle = await open(file, 'r+');
+  try {
+    const { size } = await handle.stat();
+    let keep = 0;
+    let headerDone = false;
+    let pendingMoof = false;
+    for await (const box of topLevelBoxes(file)) {
+      if (box.end > size) break; // torn box: the crash happened while writing it
+      if (box.type === 'moov') {
+        headerDone = true;
+        keep = box.end;
+      } else if (box.type === 'moof') {
+        pendingMoof = true;
+      } else if (box.type === 'mdat' && pendingMoof) {
+        pendingMoof = false;
+        keep = box.end;
+      } else if (!pendingMoof && headerDone) {
+        keep = box.end; // other complete boxes between fragments (mfra, free, ...)
+      }
+    }
+    if (!headerDone) return 0;
+    if (keep < size) await handle.truncate(keep);
+    return keep;
+  } finally {
+    await handle.close();
+  }
+}
