@@ -4,9 +4,14 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
+  ffmpeg        # one per camera: records without transcoding (ffprobe checks segments)
   nats-server   # the service bus when nodes are split (and the multi-node tests)
   openssl       # TLS certificates
   ca-certificates
+  util-linux    # setpriv: ffmpeg dies with the box, never orphaned
+  # Tests only: a real RTSP camera (GStreamer's RTSP server, run by Debian's /usr/bin/python3)
+  python3-gi gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 )
 apt-get update
 apt-get install -y --no-install-recommends "${PACKAGES[@]}"

@@ -71,12 +71,13 @@ export type CameraStatus = z.infer<typeof CameraStatus>;
 
 /** rtsp://user:pass@host/x -> rtsp://user:***@host/x, for answers and logs. */
 export function redactUrl(url: string): string {
-  return url.replace(/^(\w+:\/\/[^:/@]*:)[^@/]*@/, '$1***@');
+  // Greedy up to the last '@' of the authority: a pasted password may contain '@' or ':'.
+  return url.replace(/^(\w+:\/\/[^:/@]*:)[^/]*@/, '$1***@');
 }
 
 /** Redacts credentials in any text that may contain URLs (ffmpeg's messages). */
 export function redactText(text: string): string {
-  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^@/\s]*@/g, '$1***@');
+  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^/\s]*@/g, '$1***@');
 }
 
 export function publicCamera(camera: Camera) {
