@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { redactUrl } from '../lib/redact.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
 export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder'] as const;
@@ -204,5 +205,5 @@ function shapeAt(keyPath: PropertyKey[]): Record<string, z.ZodType> | undefined 
 
 /** The config as the API shows it: nothing secret (NATS credentials) leaves the box. */
 export function redactedConfig(config: Config): Config {
-  return { ...config, transporter: config.transporter?.replace(/\/\/[^@/]*@/, '//***@') ?? null };
+  return { ...config, transporter: config.transporter ? redactUrl(config.transporter) : null };
 }

@@ -2,6 +2,7 @@
 // node runs, stop them cleanly on SIGTERM/SIGINT.
 import { ConfigError, loadConfig, type Config } from '../appliance/config.ts';
 import { createBroker } from './broker.ts';
+import { redactUrl } from '../lib/redact.ts';
 
 const SHUTDOWN_GRACE_MS = 8_000;
 const EXIT_CONFIG = 78; // EX_CONFIG from sysexits.h: supervisors should not restart in a loop
@@ -46,7 +47,7 @@ const started = Date.now();
 broker
   .start()
   .then(() => {
-    const mode = config.transporter ? `NATS ${config.transporter.replace(/\/\/[^@/]*@/, '//***@')}` : 'embedded (one process)';
+    const mode = config.transporter ? `NATS ${redactUrl(config.transporter)}` : 'embedded (one process)';
     log.info(`FogEdge node ${broker.nodeID} ready in ${Date.now() - started} ms: ${config.services.join(', ')} over ${mode}`);
   })
   .catch((err: Error) => {

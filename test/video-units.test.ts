@@ -6,7 +6,7 @@ import { copyFile, rm, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { classifyFailure, parseSegmentLine, parseStreamInfo, ProgressReader } from '../services/streams/ffmpeg.ts';
-import { redactText, redactUrl } from '../services/cameras/cameras.schemas.ts';
+import { redactText, redactUrl } from '../lib/redact.ts';
 import { trimToLastFragment } from '../services/recorder/fragmented-mp4.ts';
 import { startOfSegmentFile } from '../appliance/data-dir.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';

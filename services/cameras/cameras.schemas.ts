@@ -1,5 +1,6 @@
 // What a camera is, as the API and the bus see it.
 import { z } from 'zod';
+import { redactUrl } from '../../lib/redact.ts';
 
 export const CameraId = z
   .string()
@@ -68,17 +69,6 @@ export const CameraStatus = z.object({
   restarts: z.number(),
 });
 export type CameraStatus = z.infer<typeof CameraStatus>;
-
-/** rtsp://user:pass@host/x -> rtsp://user:***@host/x, for answers and logs. */
-export function redactUrl(url: string): string {
-  // Greedy up to the last '@' of the authority: a pasted password may contain '@' or ':'.
-  return url.replace(/^(\w+:\/\/[^:/@]*:)[^/]*@/, '$1***@');
-}
-
-/** Redacts credentials in any text that may contain URLs (ffmpeg's messages). */
-export function redactText(text: string): string {
-  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^/\s]*@/g, '$1***@');
-}
 
 export function publicCamera(camera: Camera) {
   const source = camera.source.kind === 'rtsp' ? { ...camera.source, url: redactUrl(camera.source.url) } : { kind: camera.source.kind };

@@ -9,7 +9,8 @@ import type { LoggerInstance } from 'moleculer';
 import { probeDuration } from '../../lib/ffprobe.ts';
 import { trimToLastFragment } from '../recorder/fragmented-mp4.ts';
 import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
-import { redactText, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
+import type { Camera, CameraStatus } from '../cameras/cameras.schemas.ts';
+import { redactText } from '../../lib/redact.ts';
 import {
   classifyFailure,
   parseSegmentLine,
