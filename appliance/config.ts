@@ -55,6 +55,14 @@ export const ConfigSchema = z.strictObject({
       stallSeconds: z.number().min(2).max(300).default(10),
       restartMinMs: z.number().int().min(100).max(60_000).default(1000),
       restartMaxMs: z.number().int().min(1000).max(600_000).default(30_000),
+      /** Most bytes all recordings may take (oldest go first); null: only the free-space floor. */
+      quotaBytes: z.number().int().min(1024 * 1024).nullable().default(null),
+      /** Free space the disk always keeps, bytes (oldest recordings go first). */
+      minFreeBytes: z.number().int().min(0).default(1024 ** 3),
+      /** Retention of recordings whose camera was removed, days. */
+      removedCameraRetainDays: z.number().min(0.01).max(3650).default(7),
+      /** How often retention runs, s. */
+      retentionIntervalSeconds: z.number().min(1).max(3600).default(60),
       /** How often the recordings index looks for segments it lacks (cut by a crash), s. */
       healIntervalSeconds: z.number().min(1).max(3600).default(60),
       /** A camera that streams the bundled street clip, so a new box shows video at once. */

@@ -98,7 +98,7 @@ test('the box killed with SIGKILL mid-segment: ffmpeg dies with it; on restart t
   const dataDir = await tempDir();
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const env = { FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__SEGMENTSECONDS: '60' };
+  const env = { FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__SEGMENTSECONDS: '60', FOGEDGE__VIDEO__MINFREEBYTES: '0' };
   let node = await startedNode(env); // demo camera on: the bundled clip
   const setup = await getJson(`${base}/api/v1/setup`, {
     method: 'POST',

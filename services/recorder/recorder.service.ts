@@ -8,6 +8,8 @@ import type { Config } from '../../appliance/config.ts';
 import { dataPaths, dayDir } from '../../appliance/data-dir.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 import { SegmentIndex, type Segment } from './segment-index.ts';
+import { Retention } from './retention.ts';
+import type { Camera } from '../cameras/cameras.schemas.ts';
 
 export const TimeRangeInput = z
   .strictObject({
@@ -22,6 +24,7 @@ export function recorderService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let index: SegmentIndex | undefined;
   let healTimer: NodeJS.Timeout | undefined;
+  let retentionTimer: NodeJS.Timeout | undefined;
   const paths = dataPaths(config);
 
   return {
@@ -71,6 +74,27 @@ export function recorderService(config: Config): ServiceSchema {
       };
       await heal();
       // Segments cut short just before this start are still "busy" now: look again now and then.
+      const retention = new Retention(index, paths.media, {
+        retainDays: (camera) => (retainDays ? retainDays.get(camera) ?? config.video.removedCameraRetainDays : Infinity),
+        quotaBytes: config.video.quotaBytes,
+        minFreeBytes: config.video.minFreeBytes,
+      });
+      const enforce = async () => {
+        // Without the registry no camera's days are known: delete nothing by age this round.
+        const cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch(() => undefined);
+        if (!cameras) this.logger.warn('retention: the camera registry is not reachable; only the space limits apply this round');
+        retainDays = cameras ? new Map(cameras.map((c) => [c.id, c.recording.retainDays])) : undefined;
+        const r = await retention.run();
+        if (r.byAge || r.bySpace) {
+          this.logger.info(`retention: ${r.byAge} segments past their days and ${r.bySpace} for space removed, ${r.bytesFreed} bytes freed`);
+          this.broker.emit('recording.retention.applied', r);
+        }
+      };
+      let retainDays: Map<string, number> | undefined;
+      await enforce().catch((err: Error) => this.logger.error(`retention failed: ${err.message}`));
+      retentionTimer = setInterval(() => {
+        enforce().catch((err: Error) => this.logger.error(`retention failed: ${err.message}`));
+      }, config.video.retentionIntervalSeconds * 1000).unref();
       healTimer = setInterval(() => {
         heal(dayDir(Date.now() - 86_400_000)).catch((err: Error) => this.logger.warn(`index heal failed: ${err.message}`));
       }, config.video.healIntervalSeconds * 1000).unref();
@@ -78,6 +102,7 @@ export function recorderService(config: Config): ServiceSchema {
 
     async stopped() {
       clearInterval(healTimer);
+      clearInterval(retentionTimer);
       await store?.close();
       store = undefined;
       index = undefined;

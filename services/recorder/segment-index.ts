@@ -28,10 +28,47 @@ export const BUSY_MS = 15_000;
 const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
 
 export class SegmentIndex {
+  /** Bytes of all indexed segments; counted once, then kept up to date. */
+  private total: number | undefined;
+
   constructor(private readonly segments: Collection<Segment>) {}
 
-  add(segment: Segment): Promise<void> {
-    return this.segments.put(key(segment.camera, segment.start), segment);
+  async add(segment: Segment): Promise<void> {
+    const id = key(segment.camera, segment.start);
+    const before = await this.segments.get(id);
+    await this.segments.put(id, segment);
+    if (this.total !== undefined) this.total += segment.bytes - (before?.bytes ?? 0);
+  }
+
+  async remove(segment: Segment): Promise<void> {
+    await this.segments.del(key(segment.camera, segment.start), { sync: false });
+    if (this.total !== undefined) this.total -= segment.bytes;
+  }
+
+  async totalBytes(): Promise<number> {
+    if (this.total === undefined) {
+      let sum = 0;
+      for await (const [, s] of this.segments.entries()) sum += s.bytes;
+      this.total = sum;
+    }
+    return this.total;
+  }
+
+  /** The oldest segment of a camera, if any. */
+  async oldest(camera: string): Promise<Segment | undefined> {
+    return (await this.segments.values({ gte: key(camera, 0), lt: `${camera}/~`, limit: 1 }))[0];
+  }
+
+  /** Cameras that have segments, from the key order: one seek per camera. */
+  async cameras(): Promise<string[]> {
+    const out: string[] = [];
+    let from = '';
+    for (;;) {
+      const [next] = await this.segments.values({ gte: from, limit: 1 });
+      if (!next) return out;
+      out.push(next.camera);
+      from = `${next.camera}/~`;
+    }
   }
 
   /** Segments of a camera that overlap [from, to), oldest first. */
@@ -64,9 +101,9 @@ export class SegmentIndex {
   /** Drops entries whose file is gone (removed by hand, lost with a disk). */
   async dropMissing(mediaDir: string): Promise<number> {
     let dropped = 0;
-    for await (const [id, s] of this.segments.entries()) {
+    for await (const [, s] of this.segments.entries()) {
       if (!(await stat(path.join(mediaDir, s.path)).catch(() => null))) {
-        await this.segments.del(id, { sync: false });
+        await this.remove(s);
         dropped++;
       }
     }

@@ -16,7 +16,8 @@ export async function testBox(overrides: Record<string, unknown> = {}) {
     dataDir,
     ...overrides,
     http: { host: '127.0.0.1', port: 0, ...(overrides['http'] as object) },
-    video: { demoCamera: false, ...(overrides['video'] as object) },
+    // minFreeBytes 0: recordings must not depend on how full this machine's disk is.
+    video: { demoCamera: false, minFreeBytes: 0, ...(overrides['video'] as object) },
   });
   const broker = createBroker(config, { logger: false });
   await broker.start();
