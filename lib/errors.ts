@@ -45,6 +45,13 @@ export class TooManyRequestsError extends MoleculerClientError {
   }
 }
 
+/** 503, not retried: the thing exists but has nothing to give yet (a camera with no frame). */
+export class NotReadyError extends MoleculerClientError {
+  constructor(message: string, type = 'NOT_READY', data?: ErrorData) {
+    super(message, 503, type, data);
+  }
+}
+
 /** 503, retried by the bus: a dependency (disk, device, remote) is briefly unavailable. */
 export class UnavailableError extends MoleculerRetryableError {
   constructor(message: string, type = 'UNAVAILABLE', data?: ErrorData) {

@@ -2,6 +2,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { createServer, type Server } from 'node:net';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
@@ -11,6 +15,7 @@ let box: TestBox;
 let admin: string;
 const cameras: RtspCamera[] = [];
 let junk: Server | undefined;
+const run = promisify(execFile);
 
 const camera = async (options: ConstructorParameters<typeof RtspCamera>[1] = {}) => {
   const cam = new RtspCamera(await freePort(), options);
@@ -53,6 +58,22 @@ test('an RTSP camera with credentials goes online with codec, size and fps; the 
   assert.is(list.json.find((c: { id: string }) => c.id === 'front').status.state, 'online');
 });
 
+test('snapshot: a JPEG of the camera\'s picture from the running stream', async () => {
+  const res = await box.app.request('/api/v1/cameras/front/snapshot.jpg', { headers: { authorization: `Bearer ${admin}` } });
+  assert.is(res.status, 200);
+  assert.is(res.headers.get('content-type'), 'image/jpeg');
+  assert.ok(Date.now() - Date.parse(res.headers.get('x-frame-time')!) < 10_000, 'a recent frame');
+  const jpeg = Buffer.from(await res.arrayBuffer());
+  assert.equal([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff], 'JPEG magic');
+  const file = path.join(box.dataDir, 'snap.jpg');
+  await writeFile(file, jpeg);
+  const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file]);
+  assert.is(stdout.trim(), '1280,720');
+  // Only the recorder's ffmpeg talks to the camera: the snapshot came from its stream.
+  const toCamera = ffmpegPids(box.dataDir).filter((p) => readCmd(p).includes(`127.0.0.1:`) && readCmd(p).includes('/front/'));
+  assert.is(toCamera.length, 1);
+});
+
 test('renaming with the masked URL keeps the stored password (still online after the restart)', async () => {
   const current = (await box.request('GET', '/api/v1/cameras/front', { auth: admin })).json;
   const res = await box.request('PATCH', '/api/v1/cameras/front', { auth: admin, body: { name: 'Front door', source: current.source } });
@@ -68,10 +89,15 @@ test('wrong credentials: offline, reason unauthorized (401)', async () => {
   assert.match(s.detail, /401/);
 });
 
-test('nothing listening: offline, reason unreachable', async () => {
+test('nothing listening: offline, reason unreachable; its snapshot is a 503 that says why', async () => {
   await add('nobody', `rtsp://127.0.0.1:${await freePort()}/cam`);
   const s = await until('nobody', 'offline', 'unreachable');
   assert.match(s.detail, /refused/);
+  const snap = await box.request('GET', '/api/v1/cameras/nobody/snapshot.jpg', { auth: admin });
+  assert.is(snap.status, 503);
+  assert.is(snap.json.error.type, 'NO_PICTURE');
+  assert.match(snap.json.error.message, /offline: unreachable|starting/);
+  assert.is((await box.request('GET', '/api/v1/cameras/none/snapshot.jpg', { auth: admin })).status, 404);
 });
 
 test('garbage bytes on the port: offline, not a video stream', async () => {

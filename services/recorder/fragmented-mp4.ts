@@ -67,3 +67,41 @@ export async function trimToLastFragment(file: string): Promise<number> {
     await handle.close();
   }
 }
+
+/**
+ * Splits a fragmented MP4 byte stream (ffmpeg writing to a pipe) into its header
+ * (ftyp+moov) and complete fragments (moof+mdat), keeping only the newest fragment.
+ */
+export class FragmentTracker {
+  private pending: Buffer = Buffer.alloc(0);
+  private moof: Buffer | undefined;
+  private header: Buffer[] = [];
+  /** ftyp+moov: what a decoder needs before any fragment. */
+  init: Buffer | undefined;
+  latest: { data: Buffer; at: number } | undefined;
+
+  push(chunk: Buffer): void {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    while (this.pending.length >= 8) {
+      const size = this.pending.readUInt32BE(0);
+      if (size < 8) {
+        this.pending = Buffer.alloc(0); // not MP4: drop, the next run starts clean
+        return;
+      }
+      if (this.pending.length < size) return;
+      const box = this.pending.subarray(0, size);
+      this.pending = this.pending.subarray(size);
+      this.onBox(box.toString('latin1', 4, 8), Buffer.from(box));
+    }
+  }
+
+  private onBox(type: string, box: Buffer): void {
+    if (type === 'ftyp') this.header = [box];
+    else if (type === 'moov') this.init = Buffer.concat([...this.header, box]);
+    else if (type === 'moof') this.moof = box;
+    else if (type === 'mdat' && this.moof) {
+      this.latest = { data: Buffer.concat([this.moof, box]), at: Date.now() };
+      this.moof = undefined;
+    }
+  }
+}

@@ -7,12 +7,14 @@ import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { LoggerInstance } from 'moleculer';
 import { probeDuration } from '../../lib/ffprobe.ts';
-import { trimToLastFragment } from '../recorder/fragmented-mp4.ts';
+import { FragmentTracker, trimToLastFragment } from '../recorder/fragmented-mp4.ts';
+import { NotReadyError } from '../../lib/errors.ts';
 import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
 import type { Camera, CameraStatus } from '../cameras/cameras.schemas.ts';
 import { redactText } from '../../lib/redact.ts';
 import {
   classifyFailure,
+  jpegFromFragment,
   parseSegmentLine,
   parseStreamInfo,
   PROGRESS_FD,
@@ -44,6 +46,7 @@ export interface ClosedSegment {
 }
 
 const STOP_GRACE_MS = 3000;
+const FIRST_FRAGMENT_WAIT_MS = 5000;
 const STDERR_LINES_KEPT = 30;
 // The kernel kills ffmpeg if this process dies, however it dies (Linux, util-linux's setpriv).
 const SETPRIV = '/usr/bin/setpriv';
@@ -64,6 +67,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   /** Files of this run already reported closed. */
   private reported = new Set<string>();
   private current: CameraStatus;
+  private fragments: FragmentTracker | undefined;
 
   constructor(
     readonly camera: Camera,
@@ -76,6 +80,24 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
 
   get status(): CameraStatus {
     return this.current;
+  }
+
+  /** The newest keyframe as JPEG, from the running stream. */
+  async snapshot(): Promise<{ jpeg: Buffer; frameAt: string }> {
+    // Just started: the first fragment ends at the next keyframe, a few seconds at most.
+    const deadline = Date.now() + FIRST_FRAGMENT_WAIT_MS;
+    while (!this.fragments?.latest && ['starting', 'online'].includes(this.current.state) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const init = this.fragments?.init;
+    const latest = this.fragments?.latest;
+    if (this.current.state !== 'online' || !init || !latest) {
+      throw new NotReadyError(`Camera "${this.camera.id}" has no picture yet (${this.current.state}${this.current.reason ? `: ${this.current.reason}` : ''})`, 'NO_PICTURE', {
+        state: this.current.state,
+        reason: this.current.reason,
+      });
+    }
+    return { jpeg: await jpegFromFragment(this.options.ffmpegPath, init, latest.data), frameAt: new Date(latest.at).toISOString() };
   }
 
   private get cameraDir(): string {
@@ -149,8 +171,12 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.lastProgressAt = Date.now();
     this.setStatus({ ...this.blankStatus('starting') });
 
-    const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
+    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
     this.child = child;
+    // Always read it: ffmpeg blocks (and the recording with it) on a full pipe.
+    const fragments = new FragmentTracker();
+    this.fragments = fragments;
+    child.stdout!.on('data', (chunk: Buffer) => fragments.push(chunk));
     child.on('error', (err) => this.log.error(`${this.camera.id}: cannot start ffmpeg: ${err.message}`));
 
     let stderrRest = '';

@@ -1,5 +1,6 @@
 // The ffmpeg side of a camera stream: the command line, and reading what ffmpeg
 // says (stream info on stderr, progress on a pipe, closed segments on a pipe).
+import { spawn } from 'node:child_process';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { segmentPattern } from '../../appliance/data-dir.ts';
 
@@ -43,6 +44,13 @@ export function recorderArgs({ camera, cameraDir, segmentSeconds, runId }: Recor
     '-segment_list', `pipe:${SEGMENTS_FD}`,
     '-segment_list_type', 'csv',
     segmentPattern(cameraDir, runId),
+    // Second output, same packets: fragmented MP4 on stdout, one fragment per keyframe,
+    // for snapshots (and live view) without a second connection to the camera.
+    '-map', '0:v:0',
+    '-c', 'copy',
+    '-f', 'mp4',
+    '-movflags', '+frag_keyframe+empty_moov+default_base_moof',
+    'pipe:1',
   ];
 }
 
@@ -132,4 +140,25 @@ export function classifyFailure(lines: string[], exitCode: number | null): Failu
   for (const [pattern, reason, detail] of rules) if (pattern.test(text)) return { reason, detail };
   const last = lines.filter((l) => l.trim()).slice(-1)[0] ?? '';
   return { reason: 'exited', detail: `ffmpeg exited with code ${exitCode ?? 'signal'}${last ? `: ${last.trim()}` : ''}` };
+}
+
+/** Decodes the first frame (a keyframe) of one fragment to JPEG: ~0.1 s, no camera connection. */
+export function jpegFromFragment(ffmpegPath: string, init: Buffer, fragment: Buffer, timeoutMs = 5000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(ffmpegPath, ['-v', 'error', '-f', 'mp4', '-i', 'pipe:0', '-frames:v', '1', '-f', 'image2', '-c:v', 'mjpeg', '-q:v', '3', 'pipe:1']);
+    const out: Buffer[] = [];
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdin.on('error', () => undefined); // ffmpeg may stop reading once it has its frame
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const jpeg = Buffer.concat(out);
+      if (code === 0 && jpeg.length > 0) resolve(jpeg);
+      else reject(new Error(`snapshot decode failed (${code}): ${err.trim().split('\n')[0] ?? ''}`));
+    });
+    child.stdin.end(Buffer.concat([init, fragment]));
+  });
 }

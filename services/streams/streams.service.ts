@@ -3,6 +3,7 @@
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
+import { NotFoundError } from '../../lib/errors.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
@@ -24,6 +25,17 @@ export function streamsService(config: Config): ServiceSchema {
           const out: Record<string, CameraStatus> = {};
           for (const [id, s] of streams) if (!ctx.params.id || ctx.params.id === id) out[id] = s.status;
           return out;
+        },
+      }),
+      snapshot: action({
+        input: z.strictObject({ id: CameraId }),
+        permission: 'live.view',
+        async handler(ctx) {
+          const stream = streams.get(ctx.params.id);
+          if (!stream) throw new NotFoundError('Camera', ctx.params.id);
+          const { jpeg, frameAt } = await stream.snapshot();
+          // Base64 keeps it one JSON value over NATS too (a snapshot is ~100 KB).
+          return { jpegBase64: jpeg.toString('base64'), frameAt };
         },
       }),
     },

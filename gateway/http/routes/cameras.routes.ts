@@ -77,6 +77,26 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
+      method: 'get', path: '/api/v1/cameras/{id}/snapshot.jpg', tags: ['cameras'], security: signedIn,
+      summary: 'The latest keyframe of the running stream as JPEG (no new connection to the camera)',
+      request: { params: IdParam },
+      responses: {
+        200: { description: 'JPEG; X-Frame-Time says when the frame arrived', content: { 'image/jpeg': { schema: z.string().openapi({ format: 'binary' }) } } },
+        401: errors[401], 404: errors[404], 503: errors[503],
+      },
+    }),
+    async (c) => {
+      const shot = await callAs<{ jpegBase64: string; frameAt: string }>(broker, c, 'streams.snapshot', c.req.valid('param'));
+      return c.body(Buffer.from(shot.jpegBase64, 'base64'), 200, {
+        'content-type': 'image/jpeg',
+        'cache-control': 'no-store',
+        'x-frame-time': shot.frameAt,
+      });
+    },
+  );
+
+  app.openapi(
+    createRoute({
       method: 'get', path: '/api/v1/cameras/{id}/timeline', tags: ['recordings'], security: signedIn,
       summary: 'Recorded ranges and gaps of a camera between two times',
       request: { params: IdParam, query: RangeQuery },
