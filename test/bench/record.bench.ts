@@ -1,0 +1,105 @@
+// npm run bench:record — N real RTSP cameras (the bundled 1280x720 15 fps clip, looped, from
+// GStreamer's RTSP server) recorded for a fixed time. Reference in the same run: one bare
+// `ffmpeg -c copy` segment recorder per camera. CAMERAS=4 SECONDS=40 by default.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { tempDir } from '../helpers/box.ts';
+import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
+import { ffmpegPids, RtspCamera } from '../helpers/video.ts';
+
+const CAMERAS = Number(process.env['CAMERAS'] ?? 4);
+const SECONDS = Number(process.env['SECONDS'] ?? 40);
+const WARMUP_MS = 6000;
+const SEGMENT_S = 10;
+const TICK = 100; // clock ticks a second (USER_HZ)
+
+const cpuTicks = (pid: number) => {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  } catch {
+    return 0;
+  }
+};
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** % of one core used by these pids over the window. */
+async function measure(pids: () => number[]) {
+  const before = new Map(pids().map((p) => [p, cpuTicks(p)]));
+  await sleep(SECONDS * 1000);
+  let ticks = 0;
+  for (const [pid, t0] of before) ticks += cpuTicks(pid) - t0;
+  return (ticks / TICK / SECONDS) * 100;
+}
+
+const server = new RtspCamera(await freePort());
+await server.start();
+
+// Reference: bare ffmpeg per camera.
+const refDir = await tempDir();
+const bare = await Promise.all(
+  Array.from({ length: CAMERAS }, async (_, i) => {
+    await mkdir(path.join(refDir, `c${i}`), { recursive: true });
+    return spawn('ffmpeg', ['-nostdin', '-v', 'error', '-rtsp_transport', 'tcp', '-i', server.url(), '-map', '0:v:0', '-c', 'copy', '-f', 'segment',
+      '-segment_time', String(SEGMENT_S), '-segment_format', 'mp4', '-reset_timestamps', '1', path.join(refDir, `c${i}`, '%05d.mp4')], { stdio: 'ignore' });
+  }),
+);
+await sleep(WARMUP_MS);
+const refCpu = await measure(() => bare.map((p) => p.pid!));
+const refRss = bare.reduce((s, p) => s + rssMiB(p.pid!), 0);
+bare.forEach((p) => p.kill('SIGKILL'));
+await rm(refDir, { recursive: true, force: true });
+
+// The box, as a process, with the same cameras added through its API.
+const dataDir = await tempDir();
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+const box = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false', LOGLEVEL: 'warn' });
+const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
+const auth = { authorization: `Bearer ${/fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]}`, 'content-type': 'application/json' };
+for (let i = 0; i < CAMERAS; i++) {
+  await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: auth, body: JSON.stringify({ id: `c${i}`, name: `c${i}`, source: { kind: 'rtsp', url: server.url() } }) });
+}
+await waitUntil('every camera online', async () => {
+  const list = (await getJson(`${base}/api/v1/cameras`, { headers: auth })).json as Array<{ status: { state: string } }>;
+  return list.filter((c) => c.status?.state === 'online').length === CAMERAS;
+}, 30_000, 250);
+await sleep(WARMUP_MS);
+const windowStart = Date.now();
+const boxCpu = await measure(() => [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)]);
+const windowEnd = Date.now();
+const boxRss = rssMiB(box.pid) + ffmpegPids(dataDir).filter((p) => p > 0).reduce((s, p) => s + rssMiB(p), 0);
+
+// Snapshot latency, cameras already running.
+const snaps: number[] = [];
+for (let i = 0; i < 10; i++) {
+  const t0 = performance.now();
+  const res = await fetch(`${base}/api/v1/cameras/c${i % CAMERAS}/snapshot.jpg`, { headers: auth });
+  await res.arrayBuffer();
+  if (res.status === 200) snaps.push(performance.now() - t0);
+}
+
+// Gaps and segments in the measured window.
+await sleep(SEGMENT_S * 1000 + 2000); // let the last segment of the window close
+let gaps = 0;
+let segments = 0;
+for (let i = 0; i < CAMERAS; i++) {
+  const q = `from=${new Date(windowStart).toISOString()}&to=${new Date(windowEnd).toISOString()}`;
+  gaps += (await getJson(`${base}/api/v1/cameras/c${i}/timeline?${q}`, { headers: auth })).json.gaps.length;
+  segments += (await getJson(`${base}/api/v1/cameras/c${i}/segments?${q}`, { headers: auth })).json.length;
+}
+await box.kill('SIGTERM');
+await server.stop();
+await rm(dataDir, { recursive: true, force: true });
+
+const expected = CAMERAS * Math.ceil((windowEnd - windowStart) / 1000 / SEGMENT_S);
+console.log(`record: ${CAMERAS} cameras, 1280x720 15 fps H.264 over RTSP/TCP, ${SECONDS} s measured after ${WARMUP_MS / 1000} s warm-up`);
+console.log(`bare ffmpeg -c copy (reference): ${(refCpu / CAMERAS).toFixed(2)} % of a core per camera, ${refRss.toFixed(0)} MiB in all`);
+console.log(`FogEdge box (node + its ffmpegs): ${(boxCpu / CAMERAS).toFixed(2)} % of a core per camera, ${boxRss.toFixed(0)} MiB in all`);
+console.log(`CPU ratio box / bare ffmpeg: ${(boxCpu / refCpu).toFixed(2)}x`);
+console.log(`segments in the window: ${segments} (about ${expected} expected), gaps: ${gaps}`);
+console.log(`snapshot latency: median ${median(snaps).toFixed(0)} ms, max ${Math.max(...snaps).toFixed(0)} ms (${snaps.length}/10 answered)`);
