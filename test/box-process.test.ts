@@ -51,6 +51,7 @@ test('logs are one JSON record a line, each naming node and module; SIGTERM exit
   assert.ok(stopMs < 5000, `stop took ${stopMs} ms`);
   for (const line of box.lines) {
     const record = JSON.parse(line); // throws on a line that is not JSON
+    assert.ok(!['error', 'fatal'].includes(record.level), `a clean start and stop logs no error: ${line}`);
     assert.is(record.nodeID, 'box-1');
     assert.type(record.mod, 'string');
     assert.ok(record.level && record.time && typeof record.message === 'string', line);

@@ -2,12 +2,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
-import { copyFile, rm, stat, truncate } from 'node:fs/promises';
+import { copyFile, readFile, rm, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { classifyFailure, parseSegmentLine, parseStreamInfo, ProgressReader } from '../services/streams/ffmpeg.ts';
 import { redactText, redactUrl } from '../lib/redact.ts';
-import { trimToLastFragment } from '../services/recorder/fragmented-mp4.ts';
+import { FragmentTracker, trimToLastFragment } from '../services/recorder/fragmented-mp4.ts';
 import { startOfSegmentFile } from '../appliance/data-dir.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { tempDir } from './helpers/box.ts';
@@ -73,6 +73,24 @@ test('a fragmented MP4 torn mid-fragment is cut back to its last complete fragme
   await copyFile(file, empty);
   await truncate(empty, 20);
   assert.is(await trimToLastFragment(empty), 0);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('the fragment tracker finds header and newest fragment in a stream cut into odd chunks', async () => {
+  const dir = await tempDir();
+  const file = path.join(dir, 'frag.mp4');
+  await run('ffmpeg', ['-v', 'error', '-i', DEMO_CLIP, '-t', '6', '-c', 'copy', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', file]);
+  const bytes = await readFile(file);
+  const tracker = new FragmentTracker();
+  for (let i = 0; i < bytes.length; i += 7001) tracker.push(bytes.subarray(i, i + 7001));
+  assert.ok(tracker.init && tracker.init.toString('latin1', 4, 8) === 'ftyp');
+  const [moof, mdat] = tracker.latest!.parts;
+  assert.is(moof!.toString('latin1', 4, 8), 'moof');
+  assert.is(mdat!.toString('latin1', 4, 8), 'mdat');
+  // The tracker kept the file's last fragment, whole (a file also ends with an mfra index box).
+  const lastMoof = bytes.lastIndexOf(Buffer.from('moof')) - 4;
+  assert.is(bytes.indexOf(moof!), lastMoof);
+  assert.equal(bytes.subarray(lastMoof, lastMoof + moof!.length + mdat!.length), Buffer.concat([moof!, mdat!]));
   await rm(dir, { recursive: true, force: true });
 });
 

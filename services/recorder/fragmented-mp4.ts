@@ -73,26 +73,40 @@ export async function trimToLastFragment(file: string): Promise<number> {
  * (ftyp+moov) and complete fragments (moof+mdat), keeping only the newest fragment.
  */
 export class FragmentTracker {
-  private pending: Buffer = Buffer.alloc(0);
+  /** Bytes received but not yet a whole box; joined once a box is complete, not per chunk. */
+  private parts: Buffer[] = [];
+  private bytes = 0;
   private moof: Buffer | undefined;
   private header: Buffer[] = [];
   /** ftyp+moov: what a decoder needs before any fragment. */
   init: Buffer | undefined;
-  latest: { data: Buffer; at: number } | undefined;
+  /** The newest complete fragment, as [moof, mdat]. */
+  latest: { parts: Buffer[]; at: number } | undefined;
 
   push(chunk: Buffer): void {
-    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    while (this.pending.length >= 8) {
-      const size = this.pending.readUInt32BE(0);
+    this.parts.push(chunk);
+    this.bytes += chunk.length;
+    while (this.bytes >= 8) {
+      const head = this.parts[0]!.length >= 8 ? this.parts[0]! : this.flatten();
+      const size = head.readUInt32BE(0);
       if (size < 8) {
-        this.pending = Buffer.alloc(0); // not MP4: drop, the next run starts clean
+        this.parts = []; // not MP4: drop, the next run starts clean
+        this.bytes = 0;
         return;
       }
-      if (this.pending.length < size) return;
-      const box = this.pending.subarray(0, size);
-      this.pending = this.pending.subarray(size);
-      this.onBox(box.toString('latin1', 4, 8), Buffer.from(box));
+      if (this.bytes < size) return;
+      const all = this.flatten();
+      const rest = all.subarray(size);
+      this.parts = rest.length ? [rest] : [];
+      this.bytes = rest.length;
+      this.onBox(all.toString('latin1', 4, 8), all.subarray(0, size));
     }
+  }
+
+  private flatten(): Buffer {
+    const one = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.bytes);
+    this.parts = [one];
+    return one;
   }
 
   private onBox(type: string, box: Buffer): void {
@@ -100,7 +114,7 @@ export class FragmentTracker {
     else if (type === 'moov') this.init = Buffer.concat([...this.header, box]);
     else if (type === 'moof') this.moof = box;
     else if (type === 'mdat' && this.moof) {
-      this.latest = { data: Buffer.concat([this.moof, box]), at: Date.now() };
+      this.latest = { parts: [this.moof, box], at: Date.now() };
       this.moof = undefined;
     }
   }

@@ -1,5 +1,6 @@
 // recorder: the index of recorded segments (LevelDB), healed from the disk at start,
 // and the timeline of what was recorded and where the gaps are.
+import { mkdir } from 'node:fs/promises';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
@@ -64,6 +65,7 @@ export function recorderService(config: Config): ServiceSchema {
     },
 
     async started() {
+      await mkdir(paths.media, { recursive: true }); // a new box: statfs needs it to exist
       store = await Store.open(paths.db('recorder'));
       index = new SegmentIndex(store.collection<Segment>('segments'));
       const dropped = await index.dropMissing(paths.media);

@@ -97,7 +97,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
         reason: this.current.reason,
       });
     }
-    return { jpeg: await jpegFromFragment(this.options.ffmpegPath, init, latest.data), frameAt: new Date(latest.at).toISOString() };
+    return { jpeg: await jpegFromFragment(this.options.ffmpegPath, [init, ...latest.parts]), frameAt: new Date(latest.at).toISOString() };
   }
 
   private get cameraDir(): string {

@@ -142,8 +142,8 @@ export function classifyFailure(lines: string[], exitCode: number | null): Failu
   return { reason: 'exited', detail: `ffmpeg exited with code ${exitCode ?? 'signal'}${last ? `: ${last.trim()}` : ''}` };
 }
 
-/** Decodes the first frame (a keyframe) of one fragment to JPEG: ~0.1 s, no camera connection. */
-export function jpegFromFragment(ffmpegPath: string, init: Buffer, fragment: Buffer, timeoutMs = 5000): Promise<Buffer> {
+/** Decodes the first frame (a keyframe) of init + one fragment to JPEG: ~0.1 s, no camera connection. */
+export function jpegFromFragment(ffmpegPath: string, mp4: Buffer[], timeoutMs = 5000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const child = spawn(ffmpegPath, ['-v', 'error', '-f', 'mp4', '-i', 'pipe:0', '-frames:v', '1', '-f', 'image2', '-c:v', 'mjpeg', '-q:v', '3', 'pipe:1']);
     const out: Buffer[] = [];
@@ -159,6 +159,6 @@ export function jpegFromFragment(ffmpegPath: string, init: Buffer, fragment: Buf
       if (code === 0 && jpeg.length > 0) resolve(jpeg);
       else reject(new Error(`snapshot decode failed (${code}): ${err.trim().split('\n')[0] ?? ''}`));
     });
-    child.stdin.end(Buffer.concat([init, fragment]));
+    child.stdin.end(Buffer.concat(mp4));
   });
 }

@@ -27,13 +27,12 @@ const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-/** % of one core used by these pids over the window. */
+/** % of one core used by these pids over the window, in all and per pid. */
 async function measure(pids: () => number[]) {
   const before = new Map(pids().map((p) => [p, cpuTicks(p)]));
   await sleep(SECONDS * 1000);
-  let ticks = 0;
-  for (const [pid, t0] of before) ticks += cpuTicks(pid) - t0;
-  return (ticks / TICK / SECONDS) * 100;
+  const each = new Map([...before].map(([pid, t0]) => [pid, ((cpuTicks(pid) - t0) / TICK / SECONDS) * 100]));
+  return { total: [...each.values()].reduce((a, b) => a + b, 0), each };
 }
 
 const server = new RtspCamera(await freePort());
@@ -49,7 +48,7 @@ const bare = await Promise.all(
   }),
 );
 await sleep(WARMUP_MS);
-const refCpu = await measure(() => bare.map((p) => p.pid!));
+const refCpu = (await measure(() => bare.map((p) => p.pid!))).total;
 const refRss = bare.reduce((s, p) => s + rssMiB(p.pid!), 0);
 bare.forEach((p) => p.kill('SIGKILL'));
 await rm(refDir, { recursive: true, force: true });
@@ -58,7 +57,7 @@ await rm(refDir, { recursive: true, force: true });
 const dataDir = await tempDir();
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
-const box = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false', LOGLEVEL: 'warn' });
+const box = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false' });
 const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
 const auth = { authorization: `Bearer ${/fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]}`, 'content-type': 'application/json' };
 for (let i = 0; i < CAMERAS; i++) {
@@ -70,7 +69,9 @@ await waitUntil('every camera online', async () => {
 }, 30_000, 250);
 await sleep(WARMUP_MS);
 const windowStart = Date.now();
-const boxCpu = await measure(() => [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)]);
+const boxMeasure = await measure(() => [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)]);
+const boxCpu = boxMeasure.total;
+const nodeCpu = boxMeasure.each.get(box.pid) ?? 0;
 const windowEnd = Date.now();
 const boxRss = rssMiB(box.pid) + ffmpegPids(dataDir).filter((p) => p > 0).reduce((s, p) => s + rssMiB(p), 0);
 
@@ -100,6 +101,7 @@ const expected = CAMERAS * Math.ceil((windowEnd - windowStart) / 1000 / SEGMENT_
 console.log(`record: ${CAMERAS} cameras, 1280x720 15 fps H.264 over RTSP/TCP, ${SECONDS} s measured after ${WARMUP_MS / 1000} s warm-up`);
 console.log(`bare ffmpeg -c copy (reference): ${(refCpu / CAMERAS).toFixed(2)} % of a core per camera, ${refRss.toFixed(0)} MiB in all`);
 console.log(`FogEdge box (node + its ffmpegs): ${(boxCpu / CAMERAS).toFixed(2)} % of a core per camera, ${boxRss.toFixed(0)} MiB in all`);
+console.log(`  of which the Node process: ${nodeCpu.toFixed(2)} % of a core in all, its ffmpegs: ${((boxCpu - nodeCpu) / CAMERAS).toFixed(2)} % per camera`);
 console.log(`CPU ratio box / bare ffmpeg: ${(boxCpu / refCpu).toFixed(2)}x`);
 console.log(`segments in the window: ${segments} (about ${expected} expected), gaps: ${gaps}`);
 console.log(`snapshot latency: median ${median(snaps).toFixed(0)} ms, max ${Math.max(...snaps).toFixed(0)} ms (${snaps.length}/10 answered)`);
