@@ -6,6 +6,24 @@ import { version } from '../appliance/version.ts';
 import { inputMiddleware } from '../lib/actions.ts';
 import { SERVICE_FACTORIES } from './services.ts';
 
+/**
+ * One JSON record a line, with the node and service bindings. Like Moleculer's "jsonext", but an
+ * Error keeps its message and stack (they are not enumerable, so a plain merge loses them).
+ */
+function jsonLine(type: string, args: unknown[], bindings: Record<string, unknown>): string[] {
+  const record: Record<string, unknown> = { time: new Date().toISOString(), level: type, message: '', ...bindings };
+  const words: string[] = [];
+  args.forEach((arg, i) => {
+    if (arg instanceof Error) {
+      words.push(arg.message);
+      record['error'] = { name: arg.name, message: arg.message, stack: arg.stack };
+    } else if (i === 0 && arg && typeof arg === 'object') Object.assign(record, arg);
+    else words.push(typeof arg === 'string' ? arg : JSON.stringify(arg));
+  });
+  record['message'] = words.join(' ');
+  return [JSON.stringify(record)];
+}
+
 export function brokerOptions(config: Config): BrokerOptions {
   return {
     namespace: 'fogedge',
@@ -19,7 +37,7 @@ export function brokerOptions(config: Config): BrokerOptions {
       : null,
     logger: {
       type: 'Console',
-      options: { level: config.logLevel, formatter: 'jsonext', colors: false, moduleColors: false },
+      options: { level: config.logLevel, formatter: jsonLine, colors: false, moduleColors: false },
     },
     requestTimeout: config.bus.requestTimeoutMs,
     retryPolicy: {

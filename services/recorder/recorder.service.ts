@@ -59,7 +59,9 @@ export function recorderService(config: Config): ServiceSchema {
     events: {
       'recording.segment.closed': {
         async handler(ctx: { params: Segment }) {
-          await index!.add(ctx.params);
+          // Closed while the box stops, after this service: the next start's heal indexes it.
+          if (!index) return;
+          await index.add(ctx.params);
         },
       },
     },
