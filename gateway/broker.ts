@@ -61,6 +61,7 @@ export function brokerOptions(config: Config): BrokerOptions {
     heartbeatInterval: config.bus.heartbeatIntervalS,
     heartbeatTimeout: config.bus.heartbeatTimeoutS,
     registry: { strategy: 'RoundRobin', preferLocal: true },
+    dependencyInterval: 100, // ms between checks for a service's dependencies (default 1 s)
     validator: false, // actions are validated by their zod `input` (inputMiddleware)
     middlewares: [inputMiddleware()],
     skipProcessEventRegistration: true, // main.ts owns signals and the exit code
