@@ -6,6 +6,7 @@ export const dataPaths = (config: Pick<Config, 'dataDir'>) => ({
   root: config.dataDir,
   db: (service: string) => path.join(config.dataDir, 'db', service),
   media: path.join(config.dataDir, 'media'),
+  clips: path.join(config.dataDir, 'clips'),
   outbox: path.join(config.dataDir, 'outbox'),
   tls: path.join(config.dataDir, 'tls'),
 });

@@ -2,7 +2,7 @@
 // the timeline, and what survives a camera or the box dying mid-segment.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
@@ -80,6 +80,30 @@ test('who may see recordings: family yes, installer no', async () => {
     box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username, password: 'role-password' } })).headers)!;
   assert.is((await timeline('street', t0, t1(), await login('kid'))).status, 200);
   assert.is((await timeline('street', t0, t1(), await login('fitter'))).status, 403);
+});
+
+test('clip export: a range inside the recordings as one MP4, no transcoding; no recordings is a 404', async () => {
+  const list = await segments('street');
+  const from = new Date(Date.parse(list[0]!.start) + 1000).toISOString();
+  const to = new Date(Date.parse(list[list.length - 1]!.end) - 1000).toISOString();
+  const res = await box.app.request(`/api/v1/cameras/street/clip.mp4?from=${from}&to=${to}`, { headers: { authorization: `Bearer ${admin}` } });
+  assert.is(res.status, 200, await res.clone().text());
+  assert.is(res.headers.get('content-type'), 'video/mp4');
+  assert.match(res.headers.get('content-disposition') ?? '', /attachment; filename="street-\d+-\d+\.mp4"/);
+  const file = path.join(box.dataDir, 'download.mp4');
+  await writeFile(file, Buffer.from(await res.arrayBuffer()));
+  const info = await playable(file);
+  assert.is(info.codec, 'h264');
+  assert.is(info.width, 1280);
+  const wanted = (Date.parse(to) - Date.parse(from)) / 1000;
+  // It covers the range; stream copy starts at the keyframe at or before it (a GOP is 2 s here),
+  // and segment start times come from file names (1 s resolution): a few seconds more at most.
+  assert.ok(info.seconds >= wanted - 0.5, `clip ${info.seconds} s is shorter than the ${wanted} s asked`);
+  assert.ok(info.seconds <= wanted + 5, `clip ${info.seconds} s for ${wanted} s asked`);
+  const none = await box.request('GET', '/api/v1/cameras/street/clip.mp4?from=2020-01-01T00:00:00Z&to=2020-01-01T00:10:00Z', { auth: admin });
+  assert.is(none.status, 404);
+  assert.is(none.json.error.type, 'RECORDING_NOT_FOUND');
+  assert.is((await box.request('GET', `/api/v1/cameras/..%2F..%2Fetc/clip.mp4?from=${from}&to=${to}`, { auth: admin })).status, 422);
 });
 
 test('RTSP server killed mid-segment: what was recorded stays playable, the cut segment too', async () => {

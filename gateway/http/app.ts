@@ -10,6 +10,7 @@ import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ServiceBroker } from 'moleculer';
 import type { Config } from '../../appliance/config.ts';
+import { dataPaths } from '../../appliance/data-dir.ts';
 import { version } from '../../appliance/version.ts';
 import { validationError } from '../../lib/actions.ts';
 import type { HttpEnv } from './context.ts';
@@ -53,7 +54,8 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
 
   systemRoutes(app, broker);
   accountsRoutes(app, broker, { secureCookies: config.http.tls !== null });
-  camerasRoutes(app, broker);
+  // Clips are files on the box's disk: the api node shares the data root with the recorder.
+  camerasRoutes(app, broker, dataPaths(config).clips);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });

@@ -10,6 +10,9 @@ import { dataPaths, dayDir } from '../../appliance/data-dir.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 import { SegmentIndex, type Segment } from './segment-index.ts';
 import { Retention } from './retention.ts';
+import { exportClip } from './clips.ts';
+import { NotFoundError } from '../../lib/errors.ts';
+import path from 'node:path';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 
 export const TimeRangeInput = z
@@ -40,6 +43,22 @@ export function recorderService(config: Config): ServiceSchema {
           const { ranges, gaps } = await index!.timeline(camera, from.getTime(), to.getTime());
           const iso = (r: { start: number; end: number }) => ({ start: new Date(r.start).toISOString(), end: new Date(r.end).toISOString() });
           return { camera, from: from.toISOString(), to: to.toISOString(), ranges: ranges.map(iso), gaps: gaps.map(iso) };
+        },
+      }),
+      // Internal: makes the clip on this node's disk; the gateway streams the file.
+      clip: action({
+        input: TimeRangeInput,
+        permission: 'recordings.view',
+        timeout: 130_000,
+        async handler(ctx) {
+          const { camera, from, to } = ctx.params;
+          const request = { camera, from: from.getTime(), to: to.getTime() };
+          const segments = await index!.list(camera, request.from, request.to);
+          if (segments.length === 0) {
+            throw new NotFoundError('Recording', `${camera} ${from.toISOString()}..${to.toISOString()}`);
+          }
+          const clip = await exportClip(config.video.ffmpegPath, paths.media, paths.clips, request, segments);
+          return { name: path.basename(clip.file), bytes: clip.bytes };
         },
       }),
       segments: action({

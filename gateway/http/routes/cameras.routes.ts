@@ -1,6 +1,10 @@
 // Cameras (registry and live status) and their recordings timeline.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
 import type { ServiceBroker } from 'moleculer';
+import { CLIP_NAME } from '../../../services/recorder/clips.ts';
 import { CameraId, CameraInput, CameraStatus, CameraUpdate } from '../../../services/cameras/cameras.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
@@ -22,7 +26,7 @@ const IdParam = z.object({ id: CameraId });
 const Range = z.object({ start: z.string(), end: z.string() });
 const RangeQuery = z.object({ from: z.string().describe('ISO 8601'), to: z.string().describe('ISO 8601') });
 
-export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
+export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, clipsDir: string): void {
   app.openapi(
     createRoute({
       method: 'get', path: '/api/v1/cameras', tags: ['cameras'], security: signedIn,
@@ -105,6 +109,30 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
     async (c) => {
       const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
       return c.json(await callAs<{ camera: string; from: string; to: string; ranges: z.infer<typeof Range>[]; gaps: z.infer<typeof Range>[] }>(broker, c, 'recorder.timeline', params), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/cameras/{id}/clip.mp4', tags: ['recordings'], security: signedIn,
+      summary: 'A time range of recordings as one MP4 (stream copy, cut at keyframes), downloadable',
+      request: { params: IdParam, query: RangeQuery },
+      responses: {
+        200: { description: 'MP4', content: { 'video/mp4': { schema: z.string().openapi({ format: 'binary' }) } } },
+        401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422],
+      },
+    }),
+    async (c) => {
+      const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
+      const clip = await callAs<{ name: string; bytes: number }>(broker, c, 'recorder.clip', params);
+      // The name comes from the recorder; checked again so no path can leave the clips folder.
+      if (!CLIP_NAME.test(clip.name)) throw new Error(`unexpected clip name ${clip.name}`);
+      const stream = Readable.toWeb(createReadStream(path.join(clipsDir, clip.name))) as ReadableStream;
+      return c.body(stream, 200, {
+        'content-type': 'video/mp4',
+        'content-length': String(clip.bytes),
+        'content-disposition': `attachment; filename="${clip.name}"`,
+      });
     },
   );
 
