@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { createServer, type Server } from 'node:net';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { ffmpegPids, RtspCamera } from './helpers/video.ts';
+import { ffmpegPids, playable, RtspCamera } from './helpers/video.ts';
 
 let box: TestBox;
 let admin: string;
@@ -72,6 +72,22 @@ test('snapshot: a JPEG of the camera\'s picture from the running stream', async 
   // Only the recorder's ffmpeg talks to the camera: the snapshot came from its stream.
   const toCamera = ffmpegPids(box.dataDir).filter((p) => readCmd(p).includes(`127.0.0.1:`) && readCmd(p).includes('/front/'));
   assert.is(toCamera.length, 1);
+});
+
+test('an H.265 camera is recorded as H.265, without transcoding', async () => {
+  const cam = await camera({ h265: true });
+  await add('hevc', cam.url());
+  const s = await until('hevc', 'online');
+  assert.is(s.codec, 'hevc');
+  const from = new Date(Date.now() - 60_000).toISOString();
+  const seg = await waitUntil('a closed H.265 segment', async () => {
+    const r = await box.request('GET', `/api/v1/cameras/hevc/segments?from=${from}&to=${new Date(Date.now() + 60_000).toISOString()}`, { auth: admin });
+    return r.json[0];
+  }, 20_000, 250);
+  const info = await playable(path.join(box.dataDir, 'media', seg.path));
+  assert.is(info.codec, 'hevc');
+  assert.is(info.width, 1280);
+  assert.is((await box.request('DELETE', '/api/v1/cameras/hevc', { auth: admin })).status, 200);
 });
 
 test('renaming with the masked URL keeps the stored password (still online after the restart)', async () => {

@@ -3,7 +3,7 @@
 gir1.2-gst-rtsp-server-1.0) serving an H.264 MP4 file over TCP and UDP.
 Each client gets its own pipeline, playing the file once from the start.
 
-usage: rtsp_server.py PORT FILE [--user U --password P]   (serves /cam)
+usage: rtsp_server.py PORT FILE [--user U --password P] [--codec h265]   (serves /cam)
 """
 import argparse
 import sys
@@ -20,6 +20,7 @@ parser.add_argument("file")
 parser.add_argument("--user")
 parser.add_argument("--password")
 parser.add_argument("--no-video", action="store_true", help="serve an audio-only stream")
+parser.add_argument("--codec", choices=["h264", "h265"], default="h264", help="the video codec in FILE")
 args = parser.parse_args()
 
 Gst.init(None)
@@ -32,7 +33,7 @@ if args.no_video:
     factory.set_launch("( audiotestsrc is-live=true ! audioconvert ! mulawenc ! rtppcmupay name=pay0 pt=0 )")
 else:
     factory.set_launch(
-        f"( filesrc location={args.file} ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )"
+        f"( filesrc location={args.file} ! qtdemux ! {args.codec}parse config-interval=-1 ! rtp{args.codec}pay name=pay0 pt=96 )"
     )
 factory.set_shared(False)
 

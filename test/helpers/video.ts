@@ -22,11 +22,23 @@ export async function longClip(): Promise<string> {
   return file;
 }
 
+/** 8 s of the bundled clip encoded as H.265 (libx265, ultrafast: about 2 s to make). */
+export async function h265Clip(): Promise<string> {
+  const file = path.join(os.tmpdir(), 'fogedge-test-clip-h265.mp4');
+  if (!existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp.mp4`;
+    await run('ffmpeg', ['-v', 'error', '-y', '-i', DEMO_CLIP, '-t', '8', '-c:v', 'libx265', '-preset', 'ultrafast',
+      '-x265-params', 'keyint=30:log-level=error', '-tag:v', 'hvc1', '-an', tmp]);
+    await run('mv', [tmp, file]);
+  }
+  return file;
+}
+
 export class RtspCamera {
   private proc: Proc | undefined;
   constructor(
     readonly port: number,
-    private readonly options: { user?: string; password?: string; noVideo?: boolean } = {},
+    private readonly options: { user?: string; password?: string; noVideo?: boolean; h265?: boolean } = {},
   ) {}
 
   url(credentials = this.options.user ? `${this.options.user}:${this.options.password}@` : ''): string {
@@ -34,7 +46,8 @@ export class RtspCamera {
   }
 
   async start(): Promise<void> {
-    const args = [HELPER, String(this.port), await longClip()];
+    const args = [HELPER, String(this.port), this.options.h265 ? await h265Clip() : await longClip()];
+    if (this.options.h265) args.push('--codec', 'h265');
     if (this.options.user) args.push('--user', this.options.user, '--password', this.options.password ?? '');
     if (this.options.noVideo) args.push('--no-video');
     // Debian's python3 has the GObject bindings; another python3 may come first on the PATH.
