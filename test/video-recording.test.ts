@@ -4,6 +4,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
 import { ffmpegPids, playable, RtspCamera } from './helpers/video.ts';
@@ -11,6 +13,7 @@ import { ffmpegPids, playable, RtspCamera } from './helpers/video.ts';
 let box: TestBox;
 let admin: string;
 let cam: RtspCamera;
+const run = promisify(execFile);
 const t0 = new Date(Date.now() - 60_000).toISOString();
 const t1 = () => new Date(Date.now() + 60_000).toISOString();
 
@@ -104,6 +107,53 @@ test('clip export: a range inside the recordings as one MP4, no transcoding; no 
   assert.is(none.status, 404);
   assert.is(none.json.error.type, 'RECORDING_NOT_FOUND');
   assert.is((await box.request('GET', `/api/v1/cameras/..%2F..%2Fetc/clip.mp4?from=${from}&to=${to}`, { auth: admin })).status, 422);
+});
+
+test('HLS playback: a VOD playlist of the range that a real HLS client (ffmpeg, over HTTP) plays whole', async () => {
+  const list = await segments('street');
+  const from = list[0]!.start;
+  const to = list[list.length - 1]!.end;
+  const q = `from=${from}&to=${to}`;
+  const res = await box.request('GET', `/api/v1/cameras/street/playback.m3u8?${q}`, { auth: admin });
+  assert.is(res.status, 200, res.text);
+  assert.is(res.headers.get('content-type'), 'application/vnd.apple.mpegurl');
+  assert.match(res.text, /#EXT-X-PLAYLIST-TYPE:VOD/);
+  assert.match(res.text, /#EXT-X-MAP:URI="\/api\/v1\/recordings\/street\/[^"]+",BYTERANGE="\d+@0"/);
+  assert.is(res.text.match(/#EXTINF:/g)!.length, list.length);
+  assert.match(res.text, /#EXT-X-ENDLIST\n$/);
+
+  const port = (box.broker.getLocalService('api') as unknown as { settings: { port: number } }).settings.port;
+  const out = path.join(box.dataDir, 'hls.mp4');
+  await run('ffmpeg', ['-v', 'error', '-headers', `Authorization: Bearer ${admin}\r\n`,
+    '-i', `http://127.0.0.1:${port}/api/v1/cameras/street/playback.m3u8?${q}`, '-c', 'copy', '-y', out]);
+  const info = await playable(out);
+  assert.is(info.codec, 'h264');
+  // Every segment's content, whole: the sum of what the playlist lists.
+  const total = list.reduce((sum, s) => sum + (Date.parse(s.end) - Date.parse(s.start)) / 1000, 0);
+  assert.ok(Math.abs(info.seconds - total) < 0.5, `played ${info.seconds} s of ${total} s`);
+  assert.is((await box.request('GET', '/api/v1/cameras/street/playback.m3u8?from=2020-01-01T00:00:00Z&to=2020-01-01T01:00:00Z', { auth: admin })).status, 404);
+});
+
+test('segment files: signed in with the right role, byte ranges, and no way out of the media folder', async () => {
+  const [seg] = await segments('street');
+  const url = `/api/v1/recordings/${seg!.path.split(path.sep).join('/')}`;
+  assert.is((await box.request('GET', url)).status, 401);
+  const fitter = box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'role-password' } })).headers)!;
+  assert.is((await box.request('GET', url, { auth: fitter })).status, 403);
+  const ranged = await box.app.request(url, { headers: { authorization: `Bearer ${admin}`, range: 'bytes=0-99' } });
+  assert.is(ranged.status, 206);
+  assert.is((await ranged.arrayBuffer()).byteLength, 100);
+  assert.match(ranged.headers.get('content-range') ?? '', /^bytes 0-99\/\d+$/);
+  for (const evil of [
+    '/api/v1/recordings/street/..%2F..%2Fdb/2026-01-01T00-00-00-x.mp4',
+    '/api/v1/recordings/street/2026-01-01/..%2F..%2F..%2Fetc%2Fpasswd',
+    '/api/v1/recordings/%2E%2E/2026-01-01/2026-01-01T00-00-00-x.mp4',
+    '/api/v1/recordings/street/2026-01-01/2026-01-01T00-00-00-nothere.mp4',
+  ]) {
+    const res = await box.request('GET', evil, { auth: admin });
+    assert.ok([404, 422].includes(res.status), `${evil} -> ${res.status}`);
+    assert.not.match(res.text, /root:|LevelDB|MANIFEST/);
+  }
 });
 
 test('RTSP server killed mid-segment: what was recorded stays playable, the cut segment too', async () => {

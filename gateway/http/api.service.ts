@@ -1,5 +1,7 @@
 // api: the node's HTTP listener (Hono). Run it on the node(s) that face the LAN.
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dataPaths } from '../../appliance/data-dir.ts';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
@@ -14,6 +16,8 @@ export function apiService(config: Config): ServiceSchema {
     name: 'api',
 
     async started() {
+      // Segments and clips are served from here: a new box has no media folder yet.
+      await mkdir(dataPaths(config).media, { recursive: true });
       const app = buildApp(this.broker, config);
       const { host, port, tls } = config.http;
       const options = tls
@@ -24,6 +28,7 @@ export function apiService(config: Config): ServiceSchema {
         server.once('error', reject);
       });
       const address = server!.address() as AddressInfo;
+      this.settings['port'] = address.port; // the real one when configured as 0 (tests)
       this.logger.info({ port: address.port }, `HTTP${tls ? "S" : ""} listening on ${host}:${address.port}`);
     },
 

@@ -54,8 +54,8 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
 
   systemRoutes(app, broker);
   accountsRoutes(app, broker, { secureCookies: config.http.tls !== null });
-  // Clips are files on the box's disk: the api node shares the data root with the recorder.
-  camerasRoutes(app, broker, dataPaths(config).clips);
+  // Clips and segments are files on the box's disk: the api node shares the data root with the recorder.
+  camerasRoutes(app, broker, dataPaths(config));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });

@@ -35,6 +35,12 @@ async function* topLevelBoxes(file: string): AsyncGenerator<Box> {
   }
 }
 
+/** Bytes of the header (ftyp+moov) at the start of a fragmented MP4: its HLS init section. */
+export async function initLength(file: string): Promise<number> {
+  for await (const box of topLevelBoxes(file)) if (box.type === 'moov') return box.end;
+  return 0;
+}
+
 /**
  * Truncates `file` after its last complete fragment. Returns the bytes kept, or 0 when not
  * even the header is complete (nothing playable).

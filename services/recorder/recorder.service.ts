@@ -11,6 +11,7 @@ import { CameraId } from '../cameras/cameras.schemas.ts';
 import { SegmentIndex, type Segment } from './segment-index.ts';
 import { Retention } from './retention.ts';
 import { exportClip } from './clips.ts';
+import { vodPlaylist } from './playlist.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import path from 'node:path';
 import type { Camera } from '../cameras/cameras.schemas.ts';
@@ -59,6 +60,16 @@ export function recorderService(config: Config): ServiceSchema {
           }
           const clip = await exportClip(config.video.ffmpegPath, paths.media, paths.clips, request, segments);
           return { name: path.basename(clip.file), bytes: clip.bytes };
+        },
+      }),
+      playlist: action({
+        input: TimeRangeInput,
+        permission: 'recordings.view',
+        async handler(ctx) {
+          const { camera, from, to } = ctx.params;
+          const segments = await index!.list(camera, from.getTime(), to.getTime());
+          if (segments.length === 0) throw new NotFoundError('Recording', `${camera} ${from.toISOString()}..${to.toISOString()}`);
+          return vodPlaylist(segments, paths.media, (s) => `/api/v1/recordings/${s.path.split(path.sep).join('/')}`);
         },
       }),
       segments: action({

@@ -5,6 +5,9 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { ServiceBroker } from 'moleculer';
 import { CLIP_NAME } from '../../../services/recorder/clips.ts';
+import { serveStatic } from '@hono/node-server/serve-static';
+import { can } from '../../../lib/permissions.ts';
+import { ForbiddenError } from '../../../lib/errors.ts';
 import { CameraId, CameraInput, CameraStatus, CameraUpdate } from '../../../services/cameras/cameras.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
@@ -23,10 +26,16 @@ const CameraAnswer = z
   .openapi('Camera');
 type CameraAnswer = z.infer<typeof CameraAnswer>;
 const IdParam = z.object({ id: CameraId });
+const SegmentParams = z.object({
+  camera: CameraId,
+  day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'YYYY-MM-DD'),
+  file: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-[a-z0-9]+\.mp4$/, 'a segment file name'),
+});
 const Range = z.object({ start: z.string(), end: z.string() });
 const RangeQuery = z.object({ from: z.string().describe('ISO 8601'), to: z.string().describe('ISO 8601') });
 
-export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, clipsDir: string): void {
+export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, dirs: { clips: string; media: string }): void {
+  const { clips: clipsDir, media: mediaDir } = dirs;
   app.openapi(
     createRoute({
       method: 'get', path: '/api/v1/cameras', tags: ['cameras'], security: signedIn,
@@ -133,6 +142,45 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
         'content-length': String(clip.bytes),
         'content-disposition': `attachment; filename="${clip.name}"`,
       });
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/cameras/{id}/playback.m3u8', tags: ['recordings'], security: signedIn,
+      summary: 'HLS VOD playlist of a time range of recordings, seekable, for a browser (hls.js) or any HLS player',
+      request: { params: IdParam, query: RangeQuery },
+      responses: {
+        200: { description: 'HLS playlist', content: { 'application/vnd.apple.mpegurl': { schema: z.string() } } },
+        401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422],
+      },
+    }),
+    async (c) => {
+      const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
+      const playlist = await callAs<string>(broker, c, 'recorder.playlist', params);
+      return c.body(playlist, 200, { 'content-type': 'application/vnd.apple.mpegurl', 'cache-control': 'no-store' });
+    },
+  );
+
+  // A recorded segment, with HTTP ranges (HLS asks for byte ranges). Every part of the path is
+  // checked against the data layout, so nothing outside the media folder can be named.
+  const files = serveStatic<HttpEnv>({ root: mediaDir, rewriteRequestPath: (p) => p.replace(/^\/api\/v1\/recordings/, '') });
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/recordings/{camera}/{day}/{file}', tags: ['recordings'], security: signedIn,
+      summary: 'One recorded segment file (fMP4), with Range support',
+      request: { params: SegmentParams },
+      responses: {
+        200: { description: 'fMP4 segment', content: { 'video/mp4': { schema: z.string().openapi({ format: 'binary' }) } } },
+        206: { description: 'the byte range asked for' },
+        401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422],
+      },
+    }),
+    async (c, next) => {
+      const { role } = c.get('caller');
+      if (!role || !can(role, 'recordings.view')) throw new ForbiddenError(`Role "${role}" may not view recordings`);
+      const res = await files(c, next);
+      return (res ?? c.json({ error: { type: 'RECORDING_NOT_FOUND', message: 'No such segment' } }, 404)) as never;
     },
   );
 
