@@ -17,8 +17,11 @@ export const segmentPattern = (cameraDir: string, runId: string) => `${cameraDir
 
 export const dayDir = (t: number) => new Date(t).toISOString().slice(0, 10);
 
+export const DAY_DIR = /^\d{4}-\d{2}-\d{2}$/;
+export const SEGMENT_FILE = /^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})-[a-z0-9]+\.mp4$/;
+
 /** When a segment file began, from its name (ms since epoch, UTC), or NaN. */
 export function startOfSegmentFile(file: string): number {
-  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})-[a-z0-9]+\.mp4$/.exec(path.basename(file));
+  const m = SEGMENT_FILE.exec(path.basename(file));
   return m ? Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`) : NaN;
 }

@@ -25,6 +25,12 @@ export const json = <S extends ZodType>(schema: S, description = '') => ({
   content: { 'application/json': { schema } },
 });
 
+/** A non-JSON answer (an image, a video file). */
+export const binary = (contentType: string, description: string) => ({
+  description,
+  content: { [contentType]: { schema: z.string().openapi({ format: 'binary' }) } },
+});
+
 export const body = <S extends ZodType>(schema: S) => ({
   body: { content: { "application/json": { schema } }, required: true as const },
 });

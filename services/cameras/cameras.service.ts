@@ -3,7 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
-import { action } from '../../lib/actions.ts';
+import { action, type Ctx } from '../../lib/actions.ts';
 import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
@@ -36,6 +36,13 @@ function keepPassword(next: string, current: string): string {
   return n.toString();
 }
 
+/** Live status from the streams service; none (null per camera) when it is not running. */
+function statusesOf(ctx: Ctx<unknown>, id?: string): Promise<Record<string, CameraStatus>> {
+  return ctx
+    .call<Record<string, CameraStatus>, object>('streams.status', id ? { id } : {}, { timeout: 2000, retries: 0 })
+    .catch(() => ({}));
+}
+
 export function camerasService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let cameras: Collection<Camera> | undefined;
@@ -61,9 +68,7 @@ export function camerasService(config: Config): ServiceSchema {
         input: NoInput,
         permission: 'live.view',
         async handler(ctx) {
-          const statuses = await ctx
-            .call<Record<string, CameraStatus>, object>('streams.status', {}, { timeout: 2000, retries: 0 })
-            .catch(() => ({}) as Record<string, CameraStatus>);
+          const statuses = await statusesOf(ctx);
           return (await all()).map((c) => ({ ...publicCamera(c), status: statuses[c.id] ?? null }));
         },
       }),
@@ -72,9 +77,7 @@ export function camerasService(config: Config): ServiceSchema {
         permission: 'live.view',
         async handler(ctx) {
           const camera = await find(ctx.params.id);
-          const statuses = await ctx
-            .call<Record<string, CameraStatus>, object>('streams.status', { id: camera.id }, { timeout: 2000, retries: 0 })
-            .catch(() => ({}) as Record<string, CameraStatus>);
+          const statuses = await statusesOf(ctx, camera.id);
           return { ...publicCamera(camera), status: statuses[camera.id] ?? null };
         },
       }),

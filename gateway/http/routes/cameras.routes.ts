@@ -5,12 +5,13 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { ServiceBroker } from 'moleculer';
 import { CLIP_NAME } from '../../../services/recorder/clips.ts';
+import { DAY_DIR, SEGMENT_FILE } from '../../../appliance/data-dir.ts';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { can } from '../../../lib/permissions.ts';
 import { ForbiddenError } from '../../../lib/errors.ts';
 import { CameraId, CameraInput, CameraStatus, CameraUpdate } from '../../../services/cameras/cameras.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
-import { body, errors, json, Ok, signedIn } from '../openapi.ts';
+import { binary, body, errors, json, Ok, signedIn } from '../openapi.ts';
 
 const CameraAnswer = z
   .object({
@@ -28,11 +29,14 @@ type CameraAnswer = z.infer<typeof CameraAnswer>;
 const IdParam = z.object({ id: CameraId });
 const SegmentParams = z.object({
   camera: CameraId,
-  day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'YYYY-MM-DD'),
-  file: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-[a-z0-9]+\.mp4$/, 'a segment file name'),
+  day: z.string().regex(DAY_DIR, 'YYYY-MM-DD'),
+  file: z.string().regex(SEGMENT_FILE, 'a segment file name'),
 });
 const Range = z.object({ start: z.string(), end: z.string() });
 const RangeQuery = z.object({ from: z.string().describe('ISO 8601'), to: z.string().describe('ISO 8601') });
+
+/** {camera, from, to} of a /cameras/{id}/...?from=&to= request, for the recorder's actions. */
+const rangeOf = (param: { id: string }, query: { from: string; to: string }) => ({ camera: param.id, ...query });
 
 export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, dirs: { clips: string; media: string }): void {
   const { clips: clipsDir, media: mediaDir } = dirs;
@@ -94,7 +98,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
       summary: 'The latest keyframe of the running stream as JPEG (no new connection to the camera)',
       request: { params: IdParam },
       responses: {
-        200: { description: 'JPEG; X-Frame-Time says when the frame arrived', content: { 'image/jpeg': { schema: z.string().openapi({ format: 'binary' }) } } },
+        200: binary('image/jpeg', 'JPEG; X-Frame-Time says when the frame arrived'),
         401: errors[401], 404: errors[404], 503: errors[503],
       },
     }),
@@ -116,7 +120,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
       responses: { 200: json(z.object({ camera: z.string(), from: z.string(), to: z.string(), ranges: z.array(Range), gaps: z.array(Range) })), 401: errors[401], 403: errors[403], 422: errors[422] },
     }),
     async (c) => {
-      const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
+      const params = rangeOf(c.req.valid('param'), c.req.valid('query'));
       return c.json(await callAs<{ camera: string; from: string; to: string; ranges: z.infer<typeof Range>[]; gaps: z.infer<typeof Range>[] }>(broker, c, 'recorder.timeline', params), 200);
     },
   );
@@ -127,12 +131,12 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
       summary: 'A time range of recordings as one MP4 (stream copy, cut at keyframes), downloadable',
       request: { params: IdParam, query: RangeQuery },
       responses: {
-        200: { description: 'MP4', content: { 'video/mp4': { schema: z.string().openapi({ format: 'binary' }) } } },
+        200: binary('video/mp4', 'MP4'),
         401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422],
       },
     }),
     async (c) => {
-      const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
+      const params = rangeOf(c.req.valid('param'), c.req.valid('query'));
       const clip = await callAs<{ name: string; bytes: number }>(broker, c, 'recorder.clip', params);
       // The name comes from the recorder; checked again so no path can leave the clips folder.
       if (!CLIP_NAME.test(clip.name)) throw new Error(`unexpected clip name ${clip.name}`);
@@ -156,7 +160,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
       },
     }),
     async (c) => {
-      const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
+      const params = rangeOf(c.req.valid('param'), c.req.valid('query'));
       const playlist = await callAs<string>(broker, c, 'recorder.playlist', params);
       return c.body(playlist, 200, { 'content-type': 'application/vnd.apple.mpegurl', 'cache-control': 'no-store' });
     },
@@ -171,7 +175,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
       summary: 'One recorded segment file (fMP4), with Range support',
       request: { params: SegmentParams },
       responses: {
-        200: { description: 'fMP4 segment', content: { 'video/mp4': { schema: z.string().openapi({ format: 'binary' }) } } },
+        200: binary('video/mp4', 'fMP4 segment'),
         206: { description: 'the byte range asked for' },
         401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422],
       },
@@ -192,7 +196,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
       responses: { 200: json(z.array(z.object({ camera: z.string(), path: z.string(), start: z.string(), end: z.string(), bytes: z.number() }))), 401: errors[401], 403: errors[403], 422: errors[422] },
     }),
     async (c) => {
-      const params = { camera: c.req.valid('param').id, ...c.req.valid('query') };
+      const params = rangeOf(c.req.valid('param'), c.req.valid('query'));
       return c.json(await callAs<Array<{ camera: string; path: string; start: string; end: string; bytes: number }>>(broker, c, 'recorder.segments', params), 200);
     },
   );
