@@ -11,6 +11,7 @@ import { FragmentTracker, trimToLastFragment } from '../recorder/fragmented-mp4.
 import { NotReadyError } from '../../lib/errors.ts';
 import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
 import type { Camera, CameraStatus } from '../cameras/cameras.schemas.ts';
+import type { Segment } from '../recorder/segment-index.ts';
 import { redactText } from '../../lib/redact.ts';
 import {
   classifyFailure,
@@ -36,15 +37,6 @@ export interface StreamOptions {
   restartMaxMs: number;
 }
 
-export interface ClosedSegment {
-  camera: string;
-  /** Relative to the media folder: <camera>/<date>/<file>.mp4 */
-  path: string;
-  start: number; // ms since epoch
-  end: number;
-  bytes: number;
-}
-
 const STOP_GRACE_MS = 3000;
 const FIRST_FRAGMENT_WAIT_MS = 5000;
 const STDERR_LINES_KEPT = 30;
@@ -52,7 +44,7 @@ const STDERR_LINES_KEPT = 30;
 const SETPRIV = '/usr/bin/setpriv';
 
 
-export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment: [ClosedSegment] }> {
+export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment: [Segment] }> {
   private child: ChildProcess | undefined;
   private stopping = false;
   private attempts = 0;

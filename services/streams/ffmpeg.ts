@@ -74,7 +74,6 @@ export const SUPPORTED_CODECS = new Set(['h264', 'hevc']);
 
 export interface Progress {
   frame: number;
-  totalSize: number | null;
   bitrateKbps: number | null;
 }
 
@@ -99,14 +98,14 @@ export class ProgressReader {
         const b = this.block;
         this.block = {};
         const bitrate = /([\d.]+)kbits\/s/.exec(b['bitrate'] ?? '');
-        const size = Number(b['total_size']);
-        this.onProgress({ frame: Number(b['frame'] ?? 0), totalSize: Number.isFinite(size) ? size : null, bitrateKbps: bitrate ? Number(bitrate[1]) : null });
+        this.onProgress({ frame: Number(b['frame'] ?? 0), bitrateKbps: bitrate ? Number(bitrate[1]) : null });
       }
     }
   }
 }
 
-export interface ClosedSegment {
+/** One line of ffmpeg's segment list: a segment file it has closed. */
+export interface SegmentListEntry {
   file: string;
   /** Seconds from the start of this run's stream. */
   startOffset: number;
@@ -114,7 +113,7 @@ export interface ClosedSegment {
 }
 
 /** Reads the CSV segment list: "name,start,end" per closed segment. */
-export function parseSegmentLine(line: string): ClosedSegment | undefined {
+export function parseSegmentLine(line: string): SegmentListEntry | undefined {
   const m = /^(.+\.mp4),([\d.]+),([\d.]+)$/.exec(line.trim());
   return m ? { file: m[1]!, startOffset: Number(m[2]), endOffset: Number(m[3]) } : undefined;
 }

@@ -4,14 +4,13 @@ import type { ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import moleculer, { type LoggerInstance } from 'moleculer';
-import { ZodError } from 'zod';
+import { ZodError, type z } from 'zod';
+import { ErrorBody as ErrorSchema } from '../openapi.ts';
 import { issuesOf } from '../../../lib/actions.ts';
 
 const E = moleculer.Errors;
 
-export interface ErrorBody {
-  error: { type: string; message: string; data?: unknown };
-}
+type ErrorBody = z.infer<typeof ErrorSchema>;
 
 function classify(err: Error): { status: number; type: string; message: string; data?: unknown } {
   if (err instanceof HTTPException) {
