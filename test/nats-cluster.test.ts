@@ -3,7 +3,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rm } from 'node:fs/promises';
+import { WebSocket } from 'ws';
 import { tempDir } from './helpers/box.ts';
+import { RtspCamera } from './helpers/video.ts';
+import { startsWithKeyframe } from '../services/recorder/fragmented-mp4.ts';
 import { freePort, getJson, NatsServer, startedNode, waitUntil, type Proc } from './helpers/processes.ts';
 
 let nats: NatsServer;
@@ -12,6 +15,7 @@ let base = '';
 let env: Record<string, string> = {};
 const nodes: Record<string, Proc> = {};
 let session = '';
+let camera: RtspCamera | undefined;
 const B_SERVICES = 'accounts,system,cameras,streams,recorder';
 
 const startNode = async (id: string, services: string) => {
@@ -46,6 +50,7 @@ test.before(async () => {
 test.after(async () => {
   await Promise.all(Object.values(nodes).map((n) => n.kill('SIGKILL')));
   await nats.stop();
+  await camera?.stop();
   await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -84,6 +89,23 @@ test('a call crosses processes: the gateway has no accounts service, node b answ
   assert.is(bad.status, 422);
 });
 
+test('live view crosses processes: the gateway relays the fMP4 that node b\'s ffmpeg makes', async () => {
+  camera = new RtspCamera(await freePort());
+  await camera.start();
+  const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };
+  const add = await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'yard', name: 'Yard', source: { kind: 'rtsp', url: camera.url() } }) });
+  assert.is(add.status, 201, add.text);
+  const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/cameras/yard/live`, { headers: { authorization: `Bearer ${session}` } });
+  const messages: Array<Buffer | string> = [];
+  ws.on('message', (data: Buffer, binary) => messages.push(binary ? data : data.toString()));
+  await waitUntil('live fragments from node b', () => messages.length >= 6, 20_000);
+  assert.match(String(messages[0]), /"mime":"video\/mp4; codecs=\\"avc1\./);
+  assert.is((messages[1] as Buffer).toString('latin1', 4, 8), 'ftyp');
+  assert.ok(startsWithKeyframe(messages[2] as Buffer, messages[1] as Buffer));
+  ws.close();
+  await getJson(`${base}/api/v1/cameras/yard`, { method: 'DELETE', headers: auth });
+});
+
 test('SIGKILL of node b: accounts calls fail clearly and soon; system calls go to node c', async () => {
   await nodes['b']!.kill('SIGKILL');
   const t0 = Date.now();
@@ -120,6 +142,7 @@ test('node b back: its LevelDB still holds the admin and the session', async () 
 
 test('nats-server restarted: every node reconnects by itself', async () => {
   await nats.stop();
+  await camera?.stop();
   const down = await me();
   assert.ok(down.status >= 500, `expected an error while NATS is down, got ${down.status}`);
   await new Promise((r) => setTimeout(r, 1500));

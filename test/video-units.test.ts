@@ -2,16 +2,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
-import { copyFile, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { copyFile, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { classifyFailure, parseSegmentLine, parseStreamInfo, ProgressReader } from '../services/streams/ffmpeg.ts';
 import { redactText, redactUrl } from '../lib/redact.ts';
-import { FragmentTracker, trimToLastFragment } from '../services/recorder/fragmented-mp4.ts';
+import { BoxSplitter, codecString, startsWithKeyframe, trimToLastFragment } from '../services/recorder/fragmented-mp4.ts';
+import { LiveFeed } from '../services/streams/live-feed.ts';
 import { startOfSegmentFile } from '../appliance/data-dir.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { tempDir } from './helpers/box.ts';
-import { playable } from './helpers/video.ts';
+import { h265Clip, longClip, playable } from './helpers/video.ts';
 
 const run = promisify(execFile);
 
@@ -76,21 +77,69 @@ test('a fragmented MP4 torn mid-fragment is cut back to its last complete fragme
   await rm(dir, { recursive: true, force: true });
 });
 
-test('the fragment tracker finds header and newest fragment in a stream cut into odd chunks', async () => {
+/** The clip as ffmpeg's live output cuts it: a fragment per keyframe and every 250 ms. */
+async function liveCut(dir: string, clip: string, seconds: number): Promise<Buffer> {
+  const file = path.join(dir, 'live.mp4');
+  await run('ffmpeg', ['-v', 'error', '-y', '-i', clip, '-t', String(seconds), '-c', 'copy', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-frag_duration', '250000', file]);
+  return readFile(file);
+}
+
+test('the live feed cuts a stream split anywhere into init and fragments, and knows its keyframes', async () => {
   const dir = await tempDir();
-  const file = path.join(dir, 'frag.mp4');
-  await run('ffmpeg', ['-v', 'error', '-i', DEMO_CLIP, '-t', '6', '-c', 'copy', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', file]);
-  const bytes = await readFile(file);
-  const tracker = new FragmentTracker();
-  for (let i = 0; i < bytes.length; i += 7001) tracker.push(bytes.subarray(i, i + 7001));
-  assert.ok(tracker.init && tracker.init.toString('latin1', 4, 8) === 'ftyp');
-  const [moof, mdat] = tracker.latest!.parts;
-  assert.is(moof!.toString('latin1', 4, 8), 'moof');
-  assert.is(mdat!.toString('latin1', 4, 8), 'mdat');
-  // The tracker kept the file's last fragment, whole (a file also ends with an mfra index box).
-  const lastMoof = bytes.lastIndexOf(Buffer.from('moof')) - 4;
-  assert.is(bytes.indexOf(moof!), lastMoof);
-  assert.equal(bytes.subarray(lastMoof, lastMoof + moof!.length + mdat!.length), Buffer.concat([moof!, mdat!]));
+  const bytes = await liveCut(dir, DEMO_CLIP, 6);
+  const feed = new LiveFeed();
+  const seen: boolean[] = [];
+  feed.onFragment((f) => seen.push(f.keyframe));
+  for (let i = 0; i < bytes.length; i += 7001) feed.push(bytes.subarray(i, i + 7001));
+  assert.is(feed.init!.toString('latin1', 4, 8), 'ftyp');
+  // ffprobe says where the keyframes are: every 30th frame of the 15 fps clip.
+  const { stdout } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=flags', '-of', 'csv=p=0', path.join(dir, 'live.mp4')]);
+  const keyframes = stdout.split('\n').filter((l) => l.startsWith('K')).length;
+  assert.is(seen.filter(Boolean).length, keyframes);
+  assert.ok(seen[0], 'the stream starts on a keyframe');
+  assert.ok(seen.length > keyframes * 4, `several fragments per GOP (${seen.length} for ${keyframes} GOPs)`);
+  assert.is(codecString(feed.init!), 'avc1.4d401f'); // Main profile, level 3.1: the clip's SPS
+  // A viewer who joins now gets init + the current GOP, which decodes from its first frame.
+  const viewer = feed.watch();
+  const joined = path.join(dir, 'joined.mp4');
+  const chunks: Buffer[] = [];
+  viewer.on('data', (c: Buffer) => chunks.push(c));
+  await new Promise((r) => setImmediate(r));
+  await writeFile(joined, Buffer.concat(chunks));
+  const decoded = await run('ffmpeg', ['-v', 'error', '-i', joined, '-f', 'null', '-']);
+  assert.is(decoded.stderr.trim(), '', 'decodes without errors');
+  viewer.destroy();
+  assert.is(feed.viewerCount, 0);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('a viewer that does not read is bounded and resumes on a keyframe', async () => {
+  const dir = await tempDir();
+  const bytes = await liveCut(dir, await longClip(), 120);
+  const feed = new LiveFeed();
+  const stuck = feed.watch(); // does not read for now
+  const half = Math.floor(bytes.length * 0.6);
+  feed.push(bytes.subarray(0, half));
+  assert.ok(half > 8 * 1024 * 1024, 'the test pushes more than the bound');
+  assert.ok(stuck.readableLength < 6 * 1024 * 1024, `held ${stuck.readableLength} bytes`);
+  while (stuck.read() !== null); // it catches up
+  const after: Buffer[] = [];
+  stuck.on('data', (c: Buffer) => after.push(c));
+  feed.push(bytes.subarray(half));
+  await new Promise((r) => setImmediate(r));
+  let firstMoof: Buffer | undefined;
+  new BoxSplitter((type, box) => (firstMoof ??= type === 'moof' ? box : undefined)).push(Buffer.concat(after));
+  assert.ok(firstMoof && startsWithKeyframe(firstMoof, feed.init), 'what it gets next starts on a keyframe');
+  stuck.destroy();
+  feed.end();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('an H.265 stream gets an hvc1 codec string a browser understands', async () => {
+  const dir = await tempDir();
+  const feed = new LiveFeed();
+  feed.push(await liveCut(dir, await h265Clip(), 2));
+  assert.match(codecString(feed.init!)!, /^hvc1\.1\.6\.L\d+(\.[0-9a-f]+)*$/);
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -4,13 +4,16 @@ import { mkdir } from 'node:fs/promises';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
 import type { ServiceSchema } from 'moleculer';
 import type { Config } from '../../appliance/config.ts';
 import { buildApp } from './app.ts';
+import { attachLiveSockets } from './live-socket.ts';
 
 export function apiService(config: Config): ServiceSchema {
   let server: ServerType | undefined;
+  let closeLiveSockets: (() => void) | undefined;
 
   return {
     name: 'api',
@@ -27,6 +30,7 @@ export function apiService(config: Config): ServiceSchema {
         server = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => resolve());
         server.once('error', reject);
       });
+      closeLiveSockets = attachLiveSockets(server as Server, this.broker);
       const address = server!.address() as AddressInfo;
       this.settings['port'] = address.port; // the real one when configured as 0 (tests)
       this.logger.info({ port: address.port }, `HTTP${tls ? "S" : ""} listening on ${host}:${address.port}`);
@@ -34,6 +38,7 @@ export function apiService(config: Config): ServiceSchema {
 
     async stopped() {
       if (!server) return;
+      closeLiveSockets?.();
       const closing = new Promise<void>((resolve) => server!.close(() => resolve()));
       // Keep-alive sockets would hold the close open: end them.
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();

@@ -74,20 +74,89 @@ export async function trimToLastFragment(file: string): Promise<number> {
   }
 }
 
+/** Children of a box's payload (`from` skips the full-box header or fixed fields). */
+function* childBoxes(buf: Buffer, from: number, to = buf.length): Generator<{ type: string; start: number; end: number }> {
+  let at = from;
+  while (at + 8 <= to) {
+    const size = buf.readUInt32BE(at);
+    if (size < 8 || at + size > to) return;
+    yield { type: buf.toString('latin1', at + 4, at + 8), start: at, end: at + size };
+    at += size;
+  }
+}
+
+function findBox(buf: Buffer, path: string[], from = 0, to = buf.length): { start: number; end: number } | undefined {
+  const [head, ...rest] = path;
+  for (const box of childBoxes(buf, from, to)) {
+    if (box.type !== head) continue;
+    return rest.length ? findBox(buf, rest, box.start + 8, box.end) : box;
+  }
+  return undefined;
+}
+
+const SAMPLE_IS_NON_SYNC = 0x10000;
+
 /**
- * Splits a fragmented MP4 byte stream (ffmpeg writing to a pipe) into its header
- * (ftyp+moov) and complete fragments (moof+mdat), keeping only the newest fragment.
+ * Whether a fragment (moof) starts with a sync sample (keyframe), from the first sample's
+ * flags: trun's first_sample_flags, its per-sample flags, tfhd's default, or the init's trex.
  */
-export class FragmentTracker {
+export function startsWithKeyframe(moof: Buffer, init?: Buffer): boolean {
+  const traf = findBox(moof, ['moof', 'traf']);
+  if (!traf) return false;
+  const trun = findBox(moof, ['trun'], traf.start + 8, traf.end);
+  const tfhd = findBox(moof, ['tfhd'], traf.start + 8, traf.end);
+  if (!trun || !tfhd) return false;
+  const trunFlags = moof.readUInt32BE(trun.start + 8) & 0xffffff;
+  let at = trun.start + 16 + (trunFlags & 0x1 ? 4 : 0); // after sample_count and data_offset
+  if (trunFlags & 0x4) return (moof.readUInt32BE(at) & SAMPLE_IS_NON_SYNC) === 0;
+  if (trunFlags & 0x400) {
+    at += trunFlags & 0x100 ? 4 : 0; // sample_duration
+    at += trunFlags & 0x200 ? 4 : 0; // sample_size
+    return (moof.readUInt32BE(at) & SAMPLE_IS_NON_SYNC) === 0;
+  }
+  const tfhdFlags = moof.readUInt32BE(tfhd.start + 8) & 0xffffff;
+  if (tfhdFlags & 0x20) {
+    let f = tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0) + (tfhdFlags & 0x8 ? 4 : 0) + (tfhdFlags & 0x10 ? 4 : 0);
+    return (moof.readUInt32BE(f) & SAMPLE_IS_NON_SYNC) === 0;
+  }
+  const trex = init && findBox(init, ['moov', 'mvex', 'trex']);
+  return trex ? (init!.readUInt32BE(trex.start + 28) & SAMPLE_IS_NON_SYNC) === 0 : false;
+}
+
+/** The RFC 6381 codecs value a browser's MediaSource needs, from the init segment's sample entry. */
+export function codecString(init: Buffer): string | undefined {
+  const stsd = findBox(init, ['moov', 'trak', 'mdia', 'minf', 'stbl', 'stsd']);
+  if (!stsd) return undefined;
+  const entry = [...childBoxes(init, stsd.start + 16, stsd.end)][0];
+  if (!entry) return undefined;
+  // A visual sample entry has 78 bytes of fixed fields before its child boxes.
+  const config = [...childBoxes(init, entry.start + 8 + 78, entry.end)];
+  const avcC = config.find((b) => b.type === 'avcC');
+  if (avcC) return `${entry.type}.${init.subarray(avcC.start + 9, avcC.start + 12).toString('hex')}`;
+  const hvcC = config.find((b) => b.type === 'hvcC');
+  if (hvcC) {
+    // ISO/IEC 14496-15 Annex E: profile space and idc, compatibility flags (bit-reversed), tier and level.
+    const b = hvcC.start + 8;
+    const byte1 = init[b + 1]!;
+    const space = ['', 'A', 'B', 'C'][byte1 >> 6];
+    const compat = init.readUInt32BE(b + 2);
+    let reversed = 0;
+    for (let i = 0; i < 32; i++) if (compat & (1 << i)) reversed |= 1 << (31 - i);
+    const tier = byte1 & 0x20 ? 'H' : 'L';
+    const constraints = [...init.subarray(b + 6, b + 12)];
+    while (constraints.length && constraints[constraints.length - 1] === 0) constraints.pop();
+    return [`${entry.type}`, `${space}${byte1 & 0x1f}`, (reversed >>> 0).toString(16), `${tier}${init[b + 12]}`, ...constraints.map((c) => c.toString(16))].join('.');
+  }
+  return entry.type;
+}
+
+/** Cuts a fragmented MP4 byte stream (ffmpeg writing to a pipe) into whole top-level boxes. */
+export class BoxSplitter {
   /** Bytes received but not yet a whole box; joined once a box is complete, not per chunk. */
   private parts: Buffer[] = [];
   private bytes = 0;
-  private moof: Buffer | undefined;
-  private header: Buffer[] = [];
-  /** ftyp+moov: what a decoder needs before any fragment. */
-  init: Buffer | undefined;
-  /** The newest complete fragment, as [moof, mdat]. */
-  latest: { parts: Buffer[]; at: number } | undefined;
+
+  constructor(private readonly onBox: (type: string, box: Buffer) => void) {}
 
   push(chunk: Buffer): void {
     this.parts.push(chunk);
@@ -113,15 +182,5 @@ export class FragmentTracker {
     const one = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.bytes);
     this.parts = [one];
     return one;
-  }
-
-  private onBox(type: string, box: Buffer): void {
-    if (type === 'ftyp') this.header = [box];
-    else if (type === 'moov') this.init = Buffer.concat([...this.header, box]);
-    else if (type === 'moof') this.moof = box;
-    else if (type === 'mdat' && this.moof) {
-      this.latest = { parts: [this.moof, box], at: Date.now() };
-      this.moof = undefined;
-    }
   }
 }

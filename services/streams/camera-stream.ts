@@ -7,7 +7,8 @@ import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { LoggerInstance } from 'moleculer';
 import { probeDuration } from '../../lib/ffprobe.ts';
-import { FragmentTracker, trimToLastFragment } from '../recorder/fragmented-mp4.ts';
+import { trimToLastFragment } from '../recorder/fragmented-mp4.ts';
+import { LiveFeed } from './live-feed.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
 import type { Camera, CameraStatus } from '../cameras/cameras.schemas.ts';
@@ -59,7 +60,8 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   /** Files of this run already reported closed. */
   private reported = new Set<string>();
   private current: CameraStatus;
-  private fragments: FragmentTracker | undefined;
+  /** This run's stream as fMP4 (snapshots, live view, detection); replaced on each restart. */
+  feed = new LiveFeed();
 
   constructor(
     readonly camera: Camera,
@@ -78,11 +80,11 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   async snapshot(): Promise<{ jpeg: Buffer; frameAt: string }> {
     // Just started: the first fragment ends at the next keyframe, a few seconds at most.
     const deadline = Date.now() + FIRST_FRAGMENT_WAIT_MS;
-    while (!this.fragments?.latest && ['starting', 'online'].includes(this.current.state) && Date.now() < deadline) {
+    while (!this.feed.keyframe && ['starting', 'online'].includes(this.current.state) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    const init = this.fragments?.init;
-    const latest = this.fragments?.latest;
+    const init = this.feed.init;
+    const latest = this.feed.keyframe;
     if (this.current.state !== 'online' || !init || !latest) {
       throw new NotReadyError(`Camera "${this.camera.id}" has no picture yet (${this.current.state}${this.current.reason ? `: ${this.current.reason}` : ''})`, 'NO_PICTURE', {
         state: this.current.state,
@@ -117,6 +119,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       await exited;
       clearTimeout(timer);
     }
+    this.feed.end();
     this.setStatus({ ...this.blankStatus('disabled'), reason: 'stopped' });
   }
 
@@ -166,9 +169,8 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
     this.child = child;
     // Always read it: ffmpeg blocks (and the recording with it) on a full pipe.
-    const fragments = new FragmentTracker();
-    this.fragments = fragments;
-    child.stdout!.on('data', (chunk: Buffer) => fragments.push(chunk));
+    const feed = this.feed;
+    child.stdout!.on('data', (chunk: Buffer) => feed.push(chunk));
     child.on('error', (err) => this.log.error(`${this.camera.id}: cannot start ffmpeg: ${err.message}`));
 
     let stderrRest = '';

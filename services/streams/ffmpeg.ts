@@ -17,6 +17,8 @@ export interface RecorderArgs {
 export const PROGRESS_FD = 3;
 export const SEGMENTS_FD = 4;
 
+const LIVE_FRAGMENT_US = 250_000;
+
 export function recorderArgs({ camera, cameraDir, segmentSeconds, runId }: RecorderArgs): string[] {
   const source = camera.source;
   const input =
@@ -44,12 +46,15 @@ export function recorderArgs({ camera, cameraDir, segmentSeconds, runId }: Recor
     '-segment_list', `pipe:${SEGMENTS_FD}`,
     '-segment_list_type', 'csv',
     segmentPattern(cameraDir, runId),
-    // Second output, same packets: fragmented MP4 on stdout, one fragment per keyframe,
-    // for snapshots (and live view) without a second connection to the camera.
+    // Second output, same packets: fragmented MP4 on stdout for snapshots, live view and
+    // detection without a second connection to the camera. A fragment starts at each
+    // keyframe and at least every LIVE_FRAGMENT_US, so live view lags by about that much.
     '-map', '0:v:0',
     '-c', 'copy',
     '-f', 'mp4',
     '-movflags', '+frag_keyframe+empty_moov+default_base_moof',
+    '-frag_duration', String(LIVE_FRAGMENT_US),
+    '-flush_packets', '1',
     'pipe:1',
   ];
 }

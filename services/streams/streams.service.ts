@@ -3,14 +3,19 @@
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
-import { NotFoundError } from '../../lib/errors.ts';
+import type { Readable } from 'node:stream';
+import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
 import { CameraStream, type StreamOptions } from './camera-stream.ts';
 
+const ViewerId = z.string().regex(/^[\w-]{8,64}$/).describe('id of one live viewer, chosen by its gateway');
+
 export function streamsService(config: Config): ServiceSchema {
   const streams = new Map<string, CameraStream>();
+  /** Live viewers by the id their gateway gave them, so a gateway on another node can end one. */
+  const viewers = new Map<string, Readable>();
   const options: StreamOptions = { ...config.video, mediaDir: dataPaths(config).media };
 
   return {
@@ -36,6 +41,30 @@ export function streamsService(config: Config): ServiceSchema {
           const { jpeg, frameAt } = await stream.snapshot();
           // Base64 keeps it one JSON value over NATS too (a snapshot is ~100 KB).
           return { jpegBase64: jpeg.toString('base64'), frameAt };
+        },
+      }),
+      live: action({
+        input: z.strictObject({ id: CameraId, viewer: ViewerId }),
+        permission: 'live.view',
+        handler(ctx) {
+          const stream = streams.get(ctx.params.id);
+          if (!stream) throw new NotFoundError('Camera', ctx.params.id);
+          if (stream.status.state === 'disabled') {
+            throw new ConflictError(`Camera "${ctx.params.id}" is not streaming (${stream.status.reason})`, 'CAMERA_DISABLED');
+          }
+          // fMP4 bytes: init, the current GOP, then each new fragment; over NATS a Moleculer stream.
+          const feed = stream.feed.watch();
+          viewers.set(ctx.params.viewer, feed);
+          feed.once('close', () => viewers.delete(ctx.params.viewer));
+          return feed;
+        },
+      }),
+      liveStop: action({
+        input: z.strictObject({ viewer: ViewerId }),
+        permission: 'live.view',
+        handler(ctx) {
+          viewers.get(ctx.params.viewer)?.destroy();
+          return { stopped: true };
         },
       }),
     },
@@ -73,6 +102,7 @@ export function streamsService(config: Config): ServiceSchema {
     },
 
     async stopped() {
+      for (const viewer of viewers.values()) viewer.destroy();
       await Promise.all([...streams.values()].map((s) => s.stop()));
       streams.clear();
     },

@@ -12,7 +12,7 @@ const E = moleculer.Errors;
 
 type ErrorBody = z.infer<typeof ErrorSchema>;
 
-function classify(err: Error): { status: number; type: string; message: string; data?: unknown } {
+export function classify(err: Error): { status: number; type: string; message: string; data?: unknown } {
   if (err instanceof HTTPException) {
     const status = err.status;
     if (status === 413) return { status, type: 'PAYLOAD_TOO_LARGE', message: err.message || 'Request body too large' };

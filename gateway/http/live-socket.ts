@@ -1,0 +1,113 @@
+// Live view: GET /api/v1/cameras/{id}/live upgraded to a WebSocket. The first message
+// is JSON {type:'init', mime} for MediaSource.addSourceBuffer; then binary messages,
+// each appendable as is: the init segment (again after a camera restart), then
+// fragments (moof+mdat). The bytes come from the streams service, on this node or over
+// NATS, from the one ffmpeg that records the camera.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
+import type { ServiceBroker } from 'moleculer';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { BoxSplitter, codecString, startsWithKeyframe } from '../../services/recorder/fragmented-mp4.ts';
+import type { Authenticated } from '../../services/accounts/accounts.ts';
+import type { Caller } from '../../lib/actions.ts';
+import { ForbiddenError, UnauthorizedError } from '../../lib/errors.ts';
+import { classify } from './middleware/error-handler.ts';
+import { SESSION_COOKIE } from './middleware/authenticate.ts';
+
+const LIVE_PATH = /^\/api\/v1\/cameras\/([a-z0-9][a-z0-9-]{0,31})\/live$/;
+/** A viewer this far behind (bytes queued on its socket) skips to the next keyframe. */
+const SOCKET_BACKLOG_BYTES = 4 * 1024 * 1024;
+
+function refuse(socket: Duplex, err: Error): void {
+  const { status, type, message } = classify(err);
+  const body = JSON.stringify({ error: { type, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${type}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+function cookie(req: IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return undefined;
+}
+
+/** Who is asking: a bearer token, or the session cookie of a page from this box's own origin. */
+async function callerOf(broker: ServiceBroker, req: IncomingMessage): Promise<Caller> {
+  const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+  const session = bearer ? undefined : cookie(req, SESSION_COOKIE);
+  const credential = bearer ?? session;
+  if (!credential) throw new UnauthorizedError('Sign in, or send an API token as "Authorization: Bearer ..."', 'AUTH_REQUIRED');
+  if (session) {
+    // Browsers send cookies on cross-site WebSockets too: only the box's own pages may use them.
+    const origin = req.headers.origin;
+    if (!origin || !URL.canParse(origin) || new URL(origin).host !== req.headers.host) {
+      throw new ForbiddenError('Live view with a session cookie is only for pages of this box (Origin does not match)', { origin: origin ?? null });
+    }
+  }
+  const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', { credential });
+  return { username: auth.user.username, role: auth.user.role, ip: req.socket.remoteAddress ?? 'unknown', via: 'http' };
+}
+
+export function attachLiveSockets(server: Server, broker: ServiceBroker): () => void {
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: 4096 });
+  const log = broker.getLogger('live');
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const id = LIVE_PATH.exec(new URL(req.url ?? '/', 'http://box').pathname)?.[1];
+    if (!id) return refuse(socket, Object.assign(new Error('No WebSocket at this path'), { code: 404 }));
+    socket.on('error', () => undefined);
+    const viewer = randomUUID();
+    void (async () => {
+      const caller = await callerOf(broker, req);
+      const feed = await broker.call<Readable, object>('streams.live', { id, viewer }, { meta: { caller } });
+      if (socket.destroyed) {
+        feed.destroy();
+        return;
+      }
+      sockets.handleUpgrade(req, socket, head, (ws) => relay(ws, feed, () => void broker.call('streams.liveStop', { viewer }, { meta: { caller } }).catch(() => undefined)));
+    })().catch((err: Error) => {
+      if ((err as { code?: number }).code === undefined || classify(err).status >= 500) log.warn(`live ${id}: ${err.message}`);
+      refuse(socket, err);
+    });
+  });
+
+  return () => {
+    for (const ws of sockets.clients) ws.close(1001, 'box stopping');
+    sockets.close();
+  };
+}
+
+function relay(ws: WebSocket, feed: Readable, stop: () => void): void {
+  let ftyp: Buffer | undefined;
+  let init: Buffer | undefined;
+  let moof: Buffer | undefined;
+  let skipping = false;
+  const splitter = new BoxSplitter((type, box) => {
+    if (type === 'ftyp') ftyp = box;
+    else if (type === 'moov') {
+      init = ftyp ? Buffer.concat([ftyp, box]) : box;
+      ws.send(JSON.stringify({ type: 'init', mime: `video/mp4; codecs="${codecString(init) ?? 'avc1'}"` }));
+      ws.send(init);
+      skipping = true; // start (again) on a keyframe
+    } else if (type === 'moof') moof = box;
+    else if (type === 'mdat' && moof) {
+      // A slow viewer drops whole GOPs: it resumes on a keyframe, never mid-GOP.
+      if (startsWithKeyframe(moof, init)) skipping = false;
+      if (ws.bufferedAmount >= SOCKET_BACKLOG_BYTES) skipping = true;
+      if (!skipping) ws.send(Buffer.concat([moof, box]));
+      moof = undefined;
+    }
+  });
+  feed.on('data', (chunk: Buffer) => splitter.push(chunk));
+  feed.on('end', () => ws.close(1000, 'camera stopped'));
+  feed.on('error', () => ws.close(1011, 'stream failed'));
+  ws.on('close', () => {
+    feed.destroy();
+    stop();
+  });
+  ws.on('message', () => undefined); // viewers have nothing to say; maxPayload bounds them
+}

@@ -1,0 +1,132 @@
+// Live view over WebSocket against a real RTSP camera (GStreamer) and the real ffmpeg:
+// what a browser's MediaSource gets, many viewers on one ffmpeg, who may watch.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { WebSocket } from 'ws';
+import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
+import { freePort, waitUntil } from './helpers/processes.ts';
+import { ffmpegPids, playable, RtspCamera } from './helpers/video.ts';
+import { BoxSplitter, startsWithKeyframe } from '../services/recorder/fragmented-mp4.ts';
+
+let box: TestBox;
+let admin: string;
+let cam: RtspCamera;
+let port: number;
+
+test.before(async () => {
+  box = await testBox({ video: { segmentSeconds: 4, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000 } });
+  admin = await withAdmin(box);
+  port = box.broker.getLocalService('api')!.settings['port'];
+  cam = new RtspCamera(await freePort());
+  await cam.start();
+  const res = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'porch', name: 'Porch', source: { kind: 'rtsp', url: cam.url() } } });
+  assert.is(res.status, 201, res.text);
+  await waitUntil('porch online', async () => (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status.state === 'online', 20_000, 200);
+});
+test.after(async () => {
+  await box.stop();
+  await cam.stop();
+});
+
+interface Viewer {
+  ws: WebSocket;
+  texts: Array<{ type: string; mime: string }>;
+  binaries: Buffer[];
+  closed: Promise<{ code: number; reason: string }>;
+  openedAt: number;
+  firstFragmentAt?: number;
+}
+
+function watch(camera: string, headers: Record<string, string> = { authorization: `Bearer ${admin}` }): Promise<Viewer> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/${camera}/live`, { headers });
+    const viewer: Viewer = {
+      ws,
+      texts: [],
+      binaries: [],
+      openedAt: Date.now(),
+      closed: new Promise((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString() }))),
+    };
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary) return viewer.texts.push(JSON.parse(data.toString()));
+      if (data.toString('latin1', 4, 8) === 'moof') viewer.firstFragmentAt ??= Date.now();
+      viewer.binaries.push(data);
+    });
+    ws.once('open', () => resolve(viewer));
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d));
+      res.on('end', () => reject(Object.assign(new Error(`refused ${res.statusCode}`), { status: res.statusCode, body })));
+    });
+    ws.once('error', (err) => reject(err));
+  });
+}
+
+const refusal = (p: Promise<unknown>) => p.then(() => ({ status: 101, body: '' }), (e: { status: number; body: string }) => e);
+
+test('a viewer gets the codec, the init segment, then fragments that start on a keyframe and play', async () => {
+  const viewer = await watch('porch');
+  await waitUntil('3 s of live video', () => viewer.binaries.length > 14, 15_000);
+  viewer.ws.close();
+  await viewer.closed;
+  console.log(`    live view: first fragment ${viewer.firstFragmentAt! - viewer.openedAt} ms after the socket opened`);
+  assert.equal(viewer.texts[0], { type: 'init', mime: 'video/mp4; codecs="avc1.4d401f"' });
+  const [init, first] = viewer.binaries;
+  assert.is(init!.toString('latin1', 4, 8), 'ftyp');
+  assert.is(first!.toString('latin1', 4, 8), 'moof');
+  assert.ok(startsWithKeyframe(first!, init), 'the first fragment starts with a keyframe: no wait for the next GOP');
+  // Every binary message is whole boxes: init, then moof+mdat pairs.
+  const types: string[] = [];
+  new BoxSplitter((type) => types.push(type)).push(Buffer.concat(viewer.binaries));
+  assert.equal(types.slice(0, 2), ['ftyp', 'moov']);
+  assert.ok(types.slice(2).every((t, i) => t === (i % 2 ? 'mdat' : 'moof')));
+  const file = path.join(box.dataDir, 'live.mp4');
+  await writeFile(file, Buffer.concat(viewer.binaries));
+  const { seconds, codec } = await playable(file);
+  assert.is(codec, 'h264');
+  assert.ok(seconds >= 2, `plays ${seconds} s`);
+});
+
+test('many viewers share the one ffmpeg that records the camera', async () => {
+  const before = ffmpegPids(box.dataDir).filter((p) => p > 0);
+  const viewers = await Promise.all([1, 2, 3, 4, 5].map(() => watch('porch')));
+  await waitUntil('every viewer gets video', () => viewers.every((v) => v.binaries.length > 3), 15_000);
+  assert.equal(ffmpegPids(box.dataDir).filter((p) => p > 0).sort(), before.sort());
+  for (const v of viewers) v.ws.close();
+  await Promise.all(viewers.map((v) => v.closed));
+});
+
+test('who may watch: no credential 401, a foreign page with the cookie 403, the box\'s own page 101, unknown camera 404', async () => {
+  assert.is((await refusal(watch('porch', {}))).status, 401);
+  const wrong = await refusal(watch('porch', { authorization: 'Bearer not-a-token' }));
+  assert.is(wrong.status, 401);
+  const cookie = `fogedge_session=${admin}`;
+  const foreign = await refusal(watch('porch', { cookie, origin: 'http://evil.example' }));
+  assert.is(foreign.status, 403);
+  assert.match(foreign.body, /Origin/);
+  assert.is((await refusal(watch('porch', { cookie }))).status, 403, 'a cookie without Origin is not a page of the box');
+  const own = await watch('porch', { cookie, origin: `http://127.0.0.1:${port}` });
+  own.ws.close();
+  const missing = await refusal(watch('nope'));
+  assert.is(missing.status, 404);
+  assert.match(missing.body, /nope/);
+});
+
+test('a viewer stays connected through a camera restart and gets the new init; removing the camera ends it', async () => {
+  const viewer = await watch('porch');
+  await waitUntil('video', () => viewer.binaries.length > 3, 15_000);
+  const [pid] = ffmpegPids(box.dataDir).filter((p) => p > 0);
+  process.kill(pid!, 'SIGKILL');
+  await waitUntil('a second init after the restart', () => viewer.texts.length >= 2, 20_000);
+  const inits = viewer.binaries.filter((b) => b.toString('latin1', 4, 8) === 'ftyp');
+  assert.is(inits.length, 2);
+  const afterRestart = viewer.binaries[viewer.binaries.indexOf(inits[1]!) + 1];
+  if (afterRestart) assert.ok(startsWithKeyframe(afterRestart, inits[1]), 'after a restart it starts on a keyframe again');
+  assert.is((await box.request('DELETE', '/api/v1/cameras/porch', { auth: admin })).status, 200);
+  const closed = await viewer.closed;
+  assert.equal(closed, { code: 1000, reason: 'camera stopped' });
+});
+
+test.run();
