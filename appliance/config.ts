@@ -65,6 +65,14 @@ export const ConfigSchema = z.strictObject({
       retentionIntervalSeconds: z.number().min(1).max(3600).default(60),
       /** How often the recordings index looks for segments it lacks (cut by a crash), s. */
       healIntervalSeconds: z.number().min(1).max(3600).default(60),
+      /** RTMP push ingest (node-media-server) for push cameras; null: off. */
+      rtmp: z
+        .strictObject({
+          host: z.string().min(1).default('0.0.0.0'),
+          port: z.number().int().min(1).max(65535).default(1935),
+        })
+        .nullable()
+        .prefault({}),
       /** A camera that streams the bundled street clip, so a new box shows video at once. */
       demoCamera: z.boolean().default(true),
     })

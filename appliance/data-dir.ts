@@ -8,6 +8,8 @@ export const dataPaths = (config: Pick<Config, 'dataDir'>) => ({
   media: path.join(config.dataDir, 'media'),
   clips: path.join(config.dataDir, 'clips'),
   outbox: path.join(config.dataDir, 'outbox'),
+  /** node-media-server's own small store (RTMP push). */
+  rtmp: path.join(config.dataDir, 'rtmp'),
   tls: path.join(config.dataDir, 'tls'),
 });
 

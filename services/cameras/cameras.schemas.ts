@@ -21,6 +21,13 @@ export const RtspSource = z.strictObject({
   transport: z.enum(['tcp', 'udp']).default('tcp'),
 });
 
+/** A camera that pushes RTMP to the box with its own stream key (made by the box, shown once). */
+export const RtmpSource = z.strictObject({ kind: z.literal('rtmp') });
+/** As stored: only the key's SHA-256. */
+export type StoredRtmpSource = { kind: 'rtmp'; keyHash: string };
+
+export const CameraSource = z.discriminatedUnion('kind', [RtspSource, RtmpSource]);
+
 /** Only from the box's own config (the demo camera): the API cannot point ffmpeg at files. */
 export const FileSource = z.strictObject({ kind: z.literal('file'), path: z.string().min(1) });
 
@@ -33,7 +40,7 @@ export const CameraInput = z.strictObject({
   id: CameraId,
   name: z.string().min(1).max(64),
   enabled: z.boolean().default(true),
-  source: RtspSource,
+  source: CameraSource,
   recording: Recording.prefault({}),
 });
 
@@ -41,12 +48,12 @@ export const CameraUpdate = z.strictObject({
   id: CameraId,
   name: z.string().min(1).max(64).optional(),
   enabled: z.boolean().optional(),
-  source: RtspSource.optional(),
+  source: CameraSource.optional(),
   recording: Recording.partial().optional(),
 });
 
 export type Camera = Omit<z.output<typeof CameraInput>, 'source'> & {
-  source: z.output<typeof RtspSource> | z.output<typeof FileSource>;
+  source: z.output<typeof RtspSource> | StoredRtmpSource | z.output<typeof FileSource>;
   /** Defined in the config, not by the API; cannot be changed or removed there. */
   builtIn?: boolean;
   createdAt: string;
@@ -71,7 +78,9 @@ export const CameraStatus = z.object({
 export type CameraStatus = z.infer<typeof CameraStatus>;
 
 export function publicCamera(camera: Camera) {
-  const source = camera.source.kind === 'rtsp' ? { ...camera.source, url: redactUrl(camera.source.url) } : { kind: camera.source.kind };
+  const { source: s } = camera;
+  const source =
+    s.kind === 'rtsp' ? { ...s, url: redactUrl(s.url) } : s.kind === 'rtmp' ? { kind: s.kind, pushPath: `/live/${camera.id}` } : { kind: s.kind };
   return { ...camera, source };
 }
 export type PublicCamera = ReturnType<typeof publicCamera>;

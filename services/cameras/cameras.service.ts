@@ -9,6 +9,7 @@ import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, CameraInput, CameraUpdate, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
+import { newStreamKey } from '../streams/rtmp-ingest.ts';
 
 const NoInput = z.strictObject({});
 const IdInput = z.strictObject({ id: CameraId });
@@ -87,10 +88,13 @@ export function camerasService(config: Config): ServiceSchema {
         async handler(ctx) {
           const { id } = ctx.params;
           if (builtIn.has(id) || (await cameras!.get(id))) throw new ConflictError(`Camera "${id}" already exists`, 'CAMERA_EXISTS');
-          const camera: Camera = { ...ctx.params, createdAt: new Date().toISOString() };
+          const push = ctx.params.source.kind === 'rtmp' ? newStreamKey() : undefined;
+          const source: Camera['source'] = ctx.params.source.kind === 'rtsp' ? ctx.params.source : { kind: 'rtmp', keyHash: push!.keyHash };
+          const camera: Camera = { ...ctx.params, source, createdAt: new Date().toISOString() };
           await cameras!.put(id, camera);
           ctx.emit('camera.added', { id, by: ctx.meta.caller?.username ?? 'box' });
-          return publicCamera(camera);
+          // The only time the key is shown: the box keeps its hash.
+          return { ...publicCamera(camera), ...(push ? { streamKey: push.key } : {}) };
         },
       }),
       update: action({
@@ -99,16 +103,32 @@ export function camerasService(config: Config): ServiceSchema {
         async handler(ctx) {
           const current = await editable(ctx.params.id);
           const { source, recording, ...rest } = ctx.params;
-          const next: Camera = {
-            ...current,
-            ...rest,
-            recording: { ...current.recording, ...recording },
-            source:
-              source && current.source.kind === 'rtsp' ? { ...source, url: keepPassword(source.url, current.source.url) } : source ?? current.source,
-          };
+          // A camera that becomes a push camera gets a key; one that stays one keeps its key.
+          const push = source?.kind === 'rtmp' && current.source.kind !== 'rtmp' ? newStreamKey() : undefined;
+          const nextSource: Camera['source'] = !source
+            ? current.source
+            : source.kind === 'rtmp'
+              ? current.source.kind === 'rtmp' ? current.source : { kind: 'rtmp', keyHash: push!.keyHash }
+              : current.source.kind === 'rtsp' ? { ...source, url: keepPassword(source.url, current.source.url) } : source;
+          const next: Camera = { ...current, ...rest, recording: { ...current.recording, ...recording }, source: nextSource };
           await cameras!.put(next.id, next);
           ctx.emit('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
-          return publicCamera(next);
+          return { ...publicCamera(next), ...(push ? { streamKey: push.key } : {}) };
+        },
+      }),
+      newStreamKey: action({
+        input: IdInput,
+        permission: 'cameras.manage',
+        async handler(ctx) {
+          const current = await editable(ctx.params.id);
+          if (current.source.kind !== 'rtmp') {
+            throw new ConflictError(`Camera "${current.id}" is not a push camera (its source is ${current.source.kind})`, 'NOT_A_PUSH_CAMERA');
+          }
+          const push = newStreamKey();
+          await cameras!.put(current.id, { ...current, source: { kind: 'rtmp', keyHash: push.keyHash } });
+          // The old key stops working now: a camera pushing with it is cut off.
+          ctx.emit('camera.updated', { id: current.id, changed: ['source'], by: ctx.meta.caller?.username ?? 'box' });
+          return { id: current.id, streamKey: push.key };
         },
       }),
       remove: action({

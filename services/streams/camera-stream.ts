@@ -9,6 +9,7 @@ import type { LoggerInstance } from 'moleculer';
 import { probeDuration } from '../../lib/ffprobe.ts';
 import { trimToLastFragment } from '../recorder/fragmented-mp4.ts';
 import { LiveFeed } from './live-feed.ts';
+import type { RtmpIngest } from './rtmp-ingest.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
 import type { Camera, CameraStatus } from '../cameras/cameras.schemas.ts';
@@ -29,6 +30,8 @@ import {
 } from './ffmpeg.ts';
 
 export interface StreamOptions {
+  /** Where push cameras arrive; undefined when RTMP push is off. */
+  ingest?: RtmpIngest;
   ffmpegPath: string;
   ffprobePath: string;
   mediaDir: string;
@@ -48,6 +51,8 @@ const SETPRIV = '/usr/bin/setpriv';
 export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment: [Segment] }> {
   private child: ChildProcess | undefined;
   private stopping = false;
+  /** Between deciding to start ffmpeg and having its process. */
+  private spawning = false;
   private attempts = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
@@ -104,7 +109,38 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       this.setStatus({ ...this.blankStatus('disabled'), reason: this.camera.enabled ? 'recording is off' : 'camera disabled' });
       return;
     }
+    if (this.waitingForPush()) return;
     void this.spawn();
+  }
+
+  /** A push camera started pushing: read it. */
+  onPublish(): void {
+    if (this.stopping || this.child || this.spawning || this.current.state === 'disabled') return;
+    clearTimeout(this.restartTimer);
+    this.attempts = 0;
+    void this.spawn();
+  }
+
+  /** A push camera stopped pushing: close the segment, wait for it to come back. */
+  onUnpublish(): void {
+    clearTimeout(this.restartTimer);
+    if (this.child) this.child.kill('SIGINT'); // onExit sees no push and waits
+    else this.waitingForPush();
+  }
+
+  /** True (and the status says why) when this is a push camera that is not pushing now. */
+  private waitingForPush(): boolean {
+    if (this.camera.source.kind !== 'rtmp') return false;
+    const ingest = this.options.ingest;
+    if (ingest?.isPublishing(this.camera.id)) return false;
+    this.setStatus({
+      ...this.blankStatus('offline'),
+      reason: ingest ? 'waiting for push' : 'push off',
+      detail: ingest
+        ? `waiting for the camera to push RTMP to /live/${this.camera.id} with its stream key`
+        : 'RTMP push is turned off on this box (video.rtmp is null)',
+    });
+    return true;
   }
 
   async stop(): Promise<void> {
@@ -151,10 +187,12 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   }
 
   private async spawn(): Promise<void> {
-    await this.ensureDayDirs();
+    this.spawning = true;
+    await this.ensureDayDirs().finally(() => (this.spawning = false));
     if (this.stopping) return;
     const runId = Date.now().toString(36);
-    const args = recorderArgs({ camera: this.camera, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId });
+    const pushUrl = this.camera.source.kind === 'rtmp' ? this.options.ingest?.playUrl(this.camera.id) : undefined;
+    const args = recorderArgs({ camera: this.camera, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId, pushUrl });
     const [command, argv] = existsSync(SETPRIV)
       ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', this.options.ffmpegPath, ...args]]
       : [this.options.ffmpegPath, args];
@@ -258,7 +296,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       const kept = await trimToLastFragment(this.openFile).catch(() => 0);
       if (kept > 0) await this.emitSegment(file, (await probeDuration(this.options.ffprobePath, this.openFile)) * 1000);
     }
-    if (this.stopping) return;
+    if (this.stopping || this.waitingForPush()) return;
     const failure = this.killedFor ?? classifyFailure(this.stderrTail, code);
     const delay = Math.min(this.options.restartMaxMs, this.options.restartMinMs * 2 ** this.attempts) * (0.8 + Math.random() * 0.4);
     this.attempts++;

@@ -11,6 +11,8 @@ export interface RecorderArgs {
   segmentSeconds: number;
   /** Distinguishes this run's files from an earlier run's in the same second. */
   runId: string;
+  /** Push cameras: where their ffmpeg reads the RTMP push back from the ingest. */
+  pushUrl?: string;
 }
 
 /** File descriptors of the extra pipes: progress blocks, and the CSV list of closed segments. */
@@ -19,12 +21,14 @@ export const SEGMENTS_FD = 4;
 
 const LIVE_FRAGMENT_US = 250_000;
 
-export function recorderArgs({ camera, cameraDir, segmentSeconds, runId }: RecorderArgs): string[] {
+export function recorderArgs({ camera, cameraDir, segmentSeconds, runId, pushUrl }: RecorderArgs): string[] {
   const source = camera.source;
   const input =
     source.kind === 'rtsp'
       ? ['-rtsp_transport', source.transport, '-timeout', '5000000' /* µs, socket I/O */, '-i', source.url]
-      : ['-re', '-stream_loop', '-1', '-i', source.path];
+      : source.kind === 'rtmp'
+        ? ['-rw_timeout', '5000000', '-i', pushUrl ?? 'rtmp://127.0.0.1/no-ingest']
+        : ['-re', '-stream_loop', '-1', '-i', source.path];
   return [
     '-hide_banner',
     '-nostdin',

@@ -9,6 +9,7 @@ import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
 import { CameraStream, type StreamOptions } from './camera-stream.ts';
+import { RtmpIngest } from './rtmp-ingest.ts';
 
 const ViewerId = z.string().regex(/^[\w-]{8,64}$/).describe('id of one live viewer, chosen by its gateway');
 
@@ -16,7 +17,9 @@ export function streamsService(config: Config): ServiceSchema {
   const streams = new Map<string, CameraStream>();
   /** Live viewers by the id their gateway gave them, so a gateway on another node can end one. */
   const viewers = new Map<string, Readable>();
-  const options: StreamOptions = { ...config.video, mediaDir: dataPaths(config).media };
+  const paths = dataPaths(config);
+  let ingest: RtmpIngest | undefined;
+  const options: StreamOptions = { ...config.video, mediaDir: paths.media };
 
   return {
     name: 'streams',
@@ -76,12 +79,14 @@ export function streamsService(config: Config): ServiceSchema {
         async handler(ctx: { params: { id: string } }) {
           await streams.get(ctx.params.id)?.stop();
           streams.delete(ctx.params.id);
+          ingest?.allow(ctx.params.id, undefined);
         },
       },
     },
 
     methods: {
       run(camera: Camera) {
+        ingest?.allow(camera.id, camera.source.kind === 'rtmp' ? camera.source.keyHash : undefined);
         const stream = new CameraStream(camera, options, this.logger);
         stream.on('status', (status) => void this.broker.emit('camera.status.changed', { id: camera.id, status }));
         stream.on('segment', (segment) => void this.broker.emit('recording.segment.closed', segment));
@@ -97,6 +102,13 @@ export function streamsService(config: Config): ServiceSchema {
     },
 
     async started() {
+      if (config.video.rtmp) {
+        ingest = new RtmpIngest({ ...config.video.rtmp, storeDir: paths.rtmp }, this.logger);
+        ingest.on('publish', (id) => streams.get(id)?.onPublish());
+        ingest.on('unpublish', (id) => streams.get(id)?.onUnpublish());
+        await ingest.start();
+        options.ingest = ingest;
+      }
       const cameras = await this.broker.call<Camera[], object>('cameras.specs', {});
       for (const camera of cameras) this.run(camera);
     },
@@ -105,6 +117,8 @@ export function streamsService(config: Config): ServiceSchema {
       for (const viewer of viewers.values()) viewer.destroy();
       await Promise.all([...streams.values()].map((s) => s.stop()));
       streams.clear();
+      await ingest?.stop();
+      ingest = undefined;
     },
   };
 }

@@ -17,7 +17,8 @@ export async function testBox(overrides: Record<string, unknown> = {}) {
     ...overrides,
     http: { host: '127.0.0.1', port: 0, ...(overrides['http'] as object) },
     // minFreeBytes 0: recordings must not depend on how full this machine's disk is.
-    video: { demoCamera: false, minFreeBytes: 0, ...(overrides['video'] as object) },
+    // No RTMP port unless a test asks for one (on a free port).
+    video: { demoCamera: false, minFreeBytes: 0, rtmp: null, ...(overrides['video'] as object) },
   });
   const broker = createBroker(config, { logger: false });
   await broker.start();

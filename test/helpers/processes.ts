@@ -79,7 +79,8 @@ export class Proc {
 
 /** A FogEdge node, as `npm start` runs it, configured by environment. */
 export function startNode(env: Record<string, string>): Proc {
-  return new Proc(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], { LOGLEVEL: 'info', ...env });
+  // RTMP push off unless asked for: port 1935 may be someone else's on a test machine.
+  return new Proc(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], { LOGLEVEL: 'info', FOGEDGE__VIDEO__RTMP: 'null', ...env });
 }
 
 export async function startedNode(env: Record<string, string>): Promise<Proc> {

@@ -18,7 +18,12 @@ const CameraAnswer = z
     id: z.string(),
     name: z.string(),
     enabled: z.boolean(),
-    source: z.object({ kind: z.enum(['rtsp', 'file']), url: z.string().optional().describe('password shown as ***'), transport: z.string().optional() }),
+    source: z.object({
+      kind: z.enum(['rtsp', 'rtmp', 'file']),
+      url: z.string().optional().describe('password shown as ***'),
+      transport: z.string().optional(),
+      pushPath: z.string().optional().describe('push cameras: rtmp://<box>:<video.rtmp.port><pushPath>?key=<stream key>'),
+    }),
     recording: z.object({ mode: z.string(), retainDays: z.number() }),
     builtIn: z.boolean().optional(),
     createdAt: z.string(),
@@ -26,6 +31,10 @@ const CameraAnswer = z
   })
   .openapi('Camera');
 type CameraAnswer = z.infer<typeof CameraAnswer>;
+const NewCameraAnswer = CameraAnswer.omit({ status: true }).extend({
+  streamKey: z.string().optional().describe('push cameras: the stream key, shown this once (the box keeps only its hash)'),
+});
+type NewCameraAnswer = z.infer<typeof NewCameraAnswer>;
 const IdParam = z.object({ id: CameraId });
 const SegmentParams = z.object({
   camera: CameraId,
@@ -52,11 +61,21 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
   app.openapi(
     createRoute({
       method: 'post', path: '/api/v1/cameras', tags: ['cameras'], security: signedIn,
-      summary: 'Add an RTSP camera (admin, installer); recording starts at once',
+      summary: 'Add a camera (admin, installer): an RTSP URL the box pulls, or a push camera that sends RTMP with the stream key in the answer',
       request: body(CameraInput),
-      responses: { 201: json(CameraAnswer.omit({ status: true })), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
+      responses: { 201: json(NewCameraAnswer), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),
-    async (c) => c.json(await callAs<Omit<CameraAnswer, 'status'>>(broker, c, 'cameras.add', c.req.valid('json')), 201),
+    async (c) => c.json(await callAs<NewCameraAnswer>(broker, c, 'cameras.add', c.req.valid('json')), 201),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post', path: '/api/v1/cameras/{id}/stream-key', tags: ['cameras'], security: signedIn,
+      summary: 'A new stream key for a push camera (admin, installer); the old key stops working at once',
+      request: { params: IdParam },
+      responses: { 200: json(z.object({ id: z.string(), streamKey: z.string() })), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409] },
+    }),
+    async (c) => c.json(await callAs<{ id: string; streamKey: string }>(broker, c, 'cameras.newStreamKey', c.req.valid('param')), 200),
   );
 
   app.openapi(
@@ -74,11 +93,11 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
       method: 'patch', path: '/api/v1/cameras/{id}', tags: ['cameras'], security: signedIn,
       summary: 'Change a camera (admin, installer); a URL with the password as *** keeps the stored one',
       request: { params: IdParam, ...body(CameraUpdate.omit({ id: true })) },
-      responses: { 200: json(CameraAnswer.omit({ status: true })), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+      responses: { 200: json(NewCameraAnswer), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
     }),
     async (c) => {
       const params = { ...c.req.valid('json'), id: c.req.valid('param').id };
-      return c.json(await callAs<Omit<CameraAnswer, 'status'>>(broker, c, 'cameras.update', params), 200);
+      return c.json(await callAs<NewCameraAnswer>(broker, c, 'cameras.update', params), 200);
     },
   );
 
