@@ -2,12 +2,13 @@
 // environment overrides. Read once at start; an invalid file stops the box.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { redactUrl } from '../lib/redact.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
-export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder'] as const;
+export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -75,6 +76,26 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
       /** A camera that streams the bundled street clip, so a new box shows video at once. */
       demoCamera: z.boolean().default(true),
+    })
+    .prefault({}),
+  detector: z
+    .strictObject({
+      /** A YOLOX-format ONNX model; its labels in <model>.labels beside it, or labelsPath. */
+      modelPath: z.string().min(1).default(fileURLToPath(new URL('../models/yolox_nano.onnx', import.meta.url))),
+      labelsPath: z.string().min(1).nullable().default(null),
+      /** Lowest score of a detection, unless the camera sets one for the label. */
+      minScore: z.number().min(0.05).max(1).default(0.5),
+      /** Threads of one inference. */
+      threads: z.number().int().min(1).max(64).default(1),
+      /** Width of event snapshots, px. */
+      snapshotWidth: z.number().int().min(160).max(3840).default(960),
+      /** A stationary object is re-checked this often without motion, s. */
+      stationaryCheckSeconds: z.number().min(1).max(600).default(5),
+      /** An object still for this long ends its event (a parked car makes one event), s. */
+      stationaryEndSeconds: z.number().min(1).max(3600).default(30),
+      /** Event clips start this long before the object was seen and end this long after, s. */
+      preRollSeconds: z.number().min(0).max(120).default(5),
+      postRollSeconds: z.number().min(0).max(120).default(5),
     })
     .prefault({}),
   bus: z

@@ -7,6 +7,8 @@ import { apiService } from './http/api.service.ts';
 import { camerasService } from '../services/cameras/cameras.service.ts';
 import { streamsService } from '../services/streams/streams.service.ts';
 import { recorderService } from '../services/recorder/recorder.service.ts';
+import { detectorService } from '../services/detector/detector.service.ts';
+import { eventsService } from '../services/events/events.service.ts';
 
 export const SERVICE_FACTORIES = {
   api: apiService,
@@ -15,4 +17,6 @@ export const SERVICE_FACTORIES = {
   cameras: camerasService,
   streams: streamsService,
   recorder: recorderService,
+  detector: detectorService,
+  events: eventsService,
 } satisfies Record<ServiceName, (config: Config) => ServiceSchema>;

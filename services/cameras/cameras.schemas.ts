@@ -36,12 +36,34 @@ export const Recording = z.strictObject({
   retainDays: z.number().min(0.01).max(3650).default(7),
 });
 
+const RelativePoint = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]);
+/** A polygon in frame-relative coordinates (0..1, from the top left). */
+export const Polygon = z.array(RelativePoint).min(3).max(64);
+
+export const Detection = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Frames decoded per second for detection. */
+  fps: z.number().min(0.5).max(15).default(5),
+  /** Labels of the model that are tracked and make events. */
+  labels: z.array(z.string().min(1).max(40)).max(80).default(['person', 'car', 'bicycle', 'motorcycle', 'dog', 'cat']),
+  /** Lowest score per label (otherwise detector.minScore). */
+  minScores: z.record(z.string(), z.number().min(0.05).max(1)).default({}),
+  zones: z.array(z.strictObject({ name: z.string().regex(/^[\w-]{1,32}$/, 'letters, digits, _ or -'), points: Polygon })).max(32).default([]),
+  /** Where motion is ignored. */
+  motionMasks: z.array(Polygon).max(32).default([]),
+  /** Where objects are ignored (placed at the bottom centre of their box). */
+  objectMasks: z.array(Polygon).max(32).default([]),
+  /** Grey-level change that counts as motion (lower: more sensitive). */
+  motionThreshold: z.number().int().min(1).max(255).default(25),
+});
+
 export const CameraInput = z.strictObject({
   id: CameraId,
   name: z.string().min(1).max(64),
   enabled: z.boolean().default(true),
   source: CameraSource,
   recording: Recording.prefault({}),
+  detection: Detection.prefault({}),
 });
 
 export const CameraUpdate = z.strictObject({
@@ -50,6 +72,7 @@ export const CameraUpdate = z.strictObject({
   enabled: z.boolean().optional(),
   source: CameraSource.optional(),
   recording: Recording.partial().optional(),
+  detection: Detection.partial().optional(),
 });
 
 export type Camera = Omit<z.output<typeof CameraInput>, 'source'> & {

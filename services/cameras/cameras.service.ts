@@ -8,7 +8,7 @@ import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId, CameraInput, CameraUpdate, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
+import { CameraId, CameraInput, CameraUpdate, Detection, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
 import { newStreamKey } from '../streams/rtmp-ingest.ts';
 
 const NoInput = z.strictObject({});
@@ -23,6 +23,7 @@ function demoCamera(): Camera {
     enabled: true,
     source: { kind: 'file', path: DEMO_CLIP },
     recording: { mode: 'continuous', retainDays: 1 },
+    detection: Detection.parse({}),
     builtIn: true,
     createdAt: new Date(0).toISOString(),
   };
@@ -102,7 +103,7 @@ export function camerasService(config: Config): ServiceSchema {
         permission: 'cameras.manage',
         async handler(ctx) {
           const current = await editable(ctx.params.id);
-          const { source, recording, ...rest } = ctx.params;
+          const { source, recording, detection, ...rest } = ctx.params;
           // A camera that becomes a push camera gets a key; one that stays one keeps its key.
           const push = source?.kind === 'rtmp' && current.source.kind !== 'rtmp' ? newStreamKey() : undefined;
           const nextSource: Camera['source'] = !source
@@ -110,7 +111,13 @@ export function camerasService(config: Config): ServiceSchema {
             : source.kind === 'rtmp'
               ? current.source.kind === 'rtmp' ? current.source : { kind: 'rtmp', keyHash: push!.keyHash }
               : current.source.kind === 'rtsp' ? { ...source, url: keepPassword(source.url, current.source.url) } : source;
-          const next: Camera = { ...current, ...rest, recording: { ...current.recording, ...recording }, source: nextSource };
+          const next: Camera = {
+            ...current,
+            ...rest,
+            recording: { ...current.recording, ...recording },
+            detection: { ...(current.detection ?? Detection.parse({})), ...detection },
+            source: nextSource,
+          };
           await cameras!.put(next.id, next);
           ctx.emit('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
           return { ...publicCamera(next), ...(push ? { streamKey: push.key } : {}) };

@@ -184,3 +184,18 @@ export class BoxSplitter {
     return one;
   }
 }
+
+/** Width and height of the video track, from the moov's tkhd (16.16 fixed point at its end). */
+export function videoSize(moov: Buffer): { width: number; height: number } | undefined {
+  const at = moov.toString('latin1', 4, 8) === 'moov' ? 0 : -1;
+  if (at < 0) return undefined;
+  for (const trak of childBoxes(moov, 8)) {
+    if (trak.type !== 'trak') continue;
+    const tkhd = findBox(moov, ['tkhd'], trak.start + 8, trak.end);
+    if (!tkhd) continue;
+    const width = moov.readUInt32BE(tkhd.end - 8) >>> 16;
+    const height = moov.readUInt32BE(tkhd.end - 4) >>> 16;
+    if (width > 0 && height > 0) return { width, height };
+  }
+  return undefined;
+}

@@ -34,11 +34,25 @@ export async function h265Clip(): Promise<string> {
   return file;
 }
 
+/** One frame of the bundled clip held for 60 s: a scene with people and no motion at all. */
+export async function stillClip(): Promise<string> {
+  const file = path.join(os.tmpdir(), 'fogedge-test-clip-still.mp4');
+  if (!existsSync(file)) {
+    const frame = `${file}.${process.pid}.png`;
+    const tmp = `${file}.${process.pid}.tmp.mp4`;
+    await run('ffmpeg', ['-v', 'error', '-y', '-ss', '10', '-i', DEMO_CLIP, '-frames:v', '1', frame]);
+    await run('ffmpeg', ['-v', 'error', '-y', '-loop', '1', '-i', frame, '-t', '60', '-r', '15', '-c:v', 'libx264', '-preset', 'veryfast', '-g', '30', '-pix_fmt', 'yuv420p', tmp]);
+    await run('mv', [tmp, file]);
+    await run('rm', ['-f', frame]);
+  }
+  return file;
+}
+
 export class RtspCamera {
   private proc: Proc | undefined;
   constructor(
     readonly port: number,
-    private readonly options: { user?: string; password?: string; noVideo?: boolean; h265?: boolean } = {},
+    private readonly options: { user?: string; password?: string; noVideo?: boolean; h265?: boolean; clip?: string } = {},
   ) {}
 
   url(credentials = this.options.user ? `${this.options.user}:${this.options.password}@` : ''): string {
@@ -46,7 +60,7 @@ export class RtspCamera {
   }
 
   async start(): Promise<void> {
-    const args = [HELPER, String(this.port), this.options.h265 ? await h265Clip() : await longClip()];
+    const args = [HELPER, String(this.port), this.options.clip ?? (this.options.h265 ? await h265Clip() : await longClip())];
     if (this.options.h265) args.push('--codec', 'h265');
     if (this.options.user) args.push('--user', this.options.user, '--password', this.options.password ?? '');
     if (this.options.noVideo) args.push('--no-video');

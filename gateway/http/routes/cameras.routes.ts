@@ -3,6 +3,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import type { Context } from 'hono';
 import type { ServiceBroker } from 'moleculer';
 import { CLIP_NAME } from '../../../services/recorder/clips.ts';
 import { DAY_DIR, SEGMENT_FILE } from '../../../appliance/data-dir.ts';
@@ -46,6 +47,22 @@ const RangeQuery = z.object({ from: z.string().describe('ISO 8601'), to: z.strin
 
 /** {camera, from, to} of a /cameras/{id}/...?from=&to= request, for the recorder's actions. */
 const rangeOf = (param: { id: string }, query: { from: string; to: string }) => ({ camera: param.id, ...query });
+
+export interface Clip {
+  name: string;
+  bytes: number;
+}
+
+/** Streams a clip the recorder made; its name is checked again so no path can leave the clips folder. */
+export function sendClip(c: Context<HttpEnv>, clipsDir: string, clip: Clip) {
+  if (!CLIP_NAME.test(clip.name)) throw new Error(`unexpected clip name ${clip.name}`);
+  const stream = Readable.toWeb(createReadStream(path.join(clipsDir, clip.name))) as ReadableStream;
+  return c.body(stream, 200, {
+    'content-type': 'video/mp4',
+    'content-length': String(clip.bytes),
+    'content-disposition': `attachment; filename="${clip.name}"`,
+  });
+}
 
 export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, dirs: { clips: string; media: string }): void {
   const { clips: clipsDir, media: mediaDir } = dirs;
@@ -156,15 +173,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
     }),
     async (c) => {
       const params = rangeOf(c.req.valid('param'), c.req.valid('query'));
-      const clip = await callAs<{ name: string; bytes: number }>(broker, c, 'recorder.clip', params);
-      // The name comes from the recorder; checked again so no path can leave the clips folder.
-      if (!CLIP_NAME.test(clip.name)) throw new Error(`unexpected clip name ${clip.name}`);
-      const stream = Readable.toWeb(createReadStream(path.join(clipsDir, clip.name))) as ReadableStream;
-      return c.body(stream, 200, {
-        'content-type': 'video/mp4',
-        'content-length': String(clip.bytes),
-        'content-disposition': `attachment; filename="${clip.name}"`,
-      });
+      return sendClip(c, clipsDir, await callAs<Clip>(broker, c, 'recorder.clip', params));
     },
   );
 

@@ -1,0 +1,205 @@
+// Detection for one camera: frames from its live stream, motion first, the model only
+// where there is motion or a moving object, tracks into events. The newest frame wins:
+// a frame that comes while the model is busy replaces the one waiting, and is counted.
+import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
+import type { LoggerInstance } from 'moleculer';
+import { FrameSource, type DecodedFrame } from './frames.ts';
+import { MotionDetector } from './motion.ts';
+import { Tracker, type Track } from './tracker.ts';
+import { footOf, insidePolygon } from './geometry.ts';
+import type { Box, YoloxModel } from './yolox.ts';
+import type { Camera } from '../cameras/cameras.schemas.ts';
+
+export interface DetectorOptions {
+  ffmpegPath: string;
+  snapshotWidth: number;
+  minScore: number;
+  /** Re-check stationary objects this often even without motion, ms. */
+  stationaryCheckMs: number;
+  stationaryEndMs: number;
+}
+
+export interface ObjectEvent {
+  type: 'start' | 'update' | 'end';
+  id: string;
+  camera: string;
+  label: string;
+  topScore: number;
+  /** Box of the best frame, relative to the frame (0..1). */
+  box: Box;
+  zones: string[];
+  start: string;
+  end: string | null;
+  stationary: boolean;
+  /** Clean JPEG of the best frame, base64 (start, and updates with a better frame). */
+  snapshot?: string;
+}
+
+export interface DetectorStats {
+  frames: number;
+  motionFrames: number;
+  inferences: number;
+  dropped: number;
+  inferenceMs: number | null;
+  /** Frames were dropped in the last 10 s: the detector cannot keep up. */
+  behind: boolean;
+  activeObjects: number;
+}
+
+const REOPEN_MS = 2000;
+const TRACK_SCORE_FACTOR = 0.6;
+
+export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
+  private source: FrameSource | undefined;
+  private motion: MotionDetector;
+  private tracker: Tracker;
+  private busy = false;
+  private pending: DecodedFrame | undefined;
+  private lastInferenceAt = 0;
+  private lastDropAt = 0;
+  private inferenceTotalMs = 0;
+  private stopped = false;
+  private reopenTimer: NodeJS.Timeout | undefined;
+  readonly counts = { frames: 0, motionFrames: 0, inferences: 0, dropped: 0 };
+
+  constructor(
+    readonly camera: Camera,
+    private readonly model: YoloxModel,
+    private readonly options: DetectorOptions,
+    private readonly openFeed: () => Promise<Readable>,
+    private readonly log: LoggerInstance,
+  ) {
+    super();
+    const d = camera.detection;
+    this.motion = new MotionDetector({ threshold: d.motionThreshold, minAreaPercent: 0.05, masks: d.motionMasks });
+    this.tracker = new Tracker({
+      maxMisses: Math.max(3, Math.round(d.fps * 2)),
+      minHits: 2,
+      stationaryMove: 0.02,
+      stationaryEndMs: options.stationaryEndMs,
+      zones: d.zones,
+    });
+  }
+
+  get stats(): DetectorStats {
+    return {
+      ...this.counts,
+      inferenceMs: this.counts.inferences ? Math.round((this.inferenceTotalMs / this.counts.inferences) * 10) / 10 : null,
+      behind: Date.now() - this.lastDropAt < 10_000,
+      activeObjects: this.tracker.tracks.filter((t) => t.eventOpen).length,
+    };
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.open();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.reopenTimer);
+    this.source?.close();
+    this.source = undefined;
+    this.endAll();
+  }
+
+  private async open(): Promise<void> {
+    if (this.stopped) return;
+    let feed: Readable;
+    try {
+      feed = await this.openFeed();
+    } catch (err) {
+      this.log.debug(`${this.camera.id}: no live stream for detection yet (${(err as Error).message}); retrying`);
+      this.reopenTimer = setTimeout(() => void this.open(), REOPEN_MS);
+      return;
+    }
+    if (this.stopped) {
+      feed.destroy();
+      return;
+    }
+    const source = new FrameSource(feed, { ffmpegPath: this.options.ffmpegPath, fps: this.camera.detection.fps, modelSize: this.model.size, snapshotWidth: this.options.snapshotWidth });
+    this.source = source;
+    source.on('frame', (frame) => this.onFrame(frame));
+    source.on('error', (err) => this.log.warn(`${this.camera.id}: detection frames: ${err.message}`));
+    // The stream ended (camera stopped, or its streams node went away): events end, then try again.
+    feed.once('close', () => {
+      if (this.source !== source) return;
+      source.close();
+      this.source = undefined;
+      this.endAll();
+      if (!this.stopped) this.reopenTimer = setTimeout(() => void this.open(), REOPEN_MS);
+    });
+  }
+
+  private onFrame(frame: DecodedFrame): void {
+    this.counts.frames++;
+    if (this.busy) {
+      if (this.pending) {
+        this.counts.dropped++;
+        this.lastDropAt = Date.now();
+      }
+      this.pending = frame;
+      return;
+    }
+    void this.process(frame);
+  }
+
+  private async process(frame: DecodedFrame): Promise<void> {
+    this.busy = true;
+    try {
+      const image = { data: frame.rgb, width: frame.width, height: frame.height };
+      const moved = this.motion.detect(image).length > 0;
+      if (moved) this.counts.motionFrames++;
+      const recheck = this.tracker.tracks.length > 0 && frame.at - this.lastInferenceAt >= this.options.stationaryCheckMs;
+      if (!moved && !this.tracker.hasMoving && !recheck) return;
+      const t0 = performance.now();
+      const d = this.camera.detection;
+      const minScores: Record<string, number> & { default: number } = { default: this.options.minScore, ...d.minScores };
+      // Weaker detections are asked for too: they keep known objects alive, never start one.
+      const trackScores = Object.fromEntries(Object.entries(minScores).map(([k, v]) => [k, v * TRACK_SCORE_FACTOR])) as typeof minScores;
+      const found = (await this.model.detect(image, trackScores)).filter((det) => {
+        if (!d.labels.includes(det.label)) return false;
+        const foot = footOf(det.box, frame.width, frame.height);
+        return !d.objectMasks.some((mask) => insidePolygon(foot, mask));
+      });
+      this.inferenceTotalMs += performance.now() - t0;
+      this.counts.inferences++;
+      this.lastInferenceAt = frame.at;
+      const changes = this.tracker.update(found, frame, (label) => minScores[label] ?? minScores.default);
+      for (const t of changes.started) this.emitEvent('start', t);
+      for (const t of changes.updated) this.emitEvent('update', t);
+      for (const t of changes.ended) this.emitEvent('end', t);
+    } catch (err) {
+      this.log.warn(`${this.camera.id}: detection failed on a frame: ${(err as Error).message}`);
+    } finally {
+      this.busy = false;
+      const next = this.pending;
+      this.pending = undefined;
+      if (next && !this.stopped) void this.process(next);
+    }
+  }
+
+  private endAll(): void {
+    for (const t of this.tracker.endAll()) this.emitEvent('end', t);
+  }
+
+  private emitEvent(type: ObjectEvent['type'], t: Track): void {
+    const { width: w, height: h } = t.frameSize;
+    const box = t.bestFrame.box.map((v, i) => Math.round((v / (i % 2 ? h : w)) * 10000) / 10000) as Box;
+    const jpeg = type !== 'end' ? this.source?.jpeg(t.bestFrame.seq) : undefined;
+    this.emit('event', {
+      type,
+      id: `${this.camera.id}-${t.id}`,
+      camera: this.camera.id,
+      label: t.label,
+      topScore: Math.round(t.topScore * 1000) / 1000,
+      box,
+      zones: [...t.zones],
+      start: new Date(t.firstSeen).toISOString(),
+      end: type === 'end' ? new Date(t.lastSeen).toISOString() : null,
+      stationary: t.stationarySince !== undefined,
+      ...(jpeg ? { snapshot: jpeg.toString('base64') } : {}),
+    });
+  }
+}

@@ -1,0 +1,119 @@
+// detector: object detection for every camera that has it on. Frames come from the
+// camera's live stream (the streams service, here or over NATS: compressed video on the
+// bus, never raw frames), decoded on this node. With several detector nodes each camera
+// goes to one of them (rendezvous hashing over the live detector nodes), so losing a
+// node moves its cameras to the others.
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { ServiceSchema } from 'moleculer';
+import { z } from 'zod';
+import { action } from '../../lib/actions.ts';
+import type { Config } from '../../appliance/config.ts';
+import type { Camera } from '../cameras/cameras.schemas.ts';
+import { CameraDetector, type DetectorStats, type ObjectEvent } from './camera-detector.ts';
+import { YoloxModel } from './yolox.ts';
+
+const score = (node: string, camera: string) => createHash('sha1').update(`${node}/${camera}`).digest().readUInt32BE(0);
+
+export function detectorService(config: Config): ServiceSchema {
+  let model: YoloxModel | undefined;
+  let modelError: string | null = null;
+  const running = new Map<string, CameraDetector>();
+  let cameras: Camera[] = [];
+  let lostEvents = 0;
+
+  return {
+    name: 'detector',
+    dependencies: ['cameras'],
+
+    actions: {
+      status: action({
+        input: z.strictObject({}),
+        permission: 'system.view',
+        handler(ctx) {
+          const perCamera: Record<string, DetectorStats> = {};
+          for (const [id, d] of running) perCamera[id] = d.stats;
+          return {
+            node: ctx.broker.nodeID,
+            model: model ? { path: config.detector.modelPath, inputSize: model.size, labels: model.labels.length } : null,
+            error: modelError,
+            lostEvents,
+            cameras: perCamera,
+          };
+        },
+      }),
+    },
+
+    events: {
+      'camera.added': { handler() { return this.reconcile(true); } },
+      'camera.updated': { handler(ctx: { params: { id: string } }) { return this.reconcile(true, ctx.params.id); } },
+      'camera.removed': { handler() { return this.reconcile(true); } },
+      // A detector node came or went: cameras move.
+      '$services.changed': { handler() { return this.reconcile(false); } },
+    },
+
+    methods: {
+      /** This node's share of the cameras: each goes to the detector node with the highest hash. */
+      mine(camera: string): boolean {
+        const nodes = this.broker.registry
+          .getServiceList({ onlyAvailable: true, skipInternal: true })
+          .filter((s) => s.name === 'detector')
+          .map((s) => (s as unknown as { nodeID: string }).nodeID);
+        if (!nodes.includes(this.broker.nodeID)) nodes.push(this.broker.nodeID);
+        return nodes.reduce((best: string, n: string) => (score(n, camera) > score(best, camera) ? n : best), nodes[0]!) === this.broker.nodeID;
+      },
+
+      async reconcile(refetch: boolean, changed?: string) {
+        if (!model) return;
+        if (refetch) cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch(() => cameras);
+        const wanted = new Map(cameras.filter((c) => c.enabled && c.detection?.enabled && this.mine(c.id)).map((c) => [c.id, c]));
+        for (const [id, d] of running) {
+          if (!wanted.has(id) || id === changed) {
+            d.stop();
+            running.delete(id);
+          }
+        }
+        for (const [id, camera] of wanted) if (!running.has(id)) this.run(camera);
+      },
+
+      run(camera: Camera) {
+        const viewer = `det-${this.broker.nodeID}-${camera.id}`.replace(/[^\w-]/g, '-').slice(0, 64);
+        const openFeed = () => this.broker.call<Readable, object>('streams.live', { id: camera.id, viewer });
+        const d = new CameraDetector(camera, model!, {
+          ffmpegPath: config.video.ffmpegPath,
+          snapshotWidth: config.detector.snapshotWidth,
+          minScore: config.detector.minScore,
+          stationaryCheckMs: config.detector.stationaryCheckSeconds * 1000,
+          stationaryEndMs: config.detector.stationaryEndSeconds * 1000,
+        }, openFeed, this.logger);
+        d.on('event', (e: ObjectEvent) => {
+          this.broker.call('events.record', e, { retries: 3 }).catch((err: Error) => {
+            lostEvents++;
+            this.logger.warn(`${camera.id}: event ${e.id} (${e.type}) not stored: ${err.message}`);
+          });
+        });
+        running.set(camera.id, d);
+        d.start();
+        this.logger.info(`${camera.id}: detection on (${camera.detection.fps} fps, ${camera.detection.labels.join(', ')})`);
+      },
+    },
+
+    async started() {
+      try {
+        model = await YoloxModel.load(config.detector.modelPath, config.detector.labelsPath ?? undefined, config.detector.threads);
+        this.logger.info(`model ${config.detector.modelPath}: ${model.size}x${model.size}, ${model.labels.length} labels`);
+      } catch (err) {
+        // Recording goes on without detection; health and detector.status say why.
+        modelError = (err as Error).message;
+        this.logger.error(`detection off: ${modelError}`);
+        return;
+      }
+      await this.reconcile(true);
+    },
+
+    async stopped() {
+      for (const d of running.values()) d.stop();
+      running.clear();
+    },
+  };
+}

@@ -1,0 +1,172 @@
+// Decoded frames for detection, from the camera's live fMP4 (never a second connection to
+// the camera): one ffmpeg per camera decodes at a low rate and scales once, giving
+// model-sized RGB frames for the detector and a JPEG of each frame for event snapshots.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { BoxSplitter, videoSize } from '../recorder/fragmented-mp4.ts';
+
+export interface DecodedFrame {
+  seq: number;
+  /** When the frame came out of the decoder (live: about when the camera sent it). */
+  at: number;
+  /** RGB24 at the size the model takes (the letterbox's content, no padding). */
+  rgb: Buffer;
+  width: number;
+  height: number;
+}
+
+export interface FrameSourceOptions {
+  ffmpegPath: string;
+  fps: number;
+  /** The model's square input side: frames are scaled to fit it. */
+  modelSize: number;
+  /** Width of snapshot JPEGs. */
+  snapshotWidth: number;
+}
+
+const SETPRIV = '/usr/bin/setpriv';
+const JPEG_FD = 3;
+/** JPEGs kept for the snapshots of events (the newest few frames). */
+const JPEGS_KEPT = 30;
+const EOI = Buffer.from([0xff, 0xd9]);
+const MAX_CLOCK_DRIFT_MS = 2000;
+
+export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [Error] }> {
+  private decoder: ChildProcess | undefined;
+  private splitter = new BoxSplitter((type, box) => this.onBox(type, box));
+  private ftyp: Buffer | undefined;
+  private seq = 0;
+  private jpegs = new Map<number, Buffer>();
+  private size: { width: number; height: number } | undefined;
+  private closed = false;
+  private anchor: { seq: number; at: number } | undefined;
+
+  constructor(
+    private readonly input: Readable,
+    private readonly options: FrameSourceOptions,
+  ) {
+    super();
+    input.on('data', (chunk: Buffer) => this.splitter.push(chunk));
+    input.on('end', () => this.decoder?.stdin?.end());
+    input.on('error', (err) => this.emit('error', err));
+  }
+
+  /**
+   * Frames come out of the decoder in bursts (a fragment at a time), so their time is
+   * the stream's own: one frame every 1/fps from an anchor on the wall clock, re-anchored
+   * when the two drift apart (a stall, a restart).
+   */
+  private frameTime(seq: number): number {
+    const now = Date.now();
+    let at = this.anchor ? this.anchor.at + ((seq - this.anchor.seq) * 1000) / this.options.fps : now;
+    if (!this.anchor || Math.abs(at - now) > MAX_CLOCK_DRIFT_MS) {
+      this.anchor = { seq, at: now };
+      at = now;
+    }
+    return Math.round(at);
+  }
+
+  /** The JPEG of a frame, if still kept. */
+  jpeg(seq: number): Buffer | undefined {
+    return this.jpegs.get(seq);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.input.destroy();
+    this.decoder?.kill('SIGKILL');
+    this.decoder = undefined;
+  }
+
+  private onBox(type: string, box: Buffer): void {
+    if (type === 'ftyp') {
+      this.ftyp = box;
+      return;
+    }
+    if (type === 'moov') {
+      // A new init: the camera's stream restarted, and so does the decoder.
+      const size = videoSize(box);
+      if (!size) {
+        this.emit('error', new Error('the stream has no video size'));
+        return;
+      }
+      this.start(size.width, size.height, this.ftyp ? Buffer.concat([this.ftyp, box]) : box);
+      return;
+    }
+    if (this.decoder?.stdin?.writable) this.decoder.stdin.write(box);
+  }
+
+  private start(sourceWidth: number, sourceHeight: number, init: Buffer): void {
+    this.decoder?.kill('SIGKILL');
+    if (this.closed) return;
+    const { fps, modelSize, snapshotWidth } = this.options;
+    const scale = Math.min(modelSize / sourceWidth, modelSize / sourceHeight);
+    const width = Math.round((sourceWidth * scale) / 2) * 2;
+    const height = Math.round((sourceHeight * scale) / 2) * 2;
+    this.size = { width, height };
+    const frameBytes = width * height * 3;
+    const args = [
+      '-hide_banner', '-nostdin', '-loglevel', 'error',
+      // The init has all the codec needs: no probing, so the first frame comes at once.
+      '-fflags', 'nobuffer', '-probesize', '32768', '-analyzeduration', '0',
+      '-f', 'mp4', '-i', 'pipe:0',
+      '-filter_complex', `[0:v]fps=${fps},split=2[d][s];[d]scale=${width}:${height}:flags=bilinear,format=rgb24[det];[s]scale=${snapshotWidth}:-2[snap]`,
+      '-map', '[det]', '-f', 'rawvideo', 'pipe:1',
+      '-map', '[snap]', '-c:v', 'mjpeg', '-q:v', '4', '-f', 'image2pipe', `pipe:${JPEG_FD}`,
+    ];
+    const [command, argv] = existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', this.options.ffmpegPath, ...args]] : [this.options.ffmpegPath, args];
+    const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+    this.decoder = child;
+    child.stdin!.on('error', () => undefined); // a killed decoder: the next init starts another
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+    child.on('exit', (code, signal) => {
+      if (this.decoder === child && !this.closed && signal !== 'SIGKILL' && code !== 0) {
+        this.emit('error', new Error(`frame decoder exited (${code ?? signal}): ${stderr.trim().split('\n').pop() ?? ''}`));
+      }
+    });
+
+    // A frame is emitted once both its RGB and its JPEG are out (the two outputs of one
+    // decode, in the same order).
+    const rgbs: Buffer[] = [];
+    const jpegs: Buffer[] = [];
+    const pair = () => {
+      while (rgbs.length && jpegs.length) {
+        const seq = this.seq++;
+        const jpeg = jpegs.shift()!;
+        this.jpegs.set(seq, jpeg);
+        this.jpegs.delete(seq - JPEGS_KEPT);
+        this.emit('frame', { seq, at: this.frameTime(seq), rgb: rgbs.shift()!, width, height });
+      }
+    };
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    child.stdout!.on('data', (chunk: Buffer) => {
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      while (pendingBytes >= frameBytes) {
+        const all = Buffer.concat(pending, pendingBytes);
+        rgbs.push(Buffer.from(all.subarray(0, frameBytes)));
+        pending = pendingBytes > frameBytes ? [all.subarray(frameBytes)] : [];
+        pendingBytes -= frameBytes;
+      }
+      pair();
+    });
+
+    // JPEGs one per frame: the entropy-coded data never holds FF D9 (it stuffs FF as
+    // FF 00), so the end-of-image marker splits them.
+    let jpegBuf = Buffer.alloc(0);
+    (child.stdio[JPEG_FD] as Readable).on('data', (chunk: Buffer) => {
+      jpegBuf = Buffer.concat([jpegBuf, chunk]);
+      let end: number;
+      while ((end = jpegBuf.indexOf(EOI)) >= 0) {
+        jpegs.push(jpegBuf.subarray(0, end + 2));
+        jpegBuf = jpegBuf.subarray(end + 2);
+      }
+      pair();
+    });
+    child.stdin!.write(init);
+  }
+}

@@ -1,0 +1,152 @@
+// Cheap motion detection that gates object detection: small grayscale frames, a running
+// average background, a threshold, one dilation, connected regions as boxes. No motion,
+// no inference.
+import { rasterize, type Polygon } from './geometry.ts';
+import type { Box, Frame } from './yolox.ts';
+
+export interface MotionOptions {
+  /** Grey-level difference that counts as change (1..255): lower is more sensitive. */
+  threshold: number;
+  /** Smallest region that counts as motion, in % of the frame. */
+  minAreaPercent: number;
+  /** Areas where motion is ignored (trees, a busy road, a timestamp overlay). */
+  masks: Polygon[];
+}
+
+/** How fast the background follows the scene (per frame). */
+const BACKGROUND_RATE = 0.1;
+/** More than this share of the frame changing at once is light, not motion (a cloud, IR switching on). */
+const LIGHTING_CHANGE_SHARE = 0.6;
+const SHRINK = 2;
+
+export class MotionDetector {
+  private background: Float32Array | undefined;
+  private mask: Uint8Array | undefined;
+  private w = 0;
+  private h = 0;
+
+  constructor(private readonly options: MotionOptions) {}
+
+  /** Boxes (in frame pixels) of the regions that moved since the background. */
+  detect(frame: Frame): Box[] {
+    const w = Math.floor(frame.width / SHRINK);
+    const h = Math.floor(frame.height / SHRINK);
+    if (w !== this.w || h !== this.h) {
+      this.w = w;
+      this.h = h;
+      this.background = undefined;
+      this.mask = rasterize(this.options.masks, w, h);
+    }
+    const gray = grayBlurred(frame, w, h);
+    const bg = this.background;
+    if (!bg) {
+      this.background = Float32Array.from(gray);
+      return [];
+    }
+    const changed = new Uint8Array(w * h);
+    let count = 0;
+    const mask = this.mask!;
+    for (let i = 0; i < gray.length; i++) {
+      const g = gray[i]!;
+      if (!mask[i] && Math.abs(g - bg[i]!) > this.options.threshold) {
+        changed[i] = 1;
+        count++;
+      }
+      bg[i] = bg[i]! + (g - bg[i]!) * BACKGROUND_RATE;
+    }
+    if (count > gray.length * LIGHTING_CHANGE_SHARE) {
+      this.background = Float32Array.from(gray);
+      return [];
+    }
+    if (count === 0) return [];
+    const grown = dilate(changed, w, h);
+    const minArea = (w * h * this.options.minAreaPercent) / 100;
+    return regions(grown, w, h)
+      .filter((r) => r.area >= minArea)
+      .map((r) => [r.x1 * SHRINK, r.y1 * SHRINK, (r.x2 + 1) * SHRINK, (r.y2 + 1) * SHRINK] as Box);
+  }
+}
+
+/** Luma of 2x2 blocks, then a 3x3 box blur against noise. */
+function grayBlurred(frame: Frame, w: number, h: number): Uint8Array {
+  const src = frame.data;
+  const stride = frame.width * 3;
+  const small = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let sum = 0;
+      for (let dy = 0; dy < SHRINK; dy++) {
+        let i = (y * SHRINK + dy) * stride + x * SHRINK * 3;
+        for (let dx = 0; dx < SHRINK; dx++, i += 3) sum += (src[i]! * 77 + src[i + 1]! * 150 + src[i + 2]! * 29) >> 8;
+      }
+      small[y * w + x] = sum / (SHRINK * SHRINK);
+    }
+  }
+  const out = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let sum = 0;
+      let n = 0;
+      for (let dy = -1; dy <= 1; dy++) {
+        const yy = y + dy;
+        if (yy < 0 || yy >= h) continue;
+        for (let dx = -1; dx <= 1; dx++) {
+          const xx = x + dx;
+          if (xx < 0 || xx >= w) continue;
+          sum += small[yy * w + xx]!;
+          n++;
+        }
+      }
+      out[y * w + x] = sum / n;
+    }
+  }
+  return out;
+}
+
+function dilate(src: Uint8Array, w: number, h: number): Uint8Array {
+  const out = new Uint8Array(src.length);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (!src[y * w + x]) continue;
+      for (let dy = -1; dy <= 1; dy++) {
+        for (let dx = -1; dx <= 1; dx++) {
+          const yy = y + dy;
+          const xx = x + dx;
+          if (yy >= 0 && yy < h && xx >= 0 && xx < w) out[yy * w + xx] = 1;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** 4-connected regions of set pixels, with their bounding boxes. */
+function regions(bits: Uint8Array, w: number, h: number) {
+  const seen = new Uint8Array(bits.length);
+  const out: Array<{ x1: number; y1: number; x2: number; y2: number; area: number }> = [];
+  const stack: number[] = [];
+  for (let start = 0; start < bits.length; start++) {
+    if (!bits[start] || seen[start]) continue;
+    const r = { x1: w, y1: h, x2: 0, y2: 0, area: 0 };
+    stack.push(start);
+    seen[start] = 1;
+    while (stack.length) {
+      const i = stack.pop()!;
+      const x = i % w;
+      const y = (i - x) / w;
+      r.area++;
+      if (x < r.x1) r.x1 = x;
+      if (x > r.x2) r.x2 = x;
+      if (y < r.y1) r.y1 = y;
+      if (y > r.y2) r.y2 = y;
+      for (const n of [x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1, y < h - 1 ? i + w : -1]) {
+        if (n >= 0 && bits[n] && !seen[n]) {
+          seen[n] = 1;
+          stack.push(n);
+        }
+      }
+    }
+    out.push(r);
+  }
+  return out;
+}

@@ -1,0 +1,188 @@
+// events: what the detector found, kept (LevelDB, snapshots as files), queryable by time,
+// camera, label and zone, and announced on the bus as event.started/updated/ended for
+// the MQTT bridge, WebSocket clients and cloud sync.
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { ServiceSchema } from 'moleculer';
+import { z } from 'zod';
+import { action } from '../../lib/actions.ts';
+import { NotFoundError, NotReadyError } from '../../lib/errors.ts';
+import { Store, type Collection } from '../../lib/store.ts';
+import type { Config } from '../../appliance/config.ts';
+import { dataPaths } from '../../appliance/data-dir.ts';
+import { CameraId } from '../cameras/cameras.schemas.ts';
+import type { ObjectEvent } from '../detector/camera-detector.ts';
+
+export const EventId = z.string().regex(/^[a-z0-9-]{1,80}$/).describe('event id');
+
+export interface StoredEvent {
+  id: string;
+  camera: string;
+  label: string;
+  topScore: number;
+  box: [number, number, number, number];
+  zones: string[];
+  start: string;
+  end: string | null;
+  stationary: boolean;
+  reviewed: boolean;
+  hasSnapshot: boolean;
+  updatedAt: string;
+}
+
+const ListInput = z.strictObject({
+  camera: CameraId.optional(),
+  label: z.string().max(40).optional(),
+  zone: z.string().max(32).optional(),
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  reviewed: z.boolean().optional(),
+  limit: z.number().int().min(1).max(1000).default(100),
+});
+
+/** Draws the event's box on its snapshot (ffmpeg's drawbox), for the "with boxes" view. */
+function drawBox(ffmpegPath: string, jpeg: Buffer, box: StoredEvent['box']): Promise<Buffer> {
+  const [x1, y1, x2, y2] = box;
+  const filter = `drawbox=x=iw*${x1}:y=ih*${y1}:w=iw*${x2 - x1}:h=ih*${y2 - y1}:color=red@0.9:t=3`;
+  return new Promise((resolve, reject) => {
+    const child = execFile(ffmpegPath, ['-v', 'error', '-f', 'jpeg_pipe', '-i', 'pipe:0', '-vf', filter, '-frames:v', '1', '-f', 'image2', '-c:v', 'mjpeg', '-q:v', '3', 'pipe:1'],
+      { encoding: 'buffer', maxBuffer: 16 * 1024 * 1024, timeout: 5000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    child.stdin!.end(jpeg);
+  });
+}
+
+export function eventsService(config: Config): ServiceSchema {
+  let store: Store | undefined;
+  let events: Collection<StoredEvent>;
+  /** `<start ISO>!<id>` -> id: events in time order. */
+  let byStart: Collection<string>;
+  const snapshotsDir = path.join(dataPaths(config).root, 'snapshots');
+  const snapshotFile = (e: Pick<StoredEvent, 'camera' | 'id'>) => path.join(snapshotsDir, e.camera, `${e.id}.jpg`);
+
+  const find = async (id: string) => {
+    const e = await events.get(id);
+    if (!e) throw new NotFoundError('Event', id);
+    return e;
+  };
+
+  return {
+    name: 'events',
+
+    actions: {
+      // Internal: the detector's start/update/end of an object.
+      record: action({
+        input: z.looseObject({ type: z.enum(['start', 'update', 'end']), id: EventId, camera: CameraId }),
+        async handler(ctx) {
+          const msg = ctx.params as unknown as ObjectEvent;
+          const current = await events.get(msg.id);
+          const { snapshot, type, ...fields } = msg;
+          if (snapshot) {
+            await mkdir(path.dirname(snapshotFile(msg)), { recursive: true });
+            await writeFile(snapshotFile(msg), Buffer.from(snapshot, 'base64'));
+          }
+          const next: StoredEvent = {
+            reviewed: false,
+            ...current,
+            ...fields,
+            // An update from a detector that restarted must not reopen an ended event.
+            end: fields.end ?? current?.end ?? null,
+            hasSnapshot: Boolean(snapshot) || (current?.hasSnapshot ?? false),
+            updatedAt: new Date().toISOString(),
+          };
+          await events.put(next.id, next);
+          if (!current) await byStart.put(`${next.start}!${next.id}`, next.id);
+          const name = type === 'start' && !current ? 'event.started' : type === 'end' ? 'event.ended' : 'event.updated';
+          ctx.emit(name, next);
+          return { ok: true };
+        },
+      }),
+      list: action({
+        input: ListInput,
+        permission: 'events.view',
+        async handler(ctx) {
+          const q = ctx.params;
+          const out: StoredEvent[] = [];
+          const range = { reverse: true, ...(q.from ? { gte: new Date(q.from).toISOString() } : {}), ...(q.to ? { lt: new Date(q.to).toISOString() } : {}) };
+          for await (const [, id] of byStart.entries(range)) {
+            const e = await events.get(id);
+            if (!e) continue;
+            if (q.camera && e.camera !== q.camera) continue;
+            if (q.label && e.label !== q.label) continue;
+            if (q.zone && !e.zones.includes(q.zone)) continue;
+            if (q.reviewed !== undefined && e.reviewed !== q.reviewed) continue;
+            out.push(e);
+            if (out.length >= q.limit) break;
+          }
+          return out;
+        },
+      }),
+      get: action({
+        input: z.strictObject({ id: EventId }),
+        permission: 'events.view',
+        handler: (ctx) => find(ctx.params.id),
+      }),
+      snapshot: action({
+        input: z.strictObject({ id: EventId, boxes: z.boolean().default(false) }),
+        permission: 'events.view',
+        async handler(ctx) {
+          const e = await find(ctx.params.id);
+          const jpeg = e.hasSnapshot ? await readFile(snapshotFile(e)).catch(() => undefined) : undefined;
+          if (!jpeg) throw new NotReadyError(`Event "${e.id}" has no snapshot`, 'NO_SNAPSHOT');
+          const out = ctx.params.boxes ? await drawBox(config.video.ffmpegPath, jpeg, e.box) : jpeg;
+          return { jpegBase64: out.toString('base64') };
+        },
+      }),
+      /** The recordings range of an event clip: pre- and post-roll around the object. */
+      clipRange: action({
+        input: z.strictObject({ id: EventId }),
+        permission: 'events.view',
+        async handler(ctx) {
+          const e = await find(ctx.params.id);
+          const end = e.end ? Date.parse(e.end) : Date.now();
+          return {
+            camera: e.camera,
+            from: new Date(Date.parse(e.start) - config.detector.preRollSeconds * 1000).toISOString(),
+            to: new Date(end + config.detector.postRollSeconds * 1000).toISOString(),
+          };
+        },
+      }),
+      review: action({
+        input: z.strictObject({ id: EventId, reviewed: z.boolean().default(true) }),
+        permission: 'events.review',
+        async handler(ctx) {
+          const e = { ...(await find(ctx.params.id)), reviewed: ctx.params.reviewed };
+          await events.put(e.id, e);
+          return e;
+        },
+      }),
+      remove: action({
+        input: z.strictObject({ id: EventId }),
+        permission: 'events.review',
+        async handler(ctx) {
+          const e = await find(ctx.params.id);
+          await rm(snapshotFile(e), { force: true });
+          await byStart.del(`${e.start}!${e.id}`);
+          await events.del(e.id);
+          ctx.emit('event.removed', { id: e.id, camera: e.camera, by: ctx.meta.caller?.username ?? 'box' });
+          return { ok: true };
+        },
+      }),
+    },
+
+    async started() {
+      store = await Store.open(dataPaths(config).db('events'));
+      events = store.collection<StoredEvent>('events');
+      byStart = store.collection<string>('byStart');
+      // Events left open by a crash end where they were last seen: none stays open for ever.
+      for (const e of await events.values()) {
+        if (e.end === null) await events.put(e.id, { ...e, end: e.updatedAt });
+      }
+    },
+
+    async stopped() {
+      await store?.close();
+      store = undefined;
+    },
+  };
+}

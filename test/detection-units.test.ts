@@ -1,0 +1,129 @@
+// The detector's parts on real data: the real YOLOX model on frames of the real street
+// clip, motion on real frames, the tracker and the zones.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile } from 'node:child_process';
+import { copyFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ModelError, YoloxModel, iouOf, type Frame } from '../services/detector/yolox.ts';
+import { MotionDetector } from '../services/detector/motion.ts';
+import { Tracker } from '../services/detector/tracker.ts';
+import { footOf, insidePolygon } from '../services/detector/geometry.ts';
+import { ConfigSchema } from '../appliance/config.ts';
+import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
+import { tempDir } from './helpers/box.ts';
+
+const run = promisify(execFile);
+const MODEL = ConfigSchema.parse({}).detector.modelPath;
+let model: YoloxModel;
+
+/** Frames of the street clip at 5 fps, scaled to the model's letterbox content (416x234). */
+async function frames(from: number, seconds: number): Promise<Frame[]> {
+  const { stdout } = await run('ffmpeg', ['-v', 'error', '-ss', String(from), '-i', DEMO_CLIP, '-t', String(seconds), '-vf', 'fps=5,scale=416:234', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'],
+    { encoding: 'buffer', maxBuffer: 1e9 });
+  const size = 416 * 234 * 3;
+  return Array.from({ length: stdout.length / size }, (_, i) => ({ data: stdout.subarray(i * size, (i + 1) * size), width: 416, height: 234 }));
+}
+
+test.before(async () => {
+  model = await YoloxModel.load(MODEL);
+});
+
+test('the bundled model loads with its labels and finds the people in a street frame', async () => {
+  assert.is(model.size, 416);
+  assert.is(model.labels.length, 80);
+  assert.is(model.labels[0], 'person');
+  const [frame] = await frames(10, 0.2);
+  const found = await model.detect(frame!, { default: 0.5 });
+  const people = found.filter((d) => d.label === 'person');
+  assert.ok(people.length >= 3, `${people.length} people found`);
+  for (const p of people) {
+    const [x1, y1, x2, y2] = p.box;
+    assert.ok(x1 >= 0 && y1 >= 0 && x2 <= 416 && y2 <= 234 && x2 > x1 && y2 > y1, 'boxes lie in the frame');
+    assert.ok(p.score >= 0.5 && p.score <= 1);
+  }
+  // NMS: no two boxes of one label overlap more than the threshold.
+  for (const a of people) for (const b of people) if (a !== b) assert.ok(iouOf(a.box, b.box) <= 0.45);
+});
+
+test('a model that is missing, corrupt or of another shape is refused with what was expected', async () => {
+  const dir = await tempDir();
+  const missing = await YoloxModel.load(path.join(dir, 'none.onnx')).catch((e: Error) => e);
+  assert.instance(missing, ModelError);
+  assert.match((missing as Error).message, /not found/);
+  const corrupt = path.join(dir, 'corrupt.onnx');
+  await writeFile(corrupt, 'this is not an ONNX file');
+  await writeFile(path.join(dir, 'corrupt.labels'), 'person\n');
+  assert.match((await YoloxModel.load(corrupt).catch((e: Error) => e)).message, /Cannot load model/);
+  // The real model with 10 labels: its output has 85 values per cell, 15 would fit.
+  const other = path.join(dir, 'other.onnx');
+  await copyFile(MODEL, other);
+  await writeFile(path.join(dir, 'other.labels'), Array.from({ length: 10 }, (_, i) => `thing${i}`).join('\n'));
+  const shape = (await YoloxModel.load(other).catch((e: Error) => e)) as Error;
+  assert.instance(shape, ModelError);
+  assert.match(shape.message, /output output \[1, 3549, 85\]; expected \[1, 3549, 15\]/);
+  assert.match(shape.message, /YOLOX/);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('motion: none between equal frames or under a mask, boxes where people walk', async () => {
+  const clip = await frames(4, 2);
+  const still = new MotionDetector({ threshold: 25, minAreaPercent: 0.05, masks: [] });
+  for (let i = 0; i < 5; i++) assert.equal(still.detect(clip[0]!), [], 'the same frame again: no motion');
+  const moving = new MotionDetector({ threshold: 25, minAreaPercent: 0.05, masks: [] });
+  const boxes = clip.map((f) => moving.detect(f)).slice(1);
+  assert.ok(boxes.every((b) => b.length > 0), 'people walking: motion in every frame');
+  const masked = new MotionDetector({ threshold: 25, minAreaPercent: 0.05, masks: [[[0, 0], [1, 0], [1, 1], [0, 1]]] });
+  assert.ok(clip.every((f) => masked.detect(f).length === 0), 'a mask over the whole frame: no motion');
+});
+
+test('tracking on the real clip: each person is one object across frames, weak frames keep it', async () => {
+  const clip = await frames(0, 8);
+  const tracker = new Tracker({ maxMisses: 10, minHits: 2, stationaryMove: 0.02, stationaryEndMs: 30_000, zones: [] });
+  let started = 0;
+  let detections = 0;
+  for (const [seq, frame] of clip.entries()) {
+    const found = (await model.detect(frame, { default: 0.3 })).filter((d) => d.label === 'person');
+    detections += found.length;
+    started += tracker.update(found, { seq, at: seq * 200, width: 416, height: 234 }, () => 0.5).started.length;
+  }
+  // 40 frames with ~7 people each: a few hundred detections make a few objects, not hundreds.
+  assert.ok(detections > 150, `${detections} detections`);
+  assert.ok(started >= 4 && started <= 16, `${started} objects for ${detections} detections`);
+});
+
+test('tracker: an object confirmed once, ended after misses; a parked object ends its event and raises no other', () => {
+  const zones = [{ name: 'left', points: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]] as Array<[number, number]> }];
+  const tracker = new Tracker({ maxMisses: 3, minHits: 2, stationaryMove: 0.02, stationaryEndMs: 5000, zones });
+  const frame = (seq: number) => ({ seq, at: seq * 200, width: 400, height: 200 });
+  const started: string[] = [];
+  const ended: string[] = [];
+  let seq = 0;
+  // A person walks from the left half to the right.
+  for (let x = 20; x < 360; x += 8) {
+    const c = tracker.update([{ label: 'person', score: 0.8, box: [x, 50, x + 30, 150] }], frame(seq++));
+    started.push(...c.started.map((t) => t.id));
+    ended.push(...c.ended.map((t) => t.id));
+  }
+  assert.is(started.length, 1, 'one walk, one event');
+  assert.equal(tracker.tracks[0]!.zones, ['left']);
+  for (let i = 0; i < 4; i++) ended.push(...tracker.update([], frame(seq++)).ended.map((t) => t.id));
+  assert.equal(ended, started, 'it left: its event ended');
+  // A parked car: one event, ended once still for 5 s, none again while it stays.
+  const events: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    const c = tracker.update([{ label: 'car', score: 0.9, box: [200, 100, 300, 160] }], frame(seq++));
+    events.push(...c.started.map(() => 'start'), ...c.ended.map(() => 'end'));
+  }
+  assert.equal(events, ['start', 'end']);
+  assert.ok(tracker.tracks[0]!.stationarySince !== undefined);
+});
+
+test('zones and masks place an object at its feet', () => {
+  const lower = [[0, 0.5], [1, 0.5], [1, 1], [0, 1]] as Array<[number, number]>;
+  assert.ok(insidePolygon(footOf([10, 0, 20, 90], 100, 100), lower), 'head above the line, feet below it: inside');
+  assert.not.ok(insidePolygon(footOf([10, 0, 20, 40], 100, 100), lower));
+});
+
+test.run();
