@@ -55,7 +55,7 @@ test('a model that is missing, corrupt or of another shape is refused with what 
   const corrupt = path.join(dir, 'corrupt.onnx');
   await writeFile(corrupt, 'this is not an ONNX file');
   await writeFile(path.join(dir, 'corrupt.labels'), 'person\n');
-  assert.match((await YoloxModel.load(corrupt).catch((e: Error) => e)).message, /Cannot load model/);
+  assert.match(((await YoloxModel.load(corrupt).catch((e: Error) => e)) as Error).message, /Cannot load model/);
   // The real model with 10 labels: its output has 85 values per cell, 15 would fit.
   const other = path.join(dir, 'other.onnx');
   await copyFile(MODEL, other);
