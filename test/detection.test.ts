@@ -9,12 +9,15 @@ import { promisify } from 'node:util';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { playable, RtspCamera, stillClip } from './helpers/video.ts';
+import { WebSocket } from 'ws';
 
 const run = promisify(execFile);
 let box: TestBox;
 let admin: string;
 const cameras: RtspCamera[] = [];
 const busEvents: Array<{ name: string; camera: string; id: string }> = [];
+let updates: WebSocket;
+const pushed: Array<{ type: string; data: Record<string, any> }> = [];
 // The left third of the frame, full height.
 const LEFT = [[0, 0], [0.33, 0], [0.33, 1], [0, 1]];
 
@@ -35,6 +38,10 @@ test.before(async () => {
       },
     },
   });
+  const port = box.broker.getLocalService('api')!.settings['port'];
+  updates = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`, { headers: { authorization: `Bearer ${admin}` } });
+  updates.on('message', (m) => pushed.push(JSON.parse(m.toString())));
+  await new Promise((r) => updates.once('open', r));
   const street = new RtspCamera(await freePort());
   const still = new RtspCamera(await freePort(), { clip: await stillClip() });
   cameras.push(street, still);
@@ -45,6 +52,7 @@ test.before(async () => {
   assert.is((await add('still', still)).status, 201);
 });
 test.after(async () => {
+  updates.close();
   await box.stop();
   await Promise.all(cameras.map((c) => c.stop()));
 });
@@ -61,6 +69,10 @@ test('people walking down the street become person events, on the bus and in the
   assert.ok(busEvents.some((b) => b.name === 'event.started' && b.id === e.id), 'event.started on the bus');
   const one = await get(`/api/v1/events/${e.id}`);
   assert.is(one.json.id, e.id);
+  // Pushed to signed-in WebSocket clients as it happened, camera status changes too.
+  assert.is(pushed[0]!.type, 'hello');
+  assert.ok(pushed.some((p) => p.type === 'event.started' && p.data.id === e.id));
+  assert.ok(pushed.some((p) => p.type === 'camera.status.changed' && p.data.id === 'street' && p.data.status.state === 'online'));
 });
 
 test('the snapshot is the best frame, clean or with its box drawn', async () => {
@@ -126,6 +138,21 @@ test('review, filter by review state, delete; the installer may not see events',
   const login = await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'installer-pass-1' } });
   const installer = box.sessionOf(login.headers)!;
   assert.is((await get('/api/v1/events', installer)).status, 403);
+  // ... nor get them pushed: only camera updates reach the installer's socket.
+  const port = box.broker.getLocalService('api')!.settings['port'];
+  const theirs = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`, { headers: { authorization: `Bearer ${installer}` } });
+  const got: string[] = [];
+  theirs.on('message', (m) => got.push(JSON.parse(m.toString()).type));
+  await new Promise((r) => theirs.once('open', r));
+  const before = pushed.length;
+  await waitUntil('more events pushed to the admin', () => pushed.slice(before).some((p) => p.type.startsWith('event.')), 20_000);
+  await box.request('PATCH', '/api/v1/cameras/still', { auth: admin, body: { name: 'Still life' } });
+  await waitUntil('the camera change pushed to the installer', () => got.includes('camera.updated'), 5000);
+  assert.not.ok(got.some((t) => t.startsWith('event.')), `the installer got ${got.join(', ')}`);
+  theirs.close();
+  const anonymous = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`);
+  const status = await new Promise((r) => anonymous.once('unexpected-response', (_q, res) => r(res.statusCode)));
+  assert.is(status, 401);
   assert.is((await get('/api/v1/events')).status, 200);
 });
 

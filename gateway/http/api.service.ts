@@ -9,14 +9,21 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { ServiceSchema } from 'moleculer';
 import type { Config } from '../../appliance/config.ts';
 import { buildApp } from './app.ts';
-import { attachLiveSockets } from './live-socket.ts';
+import { attachWebSockets, type WebSockets } from './websockets.ts';
 
 export function apiService(config: Config): ServiceSchema {
   let server: ServerType | undefined;
-  let closeLiveSockets: (() => void) | undefined;
+  let webSockets: WebSockets | undefined;
+  const forward = (ctx: { eventName: string; params: unknown }) => webSockets?.publish(ctx.eventName, ctx.params);
 
   return {
     name: 'api',
+
+    // What /api/v1/updates clients hear about.
+    events: {
+      'event.**': forward,
+      'camera.**': forward,
+    },
 
     async started() {
       // Segments and clips are served from here: a new box has no media folder yet.
@@ -30,7 +37,7 @@ export function apiService(config: Config): ServiceSchema {
         server = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => resolve());
         server.once('error', reject);
       });
-      closeLiveSockets = attachLiveSockets(server as Server, this.broker);
+      webSockets = attachWebSockets(server as Server, this.broker);
       const address = server!.address() as AddressInfo;
       this.settings['port'] = address.port; // the real one when configured as 0 (tests)
       this.logger.info({ port: address.port }, `HTTP${tls ? "S" : ""} listening on ${host}:${address.port}`);
@@ -38,7 +45,8 @@ export function apiService(config: Config): ServiceSchema {
 
     async stopped() {
       if (!server) return;
-      closeLiveSockets?.();
+      webSockets?.close();
+      webSockets = undefined;
       const closing = new Promise<void>((resolve) => server!.close(() => resolve()));
       // Keep-alive sockets would hold the close open: end them.
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();

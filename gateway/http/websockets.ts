@@ -1,3 +1,8 @@
+// The box's WebSockets, both signed in like the rest of the API:
+// - /api/v1/updates: JSON messages {type, data} as things happen (events of the detector,
+//   cameras going on- or offline), each only to users whose role may see it.
+// - /api/v1/cameras/{id}/live: live view (below).
+//
 // Live view: GET /api/v1/cameras/{id}/live upgraded to a WebSocket. The first message
 // is JSON {type:'init', mime} for MediaSource.addSourceBuffer; then binary messages,
 // each appendable as is: the init segment (again after a camera restart), then
@@ -11,11 +16,18 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { BoxSplitter, codecString, startsWithKeyframe } from '../../services/recorder/fragmented-mp4.ts';
 import type { Authenticated } from '../../services/accounts/accounts.ts';
 import type { Caller } from '../../lib/actions.ts';
+import { can, type Permission } from '../../lib/permissions.ts';
 import { ForbiddenError, UnauthorizedError } from '../../lib/errors.ts';
 import { classify } from './middleware/error-handler.ts';
 import { SESSION_COOKIE } from './middleware/authenticate.ts';
 
 const LIVE_PATH = /^\/api\/v1\/cameras\/([a-z0-9][a-z0-9-]{0,31})\/live$/;
+const UPDATES_PATH = '/api/v1/updates';
+/** Who may get which updates, by the bus event's name. */
+const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
+  [/^event\./, 'events.view'],
+  [/^camera\./, 'live.view'],
+];
 /** A viewer this far behind (bytes queued on its socket) skips to the next keyframe. */
 const SOCKET_BACKLOG_BYTES = 4 * 1024 * 1024;
 
@@ -52,17 +64,34 @@ async function callerOf(broker: ServiceBroker, req: IncomingMessage): Promise<Ca
   return { username: auth.user.username, role: auth.user.role, ip: req.socket.remoteAddress ?? 'unknown', via: 'http' };
 }
 
-export function attachLiveSockets(server: Server, broker: ServiceBroker): () => void {
+export interface WebSockets {
+  /** Sends a bus event to every updates client allowed to see it. */
+  publish(type: string, data: unknown): void;
+  close(): void;
+}
+
+export function attachWebSockets(server: Server, broker: ServiceBroker): WebSockets {
   const sockets = new WebSocketServer({ noServer: true, maxPayload: 4096 });
-  const log = broker.getLogger('live');
+  const updateClients = new Map<WebSocket, Caller>();
+  const log = broker.getLogger('websocket');
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const id = LIVE_PATH.exec(new URL(req.url ?? '/', 'http://box').pathname)?.[1];
-    if (!id) return refuse(socket, Object.assign(new Error('No WebSocket at this path'), { code: 404 }));
+    const pathname = new URL(req.url ?? '/', 'http://box').pathname;
+    const id = LIVE_PATH.exec(pathname)?.[1];
+    if (!id && pathname !== UPDATES_PATH) return refuse(socket, Object.assign(new Error('No WebSocket at this path'), { code: 404 }));
     socket.on('error', () => undefined);
-    const viewer = randomUUID();
     void (async () => {
       const caller = await callerOf(broker, req);
+      if (!id) {
+        sockets.handleUpgrade(req, socket, head, (ws) => {
+          updateClients.set(ws, caller);
+          ws.on('close', () => updateClients.delete(ws));
+          ws.on('message', () => undefined);
+          ws.send(JSON.stringify({ type: 'hello', data: { username: caller.username, role: caller.role } }));
+        });
+        return;
+      }
+      const viewer = randomUUID();
       const feed = await broker.call<Readable, object>('streams.live', { id, viewer }, { meta: { caller } });
       if (socket.destroyed) {
         feed.destroy();
@@ -70,14 +99,26 @@ export function attachLiveSockets(server: Server, broker: ServiceBroker): () => 
       }
       sockets.handleUpgrade(req, socket, head, (ws) => relay(ws, feed, () => void broker.call('streams.liveStop', { viewer }, { meta: { caller } }).catch(() => undefined)));
     })().catch((err: Error) => {
-      if ((err as { code?: number }).code === undefined || classify(err).status >= 500) log.warn(`live ${id}: ${err.message}`);
+      if ((err as { code?: number }).code === undefined || classify(err).status >= 500) log.warn(`${pathname}: ${err.message}`);
       refuse(socket, err);
     });
   });
 
-  return () => {
-    for (const ws of sockets.clients) ws.close(1001, 'box stopping');
-    sockets.close();
+  return {
+    publish(type, data) {
+      const permission = UPDATE_PERMISSIONS.find(([pattern]) => pattern.test(type))?.[1];
+      if (!permission || updateClients.size === 0) return;
+      const message = JSON.stringify({ type, data });
+      for (const [ws, caller] of updateClients) {
+        // A client that does not read is not worth the box's memory.
+        if (ws.bufferedAmount > SOCKET_BACKLOG_BYTES) ws.terminate();
+        else if (caller.role && can(caller.role, permission)) ws.send(message);
+      }
+    },
+    close() {
+      for (const ws of sockets.clients) ws.close(1001, 'box stopping');
+      sockets.close();
+    },
   };
 }
 
