@@ -80,6 +80,8 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   detector: z
     .strictObject({
+      /** Off: no camera is detected on, whatever its own setting (a box without CPU to spare). */
+      enabled: z.boolean().default(true),
       /** A YOLOX-format ONNX model; its labels in <model>.labels beside it, or labelsPath. */
       modelPath: z.string().min(1).default(fileURLToPath(new URL('../models/yolox_nano.onnx', import.meta.url))),
       labelsPath: z.string().min(1).nullable().default(null),

@@ -27,7 +27,7 @@ const events = async (query = '') => (await get(`/api/v1/events${query}`)).json 
 test.before(async () => {
   box = await testBox({
     video: { segmentSeconds: 2, stallSeconds: 5 },
-    detector: { preRollSeconds: 2, postRollSeconds: 2 },
+    detector: { enabled: true, preRollSeconds: 2, postRollSeconds: 2 },
   });
   admin = await withAdmin(box);
   box.broker.createService({

@@ -16,10 +16,13 @@ let env: Record<string, string> = {};
 const nodes: Record<string, Proc> = {};
 let session = '';
 let camera: RtspCamera | undefined;
-const B_SERVICES = 'accounts,system,cameras,streams,recorder';
+const B_SERVICES = 'accounts,system,cameras,streams,recorder,events';
 
 const startNode = async (id: string, services: string) => {
   nodes[id] = await startedNode({ ...env, NODEID: id, SERVICES: services });
+};
+const startDetector = async (id: string) => {
+  nodes[id] = await startedNode({ ...env, FOGEDGE__DETECTOR__ENABLED: 'true', NODEID: id, SERVICES: 'detector' });
 };
 const me = () => getJson(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${session}` } });
 const health = () => getJson(`${base}/api/v1/health`);
@@ -44,7 +47,7 @@ test.before(async () => {
     FOGEDGE__BUS__RETRIES: '2',
     FOGEDGE__VIDEO__DEMOCAMERA: 'false',
   };
-  await Promise.all([startNode('b', B_SERVICES), startNode('c', 'system'), startNode('gw', 'api')]);
+  await Promise.all([startNode('b', B_SERVICES), startNode('c', 'system'), startNode('gw', 'api'), startDetector('d1'), startDetector('d2')]);
 });
 
 test.after(async () => {
@@ -57,7 +60,7 @@ test.after(async () => {
 test('the nodes find each other over NATS; health lists every node and service', async () => {
   const h = await waitUntil('a healthy cluster', async () => {
     const res = await health();
-    return res.status === 200 && availableNodes(res) === 'b,c,gw' ? res : undefined;
+    return res.status === 200 && availableNodes(res) === 'b,c,d1,d2,gw' ? res : undefined;
   });
   const system = h.json.services.find((s: { name: string }) => s.name === 'system');
   assert.equal(system.instances.map((i: { node: string }) => i.node).sort(), ['b', 'c']);
@@ -106,6 +109,38 @@ test('live view crosses processes: the gateway relays the fMP4 that node b\'s ff
   await getJson(`${base}/api/v1/cameras/yard`, { method: 'DELETE', headers: auth });
 });
 
+test('detection on other processes: two detector nodes share the cameras; one dies, the other takes its camera', async () => {
+  const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };
+  const add = await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'street', name: 'Street', source: { kind: 'rtsp', url: camera!.url() }, detection: { labels: ['person'] } }) });
+  assert.is(add.status, 201, add.text);
+  const events = async (query = '') => (await getJson(`${base}/api/v1/events?camera=street${query}`, { headers: auth })).json as Array<{ start: string }>;
+  await waitUntil('person events made on a detector node', async () => ((await events('&label=person')).length > 0 ? true : undefined), 40_000, 500);
+  // Which node has the camera: ask both (calls go round-robin).
+  const owners = new Set<string>();
+  for (let i = 0; i < 6; i++) {
+    const s = (await getJson(`${base}/api/v1/detector/status`, { headers: auth })).json;
+    if (s.cameras?.street) owners.add(s.node);
+  }
+  assert.is(owners.size, 1, `one node detects the camera (${[...owners].join(', ')})`);
+  const [owner] = [...owners];
+  const other = owner === 'd1' ? 'd2' : 'd1';
+  await nodes[owner!]!.kill('SIGKILL');
+  const status = await waitUntil(`${other} takes the camera`, async () => {
+    const s = (await getJson(`${base}/api/v1/detector/status`, { headers: auth })).json;
+    return s.node === other && s.cameras?.street?.frames > 0 ? s : undefined;
+  }, 30_000, 500).catch((err: Error) => {
+    throw new Error(`${err.message}\n${nodes[other]!.lines.slice(-15).join('\n')}`);
+  });
+  const takenAt = new Date(Date.now() + 1000).toISOString();
+  await waitUntil(`events from ${other}`, async () => ((await events(`&from=${takenAt}`)).length > 0 ? true : undefined), 40_000, 500);
+  assert.ok(status.cameras.street.frames > 0);
+  const after = (await getJson(`${base}/api/v1/detector/status`, { headers: auth })).json;
+  assert.is(after.node, other);
+  assert.ok(after.cameras.street.inferences > 0);
+  await getJson(`${base}/api/v1/cameras/street`, { method: 'DELETE', headers: auth });
+  await startDetector(owner!);
+});
+
 test('SIGKILL of node b: accounts calls fail clearly and soon; system calls go to node c', async () => {
   await nodes['b']!.kill('SIGKILL');
   const t0 = Date.now();
@@ -120,7 +155,7 @@ test('SIGKILL of node b: accounts calls fail clearly and soon; system calls go t
     const r = await health();
     const services = Object.fromEntries(r.json.services.map((s: { name: string }) => [s.name, s]));
     const systemNodes = services.system.instances.map((i: { node: string }) => i.node).join(',');
-    return r.status === 503 && availableNodes(r) === 'c,gw' && systemNodes === 'c' ? services : undefined;
+    return r.status === 503 && availableNodes(r) === 'c,d1,d2,gw' && systemNodes === 'c' ? services : undefined;
   });
   assert.is(byName.accounts.status, 'down');
   assert.equal(byName.accounts.instances, []);
@@ -142,14 +177,13 @@ test('node b back: its LevelDB still holds the admin and the session', async () 
 
 test('nats-server restarted: every node reconnects by itself', async () => {
   await nats.stop();
-  await camera?.stop();
   const down = await me();
   assert.ok(down.status >= 500, `expected an error while NATS is down, got ${down.status}`);
   await new Promise((r) => setTimeout(r, 1500));
   await nats.start();
   await waitUntil('the cluster to heal after the NATS restart', async () => {
     const [who, h] = await Promise.all([me(), health()]);
-    return who.status === 200 && h.status === 200 && availableNodes(h) === 'b,c,gw';
+    return who.status === 200 && h.status === 200 && availableNodes(h) === 'b,c,d1,d2,gw';
   }, 30_000, 250);
 });
 

@@ -93,7 +93,7 @@ export function camerasService(config: Config): ServiceSchema {
           const source: Camera['source'] = ctx.params.source.kind === 'rtsp' ? ctx.params.source : { kind: 'rtmp', keyHash: push!.keyHash };
           const camera: Camera = { ...ctx.params, source, createdAt: new Date().toISOString() };
           await cameras!.put(id, camera);
-          ctx.emit('camera.added', { id, by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('camera.added', { id, by: ctx.meta.caller?.username ?? 'box' });
           // The only time the key is shown: the box keeps its hash.
           return { ...publicCamera(camera), ...(push ? { streamKey: push.key } : {}) };
         },
@@ -119,7 +119,7 @@ export function camerasService(config: Config): ServiceSchema {
             source: nextSource,
           };
           await cameras!.put(next.id, next);
-          ctx.emit('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
           return { ...publicCamera(next), ...(push ? { streamKey: push.key } : {}) };
         },
       }),
@@ -134,7 +134,7 @@ export function camerasService(config: Config): ServiceSchema {
           const push = newStreamKey();
           await cameras!.put(current.id, { ...current, source: { kind: 'rtmp', keyHash: push.keyHash } });
           // The old key stops working now: a camera pushing with it is cut off.
-          ctx.emit('camera.updated', { id: current.id, changed: ['source'], by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('camera.updated', { id: current.id, changed: ['source'], by: ctx.meta.caller?.username ?? 'box' });
           return { id: current.id, streamKey: push.key };
         },
       }),
@@ -144,7 +144,7 @@ export function camerasService(config: Config): ServiceSchema {
         async handler(ctx) {
           await editable(ctx.params.id);
           await cameras!.del(ctx.params.id);
-          ctx.emit('camera.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('camera.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
       }),

@@ -19,6 +19,7 @@ export function detectorService(config: Config): ServiceSchema {
   let model: YoloxModel | undefined;
   let modelError: string | null = null;
   const running = new Map<string, CameraDetector>();
+  /** The last camera list seen: kept when the cameras service cannot be reached. */
   let cameras: Camera[] = [];
   let lostEvents = 0;
 
@@ -45,11 +46,13 @@ export function detectorService(config: Config): ServiceSchema {
     },
 
     events: {
-      'camera.added': { handler() { return this.reconcile(true); } },
-      'camera.updated': { handler(ctx: { params: { id: string } }) { return this.reconcile(true, ctx.params.id); } },
-      'camera.removed': { handler() { return this.reconcile(true); } },
-      // A detector node came or went: cameras move.
-      '$services.changed': { handler() { return this.reconcile(false); } },
+      // Broadcast: every detector instance hears them, each takes its share.
+      'camera.added': { handler() { return this.reconcile(); } },
+      'camera.updated': { handler(ctx: { params: { id: string } }) { return this.reconcile(ctx.params.id); } },
+      'camera.removed': { handler() { return this.reconcile(); } },
+      // A detector node came or went: cameras move. (A lost node is only $node.disconnected.)
+      '$services.changed': { handler() { return this.reconcile(); } },
+      '$node.disconnected': { handler() { return this.reconcile(); } },
     },
 
     methods: {
@@ -63,9 +66,9 @@ export function detectorService(config: Config): ServiceSchema {
         return nodes.reduce((best: string, n: string) => (score(n, camera) > score(best, camera) ? n : best), nodes[0]!) === this.broker.nodeID;
       },
 
-      async reconcile(refetch: boolean, changed?: string) {
+      async reconcile(changed?: string) {
         if (!model) return;
-        if (refetch) cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch(() => cameras);
+        cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch(() => cameras);
         const wanted = new Map(cameras.filter((c) => c.enabled && c.detection?.enabled && this.mine(c.id)).map((c) => [c.id, c]));
         for (const [id, d] of running) {
           if (!wanted.has(id) || id === changed) {
@@ -99,6 +102,11 @@ export function detectorService(config: Config): ServiceSchema {
     },
 
     async started() {
+      if (!config.detector.enabled) {
+        modelError = 'detection is turned off on this box (detector.enabled: false)';
+        this.logger.info(modelError);
+        return;
+      }
       try {
         model = await YoloxModel.load(config.detector.modelPath, config.detector.labelsPath ?? undefined, config.detector.threads);
         this.logger.info(`model ${config.detector.modelPath}: ${model.size}x${model.size}, ${model.labels.length} labels`);
@@ -108,7 +116,7 @@ export function detectorService(config: Config): ServiceSchema {
         this.logger.error(`detection off: ${modelError}`);
         return;
       }
-      await this.reconcile(true);
+      await this.reconcile();
     },
 
     async stopped() {

@@ -60,10 +60,11 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
    */
   private frameTime(seq: number): number {
     const now = Date.now();
-    let at = this.anchor ? this.anchor.at + ((seq - this.anchor.seq) * 1000) / this.options.fps : now;
-    if (!this.anchor || Math.abs(at - now) > MAX_CLOCK_DRIFT_MS) {
+    const at = this.anchor ? this.anchor.at + ((seq - this.anchor.seq) * 1000) / this.options.fps : now;
+    // Never ahead of the clock (a burst after a stall), and never far behind it.
+    if (!this.anchor || at > now || now - at > MAX_CLOCK_DRIFT_MS) {
       this.anchor = { seq, at: now };
-      at = now;
+      return now;
     }
     return Math.round(at);
   }

@@ -93,7 +93,7 @@ export function eventsService(config: Config): ServiceSchema {
           await events.put(next.id, next);
           if (!current) await byStart.put(`${next.start}!${next.id}`, next.id);
           const name = type === 'start' && !current ? 'event.started' : type === 'end' ? 'event.ended' : 'event.updated';
-          ctx.emit(name, next);
+          ctx.broadcast(name, next);
           return { ok: true };
         },
       }),
@@ -164,7 +164,7 @@ export function eventsService(config: Config): ServiceSchema {
           await rm(snapshotFile(e), { force: true });
           await byStart.del(`${e.start}!${e.id}`);
           await events.del(e.id);
-          ctx.emit('event.removed', { id: e.id, camera: e.camera, by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('event.removed', { id: e.id, camera: e.camera, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
       }),

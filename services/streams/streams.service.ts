@@ -88,7 +88,7 @@ export function streamsService(config: Config): ServiceSchema {
       run(camera: Camera) {
         ingest?.allow(camera.id, camera.source.kind === 'rtmp' ? camera.source.keyHash : undefined);
         const stream = new CameraStream(camera, options, this.logger);
-        stream.on('status', (status) => void this.broker.emit('camera.status.changed', { id: camera.id, status }));
+        stream.on('status', (status) => void this.broker.broadcast('camera.status.changed', { id: camera.id, status }));
         stream.on('segment', (segment) => void this.broker.emit('recording.segment.closed', segment));
         streams.set(camera.id, stream);
         stream.start();

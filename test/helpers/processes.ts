@@ -80,7 +80,9 @@ export class Proc {
 /** A FogEdge node, as `npm start` runs it, configured by environment. */
 export function startNode(env: Record<string, string>): Proc {
   // RTMP push off unless asked for: port 1935 may be someone else's on a test machine.
-  return new Proc(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], { LOGLEVEL: 'info', FOGEDGE__VIDEO__RTMP: 'null', ...env });
+  // Detection off unless asked for: it costs CPU the other tests need.
+  const defaults = { LOGLEVEL: 'info', FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false' };
+  return new Proc(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], { ...defaults, ...env });
 }
 
 export async function startedNode(env: Record<string, string>): Promise<Proc> {
