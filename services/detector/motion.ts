@@ -67,38 +67,35 @@ export class MotionDetector {
   }
 }
 
-/** Luma of 2x2 blocks, then a 3x3 box blur against noise. */
+/** Luma of 2x2 blocks, then a 3x3 box blur against noise (separable: rows, then columns). */
 function grayBlurred(frame: Frame, w: number, h: number): Uint8Array {
   const src = frame.data;
   const stride = frame.width * 3;
-  const small = new Uint8Array(w * h);
+  const small = new Uint16Array(w * h);
   for (let y = 0; y < h; y++) {
+    for (let x = 0, i = y * 2 * stride, o = y * w; x < w; x++, i += 6, o++) {
+      const j = i + stride; // the row below
+      small[o] =
+        (src[i]! * 77 + src[i + 1]! * 150 + src[i + 2]! * 29 +
+          src[i + 3]! * 77 + src[i + 4]! * 150 + src[i + 5]! * 29 +
+          src[j]! * 77 + src[j + 1]! * 150 + src[j + 2]! * 29 +
+          src[j + 3]! * 77 + src[j + 4]! * 150 + src[j + 5]! * 29) >> 10;
+    }
+  }
+  const rows = new Uint16Array(w * h);
+  for (let y = 0; y < h; y++) {
+    const o = y * w;
     for (let x = 0; x < w; x++) {
-      let sum = 0;
-      for (let dy = 0; dy < SHRINK; dy++) {
-        let i = (y * SHRINK + dy) * stride + x * SHRINK * 3;
-        for (let dx = 0; dx < SHRINK; dx++, i += 3) sum += (src[i]! * 77 + src[i + 1]! * 150 + src[i + 2]! * 29) >> 8;
-      }
-      small[y * w + x] = sum / (SHRINK * SHRINK);
+      const l = x > 0 ? small[o + x - 1]! : small[o + x]!;
+      const r = x < w - 1 ? small[o + x + 1]! : small[o + x]!;
+      rows[o + x] = l + small[o + x]! + r;
     }
   }
   const out = new Uint8Array(w * h);
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let sum = 0;
-      let n = 0;
-      for (let dy = -1; dy <= 1; dy++) {
-        const yy = y + dy;
-        if (yy < 0 || yy >= h) continue;
-        for (let dx = -1; dx <= 1; dx++) {
-          const xx = x + dx;
-          if (xx < 0 || xx >= w) continue;
-          sum += small[yy * w + xx]!;
-          n++;
-        }
-      }
-      out[y * w + x] = sum / n;
-    }
+    const up = y > 0 ? -w : 0;
+    const down = y < h - 1 ? w : 0;
+    for (let x = 0, o = y * w; x < w; x++, o++) out[o] = (rows[o + up]! + rows[o]! + rows[o + down]!) / 9;
   }
   return out;
 }

@@ -66,7 +66,7 @@ await Promise.all([street.start(), still.start()]);
 const dataDir = await tempDir();
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
-const box = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__DETECTOR__ENABLED: 'true', LOGLEVEL: 'warn' });
+const box = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__DETECTOR__ENABLED: 'true' });
 const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
 const token = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]!;
 const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
