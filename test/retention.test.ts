@@ -50,6 +50,56 @@ test('by age: each camera keeps its own number of days; removed cameras get the 
   await f.done();
 });
 
+test('events mode: only footage around events (with their roll) stays, once no event can claim it any more', async () => {
+  const f = await fixture();
+  const MIN = 60_000;
+  const before = await f.add('porch', NOW - 50 * MIN);
+  const during = await f.add('porch', NOW - 40 * MIN);
+  const after = await f.add('porch', NOW - 30 * MIN);
+  const justNow = await f.add('porch', NOW - 30_000); // an event may still claim it
+  const asked: Array<[number, number]> = [];
+  const retention = new Retention(f.index, f.media, {
+    retainDays: () => 7,
+    eventRetainDays: () => 30,
+    eventsOnly: (c) => c === 'porch',
+    eventClaimMs: 2 * MIN,
+    eventRanges: async (_c, from, to) => (asked.push([from, to]), [[NOW - 40 * MIN - 5000, NOW - 40 * MIN + 3000]]),
+    quotaBytes: null,
+    minFreeBytes: 0,
+  });
+  const r = await retention.run(NOW);
+  assert.is(r.byAge, 2);
+  assert.not.ok(existsSync(path.join(f.media, before.path)));
+  assert.ok(existsSync(path.join(f.media, during.path)), 'the segment with the event stays');
+  assert.not.ok(existsSync(path.join(f.media, after.path)));
+  assert.ok(existsSync(path.join(f.media, justNow.path)), 'recent footage waits: an event may still claim it');
+  assert.ok(asked.every(([from, to]) => from <= before.start && to >= after.end));
+  await f.done();
+});
+
+test('continuous mode: footage around events is kept for eventRetainDays; unknown events keep everything', async () => {
+  const f = await fixture();
+  const withEvent = await f.add('yard', NOW - 3 * DAY);
+  const plain = await f.add('yard', NOW - 3 * DAY + 60_000);
+  const tooOld = await f.add('yard', NOW - 31 * DAY);
+  const policy = {
+    retainDays: () => 2,
+    eventRetainDays: () => 30,
+    eventRanges: async (): Promise<Array<[number, number]>> => [[withEvent.start, withEvent.end], [tooOld.start, tooOld.end]],
+    quotaBytes: null,
+    minFreeBytes: 0,
+  };
+  assert.is((await new Retention(f.index, f.media, policy).run(NOW)).byAge, 2);
+  assert.ok(existsSync(path.join(f.media, withEvent.path)));
+  assert.not.ok(existsSync(path.join(f.media, plain.path)));
+  assert.not.ok(existsSync(path.join(f.media, tooOld.path)), 'past eventRetainDays even with an event');
+  // The events service unreachable: nothing goes by age before eventRetainDays.
+  const kept = await f.add('yard', NOW - 4 * DAY);
+  assert.is((await new Retention(f.index, f.media, { ...policy, eventRanges: async () => undefined }).run(NOW)).byAge, 0);
+  assert.ok(existsSync(path.join(f.media, kept.path)));
+  await f.done();
+});
+
 test('by quota: the oldest of any camera goes first until the recordings fit', async () => {
   const f = await fixture();
   const a = await f.add('a', NOW - 5000_000, 4000);

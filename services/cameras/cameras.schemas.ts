@@ -32,8 +32,12 @@ export const CameraSource = z.discriminatedUnion('kind', [RtspSource, RtmpSource
 export const FileSource = z.strictObject({ kind: z.literal('file'), path: z.string().min(1) });
 
 export const Recording = z.strictObject({
-  mode: z.enum(['continuous', 'off']).default('continuous'),
+  /** continuous: everything; events: only footage around detected events (pre/post-roll); off. */
+  mode: z.enum(['continuous', 'events', 'off']).default('continuous'),
+  /** Days footage is kept (continuous mode). */
   retainDays: z.number().min(0.01).max(3650).default(7),
+  /** Days footage around events is kept (either mode), when longer than retainDays. */
+  eventRetainDays: z.number().min(0.01).max(3650).default(30),
 });
 
 const RelativePoint = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]);

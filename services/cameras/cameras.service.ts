@@ -8,7 +8,7 @@ import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId, CameraInput, CameraUpdate, Detection, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
+import { CameraId, CameraInput, CameraUpdate, Detection, Recording, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
 import { newStreamKey } from '../streams/rtmp-ingest.ts';
 
 const NoInput = z.strictObject({});
@@ -22,7 +22,7 @@ function demoCamera(): Camera {
     name: 'Demo: street',
     enabled: true,
     source: { kind: 'file', path: DEMO_CLIP },
-    recording: { mode: 'continuous', retainDays: 1 },
+    recording: { mode: 'continuous', retainDays: 1, eventRetainDays: 7 },
     detection: Detection.parse({}),
     builtIn: true,
     createdAt: new Date(0).toISOString(),
@@ -50,11 +50,13 @@ export function camerasService(config: Config): ServiceSchema {
   let cameras: Collection<Camera> | undefined;
   const builtIn = new Map<string, Camera>(config.video.demoCamera ? [['demo', demoCamera()]] : []);
 
-  const all = async (): Promise<Camera[]> => [...builtIn.values(), ...(await cameras!.values())];
+  // A camera stored by an older version gets the defaults of settings added since.
+  const withDefaults = (c: Camera): Camera => ({ ...c, recording: Recording.parse(c.recording ?? {}), detection: Detection.parse(c.detection ?? {}) });
+  const all = async (): Promise<Camera[]> => [...builtIn.values(), ...(await cameras!.values()).map(withDefaults)];
   const find = async (id: string): Promise<Camera> => {
     const camera = builtIn.get(id) ?? (await cameras!.get(id));
     if (!camera) throw new NotFoundError('Camera', id);
-    return camera;
+    return withDefaults(camera);
   };
   const editable = async (id: string): Promise<Camera> => {
     const camera = await find(id);

@@ -16,6 +16,9 @@ import { NotFoundError } from '../../lib/errors.ts';
 import path from 'node:path';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 
+/** Seconds after its pre-roll that footage may still be claimed by an event being stored. */
+const EVENT_CLAIM_MARGIN_S = 60;
+
 export const TimeRangeInput = z
   .strictObject({
     camera: CameraId,
@@ -108,8 +111,22 @@ export function recorderService(config: Config): ServiceSchema {
       };
       await heal();
       // Segments cut short just before this start are still "busy" now: look again now and then.
+      const { preRollSeconds, postRollSeconds } = config.detector;
       const retention = new Retention(index, paths.media, {
-        retainDays: (camera) => (retainDays ? retainDays.get(camera) ?? config.video.removedCameraRetainDays : Infinity),
+        retainDays: (camera) => (specs ? specs.get(camera)?.recording.retainDays ?? config.video.removedCameraRetainDays : Infinity),
+        eventRetainDays: (camera) => specs?.get(camera)?.recording.eventRetainDays ?? 0,
+        eventsOnly: (camera) => specs?.get(camera)?.recording.mode === 'events',
+        // An event may claim footage up to its pre-roll back, and is stored a little after it starts.
+        eventClaimMs: (preRollSeconds + EVENT_CLAIM_MARGIN_S) * 1000,
+        eventRanges: async (camera, from, to) => {
+          const events = await this.broker
+            .call<Array<{ start: string; end: string | null }>, object>('events.list', { camera, from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit: 1000 })
+            .catch(() => undefined);
+          return events?.map((e) => [
+            Date.parse(e.start) - preRollSeconds * 1000,
+            (e.end ? Date.parse(e.end) : Date.now()) + postRollSeconds * 1000,
+          ] as [number, number]);
+        },
         quotaBytes: config.video.quotaBytes,
         minFreeBytes: config.video.minFreeBytes,
       });
@@ -117,14 +134,14 @@ export function recorderService(config: Config): ServiceSchema {
         // Without the registry no camera's days are known: delete nothing by age this round.
         const cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch(() => undefined);
         if (!cameras) this.logger.warn('retention: the camera registry is not reachable; only the space limits apply this round');
-        retainDays = cameras ? new Map(cameras.map((c) => [c.id, c.recording.retainDays])) : undefined;
+        specs = cameras ? new Map(cameras.map((c) => [c.id, c])) : undefined;
         const r = await retention.run();
         if (r.byAge || r.bySpace) {
           this.logger.info(`retention: ${r.byAge} segments past their days and ${r.bySpace} for space removed, ${r.bytesFreed} bytes freed`);
           this.broker.emit('recording.retention.applied', r);
         }
       };
-      let retainDays: Map<string, number> | undefined;
+      let specs: Map<string, Camera> | undefined;
       await enforce().catch((err: Error) => this.logger.error(`retention failed: ${err.message}`));
       retentionTimer = setInterval(() => {
         enforce().catch((err: Error) => this.logger.error(`retention failed: ${err.message}`));

@@ -8,6 +8,17 @@ import type { Segment, SegmentIndex } from './segment-index.ts';
 export interface RetentionPolicy {
   /** Days to keep a camera's recordings (cameras removed from the box get a default). */
   retainDays(camera: string): number;
+  /** Days to keep footage around events, when longer than retainDays. */
+  eventRetainDays?(camera: string): number;
+  /** Events mode: footage away from any event goes as soon as no event can still claim it. */
+  eventsOnly?(camera: string): boolean;
+  /** How long after it ends footage may still be claimed by an event (its pre-roll, detection lag), ms. */
+  eventClaimMs?: number;
+  /**
+   * The camera's events as time ranges with their pre- and post-roll, for events that start
+   * in [from, to); undefined when they cannot be had now (then footage is kept as if it had events).
+   */
+  eventRanges?(camera: string, from: number, to: number): Promise<Array<[number, number]> | undefined>;
   /** Most bytes all recordings may take; null: no quota. */
   quotaBytes: number | null;
   /** Free space the disk must keep, bytes. */
@@ -19,6 +30,11 @@ export interface RetentionResult {
   bySpace: number;
   bytesFreed: number;
 }
+
+const DAY = 86_400_000;
+/** Events are looked up this far before the oldest footage in question (an event spans it). */
+const HOUR = 3_600_000;
+const EVENT_WINDOW_MS = 6 * HOUR;
 
 const freeBytesOf = async (dir: string) => {
   const s = await statfs(dir);
@@ -45,8 +61,30 @@ export class Retention {
     };
 
     for (const camera of await this.index.cameras()) {
-      const cutoff = now - this.policy.retainDays(camera) * 86_400_000;
-      for (let s = await this.index.oldest(camera); s && s.end < cutoff; s = await this.index.oldest(camera)) {
+      const { eventRanges, eventsOnly, eventRetainDays, eventClaimMs = 0 } = this.policy;
+      const days = this.policy.retainDays(camera);
+      const plainCutoff = eventsOnly?.(camera) ? now - eventClaimMs : now - days * DAY;
+      if (!eventRanges) {
+        for (let s = await this.index.oldest(camera); s && s.end < plainCutoff; s = await this.index.oldest(camera)) {
+          await drop(s);
+          result.byAge++;
+        }
+        continue;
+      }
+      // Footage around events may be kept longer (and in events mode, only that is kept).
+      const eventCutoff = now - Math.max(days, eventRetainDays?.(camera) ?? 0) * DAY;
+      const candidates = (await this.index.list(camera, 0, plainCutoff)).filter((s) => s.end < plainCutoff);
+      if (candidates.length === 0) continue;
+      // Events are asked for a window at a time, so a busy camera's list stays short.
+      let window: { until: number; ranges: Array<[number, number]> | undefined } | undefined;
+      for (const s of candidates) {
+        if (!window || s.start >= window.until) {
+          const until = Math.min(s.start + EVENT_WINDOW_MS, plainCutoff);
+          window = { until, ranges: await eventRanges(camera, s.start - HOUR, until + HOUR) };
+        }
+        const ranges = window.ranges;
+        const aroundEvent = ranges === undefined || ranges.some(([a, b]) => a < s.end && b > s.start);
+        if (aroundEvent && s.end >= eventCutoff) continue;
         await drop(s);
         result.byAge++;
       }
