@@ -8,6 +8,7 @@ import path from 'node:path';
 import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
 import { ffmpegPids, RtspCamera } from '../helpers/video.ts';
+import { WebSocket } from 'ws';
 
 const CAMERAS = Number(process.env['CAMERAS'] ?? 4);
 const SECONDS = Number(process.env['SECONDS'] ?? 40);
@@ -84,6 +85,24 @@ for (let i = 0; i < 10; i++) {
   if (res.status === 200) snaps.push(performance.now() - t0);
 }
 
+// Live view: WebSocket open to the first fragment, then to the first keyframe-started
+// fragment (the first picture a browser can show).
+const liveStarts: number[] = [];
+for (let i = 0; i < 5; i++) {
+  const t0 = performance.now();
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/c${i % CAMERAS}/live`, { headers: { authorization: auth.authorization } });
+  await new Promise<void>((resolve, reject) => {
+    ws.on('message', (data: Buffer, binary) => {
+      if (binary && data.toString('latin1', 4, 8) === 'moof') {
+        liveStarts.push(performance.now() - t0);
+        ws.close();
+        resolve();
+      }
+    });
+    ws.once('error', reject);
+  });
+}
+
 // Gaps and segments in the measured window.
 await sleep(SEGMENT_S * 1000 + 2000); // let the last segment of the window close
 let gaps = 0;
@@ -104,4 +123,5 @@ console.log(`FogEdge box (node + its ffmpegs): ${(boxCpu / CAMERAS).toFixed(2)} 
 console.log(`  of which the Node process: ${nodeCpu.toFixed(2)} % of a core in all, its ffmpegs: ${((boxCpu - nodeCpu) / CAMERAS).toFixed(2)} % per camera`);
 console.log(`CPU ratio box / bare ffmpeg: ${(boxCpu / refCpu).toFixed(2)}x`);
 console.log(`segments in the window: ${segments} (about ${expected} expected), gaps: ${gaps}`);
+console.log(`live view start (request to first fragment, which starts on a keyframe): median ${median(liveStarts).toFixed(0)} ms, max ${Math.max(...liveStarts).toFixed(0)} ms`);
 console.log(`snapshot latency: median ${median(snaps).toFixed(0)} ms, max ${Math.max(...snaps).toFixed(0)} ms (${snaps.length}/10 answered)`);
