@@ -192,7 +192,8 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     if (this.stopping) return;
     const runId = Date.now().toString(36);
     const pushUrl = this.camera.source.kind === 'rtmp' ? this.options.ingest?.playUrl(this.camera.id) : undefined;
-    const args = recorderArgs({ camera: this.camera, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId, pushUrl });
+    const progressSeconds = Math.min(2, this.options.stallSeconds / 4);
+    const args = recorderArgs({ camera: this.camera, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId, pushUrl, progressSeconds });
     const [command, argv] = existsSync(SETPRIV)
       ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', this.options.ffmpegPath, ...args]]
       : [this.options.ffmpegPath, args];

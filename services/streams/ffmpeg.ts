@@ -13,6 +13,8 @@ export interface RecorderArgs {
   runId: string;
   /** Push cameras: where their ffmpeg reads the RTMP push back from the ingest. */
   pushUrl?: string;
+  /** How often ffmpeg reports progress: often enough to see a stall, rarely enough to cost little. */
+  progressSeconds: number;
 }
 
 /** File descriptors of the extra pipes: progress blocks, and the CSV list of closed segments. */
@@ -21,7 +23,7 @@ export const SEGMENTS_FD = 4;
 
 const LIVE_FRAGMENT_US = 250_000;
 
-export function recorderArgs({ camera, cameraDir, segmentSeconds, runId, pushUrl }: RecorderArgs): string[] {
+export function recorderArgs({ camera, cameraDir, segmentSeconds, runId, pushUrl, progressSeconds }: RecorderArgs): string[] {
   const source = camera.source;
   const input =
     source.kind === 'rtsp'
@@ -35,6 +37,7 @@ export function recorderArgs({ camera, cameraDir, segmentSeconds, runId, pushUrl
     '-loglevel', 'info',
     '-nostats',
     '-progress', `pipe:${PROGRESS_FD}`,
+    '-stats_period', String(progressSeconds),
     '-fflags', '+genpts+discardcorrupt',
     ...input,
     '-map', '0:v:0',
