@@ -7,8 +7,8 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { ffmpegPids, playable, RtspCamera } from './helpers/video.ts';
-import { BoxSplitter, startsWithKeyframe } from '../services/recorder/fragmented-mp4.ts';
+import { ffmpegPids, playable, RtspCamera, subStreamClip } from './helpers/video.ts';
+import { BoxSplitter, startsWithKeyframe, videoSize } from '../services/recorder/fragmented-mp4.ts';
 
 let box: TestBox;
 let admin: string;
@@ -39,9 +39,10 @@ interface Viewer {
   firstFragmentAt?: number;
 }
 
-function watch(camera: string, headers: Record<string, string> = { authorization: `Bearer ${admin}` }): Promise<Viewer> {
+function watch(camera: string | { id: string; query: string }, headers: Record<string, string> = { authorization: `Bearer ${admin}` }): Promise<Viewer> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/${camera}/live`, { headers });
+    const path = typeof camera === 'string' ? `${camera}/live` : `${camera.id}/live?${camera.query}`;
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/${path}`, { headers });
     const viewer: Viewer = {
       ws,
       texts: [],
@@ -96,6 +97,39 @@ test('many viewers share the one ffmpeg that records the camera', async () => {
   assert.equal(ffmpegPids(box.dataDir).filter((p) => p > 0).sort(), before.sort());
   for (const v of viewers) v.ws.close();
   await Promise.all(viewers.map((v) => v.closed));
+});
+
+test('a sub-stream: its own ffmpeg, not recorded, watched with ?stream=sub; the main stream stays as it was', async () => {
+  const sub = new RtspCamera(await freePort(), { clip: await subStreamClip() });
+  await sub.start();
+  try {
+    const res = await box.request('PATCH', '/api/v1/cameras/porch', { auth: admin, body: { subStream: { kind: 'rtsp', url: sub.url() } } });
+    assert.is(res.status, 200, res.text);
+    const status = await waitUntil('the sub-stream online', async () => {
+      const s = (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status;
+      return s?.state === 'online' && s.subStream?.state === 'online' ? s : undefined;
+    }, 20_000, 200);
+    assert.equal([status.subStream.width, status.subStream.height], [640, 360]);
+    assert.equal([status.width, status.height], [1280, 720]);
+    // Its own ffmpeg (it records nothing: no data-folder path in its command line).
+    assert.is(ffmpegPids(`127.0.0.1:${sub.port}/`).filter((p) => p > 0).length, 1);
+    assert.is(ffmpegPids(box.dataDir).filter((p) => p > 0).length, 1);
+    const small = await watch({ id: 'porch', query: 'stream=sub' });
+    const big = await watch('porch');
+    await waitUntil('both feeds', () => small.binaries.length > 2 && big.binaries.length > 2, 15_000);
+    const sizeOf = (v: Viewer) => videoSize(v.binaries[0]!.subarray(v.binaries[0]!.readUInt32BE(0)));
+    assert.equal(sizeOf(small), { width: 640, height: 360 });
+    assert.equal(sizeOf(big), { width: 1280, height: 720 });
+    small.ws.close();
+    big.ws.close();
+  } finally {
+    assert.is((await box.request('PATCH', '/api/v1/cameras/porch', { auth: admin, body: { subStream: null } })).status, 200);
+    await sub.stop();
+  }
+  await waitUntil('porch back online without its sub-stream', async () => {
+    const s = (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status;
+    return s.state === 'online' && s.subStream === null;
+  }, 20_000, 200);
 });
 
 test('who may watch: no credential 401, a foreign page with the cookie 403, the box\'s own page 101, unknown camera 404', async () => {

@@ -92,7 +92,9 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
         return;
       }
       const viewer = randomUUID();
-      const feed = await broker.call<Readable, object>('streams.live', { id, viewer }, { meta: { caller } });
+      // ?stream=sub: the camera's sub-stream (grid thumbnails), when it has one.
+      const stream = new URL(req.url ?? '/', 'http://box').searchParams.get('stream') === 'sub' ? 'sub' : 'main';
+      const feed = await broker.call<Readable, object>('streams.live', { id, viewer, stream }, { meta: { caller } });
       if (socket.destroyed) {
         feed.destroy();
         return;

@@ -66,6 +66,8 @@ export const CameraInput = z.strictObject({
   name: z.string().min(1).max(64),
   enabled: z.boolean().default(true),
   source: CameraSource,
+  /** A second, smaller stream of the camera for detection and live thumbnails (not recorded). */
+  subStream: RtspSource.nullable().default(null),
   recording: Recording.prefault({}),
   detection: Detection.prefault({}),
 });
@@ -75,6 +77,7 @@ export const CameraUpdate = z.strictObject({
   name: z.string().min(1).max(64).optional(),
   enabled: z.boolean().optional(),
   source: CameraSource.optional(),
+  subStream: RtspSource.nullable().optional(),
   recording: Recording.partial().optional(),
   detection: Detection.partial().optional(),
 });
@@ -101,6 +104,8 @@ export const CameraStatus = z.object({
   bitrateKbps: z.number().nullable(),
   lastFrameAt: z.string().nullable(),
   restarts: z.number(),
+  /** The sub-stream's own state, when the camera has one. */
+  subStream: z.object({ state: CameraState, reason: z.string().nullable(), codec: z.string().nullable(), width: z.number().nullable(), height: z.number().nullable() }).nullable().optional(),
 });
 export type CameraStatus = z.infer<typeof CameraStatus>;
 
@@ -108,6 +113,7 @@ export function publicCamera(camera: Camera) {
   const { source: s } = camera;
   const source =
     s.kind === 'rtsp' ? { ...s, url: redactUrl(s.url) } : s.kind === 'rtmp' ? { kind: s.kind, pushPath: `/live/${camera.id}` } : { kind: s.kind };
-  return { ...camera, source };
+  const subStream = camera.subStream ? { ...camera.subStream, url: redactUrl(camera.subStream.url) } : null;
+  return { ...camera, source, subStream };
 }
 export type PublicCamera = ReturnType<typeof publicCamera>;

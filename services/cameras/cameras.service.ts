@@ -22,6 +22,7 @@ function demoCamera(): Camera {
     name: 'Demo: street',
     enabled: true,
     source: { kind: 'file', path: DEMO_CLIP },
+    subStream: null,
     recording: { mode: 'continuous', retainDays: 1, eventRetainDays: 7 },
     detection: Detection.parse({}),
     builtIn: true,
@@ -51,7 +52,12 @@ export function camerasService(config: Config): ServiceSchema {
   const builtIn = new Map<string, Camera>(config.video.demoCamera ? [['demo', demoCamera()]] : []);
 
   // A camera stored by an older version gets the defaults of settings added since.
-  const withDefaults = (c: Camera): Camera => ({ ...c, recording: Recording.parse(c.recording ?? {}), detection: Detection.parse(c.detection ?? {}) });
+  const withDefaults = (c: Camera): Camera => ({
+    ...c,
+    subStream: c.subStream ?? null,
+    recording: Recording.parse(c.recording ?? {}),
+    detection: Detection.parse(c.detection ?? {}),
+  });
   const all = async (): Promise<Camera[]> => [...builtIn.values(), ...(await cameras!.values()).map(withDefaults)];
   const find = async (id: string): Promise<Camera> => {
     const camera = builtIn.get(id) ?? (await cameras!.get(id));
@@ -105,7 +111,7 @@ export function camerasService(config: Config): ServiceSchema {
         permission: 'cameras.manage',
         async handler(ctx) {
           const current = await editable(ctx.params.id);
-          const { source, recording, detection, ...rest } = ctx.params;
+          const { source, recording, detection, subStream, ...rest } = ctx.params;
           // A camera that becomes a push camera gets a key; one that stays one keeps its key.
           const push = source?.kind === 'rtmp' && current.source.kind !== 'rtmp' ? newStreamKey() : undefined;
           const nextSource: Camera['source'] = !source
@@ -119,6 +125,10 @@ export function camerasService(config: Config): ServiceSchema {
             recording: { ...current.recording, ...recording },
             detection: { ...(current.detection ?? Detection.parse({})), ...detection },
             source: nextSource,
+            subStream:
+              subStream === undefined ? current.subStream ?? null
+              : subStream && current.subStream ? { ...subStream, url: keepPassword(subStream.url, current.subStream.url) }
+              : subStream,
           };
           await cameras!.put(next.id, next);
           ctx.broadcast('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });

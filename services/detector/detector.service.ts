@@ -81,7 +81,8 @@ export function detectorService(config: Config): ServiceSchema {
 
       run(camera: Camera) {
         const viewer = `det-${this.broker.nodeID}-${camera.id}`.replace(/[^\w-]/g, '-').slice(0, 64);
-        const openFeed = () => this.broker.call<Readable, object>('streams.live', { id: camera.id, viewer });
+        // The sub-stream when the camera has one: smaller frames to decode.
+        const openFeed = () => this.broker.call<Readable, object>('streams.live', { id: camera.id, viewer, stream: 'sub' });
         const d = new CameraDetector(camera, model!, {
           ffmpegPath: config.video.ffmpegPath,
           snapshotWidth: config.detector.snapshotWidth,

@@ -72,9 +72,16 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     readonly camera: Camera,
     private readonly options: StreamOptions,
     private readonly log: LoggerInstance,
+    /** The camera's sub-stream: a live feed only, nothing recorded. */
+    readonly sub = false,
   ) {
     super();
     this.current = this.blankStatus('starting');
+  }
+
+  /** For the log: the camera, and which of its streams. */
+  private get name(): string {
+    return this.sub ? `${this.camera.id} (sub-stream)` : this.camera.id;
   }
 
   get status(): CameraStatus {
@@ -105,11 +112,11 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
 
   start(): void {
     this.stopping = false;
-    if (!this.camera.enabled || this.camera.recording.mode === 'off') {
+    if (!this.camera.enabled || (this.camera.recording.mode === 'off' && !this.sub)) {
       this.setStatus({ ...this.blankStatus('disabled'), reason: this.camera.enabled ? 'recording is off' : 'camera disabled' });
       return;
     }
-    if (this.waitingForPush()) return;
+    if (!this.sub && this.waitingForPush()) return;
     void this.spawn();
   }
 
@@ -191,9 +198,9 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     await this.ensureDayDirs().finally(() => (this.spawning = false));
     if (this.stopping) return;
     const runId = Date.now().toString(36);
-    const pushUrl = this.camera.source.kind === 'rtmp' ? this.options.ingest?.playUrl(this.camera.id) : undefined;
+    const pushUrl = this.camera.source.kind === 'rtmp' && !this.sub ? this.options.ingest?.playUrl(this.camera.id) : undefined;
     const progressSeconds = Math.min(2, this.options.stallSeconds / 4);
-    const args = recorderArgs({ camera: this.camera, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId, pushUrl, progressSeconds });
+    const args = recorderArgs({ camera: this.camera, sub: this.sub, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId, pushUrl, progressSeconds });
     const [command, argv] = existsSync(SETPRIV)
       ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', this.options.ffmpegPath, ...args]]
       : [this.options.ffmpegPath, args];
@@ -210,7 +217,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     // Always read it: ffmpeg blocks (and the recording with it) on a full pipe.
     const feed = this.feed;
     child.stdout!.on('data', (chunk: Buffer) => feed.push(chunk));
-    child.on('error', (err) => this.log.error(`${this.camera.id}: cannot start ffmpeg: ${err.message}`));
+    child.on('error', (err) => this.log.error(`${this.name}: cannot start ffmpeg: ${err.message}`));
 
     let stderrRest = '';
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -263,7 +270,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     const quietMs = Date.now() - this.lastProgressAt;
     if (quietMs > this.options.stallSeconds * 1000) {
       this.killedFor = { reason: 'stalled', detail: `no new frame for ${Math.round(quietMs / 1000)} s` };
-      this.log.warn(`${this.camera.id}: ${this.killedFor.detail}, restarting`);
+      this.log.warn(`${this.name}: ${this.killedFor.detail}, restarting`);
       this.child.kill('SIGKILL');
     }
   }
@@ -297,11 +304,11 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       const kept = await trimToLastFragment(this.openFile).catch(() => 0);
       if (kept > 0) await this.emitSegment(file, (await probeDuration(this.options.ffprobePath, this.openFile)) * 1000);
     }
-    if (this.stopping || this.waitingForPush()) return;
+    if (this.stopping || (!this.sub && this.waitingForPush())) return;
     const failure = this.killedFor ?? classifyFailure(this.stderrTail, code);
     const delay = Math.min(this.options.restartMaxMs, this.options.restartMinMs * 2 ** this.attempts) * (0.8 + Math.random() * 0.4);
     this.attempts++;
-    this.log.warn(`${this.camera.id}: offline (${failure.reason}: ${failure.detail}); retry in ${Math.round(delay)} ms`);
+    this.log.warn(`${this.name}: offline (${failure.reason}: ${failure.detail}); retry in ${Math.round(delay)} ms`);
     this.setStatus({ ...this.blankStatus('offline'), reason: failure.reason, detail: failure.detail, restarts: this.current.restarts + 1 });
     this.restartTimer = setTimeout(() => void this.spawn(), delay);
   }

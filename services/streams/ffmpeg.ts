@@ -6,6 +6,8 @@ import { segmentPattern } from '../../appliance/data-dir.ts';
 
 export interface RecorderArgs {
   camera: Camera;
+  /** The camera's sub-stream: read for its live feed only, nothing recorded. */
+  sub?: boolean;
   /** Folder of this camera's recordings: <media>/<camera>. */
   cameraDir: string;
   segmentSeconds: number;
@@ -23,8 +25,8 @@ export const SEGMENTS_FD = 4;
 
 const LIVE_FRAGMENT_US = 250_000;
 
-export function recorderArgs({ camera, cameraDir, segmentSeconds, runId, pushUrl, progressSeconds }: RecorderArgs): string[] {
-  const source = camera.source;
+export function recorderArgs({ camera, sub, cameraDir, segmentSeconds, runId, pushUrl, progressSeconds }: RecorderArgs): string[] {
+  const source = sub && camera.subStream ? camera.subStream : camera.source;
   const input =
     source.kind === 'rtsp'
       ? ['-rtsp_transport', source.transport, '-timeout', '5000000' /* µs, socket I/O */, '-i', source.url]
@@ -40,6 +42,23 @@ export function recorderArgs({ camera, cameraDir, segmentSeconds, runId, pushUrl
     '-stats_period', String(progressSeconds),
     '-fflags', '+genpts+discardcorrupt',
     ...input,
+    ...(sub ? [] : segmentOutput(cameraDir, segmentSeconds, runId)),
+    // The live output, same packets: fragmented MP4 on stdout for snapshots, live view and
+    // detection without a second connection to the camera. A fragment starts at each
+    // keyframe and at least every LIVE_FRAGMENT_US, so live view lags by about that much.
+    '-map', '0:v:0',
+    '-c', 'copy',
+    '-f', 'mp4',
+    '-movflags', '+frag_keyframe+empty_moov+default_base_moof',
+    '-frag_duration', String(LIVE_FRAGMENT_US),
+    '-flush_packets', '1',
+    'pipe:1',
+  ];
+}
+
+/** The recording: segments of stream-copied fragmented MP4, with their list on a pipe. */
+function segmentOutput(cameraDir: string, segmentSeconds: number, runId: string): string[] {
+  return [
     '-map', '0:v:0',
     '-c', 'copy',
     '-f', 'segment',
@@ -53,16 +72,6 @@ export function recorderArgs({ camera, cameraDir, segmentSeconds, runId, pushUrl
     '-segment_list', `pipe:${SEGMENTS_FD}`,
     '-segment_list_type', 'csv',
     segmentPattern(cameraDir, runId),
-    // Second output, same packets: fragmented MP4 on stdout for snapshots, live view and
-    // detection without a second connection to the camera. A fragment starts at each
-    // keyframe and at least every LIVE_FRAGMENT_US, so live view lags by about that much.
-    '-map', '0:v:0',
-    '-c', 'copy',
-    '-f', 'mp4',
-    '-movflags', '+frag_keyframe+empty_moov+default_base_moof',
-    '-frag_duration', String(LIVE_FRAGMENT_US),
-    '-flush_packets', '1',
-    'pipe:1',
   ];
 }
 

@@ -15,6 +15,7 @@ const ViewerId = z.string().regex(/^[\w-]{8,64}$/).describe('id of one live view
 
 export function streamsService(config: Config): ServiceSchema {
   const streams = new Map<string, CameraStream>();
+  const subStreams = new Map<string, CameraStream>();
   /** Live viewers by the id their gateway gave them, so a gateway on another node can end one. */
   const viewers = new Map<string, Readable>();
   const paths = dataPaths(config);
@@ -31,7 +32,11 @@ export function streamsService(config: Config): ServiceSchema {
         permission: 'live.view',
         handler: (ctx) => {
           const out: Record<string, CameraStatus> = {};
-          for (const [id, s] of streams) if (!ctx.params.id || ctx.params.id === id) out[id] = s.status;
+          for (const [id, s] of streams) {
+            if (ctx.params.id && ctx.params.id !== id) continue;
+            const sub = subStreams.get(id)?.status;
+            out[id] = { ...s.status, subStream: sub ? { state: sub.state, reason: sub.reason, codec: sub.codec, width: sub.width, height: sub.height } : null };
+          }
           return out;
         },
       }),
@@ -47,10 +52,11 @@ export function streamsService(config: Config): ServiceSchema {
         },
       }),
       live: action({
-        input: z.strictObject({ id: CameraId, viewer: ViewerId }),
+        input: z.strictObject({ id: CameraId, viewer: ViewerId, stream: z.enum(['main', 'sub']).default('main') }),
         permission: 'live.view',
         handler(ctx) {
-          const stream = streams.get(ctx.params.id);
+          // The sub-stream when asked for and the camera has one; the main stream otherwise.
+          const stream = (ctx.params.stream === 'sub' ? subStreams.get(ctx.params.id) : undefined) ?? streams.get(ctx.params.id);
           if (!stream) throw new NotFoundError('Camera', ctx.params.id);
           if (stream.status.state === 'disabled') {
             throw new ConflictError(`Camera "${ctx.params.id}" is not streaming (${stream.status.reason})`, 'CAMERA_DISABLED');
@@ -77,8 +83,9 @@ export function streamsService(config: Config): ServiceSchema {
       'camera.updated': { handler(ctx: { params: { id: string } }) { return this.restart(ctx.params.id); } },
       'camera.removed': {
         async handler(ctx: { params: { id: string } }) {
-          await streams.get(ctx.params.id)?.stop();
+          await Promise.all([streams.get(ctx.params.id)?.stop(), subStreams.get(ctx.params.id)?.stop()]);
           streams.delete(ctx.params.id);
+          subStreams.delete(ctx.params.id);
           ingest?.allow(ctx.params.id, undefined);
         },
       },
@@ -92,10 +99,16 @@ export function streamsService(config: Config): ServiceSchema {
         stream.on('segment', (segment) => void this.broker.emit('recording.segment.closed', segment));
         streams.set(camera.id, stream);
         stream.start();
+        if (camera.subStream) {
+          const sub = new CameraStream(camera, options, this.logger, true);
+          subStreams.set(camera.id, sub);
+          sub.start();
+        }
       },
       async restart(id: string) {
-        await streams.get(id)?.stop();
+        await Promise.all([streams.get(id)?.stop(), subStreams.get(id)?.stop()]);
         streams.delete(id);
+        subStreams.delete(id);
         const [camera] = await this.broker.call<Camera[], object>('cameras.specs', { id });
         if (camera) this.run(camera);
       },
@@ -115,8 +128,9 @@ export function streamsService(config: Config): ServiceSchema {
 
     async stopped() {
       for (const viewer of viewers.values()) viewer.destroy();
-      await Promise.all([...streams.values()].map((s) => s.stop()));
+      await Promise.all([...streams.values(), ...subStreams.values()].map((s) => s.stop()));
       streams.clear();
+      subStreams.clear();
       await ingest?.stop();
       ingest = undefined;
     },

@@ -48,6 +48,17 @@ export async function stillClip(): Promise<string> {
   return file;
 }
 
+/** The bundled clip at 640x360, as a camera's sub-stream sends it (20 s, about 2 s to make). */
+export async function subStreamClip(): Promise<string> {
+  const file = path.join(os.tmpdir(), 'fogedge-test-clip-640.mp4');
+  if (!existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp.mp4`;
+    await run('ffmpeg', ['-v', 'error', '-y', '-i', DEMO_CLIP, '-vf', 'scale=640:360', '-c:v', 'libx264', '-preset', 'veryfast', '-g', '30', '-an', tmp]);
+    await run('mv', [tmp, file]);
+  }
+  return file;
+}
+
 export class RtspCamera {
   private proc: Proc | undefined;
   constructor(
