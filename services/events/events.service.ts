@@ -4,15 +4,17 @@
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ServiceSchema } from 'moleculer';
+import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import { NotFoundError, NotReadyError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId } from '../cameras/cameras.schemas.ts';
+import { CameraId, type Camera } from '../cameras/cameras.schemas.ts';
 import type { ObjectEvent } from '../detector/camera-detector.ts';
+
+const DAY = 86_400_000;
 
 export const EventId = z.string().regex(/^[a-z0-9-]{1,80}$/).describe('event id');
 
@@ -60,6 +62,32 @@ export function eventsService(config: Config): ServiceSchema {
   const snapshotsDir = path.join(dataPaths(config).root, 'snapshots');
   const snapshotFile = (e: Pick<StoredEvent, 'camera' | 'id'>) => path.join(snapshotsDir, e.camera, `${e.id}.jpg`);
 
+  let retentionTimer: NodeJS.Timeout | undefined;
+
+  const removeEvent = async (e: StoredEvent) => {
+    await rm(snapshotFile(e), { force: true });
+    await byStart.del(`${e.start}!${e.id}`);
+    await events.del(e.id);
+  };
+
+  /** Events (and their snapshots) older than their camera's eventRetainDays go. */
+  const applyRetention = async (broker: ServiceBroker, log: { info(msg: string): void }) => {
+    const cameras = await broker.call<Camera[], object>('cameras.specs', {}).catch(() => undefined);
+    if (!cameras) return; // without the registry no camera's days are known: keep everything this round
+    const days = new Map(cameras.map((c) => [c.id, c.recording.eventRetainDays]));
+    const fallback = config.video.removedCameraRetainDays;
+    const shortest = Math.min(fallback, ...days.values());
+    const now = Date.now();
+    let removed = 0;
+    for await (const [, id] of byStart.entries({ lt: new Date(now - shortest * DAY).toISOString() })) {
+      const e = await events.get(id);
+      if (e && Date.parse(e.start) < now - (days.get(e.camera) ?? fallback) * DAY) {
+        await removeEvent(e);
+        removed++;
+      }
+    }
+    if (removed) log.info(`retention: ${removed} events past their camera's eventRetainDays removed`);
+  };
   const find = async (id: string) => {
     const e = await events.get(id);
     if (!e) throw new NotFoundError('Event', id);
@@ -161,9 +189,7 @@ export function eventsService(config: Config): ServiceSchema {
         permission: 'events.review',
         async handler(ctx) {
           const e = await find(ctx.params.id);
-          await rm(snapshotFile(e), { force: true });
-          await byStart.del(`${e.start}!${e.id}`);
-          await events.del(e.id);
+          await removeEvent(e);
           ctx.broadcast('event.removed', { id: e.id, camera: e.camera, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
@@ -178,9 +204,13 @@ export function eventsService(config: Config): ServiceSchema {
       for (const e of await events.values()) {
         if (e.end === null) await events.put(e.id, { ...e, end: e.updatedAt });
       }
+      const retain = () => applyRetention(this.broker, this.logger).catch((err: Error) => this.logger.error(`event retention failed: ${err.message}`));
+      retentionTimer = setInterval(retain, config.video.retentionIntervalSeconds * 1000).unref();
+      void retain();
     },
 
     async stopped() {
+      clearInterval(retentionTimer);
       await store?.close();
       store = undefined;
     },
