@@ -156,6 +156,16 @@ test('review, filter by review state, delete; the installer may not see events',
   assert.is((await get('/api/v1/events')).status, 200);
 });
 
+test('a camera that stalls mid-event: its open events end where the objects were last seen', async () => {
+  await waitUntil('an open street event', async () => (await events('?camera=street')).some((e) => e.end === null), 30_000, 500);
+  cameras[0]!.pause(); // the camera keeps its connection open and sends nothing
+  try {
+    await waitUntil('every street event ended', async () => (await events('?camera=street')).every((e) => e.end !== null), 20_000, 500);
+  } finally {
+    cameras[0]!.resume();
+  }
+});
+
 test('a camera removed mid-event: its open events end', async () => {
   await waitUntil('an open street event', async () => (await events('?camera=street')).some((e) => e.end === null), 30_000, 500);
   assert.is((await box.request('DELETE', '/api/v1/cameras/street', { auth: admin })).status, 200);

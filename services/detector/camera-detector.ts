@@ -48,6 +48,8 @@ export interface DetectorStats {
 }
 
 const REOPEN_MS = 2000;
+/** No frame for this long (the camera dropped or stalled): open events end where last seen. */
+const NO_FRAMES_END_MS = 10_000;
 const TRACK_SCORE_FACTOR = 0.6;
 
 export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
@@ -61,6 +63,8 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
   private inferenceTotalMs = 0;
   private stopped = false;
   private reopenTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private lastFrameAt = 0;
   readonly counts = { frames: 0, motionFrames: 0, inferences: 0, dropped: 0 };
 
   constructor(
@@ -94,11 +98,15 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
   start(): void {
     this.stopped = false;
     void this.open();
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastFrameAt > NO_FRAMES_END_MS && this.tracker.tracks.length > 0) this.endAll();
+    }, 1000).unref();
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.reopenTimer);
+    clearInterval(this.watchdog);
     this.source?.close();
     this.source = undefined;
     this.endAll();
@@ -134,6 +142,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
 
   private onFrame(frame: DecodedFrame): void {
     this.counts.frames++;
+    this.lastFrameAt = Date.now();
     if (this.busy) {
       if (this.pending) {
         this.counts.dropped++;
