@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { WebSocket } from 'ws';
 import { tempDir } from './helpers/box.ts';
 import { RtspCamera } from './helpers/video.ts';
@@ -19,7 +20,8 @@ let camera: RtspCamera | undefined;
 const B_SERVICES = 'accounts,system,cameras,streams,recorder,events';
 
 const startNode = async (id: string, services: string) => {
-  nodes[id] = await startedNode({ ...env, NODEID: id, SERVICES: services });
+  // Each node its own data folder, as on separate machines: nothing goes through a shared disk.
+  nodes[id] = await startedNode({ ...env, FOGEDGE_DATA_DIR: path.join(dataDir, id), NODEID: id, SERVICES: services });
 };
 const startDetector = async (id: string) => {
   nodes[id] = await startedNode({ ...env, FOGEDGE__DETECTOR__ENABLED: 'true', NODEID: id, SERVICES: 'detector' });
@@ -46,6 +48,7 @@ test.before(async () => {
     FOGEDGE__BUS__REQUESTTIMEOUTMS: '2000',
     FOGEDGE__BUS__RETRIES: '2',
     FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+    FOGEDGE__VIDEO__SEGMENTSECONDS: '2',
   };
   await Promise.all([startNode('b', B_SERVICES), startNode('c', 'system'), startNode('gw', 'api'), startDetector('d1'), startDetector('d2')]);
 });
@@ -106,6 +109,23 @@ test('live view crosses processes: the gateway relays the fMP4 that node b\'s ff
   assert.is((messages[1] as Buffer).toString('latin1', 4, 8), 'ftyp');
   assert.ok(startsWithKeyframe(messages[2] as Buffer, messages[1] as Buffer));
   ws.close();
+  // Recordings too come through the gateway from node b's disk: a segment by byte range, a clip.
+  const t0 = new Date(Date.now() - 60_000).toISOString();
+  const segs = await waitUntil('a closed segment on node b', async () => {
+    const r = await getJson(`${base}/api/v1/cameras/yard/segments?from=${t0}&to=${new Date(Date.now() + 60_000).toISOString()}`, { headers: auth });
+    return r.json.length >= 2 ? r.json : undefined;
+  }, 20_000, 500);
+  const part = await fetch(`${base}/api/v1/recordings/${segs[0].path}`, { headers: { ...auth, range: 'bytes=0-99' } });
+  assert.is(part.status, 206);
+  assert.is(part.headers.get('content-range'), `bytes 0-99/${segs[0].bytes}`);
+  const bytes = Buffer.from(await part.arrayBuffer());
+  assert.is(bytes.length, 100);
+  assert.is(bytes.toString('latin1', 4, 8), 'ftyp');
+  const clip = await fetch(`${base}/api/v1/cameras/yard/clip.mp4?from=${segs[0].start}&to=${segs[1].end}`, { headers: auth });
+  assert.is(clip.status, 200);
+  const mp4 = Buffer.from(await clip.arrayBuffer());
+  assert.is(mp4.length, Number(clip.headers.get('content-length')));
+  assert.ok(mp4.includes(Buffer.from('moov')));
   await getJson(`${base}/api/v1/cameras/yard`, { method: 'DELETE', headers: auth });
 });
 

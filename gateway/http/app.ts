@@ -10,7 +10,6 @@ import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ServiceBroker } from 'moleculer';
 import type { Config } from '../../appliance/config.ts';
-import { dataPaths } from '../../appliance/data-dir.ts';
 import { version } from '../../appliance/version.ts';
 import { validationError } from '../../lib/actions.ts';
 import type { HttpEnv } from './context.ts';
@@ -55,9 +54,8 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
 
   systemRoutes(app, broker);
   accountsRoutes(app, broker, { secureCookies: config.http.tls !== null });
-  // Clips and segments are files on the box's disk: the api node shares the data root with the recorder.
-  camerasRoutes(app, broker, dataPaths(config));
-  eventsRoutes(app, broker, dataPaths(config));
+  camerasRoutes(app, broker);
+  eventsRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });

@@ -1,16 +1,17 @@
 // recorder: the index of recorded segments (LevelDB), healed from the disk at start,
 // and the timeline of what was recorded and where the gaps are.
-import { mkdir } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
-import { dataPaths, dayDir } from '../../appliance/data-dir.ts';
+import { DAY_DIR, SEGMENT_FILE, dataPaths, dayDir } from '../../appliance/data-dir.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 import { SegmentIndex, type Segment } from './segment-index.ts';
 import { Retention } from './retention.ts';
-import { exportClip } from './clips.ts';
+import { CLIP_NAME, exportClip } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import path from 'node:path';
@@ -28,12 +29,32 @@ export const TimeRangeInput = z
   .refine((r) => r.to > r.from, { message: '"to" must be after "from"', path: ['to'] })
   .refine((r) => r.to.getTime() - r.from.getTime() <= 31 * 86_400_000, { message: 'at most 31 days at once', path: ['to'] });
 
+/** A file the recorder serves: a segment by its path under media/, or a clip by its name. */
+const FileInput = z.strictObject({
+  kind: z.enum(['segment', 'clip']),
+  name: z.string().max(200),
+  /** First and last byte (inclusive), for HTTP ranges. */
+  start: z.number().int().min(0).optional(),
+  end: z.number().int().min(0).optional(),
+});
+
 export function recorderService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let index: SegmentIndex | undefined;
   let healTimer: NodeJS.Timeout | undefined;
   let retentionTimer: NodeJS.Timeout | undefined;
   const paths = dataPaths(config);
+
+  /** The file on this node's disk; every part of the name is checked against the data layout. */
+  const fileOf = (kind: 'segment' | 'clip', name: string): string => {
+    if (kind === 'clip') {
+      if (!CLIP_NAME.test(name)) throw new NotFoundError('Clip', name);
+      return path.join(paths.clips, name);
+    }
+    const [camera, day, file, ...rest] = name.split('/');
+    if (rest.length || !CameraId.safeParse(camera).success || !DAY_DIR.test(day ?? '') || !SEGMENT_FILE.test(file ?? '')) throw new NotFoundError('Recording', name);
+    return path.join(paths.media, camera!, day!, file!);
+  };
 
   return {
     name: 'recorder',
@@ -63,6 +84,25 @@ export function recorderService(config: Config): ServiceSchema {
           }
           const clip = await exportClip(config.video.ffmpegPath, paths.media, paths.clips, request, segments);
           return { name: path.basename(clip.file), bytes: clip.bytes };
+        },
+      }),
+      // Files go to the gateway as streams over the bus, so the gateway needs no share of this disk.
+      fileSize: action({
+        input: FileInput,
+        permission: 'recordings.view',
+        async handler(ctx) {
+          const file = fileOf(ctx.params.kind, ctx.params.name);
+          const info = await stat(file).catch(() => undefined);
+          if (!info?.isFile()) throw new NotFoundError(ctx.params.kind === 'clip' ? 'Clip' : 'Recording', ctx.params.name);
+          return { bytes: info.size };
+        },
+      }),
+      file: action({
+        input: FileInput,
+        permission: 'recordings.view',
+        handler(ctx) {
+          const { kind, name, start, end } = ctx.params;
+          return createReadStream(fileOf(kind, name), { start, end });
         },
       }),
       playlist: action({

@@ -1,15 +1,10 @@
 // Cameras (registry and live status) and their recordings timeline.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { createReadStream } from 'node:fs';
-import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Context } from 'hono';
 import type { ServiceBroker } from 'moleculer';
 import { CLIP_NAME } from '../../../services/recorder/clips.ts';
 import { DAY_DIR, SEGMENT_FILE } from '../../../appliance/data-dir.ts';
-import { serveStatic } from '@hono/node-server/serve-static';
-import { can } from '../../../lib/permissions.ts';
-import { ForbiddenError } from '../../../lib/errors.ts';
 import { CameraId, CameraInput, CameraStatus, CameraUpdate } from '../../../services/cameras/cameras.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { binary, body, errors, json, Ok, signedIn } from '../openapi.ts';
@@ -55,19 +50,38 @@ export interface Clip {
   bytes: number;
 }
 
-/** Streams a clip the recorder made; its name is checked again so no path can leave the clips folder. */
-export function sendClip(c: Context<HttpEnv>, clipsDir: string, clip: Clip) {
-  if (!CLIP_NAME.test(clip.name)) throw new Error(`unexpected clip name ${clip.name}`);
-  const stream = Readable.toWeb(createReadStream(path.join(clipsDir, clip.name))) as ReadableStream;
-  return c.body(stream, 200, {
-    'content-type': 'video/mp4',
-    'content-length': String(clip.bytes),
-    'content-disposition': `attachment; filename="${clip.name}"`,
-  });
+/** One "bytes=" range of an HTTP Range header; undefined: the whole file (also for multi-range). */
+function byteRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header?.trim() ?? '');
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  const [start, end] = m[1] === '' ? [size - Number(m[2]), size - 1] : [Number(m[1]), m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)];
+  return start < 0 || start > end || start >= size ? 'unsatisfiable' : { start, end };
 }
 
-export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, dirs: { clips: string; media: string }): void {
-  const { clips: clipsDir, media: mediaDir } = dirs;
+/**
+ * A file of the recorder (a segment or a clip), streamed over the bus from whichever node
+ * records, with HTTP ranges: the gateway needs no share of that node's disk.
+ */
+export async function sendRecorderFile(c: Context<HttpEnv>, broker: ServiceBroker, kind: 'segment' | 'clip', name: string, headers: Record<string, string>) {
+  const { bytes } = await callAs<{ bytes: number }>(broker, c, 'recorder.fileSize', { kind, name });
+  const range = byteRange(c.req.header('range'), bytes);
+  if (range === 'unsatisfiable') return c.body(null, 416, { 'content-range': `bytes */${bytes}` });
+  const base = { ...headers, 'accept-ranges': 'bytes' };
+  if (bytes === 0) return c.body(null, 200, { ...base, 'content-length': '0' });
+  const { start, end } = range ?? { start: 0, end: bytes - 1 };
+  const stream = await callAs<Readable>(broker, c, 'recorder.file', { kind, name, start, end });
+  const body = Readable.toWeb(stream) as ReadableStream;
+  const length = { 'content-length': String(end - start + 1) };
+  return range ? c.body(body, 206, { ...base, ...length, 'content-range': `bytes ${start}-${end}/${bytes}` }) : c.body(body, 200, { ...base, ...length });
+}
+
+/** A clip the recorder made, as a download. */
+export function sendClip(c: Context<HttpEnv>, broker: ServiceBroker, clip: Clip) {
+  if (!CLIP_NAME.test(clip.name)) throw new Error(`unexpected clip name ${clip.name}`);
+  return sendRecorderFile(c, broker, 'clip', clip.name, { 'content-type': 'video/mp4', 'content-disposition': `attachment; filename="${clip.name}"` });
+}
+
+export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
     createRoute({
       method: 'get', path: '/api/v1/cameras', tags: ['cameras'], security: signedIn,
@@ -175,7 +189,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
     }),
     async (c) => {
       const params = rangeOf(c.req.valid('param'), c.req.valid('query'));
-      return sendClip(c, clipsDir, await callAs<Clip>(broker, c, 'recorder.clip', params));
+      return sendClip(c, broker, await callAs<Clip>(broker, c, 'recorder.clip', params));
     },
   );
 
@@ -196,9 +210,8 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
     },
   );
 
-  // A recorded segment, with HTTP ranges (HLS asks for byte ranges). Every part of the path is
-  // checked against the data layout, so nothing outside the media folder can be named.
-  const files = serveStatic<HttpEnv>({ root: mediaDir, rewriteRequestPath: (p) => p.replace(/^\/api\/v1\/recordings/, '') });
+  // A recorded segment, with HTTP ranges (HLS asks for byte ranges). The recorder checks every
+  // part of the path against the data layout, so nothing outside the media folder can be named.
   app.openapi(
     createRoute({
       method: 'get', path: '/api/v1/recordings/{camera}/{day}/{file}', tags: ['recordings'], security: signedIn,
@@ -207,14 +220,12 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, 
       responses: {
         200: binary('video/mp4', 'fMP4 segment'),
         206: { description: 'the byte range asked for' },
-        401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422],
+        401: errors[401], 403: errors[403], 404: errors[404], 416: { description: 'the range is outside the file' }, 422: errors[422],
       },
     }),
-    async (c, next) => {
-      const { role } = c.get('caller');
-      if (!role || !can(role, 'recordings.view')) throw new ForbiddenError(`Role "${role}" may not view recordings`);
-      const res = await files(c, next);
-      return (res ?? c.json({ error: { type: 'RECORDING_NOT_FOUND', message: 'No such segment' } }, 404)) as never;
+    async (c) => {
+      const { camera, day, file } = c.req.valid('param');
+      return sendRecorderFile(c, broker, 'segment', `${camera}/${day}/${file}`, { 'content-type': 'video/mp4', 'cache-control': 'private, max-age=3600' }) as never;
     },
   );
 

@@ -34,7 +34,7 @@ const ListQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });
 
-export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, dirs: { clips: string }): void {
+export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
     createRoute({
       method: 'get', path: '/api/v1/events', tags: ['events'], security: signedIn,
@@ -82,7 +82,7 @@ export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, d
     }),
     async (c) => {
       const range = await callAs<{ camera: string; from: string; to: string }>(broker, c, 'events.clipRange', c.req.valid('param'));
-      return sendClip(c, dirs.clips, await callAs<Clip>(broker, c, 'recorder.clip', range));
+      return sendClip(c, broker, await callAs<Clip>(broker, c, 'recorder.clip', range));
     },
   );
 
