@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { redactUrl } from '../lib/redact.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
-export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events'] as const;
+export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -99,6 +99,18 @@ export const ConfigSchema = z.strictObject({
       preRollSeconds: z.number().min(0).max(120).default(5),
       postRollSeconds: z.number().min(0).max(120).default(5),
     })
+    .prefault({}),
+  /** The local MQTT broker; null: none on this box. */
+  mqtt: z
+    .strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: z.number().int().min(1).max(65535).default(1883),
+      /** null: no TLS listener. */
+      tlsPort: z.number().int().min(1).max(65535).nullable().default(8883),
+      /** PEM files; null: a self-signed certificate made at first start (data/tls/mqtt.crt). */
+      tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).nullable().default(null),
+    })
+    .nullable()
     .prefault({}),
   bus: z
     .strictObject({

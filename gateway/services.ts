@@ -9,6 +9,8 @@ import { streamsService } from '../services/streams/streams.service.ts';
 import { recorderService } from '../services/recorder/recorder.service.ts';
 import { detectorService } from '../services/detector/detector.service.ts';
 import { eventsService } from '../services/events/events.service.ts';
+import { devicesService } from '../services/devices/devices.service.ts';
+import { mqttService } from '../services/mqtt/mqtt.service.ts';
 
 export const SERVICE_FACTORIES = {
   api: apiService,
@@ -19,4 +21,6 @@ export const SERVICE_FACTORIES = {
   recorder: recorderService,
   detector: detectorService,
   events: eventsService,
+  devices: devicesService,
+  mqtt: mqttService,
 } satisfies Record<ServiceName, (config: Config) => ServiceSchema>;

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { ServiceBroker } from 'moleculer';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
 import { BoxSplitter, codecString, startsWithKeyframe } from '../../services/recorder/fragmented-mp4.ts';
 import type { Authenticated } from '../../services/accounts/accounts.ts';
 import type { Caller } from '../../lib/actions.ts';
@@ -23,6 +23,8 @@ import { SESSION_COOKIE } from './middleware/authenticate.ts';
 
 const LIVE_PATH = /^\/api\/v1\/cameras\/([a-z0-9][a-z0-9-]{0,31})\/live$/;
 const UPDATES_PATH = '/api/v1/updates';
+const MQTT_PATH = '/mqtt';
+const MQTT_MAX_PACKET = 1024 * 1024;
 /** Who may get which updates, by the bus event's name. */
 const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
   [/^event\./, 'events.view'],
@@ -72,11 +74,20 @@ export interface WebSockets {
 
 export function attachWebSockets(server: Server, broker: ServiceBroker): WebSockets {
   const sockets = new WebSocketServer({ noServer: true, maxPayload: 4096 });
+  // MQTT over WebSocket: clients ask for the "mqtt" subprotocol; packets may be larger.
+  const mqttSockets = new WebSocketServer({ noServer: true, maxPayload: MQTT_MAX_PACKET, handleProtocols: (p) => (p.has('mqtt') ? 'mqtt' : false) });
   const updateClients = new Map<WebSocket, Caller>();
   const log = broker.getLogger('websocket');
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const pathname = new URL(req.url ?? '/', 'http://box').pathname;
+    if (pathname === MQTT_PATH) {
+      // The broker signs the client in from its CONNECT packet, as on TCP.
+      const mqtt = broker.getLocalService('mqtt') as unknown as { handleStream(s: Duplex): void } | undefined;
+      if (!mqtt) return refuse(socket, Object.assign(new Error('No MQTT broker on this node'), { code: 404 }));
+      mqttSockets.handleUpgrade(req, socket, head, (ws) => mqtt.handleStream(createWebSocketStream(ws)));
+      return;
+    }
     const id = LIVE_PATH.exec(pathname)?.[1];
     if (!id && pathname !== UPDATES_PATH) return refuse(socket, Object.assign(new Error('No WebSocket at this path'), { code: 404 }));
     socket.on('error', () => undefined);
@@ -118,8 +129,9 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       }
     },
     close() {
-      for (const ws of sockets.clients) ws.close(1001, 'box stopping');
+      for (const ws of [...sockets.clients, ...mqttSockets.clients]) ws.close(1001, 'box stopping');
       sockets.close();
+      mqttSockets.close();
     },
   };
 }

@@ -19,6 +19,8 @@ export async function testBox(overrides: Record<string, unknown> = {}) {
     // minFreeBytes 0: recordings must not depend on how full this machine's disk is.
     // No RTMP port unless a test asks for one (on a free port).
     video: { demoCamera: false, minFreeBytes: 0, rtmp: null, ...(overrides['video'] as object) },
+    // No MQTT ports unless a test asks for them (on free ports).
+    mqtt: overrides['mqtt'] ?? null,
     // Detection costs CPU: only the tests about it turn it on.
     detector: { enabled: false, ...(overrides['detector'] as object) },
   });

@@ -81,7 +81,7 @@ export class Proc {
 export function startNode(env: Record<string, string>): Proc {
   // RTMP push off unless asked for: port 1935 may be someone else's on a test machine.
   // Detection off unless asked for: it costs CPU the other tests need.
-  const defaults = { LOGLEVEL: 'info', FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false' };
+  const defaults = { LOGLEVEL: 'info', FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null' };
   return new Proc(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], { ...defaults, ...env });
 }
 

@@ -1,0 +1,166 @@
+// devices: the MQTT devices of the site (cameras' agents, sensors, locks), each with its
+// own secret (stored hashed), a state (allowed, denied, pending) and the topics it may
+// read beyond its own. Unknown devices are refused, or land as pending while the
+// installer has the pairing window open.
+import { randomBytes } from 'node:crypto';
+import type { ServiceSchema } from 'moleculer';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { z } from 'zod';
+import { action } from '../../lib/actions.ts';
+import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError } from '../../lib/errors.ts';
+import { Store, type Collection } from '../../lib/store.ts';
+import type { Config } from '../../appliance/config.ts';
+import { dataPaths } from '../../appliance/data-dir.ts';
+import { dummyHash, hashPassword, verifyPassword } from '../accounts/passwords.ts';
+
+export const DeviceId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, '1-64 characters: lower-case letters, digits, _ and -').describe('device id (its MQTT user name)');
+export const DeviceState = z.enum(['allowed', 'denied', 'pending']);
+/** Extra topic filters a device may subscribe to, e.g. fogedge/cameras/+/status. */
+const Grants = z.array(z.string().min(1).max(200).regex(/^fogedge\//, 'topics under fogedge/')).max(32);
+
+export interface Device {
+  id: string;
+  name: string;
+  state: z.infer<typeof DeviceState>;
+  secretHash: string;
+  grants: string[];
+  createdAt: string;
+  /** How it came: added by someone, or paired (it knocked during the pairing window). */
+  origin: 'added' | 'paired';
+}
+
+export const publicDevice = ({ secretHash: _, ...device }: Device) => device;
+
+/** Failed sign-ins per device id in a window, then refused for a while (the device stays allowed). */
+const MAX_FAILURES = 10;
+const FAILURE_WINDOW_S = 60;
+const newSecret = () => randomBytes(18).toString('base64url');
+
+export function devicesService(config: Config): ServiceSchema {
+  let store: Store | undefined;
+  let devices: Collection<Device>;
+  let pairingUntil = 0;
+  const failures = new RateLimiterMemory({ points: MAX_FAILURES, duration: FAILURE_WINDOW_S });
+
+  const find = async (id: string) => {
+    const d = await devices.get(id);
+    if (!d) throw new NotFoundError('Device', id);
+    return d;
+  };
+
+  return {
+    name: 'devices',
+
+    actions: {
+      list: action({
+        input: z.strictObject({ state: DeviceState.optional() }),
+        permission: 'devices.manage',
+        async handler(ctx) {
+          const all = (await devices.values()).map(publicDevice);
+          return { devices: ctx.params.state ? all.filter((d) => d.state === ctx.params.state) : all, pairingUntil: pairingUntil > Date.now() ? new Date(pairingUntil).toISOString() : null };
+        },
+      }),
+      add: action({
+        input: z.strictObject({ id: DeviceId, name: z.string().min(1).max(64), grants: Grants.default([]) }),
+        permission: 'devices.manage',
+        async handler(ctx) {
+          if (await devices.get(ctx.params.id)) throw new ConflictError(`Device "${ctx.params.id}" already exists`, 'DEVICE_EXISTS');
+          const secret = newSecret();
+          const device: Device = { ...ctx.params, state: 'allowed', secretHash: await hashPassword(secret), createdAt: new Date().toISOString(), origin: 'added' };
+          await devices.put(device.id, device);
+          ctx.broadcast('device.added', { id: device.id, by: ctx.meta.caller?.username ?? 'box' });
+          // The only time the secret is shown: the box keeps its hash.
+          return { ...publicDevice(device), secret };
+        },
+      }),
+      update: action({
+        input: z.strictObject({ id: DeviceId, name: z.string().min(1).max(64).optional(), state: DeviceState.exclude(['pending']).optional(), grants: Grants.optional() }),
+        permission: 'devices.manage',
+        async handler(ctx) {
+          const { id, ...changes } = ctx.params;
+          const device = { ...(await find(id)), ...Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)) } as Device;
+          await devices.put(id, device);
+          // The broker cuts a denied device off at once, and re-reads grants on its next connect.
+          ctx.broadcast('device.updated', { id, state: device.state, changed: Object.keys(changes), by: ctx.meta.caller?.username ?? 'box' });
+          return publicDevice(device);
+        },
+      }),
+      newSecret: action({
+        input: z.strictObject({ id: DeviceId }),
+        permission: 'devices.manage',
+        async handler(ctx) {
+          const device = await find(ctx.params.id);
+          const secret = newSecret();
+          await devices.put(device.id, { ...device, secretHash: await hashPassword(secret) });
+          ctx.broadcast('device.updated', { id: device.id, state: device.state, changed: ['secret'], by: ctx.meta.caller?.username ?? 'box' });
+          return { id: device.id, secret };
+        },
+      }),
+      remove: action({
+        input: z.strictObject({ id: DeviceId }),
+        permission: 'devices.manage',
+        async handler(ctx) {
+          await find(ctx.params.id);
+          await devices.del(ctx.params.id);
+          ctx.broadcast('device.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
+          return { ok: true };
+        },
+      }),
+      pairing: action({
+        input: z.strictObject({ seconds: z.number().int().min(0).max(3600).default(300) }),
+        permission: 'devices.manage',
+        handler(ctx) {
+          pairingUntil = Date.now() + ctx.params.seconds * 1000;
+          ctx.broadcast('device.pairing', { until: new Date(pairingUntil).toISOString(), by: ctx.meta.caller?.username ?? 'box' });
+          return { pairingUntil: ctx.params.seconds ? new Date(pairingUntil).toISOString() : null };
+        },
+      }),
+      // Internal: the broker asks whether a device may connect.
+      authenticate: action({
+        input: z.strictObject({
+          id: z.string().max(200),
+          secret: z.string().max(1024),
+          ip: z.string().max(100).optional(),
+          /** Whether an unknown id may land as pending (the broker asks so once it is not a user either). */
+          pair: z.boolean().default(false),
+        }),
+        async handler(ctx) {
+          const { id, secret } = ctx.params;
+          const limited = await failures.get(id);
+          if (limited && limited.remainingPoints <= 0) {
+            throw new TooManyRequestsError(`Too many failed sign-ins for device "${id}"`, Math.ceil(limited.msBeforeNext / 1000));
+          }
+          const device = DeviceId.safeParse(id).success ? await devices.get(id) : undefined;
+          if (!device) {
+            if (!ctx.params.pair) throw new UnauthorizedError(`Unknown device "${id}"`, 'UNKNOWN_DEVICE');
+            await verifyPassword(secret, await dummyHash); // same time as a known device
+            if (pairingUntil > Date.now() && DeviceId.safeParse(id).success && secret.length >= 12) {
+              // It knocked while pairing was open: the installer allows (or denies) it.
+              const pending: Device = { id, name: id, state: 'pending', secretHash: await hashPassword(secret), grants: [], createdAt: new Date().toISOString(), origin: 'paired' };
+              await devices.put(id, pending);
+              ctx.broadcast('device.pending', { id, ip: ctx.params.ip ?? null });
+              return { id, state: pending.state, grants: [] };
+            }
+            throw new UnauthorizedError(`Unknown device "${id}"`, 'UNKNOWN_DEVICE');
+          }
+          if (!(await verifyPassword(secret, device.secretHash))) {
+            await failures.consume(id).catch(() => undefined);
+            throw new UnauthorizedError(`Wrong secret for device "${id}"`, 'BAD_DEVICE_SECRET');
+          }
+          await failures.delete(id);
+          return { id, state: device.state, grants: device.grants };
+        },
+      }),
+    },
+
+    async started() {
+      store = await Store.open(dataPaths(config).db('devices'));
+      devices = store.collection<Device>('devices');
+    },
+
+    async stopped() {
+      await store?.close();
+      store = undefined;
+    },
+  };
+}

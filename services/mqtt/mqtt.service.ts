@@ -1,0 +1,223 @@
+// mqtt: the site's MQTT broker (aedes) on TCP and TLS (and WebSocket at the gateway's
+// /mqtt). Devices sign in with their own id and secret and may publish only under
+// fogedge/devices/<id>/; app users sign in with their user name and an API token and
+// read what their role may see. The box publishes its state and the detector's events.
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { ServiceBroker, ServiceSchema } from 'moleculer';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { generate } from 'selfsigned';
+import type { Config } from '../../appliance/config.ts';
+import { dataPaths } from '../../appliance/data-dir.ts';
+import type { Authenticated } from '../accounts/accounts.ts';
+import { can, type Permission, type Role } from '../../lib/permissions.ts';
+
+type Identity = { kind: 'device'; id: string; grants: string[] } | { kind: 'user'; username: string; role: Role };
+
+/** Topic roots an app user may read, by the permission they need. */
+const USER_READS: Array<[string, Permission]> = [
+  ['fogedge/status', 'live.view'],
+  ['fogedge/cameras/#', 'live.view'],
+  ['fogedge/events/#', 'events.view'],
+  ['fogedge/devices/#', 'devices.manage'],
+];
+
+/** Whether every topic the filter can match is also matched by `allowed` (both MQTT filters). */
+export function filterWithin(filter: string, allowed: string): boolean {
+  const f = filter.split('/');
+  const a = allowed.split('/');
+  for (let i = 0; i < f.length; i++) {
+    const level = a[i];
+    if (level === '#') return true;
+    if (level === undefined) return false;
+    if (f[i] === '#') return false; // wider than `allowed` from here
+    if (level === '+') {
+      if (f[i] === '') return false;
+      continue;
+    }
+    if (f[i] === '+' || f[i] !== level) return false;
+  }
+  return f.length === a.length;
+}
+
+function notAuthorized(message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode: 5 }) as AuthenticateError;
+}
+
+/** A certificate for TLS: the installer's, or a self-signed one made at first start. */
+async function tlsOptions(config: Config): Promise<{ cert: Buffer; key: Buffer }> {
+  const files = config.mqtt!.tls;
+  if (files) return { cert: await readFile(files.certFile), key: await readFile(files.keyFile) };
+  const dir = dataPaths(config).tls;
+  const cert = path.join(dir, 'mqtt.crt');
+  const key = path.join(dir, 'mqtt.key');
+  if (!existsSync(cert) || !existsSync(key)) {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const pems = await generate([{ name: 'commonName', value: 'fogedge.local' }], { keyType: 'ec', algorithm: 'sha256', days: 3650 } as never);
+    await writeFile(key, pems.private, { mode: 0o600 });
+    await writeFile(cert, pems.cert);
+  }
+  return { cert: await readFile(cert), key: await readFile(key) };
+}
+
+export function mqttService(config: Config): ServiceSchema {
+  let aedes: Aedes | undefined;
+  const servers: net.Server[] = [];
+  const identities = new WeakMap<Client, Identity>();
+  /** Refused sign-ins per address and name: a client guessing secrets is slowed, the device stays allowed. */
+  const failures = new RateLimiterMemory({ points: 10, duration: 60 });
+
+  const publish = (topic: string, payload: unknown, options: { retain?: boolean; qos?: 0 | 1 } = {}) =>
+    new Promise<void>((resolve) => {
+      if (!aedes) return resolve();
+      const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
+      aedes.publish({ cmd: 'publish', topic, payload: body, qos: options.qos ?? 0, retain: options.retain ?? false, dup: false } as PublishPacket, () => resolve());
+    });
+
+  const clientsOf = (pick: (id: Identity) => boolean): Client[] => {
+    const out: Client[] = [];
+    for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> })?.clients ?? {})) {
+      const id = identities.get(client);
+      if (id && pick(id)) out.push(client);
+    }
+    return out;
+  };
+
+  function setup(broker: ServiceBroker, log: ServiceBroker['logger']) {
+    const a = aedes!;
+    a.authenticate = (client, username, password, done) => {
+      const name = username ?? '';
+      const secret = password?.toString() ?? '';
+      const ip = (client.conn as { remoteAddress?: string }).remoteAddress;
+      void (async () => {
+        if (!name || !secret) throw notAuthorized('a user name and password are required');
+        const limited = await failures.get(`${ip}/${name}`);
+        if (limited && limited.remainingPoints <= 0) throw notAuthorized(`too many failed sign-ins, wait ${Math.ceil(limited.msBeforeNext / 1000)} s`);
+        // A known device; else an app user, whose password is one of their API tokens; else an
+        // unknown device, which lands as pending while the pairing window is open.
+        const asDevice = (pair: boolean) =>
+          broker.call<{ id: string; state: string; grants: string[] }, object>('devices.authenticate', { id: name, secret, ip, pair }).catch((err: { type?: string }) => {
+            if (err.type === 'UNKNOWN_DEVICE') return undefined;
+            throw err;
+          });
+        const device = (await asDevice(false)) ?? undefined;
+        const user = device ? undefined : await broker.call<Authenticated, object>('accounts.authenticate', { credential: secret }).catch(() => undefined);
+        if (user && user.user.username === name) {
+          identities.set(client, { kind: 'user', username: user.user.username, role: user.user.role });
+          return;
+        }
+        const found = device ?? (await asDevice(true));
+        if (!found) throw notAuthorized(`unknown device or user "${name}"`);
+        if (found.state !== 'allowed') throw notAuthorized(`device "${name}" is ${found.state}`);
+        identities.set(client, { kind: 'device', id: found.id, grants: found.grants });
+      })().then(
+        () => done(null, true),
+        (err: Error & { returnCode?: number }) => {
+          void failures.consume(`${ip}/${name}`).catch(() => undefined);
+          log.warn(`MQTT sign-in refused for "${name}" from ${ip ?? 'unknown'}: ${err.message}`);
+          done(err.returnCode ? (err as AuthenticateError) : notAuthorized(err.message), false);
+        },
+      );
+    };
+
+    a.authorizePublish = (client, packet, done) => {
+      if (!client) return done(null); // a will of a client already gone
+      const who = identities.get(client);
+      const topic = packet.topic;
+      let allowed = false;
+      if (topic.startsWith('$')) allowed = false;
+      else if (who?.kind === 'device') allowed = topic.startsWith(`fogedge/devices/${who.id}/`);
+      // App users send commands only (switches come with the command topics); nothing else.
+      else if (who?.kind === 'user') allowed = /^fogedge\/cameras\/[a-z0-9-]+\/[a-z]+\/set$/.test(topic) && can(who.role, 'cameras.manage');
+      if (allowed) return done(null);
+      log.warn(`MQTT publish refused: ${who?.kind ?? 'client'} "${who?.kind === 'device' ? who.id : who?.username}" to "${topic}"`);
+      done(new Error(`not allowed to publish to ${topic}`));
+    };
+
+    a.authorizeSubscribe = (client, sub, done) => {
+      const who = identities.get(client);
+      let allowed = false;
+      if (who?.kind === 'device') {
+        allowed = [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants].some((g) => filterWithin(sub.topic, g));
+      } else if (who?.kind === 'user') {
+        allowed = USER_READS.some(([root, permission]) => can(who.role, permission) && filterWithin(sub.topic, root));
+      }
+      if (allowed) return done(null, sub);
+      log.warn(`MQTT subscribe refused: ${who?.kind ?? 'client'} "${who?.kind === 'device' ? who.id : who?.username}" to "${sub.topic}"`);
+      done(null, null as unknown as Subscription); // SUBACK failure (0x80) for this filter
+    };
+  }
+
+  return {
+    name: 'mqtt',
+    dependencies: ['devices', 'accounts'],
+
+    events: {
+      // A device denied or removed is cut off at once.
+      'device.updated'(ctx: { params: { id: string; state: string } }) {
+        if (ctx.params.state === 'allowed') return;
+        for (const c of clientsOf((i) => i.kind === 'device' && i.id === ctx.params.id)) c.close();
+      },
+      'device.removed'(ctx: { params: { id: string } }) {
+        for (const c of clientsOf((i) => i.kind === 'device' && i.id === ctx.params.id)) c.close();
+      },
+      'camera.status.changed'(ctx: { params: { id: string; status: unknown } }) {
+        return publish(`fogedge/cameras/${ctx.params.id}/status`, ctx.params.status, { retain: true, qos: 1 });
+      },
+      'event.**'(ctx: { eventName: string; params: { camera: string } }) {
+        const kind = { 'event.started': 'new', 'event.updated': 'update', 'event.ended': 'end', 'event.removed': 'removed' }[ctx.eventName];
+        if (kind) return publish(`fogedge/events/${ctx.params.camera}/${kind}`, ctx.params, { qos: 1 });
+      },
+    },
+
+    methods: {
+      /** MQTT over a WebSocket (the gateway's /mqtt) on this node's broker. */
+      handleStream(stream: Duplex) {
+        aedes?.handle(stream);
+      },
+    },
+
+    async started() {
+      const options = config.mqtt;
+      if (!options) {
+        this.logger.info('MQTT broker off (mqtt: null)');
+        return;
+      }
+      aedes = await Aedes.createBroker({ drainTimeout: 10_000, maxClientsIdLength: 128, connectTimeout: 10_000 });
+      setup(this.broker, this.logger);
+      aedes.on('clientError', (client, err) => this.logger.debug(`MQTT client ${client?.id}: ${err.message}`));
+      aedes.on('connectionError', (client, err) => this.logger.debug(`MQTT connection ${client?.id}: ${err.message}`));
+      const listen = (server: net.Server, port: number) =>
+        new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(port, options.host, () => resolve());
+        });
+      // A port taken (another broker on this machine) costs MQTT, not the box's video.
+      const open = async (server: net.Server, port: number, what: string) => {
+        try {
+          await listen(server, port);
+          servers.push(server);
+        } catch (err) {
+          this.logger.error(`MQTT ${what} cannot listen on ${options.host}:${port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); set mqtt.port / mqtt.tlsPort, or mqtt: null`);
+        }
+      };
+      await open(net.createServer((socket) => aedes!.handle(socket)), options.port, 'TCP');
+      if (options.tlsPort) await open(tls.createServer(await tlsOptions(config), (socket) => aedes!.handle(socket)), options.tlsPort, 'TLS');
+      await publish('fogedge/status', 'online', { retain: true, qos: 1 });
+      this.logger.info(`MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`);
+    },
+
+    async stopped() {
+      await publish('fogedge/status', 'offline', { retain: true, qos: 1 });
+      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      servers.length = 0;
+      await new Promise<void>((r) => (aedes ? aedes.close(() => r()) : r()));
+      aedes = undefined;
+    },
+  };
+}

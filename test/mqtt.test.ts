@@ -1,0 +1,152 @@
+// The box's MQTT broker with real clients: mqtt.js over TCP and WebSocket, Debian's
+// mosquitto_sub / mosquitto_pub over TCP and TLS.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import mqtt, { type MqttClient } from 'mqtt';
+import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
+import { freePort, waitUntil } from './helpers/processes.ts';
+
+const run = promisify(execFile);
+let box: TestBox;
+let admin: string;
+let port: number;
+let tlsPort: number;
+let secret = '';
+const clients: MqttClient[] = [];
+
+const connect = async (username: string, password: string, url = `mqtt://127.0.0.1:${port}`) => {
+  const client = await mqtt.connectAsync(url, { username, password, reconnectPeriod: 0, connectTimeout: 5000 });
+  clients.push(client);
+  return client;
+};
+/** The QoS granted for each filter (128: refused); mqtt.js calls a refusal an error, the SUBACK says which. */
+const subscribe = (client: MqttClient, topics: string[]) =>
+  new Promise<number[]>((resolve) => {
+    const onPacket = (packet: { cmd: string; granted?: Array<number | { qos: number }> }) => {
+      if (packet.cmd !== 'suback') return;
+      client.off('packetreceive', onPacket as never);
+      resolve((packet.granted ?? []).map((g) => (typeof g === 'number' ? g : g.qos)));
+    };
+    client.on('packetreceive', onPacket as never);
+    client.subscribe(topics, () => undefined);
+  });
+const refusal = (username: string, password: string) =>
+  mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username, password, reconnectPeriod: 0, connectTimeout: 5000 }).then(
+    (c) => (c.end(true), 'connected'),
+    (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
+  );
+const received = (client: MqttClient) => {
+  const got: Array<{ topic: string; payload: string }> = [];
+  client.on('message', (topic, payload) => got.push({ topic, payload: payload.toString() }));
+  return got;
+};
+/** mosquitto_sub, as a user runs it; resolves with its exit code and output. */
+const mosquittoSub = (args: string[]) =>
+  run('mosquitto_sub', ['-h', '127.0.0.1', ...args], { timeout: 15_000 }).then(
+    (r) => ({ code: 0, out: r.stdout + r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+  );
+
+test.before(async () => {
+  [port, tlsPort] = [await freePort(), await freePort()];
+  box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort } });
+  admin = await withAdmin(box);
+  const add = await box.request('POST', '/api/v1/devices', { auth: admin, body: { id: 'sensor-1', name: 'Hall sensor' } });
+  assert.is(add.status, 201, add.text);
+  secret = add.json.secret;
+  assert.is((await box.request('POST', '/api/v1/devices', { auth: admin, body: { id: 'sensor-2', name: 'Porch sensor' } })).status, 201);
+});
+test.after(async () => {
+  for (const c of clients) c.end(true);
+  await box.stop();
+});
+
+test('a device publishes under its own prefix; an app user signed in with a token reads it', async () => {
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/devices/#');
+  const device = await connect('sensor-1', secret);
+  await device.publishAsync('fogedge/devices/sensor-1/temperature', '21.5', { qos: 1 });
+  await waitUntil('the reading', () => got.some((m) => m.topic === 'fogedge/devices/sensor-1/temperature' && m.payload === '21.5'), 5000);
+});
+
+test('a device cannot spoof another device or read its commands', async () => {
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/devices/#');
+  const device = await connect('sensor-1', secret);
+  assert.equal(await subscribe(device, ['fogedge/devices/sensor-2/cmd/#', 'fogedge/devices/sensor-1/cmd/#']), [128, 0], 'its own command topic only');
+  const closed = new Promise<void>((r) => device.once('close', () => r()));
+  device.publish('fogedge/devices/sensor-2/temperature', '99', { qos: 1 });
+  await closed; // the broker cuts off a client that publishes where it may not
+  await new Promise((r) => setTimeout(r, 300));
+  assert.not.ok(got.some((m) => m.topic === 'fogedge/devices/sensor-2/temperature'));
+});
+
+test('wrong secret, unknown device, a user with someone else\'s token: "not authorized"', async () => {
+  assert.match(await refusal('sensor-1', 'wrong-secret-000000'), /^5: /);
+  assert.match(await refusal('ghost', 'whatever-secret-0000'), /^5: /);
+  assert.match(await refusal('someone', admin), /^5: /);
+  const sub = await mosquittoSub(['-p', String(port), '-u', 'sensor-1', '-P', 'wrong', '-t', 'x', '-C', '1']);
+  assert.ok(sub.code !== 0);
+  assert.match(sub.out, /not authori[sz]ed/i);
+});
+
+test('pairing: an unknown device lands as pending, the installer allows it, then denies it and it is cut off', async () => {
+  assert.is((await box.request('POST', '/api/v1/devices/pairing', { auth: admin, body: { seconds: 60 } })).status, 200);
+  assert.match(await refusal('door-lock', 'door-lock-secret-1'), /^5: /, 'pending devices may not connect yet');
+  const pending = (await box.request('GET', '/api/v1/devices?state=pending', { auth: admin })).json.devices;
+  assert.equal(pending.map((d: { id: string }) => d.id), ['door-lock']);
+  assert.is((await box.request('PATCH', '/api/v1/devices/door-lock', { auth: admin, body: { state: 'allowed' } })).status, 200);
+  const lock = await connect('door-lock', 'door-lock-secret-1');
+  const closed = new Promise<void>((r) => lock.once('close', () => r()));
+  assert.is((await box.request('PATCH', '/api/v1/devices/door-lock', { auth: admin, body: { state: 'denied' } })).status, 200);
+  await closed;
+  assert.match(await refusal('door-lock', 'door-lock-secret-1'), /^5: /);
+});
+
+test('TLS with the self-signed certificate made at first start: mosquitto_sub reads the box\'s retained status', async () => {
+  const cafile = path.join(box.dataDir, 'tls', 'mqtt.crt');
+  const sub = await mosquittoSub(['-p', String(tlsPort), '--cafile', cafile, '--insecure', '-u', 'admin', '-P', admin, '-t', 'fogedge/status', '-C', '1']);
+  assert.is(sub.code, 0, sub.out);
+  assert.is(sub.out.trim(), 'online');
+  // And mosquitto_pub from a device over plain TCP.
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/devices/sensor-1/#');
+  await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'sensor-1', '-P', secret, '-t', 'fogedge/devices/sensor-1/door', '-m', 'open', '-q', '1']);
+  await waitUntil('the door reading', () => got.some((m) => m.payload === 'open'), 5000);
+});
+
+test('MQTT over WebSocket at the gateway\'s /mqtt: the web app gets the detector\'s events', async () => {
+  const httpPort = box.broker.getLocalService('api')!.settings['port'];
+  const web = await connect('admin', admin, `ws://127.0.0.1:${httpPort}/mqtt`);
+  const got = received(web);
+  await web.subscribeAsync('fogedge/events/#');
+  await box.broker.call('events.record', {
+    type: 'start', id: 'gate-1', camera: 'gate', label: 'person', topScore: 0.9, box: [0, 0, 1, 1], zones: [], start: new Date().toISOString(), end: null, stationary: false,
+  });
+  const msg = await waitUntil('the event over MQTT', () => got.find((m) => m.topic === 'fogedge/events/gate/new'), 5000);
+  assert.is(JSON.parse(msg.payload).label, 'person');
+  // A family member reads events too; an installer may not subscribe to them.
+  await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'fitter', password: 'installer-pass-1', role: 'installer' } });
+  const login = await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'installer-pass-1' } });
+  const installer = await connect('fitter', box.sessionOf(login.headers)!);
+  assert.equal(await subscribe(installer, ['fogedge/events/#', 'fogedge/cameras/+/status']), [128, 0]);
+});
+
+test('a secret guessed over and over: that client is held off, the device stays allowed', async () => {
+  const fresh = (await box.request('POST', '/api/v1/devices/sensor-2/secret', { auth: admin })).json.secret;
+  for (let i = 0; i < 10; i++) assert.match(await refusal('sensor-2', `guess-${i}-xxxxxxxxxx`), /^5: /);
+  assert.match(await refusal('sensor-2', fresh), /^5: /, 'held off for a while even with the right secret');
+  const list = (await box.request('GET', '/api/v1/devices', { auth: admin })).json.devices;
+  assert.is(list.find((d: { id: string }) => d.id === 'sensor-2').state, 'allowed');
+  // Everyone else is served meanwhile.
+  const other = await connect('sensor-1', secret);
+  assert.ok(other.connected);
+});
+
+test.run();
