@@ -25,7 +25,7 @@ export function detectorService(config: Config): ServiceSchema {
 
   return {
     name: 'detector',
-    dependencies: ['cameras'],
+    dependencies: ['cameras', 'streams', 'events'],
 
     actions: {
       status: action({

@@ -6,7 +6,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import { z } from 'zod';
-import { action } from '../../lib/actions.ts';
+import { action, type Ctx } from '../../lib/actions.ts';
 import { NotFoundError, NotReadyError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
@@ -88,6 +88,34 @@ export function eventsService(config: Config): ServiceSchema {
     }
     if (removed) log.info(`retention: ${removed} events past their camera's eventRetainDays removed`);
   };
+
+  /** The detector's start/update/end of an object, stored and announced. */
+  const recordEvent = async (ctx: Ctx<{ type: string }>) => {
+    const msg = ctx.params as unknown as ObjectEvent;
+    const current = await events.get(msg.id);
+    const { snapshot, type, ...fields } = msg;
+    if (snapshot) {
+      await mkdir(path.dirname(snapshotFile(msg)), { recursive: true });
+      await writeFile(snapshotFile(msg), Buffer.from(snapshot, 'base64'));
+    }
+    const next: StoredEvent = {
+      reviewed: false,
+      ...current,
+      ...fields,
+      // An update from a detector that restarted must not reopen an ended event.
+      end: fields.end ?? current?.end ?? null,
+      hasSnapshot: Boolean(snapshot) || (current?.hasSnapshot ?? false),
+      updatedAt: new Date().toISOString(),
+    };
+    await events.put(next.id, next);
+    if (!current) await byStart.put(`${next.start}!${next.id}`, next.id);
+    const name = type === 'start' && !current ? 'event.started' : type === 'end' ? 'event.ended' : 'event.updated';
+    ctx.broadcast(name, next);
+    return { ok: true };
+  };
+
+  const inflight = new Set<Promise<unknown>>();
+
   const find = async (id: string) => {
     const e = await events.get(id);
     if (!e) throw new NotFoundError('Event', id);
@@ -99,30 +127,13 @@ export function eventsService(config: Config): ServiceSchema {
 
     actions: {
       // Internal: the detector's start/update/end of an object.
+      // Internal. Tracked, so a box that stops still stores the ends its detector sends as it stops.
       record: action({
         input: z.looseObject({ type: z.enum(['start', 'update', 'end']), id: EventId, camera: CameraId }),
-        async handler(ctx) {
-          const msg = ctx.params as unknown as ObjectEvent;
-          const current = await events.get(msg.id);
-          const { snapshot, type, ...fields } = msg;
-          if (snapshot) {
-            await mkdir(path.dirname(snapshotFile(msg)), { recursive: true });
-            await writeFile(snapshotFile(msg), Buffer.from(snapshot, 'base64'));
-          }
-          const next: StoredEvent = {
-            reviewed: false,
-            ...current,
-            ...fields,
-            // An update from a detector that restarted must not reopen an ended event.
-            end: fields.end ?? current?.end ?? null,
-            hasSnapshot: Boolean(snapshot) || (current?.hasSnapshot ?? false),
-            updatedAt: new Date().toISOString(),
-          };
-          await events.put(next.id, next);
-          if (!current) await byStart.put(`${next.start}!${next.id}`, next.id);
-          const name = type === 'start' && !current ? 'event.started' : type === 'end' ? 'event.ended' : 'event.updated';
-          ctx.broadcast(name, next);
-          return { ok: true };
+        handler(ctx) {
+          const work = recordEvent(ctx);
+          inflight.add(work);
+          return work.finally(() => inflight.delete(work));
         },
       }),
       list: action({
@@ -211,6 +222,9 @@ export function eventsService(config: Config): ServiceSchema {
 
     async stopped() {
       clearInterval(retentionTimer);
+      // Services stop together: let the detector's last calls arrive, and finish them.
+      await new Promise((r) => setTimeout(r, 50));
+      await Promise.allSettled([...inflight]);
       await store?.close();
       store = undefined;
     },

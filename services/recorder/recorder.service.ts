@@ -58,6 +58,8 @@ export function recorderService(config: Config): ServiceSchema {
 
   return {
     name: 'recorder',
+    // Retention needs each camera's days from the registry.
+    dependencies: ['cameras'],
 
     actions: {
       timeline: action({
