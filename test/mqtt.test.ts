@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -136,6 +137,29 @@ test('MQTT over WebSocket at the gateway\'s /mqtt: the web app gets the detector
   const login = await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'installer-pass-1' } });
   const installer = await connect('fitter', box.sessionOf(login.headers)!);
   assert.equal(await subscribe(installer, ['fogedge/events/#', 'fogedge/cameras/+/status']), [128, 0]);
+});
+
+test('garbage, a truncated CONNECT and a half-open socket: those connections go, everyone else is served', async () => {
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/devices/sensor-1/#');
+  const raw = async (bytes: Buffer, end: boolean) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(bytes);
+    if (end) socket.end();
+    return new Promise<void>((r) => socket.once('close', () => r()));
+  };
+  // Not MQTT at all: the broker drops the connection.
+  await raw(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), false);
+  // A CONNECT cut off in the middle, then the peer goes.
+  await raw(Buffer.from([0x10, 0x30, 0x00, 0x04, 0x4d, 0x51]), true);
+  // A PUBLISH before any CONNECT.
+  await raw(Buffer.from([0x30, 0x05, 0x00, 0x01, 0x61, 0x68, 0x69]), false);
+  const device = await connect('sensor-1', secret);
+  await device.publishAsync('fogedge/devices/sensor-1/still', 'here', { qos: 1 });
+  await waitUntil('the broker still serves', () => got.some((m) => m.payload === 'here'), 5000);
 });
 
 test('a secret guessed over and over: that client is held off, the device stays allowed', async () => {
