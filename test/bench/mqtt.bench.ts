@@ -1,0 +1,131 @@
+// npm run bench:mqtt — the box's broker (aedes, with its device sign-in and topic
+// permissions) against Debian's mosquitto (password file and ACL file) under the same
+// load on loopback: PUBLISHERS devices each publishing MESSAGES small messages to their own
+// topic, SUBSCRIBERS app clients reading them all; QoS 0 and QoS 1.
+// PUBLISHERS=50 SUBSCRIBERS=10 MESSAGES=100 by default.
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import mqtt, { type MqttClient } from 'mqtt';
+import { tempDir } from '../helpers/box.ts';
+import { freePort, getJson, startedNode } from '../helpers/processes.ts';
+
+const PUBLISHERS = Number(process.env['PUBLISHERS'] ?? 50);
+const SUBSCRIBERS = Number(process.env['SUBSCRIBERS'] ?? 10);
+const MESSAGES = Number(process.env['MESSAGES'] ?? 100);
+const run = promisify(execFile);
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
+
+interface Target {
+  name: string;
+  port: number;
+  pid: number;
+  publisher: (i: number) => { username: string; password: string; topic: string };
+  subscriber: { username: string; password: string; filter: string };
+}
+
+async function load(target: Target, qos: 0 | 1) {
+  const opts = { reconnectPeriod: 0, connectTimeout: 10_000 };
+  const subs: MqttClient[] = [];
+  for (let i = 0; i < SUBSCRIBERS; i++) {
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, { ...opts, username: target.subscriber.username, password: target.subscriber.password });
+    await c.subscribeAsync(target.subscriber.filter, { qos });
+    subs.push(c);
+  }
+  const pubs = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => {
+    const p = target.publisher(i);
+    return mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, { ...opts, username: p.username, password: p.password }).then((c) => ({ c, topic: p.topic }));
+  }));
+  const expected = PUBLISHERS * MESSAGES * SUBSCRIBERS;
+  const latencies: number[] = [];
+  let delivered = 0;
+  const done = new Promise<void>((resolve) => {
+    for (const s of subs) {
+      s.on('message', (_t, payload) => {
+        latencies.push(performance.now() - Number(payload.toString().split(' ')[0]));
+        if (++delivered === expected) resolve();
+      });
+    }
+  });
+  const t0 = performance.now();
+  await Promise.all(pubs.map(async ({ c, topic }) => {
+    for (let m = 0; m < MESSAGES; m++) {
+      const payload = `${performance.now()} ${'x'.repeat(64)}`;
+      if (qos === 1) await c.publishAsync(topic, payload, { qos });
+      else c.publish(topic, payload, { qos });
+      if (qos === 0 && m % 20 === 19) await new Promise((r) => setImmediate(r)); // let the socket drain
+    }
+  }));
+  await Promise.race([done, new Promise((r) => setTimeout(r, 60_000))]);
+  const seconds = (performance.now() - t0) / 1000;
+  const rss = rssMiB(target.pid);
+  for (const c of [...subs, ...pubs.map((p) => p.c)]) c.end(true);
+  return { rate: delivered / seconds, delivered, expected, p50: pct(latencies, 0.5), p99: pct(latencies, 0.99), rss };
+}
+
+// Mosquitto with a password file and an ACL file: the same rules as the box.
+const dir = await tempDir();
+const mosquittoPort = await freePort();
+const passwords = path.join(dir, 'passwd');
+await writeFile(passwords, '');
+await run('mosquitto_passwd', ['-b', passwords, 'app', 'app-password-123']);
+for (let i = 0; i < PUBLISHERS; i++) await run('mosquitto_passwd', ['-b', passwords, `dev${i}`, `dev${i}-secret-123`]);
+await writeFile(path.join(dir, 'acl'), 'user app\ntopic read fogedge/devices/#\n\npattern write fogedge/devices/%u/#\n');
+await writeFile(path.join(dir, 'mosquitto.conf'), [
+  `listener ${mosquittoPort} 127.0.0.1`, 'user root' /* it reads files in our temp folder */, 'allow_anonymous false', `password_file ${passwords}`, `acl_file ${path.join(dir, 'acl')}`, 'persistence false', 'max_queued_messages 100000', '',
+].join('\n'));
+const mosquitto = spawn('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
+await new Promise((r) => setTimeout(r, 500));
+
+// The box, as a process, with the devices added through its API.
+const boxPort = await freePort();
+const mqttPort = await freePort();
+const boxDir = await tempDir();
+const box = await startedNode({
+  FOGEDGE_DATA_DIR: boxDir, PORT: String(boxPort), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+  FOGEDGE__MQTT: '{}', FOGEDGE__MQTT__HOST: '127.0.0.1', FOGEDGE__MQTT__PORT: String(mqttPort), FOGEDGE__MQTT__TLSPORT: 'null',
+});
+const base = `http://127.0.0.1:${boxPort}`;
+const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'app', password: 'app-password-123' }) });
+const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]!;
+const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };
+const secrets: string[] = [];
+for (let i = 0; i < PUBLISHERS; i++) {
+  secrets.push((await getJson(`${base}/api/v1/devices`, { method: 'POST', headers: auth, body: JSON.stringify({ id: `dev${i}`, name: `dev${i}` }) })).json.secret);
+}
+
+const targets: Target[] = [
+  {
+    name: 'mosquitto (reference)', port: mosquittoPort, pid: mosquitto.pid!,
+    publisher: (i) => ({ username: `dev${i}`, password: `dev${i}-secret-123`, topic: `fogedge/devices/dev${i}/data` }),
+    subscriber: { username: 'app', password: 'app-password-123', filter: 'fogedge/devices/+/data' },
+  },
+  {
+    name: 'FogEdge box (aedes)', port: mqttPort, pid: box.pid,
+    publisher: (i) => ({ username: `dev${i}`, password: secrets[i]!, topic: `fogedge/devices/dev${i}/data` }),
+    subscriber: { username: 'app', password: session, filter: 'fogedge/devices/+/data' },
+  },
+];
+
+const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
+for (const qos of [0, 1] as const) {
+  for (const t of targets) results[`${t.name}|${qos}`] = await load(t, qos);
+}
+mosquitto.kill('SIGTERM');
+await box.kill('SIGTERM');
+await rm(dir, { recursive: true, force: true });
+await rm(boxDir, { recursive: true, force: true });
+
+console.log(`bench:mqtt — ${PUBLISHERS} publishers x ${MESSAGES} messages (64 B), ${SUBSCRIBERS} subscribers, loopback, auth + ACL on both`);
+for (const qos of [0, 1]) {
+  for (const t of targets) {
+    const r = results[`${t.name}|${qos}`]!;
+    console.log(`  QoS ${qos} ${t.name.padEnd(22)} ${r.rate.toFixed(0).padStart(7)} msg/s delivered (${r.delivered}/${r.expected}), latency p50 ${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, broker RSS ${r.rss.toFixed(0)} MiB`);
+  }
+  const ratio = results[`${targets[1]!.name}|${qos}`]!.rate / results[`${targets[0]!.name}|${qos}`]!.rate;
+  console.log(`  QoS ${qos} throughput ratio box / mosquitto: ${ratio.toFixed(2)}x (target >= 0.7x)`);
+}
+process.exit(0);
