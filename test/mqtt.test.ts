@@ -139,6 +139,31 @@ test('MQTT over WebSocket at the gateway\'s /mqtt: the web app gets the detector
   assert.equal(await subscribe(installer, ['fogedge/events/#', 'fogedge/cameras/+/status']), [128, 0]);
 });
 
+test('switches: .../detection/set OFF from an admin turns detection off; the retained .../state follows; a family member may not', async () => {
+  const add = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'porch', name: 'Porch', enabled: false, source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/x' } } });
+  assert.is(add.status, 201, add.text);
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/cameras/porch/+/state');
+  const state = (name: string) => got.filter((m) => m.topic === `fogedge/cameras/porch/${name}/state`).at(-1)?.payload;
+  await waitUntil('the retained states', () => state('detection') === 'ON' && state('recording') === 'ON', 5000);
+  await app.publishAsync('fogedge/cameras/porch/detection/set', 'OFF', { qos: 1 });
+  await waitUntil('detection OFF', () => state('detection') === 'OFF', 5000);
+  assert.is((await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.detection.enabled, false);
+  await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'kid', password: 'family-pass-123', role: 'family' } });
+  const login = await box.request('POST', '/api/v1/auth/login', { body: { username: 'kid', password: 'family-pass-123' } });
+  const kid = await connect('kid', box.sessionOf(login.headers)!);
+  const closed = new Promise<void>((r) => kid.once('close', () => r()));
+  kid.publish('fogedge/cameras/porch/detection/set', 'ON', { qos: 1 });
+  await closed;
+  assert.is((await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.detection.enabled, false);
+  // A new subscriber gets the retained state at once.
+  const late = await connect('admin', admin);
+  const lateGot = received(late);
+  await late.subscribeAsync('fogedge/cameras/porch/detection/state');
+  await waitUntil('the retained OFF', () => lateGot.some((m) => m.payload === 'OFF'), 5000);
+});
+
 test('garbage, a truncated CONNECT and a half-open socket: those connections go, everyone else is served', async () => {
   const app = await connect('admin', admin);
   const got = received(app);

@@ -15,7 +15,15 @@ import { generate } from 'selfsigned';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import type { Authenticated } from '../accounts/accounts.ts';
+import type { Camera } from '../cameras/cameras.schemas.ts';
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
+import type { Caller } from '../../lib/actions.ts';
+
+/** Per-camera switches over MQTT: .../<name>/set (ON|OFF) and the retained .../<name>/state. */
+const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): object }> = {
+  detection: { get: (c) => c.detection.enabled, set: (on) => ({ detection: { enabled: on } }) },
+  recording: { get: (c) => c.recording.mode !== 'off', set: (on) => ({ recording: { mode: on ? 'continuous' : 'off' } }) },
+};
 
 type Identity = { kind: 'device'; id: string; grants: string[] } | { kind: 'user'; username: string; role: Role };
 
@@ -166,6 +174,17 @@ export function mqttService(config: Config): ServiceSchema {
       'device.removed'(ctx: { params: { id: string } }) {
         for (const c of clientsOf((i) => i.kind === 'device' && i.id === ctx.params.id)) c.close();
       },
+      // Switch states follow the camera's settings, wherever they were changed.
+      'camera.added'(ctx: { params: { id: string } }) {
+        return this.publishSwitches(ctx.params.id);
+      },
+      'camera.updated'(ctx: { params: { id: string } }) {
+        return this.publishSwitches(ctx.params.id);
+      },
+      async 'camera.removed'(ctx: { params: { id: string } }) {
+        // An empty retained message clears the retained state.
+        for (const name of Object.keys(SWITCHES)) await publish(`fogedge/cameras/${ctx.params.id}/${name}/state`, '', { retain: true });
+      },
       'camera.status.changed'(ctx: { params: { id: string; status: unknown } }) {
         return publish(`fogedge/cameras/${ctx.params.id}/status`, ctx.params.status, { retain: true, qos: 1 });
       },
@@ -176,6 +195,14 @@ export function mqttService(config: Config): ServiceSchema {
     },
 
     methods: {
+      /** fogedge/cameras/<id>/<switch>/state, retained: ON or OFF. */
+      async publishSwitches(id?: string) {
+        const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch(() => []);
+        for (const camera of cameras) {
+          for (const [name, sw] of Object.entries(SWITCHES)) await publish(`fogedge/cameras/${camera.id}/${name}/state`, sw.get(camera) ? 'ON' : 'OFF', { retain: true, qos: 1 });
+        }
+      },
+
       /** MQTT over a WebSocket (the gateway's /mqtt) on this node's broker. */
       handleStream(stream: Duplex) {
         aedes?.handle(stream);
@@ -208,7 +235,22 @@ export function mqttService(config: Config): ServiceSchema {
       };
       await open(net.createServer((socket) => aedes!.handle(socket)), options.port, 'TCP');
       if (options.tlsPort) await open(tls.createServer(await tlsOptions(config), (socket) => aedes!.handle(socket)), options.tlsPort, 'TLS');
+      // Commands: an allowed .../set (authorizePublish checked who) changes the camera's setting
+      // as that user, through the cameras service, so the same rules and audit apply as in the API.
+      aedes.on('publish', (packet, client) => {
+        const m = /^fogedge\/cameras\/([a-z0-9-]+)\/([a-z]+)\/set$/.exec(packet.topic);
+        const who = client && identities.get(client);
+        const sw = m && SWITCHES[m[2]!];
+        if (!m || !sw || who?.kind !== 'user') return;
+        const value = packet.payload.toString().trim().toUpperCase();
+        if (value !== 'ON' && value !== 'OFF') return this.logger.warn(`MQTT command ${packet.topic}: "${value}" is neither ON nor OFF`);
+        const caller: Caller = { username: who.username, role: who.role, via: 'mqtt' };
+        this.broker
+          .call('cameras.update', { id: m[1], ...sw.set(value === 'ON') }, { meta: { caller } })
+          .catch((err: Error) => this.logger.warn(`MQTT command ${packet.topic} from "${who.username}" failed: ${err.message}`));
+      });
       await publish('fogedge/status', 'online', { retain: true, qos: 1 });
+      await this.publishSwitches();
       this.logger.info(`MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`);
     },
 
