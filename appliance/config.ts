@@ -105,6 +105,8 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       host: z.string().min(1).default('0.0.0.0'),
       port: z.number().int().min(1).max(65535).default(1883),
+      /** A PUBLISH with a larger payload is refused and its client disconnected, bytes. */
+      maxPayloadBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024),
       /** null: no TLS listener. */
       tlsPort: z.number().int().min(1).max(65535).nullable().default(8883),
       /** PEM files; null: a self-signed certificate made at first start (data/tls/mqtt.crt). */

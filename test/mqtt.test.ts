@@ -53,7 +53,7 @@ const mosquittoSub = (args: string[]) =>
 
 test.before(async () => {
   [port, tlsPort] = [await freePort(), await freePort()];
-  box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort } });
+  box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort, maxPayloadBytes: 1024 * 1024 } });
   admin = await withAdmin(box);
   const add = await box.request('POST', '/api/v1/devices', { auth: admin, body: { id: 'sensor-1', name: 'Hall sensor' } });
   assert.is(add.status, 201, add.text);
@@ -164,7 +164,7 @@ test('switches: .../detection/set OFF from an admin turns detection off; the ret
   await waitUntil('the retained OFF', () => lateGot.some((m) => m.payload === 'OFF'), 5000);
 });
 
-test('garbage, a truncated CONNECT and a half-open socket: those connections go, everyone else is served', async () => {
+test('garbage, a truncated CONNECT, a PUBLISH before CONNECT, an oversized payload: those connections go, everyone else is served', async () => {
   const app = await connect('admin', admin);
   const got = received(app);
   await app.subscribeAsync('fogedge/devices/sensor-1/#');
@@ -182,6 +182,11 @@ test('garbage, a truncated CONNECT and a half-open socket: those connections go,
   await raw(Buffer.from([0x10, 0x30, 0x00, 0x04, 0x4d, 0x51]), true);
   // A PUBLISH before any CONNECT.
   await raw(Buffer.from([0x30, 0x05, 0x00, 0x01, 0x61, 0x68, 0x69]), false);
+  // A payload over mqtt.maxPayloadBytes: that client is disconnected.
+  const big = await connect('sensor-1', secret);
+  const closed = new Promise<void>((r) => big.once('close', () => r()));
+  big.publish('fogedge/devices/sensor-1/blob', Buffer.alloc(2 * 1024 * 1024), { qos: 1 });
+  await closed;
   const device = await connect('sensor-1', secret);
   await device.publishAsync('fogedge/devices/sensor-1/still', 'here', { qos: 1 });
   await waitUntil('the broker still serves', () => got.some((m) => m.payload === 'here'), 5000);

@@ -138,6 +138,11 @@ export function mqttService(config: Config): ServiceSchema {
       const who = identities.get(client);
       const topic = packet.topic;
       let allowed = false;
+      const limit = config.mqtt?.maxPayloadBytes ?? Infinity;
+      if (packet.payload.length > limit) {
+        log.warn(`MQTT publish refused: ${packet.payload.length} bytes to "${topic}" is over mqtt.maxPayloadBytes (${limit})`);
+        return done(new Error('payload too large'));
+      }
       if (topic.startsWith('$')) allowed = false;
       else if (who?.kind === 'device') allowed = topic.startsWith(`fogedge/devices/${who.id}/`);
       // App users send commands only (switches come with the command topics); nothing else.
