@@ -5,7 +5,6 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { bodyLimit } from 'hono/body-limit';
 import { csrf } from 'hono/csrf';
-import { getCookie } from 'hono/cookie';
 import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
 import type { ServiceBroker } from 'moleculer';
@@ -13,7 +12,7 @@ import type { Config } from '../../appliance/config.ts';
 import { version } from '../../appliance/version.ts';
 import { validationError } from '../../lib/actions.ts';
 import type { HttpEnv } from './context.ts';
-import { authenticate, SESSION_COOKIE } from './middleware/authenticate.ts';
+import { authenticate, credentialOf } from './middleware/authenticate.ts';
 import { errorHandler, notFound } from './middleware/error-handler.ts';
 import { accountsRoutes } from './routes/accounts.routes.ts';
 import { systemRoutes } from './routes/system.routes.ts';
@@ -41,7 +40,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   app.use('*', secureHeaders({ strictTransportSecurity: false }));
   // Only a cookie can be ridden by another site; scripts with a Bearer token need no Origin.
   const csrfCheck = csrf();
-  app.use('/api/*', (c, next) => (getCookie(c, SESSION_COOKIE) && !c.req.header('authorization') ? csrfCheck(c, next) : next()));
+  app.use('/api/*', (c, next) => (credentialOf(c.req.header('authorization'), c.req.header('cookie'))?.from === 'cookie' ? csrfCheck(c, next) : next()));
   app.use(
     '/api/*',
     bodyLimit({

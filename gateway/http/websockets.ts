@@ -17,9 +17,9 @@ import { BoxSplitter, codecString, startsWithKeyframe } from '../../services/rec
 import type { Authenticated } from '../../services/accounts/accounts.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { can, type Permission } from '../../lib/permissions.ts';
-import { ForbiddenError, UnauthorizedError } from '../../lib/errors.ts';
+import { ForbiddenError } from '../../lib/errors.ts';
 import { classify } from './middleware/error-handler.ts';
-import { SESSION_COOKIE } from './middleware/authenticate.ts';
+import { credentialOf, signInRequired } from './middleware/authenticate.ts';
 
 const LIVE_PATH = /^\/api\/v1\/cameras\/([a-z0-9][a-z0-9-]{0,31})\/live$/;
 const UPDATES_PATH = '/api/v1/updates';
@@ -41,28 +41,18 @@ function refuse(socket: Duplex, err: Error): void {
   );
 }
 
-function cookie(req: IncomingMessage, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
-  }
-  return undefined;
-}
-
 /** Who is asking: a bearer token, or the session cookie of a page from this box's own origin. */
 async function callerOf(broker: ServiceBroker, req: IncomingMessage): Promise<Caller> {
-  const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-  const session = bearer ? undefined : cookie(req, SESSION_COOKIE);
-  const credential = bearer ?? session;
-  if (!credential) throw new UnauthorizedError('Sign in, or send an API token as "Authorization: Bearer ..."', 'AUTH_REQUIRED');
-  if (session) {
+  const credential = credentialOf(req.headers.authorization, req.headers.cookie);
+  if (!credential) throw signInRequired();
+  if (credential.from === 'cookie') {
     // Browsers send cookies on cross-site WebSockets too: only the box's own pages may use them.
     const origin = req.headers.origin;
     if (!origin || !URL.canParse(origin) || new URL(origin).host !== req.headers.host) {
       throw new ForbiddenError('Live view with a session cookie is only for pages of this box (Origin does not match)', { origin: origin ?? null });
     }
   }
-  const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', { credential });
+  const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', { credential: credential.value });
   return { username: auth.user.username, role: auth.user.role, ip: req.socket.remoteAddress ?? 'unknown', via: 'http' };
 }
 
@@ -80,7 +70,8 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
   const log = broker.getLogger('websocket');
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const pathname = new URL(req.url ?? '/', 'http://box').pathname;
+    const url = new URL(req.url ?? '/', 'http://box');
+    const pathname = url.pathname;
     if (pathname === MQTT_PATH) {
       // The broker signs the client in from its CONNECT packet, as on TCP.
       const mqtt = broker.getLocalService('mqtt') as unknown as { handleStream(s: Duplex): void } | undefined;
@@ -104,7 +95,7 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       }
       const viewer = randomUUID();
       // ?stream=sub: the camera's sub-stream (grid thumbnails), when it has one.
-      const stream = new URL(req.url ?? '/', 'http://box').searchParams.get('stream') === 'sub' ? 'sub' : 'main';
+      const stream = url.searchParams.get('stream') === 'sub' ? 'sub' : 'main';
       const feed = await broker.call<Readable, object>('streams.live', { id, viewer, stream }, { meta: { caller } });
       if (socket.destroyed) {
         feed.destroy();

@@ -1,7 +1,7 @@
 // Turns the session cookie or bearer token into `caller`. Every /api route
 // needs one, except the public paths given (health, login, first-run setup).
 import type { MiddlewareHandler } from 'hono';
-import { getCookie } from 'hono/cookie';
+import { parse as parseCookies } from 'hono/utils/cookie';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { ServiceBroker } from 'moleculer';
 import { UnauthorizedError } from '../../../lib/errors.ts';
@@ -9,6 +9,16 @@ import type { Authenticated } from '../../../services/accounts/accounts.ts';
 import type { HttpEnv } from '../context.ts';
 
 export const SESSION_COOKIE = 'fogedge_session';
+
+/** What a request signs in with: a bearer token, else the session cookie (HTTP and WebSocket alike). */
+export function credentialOf(authorization: string | undefined, cookies: string | undefined): { value: string; from: 'bearer' | 'cookie' } | undefined {
+  const bearer = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
+  if (bearer) return { value: bearer, from: 'bearer' };
+  const session = cookies ? parseCookies(cookies, SESSION_COOKIE)[SESSION_COOKIE] : undefined;
+  return session ? { value: session, from: 'cookie' } : undefined;
+}
+
+export const signInRequired = () => new UnauthorizedError('Sign in, or send an API token as "Authorization: Bearer ..."', 'AUTH_REQUIRED');
 
 function remoteAddress(c: Parameters<MiddlewareHandler<HttpEnv>>[0]): string {
   try {
@@ -22,8 +32,7 @@ export function authenticate(broker: ServiceBroker, options: { publicPaths: stri
   const publicPaths = new Set(options.publicPaths);
   return async (c, next) => {
     const ip = remoteAddress(c);
-    const bearer = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
-    const value = bearer ?? getCookie(c, SESSION_COOKIE);
+    const value = credentialOf(c.req.header('authorization'), c.req.header('cookie'))?.value;
     if (value) {
       try {
         const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', { credential: value });
@@ -35,7 +44,7 @@ export function authenticate(broker: ServiceBroker, options: { publicPaths: stri
         if (!publicPaths.has(c.req.path) || (err as { code?: number }).code !== 401) throw err;
       }
     }
-    if (!publicPaths.has(c.req.path)) throw new UnauthorizedError('Sign in, or send an API token as "Authorization: Bearer ..."', 'AUTH_REQUIRED');
+    if (!publicPaths.has(c.req.path)) throw signInRequired();
     c.set('caller', { ip, via: 'http' });
     return next();
   };
