@@ -1,11 +1,11 @@
 // Decoded frames for detection, from the camera's live fMP4 (never a second connection to
 // the camera): one ffmpeg per camera decodes at a low rate and scales once, giving
 // model-sized RGB frames for the detector and a JPEG of each frame for event snapshots.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { BoxSplitter, videoSize } from '../recorder/fragmented-mp4.ts';
+import { spawnSupervised } from '../streams/ffmpeg.ts';
 
 export interface DecodedFrame {
   seq: number;
@@ -26,7 +26,6 @@ export interface FrameSourceOptions {
   snapshotWidth: number;
 }
 
-const SETPRIV = '/usr/bin/setpriv';
 const JPEG_FD = 3;
 /** JPEGs kept for the snapshots of events (the newest few frames). */
 const JPEGS_KEPT = 30;
@@ -117,8 +116,7 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       '-map', '[det]', '-f', 'rawvideo', 'pipe:1',
       '-map', '[snap]', '-c:v', 'mjpeg', '-q:v', '4', '-f', 'image2pipe', `pipe:${JPEG_FD}`,
     ];
-    const [command, argv] = existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', this.options.ffmpegPath, ...args]] : [this.options.ffmpegPath, args];
-    const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+    const child = spawnSupervised(this.options.ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
     this.decoder = child;
     child.stdin!.on('error', () => undefined); // a killed decoder: the next init starts another
     let stderr = '';

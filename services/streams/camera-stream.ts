@@ -1,8 +1,7 @@
 // One supervised ffmpeg per camera: started, watched (progress, stalls), restarted
 // with backoff, stopped without leaving a process behind.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { LoggerInstance } from 'moleculer';
@@ -24,6 +23,7 @@ import {
   ProgressReader,
   recorderArgs,
   SEGMENTS_FD,
+  spawnSupervised,
   SUPPORTED_CODECS,
   type Failure,
   type StreamInfo,
@@ -44,8 +44,6 @@ export interface StreamOptions {
 const STOP_GRACE_MS = 3000;
 const FIRST_FRAGMENT_WAIT_MS = 5000;
 const STDERR_LINES_KEPT = 30;
-// The kernel kills ffmpeg if this process dies, however it dies (Linux, util-linux's setpriv).
-const SETPRIV = '/usr/bin/setpriv';
 
 
 export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment: [Segment] }> {
@@ -201,9 +199,6 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     const pushUrl = this.camera.source.kind === 'rtmp' && !this.sub ? this.options.ingest?.playUrl(this.camera.id) : undefined;
     const progressSeconds = Math.min(2, this.options.stallSeconds / 4);
     const args = recorderArgs({ camera: this.camera, sub: this.sub, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId, pushUrl, progressSeconds });
-    const [command, argv] = existsSync(SETPRIV)
-      ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', this.options.ffmpegPath, ...args]]
-      : [this.options.ffmpegPath, args];
     this.stderrTail = [];
     this.killedFor = undefined;
     this.openFile = undefined;
@@ -212,7 +207,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.lastProgressAt = Date.now();
     this.setStatus({ ...this.blankStatus('starting') });
 
-    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
+    const child = spawnSupervised(this.options.ffmpegPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
     this.child = child;
     // Always read it: ffmpeg blocks (and the recording with it) on a full pipe.
     const feed = this.feed;
