@@ -13,7 +13,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { ServiceBroker } from 'moleculer';
 import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
-import { BoxSplitter, codecString, startsWithKeyframe } from '../../services/recorder/fragmented-mp4.ts';
+import { codecString, FragmentReader } from '../../services/recorder/fragmented-mp4.ts';
 import type { Authenticated } from '../../services/accounts/accounts.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { can, type Permission } from '../../lib/permissions.ts';
@@ -128,27 +128,21 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
 }
 
 function relay(ws: WebSocket, feed: Readable, stop: () => void): void {
-  let ftyp: Buffer | undefined;
-  let init: Buffer | undefined;
-  let moof: Buffer | undefined;
   let skipping = false;
-  const splitter = new BoxSplitter((type, box) => {
-    if (type === 'ftyp') ftyp = box;
-    else if (type === 'moov') {
-      init = ftyp ? Buffer.concat([ftyp, box]) : box;
+  const reader = new FragmentReader({
+    init(init) {
       ws.send(JSON.stringify({ type: 'init', mime: `video/mp4; codecs="${codecString(init) ?? 'avc1'}"` }));
       ws.send(init);
       skipping = true; // start (again) on a keyframe
-    } else if (type === 'moof') moof = box;
-    else if (type === 'mdat' && moof) {
+    },
+    fragment(moof, mdat, keyframe) {
       // A slow viewer drops whole GOPs: it resumes on a keyframe, never mid-GOP.
-      if (startsWithKeyframe(moof, init)) skipping = false;
+      if (keyframe) skipping = false;
       if (ws.bufferedAmount >= SOCKET_BACKLOG_BYTES) skipping = true;
-      if (!skipping) ws.send(Buffer.concat([moof, box]));
-      moof = undefined;
-    }
+      if (!skipping) ws.send(Buffer.concat([moof, mdat]));
+    },
   });
-  feed.on('data', (chunk: Buffer) => splitter.push(chunk));
+  feed.on('data', (chunk: Buffer) => reader.push(chunk));
   feed.on('end', () => ws.close(1000, 'camera stopped'));
   feed.on('error', () => ws.close(1011, 'stream failed'));
   ws.on('close', () => {

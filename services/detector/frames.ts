@@ -4,7 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
-import { BoxSplitter, videoSize } from '../recorder/fragmented-mp4.ts';
+import { FragmentReader, videoSize } from '../recorder/fragmented-mp4.ts';
 import { spawnSupervised } from '../streams/ffmpeg.ts';
 
 export interface DecodedFrame {
@@ -34,11 +34,21 @@ const MAX_CLOCK_DRIFT_MS = 2000;
 
 export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [Error] }> {
   private decoder: ChildProcess | undefined;
-  private splitter = new BoxSplitter((type, box) => this.onBox(type, box));
-  private ftyp: Buffer | undefined;
+  private reader = new FragmentReader({
+    // A new init: the camera's stream (re)started, and so does the decoder.
+    init: (init) => {
+      const size = videoSize(init);
+      if (size) this.start(size.width, size.height, init);
+      else this.emit('error', new Error('the stream has no video size'));
+    },
+    fragment: (moof, mdat) => {
+      if (!this.decoder?.stdin?.writable) return;
+      this.decoder.stdin.write(moof);
+      this.decoder.stdin.write(mdat);
+    },
+  });
   private seq = 0;
   private jpegs = new Map<number, Buffer>();
-  private size: { width: number; height: number } | undefined;
   private closed = false;
   private anchor: { seq: number; at: number } | undefined;
 
@@ -47,7 +57,7 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     private readonly options: FrameSourceOptions,
   ) {
     super();
-    input.on('data', (chunk: Buffer) => this.splitter.push(chunk));
+    input.on('data', (chunk: Buffer) => this.reader.push(chunk));
     input.on('end', () => this.decoder?.stdin?.end());
     input.on('error', (err) => this.emit('error', err));
   }
@@ -80,24 +90,6 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     this.decoder = undefined;
   }
 
-  private onBox(type: string, box: Buffer): void {
-    if (type === 'ftyp') {
-      this.ftyp = box;
-      return;
-    }
-    if (type === 'moov') {
-      // A new init: the camera's stream restarted, and so does the decoder.
-      const size = videoSize(box);
-      if (!size) {
-        this.emit('error', new Error('the stream has no video size'));
-        return;
-      }
-      this.start(size.width, size.height, this.ftyp ? Buffer.concat([this.ftyp, box]) : box);
-      return;
-    }
-    if (this.decoder?.stdin?.writable) this.decoder.stdin.write(box);
-  }
-
   private start(sourceWidth: number, sourceHeight: number, init: Buffer): void {
     this.decoder?.kill('SIGKILL');
     if (this.closed) return;
@@ -105,7 +97,6 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     const scale = Math.min(modelSize / sourceWidth, modelSize / sourceHeight);
     const width = Math.round((sourceWidth * scale) / 2) * 2;
     const height = Math.round((sourceHeight * scale) / 2) * 2;
-    this.size = { width, height };
     const frameBytes = width * height * 3;
     const args = [
       '-hide_banner', '-nostdin', '-loglevel', 'error',

@@ -185,17 +185,48 @@ export class BoxSplitter {
   }
 }
 
-/** Width and height of the video track, from the moov's tkhd (16.16 fixed point at its end). */
-export function videoSize(moov: Buffer): { width: number; height: number } | undefined {
-  const at = moov.toString('latin1', 4, 8) === 'moov' ? 0 : -1;
-  if (at < 0) return undefined;
-  for (const trak of childBoxes(moov, 8)) {
+/** Width and height of the video track, from the init segment's tkhd (16.16 fixed point at its end). */
+export function videoSize(init: Buffer): { width: number; height: number } | undefined {
+  const moov = findBox(init, ['moov']);
+  if (!moov) return undefined;
+  for (const trak of childBoxes(init, moov.start + 8, moov.end)) {
     if (trak.type !== 'trak') continue;
-    const tkhd = findBox(moov, ['tkhd'], trak.start + 8, trak.end);
+    const tkhd = findBox(init, ['tkhd'], trak.start + 8, trak.end);
     if (!tkhd) continue;
-    const width = moov.readUInt32BE(tkhd.end - 8) >>> 16;
-    const height = moov.readUInt32BE(tkhd.end - 4) >>> 16;
+    const width = init.readUInt32BE(tkhd.end - 8) >>> 16;
+    const height = init.readUInt32BE(tkhd.end - 4) >>> 16;
     if (width > 0 && height > 0) return { width, height };
   }
   return undefined;
+}
+
+/**
+ * Reads a fragmented MP4 byte stream, cut anywhere, as whole init segments (ftyp+moov; a new
+ * one when the stream restarts) and whole fragments (moof+mdat) with their keyframe flag.
+ */
+export class FragmentReader {
+  /** The newest init segment. */
+  init: Buffer | undefined;
+  private ftyp: Buffer | undefined;
+  private moof: Buffer | undefined;
+  private readonly splitter = new BoxSplitter((type, box) => this.onBox(type, box));
+
+  constructor(private readonly on: { init(init: Buffer): void; fragment(moof: Buffer, mdat: Buffer, keyframe: boolean): void }) {}
+
+  push(chunk: Buffer): void {
+    this.splitter.push(chunk);
+  }
+
+  private onBox(type: string, box: Buffer): void {
+    if (type === 'ftyp') this.ftyp = box;
+    else if (type === 'moov') {
+      this.init = this.ftyp ? Buffer.concat([this.ftyp, box]) : box;
+      this.on.init(this.init);
+    } else if (type === 'moof') this.moof = box;
+    else if (type === 'mdat' && this.moof) {
+      const moof = this.moof;
+      this.moof = undefined;
+      this.on.fragment(moof, box, startsWithKeyframe(moof, this.init));
+    }
+  }
 }

@@ -2,7 +2,7 @@
 // to live viewers (and the detector), with the current GOP kept so a new viewer starts
 // at once on a keyframe instead of waiting for the next one.
 import { Readable } from 'node:stream';
-import { BoxSplitter, startsWithKeyframe } from '../recorder/fragmented-mp4.ts';
+import { FragmentReader } from '../recorder/fragmented-mp4.ts';
 
 export interface Fragment {
   /** moof + mdat */
@@ -38,18 +38,25 @@ class Viewer extends Readable {
 }
 
 export class LiveFeed {
-  /** ftyp+moov: what a decoder needs before any fragment. */
-  init: Buffer | undefined;
   /** Fragments since (and with) the newest keyframe. */
   private gop: Fragment[] = [];
-  private moof: Buffer | undefined;
-  private ftyp: Buffer | undefined;
   private viewers = new Set<Viewer>();
   private listeners = new Set<(f: Fragment) => void>();
-  private splitter = new BoxSplitter((type, box) => this.onBox(type, box));
+  private reader = new FragmentReader({
+    init: (init) => {
+      this.gop = [];
+      for (const viewer of this.viewers) viewer.push(init); // a new run: players reinitialise
+    },
+    fragment: (moof, mdat, keyframe) => this.onFragmentRead({ parts: [moof, mdat], keyframe, at: Date.now() }),
+  });
 
   push(chunk: Buffer): void {
-    this.splitter.push(chunk);
+    this.reader.push(chunk);
+  }
+
+  /** ftyp+moov: what a decoder needs before any fragment. */
+  get init(): Buffer | undefined {
+    return this.reader.init;
   }
 
   /** The fragment that holds the newest keyframe. */
@@ -84,20 +91,10 @@ export class LiveFeed {
     this.viewers.clear();
   }
 
-  private onBox(type: string, box: Buffer): void {
-    if (type === 'ftyp') this.ftyp = box;
-    else if (type === 'moov') {
-      this.init = this.ftyp ? Buffer.concat([this.ftyp, box]) : box;
-      this.gop = [];
-      for (const viewer of this.viewers) viewer.push(this.init); // a new run: players reinitialise
-    } else if (type === 'moof') this.moof = box;
-    else if (type === 'mdat' && this.moof) {
-      const fragment: Fragment = { parts: [this.moof, box], keyframe: startsWithKeyframe(this.moof, this.init), at: Date.now() };
-      this.moof = undefined;
-      if (fragment.keyframe || this.gop.length >= MAX_GOP_FRAGMENTS) this.gop = [];
-      this.gop.push(fragment);
-      for (const viewer of this.viewers) viewer.send(fragment);
-      for (const listener of this.listeners) listener(fragment);
-    }
+  private onFragmentRead(fragment: Fragment): void {
+    if (fragment.keyframe || this.gop.length >= MAX_GOP_FRAGMENTS) this.gop = [];
+    this.gop.push(fragment);
+    for (const viewer of this.viewers) viewer.send(fragment);
+    for (const listener of this.listeners) listener(fragment);
   }
 }
