@@ -60,27 +60,19 @@ export class Retention {
       result.bytesFreed += segment.bytes;
     };
 
+    const { eventRanges, eventsOnly, eventRetainDays, eventClaimMs = 0 } = this.policy;
     for (const camera of await this.index.cameras()) {
-      const { eventRanges, eventsOnly, eventRetainDays, eventClaimMs = 0 } = this.policy;
       const days = this.policy.retainDays(camera);
       const plainCutoff = eventsOnly?.(camera) ? now - eventClaimMs : now - days * DAY;
-      if (!eventRanges) {
-        for (let s = await this.index.oldest(camera); s && s.end < plainCutoff; s = await this.index.oldest(camera)) {
-          await drop(s);
-          result.byAge++;
-        }
-        continue;
-      }
       // Footage around events may be kept longer (and in events mode, only that is kept).
       const eventCutoff = now - Math.max(days, eventRetainDays?.(camera) ?? 0) * DAY;
       const candidates = (await this.index.list(camera, 0, plainCutoff)).filter((s) => s.end < plainCutoff);
-      if (candidates.length === 0) continue;
       // Events are asked for a window at a time, so a busy camera's list stays short.
       let window: { until: number; ranges: Array<[number, number]> | undefined } | undefined;
       for (const s of candidates) {
         if (!window || s.start >= window.until) {
           const until = Math.min(s.start + EVENT_WINDOW_MS, plainCutoff);
-          window = { until, ranges: await eventRanges(camera, s.start - HOUR, until + HOUR) };
+          window = { until, ranges: eventRanges ? await eventRanges(camera, s.start - HOUR, until + HOUR) : [] };
         }
         const ranges = window.ranges;
         const aroundEvent = ranges === undefined || ranges.some(([a, b]) => a < s.end && b > s.start);
