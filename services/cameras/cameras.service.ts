@@ -30,13 +30,12 @@ function demoCamera(): Camera {
   };
 }
 
-/** A URL sent back with the masked password ("***") keeps the stored one. */
-function keepPassword(next: string, current: string): string {
-  const n = new URL(next);
-  if (n.password !== '***') return next;
-  const c = new URL(current);
-  n.password = c.password;
-  return n.toString();
+/** An RTSP source sent back with the masked password ("***") keeps the stored one. */
+function keepPassword<S extends { url: string }>(next: S, current: { kind: string; url?: string } | null): S {
+  const n = new URL(next.url);
+  if (n.password !== '***' || !current?.url) return next;
+  n.password = new URL(current.url).password;
+  return { ...next, url: n.toString() };
 }
 
 /** Live status from the streams service; none (null per camera) when it is not running. */
@@ -114,21 +113,16 @@ export function camerasService(config: Config): ServiceSchema {
           const { source, recording, detection, subStream, ...rest } = ctx.params;
           // A camera that becomes a push camera gets a key; one that stays one keeps its key.
           const push = source?.kind === 'rtmp' && current.source.kind !== 'rtmp' ? newStreamKey() : undefined;
-          const nextSource: Camera['source'] = !source
-            ? current.source
-            : source.kind === 'rtmp'
-              ? current.source.kind === 'rtmp' ? current.source : { kind: 'rtmp', keyHash: push!.keyHash }
-              : current.source.kind === 'rtsp' ? { ...source, url: keepPassword(source.url, current.source.url) } : source;
+          let nextSource: Camera['source'] = current.source;
+          if (source?.kind === 'rtsp') nextSource = keepPassword(source, current.source.kind === 'rtsp' ? current.source : null);
+          else if (push) nextSource = { kind: 'rtmp', keyHash: push.keyHash };
           const next: Camera = {
             ...current,
             ...rest,
             recording: { ...current.recording, ...recording },
-            detection: { ...(current.detection ?? Detection.parse({})), ...detection },
+            detection: { ...current.detection, ...detection },
             source: nextSource,
-            subStream:
-              subStream === undefined ? current.subStream ?? null
-              : subStream && current.subStream ? { ...subStream, url: keepPassword(subStream.url, current.subStream.url) }
-              : subStream,
+            subStream: subStream === undefined ? current.subStream : subStream && keepPassword(subStream, current.subStream),
           };
           await cameras!.put(next.id, next);
           ctx.broadcast('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
