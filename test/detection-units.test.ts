@@ -2,29 +2,20 @@
 // clip, motion on real frames, the tracker and the zones.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
 import { copyFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { ModelError, YoloxModel, iouOf, type Frame } from '../services/detector/yolox.ts';
+import { ModelError, YoloxModel, iouOf } from '../services/detector/yolox.ts';
 import { MotionDetector } from '../services/detector/motion.ts';
 import { Tracker } from '../services/detector/tracker.ts';
 import { footOf, insidePolygon } from '../services/detector/geometry.ts';
 import { ConfigSchema } from '../appliance/config.ts';
-import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { tempDir } from './helpers/box.ts';
+import { clipFrames } from './helpers/video.ts';
 
-const run = promisify(execFile);
 const MODEL = ConfigSchema.parse({}).detector.modelPath;
 let model: YoloxModel;
 
-/** Frames of the street clip at 5 fps, scaled to the model's letterbox content (416x234). */
-async function frames(from: number, seconds: number): Promise<Frame[]> {
-  const { stdout } = await run('ffmpeg', ['-v', 'error', '-ss', String(from), '-i', DEMO_CLIP, '-t', String(seconds), '-vf', 'fps=5,scale=416:234', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'],
-    { encoding: 'buffer', maxBuffer: 1e9 });
-  const size = 416 * 234 * 3;
-  return Array.from({ length: stdout.length / size }, (_, i) => ({ data: stdout.subarray(i * size, (i + 1) * size), width: 416, height: 234 }));
-}
+const frames = (from: number, seconds: number) => clipFrames({ from, seconds });
 
 test.before(async () => {
   model = await YoloxModel.load(MODEL);

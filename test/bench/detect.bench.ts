@@ -5,23 +5,19 @@
 //    gating (street clip, still clip) over recording alone, inferences, and event latency
 //    (first frame with the object to the event on MQTT, and on the /api/v1/updates WebSocket).
 // SECONDS=20 per phase by default.
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
 import mqtt from 'mqtt';
 import { ConfigSchema } from '../../appliance/config.ts';
-import { DEMO_CLIP } from '../../services/cameras/cameras.service.ts';
 import { MotionDetector } from '../../services/detector/motion.ts';
 import { Tracker } from '../../services/detector/tracker.ts';
-import { YoloxModel, type Frame } from '../../services/detector/yolox.ts';
+import { YoloxModel } from '../../services/detector/yolox.ts';
 import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
-import { ffmpegPids, RtspCamera, stillClip } from '../helpers/video.ts';
+import { clipFrames, ffmpegPids, RtspCamera, stillClip } from '../helpers/video.ts';
 
 const SECONDS = Number(process.env['SECONDS'] ?? 20);
-const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
@@ -36,9 +32,7 @@ const cpuTicks = (pid: number) => {
 
 // --- 1. Per frame, in process -------------------------------------------------------------
 const model = await YoloxModel.load(ConfigSchema.parse({}).detector.modelPath);
-const { stdout } = await run('ffmpeg', ['-v', 'error', '-i', DEMO_CLIP, '-vf', 'fps=5,scale=416:234', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { encoding: 'buffer', maxBuffer: 1e9 });
-const size = 416 * 234 * 3;
-const frames: Frame[] = Array.from({ length: stdout.length / size }, (_, i) => ({ data: stdout.subarray(i * size, (i + 1) * size), width: 416, height: 234 }));
+const frames = await clipFrames();
 const tensors = frames.map((f) => model.letterbox(f).tensor);
 for (const t of tensors.slice(0, 5)) await model.runRaw(t); // warm-up
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { DEMO_CLIP } from '../../services/cameras/cameras.service.ts';
 import { Proc } from './processes.ts';
+import type { Frame } from '../../services/detector/yolox.ts';
 
 const run = promisify(execFile);
 const HELPER = path.join(import.meta.dirname, 'rtsp_server.py');
@@ -57,6 +58,17 @@ export async function subStreamClip(): Promise<string> {
     await run('mv', [tmp, file]);
   }
   return file;
+}
+
+/**
+ * Frames of the bundled clip as the detector sees them: 5 fps, RGB, scaled into the model's
+ * 416x416 letterbox (416x234). The whole clip when no range is given.
+ */
+export async function clipFrames(range?: { from: number; seconds: number }): Promise<Frame[]> {
+  const cut = range ? ['-ss', String(range.from), '-i', DEMO_CLIP, '-t', String(range.seconds)] : ['-i', DEMO_CLIP];
+  const { stdout } = await run('ffmpeg', ['-v', 'error', ...cut, '-vf', 'fps=5,scale=416:234', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { encoding: 'buffer', maxBuffer: 1e9 });
+  const size = 416 * 234 * 3;
+  return Array.from({ length: stdout.length / size }, (_, i) => ({ data: stdout.subarray(i * size, (i + 1) * size), width: 416, height: 234 }));
 }
 
 export class RtspCamera {
