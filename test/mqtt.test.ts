@@ -162,6 +162,14 @@ test('switches: .../detection/set OFF from an admin turns detection off; the ret
   const lateGot = received(late);
   await late.subscribeAsync('fogedge/cameras/porch/detection/state');
   await waitUntil('the retained OFF', () => lateGot.some((m) => m.payload === 'OFF'), 5000);
+  // The camera removed: its retained states are cleared, a new subscriber gets none.
+  assert.is((await box.request('DELETE', '/api/v1/cameras/porch', { auth: admin })).status, 200);
+  await new Promise((r) => setTimeout(r, 300));
+  const after = await connect('admin', admin);
+  const afterGot = received(after);
+  await after.subscribeAsync('fogedge/cameras/porch/+/state');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(afterGot.filter((m) => m.payload !== ''), []);
 });
 
 test('garbage, a truncated CONNECT, a PUBLISH before CONNECT, an oversized payload: those connections go, everyone else is served', async () => {

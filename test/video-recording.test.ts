@@ -144,6 +144,16 @@ test('segment files: signed in with the right role, byte ranges, and no way out 
   assert.is(ranged.status, 206);
   assert.is((await ranged.arrayBuffer()).byteLength, 100);
   assert.match(ranged.headers.get('content-range') ?? '', /^bytes 0-99\/\d+$/);
+  const get = (range: string) => box.app.request(url, { headers: { authorization: `Bearer ${admin}`, range } });
+  const whole = Buffer.from(await (await box.app.request(url, { headers: { authorization: `Bearer ${admin}` } })).arrayBuffer());
+  assert.is(whole.length, seg!.bytes);
+  const tail = await get('bytes=-100'); // the last 100 bytes
+  assert.is(tail.status, 206);
+  assert.equal(Buffer.from(await tail.arrayBuffer()), whole.subarray(whole.length - 100));
+  assert.is(tail.headers.get('content-range'), `bytes ${whole.length - 100}-${whole.length - 1}/${whole.length}`);
+  const beyond = await get(`bytes=${whole.length}-`);
+  assert.is(beyond.status, 416);
+  assert.is(beyond.headers.get('content-range'), `bytes */${whole.length}`);
   for (const evil of [
     '/api/v1/recordings/street/..%2F..%2Fdb/2026-01-01T00-00-00-x.mp4',
     '/api/v1/recordings/street/2026-01-01/..%2F..%2F..%2Fetc%2Fpasswd',
