@@ -107,6 +107,12 @@ export const ConfigSchema = z.strictObject({
       port: z.number().int().min(1).max(65535).default(1883),
       /** A PUBLISH with a larger payload is refused and its client disconnected, bytes. */
       maxPayloadBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024),
+      /** Messages kept for one offline persistent session; past it the oldest are dropped (logged). */
+      maxQueuedPerClient: z.number().int().min(1).max(1_000_000).default(1000),
+      /** Subscriptions one client may hold; more are refused (SUBACK 0x80). */
+      maxSubscriptionsPerClient: z.number().int().min(1).max(100_000).default(500),
+      /** A client that does not read its messages for this long is disconnected, ms. */
+      drainTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
       /** null: no TLS listener. */
       tlsPort: z.number().int().min(1).max(65535).nullable().default(8883),
       /** PEM files; null: a self-signed certificate made at first start (data/tls/mqtt.crt). */

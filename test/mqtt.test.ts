@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 
@@ -53,7 +54,7 @@ const mosquittoSub = (args: string[]) =>
 
 test.before(async () => {
   [port, tlsPort] = [await freePort(), await freePort()];
-  box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort, maxPayloadBytes: 1024 * 1024 } });
+  box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort, maxPayloadBytes: 1024 * 1024, drainTimeoutMs: 3000 } });
   admin = await withAdmin(box);
   const add = await box.request('POST', '/api/v1/devices', { auth: admin, body: { id: 'sensor-1', name: 'Hall sensor' } });
   assert.is(add.status, 201, add.text);
@@ -209,6 +210,73 @@ test('a secret guessed over and over: that client is held off, the device stays 
   // Everyone else is served meanwhile.
   const other = await connect('sensor-1', secret);
   assert.ok(other.connected);
+});
+
+test('client ids: the same device reconnecting takes its connection over; another identity with that id is refused', async () => {
+  const url = `mqtt://127.0.0.1:${port}`;
+  const first = await mqtt.connectAsync(url, { clientId: 'sensor-1', username: 'sensor-1', password: secret, reconnectPeriod: 0 });
+  clients.push(first);
+  const firstClosed = new Promise<void>((r) => first.once('close', () => r()));
+  const second = await mqtt.connectAsync(url, { clientId: 'sensor-1', username: 'sensor-1', password: secret, reconnectPeriod: 0 });
+  clients.push(second);
+  await firstClosed;
+  const borrowed = await mqtt.connectAsync(url, { clientId: 'sensor-1', username: 'admin', password: admin, reconnectPeriod: 0, connectTimeout: 5000 }).then(
+    (c) => (c.end(true), 'connected'),
+    (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
+  );
+  assert.match(borrowed, /^2: /, 'identifier rejected');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(second.connected, 'the device keeps its connection');
+});
+
+test('thousands of subscriptions from one client: past mqtt.maxSubscriptionsPerClient they are refused, the client is still served', async () => {
+  const app = await connect('admin', admin);
+  const got = received(app);
+  const filters = Array.from({ length: 2000 }, (_, i) => `fogedge/devices/sensor-1/f${i}`);
+  const granted = [...(await subscribe(app, filters.slice(0, 1000))), ...(await subscribe(app, filters.slice(1000)))];
+  assert.is(granted.filter((g) => g !== 128).length, 500);
+  assert.is(granted.filter((g) => g === 128).length, 1500);
+  const device = await connect('sensor-1', secret);
+  await device.publishAsync('fogedge/devices/sensor-1/f7', 'seven', { qos: 1 });
+  await waitUntil('a message on a granted filter', () => got.some((m) => m.payload === 'seven'), 5000);
+  // Unsubscribing frees room.
+  await app.unsubscribeAsync(filters.slice(0, 10));
+  assert.equal(await subscribe(app, ['fogedge/devices/sensor-1/f1999']), [0]);
+});
+
+test('a client that never reads is disconnected after mqtt.drainTimeoutMs; everyone else keeps getting messages', async () => {
+  // A raw socket that subscribes and then stops reading, so the broker's writes back up.
+  const slow = net.connect(port, '127.0.0.1');
+  await new Promise<void>((r) => slow.once('connect', () => r()));
+  slow.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'slow-reader', keepalive: 0, username: 'admin', password: Buffer.from(admin) } as never));
+  slow.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fogedge/devices/sensor-1/#', qos: 0 }] } as never));
+  const acks: string[] = [];
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  parser.on('packet', (p: { cmd: string; returnCode?: number; granted?: number[] }) => acks.push(`${p.cmd}:${p.returnCode ?? p.granted}`));
+  slow.on('data', (d) => parser.parse(d));
+  await waitUntil('CONNACK and SUBACK', () => acks.length >= 2, 5000);
+  slow.removeAllListeners('data');
+  slow.pause();
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/devices/sensor-1/#');
+  const device = await connect('sensor-1', secret);
+  const t0 = Date.now();
+  const chunk = Buffer.alloc(256 * 1024, 1);
+  for (let i = 0; i < 200; i++) await device.publishAsync('fogedge/devices/sensor-1/bulk', chunk, { qos: 1 });
+  await device.publishAsync('fogedge/devices/sensor-1/after', 'still here', { qos: 1 });
+  await waitUntil('the other subscriber got everything', () => got.some((m) => m.payload === 'still here'), 20_000);
+  assert.is(got.filter((m) => m.topic.endsWith('/bulk')).length, 200);
+  // Past its drain timeout the broker has hung up: reading now, the slow client finds the end
+  // of the stream well before the 50 MB that were published.
+  await new Promise((r) => setTimeout(r, Math.max(0, 3500 - (Date.now() - t0))));
+  let bytes = 0;
+  slow.on('data', (d: Buffer) => (bytes += d.length));
+  slow.resume();
+  const ended = await Promise.race([new Promise<boolean>((r) => slow.once('close', () => r(true))), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+  assert.ok(ended, 'the broker disconnected the slow reader');
+  assert.ok(bytes < 25 * 1024 * 1024, `it was not sent everything (${bytes} bytes)`);
+  slow.destroy();
 });
 
 test.run();

@@ -18,6 +18,7 @@ import type { Authenticated } from '../accounts/accounts.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
 import type { Caller } from '../../lib/actions.ts';
+import { LevelPersistence } from './level-persistence.ts';
 
 /** Per-camera switches over MQTT: .../<name>/set (ON|OFF) and the retained .../<name>/state. */
 const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): object }> = {
@@ -26,6 +27,7 @@ const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): obje
 };
 
 type Identity = { kind: 'device'; id: string; grants: string[] } | { kind: 'user'; username: string; role: Role };
+const identityKey = (i: Identity) => (i.kind === 'device' ? `device:${i.id}` : `user:${i.username}`);
 
 /** Topic roots an app user may read, by the permission they need. */
 const USER_READS: Array<[string, Permission]> = [
@@ -57,6 +59,10 @@ function notAuthorized(message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode: 5 }) as AuthenticateError;
 }
 
+function identifierRejected(message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode: 2 }) as AuthenticateError;
+}
+
 /** A certificate for TLS: the installer's, or a self-signed one made at first start. */
 async function tlsOptions(config: Config): Promise<{ cert: Buffer; key: Buffer }> {
   const files = config.mqtt!.tls;
@@ -75,8 +81,10 @@ async function tlsOptions(config: Config): Promise<{ cert: Buffer; key: Buffer }
 
 export function mqttService(config: Config): ServiceSchema {
   let aedes: Aedes | undefined;
+  let persistence: LevelPersistence | undefined;
   const servers: net.Server[] = [];
   const identities = new WeakMap<Client, Identity>();
+  const grantedTopics = new WeakMap<Client, Set<string>>();
   /** Refused sign-ins per address and name: a client guessing secrets is slowed, the device stays allowed. */
   const failures = new RateLimiterMemory({ points: 10, duration: 60 });
 
@@ -95,6 +103,21 @@ export function mqttService(config: Config): ServiceSchema {
     }
     return out;
   };
+
+  /**
+   * Takeover rules: a client id is held by one identity. The same device or user reconnecting
+   * takes its connection over (MQTT's rule); anyone else is refused, so nobody can kick a
+   * device off or inherit its persistent session by borrowing its client id.
+   */
+  async function claimClientId(client: Client, identity: Identity) {
+    const key = identityKey(identity);
+    const current = (aedes as unknown as { clients: Record<string, Client> }).clients[client.id];
+    const holder = current && current !== client ? identities.get(current) : undefined;
+    if (holder && identityKey(holder) !== key) throw identifierRejected(`client id "${client.id}" is in use by another device or user`);
+    const owner = persistence!.sessionOwner(client.id);
+    if (owner && owner !== key) throw identifierRejected(`client id "${client.id}" has a stored session of another device or user`);
+    if (!client.clean) await persistence!.setSessionOwner(client.id, key);
+  }
 
   function setup(broker: ServiceBroker, log: ServiceBroker['logger']) {
     const a = aedes!;
@@ -115,14 +138,17 @@ export function mqttService(config: Config): ServiceSchema {
           });
         const device = (await asDevice(false)) ?? undefined;
         const user = device ? undefined : await broker.call<Authenticated, object>('accounts.authenticate', { credential: secret }).catch(() => undefined);
+        let identity: Identity;
         if (user && user.user.username === name) {
-          identities.set(client, { kind: 'user', username: user.user.username, role: user.user.role });
-          return;
+          identity = { kind: 'user', username: user.user.username, role: user.user.role };
+        } else {
+          const found = device ?? (await asDevice(true));
+          if (!found) throw notAuthorized(`unknown device or user "${name}"`);
+          if (found.state !== 'allowed') throw notAuthorized(`device "${name}" is ${found.state}`);
+          identity = { kind: 'device', id: found.id, grants: found.grants };
         }
-        const found = device ?? (await asDevice(true));
-        if (!found) throw notAuthorized(`unknown device or user "${name}"`);
-        if (found.state !== 'allowed') throw notAuthorized(`device "${name}" is ${found.state}`);
-        identities.set(client, { kind: 'device', id: found.id, grants: found.grants });
+        await claimClientId(client, identity);
+        identities.set(client, identity);
       })().then(
         () => done(null, true),
         (err: Error & { returnCode?: number }) => {
@@ -155,12 +181,22 @@ export function mqttService(config: Config): ServiceSchema {
     a.authorizeSubscribe = (client, sub, done) => {
       const who = identities.get(client);
       let allowed = false;
+      // Counted as granted, not as aedes adds them: one SUBSCRIBE may carry thousands of filters.
+      const held = grantedTopics.get(client) ?? new Set<string>();
+      const limit = config.mqtt!.maxSubscriptionsPerClient;
+      if (held.size >= limit && !held.has(sub.topic)) {
+        log.warn(`MQTT subscribe refused: client "${client.id}" holds ${held.size} subscriptions (mqtt.maxSubscriptionsPerClient ${limit})`);
+        return done(null, null as unknown as Subscription);
+      }
       if (who?.kind === 'device') {
         allowed = [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants].some((g) => filterWithin(sub.topic, g));
       } else if (who?.kind === 'user') {
         allowed = USER_READS.some(([root, permission]) => can(who.role, permission) && filterWithin(sub.topic, root));
       }
-      if (allowed) return done(null, sub);
+      if (allowed) {
+        grantedTopics.set(client, held.add(sub.topic));
+        return done(null, sub);
+      }
       log.warn(`MQTT subscribe refused: ${who?.kind ?? 'client'} "${who?.kind === 'device' ? who.id : who?.username}" to "${sub.topic}"`);
       done(null, null as unknown as Subscription); // SUBACK failure (0x80) for this filter
     };
@@ -220,8 +256,15 @@ export function mqttService(config: Config): ServiceSchema {
         this.logger.info('MQTT broker off (mqtt: null)');
         return;
       }
-      aedes = await Aedes.createBroker({ drainTimeout: 10_000, maxClientsIdLength: 128, connectTimeout: 10_000 });
+      persistence = new LevelPersistence(dataPaths(config).db('mqtt'), {
+        maxQueuedPerClient: options.maxQueuedPerClient,
+        onDrop: (clientId, topic) => this.logger.warn(`MQTT queue of offline client "${clientId}" is full (mqtt.maxQueuedPerClient ${options.maxQueuedPerClient}): its oldest message, to "${topic}", was dropped`),
+      });
+      aedes = await Aedes.createBroker({ persistence: persistence as never, drainTimeout: options.drainTimeoutMs, maxClientsIdLength: 128, connectTimeout: 10_000 });
       setup(this.broker, this.logger);
+      aedes.on('unsubscribe', (topics, client) => {
+        for (const topic of topics) grantedTopics.get(client)?.delete(topic);
+      });
       aedes.on('clientError', (client, err) => this.logger.debug(`MQTT client ${client?.id}: ${err.message}`));
       aedes.on('connectionError', (client, err) => this.logger.debug(`MQTT connection ${client?.id}: ${err.message}`));
       const listen = (server: net.Server, port: number) =>
@@ -265,6 +308,8 @@ export function mqttService(config: Config): ServiceSchema {
       servers.length = 0;
       await new Promise<void>((r) => (aedes ? aedes.close(() => r()) : r()));
       aedes = undefined;
+      await persistence?.destroy(); // aedes.close() leaves its persistence open
+      persistence = undefined;
     },
   };
 }

@@ -1,0 +1,209 @@
+// aedes persistence on LevelDB: aedes-persistence's in-memory implementation does the
+// matching and streaming; this writes its state through to disk and loads it back at start,
+// so retained messages, persistent sessions' subscriptions and their queued QoS 1/2
+// messages survive a restart. (npm has no aedes persistence on LevelDB that fits aedes 1.x.)
+// Writes are not fsynced: they reach the OS before aedes acknowledges, so a crash of the box
+// loses nothing; a power cut may lose the last moments.
+import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
+import type { Client } from 'aedes';
+import { Store, type Collection } from '../../lib/store.ts';
+
+const require = createRequire(import.meta.url);
+/** aedes-persistence's async in-memory class (its main export wraps it in callbacks). */
+const MemoryPersistence = require('aedes-persistence/asyncPersistence.js') as new () => AsyncPersistence;
+const Packet = require('aedes-packet') as new (original: object) => Packet;
+
+interface Packet {
+  cmd: string;
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: boolean;
+  messageId?: number;
+  brokerId?: string;
+  brokerCounter?: number;
+  [key: string]: unknown;
+}
+interface Sub {
+  topic: string;
+  qos: number;
+  [key: string]: unknown;
+}
+type ClientRef = Pick<Client, 'id'>;
+interface AsyncPersistence {
+  setup(broker: object): Promise<void>;
+  storeRetained(packet: Packet): Promise<void>;
+  addSubscriptions(client: ClientRef, subs: Sub[]): Promise<void>;
+  removeSubscriptions(client: ClientRef, topics: string[]): Promise<void>;
+  subscriptionsByClient(client: ClientRef): Promise<Sub[]>;
+  cleanSubscriptions(client: ClientRef): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** Stored form of a packet: JSON with the payload in base64. */
+type StoredPacket = Omit<Packet, 'payload'> & { payload?: string };
+const toStored = (p: Packet): StoredPacket => ({ ...p, payload: p.payload?.toString('base64') });
+const fromStored = (s: StoredPacket): Packet => ({ ...s, payload: Buffer.from(s.payload ?? '', 'base64') }) as Packet;
+const subKey = (clientId: string, topic: string) => `${clientId}\u0000${topic}`;
+
+interface Queued {
+  key: string;
+  packet: Packet;
+}
+
+export interface LevelPersistenceOptions {
+  /** Messages queued for one persistent session; past it the oldest go, and `onDrop` is told. */
+  maxQueuedPerClient: number;
+  onDrop?: (clientId: string, topic: string) => void;
+}
+
+export class LevelPersistence extends MemoryPersistence {
+  #store!: Store;
+  #retained!: Collection<StoredPacket>;
+  #subs!: Collection<Sub>;
+  #outbox!: Collection<{ clientId: string; packet: StoredPacket }>;
+  #owners!: Collection<string>;
+  /** Each persistent session's queue in delivery order, with the key of each message on disk. */
+  readonly #queues = new Map<string, Queued[]>();
+  readonly #ownerOf = new Map<string, string>();
+  #seq = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly options: LevelPersistenceOptions,
+  ) {
+    super();
+  }
+
+  override async setup(broker: object): Promise<void> {
+    await super.setup(broker);
+    this.#store = await Store.open(this.dir);
+    this.#retained = this.#store.collection('retained');
+    this.#subs = this.#store.collection('subscriptions');
+    this.#outbox = this.#store.collection('outgoing');
+    this.#owners = this.#store.collection('owners');
+    for await (const [, packet] of this.#retained.entries()) await super.storeRetained(fromStored(packet));
+    const byClient = new Map<string, Sub[]>();
+    for await (const [key, sub] of this.#subs.entries()) {
+      const clientId = key.slice(0, key.indexOf('\u0000'));
+      byClient.set(clientId, [...(byClient.get(clientId) ?? []), sub]);
+    }
+    for (const [id, subs] of byClient) await super.addSubscriptions({ id }, subs);
+    for await (const [key, { clientId, packet }] of this.#outbox.entries()) {
+      this.#queueOf(clientId).push({ key, packet: fromStored(packet) });
+      this.#seq = Math.max(this.#seq, parseInt(key, 16) + 1);
+    }
+    for await (const [clientId, owner] of this.#owners.entries()) this.#ownerOf.set(clientId, owner);
+  }
+
+  // Keys in hex of fixed width sort in the order they were queued.
+  #nextKey(): string {
+    return (this.#seq++).toString(16).padStart(13, '0');
+  }
+
+  #queueOf(clientId: string): Queued[] {
+    let queue = this.#queues.get(clientId);
+    if (!queue) this.#queues.set(clientId, (queue = []));
+    return queue;
+  }
+
+  override async storeRetained(packet: Packet): Promise<void> {
+    await super.storeRetained(packet);
+    if (packet.payload.length === 0) await this.#retained.del(packet.topic, { sync: false });
+    else await this.#retained.put(packet.topic, toStored({ ...packet }), { sync: false });
+  }
+
+  override async addSubscriptions(client: ClientRef, subs: Sub[]): Promise<void> {
+    await super.addSubscriptions(client, subs);
+    for (const sub of subs) {
+      const { topic, ...record } = sub;
+      await this.#subs.put(subKey(client.id, topic), { topic, ...record }, { sync: false });
+    }
+  }
+
+  override async removeSubscriptions(client: ClientRef, topics: string[]): Promise<void> {
+    await super.removeSubscriptions(client, topics);
+    for (const topic of topics) await this.#subs.del(subKey(client.id, topic), { sync: false });
+  }
+
+  /** A clean session: its subscriptions, queue and owner go. */
+  override async cleanSubscriptions(client: ClientRef): Promise<void> {
+    for (const sub of await super.subscriptionsByClient(client)) await this.#subs.del(subKey(client.id, sub.topic), { sync: false });
+    await super.cleanSubscriptions(client);
+    for (const queued of this.#queues.get(client.id) ?? []) await this.#outbox.del(queued.key, { sync: false });
+    this.#queues.delete(client.id);
+    if (this.#ownerOf.delete(client.id)) await this.#owners.del(client.id, { sync: false });
+  }
+
+  /** Who holds the stored session of a client id (see mqtt.service), if anyone. */
+  sessionOwner(clientId: string): string | undefined {
+    return this.#ownerOf.get(clientId);
+  }
+
+  async setSessionOwner(clientId: string, owner: string): Promise<void> {
+    if (this.#ownerOf.get(clientId) === owner) return;
+    this.#ownerOf.set(clientId, owner);
+    await this.#owners.put(clientId, owner, { sync: false });
+  }
+
+  async outgoingEnqueue(sub: { clientId: string }, packet: Packet): Promise<void> {
+    await this.outgoingEnqueueCombi([sub], packet);
+  }
+
+  async outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: Packet): Promise<void> {
+    for (const { clientId } of subs) {
+      const queued = { key: this.#nextKey(), packet: new Packet(packet) };
+      const queue = this.#queueOf(clientId);
+      queue.push(queued);
+      await this.#outbox.put(queued.key, { clientId, packet: toStored(queued.packet) }, { sync: false });
+      if (queue.length > this.options.maxQueuedPerClient) {
+        const dropped = queue.shift()!;
+        await this.#outbox.del(dropped.key, { sync: false });
+        this.options.onDrop?.(clientId, dropped.packet.topic);
+      }
+    }
+  }
+
+  /** A queued message got its packet id (or became a PUBREL): the same rules as aedes-persistence's memory. */
+  async outgoingUpdate(client: ClientRef, packet: Packet): Promise<void> {
+    const queue = this.#queueOf(client.id);
+    for (const queued of queue) {
+      const p = queued.packet;
+      if (p.brokerId === packet.brokerId) {
+        if (p.brokerCounter !== packet.brokerCounter) continue;
+        p.messageId = packet.messageId;
+      } else if (p.messageId === packet.messageId) {
+        queued.packet = packet;
+      } else continue;
+      await this.#outbox.put(queued.key, { clientId: client.id, packet: toStored(queued.packet) }, { sync: false });
+      return;
+    }
+    throw new Error('no such packet');
+  }
+
+  async outgoingClearMessageId(client: ClientRef, packet: { messageId?: number }): Promise<Packet | undefined> {
+    const queue = this.#queueOf(client.id);
+    const i = queue.findIndex((q) => q.packet.messageId === packet.messageId);
+    if (i < 0) return undefined;
+    const [queued] = queue.splice(i, 1);
+    await this.#outbox.del(queued!.key, { sync: false });
+    return queued!.packet;
+  }
+
+  outgoingStream(client: ClientRef): Readable {
+    return Readable.from((this.#queues.get(client.id) ?? []).map((q) => q.packet));
+  }
+
+  /** Messages waiting for persistent sessions, all clients together. */
+  get queuedCount(): number {
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.length;
+    return n;
+  }
+
+  override async destroy(): Promise<void> {
+    await super.destroy();
+    await this.#store?.close();
+  }
+}

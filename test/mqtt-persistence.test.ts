@@ -1,0 +1,85 @@
+// The broker's state on disk: the box killed with SIGKILL keeps its retained messages, its
+// persistent sessions and the QoS 1 messages queued for them. Real clients: mqtt.js and
+// Debian's mosquitto_pub / mosquitto_sub.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import mqtt from 'mqtt';
+import { tempDir } from './helpers/box.ts';
+import { freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
+
+const run = promisify(execFile);
+
+test('SIGKILL of the box: retained messages, a persistent session and its queued messages (bounded, oldest dropped) survive', async () => {
+  const dataDir = await tempDir();
+  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const env = {
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: String(httpPort),
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+    FOGEDGE__MQTT: '{}',
+    FOGEDGE__MQTT__HOST: '127.0.0.1',
+    FOGEDGE__MQTT__PORT: String(mqttPort),
+    FOGEDGE__MQTT__TLSPORT: 'null',
+    FOGEDGE__MQTT__MAXQUEUEDPERCLIENT: '5',
+  };
+  const base = `http://127.0.0.1:${httpPort}`;
+  const url = `mqtt://127.0.0.1:${mqttPort}`;
+  let box = await startedNode(env);
+  try {
+    const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-password-1' }) });
+    const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')![1]!;
+    const device = await getJson(`${base}/api/v1/devices`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` },
+      body: JSON.stringify({ id: 'alarm', name: 'Alarm panel' }),
+    });
+    assert.is(device.status, 201, device.text);
+    const secret: string = device.json.secret;
+
+    await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', 'alarm', '-P', secret, '-t', 'fogedge/devices/alarm/state', '-m', 'armed', '-r', '-q', '1']);
+    // The phone app subscribes with a persistent session, then goes away.
+    const phone = await mqtt.connectAsync(url, { clientId: 'phone-1', clean: false, username: 'admin', password: session, reconnectPeriod: 0 });
+    await phone.subscribeAsync('fogedge/devices/alarm/siren', { qos: 1 });
+    await phone.endAsync();
+    const panel = await mqtt.connectAsync(url, { username: 'alarm', password: secret, reconnectPeriod: 0 });
+    for (let n = 0; n < 8; n++) await panel.publishAsync('fogedge/devices/alarm/siren', `n=${n}`, { qos: 1 }); // each acknowledged
+    panel.end(true);
+    await box.waitForLine(/queue of offline client \\"phone-1\\" is full/, 5000); // a JSON log line
+
+    await box.kill('SIGKILL');
+    box = await startedNode(env);
+
+    // A new subscriber gets the retained state from before the crash.
+    const sub = await run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', 'admin', '-P', session, '-t', 'fogedge/devices/alarm/state', '-C', '1', '-W', '10']);
+    assert.is(sub.stdout.trim(), 'armed');
+
+    // Another identity may not take the phone's session over.
+    const borrowed = await mqtt.connectAsync(url, { clientId: 'phone-1', clean: false, username: 'alarm', password: secret, reconnectPeriod: 0, connectTimeout: 5000 }).then(
+      (c) => (c.end(true), 'connected'),
+      (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
+    );
+    assert.match(borrowed, /^2: /);
+
+    // The phone comes back to its session: the newest 5 of the 8 queued messages, in order.
+    const got: string[] = [];
+    const back = mqtt.connect(url, { clientId: 'phone-1', clean: false, username: 'admin', password: session, reconnectPeriod: 0 });
+    back.on('message', (_topic, payload) => got.push(payload.toString()));
+    const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
+      back.once('connect', resolve);
+      back.once('error', reject);
+    });
+    assert.ok(connack.sessionPresent, 'the broker remembers the session');
+    await waitUntil('the queued messages', () => got.length >= 5, 10_000);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(got, ['n=3', 'n=4', 'n=5', 'n=6', 'n=7']);
+    await back.endAsync();
+  } finally {
+    await box.kill('SIGTERM');
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test.run();
