@@ -111,6 +111,8 @@ export const ConfigSchema = z.strictObject({
       maxQueuedPerClient: z.number().int().min(1).max(1_000_000).default(1000),
       /** Subscriptions one client may hold; more are refused (SUBACK 0x80). */
       maxSubscriptionsPerClient: z.number().int().min(1).max(100_000).default(500),
+      /** Home Assistant MQTT discovery topics' prefix; null: no discovery. */
+      discoveryPrefix: z.string().regex(/^[\w-]+$/, 'one topic level').nullable().default('homeassistant'),
       /** A client that does not read its messages for this long is disconnected, ms. */
       drainTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
       /** null: no TLS listener. */

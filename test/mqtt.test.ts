@@ -252,9 +252,10 @@ test('a client that never reads is disconnected after mqtt.drainTimeoutMs; every
   slow.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fogedge/devices/sensor-1/#', qos: 0 }] } as never));
   const acks: string[] = [];
   const parser = mqttPacket.parser({ protocolVersion: 4 });
-  parser.on('packet', (p: { cmd: string; returnCode?: number; granted?: number[] }) => acks.push(`${p.cmd}:${p.returnCode ?? p.granted}`));
+  parser.on('packet', (p) => acks.push(p.cmd === 'suback' ? `suback:${String(p.granted)}` : p.cmd));
   slow.on('data', (d) => parser.parse(d));
   await waitUntil('CONNACK and SUBACK', () => acks.length >= 2, 5000);
+  assert.equal(acks, ['connack', 'suback:0']);
   slow.removeAllListeners('data');
   slow.pause();
   const app = await connect('admin', admin);
@@ -277,6 +278,61 @@ test('a client that never reads is disconnected after mqtt.drainTimeoutMs; every
   assert.ok(ended, 'the broker disconnected the slow reader');
   assert.ok(bytes < 25 * 1024 * 1024, `it was not sent everything (${bytes} bytes)`);
   slow.destroy();
+});
+
+test('Home Assistant discovery, objects in view and snapshots per label: a camera appears, counts follow its events, removing it clears everything', async () => {
+  const spec = {
+    id: 'yard', name: 'Yard', enabled: false, source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/x' },
+    detection: { labels: ['person', 'car'], zones: [{ name: 'drive', points: [[0, 0], [1, 0], [1, 1]] }] },
+  };
+  assert.is((await box.request('POST', '/api/v1/cameras', { auth: admin, body: spec })).status, 201);
+  const ha = await connect('admin', admin);
+  const got = received(ha);
+  const snapshots: Buffer[] = [];
+  ha.on('message', (topic, payload) => topic === 'fogedge/cameras/yard/person/snapshot' && snapshots.push(payload));
+  await ha.subscribeAsync(['homeassistant/#', 'fogedge/cameras/yard/#']);
+  const last = (topic: string) => got.filter((m) => m.topic === topic).at(-1)?.payload;
+  const config = (topic: string) => JSON.parse(last(`homeassistant/${topic}/config`) ?? 'null');
+  await waitUntil('the discovery configs', () => config('switch/fogedge_yard/recording'), 5000);
+  assert.is(config('binary_sensor/fogedge_yard/motion').state_topic, 'fogedge/cameras/yard/motion');
+  assert.is(config('binary_sensor/fogedge_yard/occupancy').device_class, 'occupancy');
+  assert.is(config('sensor/fogedge_yard/car_count').state_topic, 'fogedge/cameras/yard/car/count');
+  assert.is(config('camera/fogedge_yard/person_snapshot').topic, 'fogedge/cameras/yard/person/snapshot');
+  assert.is(config('switch/fogedge_yard/detection').command_topic, 'fogedge/cameras/yard/detection/set');
+  assert.equal(config('switch/fogedge_yard/detection').device.identifiers, ['fogedge_yard']);
+  assert.is(last('fogedge/cameras/yard/person/count'), '0');
+  assert.is(last('fogedge/cameras/yard/motion'), 'OFF');
+
+  // A person walks into the drive.
+  const jpeg = (await run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'color=red:s=64x48', '-frames:v', '1', '-f', 'mjpeg', '-'], { encoding: 'buffer' })).stdout as Buffer;
+  const event = { id: 'yard-1', camera: 'yard', label: 'person', topScore: 0.8, box: [0.2, 0.2, 0.4, 0.9], zones: ['drive'], start: new Date().toISOString(), end: null, stationary: false };
+  await box.broker.call('events.record', { type: 'start', ...event, snapshot: jpeg.toString('base64') });
+  await waitUntil('a person in view', () => last('fogedge/cameras/yard/person/count') === '1' && last('fogedge/cameras/yard/zones/drive/person/count') === '1', 5000);
+  assert.is(last('fogedge/cameras/yard/motion'), 'ON');
+  assert.is(last('fogedge/cameras/yard/occupancy'), 'ON');
+  assert.is(last('fogedge/cameras/yard/car/count'), '0');
+  const snapshot = await waitUntil('the snapshot', () => snapshots.at(-1), 5000);
+  assert.ok(snapshot.equals(jpeg), 'the retained snapshot is the event\'s JPEG');
+  // The person stands still, then leaves.
+  await box.broker.call('events.record', { type: 'update', ...event, stationary: true });
+  await waitUntil('motion OFF, still occupied', () => last('fogedge/cameras/yard/motion') === 'OFF' && last('fogedge/cameras/yard/occupancy') === 'ON', 5000);
+  await box.broker.call('events.record', { type: 'end', ...event, end: new Date().toISOString() });
+  await waitUntil('nobody in view', () => last('fogedge/cameras/yard/person/count') === '0' && last('fogedge/cameras/yard/occupancy') === 'OFF', 5000);
+
+  // Home Assistant announces itself: the configs come again, and it stays connected.
+  const before = got.filter((m) => m.topic.startsWith('homeassistant/')).length;
+  await ha.publishAsync('homeassistant/status', 'online', { qos: 1 });
+  await waitUntil('the configs again', () => got.filter((m) => m.topic.startsWith('homeassistant/')).length > before, 5000);
+  assert.ok(ha.connected);
+
+  // The camera removed: a new subscriber finds nothing retained for it.
+  assert.is((await box.request('DELETE', '/api/v1/cameras/yard', { auth: admin })).status, 200);
+  await new Promise((r) => setTimeout(r, 500));
+  const late = await connect('admin', admin);
+  const lateGot = received(late);
+  await late.subscribeAsync(['homeassistant/+/fogedge_yard/#', 'fogedge/cameras/yard/#']);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(lateGot.map((m) => m.topic), []);
 });
 
 test.run();

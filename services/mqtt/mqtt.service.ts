@@ -19,12 +19,16 @@ import type { Camera } from '../cameras/cameras.schemas.ts';
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { LevelPersistence } from './level-persistence.ts';
+import { discoveryConfigs, objectStates } from './home-assistant.ts';
+import { version } from '../../appliance/version.ts';
 
 /** Per-camera switches over MQTT: .../<name>/set (ON|OFF) and the retained .../<name>/state. */
 const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): object }> = {
   detection: { get: (c) => c.detection.enabled, set: (on) => ({ detection: { enabled: on } }) },
   recording: { get: (c) => c.recording.mode !== 'off', set: (on) => ({ recording: { mode: on ? 'continuous' : 'off' } }) },
 };
+
+type LiveEvent = { id: string; camera: string; label: string; zones?: string[]; stationary?: boolean; topScore: number; end?: string | null; hasSnapshot?: boolean };
 
 type Identity = { kind: 'device'; id: string; grants: string[] } | { kind: 'user'; username: string; role: Role };
 const identityKey = (i: Identity) => (i.kind === 'device' ? `device:${i.id}` : `user:${i.username}`);
@@ -35,6 +39,7 @@ const USER_READS: Array<[string, Permission]> = [
   ['fogedge/cameras/#', 'live.view'],
   ['fogedge/events/#', 'events.view'],
   ['fogedge/devices/#', 'devices.manage'],
+  ['homeassistant/#', 'live.view'],
 ];
 
 /** Whether every topic the filter can match is also matched by `allowed` (both MQTT filters). */
@@ -84,6 +89,12 @@ export function mqttService(config: Config): ServiceSchema {
   let persistence: LevelPersistence | undefined;
   const servers: net.Server[] = [];
   const identities = new WeakMap<Client, Identity>();
+  /** Per camera: the retained topics the box keeps up to date (states, discovery) with their payloads. */
+  const retainedOf = new Map<string, Map<string, string>>();
+  /** Per camera: its objects in view now, by event id; and its snapshot topics. */
+  const liveObjects = new Map<string, Map<string, { label: string; zones: string[]; stationary: boolean; topScore: number }>>();
+  const snapshotTopics = new Map<string, Set<string>>();
+  const specs = new Map<string, Camera>();
   const grantedTopics = new WeakMap<Client, Set<string>>();
   /** Refused sign-ins per address and name: a client guessing secrets is slowed, the device stays allowed. */
   const failures = new RateLimiterMemory({ points: 10, duration: 60 });
@@ -171,8 +182,11 @@ export function mqttService(config: Config): ServiceSchema {
       }
       if (topic.startsWith('$')) allowed = false;
       else if (who?.kind === 'device') allowed = topic.startsWith(`fogedge/devices/${who.id}/`);
-      // App users send commands only (switches come with the command topics); nothing else.
-      else if (who?.kind === 'user') allowed = /^fogedge\/cameras\/[a-z0-9-]+\/[a-z]+\/set$/.test(topic) && can(who.role, 'cameras.manage');
+      // App users send commands only (switches come with the command topics), and Home
+      // Assistant its birth message; nothing else.
+      else if (who?.kind === 'user') {
+        allowed = (/^fogedge\/cameras\/[a-z0-9-]+\/[a-z]+\/set$/.test(topic) && can(who.role, 'cameras.manage')) || (topic === `${config.mqtt!.discoveryPrefix}/status` && !packet.retain);
+      }
       if (allowed) return done(null);
       log.warn(`MQTT publish refused: ${who?.kind ?? 'client'} "${who?.kind === 'device' ? who.id : who?.username}" to "${topic}"`);
       done(new Error(`not allowed to publish to ${topic}`));
@@ -217,31 +231,69 @@ export function mqttService(config: Config): ServiceSchema {
       },
       // Switch states follow the camera's settings, wherever they were changed.
       'camera.added'(ctx: { params: { id: string } }) {
-        return this.publishSwitches(ctx.params.id);
+        return this.publishCameras(ctx.params.id);
       },
       'camera.updated'(ctx: { params: { id: string } }) {
-        return this.publishSwitches(ctx.params.id);
+        return this.publishCameras(ctx.params.id);
       },
       async 'camera.removed'(ctx: { params: { id: string } }) {
-        // An empty retained message clears the retained state.
-        for (const name of Object.keys(SWITCHES)) await publish(`fogedge/cameras/${ctx.params.id}/${name}/state`, '', { retain: true });
+        // Empty retained messages clear what was retained: states, snapshots, and the camera's
+        // entities in Home Assistant.
+        const id = ctx.params.id;
+        const topics = [...(retainedOf.get(id)?.keys() ?? []), ...(snapshotTopics.get(id) ?? []), `fogedge/cameras/${id}/status`];
+        for (const topic of topics) await publish(topic, '', { retain: true });
+        for (const map of [retainedOf, liveObjects, snapshotTopics, specs]) map.delete(id);
       },
       'camera.status.changed'(ctx: { params: { id: string; status: unknown } }) {
         return publish(`fogedge/cameras/${ctx.params.id}/status`, ctx.params.status, { retain: true, qos: 1 });
       },
-      'event.**'(ctx: { eventName: string; params: { camera: string } }) {
+      async 'event.**'(ctx: { eventName: string; params: LiveEvent }) {
         const kind = { 'event.started': 'new', 'event.updated': 'update', 'event.ended': 'end', 'event.removed': 'removed' }[ctx.eventName];
-        if (kind) return publish(`fogedge/events/${ctx.params.camera}/${kind}`, ctx.params, { qos: 1 });
+        if (!kind) return;
+        await publish(`fogedge/events/${ctx.params.camera}/${kind}`, ctx.params, { qos: 1 });
+        await this.trackObject(ctx.params, kind === 'end' || kind === 'removed');
       },
     },
 
     methods: {
-      /** fogedge/cameras/<id>/<switch>/state, retained: ON or OFF. */
-      async publishSwitches(id?: string) {
+      /** A camera's retained topics (switch states, objects in view, Home Assistant discovery) brought up to date. */
+      async publishCameras(id?: string) {
         const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch(() => []);
         for (const camera of cameras) {
-          for (const [name, sw] of Object.entries(SWITCHES)) await publish(`fogedge/cameras/${camera.id}/${name}/state`, sw.get(camera) ? 'ON' : 'OFF', { retain: true, qos: 1 });
+          specs.set(camera.id, camera);
+          await this.syncRetained(camera.id);
         }
+      },
+
+      async syncRetained(id: string) {
+        const camera = specs.get(id);
+        if (!camera) return;
+        const next = new Map<string, string>();
+        for (const [name, sw] of Object.entries(SWITCHES)) next.set(`fogedge/cameras/${id}/${name}/state`, sw.get(camera) ? 'ON' : 'OFF');
+        for (const [topic, value] of objectStates(camera, liveObjects.get(id)?.values() ?? [])) next.set(topic, value);
+        const prefix = config.mqtt!.discoveryPrefix;
+        if (prefix) for (const [topic, value] of discoveryConfigs(prefix, camera, version)) next.set(topic, JSON.stringify(value));
+        const before = retainedOf.get(id) ?? new Map<string, string>();
+        retainedOf.set(id, next);
+        for (const [topic, value] of next) if (before.get(topic) !== value) await publish(topic, value, { retain: true, qos: 1 });
+        for (const topic of before.keys()) if (!next.has(topic)) await publish(topic, '', { retain: true }); // a label or zone gone
+      },
+
+      /** Objects in view follow the events; a better snapshot becomes .../<label>/snapshot (retained JPEG). */
+      async trackObject(e: LiveEvent, gone: boolean) {
+        const objects = liveObjects.get(e.camera) ?? new Map();
+        liveObjects.set(e.camera, objects);
+        const before = objects.get(e.id);
+        if (gone || e.end) objects.delete(e.id);
+        else objects.set(e.id, { label: e.label, zones: e.zones ?? [], stationary: Boolean(e.stationary), topScore: e.topScore });
+        if (!specs.has(e.camera)) await this.publishCameras(e.camera);
+        else await this.syncRetained(e.camera);
+        if (gone || !e.hasSnapshot || (before && before.topScore >= e.topScore)) return;
+        const snap = await this.broker.call<{ jpegBase64: string }, object>('events.snapshot', { id: e.id }).catch(() => undefined);
+        if (!snap) return;
+        const topic = `fogedge/cameras/${e.camera}/${e.label}/snapshot`;
+        snapshotTopics.set(e.camera, (snapshotTopics.get(e.camera) ?? new Set()).add(topic));
+        await publish(topic, Buffer.from(snap.jpegBase64, 'base64'), { retain: true });
       },
 
       /** MQTT over a WebSocket (the gateway's /mqtt) on this node's broker. */
@@ -286,6 +338,12 @@ export function mqttService(config: Config): ServiceSchema {
       // Commands: an allowed .../set (authorizePublish checked who) changes the camera's setting
       // as that user, through the cameras service, so the same rules and audit apply as in the API.
       aedes.on('publish', (packet, client) => {
+        // Home Assistant restarted: it may have lost what was retained on its side.
+        if (options.discoveryPrefix && packet.topic === `${options.discoveryPrefix}/status` && packet.payload.toString() === 'online') {
+          for (const map of retainedOf.values()) map.clear();
+          void this.publishCameras();
+          return;
+        }
         const m = /^fogedge\/cameras\/([a-z0-9-]+)\/([a-z]+)\/set$/.exec(packet.topic);
         const who = client && identities.get(client);
         const sw = m && SWITCHES[m[2]!];
@@ -298,7 +356,7 @@ export function mqttService(config: Config): ServiceSchema {
           .catch((err: Error) => this.logger.warn(`MQTT command ${packet.topic} from "${who.username}" failed: ${err.message}`));
       });
       await publish('fogedge/status', 'online', { retain: true, qos: 1 });
-      await this.publishSwitches();
+      await this.publishCameras();
       this.logger.info(`MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`);
     },
 

@@ -1,0 +1,53 @@
+// What each camera looks like over MQTT beyond its events: the objects in view now (motion,
+// occupancy, counts per label and per zone) and Home Assistant's discovery configs, so a
+// camera shows up in Home Assistant with its sensors, snapshots and switches by itself.
+import type { Camera } from '../cameras/cameras.schemas.ts';
+
+const ON_OFF = (on: boolean) => (on ? 'ON' : 'OFF');
+
+interface LiveObject {
+  label: string;
+  zones: string[];
+  stationary: boolean;
+}
+
+/** Retained topic → payload for a camera's live objects: the values the box publishes. */
+export function objectStates(camera: Pick<Camera, 'id' | 'detection'>, objects: Iterable<LiveObject>): Map<string, string> {
+  const base = `fogedge/cameras/${camera.id}`;
+  const list = [...objects];
+  const out = new Map<string, string>();
+  // Motion: something tracked is moving; occupancy: something tracked is there, moving or not.
+  out.set(`${base}/motion`, ON_OFF(list.some((o) => !o.stationary)));
+  out.set(`${base}/occupancy`, ON_OFF(list.length > 0));
+  for (const label of camera.detection.labels) {
+    out.set(`${base}/${label}/count`, String(list.filter((o) => o.label === label).length));
+    for (const zone of camera.detection.zones) {
+      out.set(`${base}/zones/${zone.name}/${label}/count`, String(list.filter((o) => o.label === label && o.zones.includes(zone.name)).length));
+    }
+  }
+  return out;
+}
+
+/** Home Assistant MQTT discovery: config topic → config, for one camera. */
+export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'name' | 'detection'>, version: string): Map<string, object> {
+  const node = `fogedge_${camera.id.replace(/-/g, '_')}`;
+  const base = `fogedge/cameras/${camera.id}`;
+  const common = {
+    device: { identifiers: [node], name: camera.name, manufacturer: 'FogEdge', model: 'Camera', sw_version: version },
+    availability: [{ topic: 'fogedge/status', payload_available: 'online', payload_not_available: 'offline' }],
+  };
+  const entity = (component: string, object: string, config: object): [string, object] => [
+    `${prefix}/${component}/${node}/${object}/config`,
+    { ...common, unique_id: `${node}_${object}`, object_id: `${node}_${object}`, ...config },
+  ];
+  return new Map([
+    entity('binary_sensor', 'motion', { name: 'Motion', device_class: 'motion', state_topic: `${base}/motion` }),
+    entity('binary_sensor', 'occupancy', { name: 'Occupancy', device_class: 'occupancy', state_topic: `${base}/occupancy` }),
+    ...camera.detection.labels.flatMap((label) => [
+      entity('sensor', `${label}_count`, { name: `${label} count`, state_topic: `${base}/${label}/count`, state_class: 'measurement', icon: 'mdi:counter' }),
+      entity('camera', `${label}_snapshot`, { name: `${label} snapshot`, topic: `${base}/${label}/snapshot` }),
+    ]),
+    entity('switch', 'detection', { name: 'Detection', command_topic: `${base}/detection/set`, state_topic: `${base}/detection/state`, payload_on: 'ON', payload_off: 'OFF' }),
+    entity('switch', 'recording', { name: 'Recording', command_topic: `${base}/recording/set`, state_topic: `${base}/recording/state`, payload_on: 'ON', payload_off: 'OFF' }),
+  ]);
+}
