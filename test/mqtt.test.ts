@@ -10,6 +10,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
+import { withinHours } from '../services/mqtt/notifications.ts';
 
 const run = promisify(execFile);
 let box: TestBox;
@@ -333,6 +334,50 @@ test('Home Assistant discovery, objects in view and snapshots per label: a camer
   await late.subscribeAsync(['homeassistant/+/fogedge_yard/#', 'fogedge/cameras/yard/#']);
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(lateGot.map((m) => m.topic), []);
+});
+
+test('notifications: each user is told of the events they chose, on their own topic; a camera\'s switch turns them off', async () => {
+  assert.is((await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'gate2', name: 'Gate', enabled: false, source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/x' } } })).status, 201);
+  const bad = await box.request('PUT', '/api/v1/auth/me/notifications', { auth: admin, body: { enabled: true, rules: [{ labels: ['person'], from: '25:00' }] } });
+  assert.is(bad.status, 422);
+  assert.match(bad.text, /from/);
+  const rules = { enabled: true, rules: [{ cameras: ['gate2'], labels: ['person'] }] };
+  assert.equal((await box.request('PUT', '/api/v1/auth/me/notifications', { auth: admin, body: rules })).json.rules[0].labels, ['person']);
+  assert.equal((await box.request('GET', '/api/v1/auth/me/notifications', { auth: admin })).json.enabled, true);
+  // An installer who turned notifications on still may not see events.
+  const fitter = (await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'installer-pass-1' } })).headers;
+  assert.is((await box.request('PUT', '/api/v1/auth/me/notifications', { auth: box.sessionOf(fitter)!, body: { enabled: true } })).status, 200);
+
+  const phone = await connect('admin', admin);
+  const got = received(phone);
+  assert.equal(await subscribe(phone, ['fogedge/users/admin/notifications', 'fogedge/users/fitter/#']), [0, 128], 'only your own');
+  const installer = await connect('fitter', box.sessionOf(fitter)!);
+  const installerGot = received(installer);
+  await installer.subscribeAsync('fogedge/users/fitter/#');
+  const event = (id: string, camera: string, label: string) =>
+    box.broker.call('events.record', { type: 'start', id, camera, label, topScore: 0.9, box: [0, 0, 1, 1], zones: [], start: new Date().toISOString(), end: null, stationary: false });
+  await event('n-1', 'gate2', 'car');
+  await event('n-2', 'porch9', 'person');
+  await event('n-3', 'gate2', 'person');
+  const first = await waitUntil('the notification', () => got.find((m) => m.topic === 'fogedge/users/admin/notifications'), 5000);
+  assert.is(JSON.parse(first.payload).event.id, 'n-3');
+  assert.is(JSON.parse(first.payload).title, 'person at Gate');
+  // The camera's notifications switched off over MQTT: nothing more from it.
+  await phone.publishAsync('fogedge/cameras/gate2/notifications/set', 'OFF', { qos: 1 });
+  await waitUntil('the camera setting', async () => (await box.request('GET', '/api/v1/cameras/gate2', { auth: admin })).json.notifications === false, 5000);
+  await event('n-4', 'gate2', 'person');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(got.filter((m) => m.topic.startsWith('fogedge/users/')).map((m) => JSON.parse(m.payload).event.id), ['n-3']);
+  assert.equal(installerGot, []);
+});
+
+test('notification hours: a window past midnight wraps', () => {
+  assert.ok(withinHours(23 * 60, '22:00', '06:00'));
+  assert.ok(withinHours(5 * 60, '22:00', '06:00'));
+  assert.not.ok(withinHours(12 * 60, '22:00', '06:00'));
+  assert.ok(withinHours(12 * 60, '08:00', '18:00'));
+  assert.not.ok(withinHours(18 * 60, '08:00', '18:00'));
+  assert.ok(withinHours(3, undefined, undefined));
 });
 
 test.run();

@@ -48,3 +48,19 @@ export type TokenInfo = z.infer<typeof TokenInfo>;
 
 export const SignedIn = z.object({ user: PublicUser, session: z.string(), expiresAt: z.string() });
 export const NewToken = z.object({ token: z.string().describe('shown once: keep it safe'), info: TokenInfo });
+
+const TimeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM, 00:00 to 23:59');
+/** Which events a user is told about: any rule matches (no rules: every event). Empty lists mean any. */
+export const NotificationRule = z.strictObject({
+  cameras: z.array(z.string().min(1).max(64)).max(64).default([]),
+  labels: z.array(z.string().min(1).max(40)).max(80).default([]),
+  zones: z.array(z.string().min(1).max(32)).max(32).default([]),
+  /** Box local time; from after to (22:00 to 06:00) spans midnight. */
+  from: TimeOfDay.optional(),
+  to: TimeOfDay.optional(),
+});
+export const Notifications = z.strictObject({
+  enabled: z.boolean().default(false),
+  rules: z.array(NotificationRule).max(32).default([]),
+});
+export type Notifications = z.output<typeof Notifications>;

@@ -80,6 +80,25 @@ export function accountsService(config: Config): ServiceSchema {
         permission: 'self',
         handler: (ctx) => ready().getUser(caller(ctx).username),
       }),
+      notifications: action({
+        input: NoInput,
+        permission: 'self',
+        handler: (ctx) => ready().getNotifications(caller(ctx).username),
+      }),
+      setNotifications: action({
+        input: S.Notifications,
+        permission: 'self',
+        async handler(ctx) {
+          const saved = await ready().setNotifications(caller(ctx).username, ctx.params);
+          ctx.broadcast('account.notifications.changed', { username: caller(ctx).username });
+          return saved;
+        },
+      }),
+      // Internal: who wants to hear about events (the mqtt service sends them).
+      notificationTargets: action({
+        input: NoInput,
+        handler: () => ready().notificationTargets(),
+      }),
       changePassword: action({
         input: S.ChangePasswordInput.extend({ keepCredentialId: z.string().optional() }),
         permission: 'self',

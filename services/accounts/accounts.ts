@@ -13,13 +13,14 @@ import {
   UnauthorizedError,
 } from '../../lib/errors.ts';
 import { dummyHash, hashPassword, verifyPassword } from './passwords.ts';
-import type { PublicUser, TokenInfo } from './accounts.schemas.ts';
+import type { Notifications, PublicUser, TokenInfo } from './accounts.schemas.ts';
 
 interface UserRecord {
   username: string;
   role: Role;
   passwordHash: string;
   createdAt: string;
+  notifications?: Notifications;
 }
 
 type CredentialKind = 'session' | 'token';
@@ -162,6 +163,22 @@ export class Accounts {
 
   async listUsers(): Promise<PublicUser[]> {
     return (await this.users.values()).map(toPublic);
+  }
+
+  async getNotifications(username: string): Promise<Notifications> {
+    return (await this.requireUser(username)).notifications ?? { enabled: false, rules: [] };
+  }
+
+  setNotifications(username: string, notifications: Notifications): Promise<Notifications> {
+    return this.serialised(async () => {
+      await this.writeUser({ ...(await this.requireUser(username)), notifications });
+      return notifications;
+    });
+  }
+
+  /** Users who want notifications, with their role (what they may see) and their rules. */
+  async notificationTargets(): Promise<Array<{ username: string; role: Role; notifications: Notifications }>> {
+    return (await this.users.values()).filter((u) => u.notifications?.enabled).map((u) => ({ username: u.username, role: u.role, notifications: u.notifications! }));
   }
 
   async getUser(username: string): Promise<PublicUser> {

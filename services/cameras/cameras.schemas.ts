@@ -70,6 +70,8 @@ export const CameraInput = z.strictObject({
   subStream: RtspSource.nullable().default(null),
   recording: Recording.prefault({}),
   detection: Detection.prefault({}),
+  /** Whether this camera's events notify the users who asked for them. */
+  notifications: z.boolean().default(true),
 });
 
 export const CameraUpdate = z.strictObject({
@@ -80,6 +82,7 @@ export const CameraUpdate = z.strictObject({
   subStream: RtspSource.nullable().optional(),
   recording: Recording.partial().optional(),
   detection: Detection.partial().optional(),
+  notifications: z.boolean().optional(),
 });
 
 export type Camera = Omit<z.output<typeof CameraInput>, 'source'> & {

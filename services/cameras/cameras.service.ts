@@ -25,6 +25,7 @@ function demoCamera(): Camera {
     subStream: null,
     recording: { mode: 'continuous', retainDays: 1, eventRetainDays: 7 },
     detection: Detection.parse({}),
+    notifications: true,
     builtIn: true,
     createdAt: new Date(0).toISOString(),
   };

@@ -48,6 +48,7 @@ export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'na
       entity('camera', `${label}_snapshot`, { name: `${label} snapshot`, topic: `${base}/${label}/snapshot` }),
     ]),
     entity('switch', 'detection', { name: 'Detection', command_topic: `${base}/detection/set`, state_topic: `${base}/detection/state`, payload_on: 'ON', payload_off: 'OFF' }),
+    entity('switch', 'notifications', { name: 'Notifications', command_topic: `${base}/notifications/set`, state_topic: `${base}/notifications/state`, payload_on: 'ON', payload_off: 'OFF' }),
     entity('switch', 'recording', { name: 'Recording', command_topic: `${base}/recording/set`, state_topic: `${base}/recording/state`, payload_on: 'ON', payload_off: 'OFF' }),
   ]);
 }

@@ -20,12 +20,15 @@ import { can, type Permission, type Role } from '../../lib/permissions.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { LevelPersistence } from './level-persistence.ts';
 import { discoveryConfigs, objectStates } from './home-assistant.ts';
+import { wantsNotification } from './notifications.ts';
+import type { Notifications } from '../accounts/accounts.schemas.ts';
 import { version } from '../../appliance/version.ts';
 
 /** Per-camera switches over MQTT: .../<name>/set (ON|OFF) and the retained .../<name>/state. */
 const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): object }> = {
   detection: { get: (c) => c.detection.enabled, set: (on) => ({ detection: { enabled: on } }) },
   recording: { get: (c) => c.recording.mode !== 'off', set: (on) => ({ recording: { mode: on ? 'continuous' : 'off' } }) },
+  notifications: { get: (c) => c.notifications !== false, set: (on) => ({ notifications: on }) },
 };
 
 type LiveEvent = { id: string; camera: string; label: string; zones?: string[]; stationary?: boolean; topScore: number; end?: string | null; hasSnapshot?: boolean };
@@ -95,6 +98,8 @@ export function mqttService(config: Config): ServiceSchema {
   const liveObjects = new Map<string, Map<string, { label: string; zones: string[]; stationary: boolean; topScore: number }>>();
   const snapshotTopics = new Map<string, Set<string>>();
   const specs = new Map<string, Camera>();
+  /** Users who want notifications; read again when someone changes theirs or users change. */
+  let targets: Promise<Array<{ username: string; role: Role; notifications: Notifications }>> | undefined;
   const grantedTopics = new WeakMap<Client, Set<string>>();
   /** Refused sign-ins per address and name: a client guessing secrets is slowed, the device stays allowed. */
   const failures = new RateLimiterMemory({ points: 10, duration: 60 });
@@ -205,7 +210,7 @@ export function mqttService(config: Config): ServiceSchema {
       if (who?.kind === 'device') {
         allowed = [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants].some((g) => filterWithin(sub.topic, g));
       } else if (who?.kind === 'user') {
-        allowed = USER_READS.some(([root, permission]) => can(who.role, permission) && filterWithin(sub.topic, root));
+        allowed = USER_READS.some(([root, permission]) => can(who.role, permission) && filterWithin(sub.topic, root)) || filterWithin(sub.topic, `fogedge/users/${who.username}/#`);
       }
       if (allowed) {
         grantedTopics.set(client, held.add(sub.topic));
@@ -252,6 +257,10 @@ export function mqttService(config: Config): ServiceSchema {
         if (!kind) return;
         await publish(`fogedge/events/${ctx.params.camera}/${kind}`, ctx.params, { qos: 1 });
         await this.trackObject(ctx.params, kind === 'end' || kind === 'removed');
+        if (kind === 'new') await this.notify(ctx.params);
+      },
+      'account.**'(ctx: { eventName: string }) {
+        if (/^account\.(notifications\.changed|created|updated|deleted)$/.test(ctx.eventName)) targets = undefined;
       },
     },
 
@@ -277,6 +286,17 @@ export function mqttService(config: Config): ServiceSchema {
         retainedOf.set(id, next);
         for (const [topic, value] of next) if (before.get(topic) !== value) await publish(topic, value, { retain: true, qos: 1 });
         for (const topic of before.keys()) if (!next.has(topic)) await publish(topic, '', { retain: true }); // a label or zone gone
+      },
+
+      /** A new event to each user who asked for it: fogedge/users/<username>/notifications (QoS 1). */
+      async notify(e: LiveEvent & { start: string }) {
+        if (specs.get(e.camera)?.notifications === false) return;
+        targets ??= this.broker.call<Awaited<NonNullable<typeof targets>>, object>('accounts.notificationTargets', {}).catch(() => []);
+        const name = specs.get(e.camera)?.name ?? e.camera;
+        for (const user of await targets) {
+          if (!can(user.role, 'events.view') || !wantsNotification(user.notifications, e)) continue;
+          await publish(`fogedge/users/${user.username}/notifications`, { title: `${e.label} at ${name}`, event: e }, { qos: 1 });
+        }
       },
 
       /** Objects in view follow the events; a better snapshot becomes .../<label>/snapshot (retained JPEG). */

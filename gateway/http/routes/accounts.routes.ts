@@ -94,6 +94,31 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
 
   app.openapi(
     createRoute({
+      method: 'get',
+      path: '/api/v1/auth/me/notifications',
+      tags: ['accounts'],
+      summary: 'Which events you are told about (over MQTT at fogedge/users/<you>/notifications)',
+      security: signedIn,
+      responses: { 200: json(S.Notifications), 401: errors[401] },
+    }),
+    async (c) => c.json(await callAs<S.Notifications>(broker, c, 'accounts.notifications'), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/api/v1/auth/me/notifications',
+      tags: ['accounts'],
+      summary: 'Turn your notifications on or off and choose them by camera, label, zone and time of day',
+      security: signedIn,
+      request: body(S.Notifications),
+      responses: { 200: json(S.Notifications), 401: errors[401], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<S.Notifications>(broker, c, 'accounts.setNotifications', c.req.valid('json')), 200),
+  );
+
+  app.openapi(
+    createRoute({
       method: 'post',
       path: '/api/v1/auth/password',
       tags: ['accounts'],
