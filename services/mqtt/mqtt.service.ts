@@ -33,7 +33,7 @@ const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): obje
 
 type LiveEvent = { id: string; camera: string; label: string; zones?: string[]; stationary?: boolean; topScore: number; end?: string | null; hasSnapshot?: boolean };
 
-type Identity = { kind: 'device'; id: string; grants: string[] } | { kind: 'user'; username: string; role: Role };
+type Identity = { kind: 'device'; id: string; grants: string[]; prefix: string } | { kind: 'user'; username: string; role: Role };
 const identityKey = (i: Identity) => (i.kind === 'device' ? `device:${i.id}` : `user:${i.username}`);
 
 /** Topic roots an app user may read, by the permission they need. */
@@ -161,7 +161,7 @@ export function mqttService(config: Config): ServiceSchema {
           const found = device ?? (await asDevice(true));
           if (!found) throw notAuthorized(`unknown device or user "${name}"`);
           if (found.state !== 'allowed') throw notAuthorized(`device "${name}" is ${found.state}`);
-          identity = { kind: 'device', id: found.id, grants: found.grants };
+          identity = { kind: 'device', id: found.id, grants: found.grants, prefix: `fogedge/devices/${found.id}/` };
         }
         await claimClientId(client, identity);
         identities.set(client, identity);
@@ -186,7 +186,7 @@ export function mqttService(config: Config): ServiceSchema {
         return done(new Error('payload too large'));
       }
       if (topic.startsWith('$')) allowed = false;
-      else if (who?.kind === 'device') allowed = topic.startsWith(`fogedge/devices/${who.id}/`);
+      else if (who?.kind === 'device') allowed = topic.startsWith(who.prefix);
       // App users send commands only (switches come with the command topics), and Home
       // Assistant its birth message; nothing else.
       else if (who?.kind === 'user') {
@@ -357,9 +357,11 @@ export function mqttService(config: Config): ServiceSchema {
       if (options.tlsPort) await open(tls.createServer(await tlsOptions(config), (socket) => aedes!.handle(socket)), options.tlsPort, 'TLS');
       // Commands: an allowed .../set (authorizePublish checked who) changes the camera's setting
       // as that user, through the cameras service, so the same rules and audit apply as in the API.
+      const haStatus = options.discoveryPrefix ? `${options.discoveryPrefix}/status` : undefined;
       aedes.on('publish', (packet, client) => {
+        if (!client || (packet.topic !== haStatus && !packet.topic.endsWith('/set'))) return; // the hot path: most messages are neither
         // Home Assistant restarted: it may have lost what was retained on its side.
-        if (options.discoveryPrefix && packet.topic === `${options.discoveryPrefix}/status` && packet.payload.toString() === 'online') {
+        if (packet.topic === haStatus && packet.payload.toString() === 'online') {
           for (const map of retainedOf.values()) map.clear();
           void this.publishCameras();
           return;
