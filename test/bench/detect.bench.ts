@@ -5,7 +5,6 @@
 //    gating (street clip, still clip) over recording alone, inferences, and event latency
 //    (first frame with the object to the event on MQTT, and on the /api/v1/updates WebSocket).
 // SECONDS=20 per phase by default.
-import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { WebSocket } from 'ws';
 import mqtt from 'mqtt';
@@ -16,19 +15,11 @@ import { YoloxModel } from '../../services/detector/yolox.ts';
 import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
 import { clipFrames, ffmpegPids, RtspCamera, stillClip } from '../helpers/video.ts';
+import { cpuTicks, pct, TICK } from './proc-stats.ts';
 
 const SECONDS = Number(process.env['SECONDS'] ?? 20);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
-const cpuTicks = (pid: number) => {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return 0;
-  }
-};
 
 // --- 1. Per frame, in process -------------------------------------------------------------
 const model = await YoloxModel.load(ConfigSchema.parse({}).detector.modelPath);
@@ -88,7 +79,7 @@ async function cpuOver(seconds: number): Promise<number> {
   const before = pids.map(cpuTicks);
   await sleep(seconds * 1000);
   const now = [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)];
-  return (now.reduce((s, p) => s + cpuTicks(p) - (before[pids.indexOf(p)] ?? 0), 0) / 100 / seconds) * 100;
+  return (now.reduce((s, p) => s + cpuTicks(p) - (before[pids.indexOf(p)] ?? 0), 0) / TICK / seconds) * 100;
 }
 const detectorStatus = async () => (await api('GET', '/api/v1/detector/status')).json.cameras as Record<string, { frames: number; inferences: number; motionFrames: number; dropped: number; inferenceMs: number }>;
 

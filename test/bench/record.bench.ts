@@ -2,29 +2,18 @@
 // GStreamer's RTSP server) recorded for a fixed time. Reference in the same run: one bare
 // `ffmpeg -c copy` segment recorder per camera. CAMERAS=4 SECONDS=40 by default.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
 import { ffmpegPids, RtspCamera } from '../helpers/video.ts';
 import { WebSocket } from 'ws';
+import { cpuTicks, rssMiB, TICK } from './proc-stats.ts';
 
 const CAMERAS = Number(process.env['CAMERAS'] ?? 4);
 const SECONDS = Number(process.env['SECONDS'] ?? 40);
 const WARMUP_MS = 6000;
 const SEGMENT_S = 10;
-const TICK = 100; // clock ticks a second (USER_HZ)
-
-const cpuTicks = (pid: number) => {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime + stime
-  } catch {
-    return 0;
-  }
-};
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
