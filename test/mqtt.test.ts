@@ -371,6 +371,25 @@ test('notifications: each user is told of the events they chose, on their own to
   assert.equal(installerGot, []);
 });
 
+test('a denied device retrying fast: every try refused, everyone else served, nothing retained lost', async () => {
+  await box.request('POST', '/api/v1/devices', { auth: admin, body: { id: 'rogue', name: 'Rogue plug' } });
+  assert.is((await box.request('PATCH', '/api/v1/devices/rogue', { auth: admin, body: { state: 'denied' } })).status, 200);
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/devices/sensor-1/#');
+  const device = await connect('sensor-1', secret);
+  await device.publishAsync('fogedge/devices/sensor-1/kept', 'retained-before', { qos: 1, retain: true });
+  const tries = Array.from({ length: 100 }, () => refusal('rogue', 'rogue-secret-000000'));
+  for (let i = 0; i < 20; i++) await device.publishAsync('fogedge/devices/sensor-1/live', `m${i}`, { qos: 1 });
+  const results = await Promise.all(tries);
+  assert.ok(results.every((r) => /^5: /.test(r)), 'every try refused');
+  await waitUntil('all 20 messages', () => got.filter((m) => m.topic.endsWith('/live')).length === 20 || undefined, 5000);
+  const late = await connect('admin', admin);
+  const lateGot = received(late);
+  await late.subscribeAsync('fogedge/devices/sensor-1/kept');
+  await waitUntil('the retained message', () => lateGot.some((m) => m.payload === 'retained-before'), 5000);
+});
+
 test('notification hours: a window past midnight wraps', () => {
   assert.ok(withinHours(23 * 60, '22:00', '06:00'));
   assert.ok(withinHours(5 * 60, '22:00', '06:00'));
