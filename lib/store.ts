@@ -2,6 +2,7 @@
 // collections as sublevels, JSON values, `<collection>!<id>` keys.
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
+import { NotFoundError } from './errors.ts';
 
 export interface ListOptions {
   gte?: string;
@@ -24,6 +25,13 @@ export class Collection<T> {
 
   async get(id: string): Promise<T | undefined> {
     return (await this.db.get(id)) ?? undefined;
+  }
+
+  /** The item, or a 404 that names it: `Device "x" not found`. */
+  async require(id: string, what: string): Promise<T> {
+    const value = await this.get(id);
+    if (value === undefined) throw new NotFoundError(what, id);
+    return value;
   }
 
   /** Durable by default: the write reaches the disk before the promise resolves. */

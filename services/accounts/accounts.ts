@@ -296,10 +296,8 @@ export class Accounts {
     if (admins.length === 0) throw new ConflictError('The box must keep at least one admin', 'LAST_ADMIN');
   }
 
-  private async requireUser(username: string): Promise<UserRecord> {
-    const user = await this.users.get(username);
-    if (!user) throw new NotFoundError('User', username);
-    return user;
+  private requireUser(username: string): Promise<UserRecord> {
+    return this.users.require(username, 'User');
   }
 
   private async writeUser(user: UserRecord): Promise<UserRecord> {

@@ -7,7 +7,7 @@ import type { ServiceSchema } from 'moleculer';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
-import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError } from '../../lib/errors.ts';
+import { ConflictError, TooManyRequestsError, UnauthorizedError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
@@ -42,11 +42,7 @@ export function devicesService(config: Config): ServiceSchema {
   let pairingUntil = 0;
   const failures = new RateLimiterMemory({ points: MAX_FAILURES, duration: FAILURE_WINDOW_S });
 
-  const find = async (id: string) => {
-    const d = await devices.get(id);
-    if (!d) throw new NotFoundError('Device', id);
-    return d;
-  };
+  const find = (id: string) => devices.require(id, 'Device');
 
   return {
     name: 'devices',

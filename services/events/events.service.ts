@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
-import { NotFoundError, NotReadyError } from '../../lib/errors.ts';
+import { NotReadyError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
@@ -116,11 +116,7 @@ export function eventsService(config: Config): ServiceSchema {
 
   const inflight = new Set<Promise<unknown>>();
 
-  const find = async (id: string) => {
-    const e = await events.get(id);
-    if (!e) throw new NotFoundError('Event', id);
-    return e;
-  };
+  const find = (id: string) => events.require(id, 'Event');
 
   return {
     name: 'events',
