@@ -3,7 +3,7 @@
 // camera shows up in Home Assistant with its sensors, snapshots and switches by itself.
 import type { Camera } from '../cameras/cameras.schemas.ts';
 
-const ON_OFF = (on: boolean) => (on ? 'ON' : 'OFF');
+export const onOff = (on: boolean) => (on ? 'ON' : 'OFF');
 
 interface LiveObject {
   label: string;
@@ -17,8 +17,8 @@ export function objectStates(camera: Pick<Camera, 'id' | 'detection'>, objects: 
   const list = [...objects];
   const out = new Map<string, string>();
   // Motion: something tracked is moving; occupancy: something tracked is there, moving or not.
-  out.set(`${base}/motion`, ON_OFF(list.some((o) => !o.stationary)));
-  out.set(`${base}/occupancy`, ON_OFF(list.length > 0));
+  out.set(`${base}/motion`, onOff(list.some((o) => !o.stationary)));
+  out.set(`${base}/occupancy`, onOff(list.length > 0));
   for (const label of camera.detection.labels) {
     out.set(`${base}/${label}/count`, String(list.filter((o) => o.label === label).length));
     for (const zone of camera.detection.zones) {
@@ -28,8 +28,8 @@ export function objectStates(camera: Pick<Camera, 'id' | 'detection'>, objects: 
   return out;
 }
 
-/** Home Assistant MQTT discovery: config topic → config, for one camera. */
-export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'name' | 'detection'>, version: string): Map<string, object> {
+/** Home Assistant MQTT discovery: config topic → config, for one camera with these ON/OFF switches. */
+export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'name' | 'detection'>, switches: string[], version: string): Map<string, object> {
   const node = `fogedge_${camera.id.replace(/-/g, '_')}`;
   const base = `fogedge/cameras/${camera.id}`;
   const common = {
@@ -47,8 +47,8 @@ export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'na
       entity('sensor', `${label}_count`, { name: `${label} count`, state_topic: `${base}/${label}/count`, state_class: 'measurement', icon: 'mdi:counter' }),
       entity('camera', `${label}_snapshot`, { name: `${label} snapshot`, topic: `${base}/${label}/snapshot` }),
     ]),
-    entity('switch', 'detection', { name: 'Detection', command_topic: `${base}/detection/set`, state_topic: `${base}/detection/state`, payload_on: 'ON', payload_off: 'OFF' }),
-    entity('switch', 'notifications', { name: 'Notifications', command_topic: `${base}/notifications/set`, state_topic: `${base}/notifications/state`, payload_on: 'ON', payload_off: 'OFF' }),
-    entity('switch', 'recording', { name: 'Recording', command_topic: `${base}/recording/set`, state_topic: `${base}/recording/state`, payload_on: 'ON', payload_off: 'OFF' }),
+    ...switches.map((name) =>
+      entity('switch', name, { name: name[0]!.toUpperCase() + name.slice(1), command_topic: `${base}/${name}/set`, state_topic: `${base}/${name}/state`, payload_on: 'ON', payload_off: 'OFF' }),
+    ),
   ]);
 }

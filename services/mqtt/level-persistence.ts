@@ -116,10 +116,7 @@ export class LevelPersistence extends MemoryPersistence {
 
   override async addSubscriptions(client: ClientRef, subs: Sub[]): Promise<void> {
     await super.addSubscriptions(client, subs);
-    for (const sub of subs) {
-      const { topic, ...record } = sub;
-      await this.#subs.put(subKey(client.id, topic), { topic, ...record }, { sync: false });
-    }
+    for (const sub of subs) await this.#subs.put(subKey(client.id, sub.topic), sub, { sync: false });
   }
 
   override async removeSubscriptions(client: ClientRef, topics: string[]): Promise<void> {
@@ -193,13 +190,6 @@ export class LevelPersistence extends MemoryPersistence {
 
   outgoingStream(client: ClientRef): Readable {
     return Readable.from((this.#queues.get(client.id) ?? []).map((q) => q.packet));
-  }
-
-  /** Messages waiting for persistent sessions, all clients together. */
-  get queuedCount(): number {
-    let n = 0;
-    for (const q of this.#queues.values()) n += q.length;
-    return n;
   }
 
   override async destroy(): Promise<void> {

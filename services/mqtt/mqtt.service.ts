@@ -19,7 +19,7 @@ import type { Camera } from '../cameras/cameras.schemas.ts';
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { LevelPersistence } from './level-persistence.ts';
-import { discoveryConfigs, objectStates } from './home-assistant.ts';
+import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
 import type { Notifications } from '../accounts/accounts.schemas.ts';
 import { version } from '../../appliance/version.ts';
@@ -111,9 +111,11 @@ export function mqttService(config: Config): ServiceSchema {
       aedes.publish({ cmd: 'publish', topic, payload: body, qos: options.qos ?? 0, retain: options.retain ?? false, dup: false } as PublishPacket, () => resolve());
     });
 
+  /** Connected clients by client id (aedes keeps them; its types do not say so). */
+  const connected = () => (aedes as unknown as { clients: Record<string, Client> } | undefined)?.clients ?? {};
   const clientsOf = (pick: (id: Identity) => boolean): Client[] => {
     const out: Client[] = [];
-    for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> })?.clients ?? {})) {
+    for (const client of Object.values(connected())) {
       const id = identities.get(client);
       if (id && pick(id)) out.push(client);
     }
@@ -127,7 +129,7 @@ export function mqttService(config: Config): ServiceSchema {
    */
   async function claimClientId(client: Client, identity: Identity) {
     const key = identityKey(identity);
-    const current = (aedes as unknown as { clients: Record<string, Client> }).clients[client.id];
+    const current = connected()[client.id];
     const holder = current && current !== client ? identities.get(current) : undefined;
     if (holder && identityKey(holder) !== key) throw identifierRejected(`client id "${client.id}" is in use by another device or user`);
     const owner = persistence!.sessionOwner(client.id);
@@ -278,10 +280,10 @@ export function mqttService(config: Config): ServiceSchema {
         const camera = specs.get(id);
         if (!camera) return;
         const next = new Map<string, string>();
-        for (const [name, sw] of Object.entries(SWITCHES)) next.set(`fogedge/cameras/${id}/${name}/state`, sw.get(camera) ? 'ON' : 'OFF');
+        for (const [name, sw] of Object.entries(SWITCHES)) next.set(`fogedge/cameras/${id}/${name}/state`, onOff(sw.get(camera)));
         for (const [topic, value] of objectStates(camera, liveObjects.get(id)?.values() ?? [])) next.set(topic, value);
         const prefix = config.mqtt!.discoveryPrefix;
-        if (prefix) for (const [topic, value] of discoveryConfigs(prefix, camera, version)) next.set(topic, JSON.stringify(value));
+        if (prefix) for (const [topic, value] of discoveryConfigs(prefix, camera, Object.keys(SWITCHES), version)) next.set(topic, JSON.stringify(value));
         const before = retainedOf.get(id) ?? new Map<string, string>();
         retainedOf.set(id, next);
         for (const [topic, value] of next) if (before.get(topic) !== value) await publish(topic, value, { retain: true, qos: 1 });
