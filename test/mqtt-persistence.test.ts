@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { tempDir } from './helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
+import { connectOutcome } from './helpers/mqtt.ts';
 
 const run = promisify(execFile);
 
@@ -58,10 +59,7 @@ test('SIGKILL of the box: retained messages, a persistent session and its queued
     assert.is(sub.stdout.trim(), 'armed');
 
     // Another identity may not take the phone's session over.
-    const borrowed = await mqtt.connectAsync(url, { clientId: 'phone-1', clean: false, username: 'alarm', password: secret, reconnectPeriod: 0, connectTimeout: 5000 }).then(
-      (c) => (c.end(true), 'connected'),
-      (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
-    );
+    const borrowed = await connectOutcome(url, { clientId: 'phone-1', clean: false, username: 'alarm', password: secret });
     assert.match(borrowed, /^2: /);
 
     // The phone comes back to its session: the newest 5 of the 8 queued messages, in order.

@@ -10,6 +10,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
+import { connectOutcome } from './helpers/mqtt.ts';
 import { withinHours } from '../services/mqtt/notifications.ts';
 
 const run = promisify(execFile);
@@ -36,11 +37,7 @@ const subscribe = (client: MqttClient, topics: string[]) =>
     client.on('packetreceive', onPacket as never);
     client.subscribe(topics, () => undefined);
   });
-const refusal = (username: string, password: string) =>
-  mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username, password, reconnectPeriod: 0, connectTimeout: 5000 }).then(
-    (c) => (c.end(true), 'connected'),
-    (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
-  );
+const refusal = (username: string, password: string) => connectOutcome(`mqtt://127.0.0.1:${port}`, { username, password });
 const received = (client: MqttClient) => {
   const got: Array<{ topic: string; payload: string }> = [];
   client.on('message', (topic, payload) => got.push({ topic, payload: payload.toString() }));
@@ -221,10 +218,7 @@ test('client ids: the same device reconnecting takes its connection over; anothe
   const second = await mqtt.connectAsync(url, { clientId: 'sensor-1', username: 'sensor-1', password: secret, reconnectPeriod: 0 });
   clients.push(second);
   await firstClosed;
-  const borrowed = await mqtt.connectAsync(url, { clientId: 'sensor-1', username: 'admin', password: admin, reconnectPeriod: 0, connectTimeout: 5000 }).then(
-    (c) => (c.end(true), 'connected'),
-    (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
-  );
+  const borrowed = await connectOutcome(url, { clientId: 'sensor-1', username: 'admin', password: admin });
   assert.match(borrowed, /^2: /, 'identifier rejected');
   await new Promise((r) => setTimeout(r, 200));
   assert.ok(second.connected, 'the device keeps its connection');
