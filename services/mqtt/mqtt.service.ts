@@ -98,6 +98,8 @@ export function mqttService(config: Config): ServiceSchema {
   const liveObjects = new Map<string, Map<string, { label: string; zones: string[]; stationary: boolean; topScore: number }>>();
   const snapshotTopics = new Map<string, Set<string>>();
   const specs = new Map<string, Camera>();
+  /** Per camera: its Home Assistant configs, made when the camera changes, not on each event. */
+  const discoveryOf = new Map<string, Map<string, string>>();
   /** Users who want notifications; read again when someone changes theirs or users change. */
   let targets: Promise<Array<{ username: string; role: Role; notifications: Notifications }>> | undefined;
   const grantedTopics = new WeakMap<Client, Set<string>>();
@@ -249,7 +251,7 @@ export function mqttService(config: Config): ServiceSchema {
         const id = ctx.params.id;
         const topics = [...(retainedOf.get(id)?.keys() ?? []), ...(snapshotTopics.get(id) ?? []), `fogedge/cameras/${id}/status`];
         for (const topic of topics) await publish(topic, '', { retain: true });
-        for (const map of [retainedOf, liveObjects, snapshotTopics, specs]) map.delete(id);
+        for (const map of [retainedOf, liveObjects, snapshotTopics, specs, discoveryOf]) map.delete(id);
       },
       'camera.status.changed'(ctx: { params: { id: string; status: unknown } }) {
         return publish(`fogedge/cameras/${ctx.params.id}/status`, ctx.params.status, { retain: true, qos: 1 });
@@ -270,8 +272,11 @@ export function mqttService(config: Config): ServiceSchema {
       /** A camera's retained topics (switch states, objects in view, Home Assistant discovery) brought up to date. */
       async publishCameras(id?: string) {
         const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch(() => []);
+        const prefix = config.mqtt!.discoveryPrefix;
         for (const camera of cameras) {
           specs.set(camera.id, camera);
+          const configs = prefix ? discoveryConfigs(prefix, camera, Object.keys(SWITCHES), version) : new Map<string, object>();
+          discoveryOf.set(camera.id, new Map([...configs].map(([topic, value]) => [topic, JSON.stringify(value)])));
           await this.syncRetained(camera.id);
         }
       },
@@ -282,8 +287,7 @@ export function mqttService(config: Config): ServiceSchema {
         const next = new Map<string, string>();
         for (const [name, sw] of Object.entries(SWITCHES)) next.set(`fogedge/cameras/${id}/${name}/state`, onOff(sw.get(camera)));
         for (const [topic, value] of objectStates(camera, liveObjects.get(id)?.values() ?? [])) next.set(topic, value);
-        const prefix = config.mqtt!.discoveryPrefix;
-        if (prefix) for (const [topic, value] of discoveryConfigs(prefix, camera, Object.keys(SWITCHES), version)) next.set(topic, JSON.stringify(value));
+        for (const [topic, value] of discoveryOf.get(id) ?? []) next.set(topic, value);
         const before = retainedOf.get(id) ?? new Map<string, string>();
         retainedOf.set(id, next);
         for (const [topic, value] of next) if (before.get(topic) !== value) await publish(topic, value, { retain: true, qos: 1 });
