@@ -1,6 +1,7 @@
 // The box's one config file (YAML or JSON), its schema and defaults, and the
 // environment overrides. Read once at start; an invalid file stops the box.
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
@@ -8,7 +9,7 @@ import { z } from 'zod';
 import { redactUrl } from '../lib/redact.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
-export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt'] as const;
+export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -121,6 +122,28 @@ export const ConfigSchema = z.strictObject({
       tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).nullable().default(null),
     })
     .nullable()
+    .prefault({}),
+  /** Cloud sync: what the outbox may hold and how it sends (targets and the plan are set by API). */
+  sync: z
+    .strictObject({
+      /** This box's folder in every bucket: <boxId>/<camera>/<date>/<event>/... */
+      boxId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, '1-63 lower-case letters, digits, dash').default(os.hostname().toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+/, '').slice(0, 63) || 'fogedge'),
+      /** Most bytes waiting to go up; past it the lowest-value, oldest items go first (logged). */
+      maxQueueBytes: z.number().int().min(1024 * 1024).default(2 * 1024 ** 3),
+      /** Items larger than this go as multipart (S3) or block (Azure) uploads that resume, bytes. */
+      multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).default(16 * 1024 * 1024),
+      /** Part size; S3 needs at least 5 MiB. */
+      partBytes: z.number().int().min(5 * 1024 * 1024).max(512 * 1024 * 1024).default(8 * 1024 * 1024),
+      /** Uploads at once per target. */
+      concurrency: z.number().int().min(1).max(16).default(2),
+      /** Backoff after a failure: from retryMinMs doubling up to retryMaxMs, with jitter. */
+      retryMinMs: z.number().int().min(10).max(600_000).default(2000),
+      retryMaxMs: z.number().int().min(100).max(3_600_000).default(300_000),
+      /** Recordings queued for upload are not deleted by age or quota until sent (the free-space floor still applies). */
+      retentionWaitsForUpload: z.boolean().default(true),
+      /** Audit entries are sent in batches: at most this long after the first one, s. */
+      auditBatchSeconds: z.number().min(1).max(86_400).default(300),
+    })
     .prefault({}),
   bus: z
     .strictObject({

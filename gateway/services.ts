@@ -11,6 +11,7 @@ import { detectorService } from '../services/detector/detector.service.ts';
 import { eventsService } from '../services/events/events.service.ts';
 import { devicesService } from '../services/devices/devices.service.ts';
 import { mqttService } from '../services/mqtt/mqtt.service.ts';
+import { syncService } from '../services/sync/sync.service.ts';
 
 export const SERVICE_FACTORIES = {
   api: apiService,
@@ -23,4 +24,5 @@ export const SERVICE_FACTORIES = {
   events: eventsService,
   devices: devicesService,
   mqtt: mqttService,
+  sync: syncService,
 } satisfies Record<ServiceName, (config: Config) => ServiceSchema>;

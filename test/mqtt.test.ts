@@ -11,7 +11,7 @@ import mqttPacket from 'mqtt-packet';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { connectOutcome } from './helpers/mqtt.ts';
-import { withinHours } from '../services/mqtt/notifications.ts';
+import { withinHours } from '../lib/hours.ts';
 
 const run = promisify(execFile);
 let box: TestBox;

@@ -1,0 +1,147 @@
+// The durable outbox: every item waiting to go up, in LevelDB (written with sync before the
+// enqueue returns), with its progress per target, bounded by bytes. Kept in memory as well,
+// in enqueue order, since the workers scan it on every pick.
+import type { Collection } from '../../lib/store.ts';
+import type { Resource } from './sync.schemas.ts';
+import type { Part } from './targets.ts';
+
+export interface Progress {
+  attempts: number;
+  /** Not before this (ms): the item's own backoff after a failure. */
+  nextAt: number;
+  lastError?: string;
+  /** A multipart or block upload under way: resumed from these parts after a restart. */
+  upload?: { id: string; parts: Part[] };
+}
+
+export interface Item {
+  /** Sorts in enqueue order. */
+  id: string;
+  resource: Resource;
+  camera: string | null;
+  /** Object name under the target's prefix: <box>/<camera>/<date>/<event>/<file>. */
+  name: string;
+  /** Relative to the data root. */
+  file: string;
+  /** The outbox's own copy (removed when every target has it), or a recording that stays. */
+  ownsFile: boolean;
+  bytes: number;
+  sha256: string; // hex
+  md5: string; // base64
+  contentType: string;
+  metadata: Record<string, string>;
+  enqueuedAt: number;
+  /** Targets still to receive it; a target that has it is removed. */
+  pending: Record<string, Progress>;
+}
+
+/** What goes first when the queue is full: the lowest value, then the oldest. */
+export const DROP_ORDER: Record<Resource, number> = { recordings: 0, clips: 1, snapshots: 2, events: 3, audit: 4 };
+
+export type Admission = { admitted: true; dropped: Item[] } | { admitted: false; reason: string };
+
+export class Outbox {
+  private readonly items = new Map<string, Item>();
+  private bytes = 0;
+  private seq = 0;
+
+  constructor(
+    private readonly store: Collection<Item>,
+    private readonly maxBytes: number,
+  ) {}
+
+  async load(): Promise<void> {
+    for (const item of await this.store.values()) {
+      this.items.set(item.id, item);
+      this.bytes += item.bytes;
+    }
+  }
+
+  /** Enqueue order survives restarts: time first, then a counter within the millisecond. */
+  nextId(now = Date.now()): string {
+    return `${String(now).padStart(15, '0')}-${String(this.seq++ % 1e6).padStart(6, '0')}`;
+  }
+
+  get size(): { items: number; bytes: number } {
+    return { items: this.items.size, bytes: this.bytes };
+  }
+
+  get(id: string): Item | undefined {
+    return this.items.get(id);
+  }
+
+  all(): IterableIterator<Item> {
+    return this.items.values();
+  }
+
+  /**
+   * Room for `item`: items of lower value (then older ones of the same value) are dropped
+   * until it fits, never those being uploaded; if that is not enough, the new item is refused.
+   */
+  admit(item: Pick<Item, 'resource' | 'bytes'>, busy: (id: string) => boolean): Admission {
+    if (item.bytes > this.maxBytes) return { admitted: false, reason: `larger than the whole queue (sync.maxQueueBytes ${this.maxBytes})` };
+    const over = this.bytes + item.bytes - this.maxBytes;
+    if (over <= 0) return { admitted: true, dropped: [] };
+    const rank = DROP_ORDER[item.resource];
+    const candidates = [...this.items.values()]
+      .filter((i) => DROP_ORDER[i.resource] <= rank && !busy(i.id))
+      .sort((a, b) => DROP_ORDER[a.resource] - DROP_ORDER[b.resource] || (a.id < b.id ? -1 : 1));
+    const dropped: Item[] = [];
+    let freed = 0;
+    for (const c of candidates) {
+      if (freed >= over) break;
+      dropped.push(c);
+      freed += c.bytes;
+    }
+    if (freed < over) return { admitted: false, reason: `the queue is full (sync.maxQueueBytes ${this.maxBytes}) with items worth as much or more` };
+    return { admitted: true, dropped };
+  }
+
+  async put(item: Item): Promise<void> {
+    await this.store.put(item.id, item);
+    const before = this.items.get(item.id);
+    this.bytes += item.bytes - (before?.bytes ?? 0);
+    this.items.set(item.id, item);
+  }
+
+  async remove(id: string): Promise<Item | undefined> {
+    const item = this.items.get(id);
+    if (!item) return undefined;
+    await this.store.del(id);
+    this.items.delete(id);
+    this.bytes -= item.bytes;
+    return item;
+  }
+
+  /** The first item, in enqueue order, that `target` may take now. */
+  next(target: string, now: number, usable: (item: Item) => boolean): Item | undefined {
+    for (const item of this.items.values()) {
+      const p = item.pending[target];
+      if (p && p.nextAt <= now && usable(item)) return item;
+    }
+    return undefined;
+  }
+
+  /** When the earliest item now waiting on its own backoff may go (ms), for the worker's sleep. */
+  earliestRetry(target: string): number | undefined {
+    let at: number | undefined;
+    for (const item of this.items.values()) {
+      const p = item.pending[target];
+      if (p && (at === undefined || p.nextAt < at)) at = p.nextAt;
+    }
+    return at;
+  }
+
+  pendingFor(target: string): { items: number; bytes: number; oldest: number | null } {
+    let items = 0;
+    let bytes = 0;
+    let oldest: number | null = null;
+    for (const item of this.items.values()) {
+      if (!item.pending[target]) continue;
+      items++;
+      bytes += item.bytes;
+      oldest = oldest === null ? item.enqueuedAt : Math.min(oldest, item.enqueuedAt);
+    }
+    return { items, bytes, oldest };
+  }
+}

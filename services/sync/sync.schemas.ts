@@ -1,0 +1,83 @@
+// What a cloud target and the upload policy are, as the API and the bus see them.
+import { z } from 'zod';
+
+export const TargetId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, '1-32 characters: lower-case letters, digits, dash')
+  .describe('target id');
+
+const HttpUrl = z
+  .string()
+  .max(1024)
+  .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), { message: 'an http:// or https:// URL' });
+
+/** A key prefix inside the bucket or container, without leading or trailing '/'. */
+const Prefix = z
+  .string()
+  .max(200)
+  .regex(/^([\w.-]+(\/[\w.-]+)*)?$/, 'path segments of letters, digits, "-", "_", "." separated by "/"')
+  .default('');
+
+/** Any S3 API: AWS, MinIO, Wasabi, Ceph. */
+export const S3Target = z.strictObject({
+  id: TargetId,
+  type: z.literal('s3'),
+  /** e.g. https://s3.eu-west-1.amazonaws.com or http://192.168.1.5:9000 */
+  endpoint: HttpUrl,
+  region: z.string().max(64).default('us-east-1'),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lower-case letters, digits, ".", "-")'),
+  accessKey: z.string().min(1).max(256),
+  secretKey: z.string().min(1).max(256),
+  /** Path-style URLs (MinIO and most S3-compatible servers); false: virtual-hosted (AWS). */
+  pathStyle: z.boolean().default(true),
+  prefix: Prefix,
+  enabled: z.boolean().default(true),
+});
+
+/** Azure Blob Storage with an account key. */
+export const AzureTarget = z.strictObject({
+  id: TargetId,
+  type: z.literal('azure'),
+  /** The account's blob endpoint: https://<account>.blob.core.windows.net, or Azurite's http://host:port/<account> */
+  endpoint: HttpUrl,
+  accountName: z.string().regex(/^[a-z0-9]{3,24}$/, 'a storage account name (3-24 lower-case letters and digits)'),
+  accountKey: z.string().min(1).max(256),
+  container: z.string().regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'a container name (3-63 lower-case letters, digits, "-")'),
+  prefix: Prefix,
+  enabled: z.boolean().default(true),
+});
+
+export const Target = z.discriminatedUnion('type', [S3Target, AzureTarget]);
+export type Target = z.output<typeof Target>;
+
+/** Secrets never leave the box: answers and logs carry this instead. */
+export const SECRET_FIELDS = ['secretKey', 'accountKey'] as const;
+export function publicTarget(t: Target): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...t };
+  for (const f of SECRET_FIELDS) if (f in out) out[f] = '***';
+  return out;
+}
+
+/** What can go up. */
+export const RESOURCES = ['events', 'snapshots', 'clips', 'recordings', 'audit'] as const;
+export type Resource = (typeof RESOURCES)[number];
+
+const HhMm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM, 24-hour');
+/** Local time of day when a resource may be sent; a window past midnight wraps (22:00-06:00). */
+export const Window = z.strictObject({ from: HhMm, to: HhMm });
+
+/** The subscription plan: what goes up, from which cameras, within what budget and when. */
+export const Policy = z.strictObject({
+  resources: z.array(z.enum(RESOURCES)).max(RESOURCES.length).default(['events', 'snapshots', 'clips', 'audit']),
+  /** Empty: all. */
+  cameras: z.array(z.string().max(32)).max(256).default([]),
+  labels: z.array(z.string().max(40)).max(100).default([]),
+  zones: z.array(z.string().max(32)).max(256).default([]),
+  /** Most bytes enqueued per UTC day; past it items are kept only on the box (logged). null: no limit. */
+  maxBytesPerDay: z.number().int().min(1024).nullable().default(null),
+  /** Upload rate cap over all targets together, bytes/s. null: no cap. */
+  bandwidthBytesPerSecond: z.number().int().min(1024).nullable().default(null),
+  /** When each resource may be sent; absent: any time. */
+  windows: z.partialRecord(z.enum(RESOURCES), Window).default({}),
+});
+export type Policy = z.output<typeof Policy>;

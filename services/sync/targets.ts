@@ -1,0 +1,302 @@
+// The two kinds of cloud target behind one small interface: a single PUT for small objects,
+// a multipart (S3) or block (Azure) upload for large ones that resumes from the parts already
+// sent, and a check after upload that the stored object is the one we sent.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
+import * as Minio from 'minio';
+import type { Target } from './sync.schemas.ts';
+
+/** One chunk to send: its bytes come from `body()`, a fresh (and perhaps throttled) stream each try. */
+export interface Chunk {
+  body: () => Readable;
+  bytes: number;
+  md5: Buffer;
+  sha256: string;
+}
+
+export interface ObjectInfo {
+  contentType: string;
+  /** Stored as user metadata (x-amz-meta-*, x-ms-meta-*): lower-case keys, ASCII values. */
+  metadata: Record<string, string>;
+}
+
+export interface Part {
+  n: number;
+  etag: string;
+  md5: string; // base64
+}
+
+/** What we know of what we sent, to check the stored object against. */
+export interface Sent {
+  bytes: number;
+  sha256: string;
+  md5: Buffer;
+  /** For multipart uploads: each part's MD5, in order. */
+  parts?: Buffer[];
+}
+
+export interface UploadTarget {
+  readonly id: string;
+  /** Reaches the bucket or container and writes and deletes a probe object there. */
+  check(probeName: string): Promise<void>;
+  /** The stored object's size and our sha256 metadata, or undefined when there is none. */
+  stat(name: string): Promise<{ bytes: number; sha256?: string } | undefined>;
+  put(name: string, chunk: Chunk, info: ObjectInfo): Promise<void>;
+  beginMultipart(name: string, info: ObjectInfo): Promise<string>;
+  putPart(name: string, uploadId: string, n: number, chunk: Chunk): Promise<string>;
+  completeMultipart(name: string, uploadId: string, parts: Part[], info: ObjectInfo, whole: Sent): Promise<void>;
+  /** Undefined when the stored object is exactly what was sent; else what differs. */
+  verify(name: string, sent: Sent): Promise<string | undefined>;
+  close(): void;
+}
+
+/** Why a call to a target failed, in the words an installer can act on. */
+export type FailureCode = 'DNS' | 'UNREACHABLE' | 'TIMEOUT' | 'AUTH' | 'NO_BUCKET' | 'CLOCK_SKEW' | 'SERVER' | 'UPLOAD_EXPIRED' | 'REJECTED';
+
+export class TargetError extends Error {
+  constructor(
+    readonly code: FailureCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TargetError';
+  }
+
+  /** The target itself is unusable for now (not just this object): back off the whole target. */
+  get targetWide(): boolean {
+    return this.code !== 'UPLOAD_EXPIRED' && this.code !== 'REJECTED';
+  }
+}
+
+const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'EADDRNOTAVAIL']);
+const TIMEOUTS = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
+
+/** The Node error under an SDK's wrapping, if any. */
+function causeCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && /^E[A-Z]+$|^UND_ERR/.test(e.code)) return e.code;
+  }
+  return undefined;
+}
+
+export function classify(err: unknown, where: string): TargetError {
+  if (err instanceof TargetError) return err;
+  const e = err as { code?: string; statusCode?: number; message?: string; details?: { errorCode?: string; AuthenticationErrorDetail?: string } };
+  const message = e.message ?? String(err);
+  const node = causeCode(err) ?? (message.match(/\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH)\b/)?.[1]);
+  if (node === 'ENOTFOUND' || node === 'EAI_AGAIN') return new TargetError('DNS', `${where}: the host name does not resolve (${node})`);
+  if (node && TIMEOUTS.has(node)) return new TargetError('TIMEOUT', `${where}: no answer in time (${node})`);
+  if (node && NETWORK.has(node)) return new TargetError('UNREACHABLE', `${where}: cannot connect (${node})`);
+  const code = e.details?.errorCode ?? e.code ?? '';
+  const detail = `${message} ${e.details?.AuthenticationErrorDetail ?? ''}`;
+  // S3 says RequestTimeTooSkewed; Azure says 403 AuthenticationFailed "Request date header too old".
+  if (code === 'RequestTimeTooSkewed' || /date header too old|not within the permitted time|too skewed/i.test(detail)) {
+    return new TargetError('CLOCK_SKEW', `${where}: the box's clock differs too much from the server's; set the time (NTP). ${message}`);
+  }
+  if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'AuthenticationFailed', 'AuthorizationFailure', 'InvalidAuthenticationInfo', 'AuthorizationPermissionMismatch'].includes(code) || e.statusCode === 401 || e.statusCode === 403) {
+    return new TargetError('AUTH', `${where}: the credentials are refused (${code || e.statusCode})`);
+  }
+  if (code === 'NoSuchBucket' || code === 'ContainerNotFound') return new TargetError('NO_BUCKET', `${where}: the bucket or container does not exist (${code})`);
+  if (code === 'NoSuchUpload' || code === 'InvalidBlockList' || code === 'InvalidPart') return new TargetError('UPLOAD_EXPIRED', `${where}: the partial upload is gone (${code}); it starts over`);
+  if ((e.statusCode ?? 0) >= 500 || ['InternalError', 'ServiceUnavailable', 'SlowDown', 'ServerBusy'].includes(code)) return new TargetError('SERVER', `${where}: the server failed (${code || e.statusCode}): ${message}`);
+  return new TargetError('REJECTED', `${where}: ${code ? `${code}: ` : ''}${message}`);
+}
+
+const md5Hex = (parts: Buffer[]) => createHash('md5').update(Buffer.concat(parts)).digest('hex');
+
+class S3Target implements UploadTarget {
+  readonly id: string;
+  private readonly client: Minio.Client;
+  private readonly agent: http.Agent;
+  private readonly bucket: string;
+  private readonly region: string;
+
+  constructor(t: Extract<Target, { type: 's3' }>) {
+    this.id = t.id;
+    const url = new URL(t.endpoint);
+    const useSSL = url.protocol === 'https:';
+    this.agent = useSSL ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+    this.bucket = t.bucket;
+    this.region = t.region;
+    this.client = new Minio.Client({
+      endPoint: url.hostname,
+      port: url.port ? Number(url.port) : useSSL ? 443 : 80,
+      useSSL,
+      accessKey: t.accessKey,
+      secretKey: t.secretKey,
+      region: t.region,
+      pathStyle: t.pathStyle,
+      transportAgent: this.agent,
+      // The outbox retries, with backoff that outlives a restart.
+      retryOptions: { disableRetry: true },
+    });
+  }
+
+  /** The payload hash SigV4 signs over plain HTTP; over HTTPS minio sends UNSIGNED-PAYLOAD. */
+  private signed(chunk: Chunk): string {
+    return (this.client as unknown as { enableSHA256: boolean }).enableSHA256 ? chunk.sha256 : '';
+  }
+
+  private send(name: string, query: string, chunk: Chunk, headers: Record<string, string | number>) {
+    return this.client.makeRequestStreamAsync(
+      { method: 'PUT', bucketName: this.bucket, objectName: name, query, headers: { 'Content-Length': chunk.bytes, 'Content-MD5': chunk.md5.toString('base64'), ...headers } },
+      chunk.body(),
+      this.signed(chunk),
+      [200],
+      this.region,
+    );
+  }
+
+  private static headers(info: ObjectInfo): Record<string, string> {
+    const out: Record<string, string> = { 'Content-Type': info.contentType };
+    for (const [k, v] of Object.entries(info.metadata)) out[`x-amz-meta-${k}`] = v;
+    return out;
+  }
+
+  async check(probeName: string): Promise<void> {
+    const where = `S3 bucket "${this.bucket}"`;
+    const exists = await this.client.bucketExists(this.bucket).catch((err) => {
+      throw classify(err, where);
+    });
+    if (!exists) throw new TargetError('NO_BUCKET', `${where} does not exist`);
+    await this.client.putObject(this.bucket, probeName, Buffer.from('fogedge')).catch((err) => {
+      throw classify(err, `${where}, writing`);
+    });
+    await this.client.removeObject(this.bucket, probeName).catch((err) => {
+      throw classify(err, `${where}, deleting the probe`);
+    });
+  }
+
+  async stat(name: string) {
+    try {
+      const s = await this.client.statObject(this.bucket, name);
+      return { bytes: s.size, sha256: (s.metaData as Record<string, string>)['sha256'] };
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'NotFound' || code === 'NoSuchKey') return undefined;
+      throw err;
+    }
+  }
+
+  async put(name: string, chunk: Chunk, info: ObjectInfo): Promise<void> {
+    const res = await this.send(name, '', chunk, S3Target.headers(info));
+    res.resume();
+  }
+
+  beginMultipart(name: string, info: ObjectInfo): Promise<string> {
+    return this.client.initiateNewMultipartUpload(this.bucket, name, S3Target.headers(info));
+  }
+
+  async putPart(name: string, uploadId: string, n: number, chunk: Chunk): Promise<string> {
+    const res = await this.send(name, `partNumber=${n}&uploadId=${encodeURIComponent(uploadId)}`, chunk, {});
+    res.resume();
+    return String(res.headers.etag ?? '').replace(/"/g, '');
+  }
+
+  async completeMultipart(name: string, uploadId: string, parts: Part[]): Promise<void> {
+    await this.client.completeMultipartUpload(this.bucket, name, uploadId, parts.map((p) => ({ part: p.n, etag: p.etag })));
+  }
+
+  async verify(name: string, sent: Sent): Promise<string | undefined> {
+    const s = await this.client.statObject(this.bucket, name);
+    const meta = s.metaData as Record<string, string>;
+    // A single PUT's ETag is the MD5 of the bytes; a multipart one on AWS and MinIO, the MD5 of the
+    // parts' MD5s and their count; some S3 servers (s3rver) give the MD5 of the bytes for both.
+    const expected = [sent.md5.toString('hex'), ...(sent.parts ? [`${md5Hex(sent.parts)}-${sent.parts.length}`] : [])];
+    if (s.size !== sent.bytes) return `size ${s.size}, sent ${sent.bytes}`;
+    if (meta['sha256'] !== sent.sha256) return `sha256 metadata ${meta['sha256']}, sent ${sent.sha256}`;
+    if (!expected.includes(s.etag)) return `ETag ${s.etag}, expected ${expected.join(' or ')}`;
+    return undefined;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+class AzureTarget implements UploadTarget {
+  readonly id: string;
+  private readonly container: ContainerClient;
+  private readonly name: string;
+
+  constructor(t: Extract<Target, { type: 'azure' }>) {
+    this.id = t.id;
+    this.name = t.container;
+    const service = new BlobServiceClient(t.endpoint.replace(/\/$/, ''), new StorageSharedKeyCredential(t.accountName, t.accountKey), {
+      // The outbox retries, with backoff that outlives a restart.
+      retryOptions: { maxTries: 1, tryTimeoutInMs: 120_000 },
+    });
+    this.container = service.getContainerClient(t.container);
+  }
+
+  private static headers(info: ObjectInfo, md5: Buffer) {
+    return { blobHTTPHeaders: { blobContentType: info.contentType, blobContentMD5: md5 }, metadata: info.metadata };
+  }
+
+  async check(probeName: string): Promise<void> {
+    const where = `Azure container "${this.name}"`;
+    const exists = await this.container.exists().catch((err) => {
+      throw classify(err, where);
+    });
+    if (!exists) throw new TargetError('NO_BUCKET', `${where} does not exist`);
+    const probe = this.container.getBlockBlobClient(probeName);
+    await probe.upload('fogedge', 7).catch((err) => {
+      throw classify(err, `${where}, writing`);
+    });
+    await probe.delete().catch((err) => {
+      throw classify(err, `${where}, deleting the probe`);
+    });
+  }
+
+  async stat(name: string) {
+    try {
+      const p = await this.container.getBlockBlobClient(name).getProperties();
+      return { bytes: p.contentLength ?? 0, sha256: p.metadata?.['sha256'] };
+    } catch (err) {
+      if (err instanceof RestError && err.statusCode === 404 && (err.code === 'BlobNotFound' || !err.code)) return undefined;
+      throw err;
+    }
+  }
+
+  async put(name: string, chunk: Chunk, info: ObjectInfo): Promise<void> {
+    await this.container.getBlockBlobClient(name).upload(chunk.body, chunk.bytes, { ...AzureTarget.headers(info, chunk.md5) });
+  }
+
+  /** Azure keeps staged blocks by id for a week; the id names this attempt so a new one never mixes with it. */
+  async beginMultipart(): Promise<string> {
+    return createHash('sha256').update(`${Date.now()}-${Math.random()}`).digest('hex').slice(0, 16);
+  }
+
+  private static blockId(uploadId: string, n: number): string {
+    return Buffer.from(`${uploadId}-${String(n).padStart(6, '0')}`).toString('base64');
+  }
+
+  async putPart(name: string, uploadId: string, n: number, chunk: Chunk): Promise<string> {
+    const id = AzureTarget.blockId(uploadId, n);
+    await this.container.getBlockBlobClient(name).stageBlock(id, chunk.body, chunk.bytes, { transactionalContentMD5: chunk.md5 });
+    return id;
+  }
+
+  async completeMultipart(name: string, uploadId: string, parts: Part[], info: ObjectInfo, whole: Sent): Promise<void> {
+    const ids = parts.map((p) => AzureTarget.blockId(uploadId, p.n));
+    await this.container.getBlockBlobClient(name).commitBlockList(ids, AzureTarget.headers(info, whole.md5));
+  }
+
+  async verify(name: string, sent: Sent): Promise<string | undefined> {
+    const p = await this.container.getBlockBlobClient(name).getProperties();
+    const md5 = p.contentMD5 ? Buffer.from(p.contentMD5).toString('base64') : undefined;
+    if (p.contentLength !== sent.bytes) return `size ${p.contentLength}, sent ${sent.bytes}`;
+    if (p.metadata?.['sha256'] !== sent.sha256) return `sha256 metadata ${p.metadata?.['sha256']}, sent ${sent.sha256}`;
+    if (md5 !== sent.md5.toString('base64')) return `Content-MD5 ${md5}, expected ${sent.md5.toString('base64')}`;
+    return undefined;
+  }
+
+  close(): void {}
+}
+
+export function openTarget(t: Target): UploadTarget {
+  return t.type === 's3' ? new S3Target(t) : new AzureTarget(t);
+}

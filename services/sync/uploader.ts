@@ -1,0 +1,90 @@
+// Sends one outbox item to one target: skipped when the target already holds it (sent before a
+// crash), one PUT when small, else parts that are recorded as they land so a restart resumes
+// them; then the stored object is checked against what was sent.
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { Readable, type Transform } from 'node:stream';
+import type { Item, Progress } from './outbox.ts';
+import { TargetError, type Chunk, type Part, type UploadTarget } from './targets.ts';
+
+export interface UploadOptions {
+  /** Items larger than this go in parts, bytes. */
+  multipartThresholdBytes: number;
+  partBytes: number;
+  /** A throttle for the bandwidth cap, or undefined for none. */
+  throttle: (() => Transform) | undefined;
+  /** Persists the progress (the parts sent so far) before the next part starts. */
+  save: (progress: Progress) => Promise<void>;
+}
+
+export type Outcome = 'sent' | 'already-there';
+
+async function readChunk(file: string, offset: number, bytes: number, throttle: UploadOptions['throttle']): Promise<Chunk> {
+  const handle = await open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(bytes);
+    const { bytesRead } = await handle.read(buf, 0, bytes, offset);
+    if (bytesRead !== bytes) throw new TargetError('REJECTED', `local file ${file} is shorter than when it was enqueued`);
+    return {
+      body: () => (throttle ? Readable.from([buf]).pipe(throttle()) : Readable.from([buf])),
+      bytes,
+      md5: createHash('md5').update(buf).digest(),
+      sha256: createHash('sha256').update(buf).digest('hex'),
+    };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Each part's MD5, as a multipart upload of the file would have sent them. */
+async function partMd5s(file: string, bytes: number, partBytes: number): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for (let offset = 0; offset < bytes; offset += partBytes) out.push((await readChunk(file, offset, Math.min(partBytes, bytes - offset), undefined)).md5);
+  return out;
+}
+
+export async function uploadItem(target: UploadTarget, prefix: string, item: Item, file: string, progress: Progress, o: UploadOptions): Promise<Outcome> {
+  const name = prefix ? `${prefix}/${item.name}` : item.name;
+  const info = { contentType: item.contentType, metadata: { ...item.metadata, sha256: item.sha256 } };
+  const md5 = Buffer.from(item.md5, 'base64');
+
+  // Exactly once: a retry after a crash that came between the upload and its record finds it there.
+  if (!progress.upload) {
+    const there = await target.stat(name);
+    if (there && there.bytes === item.bytes && there.sha256 === item.sha256) {
+      const parts = item.bytes > o.multipartThresholdBytes ? await partMd5s(file, item.bytes, o.partBytes) : undefined;
+      if (!(await target.verify(name, { bytes: item.bytes, sha256: item.sha256, md5, ...(parts ? { parts } : {}) }))) return 'already-there';
+    }
+  }
+
+  let sent: { bytes: number; sha256: string; md5: Buffer; parts?: Buffer[] };
+  if (item.bytes <= o.multipartThresholdBytes) {
+    await target.put(name, await readChunk(file, 0, item.bytes, o.throttle), info);
+    sent = { bytes: item.bytes, sha256: item.sha256, md5 };
+  } else {
+    if (!progress.upload) {
+      progress.upload = { id: await target.beginMultipart(name, info), parts: [] };
+      await o.save(progress);
+    }
+    const upload = progress.upload;
+    const count = Math.ceil(item.bytes / o.partBytes);
+    for (let n = 1; n <= count; n++) {
+      if (upload.parts.some((p) => p.n === n)) continue;
+      const offset = (n - 1) * o.partBytes;
+      const chunk = await readChunk(file, offset, Math.min(o.partBytes, item.bytes - offset), o.throttle);
+      const etag = await target.putPart(name, upload.id, n, chunk);
+      upload.parts.push({ n, etag, md5: chunk.md5.toString('base64') } satisfies Part);
+      await o.save(progress);
+    }
+    upload.parts.sort((a, b) => a.n - b.n);
+    await target.completeMultipart(name, upload.id, upload.parts, info, { bytes: item.bytes, sha256: item.sha256, md5 });
+    sent = { bytes: item.bytes, sha256: item.sha256, md5, parts: upload.parts.map((p) => Buffer.from(p.md5, 'base64')) };
+  }
+
+  const mismatch = await target.verify(name, sent);
+  if (mismatch) {
+    delete progress.upload;
+    throw new TargetError('REJECTED', `the stored object differs from what was sent (${mismatch})`);
+  }
+  return 'sent';
+}
