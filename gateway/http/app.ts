@@ -19,6 +19,7 @@ import { systemRoutes } from './routes/system.routes.ts';
 import { camerasRoutes } from './routes/cameras.routes.ts';
 import { eventsRoutes } from './routes/events.routes.ts';
 import { devicesRoutes } from './routes/devices.routes.ts';
+import { syncRoutes } from './routes/sync.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
@@ -57,6 +58,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   camerasRoutes(app, broker);
   eventsRoutes(app, broker);
   devicesRoutes(app, broker);
+  syncRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });

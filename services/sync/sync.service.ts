@@ -422,6 +422,7 @@ export function syncService(config: Config): ServiceSchema {
           lastSuccessAt: r.state.lastSuccessAt,
           lastError: r.state.lastError,
           nextTryAt: r.state.retryAt > now ? new Date(r.state.retryAt).toISOString() : null,
+          failures: r.state.failures,
           sentItems: r.state.sentItems,
           sentBytes: r.state.sentBytes,
         };
@@ -434,6 +435,23 @@ export function syncService(config: Config): ServiceSchema {
 
     actions: {
       status: action({ input: z.strictObject({}), permission: 'system.view', handler: () => status() }),
+
+      /** What waits, oldest first: the first `limit` items. */
+      queue: action({
+        input: z.strictObject({ limit: z.number().int().min(1).max(1000).default(100) }),
+        permission: 'system.view',
+        handler(ctx) {
+          return [...outbox.all()].slice(0, ctx.params.limit).map((i) => ({
+            id: i.id,
+            resource: i.resource,
+            camera: i.camera,
+            name: i.name,
+            bytes: i.bytes,
+            enqueuedAt: new Date(i.enqueuedAt).toISOString(),
+            targets: Object.fromEntries(Object.entries(i.pending).map(([t, p]) => [t, { attempts: p.attempts, lastError: p.lastError ?? null, partsSent: p.upload?.parts.length ?? 0 }])),
+          }));
+        },
+      }),
 
       targets: action({
         input: z.strictObject({}),

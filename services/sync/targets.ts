@@ -156,12 +156,22 @@ class S3Target implements UploadTarget {
     return out;
   }
 
+  /**
+   * A GET on the bucket (a listing of no keys): unlike HEAD, its refusal has a body that says why
+   * (NoSuchBucket, InvalidAccessKeyId, SignatureDoesNotMatch, RequestTimeTooSkewed).
+   */
+  private async diagnose(where: string): Promise<void> {
+    const res = await this.client
+      .makeRequestAsync({ method: 'GET', bucketName: this.bucket, query: 'list-type=2&max-keys=0' }, '', [200], this.region)
+      .catch((err) => {
+        throw classify(err, where);
+      });
+    res.resume();
+  }
+
   async check(probeName: string): Promise<void> {
     const where = `S3 bucket "${this.bucket}"`;
-    const exists = await this.client.bucketExists(this.bucket).catch((err) => {
-      throw classify(err, where);
-    });
-    if (!exists) throw new TargetError('NO_BUCKET', `${where} does not exist`);
+    await this.diagnose(where);
     await this.client.putObject(this.bucket, probeName, Buffer.from('fogedge')).catch((err) => {
       throw classify(err, `${where}, writing`);
     });
@@ -176,7 +186,10 @@ class S3Target implements UploadTarget {
       return { bytes: s.size, sha256: (s.metaData as Record<string, string>)['sha256'] };
     } catch (err) {
       const code = (err as { code?: string }).code;
+      // A missing bucket shows in the PUT that follows, which has a body.
       if (code === 'NotFound' || code === 'NoSuchKey') return undefined;
+      // A HEAD's refusal has no body: ask again in a way that says why.
+      await this.diagnose(`S3 bucket "${this.bucket}"`);
       throw err;
     }
   }
