@@ -248,6 +248,9 @@ export function syncService(config: Config): ServiceSchema {
   const sendOne = async (r: Running, item: Item) => {
     const progress = item.pending[r.spec.id]!;
     const file = path.join(paths.root, item.file);
+    if (progress.upload?.parts.length) {
+      log.info(`sync: resuming ${item.name} to "${r.spec.id}" after ${progress.upload.parts.length} of ${Math.ceil(item.bytes / o.partBytes)} parts`);
+    }
     try {
       await uploadItem(r.client, r.spec.prefix, item, file, progress, {
         multipartThresholdBytes: o.multipartThresholdBytes,
