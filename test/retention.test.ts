@@ -118,6 +118,22 @@ test('by quota: the oldest of any camera goes first until the recordings fit', a
   await f.done();
 });
 
+test('recordings waiting to go up to the cloud stay past their days and over the quota, but not below the free-space floor', async () => {
+  const f = await fixture();
+  const old = await f.add('a', NOW - 40 * DAY, 4000);
+  const next = await f.add('a', NOW - 3000_000, 4000);
+  const newest = await f.add('a', NOW - 2000_000, 4000);
+  const pinned = async () => new Set([old.path, next.path]);
+  const kept = await new Retention(f.index, f.media, { retainDays: () => 30, quotaBytes: 5000, minFreeBytes: 0, pinned }).run(NOW);
+  assert.equal(kept, { byAge: 0, bySpace: 0, bytesFreed: 0 }, 'the oldest is pinned: nothing goes for age or quota');
+  // Below the floor, the disk comes first: pinned or not, the oldest go.
+  const free = async () => 1000 + (12_000 - (await f.index.totalBytes()));
+  const r = await new Retention(f.index, f.media, { retainDays: () => 30, quotaBytes: null, minFreeBytes: 8000, pinned }, free).run(NOW);
+  assert.is(r.bySpace, 2);
+  assert.equal((await f.index.list('a', 0, NOW)).map((s) => s.path), [newest.path]);
+  await f.done();
+});
+
 test('by free space: oldest go until the floor is met (disk reading injected: a real disk cannot be filled here)', async () => {
   const f = await fixture();
   const all: Segment[] = [];

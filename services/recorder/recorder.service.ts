@@ -169,6 +169,8 @@ export function recorderService(config: Config): ServiceSchema {
             (e.end ? Date.parse(e.end) : Date.now()) + postRollSeconds * 1000,
           ] as [number, number]);
         },
+        // Recordings queued for the cloud (sync.retentionWaitsForUpload); none when no sync service runs.
+        pinned: async () => new Set(await this.broker.call<string[], object>('sync.pinned', {}).catch(() => [])),
         quotaBytes: config.video.quotaBytes,
         minFreeBytes: config.video.minFreeBytes,
       });

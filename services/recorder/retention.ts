@@ -19,6 +19,8 @@ export interface RetentionPolicy {
    * in [from, to); undefined when they cannot be had now (then footage is kept as if it had events).
    */
   eventRanges?(camera: string, from: number, to: number): Promise<Array<[number, number]> | undefined>;
+  /** Segments (paths under media/) still waiting to go up to the cloud: kept by age and quota, not below the free-space floor. */
+  pinned?(): Promise<Set<string>>;
   /** Most bytes all recordings may take; null: no quota. */
   quotaBytes: number | null;
   /** Free space the disk must keep, bytes. */
@@ -61,6 +63,7 @@ export class Retention {
     };
 
     const { eventRanges, eventsOnly, eventRetainDays, eventClaimMs = 0 } = this.policy;
+    const pinned = (await this.policy.pinned?.()) ?? new Set<string>();
     for (const camera of await this.index.cameras()) {
       const days = this.policy.retainDays(camera);
       const plainCutoff = eventsOnly?.(camera) ? now - eventClaimMs : now - days * DAY;
@@ -76,25 +79,28 @@ export class Retention {
         }
         const ranges = window.ranges;
         const aroundEvent = ranges === undefined || ranges.some(([a, b]) => a < s.end && b > s.start);
-        if (aroundEvent && s.end >= eventCutoff) continue;
+        if ((aroundEvent && s.end >= eventCutoff) || pinned.has(s.path)) continue;
         await drop(s);
         result.byAge++;
       }
     }
 
-    while (await this.overBudget()) {
+    for (let reason = await this.overBudget(); reason; reason = await this.overBudget()) {
       const oldest = await this.oldestOfAll();
       if (!oldest) break; // nothing left of ours to free
+      // Over the quota only: the oldest waits for its upload. Below the floor the disk comes first.
+      if (reason === 'quota' && pinned.has(oldest.path)) break;
       await drop(oldest);
       result.bySpace++;
     }
     return result;
   }
 
-  private async overBudget(): Promise<boolean> {
+  private async overBudget(): Promise<'quota' | 'space' | undefined> {
     const { quotaBytes, minFreeBytes } = this.policy;
-    if (quotaBytes !== null && (await this.index.totalBytes()) > quotaBytes) return true;
-    return (await this.freeBytes()) < minFreeBytes;
+    if ((await this.freeBytes()) < minFreeBytes) return 'space';
+    if (quotaBytes !== null && (await this.index.totalBytes()) > quotaBytes) return 'quota';
+    return undefined;
   }
 
   private async oldestOfAll(): Promise<Segment | undefined> {

@@ -120,6 +120,10 @@ export function syncService(config: Config): ServiceSchema {
   const running = new Map<string, Running>();
   /** `<item>|<target>` being uploaded now. */
   const busy = new Set<string>();
+  /** `<item>|<target>` tried by this process without success: it may be there all the same. */
+  const tried = new Set<string>();
+  /** Items enqueued before this start may have been sent by the process that crashed. */
+  let startedAt = Date.now();
   let clipTimer: NodeJS.Timeout | undefined;
   let auditTimer: NodeJS.Timeout | undefined;
   let statusTimer: NodeJS.Timeout | undefined;
@@ -251,13 +255,18 @@ export function syncService(config: Config): ServiceSchema {
     if (progress.upload?.parts.length) {
       log.info(`sync: resuming ${item.name} to "${r.spec.id}" after ${progress.upload.parts.length} of ${Math.ceil(item.bytes / o.partBytes)} parts`);
     }
+    const key = `${item.id}|${r.spec.id}`;
     try {
+      const mayBeThere = item.enqueuedAt < startedAt || tried.has(key);
+      tried.add(key);
       await uploadItem(r.client, r.spec.prefix, item, file, progress, {
         multipartThresholdBytes: o.multipartThresholdBytes,
         partBytes: o.partBytes,
         throttle,
+        mayBeThere,
         save: () => (outbox.get(item.id) ? outbox.put(item) : Promise.resolve()),
       });
+      tried.delete(key);
       r.state = { ...r.state, lastSuccessAt: new Date().toISOString(), failures: 0, retryAt: 0, sentItems: r.state.sentItems + 1, sentBytes: r.state.sentBytes + item.bytes };
       if (outbox.get(item.id)) await finish(item, r.spec.id);
       await saveState(r);
@@ -604,6 +613,7 @@ export function syncService(config: Config): ServiceSchema {
     async started() {
       log = this.logger;
       stopping = false;
+      startedAt = Date.now();
       await mkdir(path.join(paths.root, 'outbox'), { recursive: true });
       store = await Store.open(paths.db('sync'));
       outbox = new Outbox(store.collection<Item>('items'), o.maxQueueBytes);

@@ -38,19 +38,37 @@ export interface Sent {
   parts?: Buffer[];
 }
 
+/** What the server says it stored: from the upload's answer, or a HEAD. */
+export interface Stored {
+  bytes?: number;
+  /** S3's ETag (an MD5 of the bytes, or of the parts' MD5s). */
+  etag?: string;
+  /** Azure's Content-MD5, base64. */
+  md5?: string;
+  /** Our own sha256 metadata. */
+  sha256?: string;
+}
+
 export interface UploadTarget {
   readonly id: string;
   /** Reaches the bucket or container and writes and deletes a probe object there. */
   check(probeName: string): Promise<void>;
-  /** The stored object's size and our sha256 metadata, or undefined when there is none. */
-  stat(name: string): Promise<{ bytes: number; sha256?: string } | undefined>;
-  put(name: string, chunk: Chunk, info: ObjectInfo): Promise<void>;
+  /** What is stored under the name, or undefined when nothing is. */
+  stat(name: string): Promise<Stored | undefined>;
+  put(name: string, chunk: Chunk, info: ObjectInfo): Promise<Stored>;
   beginMultipart(name: string, info: ObjectInfo): Promise<string>;
   putPart(name: string, uploadId: string, n: number, chunk: Chunk): Promise<string>;
-  completeMultipart(name: string, uploadId: string, parts: Part[], info: ObjectInfo, whole: Sent): Promise<void>;
-  /** Undefined when the stored object is exactly what was sent; else what differs. */
-  verify(name: string, sent: Sent): Promise<string | undefined>;
+  completeMultipart(name: string, uploadId: string, parts: Part[], info: ObjectInfo, whole: Sent): Promise<Stored>;
+  /** Undefined when what the server stored is what was sent (by its content hash); else what differs. */
+  verify(sent: Sent, stored: Stored): string | undefined;
   close(): void;
+}
+
+/** The checks both kinds share: size and our sha256 metadata, where the server told them. */
+function differs(sent: Sent, stored: Stored): string | undefined {
+  if (stored.bytes !== undefined && stored.bytes !== sent.bytes) return `size ${stored.bytes}, sent ${sent.bytes}`;
+  if (stored.sha256 !== undefined && stored.sha256 !== sent.sha256) return `sha256 metadata ${stored.sha256}, sent ${sent.sha256}`;
+  return undefined;
 }
 
 /** Why a call to a target failed, in the words an installer can act on. */
@@ -180,10 +198,10 @@ class S3Target implements UploadTarget {
     });
   }
 
-  async stat(name: string) {
+  async stat(name: string): Promise<Stored | undefined> {
     try {
       const s = await this.client.statObject(this.bucket, name);
-      return { bytes: s.size, sha256: (s.metaData as Record<string, string>)['sha256'] };
+      return { bytes: s.size, etag: s.etag, sha256: (s.metaData as Record<string, string>)['sha256'] };
     } catch (err) {
       const code = (err as { code?: string }).code;
       // A missing bucket shows in the PUT that follows, which has a body.
@@ -194,9 +212,10 @@ class S3Target implements UploadTarget {
     }
   }
 
-  async put(name: string, chunk: Chunk, info: ObjectInfo): Promise<void> {
+  async put(name: string, chunk: Chunk, info: ObjectInfo): Promise<Stored> {
     const res = await this.send(name, '', chunk, S3Target.headers(info));
     res.resume();
+    return { etag: String(res.headers.etag ?? '').replace(/"/g, '') };
   }
 
   beginMultipart(name: string, info: ObjectInfo): Promise<string> {
@@ -209,20 +228,17 @@ class S3Target implements UploadTarget {
     return String(res.headers.etag ?? '').replace(/"/g, '');
   }
 
-  async completeMultipart(name: string, uploadId: string, parts: Part[]): Promise<void> {
-    await this.client.completeMultipartUpload(this.bucket, name, uploadId, parts.map((p) => ({ part: p.n, etag: p.etag })));
+  async completeMultipart(name: string, uploadId: string, parts: Part[]): Promise<Stored> {
+    const done = await this.client.completeMultipartUpload(this.bucket, name, uploadId, parts.map((p) => ({ part: p.n, etag: p.etag })));
+    return { etag: done.etag.replace(/"/g, '') };
   }
 
-  async verify(name: string, sent: Sent): Promise<string | undefined> {
-    const s = await this.client.statObject(this.bucket, name);
-    const meta = s.metaData as Record<string, string>;
+  verify(sent: Sent, stored: Stored): string | undefined {
     // A single PUT's ETag is the MD5 of the bytes; a multipart one on AWS and MinIO, the MD5 of the
     // parts' MD5s and their count; some S3 servers (s3rver) give the MD5 of the bytes for both.
     const expected = [sent.md5.toString('hex'), ...(sent.parts ? [`${md5Hex(sent.parts)}-${sent.parts.length}`] : [])];
-    if (s.size !== sent.bytes) return `size ${s.size}, sent ${sent.bytes}`;
-    if (meta['sha256'] !== sent.sha256) return `sha256 metadata ${meta['sha256']}, sent ${sent.sha256}`;
-    if (!expected.includes(s.etag)) return `ETag ${s.etag}, expected ${expected.join(' or ')}`;
-    return undefined;
+    if (!stored.etag || !expected.includes(stored.etag)) return `ETag ${stored.etag}, expected ${expected.join(' or ')}`;
+    return differs(sent, stored);
   }
 
   close(): void {
@@ -264,18 +280,24 @@ class AzureTarget implements UploadTarget {
     });
   }
 
-  async stat(name: string) {
+  private async properties(name: string): Promise<Stored> {
+    const p = await this.container.getBlockBlobClient(name).getProperties();
+    return { bytes: p.contentLength ?? 0, ...(p.contentMD5 ? { md5: Buffer.from(p.contentMD5).toString('base64') } : {}), ...(p.metadata?.['sha256'] ? { sha256: p.metadata['sha256'] } : {}) };
+  }
+
+  async stat(name: string): Promise<Stored | undefined> {
     try {
-      const p = await this.container.getBlockBlobClient(name).getProperties();
-      return { bytes: p.contentLength ?? 0, sha256: p.metadata?.['sha256'] };
+      return await this.properties(name);
     } catch (err) {
       if (err instanceof RestError && err.statusCode === 404 && (err.code === 'BlobNotFound' || !err.code)) return undefined;
       throw err;
     }
   }
 
-  async put(name: string, chunk: Chunk, info: ObjectInfo): Promise<void> {
-    await this.container.getBlockBlobClient(name).upload(chunk.body, chunk.bytes, { ...AzureTarget.headers(info, chunk.md5) });
+  /** Put Blob answers with the MD5 the service computed over what it received (none is sent to echo). */
+  async put(name: string, chunk: Chunk, info: ObjectInfo): Promise<Stored> {
+    const res = await this.container.getBlockBlobClient(name).upload(chunk.body, chunk.bytes, { blobHTTPHeaders: { blobContentType: info.contentType }, metadata: info.metadata });
+    return res.contentMD5 ? { md5: Buffer.from(res.contentMD5).toString('base64') } : {};
   }
 
   /** Azure keeps staged blocks by id for a week; the id names this attempt so a new one never mixes with it. */
@@ -293,18 +315,16 @@ class AzureTarget implements UploadTarget {
     return id;
   }
 
-  async completeMultipart(name: string, uploadId: string, parts: Part[], info: ObjectInfo, whole: Sent): Promise<void> {
+  /** Each block's MD5 was checked by the service as it was staged; the whole is checked by its size. */
+  async completeMultipart(name: string, uploadId: string, parts: Part[], info: ObjectInfo, whole: Sent): Promise<Stored> {
     const ids = parts.map((p) => AzureTarget.blockId(uploadId, p.n));
     await this.container.getBlockBlobClient(name).commitBlockList(ids, AzureTarget.headers(info, whole.md5));
+    return this.properties(name);
   }
 
-  async verify(name: string, sent: Sent): Promise<string | undefined> {
-    const p = await this.container.getBlockBlobClient(name).getProperties();
-    const md5 = p.contentMD5 ? Buffer.from(p.contentMD5).toString('base64') : undefined;
-    if (p.contentLength !== sent.bytes) return `size ${p.contentLength}, sent ${sent.bytes}`;
-    if (p.metadata?.['sha256'] !== sent.sha256) return `sha256 metadata ${p.metadata?.['sha256']}, sent ${sent.sha256}`;
-    if (md5 !== sent.md5.toString('base64')) return `Content-MD5 ${md5}, expected ${sent.md5.toString('base64')}`;
-    return undefined;
+  verify(sent: Sent, stored: Stored): string | undefined {
+    if (stored.md5 !== sent.md5.toString('base64')) return `Content-MD5 ${stored.md5}, expected ${sent.md5.toString('base64')}`;
+    return differs(sent, stored);
   }
 
   close(): void {}

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { Readable, type Transform } from 'node:stream';
 import type { Item, Progress } from './outbox.ts';
-import { TargetError, type Chunk, type Part, type UploadTarget } from './targets.ts';
+import { TargetError, type Chunk, type Part, type Sent, type Stored, type UploadTarget } from './targets.ts';
 
 export interface UploadOptions {
   /** Items larger than this go in parts, bytes. */
@@ -13,13 +13,15 @@ export interface UploadOptions {
   partBytes: number;
   /** A throttle for the bandwidth cap, or undefined for none. */
   throttle: (() => Transform) | undefined;
+  /** False for an item this process enqueued and has not tried yet: it cannot be on the target. */
+  mayBeThere: boolean;
   /** Persists the progress (the parts sent so far) before the next part starts. */
   save: (progress: Progress) => Promise<void>;
 }
 
 export type Outcome = 'sent' | 'already-there';
 
-async function readChunk(file: string, offset: number, bytes: number, throttle: UploadOptions['throttle']): Promise<Chunk> {
+async function readChunk(file: string, offset: number, bytes: number, throttle: UploadOptions['throttle'], known?: { md5: Buffer; sha256: string }): Promise<Chunk> {
   const handle = await open(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(bytes);
@@ -28,8 +30,8 @@ async function readChunk(file: string, offset: number, bytes: number, throttle: 
     return {
       body: () => (throttle ? Readable.from([buf]).pipe(throttle()) : Readable.from([buf])),
       bytes,
-      md5: createHash('md5').update(buf).digest(),
-      sha256: createHash('sha256').update(buf).digest('hex'),
+      md5: known?.md5 ?? createHash('md5').update(buf).digest(),
+      sha256: known?.sha256 ?? createHash('sha256').update(buf).digest('hex'),
     };
   } finally {
     await handle.close();
@@ -49,17 +51,20 @@ export async function uploadItem(target: UploadTarget, prefix: string, item: Ite
   const md5 = Buffer.from(item.md5, 'base64');
 
   // Exactly once: a retry after a crash that came between the upload and its record finds it there.
-  if (!progress.upload) {
+  // (An item this process enqueued and never tried cannot be there yet: no need to ask.)
+  if (!progress.upload && o.mayBeThere) {
     const there = await target.stat(name);
     if (there && there.bytes === item.bytes && there.sha256 === item.sha256) {
       const parts = item.bytes > o.multipartThresholdBytes ? await partMd5s(file, item.bytes, o.partBytes) : undefined;
-      if (!(await target.verify(name, { bytes: item.bytes, sha256: item.sha256, md5, ...(parts ? { parts } : {}) }))) return 'already-there';
+      if (!target.verify({ bytes: item.bytes, sha256: item.sha256, md5, ...(parts ? { parts } : {}) }, there)) return 'already-there';
     }
   }
 
-  let sent: { bytes: number; sha256: string; md5: Buffer; parts?: Buffer[] };
+  let sent: Sent;
+  let stored: Stored;
   if (item.bytes <= o.multipartThresholdBytes) {
-    await target.put(name, await readChunk(file, 0, item.bytes, o.throttle), info);
+    // The whole file was hashed when it was enqueued; the server checks the bytes against that MD5.
+    stored = await target.put(name, await readChunk(file, 0, item.bytes, o.throttle, { md5, sha256: item.sha256 }), info);
     sent = { bytes: item.bytes, sha256: item.sha256, md5 };
   } else {
     if (!progress.upload) {
@@ -77,11 +82,11 @@ export async function uploadItem(target: UploadTarget, prefix: string, item: Ite
       await o.save(progress);
     }
     upload.parts.sort((a, b) => a.n - b.n);
-    await target.completeMultipart(name, upload.id, upload.parts, info, { bytes: item.bytes, sha256: item.sha256, md5 });
+    stored = await target.completeMultipart(name, upload.id, upload.parts, info, { bytes: item.bytes, sha256: item.sha256, md5 });
     sent = { bytes: item.bytes, sha256: item.sha256, md5, parts: upload.parts.map((p) => Buffer.from(p.md5, 'base64')) };
   }
 
-  const mismatch = await target.verify(name, sent);
+  const mismatch = target.verify(sent, stored);
   if (mismatch) {
     delete progress.upload;
     throw new TargetError('REJECTED', `the stored object differs from what was sent (${mismatch})`);
