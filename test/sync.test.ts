@@ -32,7 +32,7 @@ test.before(async () => {
   az = await Azurite.create(await tempDir());
   await az.client.getContainerClient('fogedge').create();
   s3 = await S3rver.create(await tempDir(), 'fogedge');
-  box = await testBox({ sync: { boxId: 'box1', retryMinMs: 200, retryMaxMs: 1000 } });
+  box = await testBox({ sync: { boxId: 'box1', retryMinMs: 200, retryMaxMs: 1000, auditBatchSeconds: 1 } });
   admin = await withAdmin(box);
 });
 test.after(async () => {
@@ -108,7 +108,7 @@ test('an ended event goes up as its JSON index and snapshot, with metadata; the 
 });
 
 test('a target down while 200 items are enqueued: when it is back, all arrive, each sent once', async () => {
-  await box.request('PUT', '/api/v1/sync/policy', { auth: admin, body: {} });
+  await box.request('PUT', '/api/v1/sync/policy', { auth: admin, body: { resources: ['events'] } });
   const before = await targetStatus('s3');
   await s3.stop();
   const items = Array.from({ length: 200 }, (_, i) => randomBytes(200 + i));
@@ -146,6 +146,26 @@ test('wrong credentials: the item stays queued, the status says why, and retries
   await box.request('PATCH', '/api/v1/sync/targets/s3', { auth: admin, body: { accessKey: 'S3RVER' } });
   await drained();
   assert.is(sha256(await s3.download('auth/one.bin')), sha256(data));
+});
+
+test('the audit log goes up in batches: who added a camera, who changed a target (no secrets)', async () => {
+  await box.request('PUT', '/api/v1/sync/policy', { auth: admin, body: { resources: ['audit'] } });
+  const add = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'gate', name: 'Gate', enabled: false, source: { kind: 'rtsp', url: 'rtsp://u:cam-pass@127.0.0.1:9/x' } } });
+  assert.is(add.status, 201, add.text);
+  await box.request('PATCH', '/api/v1/sync/targets/azure', { auth: admin, body: { accountKey: az.target('a', 'b').accountKey } });
+  const lines = await waitUntil('both entries in the bucket', async () => {
+    const all: Array<Record<string, unknown>> = [];
+    for (const name of await s3.list('box1/audit/')) all.push(...(await s3.download(name)).toString().trim().split('\n').map((l) => JSON.parse(l)));
+    return all.some((l) => l['action'] === 'camera.added') && all.some((l) => l['action'] === 'sync.target.changed' && l['change'] === 'updated') && all;
+  }, 20_000, 250);
+  const camera = lines.find((l) => l['action'] === 'camera.added')!;
+  assert.is(camera['by'], 'admin');
+  assert.is(camera['id'], 'gate');
+  assert.ok(typeof camera['at'] === 'string');
+  const text = JSON.stringify(lines);
+  assert.not.match(text, 'cam-pass');
+  assert.not.match(text, 'Eby8vdM02x');
+  assert.equal(lines.find((l) => l['action'] === 'sync.target.changed' && l['id'] === 'azure')!['fields'], ['accountKey'], 'names the field, not its value');
 });
 
 test('the plan\'s windows hold a resource back until its hours', async () => {

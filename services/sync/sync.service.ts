@@ -71,6 +71,14 @@ interface NewItem {
   metadata: Record<string, string>;
 }
 
+/** Facts on the bus that make the audit log: who changed what, signed in, allowed or denied a device. */
+const AUDITED = [
+  'account.created', 'account.updated', 'account.deleted', 'account.password.changed', 'account.signed-in', 'account.sign-in.failed',
+  'camera.added', 'camera.updated', 'camera.removed',
+  'device.added', 'device.updated', 'device.removed', 'device.pending', 'device.pairing',
+  'event.removed', 'sync.policy.changed', 'sync.target.changed', 'audit.recorded',
+] as const;
+
 const NEW_STATE: TargetState = { lastSuccessAt: null, lastError: null, failures: 0, retryAt: 0, sentItems: 0, sentBytes: 0 };
 const STATUS_EVERY_MS = 1000;
 
@@ -480,6 +488,7 @@ export function syncService(config: Config): ServiceSchema {
           await targetSpecs.put(spec.id, spec);
           await start(spec);
           statusDirty = true;
+          ctx.broadcast('sync.target.changed', { id: spec.id, change: 'added', by: ctx.meta.caller?.username ?? 'box' });
           return publicTarget(spec);
         },
       }),
@@ -496,6 +505,7 @@ export function syncService(config: Config): ServiceSchema {
           await targetSpecs.put(current.id, merged.data);
           await start(merged.data);
           statusDirty = true;
+          ctx.broadcast('sync.target.changed', { id: current.id, change: 'updated', fields: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
           return publicTarget(merged.data);
         },
       }),
@@ -511,6 +521,7 @@ export function syncService(config: Config): ServiceSchema {
           await targetStates.del(id);
           for (const item of [...outbox.all()]) if (item.pending[id]) await finish(item, id);
           statusDirty = true;
+          ctx.broadcast('sync.target.changed', { id, change: 'removed', by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
       }),
@@ -602,12 +613,18 @@ export function syncService(config: Config): ServiceSchema {
           }).catch((err: Error) => this.logger.error(`sync: segment ${s.path} not enqueued: ${err.message}`));
         },
       },
-      'audit.recorded': {
-        async handler(ctx: { params: Record<string, unknown> }) {
-          if (!store) return;
-          await auditBuffer.put(`${String(ctx.params['at'] ?? new Date().toISOString())}-${outbox.nextId()}`, ctx.params);
-        },
-      },
+      ...Object.fromEntries(
+        AUDITED.map((name) => [
+          name,
+          {
+            async handler(ctx: { params: Record<string, unknown> }) {
+              if (!store) return;
+              const at = new Date().toISOString();
+              await auditBuffer.put(`${at}-${outbox.nextId()}`, { at, action: name, ...ctx.params });
+            },
+          },
+        ]),
+      ),
     },
 
     async started() {
