@@ -19,7 +19,7 @@ import { dataPaths, dayDir } from '../../appliance/data-dir.ts';
 import type { StoredEvent } from '../events/events.service.ts';
 import type { Segment } from '../recorder/segment-index.ts';
 import { Outbox, type Item, type Progress } from './outbox.ts';
-import { Policy, publicTarget, Target, TargetId, type Resource } from './sync.schemas.ts';
+import { Policy, publicTarget, RESOURCES, Target, TargetId, type Resource } from './sync.schemas.ts';
 import { classify, openTarget, type FailureCode, type UploadTarget } from './targets.ts';
 import { uploadItem } from './uploader.ts';
 
@@ -81,6 +81,7 @@ const AUDITED = [
 
 const NEW_STATE: TargetState = { lastSuccessAt: null, lastError: null, failures: 0, retryAt: 0, sentItems: 0, sentBytes: 0 };
 const STATUS_EVERY_MS = 1000;
+const CLIP_CHECK_MS = 2000;
 
 async function hashFile(file: string): Promise<{ bytes: number; sha256: string; md5: string }> {
   const sha256 = createHash('sha256');
@@ -167,6 +168,7 @@ export function syncService(config: Config): ServiceSchema {
 
   // ---- enqueueing ----
 
+  const saveCounters = () => meta.put('counters', counters, { sync: false });
   const budgetKey = () => `budget-${dayDir(Date.now())}`;
 
   const enqueue = async (n: NewItem): Promise<Item | undefined> => {
@@ -183,7 +185,7 @@ export function syncService(config: Config): ServiceSchema {
       const used = ((await meta.get(budgetKey())) as number | undefined) ?? 0;
       if (used + hashes.bytes > policy.maxBytesPerDay) {
         counters.overBudget++;
-        await meta.put('counters', counters, { sync: false });
+        await saveCounters();
         return forget(`today's budget of ${policy.maxBytesPerDay} bytes is used (${used} enqueued)`);
       }
       await meta.put(budgetKey(), used + hashes.bytes);
@@ -191,7 +193,7 @@ export function syncService(config: Config): ServiceSchema {
     const admission = outbox.admit({ resource: n.resource, bytes: hashes.bytes }, (id) => [...busy].some((k) => k.startsWith(`${id}|`)));
     if (!admission.admitted) {
       counters.refused++;
-      await meta.put('counters', counters, { sync: false });
+      await saveCounters();
       return forget(admission.reason);
     }
     for (const d of admission.dropped) {
@@ -199,7 +201,7 @@ export function syncService(config: Config): ServiceSchema {
       counters.dropped++;
       log.warn(`sync: queue full: dropped ${d.resource} ${d.name} (${d.bytes} bytes, queued ${new Date(d.enqueuedAt).toISOString()}) for a newer ${n.resource}`);
     }
-    if (admission.dropped.length) await meta.put('counters', counters, { sync: false });
+    if (admission.dropped.length) await saveCounters();
     const item: Item = {
       ...n,
       ...hashes,
@@ -391,16 +393,12 @@ export function syncService(config: Config): ServiceSchema {
       const readyAt = Date.parse(range.to) + 2 * config.video.segmentSeconds * 1000 + 2000;
       await clipJobs.put(e.id, { event: e.id, camera: e.camera, from: range.from, to: range.to, metadata, readyAt, attempts: 0 });
       objects['clip'] = `${base}/clip.mp4`;
-      clearTimeout(clipTimer);
-      clipTimer = setTimeout(() => void runClipJobs(broker).finally(scheduleClips), Math.max(0, readyAt - Date.now()));
     }
     if (want.has('events')) {
       const index = { ...e, boxId: o.boxId, objects };
       await enqueueBytes({ resource: 'events', camera: e.camera, name: `${base}/event.json`, contentType: 'application/json', metadata }, Buffer.from(JSON.stringify(index, null, 2)));
     }
   };
-
-  let scheduleClips: () => void = () => {};
 
   // ---- audit, in batches ----
 
@@ -564,7 +562,7 @@ export function syncService(config: Config): ServiceSchema {
       /** Internal: a document another service wants sent (as the plan allows its resource). */
       enqueue: action({
         input: z.strictObject({
-          resource: z.enum(['events', 'snapshots', 'clips', 'recordings', 'audit']),
+          resource: z.enum(RESOURCES),
           camera: z.string().nullable().default(null),
           name: z.string().regex(/^[\w.-]+(\/[\w.-]+)*$/).max(400),
           contentType: z.string().max(100),
@@ -649,12 +647,12 @@ export function syncService(config: Config): ServiceSchema {
       if (items) this.logger.info(`sync: ${items} items (${bytes} bytes) from before the restart wait to go up`);
 
       const broker = this.broker;
-      scheduleClips = () => {
+      // Clip jobs are looked at every few seconds: one may be ready, or due for another try.
+      const clips = () => {
         if (stopping) return;
-        clearTimeout(clipTimer);
-        clipTimer = setTimeout(() => void runClipJobs(broker).catch((err: Error) => log.error(`sync: clips: ${err.message}`)).finally(scheduleClips), 5000);
+        clipTimer = setTimeout(() => void runClipJobs(broker).catch((err: Error) => log.error(`sync: clips: ${err.message}`)).finally(clips), CLIP_CHECK_MS);
       };
-      scheduleClips();
+      clips();
       auditTimer = setInterval(() => void flushAudit().catch((err: Error) => log.error(`sync: audit: ${err.message}`)), o.auditBatchSeconds * 1000);
       statusTimer = setInterval(() => {
         if (!statusDirty) return;

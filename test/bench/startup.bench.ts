@@ -47,7 +47,7 @@ async function overNats(nats: NatsServer) {
   const env = { TRANSPORTER: nats.url, FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', LOGLEVEL: 'warn' };
   const t0 = Date.now();
   const gw = startNode({ ...env, NODEID: `gw-${t0}`, SERVICES: 'api,system' });
-  const acc = startNode({ ...env, NODEID: `acc-${t0}`, SERVICES: 'accounts,cameras,streams,recorder,detector,events,devices,mqtt' });
+  const acc = startNode({ ...env, NODEID: `acc-${t0}`, SERVICES: 'accounts,cameras,streams,recorder,detector,events,devices,mqtt,sync' });
   const ms = await healthyAfter(t0, `http://127.0.0.1:${port}/api/v1/health`);
   await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
   const rss = rssMiB(gw.pid) + rssMiB(acc.pid);
