@@ -215,6 +215,24 @@ test('the byte bound: the lowest-value, oldest items go first; what cannot fit i
   }
 });
 
+test('enqueues at the same moment cannot both take the last room: the byte bound and the daily budget hold', async () => {
+  const small = await testBox({ sync: { boxId: 'box4', maxQueueBytes: 1024 * 1024, retryMinMs: 1000, retryMaxMs: 5000 } });
+  try {
+    await small.broker.call('sync.addTarget', { ...s3.target('dead'), endpoint: `http://127.0.0.1:${await freePort()}` });
+    await small.broker.call('sync.setPolicy', { resources: ['clips', 'events'], maxBytesPerDay: 2 * 1024 * 1024 });
+    const results = await Promise.all(Array.from({ length: 4 }, (_, i) => enqueue(`at-once-${i}`, randomBytes(600 * 1024), 'clips', small)));
+    const s = await status(small);
+    assert.ok(s.queue.bytes <= 1024 * 1024, `queue ${s.queue.bytes} bytes over its 1 MiB bound`);
+    assert.is(s.queue.items, 1);
+    // 4 x 600 KiB against a 2 MiB day: one of them is over the budget.
+    assert.is(results.filter((r) => r.queued).length, 3);
+    assert.is(s.counters.overBudget, 1);
+    assert.is(s.counters.dropped, 2);
+  } finally {
+    await small.stop();
+  }
+});
+
 test('an event clip is cut from the recordings once its post-roll is recorded, and goes up whole', async () => {
   const cam = new RtspCamera(await freePort());
   await cam.start();

@@ -1,6 +1,7 @@
 // The durable outbox: every item waiting to go up, in LevelDB (written with sync before the
 // enqueue returns), with its progress per target, bounded by bytes. Kept in memory as well,
 // in enqueue order, since the workers scan it on every pick.
+import pLimit from 'p-limit';
 import type { Collection } from '../../lib/store.ts';
 import type { Resource } from './sync.schemas.ts';
 import type { Part } from './targets.ts';
@@ -44,6 +45,11 @@ export class Outbox {
   private readonly items = new Map<string, Item>();
   private bytes = 0;
   private seq = 0;
+  /**
+   * Writes go one after another: LevelDB may finish two concurrent writes of one key in either
+   * order, and two targets finishing the same item must not leave the older state on disk.
+   */
+  private readonly inTurn = pLimit(1);
 
   constructor(
     private readonly store: Collection<Item>,
@@ -62,8 +68,9 @@ export class Outbox {
     return `${String(now).padStart(15, '0')}-${String(this.seq++ % 1e6).padStart(6, '0')}`;
   }
 
-  get size(): { items: number; bytes: number } {
-    return { items: this.items.size, bytes: this.bytes };
+  /** The oldest item is the first: the map keeps enqueue order (ids sort by it, and load in key order). */
+  get size(): { items: number; bytes: number; oldest: number | null } {
+    return { items: this.items.size, bytes: this.bytes, oldest: this.items.values().next().value?.enqueuedAt ?? null };
   }
 
   get(id: string): Item | undefined {
@@ -97,20 +104,24 @@ export class Outbox {
     return { admitted: true, dropped };
   }
 
-  async put(item: Item): Promise<void> {
-    await this.store.put(item.id, item);
-    const before = this.items.get(item.id);
-    this.bytes += item.bytes - (before?.bytes ?? 0);
-    this.items.set(item.id, item);
+  put(item: Item): Promise<void> {
+    return this.inTurn(async () => {
+      await this.store.put(item.id, item);
+      const before = this.items.get(item.id);
+      this.bytes += item.bytes - (before?.bytes ?? 0);
+      this.items.set(item.id, item);
+    });
   }
 
-  async remove(id: string): Promise<Item | undefined> {
-    const item = this.items.get(id);
-    if (!item) return undefined;
-    await this.store.del(id);
-    this.items.delete(id);
-    this.bytes -= item.bytes;
-    return item;
+  remove(id: string): Promise<Item | undefined> {
+    return this.inTurn(async () => {
+      const item = this.items.get(id);
+      if (!item) return undefined;
+      await this.store.del(id);
+      this.items.delete(id);
+      this.bytes -= item.bytes;
+      return item;
+    });
   }
 
   /** The first item, in enqueue order, that `target` may take now. */

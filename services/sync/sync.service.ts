@@ -3,11 +3,12 @@
 // survives crashes, backs off when a target is down, and keeps to a bandwidth cap and schedule.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Transform } from 'node:stream';
 import type { ServiceSchema } from 'moleculer';
+import pLimit from 'p-limit';
 import { ThrottleGroup } from 'stream-throttle';
 import { z } from 'zod';
 import { action, validationError } from '../../lib/actions.ts';
@@ -171,7 +172,14 @@ export function syncService(config: Config): ServiceSchema {
   const saveCounters = () => meta.put('counters', counters, { sync: false });
   const budgetKey = () => `budget-${dayDir(Date.now())}`;
 
-  const enqueue = async (n: NewItem): Promise<Item | undefined> => {
+  /**
+   * One enqueue at a time: the daily budget and the byte bound are read, then written, and two
+   * events ending together must not both find the same room.
+   */
+  const inTurn = pLimit(1);
+  const enqueue = (n: NewItem): Promise<Item | undefined> => inTurn(() => admit(n));
+
+  const admit = async (n: NewItem): Promise<Item | undefined> => {
     const absolute = path.join(paths.root, n.file);
     const forget = async (why: string) => {
       if (n.ownsFile) await rm(absolute, { force: true });
@@ -421,9 +429,7 @@ export function syncService(config: Config): ServiceSchema {
 
   const status = () => {
     const now = Date.now();
-    const { items, bytes } = outbox.size;
-    let oldest: number | null = null;
-    for (const i of outbox.all()) oldest = oldest === null ? i.enqueuedAt : Math.min(oldest, i.enqueuedAt);
+    const { items, bytes, oldest } = outbox.size;
     return {
       queue: { items, bytes, maxBytes: o.maxQueueBytes, oldestAgeSeconds: oldest === null ? null : Math.round((now - oldest) / 1000) },
       counters,
