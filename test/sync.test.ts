@@ -110,6 +110,9 @@ test('an ended event goes up as its JSON index and snapshot, with metadata; the 
 test('a target down while 200 items are enqueued: when it is back, all arrive, each sent once', async () => {
   await box.request('PUT', '/api/v1/sync/policy', { auth: admin, body: { resources: ['events'] } });
   const before = await targetStatus('s3');
+  // The status as the bus carries it (the web UI and the ADMP uplink read it there).
+  const onBus: SyncStatus[] = [];
+  await box.broker.createService({ name: 'status-listener', events: { 'sync.status.changed': (ctx: { params: SyncStatus }) => void onBus.push(ctx.params) } } as never);
   await s3.stop();
   const items = Array.from({ length: 200 }, (_, i) => randomBytes(200 + i));
   for (const [i, data] of items.entries()) assert.ok((await enqueue(`down/item-${i}.bin`, data)).queued);
@@ -120,6 +123,7 @@ test('a target down while 200 items are enqueued: when it is back, all arrive, e
   assert.is(down.state, 'backing-off');
   await waitUntil('Azure has all 200 meanwhile', async () => (await targetStatus('azure')).pendingItems === 0);
   assert.is((await targetStatus('s3')).pendingItems, 200);
+  await waitUntil('the bus told of the backlog', () => onBus.some((b) => b.targets.some((t) => t.id === 's3' && t.pendingItems === 200 && t.lastError?.code === 'UNREACHABLE')));
   await new Promise((r) => setTimeout(r, 3000)); // down a while: several backoff rounds
   await s3.start();
   await drained();
