@@ -23,6 +23,8 @@ export function apiService(config: Config): ServiceSchema {
     events: {
       'event.**': forward,
       'camera.**': forward,
+      'device.**': forward,
+      'sync.status.changed': forward,
     },
 
     async started() {

@@ -1,5 +1,5 @@
 // The box's HTTP app: /api/v1 (JSON, OpenAPI-documented), the web UI at /.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { serveStatic } from '@hono/node-server/serve-static';
@@ -23,11 +23,20 @@ import { syncRoutes } from './routes/sync.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
-/** The built web UI when there is one, else the plain pages shipped in the repo. */
-function webUiRoot(): string {
-  const built = fileURLToPath(new URL('../../web-ui/dist', import.meta.url));
-  return existsSync(built) ? built : fileURLToPath(new URL('../../web-ui/public', import.meta.url));
-}
+const WEB_UI = fileURLToPath(new URL('../../web-ui/dist', import.meta.url));
+const NOT_BUILT = '<!doctype html><title>FogEdge</title><p>The web UI is not built: run <code>npm run build:ui</code> (npm start does it).</p>';
+// The pages load only the box's own scripts; video comes from MediaSource (blob:) and hls.js's worker.
+const PAGE_CSP = {
+  defaultSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:', 'blob:'],
+  mediaSrc: ["'self'", 'blob:'],
+  workerSrc: ["'self'", 'blob:'],
+  connectSrc: ["'self'"],
+  styleSrc: ["'self'", "'unsafe-inline'"],
+  objectSrc: ["'none'"],
+  frameAncestors: ["'none'"],
+  baseUri: ["'none'"],
+};
 
 export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<HttpEnv> {
   const app = new OpenAPIHono<HttpEnv>({
@@ -38,7 +47,9 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   });
 
   // No HSTS: a LAN box may serve a self-signed certificate, or plain HTTP after TLS is turned off.
-  app.use('*', secureHeaders({ strictTransportSecurity: false }));
+  const apiHeaders = secureHeaders({ strictTransportSecurity: false });
+  const pageHeaders = secureHeaders({ strictTransportSecurity: false, contentSecurityPolicy: PAGE_CSP });
+  app.use('*', (c, next) => (c.req.path.startsWith('/api/') ? apiHeaders(c, next) : pageHeaders(c, next)));
   // Only a cookie can be ridden by another site; scripts with a Bearer token need no Origin.
   const csrfCheck = csrf();
   app.use('/api/*', (c, next) => (credentialOf(c.req.header('authorization'), c.req.header('cookie'))?.from === 'cookie' ? csrfCheck(c, next) : next()));
@@ -68,7 +79,18 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   });
 
   app.all('/api/*', notFound);
-  app.use('/*', serveStatic({ root: webUiRoot() }));
+  // Hashed assets are immutable; index.html is always asked again so a new version shows at once.
+  app.use('/assets/*', async (c, next) => {
+    await next();
+    if (c.res.ok) c.header('cache-control', 'public, max-age=31536000, immutable');
+  });
+  app.use('/*', serveStatic({ root: WEB_UI }));
+  // Any other page path is a route of the single-page app.
+  let indexHtml: string | undefined;
+  app.get('*', (c) => {
+    indexHtml ??= existsSync(`${WEB_UI}/index.html`) ? readFileSync(`${WEB_UI}/index.html`, 'utf8') : undefined;
+    return c.html(indexHtml ?? NOT_BUILT, indexHtml ? 200 : 503, { 'cache-control': 'no-cache' });
+  });
   app.notFound(notFound);
   app.onError(errorHandler(broker.getLogger('http')));
   return app;

@@ -1,6 +1,7 @@
 // The box's WebSockets, both signed in like the rest of the API:
 // - /api/v1/updates: JSON messages {type, data} as things happen (events of the detector,
-//   cameras going on- or offline), each only to users whose role may see it.
+//   cameras going on- or offline, devices asking to pair, the sync backlog), each only to
+//   users whose role may see it.
 // - /api/v1/cameras/{id}/live: live view (below).
 //
 // Live view: GET /api/v1/cameras/{id}/live upgraded to a WebSocket. The first message
@@ -29,6 +30,8 @@ const MQTT_MAX_PACKET = 1024 * 1024;
 const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
   [/^event\./, 'events.view'],
   [/^camera\./, 'live.view'],
+  [/^device\./, 'devices.manage'],
+  [/^sync\.status\./, 'system.view'],
 ];
 /** A viewer this far behind (bytes queued on its socket) skips to the next keyframe. */
 const SOCKET_BACKLOG_BYTES = 4 * 1024 * 1024;

@@ -8,8 +8,9 @@ import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId, CameraInput, CameraUpdate, Detection, Recording, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
+import { CameraId, CameraInput, CameraUpdate, Detection, Recording, RtspSource, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
 import { newStreamKey } from '../streams/rtmp-ingest.ts';
+import type { ProbeResult } from '../streams/probe.ts';
 
 const NoInput = z.strictObject({});
 const IdInput = z.strictObject({ id: CameraId });
@@ -128,6 +129,18 @@ export function camerasService(config: Config): ServiceSchema {
           await cameras!.put(next.id, next);
           ctx.broadcast('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
           return { ...publicCamera(next), ...(push ? { streamKey: push.key } : {}) };
+        },
+      }),
+      // The installer's "Test" button: what ffprobe finds at the URL, before (or without) saving.
+      test: action({
+        input: z.strictObject({ source: RtspSource, id: CameraId.optional() }),
+        permission: 'cameras.manage',
+        timeout: 15_000,
+        async handler(ctx) {
+          // The masked password of a camera being edited stands for the stored one.
+          const current = ctx.params.id ? (builtIn.get(ctx.params.id) ?? (await cameras!.get(ctx.params.id))) : undefined;
+          const { url, transport } = keepPassword(ctx.params.source, current?.source.kind === 'rtsp' ? current.source : null);
+          return ctx.call<ProbeResult, object>('streams.probe', { url, transport }, { timeout: 15_000, retries: 0 });
         },
       }),
       newStreamKey: action({

@@ -1,7 +1,7 @@
 // recorder: the index of recorded segments (LevelDB), healed from the disk at start,
 // and the timeline of what was recorded and where the gaps are.
 import { createReadStream } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, stat, statfs } from 'node:fs/promises';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
@@ -62,6 +62,24 @@ export function recorderService(config: Config): ServiceSchema {
     dependencies: ['cameras'],
 
     actions: {
+      // The System page: what recordings take, per camera, and what the disk has left.
+      storage: action({
+        input: z.strictObject({}),
+        permission: 'system.view',
+        async handler() {
+          const disk = await statfs(paths.media);
+          const usage = await index!.usage();
+          const cameras = Object.fromEntries(Object.entries(usage).map(([id, u]) => [id, { ...u, oldest: new Date(u.oldest).toISOString() }]));
+          return {
+            recordingsBytes: Object.values(usage).reduce((sum, u) => sum + u.bytes, 0),
+            diskTotalBytes: disk.blocks * disk.bsize,
+            diskFreeBytes: disk.bavail * disk.bsize,
+            quotaBytes: config.video.quotaBytes,
+            minFreeBytes: config.video.minFreeBytes,
+            cameras,
+          };
+        },
+      }),
       timeline: action({
         input: TimeRangeInput,
         permission: 'recordings.view',

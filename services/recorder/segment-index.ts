@@ -54,6 +54,17 @@ export class SegmentIndex {
     return this.total;
   }
 
+  /** Bytes, segment count and oldest start per camera: one scan of the index. */
+  async usage(): Promise<Record<string, { bytes: number; segments: number; oldest: number }>> {
+    const out: Record<string, { bytes: number; segments: number; oldest: number }> = {};
+    for await (const [, s] of this.segments.entries()) {
+      const u = (out[s.camera] ??= { bytes: 0, segments: 0, oldest: s.start });
+      u.bytes += s.bytes;
+      u.segments += 1;
+    }
+    return out;
+  }
+
   /** The oldest segment of a camera, if any. */
   async oldest(camera: string): Promise<Segment | undefined> {
     return (await this.segments.values({ gte: key(camera, 0), lt: `${camera}/~`, limit: 1 }))[0];

@@ -7,7 +7,8 @@ import type { Readable } from 'node:stream';
 import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
+import { CameraId, RtspSource, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
+import { probeCamera } from './probe.ts';
 import { CameraStream, type StreamOptions } from './camera-stream.ts';
 import { RtmpIngest } from './rtmp-ingest.ts';
 
@@ -67,6 +68,13 @@ export function streamsService(config: Config): ServiceSchema {
           feed.once('close', () => viewers.delete(ctx.params.viewer));
           return feed;
         },
+      }),
+      // Internal (cameras.test): one look at a URL that is not a camera yet.
+      probe: action({
+        input: RtspSource.omit({ kind: true }),
+        permission: 'cameras.manage',
+        timeout: 15_000,
+        handler: (ctx) => probeCamera(config.video.ffprobePath, ctx.params.url, ctx.params.transport),
       }),
       liveStop: action({
         input: z.strictObject({ viewer: ViewerId }),

@@ -32,6 +32,17 @@ const Health = z
   .openapi('Health');
 type Health = z.infer<typeof Health>;
 
+const Storage = z
+  .object({
+    recordingsBytes: z.number(),
+    diskTotalBytes: z.number(),
+    diskFreeBytes: z.number(),
+    quotaBytes: z.number().nullable(),
+    minFreeBytes: z.number(),
+    cameras: z.record(z.string(), z.object({ bytes: z.number(), segments: z.number(), oldest: z.string() })),
+  })
+  .openapi('Storage');
+
 export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
     createRoute({
@@ -57,6 +68,18 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
     }),
     async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.info'), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/system/storage',
+      tags: ['system'],
+      summary: 'Disk size and free space, the recordings quota, and how many bytes the recordings of each camera take',
+      security: signedIn,
+      responses: { 200: json(Storage), 401: errors[401], 403: errors[403] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof Storage>>(broker, c, 'recorder.storage'), 200),
   );
 
   app.openapi(

@@ -1,0 +1,123 @@
+// The homeowner's web app: a shell with the pages each role may open.
+import { render } from 'preact';
+import { useEffect } from 'preact/hooks';
+import { LocationProvider, Router, Route, useLocation } from 'preact-iso';
+import { api, loadMe, me, online, sessionLost } from './api.ts';
+import { live, startUpdates, stopUpdates } from './updates.ts';
+import { SignIn, SessionDialog, Setup } from './pages/sign-in.tsx';
+import { LivePage, CameraLivePage } from './pages/live.tsx';
+import { EventsPage } from './pages/events.tsx';
+import { RecordingsPage } from './pages/recordings.tsx';
+import { CamerasPage, CameraEditPage } from './pages/cameras.tsx';
+import { DevicesPage } from './pages/devices.tsx';
+import { UsersPage } from './pages/users.tsx';
+import { SettingsPage } from './pages/settings.tsx';
+import { SystemPage } from './pages/system.tsx';
+import { Guard, useLoad } from './components/ui.tsx';
+import type { Permission } from '../../lib/permissions.ts';
+import './style.css';
+
+const NAV: Array<[string, string, Permission]> = [
+  ['/', 'Live', 'live.view'],
+  ['/events', 'Events', 'events.view'],
+  ['/recordings', 'Recordings', 'recordings.view'],
+  ['/cameras', 'Cameras', 'cameras.manage'],
+  ['/devices', 'Devices', 'devices.manage'],
+  ['/users', 'Users', 'users.manage'],
+  ['/system', 'System', 'system.view'],
+  ['/settings', 'Me', 'self'],
+];
+
+function guarded<P extends object>(permission: Permission, Component: (p: P) => any) {
+  return (props: P) => (
+    <Guard permission={permission}>
+      <Component {...props} />
+    </Guard>
+  );
+}
+
+const Live = guarded('live.view', LivePage);
+const CameraLive = guarded('live.view', CameraLivePage);
+const Events = guarded('events.view', EventsPage);
+const Recordings = guarded('recordings.view', RecordingsPage);
+const Cameras = guarded('cameras.manage', CamerasPage);
+const CameraEdit = guarded('cameras.manage', CameraEditPage);
+const Devices = guarded('devices.manage', DevicesPage);
+const Users = guarded('users.manage', UsersPage);
+const System = guarded('system.view', SystemPage);
+const Settings = guarded('self', SettingsPage);
+
+function Shell() {
+  const { path } = useLocation();
+  const who = me.value!;
+  const signOut = async () => {
+    await api('/auth/logout', { method: 'POST' }).catch(() => undefined);
+    stopUpdates();
+    me.value = null;
+  };
+  const open = (href: string) => (href === '/' ? path === '/' || path.startsWith('/live/') : path.startsWith(href));
+  return (
+    <>
+      <header class="top">
+        <a class="brand" href="/">FogEdge</a>
+        <nav>
+          {NAV.filter(([, , p]) => who.permissions.includes(p)).map(([href, label]) => (
+            <a href={href} class={open(href) ? 'active' : ''} aria-current={open(href) ? 'page' : undefined}>{label}</a>
+          ))}
+        </nav>
+        <span class="who" title={live.value ? 'live updates on' : 'live updates reconnecting'}>
+          <span class={live.value ? 'dot on' : 'dot'} /> {who.user.username} ({who.user.role})
+          <button class="link" onClick={signOut}>Sign out</button>
+        </span>
+      </header>
+      {!online.value && <div class="banner" role="alert">The box does not answer. Retrying… what you entered stays here.</div>}
+      <main>
+        <Router>
+          <Route path="/" component={Live} />
+          <Route path="/live/:id" component={CameraLive} />
+          <Route path="/events" component={Events} />
+          <Route path="/recordings" component={Recordings} />
+          <Route path="/cameras" component={Cameras} />
+          <Route path="/cameras/new" component={CameraEdit} />
+          <Route path="/cameras/:id" component={CameraEdit} />
+          <Route path="/devices" component={Devices} />
+          <Route path="/users" component={Users} />
+          <Route path="/system" component={System} />
+          <Route path="/settings" component={Settings} />
+          <Route default component={() => <p class="page">No such page. <a href="/">Back to live view</a></p>} />
+        </Router>
+      </main>
+      {sessionLost.value && <SessionDialog />}
+    </>
+  );
+}
+
+function App() {
+  useEffect(() => {
+    loadMe().catch(() => (me.value = null));
+  }, []);
+  useEffect(() => {
+    if (me.value) startUpdates();
+  }, [me.value?.user.username]);
+  if (me.value === undefined) return <p class="page">{online.value ? 'Loading…' : 'The box does not answer. Retrying…'}</p>;
+  if (me.value === null) return <Entry />;
+  return <Shell />;
+}
+
+/** Not signed in: the first-run setup on a new box, the sign-in page otherwise. */
+function Entry() {
+  const { data } = useSetupNeeded();
+  if (data === undefined) return <p class="page">Loading…</p>;
+  return data ? <Setup /> : <SignIn />;
+}
+
+function useSetupNeeded() {
+  return useLoad(async () => (await api<{ needed: boolean }>('/setup', { anonymous: true })).needed);
+}
+
+render(
+  <LocationProvider>
+    <App />
+  </LocationProvider>,
+  document.getElementById('app')!,
+);

@@ -1,0 +1,246 @@
+// Cameras: the list with each camera's state, and one form to add or change a camera: its
+// stream (with a Test button that says what is wrong), recording, detection, zones and masks.
+import { useState } from 'preact/hooks';
+import { useLocation } from 'preact-iso';
+import { api, ApiError } from '../api.ts';
+import { Field, Page, Problem, useLoad } from '../components/ui.tsx';
+import { ZoneEditor } from '../components/zone-editor.tsx';
+import { useCameras, type Camera } from './live.tsx';
+
+const LABELS = ['person', 'car', 'bicycle', 'motorcycle', 'bus', 'truck', 'dog', 'cat', 'bird'];
+
+interface Probe {
+  ok: boolean;
+  reason: string | null;
+  detail: string | null;
+  codec: string | null;
+  width: number | null;
+  height: number | null;
+  fps: number | null;
+}
+
+export function CamerasPage() {
+  const { data: cameras, error } = useCameras();
+  return (
+    <Page title="Cameras" actions={<a class="button" href="/cameras/new">Add camera</a>}>
+      <Problem error={error} />
+      <table class="list">
+        <thead>
+          <tr><th>Camera</th><th>State</th><th>Video</th><th>Recording</th></tr>
+        </thead>
+        <tbody>
+          {cameras?.map((c) => (
+            <tr data-camera={c.id} key={c.id}>
+              <td><a href={`/cameras/${c.id}`}>{c.name}</a> <small>{c.id}</small></td>
+              <td class={`state ${c.status?.state ?? 'unknown'}`}>{c.status?.state ?? 'unknown'}{c.status?.reason ? `: ${c.status.reason}` : ''}</td>
+              <td>{c.status?.codec ? `${c.status.codec} ${c.status.width}×${c.status.height}, ${c.status.bitrateKbps ?? '?'} kbit/s` : ''}</td>
+              <td>{c.recording.mode}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </Page>
+  );
+}
+
+type Form = {
+  id: string;
+  name: string;
+  enabled: boolean;
+  kind: 'rtsp' | 'rtmp';
+  url: string;
+  transport: 'tcp' | 'udp';
+  recording: Camera['recording'];
+  detection: Camera['detection'];
+};
+
+const blank: Form = {
+  id: '',
+  name: '',
+  enabled: true,
+  kind: 'rtsp',
+  url: '',
+  transport: 'tcp',
+  recording: { mode: 'continuous', retainDays: 7, eventRetainDays: 30 },
+  detection: { enabled: true, fps: 5, labels: ['person', 'car', 'bicycle', 'motorcycle', 'dog', 'cat'], minScores: {}, zones: [], motionMasks: [], objectMasks: [], motionThreshold: 25 },
+};
+
+const formOf = (c: Camera): Form => ({
+  id: c.id,
+  name: c.name,
+  enabled: c.enabled,
+  kind: c.source.kind === 'rtmp' ? 'rtmp' : 'rtsp',
+  url: c.source.kind === 'rtsp' ? c.source.url : '',
+  transport: c.source.kind === 'rtsp' ? c.source.transport : 'tcp',
+  recording: c.recording,
+  detection: c.detection,
+});
+
+export function CameraEditPage({ id }: { id?: string }) {
+  const adding = !id;
+  const { route, query } = useLocation();
+  const existing = useLoad(async () => (id ? api<Camera>(`/cameras/${id}`) : undefined), [id]);
+  if (id && !existing.data) return <Page title="Camera"><Problem error={existing.error} />{!existing.error && <p>Loading…</p>}</Page>;
+  return <CameraForm key={id ?? 'new'} camera={existing.data} adding={adding} first={query['first'] === '1'} done={() => route('/cameras')} />;
+}
+
+function CameraForm({ camera, adding, first, done }: { camera: Camera | undefined; adding: boolean; first: boolean; done: () => void }) {
+  const [form, setForm] = useState<Form>(camera ? formOf(camera) : blank);
+  const [error, setError] = useState<Error>();
+  const [probe, setProbe] = useState<Probe | 'busy'>();
+  const [saved, setSaved] = useState<string>();
+  const [streamKey, setStreamKey] = useState<string>();
+  const builtIn = camera?.builtIn === true;
+  const set = (patch: Partial<Form>) => setForm({ ...form, ...patch });
+
+  const test = async () => {
+    setProbe('busy');
+    try {
+      setProbe(await api<Probe>('/cameras/test', { method: 'POST', body: { source: { kind: 'rtsp', url: form.url, transport: form.transport }, ...(adding ? {} : { id: form.id }) } }));
+      setError(undefined);
+    } catch (err) {
+      setProbe(undefined);
+      setError(err as Error);
+    }
+  };
+
+  const save = async (e: Event) => {
+    e.preventDefault();
+    const source = form.kind === 'rtsp' ? { kind: 'rtsp', url: form.url, transport: form.transport } : { kind: 'rtmp' };
+    const keepSource = !adding && camera?.source.kind === 'rtmp' && form.kind === 'rtmp';
+    const body = { name: form.name, enabled: form.enabled, ...(keepSource ? {} : { source }), recording: form.recording, detection: form.detection };
+    try {
+      const answer = adding
+        ? await api<{ streamKey?: string }>('/cameras', { method: 'POST', body: { id: form.id, ...body } })
+        : await api<{ streamKey?: string }>(`/cameras/${form.id}`, { method: 'PATCH', body });
+      setError(undefined);
+      if (answer.streamKey) return setStreamKey(answer.streamKey);
+      setSaved('Saved.');
+      if (adding) done();
+    } catch (err) {
+      setError(err as Error);
+      setSaved(undefined);
+    }
+  };
+
+  const remove = async () => {
+    if (!confirm(`Remove camera "${form.name}"? Its recordings stay until retention removes them.`)) return;
+    try {
+      await api(`/cameras/${form.id}`, { method: 'DELETE' });
+      done();
+    } catch (err) {
+      setError(err as Error);
+    }
+  };
+
+  const generalError = error instanceof ApiError && error.fields.length ? new Error('Some fields need a change: see below each one.') : error;
+  if (streamKey) {
+    return (
+      <Page title="Push camera added">
+        <p>Set the camera (or the FogEdge camera agent) to push RTMP to:</p>
+        <pre class="secret" data-testid="push-url">rtmp://{location.hostname}:1935/live/{form.id}?key={streamKey}</pre>
+        <p>The box keeps only a hash of this key: copy it now. A new key can be made later; the old one stops working then.</p>
+        <button onClick={done}>Done</button>
+      </Page>
+    );
+  }
+  return (
+    <Page title={adding ? (first ? 'Add your first camera' : 'Add a camera') : `Camera ${camera?.name ?? ''}`}>
+      {builtIn && <p class="hint">This camera comes from the box's configuration file; change it there.</p>}
+      <form class="camera-form" onSubmit={save} id="camera-form">
+        <fieldset disabled={builtIn}>
+          <legend>Camera</legend>
+          <Field label="Id (in addresses and MQTT topics)" name="id" error={error} hint="lower-case letters, digits and -">
+            <input name="id" value={form.id} disabled={!adding} onInput={(e) => set({ id: e.currentTarget.value })} required />
+          </Field>
+          <Field label="Name" name="name" error={error}>
+            <input name="name" value={form.name} onInput={(e) => set({ name: e.currentTarget.value })} required />
+          </Field>
+          <label class="check"><input type="checkbox" checked={form.enabled} onChange={(e) => set({ enabled: e.currentTarget.checked })} /> On</label>
+        </fieldset>
+        <fieldset disabled={builtIn}>
+          <legend>Video stream</legend>
+          <Field label="How the camera sends video" name="source.kind" error={error}>
+            <select name="kind" value={form.kind} onChange={(e) => set({ kind: e.currentTarget.value as Form['kind'] })}>
+              <option value="rtsp">The box pulls RTSP from the camera</option>
+              <option value="rtmp">The camera pushes RTMP to the box</option>
+            </select>
+          </Field>
+          {form.kind === 'rtsp' && (
+            <>
+              <Field label="RTSP address" name="source.url" error={error} hint="e.g. rtsp://user:password@192.168.1.20:554/stream1">
+                <input name="url" value={form.url} inputMode="url" autocomplete="off" onInput={(e) => set({ url: e.currentTarget.value })} required />
+              </Field>
+              <Field label="Transport" name="source.transport" error={error}>
+                <select name="transport" value={form.transport} onChange={(e) => set({ transport: e.currentTarget.value as Form['transport'] })}>
+                  <option value="tcp">TCP (works through most networks)</option>
+                  <option value="udp">UDP</option>
+                </select>
+              </Field>
+              <p class="buttons">
+                <button type="button" onClick={test} disabled={probe === 'busy' || !form.url}>Test</button>
+                <span role="status" class={probe && probe !== 'busy' ? (probe.ok ? 'probe ok' : 'probe bad') : 'probe'} data-testid="probe">
+                  {probe === 'busy' && 'Testing…'}
+                  {probe && probe !== 'busy' && (probe.ok ? `Works: ${probe.codec} ${probe.width}×${probe.height}${probe.fps ? `, ${probe.fps} fps` : ''}` : `Does not work: ${probe.reason}. ${probe.detail ?? ''}`)}
+                </span>
+              </p>
+            </>
+          )}
+        </fieldset>
+        <fieldset disabled={builtIn}>
+          <legend>Recording</legend>
+          <Field label="Record" name="recording.mode" error={error}>
+            <select value={form.recording.mode} onChange={(e) => set({ recording: { ...form.recording, mode: e.currentTarget.value as Form['recording']['mode'] } })}>
+              <option value="continuous">All the time</option>
+              <option value="events">Only around events</option>
+              <option value="off">Off</option>
+            </select>
+          </Field>
+          <Field label="Keep recordings (days)" name="recording.retainDays" error={error}>
+            <input type="number" step="any" value={form.recording.retainDays} onInput={(e) => set({ recording: { ...form.recording, retainDays: e.currentTarget.valueAsNumber } })} />
+          </Field>
+          <Field label="Keep footage around events (days)" name="recording.eventRetainDays" error={error}>
+            <input type="number" step="any" value={form.recording.eventRetainDays} onInput={(e) => set({ recording: { ...form.recording, eventRetainDays: e.currentTarget.valueAsNumber } })} />
+          </Field>
+        </fieldset>
+        <fieldset disabled={builtIn}>
+          <legend>Detection</legend>
+          <label class="check"><input type="checkbox" checked={form.detection.enabled} onChange={(e) => set({ detection: { ...form.detection, enabled: e.currentTarget.checked } })} /> Find people and objects</label>
+          <Field label="Frames looked at per second" name="detection.fps" error={error}>
+            <input type="number" step="any" value={form.detection.fps} onInput={(e) => set({ detection: { ...form.detection, fps: e.currentTarget.valueAsNumber } })} />
+          </Field>
+          <div class="labels" role="group" aria-label="Objects that make events">
+            {LABELS.map((l) => (
+              <label class="check">
+                <input
+                  type="checkbox"
+                  checked={form.detection.labels.includes(l)}
+                  onChange={(e) => set({ detection: { ...form.detection, labels: e.currentTarget.checked ? [...form.detection.labels, l] : form.detection.labels.filter((x) => x !== l) } })}
+                />{' '}
+                {l}
+              </label>
+            ))}
+          </div>
+          {!adding && camera?.status?.state === 'online' ? (
+            <ZoneEditor
+              camera={form.id}
+              value={form.detection}
+              onChange={(shapes) => set({ detection: { ...form.detection, ...shapes } })}
+            />
+          ) : (
+            <p class="hint">Zones and masks are drawn on the camera's picture once it streams.</p>
+          )}
+          {error instanceof ApiError && (error.field('detection.zones') || error.field('detection.motionMasks')) && <p class="problem">{error.field('detection.zones') ?? error.field('detection.motionMasks')}</p>}
+        </fieldset>
+        <Problem error={generalError} />
+        {saved && <p class="ok" role="status">{saved}</p>}
+        {!builtIn && (
+          <p class="buttons">
+            <button>{adding ? 'Add camera' : 'Save'}</button>
+            {!adding && <button type="button" class="danger" onClick={remove}>Remove camera</button>}
+          </p>
+        )}
+      </form>
+    </Page>
+  );
+}

@@ -1,0 +1,144 @@
+// Live: every camera in a grid, one camera full-screen. A tile plays the low-latency stream; when
+// that cannot start it shows snapshots, and an offline camera says why.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, can, formatTime, url } from '../api.ts';
+import { useUpdates } from '../updates.ts';
+import { LivePlayer, type LiveState } from '../live-player.ts';
+import { Page, Problem, useLoad } from '../components/ui.tsx';
+
+export interface CameraStatus {
+  state: 'starting' | 'online' | 'offline' | 'disabled';
+  reason: string | null;
+  detail: string | null;
+  since: string;
+  codec: string | null;
+  width: number | null;
+  height: number | null;
+  fps: number | null;
+  bitrateKbps: number | null;
+  lastFrameAt: string | null;
+  restarts: number;
+}
+
+export interface Camera {
+  id: string;
+  name: string;
+  enabled: boolean;
+  builtIn?: boolean;
+  source: { kind: 'rtsp'; url: string; transport: 'tcp' | 'udp' } | { kind: 'rtmp'; pushPath: string } | { kind: 'file' };
+  subStream: { kind: 'rtsp'; url: string; transport: 'tcp' | 'udp' } | null;
+  recording: { mode: 'continuous' | 'events' | 'off'; retainDays: number; eventRetainDays: number };
+  detection: {
+    enabled: boolean;
+    fps: number;
+    labels: string[];
+    minScores: Record<string, number>;
+    zones: Array<{ name: string; points: Array<[number, number]> }>;
+    motionMasks: Array<Array<[number, number]>>;
+    objectMasks: Array<Array<[number, number]>>;
+    motionThreshold: number;
+  };
+  notifications: boolean;
+  status: CameraStatus | null;
+}
+
+export function useCameras() {
+  const cameras = useLoad(() => api<Camera[]>('/cameras'));
+  useUpdates(['camera.'], () => void cameras.reload());
+  return cameras;
+}
+
+/** Snapshots every few seconds: the fallback when live video cannot play. */
+function Snapshots({ camera, why }: { camera: string; why?: string | undefined }) {
+  const [tick, setTick] = useState(Date.now());
+  useEffect(() => {
+    const t = setInterval(() => setTick(Date.now()), 5000);
+    return () => clearInterval(t);
+  }, []);
+  return (
+    <>
+      <img class="snapshot" src={url(`/cameras/${camera}/snapshot.jpg`, { t: tick })} alt={`Latest picture of ${camera}`} />
+      {why && <span class="tile-note">Snapshots: {why}</span>}
+    </>
+  );
+}
+
+export function LiveVideo({ camera, stream }: { camera: Camera; stream: 'main' | 'sub' }) {
+  const video = useRef<HTMLVideoElement>(null);
+  const [state, setState] = useState<{ state: LiveState; why?: string | undefined }>({ state: 'connecting' });
+  const online = camera.status?.state === 'online';
+  useEffect(() => {
+    if (!online || !video.current) return;
+    const player = new LivePlayer(video.current, camera.id, stream, (s, why) => setState({ state: s, why }));
+    player.start();
+    return () => player.close();
+  }, [camera.id, stream, online]);
+  if (!camera.status || camera.status.state !== 'online') {
+    const s = camera.status;
+    return (
+      <div class="offline" data-state={s?.state ?? 'unknown'}>
+        <strong>{s?.state === 'starting' ? 'Starting…' : s?.state === 'disabled' ? 'Turned off' : 'Offline'}</strong>
+        {s?.reason && <span>{s.reason}{s.detail ? `: ${s.detail}` : ''}</span>}
+        {s?.lastFrameAt && <small>last picture {formatTime(s.lastFrameAt)}</small>}
+      </div>
+    );
+  }
+  const fallback = state.state === 'unsupported' || (state.state === 'failed' && !video.current?.dataset['firstFrameMs']);
+  return (
+    <>
+      <video ref={video} muted playsInline autoplay data-live-state={state.state} hidden={fallback} />
+      {fallback && <Snapshots camera={camera.id} why={state.why} />}
+      {state.state === 'connecting' && <span class="tile-note">Connecting…</span>}
+    </>
+  );
+}
+
+export function LivePage() {
+  const { data: cameras, error } = useCameras();
+  return (
+    <Page title="Live">
+      <Problem error={error} />
+      {cameras?.length === 0 && (
+        <p>
+          No camera yet. {can('cameras.manage') ? <a href="/cameras/new">Add the first camera</a> : 'Ask the admin or installer to add one.'}
+        </p>
+      )}
+      <div class="grid">
+        {cameras?.map((c) => (
+          <a class="tile" href={`/live/${c.id}`} data-camera={c.id} key={c.id}>
+            <LiveVideo camera={c} stream={c.subStream ? 'sub' : 'main'} />
+            <span class="tile-name">{c.name}</span>
+          </a>
+        ))}
+      </div>
+    </Page>
+  );
+}
+
+export function CameraLivePage({ id }: { id: string }) {
+  const { data: cameras, error } = useCameras();
+  const camera = cameras?.find((c) => c.id === id);
+  const s = camera?.status;
+  return (
+    <Page title={camera?.name ?? id} actions={<a href="/">All cameras</a>}>
+      <Problem error={error} />
+      {cameras && !camera && <p class="problem">There is no camera "{id}".</p>}
+      {camera && (
+        <>
+          <div class="full" data-camera={camera.id}>
+            <LiveVideo camera={camera} stream="main" />
+          </div>
+          <p class="status-line">
+            {s ? `${s.state}${s.reason ? ` (${s.reason})` : ''}` : 'no status'}
+            {s?.codec && ` · ${s.codec} ${s.width}×${s.height} · ${s.fps ?? '?'} fps · ${s.bitrateKbps ?? '?'} kbit/s`}
+          </p>
+          <p class="links">
+            {can('events.view') && <a href={`/events?camera=${camera.id}`}>Events</a>}
+            {can('recordings.view') && <a href={`/recordings?camera=${camera.id}`}>Recordings</a>}
+            {can('cameras.manage') && <a href={`/cameras/${camera.id}`}>Settings</a>}
+          </p>
+        </>
+      )}
+    </Page>
+  );
+}
