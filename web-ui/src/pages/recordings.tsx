@@ -26,17 +26,21 @@ function Player({ src }: { src: string }) {
   useEffect(() => {
     const v = video.current!;
     setProblem(undefined);
-    if (v.canPlayType('application/vnd.apple.mpegurl')) {
-      v.src = src;
-      return () => v.removeAttribute('src');
-    }
     let hls: { destroy(): void } | undefined;
     let gone = false;
     void import('hls.js/light').then(({ default: Hls }) => {
       if (gone) return;
+      // Native HLS only where there is no MediaSource (Safari on iPhone).
+      if (!Hls.isSupported()) {
+        v.src = src;
+        return;
+      }
       const h = new Hls({ maxBufferLength: 30 });
       hls = h;
-      h.on(Hls.Events.ERROR, (_e, data) => data.fatal && setProblem(`This recording cannot play here (${data.details}).`));
+      h.on(Hls.Events.ERROR, (_e, data) => {
+        if (!data.fatal) return;
+        setProblem(data.response?.code === 404 ? 'Nothing was recorded there.' : `This recording cannot play here (${data.details}).`);
+      });
       h.loadSource(src);
       h.attachMedia(v);
       h.on(Hls.Events.MANIFEST_PARSED, () => void v.play().catch(() => undefined));
@@ -44,11 +48,12 @@ function Player({ src }: { src: string }) {
     return () => {
       gone = true;
       hls?.destroy();
+      v.removeAttribute('src');
     };
   }, [src]);
   return (
     <>
-      <video ref={video} class="playback" controls muted playsInline data-src={src} />
+      <video ref={video} class="playback" controls muted autoplay playsInline data-src={src} />
       {problem && <p class="problem">{problem}</p>}
     </>
   );
@@ -109,14 +114,21 @@ export function RecordingsPage() {
   const [range, setRange] = useState<{ from: string; to: string }>({ from: '', to: '' });
   const set = (key: string, value: string) => route(`/recordings?${new URLSearchParams({ camera, day, [key]: value })}`, true);
 
-  // Play from the picked time to the end of the day's recordings.
-  const playFrom = (t: Date) => {
+  const recorded = timeline.data?.ranges ?? [];
+  // Play from the picked time; a click in a gap (a pixel of a day bar is a minute or more)
+  // goes to the nearest recorded moment.
+  const playFrom = (picked: Date) => {
+    const ms = picked.getTime();
+    const nearest = recorded
+      .map((r) => ({ start: Date.parse(r.start), end: Date.parse(r.end) }))
+      .map((r) => ({ at: Math.min(Math.max(ms, r.start), r.end - 1000), distance: ms < r.start ? r.start - ms : ms > r.end ? ms - r.end : 0 }))
+      .sort((a, b) => a.distance - b.distance)[0];
+    const t = new Date(nearest ? Math.max(nearest.at, 0) : ms);
     setAt(t);
     setRange({ from: timeInput(t), to: timeInput(new Date(Math.min(t.getTime() + 60_000, Date.now()))) });
   };
   const exportFrom = range.from ? new Date(`${day}T${range.from}`) : undefined;
   const exportTo = range.to ? new Date(`${day}T${range.to}`) : undefined;
-  const recorded = timeline.data?.ranges ?? [];
 
   return (
     <Page title="Recordings">

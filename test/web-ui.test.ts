@@ -1,0 +1,255 @@
+// The web UI in a real browser (Debian's Chromium through playwright-core) against the real
+// gateway, a real RTSP camera (GStreamer playing the street clip) and the real detector.
+// One box for the file; the tests run in order, as an installer and then a homeowner would.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { testBox, type TestBox } from './helpers/box.ts';
+import { freePort, waitUntil } from './helpers/processes.ts';
+import { RtspCamera } from './helpers/video.ts';
+import { launch, shot, videoAdvances } from './helpers/browser.ts';
+
+const ADMIN = { username: 'admin', password: 'admin-password-1' };
+const FAMILY = { username: 'kim', password: 'family-password-1' };
+let box: TestBox;
+let cam: RtspCamera;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let base: string;
+
+const api = async (path: string) => {
+  const res = await page.request.get(`${base}${path}`);
+  return res.json();
+};
+
+test.before(async () => {
+  box = await testBox({
+    video: { segmentSeconds: 4, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000 },
+    detector: { enabled: true, preRollSeconds: 2, postRollSeconds: 2, stationaryEndSeconds: 10 },
+  });
+  base = `http://127.0.0.1:${box.broker.getLocalService('api')!.settings['port']}`;
+  cam = new RtspCamera(await freePort());
+  await cam.start();
+  browser = await launch();
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+});
+test.after(async () => {
+  await browser?.close();
+  await box?.stop();
+  await cam?.stop();
+});
+
+test('first run: the admin account is made in the browser, then the first camera is asked for', async () => {
+  await page.goto(base);
+  await page.waitForSelector('#setup');
+  // A short password is refused by the browser's own check first; the box refuses it too.
+  await page.fill('#setup input[name=username]', ADMIN.username);
+  await page.fill('#setup input[name=password]', ADMIN.password);
+  await page.click('#setup button');
+  await page.waitForSelector('h1:has-text("Add your first camera")');
+  assert.ok(page.url().endsWith('/cameras/new?first=1'));
+  const me = await api('/api/v1/auth/me');
+  assert.is(me.user.role, 'admin');
+});
+
+test('adding a camera: Test says what is wrong with a bad URL, a bad field is named, a good one saves', async () => {
+  // Nothing listens there: the Test button says "unreachable".
+  await page.fill('#camera-form input[name=id]', 'street');
+  await page.fill('#camera-form input[name=name]', 'Street');
+  await page.fill('#camera-form input[name=url]', `rtsp://127.0.0.1:${await freePort()}/cam`);
+  await page.click('button:has-text("Test")');
+  await page.waitForSelector('[data-testid=probe].bad', { timeout: 20_000 });
+  assert.match(await page.textContent('[data-testid=probe]'), /Does not work: unreachable/);
+
+  // Not an RTSP URL: saved anyway, the box refuses and the form names the field.
+  await page.fill('#camera-form input[name=url]', 'http://192.168.1.20/stream');
+  await page.click('#camera-form button:has-text("Add camera")');
+  const fieldError = await page.waitForSelector('[data-field="source.url"] .field-error');
+  assert.match(await fieldError.textContent(), /rtsp:\/\//);
+  await shot(page, 'camera-form-errors');
+
+  await page.fill('#camera-form input[name=url]', cam.url());
+  await page.click('button:has-text("Test")');
+  await page.waitForSelector('[data-testid=probe].ok', { timeout: 20_000 });
+  assert.match(await page.textContent('[data-testid=probe]'), /Works: h264 1280×720/);
+  await page.click('#camera-form button:has-text("Add camera")');
+  await page.waitForSelector('tr[data-camera=street]');
+  assert.is(page.url(), `${base}/cameras`);
+  const camera = await api('/api/v1/cameras/street');
+  assert.is(camera.source.url, cam.url());
+});
+
+test('live: the tile of the camera plays within seconds, and its full view too', async () => {
+  await waitUntil('street online', async () => (await api('/api/v1/cameras/street')).status?.state === 'online', 20_000, 200);
+  const started = Date.now();
+  await page.goto(base);
+  const time = await videoAdvances(page, '[data-camera=street] video', 1.5);
+  assert.ok(time > 1.5);
+  const firstFrameMs = Number(await page.getAttribute('[data-camera=street] video', 'data-first-frame-ms'));
+  assert.ok(firstFrameMs > 0, 'the player noted its first frame');
+  console.log(`time to first live frame in Chromium: ${firstFrameMs} ms from the player's start (${Date.now() - started} ms with the page load and 1.5 s of play)`);
+  await shot(page, 'live-grid');
+  await page.click('[data-camera=street]');
+  await page.waitForURL(`${base}/live/street`);
+  await videoAdvances(page, '.full video', 1);
+  assert.match(await page.textContent('.status-line'), /online · h264 1280×720/);
+});
+
+test('a zone drawn on the snapshot with the mouse is saved with the camera', async () => {
+  await page.goto(`${base}/cameras/street`);
+  const canvas = await page.waitForSelector('[data-testid=zone-canvas]');
+  await page.waitForFunction(() => ((document.querySelector('.zone-canvas img') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0);
+  await canvas.scrollIntoViewIfNeeded();
+  const box = (await canvas.boundingBox())!;
+  await page.fill('input[aria-label="Zone name"]', 'sidewalk');
+  for (const [x, y] of [[0.1, 0.5], [0.6, 0.5], [0.6, 0.95], [0.1, 0.95]] as const) {
+    await page.mouse.click(box.x + x * box.width, box.y + y * box.height);
+  }
+  await page.click('button:has-text("Finish shape (4)")');
+  await page.waitForSelector('.zone-canvas polygon.zone');
+  await shot(page, 'zone-drawn');
+  await page.click('#camera-form button:has-text("Save")');
+  await page.waitForSelector('#camera-form .ok');
+  const camera = await api('/api/v1/cameras/street');
+  assert.is(camera.detection.zones.length, 1);
+  const zone = camera.detection.zones[0];
+  assert.is(zone.name, 'sidewalk');
+  assert.is(zone.points.length, 4);
+  // Where the mouse went, relative to the frame.
+  assert.ok(Math.abs(zone.points[1][0] - 0.6) < 0.02 && Math.abs(zone.points[2][1] - 0.95) < 0.02, JSON.stringify(zone.points));
+});
+
+test('events: a person event appears without a reload, with its picture and box; its clip plays in place', async () => {
+  await page.goto(`${base}/events`);
+  await page.waitForSelector('h1:has-text("Events")');
+  // Pushed over the updates socket: the page is not reloaded.
+  await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+  const item = await page.waitForSelector('li.event:has-text("person")', { timeout: 60_000 });
+  assert.is(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 42, 'the same page, not reloaded');
+  await page.waitForSelector('li.event .thumb img');
+  assert.ok(await page.$('li.event .thumb svg rect'), 'the box is drawn over the picture');
+  // An event that has ended has its clip.
+  const ended = await waitUntil('an ended person event', async () => {
+    const list = await api('/api/v1/events?label=person');
+    return list.find((e: { end: string | null }) => e.end);
+  }, 90_000, 1000);
+  await page.reload();
+  await page.click(`li[data-event="${ended.id}"] .event-head`);
+  await videoAdvances(page, `li[data-event="${ended.id}"] video.clip`, 0.5);
+  await shot(page, 'events');
+  await page.click(`li[data-event="${ended.id}"] button:has-text("Mark reviewed")`);
+  await page.waitForSelector(`li[data-event="${ended.id}"].reviewed`);
+  assert.is((await api(`/api/v1/events/${ended.id}`)).reviewed, true);
+  assert.ok(item);
+});
+
+test('recordings: the day shows what was recorded; a click plays from there; a range exports with progress', async () => {
+  await page.goto(`${base}/recordings?camera=street`);
+  await page.waitForSelector('.day-bar .range');
+  const first = (await api(`/api/v1/cameras/street/timeline?from=${new Date(Date.now() - 3_600_000).toISOString()}&to=${new Date().toISOString()}`)).ranges[0];
+  // Click the bar just after the recording began.
+  await (await page.$('[data-testid=timeline]'))!.scrollIntoViewIfNeeded();
+  const bar = (await (await page.$('[data-testid=timeline]'))!.boundingBox())!;
+  const dayStart = new Date();
+  dayStart.setHours(0, 0, 0, 0);
+  const at = (Date.parse(first.start) + 3000 - dayStart.getTime()) / 86_400_000;
+  await page.mouse.click(bar.x + at * bar.width + 1, bar.y + bar.height / 2);
+  await videoAdvances(page, 'video.playback', 1, 30_000);
+  await shot(page, 'recordings');
+  // The export range was set from the click: a minute from there.
+  await page.click('button:has-text("Export clip")');
+  const link = await page.waitForSelector('a:has-text("Save street-")', { timeout: 60_000 });
+  assert.match(await link.textContent(), /\(\d+(\.\d)? (KB|MB)\)/);
+});
+
+test('users: the admin adds a family member, who cannot open the admin pages', async () => {
+  await page.goto(`${base}/users`);
+  await page.fill('#add-user input[name=username]', FAMILY.username);
+  await page.fill('#add-user input[name=password]', 'short');
+  await page.click('#add-user button');
+  assert.match(await (await page.waitForSelector('#add-user [data-field=password] .field-error')).textContent(), /10/);
+  await page.fill('#add-user input[name=password]', FAMILY.password);
+  await page.click('#add-user button');
+  await page.waitForSelector(`tr[data-user=${FAMILY.username}]`);
+
+  const other = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const phone = await other.newPage();
+  await phone.goto(base);
+  await phone.fill('#sign-in input[name=username]', FAMILY.username);
+  await phone.fill('#sign-in input[name=password]', 'wrong-password-1');
+  await phone.click('#sign-in button');
+  assert.match(await (await phone.waitForSelector('#sign-in .problem')).textContent(), /Wrong user name or password/);
+  await phone.fill('#sign-in input[name=password]', FAMILY.password);
+  await phone.click('#sign-in button');
+  await phone.waitForSelector('nav');
+  const nav = await phone.$$eval('nav a', (as) => as.map((a) => a.textContent));
+  assert.equal(nav, ['Live', 'Events', 'Recordings', 'System', 'Me']);
+  for (const path of ['/cameras', '/users', '/devices']) {
+    await phone.goto(`${base}${path}`);
+    await phone.waitForSelector('h1:has-text("Not for your account")');
+  }
+  // And the API says the same, whatever the page shows.
+  assert.is((await phone.request.get(`${base}/api/v1/users`)).status(), 403);
+  // Phone-sized: the pages fit the screen's width.
+  for (const path of ['/', '/events', '/recordings', '/system', '/settings']) {
+    await phone.goto(`${base}${path}`);
+    await phone.waitForSelector('h1');
+    await phone.waitForTimeout(300);
+    const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `${path} is ${width} px wide on a 390 px screen`);
+    await shot(phone, `phone${path.replace(/\//g, '-') || '-live'}`);
+  }
+  await videoAdvances(phone, '[data-camera=street] video', 0.5).catch(async () => {
+    await phone.goto(base);
+    await videoAdvances(phone, '[data-camera=street] video', 0.5);
+  });
+  await other.close();
+});
+
+test('an expired session asks to sign in over the page; what was typed is kept and sent', async () => {
+  await page.goto(`${base}/settings`);
+  await page.waitForSelector('#password');
+  await page.fill('#password input[name=currentPassword]', ADMIN.password);
+  await page.fill('#password input[name=newPassword]', 'admin-password-2');
+  // The session ends behind the page's back (as when it expires).
+  const cookie = (await context.cookies()).find((c) => c.name === 'fogedge_session')!;
+  const res = await box.request('POST', '/api/v1/auth/logout', { headers: { cookie: `fogedge_session=${cookie.value}`, origin: 'http://localhost' } });
+  assert.is(res.status, 200, res.text);
+  await page.click('#password button');
+  await page.waitForSelector('#session-dialog');
+  assert.is(await page.inputValue('#password input[name=newPassword]'), 'admin-password-2', 'the form under the dialog keeps its values');
+  await page.fill('#session-dialog input[name=password]', ADMIN.password);
+  await page.click('#session-dialog button');
+  // The password change went through after signing in again.
+  await page.waitForSelector('#password .ok');
+  assert.ok(!(await page.$('#session-dialog')));
+  ADMIN.password = 'admin-password-2';
+  const login = await box.request('POST', '/api/v1/auth/login', { body: ADMIN });
+  assert.is(login.status, 200);
+});
+
+test('the box out of reach for a moment: the page says so and recovers by itself', async () => {
+  await page.goto(`${base}/system`);
+  await page.waitForSelector('#storage meter');
+  assert.match(await page.textContent('#storage'), /free of/);
+  // The browser's network goes away (playwright's offline mode: the box keeps running).
+  await context.setOffline(true);
+  await page.click('nav a:has-text("Events")');
+  await page.waitForSelector('.banner:has-text("does not answer")');
+  await shot(page, 'box-unreachable');
+  await context.setOffline(false);
+  await page.waitForSelector('.banner', { state: 'detached', timeout: 15_000 });
+});
+
+test('a camera is removed from its page', async () => {
+  await page.goto(`${base}/cameras/street`);
+  page.once('dialog', (d) => void d.accept());
+  await page.click('button:has-text("Remove camera")');
+  await page.waitForURL(`${base}/cameras`);
+  await page.waitForSelector('tr[data-camera=street]', { state: 'detached' });
+  assert.is((await page.request.get(`${base}/api/v1/cameras/street`)).status(), 404);
+});
+
+test.run();
