@@ -14,6 +14,8 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   # Tests only: real MQTT clients (mosquitto_sub, mosquitto_pub)
   mosquitto-clients
+  # Tests only: the browser of the web UI tests (driven by playwright-core), and a font for it
+  chromium fonts-dejavu-core
 )
 # --bench: also Debian's mosquitto broker, the reference of npm run bench:mqtt. Its own
 # service is stopped and disabled: port 1883 belongs to the box's broker.

@@ -209,6 +209,25 @@ test('config is shown without secrets; the web UI is served at /', async () => {
   const page = await box.request('GET', '/');
   assert.is(page.status, 200);
   assert.match(page.text, /<title>FogEdge<\/title>/);
+  // The app's own routes are the same page; the browser may run only the box's own scripts.
+  const route = await box.request('GET', '/recordings?camera=x');
+  assert.is(route.status, 200);
+  assert.is(route.text, page.text);
+  assert.match(route.headers.get('content-security-policy') ?? '', /default-src 'self'.*frame-ancestors 'none'/);
+  const asset = /src="(\/assets\/[^"]+\.js)"/.exec(page.text)![1]!;
+  const js = await box.request('GET', asset);
+  assert.is(js.status, 200);
+  assert.match(js.headers.get('cache-control') ?? '', /immutable/);
+  // An unknown API path is still a JSON error, never the page.
+  assert.is((await box.request('GET', '/api/v1/nothing-here', { auth: admin })).json.error.type, 'NOT_FOUND');
+});
+
+test('storage: disk size and free space, and what recordings take', async () => {
+  const res = await box.request('GET', '/api/v1/system/storage', { auth: admin });
+  assert.is(res.status, 200, res.text);
+  assert.ok(res.json.diskTotalBytes > res.json.diskFreeBytes && res.json.diskFreeBytes > 0);
+  assert.is(res.json.recordingsBytes, 0);
+  assert.equal(res.json.cameras, {});
 });
 
 test('actions validate their own input on the bus, with no HTTP layer in front', async () => {

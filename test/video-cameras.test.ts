@@ -142,6 +142,36 @@ test('bad camera URLs and fields are refused with the field named', async () => 
   assert.is((await add('front', 'rtsp://127.0.0.1/cam')).status, 409);
 });
 
+test('the Test button: what ffprobe finds at a URL before saving, or why it does not work', async () => {
+  const probe = (body: object, auth = admin) => box.request('POST', '/api/v1/cameras/test', { auth, body });
+  const rtsp = (url: string) => ({ source: { kind: 'rtsp', url } });
+  const good = cameras.find((c) => c.url().includes('viewer:'))!;
+  const works = await probe(rtsp(good.url('viewer:s3cret-pw@')));
+  assert.is(works.status, 200, works.text);
+  assert.equal({ ok: works.json.ok, codec: works.json.codec, width: works.json.width, height: works.json.height }, { ok: true, codec: 'h264', width: 1280, height: 720 });
+  assert.ok(works.json.fps > 0);
+  const wrong = await probe(rtsp(good.url('viewer:nope@')));
+  assert.equal([wrong.json.ok, wrong.json.reason], [false, 'unauthorized']);
+  assert.not.match(wrong.text, /nope/, 'the password typed is not echoed');
+  // Editing a camera: its masked password stands for the stored one.
+  const masked = await probe({ ...rtsp(good.url('viewer:***@')), id: 'front' });
+  assert.is(masked.json.ok, true, masked.text);
+  const closed = await probe(rtsp(`rtsp://127.0.0.1:${await freePort()}/cam`));
+  assert.equal([closed.json.ok, closed.json.reason], [false, 'unreachable']);
+  const optionsOf = (c: RtspCamera) => (c as unknown as { options: { h265?: boolean; noVideo?: boolean } }).options;
+  const audio = await probe(rtsp(cameras.find((c) => optionsOf(c).noVideo)!.url()));
+  assert.equal([audio.json.ok, audio.json.reason], [false, 'no video track'], audio.text);
+  const h265 = await probe(rtsp(cameras.find((c) => optionsOf(c).h265)!.url()));
+  assert.equal([h265.json.ok, h265.json.codec], [true, 'hevc'], h265.text);
+  const bad = await probe(rtsp('http://192.168.1.20/x'));
+  assert.is(bad.status, 422);
+  assert.is(bad.json.error.data[0].field, 'source.url');
+  // Only those who manage cameras may point the box at addresses.
+  await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'fam', password: 'family-password-1', role: 'family' } });
+  const login = await box.request('POST', '/api/v1/auth/login', { body: { username: 'fam', password: 'family-password-1' } });
+  assert.is((await probe(rtsp(good.url()), box.sessionOf(login.headers))).status, 403);
+});
+
 test('a camera that stalls without closing is restarted (reason stalled), then comes back', async () => {
   const cam = await camera();
   await add('stally', cam.url());

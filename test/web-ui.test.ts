@@ -8,6 +8,7 @@ import { testBox, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { RtspCamera } from './helpers/video.ts';
 import { launch, shot, videoAdvances } from './helpers/browser.ts';
+import mqtt from 'mqtt';
 
 const ADMIN = { username: 'admin', password: 'admin-password-1' };
 const FAMILY = { username: 'kim', password: 'family-password-1' };
@@ -17,6 +18,7 @@ let browser: Browser;
 let context: BrowserContext;
 let page: Page;
 let base: string;
+let mqttPort: number;
 
 const api = async (path: string) => {
   const res = await page.request.get(`${base}${path}`);
@@ -24,7 +26,9 @@ const api = async (path: string) => {
 };
 
 test.before(async () => {
+  mqttPort = await freePort();
   box = await testBox({
+    mqtt: { host: '127.0.0.1', port: mqttPort, tlsPort: await freePort() },
     video: { segmentSeconds: 4, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000 },
     detector: { enabled: true, preRollSeconds: 2, postRollSeconds: 2, stationaryEndSeconds: 10 },
   });
@@ -208,6 +212,37 @@ test('users: the admin adds a family member, who cannot open the admin pages', a
   await other.close();
 });
 
+test('devices: pairing opened in the page, a device that knocks shows up as pending, and is allowed', async () => {
+  await page.goto(`${base}/devices`);
+  await page.click('button:has-text("Open pairing for 5 minutes")');
+  await page.waitForSelector('text=Pairing open');
+  // A real MQTT client knocks with credentials the box does not know yet: refused, held as pending.
+  const knock = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { username: 'garage-door', password: 'garage-door-secret-1', reconnectPeriod: 0, connectTimeout: 5000 }).catch((err: Error) => err);
+  assert.ok(knock instanceof Error, 'a pending device may not connect yet');
+  const row = await page.waitForSelector('tr[data-device=garage-door] .state.pending');
+  assert.ok(row, 'shown without a reload');
+  await page.click('tr[data-device=garage-door] button:has-text("Allow")');
+  await page.waitForSelector('tr[data-device=garage-door] .state.allowed');
+  const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { username: 'garage-door', password: 'garage-door-secret-1', reconnectPeriod: 0, connectTimeout: 5000 });
+  assert.ok(device.connected);
+  await device.endAsync();
+  await shot(page, 'devices');
+});
+
+test('me: the notifications I want are saved (this camera, people, at night)', async () => {
+  await page.goto(`${base}/settings`);
+  await page.waitForSelector('#notifications');
+  await page.check('#notifications label:has-text("Tell me about new events") input');
+  await page.check('#notifications [aria-label=Cameras] label:has-text("Street") input');
+  await page.check('#notifications [aria-label=Objects] label:has-text("person") input');
+  await page.fill('#notifications [data-field="rules.0.from"] input', '22:00');
+  await page.fill('#notifications [data-field="rules.0.to"] input', '06:30');
+  await page.click('#notifications button');
+  await page.waitForSelector('#notifications .ok');
+  const saved = await api('/api/v1/auth/me/notifications');
+  assert.equal(saved, { enabled: true, rules: [{ cameras: ['street'], labels: ['person'], zones: [], from: '22:00', to: '06:30' }] });
+});
+
 test('an expired session asks to sign in over the page; what was typed is kept and sent', async () => {
   await page.goto(`${base}/settings`);
   await page.waitForSelector('#password');
@@ -234,6 +269,7 @@ test('the box out of reach for a moment: the page says so and recovers by itself
   await page.goto(`${base}/system`);
   await page.waitForSelector('#storage meter');
   assert.match(await page.textContent('#storage'), /free of/);
+  assert.match(await page.textContent('#cameras tr[data-camera=street]'), /online.*kbit\/s.*(KB|MB) since/);
   // The browser's network goes away (playwright's offline mode: the box keeps running).
   await context.setOffline(true);
   await page.click('nav a:has-text("Events")');

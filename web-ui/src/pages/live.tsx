@@ -133,6 +133,7 @@ export function CameraLivePage({ id }: { id: string }) {
             {s?.codec && ` · ${s.codec} ${s.width}×${s.height} · ${s.fps ?? '?'} fps · ${s.bitrateKbps ?? '?'} kbit/s`}
           </p>
           <p class="links">
+            <button type="button" onClick={() => void document.querySelector('.full')?.requestFullscreen?.().catch(() => undefined)}>Full screen</button>
             {can('events.view') && <a href={`/events?camera=${camera.id}`}>Events</a>}
             {can('recordings.view') && <a href={`/recordings?camera=${camera.id}`}>Recordings</a>}
             {can('cameras.manage') && <a href={`/cameras/${camera.id}`}>Settings</a>}
