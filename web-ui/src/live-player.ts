@@ -82,6 +82,8 @@ export class LivePlayer {
       this.failures = 0;
       this.firstFrameMs ??= Math.round(performance.now() - this.startedAt);
       this.video.dataset['firstFrameMs'] = String(this.firstFrameMs);
+      // ms since the page's navigation: the whole wait a user sees.
+      this.video.dataset['firstFrameAt'] ??= String(Math.round(performance.now()));
       this.onState('playing');
       void this.video.play().catch(() => undefined);
     }, { once: true });
