@@ -85,6 +85,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
     if (c.res.ok) c.header('cache-control', 'public, max-age=31536000, immutable');
   });
   app.use('/*', serveStatic({ root: WEB_UI }));
+  app.get('/assets/*', notFound); // an old asset name is a 404, not the page
   // Any other page path is a route of the single-page app.
   let indexHtml: string | undefined;
   app.get('*', (c) => {

@@ -29,7 +29,8 @@ const rate = (r: string | undefined): number | null => {
 };
 
 export function probeCamera(ffprobePath: string, url: string, transport: 'tcp' | 'udp', timeoutMs = 10_000): Promise<ProbeResult> {
-  const args = ['-v', 'error', '-rtsp_transport', transport, '-timeout', String(Math.round(timeoutMs * 800)), '-show_streams', '-of', 'json', url];
+  // Only network protocols: what answers at the URL cannot point ffprobe at a local file.
+  const args = ['-v', 'error', '-protocol_whitelist', 'rtsp,rtsps,rtp,udp,tcp,tls,srtp', '-rtsp_transport', transport, '-timeout', String(Math.round(timeoutMs * 800)), '-show_streams', '-of', 'json', url];
   return new Promise((resolve) => {
     execFile(ffprobePath, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
       const none = { codec: null, width: null, height: null, fps: null };

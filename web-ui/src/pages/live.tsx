@@ -77,7 +77,7 @@ export function LiveVideo({ camera, stream }: { camera: Camera; stream: 'main' |
     const s = camera.status;
     return (
       <div class="offline" data-state={s?.state ?? 'unknown'}>
-        <strong>{s?.state === 'starting' ? 'Starting…' : s?.state === 'disabled' ? 'Turned off' : 'Offline'}</strong>
+        <strong>{s?.state === 'starting' ? (s.restarts > 0 ? 'Reconnecting…' : 'Starting…') : s?.state === 'disabled' ? 'Turned off' : 'Offline'}</strong>
         {s?.reason && <span>{s.reason}{s.detail ? `: ${s.detail}` : ''}</span>}
         {s?.lastFrameAt && <small>last picture {formatTime(s.lastFrameAt)}</small>}
       </div>
