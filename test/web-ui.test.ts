@@ -123,6 +123,27 @@ test('a zone drawn on the snapshot with the mouse is saved with the camera', asy
   assert.is(zone.points.length, 4);
   // Where the mouse went, relative to the frame.
   assert.ok(Math.abs(zone.points[1][0] - 0.6) < 0.02 && Math.abs(zone.points[2][1] - 0.95) < 0.02, JSON.stringify(zone.points));
+  // On a phone, with a finger: a motion mask over the top of the picture.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+  await phone.addCookies(await context.cookies());
+  const touch = await phone.newPage();
+  await touch.goto(`${base}/cameras/street`);
+  // Saving the zone restarted the stream: the editor comes back once the camera streams again.
+  await touch.waitForFunction(() => ((document.querySelector('.zone-canvas img') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0, undefined, { timeout: 30_000 });
+  await touch.selectOption('select[aria-label="What to draw"]', 'motion');
+  const area = await touch.waitForSelector('[data-testid=zone-canvas]');
+  await area.scrollIntoViewIfNeeded();
+  const r = (await area.boundingBox())!;
+  for (const [x, y] of [[0.05, 0.05], [0.95, 0.05], [0.5, 0.3]] as const) await touch.touchscreen.tap(r.x + x * r.width, r.y + y * r.height);
+  await touch.click('button:has-text("Finish shape (3)")');
+  await touch.click('#camera-form button:has-text("Save")');
+  await touch.waitForSelector('#camera-form .ok');
+  await shot(touch, 'phone-camera-mask');
+  const masked = await api('/api/v1/cameras/street');
+  assert.is(masked.detection.motionMasks.length, 1);
+  assert.is(masked.detection.zones.length, 1, 'the zone drawn before is kept');
+  assert.ok(Math.abs(masked.detection.motionMasks[0][1][0] - 0.95) < 0.03, JSON.stringify(masked.detection.motionMasks));
+  await phone.close();
 });
 
 test('events: a person event appears without a reload, with its picture and box; its clip plays in place', async () => {

@@ -91,6 +91,9 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
   const [saved, setSaved] = useState<string>();
   const [streamKey, setStreamKey] = useState<string>();
   const builtIn = camera?.builtIn === true;
+  // The live state (a saved change restarts the stream): the drawing needs a picture.
+  const { data: cameras } = useCameras();
+  const streaming = (cameras?.find((c) => c.id === camera?.id)?.status ?? camera?.status)?.state === 'online';
   const set = (patch: Partial<Form>) => setForm({ ...form, ...patch });
 
   const test = async () => {
@@ -221,7 +224,7 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
               </label>
             ))}
           </div>
-          {!adding && camera?.status?.state === 'online' ? (
+          {!adding && streaming ? (
             <ZoneEditor
               camera={form.id}
               value={form.detection}
