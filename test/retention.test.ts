@@ -112,6 +112,8 @@ test('by quota: the oldest of any camera goes first until the recordings fit', a
   assert.is(r.bySpace, 2);
   assert.is(r.bytesFreed, 8000);
   assert.is(await f.index.totalBytes(), 8000);
+  // What each camera's recordings take (the System page), kept up to date as segments go.
+  assert.equal(await f.index.usage(), { a: { bytes: 4000, segments: 1, oldest: c.start }, b: { bytes: 4000, segments: 1, oldest: d.start } });
   for (const [s, kept] of [[a, false], [b, false], [c, true], [d, true]] as const) {
     assert.is(existsSync(path.join(f.media, s.path)), kept, s.path);
   }

@@ -27,9 +27,14 @@ export const BUSY_MS = 15_000;
 
 const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
 
+export interface CameraUsage {
+  bytes: number;
+  segments: number;
+}
+
 export class SegmentIndex {
-  /** Bytes of all indexed segments; counted once, then kept up to date. */
-  private total: number | undefined;
+  /** Bytes and segments per camera; counted in one scan when first asked, then kept up to date. */
+  private tally: Map<string, CameraUsage> | undefined;
 
   constructor(private readonly segments: Collection<Segment>) {}
 
@@ -37,30 +42,49 @@ export class SegmentIndex {
     const id = key(segment.camera, segment.start);
     const before = await this.segments.get(id);
     await this.segments.put(id, segment);
-    if (this.total !== undefined) this.total += segment.bytes - (before?.bytes ?? 0);
+    this.count(segment.camera, segment.bytes - (before?.bytes ?? 0), before ? 0 : 1);
   }
 
   async remove(segment: Segment): Promise<void> {
     await this.segments.del(key(segment.camera, segment.start), { sync: false });
-    if (this.total !== undefined) this.total -= segment.bytes;
+    this.count(segment.camera, -segment.bytes, -1);
+  }
+
+  private count(camera: string, bytes: number, segments: number): void {
+    if (!this.tally) return;
+    const u = this.tally.get(camera) ?? { bytes: 0, segments: 0 };
+    u.bytes += bytes;
+    u.segments += segments;
+    if (u.segments > 0) this.tally.set(camera, u);
+    else this.tally.delete(camera);
+  }
+
+  private async usageByCamera(): Promise<Map<string, CameraUsage>> {
+    if (!this.tally) {
+      const tally = new Map<string, CameraUsage>();
+      for await (const [, s] of this.segments.entries()) {
+        const u = tally.get(s.camera) ?? { bytes: 0, segments: 0 };
+        u.bytes += s.bytes;
+        u.segments += 1;
+        tally.set(s.camera, u);
+      }
+      this.tally = tally;
+    }
+    return this.tally;
   }
 
   async totalBytes(): Promise<number> {
-    if (this.total === undefined) {
-      let sum = 0;
-      for await (const [, s] of this.segments.entries()) sum += s.bytes;
-      this.total = sum;
-    }
-    return this.total;
+    let sum = 0;
+    for (const u of (await this.usageByCamera()).values()) sum += u.bytes;
+    return sum;
   }
 
-  /** Bytes, segment count and oldest start per camera: one scan of the index. */
-  async usage(): Promise<Record<string, { bytes: number; segments: number; oldest: number }>> {
-    const out: Record<string, { bytes: number; segments: number; oldest: number }> = {};
-    for await (const [, s] of this.segments.entries()) {
-      const u = (out[s.camera] ??= { bytes: 0, segments: 0, oldest: s.start });
-      u.bytes += s.bytes;
-      u.segments += 1;
+  /** Bytes, segment count and oldest start per camera (one seek each for the oldest). */
+  async usage(): Promise<Record<string, CameraUsage & { oldest: number }>> {
+    const out: Record<string, CameraUsage & { oldest: number }> = {};
+    for (const [camera, u] of await this.usageByCamera()) {
+      const oldest = await this.oldest(camera);
+      if (oldest) out[camera] = { ...u, oldest: oldest.start };
     }
     return out;
   }
