@@ -112,6 +112,19 @@ export const CameraStatus = z.object({
 });
 export type CameraStatus = z.infer<typeof CameraStatus>;
 
+/** What the Test button finds at a camera URL: the video, or why there is none. */
+export const ProbeResult = z
+  .object({
+    ok: z.boolean(),
+    reason: z.string().nullable().describe('unreachable, unauthorized, not found, no video track, not a video stream, codec not supported'),
+    detail: z.string().nullable(),
+    codec: z.string().nullable(),
+    width: z.number().nullable(),
+    height: z.number().nullable(),
+    fps: z.number().nullable(),
+  });
+export type ProbeResult = z.infer<typeof ProbeResult>;
+
 export function publicCamera(camera: Camera) {
   const { source: s } = camera;
   const source =

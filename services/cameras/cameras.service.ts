@@ -8,9 +8,8 @@ import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId, CameraInput, CameraUpdate, Detection, Recording, RtspSource, publicCamera, type Camera, type CameraStatus } from './cameras.schemas.ts';
+import { CameraId, CameraInput, CameraUpdate, Detection, Recording, RtspSource, publicCamera, type Camera, type CameraStatus, type ProbeResult } from './cameras.schemas.ts';
 import { newStreamKey } from '../streams/rtmp-ingest.ts';
-import type { ProbeResult } from '../streams/probe.ts';
 
 const NoInput = z.strictObject({});
 const IdInput = z.strictObject({ id: CameraId });

@@ -13,25 +13,9 @@ import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, type Camera } from '../cameras/cameras.schemas.ts';
 import type { ObjectEvent } from '../detector/camera-detector.ts';
+import { EventId, type StoredEvent } from './events.schemas.ts';
 
 const DAY = 86_400_000;
-
-export const EventId = z.string().regex(/^[a-z0-9-]{1,80}$/).describe('event id');
-
-export interface StoredEvent {
-  id: string;
-  camera: string;
-  label: string;
-  topScore: number;
-  box: [number, number, number, number];
-  zones: string[];
-  start: string;
-  end: string | null;
-  stationary: boolean;
-  reviewed: boolean;
-  hasSnapshot: boolean;
-  updatedAt: string;
-}
 
 const ListInput = z.strictObject({
   camera: CameraId.optional(),

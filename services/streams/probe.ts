@@ -2,17 +2,8 @@
 // the same words as a running camera's status (unreachable, unauthorized, no video track, ...).
 import { execFile } from 'node:child_process';
 import { redactText } from '../../lib/redact.ts';
+import type { ProbeResult } from '../cameras/cameras.schemas.ts';
 import { classifyFailure, SUPPORTED_CODECS } from './ffmpeg.ts';
-
-export interface ProbeResult {
-  ok: boolean;
-  reason: string | null;
-  detail: string | null;
-  codec: string | null;
-  width: number | null;
-  height: number | null;
-  fps: number | null;
-}
 
 interface FfprobeStream {
   codec_type?: string;

@@ -17,7 +17,7 @@ import { localMinutes, withinHours } from '../../lib/hours.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths, dayDir } from '../../appliance/data-dir.ts';
-import type { StoredEvent } from '../events/events.service.ts';
+import type { StoredEvent } from '../events/events.schemas.ts';
 import type { Segment } from '../recorder/segment-index.ts';
 import { Outbox, type Item, type Progress } from './outbox.ts';
 import { Policy, publicTarget, RESOURCES, Target, TargetId, type Resource } from './sync.schemas.ts';

@@ -5,7 +5,7 @@ import type { Context } from 'hono';
 import type { ServiceBroker } from 'moleculer';
 import { CLIP_NAME } from '../../../services/recorder/clips.ts';
 import { DAY_DIR, SEGMENT_FILE } from '../../../appliance/data-dir.ts';
-import { CameraId, CameraInput, CameraStatus, CameraUpdate, RtspSource } from '../../../services/cameras/cameras.schemas.ts';
+import { CameraId, CameraInput, CameraStatus, CameraUpdate, ProbeResult, RtspSource } from '../../../services/cameras/cameras.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { binary, body, errors, json, Ok, signedIn } from '../openapi.ts';
 
@@ -34,9 +34,7 @@ const NewCameraAnswer = CameraAnswer.omit({ status: true }).extend({
 });
 type NewCameraAnswer = z.infer<typeof NewCameraAnswer>;
 const IdParam = z.object({ id: CameraId });
-const ProbeAnswer = z
-  .object({ ok: z.boolean(), reason: z.string().nullable(), detail: z.string().nullable(), codec: z.string().nullable(), width: z.number().nullable(), height: z.number().nullable(), fps: z.number().nullable() })
-  .openapi('CameraTest');
+const ProbeAnswer = z.object(ProbeResult.shape).openapi('CameraTest');
 const SegmentParams = z.object({
   camera: CameraId,
   day: z.string().regex(DAY_DIR, 'YYYY-MM-DD'),
@@ -111,7 +109,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
       request: body(z.object({ source: RtspSource, id: CameraId.optional() })),
       responses: { 200: json(ProbeAnswer), 401: errors[401], 403: errors[403], 422: errors[422] },
     }),
-    async (c) => c.json(await callAs<z.infer<typeof ProbeAnswer>>(broker, c, 'cameras.test', c.req.valid('json')), 200),
+    async (c) => c.json(await callAs<ProbeResult>(broker, c, 'cameras.test', c.req.valid('json')), 200),
   );
 
   app.openapi(

@@ -2,27 +2,12 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
 import { CameraId } from '../../../services/cameras/cameras.schemas.ts';
-import { EventId, type StoredEvent } from '../../../services/events/events.service.ts';
+import { EventId, StoredEvent } from '../../../services/events/events.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { binary, body, errors, json, Ok, signedIn } from '../openapi.ts';
 import { sendClip, type Clip } from './cameras.routes.ts';
 
-const EventAnswer = z
-  .object({
-    id: z.string(),
-    camera: z.string(),
-    label: z.string(),
-    topScore: z.number(),
-    box: z.array(z.number()).describe('[x1, y1, x2, y2] of the best frame, relative to the frame (0..1)'),
-    zones: z.array(z.string()).describe('zones the object entered (its feet: the bottom centre of its box)'),
-    start: z.string(),
-    end: z.string().nullable().describe('null while the object is still there'),
-    stationary: z.boolean(),
-    reviewed: z.boolean(),
-    hasSnapshot: z.boolean(),
-    updatedAt: z.string(),
-  })
-  .openapi('Event');
+const EventAnswer = z.object(StoredEvent.shape).openapi('Event');
 const IdParam = z.object({ id: EventId });
 const ListQuery = z.object({
   camera: CameraId.optional(),

@@ -20,6 +20,23 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[] = []): { data
   return { data, error, reload };
 }
 
+/** Sends a change to the box: its error stays for the page to show; `after` (a reload) runs once it worked. */
+export function useAction(after?: () => Promise<void>): { error: Error | undefined; run: (change: () => Promise<unknown>) => Promise<boolean> } {
+  const [error, setError] = useState<Error>();
+  const run = async (change: () => Promise<unknown>) => {
+    try {
+      await change();
+      setError(undefined);
+      await after?.();
+      return true;
+    } catch (err) {
+      setError(err as Error);
+      return false;
+    }
+  };
+  return { error, run };
+}
+
 export function Problem({ error }: { error: Error | undefined | null }) {
   if (!error) return null;
   return <p class="problem" role="alert">{error.message}</p>;

@@ -3,21 +3,12 @@
 import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { api, ApiError } from '../api.ts';
-import { Field, Page, Problem, useLoad } from '../components/ui.tsx';
+import { Field, Page, Problem, useAction, useLoad } from '../components/ui.tsx';
 import { ZoneEditor } from '../components/zone-editor.tsx';
 import { useCameras, type Camera } from './live.tsx';
+import type { ProbeResult } from '../../../services/cameras/cameras.schemas.ts';
 
 const LABELS = ['person', 'car', 'bicycle', 'motorcycle', 'bus', 'truck', 'dog', 'cat', 'bird'];
-
-interface Probe {
-  ok: boolean;
-  reason: string | null;
-  detail: string | null;
-  codec: string | null;
-  width: number | null;
-  height: number | null;
-  fps: number | null;
-}
 
 export function CamerasPage() {
   const { data: cameras, error } = useCameras();
@@ -86,9 +77,9 @@ export function CameraEditPage({ id }: { id?: string }) {
 
 function CameraForm({ camera, adding, first, done }: { camera: Camera | undefined; adding: boolean; first: boolean; done: () => void }) {
   const [form, setForm] = useState<Form>(camera ? formOf(camera) : blank);
-  const [error, setError] = useState<Error>();
-  const [probe, setProbe] = useState<Probe | 'busy'>();
-  const [saved, setSaved] = useState<string>();
+  const { error, run } = useAction();
+  const [probe, setProbe] = useState<ProbeResult | 'busy'>();
+  const [saved, setSaved] = useState(false);
   const [streamKey, setStreamKey] = useState<string>();
   const builtIn = camera?.builtIn === true;
   // The live state (a saved change restarts the stream): the drawing needs a picture.
@@ -98,13 +89,8 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
 
   const test = async () => {
     setProbe('busy');
-    try {
-      setProbe(await api<Probe>('/cameras/test', { method: 'POST', body: { source: { kind: 'rtsp', url: form.url, transport: form.transport }, ...(adding ? {} : { id: form.id }) } }));
-      setError(undefined);
-    } catch (err) {
-      setProbe(undefined);
-      setError(err as Error);
-    }
+    const body = { source: { kind: 'rtsp', url: form.url, transport: form.transport }, ...(adding ? {} : { id: form.id }) };
+    if (!(await run(async () => setProbe(await api<ProbeResult>('/cameras/test', { method: 'POST', body }))))) setProbe(undefined);
   };
 
   const save = async (e: Event) => {
@@ -112,28 +98,20 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
     const source = form.kind === 'rtsp' ? { kind: 'rtsp', url: form.url, transport: form.transport } : { kind: 'rtmp' };
     const keepSource = !adding && camera?.source.kind === 'rtmp' && form.kind === 'rtmp';
     const body = { name: form.name, enabled: form.enabled, ...(keepSource ? {} : { source }), recording: form.recording, detection: form.detection };
-    try {
-      const answer = adding
+    let answer: { streamKey?: string } = {};
+    const ok = await run(async () => {
+      answer = adding
         ? await api<{ streamKey?: string }>('/cameras', { method: 'POST', body: { id: form.id, ...body } })
         : await api<{ streamKey?: string }>(`/cameras/${form.id}`, { method: 'PATCH', body });
-      setError(undefined);
-      if (answer.streamKey) return setStreamKey(answer.streamKey);
-      setSaved('Saved.');
-      if (adding) done();
-    } catch (err) {
-      setError(err as Error);
-      setSaved(undefined);
-    }
+    });
+    setSaved(ok);
+    if (ok && answer.streamKey) setStreamKey(answer.streamKey);
+    else if (ok && adding) done();
   };
 
   const remove = async () => {
     if (!confirm(`Remove camera "${form.name}"? Its recordings stay until retention removes them.`)) return;
-    try {
-      await api(`/cameras/${form.id}`, { method: 'DELETE' });
-      done();
-    } catch (err) {
-      setError(err as Error);
-    }
+    if (await run(() => api(`/cameras/${form.id}`, { method: 'DELETE' }))) done();
   };
 
   const generalError = error instanceof ApiError && error.fields.length ? new Error('Some fields need a change: see below each one.') : error;
@@ -236,7 +214,7 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
           {error instanceof ApiError && (error.field('detection.zones') || error.field('detection.motionMasks')) && <p class="problem">{error.field('detection.zones') ?? error.field('detection.motionMasks')}</p>}
         </fieldset>
         <Problem error={generalError} />
-        {saved && <p class="ok" role="status">{saved}</p>}
+        {saved && <p class="ok" role="status">Saved.</p>}
         {!builtIn && (
           <p class="buttons">
             <button>{adding ? 'Add camera' : 'Save'}</button>

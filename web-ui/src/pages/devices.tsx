@@ -3,7 +3,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { useUpdates } from '../updates.ts';
-import { Field, Page, Problem, formValues, useLoad } from '../components/ui.tsx';
+import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
 
 interface Device {
   id: string;
@@ -26,18 +26,9 @@ function useNow(ms: number): number {
 export function DevicesPage() {
   const list = useLoad(() => api<{ devices: Device[]; pairingUntil: string | null }>('/devices'));
   useUpdates(['device.'], () => void list.reload());
-  const [error, setError] = useState<Error>();
   const [secret, setSecret] = useState<{ id: string; secret: string }>();
   const now = useNow(1000);
-  const act = async (fn: () => Promise<unknown>) => {
-    try {
-      await fn();
-      setError(undefined);
-      await list.reload();
-    } catch (err) {
-      setError(err as Error);
-    }
-  };
+  const { error, run: act } = useAction(list.reload);
   const pairingLeft = list.data?.pairingUntil ? Math.max(0, Math.round((Date.parse(list.data.pairingUntil) - now) / 1000)) : 0;
   const add = (e: any) => {
     const v = formValues(e);

@@ -4,28 +4,15 @@ import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { api, can, formatTime, url } from '../api.ts';
 import { useUpdates } from '../updates.ts';
-import { Page, Problem, useLoad } from '../components/ui.tsx';
+import { Page, Problem, useAction, useLoad } from '../components/ui.tsx';
 import { useCameras } from './live.tsx';
 import { DayBar } from '../components/day-bar.tsx';
-
-export interface BoxEvent {
-  id: string;
-  camera: string;
-  label: string;
-  topScore: number;
-  box: [number, number, number, number];
-  zones: string[];
-  start: string;
-  end: string | null;
-  stationary: boolean;
-  reviewed: boolean;
-  hasSnapshot: boolean;
-}
+import type { StoredEvent } from '../../../services/events/events.schemas.ts';
 
 const LABELS = ['person', 'car', 'bicycle', 'motorcycle', 'dog', 'cat'];
 
 /** The event's snapshot with its box drawn over it. */
-export function EventPicture({ event }: { event: BoxEvent }) {
+export function EventPicture({ event }: { event: StoredEvent }) {
   const [x1, y1, x2, y2] = event.box;
   if (!event.hasSnapshot) return <div class="thumb empty">no picture</div>;
   return (
@@ -47,27 +34,18 @@ export function EventsPage() {
   const from = filter.day ? new Date(`${filter.day}T00:00`) : undefined;
   const to = from ? new Date(from.getTime() + 86_400_000) : undefined;
   const events = useLoad(
-    () => api<BoxEvent[]>('/events', { query: { camera: filter.camera, label: filter.label, zone: filter.zone, reviewed: filter.reviewed, from: from?.toISOString(), to: to?.toISOString(), limit: 200 } }),
+    () => api<StoredEvent[]>('/events', { query: { camera: filter.camera, label: filter.label, zone: filter.zone, reviewed: filter.reviewed, from: from?.toISOString(), to: to?.toISOString(), limit: 200 } }),
     [filter.camera, filter.label, filter.zone, filter.day, filter.reviewed],
   );
   useUpdates(['event.'], () => void events.reload());
   const [open, setOpen] = useState<string>();
-  const [problem, setProblem] = useState<Error>();
 
   const set = (key: string, value: string) => {
     const q = new URLSearchParams({ ...filter, [key]: value });
     for (const [k, v] of [...q]) if (!v) q.delete(k);
     route(`/events${q.size ? `?${q}` : ''}`, true);
   };
-  const act = async (fn: () => Promise<unknown>) => {
-    try {
-      await fn();
-      setProblem(undefined);
-      await events.reload();
-    } catch (err) {
-      setProblem(err as Error);
-    }
-  };
+  const { error: problem, run: act } = useAction(events.reload);
   const list = events.data ?? [];
   const zones = [...new Set((cameras ?? []).flatMap((c) => c.detection.zones.map((z) => z.name)))];
 

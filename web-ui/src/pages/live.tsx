@@ -5,42 +5,10 @@ import { api, can, formatTime, url } from '../api.ts';
 import { useUpdates } from '../updates.ts';
 import { LivePlayer, type LiveState } from '../live-player.ts';
 import { Page, Problem, useLoad } from '../components/ui.tsx';
+import type { CameraStatus, PublicCamera } from '../../../services/cameras/cameras.schemas.ts';
 
-export interface CameraStatus {
-  state: 'starting' | 'online' | 'offline' | 'disabled';
-  reason: string | null;
-  detail: string | null;
-  since: string;
-  codec: string | null;
-  width: number | null;
-  height: number | null;
-  fps: number | null;
-  bitrateKbps: number | null;
-  lastFrameAt: string | null;
-  restarts: number;
-}
-
-export interface Camera {
-  id: string;
-  name: string;
-  enabled: boolean;
-  builtIn?: boolean;
-  source: { kind: 'rtsp'; url: string; transport: 'tcp' | 'udp' } | { kind: 'rtmp'; pushPath: string } | { kind: 'file' };
-  subStream: { kind: 'rtsp'; url: string; transport: 'tcp' | 'udp' } | null;
-  recording: { mode: 'continuous' | 'events' | 'off'; retainDays: number; eventRetainDays: number };
-  detection: {
-    enabled: boolean;
-    fps: number;
-    labels: string[];
-    minScores: Record<string, number>;
-    zones: Array<{ name: string; points: Array<[number, number]> }>;
-    motionMasks: Array<Array<[number, number]>>;
-    objectMasks: Array<Array<[number, number]>>;
-    motionThreshold: number;
-  };
-  notifications: boolean;
-  status: CameraStatus | null;
-}
+/** A camera as GET /api/v1/cameras answers it. */
+export type Camera = PublicCamera & { status: CameraStatus | null };
 
 export function useCameras() {
   const cameras = useLoad(() => api<Camera[]>('/cameras'));

@@ -6,7 +6,7 @@ import { api, ApiError, formatBytes, request, url } from '../api.ts';
 import { Page, Problem, useLoad } from '../components/ui.tsx';
 import { DayBar } from '../components/day-bar.tsx';
 import { useCameras } from './live.tsx';
-import type { BoxEvent } from './events.tsx';
+import type { StoredEvent } from '../../../services/events/events.schemas.ts';
 
 interface Timeline {
   ranges: Array<{ start: string; end: string }>;
@@ -109,7 +109,7 @@ export function RecordingsPage() {
     async () => (camera ? api<Timeline>(`/cameras/${camera}/timeline`, { query: { from: from.toISOString(), to: to.toISOString() } }) : undefined),
     [camera, day],
   );
-  const events = useLoad(async () => (camera ? api<BoxEvent[]>('/events', { query: { camera, from: from.toISOString(), to: to.toISOString(), limit: 500 } }) : []), [camera, day]);
+  const events = useLoad(async () => (camera ? api<StoredEvent[]>('/events', { query: { camera, from: from.toISOString(), to: to.toISOString(), limit: 500 } }) : []), [camera, day]);
   const [at, setAt] = useState<Date>();
   const [range, setRange] = useState<{ from: string; to: string }>({ from: '', to: '' });
   const set = (key: string, value: string) => route(`/recordings?${new URLSearchParams({ camera, day, [key]: value })}`, true);

@@ -1,7 +1,7 @@
 // Me: which events I am told about (pushed to the app over MQTT), and my password.
 import { useState } from 'preact/hooks';
 import { api, me } from '../api.ts';
-import { Field, Page, Problem, formValues, useLoad } from '../components/ui.tsx';
+import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
 import { useCameras } from './live.tsx';
 
 interface Rule {
@@ -22,7 +22,7 @@ function NotificationsForm() {
   const loaded = useLoad(() => api<Notifications>('/auth/me/notifications'));
   const { data: cameras } = useCameras();
   const [edit, setEdit] = useState<Notifications>();
-  const [error, setError] = useState<Error>();
+  const { error, run } = useAction();
   const [saved, setSaved] = useState(false);
   const value = edit ?? loaded.data;
   if (!value) return <Problem error={loaded.error} />;
@@ -31,16 +31,9 @@ function NotificationsForm() {
   const toggle = (list: string[], item: string, on: boolean) => (on ? [...list, item] : list.filter((x) => x !== item));
   const save = async (e: Event) => {
     e.preventDefault();
-    try {
-      const clean = { ...rule, from: rule.from || undefined, to: rule.to || undefined };
-      const empty = !clean.cameras.length && !clean.labels.length && !clean.zones.length && !clean.from && !clean.to;
-      await api('/auth/me/notifications', { method: 'PUT', body: { enabled: value.enabled, rules: empty ? [] : [clean] } });
-      setError(undefined);
-      setSaved(true);
-    } catch (err) {
-      setError(err as Error);
-      setSaved(false);
-    }
+    const clean = { ...rule, from: rule.from || undefined, to: rule.to || undefined };
+    const empty = !clean.cameras.length && !clean.labels.length && !clean.zones.length && !clean.from && !clean.to;
+    setSaved(await run(() => api('/auth/me/notifications', { method: 'PUT', body: { enabled: value.enabled, rules: empty ? [] : [clean] } })));
   };
   return (
     <form onSubmit={save} id="notifications">
@@ -71,20 +64,15 @@ function NotificationsForm() {
 }
 
 function PasswordForm() {
-  const [error, setError] = useState<Error>();
+  const { error, run } = useAction();
   const [saved, setSaved] = useState(false);
   const save = async (e: any) => {
     const v = formValues(e);
     const form = e.currentTarget as HTMLFormElement;
-    try {
+    setSaved(await run(async () => {
       await api('/auth/password', { method: 'POST', body: v });
-      setError(undefined);
-      setSaved(true);
       form.reset();
-    } catch (err) {
-      setError(err as Error);
-      setSaved(false);
-    }
+    }));
   };
   return (
     <form onSubmit={save} id="password">

@@ -1,7 +1,6 @@
 // Users: the family members, the installer and admins, each with a role.
-import { useState } from 'preact/hooks';
 import { api, me } from '../api.ts';
-import { Field, Page, Problem, formValues, useLoad } from '../components/ui.tsx';
+import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
 
 interface User {
   username: string;
@@ -17,16 +16,7 @@ const ROLE_TEXT = {
 
 export function UsersPage() {
   const users = useLoad(() => api<User[]>('/users'));
-  const [error, setError] = useState<Error>();
-  const act = async (fn: () => Promise<unknown>) => {
-    try {
-      await fn();
-      setError(undefined);
-      await users.reload();
-    } catch (err) {
-      setError(err as Error);
-    }
-  };
+  const { error, run: act } = useAction(users.reload);
   const add = (e: any) => {
     const v = formValues(e);
     const form = e.currentTarget as HTMLFormElement;
