@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { api, ApiError } from '../api.ts';
-import { Field, Page, Problem, useAction, useLoad } from '../components/ui.tsx';
+import { Field, Page, Problem, useAction } from '../components/ui.tsx';
 import { ZoneEditor } from '../components/zone-editor.tsx';
 import { useCameras, type Camera } from './live.tsx';
 import type { ProbeResult } from '../../../services/cameras/cameras.schemas.ts';
@@ -70,9 +70,11 @@ const formOf = (c: Camera): Form => ({
 export function CameraEditPage({ id }: { id?: string }) {
   const adding = !id;
   const { route, query } = useLocation();
-  const existing = useLoad(async () => (id ? api<Camera>(`/cameras/${id}`) : undefined), [id]);
-  if (id && !existing.data) return <Page title="Camera"><Problem error={existing.error} />{!existing.error && <p>Loading…</p>}</Page>;
-  return <CameraForm key={id ?? 'new'} camera={existing.data} adding={adding} first={query['first'] === '1'} done={() => route('/cameras')} />;
+  // The list follows the live state (a saved change restarts the stream; the drawing needs a picture).
+  const { data: cameras, error } = useCameras();
+  const camera = cameras?.find((c) => c.id === id);
+  if (id && !camera) return <Page title="Camera"><Problem error={error ?? (cameras ? new Error(`There is no camera "${id}".`) : undefined)} />{!cameras && !error && <p>Loading…</p>}</Page>;
+  return <CameraForm key={id ?? 'new'} camera={camera} adding={adding} first={query['first'] === '1'} done={() => route('/cameras')} />;
 }
 
 function CameraForm({ camera, adding, first, done }: { camera: Camera | undefined; adding: boolean; first: boolean; done: () => void }) {
@@ -82,9 +84,7 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
   const [saved, setSaved] = useState(false);
   const [streamKey, setStreamKey] = useState<string>();
   const builtIn = camera?.builtIn === true;
-  // The live state (a saved change restarts the stream): the drawing needs a picture.
-  const { data: cameras } = useCameras();
-  const streaming = (cameras?.find((c) => c.id === camera?.id)?.status ?? camera?.status)?.state === 'online';
+  const streaming = camera?.status?.state === 'online';
   const set = (patch: Partial<Form>) => setForm({ ...form, ...patch });
 
   const test = async () => {
