@@ -37,8 +37,9 @@ export function useAction(after?: () => Promise<void>): { error: Error | undefin
   return { error, run };
 }
 
-export function Problem({ error }: { error: Error | undefined | null }) {
-  if (!error) return null;
+/** An error for the page; with `besideFields`, one whose fields are named is left to those fields. */
+export function Problem({ error, besideFields }: { error: Error | undefined | null; besideFields?: boolean }) {
+  if (!error || (besideFields && error instanceof ApiError && error.fields.length > 0)) return null;
   return <p class="problem" role="alert">{error.message}</p>;
 }
 

@@ -42,7 +42,7 @@ export function SignIn() {
     <form class="card narrow" onSubmit={submit} id="sign-in">
       <h1>Sign in to FogEdge</h1>
       <Credentials error={error} />
-      <Problem error={error instanceof ApiError && error.fields.length ? null : error} />
+      <Problem error={error} besideFields />
       <button disabled={busy}>Sign in</button>
     </form>
   );
@@ -56,7 +56,7 @@ export function Setup() {
       <h1>Welcome to FogEdge</h1>
       <p>Create the admin account of this box. You can add family members and the installer later.</p>
       <Credentials error={error} newPassword />
-      <Problem error={error instanceof ApiError && error.fields.length ? null : error} />
+      <Problem error={error} besideFields />
       <button disabled={busy}>Create admin account</button>
     </form>
   );
@@ -77,7 +77,7 @@ export function SessionDialog() {
         <Field label="Password" name="password" error={error}>
           <input name="password" type="password" autocomplete="current-password" required autofocus />
         </Field>
-        <Problem error={error instanceof ApiError && error.fields.length ? null : error} />
+        <Problem error={error} besideFields />
         <button disabled={busy}>Sign in</button>
       </form>
     </div>

@@ -59,7 +59,7 @@ export function UsersPage() {
             {Object.entries(ROLE_TEXT).map(([r, text]) => <option value={r} selected={r === 'family'}>{text}</option>)}
           </select>
         </Field>
-        <Problem error={error && !(error as { fields?: unknown[] }).fields?.length ? error : undefined} />
+        <Problem error={error} besideFields />
         <button>Add user</button>
       </form>
     </Page>
