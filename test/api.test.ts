@@ -218,6 +218,8 @@ test('config is shown without secrets; the web UI is served at /', async () => {
   const js = await box.request('GET', asset);
   assert.is(js.status, 200);
   assert.match(js.headers.get('cache-control') ?? '', /immutable/);
+  // An asset of an older build is a 404, not the page in its place.
+  assert.is((await box.request('GET', '/assets/index-gone.js')).status, 404);
   // An unknown API path is still a JSON error, never the page.
   assert.is((await box.request('GET', '/api/v1/nothing-here', { auth: admin })).json.error.type, 'NOT_FOUND');
 });

@@ -7,6 +7,7 @@ import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { Azurite, S3rver, sha256 } from './helpers/storage.ts';
 import { RtspCamera } from './helpers/video.ts';
+import { WebSocket } from 'ws';
 
 let box: TestBox;
 let admin: string;
@@ -113,6 +114,11 @@ test('a target down while 200 items are enqueued: when it is back, all arrive, e
   // The status as the bus carries it (the web UI and the ADMP uplink read it there).
   const onBus: SyncStatus[] = [];
   await box.broker.createService({ name: 'status-listener', events: { 'sync.status.changed': (ctx: { params: SyncStatus }) => void onBus.push(ctx.params) } } as never);
+  // And as the web UI's System page gets it: pushed on the updates WebSocket.
+  const pushed: Array<{ type: string; data: SyncStatus }> = [];
+  const updates = new WebSocket(`ws://127.0.0.1:${box.broker.getLocalService('api')!.settings['port']}/api/v1/updates`, { headers: { authorization: `Bearer ${admin}` } });
+  updates.on('message', (m) => pushed.push(JSON.parse(m.toString())));
+  await new Promise((r) => updates.once('open', r));
   await s3.stop();
   const items = Array.from({ length: 200 }, (_, i) => randomBytes(200 + i));
   for (const [i, data] of items.entries()) assert.ok((await enqueue(`down/item-${i}.bin`, data)).queued);
@@ -124,6 +130,8 @@ test('a target down while 200 items are enqueued: when it is back, all arrive, e
   await waitUntil('Azure has all 200 meanwhile', async () => (await targetStatus('azure')).pendingItems === 0);
   assert.is((await targetStatus('s3')).pendingItems, 200);
   await waitUntil('the bus told of the backlog', () => onBus.some((b) => b.targets.some((t) => t.id === 's3' && t.pendingItems === 200 && t.lastError?.code === 'UNREACHABLE')));
+  await waitUntil('the updates socket told of it too', () => pushed.some((p) => p.type === 'sync.status.changed' && p.data.targets.some((t) => t.id === 's3' && t.lastError?.code === 'UNREACHABLE')));
+  updates.close();
   await new Promise((r) => setTimeout(r, 3000)); // down a while: several backoff rounds
   await s3.start();
   await drained();
