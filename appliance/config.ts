@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { redactUrl } from '../lib/redact.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
-export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync'] as const;
+export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync', 'admp'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -143,6 +143,23 @@ export const ConfigSchema = z.strictObject({
       retentionWaitsForUpload: z.boolean().default(true),
       /** Audit entries are sent in batches: at most this long after the first one, s. */
       auditBatchSeconds: z.number().min(1).max(86_400).default(300),
+    })
+    .prefault({}),
+  /** The uplink to the operator's device-management platform (ADMP); off until the box is provisioned. */
+  admp: z
+    .strictObject({
+      /** The provisioning file (JSON or YAML), relative to the data root; FOGEDGE_ADMP_* override it. */
+      provisioningFile: z.string().min(1).nullable().default(null),
+      /** Health and telemetry go up this often unless the operator's desired config says otherwise, s. */
+      telemetrySeconds: z.number().min(1).max(86_400).default(60),
+      /** What waits while the uplink is down; past either bound the lowest-value, oldest messages go first. */
+      maxQueueItems: z.number().int().min(10).max(10_000_000).default(100_000),
+      maxQueueBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024),
+      /** Messages handed to the broker before their acknowledgement. */
+      inFlight: z.number().int().min(1).max(1000).default(32),
+      /** A command older than this (by its sentAt) is refused as expired: a reboot must not land hours late, s. */
+      commandMaxAgeSeconds: z.number().min(1).max(7 * 86_400).default(600),
+      reconnectMs: z.number().int().min(100).max(600_000).default(5000),
     })
     .prefault({}),
   bus: z

@@ -12,6 +12,7 @@ import { eventsService } from '../services/events/events.service.ts';
 import { devicesService } from '../services/devices/devices.service.ts';
 import { mqttService } from '../services/mqtt/mqtt.service.ts';
 import { syncService } from '../services/sync/sync.service.ts';
+import { admpService } from '../services/admp/admp.service.ts';
 
 export const SERVICE_FACTORIES = {
   api: apiService,
@@ -25,4 +26,5 @@ export const SERVICE_FACTORIES = {
   devices: devicesService,
   mqtt: mqttService,
   sync: syncService,
+  admp: admpService,
 } satisfies Record<ServiceName, (config: Config) => ServiceSchema>;

@@ -20,6 +20,7 @@ import { camerasRoutes } from './routes/cameras.routes.ts';
 import { eventsRoutes } from './routes/events.routes.ts';
 import { devicesRoutes } from './routes/devices.routes.ts';
 import { syncRoutes } from './routes/sync.routes.ts';
+import { admpRoutes } from './routes/admp.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
@@ -70,6 +71,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   eventsRoutes(app, broker);
   devicesRoutes(app, broker);
   syncRoutes(app, broker);
+  admpRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });

@@ -12,6 +12,7 @@ import pLimit from 'p-limit';
 import { ThrottleGroup } from 'stream-throttle';
 import { z } from 'zod';
 import { action, validationError } from '../../lib/actions.ts';
+import { AUDITED_EVENTS } from '../../lib/audit.ts';
 import { ConflictError } from '../../lib/errors.ts';
 import { localMinutes, withinHours } from '../../lib/hours.ts';
 import { Store, type Collection } from '../../lib/store.ts';
@@ -72,13 +73,6 @@ interface NewItem {
   metadata: Record<string, string>;
 }
 
-/** Facts on the bus that make the audit log: who changed what, signed in, allowed or denied a device. */
-const AUDITED = [
-  'account.created', 'account.updated', 'account.deleted', 'account.password.changed', 'account.signed-in', 'account.sign-in.failed',
-  'camera.added', 'camera.updated', 'camera.removed',
-  'device.added', 'device.updated', 'device.removed', 'device.pending', 'device.pairing',
-  'event.removed', 'sync.policy.changed', 'sync.target.changed', 'audit.recorded',
-] as const;
 
 const NEW_STATE: TargetState = { lastSuccessAt: null, lastError: null, failures: 0, retryAt: 0, sentItems: 0, sentBytes: 0 };
 const STATUS_EVERY_MS = 1000;
@@ -618,7 +612,7 @@ export function syncService(config: Config): ServiceSchema {
         },
       },
       ...Object.fromEntries(
-        AUDITED.map((name) => [
+        AUDITED_EVENTS.map((name) => [
           name,
           {
             async handler(ctx: { params: Record<string, unknown> }) {

@@ -3,11 +3,15 @@ import os from 'node:os';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
-import { redactedConfig, SERVICE_NAMES, type Config } from '../../appliance/config.ts';
+import { redactedConfig, SERVICE_NAMES, type Config, type ServiceName } from '../../appliance/config.ts';
+import { NotFoundError } from '../../lib/errors.ts';
 import { version } from '../../appliance/version.ts';
 
 const NoInput = z.strictObject({});
+/** The bus-facing services (system answers the call, api carries it, admp may have sent it) stay up. */
+const RESTARTABLE = SERVICE_NAMES.filter((n): n is Exclude<ServiceName, 'system' | 'api' | 'admp'> => !['system', 'api', 'admp'].includes(n));
 const HEALTH_CHECK_TIMEOUT_MS = 1500;
+const RESTART_TIMEOUT_MS = 30_000;
 
 type Status = 'ok' | 'degraded' | 'down';
 
@@ -102,6 +106,47 @@ export function systemService(config: Config): ServiceSchema {
         input: NoInput,
         permission: 'settings.manage',
         handler: () => redactedConfig(config),
+      }),
+
+      /** What support needs to see what is wrong, in one answer: no secrets, no video, no events. */
+      diagnostics: action({
+        input: NoInput,
+        permission: 'settings.manage',
+        async handler(ctx) {
+          const ask = (name: string, params: object = {}) =>
+            ctx.call(name, params, { timeout: HEALTH_CHECK_TIMEOUT_MS, retries: 0 }).catch((err: Error) => ({ unavailable: err.message }));
+          const [health, cameras, storage, detector, sync, syncQueue, uplink] = await Promise.all([
+            ask('system.health'), ask('cameras.list'), ask('recorder.storage'), ask('detector.status'), ask('sync.status'), ask('sync.queue', { limit: 20 }), ask('admp.status'),
+          ]);
+          return {
+            at: new Date().toISOString(),
+            version,
+            node: ctx.broker.nodeID,
+            runtime: { node: process.version, platform: `${os.platform()} ${os.release()} ${os.arch()}`, uptimeSeconds: Math.round(os.uptime()), processUptimeSeconds: Math.round(process.uptime()), loadAverage: os.loadavg(), memory: { totalBytes: os.totalmem(), freeBytes: os.freemem(), rssBytes: process.memoryUsage.rss() } },
+            config: redactedConfig(config),
+            health, cameras, storage, detector, sync, syncQueue, uplink,
+          };
+        },
+      }),
+
+      /** Stops and starts services of this node (a stuck camera pipeline, a wedged broker) without a reboot. */
+      restartServices: action({
+        input: z.strictObject({ services: z.array(z.enum(RESTARTABLE)).min(1).max(RESTARTABLE.length) }),
+        permission: 'settings.manage',
+        async handler(ctx) {
+          // Imported here: the service list imports this service.
+          const { SERVICE_FACTORIES } = await import('../../gateway/services.ts');
+          const missing = ctx.params.services.filter((name) => !ctx.broker.getLocalService(name));
+          if (missing.length) throw new NotFoundError('Service on this node', missing.join(', '));
+          const started = Date.now();
+          for (const name of ctx.params.services) {
+            await ctx.broker.destroyService(ctx.broker.getLocalService(name)!);
+            ctx.broker.createService(SERVICE_FACTORIES[name](config)); // started by the broker, as it is running
+            await ctx.broker.waitForServices([name], RESTART_TIMEOUT_MS);
+          }
+          ctx.broadcast('system.services.restarted', { services: ctx.params.services, by: ctx.meta.caller?.username ?? 'box' });
+          return { restarted: ctx.params.services, tookMs: Date.now() - started };
+        },
       }),
     },
   };

@@ -2,7 +2,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
 import { callAs, type HttpEnv } from '../context.ts';
-import { errors, json, signedIn } from '../openapi.ts';
+import { body, errors, json, signedIn } from '../openapi.ts';
 
 const Status = z.enum(['ok', 'degraded', 'down']);
 const Health = z
@@ -92,5 +92,30 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
     }),
     async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.config'), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/system/diagnostics',
+      tags: ['system'],
+      summary: 'A diagnostic bundle for support: runtime, configuration (secrets masked), health, cameras, storage, detector, sync and uplink (admin, installer)',
+      security: signedIn,
+      responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
+    }),
+    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.diagnostics'), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/system/restart',
+      tags: ['system'],
+      summary: 'Restart services of this node (admin, installer)',
+      security: signedIn,
+      request: body(z.object({ services: z.array(z.string()) }).openapi('RestartServices')),
+      responses: { 200: json(z.object({ restarted: z.array(z.string()), tookMs: z.number() })), 401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<{ restarted: string[]; tookMs: number }>(broker, c, 'system.restartServices', c.req.valid('json')), 200),
   );
 }

@@ -1,0 +1,401 @@
+// admp: the box's uplink to its operator's device-management platform, an MQTT(S) client of
+// the operator's broker. Up: health, events, the audit log, command replies and the reported
+// configuration, all through a durable ordered queue (store-and-forward) sent with QoS 2 on a
+// persistent session. Down: commands, run as the operator's caller through the same actions,
+// schemas and permissions as local ones, and the desired configuration (a device twin).
+import type { ServiceBroker, ServiceSchema } from 'moleculer';
+import mqtt, { type MqttClient } from 'mqtt';
+import pLimit from 'p-limit';
+import { z } from 'zod';
+import { action, issuesOf, type Caller } from '../../lib/actions.ts';
+import { AUDITED_EVENTS } from '../../lib/audit.ts';
+import { ConflictError } from '../../lib/errors.ts';
+import { Store, type Collection } from '../../lib/store.ts';
+import type { Config } from '../../appliance/config.ts';
+import { dataPaths } from '../../appliance/data-dir.ts';
+import { ProvisioningInput, publicProvisioning, readProvisioning, writeProvisioning, type Provisioned } from '../../appliance/provisioning.ts';
+import { version } from '../../appliance/version.ts';
+import type { StoredEvent } from '../events/events.schemas.ts';
+import { Command, Desired, REMOTE_ACTIONS, UplinkSettings, type DesiredConfig } from './admp.schemas.ts';
+import { Telemetry } from './telemetry.ts';
+import { UplinkQueue, type Kind, type UpMessage } from './uplink-queue.ts';
+
+/** Who the operator is on the bus: an installer (no view of the household's video or events). */
+export const ADMP_CALLER: Caller = { via: 'admp', role: 'installer', username: 'admp' };
+
+const COMMAND_TIMEOUT_MS = 60_000;
+/** Replies are kept this long, so a command delivered twice is answered twice but run once. */
+const REPLY_KEEP_MS = 7 * 24 * 3600_000;
+
+interface Reply {
+  id: string | null;
+  action: string | null;
+  ok: boolean;
+  result?: unknown;
+  error?: { type: string; code?: number; message: string; data?: unknown };
+  at: string;
+}
+
+interface Applied {
+  version: number;
+  config: DesiredConfig;
+  at: string;
+}
+
+/** An error as the operator gets it: its type, code and message, never a stack. */
+function errorOf(err: unknown): NonNullable<Reply['error']> {
+  const e = err as { type?: string; code?: number; message?: string; data?: unknown };
+  return { type: e.type ?? 'ERROR', ...(typeof e.code === 'number' ? { code: e.code } : {}), message: e.message ?? String(err), ...(e.data !== undefined ? { data: e.data } : {}) };
+}
+
+export function admpService(config: Config): ServiceSchema {
+  const o = config.admp;
+  let store: Store | undefined;
+  let queue: UplinkQueue;
+  let meta: Collection<unknown>;
+  let replies: Collection<Reply>;
+  let provisioned: Provisioned | null = null;
+  let provisioningError: string | null = null;
+  let client: MqttClient | null = null;
+  /** Seqs handed to the MQTT client and not yet acknowledged (it resends them after a reconnect). */
+  const inflight = new Set<number>();
+  const link = { connected: false, lastConnectedAt: null as string | null, lastDisconnectedAt: null as string | null, lastError: null as string | null, connects: 0 };
+  let settings: UplinkSettings = UplinkSettings.parse({});
+  let applied: Applied | null = null;
+  let lastRejected: { version: number | null; error: Reply['error']; at: string } | null = null;
+  let telemetry: Telemetry;
+  let telemetryTimer: NodeJS.Timeout | undefined;
+  /** Desired configurations are applied one at a time, in the order they came. */
+  const desiredInTurn = pLimit(1);
+  let log: { info(m: string): void; warn(m: string): void; error(m: string): void };
+
+  const topic = (sub: string) => `${provisioned!.provisioning.topicRoot}/${provisioned!.provisioning.boxId}/${sub}`;
+
+  const status = () => ({
+    provisioned: Boolean(provisioned),
+    source: provisioned?.source ?? null,
+    provisioningError,
+    endpoint: provisioned ? publicProvisioning(provisioned.provisioning) : null,
+    connected: link.connected,
+    lastConnectedAt: link.lastConnectedAt,
+    lastDisconnectedAt: link.lastDisconnectedAt,
+    lastError: link.lastError,
+    queue: { ...queue.size, inFlight: inflight.size, maxItems: o.maxQueueItems, maxBytes: o.maxQueueBytes, dropped: { ...queue.dropped } },
+    desired: { appliedVersion: applied?.version ?? null, appliedAt: applied?.at ?? null, lastRejected },
+    settings: { ...settings, telemetrySeconds: settings.telemetrySeconds ?? o.telemetrySeconds },
+  });
+
+  /** Hands the oldest waiting messages to the client, up to the in-flight window. */
+  const pump = () => {
+    const c = client;
+    if (!c?.connected) return;
+    for (const m of queue.next(o.inFlight - inflight.size, inflight)) {
+      inflight.add(m.seq);
+      c.publish(topic(m.topic), JSON.stringify(m.payload), { qos: 2, retain: m.retain }, (err) => {
+        if (err) {
+          inflight.delete(m.seq); // the client was ended: the message stays queued for the next one
+          return;
+        }
+        void queue.sent(m.seq).finally(() => {
+          inflight.delete(m.seq);
+          pump();
+        });
+      });
+    }
+  };
+
+  const up = async (kind: Kind, sub: string, payload: Record<string, unknown>, retain = false): Promise<UpMessage | null> => {
+    if (!provisioned || !store) return null;
+    const { message, dropped } = await queue.enqueue(kind, sub, { at: new Date().toISOString(), ...payload }, retain);
+    if (dropped.length) log.warn(`admp: uplink queue full: dropped ${dropped.length} (${dropped.map((d) => `${d.kind} #${d.seq}`).join(', ')})`);
+    pump();
+    return message;
+  };
+
+  const reply = async (r: Omit<Reply, 'at'>, broker: ServiceBroker) => {
+    const full: Reply = { ...r, at: new Date().toISOString() };
+    if (r.id) await replies.put(r.id, full);
+    await up('reply', 'commands/res', { ...full });
+    void broker.broadcast('admp.command.handled', { id: r.id, action: r.action, ok: r.ok, ...(r.error ? { error: r.error.type } : {}), by: ADMP_CALLER.username });
+  };
+
+  return {
+    name: 'admp',
+
+    actions: {
+      health: action({ input: z.strictObject({}), handler: () => ({ status: store?.status === 'open' ? 'ok' : 'down' }) }),
+
+      /** Provisioned or not, connected or not, what waits to go up and what was dropped. */
+      status: action({ input: z.strictObject({}), permission: 'system.view', handler: () => status() }),
+
+      /** The first-run setup: the operator's endpoint and the box's identity. */
+      provision: action({
+        input: ProvisioningInput,
+        permission: 'settings.manage',
+        async handler(ctx) {
+          if (provisioned?.source === 'environment') throw new ConflictError('This box is provisioned by its environment (FOGEDGE_ADMP_*); change it there', 'PROVISIONED_BY_ENVIRONMENT');
+          await writeProvisioning(config, ctx.params);
+          await (ctx.service as unknown as { restartUplink(): Promise<void> }).restartUplink();
+          ctx.broadcast('admp.provisioning.changed', { url: provisioned ? publicProvisioning(provisioned.provisioning).url : null, by: ctx.meta.caller?.username ?? 'box' });
+          return status();
+        },
+      }),
+
+      unprovision: action({
+        input: z.strictObject({}),
+        permission: 'settings.manage',
+        async handler(ctx) {
+          if (provisioned?.source === 'environment') throw new ConflictError('This box is provisioned by its environment (FOGEDGE_ADMP_*); change it there', 'PROVISIONED_BY_ENVIRONMENT');
+          await writeProvisioning(config, null);
+          await (ctx.service as unknown as { restartUplink(): Promise<void> }).restartUplink();
+          ctx.broadcast('admp.provisioning.changed', { url: null, by: ctx.meta.caller?.username ?? 'box' });
+          return status();
+        },
+      }),
+    },
+
+    events: {
+      'event.started': { handler(ctx: { params: StoredEvent }) { return this.sendEvent('start', ctx.params); } },
+      'event.ended': { handler(ctx: { params: StoredEvent }) { return this.sendEvent('end', ctx.params); } },
+      ...Object.fromEntries(
+        AUDITED_EVENTS.map((name) => [
+          name,
+          {
+            async handler(ctx: { params: Record<string, unknown> }) {
+              if (!settings.audit) return;
+              await up('audit', 'audit', { action: name, ...ctx.params }).catch((err: Error) => log.error(`admp: audit ${name} not queued: ${err.message}`));
+            },
+          },
+        ]),
+      ),
+    },
+
+    methods: {
+      async sendEvent(type: 'start' | 'end', event: StoredEvent) {
+        if (!settings.events || (settings.eventLabels.length && !settings.eventLabels.includes(event.label))) return;
+        await up('event', 'events', { type, event }).catch((err: Error) => log.error(`admp: event ${event.id} not queued: ${err.message}`));
+      },
+
+      /** Reads the provisioning again and (re)connects, or stays local. */
+      async restartUplink() {
+        await this.disconnect();
+        try {
+          provisioned = readProvisioning(config);
+          provisioningError = null;
+        } catch (err) {
+          provisioned = null;
+          provisioningError = (err as Error).message;
+          log.error(`admp: ${provisioningError}; the box runs local only`);
+        }
+        if (!provisioned) {
+          if (!provisioningError) log.info('admp: not provisioned; the box runs local only');
+          return;
+        }
+        this.connect();
+        this.scheduleTelemetry();
+      },
+
+      connect() {
+        const p = provisioned!.provisioning;
+        log.info(`admp: uplink to ${publicProvisioning(p).url} as ${p.boxId} (provisioned from ${provisioned!.source})`);
+        const c = mqtt.connect(p.url, {
+          clientId: `fogedge-${p.boxId}`,
+          // A persistent session: QoS 2 messages in flight are completed after a reconnect, exactly once.
+          clean: false,
+          reconnectPeriod: o.reconnectMs,
+          connectTimeout: 10_000,
+          ...(p.username ? { username: p.username } : {}),
+          ...(p.password ? { password: p.password } : {}),
+          ...(p.ca ? { ca: p.ca } : {}),
+          ...(p.cert ? { cert: p.cert, key: p.key } : {}),
+          will: { topic: topic('status'), payload: Buffer.from(JSON.stringify({ online: false, boxId: p.boxId })), qos: 1, retain: true },
+        });
+        client = c;
+        c.on('connect', () => {
+          link.connected = true;
+          link.lastConnectedAt = new Date().toISOString();
+          link.lastError = null;
+          link.connects++;
+          log.info(`admp: uplink connected (${queue.size.items} messages waiting)`);
+          c.publish(topic('status'), JSON.stringify({ online: true, boxId: p.boxId, version, at: link.lastConnectedAt }), { qos: 1, retain: true });
+          c.subscribe([topic('commands/req'), topic('config/desired')], { qos: 1 }, (err) => err && log.error(`admp: subscribe failed: ${err.message}`));
+          void this.broker.broadcast('admp.status.changed', status());
+          pump();
+        });
+        c.on('close', () => {
+          if (!link.connected) return;
+          link.connected = false;
+          link.lastDisconnectedAt = new Date().toISOString();
+          log.warn(`admp: uplink lost; messages wait in the queue (${queue.size.items})`);
+          void this.broker.broadcast('admp.status.changed', status());
+        });
+        c.on('error', (err) => {
+          if (link.lastError !== err.message) log.warn(`admp: uplink: ${err.message}`);
+          link.lastError = err.message;
+        });
+        c.on('message', (t, payload) => {
+          if (t === topic('commands/req')) void this.onCommand(payload).catch((err: Error) => log.error(`admp: command failed: ${err.message}`));
+          else if (t === topic('config/desired')) void desiredInTurn(() => this.onDesired(payload)).catch((err: Error) => log.error(`admp: desired config failed: ${err.message}`));
+        });
+      },
+
+      async disconnect() {
+        clearTimeout(telemetryTimer);
+        const c = client;
+        client = null;
+        link.connected = false;
+        if (!c) return;
+        // Said before leaving, so the operator does not wait for the will after a clean stop.
+        if (c.connected) await c.publishAsync(topic('status'), JSON.stringify({ online: false, boxId: provisioned?.provisioning.boxId, at: new Date().toISOString() }), { qos: 1, retain: true }).catch(() => undefined);
+        await c.endAsync(true).catch(() => undefined);
+        inflight.clear();
+      },
+
+      scheduleTelemetry() {
+        clearTimeout(telemetryTimer);
+        const every = (settings.telemetrySeconds ?? o.telemetrySeconds) * 1000;
+        const tick = () => {
+          telemetryTimer = setTimeout(async () => {
+            if (!provisioned) return;
+            await telemetry
+              .sample()
+              .then((sample) => up('health', 'health', { ...sample, uplink: { queued: queue.size.items, dropped: { ...queue.dropped } } }))
+              .catch((err: Error) => log.error(`admp: health not sent: ${err.message}`));
+            tick();
+          }, every);
+        };
+        tick();
+      },
+
+      async onCommand(payload: Buffer) {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(payload.toString('utf8'));
+        } catch (err) {
+          log.warn('admp: refused a command that is not JSON');
+          return reply({ id: null, action: null, ok: false, error: { type: 'MALFORMED_COMMAND', message: `The command is not JSON: ${(err as Error).message}` } }, this.broker);
+        }
+        const parsed = Command.safeParse(raw);
+        const rawId = raw && typeof raw === 'object' && typeof (raw as { id?: unknown }).id === 'string' ? (raw as { id: string }).id.slice(0, 64) : null;
+        if (!parsed.success) {
+          const issues = issuesOf(parsed.error);
+          log.warn(`admp: refused a malformed command: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`);
+          // The id is echoed only when it is a valid one: a reply must not carry what the schema refused.
+          const id = issues.some((i) => i.field === 'id') ? null : rawId;
+          return reply({ id, action: null, ok: false, error: { type: 'MALFORMED_COMMAND', message: 'The command does not match its schema', data: issues } }, this.broker);
+        }
+        const cmd = parsed.data;
+        const earlier = await replies.get(cmd.id);
+        if (earlier) {
+          // Delivered again (QoS 1 after a reconnect, or sent twice): answered again, not run again.
+          await up('reply', 'commands/res', { ...earlier, duplicate: true });
+          return;
+        }
+        if (cmd.sentAt && Date.now() - Date.parse(cmd.sentAt) > o.commandMaxAgeSeconds * 1000) {
+          return reply({ id: cmd.id, action: cmd.action, ok: false, error: { type: 'EXPIRED', message: `The command was sent at ${cmd.sentAt}, more than ${o.commandMaxAgeSeconds} s ago` } }, this.broker);
+        }
+        if (!(REMOTE_ACTIONS as readonly string[]).includes(cmd.action)) {
+          log.warn(`admp: refused command ${cmd.id}: ${cmd.action} is not a remote action`);
+          return reply({ id: cmd.id, action: cmd.action, ok: false, error: { type: 'NOT_ALLOWED', message: `"${cmd.action}" is not an action the operator may run` } }, this.broker);
+        }
+        try {
+          const result = await this.broker.call(cmd.action, cmd.params, { meta: { caller: ADMP_CALLER }, timeout: COMMAND_TIMEOUT_MS });
+          return reply({ id: cmd.id, action: cmd.action, ok: true, result: result ?? null }, this.broker);
+        } catch (err) {
+          log.warn(`admp: command ${cmd.id} (${cmd.action}) failed: ${(err as Error).message}`);
+          return reply({ id: cmd.id, action: cmd.action, ok: false, error: errorOf(err) }, this.broker);
+        }
+      },
+
+      async onDesired(payload: Buffer) {
+        if (payload.length === 0) return; // the retained desired state was cleared
+        let raw: unknown;
+        try {
+          raw = JSON.parse(payload.toString('utf8'));
+        } catch (err) {
+          return this.reject(null, { type: 'MALFORMED_CONFIG', message: `The desired configuration is not JSON: ${(err as Error).message}` });
+        }
+        const rawVersion = raw && typeof raw === 'object' && Number.isInteger((raw as { version?: unknown }).version) ? (raw as { version: number }).version : null;
+        const parsed = Desired.safeParse(raw);
+        if (!parsed.success) return this.reject(rawVersion, { type: 'VALIDATION_ERROR', message: 'The desired configuration does not match its schema', data: issuesOf(parsed.error) });
+        const desired = parsed.data;
+        if (applied && desired.version === applied.version) return this.report(); // delivered again
+        if (applied && desired.version < applied.version) {
+          return this.reject(desired.version, { type: 'STALE_VERSION', message: `Version ${desired.version} is older than the applied version ${applied.version}` });
+        }
+        // Everything it names must exist before anything changes: a refused config changes nothing.
+        const missing = await this.missingTargets(desired.config);
+        if (missing.length) return this.reject(desired.version, { type: 'NOT_FOUND', message: `Not on this box: ${missing.join(', ')}` });
+        try {
+          await this.applyDesired(desired.config);
+        } catch (err) {
+          return this.reject(desired.version, errorOf(err));
+        }
+        applied = { version: desired.version, config: desired.config, at: new Date().toISOString() };
+        lastRejected = null;
+        await meta.put('applied', applied);
+        void this.broker.broadcast('admp.config.applied', { version: desired.version, parts: Object.keys(desired.config), by: ADMP_CALLER.username });
+        log.info(`admp: desired configuration version ${desired.version} applied (${Object.keys(desired.config).join(', ') || 'nothing'})`);
+        return this.report();
+      },
+
+      async missingTargets(desired: DesiredConfig): Promise<string[]> {
+        const missing: string[] = [];
+        if (desired.cameras && Object.keys(desired.cameras).length) {
+          const known = new Set((await this.broker.call<Array<{ id: string }>, object>('cameras.list', {})).map((c) => c.id));
+          missing.push(...Object.keys(desired.cameras).filter((id) => !known.has(id)).map((id) => `camera "${id}"`));
+        }
+        if (desired.devices && Object.keys(desired.devices).length) {
+          const known = new Set((await this.broker.call<{ devices: Array<{ id: string }> }, object>('devices.list', {})).devices.map((d) => d.id));
+          missing.push(...Object.keys(desired.devices).filter((id) => !known.has(id)).map((id) => `device "${id}"`));
+        }
+        return missing;
+      },
+
+      /** Each part through the same action a local user would call, as the operator. */
+      async applyDesired(desired: DesiredConfig) {
+        const as = { meta: { caller: ADMP_CALLER } };
+        if (desired.syncPolicy) await this.broker.call('sync.setPolicy', desired.syncPolicy, as);
+        for (const [id, changes] of Object.entries(desired.cameras ?? {})) await this.broker.call('cameras.update', { id, ...changes }, as);
+        for (const [id, { state }] of Object.entries(desired.devices ?? {})) await this.broker.call('devices.update', { id, state }, as);
+        if (desired.uplink) {
+          const before = settings.telemetrySeconds;
+          settings = desired.uplink;
+          if (settings.telemetrySeconds !== before) this.scheduleTelemetry();
+        }
+      },
+
+      async reject(version: number | null, error: NonNullable<Reply['error']>) {
+        lastRejected = { version, error, at: new Date().toISOString() };
+        log.warn(`admp: desired configuration${version === null ? '' : ` version ${version}`} refused: ${error.message}`);
+        void this.broker.broadcast('admp.config.rejected', { version, error: error.type, by: ADMP_CALLER.username });
+        return this.report();
+      },
+
+      /** The reported half of the twin: what is applied, and the last refusal if newer. */
+      report() {
+        return up('reported', 'config/reported', { version: applied?.version ?? null, config: applied?.config ?? null, appliedAt: applied?.at ?? null, rejected: lastRejected }, true);
+      },
+    },
+
+    async started() {
+      log = this.logger;
+      store = await Store.open(dataPaths(config).db('admp'));
+      meta = store.collection<unknown>('meta');
+      replies = store.collection<Reply>('replies');
+      queue = new UplinkQueue(store.collection<UpMessage>('queue'), meta, { maxItems: o.maxQueueItems, maxBytes: o.maxQueueBytes });
+      await queue.load();
+      applied = ((await meta.get('applied')) as Applied | undefined) ?? null;
+      if (applied?.config.uplink) settings = applied.config.uplink;
+      for await (const [id, r] of replies.entries()) if (Date.now() - Date.parse(r.at) > REPLY_KEEP_MS) await replies.del(id, { sync: false });
+      telemetry = new Telemetry(this.broker, config.dataDir, version);
+      await this.restartUplink();
+    },
+
+    async stopped() {
+      await this.disconnect();
+      await store?.close();
+      store = undefined;
+    },
+  };
+}
