@@ -155,8 +155,11 @@ export const ConfigSchema = z.strictObject({
       /** What waits while the uplink is down; past either bound the lowest-value, oldest messages go first. */
       maxQueueItems: z.number().int().min(10).max(10_000_000).default(100_000),
       maxQueueBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024),
-      /** Messages handed to the broker before their acknowledgement. */
-      inFlight: z.number().int().min(1).max(1000).default(32),
+      /**
+       * Messages handed to the broker before their acknowledgement; never more than the broker's
+       * receive maximum (MQTT 5). Over MQTT 3.1.1 keep it within the broker's limit (Mosquitto: 20).
+       */
+      inFlight: z.number().int().min(1).max(1000).default(16),
       /** A command older than this (by its sentAt) is refused as expired: a reboot must not land hours late, s. */
       commandMaxAgeSeconds: z.number().min(1).max(7 * 86_400).default(600),
       reconnectMs: z.number().int().min(100).max(600_000).default(5000),

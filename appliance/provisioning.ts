@@ -25,6 +25,8 @@ export const ProvisioningInput = z
     /** The box's client certificate and key (PEM), when the operator authenticates boxes by certificate. */
     cert: Pem.optional(),
     key: Pem.optional(),
+    /** MQTT 5 by default (the broker's receive maximum is honoured); 4 is MQTT 3.1.1, for brokers without 5. */
+    protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
     /** Every topic of this box lives under <topicRoot>/<boxId>/. */
     topicRoot: z.string().regex(/^[\w-]+(\/[\w-]+)*$/, 'topic levels of letters, digits, _ or -').default('fogedge/boxes'),
   })
@@ -60,6 +62,7 @@ const ENV = {
   certFile: 'FOGEDGE_ADMP_CERT_FILE',
   keyFile: 'FOGEDGE_ADMP_KEY_FILE',
   topicRoot: 'FOGEDGE_ADMP_TOPIC_ROOT',
+  protocolVersion: 'FOGEDGE_ADMP_PROTOCOL_VERSION',
 } as const;
 
 export const provisioningFile = (config: Pick<Config, 'dataDir' | 'admp'>) => path.resolve(config.dataDir, config.admp.provisioningFile ?? 'provisioning.json');
@@ -67,7 +70,8 @@ export const provisioningFile = (config: Pick<Config, 'dataDir' | 'admp'>) => pa
 /** The provisioning in force, or null for a box that runs fully local. */
 export function readProvisioning(config: Pick<Config, 'dataDir' | 'admp' | 'sync'>, env: Record<string, string | undefined> = process.env): Provisioned | null {
   if (env[ENV.url]) {
-    const raw = Object.fromEntries(Object.entries(ENV).flatMap(([key, name]) => (env[name] ? [[key, env[name]]] : [])));
+    const raw: Record<string, unknown> = Object.fromEntries(Object.entries(ENV).flatMap(([key, name]) => (env[name] ? [[key, env[name]]] : [])));
+    if (raw['protocolVersion']) raw['protocolVersion'] = Number(raw['protocolVersion']);
     return { provisioning: parse(raw, 'environment FOGEDGE_ADMP_*', process.cwd(), config), source: 'environment' };
   }
   const file = provisioningFile(config);

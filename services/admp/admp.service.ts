@@ -24,6 +24,8 @@ import { UplinkQueue, type Kind, type UpMessage } from './uplink-queue.ts';
 export const ADMP_CALLER: Caller = { via: 'admp', role: 'installer', username: 'admp' };
 
 const COMMAND_TIMEOUT_MS = 60_000;
+/** The broker keeps the box's session (its subscriptions, messages in flight) this long offline. */
+const SESSION_EXPIRY_S = 7 * 24 * 3600;
 /** Replies are kept this long, so a command delivered twice is answered twice but run once. */
 const REPLY_KEEP_MS = 7 * 24 * 3600_000;
 
@@ -59,6 +61,11 @@ export function admpService(config: Config): ServiceSchema {
   let client: MqttClient | null = null;
   /** Seqs handed to the MQTT client and not yet acknowledged (it resends them after a reconnect). */
   const inflight = new Set<number>();
+  /**
+   * What the broker says it takes in flight (CONNACK). Brokers drop what comes beyond it: Mosquitto
+   * completes the QoS 2 handshake of the 21st message and discards it.
+   */
+  let receiveMaximum = 65_535;
   const link = { connected: false, lastConnectedAt: null as string | null, lastDisconnectedAt: null as string | null, lastError: null as string | null, connects: 0 };
   let settings: UplinkSettings = UplinkSettings.parse({});
   let applied: Applied | null = null;
@@ -89,7 +96,7 @@ export function admpService(config: Config): ServiceSchema {
   const pump = () => {
     const c = client;
     if (!c?.connected) return;
-    for (const m of queue.next(o.inFlight - inflight.size, inflight)) {
+    for (const m of queue.next(Math.min(o.inFlight, receiveMaximum) - inflight.size, inflight)) {
       inflight.add(m.seq);
       c.publish(topic(m.topic), JSON.stringify(m.payload), { qos: 2, retain: m.retain }, (err) => {
         if (err) {
@@ -116,7 +123,7 @@ export function admpService(config: Config): ServiceSchema {
     const full: Reply = { ...r, at: new Date().toISOString() };
     if (r.id) await replies.put(r.id, full);
     await up('reply', 'commands/res', { ...full });
-    void broker.broadcast('admp.command.handled', { id: r.id, action: r.action, ok: r.ok, ...(r.error ? { error: r.error.type } : {}), by: ADMP_CALLER.username });
+    void broker.broadcast('admp.command.handled', { id: r.id, command: r.action, ok: r.ok, ...(r.error ? { error: r.error.type } : {}), by: ADMP_CALLER.username });
   };
 
   return {
@@ -200,8 +207,10 @@ export function admpService(config: Config): ServiceSchema {
         log.info(`admp: uplink to ${publicProvisioning(p).url} as ${p.boxId} (provisioned from ${provisioned!.source})`);
         const c = mqtt.connect(p.url, {
           clientId: `fogedge-${p.boxId}`,
+          protocolVersion: p.protocolVersion,
           // A persistent session: QoS 2 messages in flight are completed after a reconnect, exactly once.
           clean: false,
+          ...(p.protocolVersion === 5 ? { properties: { sessionExpiryInterval: SESSION_EXPIRY_S } } : {}),
           reconnectPeriod: o.reconnectMs,
           connectTimeout: 10_000,
           ...(p.username ? { username: p.username } : {}),
@@ -211,7 +220,8 @@ export function admpService(config: Config): ServiceSchema {
           will: { topic: topic('status'), payload: Buffer.from(JSON.stringify({ online: false, boxId: p.boxId })), qos: 1, retain: true },
         });
         client = c;
-        c.on('connect', () => {
+        c.on('connect', (connack) => {
+          receiveMaximum = connack.properties?.receiveMaximum ?? 65_535;
           link.connected = true;
           link.lastConnectedAt = new Date().toISOString();
           link.lastError = null;

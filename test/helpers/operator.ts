@@ -1,0 +1,108 @@
+// The operator's side of the ADMP uplink: Debian's mosquitto as its broker (password file,
+// persistence on disk, so it can be stopped and started like a real one), and an mqtt.js
+// client acting as the platform: it collects what boxes send and sends commands down.
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import mqtt, { type MqttClient } from 'mqtt';
+import { freePort, Proc, waitUntil } from './processes.ts';
+
+const run = promisify(execFile);
+
+export class OperatorBroker {
+  private proc: Proc | undefined;
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+  ) {}
+
+  /** Users: the box and the operator's platform, each with its own password. */
+  static async start(users: Record<string, string>): Promise<OperatorBroker> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'fogedge-admp-'));
+    await chmod(dir, 0o777); // mosquitto drops to its own user when started as root
+    const passwords = path.join(dir, 'passwords');
+    await writeFile(passwords, '');
+    for (const [user, password] of Object.entries(users)) await run('mosquitto_passwd', ['-b', passwords, user, password]);
+    await chmod(passwords, 0o644);
+    const broker = new OperatorBroker(dir, await freePort());
+    await writeFile(
+      path.join(dir, 'mosquitto.conf'),
+      [`listener ${broker.port} 127.0.0.1`, 'allow_anonymous false', `password_file ${passwords}`, 'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'max_queued_messages 100000', ''].join('\n'),
+    );
+    await broker.start();
+    return broker;
+  }
+
+  get url() {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.proc = new Proc('mosquitto', ['-c', path.join(this.dir, 'mosquitto.conf')]);
+    await this.proc.waitForLine(/mosquitto version .* running/);
+  }
+
+  /** SIGTERM: mosquitto saves its sessions and queued messages, as a real broker's restart would. */
+  async stop(): Promise<void> {
+    await this.proc?.kill('SIGTERM');
+    this.proc = undefined;
+  }
+}
+
+export interface Received {
+  topic: string;
+  body: any;
+  retain: boolean;
+}
+
+/** The platform: a persistent session on every box's topics, so nothing is missed while the broker restarts. */
+export class Operator {
+  readonly received: Received[] = [];
+
+  private constructor(
+    private readonly client: MqttClient,
+    private readonly root: string,
+  ) {}
+
+  static async connect(url: string, username: string, password: string, root: string): Promise<Operator> {
+    const client = await mqtt.connectAsync(url, { clientId: `operator-${process.pid}`, clean: false, username, password, reconnectPeriod: 200 });
+    const operator = new Operator(client, root);
+    client.on('message', (topic, payload, packet) => {
+      let body: unknown = payload.toString();
+      try {
+        body = JSON.parse(payload.toString());
+      } catch {
+        // kept as text
+      }
+      operator.received.push({ topic: topic.slice(root.length + 1), body, retain: packet.retain });
+    });
+    await client.subscribeAsync(`${root}/#`, { qos: 2 });
+    return operator;
+  }
+
+  on(topic: string): Received[] {
+    return this.received.filter((r) => r.topic === topic);
+  }
+
+  waitFor(what: string, topic: string, match: (body: any) => boolean = () => true, timeoutMs = 15_000): Promise<any> {
+    return waitUntil(what, () => this.on(topic).find((r) => match(r.body))?.body, timeoutMs, 50);
+  }
+
+  /** Sends a command and waits for the reply that comes after it. */
+  async command(id: string, action: string, params: object = {}, extra: object = {}): Promise<any> {
+    const before = this.on('commands/res').length;
+    await this.client.publishAsync(`${this.root}/commands/req`, JSON.stringify({ id, action, params, ...extra }), { qos: 1 });
+    return waitUntil(`the reply to ${id}`, () => this.on('commands/res').slice(before).find((r) => r.body.id === id)?.body, 15_000, 50);
+  }
+
+  sendRaw(topic: string, payload: string, retain = false) {
+    return this.client.publishAsync(`${this.root}/${topic}`, payload, { qos: 1, retain });
+  }
+
+  close() {
+    return this.client.endAsync(true);
+  }
+}
