@@ -12,16 +12,15 @@ PACKAGES=(
   # Tests only: a real RTSP camera (GStreamer's RTSP server, run by Debian's /usr/bin/python3)
   python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  # Tests only: real MQTT clients (mosquitto_sub, mosquitto_pub)
-  mosquitto-clients
+  # Tests only: real MQTT clients (mosquitto_sub, mosquitto_pub), and Debian's mosquitto broker as
+  # the operator's (ADMP) broker and the reference of npm run bench:mqtt
+  mosquitto-clients mosquitto
   # Tests only: the browser of the web UI tests (driven by playwright-core), and a font for it
   chromium fonts-dejavu-core
 )
-# --bench: also Debian's mosquitto broker, the reference of npm run bench:mqtt. Its own
-# service is stopped and disabled: port 1883 belongs to the box's broker.
-if [[ "${1:-}" == "--bench" ]]; then PACKAGES+=(mosquitto); fi
 apt-get update
 apt-get install -y --no-install-recommends "${PACKAGES[@]}"
-if [[ "${1:-}" == "--bench" ]] && command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+# mosquitto's own service is stopped and disabled: port 1883 belongs to the box's broker.
+if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
   systemctl disable --now mosquitto || true
 fi

@@ -147,6 +147,20 @@ test('desired configuration: applied and reported; a bad one refused with the re
   assert.is(s.desired.lastRejected.version, 3);
 });
 
+test('events go up as the desired configuration says: start and end of the labels asked for, no picture', async () => {
+  const record = (type: string, id: string, label: string, end: string | null = null) =>
+    box.broker.call('events.record', { type, id, camera: 'yard', label, topScore: 0.9, box: [0.1, 0.1, 0.5, 0.9], zones: ['drive'], start: new Date().toISOString(), end, stationary: false, snapshot: Buffer.from([0xff, 0xd8, 0xff, 0xd9]).toString('base64') });
+  await record('start', 'ev-car', 'car'); // version 1 asked for people only
+  await record('start', 'ev-person', 'person');
+  await record('end', 'ev-person', 'person', new Date().toISOString());
+  const end = await operator.waitFor('the end of the person event', 'events', (b) => b.type === 'end' && b.event.id === 'ev-person');
+  assert.is(end.event.camera, 'yard');
+  assert.equal(end.event.zones, ['drive']);
+  assert.not.ok('snapshot' in end.event);
+  assert.ok(operator.on('events').some((r) => r.body.type === 'start' && r.body.event.id === 'ev-person'));
+  assert.not.ok(operator.on('events').some((r) => r.body.event.id === 'ev-car'));
+});
+
 test('the uplink cut while 200 audit entries are made, and the broker flapping: all arrive, in order, once', async () => {
   await waitUntil('connected', async () => (await status()).connected);
   const firstSeq = Math.max(...operator.received.map((r) => r.body.seq ?? 0));
