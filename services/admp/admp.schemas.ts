@@ -21,7 +21,7 @@ export type Command = z.output<typeof Command>;
  * still goes through the action's own schema and permission check, as the ADMP's caller.
  */
 export const REMOTE_ACTIONS = [
-  'system.health', 'system.info', 'system.config', 'system.diagnostics', 'system.restartServices', 'system.update',
+  'system.health', 'system.info', 'system.config', 'system.diagnostics', 'system.restartServices', 'system.update', 'system.updateStatus',
   'cameras.list', 'cameras.get', 'cameras.update',
   'devices.list', 'devices.update', 'devices.pairing',
   'recorder.storage', 'detector.status',

@@ -4,7 +4,8 @@ import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import { redactedConfig, SERVICE_NAMES, type Config, type ServiceName } from '../../appliance/config.ts';
-import { NotFoundError } from '../../lib/errors.ts';
+import { ConflictError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
+import { confirmRelease, installRelease, readUpdateState, releasesOnDisk, releasesRoot, writeUpdateState } from '../../appliance/releases.ts';
 import { version } from '../../appliance/version.ts';
 
 const NoInput = z.strictObject({});
@@ -12,6 +13,20 @@ const NoInput = z.strictObject({});
 const RESTARTABLE = SERVICE_NAMES.filter((n): n is Exclude<ServiceName, 'system' | 'api' | 'admp'> => !['system', 'api', 'admp'].includes(n));
 const HEALTH_CHECK_TIMEOUT_MS = 1500;
 const RESTART_TIMEOUT_MS = 30_000;
+const CONFIRM_CHECK_MS = 1000;
+/** Time for the answer to leave before the box stops to restart into the new release. */
+const RESTART_DELAY_MS = 500;
+
+const UpdateInput = z.strictObject({
+  version: z.string().regex(/^\d+\.\d+\.\d+([-+][\w.-]+)?$/, 'a version such as 1.4.2'),
+  /** Where the release archive (.tgz) is; the operator's platform hosts it. Ignored on balena. */
+  url: z.url({ protocol: /^https?$/ }).optional(),
+  sha256: z.string().regex(/^[a-fA-F0-9]{64}$/, '64 hex digits').optional(),
+  /** The new release must be healthy within this long, or it is rolled back, s. */
+  deadlineSeconds: z.number().int().min(10).max(86_400).default(300),
+  /** Healthy for this long confirms it, s. */
+  healthySeconds: z.number().int().min(1).max(3600).default(30),
+});
 
 type Status = 'ok' | 'degraded' | 'down';
 
@@ -32,10 +47,48 @@ interface RegistryNode {
 }
 
 export function systemService(config: Config): ServiceSchema {
+  let confirmTimer: NodeJS.Timeout | undefined;
   return {
     name: 'system',
 
     actions: {
+      /** The box's own update: on balena, the supervisor applies the release the fleet pins; otherwise a release archive. */
+      update: action({
+        input: UpdateInput,
+        permission: 'settings.manage',
+        async handler(ctx) {
+          const by = ctx.meta.caller?.username ?? 'box';
+          const supervisor = process.env['BALENA_SUPERVISOR_ADDRESS'];
+          if (supervisor) {
+            const res = await fetch(`${supervisor}/v1/update?apikey=${process.env['BALENA_SUPERVISOR_API_KEY'] ?? ''}`, {
+              method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ force: false }), signal: AbortSignal.timeout(10_000),
+            }).catch((err: Error) => { throw new UnavailableError(`The balena supervisor does not answer: ${err.message}`, 'SUPERVISOR_UNREACHABLE'); });
+            if (!res.ok) throw new UnavailableError(`The balena supervisor refused the update: HTTP ${res.status}`, 'SUPERVISOR_REFUSED');
+            ctx.broadcast('box.update.started', { from: version, to: ctx.params.version, via: 'balena', by });
+            return { mode: 'balena', from: version, to: ctx.params.version, state: 'requested' };
+          }
+          const root = releasesRoot();
+          if (!root) throw new ConflictError('This box runs from a checkout (npm start), not from a releases folder under release-runner.mjs: it cannot update itself', 'UPDATES_NOT_MANAGED');
+          const { url, sha256 } = ctx.params;
+          if (!url || !sha256) throw new ConflictError('A release archive needs its url and sha256', 'RELEASE_NEEDS_URL_AND_SHA256');
+          const state = await installRelease(root, version, { ...ctx.params, url, sha256, by });
+          ctx.broadcast('box.update.started', { from: state.from, to: state.to, via: 'release', by });
+          ctx.broker.logger.info(`update to ${state.to} installed; restarting into it`);
+          setTimeout(() => process.kill(process.pid, 'SIGTERM'), RESTART_DELAY_MS);
+          return { mode: 'release', from: state.from, to: state.to, state: 'restarting' };
+        },
+      }),
+
+      updateStatus: action({
+        input: NoInput,
+        permission: 'system.view',
+        async handler() {
+          const root = releasesRoot();
+          const mode = process.env['BALENA_SUPERVISOR_ADDRESS'] ? 'balena' : root ? 'release' : 'checkout';
+          return { version, mode, update: root ? await readUpdateState(root) : null, ...(root ? await releasesOnDisk(root) : {}) };
+        },
+      }),
+
       health: action({
         input: NoInput,
         permission: 'public',
@@ -148,6 +201,40 @@ export function systemService(config: Config): ServiceSchema {
           return { restarted: ctx.params.services, tookMs: Date.now() - started };
         },
       }),
+    },
+
+    async started() {
+      const root = releasesRoot();
+      if (!root) return;
+      const broker = this.broker;
+      const log = this.logger;
+      // The outcome of an update is told once the node's services are up (the uplink among them).
+      const announce = (state: Awaited<ReturnType<typeof readUpdateState>> & object, ok: boolean) =>
+        broker.waitForServices(config.services.filter((n) => n !== 'system'), RESTART_TIMEOUT_MS).catch(() => undefined).then(async () => {
+          broker.broadcast('box.update.finished', { ok, from: state.from, to: state.to, ...(state.reason ? { reason: state.reason } : {}), by: state.by });
+          await writeUpdateState(root, { ...(await readUpdateState(root))!, reported: true });
+        });
+      const state = await readUpdateState(root);
+      if (state?.state === 'rolled-back' && !state.reported && state.from === version) {
+        log.error(`update to ${state.to} was rolled back: ${state.reason}`);
+        void announce(state, false);
+      }
+      if (state?.state !== 'trying' || state.to !== version) return;
+      // This is the new release on trial: healthy for healthySeconds in a row confirms it.
+      let healthySince: number | null = null;
+      confirmTimer = setInterval(async () => {
+        const health = await broker.call<{ status: string }, object>('system.health', {}, { timeout: 5000 }).catch(() => null);
+        healthySince = health?.status === 'ok' ? (healthySince ?? Date.now()) : null;
+        if (healthySince === null || Date.now() - healthySince < state.healthySeconds * 1000) return;
+        clearInterval(confirmTimer);
+        const done = await confirmRelease(root, state);
+        log.info(`update to ${done.to} confirmed: healthy for ${state.healthySeconds} s`);
+        void announce(done, true);
+      }, CONFIRM_CHECK_MS);
+    },
+
+    stopped() {
+      clearInterval(confirmTimer);
     },
   };
 }

@@ -108,6 +108,31 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
 
   app.openapi(
     createRoute({
+      method: 'get',
+      path: '/api/v1/system/update',
+      tags: ['system'],
+      summary: "The running version, how the box updates (balena, release, checkout), the last update's state and the releases on disk",
+      security: signedIn,
+      responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
+    }),
+    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.updateStatus'), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/system/update',
+      tags: ['system'],
+      summary: 'Update the box: download and check a release, restart into it; rolled back unless healthy in time (admin, installer)',
+      security: signedIn,
+      request: body(z.object({ version: z.string(), url: z.string().optional(), sha256: z.string().optional(), deadlineSeconds: z.number().optional(), healthySeconds: z.number().optional() }).openapi('BoxUpdate')),
+      responses: { 202: json(z.record(z.string(), z.unknown()), 'Installed; the box restarts into it'), 400: errors[400], 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.update', c.req.valid('json')), 202),
+  );
+
+  app.openapi(
+    createRoute({
       method: 'post',
       path: '/api/v1/system/restart',
       tags: ['system'],

@@ -1,0 +1,30 @@
+// Packs a release archive for the box's own update (system.update): the tracked files and the
+// built web UI, without node_modules (a box reuses its own when package-lock.json is unchanged;
+// pass --with-dependencies for a release that changes them). Prints the file and its SHA-256.
+// Usage: npm run release:pack [-- --with-dependencies] [--out DIR]
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, existsSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tar from 'tar';
+
+/** Packs `files` (relative to `dir`) into a gzipped tar; returns its SHA-256. */
+export async function packRelease(dir: string, files: string[], out: string): Promise<string> {
+  await tar.c({ gzip: true, file: out, cwd: dir, portable: true }, files);
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(out)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({ options: { 'with-dependencies': { type: 'boolean', default: false }, out: { type: 'string', default: '.' } } });
+  const root = path.resolve(import.meta.dirname, '..');
+  if (!existsSync(path.join(root, 'web-ui/dist/index.html'))) throw new Error('Build the web UI first: npm run build:ui');
+  const files = execFileSync('git', ['ls-files'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean).concat('web-ui/dist');
+  if (values['with-dependencies']) files.push('node_modules');
+  const { version } = JSON.parse(execFileSync('git', ['show', 'HEAD:package.json'], { cwd: root, encoding: 'utf8' })) as { version: string };
+  const out = path.resolve(values.out!, `fogedge-${version}.tgz`);
+  const sha256 = await packRelease(root, files, out);
+  process.stdout.write(`${out}\nsha256 ${sha256}\n`);
+}

@@ -1,0 +1,138 @@
+// The box's own update without balena, end to end: the box runs under release-runner.mjs from a
+// releases folder; a release archive is served over HTTP, checked, installed, and the box
+// restarts into it. A release that crashes or never becomes healthy is rolled back; a good one
+// is confirmed. The releases are this repository's own files (node_modules linked, not copied),
+// with a broken gateway/main.ts for the bad ones.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import path from 'node:path';
+import * as tar from 'tar';
+import { packRelease } from '../appliance/pack-release.ts';
+import { tempDir } from './helpers/box.ts';
+import { freePort, getJson, Proc, waitUntil } from './helpers/processes.ts';
+
+const repo = path.resolve(import.meta.dirname, '..');
+const { version: BASE } = JSON.parse(await readFile(path.join(repo, 'package.json'), 'utf8')) as { version: string };
+let root: string;
+let served: string;
+let server: Server;
+let runner: Proc;
+let base: string;
+let session: string;
+let archiveUrl: string;
+let sourceArchive: string;
+
+const json = (body: unknown, method = 'POST') => ({ method, headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` }, body: JSON.stringify(body) });
+const health = () => getJson(`${base}/api/v1/health`).then((r) => r.json?.version as string | undefined, () => undefined);
+const updateStatus = async () => (await getJson(`${base}/api/v1/system/update`, { headers: { authorization: `Bearer ${session}` } })).json;
+
+/** A release of this repository at `version`, changed by `edit`, packed without node_modules. */
+async function makeRelease(version: string, edit: (dir: string) => Promise<void> = async () => {}): Promise<{ url: string; sha256: string }> {
+  const dir = path.join(await tempDir('fogedge-release-'), 'tree');
+  await mkdir(dir);
+  await tar.x({ file: sourceArchive, cwd: dir });
+  const pkgFile = path.join(dir, 'package.json');
+  await writeFile(pkgFile, JSON.stringify({ ...JSON.parse(await readFile(pkgFile, 'utf8')), version }, null, 2));
+  await edit(dir);
+  const sha256 = await packRelease(dir, execFileSync('ls', ['-A', dir], { encoding: 'utf8' }).split('\n').filter(Boolean), path.join(served, `fogedge-${version}.tgz`));
+  await rm(path.dirname(dir), { recursive: true, force: true });
+  return { url: `${archiveUrl}/fogedge-${version}.tgz`, sha256 };
+}
+
+test.before(async () => {
+  root = await tempDir('fogedge-releases-');
+  served = await tempDir('fogedge-served-');
+  // This checkout as the first release: its files, the built UI, and its node_modules linked.
+  const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard'], { cwd: repo, encoding: 'utf8' }).split('\n').filter((f) => f && existsSync(path.join(repo, f)));
+  if (existsSync(path.join(repo, 'web-ui/dist'))) files.push('web-ui/dist');
+  sourceArchive = path.join(served, 'source.tgz');
+  await packRelease(repo, files, sourceArchive);
+  await mkdir(path.join(root, 'releases', BASE), { recursive: true });
+  await tar.x({ file: sourceArchive, cwd: path.join(root, 'releases', BASE) });
+  await symlink(path.join(repo, 'node_modules'), path.join(root, 'releases', BASE, 'node_modules'));
+  await symlink(path.join('releases', BASE), path.join(root, 'current'));
+
+  const port = await freePort();
+  server = createServer((req, res) => {
+    const file = path.join(served, path.basename(req.url ?? ''));
+    if (!existsSync(file)) return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'application/gzip' });
+    createReadStream(file).pipe(res);
+  }).listen(port, '127.0.0.1');
+  archiveUrl = `http://127.0.0.1:${port}`;
+
+  const httpPort = await freePort();
+  base = `http://127.0.0.1:${httpPort}`;
+  runner = new Proc(process.execPath, [path.join(repo, 'appliance/release-runner.mjs'), root], {
+    FOGEDGE_DATA_DIR: path.join(root, 'data'), PORT: String(httpPort), FOGEDGE__HTTP__HOST: '127.0.0.1',
+    FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null', FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+  });
+  await waitUntil('the first release up', async () => (await health()) === BASE, 30_000);
+  const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'update-password-1' }) });
+  session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]!;
+});
+
+test.after(async () => {
+  await runner?.kill('SIGTERM');
+  server?.close();
+  await rm(root, { recursive: true, force: true });
+  await rm(served, { recursive: true, force: true });
+});
+
+test('a release whose checksum is wrong, or whose version is not what it says, is refused and nothing changes', async () => {
+  const good = await makeRelease('9.1.0');
+  const wrongSum = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: 'a'.repeat(64) }));
+  assert.is(wrongSum.status, 400);
+  assert.is(wrongSum.json.error.type, 'CHECKSUM_MISMATCH');
+  const wrongVersion = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: good.url, sha256: good.sha256 }));
+  assert.is(wrongVersion.json.error.type, 'VERSION_MISMATCH');
+  const missing = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: `${archiveUrl}/nothing.tgz`, sha256: good.sha256 }));
+  assert.match(missing.json.error.message, /HTTP 404/);
+  const s = await updateStatus();
+  assert.is(s.mode, 'release');
+  assert.is(s.update, null);
+  assert.equal([s.current, s.releases], [BASE, [BASE]]);
+});
+
+test('a release that crashes at start is rolled back after 3 tries, and the box says why', async () => {
+  const crash = await makeRelease('9.0.0-crash', (dir) => writeFile(path.join(dir, 'gateway/main.ts'), 'process.exit(3);\n'));
+  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.0.0-crash', url: crash.url, sha256: crash.sha256 }));
+  assert.is(res.status, 202, res.text);
+  assert.equal([res.json.from, res.json.to, res.json.state], [BASE, '9.0.0-crash', 'restarting']);
+  await runner.waitForLine(/rolled back to/, 60_000);
+  await waitUntil('the old release back', async () => (await health()) === BASE, 30_000);
+  const s = await updateStatus();
+  assert.is(s.update.state, 'rolled-back');
+  assert.match(s.update.reason, /exited 3 times/);
+  assert.is(s.current, BASE);
+  await waitUntil('the outcome announced', async () => (await updateStatus()).update.reported === true);
+});
+
+test('a good release is confirmed once healthy; the one that failed is cleared away', async () => {
+  const good = await makeRelease('9.1.0');
+  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: good.sha256, healthySeconds: 2 }));
+  assert.is(res.status, 202, res.text);
+  await waitUntil('the new release up', async () => (await health()) === '9.1.0', 60_000);
+  await waitUntil('confirmed', async () => (await updateStatus()).update.state === 'confirmed', 20_000);
+  const s = await updateStatus();
+  assert.equal([s.current, s.previous, s.releases], ['9.1.0', BASE, [BASE, '9.1.0'].sort()]);
+  // The data root is the same: the session made on the first release still works.
+  assert.is((await getJson(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${session}` } })).status, 200);
+});
+
+test('a release that runs but never becomes healthy is stopped at its deadline and rolled back', async () => {
+  const hang = await makeRelease('9.2.0-hang', (dir) => writeFile(path.join(dir, 'gateway/main.ts'), 'setInterval(() => {}, 1000);\n'));
+  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.2.0-hang', url: hang.url, sha256: hang.sha256, deadlineSeconds: 10 }));
+  assert.is(res.status, 202, res.text);
+  await waitUntil('the good release back', async () => (await updateStatus().catch(() => ({})))?.update?.state === 'rolled-back', 60_000);
+  const s = await updateStatus();
+  assert.match(s.update.reason, /not healthy by/);
+  assert.is(s.current, '9.1.0');
+  assert.is(await health(), '9.1.0');
+});
+
+test.run();
