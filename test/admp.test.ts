@@ -18,7 +18,7 @@ const provision = (password: string) =>
 const addDevice = (id: string) => box.request('POST', '/api/v1/devices', { auth: admin, body: { id, name: id } });
 
 test.before(async () => {
-  adm = await OperatorBroker.start({ 'box-7': 'box-secret-1', platform: 'platform-secret-1' });
+  adm = await OperatorBroker.start({ 'box-7': 'box-secret-1', platform: 'platform-secret-1' }, { tls: true });
   operator = await Operator.connect(adm.url, 'platform', 'platform-secret-1', ROOT);
   box = await testBox({ admp: { telemetrySeconds: 1, reconnectMs: 200 } });
   admin = await withAdmin(box);
@@ -159,6 +159,31 @@ test('events go up as the desired configuration says: start and end of the label
   assert.not.ok('snapshot' in end.event);
   assert.ok(operator.on('events').some((r) => r.body.type === 'start' && r.body.event.id === 'ev-person'));
   assert.not.ok(operator.on('events').some((r) => r.body.event.id === 'ev-car'));
+});
+
+test("MQTTS with the operator's CA and a client certificate; without the CA the box does not trust the server", async () => {
+  const other = await testBox({ admp: { reconnectMs: 200 } });
+  try {
+    const otherAdmin = await withAdmin(other);
+    const otherStatus = async () => (await other.request('GET', '/api/v1/admp', { auth: otherAdmin })).json;
+    const { cert, key } = await adm.tls!.pki.client('box-tls');
+    const put = (extra: object) => other.request('PUT', '/api/v1/admp/provisioning', { auth: otherAdmin, body: { url: adm.tlsUrl, boxId: 'box-tls', topicRoot: 'isp/boxes', cert, key, ...extra } });
+    assert.is((await put({})).status, 200);
+    await waitUntil('the server refused as untrusted', async () => /certificate/i.test((await otherStatus()).lastError ?? ''));
+    assert.is((await put({ ca: adm.tls!.pki.ca })).status, 200);
+    await waitUntil('connected over TLS', async () => (await otherStatus()).connected);
+    const s = await otherStatus();
+    assert.equal([s.endpoint.clientCertificate, s.endpoint.customCa], [true, true]);
+    assert.not.match(JSON.stringify(s), /PRIVATE KEY/);
+    // The broker knows the box by its certificate's name; the platform reaches it as usual.
+    const platform = await Operator.connect(adm.url, 'platform', 'platform-secret-1', 'isp/boxes/box-tls');
+    await platform.waitFor('online over TLS', 'status', (b) => b.online === true);
+    const info = await platform.command('t-1', 'system.info');
+    assert.is(info.ok, true, JSON.stringify(info));
+    await platform.close();
+  } finally {
+    await other.stop();
+  }
 });
 
 test('the uplink cut while 200 audit entries are made, and the broker flapping: all arrive, in order, once', async () => {

@@ -13,6 +13,7 @@ import path from 'node:path';
 import * as tar from 'tar';
 import { packRelease } from '../appliance/pack-release.ts';
 import { tempDir } from './helpers/box.ts';
+import { Operator, OperatorBroker } from './helpers/operator.ts';
 import { freePort, getJson, Proc, waitUntil } from './helpers/processes.ts';
 
 const repo = path.resolve(import.meta.dirname, '..');
@@ -25,6 +26,8 @@ let base: string;
 let session: string;
 let archiveUrl: string;
 let sourceArchive: string;
+let adm: OperatorBroker;
+let operator: Operator;
 
 const json = (body: unknown, method = 'POST') => ({ method, headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` }, body: JSON.stringify(body) });
 const health = () => getJson(`${base}/api/v1/health`).then((r) => r.json?.version as string | undefined, () => undefined);
@@ -65,11 +68,15 @@ test.before(async () => {
   }).listen(port, '127.0.0.1');
   archiveUrl = `http://127.0.0.1:${port}`;
 
+  // The operator hears how each update ended.
+  adm = await OperatorBroker.start({ 'box-u': 'box-secret-u', platform: 'platform-secret-u' });
+  operator = await Operator.connect(adm.url, 'platform', 'platform-secret-u', 'fogedge/boxes/box-u');
   const httpPort = await freePort();
   base = `http://127.0.0.1:${httpPort}`;
   runner = new Proc(process.execPath, [path.join(repo, 'appliance/release-runner.mjs'), root], {
     FOGEDGE_DATA_DIR: path.join(root, 'data'), PORT: String(httpPort), FOGEDGE__HTTP__HOST: '127.0.0.1',
     FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null', FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+    FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-u', FOGEDGE_ADMP_USERNAME: 'box-u', FOGEDGE_ADMP_PASSWORD: 'box-secret-u', FOGEDGE__ADMP__RECONNECTMS: '200',
   });
   await waitUntil('the first release up', async () => (await health()) === BASE, 30_000);
   const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'update-password-1' }) });
@@ -79,6 +86,8 @@ test.before(async () => {
 test.after(async () => {
   await runner?.kill('SIGTERM');
   server?.close();
+  await operator?.close();
+  await adm?.stop();
   await rm(root, { recursive: true, force: true });
   await rm(served, { recursive: true, force: true });
 });
@@ -110,6 +119,10 @@ test('a release that crashes at start is rolled back after 3 tries, and the box 
   assert.match(s.update.reason, /exited 3 times/);
   assert.is(s.current, BASE);
   await waitUntil('the outcome announced', async () => (await updateStatus()).update.reported === true);
+  const told = await operator.waitFor('the rollback told to the operator', 'audit', (b) => b.action === 'box.update.finished');
+  assert.equal([told.ok, told.from, told.to, told.by], [false, BASE, '9.0.0-crash', 'admin']);
+  assert.match(told.reason, /exited 3 times/);
+  assert.ok(operator.on('audit').some((r) => r.body.action === 'box.update.started' && r.body.to === '9.0.0-crash'));
 });
 
 test('a good release is confirmed once healthy; the one that failed is cleared away', async () => {
@@ -120,6 +133,8 @@ test('a good release is confirmed once healthy; the one that failed is cleared a
   await waitUntil('confirmed', async () => (await updateStatus()).update.state === 'confirmed', 20_000);
   const s = await updateStatus();
   assert.equal([s.current, s.previous, s.releases], ['9.1.0', BASE, [BASE, '9.1.0'].sort()]);
+  await operator.waitFor('the success told to the operator', 'audit', (b) => b.action === 'box.update.finished' && b.ok === true && b.to === '9.1.0');
+  await operator.waitFor('the new version online', 'status', (b) => b.online === true && b.version === '9.1.0');
   // The data root is the same: the session made on the first release still works.
   assert.is((await getJson(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${session}` } })).status, 200);
 });

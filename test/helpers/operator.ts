@@ -2,7 +2,7 @@
 // persistence on disk, so it can be stopped and started like a real one), and an mqtt.js
 // client acting as the platform: it collects what boxes send and sends commands down.
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -11,26 +11,55 @@ import { freePort, Proc, waitUntil } from './processes.ts';
 
 const run = promisify(execFile);
 
+/** PEM text of the operator's CA and of certificates it signed (made with Debian's openssl). */
+export interface Pki {
+  ca: string;
+  server: { cert: string; key: string };
+  client: (name: string) => Promise<{ cert: string; key: string }>;
+}
+
+async function makePki(dir: string): Promise<Pki> {
+  const at = (f: string) => path.join(dir, f);
+  const ssl = (...args: string[]) => run('openssl', args, { cwd: dir });
+  await ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=Test operator CA', '-days', '2');
+  const sign = async (name: string, cn: string, ext: string) => {
+    await ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+    await writeFile(at(`${name}.ext`), ext);
+    await ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+    await chmod(at(`${name}.key`), 0o644); // mosquitto reads it as its own user
+    return { cert: await readFile(at(`${name}.crt`), 'utf8'), key: await readFile(at(`${name}.key`), 'utf8') };
+  };
+  return { ca: await readFile(at('ca.crt'), 'utf8'), server: await sign('server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1\n'), client: (name) => sign(`client-${name}`, name, 'extendedKeyUsage=clientAuth\n') };
+}
+
 export class OperatorBroker {
   private proc: Proc | undefined;
 
   private constructor(
     readonly dir: string,
     readonly port: number,
+    /** With TLS: a second listener that takes only clients with a certificate from `pki`, named by its CN. */
+    readonly tls: { port: number; pki: Pki } | null,
   ) {}
 
   /** Users: the box and the operator's platform, each with its own password. */
-  static async start(users: Record<string, string>): Promise<OperatorBroker> {
+  static async start(users: Record<string, string>, options: { tls?: boolean } = {}): Promise<OperatorBroker> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'fogedge-admp-'));
     await chmod(dir, 0o777); // mosquitto drops to its own user when started as root
     const passwords = path.join(dir, 'passwords');
     await writeFile(passwords, '');
     for (const [user, password] of Object.entries(users)) await run('mosquitto_passwd', ['-b', passwords, user, password]);
     await chmod(passwords, 0o644);
-    const broker = new OperatorBroker(dir, await freePort());
+    const tls = options.tls ? { port: await freePort(), pki: await makePki(dir) } : null;
+    const broker = new OperatorBroker(dir, await freePort(), tls);
     await writeFile(
       path.join(dir, 'mosquitto.conf'),
-      [`listener ${broker.port} 127.0.0.1`, 'allow_anonymous false', `password_file ${passwords}`, 'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'max_queued_messages 100000', ''].join('\n'),
+      [
+        'per_listener_settings true',
+        `listener ${broker.port} 127.0.0.1`, 'allow_anonymous false', `password_file ${passwords}`,
+        ...(tls ? [`listener ${tls.port} 127.0.0.1`, `cafile ${dir}/ca.crt`, `certfile ${dir}/server.crt`, `keyfile ${dir}/server.key`, 'require_certificate true', 'use_identity_as_username true'] : []),
+        'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'max_queued_messages 100000', '',
+      ].join('\n'),
     );
     await broker.start();
     return broker;
@@ -38,6 +67,10 @@ export class OperatorBroker {
 
   get url() {
     return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  get tlsUrl() {
+    return `mqtts://127.0.0.1:${this.tls!.port}`;
   }
 
   async start(): Promise<void> {
