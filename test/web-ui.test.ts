@@ -7,6 +7,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { testBox, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { RtspCamera } from './helpers/video.ts';
+import { OperatorBroker } from './helpers/operator.ts';
 import { launch, shot, videoAdvances } from './helpers/browser.ts';
 import mqtt from 'mqtt';
 
@@ -302,6 +303,30 @@ test('the box out of reach for a moment: the page says so and recovers by itself
   await shot(page, 'box-unreachable');
   await context.setOffline(false);
   await page.waitForSelector('.banner', { state: 'detached', timeout: 15_000 });
+});
+
+test("system: the installer links the box to its operator; a bad URL is named at its field; the link shows connected", async () => {
+  const adm = await OperatorBroker.start({ 'ui-box': 'ui-secret-1' });
+  try {
+    await page.goto(`${base}/system`);
+    await page.waitForSelector('#uplink:has-text("runs local only")');
+    await page.click('#uplink button:has-text("Link to an operator")');
+    await page.fill('#provisioning input[name=url]', 'http://not-mqtt');
+    await page.click('#provisioning button:text-is("Link")');
+    await page.waitForSelector('#provisioning [data-field=url] .field-error:has-text("an MQTT URL")');
+    await page.fill('#provisioning input[name=url]', adm.url);
+    await page.fill('#provisioning input[name=boxId]', 'ui-box');
+    await page.fill('#provisioning input[name=username]', 'ui-box');
+    await page.fill('#provisioning input[name=password]', 'ui-secret-1');
+    await page.click('#provisioning button:text-is("Link")');
+    await page.waitForSelector('#uplink [data-state=connected]', { timeout: 15_000 });
+    assert.match(String(await page.textContent('#uplink')), new RegExp(`Connected to mqtt://127.0.0.1:${adm.port} as ui-box`));
+    await shot(page, 'system-operator-linked');
+    await page.click('#uplink button:has-text("Unlink")');
+    await page.waitForSelector('#uplink:has-text("runs local only")');
+  } finally {
+    await adm.stop();
+  }
 });
 
 test('a camera that stalls shows offline with the reason on the live page, then plays again, without a reload', async () => {

@@ -25,6 +25,7 @@ export function apiService(config: Config): ServiceSchema {
       'camera.**': forward,
       'device.**': forward,
       'sync.status.changed': forward,
+      'admp.status.changed': forward,
     },
 
     async started() {

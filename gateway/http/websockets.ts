@@ -32,6 +32,7 @@ const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
   [/^camera\./, 'live.view'],
   [/^device\./, 'devices.manage'],
   [/^sync\.status\./, 'system.view'],
+  [/^admp\.status\./, 'system.view'],
 ];
 /** A viewer this far behind (bytes queued on its socket) skips to the next keyframe. */
 const SOCKET_BACKLOG_BYTES = 4 * 1024 * 1024;

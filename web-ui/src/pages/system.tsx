@@ -1,8 +1,9 @@
 // System: is the box well? Storage used and left, each camera's bitrate, the detector's speed,
 // the services, cloud sync, the version.
+import { useState } from 'preact/hooks';
 import { api, can, formatBytes, formatTime } from '../api.ts';
 import { useUpdates } from '../updates.ts';
-import { Page, Problem, useLoad } from '../components/ui.tsx';
+import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
 import { useCameras } from './live.tsx';
 
 interface Health {
@@ -27,6 +28,77 @@ interface SyncStatus {
   targets: Array<{ id: string; type: string; enabled: boolean; state: string; pendingItems: number; lastSuccessAt: string | null; lastError: { code: string; message: string } | null }>;
 }
 
+interface Uplink {
+  provisioned: boolean;
+  source: string | null;
+  provisioningError: string | null;
+  endpoint: { url: string; boxId: string; username: string | null; clientCertificate: boolean; customCa: boolean } | null;
+  connected: boolean;
+  lastConnectedAt: string | null;
+  lastError: string | null;
+  queue: { items: number; dropped: Record<string, number> };
+  desired: { appliedVersion: number | null; lastRejected: { version: number | null; error: { message: string } } | null };
+}
+interface UpdateStatus {
+  version: string;
+  mode: 'balena' | 'release' | 'checkout';
+  update: { state: string; from: string; to: string; reason?: string; finishedAt?: string } | null;
+}
+
+/** The operator's device-management platform: is the box linked, and (installer) provisioning it. */
+function UplinkPanel() {
+  const uplink = useLoad(() => api<Uplink>('/admp'));
+  useUpdates(['admp.status.'], () => void uplink.reload());
+  const { error, run } = useAction(uplink.reload);
+  const [editing, setEditing] = useState(false);
+  const u = uplink.data;
+  const dropped = u ? Object.values(u.queue.dropped).reduce((a, b) => a + b, 0) : 0;
+  const provision = async (e: any) => {
+    const v = Object.fromEntries(Object.entries(formValues(e)).filter(([, x]) => x !== ''));
+    if (await run(() => api('/admp/provisioning', { method: 'PUT', body: v }))) setEditing(false);
+  };
+  const editable = can('settings.manage') && u?.source !== 'environment';
+  return (
+    <section class="panel" id="uplink">
+      <h2>Operator</h2>
+      <Problem error={uplink.error} />
+      {u && !u.provisioned && <p>Not linked to an operator: the box runs local only.{u.provisioningError && <span class="problem"> {u.provisioningError}</span>}</p>}
+      {u?.endpoint && (
+        <>
+          <p class={u.connected ? 'ok' : 'problem'} data-state={u.connected ? 'connected' : 'disconnected'}>
+            {u.connected ? `Connected to ${u.endpoint.url} as ${u.endpoint.boxId}` : `Not connected to ${u.endpoint.url}${u.lastError ? `: ${u.lastError}` : ''}`}
+          </p>
+          <p>
+            {u.queue.items === 1 ? '1 message' : `${u.queue.items} messages`} waiting{dropped ? `, ${dropped} dropped while the link was down` : ''}
+            {u.desired.appliedVersion !== null ? ` · configuration version ${u.desired.appliedVersion}` : ''}
+            {u.source === 'environment' ? ' · set by the environment' : ''}
+          </p>
+          {u.desired.lastRejected && <p class="problem">Refused configuration{u.desired.lastRejected.version !== null ? ` version ${u.desired.lastRejected.version}` : ''}: {u.desired.lastRejected.error.message}</p>}
+        </>
+      )}
+      {editable && !editing && <button type="button" onClick={() => setEditing(true)}>{u?.provisioned ? 'Change' : 'Link to an operator'}</button>}{' '}
+      {editable && u?.provisioned && !editing && <button type="button" class="danger" onClick={() => void run(() => api('/admp/provisioning', { method: 'DELETE' }))}>Unlink</button>}
+      {editing && (
+        <form onSubmit={provision} id="provisioning">
+          <Field label="Operator's broker" name="url" error={error} hint="mqtts://host:8883">
+            <input name="url" required placeholder="mqtts://" />
+          </Field>
+          <Field label="Box name at the operator" name="boxId" error={error} hint="Empty: this box's host name">
+            <input name="boxId" />
+          </Field>
+          <Field label="User name" name="username" error={error}><input name="username" autocomplete="off" /></Field>
+          <Field label="Password" name="password" error={error}><input name="password" type="password" autocomplete="new-password" /></Field>
+          <Field label="Operator's CA (PEM)" name="ca" error={error} hint="Only if the operator's certificate is not from a public CA"><textarea name="ca" rows={3} /></Field>
+          <Field label="Box certificate (PEM)" name="cert" error={error}><textarea name="cert" rows={3} /></Field>
+          <Field label="Box key (PEM)" name="key" error={error}><textarea name="key" rows={3} /></Field>
+          <Problem error={error} besideFields />
+          <button>Link</button> <button type="button" onClick={() => setEditing(false)}>Cancel</button>
+        </form>
+      )}
+    </section>
+  );
+}
+
 export function SystemPage() {
   const health = useLoad(async () => {
     const res = await fetch('/api/v1/health', { cache: 'no-store' });
@@ -36,6 +108,7 @@ export function SystemPage() {
   const storage = useLoad(() => api<Storage>('/system/storage'));
   const detector = useLoad(() => api<Detector>('/detector/status'));
   const sync = useLoad(() => api<SyncStatus>('/sync/status'));
+  const update = useLoad(() => api<UpdateStatus>('/system/update'));
   const { data: cameras } = useCameras();
   useUpdates(['sync.status.'], () => void sync.reload());
 
@@ -103,10 +176,14 @@ export function SystemPage() {
           </>
         )}
       </section>
+      <UplinkPanel />
       <section class="panel" id="about">
         <h2>About</h2>
         <Problem error={info.error} />
         {info.data && <p>FogEdge {String(info.data['version'])} · up {Math.round(Number(info.data['uptimeSeconds']) / 60)} min · {String(info.data['transporter'])} bus · {can('settings.manage') ? String(info.data['hostname']) : ''}</p>}
+        {update.data?.update?.state === 'rolled-back' && <p class="problem" id="update-state">The update to {update.data.update.to} was rolled back to {update.data.update.from}: {update.data.update.reason}</p>}
+        {update.data?.update?.state === 'trying' && <p id="update-state">Trying version {update.data.update.to}…</p>}
+        {update.data?.update?.state === 'confirmed' && <p id="update-state">Updated from {update.data.update.from} {update.data.update.finishedAt ? formatTime(update.data.update.finishedAt) : ''}.</p>}
       </section>
     </Page>
   );
