@@ -99,14 +99,11 @@ export function admpService(config: Config): ServiceSchema {
     for (const m of queue.next(Math.min(o.inFlight, receiveMaximum) - inflight.size, inflight)) {
       inflight.add(m.seq);
       c.publish(topic(m.topic), JSON.stringify(m.payload), { qos: 2, retain: m.retain }, (err) => {
-        if (err) {
-          inflight.delete(m.seq); // the client was ended: the message stays queued for the next one
-          return;
-        }
-        void queue.sent(m.seq).finally(() => {
-          inflight.delete(m.seq);
-          pump();
-        });
+        inflight.delete(m.seq);
+        if (err) return; // the client was ended: the message stays queued for the next one
+        // Out of the queue at once (deleted on disk with the acks around it); its slot goes to the next.
+        queue.sent(m.seq).catch((e: Error) => log.error(`admp: message ${m.seq} sent but not deleted: ${e.message}`));
+        pump();
       });
     }
   };

@@ -36,6 +36,8 @@ export class UplinkQueue {
   readonly dropped: Record<Kind, number> = { health: 0, event: 0, reported: 0, reply: 0, audit: 0 };
   /** Changes go one at a time, so the map and the disk stay in seq order. */
   private readonly inTurn = pLimit(1);
+  /** Sent, gone from the map, not yet deleted on disk: deleted together, in one synced write. */
+  private readonly sentSeqs: number[] = [];
 
   constructor(
     private readonly store: Collection<UpMessage>,
@@ -83,7 +85,8 @@ export class UplinkQueue {
     await this.store.put(keyOf(seq), message);
     this.messages.set(seq, message);
     this.bytes += message.bytes;
-    await this.saveMeta();
+    // Not synced: while the queue holds messages their seqs keep nextSeq from going back.
+    if (dropped.length) await this.saveMeta(false);
     return { message, dropped };
   }
 
@@ -97,9 +100,23 @@ export class UplinkQueue {
     return out;
   }
 
-  /** The operator's broker has it. */
+  /**
+   * The operator's broker has it. Acknowledgements that come together are deleted in one synced
+   * write; a message whose ack is waiting is already out of `next()`.
+   */
   sent(seq: number): Promise<void> {
-    return this.inTurn(() => this.remove(seq));
+    const m = this.messages.get(seq);
+    if (!m) return Promise.resolve();
+    this.messages.delete(seq);
+    this.bytes -= m.bytes;
+    this.sentSeqs.push(seq);
+    return this.inTurn(async () => {
+      const seqs = this.sentSeqs.splice(0);
+      if (!seqs.length) return; // deleted with an earlier batch
+      // The queue is empty now: nextSeq must reach the disk before the last seqs leave it.
+      if (this.messages.size === 0) await this.saveMeta(true);
+      await this.store.delMany(seqs.map(keyOf));
+    });
   }
 
   has(seq: number): boolean {
@@ -119,8 +136,8 @@ export class UplinkQueue {
     await this.store.del(keyOf(seq));
   }
 
-  /** Synced: after a power cut with the queue empty, this is all that keeps a seq from coming back. */
-  private saveMeta(): Promise<void> {
-    return this.meta.put('queue', { nextSeq: this.nextSeq, dropped: this.dropped });
+  /** Synced when the queue is empty: then this is all that keeps a seq from coming back after a power cut. */
+  private saveMeta(sync: boolean): Promise<void> {
+    return this.meta.put('queue', { nextSeq: this.nextSeq, dropped: this.dropped }, { sync });
   }
 }
