@@ -8,6 +8,7 @@ import { ConfigSchema } from '../appliance/config.ts';
 import { ProvisioningError, readProvisioning, writeProvisioning } from '../appliance/provisioning.ts';
 import { Store } from '../lib/store.ts';
 import { UplinkQueue, type UpMessage } from '../services/admp/uplink-queue.ts';
+import { temperatures } from '../services/admp/telemetry.ts';
 import { tempDir } from './helpers/box.ts';
 
 const open = async (dir: string, bounds = { maxItems: 10, maxBytes: 1024 * 1024 }) => {
@@ -114,6 +115,19 @@ test('provisioning: none means local; the file, with PEM files beside it; the en
   await writeProvisioning(config, null);
   assert.is(readProvisioning(config, {}), null);
   await rm(dataDir, { recursive: true, force: true });
+});
+
+test('temperatures as Linux shows them: each thermal zone by its type, in degrees; none on a machine without', async () => {
+  const sys = await tempDir();
+  for (const [zone, type, temp] of [['thermal_zone0', 'cpu-thermal', '48312'], ['thermal_zone1', 'gpu-thermal', '51000'], ['thermal_zone2', 'broken', 'n/a']]) {
+    await mkdir(path.join(sys, zone!));
+    await writeFile(path.join(sys, zone!, 'type'), `${type}\n`);
+    await writeFile(path.join(sys, zone!, 'temp'), `${temp}\n`);
+  }
+  await mkdir(path.join(sys, 'cooling_device0'));
+  assert.equal(await temperatures(sys), [{ zone: 'cpu-thermal', celsius: 48.312 }, { zone: 'gpu-thermal', celsius: 51 }]);
+  assert.equal(await temperatures(path.join(sys, 'missing')), []);
+  await rm(sys, { recursive: true, force: true });
 });
 
 test.run();
