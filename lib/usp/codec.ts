@@ -50,6 +50,17 @@ export class UspError extends Error {
 }
 
 /** A Msg as protobufjs gives it: camelCase fields, enums as names, oneofs named. */
+/** A readable Record whose Msg is not: answerable (7000) to the sender it names. */
+export class UnreadableMsgError extends UspError {
+  constructor(
+    readonly fromId: string,
+    readonly toId: string,
+    message: string,
+  ) {
+    super(ERR.MESSAGE_FAILED, message);
+  }
+}
+
 export interface Msg {
   header: { msgId: string; msgType: string };
   body: {
@@ -89,7 +100,7 @@ export function encodeRecord(fromId: string, toId: string, content: { msg: Msg }
 
 /**
  * A Record from the wire. A record that cannot be read throws a plain Error (the sender cannot be
- * answered); a readable record whose Msg cannot be read throws a UspError 7000 (answerable).
+ * answered); a readable record whose Msg cannot be read throws an UnreadableMsgError (7000).
  */
 export function decodeRecord(bytes: Uint8Array): Envelope {
   let record: Record<string, any>;
@@ -106,9 +117,10 @@ export function decodeRecord(bytes: Uint8Array): Envelope {
     try {
       out.msg = MsgType.toObject(MsgType.decode(record['noSessionContext'].payload), TO_OBJECT) as Msg;
     } catch (err) {
-      throw new UspError(ERR.MESSAGE_FAILED, `The Msg in the record cannot be read: ${(err as Error).message}`);
+      throw new UnreadableMsgError(out.fromId, out.toId, `The Msg in the record cannot be read: ${(err as Error).message}`);
     }
-    if (!out.msg.header?.msgId) throw new UspError(ERR.MESSAGE_FAILED, 'The Msg has no header msg_id');
+    // An Error answering a Msg that could not be read has no msg_id to echo; anything else needs one.
+    if (!out.msg.header?.msgId && out.msg.header?.msgType !== 'ERROR') throw new UnreadableMsgError(out.fromId, out.toId, 'The Msg has no header msg_id');
   } else throw new Error(`a USP Record of a type this endpoint does not take (${record['recordType'] ?? 'none'})`);
   return out;
 }
