@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { redactUrl } from '../lib/redact.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
-export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync', 'admp'] as const;
+export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync', 'admp', 'usp'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;

@@ -13,6 +13,7 @@ import { devicesService } from '../services/devices/devices.service.ts';
 import { mqttService } from '../services/mqtt/mqtt.service.ts';
 import { syncService } from '../services/sync/sync.service.ts';
 import { admpService } from '../services/admp/admp.service.ts';
+import { uspService } from '../services/usp/usp.service.ts';
 
 export const SERVICE_FACTORIES = {
   api: apiService,
@@ -27,4 +28,5 @@ export const SERVICE_FACTORIES = {
   mqtt: mqttService,
   sync: syncService,
   admp: admpService,
+  usp: uspService,
 } satisfies Record<ServiceName, (config: Config) => ServiceSchema>;

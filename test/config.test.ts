@@ -27,7 +27,7 @@ function configError(fn: () => unknown): ConfigError {
 test('no file: embedded defaults, data root under the working folder', () => {
   const config = loadConfig({}, dir);
   assert.is(config.transporter, null);
-  assert.equal(config.services, ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync', 'admp']);
+  assert.equal(config.services, ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync', 'admp', 'usp']);
   assert.is(config.http.port, 8080);
   assert.is(config.dataDir, path.join(dir, 'data'));
   assert.is(config.auth.maxFailuresPerAccount, 10);

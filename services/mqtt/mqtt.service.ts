@@ -23,6 +23,10 @@ import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
 import type { Notifications } from '../accounts/accounts.schemas.ts';
 import { version } from '../../appliance/version.ts';
+import { z } from 'zod';
+import { action } from '../../lib/actions.ts';
+import { NotReadyError } from '../../lib/errors.ts';
+import { DeviceId } from '../devices/devices.service.ts';
 
 /** Per-camera switches over MQTT: .../<name>/set (ON|OFF) and the retained .../<name>/state. */
 const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): object }> = {
@@ -30,6 +34,9 @@ const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): obje
   recording: { get: (c) => c.recording.mode !== 'off', set: (on) => ({ recording: { mode: on ? 'continuous' : 'off' } }) },
   notifications: { get: (c) => c.notifications !== false, set: (on) => ({ notifications: on }) },
 };
+
+/** The device topics the box's services listen to: fogedge/devices/<id>/usp and .../agent/<what>. */
+const AGENT_CHANNEL = /^fogedge\/devices\/([a-z0-9][a-z0-9_-]{0,63})\/(usp|agent\/[a-z0-9-]+)$/;
 
 type LiveEvent = { id: string; camera: string; label: string; zones?: string[]; stationary?: boolean; topScore: number; end?: string | null; hasSnapshot?: boolean };
 
@@ -229,6 +236,19 @@ export function mqttService(config: Config): ServiceSchema {
     name: 'mqtt',
     dependencies: ['devices', 'accounts'],
 
+    actions: {
+      // Internal: a service of the box sends to one device, on the device's own command topic
+      // (fogedge/devices/<id>/cmd/<channel>), e.g. USP records to a camera agent.
+      sendToDevice: action({
+        input: z.strictObject({ device: DeviceId, channel: z.string().regex(/^[a-z0-9-]+(\/[a-z0-9-]+)*$/), payloadBase64: z.string().max(16 * 1024 * 1024), qos: z.union([z.literal(0), z.literal(1)]).default(1) }),
+        async handler(ctx) {
+          if (!aedes) throw new NotReadyError('The MQTT broker is off on this node', 'MQTT_OFF');
+          await publish(`fogedge/devices/${ctx.params.device}/cmd/${ctx.params.channel}`, Buffer.from(ctx.params.payloadBase64, 'base64'), { qos: ctx.params.qos });
+          return { ok: true };
+        },
+      }),
+    },
+
     events: {
       // A device denied or removed is cut off at once.
       'device.updated'(ctx: { params: { id: string; state: string } }) {
@@ -365,7 +385,15 @@ export function mqttService(config: Config): ServiceSchema {
       // as that user, through the cameras service, so the same rules and audit apply as in the API.
       const haStatus = options.discoveryPrefix ? `${options.discoveryPrefix}/status` : undefined;
       aedes.on('publish', (packet, client) => {
-        if (!client || (packet.topic !== haStatus && !packet.topic.endsWith('/set'))) return; // the hot path: most messages are neither
+        if (!client) return;
+        // What a device sends to the box's services (USP records, agent hellos) goes on the bus as agent.message.
+        if (packet.topic.startsWith('fogedge/devices/')) {
+          const who = identities.get(client);
+          const m = AGENT_CHANNEL.exec(packet.topic);
+          if (m && who?.kind === 'device' && who.id === m[1]) void this.broker.broadcast('agent.message', { device: m[1], channel: m[2], payloadBase64: packet.payload.toString('base64') });
+          return;
+        }
+        if (packet.topic !== haStatus && !packet.topic.endsWith('/set')) return; // the hot path: most messages are neither
         // Home Assistant restarted: it may have lost what was retained on its side.
         if (packet.topic === haStatus && packet.payload.toString() === 'online') {
           for (const map of retainedOf.values()) map.clear();

@@ -1,0 +1,74 @@
+// USP over the MQTT MTP of the box's own broker: a camera's USP agent (its code, in this process)
+// signs in with its device credentials over a real mqtt.js connection, announces itself with an
+// MQTTConnect record, and the box's usp service reads its data model. The camera-agent process
+// itself is tested elsewhere; this checks the transport and the controller.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { generateKeyPairSync } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import mqtt, { type MqttClient } from 'mqtt';
+import { encodeRecord } from '../lib/usp/codec.ts';
+import { FirmwareSlots } from '../camera-agent/firmware-slots.ts';
+import { UspAgent } from '../camera-agent/usp/agent.ts';
+import { deviceModel } from '../camera-agent/usp/device-model.ts';
+import { controllerId } from '../services/usp/usp.service.ts';
+import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
+import { freePort, waitUntil } from './helpers/processes.ts';
+
+let box: TestBox;
+let admin: string;
+let port: number;
+const closers: Array<() => Promise<unknown>> = [];
+
+/** A camera's USP agent on the box's broker, as device `id`. */
+async function cameraAgent(id: string, secret: string, endpointId = `os::fogcam-${id}`) {
+  const dir = await tempDir('fogedge-usp-mtp-');
+  const slots = await FirmwareSlots.open(dir, { vendorKey: generateKeyPairSync('ed25519').publicKey, model: 'fogcam-1', slotBytes: 1 << 20, factoryVersion: '1.4.0' });
+  const client: MqttClient = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: id, username: id, password: secret, reconnectPeriod: 0 });
+  let agent: UspAgent;
+  const model = deviceModel({ info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: `SN-${id}` }, endpointId, agentVersion: '0.1.0', slots, trialSeconds: 60, requests: () => agent.requestObjects(), transferComplete: () => {}, restart: () => {} });
+  agent = new UspAgent(endpointId, model, (_to, bytes) => void client.publish(`fogedge/devices/${id}/usp`, Buffer.from(bytes), { qos: 1 }));
+  client.on('message', (_t, payload) => void agent.receive(payload));
+  await client.subscribeAsync(`fogedge/devices/${id}/cmd/usp`, { qos: 1 });
+  const controller = controllerId(box.config);
+  await client.publishAsync(`fogedge/devices/${id}/usp`, Buffer.from(encodeRecord(endpointId, controller, { mqttConnect: { subscribedTopic: `fogedge/devices/${id}/cmd/usp` } })), { qos: 1 });
+  closers.push(() => client.endAsync(true), () => rm(dir, { recursive: true, force: true }));
+  return { client, agent };
+}
+
+const addDevice = async (id: string) => (await box.request('POST', '/api/v1/devices', { auth: admin, body: { id, name: id } })).json.secret as string;
+const endpoints = () => box.broker.call('usp.endpoints') as Promise<Array<{ endpointId: string; device: string; model: string | null; softwareVersion: string | null; serialNumber: string | null }>>;
+
+test.before(async () => {
+  port = await freePort();
+  box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort: null } });
+  admin = await withAdmin(box);
+});
+test.after(async () => {
+  for (const close of closers) await close();
+  await box.stop();
+});
+
+test('an agent that connects is known by its endpoint id, with its model, serial and running version read over USP', async () => {
+  await cameraAgent('cam-1', await addDevice('cam-1'));
+  const e = await waitUntil('the endpoint read', async () => (await endpoints()).find((x) => x.endpointId === 'os::fogcam-cam-1' && x.softwareVersion));
+  assert.equal([e.device, e.model, e.serialNumber, e.softwareVersion], ['cam-1', 'fogcam-1', 'SN-cam-1', '1.4.0']);
+});
+
+test('the controller reads any path; an unknown one comes back with the spec error', async () => {
+  const results = (await box.broker.call('usp.get', { device: 'cam-1', paths: ['Device.DeviceInfo.FirmwareImage.*.Status', 'Device.Nope.'] })) as Array<{ requestedPath: string; errCode: number; resolvedPathResults: Array<{ resultParams: Record<string, string> }> }>;
+  assert.equal(results[0]!.resolvedPathResults.map((r) => r.resultParams['Status']), ['Available', 'NoImage']);
+  assert.is(results[1]!.errCode, 7026);
+});
+
+test('one device cannot speak for another: its records about a foreign endpoint are ignored, and it cannot read the other\'s commands', async () => {
+  const { client } = await cameraAgent('cam-2', await addDevice('cam-2'), 'os::fogcam-cam-1');
+  await new Promise((r) => setTimeout(r, 300));
+  const all = await endpoints();
+  assert.is(all.find((e) => e.endpointId === 'os::fogcam-cam-1')!.device, 'cam-1', 'the endpoint stays with its device');
+  // SUBACK 0x80: mqtt.js rejects the subscription.
+  const refused = await client.subscribeAsync('fogedge/devices/cam-1/cmd/usp', { qos: 1 }).then(() => null, (err: Error) => err);
+  assert.match(String(refused?.message), /Subscribe error/);
+});
+
+test.run();
