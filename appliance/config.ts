@@ -165,6 +165,13 @@ export const ConfigSchema = z.strictObject({
       reconnectMs: z.number().int().min(100).max(600_000).default(5000),
     })
     .prefault({}),
+  /** The USP controller of the box's camera agents. */
+  usp: z
+    .strictObject({
+      /** Base of the firmware image URL the cameras fetch; null: http://<the box's LAN address>:<http.port>. */
+      imageBaseUrl: z.url({ protocol: /^https?$/ }).nullable().default(null),
+    })
+    .prefault({}),
   bus: z
     .strictObject({
       requestTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),

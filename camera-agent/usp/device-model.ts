@@ -117,7 +117,8 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
         ModelName: { type: 'string', get: () => o.info.modelName },
         SerialNumber: { type: 'string', get: () => o.info.serialNumber },
         SoftwareVersion: { type: 'string', get: () => slots.version },
-        BootFirmwareImage: { type: 'string', get: () => `Device.DeviceInfo.FirmwareImage.${instanceOf(slots.active)}` },
+        // What boots for good: during a new image's trial, the old one it falls back to.
+        BootFirmwareImage: { type: 'string', get: () => `Device.DeviceInfo.FirmwareImage.${instanceOf(slots.state.trying?.from ?? slots.active)}` },
         ActiveFirmwareImage: { type: 'string', get: () => `Device.DeviceInfo.FirmwareImage.${instanceOf(slots.active)}` },
         FirmwareImageNumberOfEntries: { type: 'unsignedInt', get: () => '2' },
       },

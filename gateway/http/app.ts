@@ -1,5 +1,7 @@
 // The box's HTTP app: /api/v1 (JSON, OpenAPI-documented), the web UI at /.
-import { existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { serveStatic } from '@hono/node-server/serve-static';
@@ -21,6 +23,7 @@ import { eventsRoutes } from './routes/events.routes.ts';
 import { devicesRoutes } from './routes/devices.routes.ts';
 import { syncRoutes } from './routes/sync.routes.ts';
 import { admpRoutes } from './routes/admp.routes.ts';
+import { uspRoutes } from './routes/usp.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
@@ -72,6 +75,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   devicesRoutes(app, broker);
   syncRoutes(app, broker);
   admpRoutes(app, broker);
+  uspRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });
@@ -81,6 +85,13 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   });
 
   app.all('/api/*', notFound);
+  // Firmware images for the box's cameras: no sign-in (a camera has none); the random token in
+  // the name, known only to the cameras being updated, is the capability.
+  app.get('/firmware/:file', async (c) => {
+    const { path: file } = await broker.call<{ path: string }, object>('usp.imageFile', { file: c.req.param('file') });
+    const size = (await stat(file)).size;
+    return new Response(Readable.toWeb(createReadStream(file)) as ReadableStream, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), 'cache-control': 'no-store' } });
+  });
   // Hashed assets are immutable; index.html is always asked again so a new version shows at once.
   app.use('/assets/*', async (c, next) => {
     await next();

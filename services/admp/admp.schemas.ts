@@ -27,7 +27,7 @@ export const REMOTE_ACTIONS = [
   'recorder.storage', 'detector.status',
   'sync.status', 'sync.policy', 'sync.setPolicy',
   'admp.status',
-  'usp.firmwareUpdate',
+  'usp.endpoints', 'usp.firmwareUpdate', 'usp.campaign', 'usp.campaigns',
 ] as const;
 
 /** The uplink's own settings, which the operator sets in the desired configuration. */

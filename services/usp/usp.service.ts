@@ -2,12 +2,21 @@
 // own broker. An agent announces itself with an MQTTConnect record on fogedge/devices/<id>/usp;
 // the controller answers on fogedge/devices/<id>/cmd/usp. It keeps each endpoint (id, device,
 // model, version), reads their data model, and sends requests and awaits their answers.
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
+import pLimit from 'p-limit';
 import { z } from 'zod';
+import { readHeader } from '../../camera-agent/firmware-image.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { action } from '../../lib/actions.ts';
-import { NotFoundError, UnavailableError } from '../../lib/errors.ts';
+import { BadRequestError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import { decodeRecord, encodeRecord, errorOf, request, UspError, type Msg } from '../../lib/usp/codec.ts';
 import { DeviceId } from '../devices/devices.service.ts';
@@ -28,6 +37,50 @@ export interface Endpoint {
   lastSeenAt: string;
 }
 
+export interface TargetState {
+  endpointId: string;
+  device: string;
+  state: 'pending' | 'downloading' | 'activating' | 'rebooting' | 'succeeded' | 'failed' | 'skipped';
+  fromVersion: string | null;
+  reason: string | null;
+  updatedAt: string;
+}
+
+export interface Campaign {
+  id: string;
+  image: { sha256: string; version: string; model: string; bytes: number };
+  concurrency: number;
+  /** More failures than this stops the campaign: the cameras not yet started are skipped. */
+  maxFailures: number;
+  trialSeconds: number;
+  state: 'running' | 'succeeded' | 'failed' | 'stopped';
+  targets: Record<string, TargetState>;
+  createdAt: string;
+  finishedAt: string | null;
+  by: string;
+}
+
+const CampaignInput = z.strictObject({
+  /** Where the signed image is (the vendor's or the operator's server); the box fetches it once and hosts it for its cameras. */
+  url: z.url({ protocol: /^https?$/ }),
+  sha256: z.string().regex(/^[a-fA-F0-9]{64}$/, '64 hex digits'),
+  /** These cameras (device ids), or every camera of `model`, or every camera agent. */
+  devices: z.array(DeviceId).min(1).max(1000).optional(),
+  model: z.string().min(1).max(64).optional(),
+  concurrency: z.number().int().min(1).max(16).default(2),
+  maxFailures: z.number().int().min(0).max(1000).default(0),
+  trialSeconds: z.number().int().min(10).max(3600).default(300),
+});
+
+const DOWNLOAD_TIMEOUT_MS = 15 * 60_000;
+const MAX_IMAGE_BYTES = 512 * 1024 * 1024;
+
+/** The box's address on the LAN, for the image URL the cameras fetch. */
+function lanAddress(): string {
+  for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return '127.0.0.1';
+}
+
 interface Pending {
   resolve: (msg: Msg) => void;
   reject: (err: Error) => void;
@@ -38,7 +91,17 @@ export function uspService(config: Config): ServiceSchema {
   const self = controllerId(config);
   let store: Store | undefined;
   let endpoints: Collection<Endpoint>;
+  let campaigns: Collection<Campaign>;
   const pending = new Map<string, Pending>();
+  const imagesDir = path.join(dataPaths(config).root, 'usp', 'images');
+  /** Waiters for notifications (an OperationComplete, a Boot!) of one endpoint. */
+  const waiters = new Set<{ endpointId: string; match: (n: Record<string, any>) => boolean; resolve: (n: Record<string, any>) => void }>();
+  const waitForNotify = (endpointId: string, match: (n: Record<string, any>) => boolean, timeoutMs: number, what: string) =>
+    new Promise<Record<string, any>>((resolve, reject) => {
+      const w = { endpointId, match, resolve: (n: Record<string, any>) => (clearTimeout(timer), waiters.delete(w), resolve(n)) };
+      const timer = setTimeout(() => (waiters.delete(w), reject(new Error(`no ${what} within ${Math.round(timeoutMs / 1000)} s`))), timeoutMs);
+      waiters.add(w);
+    });
 
   const send = (broker: ServiceBroker, e: Endpoint, msg: Msg) =>
     broker.call('mqtt.sendToDevice', { device: e.device, channel: 'usp', payloadBase64: Buffer.from(encodeRecord(self, e.endpointId, { msg })).toString('base64') });
@@ -69,6 +132,134 @@ export function uspService(config: Config): ServiceSchema {
   const apiError = (err: unknown) =>
     err instanceof UspError ? Object.assign(new UnavailableError(`USP error ${err.code}: ${err.message}`, 'USP_ERROR', { code: err.code, paramErrs: err.paramErrs }), { retryable: false }) : err;
 
+  /** The image, fetched once, checked by SHA-256, kept under data/usp/images, with a capability token. */
+  const fetchImage = async (url: string, sha256: string): Promise<Campaign['image']> => {
+    await mkdir(imagesDir, { recursive: true });
+    const file = path.join(imagesDir, `${sha256}.img`);
+    let data = await readFile(file).catch(() => null);
+    if (!data) {
+      const res = await fetch(url, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) }).catch((err: Error) => {
+        throw new BadRequestError(`Cannot fetch the image from ${new URL(url).origin}: ${(err.cause as Error | undefined)?.message ?? err.message}`, 'IMAGE_FETCH_FAILED');
+      });
+      if (!res.ok || !res.body) throw new BadRequestError(`Fetching the image answered HTTP ${res.status}`, 'IMAGE_FETCH_FAILED');
+      const length = Number(res.headers.get('content-length') ?? 0);
+      if (length > MAX_IMAGE_BYTES) throw new BadRequestError(`The image is larger than ${MAX_IMAGE_BYTES} bytes`, 'IMAGE_TOO_LARGE');
+      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(`${file}.part`));
+      data = await readFile(`${file}.part`);
+      const got = createHash('sha256').update(data).digest('hex');
+      if (got !== sha256) {
+        await rm(`${file}.part`, { force: true });
+        throw new BadRequestError(`The image's SHA-256 is ${got}, not ${sha256}`, 'CHECKSUM_MISMATCH');
+      }
+      const handle = await open(`${file}.part`, 'r+');
+      await handle.sync().finally(() => handle.close());
+      await rename(`${file}.part`, file);
+    }
+    let manifest;
+    try {
+      manifest = readHeader(data).manifest;
+    } catch (err) {
+      throw new BadRequestError(`Not a camera firmware image: ${(err as Error).message}`, 'NOT_AN_IMAGE');
+    }
+    const tokens = store!.collection<string>('imageTokens');
+    if (!(await tokens.get(sha256))) await tokens.put(sha256, randomBytes(16).toString('hex'));
+    return { sha256, version: manifest.version, model: manifest.model, bytes: data.length };
+  };
+
+  const imageUrl = async (sha256: string) => {
+    const token = await store!.collection<string>('imageTokens').get(sha256);
+    const base = config.usp.imageBaseUrl ?? `http://${lanAddress()}:${config.http.port}`;
+    return `${base}/firmware/${sha256}-${token}.img`;
+  };
+
+  /** One camera through Download(), Activate(), the reboot and the new version's confirmation. */
+  const updateOne = async (broker: ServiceBroker, c: Campaign, t: TargetState, set: (s: Partial<TargetState>) => Promise<void>) => {
+    const e = await endpoints.get(t.endpointId);
+    if (!e) throw new Error('the camera agent is not known any more');
+    const key = `${c.id}:${e.device}`;
+    const params = (await ask(broker, e, 'GET', { get: { paramPaths: ['Device.DeviceInfo.ActiveFirmwareImage', 'Device.DeviceInfo.SoftwareVersion'] } })).body.response!['getResp'].reqPathResults;
+    const active = params[0]?.resolvedPathResults?.[0]?.resultParams?.ActiveFirmwareImage as string | undefined;
+    if (params[1]?.resolvedPathResults?.[0]?.resultParams?.SoftwareVersion === c.image.version) return set({ state: 'succeeded', reason: 'already running this version' });
+    const inactive = active?.endsWith('.1') ? 2 : 1;
+    const image = `Device.DeviceInfo.FirmwareImage.${inactive}.`;
+    const completion = (command: string, timeoutMs: number) =>
+      waitForNotify(e.endpointId, (n) => n['operComplete']?.commandKey === key && n['operComplete']?.commandName === command, timeoutMs, `${command} completion`).then((n) => {
+        const failure = n['operComplete'].cmdFailure;
+        if (failure) throw new Error(`${command} failed: ${failure.errCode} ${failure.errMsg}`);
+      });
+
+    await set({ state: 'downloading' });
+    const downloaded = completion('Download()', DOWNLOAD_TIMEOUT_MS);
+    downloaded.catch(() => undefined); // awaited below; may settle while the request is still out
+    await ask(broker, e, 'OPERATE', { operate: { command: `${image}Download()`, commandKey: key, sendResp: true, inputArgs: { URL: await imageUrl(c.image.sha256), FileSize: String(c.image.bytes), CheckSumAlgorithm: 'SHA-256', CheckSum: c.image.sha256, AutoActivate: 'false' } } });
+    await downloaded;
+
+    await set({ state: 'activating' });
+    const trialMs = (c.trialSeconds + 60) * 1000;
+    const booted = waitForNotify(e.endpointId, (n) => n['event']?.eventName === 'Boot!' && n['event']?.params?.CommandKey === key, trialMs, 'Boot! after Activate()');
+    booted.catch(() => undefined);
+    await ask(broker, e, 'OPERATE', { operate: { command: `${image}Activate()`, commandKey: key, sendResp: true, inputArgs: {} } });
+    await set({ state: 'rebooting' });
+    // Booted into the new image, then on trial: done when the camera confirms it (BootFirmwareImage
+    // becomes the new one), failed when it boots back into the old one.
+    const deadline = Date.now() + trialMs;
+    let boot = await booted;
+    for (;;) {
+      const map = JSON.parse(boot['event'].params.ParameterMap || '{}') as Record<string, string>;
+      if (boot['event'].params.FirmwareUpdated !== 'true' || map['Device.DeviceInfo.SoftwareVersion'] !== c.image.version) {
+        throw new Error(`rolled back to ${map['Device.DeviceInfo.SoftwareVersion'] ?? 'the old image'}: ${map['Device.DeviceInfo.FirmwareImage.1.BootFailureLog'] || 'no reason given'}`);
+      }
+      const next = waitForNotify(e.endpointId, (n) => n['event']?.eventName === 'Boot!', Math.max(1, deadline - Date.now()), 'the new image confirmed');
+      const confirmed = (async () => {
+        while (Date.now() < deadline) {
+          const e2 = (await endpoints.get(e.endpointId)) ?? e;
+          const r = await ask(broker, e2, 'GET', { get: { paramPaths: ['Device.DeviceInfo.BootFirmwareImage'] } }).catch(() => null);
+          if (r?.body.response!['getResp'].reqPathResults[0]?.resolvedPathResults?.[0]?.resultParams?.BootFirmwareImage === `Device.DeviceInfo.FirmwareImage.${inactive}`) return true;
+          await new Promise((r2) => setTimeout(r2, 1000));
+        }
+        return false;
+      })();
+      const first = await Promise.race([confirmed.then((ok) => ({ ok })), next.then((n) => ({ boot: n }), () => ({ ok: false }))]);
+      if ('boot' in first) {
+        boot = first.boot; // it rebooted again: judged by that boot
+        continue;
+      }
+      if (!first.ok) throw new Error(`version ${c.image.version} was not confirmed healthy within ${c.trialSeconds + 60} s`);
+      return set({ state: 'succeeded', reason: null });
+    }
+  };
+
+  const runCampaign = async (broker: ServiceBroker, c: Campaign) => {
+    let failures = 0;
+    const save = async () => {
+      await campaigns.put(c.id, c);
+      broker.broadcast('usp.campaign.changed', c);
+    };
+    const limit = pLimit(c.concurrency);
+    await Promise.all(
+      Object.values(c.targets).map((t) =>
+        limit(async () => {
+          const set = async (s: Partial<TargetState>) => {
+            Object.assign(t, s, { updatedAt: new Date().toISOString() });
+            await save();
+          };
+          if (failures > c.maxFailures) return set({ state: 'skipped', reason: `the campaign stopped after ${failures} failures` });
+          try {
+            await updateOne(broker, c, t, set);
+          } catch (err) {
+            failures++;
+            await set({ state: 'failed', reason: (err as Error).message });
+          }
+        }),
+      ),
+    );
+    const skipped = Object.values(c.targets).some((t) => t.state === 'skipped');
+    c.state = failures === 0 ? 'succeeded' : skipped ? 'stopped' : 'failed';
+    c.finishedAt = new Date().toISOString();
+    await save();
+    broker.broadcast('usp.campaign.finished', { id: c.id, state: c.state, version: c.image.version, outcomes: Object.values(c.targets).map((t) => ({ device: t.device, state: t.state, reason: t.reason })), by: c.by });
+  };
+
   return {
     name: 'usp',
 
@@ -84,6 +275,66 @@ export function uspService(config: Config): ServiceSchema {
             throw apiError(err);
           });
           return reply.body.response!['getResp'].reqPathResults;
+        },
+      }),
+
+      /**
+       * A firmware campaign: the signed image fetched once and hosted by the box, then each camera
+       * updated (Download(), Activate(), the reboot, the new version confirmed) a few at a time;
+       * more failures than maxFailures stops it. Answers at once with the campaign; progress on
+       * the bus (usp.campaign.changed) and by usp.campaign.
+       */
+      firmwareUpdate: action({
+        input: CampaignInput,
+        permission: 'devices.manage',
+        async handler(ctx) {
+          const p = ctx.params;
+          const image = await fetchImage(p.url, p.sha256.toLowerCase());
+          const all = await endpoints.values();
+          const chosen = p.devices ? all.filter((e) => p.devices!.includes(e.device)) : all.filter((e) => !p.model || e.model === p.model);
+          if (p.devices) {
+            const missing = p.devices.filter((d) => !all.some((e) => e.device === d));
+            if (missing.length) throw new NotFoundError('USP endpoint of device', missing.join(', '));
+          }
+          if (!chosen.length) throw new BadRequestError(`No camera agent${p.model ? ` of model "${p.model}"` : ''} to update`, 'NO_TARGETS');
+          const wrongModel = chosen.filter((e) => e.model && e.model !== image.model);
+          if (wrongModel.length) throw new BadRequestError(`The image is for model "${image.model}"; not for ${wrongModel.map((e) => `${e.device} (${e.model})`).join(', ')}`, 'WRONG_MODEL');
+          const now = new Date().toISOString();
+          const campaign: Campaign = {
+            id: `fw-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+            image,
+            concurrency: p.concurrency,
+            maxFailures: p.maxFailures,
+            trialSeconds: p.trialSeconds,
+            state: 'running',
+            targets: Object.fromEntries(chosen.map((e) => [e.endpointId, { endpointId: e.endpointId, device: e.device, state: 'pending', fromVersion: e.softwareVersion, reason: null, updatedAt: now }])),
+            createdAt: now,
+            finishedAt: null,
+            by: ctx.meta.caller?.username ?? 'box',
+          };
+          await campaigns.put(campaign.id, campaign);
+          ctx.broadcast('usp.campaign.started', { id: campaign.id, version: image.version, targets: chosen.map((e) => e.device), by: campaign.by });
+          void runCampaign(ctx.broker, campaign).catch((err: Error) => ctx.broker.logger.error(`usp: campaign ${campaign.id}: ${err.message}`));
+          return campaign;
+        },
+      }),
+
+      campaign: action({
+        input: z.strictObject({ id: z.string().max(64) }),
+        permission: 'devices.manage',
+        handler: (ctx) => campaigns.require(ctx.params.id, 'Campaign'),
+      }),
+
+      campaigns: action({ input: z.strictObject({}), permission: 'devices.manage', handler: () => campaigns.values({ reverse: true, limit: 100 }) }),
+
+      /** Internal: the hosted image's file, for the gateway to serve (the token in its name is the capability). */
+      imageFile: action({
+        input: z.strictObject({ file: z.string().regex(/^[a-f0-9]{64}-[a-f0-9]{32}\.img$/) }),
+        async handler(ctx) {
+          const sha = ctx.params.file.slice(0, 64);
+          const token = (await store!.collection<string>('imageTokens').get(sha)) ?? null;
+          if (!token || `${sha}-${token}.img` !== ctx.params.file) throw new NotFoundError('Firmware image', ctx.params.file);
+          return { path: path.join(imagesDir, `${sha}.img`) };
         },
       }),
     },
@@ -129,13 +380,24 @@ export function uspService(config: Config): ServiceSchema {
           waiting.resolve(env.msg);
           return;
         }
-        if (env.msg.header.msgType === 'NOTIFY') broker.broadcast('usp.notification', { endpointId: e.endpointId, device: e.device, notify: env.msg.body.request!['notify'] });
+        if (env.msg.header.msgType === 'NOTIFY') {
+          const notify = env.msg.body.request!['notify'];
+          for (const w of [...waiters]) if (w.endpointId === e.endpointId && w.match(notify)) w.resolve(notify);
+          broker.broadcast('usp.notification', { endpointId: e.endpointId, device: e.device, notify });
+        }
       },
     },
 
     async started() {
       store = await Store.open(dataPaths(config).db('usp'));
       endpoints = store.collection<Endpoint>('endpoints');
+      campaigns = store.collection<Campaign>('campaigns');
+      // A campaign cut by a restart of the box is not resumed blindly: its cameras are re-read.
+      for (const c of await campaigns.values()) {
+        if (c.state !== 'running') continue;
+        for (const t of Object.values(c.targets)) if (!['succeeded', 'failed', 'skipped'].includes(t.state)) Object.assign(t, { state: 'failed', reason: 'the box restarted during the update; check the camera and start again' });
+        await campaigns.put(c.id, { ...c, state: 'failed', finishedAt: new Date().toISOString() });
+      }
     },
 
     async stopped() {

@@ -1,0 +1,145 @@
+// The camera agent's life between two reboots: boot (the slot on trial, or a rollback), sign in
+// to the box's broker with the camera's own credentials (with a last will), announce its USP
+// endpoint, tell the controller it booted, serve USP, publish its status, and confirm a new
+// firmware healthy once it is connected (and streaming, when it streams), or reboot at the
+// trial's deadline so the bootloader rolls it back.
+import type { KeyObject } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { encodeRecord } from '../lib/usp/codec.ts';
+import { FirmwareSlots } from './firmware-slots.ts';
+import { UspAgent } from './usp/agent.ts';
+import { deviceModel, type DeviceInfo } from './usp/device-model.ts';
+
+export interface CameraAgentOptions {
+  /** The camera's device id at the box (its MQTT user name) and its secret. */
+  id: string;
+  secret: string;
+  mqttUrl: string;
+  /** The box's USP controller endpoint id. */
+  controllerId: string;
+  dataDir: string;
+  vendorKey: KeyObject;
+  info: DeviceInfo;
+  factoryVersion: string;
+  agentVersion: string;
+  slotBytes: number;
+  /** A new firmware has this long to become healthy, s. */
+  trialSeconds: number;
+  /** Whether the camera works (stream up); checked before a new firmware is confirmed. */
+  healthy: () => boolean;
+  /** Reboot: the process exits and its bootloader starts it again. */
+  reboot: (why: string) => void;
+  log?: (message: string) => void;
+}
+
+export class CameraAgent {
+  readonly endpointId: string;
+  private client: MqttClient | undefined;
+  private trialTimer: NodeJS.Timeout | undefined;
+  private confirmTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    private readonly o: CameraAgentOptions,
+    readonly slots: FirmwareSlots,
+    readonly usp: UspAgent,
+  ) {
+    this.endpointId = usp.endpointId;
+  }
+
+  private get topic() {
+    return `fogedge/devices/${this.o.id}`;
+  }
+
+  static async start(o: CameraAgentOptions): Promise<CameraAgent> {
+    const log = o.log ?? (() => {});
+    const slots = await FirmwareSlots.open(`${o.dataDir}/firmware`, { vendorKey: o.vendorKey, model: o.info.modelName, slotBytes: o.slotBytes, factoryVersion: o.factoryVersion });
+    const boot = await slots.beginBoot();
+    log(`booting slot ${boot.active} (version ${slots.version})${boot.trying ? `, on trial until ${boot.trying.deadline}` : ''}${boot.lastBoot.rolledBack ? `; rolled back: ${boot.bootFailureLog}` : ''}`);
+    // The endpoint id: OUI-less "os::" form from the model and serial (TR-369 endpoint id schemes).
+    const endpointId = `os::${o.info.modelName}-${o.info.serialNumber}`;
+    let self: CameraAgent | undefined;
+    const model = deviceModel({
+      info: o.info,
+      endpointId,
+      agentVersion: o.agentVersion,
+      slots,
+      trialSeconds: o.trialSeconds,
+      requests: () => self?.usp.requestObjects() ?? [],
+      transferComplete: (params) => self?.usp.event('Device.LocalAgent.', 'TransferComplete!', params, o.controllerId),
+      restart: () => o.reboot('Activate()'),
+    });
+    const usp = new UspAgent(endpointId, model, (_to, bytes) => self?.publish('usp', Buffer.from(bytes)), log);
+    self = new CameraAgent(o, slots, usp);
+    self.connect();
+    return self;
+  }
+
+  private publish(sub: string, payload: Buffer | string, retain = false) {
+    this.client?.publish(`${this.topic}/${sub}`, payload, { qos: 1, retain });
+  }
+
+  private status() {
+    return JSON.stringify({ online: true, version: this.slots.version, endpointId: this.endpointId, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), healthy: this.o.healthy() });
+  }
+
+  private connect() {
+    const o = this.o;
+    const log = o.log ?? (() => {});
+    // A refused sign-in (not yet allowed by the installer) is tried again by mqtt.js every few seconds.
+    const client = mqtt.connect(o.mqttUrl, {
+      clientId: o.id,
+      username: o.id,
+      password: o.secret,
+      reconnectPeriod: 2000,
+      will: { topic: `${this.topic}/status`, payload: Buffer.from(JSON.stringify({ online: false })), qos: 1, retain: true },
+    });
+    this.client = client;
+    client.on('error', (err) => log(`mqtt: ${err.message}`));
+    client.on('message', (_t, payload) => void this.usp.receive(payload));
+    client.on('connect', () => {
+      log('connected to the box');
+      client.subscribe(`${this.topic}/cmd/usp`, { qos: 1 }, () => {
+        // Where the controller reaches this endpoint, then what happened at boot (TR-181 Device.Boot!).
+        this.publish('usp', Buffer.from(encodeRecord(this.endpointId, o.controllerId, { mqttConnect: { subscribedTopic: `${this.topic}/cmd/usp` } })));
+        const last = this.slots.state.lastBoot;
+        this.usp.event('Device.', 'Boot!', {
+          CommandKey: last.commandKey,
+          Cause: last.cause,
+          FirmwareUpdated: String(last.firmwareUpdated && !last.rolledBack),
+          ParameterMap: JSON.stringify({ 'Device.DeviceInfo.SoftwareVersion': this.slots.version, 'Device.DeviceInfo.FirmwareImage.1.BootFailureLog': this.slots.state.bootFailureLog }),
+        }, o.controllerId);
+      });
+      this.publish('status', this.status(), true);
+      this.watchTrial();
+    });
+    // On trial: not confirmed by the deadline means a reboot, and the bootloader rolls back.
+    const trying = this.slots.state.trying;
+    if (trying) {
+      this.trialTimer = setTimeout(() => o.reboot(`version ${this.slots.version} not healthy by ${trying.deadline}`), Math.max(0, Date.parse(trying.deadline) - Date.now()));
+    }
+  }
+
+  /** Confirms a firmware on trial once the camera is connected and healthy. */
+  private watchTrial() {
+    if (!this.slots.state.trying) return;
+    clearInterval(this.confirmTimer);
+    this.confirmTimer = setInterval(() => {
+      if (!this.client?.connected || !this.o.healthy()) return;
+      clearInterval(this.confirmTimer);
+      clearTimeout(this.trialTimer);
+      void this.slots.confirm().then(() => {
+        (this.o.log ?? (() => {}))(`version ${this.slots.version} confirmed healthy`);
+        this.publish('status', this.status(), true);
+      });
+    }, 500);
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.trialTimer);
+    clearInterval(this.confirmTimer);
+    // A clean stop says so; a crash leaves it to the will.
+    if (this.client?.connected) await this.client.publishAsync(`${this.topic}/status`, JSON.stringify({ online: false }), { qos: 1, retain: true }).catch(() => undefined);
+    await this.client?.endAsync(true).catch(() => undefined);
+  }
+}

@@ -1,0 +1,31 @@
+// The box's camera agents over USP: their endpoints, a look into their data model, and firmware campaigns.
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { ServiceBroker } from 'moleculer';
+import { callAs, type HttpEnv } from '../context.ts';
+import { body, errors, json, signedIn } from '../openapi.ts';
+
+const Any = z.record(z.string(), z.unknown());
+const CampaignBody = z
+  .object({
+    url: z.string(),
+    sha256: z.string(),
+    devices: z.array(z.string()).optional(),
+    model: z.string().optional(),
+    concurrency: z.number().optional(),
+    maxFailures: z.number().optional(),
+    trialSeconds: z.number().optional(),
+  })
+  .openapi('FirmwareCampaign');
+
+export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
+  const route = (method: 'get' | 'post', path: string, summary: string, request: object, answer: z.ZodType, action: string, params: (c: any) => object) =>
+    app.openapi(
+      createRoute({ method, path, tags: ['usp'], security: signedIn, summary, request, responses: { 200: json(answer), 400: errors[400], 401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422], 503: errors[503] } }),
+      async (c: any) => c.json(await callAs(broker, c, action, params(c)), 200),
+    );
+  route('get', '/api/v1/usp/endpoints', "The camera agents: endpoint id, device, model, serial, running version (admin, installer)", {}, z.array(Any), 'usp.endpoints', () => ({}));
+  route('post', '/api/v1/usp/endpoints/{device}/get', "A USP Get on a camera agent's data model", { params: z.object({ device: z.string() }), ...body(z.object({ paths: z.array(z.string()) })) }, z.array(Any), 'usp.get', (c) => ({ ...c.req.valid('json'), ...c.req.valid('param') }));
+  route('post', '/api/v1/usp/campaigns', 'Start a firmware campaign: these cameras, or all of a model, a few at a time, stopping after maxFailures', body(CampaignBody), Any, 'usp.firmwareUpdate', (c) => c.req.valid('json'));
+  route('get', '/api/v1/usp/campaigns', 'The latest firmware campaigns, newest first', {}, z.array(Any), 'usp.campaigns', () => ({}));
+  route('get', '/api/v1/usp/campaigns/{id}', "A campaign: each camera's state and, when it failed, why", { params: z.object({ id: z.string() }) }, Any, 'usp.campaign', (c) => c.req.valid('param'));
+}
