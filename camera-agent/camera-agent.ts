@@ -15,9 +15,15 @@ export interface CameraAgentOptions {
   id: string;
   secret: string;
   mqttUrl: string;
-  /** The box's USP controller endpoint id. */
-  controllerId: string;
   dataDir: string;
+  /** A name for its camera at the box, on first contact. */
+  name?: string;
+  /** Whether it holds a stream key the box gave it (else it asks for one). */
+  hasStreamKey: () => boolean;
+  /** The box's answer to its hello: where and with which key to push video. */
+  onStream?: (stream: { path: string; key: string; port: number | null }) => void;
+  /** Commands other than USP (snapshot, restart-stream, set-video, reboot); the result is sent back. */
+  command?: (command: { command: string } & Record<string, unknown>) => Promise<unknown>;
   vendorKey: KeyObject;
   info: DeviceInfo;
   factoryVersion: string;
@@ -34,6 +40,8 @@ export interface CameraAgentOptions {
 
 export class CameraAgent {
   readonly endpointId: string;
+  /** The box's USP controller, named in its welcome. */
+  controllerId: string | null = null;
   private client: MqttClient | undefined;
   private trialTimer: NodeJS.Timeout | undefined;
   private confirmTimer: NodeJS.Timeout | undefined;
@@ -66,7 +74,7 @@ export class CameraAgent {
       slots,
       trialSeconds: o.trialSeconds,
       requests: () => self?.usp.requestObjects() ?? [],
-      transferComplete: (params) => self?.usp.event('Device.LocalAgent.', 'TransferComplete!', params, o.controllerId),
+      transferComplete: (params) => self?.usp.event('Device.LocalAgent.', 'TransferComplete!', params, self.controllerId),
       restart: () => o.reboot('Activate()'),
     });
     const usp = new UspAgent(endpointId, model, (_to, bytes) => self?.publish('usp', Buffer.from(bytes)), log);
@@ -75,7 +83,12 @@ export class CameraAgent {
     return self;
   }
 
-  private publish(sub: string, payload: Buffer | string, retain = false) {
+  /** Asks for a stream key again (the box refused the one it had). */
+  askForStreamKey() {
+    this.publish('agent/hello', JSON.stringify({ needStreamKey: true, name: this.o.name }));
+  }
+
+  publish(sub: string, payload: Buffer | string, retain = false) {
     this.client?.publish(`${this.topic}/${sub}`, payload, { qos: 1, retain });
   }
 
@@ -96,19 +109,16 @@ export class CameraAgent {
     });
     this.client = client;
     client.on('error', (err) => log(`mqtt: ${err.message}`));
-    client.on('message', (_t, payload) => void this.usp.receive(payload));
+    client.on('message', (topic, payload) => {
+      if (topic === `${this.topic}/cmd/usp`) return void this.usp.receive(payload);
+      if (topic === `${this.topic}/cmd/agent/welcome`) return this.onWelcome(payload);
+      if (topic === `${this.topic}/cmd/agent/command`) return void this.onCommand(payload);
+    });
     client.on('connect', () => {
       log('connected to the box');
-      client.subscribe(`${this.topic}/cmd/usp`, { qos: 1 }, () => {
-        // Where the controller reaches this endpoint, then what happened at boot (TR-181 Device.Boot!).
-        this.publish('usp', Buffer.from(encodeRecord(this.endpointId, o.controllerId, { mqttConnect: { subscribedTopic: `${this.topic}/cmd/usp` } })));
-        const last = this.slots.state.lastBoot;
-        this.usp.event('Device.', 'Boot!', {
-          CommandKey: last.commandKey,
-          Cause: last.cause,
-          FirmwareUpdated: String(last.firmwareUpdated && !last.rolledBack),
-          ParameterMap: JSON.stringify({ 'Device.DeviceInfo.SoftwareVersion': this.slots.version, 'Device.DeviceInfo.FirmwareImage.1.BootFailureLog': this.slots.state.bootFailureLog }),
-        }, o.controllerId);
+      client.subscribe([`${this.topic}/cmd/usp`, `${this.topic}/cmd/agent/#`], { qos: 1 }, () => {
+        // The box answers with its controller's id (and a stream key when this camera needs one).
+        this.publish('agent/hello', JSON.stringify({ needStreamKey: !o.hasStreamKey(), name: o.name }));
       });
       this.publish('status', this.status(), true);
       this.watchTrial();
@@ -117,6 +127,46 @@ export class CameraAgent {
     const trying = this.slots.state.trying;
     if (trying) {
       this.trialTimer = setTimeout(() => o.reboot(`version ${this.slots.version} not healthy by ${trying.deadline}`), Math.max(0, Date.parse(trying.deadline) - Date.now()));
+    }
+  }
+
+  private onWelcome(payload: Buffer) {
+    let welcome: { controllerId?: string; stream?: { path: string; key: string; port: number | null } };
+    try {
+      welcome = JSON.parse(payload.toString('utf8'));
+    } catch {
+      return;
+    }
+    if (welcome.stream) this.o.onStream?.(welcome.stream);
+    if (!welcome.controllerId) return;
+    const first = this.controllerId !== welcome.controllerId;
+    this.controllerId = welcome.controllerId;
+    if (!first) return;
+    // Where the controller reaches this endpoint, then what happened at boot (TR-181 Device.Boot!).
+    this.publish('usp', Buffer.from(encodeRecord(this.endpointId, this.controllerId, { mqttConnect: { subscribedTopic: `${this.topic}/cmd/usp` } })));
+    const last = this.slots.state.lastBoot;
+    this.usp.event('Device.', 'Boot!', {
+      CommandKey: last.commandKey,
+      Cause: last.cause,
+      FirmwareUpdated: String(last.firmwareUpdated && !last.rolledBack),
+      ParameterMap: JSON.stringify({ 'Device.DeviceInfo.SoftwareVersion': this.slots.version, 'Device.DeviceInfo.FirmwareImage.1.BootFailureLog': this.slots.state.bootFailureLog }),
+    }, this.controllerId);
+  }
+
+  private async onCommand(payload: Buffer) {
+    let cmd: { id?: unknown; command?: unknown } & Record<string, unknown>;
+    try {
+      cmd = JSON.parse(payload.toString('utf8'));
+    } catch {
+      return this.publish('agent/reply', JSON.stringify({ id: null, ok: false, error: 'The command is not JSON' }));
+    }
+    const id = typeof cmd.id === 'string' ? cmd.id : null;
+    if (typeof cmd.command !== 'string' || !this.o.command) return this.publish('agent/reply', JSON.stringify({ id, ok: false, error: 'No such command' }));
+    try {
+      const result = await this.o.command(cmd as { command: string });
+      this.publish('agent/reply', JSON.stringify({ id, ok: true, result: result ?? null }));
+    } catch (err) {
+      this.publish('agent/reply', JSON.stringify({ id, ok: false, error: (err as Error).message }));
     }
   }
 

@@ -10,7 +10,6 @@ import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { buildImage } from '../camera-agent/firmware-image.ts';
 import { CameraAgent, type CameraAgentOptions } from '../camera-agent/camera-agent.ts';
-import { controllerId } from '../services/usp/usp.service.ts';
 import type { Campaign } from '../services/usp/usp.service.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
@@ -38,7 +37,7 @@ async function startCamera(id: string) {
   const dataDir = await tempDir('fogedge-cam-');
   dirs.push(dataDir);
   const options: CameraAgentOptions = {
-    id, secret, mqttUrl: `mqtt://127.0.0.1:${box.config.mqtt!.port}`, controllerId: controllerId(box.config), dataDir,
+    id, secret, mqttUrl: `mqtt://127.0.0.1:${box.config.mqtt!.port}`, dataDir, hasStreamKey: () => true,
     vendorKey: vendor.publicKey, info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: id }, factoryVersion: '1.0.0', agentVersion: '0.1.0',
     slotBytes: 1 << 20, trialSeconds: 10,
     healthy: () => !broken.has(agents.get(id)!.slots.version),

@@ -20,6 +20,7 @@ import { BadRequestError, NotFoundError, UnavailableError } from '../../lib/erro
 import { Store, type Collection } from '../../lib/store.ts';
 import { decodeRecord, encodeRecord, errorOf, request, UspError, type Msg } from '../../lib/usp/codec.ts';
 import { DeviceId } from '../devices/devices.service.ts';
+import { CameraId } from '../cameras/cameras.schemas.ts';
 
 /** The box's own USP endpoint id. */
 export const controllerId = (config: Config) => `self::fogedge-${config.sync.boxId}`;
@@ -341,6 +342,7 @@ export function uspService(config: Config): ServiceSchema {
 
     events: {
       async 'agent.message'(ctx: { params: { device: string; channel: string; payloadBase64: string } }) {
+        if (ctx.params.channel === 'agent/hello' && store) return this.onHello(ctx.params.device, ctx.params.payloadBase64);
         if (ctx.params.channel !== 'usp' || !store) return;
         const broker = this.broker;
         let env;
@@ -385,6 +387,35 @@ export function uspService(config: Config): ServiceSchema {
           for (const w of [...waiters]) if (w.endpointId === e.endpointId && w.match(notify)) w.resolve(notify);
           broker.broadcast('usp.notification', { endpointId: e.endpointId, device: e.device, notify });
         }
+      },
+    },
+
+    methods: {
+      /**
+       * A camera agent says hello when it connects: it is welcomed with the controller's endpoint
+       * id, and on first contact (or when it asks) with a stream key for its push camera (same id
+       * as the device), sent to it alone, on its cmd topic.
+       */
+      async onHello(device: string, payloadBase64: string) {
+        let hello: { needStreamKey?: boolean; name?: string };
+        try {
+          hello = JSON.parse(Buffer.from(payloadBase64, 'base64').toString('utf8'));
+        } catch {
+          return this.logger.warn(`usp: device ${device} sent a hello that is not JSON`);
+        }
+        if (!CameraId.safeParse(device).success) return this.logger.warn(`usp: device id "${device}" cannot name a camera`);
+        let key: string | undefined;
+        const existing = await this.broker.call<{ source: { kind: string } }, object>('cameras.get', { id: device }).catch(() => null);
+        if (!existing) {
+          const name = typeof hello.name === 'string' && hello.name.trim() ? hello.name.trim().slice(0, 64) : device;
+          key = (await this.broker.call<{ streamKey: string }, object>('cameras.add', { id: device, name, source: { kind: 'rtmp' } })).streamKey;
+          this.logger.info(`usp: camera agent ${device} got its push camera`);
+        } else if (hello.needStreamKey) {
+          if (existing.source.kind !== 'rtmp') return this.logger.warn(`usp: camera ${device} is not a push camera; its agent gets no stream key`);
+          key = (await this.broker.call<{ streamKey: string }, object>('cameras.newStreamKey', { id: device })).streamKey;
+        }
+        const welcome = { controllerId: self, ...(key ? { stream: { path: `/live/${device}`, key, port: config.video.rtmp?.port ?? null } } : {}) };
+        await this.broker.call('mqtt.sendToDevice', { device, channel: 'agent/welcome', payloadBase64: Buffer.from(JSON.stringify(welcome)).toString('base64') });
       },
     },
 

@@ -1,0 +1,114 @@
+// The camera's video to the box: one supervised ffmpeg pushing RTMP (the box's node-media-server)
+// from a V4L2 device (encoded to H.264 at the set size and bitrate), the camera's own RTSP
+// encoder or a file looped (copied as they are). Restarted with backoff when it ends; a push
+// refused at once again and again (a stream key the box no longer takes) is reported.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { createInterface } from 'node:readline';
+
+export type VideoSource = { kind: 'file'; path: string } | { kind: 'rtsp'; url: string } | { kind: 'v4l2'; device: string; width: number; height: number; bitrateKbps: number };
+
+/** A source from the command line: a file path, rtsp://..., or /dev/videoN. */
+export function parseSource(text: string): VideoSource {
+  if (/^rtsps?:\/\//.test(text)) return { kind: 'rtsp', url: text };
+  if (/^\/dev\/video\d+$/.test(text)) return { kind: 'v4l2', device: text, width: 1280, height: 720, bitrateKbps: 2000 };
+  return { kind: 'file', path: text };
+}
+
+const PROGRESS_STALE_MS = 5000;
+const QUICK_EXIT_MS = 3000;
+const REFUSED_AFTER = 3;
+
+export class VideoPush extends EventEmitter {
+  private child: ChildProcess | undefined;
+  private url: string | undefined;
+  private lastProgressAt = 0;
+  private quickExits = 0;
+  private backoffMs = 1000;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+
+  constructor(
+    private source: VideoSource,
+    private readonly ffmpeg = 'ffmpeg',
+    private readonly log: (m: string) => void = () => {},
+  ) {
+    super();
+  }
+
+  /** Frames went out in the last few seconds. */
+  get healthy(): boolean {
+    return Boolean(this.child) && Date.now() - this.lastProgressAt < PROGRESS_STALE_MS;
+  }
+
+  get video(): VideoSource {
+    return this.source;
+  }
+
+  start(url: string): void {
+    this.url = url;
+    this.stopped = false;
+    this.quickExits = 0;
+    this.restart();
+  }
+
+  /** Another size or bitrate (V4L2 only: a copied stream is what the camera's encoder makes). */
+  setVideo(v: { width?: number; height?: number; bitrateKbps?: number }): void {
+    if (this.source.kind !== 'v4l2') throw new Error(`The video is copied from ${this.source.kind === 'file' ? 'a file' : "the camera's encoder"}; its size and bitrate are set there`);
+    this.source = { ...this.source, ...v };
+    this.restart();
+  }
+
+  restart(): void {
+    clearTimeout(this.timer);
+    const old = this.child;
+    this.child = undefined;
+    old?.removeAllListeners('exit');
+    old?.kill('SIGTERM');
+    if (!this.stopped && this.url) this.spawn(this.url);
+  }
+
+  private args(url: string): string[] {
+    const s = this.source;
+    const input =
+      s.kind === 'file'
+        ? ['-re', '-stream_loop', '-1', '-i', s.path, '-c', 'copy']
+        : s.kind === 'rtsp'
+          ? ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', s.url, '-c', 'copy']
+          : ['-f', 'v4l2', '-video_size', `${s.width}x${s.height}`, '-i', s.device, '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '50', '-b:v', `${s.bitrateKbps}k`, '-maxrate', `${s.bitrateKbps}k`, '-bufsize', `${s.bitrateKbps * 2}k`];
+    return ['-hide_banner', '-nostdin', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', ...input, '-an', '-f', 'flv', url];
+  }
+
+  private spawn(url: string): void {
+    const started = Date.now();
+    const child = spawn(this.ffmpeg, this.args(url), { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('progress=')) {
+        this.lastProgressAt = Date.now();
+        this.quickExits = 0;
+        this.backoffMs = 1000;
+      }
+    });
+    let lastError = '';
+    createInterface({ input: child.stderr! }).on('line', (line) => (lastError = line));
+    child.on('exit', (code, signal) => {
+      if (this.child !== child) return;
+      this.child = undefined;
+      if (this.stopped) return;
+      this.quickExits = Date.now() - started < QUICK_EXIT_MS ? this.quickExits + 1 : 0;
+      this.log(`video push ended (${signal ?? code})${lastError ? `: ${lastError}` : ''}; again in ${this.backoffMs} ms`);
+      if (this.quickExits >= REFUSED_AFTER) {
+        this.quickExits = 0;
+        this.emit('refused', lastError);
+      }
+      this.timer = setTimeout(() => this.spawn(url), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.restart();
+  }
+}
