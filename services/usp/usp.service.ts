@@ -100,7 +100,8 @@ export function uspService(config: Config): ServiceSchema {
   const waitForNotify = (endpointId: string, match: (n: Record<string, any>) => boolean, timeoutMs: number, what: string) =>
     new Promise<Record<string, any>>((resolve, reject) => {
       const w = { endpointId, match, resolve: (n: Record<string, any>) => (clearTimeout(timer), waiters.delete(w), resolve(n)) };
-      const timer = setTimeout(() => (waiters.delete(w), reject(new Error(`no ${what} within ${Math.round(timeoutMs / 1000)} s`))), timeoutMs);
+      // Unref'd: a waiter left behind (the race it was in is decided) does not hold the process.
+      const timer = setTimeout(() => (waiters.delete(w), reject(new Error(`no ${what} within ${Math.round(timeoutMs / 1000)} s`))), timeoutMs).unref();
       waiters.add(w);
     });
 
@@ -190,10 +191,18 @@ export function uspService(config: Config): ServiceSchema {
       });
 
     await set({ state: 'downloading' });
+    // A camera that restarts before the download completes (power cut, crash) says so with a Boot!.
+    const restarted = waitForNotify(e.endpointId, (n) => n['event']?.eventName === 'Boot!' && n['event']?.params?.CommandKey !== key, DOWNLOAD_TIMEOUT_MS, 'a restart').then(() => {
+      throw new Error('the camera restarted during Download(); it runs its old image');
+    });
+    restarted.catch(() => undefined);
     const downloaded = completion('Download()', DOWNLOAD_TIMEOUT_MS);
     downloaded.catch(() => undefined); // awaited below; may settle while the request is still out
-    await ask(broker, e, 'OPERATE', { operate: { command: `${image}Download()`, commandKey: key, sendResp: true, inputArgs: { URL: await imageUrl(c.image.sha256), FileSize: String(c.image.bytes), CheckSumAlgorithm: 'SHA-256', CheckSum: c.image.sha256, AutoActivate: 'false' } } });
-    await downloaded;
+    const url = await imageUrl(c.image.sha256);
+    await Promise.race([
+      ask(broker, e, 'OPERATE', { operate: { command: `${image}Download()`, commandKey: key, sendResp: true, inputArgs: { URL: url, FileSize: String(c.image.bytes), CheckSumAlgorithm: 'SHA-256', CheckSum: c.image.sha256, AutoActivate: 'false' } } }).then(() => downloaded),
+      restarted,
+    ]);
 
     await set({ state: 'activating' });
     const trialMs = (c.trialSeconds + 60) * 1000;

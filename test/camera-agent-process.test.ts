@@ -1,0 +1,127 @@
+// The camera agent as its own process (under its bootloader loop), several of them, against a
+// real box: paired in the box's pairing window, allowed by the installer, given a push camera and
+// its stream key, pushing the street clip over RTMP; then a firmware campaign over USP that
+// reboots them into the new image, and a camera killed in the middle of its Download().
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import path from 'node:path';
+import { buildImage } from '../camera-agent/firmware-image.ts';
+import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
+import type { Campaign } from '../services/usp/usp.service.ts';
+import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
+import { freePort, Proc, waitUntil } from './helpers/processes.ts';
+
+const vendor = generateKeyPairSync('ed25519');
+const vendorFiles = new Map<string, Buffer>();
+let vendorServer: Server;
+let vendorUrl: string;
+let box: TestBox;
+let admin: string;
+let keyFile: string;
+const agents = new Map<string, { proc: Proc; dir: string }>();
+
+const api = (method: string, url: string, body?: unknown) => box.request(method, url, { auth: admin, ...(body ? { body } : {}) });
+const camera = async (id: string) => (await api('GET', `/api/v1/cameras/${id}`)).json;
+const publish = (version: string, payloadBytes = 20_000) => {
+  const image = buildImage(randomBytes(payloadBytes), { model: 'fogcam-1', version }, vendor.privateKey);
+  vendorFiles.set(`${version}.img`, image);
+  return { url: `${vendorUrl}/${version}.img`, sha256: createHash('sha256').update(image).digest('hex') };
+};
+const finished = (id: string, timeoutMs = 90_000) =>
+  waitUntil(`campaign ${id} finished`, async () => {
+    const c = (await api('GET', `/api/v1/usp/campaigns/${id}`)).json as Campaign;
+    return c.state !== 'running' && c;
+  }, timeoutMs, 250);
+
+async function startAgent(id: string) {
+  const dir = await tempDir(`fogedge-agent-${id}-`);
+  const proc = new Proc(process.execPath, ['--import', 'tsx', 'camera-agent/boot.ts', '--box', '127.0.0.1', '--mqtt-port', String(box.config.mqtt!.port), '--id', id, '--name', `Agent ${id}`, '--source', DEMO_CLIP, '--vendor-key', keyFile, '--data', dir, '--trial-seconds', '30']);
+  agents.set(id, { proc, dir });
+  return proc;
+}
+
+test.before(async () => {
+  const vendorPort = await freePort();
+  vendorUrl = `http://127.0.0.1:${vendorPort}`;
+  vendorServer = createServer((req, res) => {
+    const body = vendorFiles.get(path.basename(req.url ?? ''));
+    if (!body) return res.writeHead(404).end();
+    res.writeHead(200, { 'content-length': body.length }).end(body);
+  }).listen(vendorPort, '127.0.0.1');
+  const httpPort = await freePort();
+  box = await testBox({
+    http: { port: httpPort },
+    mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null },
+    video: { rtmp: { host: '127.0.0.1', port: await freePort() }, segmentSeconds: 2, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000 },
+    usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}` },
+  });
+  admin = await withAdmin(box);
+  keyFile = path.join(await tempDir(), 'vendor.pub.pem');
+  await writeFile(keyFile, vendor.publicKey.export({ type: 'spki', format: 'pem' }));
+});
+test.after(async () => {
+  for (const { proc, dir } of agents.values()) {
+    await proc.kill('SIGTERM');
+    await rm(dir, { recursive: true, force: true });
+  }
+  await box.stop();
+  vendorServer.close();
+});
+
+test('two cameras pair in the window, are allowed, get their push camera and key, and go online with video', async () => {
+  assert.is((await api('POST', '/api/v1/devices/pairing', { seconds: 120 })).status, 200);
+  for (const id of ['cam-porch', 'cam-yard']) await startAgent(id);
+  await waitUntil('both pending', async () => ((await api('GET', '/api/v1/devices?state=pending')).json.devices as Array<{ id: string }>).length === 2, 30_000);
+  for (const id of ['cam-porch', 'cam-yard']) assert.is((await api('PATCH', `/api/v1/devices/${id}`, { state: 'allowed' })).status, 200);
+  for (const id of ['cam-porch', 'cam-yard']) {
+    await waitUntil(`${id} online`, async () => (await camera(id))?.status?.state === 'online', 60_000, 250);
+    const c = await camera(id);
+    assert.equal([c.name, c.source.kind, c.status.codec], [`Agent ${id}`, 'rtmp', 'h264']);
+  }
+  const endpoints = (await api('GET', '/api/v1/usp/endpoints')).json as Array<{ device: string; softwareVersion: string }>;
+  assert.equal(endpoints.map((e) => [e.device, e.softwareVersion]).sort(), [['cam-porch', '1.0.0'], ['cam-yard', '1.0.0']]);
+});
+
+test('a campaign updates both: each reboots into 2.0.0, confirms itself, and its video comes back', async () => {
+  const image = publish('2.0.0');
+  const c = await finished((await api('POST', '/api/v1/usp/campaigns', { ...image, model: 'fogcam-1', concurrency: 2 })).json.id);
+  assert.is(c.state, 'succeeded', JSON.stringify(c.targets));
+  for (const id of ['cam-porch', 'cam-yard']) {
+    assert.ok(agents.get(id)!.proc.lines.some((l) => /rebooting: Activate\(\)/.test(l)), `${id} rebooted`);
+    await waitUntil(`${id} online again`, async () => (await camera(id))?.status?.state === 'online', 60_000, 250);
+  }
+  const endpoints = (await api('GET', '/api/v1/usp/endpoints')).json as Array<{ device: string; softwareVersion: string }>;
+  assert.ok(endpoints.every((e) => e.softwareVersion === '2.0.0'), JSON.stringify(endpoints));
+});
+
+test('a camera killed during Download() boots its good image again; the campaign says it restarted', async () => {
+  const image = publish('2.1.0', 40 * 1024 * 1024); // big enough to be cut off
+  const started = (await api('POST', '/api/v1/usp/campaigns', { ...image, devices: ['cam-yard'] })).json as Campaign;
+  const proc = agents.get('cam-yard')!.proc;
+  await waitUntil('the download under way', async () => ((await api('GET', `/api/v1/usp/campaigns/${started.id}`)).json as Campaign).targets[Object.keys(started.targets)[0]!]!.state === 'downloading', 30_000, 20);
+  // The agent itself (not its bootloader) dies, as in a power cut of the camera's main process.
+  const before = proc.lines.length;
+  await killAgentChild(proc.pid);
+  const c = await finished(started.id, 60_000);
+  const t = Object.values(c.targets)[0]!;
+  assert.is(t.state, 'failed');
+  assert.match(t.reason!, /restarted during Download\(\)/, t.reason!);
+  assert.ok(proc.lines.slice(before).some((l) => /booting again/.test(l)));
+  await waitUntil('cam-yard online on its good image', async () => (await camera('cam-yard'))?.status?.state === 'online', 60_000, 250);
+  const info = (await api('POST', '/api/v1/usp/endpoints/cam-yard/get', { paths: ['Device.DeviceInfo.SoftwareVersion', 'Device.DeviceInfo.FirmwareImage.*.Status'] })).json;
+  assert.is(info[0].resolvedPathResults[0].resultParams.SoftwareVersion, '2.0.0');
+  assert.ok(info[1].resolvedPathResults.some((r: { resultParams: { Status: string } }) => ['DownloadFailed', 'Available'].includes(r.resultParams.Status)));
+});
+
+/** SIGKILL to the agent process under the bootloader (its child). */
+async function killAgentChild(bootPid: number) {
+  const { execFileSync } = await import('node:child_process');
+  const pids = execFileSync('pgrep', ['-P', String(bootPid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  for (const pid of pids) process.kill(pid, 'SIGKILL');
+  assert.ok(pids.length > 0, 'the agent process was found');
+}
+
+test.run();
