@@ -10,6 +10,8 @@ import { FirmwareSlots } from './firmware-slots.ts';
 import { UspAgent } from './usp/agent.ts';
 import { deviceModel, type DeviceInfo } from './usp/device-model.ts';
 
+const STATUS_EVERY_MS = 30_000;
+
 export interface CameraAgentOptions {
   /** The camera's device id at the box (its MQTT user name) and its secret. */
   id: string;
@@ -45,6 +47,7 @@ export class CameraAgent {
   private client: MqttClient | undefined;
   private trialTimer: NodeJS.Timeout | undefined;
   private confirmTimer: NodeJS.Timeout | undefined;
+  private statusTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
 
   private constructor(
@@ -105,6 +108,8 @@ export class CameraAgent {
       username: o.id,
       password: o.secret,
       reconnectPeriod: 2000,
+      // Refused (pending until the installer allows it, or denied): keep knocking.
+      reconnectOnConnackError: true,
       will: { topic: `${this.topic}/status`, payload: Buffer.from(JSON.stringify({ online: false })), qos: 1, retain: true },
     });
     this.client = client;
@@ -123,6 +128,8 @@ export class CameraAgent {
       this.publish('status', this.status(), true);
       this.watchTrial();
     });
+    // Uptime and stream health, retained, every half minute.
+    this.statusTimer = setInterval(() => this.client?.connected && this.publish('status', this.status(), true), STATUS_EVERY_MS);
     // On trial: not confirmed by the deadline means a reboot, and the bootloader rolls back.
     const trying = this.slots.state.trying;
     if (trying) {
@@ -188,6 +195,7 @@ export class CameraAgent {
   async stop(): Promise<void> {
     clearTimeout(this.trialTimer);
     clearInterval(this.confirmTimer);
+    clearInterval(this.statusTimer);
     // A clean stop says so; a crash leaves it to the will.
     if (this.client?.connected) await this.client.publishAsync(`${this.topic}/status`, JSON.stringify({ online: false }), { qos: 1, retain: true }).catch(() => undefined);
     await this.client?.endAsync(true).catch(() => undefined);

@@ -13,6 +13,7 @@ import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import type { Campaign } from '../services/usp/usp.service.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, Proc, waitUntil } from './helpers/processes.ts';
+import mqtt from 'mqtt';
 
 const vendor = generateKeyPairSync('ed25519');
 const vendorFiles = new Map<string, Buffer>();
@@ -85,6 +86,30 @@ test('two cameras pair in the window, are allowed, get their push camera and key
   assert.equal(endpoints.map((e) => [e.device, e.softwareVersion]).sort(), [['cam-porch', '1.0.0'], ['cam-yard', '1.0.0']]);
 });
 
+test('commands: a snapshot of the camera, its stream restarted, a size change refused for a copied stream; its status retained, its will when it dies', async () => {
+  const snap = await api('POST', '/api/v1/usp/endpoints/cam-porch/command', { command: 'snapshot' });
+  assert.is(snap.status, 200, snap.text);
+  assert.equal([...Buffer.from(snap.json.jpegBase64, 'base64').subarray(0, 2)], [0xff, 0xd8]);
+  const size = await api('POST', '/api/v1/usp/endpoints/cam-porch/command', { command: 'set-video', width: 640, height: 360 });
+  assert.is(size.json.error.type, 'AGENT_REFUSED');
+  assert.match(size.json.error.message, /copied from a file/);
+  assert.is((await api('POST', '/api/v1/usp/endpoints/cam-porch/command', { command: 'restart-stream' })).status, 200);
+  assert.is((await api('POST', '/api/v1/usp/endpoints/cam-porch/command', { command: 'format-disk' })).status, 422);
+  // An app user with devices.manage reads the devices' status topics.
+  const token = (await api('POST', '/api/v1/tokens', { name: 'mqtt' })).json.token as string;
+  const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${box.config.mqtt!.port}`, { username: 'admin', password: token, reconnectPeriod: 0 });
+  const statuses: Array<{ id: string; body: any }> = [];
+  watcher.on('message', (topic, payload) => statuses.push({ id: topic.split('/')[2]!, body: JSON.parse(payload.toString()) }));
+  await watcher.subscribeAsync('fogedge/devices/+/status', { qos: 1 });
+  const porch = await waitUntil('the retained status', () => statuses.find((x) => x.id === 'cam-porch' && x.body.online));
+  assert.equal([porch.body.version, typeof porch.body.uptimeSeconds, porch.body.endpointId], ['1.0.0', 'number', 'os::fogcam-1-cam-porch']);
+  await killAgentChild(agents.get('cam-porch')!.proc.pid);
+  await waitUntil('the will', () => statuses.some((x) => x.id === 'cam-porch' && x.body.online === false), 15_000);
+  await waitUntil('back by itself', () => statuses.filter((x) => x.id === 'cam-porch' && x.body.online).length >= 2, 30_000);
+  await watcher.endAsync();
+  await waitUntil('cam-porch online again', async () => (await camera('cam-porch'))?.status?.state === 'online', 60_000, 250);
+});
+
 test('a campaign updates both: each reboots into 2.0.0, confirms itself, and its video comes back', async () => {
   const image = publish('2.0.0');
   const c = await finished((await api('POST', '/api/v1/usp/campaigns', { ...image, model: 'fogcam-1', concurrency: 2 })).json.id);
@@ -114,6 +139,29 @@ test('a camera killed during Download() boots its good image again; the campaign
   const info = (await api('POST', '/api/v1/usp/endpoints/cam-yard/get', { paths: ['Device.DeviceInfo.SoftwareVersion', 'Device.DeviceInfo.FirmwareImage.*.Status'] })).json;
   assert.is(info[0].resolvedPathResults[0].resultParams.SoftwareVersion, '2.0.0');
   assert.ok(info[1].resolvedPathResults.some((r: { resultParams: { Status: string } }) => ['DownloadFailed', 'Available'].includes(r.resultParams.Status)));
+});
+
+test('a camera killed during Activate() comes up on a good image, and the campaign agrees with it', async () => {
+  const image = publish('2.2.0');
+  const started = (await api('POST', '/api/v1/usp/campaigns', { ...image, devices: ['cam-porch'], trialSeconds: 30 })).json as Campaign;
+  const target = () => api('GET', `/api/v1/usp/campaigns/${started.id}`).then((r) => Object.values((r.json as Campaign).targets)[0]!);
+  await waitUntil('activating', async () => (await target()).state === 'activating', 30_000, 10);
+  await killAgentChild(agents.get('cam-porch')!.proc.pid);
+  const c = await finished(started.id, 120_000);
+  const t = Object.values(c.targets)[0]!;
+  const info = await waitUntil('cam-porch answering', async () => {
+    const r = await api('POST', '/api/v1/usp/endpoints/cam-porch/get', { paths: ['Device.DeviceInfo.SoftwareVersion', 'Device.DeviceInfo.BootFirmwareImage', 'Device.DeviceInfo.ActiveFirmwareImage'] });
+    return r.status === 200 && r.json;
+  }, 60_000, 250);
+  const version = info[0].resolvedPathResults[0].resultParams.SoftwareVersion;
+  // Either the new image took (and confirmed itself) or the old one runs: never a camera in between.
+  if (t.state === 'succeeded') assert.is(version, '2.2.0');
+  else {
+    assert.is(version, '2.0.0', t.reason!);
+    assert.match(t.reason!, /restarted before Activate\(\) took|rolled back/);
+  }
+  assert.is(info[1].resolvedPathResults[0].resultParams.BootFirmwareImage, info[2].resolvedPathResults[0].resultParams.ActiveFirmwareImage, 'not left on trial');
+  await waitUntil('cam-porch online', async () => (await camera('cam-porch'))?.status?.state === 'online', 60_000, 250);
 });
 
 /** SIGKILL to the agent process under the bootloader (its child). */

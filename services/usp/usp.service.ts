@@ -95,6 +95,8 @@ export function uspService(config: Config): ServiceSchema {
   let campaigns: Collection<Campaign>;
   const pending = new Map<string, Pending>();
   const imagesDir = path.join(dataPaths(config).root, 'usp', 'images');
+  /** Replies to agent commands, by `<device>/<id>`. */
+  const agentReplies = new Map<string, (reply: Record<string, unknown>) => void>();
   /** Waiters for notifications (an OperationComplete, a Boot!) of one endpoint. */
   const waiters = new Set<{ endpointId: string; match: (n: Record<string, any>) => boolean; resolve: (n: Record<string, any>) => void }>();
   const waitForNotify = (endpointId: string, match: (n: Record<string, any>) => boolean, timeoutMs: number, what: string) =>
@@ -206,14 +208,16 @@ export function uspService(config: Config): ServiceSchema {
 
     await set({ state: 'activating' });
     const trialMs = (c.trialSeconds + 60) * 1000;
-    const booted = waitForNotify(e.endpointId, (n) => n['event']?.eventName === 'Boot!' && n['event']?.params?.CommandKey === key, trialMs, 'Boot! after Activate()');
+    // The next Boot! tells: with this campaign's key it booted the new image; without, it restarted before Activate() took.
+    const booted = waitForNotify(e.endpointId, (n) => n['event']?.eventName === 'Boot!', trialMs, 'Boot! after Activate()');
     booted.catch(() => undefined);
-    await ask(broker, e, 'OPERATE', { operate: { command: `${image}Activate()`, commandKey: key, sendResp: true, inputArgs: {} } });
+    await Promise.race([ask(broker, e, 'OPERATE', { operate: { command: `${image}Activate()`, commandKey: key, sendResp: true, inputArgs: {} } }), booted]);
     await set({ state: 'rebooting' });
     // Booted into the new image, then on trial: done when the camera confirms it (BootFirmwareImage
     // becomes the new one), failed when it boots back into the old one.
     const deadline = Date.now() + trialMs;
     let boot = await booted;
+    if (boot['event'].params.CommandKey !== key) throw new Error('the camera restarted before Activate() took; it runs its old image');
     for (;;) {
       const map = JSON.parse(boot['event'].params.ParameterMap || '{}') as Record<string, string>;
       if (boot['event'].params.FirmwareUpdated !== 'true' || map['Device.DeviceInfo.SoftwareVersion'] !== c.image.version) {
@@ -337,6 +341,31 @@ export function uspService(config: Config): ServiceSchema {
 
       campaigns: action({ input: z.strictObject({}), permission: 'devices.manage', handler: () => campaigns.values({ reverse: true, limit: 100 }) }),
 
+      /** A command to a camera agent (snapshot, restart-stream, set-video, reboot) and its answer. */
+      agentCommand: action({
+        input: z.strictObject({
+          device: DeviceId,
+          command: z.enum(['snapshot', 'restart-stream', 'set-video', 'reboot']),
+          width: z.number().int().min(160).max(3840).optional(),
+          height: z.number().int().min(120).max(2160).optional(),
+          bitrateKbps: z.number().int().min(64).max(20_000).optional(),
+        }),
+        permission: 'devices.manage',
+        async handler(ctx) {
+          const { device, ...command } = ctx.params;
+          const id = randomBytes(6).toString('hex');
+          const answer = new Promise<Record<string, unknown>>((resolve, reject) => {
+            const timer = setTimeout(() => (agentReplies.delete(`${device}/${id}`), reject(new UnavailableError(`Camera agent ${device} did not answer ${command.command} within ${REQUEST_TIMEOUT_MS / 1000} s`, 'AGENT_TIMEOUT'))), REQUEST_TIMEOUT_MS);
+            agentReplies.set(`${device}/${id}`, (reply) => (clearTimeout(timer), agentReplies.delete(`${device}/${id}`), resolve(reply)));
+          });
+          answer.catch(() => undefined); // awaited below, after the send
+          await ctx.broker.call('mqtt.sendToDevice', { device, channel: 'agent/command', payloadBase64: Buffer.from(JSON.stringify({ id, ...command })).toString('base64') });
+          const reply = await answer;
+          if (!reply['ok']) throw new BadRequestError(`Camera agent ${device}: ${String(reply['error'])}`, 'AGENT_REFUSED');
+          return reply['result'];
+        },
+      }),
+
       /** Internal: the hosted image's file, for the gateway to serve (the token in its name is the capability). */
       imageFile: action({
         input: z.strictObject({ file: z.string().regex(/^[a-f0-9]{64}-[a-f0-9]{32}\.img$/) }),
@@ -352,6 +381,12 @@ export function uspService(config: Config): ServiceSchema {
     events: {
       async 'agent.message'(ctx: { params: { device: string; channel: string; payloadBase64: string } }) {
         if (ctx.params.channel === 'agent/hello' && store) return this.onHello(ctx.params.device, ctx.params.payloadBase64);
+        if (ctx.params.channel === 'agent/reply') {
+          const reply = JSON.parse(Buffer.from(ctx.params.payloadBase64, 'base64').toString('utf8')) as { id?: string };
+          const waiting = reply.id ? agentReplies.get(`${ctx.params.device}/${reply.id}`) : undefined;
+          waiting?.(reply);
+          return;
+        }
         if (ctx.params.channel !== 'usp' || !store) return;
         const broker = this.broker;
         let env;

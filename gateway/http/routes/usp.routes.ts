@@ -25,6 +25,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
     );
   route('get', '/api/v1/usp/endpoints', "The camera agents: endpoint id, device, model, serial, running version (admin, installer)", {}, z.array(Any), 'usp.endpoints', () => ({}));
   route('post', '/api/v1/usp/endpoints/{device}/get', "A USP Get on a camera agent's data model", { params: z.object({ device: z.string() }), ...body(z.object({ paths: z.array(z.string()) })) }, z.array(Any), 'usp.get', (c) => ({ ...c.req.valid('json'), ...c.req.valid('param') }));
+  route('post', '/api/v1/usp/endpoints/{device}/command', 'A command to a camera agent: snapshot (JPEG as base64), restart-stream, set-video (V4L2 cameras), reboot', { params: z.object({ device: z.string() }), ...body(z.object({ command: z.string(), width: z.number().optional(), height: z.number().optional(), bitrateKbps: z.number().optional() })) }, Any, 'usp.agentCommand', (c) => ({ ...c.req.valid('json'), ...c.req.valid('param') }));
   route('post', '/api/v1/usp/campaigns', 'Start a firmware campaign: these cameras, or all of a model, a few at a time, stopping after maxFailures', body(CampaignBody), Any, 'usp.firmwareUpdate', (c) => c.req.valid('json'));
   route('get', '/api/v1/usp/campaigns', 'The latest firmware campaigns, newest first', {}, z.array(Any), 'usp.campaigns', () => ({}));
   route('get', '/api/v1/usp/campaigns/{id}', "A campaign: each camera's state and, when it failed, why", { params: z.object({ id: z.string() }) }, Any, 'usp.campaign', (c) => c.req.valid('param'));
