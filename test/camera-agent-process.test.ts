@@ -164,6 +164,17 @@ test('a camera killed during Activate() comes up on a good image, and the campai
   await waitUntil('cam-porch online', async () => (await camera('cam-porch'))?.status?.state === 'online', 60_000, 250);
 });
 
+test("the box's broker and video ingest restarted: the cameras reconnect by themselves and stream again", async () => {
+  const res = (await box.broker.call('system.restartServices', { services: ['mqtt', 'streams'] })) as { restarted: string[]; tookMs: number };
+  assert.equal(res.restarted, ['mqtt', 'streams']);
+  for (const id of ['cam-porch', 'cam-yard']) {
+    await waitUntil(`${id} online again`, async () => (await camera(id))?.status?.state === 'online', 90_000, 250);
+    // Its USP endpoint answers again over the new broker.
+    const r = await api('POST', `/api/v1/usp/endpoints/${id}/get`, { paths: ['Device.DeviceInfo.SoftwareVersion'] });
+    assert.is(r.status, 200, r.text);
+  }
+});
+
 /** SIGKILL to the agent process under the bootloader (its child). */
 async function killAgentChild(bootPid: number) {
   const { execFileSync } = await import('node:child_process');

@@ -98,6 +98,8 @@ export function mqttService(config: Config): ServiceSchema {
   let aedes: Aedes | undefined;
   let persistence: LevelPersistence | undefined;
   const servers: net.Server[] = [];
+  /** Open TCP and TLS connections, to close them all when the broker stops. */
+  const sockets = new Set<net.Socket>();
   const identities = new WeakMap<Client, Identity>();
   /** Per camera: the retained topics the box keeps up to date (states, discovery) with their payloads. */
   const retainedOf = new Map<string, Map<string, string>>();
@@ -379,8 +381,13 @@ export function mqttService(config: Config): ServiceSchema {
           this.logger.error(`MQTT ${what} cannot listen on ${options.host}:${port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); set mqtt.port / mqtt.tlsPort, or mqtt: null`);
         }
       };
-      await open(net.createServer((socket) => aedes!.handle(socket)), options.port, 'TCP');
-      if (options.tlsPort) await open(tls.createServer(await tlsOptions(config), (socket) => aedes!.handle(socket)), options.tlsPort, 'TLS');
+      const handle = (socket: net.Socket) => {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+        aedes!.handle(socket);
+      };
+      await open(net.createServer(handle), options.port, 'TCP');
+      if (options.tlsPort) await open(tls.createServer(await tlsOptions(config), handle), options.tlsPort, 'TLS');
       // Commands: an allowed .../set (authorizePublish checked who) changes the camera's setting
       // as that user, through the cameras service, so the same rules and audit apply as in the API.
       const haStatus = options.discoveryPrefix ? `${options.discoveryPrefix}/status` : undefined;
@@ -418,9 +425,14 @@ export function mqttService(config: Config): ServiceSchema {
 
     async stopped() {
       await publish('fogedge/status', 'offline', { retain: true, qos: 1 });
-      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      // No new connections; the listeners finish closing once aedes has closed the open ones.
+      const closed = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
       servers.length = 0;
       await new Promise<void>((r) => (aedes ? aedes.close(() => r()) : r()));
+      // Sockets that never sent CONNECT are not aedes clients yet: cut them too.
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+      await Promise.all(closed);
       aedes = undefined;
       await persistence?.destroy(); // aedes.close() leaves its persistence open
       persistence = undefined;

@@ -186,6 +186,8 @@ export function systemService(config: Config): ServiceSchema {
       restartServices: action({
         input: z.strictObject({ services: z.array(z.enum(RESTARTABLE)).min(1).max(RESTARTABLE.length) }),
         permission: 'settings.manage',
+        // Each service has its own stop grace (ffmpeg, open clients) and start.
+        timeout: RESTART_TIMEOUT_MS * 2,
         async handler(ctx) {
           // Imported here: the service list imports this service.
           const { SERVICE_FACTORIES } = await import('../../gateway/services.ts');
