@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CameraAgent } from './camera-agent.ts';
+import { MOTION_DEFAULTS, MotionSensor } from './motion-sensor.ts';
 import { parseSource, VideoPush } from './video-push.ts';
 
 const { values: args } = parseArgs({
@@ -27,6 +28,9 @@ const { values: args } = parseArgs({
     'slot-mib': { type: 'string', default: '64' },
     'trial-seconds': { type: 'string', default: '300' },
     ffmpeg: { type: 'string', default: 'ffmpeg' },
+    /** The camera's own motion events (its motion engine; here the box's motion detector on small frames). */
+    motion: { type: 'boolean', default: false },
+    'motion-quiet-seconds': { type: 'string', default: String(MOTION_DEFAULTS.quietSeconds) },
     /** Stand-in for broken firmware in demos and tests: these versions never report healthy. */
     'broken-versions': { type: 'string', default: '' },
   },
@@ -54,7 +58,9 @@ if (identity?.id !== id || identity.secret !== secret) await writeFile(identityF
 const streamFile = path.join(dataDir, 'stream.json');
 let stream = JSON.parse(await readFile(streamFile, 'utf8').catch(() => 'null')) as { path: string; key: string; port: number | null } | null;
 const vendorKey = createPublicKey(await readFile(path.resolve(args['vendor-key']!), 'utf8').catch(() => fail(`cannot read the vendor key ${args['vendor-key']}`)));
-const push = new VideoPush(parseSource(args.source!), args.ffmpeg!, log);
+const push = new VideoPush(parseSource(args.source!), args.ffmpeg!, log, args.motion);
+const quietSeconds = Number(args['motion-quiet-seconds']);
+if (!(quietSeconds > 0)) fail(`--motion-quiet-seconds must be a number of seconds above 0, not "${args['motion-quiet-seconds']}"`);
 const pushUrl = (s: NonNullable<typeof stream>) => `rtmp://${args.box}:${s.port ?? 1935}${s.path}?key=${encodeURIComponent(s.key)}`;
 const broken = new Set(args['broken-versions']!.split(',').filter(Boolean));
 
@@ -114,6 +120,16 @@ push.on('refused', (why: string) => {
   agent.askForStreamKey();
 });
 if (stream) push.start(pushUrl(stream));
+
+// Motion start and end to the box, which makes them events of this camera.
+if (args.motion) {
+  const sensor = new MotionSensor({ ...MOTION_DEFAULTS, quietSeconds });
+  push.on('frame', (frame) => sensor.frame(frame));
+  sensor.on('motion', (report) => {
+    log(`motion ${report.state} (${report.id})`);
+    agent.publish('agent/motion', JSON.stringify(report));
+  });
+}
 
 /** One JPEG of the source, as it is now. */
 function snapshot(): Promise<Buffer> {

@@ -2,6 +2,8 @@
 // from a V4L2 device (encoded to H.264 at the set size and bitrate), the camera's own RTSP
 // encoder or a file looped (copied as they are). Restarted with backoff when it ends; a push
 // refused at once again and again (a stream key the box no longer takes) is reported.
+// With motion frames on, the same ffmpeg also hands small RGB frames to the camera's motion
+// sensor (fd 3): one reader of the source, which a V4L2 device needs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -15,11 +17,15 @@ export function parseSource(text: string): VideoSource {
   return { kind: 'file', path: text };
 }
 
+/** Motion frames: small and few, enough for a motion engine. */
+export const MOTION_FRAME = { width: 256, height: 144, fps: 2 };
+const MOTION_FRAME_BYTES = MOTION_FRAME.width * MOTION_FRAME.height * 3;
+
 const PROGRESS_STALE_MS = 5000;
 const QUICK_EXIT_MS = 3000;
 const REFUSED_AFTER = 3;
 
-export class VideoPush extends EventEmitter {
+export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data: Buffer; width: number; height: number }] }> {
   private child: ChildProcess | undefined;
   private url: string | undefined;
   private lastProgressAt = 0;
@@ -32,6 +38,7 @@ export class VideoPush extends EventEmitter {
     private source: VideoSource,
     private readonly ffmpeg = 'ffmpeg',
     private readonly log: (m: string) => void = () => {},
+    private readonly motionFrames = false,
   ) {
     super();
   }
@@ -76,13 +83,17 @@ export class VideoPush extends EventEmitter {
         : s.kind === 'rtsp'
           ? ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', s.url, '-c', 'copy']
           : ['-f', 'v4l2', '-video_size', `${s.width}x${s.height}`, '-i', s.device, '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '50', '-b:v', `${s.bitrateKbps}k`, '-maxrate', `${s.bitrateKbps}k`, '-bufsize', `${s.bitrateKbps * 2}k`];
-    return ['-hide_banner', '-nostdin', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', ...input, '-an', '-f', 'flv', url];
+    const frames = this.motionFrames
+      ? ['-map', '0:v:0', '-vf', `fps=${MOTION_FRAME.fps},scale=${MOTION_FRAME.width}:${MOTION_FRAME.height}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:3']
+      : [];
+    return ['-hide_banner', '-nostdin', '-y', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', ...input, '-an', '-f', 'flv', url, ...frames];
   }
 
   private spawn(url: string): void {
     const started = Date.now();
-    const child = spawn(this.ffmpeg, this.args(url), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.ffmpeg, this.args(url), { stdio: ['ignore', 'pipe', 'pipe', ...(this.motionFrames ? (['pipe'] as const) : [])] });
     this.child = child;
+    if (this.motionFrames) this.readFrames(child.stdio[3] as NodeJS.ReadableStream);
     createInterface({ input: child.stdout! }).on('line', (line) => {
       if (line.startsWith('progress=')) {
         this.lastProgressAt = Date.now();
@@ -104,6 +115,18 @@ export class VideoPush extends EventEmitter {
       }
       this.timer = setTimeout(() => this.spawn(url), this.backoffMs);
       this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
+    });
+  }
+
+  /** Whole frames out of the raw stream (its chunks do not keep to frame borders). */
+  private readFrames(input: NodeJS.ReadableStream): void {
+    let pending: Buffer = Buffer.alloc(0);
+    input.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      while (pending.length >= MOTION_FRAME_BYTES) {
+        this.emit('frame', { data: pending.subarray(0, MOTION_FRAME_BYTES), width: MOTION_FRAME.width, height: MOTION_FRAME.height });
+        pending = pending.subarray(MOTION_FRAME_BYTES);
+      }
     });
   }
 

@@ -14,6 +14,10 @@ import type { Campaign } from '../services/usp/usp.service.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, Proc, waitUntil } from './helpers/processes.ts';
 import mqtt from 'mqtt';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 const vendor = generateKeyPairSync('ed25519');
 const vendorFiles = new Map<string, Buffer>();
@@ -37,9 +41,9 @@ const finished = (id: string, timeoutMs = 90_000) =>
     return c.state !== 'running' && c;
   }, timeoutMs, 250);
 
-async function startAgent(id: string) {
+async function startAgent(id: string, source = DEMO_CLIP, extra: string[] = []) {
   const dir = await tempDir(`fogedge-agent-${id}-`);
-  const proc = new Proc(process.execPath, ['--import', 'tsx', 'camera-agent/boot.ts', '--box', '127.0.0.1', '--mqtt-port', String(box.config.mqtt!.port), '--id', id, '--name', `Agent ${id}`, '--source', DEMO_CLIP, '--vendor-key', keyFile, '--data', dir, '--trial-seconds', '30']);
+  const proc = new Proc(process.execPath, ['--import', 'tsx', 'camera-agent/boot.ts', '--box', '127.0.0.1', '--mqtt-port', String(box.config.mqtt!.port), '--id', id, '--name', `Agent ${id}`, '--source', source, '--vendor-key', keyFile, '--data', dir, '--trial-seconds', '30', ...extra]);
   agents.set(id, { proc, dir });
   return proc;
 }
@@ -173,6 +177,37 @@ test("the box's broker and video ingest restarted: the cameras reconnect by them
     const r = await api('POST', `/api/v1/usp/endpoints/${id}/get`, { paths: ['Device.DeviceInfo.SoftwareVersion'] });
     assert.is(r.status, 200, r.text);
   }
+});
+
+test("a camera's own motion: the agent reports start and end, the box makes them an event with a snapshot, and MQTT says motion ON then OFF", async () => {
+  // 3 s of the street, then 8 s of its last frame held: motion, then none (looped by the agent).
+  const clip = path.join(await tempDir(), 'walk-then-still.mp4');
+  await execFileAsync('ffmpeg', ['-v', 'error', '-t', '3', '-i', DEMO_CLIP, '-vf', 'scale=640:-2,tpad=stop_mode=clone:stop_duration=8', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '15', '-an', clip]);
+  const token = (await api('POST', '/api/v1/tokens', { name: 'mqtt-motion' })).json.token as string;
+  const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${box.config.mqtt!.port}`, { username: 'admin', password: token, reconnectPeriod: 0 });
+  const states: string[] = [];
+  const occupancy: string[] = [];
+  watcher.on('message', (topic, payload) => (topic.endsWith('/motion') ? states : occupancy).push(payload.toString()));
+  await watcher.subscribeAsync(['fogedge/cameras/cam-gate/motion', 'fogedge/cameras/cam-gate/occupancy'], { qos: 1 });
+  assert.is((await api('POST', '/api/v1/devices/pairing', { seconds: 120 })).status, 200);
+  await startAgent('cam-gate', clip, ['--motion', '--motion-quiet-seconds', '2']);
+  await waitUntil('cam-gate pending', async () => ((await api('GET', '/api/v1/devices?state=pending')).json.devices as Array<{ id: string }>).some((d) => d.id === 'cam-gate'), 30_000);
+  assert.is((await api('PATCH', '/api/v1/devices/cam-gate', { state: 'allowed' })).status, 200);
+  // The first may end before the camera's first picture: one with both.
+  const ended = await waitUntil('a motion event that ended, with its picture', async () => {
+    const events = (await api('GET', '/api/v1/events?camera=cam-gate&label=motion')).json as Array<{ id: string; end: string | null; hasSnapshot: boolean; start: string }>;
+    return events.find((e) => e.end && e.hasSnapshot);
+  }, 60_000, 250);
+  assert.match(ended.id, /^cam-gate-m-[a-z0-9]+-\d+$/);
+  assert.ok(Date.parse(ended.end!) - Date.parse(ended.start) >= 1000, 'it lasted while people walked');
+  assert.ok(ended.hasSnapshot, 'the live picture at its start');
+  const snap = await api('GET', `/api/v1/events/${ended.id}/snapshot.jpg`);
+  assert.is(snap.status, 200);
+  await waitUntil('motion ON then OFF over MQTT', () => states.includes('ON') && states.at(-1) === 'OFF', 15_000);
+  assert.ok(!occupancy.includes('ON'), 'motion is not an object: occupancy stays OFF');
+  assert.ok(agents.get('cam-gate')!.proc.lines.some((l) => /motion end/.test(l)));
+  await watcher.endAsync();
+  await agents.get('cam-gate')!.proc.kill('SIGTERM');
 });
 
 /** SIGKILL to the agent process under the bootloader (its child). */

@@ -108,6 +108,14 @@ test('the pusher goes away: the camera waits again at once; a new key cuts off t
   assert.is(rtsp.status, 404);
 });
 
+test('the video service restarted: a push camera added after it is taken (the stopped ingest judges nobody)', async () => {
+  await box.broker.call('system.restartServices', { services: ['streams'] });
+  const added = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'agent-2', name: 'Later', source: { kind: 'rtmp' } } });
+  assert.is(added.status, 201, added.text);
+  await push('agent-2', added.json.streamKey);
+  await until('agent-2', 'online');
+});
+
 test('a taken RTMP port is a clear error, not an exit of the box', async () => {
   const taken = net.createServer().listen(0, '127.0.0.1');
   await new Promise((r) => taken.once('listening', r));

@@ -11,10 +11,10 @@ export interface MotionOptions {
   minAreaPercent: number;
   /** Areas where motion is ignored (trees, a busy road, a timestamp overlay). */
   masks: Polygon[];
+  /** How fast the background follows the scene, per frame (default 0.1): fewer frames a second want more. */
+  backgroundRate?: number;
 }
 
-/** How fast the background follows the scene (per frame). */
-const BACKGROUND_RATE = 0.1;
 /** More than this share of the frame changing at once is light, not motion (a cloud, IR switching on). */
 const LIGHTING_CHANGE_SHARE = 0.6;
 const SHRINK = 2;
@@ -46,13 +46,14 @@ export class MotionDetector {
     const changed = new Uint8Array(w * h);
     let count = 0;
     const mask = this.mask!;
+    const rate = this.options.backgroundRate ?? 0.1;
     for (let i = 0; i < gray.length; i++) {
       const g = gray[i]!;
       if (!mask[i] && Math.abs(g - bg[i]!) > this.options.threshold) {
         changed[i] = 1;
         count++;
       }
-      bg[i] = bg[i]! + (g - bg[i]!) * BACKGROUND_RATE;
+      bg[i] = bg[i]! + (g - bg[i]!) * rate;
     }
     if (count > gray.length * LIGHTING_CHANGE_SHARE) {
       this.background = Float32Array.from(gray);

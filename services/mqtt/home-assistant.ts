@@ -5,6 +5,9 @@ import type { Camera } from '../cameras/cameras.schemas.ts';
 
 export const onOff = (on: boolean) => (on ? 'ON' : 'OFF');
 
+/** The label of a camera's own motion events (camera agents): motion, not an object. */
+export const CAMERA_MOTION = 'motion';
+
 interface LiveObject {
   label: string;
   zones: string[];
@@ -16,9 +19,10 @@ export function objectStates(camera: Pick<Camera, 'id' | 'detection'>, objects: 
   const base = `fogedge/cameras/${camera.id}`;
   const list = [...objects];
   const out = new Map<string, string>();
-  // Motion: something tracked is moving; occupancy: something tracked is there, moving or not.
+  // Motion: something tracked is moving, or the camera itself reports motion (label "motion");
+  // occupancy: an object is there, moving or not.
   out.set(`${base}/motion`, onOff(list.some((o) => !o.stationary)));
-  out.set(`${base}/occupancy`, onOff(list.length > 0));
+  out.set(`${base}/occupancy`, onOff(list.some((o) => o.label !== CAMERA_MOTION)));
   for (const label of camera.detection.labels) {
     out.set(`${base}/${label}/count`, String(list.filter((o) => o.label === label).length));
     for (const zone of camera.detection.zones) {

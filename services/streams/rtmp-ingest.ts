@@ -25,6 +25,9 @@ interface Nms {
   stop(): Promise<void>;
 }
 
+/** node-media-server's process-wide event emitter (what its `on` registers with). */
+const nmsEvents = () => (require('node-media-server/src/core/context.js') as { eventEmitter: EventEmitter }).eventEmitter;
+
 export const PUSH_APP = 'live';
 /** Signed play URLs stay valid this long; our ffmpeg uses one as soon as it is made. */
 const PLAY_SIGNATURE_TTL_S = 3600;
@@ -115,16 +118,22 @@ export class RtmpIngest extends EventEmitter<{ publish: [string]; unpublish: [st
       auth: { play: true, publish: false, secret: this.playSecret },
       store: { path: this.options.storeDir },
     });
-    this.nms.on('prePublish', (session) => this.checkPublisher(session));
+    // node-media-server's events go through one emitter for the whole process, which outlives
+    // a stopped server: our listener is taken off at stop, or a restarted ingest would be
+    // judged by this one's old keys as well.
+    this.nms.on('prePublish', this.onPrePublish);
     await this.nms.run();
     this.log.info(`RTMP push ingest on ${this.options.host}:${this.options.port}`);
   }
 
   async stop(): Promise<void> {
+    nmsEvents().off('prePublish', this.onPrePublish);
     await this.nms?.stop();
     this.nms = undefined;
     this.publishers.clear();
   }
+
+  private readonly onPrePublish = (session: NmsSession) => this.checkPublisher(session);
 
   private checkPublisher(session: NmsSession): void {
     const camera = session.streamName;

@@ -2,6 +2,7 @@
 // own broker. An agent announces itself with an MQTTConnect record on fogedge/devices/<id>/usp;
 // the controller answers on fogedge/devices/<id>/cmd/usp. It keeps each endpoint (id, device,
 // model, version), reads their data model, and sends requests and awaits their answers.
+// It also takes the agents' hellos (a push camera and its stream key) and their motion events.
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
@@ -21,6 +22,7 @@ import { Store, type Collection } from '../../lib/store.ts';
 import { decodeRecord, encodeRecord, errorOf, request, UspError, type Msg } from '../../lib/usp/codec.ts';
 import { DeviceId } from '../devices/devices.service.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
+import { CameraMotion } from './camera-motion.ts';
 
 /** The box's own USP endpoint id. */
 export const controllerId = (config: Config) => `self::fogedge-${config.sync.boxId}`;
@@ -93,6 +95,7 @@ export function uspService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let endpoints: Collection<Endpoint>;
   let campaigns: Collection<Campaign>;
+  let motion: CameraMotion | undefined;
   const pending = new Map<string, Pending>();
   const imagesDir = path.join(dataPaths(config).root, 'usp', 'images');
   /** Replies to agent commands, by `<device>/<id>`. */
@@ -381,6 +384,7 @@ export function uspService(config: Config): ServiceSchema {
     events: {
       async 'agent.message'(ctx: { params: { device: string; channel: string; payloadBase64: string } }) {
         if (ctx.params.channel === 'agent/hello' && store) return this.onHello(ctx.params.device, ctx.params.payloadBase64);
+        if (ctx.params.channel === 'agent/motion') return motion?.receive(ctx.params.device, Buffer.from(ctx.params.payloadBase64, 'base64'));
         if (ctx.params.channel === 'agent/reply') {
           const reply = JSON.parse(Buffer.from(ctx.params.payloadBase64, 'base64').toString('utf8')) as { id?: string };
           const waiting = reply.id ? agentReplies.get(`${ctx.params.device}/${reply.id}`) : undefined;
@@ -467,6 +471,7 @@ export function uspService(config: Config): ServiceSchema {
       store = await Store.open(dataPaths(config).db('usp'));
       endpoints = store.collection<Endpoint>('endpoints');
       campaigns = store.collection<Campaign>('campaigns');
+      motion = new CameraMotion(this.broker, this.logger);
       // A campaign cut by a restart of the box is not resumed blindly: its cameras are re-read.
       for (const c of await campaigns.values()) {
         if (c.state !== 'running') continue;
