@@ -81,12 +81,14 @@ export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data:
       s.kind === 'file'
         ? ['-re', '-stream_loop', '-1', '-i', s.path, '-c', 'copy']
         : s.kind === 'rtsp'
-          ? ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', s.url, '-c', 'copy']
+          ? // An RTSP encoder's first packets can come before its RTCP timing, with no timestamps,
+            // which FLV cannot carry: they are given 0 and made non-negative.
+            ['-fflags', '+genpts', '-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', s.url, '-c', 'copy', '-bsf:v', 'setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)']
           : ['-f', 'v4l2', '-video_size', `${s.width}x${s.height}`, '-i', s.device, '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '50', '-b:v', `${s.bitrateKbps}k`, '-maxrate', `${s.bitrateKbps}k`, '-bufsize', `${s.bitrateKbps * 2}k`];
     const frames = this.motionFrames
       ? ['-map', '0:v:0', '-vf', `fps=${MOTION_FRAME.fps},scale=${MOTION_FRAME.width}:${MOTION_FRAME.height}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:3']
       : [];
-    return ['-hide_banner', '-nostdin', '-y', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', ...input, '-an', '-f', 'flv', url, ...frames];
+    return ['-hide_banner', '-nostdin', '-y', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', ...input, '-an', '-avoid_negative_ts', 'make_zero', '-f', 'flv', url, ...frames];
   }
 
   private spawn(url: string): void {

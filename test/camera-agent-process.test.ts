@@ -12,6 +12,7 @@ import { buildImage } from '../camera-agent/firmware-image.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import type { Campaign } from '../services/usp/usp.service.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
+import { RtspCamera } from './helpers/video.ts';
 import { freePort, Proc, waitUntil } from './helpers/processes.ts';
 import mqtt from 'mqtt';
 import { execFile } from 'node:child_process';
@@ -208,6 +209,28 @@ test("a camera's own motion: the agent reports start and end, the box makes them
   assert.ok(agents.get('cam-gate')!.proc.lines.some((l) => /motion end/.test(l)));
   await watcher.endAsync();
   await agents.get('cam-gate')!.proc.kill('SIGTERM');
+});
+
+test("a camera whose source is its own RTSP encoder: the agent pushes it copied, takes a snapshot from it, and refuses a size change", async () => {
+  const encoder = new RtspCamera(await freePort());
+  await encoder.start();
+  try {
+    assert.is((await api('POST', '/api/v1/devices/pairing', { seconds: 120 })).status, 200);
+    await startAgent('cam-door', encoder.url());
+    await waitUntil('cam-door pending', async () => ((await api('GET', '/api/v1/devices?state=pending')).json.devices as Array<{ id: string }>).some((d) => d.id === 'cam-door'), 30_000);
+    assert.is((await api('PATCH', '/api/v1/devices/cam-door', { state: 'allowed' })).status, 200);
+    await waitUntil('cam-door online', async () => (await camera('cam-door'))?.status?.state === 'online', 60_000, 250);
+    const c = await camera('cam-door');
+    assert.equal([c.status.codec, c.status.width], ['h264', 1280], 'the encoder\'s stream, not re-encoded');
+    const snap = await api('POST', '/api/v1/usp/endpoints/cam-door/command', { command: 'snapshot' });
+    assert.is(snap.status, 200, snap.text);
+    assert.equal([...Buffer.from(snap.json.jpegBase64, 'base64').subarray(0, 2)], [0xff, 0xd8]);
+    const size = await api('POST', '/api/v1/usp/endpoints/cam-door/command', { command: 'set-video', bitrateKbps: 500 });
+    assert.match(size.json.error.message, /camera's encoder/);
+  } finally {
+    await agents.get('cam-door')?.proc.kill('SIGTERM');
+    await encoder.stop();
+  }
 });
 
 /** SIGKILL to the agent process under the bootloader (its child). */

@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { longClip, playable } from './helpers/video.ts';
+import { longClip, playable, RtspCamera } from './helpers/video.ts';
 import { RtmpIngest } from '../services/streams/rtmp-ingest.ts';
 
 let box: TestBox;
@@ -19,8 +19,8 @@ const t0 = new Date().toISOString();
 const pushers: ChildProcess[] = [];
 
 /** ffmpeg pushing the looped clip, as a camera agent would; resolves with its exit code when it ends. */
-async function push(camera: string, streamKey: string) {
-  const child = spawn('ffmpeg', ['-v', 'error', '-re', '-stream_loop', '-1', '-i', await longClip(), '-c', 'copy', '-f', 'flv',
+async function push(camera: string, streamKey: string, input?: string[]) {
+  const child = spawn('ffmpeg', ['-v', 'error', ...(input ?? ['-re', '-stream_loop', '-1', '-i', await longClip()]), '-c', 'copy', '-an', '-f', 'flv',
     `rtmp://127.0.0.1:${rtmpPort}/live/${camera}?key=${streamKey}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   pushers.push(child);
   let stderr = '';
@@ -114,6 +114,24 @@ test('the video service restarted: a push camera added after it is taken (the st
   assert.is(added.status, 201, added.text);
   await push('agent-2', added.json.streamKey);
   await until('agent-2', 'online');
+});
+
+test('pushes with broken timestamps, again and again, as an agent retries: the box keeps serving, and the next sane push plays', async () => {
+  const added = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'agent-3', name: 'Odd clock', source: { kind: 'rtmp' } } });
+  // An RTSP camera relayed as it is: its first packets come before its RTCP timing, with none.
+  const camera = new RtspCamera(await freePort());
+  await camera.start();
+  try {
+    // Pushed again and again, as a camera agent retries. node-media-server "resumed" each one
+    // past the last one's timestamp until that overflowed and threw out of its socket handler,
+    // which ended the box.
+    for (let i = 0; i < 5; i++) await (await push('agent-3', added.json.streamKey, ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', camera.url()])).exited;
+    assert.is((await status('agent-2')).state, 'online', 'the other push camera goes on');
+    await push('agent-3', added.json.streamKey);
+    await until('agent-3', 'online');
+  } finally {
+    await camera.stop();
+  }
 });
 
 test('a taken RTMP port is a clear error, not an exit of the box', async () => {

@@ -18,6 +18,8 @@ interface NmsSession {
   streamName: string;
   streamQuery: Record<string, string | string[] | undefined>;
   socket?: net.Socket;
+  /** node-media-server's state of the stream path (its timeline, caches, the last publish). */
+  broadcast?: { _lastDts: Record<number, number> };
 }
 interface Nms {
   on(event: string, listener: (session: NmsSession) => void): void;
@@ -27,6 +29,25 @@ interface Nms {
 
 /** node-media-server's process-wide event emitter (what its `on` registers with). */
 const nmsEvents = () => (require('node-media-server/src/core/context.js') as { eventEmitter: EventEmitter }).eventEmitter;
+
+/**
+ * node-media-server throws out of its socket handler on some streams a pusher sends (a
+ * timestamp past 32 bits while it relays them), which would end the whole box. Its parser is
+ * made to return the error instead: that session's socket is ended, everyone else goes on.
+ */
+function guardParser(): void {
+  const Rtmp = require('node-media-server/src/protocol/rtmp.js') as { prototype: { parserData(b: Buffer): string | null; guarded?: boolean } };
+  if (Rtmp.prototype.guarded) return;
+  const parse = Rtmp.prototype.parserData;
+  Rtmp.prototype.parserData = function (this: unknown, buffer: Buffer) {
+    try {
+      return parse.call(this, buffer);
+    } catch (err) {
+      return `the stream cannot be relayed (${(err as Error).message})`;
+    }
+  };
+  Rtmp.prototype.guarded = true;
+}
 
 export const PUSH_APP = 'live';
 /** Signed play URLs stay valid this long; our ffmpeg uses one as soon as it is made. */
@@ -106,6 +127,7 @@ export class RtmpIngest extends EventEmitter<{ publish: [string]; unpublish: [st
   async start(): Promise<void> {
     await checkPortFree(this.options.host, this.options.port);
     const NodeMediaServer = require('node-media-server') as new (config: object) => Nms;
+    guardParser();
     // Its log goes into ours (it would print to stdout): its errors are refused clients, a warning here.
     const nmsLogger = require('node-media-server/src/core/logger.js') as { log: (message: string, level?: string) => void };
     nmsLogger.log = (message, level = 'info') => {
@@ -149,6 +171,10 @@ export class RtmpIngest extends EventEmitter<{ publish: [string]; unpublish: [st
       session.socket?.destroy(); // node-media-server has no refusal hook: the connection goes
       return;
     }
+    // node-media-server "resumes" a push from the same address within 30 s, shifting its
+    // timestamps past the last one's; one bad last timestamp then poisons every push after it.
+    // Each push is its own timeline here (the box's reader restarts with it): no shift.
+    if (session.broadcast) session.broadcast._lastDts = {};
     this.publishers.set(camera, { session: session.id, keyHash: expected!, socket: session.socket });
     this.log.info(`${camera}: pushing RTMP from ${session.ip}`);
     // The socket's close, not node-media-server's donePublish (which waits 30 s for a resume).

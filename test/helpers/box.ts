@@ -24,7 +24,8 @@ export async function testBox(overrides: Record<string, unknown> = {}) {
     // Detection costs CPU: only the tests about it turn it on.
     detector: { enabled: false, ...(overrides['detector'] as object) },
   });
-  const broker = createBroker(config, { logger: false });
+  // TEST_LOG=1 shows the box's log while a test runs.
+  const broker = createBroker(config, process.env['TEST_LOG'] ? {} : { logger: false });
   await broker.start();
   const app = buildApp(broker, config);
 
