@@ -9,7 +9,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CameraAgent } from './camera-agent.ts';
 import { MOTION_DEFAULTS, MotionSensor } from './motion-sensor.ts';
-import { parseSource, VideoPush } from './video-push.ts';
+import { encodedHere, parseSource, sourceInput, VideoPush } from './video-push.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,7 +42,7 @@ const fail = (message: string): never => {
   process.exit(78); // EX_CONFIG: the bootloader does not restart in a loop
 };
 
-if (!args.source) fail('--source is required: a video file, rtsp://..., or /dev/videoN');
+if (!args.source) fail('--source is required: a video file, rtsp://..., /dev/videoN, or pattern');
 if (!args['vendor-key']) fail('--vendor-key is required: the PEM public key of the vendor that signs firmware images');
 const dataDir = path.resolve(args.data!);
 await mkdir(dataDir, { recursive: true });
@@ -58,7 +58,8 @@ if (identity?.id !== id || identity.secret !== secret) await writeFile(identityF
 const streamFile = path.join(dataDir, 'stream.json');
 let stream = JSON.parse(await readFile(streamFile, 'utf8').catch(() => 'null')) as { path: string; key: string; port: number | null } | null;
 const vendorKey = createPublicKey(await readFile(path.resolve(args['vendor-key']!), 'utf8').catch(() => fail(`cannot read the vendor key ${args['vendor-key']}`)));
-const push = new VideoPush(parseSource(args.source!), args.ffmpeg!, log, args.motion);
+const latestJpeg = path.join(dataDir, 'latest.jpg');
+const push = new VideoPush(parseSource(args.source!), args.ffmpeg!, log, args.motion, latestJpeg);
 const quietSeconds = Number(args['motion-quiet-seconds']);
 if (!(quietSeconds > 0)) fail(`--motion-quiet-seconds must be a number of seconds above 0, not "${args['motion-quiet-seconds']}"`);
 const pushUrl = (s: NonNullable<typeof stream>) => `rtmp://${args.box}:${s.port ?? 1935}${s.path}?key=${encodeURIComponent(s.key)}`;
@@ -131,12 +132,15 @@ if (args.motion) {
   });
 }
 
-/** One JPEG of the source, as it is now. */
-function snapshot(): Promise<Buffer> {
-  const s = push.video;
-  const input = s.kind === 'file' ? ['-i', s.path] : s.kind === 'rtsp' ? ['-rtsp_transport', 'tcp', '-i', s.url] : ['-f', 'v4l2', '-i', s.device];
+/** One JPEG of the source, as it is now: from the push itself when it encodes (one reader of a V4L2 device). */
+async function snapshot(): Promise<Buffer> {
+  if (encodedHere(push.video)) {
+    const jpeg = await readFile(latestJpeg).catch(() => undefined);
+    if (!jpeg || !push.healthy) throw new Error('No picture yet: the video is not running');
+    return jpeg;
+  }
   return new Promise((resolve, reject) => {
-    const ff = spawn(args.ffmpeg!, ['-hide_banner', '-loglevel', 'error', ...input, '-frames:v', '1', '-f', 'image2', '-c:v', 'mjpeg', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const ff = spawn(args.ffmpeg!, ['-hide_banner', '-loglevel', 'error', ...sourceInput(push.video), '-frames:v', '1', '-f', 'image2', '-c:v', 'mjpeg', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const chunks: Buffer[] = [];
     ff.stdout.on('data', (c: Buffer) => chunks.push(c));
     ff.on('exit', (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`snapshot failed (ffmpeg ${code})`))));

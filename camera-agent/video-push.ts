@@ -8,14 +8,52 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
 
-export type VideoSource = { kind: 'file'; path: string } | { kind: 'rtsp'; url: string } | { kind: 'v4l2'; device: string; width: number; height: number; bitrateKbps: number };
+/** Encoded here (raw frames in): their size and bitrate are ours to set. */
+export interface EncodedVideo {
+  width: number;
+  height: number;
+  bitrateKbps: number;
+}
 
-/** A source from the command line: a file path, rtsp://..., or /dev/videoN. */
+export type VideoSource =
+  | { kind: 'file'; path: string }
+  | { kind: 'rtsp'; url: string }
+  | ({ kind: 'v4l2'; device: string } & EncodedVideo)
+  /** ffmpeg's test pattern: a camera with no sensor, for demos (and the encoder's tests). */
+  | ({ kind: 'pattern' } & EncodedVideo);
+
+export const encodedHere = (s: VideoSource): s is Extract<VideoSource, EncodedVideo> => s.kind === 'v4l2' || s.kind === 'pattern';
+
+const ENCODED_DEFAULTS: EncodedVideo = { width: 1280, height: 720, bitrateKbps: 2000 };
+
+/** A source from the command line: a file path, rtsp://..., /dev/videoN, or "pattern". */
 export function parseSource(text: string): VideoSource {
   if (/^rtsps?:\/\//.test(text)) return { kind: 'rtsp', url: text };
-  if (/^\/dev\/video\d+$/.test(text)) return { kind: 'v4l2', device: text, width: 1280, height: 720, bitrateKbps: 2000 };
+  if (/^\/dev\/video\d+$/.test(text)) return { kind: 'v4l2', device: text, ...ENCODED_DEFAULTS };
+  if (text === 'pattern') return { kind: 'pattern', ...ENCODED_DEFAULTS };
   return { kind: 'file', path: text };
 }
+
+/** The ffmpeg input of a source, as read for a push or a snapshot. */
+export function sourceInput(s: VideoSource): string[] {
+  switch (s.kind) {
+    case 'file':
+      return ['-re', '-stream_loop', '-1', '-i', s.path];
+    case 'rtsp':
+      return ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', s.url];
+    case 'v4l2':
+      return ['-f', 'v4l2', '-video_size', `${s.width}x${s.height}`, '-i', s.device];
+    case 'pattern':
+      return ['-re', '-f', 'lavfi', '-i', `testsrc2=size=${s.width}x${s.height}:rate=15`];
+  }
+}
+
+/** H.264 as browsers play it (4:2:0; a webcam gives 4:2:2), a keyframe every 2 s, at the set bitrate. */
+const encode = (s: EncodedVideo) => [
+  '-vf', `scale=${s.width}:${s.height}`, '-pix_fmt', 'yuv420p',
+  '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-force_key_frames', 'expr:gte(t,n_forced*2)',
+  '-b:v', `${s.bitrateKbps}k`, '-maxrate', `${s.bitrateKbps}k`, '-bufsize', `${s.bitrateKbps * 2}k`,
+];
 
 /** Motion frames: small and few, enough for a motion engine. */
 export const MOTION_FRAME = { width: 256, height: 144, fps: 2 };
@@ -39,6 +77,8 @@ export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data:
     private readonly ffmpeg = 'ffmpeg',
     private readonly log: (m: string) => void = () => {},
     private readonly motionFrames = false,
+    /** Where a source encoded here keeps its latest picture (a V4L2 device has one reader: the push). */
+    private readonly latestJpeg?: string,
   ) {
     super();
   }
@@ -59,9 +99,9 @@ export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data:
     this.restart();
   }
 
-  /** Another size or bitrate (V4L2 only: a copied stream is what the camera's encoder makes). */
-  setVideo(v: { width?: number; height?: number; bitrateKbps?: number }): void {
-    if (this.source.kind !== 'v4l2') throw new Error(`The video is copied from ${this.source.kind === 'file' ? 'a file' : "the camera's encoder"}; its size and bitrate are set there`);
+  /** Another size or bitrate (of a source encoded here: a copied stream is what its encoder makes). */
+  setVideo(v: Partial<EncodedVideo>): void {
+    if (!encodedHere(this.source)) throw new Error(`The video is copied from ${this.source.kind === 'file' ? 'a file' : "the camera's encoder"}; its size and bitrate are set there`);
     this.source = { ...this.source, ...v };
     this.restart();
   }
@@ -79,16 +119,19 @@ export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data:
     const s = this.source;
     const input =
       s.kind === 'file'
-        ? ['-re', '-stream_loop', '-1', '-i', s.path, '-c', 'copy']
+        ? [...sourceInput(s), '-c', 'copy']
         : s.kind === 'rtsp'
           ? // An RTSP encoder's first packets can come before its RTCP timing, with no timestamps,
             // which FLV cannot carry: they are given 0 and made non-negative.
-            ['-fflags', '+genpts', '-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', s.url, '-c', 'copy', '-bsf:v', 'setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)']
-          : ['-f', 'v4l2', '-video_size', `${s.width}x${s.height}`, '-i', s.device, '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '50', '-b:v', `${s.bitrateKbps}k`, '-maxrate', `${s.bitrateKbps}k`, '-bufsize', `${s.bitrateKbps * 2}k`];
+            ['-fflags', '+genpts', ...sourceInput(s), '-c', 'copy', '-bsf:v', 'setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)']
+          : [...sourceInput(s), ...encode(s)];
     const frames = this.motionFrames
       ? ['-map', '0:v:0', '-vf', `fps=${MOTION_FRAME.fps},scale=${MOTION_FRAME.width}:${MOTION_FRAME.height}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:3']
       : [];
-    return ['-hide_banner', '-nostdin', '-y', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', ...input, '-an', '-avoid_negative_ts', 'make_zero', '-f', 'flv', url, ...frames];
+    const latest = this.latestJpeg && encodedHere(s)
+      ? ['-map', '0:v:0', '-vf', 'fps=1', '-q:v', '4', '-f', 'image2', '-update', '1', '-atomic_writing', '1', this.latestJpeg]
+      : [];
+    return ['-hide_banner', '-nostdin', '-y', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', ...input, '-an', '-avoid_negative_ts', 'make_zero', '-f', 'flv', url, ...frames, ...latest];
   }
 
   private spawn(url: string): void {

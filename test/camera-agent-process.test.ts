@@ -233,6 +233,29 @@ test("a camera whose source is its own RTSP encoder: the agent pushes it copied,
   }
 });
 
+// No V4L2 device can exist on this machine (no /dev/video*, no kernel modules to load): a camera
+// whose frames are encoded by the agent is run on ffmpeg's test pattern instead, through the same
+// encoder, size and bitrate changes and snapshots from the push itself; only opening the device differs.
+test('a camera that encodes its own frames: H.264 at the set size, set-video changes it and the box sees it, snapshots come from the push', async () => {
+  assert.is((await api('POST', '/api/v1/devices/pairing', { seconds: 120 })).status, 200);
+  await startAgent('cam-lab', 'pattern');
+  await waitUntil('cam-lab pending', async () => ((await api('GET', '/api/v1/devices?state=pending')).json.devices as Array<{ id: string }>).some((d) => d.id === 'cam-lab'), 30_000);
+  assert.is((await api('PATCH', '/api/v1/devices/cam-lab', { state: 'allowed' })).status, 200);
+  await waitUntil('cam-lab online at 1280x720', async () => (await camera('cam-lab'))?.status?.width === 1280, 60_000, 250);
+  assert.is((await camera('cam-lab')).status.codec, 'h264');
+  const snap = await waitUntil('a snapshot', async () => {
+    const r = await api('POST', '/api/v1/usp/endpoints/cam-lab/command', { command: 'snapshot' });
+    return r.status === 200 && r;
+  }, 15_000, 500);
+  assert.equal([...Buffer.from(snap.json.jpegBase64, 'base64').subarray(0, 2)], [0xff, 0xd8]);
+  const set = await api('POST', '/api/v1/usp/endpoints/cam-lab/command', { command: 'set-video', width: 640, height: 360, bitrateKbps: 400 });
+  assert.is(set.status, 200, set.text);
+  assert.equal([set.json.width, set.json.height, set.json.bitrateKbps], [640, 360, 400]);
+  await waitUntil('the box sees 640x360', async () => (await camera('cam-lab'))?.status?.width === 640, 60_000, 250);
+  assert.is((await camera('cam-lab')).status.height, 360);
+  await agents.get('cam-lab')!.proc.kill('SIGTERM');
+});
+
 /** SIGKILL to the agent process under the bootloader (its child). */
 async function killAgentChild(bootPid: number) {
   const { execFileSync } = await import('node:child_process');
