@@ -1,7 +1,9 @@
 // The camera agent as its own process (under its bootloader loop), several of them, against a
 // real box: paired in the box's pairing window, allowed by the installer, given a push camera and
-// its stream key, pushing the street clip over RTMP; then a firmware campaign over USP that
-// reboots them into the new image, and a camera killed in the middle of its Download().
+// its stream key, pushing the street clip over RTMP; commands, status and the will; firmware
+// campaigns over USP (all updated; killed during Download() and Activate(); a forged image; a
+// version rolled back by the bootloader); the box's broker and ingest restarted; the camera's own
+// motion events; a source that is a real RTSP encoder, and one the agent encodes itself.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -44,7 +46,7 @@ const finished = (id: string, timeoutMs = 90_000) =>
 
 async function startAgent(id: string, source = DEMO_CLIP, extra: string[] = []) {
   const dir = await tempDir(`fogedge-agent-${id}-`);
-  const proc = new Proc(process.execPath, ['--import', 'tsx', 'camera-agent/boot.ts', '--box', '127.0.0.1', '--mqtt-port', String(box.config.mqtt!.port), '--id', id, '--name', `Agent ${id}`, '--source', source, '--vendor-key', keyFile, '--data', dir, '--trial-seconds', '30', ...extra]);
+  const proc = new Proc(process.execPath, ['--import', 'tsx', 'camera-agent/boot.ts', '--box', '127.0.0.1', '--mqtt-port', String(box.config.mqtt!.port), '--id', id, '--name', `Agent ${id}`, '--source', source, '--vendor-key', keyFile, '--data', dir, '--trial-seconds', '30', '--broken-versions', '3.0.0', ...extra]);
   agents.set(id, { proc, dir });
   return proc;
 }
@@ -167,6 +169,27 @@ test('a camera killed during Activate() comes up on a good image, and the campai
   }
   assert.is(info[1].resolvedPathResults[0].resultParams.BootFirmwareImage, info[2].resolvedPathResults[0].resultParams.ActiveFirmwareImage, 'not left on trial');
   await waitUntil('cam-porch online', async () => (await camera('cam-porch'))?.status?.state === 'online', 60_000, 250);
+});
+
+test('a forged image is refused by the camera; a version that never gets healthy is rolled back by its bootloader, and the campaign says why', async () => {
+  const stranger = generateKeyPairSync('ed25519');
+  const forgedImage = buildImage(randomBytes(10_000), { model: 'fogcam-1', version: '6.6.6' }, stranger.privateKey);
+  vendorFiles.set('forged.img', forgedImage);
+  const forged = await finished((await api('POST', '/api/v1/usp/campaigns', { url: `${vendorUrl}/forged.img`, sha256: createHash('sha256').update(forgedImage).digest('hex'), devices: ['cam-yard'] })).json.id);
+  assert.match(Object.values(forged.targets)[0]!.reason!, /7022 The image is not signed by the vendor key/);
+  const before = (await api('POST', '/api/v1/usp/endpoints/cam-yard/get', { paths: ['Device.DeviceInfo.SoftwareVersion'] })).json[0].resolvedPathResults[0].resultParams.SoftwareVersion;
+  // 3.0.0 is what this agent never reports healthy (--broken-versions): its trial runs out.
+  const c = await finished((await api('POST', '/api/v1/usp/campaigns', { ...publish('3.0.0'), devices: ['cam-yard'], trialSeconds: 10 })).json.id, 120_000);
+  assert.is(c.state, 'failed');
+  assert.match(Object.values(c.targets)[0]!.reason!, /rolled back/);
+  const after = await waitUntil('cam-yard answering', async () => {
+    const r = await api('POST', '/api/v1/usp/endpoints/cam-yard/get', { paths: ['Device.DeviceInfo.SoftwareVersion', 'Device.DeviceInfo.FirmwareImage.'] });
+    return r.status === 200 && r.json;
+  }, 60_000, 250);
+  assert.is(after[0].resolvedPathResults[0].resultParams.SoftwareVersion, before);
+  const logs = after[1].resolvedPathResults.map((r: { resultParams: Record<string, string> }) => r.resultParams['BootFailureLog']).join(' ');
+  assert.match(logs, /3\.0\.0.*not confirmed healthy/);
+  await waitUntil('cam-yard online', async () => (await camera('cam-yard'))?.status?.state === 'online', 60_000, 250);
 });
 
 test("the box's broker and video ingest restarted: the cameras reconnect by themselves and stream again", async () => {
