@@ -116,6 +116,11 @@ export const ConfigSchema = z.strictObject({
       discoveryPrefix: z.string().regex(/^[\w-]+$/, 'one topic level').nullable().default('homeassistant'),
       /** A client that does not read its messages for this long is disconnected, ms. */
       drainTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+      /**
+       * After a crash of the box, the last wills of clients that were connected go out unless the
+       * client is back within this long (aedes sweeps wills at 4 heartbeats), s.
+       */
+      willGraceSeconds: z.number().int().min(4).max(3600).default(60),
       /** null: no TLS listener. */
       tlsPort: z.number().int().min(1).max(65535).nullable().default(8883),
       /** PEM files; null: a self-signed certificate made at first start (data/tls/mqtt.crt). */

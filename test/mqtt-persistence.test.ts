@@ -1,5 +1,6 @@
 // The broker's state on disk: the box killed with SIGKILL keeps its retained messages, its
-// persistent sessions and the QoS 1 messages queued for them. Real clients: mqtt.js and
+// persistent sessions and the QoS 1 messages queued for them, and the last wills of connected
+// clients (sent for those that do not come back). Real clients: mqtt.js and
 // Debian's mosquitto_pub / mosquitto_sub.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,7 +14,7 @@ import { connectOutcome } from './helpers/mqtt.ts';
 
 const run = promisify(execFile);
 
-test('SIGKILL of the box: retained messages, a persistent session and its queued messages (bounded, oldest dropped) survive', async () => {
+test('SIGKILL of the box: retained messages, a persistent session and its queued messages (bounded, oldest dropped) survive; wills go out for clients that do not come back', async () => {
   const dataDir = await tempDir();
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
   const env = {
@@ -25,6 +26,7 @@ test('SIGKILL of the box: retained messages, a persistent session and its queued
     FOGEDGE__MQTT__PORT: String(mqttPort),
     FOGEDGE__MQTT__TLSPORT: 'null',
     FOGEDGE__MQTT__MAXQUEUEDPERCLIENT: '5',
+    FOGEDGE__MQTT__WILLGRACESECONDS: '8',
   };
   const base = `http://127.0.0.1:${httpPort}`;
   const url = `mqtt://127.0.0.1:${mqttPort}`;
@@ -39,6 +41,17 @@ test('SIGKILL of the box: retained messages, a persistent session and its queued
     });
     assert.is(device.status, 201, device.text);
     const secret: string = device.json.secret;
+    const addDevice = async (id: string) =>
+      (await getJson(`${base}/api/v1/devices`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` }, body: JSON.stringify({ id, name: id }) })).json.secret as string;
+    // Two devices online with their last wills when the box dies: one never comes back, one does.
+    const secrets = { door: await addDevice('door'), window: await addDevice('window') };
+    const withWill = (id: 'door' | 'window') =>
+      mqtt.connectAsync(url, { clientId: id, username: id, password: secrets[id], reconnectPeriod: 0, will: { topic: `fogedge/devices/${id}/status`, payload: Buffer.from('offline'), qos: 1, retain: true } });
+    for (const id of ['door', 'window'] as const) {
+      const c = await withWill(id);
+      await c.publishAsync(`fogedge/devices/${id}/status`, 'online', { qos: 1, retain: true });
+      c.on('error', () => undefined);
+    }
 
     await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', 'alarm', '-P', secret, '-t', 'fogedge/devices/alarm/state', '-m', 'armed', '-r', '-q', '1']);
     // The phone app subscribes with a persistent session, then goes away.
@@ -53,6 +66,15 @@ test('SIGKILL of the box: retained messages, a persistent session and its queued
 
     await box.kill('SIGKILL');
     box = await startedNode(env);
+    const window = await withWill('window');
+    await window.publishAsync('fogedge/devices/window/status', 'online', { qos: 1, retain: true });
+
+    // The door never came back: its will, retained, once the grace is over; the window's old will stays unsent.
+    const door = await run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', 'admin', '-P', session, '-t', 'fogedge/devices/door/status', '-C', '2', '-W', '30']);
+    assert.equal(door.stdout.trim().split('\n'), ['online', 'offline'], 'the retained online, then the will');
+    const windowNow = await run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', 'admin', '-P', session, '-t', 'fogedge/devices/window/status', '-C', '1', '-W', '10']);
+    assert.is(windowNow.stdout.trim(), 'online');
+    await window.endAsync();
 
     // A new subscriber gets the retained state from before the crash.
     const sub = await run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', 'admin', '-P', session, '-t', 'fogedge/devices/alarm/state', '-C', '1', '-W', '10']);

@@ -1,7 +1,8 @@
 // aedes persistence on LevelDB: aedes-persistence's in-memory implementation does the
 // matching and streaming; this writes its state through to disk and loads it back at start,
 // so retained messages, persistent sessions' subscriptions and their queued QoS 1/2
-// messages survive a restart. (npm has no aedes persistence on LevelDB that fits aedes 1.x.)
+// messages survive a restart, and so do the last wills of connected clients: after a crash
+// aedes publishes those whose client does not come back (they name a broker id that is gone). (npm has no aedes persistence on LevelDB that fits aedes 1.x.)
 // Writes are not fsynced: they reach the OS before aedes acknowledges, so a crash of the box
 // loses nothing; a power cut may lose the last moments.
 import { createRequire } from 'node:module';
@@ -38,6 +39,10 @@ interface AsyncPersistence {
   removeSubscriptions(client: ClientRef, topics: string[]): Promise<void>;
   subscriptionsByClient(client: ClientRef): Promise<Sub[]>;
   cleanSubscriptions(client: ClientRef): Promise<void>;
+  putWill(client: ClientRef, packet: Packet): Promise<void>;
+  getWill(client: ClientRef): Promise<Packet | undefined>;
+  delWill(client: ClientRef): Promise<Packet | undefined>;
+  streamWill(brokers?: Record<string, number>): Readable;
   destroy(): Promise<void>;
 }
 
@@ -64,6 +69,10 @@ export class LevelPersistence extends MemoryPersistence {
   #subs!: Collection<Sub>;
   #outbox!: Collection<{ clientId: string; packet: StoredPacket }>;
   #owners!: Collection<string>;
+  #willsDb!: Collection<StoredPacket>;
+  /** client id -> its will, with the id of the broker it was connected to. */
+  readonly #wills = new Map<string, Packet>();
+  #brokerId = '';
   /** Each persistent session's queue in delivery order, with the key of each message on disk. */
   readonly #queues = new Map<string, Queued[]>();
   readonly #ownerOf = new Map<string, string>();
@@ -78,6 +87,7 @@ export class LevelPersistence extends MemoryPersistence {
 
   override async setup(broker: object): Promise<void> {
     await super.setup(broker);
+    this.#brokerId = (broker as { id: string }).id;
     this.#store = await Store.open(this.dir);
     this.#retained = this.#store.collection('retained');
     this.#subs = this.#store.collection('subscriptions');
@@ -95,6 +105,32 @@ export class LevelPersistence extends MemoryPersistence {
       this.#seq = Math.max(this.#seq, parseInt(key, 16) + 1);
     }
     for await (const [clientId, owner] of this.#owners.entries()) this.#ownerOf.set(clientId, owner);
+    this.#willsDb = this.#store.collection('wills');
+    for await (const [clientId, will] of this.#willsDb.entries()) this.#wills.set(clientId, fromStored(will));
+  }
+
+  // Wills kept here, not in the memory class: one loaded from disk keeps its old broker id.
+  override async putWill(client: ClientRef, packet: Packet): Promise<void> {
+    const will = { ...packet, brokerId: this.#brokerId, clientId: client.id } as Packet;
+    this.#wills.set(client.id, will);
+    await this.#willsDb.put(client.id, toStored(will), { sync: false });
+  }
+
+  override async getWill(client: ClientRef): Promise<Packet | undefined> {
+    return this.#wills.get(client.id);
+  }
+
+  override async delWill(client: ClientRef): Promise<Packet | undefined> {
+    const will = this.#wills.get(client.id);
+    if (!will) return undefined;
+    this.#wills.delete(client.id);
+    await this.#willsDb.del(client.id, { sync: false });
+    return will;
+  }
+
+  /** The wills of brokers not alive (for this box: the run before a crash). */
+  override streamWill(brokers: Record<string, number> = {}): Readable {
+    return Readable.from([...this.#wills.values()].filter((w) => !brokers[w.brokerId as string]));
   }
 
   // Keys in hex of fixed width sort in the order they were queued.

@@ -360,7 +360,14 @@ export function mqttService(config: Config): ServiceSchema {
         maxQueuedPerClient: options.maxQueuedPerClient,
         onDrop: (clientId, topic) => this.logger.warn(`MQTT queue of offline client "${clientId}" is full (mqtt.maxQueuedPerClient ${options.maxQueuedPerClient}): its oldest message, to "${topic}", was dropped`),
       });
-      aedes = await Aedes.createBroker({ persistence: persistence as never, drainTimeout: options.drainTimeoutMs, maxClientsIdLength: 128, connectTimeout: 10_000 });
+      aedes = await Aedes.createBroker({
+        persistence: persistence as never,
+        drainTimeout: options.drainTimeoutMs,
+        maxClientsIdLength: 128,
+        connectTimeout: 10_000,
+        // Wills left on disk by a crash go out at aedes' sweep, every 4 heartbeats.
+        heartbeatInterval: (options.willGraceSeconds * 1000) / 4,
+      });
       setup(this.broker, this.logger);
       aedes.on('unsubscribe', (topics, client) => {
         for (const topic of topics) grantedTopics.get(client)?.delete(topic);
