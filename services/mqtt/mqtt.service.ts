@@ -19,6 +19,7 @@ import type { Camera } from '../cameras/cameras.schemas.ts';
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { LevelPersistence } from './level-persistence.ts';
+import { limitPacketSize, PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
 import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
 import type { Notifications } from '../accounts/accounts.schemas.ts';
@@ -346,7 +347,13 @@ export function mqttService(config: Config): ServiceSchema {
 
       /** MQTT over a WebSocket (the gateway's /mqtt) on this node's broker. */
       handleStream(stream: Duplex) {
-        aedes?.handle(stream);
+        if (!aedes) return void stream.destroy();
+        const limit = config.mqtt!.maxPayloadBytes + PACKET_OVERHEAD_BYTES;
+        const client = aedes.handle(stream);
+        limitPacketSize(client, stream, limit, (bytes) => {
+          const socket = stream as Partial<net.Socket>;
+          this.logger.warn(`MQTT packet of ${bytes} bytes refused at its header from ${client.id ? `client "${client.id}"` : (socket.remoteAddress ?? 'a client')}: over mqtt.maxPayloadBytes (${config.mqtt!.maxPayloadBytes}) and room for its topic; connection closed`);
+        });
       },
     },
 
@@ -391,7 +398,7 @@ export function mqttService(config: Config): ServiceSchema {
       const handle = (socket: net.Socket) => {
         sockets.add(socket);
         socket.once('close', () => sockets.delete(socket));
-        aedes!.handle(socket);
+        this.handleStream(socket);
       };
       await open(net.createServer(handle), options.port, 'TCP');
       if (options.tlsPort) await open(tls.createServer(await tlsOptions(config), handle), options.tlsPort, 'TLS');
