@@ -24,6 +24,13 @@ const status = async (b = box) => (await b.broker.call('sync.status')) as SyncSt
 const targetStatus = async (id: string, b = box) => (await status(b)).targets.find((t) => t.id === id)!;
 const enqueue = (name: string, data: Buffer, resource = 'events', b = box) =>
   b.broker.call('sync.enqueue', { resource, name, contentType: 'application/octet-stream', base64: data.toString('base64') }) as Promise<{ queued: boolean }>;
+/** GET /api/v1/metrics as `name{labels}` -> value. */
+const metrics = async (auth = admin) => {
+  const res = await box.request('GET', '/api/v1/metrics', { auth });
+  assert.is(res.status, 200, res.text);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  return new Map(res.text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))]));
+};
 const drained = (b = box, timeoutMs = 30_000) =>
   waitUntil('the outbox empty', async () => (await status(b)).queue.items === 0, timeoutMs, 100).catch(async (err: Error) => {
     throw new Error(`${err.message}; status ${JSON.stringify(await status(b))}; queue ${JSON.stringify(await b.broker.call('sync.queue'))}`);
@@ -155,9 +162,25 @@ test('wrong credentials: the item stays queued, the status says why, and retries
   assert.is(t.pendingItems, 1);
   // 200 ms doubling to 1 s with jitter: a handful of tries in 3 s, not a tight loop.
   assert.ok(t.failures >= 2 && t.failures <= 12, `failures in a row: ${t.failures}`);
+  // The same, as Prometheus scrapes it.
+  const failing = await metrics();
+  assert.is(failing.get('fogedge_sync_target_pending_items{target="s3",type="s3"}'), 1);
+  assert.ok(failing.get('fogedge_sync_target_failures{target="s3",type="s3"}')! >= 2);
+  assert.is(failing.get('fogedge_sync_queue_items'), 1);
+  assert.is(failing.get('fogedge_source_up{source="sync"}'), 1);
+  const sentBefore = failing.get('fogedge_sync_target_sent_items{target="s3",type="s3"}')!;
   await box.request('PATCH', '/api/v1/sync/targets/s3', { auth: admin, body: { accessKey: 'S3RVER' } });
   await drained();
   assert.is(sha256(await s3.download('auth/one.bin')), sha256(data));
+  const ok = await metrics();
+  assert.equal([ok.get('fogedge_sync_target_up{target="s3",type="s3"}'), ok.get('fogedge_sync_target_pending_items{target="s3",type="s3"}'), ok.get('fogedge_sync_queue_items')], [1, 0, 0]);
+  assert.is(ok.get('fogedge_sync_target_sent_items{target="s3",type="s3"}'), sentBefore + 1);
+  assert.ok(ok.get('fogedge_sync_target_last_success_timestamp_seconds{target="s3",type="s3"}')! > Date.now() / 1000 - 60);
+  assert.ok(ok.has('fogedge_disk_free_bytes'));
+  // Only signed in (Prometheus with an API token as its bearer token).
+  assert.is((await box.request('GET', '/api/v1/metrics')).status, 401);
+  const token = (await box.request('POST', '/api/v1/tokens', { auth: admin, body: { name: 'prometheus' } })).json.token as string;
+  assert.is((await metrics(token)).get('fogedge_sync_queue_items'), 0);
 });
 
 test('the audit log goes up in batches: who added a camera, who changed a target (no secrets)', async () => {

@@ -2,6 +2,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
 import { callAs, type HttpEnv } from '../context.ts';
+import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.ts';
 import { body, errors, json, signedIn } from '../openapi.ts';
 
 const Status = z.enum(['ok', 'degraded', 'down']);
@@ -80,6 +81,18 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       responses: { 200: json(Storage), 401: errors[401], 403: errors[403] },
     }),
     async (c) => c.json(await callAs<z.infer<typeof Storage>>(broker, c, 'recorder.storage'), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/metrics',
+      tags: ['system'],
+      summary: 'Prometheus metrics: cloud sync (queue, each target), cameras, disk (signed in: Prometheus sends an API token as its bearer token)',
+      security: signedIn,
+      responses: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } }, 401: errors[401], 403: errors[403] },
+    }),
+    async (c) => c.text(await renderMetrics(broker, c.get('caller')), 200, { 'content-type': METRICS_CONTENT_TYPE }),
   );
 
   app.openapi(
