@@ -8,6 +8,7 @@ import { freePort, waitUntil } from './helpers/processes.ts';
 import { Azurite, S3rver, sha256 } from './helpers/storage.ts';
 import { RtspCamera } from './helpers/video.ts';
 import { WebSocket } from 'ws';
+import { createServer } from 'node:http';
 
 let box: TestBox;
 let admin: string;
@@ -78,6 +79,22 @@ test('targets are added by API with their secrets masked; the connection test sa
     assert.match(res.message, /clock/);
   } finally {
     await skewed.stop();
+  }
+  // Azure: Azurite does not check request dates, so this is the one stand-in in these tests: a
+  // loopback server answering every request as Azure answers a request whose date is off by more
+  // than 15 minutes (403 AuthenticationFailed, "Request date header too old"), read by the real SDK.
+  const azureSkewed = createServer((req, res) => {
+    const body = `\ufeff<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.\nRequestId:1\nTime:${new Date().toISOString()}</Message><AuthenticationErrorDetail>Request date header too old: '${req.headers['x-ms-date']}'</AuthenticationErrorDetail></Error>`;
+    res.writeHead(403, { 'content-type': 'application/xml', 'x-ms-error-code': 'AuthenticationFailed', 'x-ms-request-id': '1' }).end(body);
+  });
+  const azurePort = await freePort();
+  await new Promise<void>((r) => azureSkewed.listen(azurePort, '127.0.0.1', r));
+  try {
+    const res = await check(az.target('x', 'fogedge', { endpoint: `http://127.0.0.1:${azurePort}/devstoreaccount1` }));
+    assert.is(res.code, 'CLOCK_SKEW', JSON.stringify(res));
+    assert.match(res.message, /clock/);
+  } finally {
+    azureSkewed.close();
   }
   const bad = await box.request('POST', '/api/v1/sync/targets', { auth: admin, body: { ...s3.target('bad'), endpoint: 'ftp://x' } });
   assert.is(bad.status, 422);

@@ -102,14 +102,14 @@ function causeCode(err: unknown): string | undefined {
 
 export function classify(err: unknown, where: string): TargetError {
   if (err instanceof TargetError) return err;
-  const e = err as { code?: string; statusCode?: number; message?: string; details?: { errorCode?: string; AuthenticationErrorDetail?: string } };
+  const e = err as { code?: string; statusCode?: number; message?: string; details?: { errorCode?: string; authenticationErrorDetail?: string } };
   const message = e.message ?? String(err);
   const node = causeCode(err) ?? (message.match(/\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH)\b/)?.[1]);
   if (node === 'ENOTFOUND' || node === 'EAI_AGAIN') return new TargetError('DNS', `${where}: the host name does not resolve (${node})`);
   if (node && TIMEOUTS.has(node)) return new TargetError('TIMEOUT', `${where}: no answer in time (${node})`);
   if (node && NETWORK.has(node)) return new TargetError('UNREACHABLE', `${where}: cannot connect (${node})`);
   const code = e.details?.errorCode ?? e.code ?? '';
-  const detail = `${message} ${e.details?.AuthenticationErrorDetail ?? ''}`;
+  const detail = `${message} ${e.details?.authenticationErrorDetail ?? ''}`;
   // S3 says RequestTimeTooSkewed; Azure says 403 AuthenticationFailed "Request date header too old".
   if (code === 'RequestTimeTooSkewed' || /date header too old|not within the permitted time|too skewed/i.test(detail)) {
     return new TargetError('CLOCK_SKEW', `${where}: the box's clock differs too much from the server's; set the time (NTP). ${message}`);
@@ -290,6 +290,12 @@ class AzureTarget implements UploadTarget {
       return await this.properties(name);
     } catch (err) {
       if (err instanceof RestError && err.statusCode === 404 && (err.code === 'BlobNotFound' || !err.code)) return undefined;
+      // A HEAD's refusal has no body to say why (a skewed clock, say): ask again with a GET.
+      if (err instanceof RestError && err.statusCode === 403) {
+        await this.container.getProperties().catch((why) => {
+          throw classify(why, `Azure container "${this.name}"`);
+        });
+      }
       throw err;
     }
   }
