@@ -63,6 +63,11 @@ export const ConfigSchema = z.strictObject({
       minFreeBytes: z.number().int().min(0).default(1024 ** 3),
       /** Retention of recordings whose camera was removed, days. */
       removedCameraRetainDays: z.number().min(0.01).max(3650).default(7),
+      /**
+       * Events mode: footage waits this long past its pre-roll for an event to claim it before it
+       * goes (an event is stored a little after it starts), s.
+       */
+      eventClaimSeconds: z.number().min(1).max(3600).default(60),
       /** How often retention runs, s. */
       retentionIntervalSeconds: z.number().min(1).max(3600).default(60),
       /** How often the recordings index looks for segments it lacks (cut by a crash), s. */

@@ -2,7 +2,7 @@
 // the timeline, and what survives a camera or the box dying mid-segment.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { rm, writeFile } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -24,7 +24,10 @@ const timeline = async (id: string, from = t0, to = t1(), auth = admin) =>
 const media = (rel: string) => path.join(box.dataDir, 'media', rel);
 
 test.before(async () => {
-  box = await testBox({ video: { segmentSeconds: 2, stallSeconds: 4, restartMinMs: 300, restartMaxMs: 2000 } });
+  box = await testBox({
+    video: { segmentSeconds: 2, stallSeconds: 4, restartMinMs: 300, restartMaxMs: 2000, retentionIntervalSeconds: 1, eventClaimSeconds: 2 },
+    detector: { preRollSeconds: 1, postRollSeconds: 1 },
+  });
   admin = await withAdmin(box);
   cam = new RtspCamera(await freePort());
   await cam.start();
@@ -164,6 +167,38 @@ test('segment files: signed in with the right role, byte ranges, and no way out 
     assert.ok([404, 422].includes(res.status), `${evil} -> ${res.status}`);
     assert.not.match(res.text, /root:|LevelDB|MANIFEST/);
   }
+});
+
+test('events mode: only the segments around an event (with its roll) stay on disk and in the index; they play', async () => {
+  const res = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'gate', name: 'Gate', source: { kind: 'rtsp', url: cam.url() }, detection: { enabled: false }, recording: { mode: 'events' } } });
+  assert.is(res.status, 201, res.text);
+  const first = await waitUntil('the first segments', async () => {
+    const s = await segments('gate');
+    return s.length >= 3 && s;
+  }, 30_000, 250);
+  // Someone passes 5 s into the recording, for a second (as the detector would store it).
+  const start = Date.parse(first[0]!.start) + 5000;
+  const event = { id: 'gate-walker', camera: 'gate', label: 'person', topScore: 0.9, box: [0.4, 0.3, 0.5, 0.9], zones: [], stationary: false, start: new Date(start).toISOString() };
+  await box.broker.call('events.record', { ...event, type: 'start', end: null });
+  await box.broker.call('events.record', { ...event, type: 'end', end: new Date(start + 1000).toISOString() });
+  const keep: [number, number] = [start - 1000, start + 2000]; // pre-roll 1 s, post-roll 1 s
+  const around = (s: { start: string; end: string }) => Date.parse(s.start) < keep[1] && Date.parse(s.end) > keep[0];
+  // Recording goes on; what is past the claim time and not around the event goes.
+  const settled = await waitUntil('footage away from the event gone', async () => {
+    const list = await segments('gate');
+    const old = list.filter((s) => Date.parse(s.end) < start + 8000);
+    return Date.now() > start + 14_000 && old.every(around) && list;
+  }, 40_000, 500);
+  const kept = settled.filter(around);
+  assert.ok(kept.length >= 1, 'the event\'s footage stays');
+  for (const s of kept) await playable(media(s.path));
+  const gone = first.filter((s) => !around(s));
+  assert.ok(gone.length >= 1, 'there was footage before the event to drop');
+  for (const s of gone) assert.not.ok(await stat(media(s.path)).catch(() => null), `${s.path} deleted from disk`);
+  // The event's clip is cut from what stayed.
+  const clip = await box.request('GET', `/api/v1/events/gate-walker/clip.mp4`, { auth: admin });
+  assert.is(clip.status, 200, clip.text.slice(0, 200));
+  assert.is((await box.request('DELETE', '/api/v1/cameras/gate', { auth: admin })).status, 200);
 });
 
 test('RTSP server killed mid-segment: what was recorded stays playable, the cut segment too', async () => {

@@ -17,8 +17,6 @@ import { NotFoundError } from '../../lib/errors.ts';
 import path from 'node:path';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 
-/** Seconds after its pre-roll that footage may still be claimed by an event being stored. */
-const EVENT_CLAIM_MARGIN_S = 60;
 
 export const TimeRangeInput = z
   .strictObject({
@@ -177,7 +175,7 @@ export function recorderService(config: Config): ServiceSchema {
         eventRetainDays: (camera) => specs?.get(camera)?.recording.eventRetainDays ?? 0,
         eventsOnly: (camera) => specs?.get(camera)?.recording.mode === 'events',
         // An event may claim footage up to its pre-roll back, and is stored a little after it starts.
-        eventClaimMs: (preRollSeconds + EVENT_CLAIM_MARGIN_S) * 1000,
+        eventClaimMs: (preRollSeconds + config.video.eventClaimSeconds) * 1000,
         eventRanges: async (camera, from, to) => {
           const events = await this.broker
             .call<Array<{ start: string; end: string | null }>, object>('events.list', { camera, from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit: 1000 })
