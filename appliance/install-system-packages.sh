@@ -15,8 +15,9 @@ PACKAGES=(
   # Tests only: real MQTT clients (mosquitto_sub, mosquitto_pub), and Debian's mosquitto broker as
   # the operator's (ADMP) broker and the reference of npm run bench:mqtt
   mosquitto-clients mosquitto
-  # Tests only: the browser of the web UI tests (driven by playwright-core), and a font for it
-  chromium fonts-dejavu-core
+  # Tests only: the browsers of the web UI tests (Chromium driven by playwright-core, Firefox by
+  # puppeteer-core over WebDriver BiDi), and a font for them
+  chromium firefox-esr fonts-dejavu-core
 )
 apt-get update
 apt-get install -y --no-install-recommends "${PACKAGES[@]}"
