@@ -6,15 +6,15 @@
 // motion events; a source that is a real RTSP encoder, and one the agent encodes itself.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { buildImage } from '../camera-agent/firmware-image.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import type { Campaign } from '../services/usp/usp.service.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { RtspCamera } from './helpers/video.ts';
+import { VendorServer } from './helpers/vendor-server.ts';
 import { freePort, Proc, waitUntil } from './helpers/processes.ts';
 import mqtt from 'mqtt';
 import { execFile } from 'node:child_process';
@@ -23,9 +23,7 @@ import { promisify } from 'node:util';
 const execFileAsync = promisify(execFile);
 
 const vendor = generateKeyPairSync('ed25519');
-const vendorFiles = new Map<string, Buffer>();
-let vendorServer: Server;
-let vendorUrl: string;
+let vendorServer: VendorServer;
 let box: TestBox;
 let admin: string;
 let keyFile: string;
@@ -34,9 +32,7 @@ const agents = new Map<string, { proc: Proc; dir: string }>();
 const api = (method: string, url: string, body?: unknown) => box.request(method, url, { auth: admin, ...(body ? { body } : {}) });
 const camera = async (id: string) => (await api('GET', `/api/v1/cameras/${id}`)).json;
 const publish = (version: string, payloadBytes = 20_000) => {
-  const image = buildImage(randomBytes(payloadBytes), { model: 'fogcam-1', version }, vendor.privateKey);
-  vendorFiles.set(`${version}.img`, image);
-  return { url: `${vendorUrl}/${version}.img`, sha256: createHash('sha256').update(image).digest('hex') };
+  return vendorServer.serve(`${version}.img`, buildImage(randomBytes(payloadBytes), { model: 'fogcam-1', version }, vendor.privateKey));
 };
 const finished = (id: string, timeoutMs = 90_000) =>
   waitUntil(`campaign ${id} finished`, async () => {
@@ -52,13 +48,7 @@ async function startAgent(id: string, source = DEMO_CLIP, extra: string[] = []) 
 }
 
 test.before(async () => {
-  const vendorPort = await freePort();
-  vendorUrl = `http://127.0.0.1:${vendorPort}`;
-  vendorServer = createServer((req, res) => {
-    const body = vendorFiles.get(path.basename(req.url ?? ''));
-    if (!body) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-length': body.length }).end(body);
-  }).listen(vendorPort, '127.0.0.1');
+  vendorServer = await VendorServer.start();
   const httpPort = await freePort();
   box = await testBox({
     http: { port: httpPort },
@@ -173,9 +163,8 @@ test('a camera killed during Activate() comes up on a good image, and the campai
 
 test('a forged image is refused by the camera; a version that never gets healthy is rolled back by its bootloader, and the campaign says why', async () => {
   const stranger = generateKeyPairSync('ed25519');
-  const forgedImage = buildImage(randomBytes(10_000), { model: 'fogcam-1', version: '6.6.6' }, stranger.privateKey);
-  vendorFiles.set('forged.img', forgedImage);
-  const forged = await finished((await api('POST', '/api/v1/usp/campaigns', { url: `${vendorUrl}/forged.img`, sha256: createHash('sha256').update(forgedImage).digest('hex'), devices: ['cam-yard'] })).json.id);
+  const forgedImage = vendorServer.serve('forged.img', buildImage(randomBytes(10_000), { model: 'fogcam-1', version: '6.6.6' }, stranger.privateKey));
+  const forged = await finished((await api('POST', '/api/v1/usp/campaigns', { ...forgedImage, devices: ['cam-yard'] })).json.id);
   assert.match(Object.values(forged.targets)[0]!.reason!, /7022 The image is not signed by the vendor key/);
   const before = (await api('POST', '/api/v1/usp/endpoints/cam-yard/get', { paths: ['Device.DeviceInfo.SoftwareVersion'] })).json[0].resolvedPathResults[0].resultParams.SoftwareVersion;
   // 3.0.0 is what this agent never reports healthy (--broken-versions): its trial runs out.

@@ -6,25 +6,22 @@ import * as assert from 'uvu/assert';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { buildImage, verifyImage } from '../camera-agent/firmware-image.ts';
 import { FirmwareError, FirmwareSlots } from '../camera-agent/firmware-slots.ts';
 import { tempDir } from './helpers/box.ts';
-import { freePort } from './helpers/processes.ts';
+import { VendorServer } from './helpers/vendor-server.ts';
 
 const vendor = generateKeyPairSync('ed25519');
 const stranger = generateKeyPairSync('ed25519');
 const MODEL = 'fogcam-1';
 const SLOT_BYTES = 64 * 1024;
-const files = new Map<string, Buffer>();
-let server: Server;
-let base: string;
+let vendorServer: VendorServer;
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const image = (version: string, opts: { key?: typeof vendor.privateKey; model?: string; payload?: Buffer } = {}) =>
   buildImage(opts.payload ?? randomBytes(8000), { model: opts.model ?? MODEL, version }, opts.key ?? vendor.privateKey);
-const serve = (name: string, body: Buffer) => (files.set(name, body), `${base}/${name}`);
+const serve = (name: string, body: Buffer) => vendorServer.serve(name, body).url;
 const open = async (dir?: string) => {
   const d = dir ?? (await tempDir('fogedge-fw-'));
   return { dir: d, slots: await FirmwareSlots.open(d, { vendorKey: vendor.publicKey, model: MODEL, slotBytes: SLOT_BYTES, factoryVersion: '1.0.0' }) };
@@ -40,23 +37,17 @@ const refusal = async (work: Promise<unknown>): Promise<FirmwareError> => {
 };
 
 test.before(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = createServer((req, res) => {
-    const name = path.basename(req.url ?? '');
-    if (name === 'truncated.img') {
-      // Says it is whole, sends half, then the connection drops.
-      const body = image('2.0.0');
-      res.writeHead(200, { 'content-length': body.length });
-      res.write(body.subarray(0, body.length / 2));
-      return setTimeout(() => res.destroy(), 50);
-    }
-    const body = files.get(name);
-    if (!body) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-length': body.length }).end(body);
-  }).listen(port, '127.0.0.1');
+  vendorServer = await VendorServer.start((name, res) => {
+    if (name !== 'truncated.img') return false;
+    // Says it is whole, sends half, then the connection drops.
+    const body = image('2.0.0');
+    res.writeHead(200, { 'content-length': body.length });
+    res.write(body.subarray(0, body.length / 2));
+    setTimeout(() => res.destroy(), 50);
+    return true;
+  });
 });
-test.after(() => void server.close());
+test.after(() => vendorServer.close());
 
 test('the image format: a vendor-signed manifest with the payload hash; any change is caught', () => {
   const img = image('2.0.0');
@@ -96,11 +87,11 @@ test('refused, with the running slot untouched: bad signature, wrong hash, other
   const img = image('2.0.0');
   cases.push(['wrong hash', () => slots.download(serve('img.img', img), { sha256: 'b'.repeat(64) }), /SHA-256 is/, 7022, 'ValidationFailed']);
   cases.push(['other model', () => slots.download(serve('other.img', image('2.0.0', { model: 'doorbell-3' })), {}), /for model "doorbell-3"/, 7022, 'ValidationFailed']);
-  cases.push(['truncated', () => slots.download(`${base}/truncated.img`, {}), /terminated|aborted|socket|closed/i, 7022, 'DownloadFailed']);
+  cases.push(['truncated', () => slots.download(`${vendorServer.url}/truncated.img`, {}), /terminated|aborted|socket|closed/i, 7022, 'DownloadFailed']);
   cases.push(['too large (said)', () => slots.download(serve('big.img', img), { fileSize: SLOT_BYTES + 1 }), /larger than the slot/, 7005, 'NoImage']);
   cases.push(['too large (sent)', () => slots.download(serve('huge.img', image('2.0.0', { payload: randomBytes(SLOT_BYTES) })), {}), /larger than the slot/, 7005, 'DownloadFailed']);
   cases.push(['short of its size', () => slots.download(serve('short.img', img), { fileSize: img.length + 10 }), /ended after/, 7022, 'DownloadFailed']);
-  cases.push(['not found', () => slots.download(`${base}/missing.img`, {}), /HTTP 404/, 7022, 'DownloadFailed']);
+  cases.push(['not found', () => slots.download(`${vendorServer.url}/missing.img`, {}), /HTTP 404/, 7022, 'DownloadFailed']);
   for (const [what, work, message, code, status] of cases) {
     const err = await refusal(work());
     assert.match(err.message, message, what);

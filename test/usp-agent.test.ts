@@ -4,25 +4,22 @@
 // their TransferComplete! and OperationComplete notifications.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import path from 'node:path';
 import { decodeRecord, encodeRecord, errorOf, request, type Msg } from '../lib/usp/codec.ts';
 import { buildImage } from '../camera-agent/firmware-image.ts';
 import { FirmwareSlots } from '../camera-agent/firmware-slots.ts';
 import { UspAgent } from '../camera-agent/usp/agent.ts';
 import { deviceModel } from '../camera-agent/usp/device-model.ts';
 import { tempDir } from './helpers/box.ts';
-import { freePort, waitUntil } from './helpers/processes.ts';
+import { waitUntil } from './helpers/processes.ts';
+import { VendorServer } from './helpers/vendor-server.ts';
 
 const CONTROLLER = 'self::fogedge-box';
 const AGENT = 'os::00D0F1-fogcam-0042';
 const vendor = generateKeyPairSync('ed25519');
 const stranger = generateKeyPairSync('ed25519');
-const files = new Map<string, Buffer>();
-let server: Server;
-let base: string;
+let vendorServer: VendorServer;
 let dir: string;
 let slots: FirmwareSlots;
 let agent: UspAgent;
@@ -30,7 +27,6 @@ let restarts = 0;
 const inbox: Msg[] = [];
 
 const image = (version: string, key = vendor.privateKey) => buildImage(randomBytes(5000), { model: 'fogcam-1', version }, key);
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Sends a request and returns the reply to it. */
 async function ask(msgType: string, req: Record<string, unknown>): Promise<Msg> {
@@ -42,13 +38,7 @@ const get = async (path: string) => (await ask('GET', { get: { paramPaths: [path
 const notifications = () => inbox.filter((m) => m.header.msgType === 'NOTIFY').map((m) => m.body.request!['notify']);
 
 test.before(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = createServer((req, res) => {
-    const body = files.get(path.basename(req.url ?? ''));
-    if (!body) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-length': body.length }).end(body);
-  }).listen(port, '127.0.0.1');
+  vendorServer = await VendorServer.start();
   dir = await tempDir('fogedge-usp-');
   slots = await FirmwareSlots.open(dir, { vendorKey: vendor.publicKey, model: 'fogcam-1', slotBytes: 1024 * 1024, factoryVersion: '1.0.0' });
   let self: UspAgent;
@@ -69,7 +59,7 @@ test.before(async () => {
   });
 });
 test.after(async () => {
-  server.close();
+  vendorServer.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -137,9 +127,9 @@ test('GetSupportedDM lists the firmware objects, their parameters with access, t
 
 test('Download() of a forged image fails with TransferComplete! and OperationComplete carrying 7022; the running image is untouched', async () => {
   const forged = image('6.6.6', stranger.privateKey);
-  files.set('forged.img', forged);
+  const served = vendorServer.serve('forged.img', forged);
   const before = notifications().length;
-  const res = await ask('OPERATE', { operate: { command: 'Device.DeviceInfo.FirmwareImage.2.Download()', commandKey: 'bad-1', sendResp: true, inputArgs: { URL: `${base}/forged.img`, CheckSumAlgorithm: 'SHA-256', CheckSum: sha(forged) } } });
+  const res = await ask('OPERATE', { operate: { command: 'Device.DeviceInfo.FirmwareImage.2.Download()', commandKey: 'bad-1', sendResp: true, inputArgs: { URL: served.url, CheckSumAlgorithm: 'SHA-256', CheckSum: served.sha256 } } });
   assert.match(res.body.response!['operateResp'].operationResults[0].reqObjPath, /^Device\.LocalAgent\.Request\.\d+\.$/);
   await waitUntil('two notifications', () => notifications().length >= before + 2);
   const [transfer, complete] = notifications().slice(before);
@@ -152,9 +142,9 @@ test('Download() of a forged image fails with TransferComplete! and OperationCom
 
 test('Download() then Activate(): the image is Available, then the camera restarts into it, on trial', async () => {
   const good = image('2.0.0');
-  files.set('good.img', good);
+  const served = vendorServer.serve('good.img', good);
   const before = notifications().length;
-  await ask('OPERATE', { operate: { command: 'Device.DeviceInfo.FirmwareImage.2.Download()', commandKey: 'camp-1', sendResp: true, inputArgs: { URL: `${base}/good.img`, FileSize: String(good.length), CheckSumAlgorithm: 'SHA-256', CheckSum: sha(good) } } });
+  await ask('OPERATE', { operate: { command: 'Device.DeviceInfo.FirmwareImage.2.Download()', commandKey: 'camp-1', sendResp: true, inputArgs: { URL: served.url, FileSize: String(good.length), CheckSumAlgorithm: 'SHA-256', CheckSum: served.sha256 } } });
   await waitUntil('the download done', () => notifications().slice(before).some((n) => n.operComplete));
   const done = notifications().slice(before).find((n) => n.operComplete)!;
   assert.ok(done.operComplete.reqOutputArgs, JSON.stringify(done));
@@ -168,7 +158,7 @@ test('Download() then Activate(): the image is Available, then the camera restar
   await waitUntil('the restart', () => restarts === 1);
   assert.equal([slots.active, slots.state.trying?.from, slots.version], ['B', 'A', '2.0.0']);
   // Downloading into the active image is refused.
-  const again = await ask('OPERATE', { operate: { command: 'Device.DeviceInfo.FirmwareImage.2.Download()', commandKey: 'camp-2', sendResp: true, inputArgs: { URL: `${base}/good.img` } } });
+  const again = await ask('OPERATE', { operate: { command: 'Device.DeviceInfo.FirmwareImage.2.Download()', commandKey: 'camp-2', sendResp: true, inputArgs: { URL: served.url } } });
   assert.ok(again.body.response);
   await waitUntil('the refusal', () => notifications().some((n) => n.operComplete?.commandKey === 'camp-2'));
   assert.match(notifications().find((n) => n.operComplete?.commandKey === 'camp-2')!.operComplete.cmdFailure.errMsg, /active image/);

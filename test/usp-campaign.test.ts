@@ -4,32 +4,27 @@
 // from a vendor server over HTTP; the box fetches it once and the cameras download it from the box.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import path from 'node:path';
 import { buildImage } from '../camera-agent/firmware-image.ts';
 import { CameraAgent, type CameraAgentOptions } from '../camera-agent/camera-agent.ts';
 import type { Campaign } from '../services/usp/usp.service.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
+import { VendorServer } from './helpers/vendor-server.ts';
 
 const vendor = generateKeyPairSync('ed25519');
 const stranger = generateKeyPairSync('ed25519');
-const vendorFiles = new Map<string, Buffer>();
 /** Versions that, as a stand-in for broken firmware, never become healthy. */
 const broken = new Set<string>();
-let vendorServer: Server;
-let vendorUrl: string;
+let vendorServer: VendorServer;
 let box: TestBox;
 let admin: string;
 const agents = new Map<string, CameraAgent>();
 const dirs: string[] = [];
 
 const publish = (name: string, version: string, key = vendor.privateKey) => {
-  const image = buildImage(randomBytes(20_000), { model: 'fogcam-1', version }, key);
-  vendorFiles.set(name, image);
-  return { url: `${vendorUrl}/${name}`, sha256: createHash('sha256').update(image).digest('hex') };
+  return vendorServer.serve(name, buildImage(randomBytes(20_000), { model: 'fogcam-1', version }, key));
 };
 
 async function startCamera(id: string) {
@@ -59,13 +54,7 @@ const finished = (id: string, timeoutMs = 60_000) =>
 const versions = async () => Object.fromEntries(((await box.request('GET', '/api/v1/usp/endpoints', { auth: admin })).json as Array<{ device: string; softwareVersion: string }>).map((e) => [e.device, e.softwareVersion]));
 
 test.before(async () => {
-  const vendorPort = await freePort();
-  vendorUrl = `http://127.0.0.1:${vendorPort}`;
-  vendorServer = createServer((req, res) => {
-    const body = vendorFiles.get(path.basename(req.url ?? ''));
-    if (!body) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-length': body.length }).end(body);
-  }).listen(vendorPort, '127.0.0.1');
+  vendorServer = await VendorServer.start();
   const httpPort = await freePort();
   box = await testBox({ http: { port: httpPort }, mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null }, usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}` } });
   admin = await withAdmin(box);
