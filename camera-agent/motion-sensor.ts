@@ -41,10 +41,6 @@ export class MotionSensor extends EventEmitter<{ motion: [MotionReport] }> {
     this.detector = new MotionDetector({ threshold: options.threshold, minAreaPercent: options.minAreaPercent, masks: [], backgroundRate: 0.3 });
   }
 
-  get moving(): boolean {
-    return Boolean(this.current);
-  }
-
   /** One frame of the source (RGB24). */
   frame(frame: Frame, now = Date.now()): void {
     const boxes = this.detector.detect(frame).map((b) => b.map((v, i) => v / (i % 2 ? frame.height : frame.width)) as Box);
@@ -58,10 +54,9 @@ export class MotionSensor extends EventEmitter<{ motion: [MotionReport] }> {
       return;
     }
     this.lastMotionAt = now;
-    const union = boxes.reduce((a, b) => [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])] as Box);
+    const union = boxes.reduce(unite);
     if (this.current) {
-      const c = this.current.box;
-      this.current.box = [Math.min(c[0], union[0]), Math.min(c[1], union[1]), Math.max(c[2], union[2]), Math.max(c[3], union[3])].map(round) as Box;
+      this.current.box = unite(this.current.box, union).map(round) as Box;
       this.armQuiet();
       return;
     }
@@ -89,3 +84,5 @@ export class MotionSensor extends EventEmitter<{ motion: [MotionReport] }> {
 }
 
 const round = (v: number) => Math.round(v * 10000) / 10000;
+/** The smallest box holding both. */
+const unite = (a: Box, b: Box): Box => [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];

@@ -2,7 +2,8 @@
 // matching and streaming; this writes its state through to disk and loads it back at start,
 // so retained messages, persistent sessions' subscriptions and their queued QoS 1/2
 // messages survive a restart, and so do the last wills of connected clients: after a crash
-// aedes publishes those whose client does not come back (they name a broker id that is gone). (npm has no aedes persistence on LevelDB that fits aedes 1.x.)
+// aedes publishes those whose client does not come back (they name a broker id that is gone).
+// (npm has no aedes persistence on LevelDB that fits aedes 1.x.)
 // Writes are not fsynced: they reach the OS before aedes acknowledges, so a crash of the box
 // loses nothing; a power cut may lose the last moments.
 import { createRequire } from 'node:module';

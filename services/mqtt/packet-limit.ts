@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 
 /** The part of mqtt-packet's parser (one per aedes client) this needs. */
 interface Parser {
-  packet: { length: number; cmd?: string };
+  packet: { length: number };
   _parseLength(): boolean;
 }
 
