@@ -4,6 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
@@ -132,6 +133,25 @@ test('pushes with broken timestamps, again and again, as an agent retries: the b
   } finally {
     await camera.stop();
   }
+});
+
+test('anything node-media-server throws while it reads a push ends that push, not the box', async () => {
+  // No stream is known that still makes it throw (the one above did): the throw is injected
+  // into its packet handling, below the parser that the ingest guards.
+  const Rtmp = createRequire(import.meta.url)('node-media-server/src/protocol/rtmp.js') as { prototype: { packetHandler(): void } };
+  const handle = Rtmp.prototype.packetHandler;
+  Rtmp.prototype.packetHandler = function () {
+    throw new RangeError('injected');
+  };
+  try {
+    const added = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'agent-4', name: 'Thrower', source: { kind: 'rtmp' } } });
+    const { code } = await (await push('agent-4', added.json.streamKey)).exited;
+    assert.ok(code !== 0, 'that push was ended');
+  } finally {
+    Rtmp.prototype.packetHandler = handle;
+  }
+  assert.is((await status('agent-2')).state, 'online', 'the other push camera goes on');
+  assert.is((await box.request('GET', '/api/v1/health')).status, 200);
 });
 
 test('a taken RTMP port is a clear error, not an exit of the box', async () => {
