@@ -140,8 +140,10 @@ export const ConfigSchema = z.strictObject({
       boxId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, '1-63 lower-case letters, digits, dash').default(os.hostname().toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+/, '').slice(0, 63) || 'fogedge'),
       /** Most bytes waiting to go up; past it the lowest-value, oldest items go first (logged). */
       maxQueueBytes: z.number().int().min(1024 * 1024).default(2 * 1024 ** 3),
-      /** Items larger than this go as multipart (S3) or block (Azure) uploads that resume, bytes. */
+      /** Items up to this size always go whole; larger ones as multipart (S3) or block (Azure) uploads that resume, bytes. */
       multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).default(16 * 1024 * 1024),
+      /** ...unless the target's measured rate sends them whole in this many seconds (up to 64 MiB). */
+      wholeUploadSeconds: z.number().min(0).max(600).default(10),
       /** Part size; S3 needs at least 5 MiB. */
       partBytes: z.number().int().min(5 * 1024 * 1024).max(512 * 1024 * 1024).default(8 * 1024 * 1024),
       /** Uploads at once per target. */

@@ -18,7 +18,8 @@ const JPEG = randomBytes(3000);
 JPEG[0] = 0xff;
 JPEG[1] = 0xd8;
 
-type TargetStatus = { id: string; state: string; pendingItems: number; sentItems: number; failures: number; lastError: { code: string; message: string } | null };
+type TargetStatus = { id: string; state: string; pendingItems: number; sentItems: number; failures: number; lastError: { code: string; message: string } | null; bytesPerSecond: number | null };
+const MiB = 1024 * 1024;
 type SyncStatus = { queue: { items: number; bytes: number }; counters: { dropped: number; overBudget: number; refused: number }; targets: TargetStatus[] };
 
 const status = async (b = box) => (await b.broker.call('sync.status')) as SyncStatus;
@@ -41,7 +42,7 @@ test.before(async () => {
   az = await Azurite.create(await tempDir());
   await az.client.getContainerClient('fogedge').create();
   s3 = await S3rver.create(await tempDir(), 'fogedge');
-  box = await testBox({ sync: { boxId: 'box1', retryMinMs: 200, retryMaxMs: 1000, auditBatchSeconds: 1 } });
+  box = await testBox({ sync: { boxId: 'box1', retryMinMs: 200, retryMaxMs: 1000, auditBatchSeconds: 1, multipartThresholdBytes: 5 * MiB, partBytes: 5 * MiB, wholeUploadSeconds: 1 } });
   admin = await withAdmin(box);
 });
 test.after(async () => {
@@ -166,6 +167,31 @@ test('a target down while 200 items are enqueued: when it is back, all arrive, e
   assert.is(after.sentItems - before.sentItems, 200, 'each item uploaded exactly once');
   assert.is(after.lastError?.code, 'UNREACHABLE', 'the last error stays on record');
   assert.is(after.state, 'idle');
+});
+
+test('an item over the multipart threshold goes whole when the link sends it within wholeUploadSeconds, in resumable parts when it is slower (a cap)', async () => {
+  await box.request('PUT', '/api/v1/sync/policy', { auth: admin, body: { resources: ['events'] } });
+  const blocks = async (name: string) => (await az.client.getContainerClient('fogedge').getBlockBlobClient(name).getBlockList('committed')).committedBlocks ?? [];
+  // The link's rate, measured from items of a few MiB (loopback: far above 5.5 MiB in a second).
+  for (let i = 0; i < 2; i++) assert.ok((await enqueue(`whole/warm-${i}.bin`, randomBytes(3 * MiB))).queued);
+  await drained();
+  const rate = (await targetStatus('azure')).bytesPerSecond;
+  assert.ok(rate !== null && rate > 5.5 * MiB, `measured ${rate} B/s`);
+  const quick = randomBytes(5.5 * MiB);
+  assert.ok((await enqueue('whole/quick.bin', quick)).queued);
+  await drained();
+  assert.is((await blocks('whole/quick.bin')).length, 0, 'one Put Blob, no block list');
+  assert.is(sha256(await az.download('fogedge', 'whole/quick.bin')), sha256(quick));
+
+  // A cap of 2 MiB/s: 5.5 MiB would take longer than a second, so it goes in parts that resume.
+  await box.request('PUT', '/api/v1/sync/policy', { auth: admin, body: { resources: ['events'], bandwidthBytesPerSecond: 2 * MiB } });
+  const slow = randomBytes(5.5 * MiB);
+  assert.ok((await enqueue('whole/slow.bin', slow)).queued);
+  await drained(box, 60_000);
+  assert.is((await blocks('whole/slow.bin')).length, 2, 'two 5 MiB blocks');
+  assert.is(sha256(await az.download('fogedge', 'whole/slow.bin')), sha256(slow));
+  assert.is(sha256(await s3.download('whole/slow.bin')), sha256(slow));
+  await box.request('PUT', '/api/v1/sync/policy', { auth: admin, body: { resources: ['events'] } });
 });
 
 test('wrong credentials: the item stays queued, the status says why, and retries back off', async () => {

@@ -58,6 +58,8 @@ interface Running {
   state: TargetState;
   /** Sleeping workers; a new item or a policy change wakes them all. */
   waiters: Set<() => void>;
+  /** The rate this target's uploads have gone at lately (one upload's share), bytes/s; unknown at start. */
+  bytesPerSecond: number | undefined;
   stopped: boolean;
   workers: Promise<void>[];
 }
@@ -76,6 +78,10 @@ interface NewItem {
 
 const NEW_STATE: TargetState = { lastSuccessAt: null, lastError: null, failures: 0, retryAt: 0, sentItems: 0, sentBytes: 0 };
 const STATUS_EVERY_MS = 1000;
+/** Larger items always go in parts (minio's own part size); it also bounds what a retry sends again. */
+const WHOLE_MAX_BYTES = 64 * 1024 * 1024;
+/** Uploads smaller than this say more about latency than about the link's rate. */
+const RATE_SAMPLE_MIN_BYTES = 1024 * 1024;
 const CLIP_CHECK_MS = 2000;
 
 async function hashFile(file: string): Promise<{ bytes: number; sha256: string; md5: string }> {
@@ -261,6 +267,18 @@ export function syncService(config: Config): ServiceSchema {
     else await outbox.put(item);
   };
 
+  /**
+   * Parts cost two more requests and the server's assembly; what they buy is a resume. So an item
+   * over the threshold still goes whole when this target sends it within wholeUploadSeconds.
+   */
+  const sendWhole = (r: Running, item: Item, progress: Progress) => {
+    if (progress.upload) return false;
+    if (item.bytes <= o.multipartThresholdBytes) return true;
+    if (item.bytes > WHOLE_MAX_BYTES || !r.bytesPerSecond) return false;
+    const cap = policy.bandwidthBytesPerSecond;
+    return item.bytes / (cap ? Math.min(cap, r.bytesPerSecond) : r.bytesPerSecond) <= o.wholeUploadSeconds;
+  };
+
   const sendOne = async (r: Running, item: Item) => {
     const progress = item.pending[r.spec.id]!;
     const file = path.join(paths.root, item.file);
@@ -271,14 +289,21 @@ export function syncService(config: Config): ServiceSchema {
     try {
       const mayBeThere = item.enqueuedAt < startedAt || tried.has(key);
       tried.add(key);
-      await uploadItem(r.client, r.spec.prefix, item, file, progress, {
+      const resumed = Boolean(progress.upload?.parts.length);
+      const t0 = performance.now();
+      const outcome = await uploadItem(r.client, r.spec.prefix, item, file, progress, {
         multipartThresholdBytes: o.multipartThresholdBytes,
+        whole: sendWhole(r, item, progress),
         partBytes: o.partBytes,
         throttle,
         mayBeThere,
         save: () => (outbox.get(item.id) ? outbox.put(item) : Promise.resolve()),
       });
       tried.delete(key);
+      if (outcome === 'sent' && !resumed && item.bytes >= RATE_SAMPLE_MIN_BYTES) {
+        const sample = item.bytes / Math.max(0.001, (performance.now() - t0) / 1000);
+        r.bytesPerSecond = r.bytesPerSecond === undefined ? sample : 0.7 * r.bytesPerSecond + 0.3 * sample;
+      }
       r.state = { ...r.state, lastSuccessAt: new Date().toISOString(), failures: 0, retryAt: 0, sentItems: r.state.sentItems + 1, sentBytes: r.state.sentBytes + item.bytes };
       if (outbox.get(item.id)) await finish(item, r.spec.id);
       await saveState(r);
@@ -339,7 +364,7 @@ export function syncService(config: Config): ServiceSchema {
 
   const start = async (spec: Target) => {
     const state = (await targetStates.get(spec.id)) ?? { ...NEW_STATE };
-    const r: Running = { spec, client: openTarget(spec), state: { ...state, retryAt: 0 }, waiters: new Set(), stopped: false, workers: [] };
+    const r: Running = { spec, client: openTarget(spec), state: { ...state, retryAt: 0 }, waiters: new Set(), bytesPerSecond: undefined, stopped: false, workers: [] };
     running.set(spec.id, r);
     if (spec.enabled) for (let i = 0; i < o.concurrency; i++) r.workers.push(worker(r));
   };
@@ -443,6 +468,7 @@ export function syncService(config: Config): ServiceSchema {
           failures: r.state.failures,
           sentItems: r.state.sentItems,
           sentBytes: r.state.sentBytes,
+          bytesPerSecond: r.bytesPerSecond === undefined ? null : Math.round(r.bytesPerSecond),
         };
       }),
     };

@@ -1,15 +1,18 @@
 // Sends one outbox item to one target: skipped when the target already holds it (sent before a
-// crash), one PUT when small, else parts that are recorded as they land so a restart resumes
-// them; then the stored object is checked against what was sent.
+// crash), one PUT when it goes quickly, else parts that are recorded as they land so a restart
+// resumes them; then the stored object is checked against what was sent.
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { Readable, type Transform } from 'node:stream';
 import type { Item, Progress } from './outbox.ts';
 import { TargetError, type Chunk, type Part, type Sent, type Stored, type UploadTarget } from './targets.ts';
 
 export interface UploadOptions {
-  /** Items larger than this go in parts, bytes. */
+  /** Items up to this size are always sent whole, bytes; larger ones may have gone in parts. */
   multipartThresholdBytes: number;
+  /** This item is sent whole (else in parts): the caller's choice from its size and the link's rate. */
+  whole: boolean;
   partBytes: number;
   /** A throttle for the bandwidth cap, or undefined for none. */
   throttle: (() => Transform) | undefined;
@@ -21,21 +24,37 @@ export interface UploadOptions {
 
 export type Outcome = 'sent' | 'already-there';
 
-async function readChunk(file: string, offset: number, bytes: number, throttle: UploadOptions['throttle'], known?: { md5: Buffer; sha256: string }): Promise<Chunk> {
+const shorter = (file: string) => new TargetError('REJECTED', `local file ${file} is shorter than when it was enqueued`);
+
+async function readChunk(file: string, offset: number, bytes: number, throttle: UploadOptions['throttle']): Promise<Chunk> {
   const handle = await open(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(bytes);
     const { bytesRead } = await handle.read(buf, 0, bytes, offset);
-    if (bytesRead !== bytes) throw new TargetError('REJECTED', `local file ${file} is shorter than when it was enqueued`);
+    if (bytesRead !== bytes) throw shorter(file);
     return {
       body: () => (throttle ? Readable.from([buf]).pipe(throttle()) : Readable.from([buf])),
       bytes,
-      md5: known?.md5 ?? createHash('md5').update(buf).digest(),
-      sha256: known?.sha256 ?? createHash('sha256').update(buf).digest('hex'),
+      md5: createHash('md5').update(buf).digest(),
+      sha256: createHash('sha256').update(buf).digest('hex'),
     };
   } finally {
     await handle.close();
   }
+}
+
+/** The whole file, streamed from the disk: its hashes were taken when it was enqueued. */
+async function wholeFile(file: string, bytes: number, throttle: UploadOptions['throttle'], hashes: { md5: Buffer; sha256: string }): Promise<Chunk> {
+  // A short body would leave the request waiting for bytes that never come.
+  if ((await stat(file)).size < bytes) throw shorter(file);
+  return {
+    body: () => {
+      const stream = createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: 1024 * 1024 });
+      return throttle ? stream.pipe(throttle()) : stream;
+    },
+    bytes,
+    ...hashes,
+  };
 }
 
 /** Each part's MD5, as a multipart upload of the file would have sent them. */
@@ -62,9 +81,10 @@ export async function uploadItem(target: UploadTarget, prefix: string, item: Ite
 
   let sent: Sent;
   let stored: Stored;
-  if (item.bytes <= o.multipartThresholdBytes) {
-    // The whole file was hashed when it was enqueued; the server checks the bytes against that MD5.
-    stored = await target.put(name, await readChunk(file, 0, item.bytes, o.throttle, { md5, sha256: item.sha256 }), info);
+  if (o.whole) {
+    // The whole file was hashed when it was enqueued; the server checks the bytes against that MD5
+    // (a file changed since is refused, not stored).
+    stored = await target.put(name, await wholeFile(file, item.bytes, o.throttle, { md5, sha256: item.sha256 }), info);
     sent = { bytes: item.bytes, sha256: item.sha256, md5 };
   } else {
     if (!progress.upload) {
