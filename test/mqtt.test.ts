@@ -12,6 +12,7 @@ import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { connectOutcome } from './helpers/mqtt.ts';
 import { withinHours } from '../lib/hours.ts';
+import { coalesceWrites } from '../services/mqtt/coalesce-writes.ts';
 
 const run = promisify(execFile);
 let box: TestBox;
@@ -413,6 +414,38 @@ test('a denied device retrying fast: every try refused, everyone else served, no
   const lateGot = received(late);
   await late.subscribeAsync('fogedge/devices/sensor-1/kept');
   await waitUntil('the retained message', () => lateGot.some((m) => m.payload === 'retained-before'), 5000);
+});
+
+test('packets to one client in one turn of the event loop go out as one write, in order', async () => {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const reader = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  const writer = await accepted;
+  coalesceWrites(writer);
+  const writes: number[] = [];
+  const handle = writer as unknown as { _handle: { writev: (...a: unknown[]) => unknown; writeBuffer: (...a: unknown[]) => unknown } };
+  for (const name of ['writev', 'writeBuffer'] as const) {
+    const original = handle._handle[name].bind(handle._handle);
+    handle._handle[name] = (...a: unknown[]) => (writes.push(1), original(...a));
+  }
+  const received: Buffer[] = [];
+  reader.on('data', (d: Buffer) => received.push(d));
+  // As aedes writes a fan-out: each packet from its own callback (the publishers' sockets'
+  // reads in one poll phase), with mqtt-packet's cork until the next tick between them.
+  for (let i = 0; i < 100; i++) {
+    setImmediate(() => mqttPacket.writeToStream({ cmd: 'publish', topic: `t/${i}`, payload: Buffer.from(String(i)), qos: 0, retain: false, dup: false } as mqttPacket.IPublishPacket, writer));
+  }
+  await waitUntil('all 100 packets read', () => Buffer.concat(received).length >= 100 * 7);
+  assert.is(writes.length, 1, 'one system call for the 100 packets');
+  const parser = mqttPacket.parser();
+  const topics: string[] = [];
+  parser.on('packet', (p: mqttPacket.Packet) => topics.push((p as mqttPacket.IPublishPacket).topic));
+  parser.parse(Buffer.concat(received));
+  assert.equal(topics, Array.from({ length: 100 }, (_, i) => `t/${i}`));
+  reader.destroy();
+  writer.destroy();
+  server.close();
 });
 
 test('notification hours: a window past midnight wraps', () => {

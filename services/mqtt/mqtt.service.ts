@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
+import pLimit from 'p-limit';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { generate } from 'selfsigned';
 import type { Config } from '../../appliance/config.ts';
@@ -19,6 +20,7 @@ import type { Camera } from '../cameras/cameras.schemas.ts';
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { LevelPersistence } from './level-persistence.ts';
+import { coalesceWrites } from './coalesce-writes.ts';
 import { limitPacketSize, PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
 import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
@@ -110,6 +112,11 @@ export function mqttService(config: Config): ServiceSchema {
   const specs = new Map<string, Camera>();
   /** Per camera: its Home Assistant configs, made when the camera changes, not on each event. */
   const discoveryOf = new Map<string, Map<string, string>>();
+  /**
+   * The retained topics change one update at a time: a camera's removal clearing them while an
+   * earlier update is still publishing them would leave that camera retained for good.
+   */
+  const retainedWork = pLimit(1);
   /** Users who want notifications; read again when someone changes theirs or users change. */
   let targets: Promise<Array<{ username: string; role: Role; notifications: Notifications }>> | undefined;
   const grantedTopics = new WeakMap<Client, Set<string>>();
@@ -268,13 +275,15 @@ export function mqttService(config: Config): ServiceSchema {
       'camera.updated'(ctx: { params: { id: string } }) {
         return this.publishCameras(ctx.params.id);
       },
-      async 'camera.removed'(ctx: { params: { id: string } }) {
+      'camera.removed'(ctx: { params: { id: string } }) {
         // Empty retained messages clear what was retained: states, snapshots, and the camera's
         // entities in Home Assistant.
         const id = ctx.params.id;
-        const topics = [...(retainedOf.get(id)?.keys() ?? []), ...(snapshotTopics.get(id) ?? []), `fogedge/cameras/${id}/status`];
-        for (const topic of topics) await publish(topic, '', { retain: true });
-        for (const map of [retainedOf, liveObjects, snapshotTopics, specs, discoveryOf]) map.delete(id);
+        return retainedWork(async () => {
+          const topics = [...(retainedOf.get(id)?.keys() ?? []), ...(snapshotTopics.get(id) ?? []), `fogedge/cameras/${id}/status`];
+          for (const map of [retainedOf, liveObjects, snapshotTopics, specs, discoveryOf]) map.delete(id);
+          for (const topic of topics) await publish(topic, '', { retain: true });
+        });
       },
       'camera.status.changed'(ctx: { params: { id: string; status: unknown } }) {
         return publish(`fogedge/cameras/${ctx.params.id}/status`, ctx.params.status, { retain: true, qos: 1 });
@@ -293,18 +302,25 @@ export function mqttService(config: Config): ServiceSchema {
 
     methods: {
       /** A camera's retained topics (switch states, objects in view, Home Assistant discovery) brought up to date. */
-      async publishCameras(id?: string) {
-        const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch(() => []);
-        const prefix = config.mqtt!.discoveryPrefix;
-        for (const camera of cameras) {
-          specs.set(camera.id, camera);
-          const configs = prefix ? discoveryConfigs(prefix, camera, Object.keys(SWITCHES), version) : new Map<string, object>();
-          discoveryOf.set(camera.id, new Map([...configs].map(([topic, value]) => [topic, JSON.stringify(value)])));
-          await this.syncRetained(camera.id);
-        }
+      publishCameras(id?: string) {
+        // The list is read inside the turn: a camera removed before it is not brought back.
+        return retainedWork(async () => {
+          const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch(() => []);
+          const prefix = config.mqtt!.discoveryPrefix;
+          for (const camera of cameras) {
+            specs.set(camera.id, camera);
+            const configs = prefix ? discoveryConfigs(prefix, camera, Object.keys(SWITCHES), version) : new Map<string, object>();
+            discoveryOf.set(camera.id, new Map([...configs].map(([topic, value]) => [topic, JSON.stringify(value)])));
+            await this.syncRetainedNow(camera.id);
+          }
+        });
       },
 
-      async syncRetained(id: string) {
+      syncRetained(id: string) {
+        return retainedWork(() => this.syncRetainedNow(id));
+      },
+
+      async syncRetainedNow(id: string) {
         const camera = specs.get(id);
         if (!camera) return;
         const next = new Map<string, string>();
@@ -349,6 +365,7 @@ export function mqttService(config: Config): ServiceSchema {
       handleStream(stream: Duplex) {
         if (!aedes) return void stream.destroy();
         const limit = config.mqtt!.maxPayloadBytes + PACKET_OVERHEAD_BYTES;
+        coalesceWrites(stream);
         const client = aedes.handle(stream);
         limitPacketSize(client, stream, limit, (bytes) => {
           const socket = stream as Partial<net.Socket>;

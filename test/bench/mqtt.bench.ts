@@ -2,7 +2,7 @@
 // permissions) against Debian's mosquitto (password file and ACL file) under the same
 // load on loopback: PUBLISHERS devices each publishing MESSAGES small messages to their own
 // topic, SUBSCRIBERS app clients reading them all; QoS 0 and QoS 1.
-// PUBLISHERS=50 SUBSCRIBERS=10 MESSAGES=100 by default.
+// PUBLISHERS=100 SUBSCRIBERS=10 MESSAGES=100 by default.
 import { execFile, spawn } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,7 +12,7 @@ import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode } from '../helpers/processes.ts';
 import { cpuTicks, pct, rssMiB, TICK } from './proc-stats.ts';
 
-const PUBLISHERS = Number(process.env['PUBLISHERS'] ?? 50);
+const PUBLISHERS = Number(process.env['PUBLISHERS'] ?? 100);
 const SUBSCRIBERS = Number(process.env['SUBSCRIBERS'] ?? 10);
 const MESSAGES = Number(process.env['MESSAGES'] ?? 100);
 const run = promisify(execFile);

@@ -82,7 +82,9 @@ export function startNode(env: Record<string, string>): Proc {
   // RTMP push off unless asked for: port 1935 may be someone else's on a test machine.
   // Detection off unless asked for: it costs CPU the other tests need.
   const defaults = { LOGLEVEL: 'info', FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null' };
-  return new Proc(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], { ...defaults, ...env });
+  // PROF=<dir>: each node writes a V8 CPU profile there when it exits (for benchmarks).
+  const profile = process.env['PROF'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['PROF']}`] : [];
+  return new Proc(process.execPath, [...profile, '--import', 'tsx', 'gateway/main.ts'], { ...defaults, ...env });
 }
 
 export async function startedNode(env: Record<string, string>): Promise<Proc> {
