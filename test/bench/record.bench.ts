@@ -8,7 +8,7 @@ import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
 import { ffmpegPids, RtspCamera } from '../helpers/video.ts';
 import { WebSocket } from 'ws';
-import { cpuTicks, rssMiB, TICK } from './proc-stats.ts';
+import { cpuTicks, rssMiB, threadTicks, TICK } from './proc-stats.ts';
 
 const CAMERAS = Number(process.env['CAMERAS'] ?? 4);
 const SECONDS = Number(process.env['SECONDS'] ?? 40);
@@ -59,7 +59,9 @@ await waitUntil('every camera online', async () => {
 }, 30_000, 250);
 await sleep(WARMUP_MS);
 const windowStart = Date.now();
+const threads0 = threadTicks(box.pid);
 const boxMeasure = await measure(() => [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)]);
+const threads = [...threadTicks(box.pid)].map(([name, t]) => [name, ((t - (threads0.get(name) ?? 0)) / TICK / SECONDS) * 100] as const).filter(([, p]) => p > 0).sort((a, b) => b[1] - a[1]);
 const boxCpu = boxMeasure.total;
 const nodeCpu = boxMeasure.each.get(box.pid) ?? 0;
 const windowEnd = Date.now();
@@ -110,6 +112,7 @@ console.log(`record: ${CAMERAS} cameras, 1280x720 15 fps H.264 over RTSP/TCP, ${
 console.log(`bare ffmpeg -c copy (reference): ${(refCpu / CAMERAS).toFixed(2)} % of a core per camera, ${refRss.toFixed(0)} MiB in all`);
 console.log(`FogEdge box (node + its ffmpegs): ${(boxCpu / CAMERAS).toFixed(2)} % of a core per camera, ${boxRss.toFixed(0)} MiB in all`);
 console.log(`  of which the Node process: ${nodeCpu.toFixed(2)} % of a core in all, its ffmpegs: ${((boxCpu - nodeCpu) / CAMERAS).toFixed(2)} % per camera`);
+console.log(`  the Node process by thread: ${threads.map(([n, p]) => `${n} ${p.toFixed(2)} %`).join(', ')}`);
 console.log(`CPU ratio box / bare ffmpeg: ${(boxCpu / refCpu).toFixed(2)}x`);
 console.log(`segments in the window: ${segments} (about ${expected} expected), gaps: ${gaps}`);
 console.log(`live view start (request to first fragment, which starts on a keyframe): median ${median(liveStarts).toFixed(0)} ms, max ${Math.max(...liveStarts).toFixed(0)} ms`);
