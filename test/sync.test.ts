@@ -19,9 +19,9 @@ JPEG[0] = 0xff;
 JPEG[1] = 0xd8;
 
 type TargetStatus = { id: string; state: string; pendingItems: number; sentItems: number; failures: number; lastError: { code: string; message: string } | null; bytesPerSecond: number | null };
-const MiB = 1024 * 1024;
 type SyncStatus = { queue: { items: number; bytes: number }; counters: { dropped: number; overBudget: number; refused: number }; targets: TargetStatus[] };
 
+const MiB = 1024 * 1024;
 const status = async (b = box) => (await b.broker.call('sync.status')) as SyncStatus;
 const targetStatus = async (id: string, b = box) => (await status(b)).targets.find((t) => t.id === id)!;
 const enqueue = (name: string, data: Buffer, resource = 'events', b = box) =>

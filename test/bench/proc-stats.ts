@@ -4,11 +4,16 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** Clock ticks a second (USER_HZ) in /proc/<pid>/stat. */
 export const TICK = 100;
 
+/** utime + stime, in clock ticks, from a /proc/.../stat text (after the name, which may hold spaces). */
+const ticksOf = (stat: string) => {
+  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+};
+
 /** CPU time a process has used so far, in clock ticks (utime + stime); 0 once it is gone. */
 export function cpuTicks(pid: number): number {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    return ticksOf(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return 0;
   }
@@ -18,7 +23,7 @@ export const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync
 
 export const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 
-/** CPU ticks so far of each thread of a process, by thread name ("main", or the name and id). */
+/** CPU ticks so far of each thread of a process, by thread ("main", or the name and id). */
 export function threadTicks(pid: number): Map<string, number> {
   const out = new Map<string, number>();
   let tids: string[] = [];
@@ -30,9 +35,7 @@ export function threadTicks(pid: number): Map<string, number> {
   for (const tid of tids) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))} ${tid}`;
-      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-      out.set(name, (out.get(name) ?? 0) + Number(fields[11]) + Number(fields[12]));
+      out.set(tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))} ${tid}`, ticksOf(stat));
     } catch {
       // the thread ended
     }
