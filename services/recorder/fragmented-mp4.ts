@@ -123,6 +123,55 @@ export function startsWithKeyframe(moof: Buffer, init?: Buffer): boolean {
   return trex ? (init!.readUInt32BE(trex.start + 28) & SAMPLE_IS_NON_SYNC) === 0 : false;
 }
 
+/** The track's timescale (ticks a second) from the init segment's mdhd. */
+export function timescaleOf(init: Buffer): number | undefined {
+  const mdhd = findBox(init, ['moov', 'trak', 'mdia', 'mdhd']);
+  if (!mdhd) return undefined;
+  return init.readUInt32BE(mdhd.start + (init[mdhd.start + 8] === 1 ? 28 : 20)); // v1 has 64-bit times
+}
+
+/**
+ * When a fragment starts (tfdt's baseMediaDecodeTime) and how long it lasts, in timescale
+ * ticks: its samples' durations from trun, or tfhd's default, or the init's trex default.
+ */
+export function fragmentTiming(moof: Buffer, init?: Buffer): { start: number; duration: number } | undefined {
+  const traf = findBox(moof, ['moof', 'traf']);
+  const tfdt = traf && findBox(moof, ['tfdt'], traf.start + 8, traf.end);
+  const tfhd = traf && findBox(moof, ['tfhd'], traf.start + 8, traf.end);
+  if (!traf || !tfdt || !tfhd) return undefined;
+  const start = moof[tfdt.start + 8] === 1 ? Number(moof.readBigUInt64BE(tfdt.start + 12)) : moof.readUInt32BE(tfdt.start + 12);
+  const tfhdFlags = moof.readUInt32BE(tfhd.start + 8) & 0xffffff;
+  let fallback = 0;
+  if (tfhdFlags & 0x8) fallback = moof.readUInt32BE(tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0));
+  else {
+    const trex = init && findBox(init, ['moov', 'mvex', 'trex']);
+    if (trex) fallback = init!.readUInt32BE(trex.start + 20);
+  }
+  let duration = 0;
+  for (const trun of childBoxes(moof, traf.start + 8, traf.end)) {
+    if (trun.type !== 'trun') continue;
+    const flags = moof.readUInt32BE(trun.start + 8) & 0xffffff;
+    const count = moof.readUInt32BE(trun.start + 12);
+    if (!(flags & 0x100)) {
+      duration += count * fallback;
+      continue;
+    }
+    const stride = 4 * [0x100, 0x200, 0x400, 0x800].filter((f) => flags & f).length;
+    let at = trun.start + 16 + (flags & 0x1 ? 4 : 0) + (flags & 0x4 ? 4 : 0);
+    for (let i = 0; i < count && at + 4 <= trun.end; i++, at += stride) duration += moof.readUInt32BE(at);
+  }
+  return { start, duration };
+}
+
+/** Moves a fragment on its track's timeline: rewrites tfdt in place (a 32-bit tfdt wraps). */
+export function setFragmentStart(moof: Buffer, start: number): void {
+  const traf = findBox(moof, ['moof', 'traf']);
+  const tfdt = traf && findBox(moof, ['tfdt'], traf.start + 8, traf.end);
+  if (!tfdt) return;
+  if (moof[tfdt.start + 8] === 1) moof.writeBigUInt64BE(BigInt(start), tfdt.start + 12);
+  else moof.writeUInt32BE(start % 2 ** 32, tfdt.start + 12);
+}
+
 /** The RFC 6381 codecs value a browser's MediaSource needs, from the init segment's sample entry. */
 export function codecString(init: Buffer): string | undefined {
   const stsd = findBox(init, ['moov', 'trak', 'mdia', 'minf', 'stbl', 'stsd']);

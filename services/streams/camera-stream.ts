@@ -8,6 +8,7 @@ import type { LoggerInstance } from 'moleculer';
 import { probeDuration } from '../../lib/ffprobe.ts';
 import { trimToLastFragment } from '../recorder/fragmented-mp4.ts';
 import { LiveFeed } from './live-feed.ts';
+import { lastKeyframe, RecordingTail } from './recording-tail.ts';
 import type { RtmpIngest } from './rtmp-ingest.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
@@ -60,11 +61,17 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   private lastProgressAt = 0;
   private killedFor: Failure | undefined;
   private openFile: string | undefined;
+  /** The segment file before the open one: a snapshot's fallback while the new one has no fragment yet. */
+  private previousFile: string | undefined;
   /** Files of this run already reported closed. */
   private reported = new Set<string>();
   private current: CameraStatus;
-  /** This run's stream as fMP4 (snapshots, live view, detection); replaced on each restart. */
-  feed = new LiveFeed();
+  /**
+   * The stream as fMP4 (live view, detection, snapshots) across restarts: read from the
+   * recording while someone watches; a sub-stream's from its ffmpeg's pipe.
+   */
+  readonly feed = new LiveFeed((wanted) => (wanted ? this.tail?.start(this.openFile) : this.tail?.stop()));
+  private readonly tail: RecordingTail | undefined;
 
   constructor(
     readonly camera: Camera,
@@ -75,6 +82,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   ) {
     super();
     this.current = this.blankStatus('starting');
+    if (!sub) this.tail = new RecordingTail(this.feed, (err) => this.log.warn(`${this.name}: live view: ${err.message}`));
   }
 
   /** For the log: the camera, and which of its streams. */
@@ -86,22 +94,29 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     return this.current;
   }
 
-  /** The newest keyframe as JPEG, from the running stream. */
+  /** The newest keyframe as JPEG, from the running stream (or the file it is being recorded to). */
   async snapshot(): Promise<{ jpeg: Buffer; frameAt: string }> {
     // Just started: the first fragment ends at the next keyframe, a few seconds at most.
     const deadline = Date.now() + FIRST_FRAGMENT_WAIT_MS;
-    while (!this.feed.keyframe && ['starting', 'online'].includes(this.current.state) && Date.now() < deadline) {
+    let latest = await this.latestKeyframe();
+    while (!latest && ['starting', 'online'].includes(this.current.state) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
+      latest = await this.latestKeyframe();
     }
-    const init = this.feed.init;
-    const latest = this.feed.keyframe;
-    if (this.current.state !== 'online' || !init || !latest) {
+    if (this.current.state !== 'online' || !latest) {
       throw new NotReadyError(`Camera "${this.camera.id}" has no picture yet (${this.current.state}${this.current.reason ? `: ${this.current.reason}` : ''})`, 'NO_PICTURE', {
         state: this.current.state,
         reason: this.current.reason,
       });
     }
-    return { jpeg: await jpegFromFragment(this.options.ffmpegPath, [init, ...latest.parts]), frameAt: new Date(latest.at).toISOString() };
+    return { jpeg: await jpegFromFragment(this.options.ffmpegPath, [latest.init, ...latest.parts]), frameAt: new Date(latest.at).toISOString() };
+  }
+
+  private async latestKeyframe(): Promise<{ init: Buffer; parts: Buffer[]; at: number } | undefined> {
+    const { init, keyframe } = this.feed;
+    if (init && keyframe) return { init, ...keyframe };
+    if (this.sub || !this.openFile) return undefined;
+    return (await lastKeyframe(this.openFile)) ?? (this.previousFile ? await lastKeyframe(this.previousFile) : undefined);
   }
 
   private get cameraDir(): string {
@@ -161,6 +176,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       clearTimeout(timer);
     }
     this.feed.end();
+    this.tail?.stop();
     this.setStatus({ ...this.blankStatus('disabled'), reason: 'stopped' });
   }
 
@@ -202,16 +218,17 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.stderrTail = [];
     this.killedFor = undefined;
     this.openFile = undefined;
+    this.previousFile = undefined;
     this.reported = new Set();
     this.lastFrame = 0;
     this.lastProgressAt = Date.now();
     this.setStatus({ ...this.blankStatus('starting') });
 
-    const child = spawnSupervised(this.options.ffmpegPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
+    const child = spawnSupervised(this.options.ffmpegPath, args, { stdio: ['ignore', this.sub ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
     this.child = child;
-    // Always read it: ffmpeg blocks (and the recording with it) on a full pipe.
+    // A sub-stream's live output: always read, ffmpeg blocks on a full pipe.
     const feed = this.feed;
-    child.stdout!.on('data', (chunk: Buffer) => feed.push(chunk));
+    child.stdout?.on('data', (chunk: Buffer) => feed.push(chunk));
     child.on('error', (err) => this.log.error(`${this.name}: cannot start ffmpeg: ${err.message}`));
 
     let stderrRest = '';
@@ -240,7 +257,11 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.stderrTail.push(line);
     if (this.stderrTail.length > STDERR_LINES_KEPT) this.stderrTail.shift();
     const opening = /Opening '(.+\.mp4)' for writing/.exec(line);
-    if (opening) this.openFile = opening[1];
+    if (opening) {
+      this.previousFile = this.openFile;
+      this.openFile = opening[1]!;
+      this.tail?.follow(this.openFile);
+    }
     const info = !this.info || this.current.state === 'starting' ? parseStreamInfo(line) : undefined;
     if (info) {
       this.info = info;

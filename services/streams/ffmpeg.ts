@@ -53,18 +53,17 @@ export function recorderArgs({ camera, sub, cameraDir, segmentSeconds, runId, pu
     '-stats_period', String(progressSeconds),
     '-fflags', '+genpts+discardcorrupt',
     ...input,
-    ...(sub ? [] : segmentOutput(cameraDir, segmentSeconds, runId)),
-    // The live output, same packets: fragmented MP4 on stdout for snapshots, live view and
-    // detection without a second connection to the camera. A fragment starts at each
-    // keyframe and at least every LIVE_FRAGMENT_US, so live view lags by about that much.
-    '-map', '0:v:0',
-    '-c', 'copy',
-    '-f', 'mp4',
-    '-movflags', '+frag_keyframe+empty_moov+default_base_moof',
-    '-frag_duration', String(LIVE_FRAGMENT_US),
-    '-flush_packets', '1',
-    'pipe:1',
+    // The recording; live view and snapshots read it as it is written (RecordingTail). A
+    // sub-stream records nothing: its live output is fragmented MP4 on stdout instead.
+    ...(sub ? liveOutput() : segmentOutput(cameraDir, segmentSeconds, runId)),
   ];
+}
+
+/** A fragment starts at each keyframe and at least every LIVE_FRAGMENT_US: live view lags by about that. */
+const FRAGMENTS = `+frag_keyframe+empty_moov+default_base_moof`;
+
+function liveOutput(): string[] {
+  return ['-map', '0:v:0', '-c', 'copy', '-f', 'mp4', '-movflags', FRAGMENTS, '-frag_duration', String(LIVE_FRAGMENT_US), '-flush_packets', '1', 'pipe:1'];
 }
 
 /** The recording: segments of stream-copied fragmented MP4, with their list on a pipe. */
@@ -75,8 +74,9 @@ function segmentOutput(cameraDir: string, segmentSeconds: number, runId: string)
     '-f', 'segment',
     '-segment_time', String(segmentSeconds),
     '-segment_format', 'mp4',
-    // Fragmented MP4: a file cut by a crash stays playable up to its last fragment.
-    '-segment_format_options', 'movflags=+frag_keyframe+empty_moov+default_base_moof',
+    // Fragmented MP4, each fragment written out as soon as it is complete: the open file is
+    // the live stream, and a file cut by a crash stays playable up to its last fragment.
+    '-segment_format_options', `movflags=${FRAGMENTS}:frag_duration=${LIVE_FRAGMENT_US}:flush_packets=1`,
     '-reset_timestamps', '1',
     '-avoid_negative_ts', 'make_zero',
     '-strftime', '1',

@@ -1,13 +1,16 @@
-// The camera's stream as fragmented MP4, from the one ffmpeg that records it, fanned out
-// to live viewers (and the detector), with the current GOP kept so a new viewer starts
-// at once on a keyframe instead of waiting for the next one.
+// A camera's stream as fragmented MP4, fanned out to live viewers (and the detector), with
+// the current GOP kept so a new viewer starts at once on a keyframe instead of waiting for
+// the next one. Its source is the recording being written (read only while someone
+// watches) or, for a sub-stream, an ffmpeg pipe; either way it is one continuous stream:
+// one init segment, and fragment times that go on across segment files and restarts.
 import { Readable } from 'node:stream';
-import { FragmentReader } from '../recorder/fragmented-mp4.ts';
+import { FragmentReader, fragmentTiming, setFragmentStart } from '../recorder/fragmented-mp4.ts';
 
 export interface Fragment {
   /** moof + mdat */
   parts: Buffer[];
   keyframe: boolean;
+  /** When it arrived, ms since the epoch. */
   at: number;
 }
 
@@ -42,21 +45,56 @@ export class LiveFeed {
   private gop: Fragment[] = [];
   private viewers = new Set<Viewer>();
   private listeners = new Set<(f: Fragment) => void>();
-  private reader = new FragmentReader({
-    init: (init) => {
-      this.gop = [];
-      for (const viewer of this.viewers) viewer.push(init); // a new run: players reinitialise
-    },
-    fragment: (moof, mdat, keyframe) => this.onFragmentRead({ parts: [moof, mdat], keyframe, at: Date.now() }),
-  });
+  private currentInit: Buffer | undefined;
+  /** Parses a byte source (a pipe); made on first use. */
+  private reader: FragmentReader | undefined;
+  /** Added to fragment times so the stream's clock never goes back; fixed at each new init. */
+  private shift: number | undefined;
+  /** Where the last fragment ended, on the shifted clock. */
+  private clockEnd: number | undefined;
+  private wanted = false;
 
+  /** `onDemand(true)` when the first viewer or listener comes, `(false)` when the last leaves. */
+  constructor(private readonly onDemand?: (wanted: boolean) => void) {}
+
+  /** Bytes of fragmented MP4, cut anywhere (an ffmpeg pipe). */
   push(chunk: Buffer): void {
+    this.reader ??= new FragmentReader({
+      init: (init) => this.addInit(init),
+      fragment: (moof, mdat, keyframe) => this.addFragment({ parts: [moof, mdat], keyframe, at: Date.now() }),
+    });
     this.reader.push(chunk);
+  }
+
+  /**
+   * The init segment (ftyp+moov) of what follows: a new segment file or a new ffmpeg run,
+   * whose clock starts again. Viewers get it only when it differs from the one they have.
+   */
+  addInit(init: Buffer): void {
+    this.shift = undefined;
+    if (this.currentInit?.equals(init)) return;
+    this.currentInit = init;
+    this.gop = [];
+    for (const viewer of this.viewers) viewer.push(init);
+  }
+
+  addFragment(fragment: Fragment): void {
+    const moof = fragment.parts[0]!;
+    const timing = fragmentTiming(moof, this.currentInit);
+    if (timing) {
+      this.shift ??= (this.clockEnd ?? timing.start) - timing.start;
+      if (this.shift !== 0) setFragmentStart(moof, timing.start + this.shift);
+      this.clockEnd = timing.start + this.shift + timing.duration;
+    }
+    if (fragment.keyframe || this.gop.length >= MAX_GOP_FRAGMENTS) this.gop = [];
+    this.gop.push(fragment);
+    for (const viewer of this.viewers) viewer.send(fragment);
+    for (const listener of this.listeners) listener(fragment);
   }
 
   /** ftyp+moov: what a decoder needs before any fragment. */
   get init(): Buffer | undefined {
-    return this.reader.init;
+    return this.currentInit;
   }
 
   /** The fragment that holds the newest keyframe. */
@@ -70,31 +108,50 @@ export class LiveFeed {
 
   /** A byte stream of fMP4: init, the current GOP, then each new fragment. Destroy it to leave. */
   watch(): Readable {
-    const viewer: Viewer = new Viewer(() => this.viewers.delete(viewer));
-    if (this.init) {
-      viewer.push(this.init);
+    const viewer: Viewer = new Viewer(() => {
+      this.viewers.delete(viewer);
+      this.demandChanged();
+    });
+    if (this.currentInit) {
+      viewer.push(this.currentInit);
       for (const f of this.gop) viewer.send(f);
     }
     this.viewers.add(viewer);
+    this.demandChanged();
     return viewer;
   }
 
   /** Each new fragment, for in-process consumers; returns the unsubscribe. */
   onFragment(listener: (f: Fragment) => void): () => void {
     this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.demandChanged();
+    return () => {
+      this.listeners.delete(listener);
+      this.demandChanged();
+    };
   }
 
-  /** The stream ended (ffmpeg stopped): viewers are told by the end of their stream. */
+  /** The source stops: what the feed holds is stale, the next start begins clean. */
+  reset(): void {
+    this.currentInit = undefined;
+    this.gop = [];
+    this.reader = undefined;
+    this.shift = undefined;
+    this.clockEnd = undefined;
+  }
+
+  /** The stream ended (the camera stopped): viewers are told by the end of their stream. */
   end(): void {
-    for (const viewer of this.viewers) viewer.push(null);
+    const viewers = [...this.viewers];
     this.viewers.clear();
+    for (const viewer of viewers) viewer.push(null);
+    this.demandChanged();
   }
 
-  private onFragmentRead(fragment: Fragment): void {
-    if (fragment.keyframe || this.gop.length >= MAX_GOP_FRAGMENTS) this.gop = [];
-    this.gop.push(fragment);
-    for (const viewer of this.viewers) viewer.send(fragment);
-    for (const listener of this.listeners) listener(fragment);
+  private demandChanged(): void {
+    const wanted = this.viewers.size + this.listeners.size > 0;
+    if (wanted === this.wanted) return;
+    this.wanted = wanted;
+    this.onDemand?.(wanted);
   }
 }

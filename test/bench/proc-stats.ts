@@ -23,8 +23,12 @@ export const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync
 
 export const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 
-/** CPU ticks so far of each thread of a process, by thread ("main", or the name and id). */
-export function threadTicks(pid: number): Map<string, number> {
+/**
+ * CPU time so far of each thread of a process, in ns, by thread ("main", or the name and id):
+ * the scheduler's own account (schedstat), exact where utime/stime are sampled at each clock
+ * tick and so are coarse for processes that run in short bursts, like a recording ffmpeg.
+ */
+export function threadCpuNs(pid: number): Map<string, number> {
   const out = new Map<string, number>();
   let tids: string[] = [];
   try {
@@ -34,11 +38,15 @@ export function threadTicks(pid: number): Map<string, number> {
   }
   for (const tid of tids) {
     try {
+      const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      out.set(tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))} ${tid}`, ticksOf(stat));
+      out.set(tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))} ${tid}`, ns);
     } catch {
       // the thread ended
     }
   }
   return out;
 }
+
+/** CPU time a process has used so far, in ns, over its live threads; 0 once it is gone. */
+export const cpuNs = (pid: number) => [...threadCpuNs(pid).values()].reduce((a, b) => a + b, 0);

@@ -8,7 +8,7 @@ import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
 import { ffmpegPids, RtspCamera } from '../helpers/video.ts';
 import { WebSocket } from 'ws';
-import { cpuTicks, rssMiB, threadTicks, TICK } from './proc-stats.ts';
+import { cpuNs, rssMiB, threadCpuNs } from './proc-stats.ts';
 
 const CAMERAS = Number(process.env['CAMERAS'] ?? 4);
 const SECONDS = Number(process.env['SECONDS'] ?? 40);
@@ -19,9 +19,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 /** % of one core used by these pids over the window, in all and per pid. */
 async function measure(pids: () => number[]) {
-  const before = new Map(pids().map((p) => [p, cpuTicks(p)]));
+  const before = new Map(pids().map((p) => [p, cpuNs(p)]));
   await sleep(SECONDS * 1000);
-  const each = new Map([...before].map(([pid, t0]) => [pid, ((cpuTicks(pid) - t0) / TICK / SECONDS) * 100]));
+  const each = new Map([...before].map(([pid, t0]) => [pid, ((cpuNs(pid) - t0) / 1e9 / SECONDS) * 100]));
   return { total: [...each.values()].reduce((a, b) => a + b, 0), each };
 }
 
@@ -59,9 +59,9 @@ await waitUntil('every camera online', async () => {
 }, 30_000, 250);
 await sleep(WARMUP_MS);
 const windowStart = Date.now();
-const threads0 = threadTicks(box.pid);
+const threads0 = threadCpuNs(box.pid);
 const boxMeasure = await measure(() => [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)]);
-const threads = [...threadTicks(box.pid)].map(([name, t]) => [name, ((t - (threads0.get(name) ?? 0)) / TICK / SECONDS) * 100] as const).filter(([, p]) => p > 0).sort((a, b) => b[1] - a[1]);
+const threads = [...threadCpuNs(box.pid)].map(([name, t]) => [name, ((t - (threads0.get(name) ?? 0)) / 1e9 / SECONDS) * 100] as const).filter(([, p]) => p >= 0.01).sort((a, b) => b[1] - a[1]);
 const boxCpu = boxMeasure.total;
 const nodeCpu = boxMeasure.each.get(box.pid) ?? 0;
 const windowEnd = Date.now();
