@@ -41,7 +41,14 @@ test('logs are one JSON record a line, each naming node and module; SIGTERM exit
   const env = { FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', NODEID: 'box-1' };
   const base = `http://127.0.0.1:${port}`;
   let box = await startedNode(env);
-  assert.is((await getJson(`${base}/api/v1/setup`, json({ username: 'admin', password: 'persisted-password' }))).status, 201);
+  const setup = await getJson(`${base}/api/v1/setup`, json({ username: 'admin', password: 'persisted-password' }));
+  assert.is(setup.status, 201);
+  // A camera added with the MQTT broker off (startNode's default): no service may trip on it.
+  const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1];
+  const camera = { id: 'gate', name: 'Gate', source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none' } };
+  const added = await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: { authorization: `Bearer ${session}`, 'content-type': 'application/json' }, body: JSON.stringify(camera) });
+  assert.is(added.status, 201, added.text);
+  await waitUntil('the camera tried', () => box.lines.some((l) => /gate: offline/.test(l)), 15_000);
 
   const t0 = Date.now();
   box.kill('SIGTERM');

@@ -306,7 +306,7 @@ export function mqttService(config: Config): ServiceSchema {
         // The list is read inside the turn: a camera removed before it is not brought back.
         return retainedWork(async () => {
           const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch(() => []);
-          const prefix = config.mqtt!.discoveryPrefix;
+          const prefix = config.mqtt?.discoveryPrefix; // none when the broker is off
           for (const camera of cameras) {
             specs.set(camera.id, camera);
             const configs = prefix ? discoveryConfigs(prefix, camera, Object.keys(SWITCHES), version) : new Map<string, object>();
