@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
-import { DAY_DIR, SEGMENT_FILE, dataPaths, dayDir } from '../../appliance/data-dir.ts';
+import { DAY_DIR, SEGMENT_FILE, dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
-import { SegmentIndex, type Segment } from './segment-index.ts';
+import { BUSY_MS, SegmentIndex, type Segment } from './segment-index.ts';
 import { Retention } from './retention.ts';
 import { CLIP_NAME, exportClip } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
@@ -163,8 +163,14 @@ export function recorderService(config: Config): ServiceSchema {
       index = new SegmentIndex(store.collection<Segment>('segments'));
       const dropped = await index.dropMissing(paths.media);
       if (dropped) this.logger.info(`index healed: ${dropped} segments whose file is gone dropped`);
-      const heal = async (sinceDay?: string) => {
-        const added = await index!.addMissing(paths.media, config.video.ffprobePath, sinceDay);
+      // At start every file is looked at; later only those that started since the last look,
+      // less what may have been busy then (a cut segment stays busy for BUSY_MS).
+      let healedAt = 0;
+      const heal = async () => {
+        const now = Date.now();
+        const since = healedAt && healedAt - BUSY_MS - 2 * config.video.segmentSeconds * 1000;
+        const added = await index!.addMissing(paths.media, config.video.ffprobePath, since);
+        healedAt = now;
         if (added) this.logger.info(`index healed: ${added} segments added from disk`);
       };
       await heal();
@@ -207,7 +213,7 @@ export function recorderService(config: Config): ServiceSchema {
         enforce().catch((err: Error) => this.logger.error(`retention failed: ${err.message}`));
       }, config.video.retentionIntervalSeconds * 1000).unref();
       healTimer = setInterval(() => {
-        heal(dayDir(Date.now() - 86_400_000)).catch((err: Error) => this.logger.warn(`index heal failed: ${err.message}`));
+        heal().catch((err: Error) => this.logger.warn(`index heal failed: ${err.message}`));
       }, config.video.healIntervalSeconds * 1000).unref();
     },
 

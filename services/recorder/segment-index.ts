@@ -41,7 +41,8 @@ export class SegmentIndex {
   async add(segment: Segment): Promise<void> {
     const id = key(segment.camera, segment.start);
     const before = await this.segments.get(id);
-    await this.segments.put(id, segment);
+    // No disk sync per segment: an entry lost with a power cut is rebuilt from its file at start.
+    await this.segments.put(id, segment, { sync: false });
     this.count(segment.camera, segment.bytes - (before?.bytes ?? 0), before ? 0 : 1);
   }
 
@@ -147,18 +148,20 @@ export class SegmentIndex {
 
   /**
    * Adds the files the index lacks: the segment being written when the box or its ffmpeg died,
-   * or one whose "closed" event was lost. Only day folders from `sinceDay` on are read.
-   * A file written to in the last BUSY_MS belongs to a running recorder and is left alone.
+   * or one whose "closed" event was lost. Only files that started at `since` (ms) or later are
+   * looked at (their names say when). A file written to in the last BUSY_MS belongs to a
+   * running recorder and is left alone.
    */
-  async addMissing(mediaDir: string, ffprobePath: string, sinceDay = ''): Promise<number> {
+  async addMissing(mediaDir: string, ffprobePath: string, since = 0): Promise<number> {
     let added = 0;
+    const sinceDay = since > 0 ? new Date(since).toISOString().slice(0, 10) : '';
     const cameras = await readdir(mediaDir, { withFileTypes: true }).catch(() => []);
     for (const cam of cameras.filter((d) => d.isDirectory())) {
       const days = await readdir(path.join(mediaDir, cam.name), { withFileTypes: true });
       for (const day of days.filter((d) => d.isDirectory() && d.name >= sinceDay)) {
         for (const file of await readdir(path.join(mediaDir, cam.name, day.name))) {
           const start = startOfSegmentFile(file);
-          if (Number.isNaN(start) || (await this.segments.get(key(cam.name, start)))) continue;
+          if (Number.isNaN(start) || start < since || (await this.segments.get(key(cam.name, start)))) continue;
           const rel = path.join(cam.name, day.name, file);
           const info = await stat(path.join(mediaDir, rel));
           if (Date.now() - info.mtimeMs < BUSY_MS) continue;

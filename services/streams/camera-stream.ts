@@ -54,7 +54,10 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   private spawning = false;
   private attempts = 0;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** Fires when no new frame came for stallSeconds; pushed back on each progress report. */
   private watchdog: NodeJS.Timeout | undefined;
+  /** Day folders known to exist: made once, not at every segment. */
+  private dayDirsMade = new Set<string>();
   private stderrTail: string[] = [];
   private info: StreamInfo | undefined;
   private lastFrame = 0;
@@ -166,7 +169,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
-    clearInterval(this.watchdog);
+    clearTimeout(this.watchdog);
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -204,7 +207,9 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
 
   private async ensureDayDirs(now = Date.now()): Promise<void> {
     // Today's and tomorrow's: ffmpeg opens files at midnight without us.
-    await Promise.all([now, now + 86_400_000].map((t) => mkdir(path.join(this.cameraDir, dayDir(t)), { recursive: true })));
+    const missing = [dayDir(now), dayDir(now + 86_400_000)].filter((d) => !this.dayDirsMade.has(d));
+    await Promise.all(missing.map((d) => mkdir(path.join(this.cameraDir, d), { recursive: true })));
+    for (const d of missing) this.dayDirsMade.add(d);
   }
 
   private async spawn(): Promise<void> {
@@ -213,7 +218,9 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     if (this.stopping) return;
     const runId = Date.now().toString(36);
     const pushUrl = this.camera.source.kind === 'rtmp' && !this.sub ? this.options.ingest?.playUrl(this.camera.id) : undefined;
-    const progressSeconds = Math.min(2, this.options.stallSeconds / 4);
+    // Two reports per stall time: a stall is seen, and a late report leaves half of it to spare.
+    // Reports wake the box: every 2 s they were most of its CPU while recording (bench:record).
+    const progressSeconds = this.options.stallSeconds / 2;
     const args = recorderArgs({ camera: this.camera, sub: this.sub, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId, pushUrl, progressSeconds });
     this.stderrTail = [];
     this.killedFor = undefined;
@@ -248,8 +255,8 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       for (const line of lines) void this.onSegmentLine(line);
     });
 
-    clearInterval(this.watchdog);
-    this.watchdog = setInterval(() => this.checkStall(), 1000);
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => this.onStall(child), this.options.stallSeconds * 1000);
     child.on('exit', (code) => void this.onExit(child, code));
   }
 
@@ -276,19 +283,18 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     if (p.frame <= this.lastFrame) return;
     this.lastFrame = p.frame;
     this.lastProgressAt = Date.now();
+    this.watchdog?.refresh();
     const base = this.current.state === 'online' ? this.current : { ...this.blankStatus('online') };
     this.attempts = 0;
     this.setStatus({ ...base, state: 'online', reason: null, detail: null, lastFrameAt: new Date().toISOString(), bitrateKbps: p.bitrateKbps ?? this.current.bitrateKbps });
   }
 
-  private checkStall(): void {
-    if (!this.child || this.stopping || this.killedFor) return;
+  private onStall(child: ChildProcess): void {
+    if (this.child !== child || this.stopping || this.killedFor) return;
     const quietMs = Date.now() - this.lastProgressAt;
-    if (quietMs > this.options.stallSeconds * 1000) {
-      this.killedFor = { reason: 'stalled', detail: `no new frame for ${Math.round(quietMs / 1000)} s` };
-      this.log.warn(`${this.name}: ${this.killedFor.detail}, restarting`);
-      this.child.kill('SIGKILL');
-    }
+    this.killedFor = { reason: 'stalled', detail: `no new frame for ${Math.round(quietMs / 1000)} s` };
+    this.log.warn(`${this.name}: ${this.killedFor.detail}, restarting`);
+    child.kill('SIGKILL');
   }
 
   private async onSegmentLine(line: string): Promise<void> {
@@ -311,7 +317,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   }
 
   private async onExit(child: ChildProcess, code: number | null): Promise<void> {
-    clearInterval(this.watchdog);
+    if (this.child === child) clearTimeout(this.watchdog);
     if (this.child === child) this.child = undefined;
     // A segment cut short (kill, crash of the camera) is still playable: index what it holds.
     const file = this.openFile && path.basename(this.openFile);

@@ -7,7 +7,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Transform } from 'node:stream';
-import type { ServiceSchema } from 'moleculer';
+import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import pLimit from 'p-limit';
 import { ThrottleGroup } from 'stream-throttle';
 import { z } from 'zod';
@@ -82,7 +82,6 @@ const STATUS_EVERY_MS = 1000;
 const WHOLE_MAX_BYTES = 64 * 1024 * 1024;
 /** Uploads smaller than this say more about latency than about the link's rate. */
 const RATE_SAMPLE_MIN_BYTES = 1024 * 1024;
-const CLIP_CHECK_MS = 2000;
 
 async function hashFile(file: string): Promise<{ bytes: number; sha256: string; md5: string }> {
   const sha256 = createHash('sha256');
@@ -137,13 +136,37 @@ export function syncService(config: Config): ServiceSchema {
   let clipTimer: NodeJS.Timeout | undefined;
   let auditTimer: NodeJS.Timeout | undefined;
   let statusTimer: NodeJS.Timeout | undefined;
-  let statusDirty = false;
+  /** The service's broker, once started: for the timers' work. */
+  let bus: ServiceBroker | undefined;
+  /** When the next clip-job check is set for. */
+  let clipCheckAt: number | undefined;
+  const clipTurn = pLimit(1);
   let stopping = false;
   let log: { info(m: string): void; warn(m: string): void; error(m: string): void };
 
   const backoff = (n: number) => {
     const ceiling = Math.min(o.retryMaxMs, o.retryMinMs * 2 ** Math.min(n - 1, 30));
     return Math.round(ceiling / 2 + Math.random() * (ceiling / 2)); // "equal jitter": never a tight loop, never in step
+  };
+
+  /** One status broadcast at most every STATUS_EVERY_MS, and none while nothing changes. */
+  const statusChanged = () => {
+    if (stopping || statusTimer) return;
+    statusTimer = setTimeout(() => {
+      statusTimer = undefined;
+      void bus?.broadcast('sync.status.changed', status());
+    }, STATUS_EVERY_MS);
+  };
+
+  /** Clip jobs are looked at when the first one is due, not on a beat: a box with none never wakes for them. */
+  const checkClipsAt = (at: number) => {
+    if (stopping || (clipCheckAt !== undefined && clipCheckAt <= at)) return;
+    clearTimeout(clipTimer);
+    clipCheckAt = at;
+    clipTimer = setTimeout(() => {
+      clipCheckAt = undefined;
+      void clipTurn(runClipJobs).catch((err: Error) => log.error(`sync: clips: ${err.message}`));
+    }, Math.max(0, at - Date.now()));
   };
 
   const wake = (r: Running) => [...r.waiters].forEach((w) => w());
@@ -218,7 +241,7 @@ export function syncService(config: Config): ServiceSchema {
       pending: Object.fromEntries(targets.map((t) => [t, { attempts: 0, nextAt: 0 } satisfies Progress])),
     };
     await outbox.put(item);
-    statusDirty = true;
+    statusChanged();
     wakeAll();
     return item;
   };
@@ -233,7 +256,7 @@ export function syncService(config: Config): ServiceSchema {
   const removeItem = async (item: Item) => {
     await outbox.remove(item.id);
     if (item.ownsFile) await rm(path.join(paths.root, item.file), { force: true });
-    statusDirty = true;
+    statusChanged();
   };
 
   const eventPrefix = (e: Pick<StoredEvent, 'camera' | 'start' | 'id'>) => `${o.boxId}/${e.camera}/${e.start.slice(0, 10)}/${e.id}`;
@@ -257,7 +280,7 @@ export function syncService(config: Config): ServiceSchema {
   // ---- sending ----
 
   const saveState = (r: Running) => {
-    statusDirty = true;
+    statusChanged();
     return targetStates.put(r.spec.id, r.state, { sync: false });
   };
 
@@ -382,12 +405,17 @@ export function syncService(config: Config): ServiceSchema {
 
   // ---- clips, made once the footage after the event is recorded ----
 
-  const runClipJobs = async (broker: { call<T>(a: string, p: object): Promise<T> }) => {
+  const runClipJobs = async () => {
+    let next = Infinity;
     for (const job of await clipJobs.values()) {
-      if (job.readyAt > Date.now() || stopping) continue;
+      if (stopping || !bus) return;
+      if (job.readyAt > Date.now()) {
+        next = Math.min(next, job.readyAt);
+        continue;
+      }
       try {
-        const clip = await broker.call<{ name: string }>('recorder.clip', { camera: job.camera, from: job.from, to: job.to });
-        const stream = await broker.call<Readable>('recorder.file', { kind: 'clip', name: clip.name });
+        const clip = await bus.call<{ name: string }, object>('recorder.clip', { camera: job.camera, from: job.from, to: job.to });
+        const stream = await bus.call<Readable, object>('recorder.file', { kind: 'clip', name: clip.name });
         await enqueueBytes(
           { resource: 'clips', camera: job.camera, name: `${eventPrefix({ camera: job.camera, start: job.metadata['start']!, id: job.event })}/clip.mp4`, contentType: 'video/mp4', metadata: { ...job.metadata, from: job.from, to: job.to } },
           stream,
@@ -398,9 +426,14 @@ export function syncService(config: Config): ServiceSchema {
         if (e.code === 404 || job.attempts >= 10) {
           log.warn(`sync: no clip for event ${job.event}: ${e.message}`);
           await clipJobs.del(job.event);
-        } else await clipJobs.put(job.event, { ...job, attempts: job.attempts + 1, readyAt: Date.now() + backoff(job.attempts + 1) });
+        } else {
+          const readyAt = Date.now() + backoff(job.attempts + 1);
+          await clipJobs.put(job.event, { ...job, attempts: job.attempts + 1, readyAt });
+          next = Math.min(next, readyAt);
+        }
       }
     }
+    if (next < Infinity) checkClipsAt(next);
   };
 
   const onEventEnded = async (e: StoredEvent, broker: { call<T>(a: string, p: object): Promise<T> }) => {
@@ -419,6 +452,7 @@ export function syncService(config: Config): ServiceSchema {
       // The segment holding `to` closes up to a segment later, then it is indexed.
       const readyAt = Date.parse(range.to) + 2 * config.video.segmentSeconds * 1000 + 2000;
       await clipJobs.put(e.id, { event: e.id, camera: e.camera, from: range.from, to: range.to, metadata, readyAt, attempts: 0 });
+      checkClipsAt(readyAt);
       objects['clip'] = `${base}/clip.mp4`;
     }
     if (want.has('events')) {
@@ -511,7 +545,7 @@ export function syncService(config: Config): ServiceSchema {
           if (await targetSpecs.get(spec.id)) throw new ConflictError(`Target "${spec.id}" exists`, 'TARGET_EXISTS', { id: spec.id });
           await targetSpecs.put(spec.id, spec);
           await start(spec);
-          statusDirty = true;
+          statusChanged();
           ctx.broadcast('sync.target.changed', { id: spec.id, change: 'added', by: ctx.meta.caller?.username ?? 'box' });
           return publicTarget(spec);
         },
@@ -528,7 +562,7 @@ export function syncService(config: Config): ServiceSchema {
           await stop(current.id);
           await targetSpecs.put(current.id, merged.data);
           await start(merged.data);
-          statusDirty = true;
+          statusChanged();
           ctx.broadcast('sync.target.changed', { id: current.id, change: 'updated', fields: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
           return publicTarget(merged.data);
         },
@@ -544,7 +578,7 @@ export function syncService(config: Config): ServiceSchema {
           await targetSpecs.del(id);
           await targetStates.del(id);
           for (const item of [...outbox.all()]) if (item.pending[id]) await finish(item, id);
-          statusDirty = true;
+          statusChanged();
           ctx.broadcast('sync.target.changed', { id, change: 'removed', by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
@@ -672,26 +706,17 @@ export function syncService(config: Config): ServiceSchema {
       const { items, bytes } = outbox.size;
       if (items) this.logger.info(`sync: ${items} items (${bytes} bytes) from before the restart wait to go up`);
 
-      const broker = this.broker;
-      // Clip jobs are looked at every few seconds: one may be ready, or due for another try.
-      const clips = () => {
-        if (stopping) return;
-        clipTimer = setTimeout(() => void runClipJobs(broker).catch((err: Error) => log.error(`sync: clips: ${err.message}`)).finally(clips), CLIP_CHECK_MS);
-      };
-      clips();
+      bus = this.broker;
+      checkClipsAt(Date.now()); // jobs from before the restart
       auditTimer = setInterval(() => void flushAudit().catch((err: Error) => log.error(`sync: audit: ${err.message}`)), o.auditBatchSeconds * 1000);
-      statusTimer = setInterval(() => {
-        if (!statusDirty) return;
-        statusDirty = false;
-        void broker.broadcast('sync.status.changed', status());
-      }, STATUS_EVERY_MS);
     },
 
     async stopped() {
       stopping = true;
       clearTimeout(clipTimer);
       clearInterval(auditTimer);
-      clearInterval(statusTimer);
+      clearTimeout(statusTimer);
+      clipCheckAt = statusTimer = undefined;
       await Promise.allSettled([...running.keys()].map(stop));
       await store?.close();
       store = undefined;

@@ -1,6 +1,8 @@
 // npm run bench:record — N real RTSP cameras (the bundled 1280x720 15 fps clip, looped, from
 // GStreamer's RTSP server) recorded for a fixed time. Reference in the same run: one bare
-// `ffmpeg -c copy` segment recorder per camera. CAMERAS=4 SECONDS=40 by default.
+// `ffmpeg -c copy` segment recorder per camera. CAMERAS=4 SECONDS=40 by default. Both are
+// measured in steady state, WARMUP=30 s after the last camera is online: a Node process's
+// one-off work after its start (JIT, the memory reducer's full GCs) is bench:startup's.
 import { spawn } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,7 +14,7 @@ import { cpuNs, rssMiB, threadCpuNs } from './proc-stats.ts';
 
 const CAMERAS = Number(process.env['CAMERAS'] ?? 4);
 const SECONDS = Number(process.env['SECONDS'] ?? 40);
-const WARMUP_MS = 6000;
+const WARMUP_MS = Number(process.env['WARMUP'] ?? 30) * 1000;
 const SEGMENT_S = 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -57,7 +59,9 @@ await waitUntil('every camera online', async () => {
   const list = (await getJson(`${base}/api/v1/cameras`, { headers: auth })).json as Array<{ status: { state: string } }>;
   return list.filter((c) => c.status?.state === 'online').length === CAMERAS;
 }, 30_000, 250);
+const warmupNs = cpuNs(box.pid);
 await sleep(WARMUP_MS);
+const warmupNodeCpu = ((cpuNs(box.pid) - warmupNs) / 1e9 / (WARMUP_MS / 1000)) * 100;
 const windowStart = Date.now();
 const threads0 = threadCpuNs(box.pid);
 const boxMeasure = await measure(() => [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)]);
@@ -112,6 +116,7 @@ console.log(`record: ${CAMERAS} cameras, 1280x720 15 fps H.264 over RTSP/TCP, ${
 console.log(`bare ffmpeg -c copy (reference): ${(refCpu / CAMERAS).toFixed(2)} % of a core per camera, ${refRss.toFixed(0)} MiB in all`);
 console.log(`FogEdge box (node + its ffmpegs): ${(boxCpu / CAMERAS).toFixed(2)} % of a core per camera, ${boxRss.toFixed(0)} MiB in all`);
 console.log(`  of which the Node process: ${nodeCpu.toFixed(2)} % of a core in all, its ffmpegs: ${((boxCpu - nodeCpu) / CAMERAS).toFixed(2)} % per camera`);
+console.log(`  the Node process during the warm-up before: ${warmupNodeCpu.toFixed(2)} % of a core in all`);
 console.log(`  the Node process by thread: ${threads.map(([n, p]) => `${n} ${p.toFixed(2)} %`).join(', ')}`);
 console.log(`CPU ratio box / bare ffmpeg: ${(boxCpu / refCpu).toFixed(2)}x`);
 console.log(`segments in the window: ${segments} (about ${expected} expected), gaps: ${gaps}`);
