@@ -2,6 +2,7 @@
 // what a browser's MediaSource gets, many viewers on one ffmpeg, who may watch.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { WebSocket } from 'ws';
@@ -67,9 +68,10 @@ function watch(camera: string | { id: string; query: string }, headers: Record<s
 
 const refusal = (p: Promise<unknown>) => p.then(() => ({ status: 101, body: '' }), (e: { status: number; body: string }) => e);
 
-test('a viewer gets the codec, the init segment, then fragments that start on a keyframe and play', async () => {
+test('a viewer gets the codec, the init segment, then fragments that start on a keyframe and play on across segment files', async () => {
   const viewer = await watch('porch');
-  await waitUntil('3 s of live video', () => viewer.binaries.length > 14, 15_000);
+  // Over 6 s at 4 fragments a second: past at least one of the 4 s segment files' ends.
+  await waitUntil('6 s of live video', () => viewer.binaries.length > 26, 20_000);
   viewer.ws.close();
   await viewer.closed;
   console.log(`    live view: first fragment ${viewer.firstFragmentAt! - viewer.openedAt} ms after the socket opened`);
@@ -83,11 +85,42 @@ test('a viewer gets the codec, the init segment, then fragments that start on a 
   new BoxSplitter((type) => types.push(type)).push(Buffer.concat(viewer.binaries));
   assert.equal(types.slice(0, 2), ['ftyp', 'moov']);
   assert.ok(types.slice(2).every((t, i) => t === (i % 2 ? 'mdat' : 'moof')));
+  assert.is(viewer.texts.length, 1, 'one init: the next segment file continues the stream');
+  const times = viewer.binaries.slice(1).map((moof) => fragmentTiming(moof, init)!);
+  for (let i = 1; i < times.length; i++) assert.is(times[i]!.start, times[i - 1]!.start + times[i - 1]!.duration, `fragment ${i} follows on`);
   const file = path.join(box.dataDir, 'live.mp4');
   await writeFile(file, Buffer.concat(viewer.binaries));
   const { seconds, codec } = await playable(file);
   assert.is(codec, 'h264');
-  assert.ok(seconds >= 2, `plays ${seconds} s`);
+  assert.ok(seconds >= 5, `plays ${seconds} s`);
+});
+
+/** This process's open files in the camera's recordings. */
+const recordingHandles = () => {
+  const media = path.join(realpathSync(box.dataDir), 'media');
+  return readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    })
+    .filter((target) => target.startsWith(media) && target.endsWith('.mp4'));
+};
+
+test('the recording is read for live view only while someone watches', async () => {
+  await waitUntil('nobody watching, nothing open', () => recordingHandles().length === 0, 5000);
+  const viewer = await watch('porch');
+  await waitUntil('video', () => viewer.binaries.length > 3, 15_000);
+  assert.is(recordingHandles().length, 1, 'the open segment file');
+  viewer.ws.close();
+  await viewer.closed;
+  await waitUntil('closed once the viewer left', () => recordingHandles().length === 0, 5000);
+  // A snapshot meanwhile reads the newest keyframe from the file, and lets it go.
+  const snap = await box.request('GET', '/api/v1/cameras/porch/snapshot.jpg', { auth: admin });
+  assert.is(snap.status, 200);
+  assert.is(recordingHandles().length, 0);
 });
 
 test('many viewers share the one ffmpeg that records the camera', async () => {

@@ -2,13 +2,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
-import { copyFile, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { classifyFailure, parseSegmentLine, parseStreamInfo, ProgressReader } from '../services/streams/ffmpeg.ts';
 import { redactText, redactUrl } from '../lib/redact.ts';
-import { BoxSplitter, codecString, startsWithKeyframe, trimToLastFragment } from '../services/recorder/fragmented-mp4.ts';
+import { BoxSplitter, codecString, fragmentTiming, startsWithKeyframe, trimToLastFragment } from '../services/recorder/fragmented-mp4.ts';
 import { LiveFeed } from '../services/streams/live-feed.ts';
+import { RecordingTail } from '../services/streams/recording-tail.ts';
+import { waitUntil } from './helpers/processes.ts';
 import { startOfSegmentFile } from '../appliance/data-dir.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { tempDir } from './helpers/box.ts';
@@ -84,6 +86,21 @@ async function liveCut(dir: string, clip: string, seconds: number): Promise<Buff
   return readFile(file);
 }
 
+/** The clip cut as the recorder cuts it: segment files on keyframes, each with its clock from 0. */
+async function recordedSegments(dir: string, clip: string, segmentSeconds: number): Promise<Buffer[]> {
+  await run('ffmpeg', ['-v', 'error', '-y', '-i', clip, '-t', String(segmentSeconds * 2), '-c', 'copy', '-f', 'segment', '-segment_time', String(segmentSeconds), '-segment_format', 'mp4',
+    '-segment_format_options', 'movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=250000', '-reset_timestamps', '1', path.join(dir, 'seg%d.mp4')]);
+  return Promise.all([0, 1].map((i) => readFile(path.join(dir, `seg${i}.mp4`))));
+}
+
+/** Top-level boxes of an MP4, with where each ends in the file. */
+function boxesOf(bytes: Buffer): Array<{ type: string; box: Buffer; end: number }> {
+  const out: Array<{ type: string; box: Buffer; end: number }> = [];
+  let end = 0;
+  new BoxSplitter((type, box) => out.push({ type, box, end: (end += box.length) })).push(bytes);
+  return out;
+}
+
 test('the live feed cuts a stream split anywhere into init and fragments, and knows its keyframes', async () => {
   const dir = await tempDir();
   const bytes = await liveCut(dir, DEMO_CLIP, 6);
@@ -132,6 +149,57 @@ test('a viewer that does not read is bounded and resumes on a keyframe', async (
   assert.ok(firstMoof && startsWithKeyframe(firstMoof, feed.init), 'what it gets next starts on a keyframe');
   stuck.destroy();
   feed.end();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('live view from a recording being written: a late viewer starts at its newest keyframe, follows it, and goes on into the next segment on one clock', async () => {
+  const dir = await tempDir();
+  // Two segment files as the recorder writes them: each has its init and a clock from 0.
+  const [first, second] = (await recordedSegments(dir, DEMO_CLIP, 6)) as [Buffer, Buffer];
+  const a = path.join(dir, 'a.mp4');
+  const b = path.join(dir, 'b.mp4');
+  const written = Math.floor(first.length * 0.6) + 3; // mid-box, as ffmpeg leaves it between writes
+  await writeFile(a, first.subarray(0, written));
+  // What the viewer must get first: the newest keyframe fragment already complete in the file.
+  const boxes = boxesOf(first);
+  const init = Buffer.concat(boxes.slice(0, 2).map((x) => x.box));
+  const complete = boxes.filter((x, i) => x.type === 'moof' && boxes[i + 1]!.end <= written);
+  const newest = complete.filter((x) => startsWithKeyframe(x.box, init)).pop()!;
+  const expected = boxes.filter((x) => x.type === 'moof' && x.end >= newest.end).length + boxesOf(second).filter((x) => x.type === 'moof').length;
+
+  let tail: RecordingTail | undefined;
+  const feed = new LiveFeed((wanted) => (wanted ? tail!.start(a) : tail!.stop()));
+  tail = new RecordingTail(feed, (err) => assert.unreachable(err.message));
+  const viewer = feed.watch();
+  const got: Buffer[] = [];
+  viewer.on('data', (c: Buffer) => got.push(c));
+  const fragmentsGot = () => boxesOf(Buffer.concat(got)).filter((x) => x.type === 'moof');
+  await waitUntil('the newest GOP', () => fragmentsGot().length > 0, 5000, 20);
+  assert.ok(fragmentsGot()[0]!.box.equals(newest.box), 'it starts at the newest keyframe, not at the start of the file');
+  // ffmpeg writes on; then closes the file and opens the next.
+  await appendFile(a, first.subarray(written, written + 50_000));
+  await appendFile(a, first.subarray(written + 50_000));
+  await writeFile(b, second);
+  tail.follow(b);
+  await waitUntil('every fragment after it', () => fragmentsGot().length === expected, 5000, 20);
+
+  const out = boxesOf(Buffer.concat(got));
+  assert.equal(out.slice(0, 2).map((x) => x.type), ['ftyp', 'moov']);
+  assert.is(out.filter((x) => x.type === 'ftyp').length, 1, 'the next segment\'s identical init is not sent again');
+  const times = out.filter((x) => x.type === 'moof').map((x) => fragmentTiming(x.box, init)!);
+  for (let i = 1; i < times.length; i++) assert.is(times[i]!.start, times[i - 1]!.start + times[i - 1]!.duration, `fragment ${i} follows on`);
+  const joined = path.join(dir, 'joined.mp4');
+  await writeFile(joined, Buffer.concat(got));
+  const decoded = await run('ffmpeg', ['-v', 'error', '-i', joined, '-f', 'null', '-']);
+  assert.is(decoded.stderr.trim(), '', 'decodes without errors');
+  assert.ok((await playable(joined)).seconds > 5, 'the rest of the first file and all of the second');
+
+  // The viewer leaves: the file is no longer read, and what the feed held is dropped.
+  viewer.destroy();
+  assert.is(feed.init, undefined);
+  await appendFile(b, second.subarray(0, 1000));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.is(feed.init, undefined);
   await rm(dir, { recursive: true, force: true });
 });
 
