@@ -1,7 +1,7 @@
 // Live view from the recording itself: ffmpeg writes each segment as fragmented MP4 and
 // flushes every fragment (a quarter second), so the open segment file is the live stream.
-// It is read only while someone watches; nobody watching costs nothing, where a second
-// live output on a pipe cost the box more CPU than recording (bench:record).
+// It is read only while someone watches, so nobody watching costs nothing; a second live
+// output on a pipe, read all the time, cost the box nearly as much CPU as recording itself.
 import { watch, type FSWatcher } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -114,7 +114,9 @@ export class RecordingTail {
         }
       } while (this.again && this.active);
     })()
-      .catch((err: Error) => this.onError(err))
+      .catch((err: Error) => {
+        if (this.active) this.onError(err); // else: stopped mid-read, its handle closed under it
+      })
       .finally(() => (this.pumping = false));
   }
 
