@@ -151,9 +151,10 @@ export async function installRelease(root: string, currentVersion: string, req: 
 
 /** The new release is healthy: the update stands; releases other than current and previous go. */
 export async function confirmRelease(root: string, state: UpdateState): Promise<UpdateState> {
-  const done: UpdateState = { ...state, state: 'confirmed', finishedAt: new Date().toISOString() };
-  await writeUpdateState(root, done);
+  // Old releases go first, so whoever sees "confirmed" also sees them gone.
   const { current, previous, releases } = await releasesOnDisk(root);
   for (const r of releases) if (r !== current && r !== previous) await rm(path.join(root, 'releases', r), { recursive: true, force: true });
+  const done: UpdateState = { ...state, state: 'confirmed', finishedAt: new Date().toISOString() };
+  await writeUpdateState(root, done);
   return done;
 }
