@@ -4,7 +4,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Collection } from '../../lib/store.ts';
 import { probeDuration } from '../../lib/ffprobe.ts';
-import { startOfSegmentFile } from '../../appliance/data-dir.ts';
+import { dayDir, startOfSegmentFile } from '../../appliance/data-dir.ts';
 import { trimToLastFragment } from './fragmented-mp4.ts';
 
 export interface Segment {
@@ -154,7 +154,7 @@ export class SegmentIndex {
    */
   async addMissing(mediaDir: string, ffprobePath: string, since = 0): Promise<number> {
     let added = 0;
-    const sinceDay = since > 0 ? new Date(since).toISOString().slice(0, 10) : '';
+    const sinceDay = since > 0 ? dayDir(since) : '';
     const cameras = await readdir(mediaDir, { withFileTypes: true }).catch(() => []);
     for (const cam of cameras.filter((d) => d.isDirectory())) {
       const days = await readdir(path.join(mediaDir, cam.name), { withFileTypes: true });

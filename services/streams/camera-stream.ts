@@ -317,8 +317,10 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   }
 
   private async onExit(child: ChildProcess, code: number | null): Promise<void> {
-    if (this.child === child) clearTimeout(this.watchdog);
-    if (this.child === child) this.child = undefined;
+    if (this.child === child) {
+      clearTimeout(this.watchdog);
+      this.child = undefined;
+    }
     // A segment cut short (kill, crash of the camera) is still playable: index what it holds.
     const file = this.openFile && path.basename(this.openFile);
     if (this.openFile && file && !this.reported.has(file)) {
