@@ -182,14 +182,20 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       /** Base of the firmware image URL the cameras fetch; null: http://<the box's LAN address>:<http.port>. */
       imageBaseUrl: z.url({ protocol: /^https?$/ }).nullable().default(null),
+      /**
+       * Where a firmware campaign may fetch camera images from: URL prefixes of the vendors'
+       * download servers. Empty: campaigns are refused until the installer names one, so no user
+       * can make the box fetch an address of their choosing.
+       */
+      firmwareSources: z.array(z.url({ protocol: /^https?$/ })).max(32).default([]),
     })
     .prefault({}),
   bus: z
     .strictObject({
       requestTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
       retries: z.number().int().min(0).max(10).default(3),
-      heartbeatIntervalS: z.number().min(1).max(60).default(5),
-      heartbeatTimeoutS: z.number().min(2).max(300).default(15),
+      heartbeatIntervalS: z.number().min(1).max(60).default(1),
+      heartbeatTimeoutS: z.number().min(2).max(300).default(3),
     })
     .prefault({}),
 });

@@ -1,7 +1,7 @@
 // Builds the node's ServiceBroker: in-process bus by default, NATS when a
 // transporter is set. Retries, timeouts and the circuit breaker are Moleculer's own.
-import moleculer, { type BrokerOptions } from 'moleculer';
-import type { Config } from '../appliance/config.ts';
+import moleculer, { type BrokerOptions, type Middleware } from 'moleculer';
+import type { Config, ServiceName } from '../appliance/config.ts';
 import { version } from '../appliance/version.ts';
 import { inputMiddleware } from '../lib/actions.ts';
 import { SERVICE_FACTORIES } from './services.ts';
@@ -63,14 +63,68 @@ export function brokerOptions(config: Config): BrokerOptions {
     registry: { strategy: 'RoundRobin', preferLocal: true },
     dependencyInterval: 100, // ms between checks for a service's dependencies (default 1 s)
     validator: false, // actions are validated by their zod `input` (inputMiddleware)
-    middlewares: [inputMiddleware()],
+    middlewares: [inputMiddleware(), busGuard()],
+    // A service stops only after the calls and events it is handling have finished.
+    tracking: { enabled: true, shutdownTimeout: 5_000 },
     skipProcessEventRegistration: true, // main.ts owns signals and the exit code
     metadata: { version },
   };
 }
 
+/**
+ * A call to another node while the bus is down fails at once with a reason (a 503), instead of
+ * waiting out the request timeout: the nats client would only buffer it until it reconnects.
+ */
+function busGuard(): Middleware {
+  let busDown = false;
+  return {
+    name: 'BusGuard',
+    started(broker: moleculer.ServiceBroker) {
+      const client = (broker.transit?.tx as { client?: { status(): AsyncIterable<{ type: string }> } } | undefined)?.client;
+      if (!client?.status) return;
+      void (async () => {
+        for await (const s of client.status()) {
+          if (s.type === 'disconnect') busDown = true;
+          else if (s.type === 'reconnect') busDown = false;
+        }
+      })();
+    },
+    remoteAction(next: (ctx: moleculer.Context) => Promise<unknown>) {
+      return (ctx: moleculer.Context) => {
+        if (busDown) {
+          return Promise.reject(new moleculer.Errors.ServiceNotAvailableError({ action: ctx.action?.name ?? '?', nodeID: `${ctx.nodeID} (the bus is disconnected)` }));
+        }
+        return next(ctx);
+      };
+    },
+  } as unknown as Middleware;
+}
+
+/**
+ * The order a node stops in: what makes work first (requests, video, detections, devices), then
+ * what stores it, then what hands it on (MQTT, cloud, operator), the registries last. Services of
+ * one stage stop together; with tracking on, each finishes the work it holds first.
+ */
+export const STOP_STAGES: ServiceName[][] = [
+  ['api'],
+  ['streams', 'detector', 'usp', 'devices'],
+  ['events', 'recorder'],
+  ['mqtt', 'sync', 'admp'],
+  ['cameras', 'system', 'accounts'],
+];
+
+class FogEdgeBroker extends moleculer.ServiceBroker {
+  override async stop(): Promise<void> {
+    for (const stage of STOP_STAGES) {
+      const services = this.services.filter((s) => (stage as string[]).includes(s.name));
+      await Promise.all(services.map((s) => this.destroyService(s)));
+    }
+    return super.stop();
+  }
+}
+
 export function createBroker(config: Config, overrides: Partial<BrokerOptions> = {}): moleculer.ServiceBroker {
-  const broker = new moleculer.ServiceBroker({ ...brokerOptions(config), ...overrides });
+  const broker = new FogEdgeBroker({ ...brokerOptions(config), ...overrides });
   for (const name of config.services) broker.createService(SERVICE_FACTORIES[name](config));
   return broker;
 }

@@ -58,3 +58,19 @@ export class UnavailableError extends MoleculerRetryableError {
     super(message, 503, type, data);
   }
 }
+
+const { ServiceNotFoundError, ServiceNotAvailableError, RequestRejectedError, RequestTimeoutError } = moleculer.Errors;
+
+/**
+ * The service asked for, or its node, is not there now (not started yet, restarting, its node
+ * lost, the bus down): a reason to wait and ask again, never an answer. Moleculer gives "service
+ * not found" code 404, which must not be read as "no such thing".
+ */
+export function isUnreachable(err: unknown): boolean {
+  return (
+    err instanceof ServiceNotFoundError ||
+    err instanceof ServiceNotAvailableError ||
+    err instanceof RequestRejectedError ||
+    err instanceof RequestTimeoutError
+  );
+}

@@ -16,6 +16,9 @@ const GRANTS = {
   'cameras.manage': ['admin', 'installer'],
   'devices.manage': ['admin', 'installer'],
   'settings.manage': ['admin', 'installer'],
+  // Where the household's video goes (cloud targets), and widening what goes there, is the
+  // household's choice: the installer and the operator may only narrow it or set limits.
+  'cloud.manage': ['admin'],
   'system.view': ['admin', 'family', 'installer'],
   'users.manage': ['admin'],
 } as const satisfies Record<string, readonly Role[]>;

@@ -111,7 +111,7 @@ test('commands: run through the same actions and permissions, answered once each
   assert.not.match(JSON.stringify(diag), /box-secret-1/);
   // A camera firmware campaign is the USP controller's, with the operator's permissions: here the box has no camera agent.
   const campaign = await operator.command('c-13', 'usp.firmwareUpdate', { url: 'http://127.0.0.1:9/fw.img', sha256: 'a'.repeat(64), model: 'fogcam-1' });
-  assert.is(campaign.error.type, 'IMAGE_FETCH_FAILED', JSON.stringify(campaign));
+  assert.is(campaign.error.type, 'SOURCE_NOT_ALLOWED', JSON.stringify(campaign));
   assert.equal((await operator.command('c-14', 'usp.endpoints')).result, []);
   // Services restarted on request, and back up.
   const restart = await operator.command('c-12', 'system.restartServices', { services: ['devices', 'events'] });

@@ -54,7 +54,7 @@ test.before(async () => {
     http: { port: httpPort },
     mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null },
     video: { rtmp: { host: '127.0.0.1', port: await freePort() }, segmentSeconds: 2, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000 },
-    usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}` },
+    usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}`, firmwareSources: [vendorServer.url] },
   });
   admin = await withAdmin(box);
   keyFile = path.join(await tempDir(), 'vendor.pub.pem');

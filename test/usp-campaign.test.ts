@@ -56,7 +56,7 @@ const versions = async () => Object.fromEntries(((await box.request('GET', '/api
 test.before(async () => {
   vendorServer = await VendorServer.start();
   const httpPort = await freePort();
-  box = await testBox({ http: { port: httpPort }, mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null }, usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}` } });
+  box = await testBox({ http: { port: httpPort }, mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null }, usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}`, firmwareSources: [vendorServer.url] } });
   admin = await withAdmin(box);
   for (const id of ['cam-a', 'cam-b', 'cam-c']) await startCamera(id);
   await waitUntil('three cameras known', async () => Object.values(await versions()).filter((v) => v === '1.0.0').length === 3);

@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
+import pLimit from 'p-limit';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
@@ -43,6 +44,22 @@ export function eventsService(config: Config): ServiceSchema {
   let events: Collection<StoredEvent>;
   /** `<start ISO>!<id>` -> id: events in time order. */
   let byStart: Collection<string>;
+  /**
+   * `<sequence>` -> id: events in the order they ended, so a consumer that was away (cloud sync
+   * on a node that restarted) takes up where it stopped instead of relying on a broadcast.
+   */
+  let endedLog: Collection<string>;
+  let lastEndSeq = 0;
+  // One at a time: a reader that sees sequence n+1 has n in the store too.
+  const endTurn = pLimit(1);
+  const seqKey = (n: number) => String(n).padStart(12, '0');
+  const logEnded = (id: string) =>
+    endTurn(async () => {
+      await endedLog.put(seqKey(lastEndSeq + 1), id);
+      lastEndSeq++;
+    });
+  /** Events closed at start, announced once every service of this node is there to hear it. */
+  let unannounced: StoredEvent[] = [];
   const snapshotsDir = path.join(dataPaths(config).root, 'snapshots');
   const snapshotFile = (e: Pick<StoredEvent, 'camera' | 'id'>) => path.join(snapshotsDir, e.camera, `${e.id}.jpg`);
 
@@ -71,6 +88,13 @@ export function eventsService(config: Config): ServiceSchema {
       }
     }
     if (removed) log.info(`retention: ${removed} events past their camera's eventRetainDays removed`);
+    // The ended log keeps no entry older than the oldest event still kept.
+    const gone: string[] = [];
+    for await (const [seq, id] of endedLog.entries({ limit: 10_000 })) {
+      if (await events.get(id)) break;
+      gone.push(seq);
+    }
+    await endedLog.delMany(gone, { sync: false });
   };
 
   /** The detector's start/update/end of an object, stored and announced. */
@@ -93,6 +117,7 @@ export function eventsService(config: Config): ServiceSchema {
     };
     await events.put(next.id, next);
     if (!current) await byStart.put(`${next.start}!${next.id}`, next.id);
+    if (next.end !== null && (current?.end ?? null) === null) await logEnded(next.id);
     const name = type === 'start' && !current ? 'event.started' : type === 'end' ? 'event.ended' : 'event.updated';
     ctx.broadcast(name, next);
     return { ok: true };
@@ -152,6 +177,25 @@ export function eventsService(config: Config): ServiceSchema {
           return { jpegBase64: out.toString('base64') };
         },
       }),
+      /**
+       * Internal: events that ended after sequence `after`, in the order they ended; `after: -1`
+       * asks only for the last sequence (where a new consumer starts).
+       */
+      endedAfter: action({
+        input: z.strictObject({ after: z.number().int().min(-1), limit: z.number().int().min(1).max(1000).default(100) }),
+        async handler(ctx) {
+          const ended: Array<{ seq: number; event: StoredEvent }> = [];
+          let through = ctx.params.after;
+          if (through >= 0) {
+            for await (const [key, id] of endedLog.entries({ gte: seqKey(through + 1), limit: ctx.params.limit })) {
+              through = Number(key);
+              const event = await events.get(id);
+              if (event) ended.push({ seq: through, event }); // one removed since is stepped over
+            }
+          }
+          return { last: lastEndSeq, ended, through };
+        },
+      }),
       /** The recordings range of an event clip: pre- and post-roll around the object. */
       clipRange: action({
         input: z.strictObject({ id: EventId }),
@@ -191,13 +235,36 @@ export function eventsService(config: Config): ServiceSchema {
       store = await Store.open(dataPaths(config).db('events'));
       events = store.collection<StoredEvent>('events');
       byStart = store.collection<string>('byStart');
-      // Events left open by a crash end where they were last seen: none stays open for ever.
+      endedLog = store.collection<string>('ended');
+      for await (const [seq] of endedLog.entries({ reverse: true, limit: 1 })) lastEndSeq = Number(seq);
+      // Events left open by a stop or crash end where they were last seen, as any end does: none
+      // stays open for ever, and what follows an end (cloud sync, MQTT, the operator) happens.
+      unannounced = [];
       for (const e of await events.values()) {
-        if (e.end === null) await events.put(e.id, { ...e, end: e.updatedAt });
+        if (e.end !== null) continue;
+        const closed = { ...e, end: e.updatedAt, updatedAt: new Date().toISOString() };
+        await events.put(e.id, closed);
+        await logEnded(e.id);
+        unannounced.push(closed);
       }
+      if (unannounced.length) this.logger.info(`${unannounced.length} events left open by the last stop are ended`);
+      if (this.broker.started) this.announceClosed();
       const retain = () => applyRetention(this.broker, this.logger).catch((err: Error) => this.logger.error(`event retention failed: ${err.message}`));
       retentionTimer = setInterval(retain, config.video.retentionIntervalSeconds * 1000).unref();
       void retain();
+    },
+
+    events: {
+      '$broker.started'() {
+        this.announceClosed();
+      },
+    },
+
+    methods: {
+      announceClosed() {
+        for (const e of unannounced) void this.broker.broadcast('event.ended', e);
+        unannounced = [];
+      },
     },
 
     async stopped() {

@@ -171,7 +171,9 @@ export function recorderService(config: Config): ServiceSchema {
         const since = healedAt && healedAt - BUSY_MS - 2 * config.video.segmentSeconds * 1000;
         const added = await index!.addMissing(paths.media, config.video.ffprobePath, since);
         healedAt = now;
-        if (added) this.logger.info(`index healed: ${added} segments added from disk`);
+        if (added.length) this.logger.info(`index healed: ${added.length} segments added from disk`);
+        // Footage cut by a crash goes on like any other closed segment (cloud sync takes it).
+        for (const segment of added) void this.broker.emit('recording.segment.healed', segment);
       };
       await heal();
       // Segments cut short just before this start are still "busy" now: look again now and then.

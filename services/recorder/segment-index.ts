@@ -1,6 +1,6 @@
 // The recordings index: one LevelDB record per segment, keyed <camera>/<start>
 // so a time range of one camera is one ordered scan.
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Collection } from '../../lib/store.ts';
 import { probeDuration } from '../../lib/ffprobe.ts';
@@ -150,10 +150,11 @@ export class SegmentIndex {
    * Adds the files the index lacks: the segment being written when the box or its ffmpeg died,
    * or one whose "closed" event was lost. Only files that started at `since` (ms) or later are
    * looked at (their names say when). A file written to in the last BUSY_MS belongs to a
-   * running recorder and is left alone.
+   * running recorder and is left alone. A file with no whole fragment (ffmpeg died before its
+   * first, or the disk was full) holds nothing to play and is removed. Returns what it added.
    */
-  async addMissing(mediaDir: string, ffprobePath: string, since = 0): Promise<number> {
-    let added = 0;
+  async addMissing(mediaDir: string, ffprobePath: string, since = 0): Promise<Segment[]> {
+    const added: Segment[] = [];
     const sinceDay = since > 0 ? dayDir(since) : '';
     const cameras = await readdir(mediaDir, { withFileTypes: true }).catch(() => []);
     for (const cam of cameras.filter((d) => d.isDirectory())) {
@@ -166,10 +167,15 @@ export class SegmentIndex {
           const info = await stat(path.join(mediaDir, rel));
           if (Date.now() - info.mtimeMs < BUSY_MS) continue;
           const bytes = await trimToLastFragment(path.join(mediaDir, rel));
-          const seconds = bytes > 0 ? await probeDuration(ffprobePath, path.join(mediaDir, rel)) : 0;
+          if (bytes === 0) {
+            await rm(path.join(mediaDir, rel), { force: true });
+            continue;
+          }
+          const seconds = await probeDuration(ffprobePath, path.join(mediaDir, rel));
           if (seconds <= 0) continue;
-          await this.add({ camera: cam.name, path: rel, start, end: start + Math.round(seconds * 1000), bytes });
-          added++;
+          const segment = { camera: cam.name, path: rel, start, end: start + Math.round(seconds * 1000), bytes };
+          await this.add(segment);
+          added.push(segment);
         }
       }
     }

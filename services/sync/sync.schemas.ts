@@ -81,3 +81,11 @@ export const Policy = z.strictObject({
   windows: z.partialRecord(z.enum(RESOURCES), Window).default({}),
 });
 export type Policy = z.output<typeof Policy>;
+
+/** What of the household's data the plan `next` lets go that `current` does not (empty: nothing). */
+export function widening(current: Policy, next: Policy): string[] {
+  const wider = (field: 'cameras' | 'labels' | 'zones') =>
+    // An empty list means "all": from a list to all, or to a name not listed before, is wider.
+    current[field].length > 0 && (next[field].length === 0 || next[field].some((x) => !current[field].includes(x))) ? [field] : [];
+  return [...(next.resources.some((r) => !current.resources.includes(r)) ? ['resources'] : []), ...wider('cameras'), ...wider('labels'), ...wider('zones')];
+}

@@ -13,7 +13,7 @@ import { ThrottleGroup } from 'stream-throttle';
 import { z } from 'zod';
 import { action, validationError } from '../../lib/actions.ts';
 import { AUDITED_EVENTS } from '../../lib/audit.ts';
-import { ConflictError } from '../../lib/errors.ts';
+import { ConflictError, ForbiddenError, isUnreachable } from '../../lib/errors.ts';
 import { localMinutes, withinHours } from '../../lib/hours.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
@@ -21,7 +21,7 @@ import { dataPaths, dayDir } from '../../appliance/data-dir.ts';
 import type { StoredEvent } from '../events/events.schemas.ts';
 import type { Segment } from '../recorder/segment-index.ts';
 import { Outbox, type Item, type Progress } from './outbox.ts';
-import { Policy, publicTarget, RESOURCES, Target, TargetId, type Resource } from './sync.schemas.ts';
+import { Policy, publicTarget, RESOURCES, Target, TargetId, widening, type Resource } from './sync.schemas.ts';
 import { classify, openTarget, type FailureCode, type UploadTarget } from './targets.ts';
 import { uploadItem } from './uploader.ts';
 
@@ -141,6 +141,12 @@ export function syncService(config: Config): ServiceSchema {
   /** When the next clip-job check is set for. */
   let clipCheckAt: number | undefined;
   const clipTurn = pLimit(1);
+  /** Ended events are taken from the events service's log, in order, one pass at a time. */
+  const eventTurn = pLimit(1);
+  let eventRetryTimer: NodeJS.Timeout | undefined;
+  /** Services that work waits for now (their node is away, or not started yet): shown in status. */
+  const waitingFor = new Set<string>();
+  const WAIT_RETRY_MS = 5000;
   let stopping = false;
   let log: { info(m: string): void; warn(m: string): void; error(m: string): void };
 
@@ -421,7 +427,16 @@ export function syncService(config: Config): ServiceSchema {
           stream,
         );
         await clipJobs.del(job.event);
+        waitingFor.delete('recorder');
       } catch (err) {
+        if (isUnreachable(err)) {
+          // Not "no footage": the recorder is not there yet. The job waits, its tries untouched.
+          if (!waitingFor.has('recorder')) log.warn(`sync: clips wait for the recorder: ${(err as Error).message}`);
+          waitingFor.add('recorder');
+          statusChanged();
+          next = Math.min(next, Date.now() + WAIT_RETRY_MS);
+          break;
+        }
         const e = err as { code?: number; message: string };
         if (e.code === 404 || job.attempts >= 10) {
           log.warn(`sync: no clip for event ${job.event}: ${e.message}`);
@@ -435,6 +450,45 @@ export function syncService(config: Config): ServiceSchema {
     }
     if (next < Infinity) checkClipsAt(next);
   };
+
+  /**
+   * Takes the events that ended since the last one handled (the cursor, kept in this store): a
+   * stop, a crash or the events service's node being away loses none, and a broadcast missed
+   * while this service was down is made up here.
+   */
+  const takeEndedEvents = () =>
+    eventTurn(async () => {
+      if (!bus || stopping) return;
+      clearTimeout(eventRetryTimer);
+      try {
+        let cursor = (await meta.get('eventsCursor')) as number | undefined;
+        for (;;) {
+          const page = await bus.call<{ last: number; through: number; ended: Array<{ seq: number; event: StoredEvent }> }, object>('events.endedAfter', { after: cursor ?? -1, limit: 100 });
+          // A new cloud sync (or an events store that was reset) starts with what ends from now on.
+          if (cursor === undefined || cursor > page.last) {
+            await meta.put('eventsCursor', (cursor = page.last));
+            continue;
+          }
+          for (const { seq, event } of page.ended) {
+            if (stopping) return;
+            await onEventEnded(event, bus).catch((err: Error) => {
+              if (isUnreachable(err)) throw err;
+              log.error(`sync: event ${event.id} not enqueued: ${err.message}`);
+            });
+            await meta.put('eventsCursor', (cursor = seq));
+          }
+          if (cursor !== page.through) await meta.put('eventsCursor', (cursor = page.through));
+          if (page.through >= page.last) break;
+        }
+        if (waitingFor.delete('events')) statusChanged();
+      } catch (err) {
+        if (!isUnreachable(err)) throw err;
+        if (!waitingFor.has('events')) log.warn(`sync: ended events wait: ${(err as Error).message}`);
+        waitingFor.add('events');
+        statusChanged();
+        eventRetryTimer = setTimeout(() => void takeEndedEvents().catch((e: Error) => log.error(`sync: events: ${e.message}`)), WAIT_RETRY_MS);
+      }
+    });
 
   const onEventEnded = async (e: StoredEvent, broker: { call<T>(a: string, p: object): Promise<T> }) => {
     if (enabledTargets().length === 0 || !matches(e.camera, e.label, e.zones)) return;
@@ -459,6 +513,20 @@ export function syncService(config: Config): ServiceSchema {
       const index = { ...e, boxId: o.boxId, objects };
       await enqueueBytes({ resource: 'events', camera: e.camera, name: `${base}/event.json`, contentType: 'application/json', metadata }, Buffer.from(JSON.stringify(index, null, 2)));
     }
+  };
+
+  const onSegment = async (s: Segment) => {
+    if (!store || !policy.resources.includes('recordings') || !matches(s.camera) || enabledTargets().length === 0) return;
+    const file = path.join(path.relative(paths.root, paths.media), s.path);
+    await enqueue({
+      resource: 'recordings',
+      camera: s.camera,
+      name: `${o.boxId}/${s.camera}/${dayDir(s.start)}/recordings/${path.basename(s.path)}`,
+      file,
+      ownsFile: false,
+      contentType: 'video/mp4',
+      metadata: { box: o.boxId, camera: s.camera, start: new Date(s.start).toISOString(), end: new Date(s.end).toISOString() },
+    }).catch((err: Error) => log.error(`sync: segment ${s.path} not enqueued: ${err.message}`));
   };
 
   // ---- audit, in batches ----
@@ -486,6 +554,8 @@ export function syncService(config: Config): ServiceSchema {
     return {
       queue: { items, bytes, maxBytes: o.maxQueueBytes, oldestAgeSeconds: oldest === null ? null : Math.round((now - oldest) / 1000) },
       counters,
+      /** Services whose absence holds work back now (clips wait for the recorder, ended events for events). */
+      waitingFor: [...waitingFor].sort(),
       targets: [...running.values()].map((r) => {
         const p = r.spec.enabled ? outbox.pendingFor(r.spec.id) : { items: 0, bytes: 0, oldest: null };
         return {
@@ -539,7 +609,7 @@ export function syncService(config: Config): ServiceSchema {
 
       addTarget: action({
         input: Target,
-        permission: 'settings.manage',
+        permission: 'cloud.manage',
         async handler(ctx) {
           const spec = ctx.params;
           if (await targetSpecs.get(spec.id)) throw new ConflictError(`Target "${spec.id}" exists`, 'TARGET_EXISTS', { id: spec.id });
@@ -554,7 +624,7 @@ export function syncService(config: Config): ServiceSchema {
       updateTarget: action({
         // Secrets left out keep their stored value.
         input: z.looseObject({ id: TargetId }),
-        permission: 'settings.manage',
+        permission: 'cloud.manage',
         async handler(ctx) {
           const current = await targetSpecs.require(ctx.params.id, 'Target');
           const merged = Target.safeParse({ ...current, ...ctx.params, type: current.type });
@@ -570,7 +640,7 @@ export function syncService(config: Config): ServiceSchema {
 
       removeTarget: action({
         input: z.strictObject({ id: TargetId }),
-        permission: 'settings.manage',
+        permission: 'cloud.manage',
         async handler(ctx) {
           const { id } = ctx.params;
           await targetSpecs.require(id, 'Target');
@@ -587,7 +657,7 @@ export function syncService(config: Config): ServiceSchema {
       /** Tries a target (a stored one by id, or one not yet saved) and says what is wrong. */
       testTarget: action({
         input: z.union([z.strictObject({ id: TargetId }), Target]),
-        permission: 'settings.manage',
+        permission: 'cloud.manage',
         timeout: 60_000,
         async handler(ctx) {
           const spec = 'type' in ctx.params ? ctx.params : await targetSpecs.require(ctx.params.id, 'Target');
@@ -610,6 +680,11 @@ export function syncService(config: Config): ServiceSchema {
         input: Policy,
         permission: 'settings.manage',
         async handler(ctx) {
+          const role = ctx.meta.caller?.role;
+          const wider = widening(policy, ctx.params);
+          if (role && role !== 'admin' && wider.length) {
+            throw new ForbiddenError(`Only an admin lets more of the household's data go to the cloud (this plan widens ${wider.join(', ')}); the ${role} may narrow the plan or set its limits`, { needs: 'cloud.manage', widens: wider });
+          }
           policy = ctx.params;
           await meta.put('policy', policy);
           setThrottle();
@@ -649,28 +724,19 @@ export function syncService(config: Config): ServiceSchema {
     },
 
     events: {
-      'event.ended': {
-        async handler(ctx: { params: StoredEvent }) {
-          if (!store) return;
-          await onEventEnded(ctx.params, this.broker).catch((err: Error) => this.logger.error(`sync: event ${ctx.params.id} not enqueued: ${err.message}`));
-        },
+      // The broadcast only says "look": what ended is read from the events service's log, in order.
+      'event.ended'() {
+        if (store) void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
       },
-      'recording.segment.closed': {
-        async handler(ctx: { params: Segment }) {
-          const s = ctx.params;
-          if (!store || !policy.resources.includes('recordings') || !matches(s.camera) || enabledTargets().length === 0) return;
-          const file = path.join(path.relative(paths.root, paths.media), s.path);
-          await enqueue({
-            resource: 'recordings',
-            camera: s.camera,
-            name: `${o.boxId}/${s.camera}/${dayDir(s.start)}/recordings/${path.basename(s.path)}`,
-            file,
-            ownsFile: false,
-            contentType: 'video/mp4',
-            metadata: { box: o.boxId, camera: s.camera, start: new Date(s.start).toISOString(), end: new Date(s.end).toISOString() },
-          }).catch((err: Error) => this.logger.error(`sync: segment ${s.path} not enqueued: ${err.message}`));
-        },
+      // A service came or went: work that waited for it may go now.
+      '$services.changed'() {
+        if (!store || waitingFor.size === 0) return;
+        if (waitingFor.has('events')) void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
+        if (waitingFor.has('recorder')) checkClipsAt(Date.now());
       },
+      // Closed as ffmpeg cut it, or healed into the index after a crash cut it short.
+      'recording.segment.closed': (ctx: { params: Segment }) => onSegment(ctx.params),
+      'recording.segment.healed': (ctx: { params: Segment }) => onSegment(ctx.params),
       ...Object.fromEntries(
         AUDITED_EVENTS.map((name) => [
           name,
@@ -708,6 +774,7 @@ export function syncService(config: Config): ServiceSchema {
 
       bus = this.broker;
       checkClipsAt(Date.now()); // jobs from before the restart
+      void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
       auditTimer = setInterval(() => void flushAudit().catch((err: Error) => log.error(`sync: audit: ${err.message}`)), o.auditBatchSeconds * 1000);
     },
 
@@ -716,7 +783,10 @@ export function syncService(config: Config): ServiceSchema {
       clearTimeout(clipTimer);
       clearInterval(auditTimer);
       clearTimeout(statusTimer);
+      clearTimeout(eventRetryTimer);
       clipCheckAt = statusTimer = undefined;
+      // Let a pass over ended events that is under way finish its item.
+      await Promise.race([eventTurn(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
       await Promise.allSettled([...running.keys()].map(stop));
       await store?.close();
       store = undefined;

@@ -90,6 +90,21 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** Whether `url` lies under one of the allowed sources: same scheme, host and port, and path prefix. */
+export function mayFetchFirmware(url: string, sources: string[]): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  return sources.some((source) => {
+    const s = new URL(source);
+    const prefix = s.pathname.endsWith('/') ? s.pathname : `${s.pathname}/`;
+    return u.origin === s.origin && !u.username && !u.password && (u.pathname === s.pathname || u.pathname.startsWith(prefix));
+  });
+}
+
 export function uspService(config: Config): ServiceSchema {
   const self = controllerId(config);
   let store: Store | undefined;
@@ -139,13 +154,17 @@ export function uspService(config: Config): ServiceSchema {
   const apiError = (err: unknown) =>
     err instanceof UspError ? Object.assign(new UnavailableError(`USP error ${err.code}: ${err.message}`, 'USP_ERROR', { code: err.code, paramErrs: err.paramErrs }), { retryable: false }) : err;
 
-  /** The image, fetched once, checked by SHA-256, kept under data/usp/images, with a capability token. */
+  /** The image, fetched once (from an allowed source only), checked by SHA-256, kept under data/usp/images, with a capability token. */
   const fetchImage = async (url: string, sha256: string): Promise<Campaign['image']> => {
     await mkdir(imagesDir, { recursive: true });
     const file = path.join(imagesDir, `${sha256}.img`);
     let data = await readFile(file).catch(() => null);
     if (!data) {
-      const res = await fetch(url, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) }).catch((err: Error) => {
+      if (!mayFetchFirmware(url, config.usp.firmwareSources)) {
+        throw new BadRequestError(`Firmware may be fetched only from the sources the installer allowed (usp.firmwareSources: ${config.usp.firmwareSources.join(', ') || 'none yet'})`, 'SOURCE_NOT_ALLOWED');
+      }
+      // No redirects: an allowed server must not send the box somewhere else.
+      const res = await fetch(url, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS), redirect: 'error' }).catch((err: Error) => {
         throw new BadRequestError(`Cannot fetch the image from ${new URL(url).origin}: ${(err.cause as Error | undefined)?.message ?? err.message}`, 'IMAGE_FETCH_FAILED');
       });
       if (!res.ok || !res.body) throw new BadRequestError(`Fetching the image answered HTTP ${res.status}`, 'IMAGE_FETCH_FAILED');
@@ -156,7 +175,8 @@ export function uspService(config: Config): ServiceSchema {
       const got = createHash('sha256').update(data).digest('hex');
       if (got !== sha256) {
         await rm(`${file}.part`, { force: true });
-        throw new BadRequestError(`The image's SHA-256 is ${got}, not ${sha256}`, 'CHECKSUM_MISMATCH');
+        // The hash of what was fetched is not told: the answer must not reveal what a URL holds.
+        throw new BadRequestError(`The image's SHA-256 is not ${sha256}`, 'CHECKSUM_MISMATCH');
       }
       const handle = await open(`${file}.part`, 'r+');
       await handle.sync().finally(() => handle.close());

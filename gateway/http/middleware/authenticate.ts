@@ -40,8 +40,9 @@ export function authenticate(broker: ServiceBroker, options: { publicPaths: stri
         c.set('credential', { value, kind: auth.kind, id: auth.credentialId });
         return next();
       } catch (err) {
-        // A stale cookie on a public page is no error; on anything else it is.
-        if (!publicPaths.has(c.req.path) || (err as { code?: number }).code !== 401) throw err;
+        // A public page (health above all) answers whatever the credential's fate: stale, or
+        // not checkable now because the accounts service is away.
+        if (!publicPaths.has(c.req.path)) throw err;
       }
     }
     if (!publicPaths.has(c.req.path)) throw signInRequired();

@@ -2,6 +2,8 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
 import { callAs, type HttpEnv } from '../context.ts';
+import { isUnreachable } from '../../../lib/errors.ts';
+import { version } from '../../../appliance/version.ts';
 import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.ts';
 import { body, errors, json, signedIn } from '../openapi.ts';
 
@@ -12,6 +14,7 @@ const Health = z
     version: z.string(),
     node: z.string(),
     time: z.string(),
+    reason: z.string().optional().describe('why the report is short: the system service could not be reached'),
     services: z.array(
       z.object({
         name: z.string(),
@@ -54,7 +57,11 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       responses: { 200: json(Health, 'All services up'), 503: json(Health, 'Some service is down') },
     }),
     async (c) => {
-      const health = await callAs<Health>(broker, c, 'system.health');
+      const health = await callAs<Health>(broker, c, 'system.health').catch((err: Error): Health => {
+        if (!isUnreachable(err)) throw err;
+        // Health always answers: with no system service in reach, this node says so itself.
+        return { status: 'down', version, node: broker.nodeID, time: new Date().toISOString(), reason: err.message, services: [], nodes: [] };
+      });
       return health.status === 'ok' ? c.json(health, 200) : c.json(health, 503);
     },
   );
