@@ -8,8 +8,9 @@ import { buildApp } from '../../gateway/http/app.ts';
 
 export const tempDir = (prefix = 'fogedge-test-') => mkdtemp(path.join(os.tmpdir(), prefix));
 
+/** `overrides.dataDir` reuses a folder (a restart of the same box); stop({ keepData: true }) leaves it. */
 export async function testBox(overrides: Record<string, unknown> = {}) {
-  const dataDir = await tempDir();
+  const dataDir = (overrides['dataDir'] as string | undefined) ?? (await tempDir());
   // Every service; `api` listens on a free loopback port, though tests mostly use app.request().
   // No demo camera unless a test asks for one: most tests need no ffmpeg running.
   const config: Config = ConfigSchema.parse({
@@ -54,11 +55,11 @@ export async function testBox(overrides: Record<string, unknown> = {}) {
   const sessionOf = (headers: Headers) => /fogedge_session=([^;]+)/.exec(headers.get('set-cookie') ?? '')?.[1];
 
   let stopped = false;
-  async function stop() {
+  async function stop(options: { keepData?: boolean } = {}) {
     if (stopped) return;
     stopped = true;
     await broker.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    if (!options.keepData) await rm(dataDir, { recursive: true, force: true });
   }
 
   return { broker, app, config, dataDir, request, sessionOf, stop };
