@@ -2,6 +2,8 @@
 //   check-config               validate fogedge.yaml and the environment, print the result
 //   set-admin <user>           create the first admin (or reset an admin's password);
 //                              the password is read from FOGEDGE_ADMIN_PASSWORD or stdin
+//   unlock                     lift every sign-in lock-out of the running box (at its next sign-in)
+import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline/promises';
 import { ConfigError, loadConfig, redactedConfig } from './config.ts';
@@ -59,8 +61,13 @@ async function main(): Promise<void> {
       if (!arg) throw new Error('usage: set-admin <username>');
       console.log(await setAdmin(arg));
       return;
+    case 'unlock':
+      // Whoever runs this is on the box itself: the lock-outs are the running box's, so a file says it.
+      await writeFile(dataPaths(loadConfig()).unlockSignIns, new Date().toISOString() + '\n');
+      console.log('sign-in lock-outs are lifted at the next sign-in');
+      return;
     default:
-      throw new Error(`unknown command "${command ?? ''}"; commands: check-config, set-admin <username>`);
+      throw new Error(`unknown command "${command ?? ''}"; commands: check-config, set-admin <username>, unlock`);
   }
 }
 

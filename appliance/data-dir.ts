@@ -11,6 +11,8 @@ export const dataPaths = (config: Pick<Config, 'dataDir'>) => ({
   /** node-media-server's own small store (RTMP push). */
   rtmp: path.join(config.dataDir, 'rtmp'),
   tls: path.join(config.dataDir, 'tls'),
+  /** Left by `fogedge unlock`: the running box lifts its sign-in lock-outs when it sees it. */
+  unlockSignIns: path.join(config.dataDir, 'unlock-sign-ins'),
 });
 
 // Recording segments: media/<camera>/<YYYY-MM-DD>/<YYYY-MM-DD>T<HH-MM-SS>-<run>.mp4 (UTC).

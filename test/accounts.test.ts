@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Store } from '../lib/store.ts';
 import { Accounts, type AccountsOptions } from '../services/accounts/accounts.ts';
@@ -84,6 +85,29 @@ test('failed sign-ins are limited per account, even with the right password afte
   const limited = await rejects(box.accounts.login('admin', PASSWORD, '10.0.0.99'), 'LOGIN_RATE_LIMITED');
   assert.is(limited.code, 429);
   assert.ok(limited.data.retryAfterSeconds > 0 && limited.data.retryAfterSeconds <= 15 * 60);
+  await box.close();
+});
+
+test("a stranger's guesses never lock the owner out of the owner's own devices; `fogedge unlock` lifts every lock-out", async () => {
+  const box = await open();
+  await box.accounts.setup('admin', PASSWORD);
+  await box.accounts.login('admin', PASSWORD, '192.168.1.20'); // the owner's phone, signed in before
+  // A stranger (or many) on the LAN guesses the admin's password again and again.
+  for (let i = 0; i < options.maxFailuresPerAccount; i++) await rejects(box.accounts.login('admin', 'guess', `10.9.0.${i}`), 'INVALID_CREDENTIALS');
+  for (let i = 0; i < 20; i++) await rejects(box.accounts.login('admin', PASSWORD, `10.9.1.${i}`), 'LOGIN_RATE_LIMITED');
+  assert.is((await box.accounts.login('admin', PASSWORD, '192.168.1.20')).user.username, 'admin', 'the owner signs in from a known device');
+  // Even guesses from the owner's own address are held back for that address, not for others.
+  for (let i = 0; i < options.maxFailuresPerAccount; i++) await rejects(box.accounts.login('admin', 'typo', '192.168.1.20'), 'INVALID_CREDENTIALS');
+  await rejects(box.accounts.login('admin', PASSWORD, '192.168.1.20'), 'LOGIN_RATE_LIMITED');
+
+  // `fogedge unlock` on the box: a file the running box looks for when it would refuse.
+  const unlockFile = path.join(box.dir, 'unlock-sign-ins');
+  const unlockable = new Accounts(box.store, { ...options, unlockFile });
+  for (let i = 0; i < options.maxFailuresPerAccount; i++) await rejects(unlockable.login('admin', 'typo', '192.168.1.30'), 'INVALID_CREDENTIALS');
+  await rejects(unlockable.login('admin', PASSWORD, '192.168.1.30'), 'LOGIN_RATE_LIMITED');
+  await writeFile(unlockFile, 'now');
+  assert.is((await unlockable.login('admin', PASSWORD, '192.168.1.30')).user.username, 'admin');
+  assert.not.ok(existsSync(unlockFile), 'the request is used up');
   await box.close();
 });
 

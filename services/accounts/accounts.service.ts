@@ -172,7 +172,7 @@ export function accountsService(config: Config): ServiceSchema {
 
     async started() {
       store = await Store.open(dataPaths(config).db('accounts'));
-      accounts = new Accounts(store, config.auth);
+      accounts = new Accounts(store, { ...config.auth, unlockFile: dataPaths(config).unlockSignIns });
       const purge = () => accounts?.purgeExpired().catch((err: Error) => this.logger.warn(`purge of expired credentials failed: ${err.message}`));
       await purge();
       purgeTimer = setInterval(purge, PURGE_EVERY_MS).unref();

@@ -2,6 +2,7 @@
 // Sessions (cookies) and tokens (scripts) are both credentials `fe<s|t>_<id>_<secret>`;
 // only a SHA-256 of the secret is stored, so a copied database opens nothing.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { rm, stat } from 'node:fs/promises';
 import { RateLimiterMemory, type RateLimiterRes } from 'rate-limiter-flexible';
 import type { Store } from '../../lib/store.ts';
 import type { Role } from '../../lib/permissions.ts';
@@ -21,6 +22,8 @@ interface UserRecord {
   passwordHash: string;
   createdAt: string;
   notifications?: Notifications;
+  /** Addresses this user signed in from lately: a stranger's guesses do not lock these out. */
+  knownAddresses?: string[];
 }
 
 type CredentialKind = 'session' | 'token';
@@ -41,7 +44,11 @@ export interface AccountsOptions {
   maxFailuresPerAddress: number;
   maxFailuresPerAccount: number;
   failureWindowMinutes: number;
+  /** A file whose presence lifts every sign-in lock-out (written by `fogedge unlock` on the box). */
+  unlockFile?: string;
 }
+
+const KNOWN_ADDRESSES = 8;
 
 export interface SignedIn {
   user: PublicUser;
@@ -64,8 +71,12 @@ const toPublic = (u: UserRecord): PublicUser => ({ username: u.username, role: u
 export class Accounts {
   private readonly users;
   private readonly credentials;
-  private readonly failuresByAddress: RateLimiterMemory;
-  private readonly failuresByAccount: RateLimiterMemory;
+  /** Failures from one address, whatever the account: one address cannot try many accounts. */
+  private failuresByAddress!: RateLimiterMemory;
+  /** Failures of one account from one address: guessing one account from one place. */
+  private failuresByAddressAndAccount!: RateLimiterMemory;
+  /** Failures of one account from anywhere: holds back addresses the user never signed in from, only. */
+  private failuresByAccount!: RateLimiterMemory;
   /** Serialises changes that check-then-write (first-run setup, last-admin rules). */
   private writes: Promise<unknown> = Promise.resolve();
 
@@ -76,9 +87,15 @@ export class Accounts {
   ) {
     this.users = store.collection<UserRecord>('users');
     this.credentials = store.collection<CredentialRecord>('credentials');
-    const duration = Math.round(options.failureWindowMinutes * 60);
-    this.failuresByAddress = new RateLimiterMemory({ points: options.maxFailuresPerAddress, duration });
-    this.failuresByAccount = new RateLimiterMemory({ points: options.maxFailuresPerAccount, duration });
+    this.resetFailures();
+  }
+
+  /** Lifts every lock-out. */
+  resetFailures(): void {
+    const duration = Math.round(this.options.failureWindowMinutes * 60);
+    this.failuresByAddress = new RateLimiterMemory({ points: this.options.maxFailuresPerAddress, duration });
+    this.failuresByAddressAndAccount = new RateLimiterMemory({ points: this.options.maxFailuresPerAccount, duration });
+    this.failuresByAccount = new RateLimiterMemory({ points: this.options.maxFailuresPerAccount, duration });
   }
 
   private serialised<T>(work: () => Promise<T>): Promise<T> {
@@ -104,28 +121,40 @@ export class Accounts {
 
   async login(username: string, password: string, address = 'unknown'): Promise<SignedIn> {
     const account = username.toLowerCase();
-    await this.refuseIfBlocked(address, account);
-    const user = await this.users.get(account);
+    const pair = `${address} ${account}`;
+    let user = await this.users.get(account);
+    const known = user?.knownAddresses?.includes(address) ?? false;
+    await this.refuseIfBlocked(address, pair, known ? undefined : account);
     const ok = await verifyPassword(password, user?.passwordHash ?? (await dummyHash));
     if (!user || !ok) {
-      await Promise.all([
-        this.failuresByAddress.penalty(address),
-        this.failuresByAccount.penalty(account),
-      ]);
+      await Promise.all([this.failuresByAddress.penalty(address), this.failuresByAddressAndAccount.penalty(pair), this.failuresByAccount.penalty(account)]);
       throw new UnauthorizedError('Wrong username or password', 'INVALID_CREDENTIALS');
     }
-    await this.failuresByAccount.delete(account);
+    await this.failuresByAddressAndAccount.delete(pair);
+    if (!known && address !== 'unknown') {
+      user = await this.serialised(async () => {
+        const current = await this.requireUser(account);
+        return this.writeUser({ ...current, knownAddresses: [address, ...(current.knownAddresses ?? [])].slice(0, KNOWN_ADDRESSES) });
+      });
+    }
     return this.startSession(user);
   }
 
-  private async refuseIfBlocked(address: string, account: string): Promise<void> {
+  /**
+   * Failures are counted per address, per address and account, and per account; the last holds
+   * back only addresses the user has not signed in from, so guesses from elsewhere never lock
+   * the owner out of their own devices.
+   */
+  private async refuseIfBlocked(address: string, pair: string, account: string | undefined): Promise<void> {
     const checks: Array<[RateLimiterMemory, string, number, string]> = [
       [this.failuresByAddress, address, this.options.maxFailuresPerAddress, 'this address'],
-      [this.failuresByAccount, account, this.options.maxFailuresPerAccount, 'this account'],
+      [this.failuresByAddressAndAccount, pair, this.options.maxFailuresPerAccount, 'this account from this address'],
+      ...(account ? [[this.failuresByAccount, account, this.options.maxFailuresPerAccount, 'this account from a new address'] as [RateLimiterMemory, string, number, string]] : []),
     ];
     for (const [limiter, key, max, who] of checks) {
       const state: RateLimiterRes | null = await limiter.get(key);
       if (state && state.consumedPoints >= max) {
+        if (await this.unlockRequested()) return;
         const retryAfterSeconds = Math.ceil(state.msBeforeNext / 1000);
         throw new TooManyRequestsError(
           `Too many failed sign-ins for ${who}; try again in ${retryAfterSeconds} s`,
@@ -134,6 +163,15 @@ export class Accounts {
         );
       }
     }
+  }
+
+  /** `fogedge unlock` on the box leaves a file; it is looked for only when a sign-in would be refused. */
+  private async unlockRequested(): Promise<boolean> {
+    const file = this.options.unlockFile;
+    if (!file || !(await stat(file).catch(() => null))) return false;
+    await rm(file, { force: true });
+    this.resetFailures();
+    return true;
   }
 
   async authenticate(credential: string): Promise<Authenticated> {
