@@ -57,10 +57,17 @@ export const ConfigSchema = z.strictObject({
       stallSeconds: z.number().min(2).max(300).default(10),
       restartMinMs: z.number().int().min(100).max(60_000).default(1000),
       restartMaxMs: z.number().int().min(1000).max(600_000).default(30_000),
-      /** Most bytes all recordings may take (oldest go first); null: only the free-space floor. */
+      /**
+       * Most bytes everything the box stores may take: recordings, clips, snapshots, stores, the
+       * outbox (cached clips go first, then the oldest recordings); null: only the free-space floor.
+       */
       quotaBytes: z.number().int().min(1024 * 1024).nullable().default(null),
-      /** Free space the disk always keeps, bytes (oldest recordings go first). */
+      /** Free space the disk always keeps, bytes (cached clips go first, then the oldest recordings). */
       minFreeBytes: z.number().int().min(0).default(1024 ** 3),
+      /** Most bytes cached clips may take; a longer clip is refused with the reason (507). */
+      clipCacheBytes: z.number().int().min(1024 * 1024).default(512 * 1024 ** 2),
+      /** A cached clip nobody asked for in this long goes, hours. */
+      clipCacheHours: z.number().min(0.01).max(24 * 365).default(24),
       /** Retention of recordings whose camera was removed, days. */
       removedCameraRetainDays: z.number().min(0.01).max(3650).default(7),
       /**

@@ -52,6 +52,13 @@ export class NotReadyError extends MoleculerClientError {
   }
 }
 
+/** 507: what was asked for needs more room than the box can give it (a clip on a full disk). */
+export class InsufficientStorageError extends MoleculerClientError {
+  constructor(message: string, type = 'INSUFFICIENT_STORAGE', data?: ErrorData) {
+    super(message, 507, type, data);
+  }
+}
+
 /** 503, retried by the bus: a dependency (disk, device, remote) is briefly unavailable. */
 export class UnavailableError extends MoleculerRetryableError {
   constructor(message: string, type = 'UNAVAILABLE', data?: ErrorData) {

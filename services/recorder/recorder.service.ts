@@ -1,7 +1,7 @@
 // recorder: the index of recorded segments (LevelDB), healed from the disk at start,
 // and the timeline of what was recorded and where the gaps are.
 import { createReadStream } from 'node:fs';
-import { mkdir, stat, statfs } from 'node:fs/promises';
+import { mkdir, readdir, stat, statfs } from 'node:fs/promises';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
@@ -11,7 +11,7 @@ import { DAY_DIR, SEGMENT_FILE, dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 import { BUSY_MS, SegmentIndex, type Segment } from './segment-index.ts';
 import { Retention } from './retention.ts';
-import { CLIP_NAME, exportClip } from './clips.ts';
+import { CLIP_NAME, ClipCache } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import path from 'node:path';
@@ -36,12 +36,35 @@ const FileInput = z.strictObject({
   end: z.number().int().min(0).optional(),
 });
 
+/** Bytes of the files under `dir`, less the folders named in `skip` (at the top level). */
+async function dirBytes(dir: string, skip: string[] = []): Promise<number> {
+  let sum = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (skip.includes(entry.name)) continue;
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) sum += await dirBytes(full);
+    else if (entry.isFile()) sum += (await stat(full).catch(() => null))?.size ?? 0;
+  }
+  return sum;
+}
+
 export function recorderService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let index: SegmentIndex | undefined;
   let healTimer: NodeJS.Timeout | undefined;
   let retentionTimer: NodeJS.Timeout | undefined;
   const paths = dataPaths(config);
+  const freeBytes = async () => {
+    const disk = await statfs(paths.media);
+    return disk.bavail * disk.bsize;
+  };
+  const clips = new ClipCache(paths.clips, config.video.ffmpegPath, paths.media, {
+    maxBytes: config.video.clipCacheBytes,
+    maxAgeMs: config.video.clipCacheHours * 3_600_000,
+    roomOnDisk: async () => (await freeBytes()) - config.video.minFreeBytes,
+  });
+  /** Set by retention: the disk is under its floor with nothing of ours left to free. */
+  let diskFull: { freeBytes: number; since: string } | null = null;
 
   /** The file on this node's disk; every part of the name is checked against the data layout. */
   const fileOf = (kind: 'segment' | 'clip', name: string): string => {
@@ -70,8 +93,10 @@ export function recorderService(config: Config): ServiceSchema {
           const cameras = Object.fromEntries(Object.entries(usage).map(([id, u]) => [id, { ...u, oldest: new Date(u.oldest).toISOString() }]));
           return {
             recordingsBytes: Object.values(usage).reduce((sum, u) => sum + u.bytes, 0),
+            clipsBytes: await clips.bytes(),
             diskTotalBytes: disk.blocks * disk.bsize,
             diskFreeBytes: disk.bavail * disk.bsize,
+            diskFull: diskFull !== null,
             quotaBytes: config.video.quotaBytes,
             minFreeBytes: config.video.minFreeBytes,
             cameras,
@@ -100,11 +125,19 @@ export function recorderService(config: Config): ServiceSchema {
           if (segments.length === 0) {
             throw new NotFoundError('Recording', `${camera} ${from.toISOString()}..${to.toISOString()}`);
           }
-          const clip = await exportClip(config.video.ffmpegPath, paths.media, paths.clips, request, segments);
+          const clip = await clips.get(request, segments);
           return { name: path.basename(clip.file), bytes: clip.bytes };
         },
       }),
       // Files go to the gateway as streams over the bus, so the gateway needs no share of this disk.
+      // The disk under its floor with nothing left to free: health says so (and the operator's telemetry with it).
+      health: action({
+        input: z.strictObject({}),
+        handler: () =>
+          diskFull
+            ? { status: 'degraded', reason: `disk full: ${diskFull.freeBytes} bytes free, under the floor of ${config.video.minFreeBytes} (since ${diskFull.since})` }
+            : { status: store?.status === 'open' ? 'ok' : 'down' },
+      }),
       fileSize: action({
         input: FileInput,
         permission: 'recordings.view',
@@ -197,15 +230,24 @@ export function recorderService(config: Config): ServiceSchema {
         pinned: async () => new Set(await this.broker.call<string[], object>('sync.pinned', {}).catch(() => [])),
         quotaBytes: config.video.quotaBytes,
         minFreeBytes: config.video.minFreeBytes,
-      });
+        otherBytes: () => dirBytes(paths.root, [path.basename(paths.media)]),
+        reclaim: () => clips.trim(0),
+      }, freeBytes);
       const enforce = async () => {
         // Without the registry no camera's days are known: delete nothing by age this round.
         const cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch(() => undefined);
         if (!cameras) this.logger.warn('retention: the camera registry is not reachable; only the space limits apply this round');
         specs = cameras ? new Map(cameras.map((c) => [c.id, c])) : undefined;
+        await clips.trim();
         const r = await retention.run();
-        if (r.byAge || r.bySpace) {
-          this.logger.info(`retention: ${r.byAge} segments past their days and ${r.bySpace} for space removed, ${r.bytesFreed} bytes freed`);
+        if (r.diskFull !== (diskFull !== null)) {
+          diskFull = r.diskFull ? { freeBytes: await freeBytes(), since: new Date().toISOString() } : null;
+          if (diskFull) this.logger.warn(`disk full: ${diskFull.freeBytes} bytes free, under the floor of ${config.video.minFreeBytes}, and nothing left to delete`);
+          else this.logger.info('disk no longer full');
+          this.broker.broadcast('recording.disk.changed', { full: r.diskFull, freeBytes: await freeBytes(), minFreeBytes: config.video.minFreeBytes });
+        }
+        if (r.byAge || r.bySpace || r.reclaimedBytes) {
+          this.logger.info(`retention: ${r.byAge} segments past their days and ${r.bySpace} for space removed, ${r.bytesFreed} bytes freed; ${r.reclaimedBytes} bytes of cached clips given up`);
           this.broker.emit('recording.retention.applied', r);
         }
       };

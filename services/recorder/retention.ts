@@ -1,6 +1,6 @@
 // What keeps the disk from filling: segments past their camera's retention go first, then,
-// while the recordings exceed the quota or the disk has less free space than the minimum,
-// the oldest segment of any camera goes.
+// while what the box stores exceeds the quota or the disk has less free space than the minimum,
+// caches (clips) are given up, then the oldest segment of any camera goes.
 import { statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Segment, SegmentIndex } from './segment-index.ts';
@@ -21,8 +21,12 @@ export interface RetentionPolicy {
   eventRanges?(camera: string, from: number, to: number): Promise<Array<[number, number]> | undefined>;
   /** Segments (paths under media/) still waiting to go up to the cloud: kept by age and quota, not below the free-space floor. */
   pinned?(): Promise<Set<string>>;
-  /** Most bytes all recordings may take; null: no quota. */
+  /** Most bytes everything the box stores may take (recordings and otherBytes); null: no quota. */
   quotaBytes: number | null;
+  /** Bytes the box stores besides recordings (clips, snapshots, stores, outbox). */
+  otherBytes?(): Promise<number>;
+  /** Gives up what can be made again (cached clips) before any recording goes; returns bytes freed. */
+  reclaim?(): Promise<number>;
   /** Free space the disk must keep, bytes. */
   minFreeBytes: number;
 }
@@ -31,6 +35,10 @@ export interface RetentionResult {
   byAge: number;
   bySpace: number;
   bytesFreed: number;
+  /** Bytes of caches given up for space. */
+  reclaimedBytes: number;
+  /** Still under the free-space floor with nothing of ours left to free: the disk is full. */
+  diskFull: boolean;
 }
 
 const DAY = 86_400_000;
@@ -53,7 +61,7 @@ export class Retention {
   ) {}
 
   async run(now = Date.now()): Promise<RetentionResult> {
-    const result: RetentionResult = { byAge: 0, bySpace: 0, bytesFreed: 0 };
+    const result: RetentionResult = { byAge: 0, bySpace: 0, bytesFreed: 0, reclaimedBytes: 0, diskFull: false };
     const drop = async (segment: Segment) => {
       await unlink(path.join(this.mediaDir, segment.path)).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
@@ -85,7 +93,16 @@ export class Retention {
       }
     }
 
-    for (let reason = await this.overBudget(); reason; reason = await this.overBudget()) {
+    let other = (await this.policy.otherBytes?.()) ?? 0;
+    let reclaimed = false;
+    for (let reason = await this.overBudget(other); reason; reason = await this.overBudget(other)) {
+      if (!reclaimed && this.policy.reclaim) {
+        // What can be made again goes before anything that cannot.
+        reclaimed = true;
+        result.reclaimedBytes = await this.policy.reclaim();
+        other = (await this.policy.otherBytes?.()) ?? 0;
+        continue;
+      }
       const oldest = await this.oldestOfAll();
       if (!oldest) break; // nothing left of ours to free
       // Over the quota only: the oldest waits for its upload. Below the floor the disk comes first.
@@ -93,13 +110,14 @@ export class Retention {
       await drop(oldest);
       result.bySpace++;
     }
+    result.diskFull = (await this.freeBytes()) < Math.max(1, this.policy.minFreeBytes);
     return result;
   }
 
-  private async overBudget(): Promise<'quota' | 'space' | undefined> {
+  private async overBudget(otherBytes: number): Promise<'quota' | 'space' | undefined> {
     const { quotaBytes, minFreeBytes } = this.policy;
     if ((await this.freeBytes()) < minFreeBytes) return 'space';
-    if (quotaBytes !== null && (await this.index.totalBytes()) > quotaBytes) return 'quota';
+    if (quotaBytes !== null && (await this.index.totalBytes()) + otherBytes > quotaBytes) return 'quota';
     return undefined;
   }
 

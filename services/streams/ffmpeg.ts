@@ -151,7 +151,7 @@ export function parseSegmentLine(line: string): SegmentListEntry | undefined {
 }
 
 export interface Failure {
-  reason: 'unauthorized' | 'not found' | 'unreachable' | 'no video track' | 'not a video stream' | 'codec not supported' | 'stalled' | 'exited';
+  reason: 'unauthorized' | 'not found' | 'unreachable' | 'no video track' | 'not a video stream' | 'codec not supported' | 'stalled' | 'disk full' | 'exited';
   detail: string;
 }
 
@@ -159,6 +159,8 @@ export interface Failure {
 export function classifyFailure(lines: string[], exitCode: number | null): Failure {
   const text = lines.join('\n');
   const rules: Array<[RegExp, Failure['reason'], string]> = [
+    // The box's own disk, not the camera: said first, whatever else ffmpeg printed after it.
+    [/No space left on device/i, 'disk full', 'the box could not write the recording: its disk is full'],
     [/401 Unauthorized/i, 'unauthorized', 'the camera refused the user name or password (401)'],
     [/404 Not Found|Stream not found/i, 'not found', 'the camera has no stream at that path (404)'],
     [/Connection refused/i, 'unreachable', 'nothing listens at that address and port (connection refused)'],
@@ -169,7 +171,8 @@ export function classifyFailure(lines: string[], exitCode: number | null): Failu
     [/Invalid data found|method DESCRIBE failed|Protocol not found/i, 'not a video stream', 'what answers at that address is not an RTSP video stream'],
   ];
   for (const [pattern, reason, detail] of rules) if (pattern.test(text)) return { reason, detail };
-  const last = lines.filter((l) => l.trim()).slice(-1)[0] ?? '';
+  // ffmpeg's "Last message repeated N times" says nothing; the message before it does.
+  const last = lines.filter((l) => l.trim() && !/Last message repeated \d+ times/.test(l)).slice(-1)[0] ?? '';
   return { reason: 'exited', detail: `ffmpeg exited with code ${exitCode ?? 'signal'}${last ? `: ${last.trim()}` : ''}` };
 }
 

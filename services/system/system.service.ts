@@ -110,20 +110,20 @@ export function systemService(config: Config): ServiceSchema {
                   // system answers this very call; asking it again would recurse.
                   if (name === 'system' || !s.actions?.[`${name}.health`]) return { node: s.nodeID, status: 'ok' as Status };
                   try {
-                    const res = await broker.call<{ status: Status }, object>(`${name}.health`, {}, {
+                    const res = await broker.call<{ status: Status; reason?: string }, object>(`${name}.health`, {}, {
                       nodeID: s.nodeID,
                       timeout: HEALTH_CHECK_TIMEOUT_MS,
                       retries: 0,
                     });
-                    return { node: s.nodeID, status: res.status };
+                    return { node: s.nodeID, status: res.status, ...(res.reason ? { error: res.reason } : {}) };
                   } catch (err) {
                     return { node: s.nodeID, status: 'down' as Status, error: (err as Error).message };
                   }
                 }),
               );
-              const status: Status = checks.some((c) => c.status === 'ok')
-                ? checks.every((c) => c.status === 'ok') ? 'ok' : 'degraded'
-                : 'down';
+              const status: Status = checks.every((c) => c.status === 'ok') && checks.length
+                ? 'ok'
+                : checks.some((c) => c.status !== 'down') ? 'degraded' : 'down';
               return { name, status, instances: checks };
             }),
           );

@@ -55,7 +55,9 @@ export interface Clip {
 function byteRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
   const m = /^bytes=(\d*)-(\d*)$/.exec(header?.trim() ?? '');
   if (!m || (m[1] === '' && m[2] === '')) return undefined;
-  const [start, end] = m[1] === '' ? [size - Number(m[2]), size - 1] : [Number(m[1]), m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)];
+  // A suffix longer than the file asks for all of it (RFC 9110 14.1.2); "-0" asks for nothing.
+  if (m[1] === '' && Number(m[2]) === 0) return 'unsatisfiable';
+  const [start, end] = m[1] === '' ? [Math.max(0, size - Number(m[2])), size - 1] : [Number(m[1]), m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)];
   return start < 0 || start > end || start >= size ? 'unsatisfiable' : { start, end };
 }
 

@@ -39,8 +39,10 @@ type Health = z.infer<typeof Health>;
 const Storage = z
   .object({
     recordingsBytes: z.number(),
+    clipsBytes: z.number().describe('cached clips: given up first when space runs short'),
     diskTotalBytes: z.number(),
     diskFreeBytes: z.number(),
+    diskFull: z.boolean().describe('under the free-space floor with nothing left to delete'),
     quotaBytes: z.number().nullable(),
     minFreeBytes: z.number(),
     cameras: z.record(z.string(), z.object({ bytes: z.number(), segments: z.number(), oldest: z.string() })),
