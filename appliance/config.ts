@@ -75,6 +75,10 @@ export const ConfigSchema = z.strictObject({
        * goes (an event is stored a little after it starts), s.
        */
       eventClaimSeconds: z.number().min(1).max(3600).default(60),
+      /** Live viewers one camera may have at once (on its node); one more is refused with 429. */
+      maxViewersPerCamera: z.number().int().min(1).max(1000).default(20),
+      /** Live viewers one user may have at once, over all cameras (a grid of every camera is one each). */
+      maxViewersPerUser: z.number().int().min(1).max(1000).default(40),
       /** How often retention runs, s. */
       retentionIntervalSeconds: z.number().min(1).max(3600).default(60),
       /** How often the recordings index looks for segments it lacks (cut by a crash), s. */

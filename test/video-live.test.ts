@@ -17,7 +17,7 @@ let cam: RtspCamera;
 let port: number;
 
 test.before(async () => {
-  box = await testBox({ video: { segmentSeconds: 4, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000 } });
+  box = await testBox({ video: { segmentSeconds: 4, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000, maxViewersPerCamera: 6 } });
   admin = await withAdmin(box);
   port = box.broker.getLocalService('api')!.settings['port'];
   cam = new RtspCamera(await freePort());
@@ -130,6 +130,19 @@ test('many viewers share the one ffmpeg that records the camera', async () => {
   assert.equal(ffmpegPids(box.dataDir).filter((p) => p > 0).sort(), before.sort());
   for (const v of viewers) v.ws.close();
   await Promise.all(viewers.map((v) => v.closed));
+});
+
+test('viewers per camera are capped: one too many is refused with 429 and the reason; a place freed is taken at once', async () => {
+  const viewers = await Promise.all([1, 2, 3, 4, 5, 6].map(() => watch('porch')));
+  const refused = await refusal(watch('porch'));
+  assert.is(refused.status, 429, refused.body);
+  assert.is(JSON.parse(refused.body).error.type, 'TOO_MANY_VIEWERS');
+  assert.match(JSON.parse(refused.body).error.message, /6 live viewers/);
+  viewers[0]!.ws.close();
+  await viewers[0]!.closed;
+  const next = await waitUntil('a place for one more', () => watch('porch').catch(() => undefined), 5000, 100);
+  for (const v of [...viewers.slice(1), next]) v.ws.close();
+  await Promise.all([...viewers, next].map((v) => v.closed));
 });
 
 test('a sub-stream: its own ffmpeg, not recorded, watched with ?stream=sub; the main stream stays as it was', async () => {

@@ -14,6 +14,10 @@ import { waitUntil } from './helpers/processes.ts';
 import { startOfSegmentFile } from '../appliance/data-dir.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { tempDir } from './helpers/box.ts';
+import { createServer } from 'node:http';
+import { WebSocket, WebSocketServer } from 'ws';
+import { LIVE_LIMITS, relayLive } from '../gateway/http/websockets.ts';
+import { freePort } from './helpers/processes.ts';
 import { h265Clip, longClip, playable } from './helpers/video.ts';
 
 const run = promisify(execFile);
@@ -52,6 +56,10 @@ test('failures are named in an installer\'s words', () => {
   ];
   for (const [line, reason] of cases) assert.is(classifyFailure(['noise', line], 1).reason, reason, line);
   assert.match(classifyFailure(['something odd'], 187).detail, /code 187: something odd/);
+  // A full disk is the box's, said plainly, whatever ffmpeg printed after it.
+  const full = classifyFailure(['[segment @ 0x1] Failed to open segment: No space left on device', '    Last message repeated 1 times'], 1);
+  assert.is(full.reason, 'disk full');
+  assert.not.match(classifyFailure(['odd', '    Last message repeated 1 times'], 1).detail, /repeated/);
 });
 
 test('credentials are masked in URLs and in any text', () => {
@@ -149,6 +157,52 @@ test('a viewer that does not read is bounded and resumes on a keyframe', async (
   assert.ok(firstMoof && startsWithKeyframe(firstMoof, feed.init), 'what it gets next starts on a keyframe');
   stuck.destroy();
   feed.end();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('a live socket whose viewer stops reading is cut off at a small backlog; one whose stream goes quiet is closed (1011) so its player reconnects', async () => {
+  const dir = await tempDir();
+  const bytes = await liveCut(dir, await longClip(), 120);
+  const feed = new LiveFeed();
+  const port = await freePort();
+  const server = createServer();
+  const sockets = new WebSocketServer({ server });
+  const served: WebSocket[] = [];
+  let stopped = 0;
+  sockets.on('connection', (ws) => {
+    served.push(ws);
+    relayLive(ws, feed.watch(), () => stopped++, { ...LIVE_LIMITS, stuckMs: 1500, idleMs: 2500 });
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  const open = (onOpen: (ws: WebSocket) => void) =>
+    new Promise<{ ws: WebSocket; closed: Promise<number> }>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+      const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+      ws.once('open', () => (onOpen(ws), resolve({ ws, closed })));
+    });
+  // A viewer that stops reading: its TCP window fills, then the box's queue for it.
+  const stuck = await open((ws) => (ws as unknown as { _socket: { pause(): void } })._socket.pause());
+  const reader = await open(() => undefined);
+  let most = 0;
+  // The camera's pace, about 1 MB/s: fragments keep coming while the viewer does not read.
+  for (let at = 0; at < bytes.length && served[0]!.readyState === WebSocket.OPEN; at += 64 * 1024) {
+    feed.push(bytes.subarray(at, at + 64 * 1024));
+    most = Math.max(most, served[0]!.bufferedAmount);
+    await new Promise((r) => setTimeout(r, 60));
+  }
+  assert.is(served[0]!.readyState, WebSocket.CLOSED, 'the stuck viewer was cut off while the stream went on');
+  assert.ok(most <= LIVE_LIMITS.skipBytes + 1024 * 1024, `at most ${most} bytes were queued for it`);
+  assert.is(served[1]!.readyState, WebSocket.OPEN, 'the viewer that reads goes on');
+  // The stream goes quiet (its node lost, the bus restarted): the reading viewer is told.
+  const t0 = Date.now();
+  assert.is(await reader.closed, 1011);
+  const quietMs = Date.now() - t0;
+  assert.ok(quietMs < 7000, `closed after ${quietMs} ms of silence`);
+  await waitUntil('both viewers left the feed', () => stopped === 2, 3000, 20);
+  assert.is(feed.viewerCount, 0);
+  stuck.ws.terminate();
+  sockets.close();
+  server.close();
   await rm(dir, { recursive: true, force: true });
 });
 

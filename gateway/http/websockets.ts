@@ -34,8 +34,16 @@ const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
   [/^sync\.status\./, 'system.view'],
   [/^admp\.status\./, 'system.view'],
 ];
-/** A viewer this far behind (bytes queued on its socket) skips to the next keyframe. */
+/** An updates client this far behind (bytes queued on its socket) is cut off. */
 const SOCKET_BACKLOG_BYTES = 4 * 1024 * 1024;
+export const LIVE_LIMITS = {
+  /** A live viewer this far behind (bytes queued on its socket) skips to the next keyframe (about 2 s of a 2 Mbit/s camera)... */
+  skipBytes: 512 * 1024,
+  /** ...and one that stays behind this long is not reading: it is cut off and its memory freed, ms. */
+  stuckMs: 10_000,
+  /** No bytes from the stream for this long: its source is gone (the node that records it lost, the bus restarted, the camera gone); the viewer is told and closed, so its player reconnects, ms. */
+  idleMs: 5000,
+};
 
 function refuse(socket: Duplex, err: Error): void {
   const { status, type, message } = classify(err);
@@ -105,7 +113,7 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
         feed.destroy();
         return;
       }
-      sockets.handleUpgrade(req, socket, head, (ws) => relay(ws, feed, () => void broker.call('streams.liveStop', { viewer }, { meta: { caller } }).catch(() => undefined)));
+      sockets.handleUpgrade(req, socket, head, (ws) => relayLive(ws, feed, () => void broker.call('streams.liveStop', { viewer }, { meta: { caller } }).catch(() => undefined)));
     })().catch((err: Error) => {
       if ((err as { code?: number }).code === undefined || classify(err).status >= 500) log.warn(`${pathname}: ${err.message}`);
       refuse(socket, err);
@@ -131,8 +139,20 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
   };
 }
 
-function relay(ws: WebSocket, feed: Readable, stop: () => void): void {
+/** One live viewer: the feed's fMP4 to its socket, slow viewers skipped ahead or cut off, a quiet feed closed. */
+export function relayLive(ws: WebSocket, feed: Readable, stop: () => void, limits = LIVE_LIMITS): void {
   let skipping = false;
+  /** Since when the viewer has been behind by skipBytes or more; 0: it keeps up. */
+  let behindSince = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const watch = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      ws.close(1011, 'live stream stopped; reconnect');
+      feed.destroy();
+    }, limits.idleMs);
+  };
+  watch();
   const reader = new FragmentReader({
     init(init) {
       ws.send(JSON.stringify({ type: 'init', mime: `video/mp4; codecs="${codecString(init) ?? 'avc1'}"` }));
@@ -140,16 +160,27 @@ function relay(ws: WebSocket, feed: Readable, stop: () => void): void {
       skipping = true; // start (again) on a keyframe
     },
     fragment(moof, mdat, keyframe) {
-      // A slow viewer drops whole GOPs: it resumes on a keyframe, never mid-GOP.
+      // A slow viewer drops whole GOPs: it resumes on a keyframe, never mid-GOP. One that stays
+      // behind (it does not read at all) is cut off.
+      const behind = ws.bufferedAmount >= limits.skipBytes;
+      behindSince = behind ? behindSince || Date.now() : 0;
+      if (behind && Date.now() - behindSince >= limits.stuckMs) {
+        ws.terminate();
+        return;
+      }
       if (keyframe) skipping = false;
-      if (ws.bufferedAmount >= SOCKET_BACKLOG_BYTES) skipping = true;
+      if (behind) skipping = true;
       if (!skipping) ws.send(Buffer.concat([moof, mdat]));
     },
   });
-  feed.on('data', (chunk: Buffer) => reader.push(chunk));
+  feed.on('data', (chunk: Buffer) => {
+    watch();
+    reader.push(chunk);
+  });
   feed.on('end', () => ws.close(1000, 'camera stopped'));
   feed.on('error', () => ws.close(1011, 'stream failed'));
   ws.on('close', () => {
+    clearTimeout(idle);
     feed.destroy();
     stop();
   });

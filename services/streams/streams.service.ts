@@ -4,7 +4,7 @@ import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import type { Readable } from 'node:stream';
-import { ConflictError, NotFoundError } from '../../lib/errors.ts';
+import { ConflictError, NotFoundError, TooManyRequestsError } from '../../lib/errors.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, RtspSource, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
@@ -18,7 +18,8 @@ export function streamsService(config: Config): ServiceSchema {
   const streams = new Map<string, CameraStream>();
   const subStreams = new Map<string, CameraStream>();
   /** Live viewers by the id their gateway gave them, so a gateway on another node can end one. */
-  const viewers = new Map<string, Readable>();
+  const viewers = new Map<string, { feed: Readable; camera: string; user: string }>();
+  const count = (match: (v: { camera: string; user: string }) => boolean) => [...viewers.values()].filter(match).length;
   const paths = dataPaths(config);
   let ingest: RtmpIngest | undefined;
   const options: StreamOptions = { ...config.video, mediaDir: paths.media };
@@ -62,9 +63,19 @@ export function streamsService(config: Config): ServiceSchema {
           if (stream.status.state === 'disabled') {
             throw new ConflictError(`Camera "${ctx.params.id}" is not streaming (${stream.status.reason})`, 'CAMERA_DISABLED');
           }
+          // Caps, so that viewers that never read cannot take the box's memory between them.
+          const camera = ctx.params.id;
+          const user = ctx.meta.caller?.username ?? '(box)';
+          const { maxViewersPerCamera, maxViewersPerUser } = config.video;
+          if (count((v) => v.camera === camera) >= maxViewersPerCamera) {
+            throw new TooManyRequestsError(`Camera "${camera}" has ${maxViewersPerCamera} live viewers, the most it takes (video.maxViewersPerCamera)`, 5, 'TOO_MANY_VIEWERS');
+          }
+          if (count((v) => v.user === user) >= maxViewersPerUser) {
+            throw new TooManyRequestsError(`"${user}" has ${maxViewersPerUser} live views open, the most one user may (video.maxViewersPerUser)`, 5, 'TOO_MANY_VIEWERS');
+          }
           // fMP4 bytes: init, the current GOP, then each new fragment; over NATS a Moleculer stream.
           const feed = stream.feed.watch();
-          viewers.set(ctx.params.viewer, feed);
+          viewers.set(ctx.params.viewer, { feed, camera, user });
           feed.once('close', () => viewers.delete(ctx.params.viewer));
           return feed;
         },
@@ -80,7 +91,7 @@ export function streamsService(config: Config): ServiceSchema {
         input: z.strictObject({ viewer: ViewerId }),
         permission: 'live.view',
         handler(ctx) {
-          viewers.get(ctx.params.viewer)?.destroy();
+          viewers.get(ctx.params.viewer)?.feed.destroy();
           return { stopped: true };
         },
       }),
@@ -135,7 +146,7 @@ export function streamsService(config: Config): ServiceSchema {
     },
 
     async stopped() {
-      for (const viewer of viewers.values()) viewer.destroy();
+      for (const viewer of viewers.values()) viewer.feed.destroy();
       await Promise.all([...streams.values(), ...subStreams.values()].map((s) => s.stop()));
       streams.clear();
       subStreams.clear();
