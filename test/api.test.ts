@@ -261,4 +261,12 @@ test('actions refuse outside callers that lack the permission, even on the bus',
   }
 });
 
+test('a time that is not one is refused naming the field and what a time looks like', async () => {
+  const res = await box.request('GET', '/api/v1/cameras/porch/segments?from=yesterday&to=2026-11-29T00:00:00Z', { auth: admin });
+  assert.is(res.status, 422, res.text);
+  const issue = res.json.error.data.find((i: { field: string }) => i.field === 'from');
+  assert.match(issue.message, /expected an ISO 8601 time, such as/);
+  assert.not.match(res.text, /received Date/);
+});
+
 test.run();

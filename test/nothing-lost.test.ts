@@ -4,6 +4,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, statSync } from 'node:fs';
+import mqtt from 'mqtt';
 import { mkdir, utimes, writeFile, readdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
@@ -35,6 +38,10 @@ async function writeSegment(dataDir: string, camera: string, start: number, seco
   await utimes(file, old, old); // not "busy": the recorder that wrote it is gone
   return rel;
 }
+
+/** Bytes of the files under a folder (LevelDB's log and tables). */
+const dirBytes = (dir: string): number =>
+  readdirSync(dir, { withFileTypes: true }).reduce((sum, e) => sum + (e.isDirectory() ? dirBytes(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).size), 0);
 
 const eventBase = (id: string, camera: string, start: string) => ({ id, camera, label: 'person', topScore: 0.8, box: [0.1, 0.1, 0.5, 0.9], zones: [], start, stationary: false });
 
@@ -115,6 +122,38 @@ test('a segment file with nothing playable (the disk filled before its first fra
     box.broker.createService(SERVICE_FACTORIES.recorder(box.config));
     await box.broker.waitForServices('recorder', 10_000);
     await waitUntil('the empty file gone', async () => !(await readdir(dir)).includes(path.basename(empty)), 10_000, 100);
+  } finally {
+    await box.stop();
+  }
+});
+
+test('write less to flash: the box\'s retained snapshot JPEGs reach subscribers but not the MQTT store on disk', async () => {
+  const port = await freePort();
+  const box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort: null } });
+  try {
+    const admin = await withAdmin(box);
+    const spec = { id: 'yard', name: 'Yard', enabled: false, source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/x' }, detection: { labels: ['person'] } };
+    assert.is((await box.request('POST', '/api/v1/cameras', { auth: admin, body: spec })).status, 201);
+    const mqttDb = path.join(box.dataDir, 'db', 'mqtt');
+    await new Promise((r) => setTimeout(r, 500));
+    const before = dirBytes(mqttDb);
+    // A busy camera: one person after another, each a better picture than the last (100 KiB each).
+    const start = new Date().toISOString();
+    const SNAPSHOTS = 20;
+    for (let i = 0; i < SNAPSHOTS; i++) {
+      const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8]), randomBytes(100 * 1024)]);
+      const event = { ...eventBase(`yard-${i}`, 'yard', start), topScore: 0.5 + i / 100, end: null };
+      await box.broker.call('events.record', { type: 'start', ...event, snapshot: jpeg.toString('base64') });
+    }
+    const ha = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: 'admin', password: admin, reconnectPeriod: 0 });
+    const snapshot = await new Promise<Buffer>((resolve) => {
+      ha.on('message', (topic, payload) => topic === 'fogedge/cameras/yard/person/snapshot' && payload.length && resolve(payload));
+      void ha.subscribeAsync('fogedge/cameras/yard/person/snapshot');
+    });
+    assert.ok(snapshot.length > 100 * 1024, 'a new subscriber gets the retained snapshot');
+    await ha.endAsync();
+    const written = dirBytes(mqttDb) - before;
+    assert.ok(written < 100 * 1024, `the MQTT store grew by ${written} bytes for ${SNAPSHOTS} snapshots of 100 KiB`);
   } finally {
     await box.stop();
   }

@@ -62,6 +62,11 @@ export interface LevelPersistenceOptions {
   /** Messages queued for one persistent session; past it the oldest go, and `onDrop` is told. */
   maxQueuedPerClient: number;
   onDrop?: (clientId: string, topic: string) => void;
+  /**
+   * Retained topics kept in memory only: what the box itself publishes and can publish again
+   * (snapshot JPEGs, each new one up to hundreds of KiB): flash is not worn by them.
+   */
+  volatileRetained?: (topic: string) => boolean;
 }
 
 export class LevelPersistence extends MemoryPersistence {
@@ -147,6 +152,7 @@ export class LevelPersistence extends MemoryPersistence {
 
   override async storeRetained(packet: Packet): Promise<void> {
     await super.storeRetained(packet);
+    if (this.options.volatileRetained?.(packet.topic)) return;
     if (packet.payload.length === 0) await this.#retained.del(packet.topic, { sync: false });
     else await this.#retained.put(packet.topic, toStored({ ...packet }), { sync: false });
   }

@@ -31,6 +31,9 @@ import { action } from '../../lib/actions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { DeviceId } from '../devices/devices.service.ts';
 
+/** The retained JPEG of a camera's best object of a label: `fogedge/cameras/<camera>/<label>/snapshot`. */
+const SNAPSHOT_TOPIC = /^fogedge\/cameras\/[a-z0-9-]+\/[^/]+\/snapshot$/;
+
 /** Per-camera switches over MQTT: .../<name>/set (ON|OFF) and the retained .../<name>/state. */
 const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): object }> = {
   detection: { get: (c) => c.detection.enabled, set: (on) => ({ detection: { enabled: on } }) },
@@ -382,6 +385,8 @@ export function mqttService(config: Config): ServiceSchema {
       }
       persistence = new LevelPersistence(dataPaths(config).db('mqtt'), {
         maxQueuedPerClient: options.maxQueuedPerClient,
+        // The box's own snapshot JPEGs: republished with the next event, never worth the flash.
+        volatileRetained: (topic) => SNAPSHOT_TOPIC.test(topic),
         onDrop: (clientId, topic) => this.logger.warn(`MQTT queue of offline client "${clientId}" is full (mqtt.maxQueuedPerClient ${options.maxQueuedPerClient}): its oldest message, to "${topic}", was dropped`),
       });
       aedes = await Aedes.createBroker({

@@ -18,11 +18,14 @@ import path from 'node:path';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 
 
+/** Not zod's "expected date, received Date": say what a time looks like. */
+const ISO_TIME = 'expected an ISO 8601 time, such as 2026-11-29T18:30:00Z';
+
 export const TimeRangeInput = z
   .strictObject({
     camera: CameraId,
-    from: z.coerce.date().describe('ISO 8601 time'),
-    to: z.coerce.date().describe('ISO 8601 time'),
+    from: z.coerce.date({ error: ISO_TIME }).describe('ISO 8601 time'),
+    to: z.coerce.date({ error: ISO_TIME }).describe('ISO 8601 time'),
   })
   .refine((r) => r.to > r.from, { message: '"to" must be after "from"', path: ['to'] })
   .refine((r) => r.to.getTime() - r.from.getTime() <= 31 * 86_400_000, { message: 'at most 31 days at once', path: ['to'] });
