@@ -201,6 +201,13 @@ export const ConfigSchema = z.strictObject({
       firmwareSources: z.array(z.url({ protocol: /^https?$/ })).max(32).default([]),
     })
     .prefault({}),
+  /** The box's own updates (release archives, under appliance/release-runner.mjs). */
+  update: z
+    .strictObject({
+      /** Where release archives may be fetched from: URL prefixes (the operator's servers). Empty: none. */
+      releaseSources: z.array(z.url({ protocol: /^https?$/ })).max(32).default([]),
+    })
+    .prefault({}),
   bus: z
     .strictObject({
       requestTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),

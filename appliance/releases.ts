@@ -102,14 +102,16 @@ export async function installRelease(root: string, currentVersion: string, req: 
   const partial = path.join(releases, `.partial-${req.version}`);
   const target = path.join(releases, req.version);
   try {
-    const res = await fetch(req.url, { signal: AbortSignal.timeout(30 * 60_000) }).catch((err: Error) => {
+    // No redirects: an allowed server must not send the box somewhere else.
+    const res = await fetch(req.url, { signal: AbortSignal.timeout(30 * 60_000), redirect: 'error' }).catch((err: Error) => {
       throw new BadRequestError(`Cannot download the release from ${new URL(req.url).origin}: ${(err.cause as Error | undefined)?.message ?? err.message}`, 'DOWNLOAD_FAILED');
     });
     if (!res.ok || !res.body) throw new BadRequestError(`Downloading the release answered HTTP ${res.status}`, 'DOWNLOAD_FAILED');
     const hash = createHash('sha256');
     await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), hashing(hash, MAX_RELEASE_BYTES), createWriteStream(archive));
     const sha256 = hash.digest('hex');
-    if (sha256 !== req.sha256.toLowerCase()) throw new BadRequestError(`The release's SHA-256 is ${sha256}, not ${req.sha256}`, 'CHECKSUM_MISMATCH');
+    // What was fetched is not told: the answer must not reveal what a URL holds.
+    if (sha256 !== req.sha256.toLowerCase()) throw new BadRequestError(`The release's SHA-256 is not ${req.sha256}`, 'CHECKSUM_MISMATCH');
 
     await rm(partial, { recursive: true, force: true });
     await mkdir(partial);

@@ -75,7 +75,7 @@ test.before(async () => {
   base = `http://127.0.0.1:${httpPort}`;
   runner = new Proc(process.execPath, [path.join(repo, 'appliance/release-runner.mjs'), root], {
     FOGEDGE_DATA_DIR: path.join(root, 'data'), PORT: String(httpPort), FOGEDGE__HTTP__HOST: '127.0.0.1',
-    FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null', FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+    FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__UPDATE__RELEASESOURCES: `[${archiveUrl}]`,
     FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-u', FOGEDGE_ADMP_USERNAME: 'box-u', FOGEDGE_ADMP_PASSWORD: 'box-secret-u', FOGEDGE__ADMP__RECONNECTMS: '200',
   });
   await waitUntil('the first release up', async () => (await health()) === BASE, 30_000);
@@ -97,6 +97,9 @@ test('a release whose checksum is wrong, or whose version is not what it says, i
   const wrongSum = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: 'a'.repeat(64) }));
   assert.is(wrongSum.status, 400);
   assert.is(wrongSum.json.error.type, 'CHECKSUM_MISMATCH');
+  assert.not.match(wrongSum.text, good.sha256, 'the answer does not tell what the URL held');
+  const elsewhere = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: 'http://127.0.0.1:9/fogedge-9.1.0.tgz', sha256: good.sha256 }));
+  assert.is(elsewhere.json.error.type, 'SOURCE_NOT_ALLOWED', elsewhere.text);
   const wrongVersion = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: good.url, sha256: good.sha256 }));
   assert.is(wrongVersion.json.error.type, 'VERSION_MISMATCH');
   const missing = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: `${archiveUrl}/nothing.tgz`, sha256: good.sha256 }));

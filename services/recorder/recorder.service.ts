@@ -66,6 +66,8 @@ export function recorderService(config: Config): ServiceSchema {
     maxAgeMs: config.video.clipCacheHours * 3_600_000,
     roomOnDisk: async () => (await freeBytes()) - config.video.minFreeBytes,
   });
+  let healedUnannounced: Segment[] = [];
+  let announceHealed = () => undefined as void;
   /** Set by retention: the disk is under its floor with nothing of ours left to free. */
   let diskFull: { freeBytes: number; since: string } | null = null;
 
@@ -184,6 +186,9 @@ export function recorderService(config: Config): ServiceSchema {
     },
 
     events: {
+      '$broker.started'() {
+        announceHealed();
+      },
       'recording.segment.closed': {
         async handler(ctx: { params: Segment }) {
           // Closed while the box stops, after this service: the next start's heal indexes it.
@@ -195,6 +200,10 @@ export function recorderService(config: Config): ServiceSchema {
 
     async started() {
       await mkdir(paths.media, { recursive: true }); // a new box: statfs needs it to exist
+      announceHealed = () => {
+        for (const segment of healedUnannounced) void this.broker.emit('recording.segment.healed', segment);
+        healedUnannounced = [];
+      };
       store = await Store.open(paths.db('recorder'));
       index = new SegmentIndex(store.collection<Segment>('segments'));
       const dropped = await index.dropMissing(paths.media);
@@ -208,8 +217,10 @@ export function recorderService(config: Config): ServiceSchema {
         const added = await index!.addMissing(paths.media, config.video.ffprobePath, since);
         healedAt = now;
         if (added.length) this.logger.info(`index healed: ${added.length} segments added from disk`);
-        // Footage cut by a crash goes on like any other closed segment (cloud sync takes it).
-        for (const segment of added) void this.broker.emit('recording.segment.healed', segment);
+        // Footage cut by a crash goes on like any other closed segment (cloud sync takes it), once
+        // every service of this node is there to hear it.
+        healedUnannounced.push(...added);
+        if (this.broker.started) announceHealed();
       };
       await heal();
       // Segments cut short just before this start are still "busy" now: look again now and then.

@@ -4,7 +4,8 @@ import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import { redactedConfig, SERVICE_NAMES, type Config, type ServiceName } from '../../appliance/config.ts';
-import { ConflictError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
+import { BadRequestError, ConflictError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
+import { underAllowedSource } from '../../lib/allowed-source.ts';
 import { confirmRelease, installRelease, readUpdateState, releasesOnDisk, releasesRoot, writeUpdateState } from '../../appliance/releases.ts';
 import { version } from '../../appliance/version.ts';
 
@@ -71,6 +72,9 @@ export function systemService(config: Config): ServiceSchema {
           if (!root) throw new ConflictError('This box runs from a checkout (npm start), not from a releases folder under release-runner.mjs: it cannot update itself', 'UPDATES_NOT_MANAGED');
           const { url, sha256 } = ctx.params;
           if (!url || !sha256) throw new ConflictError('A release archive needs its url and sha256', 'RELEASE_NEEDS_URL_AND_SHA256');
+          if (!underAllowedSource(url, config.update.releaseSources)) {
+            throw new BadRequestError(`Releases may be fetched only from the sources allowed (update.releaseSources: ${config.update.releaseSources.join(', ') || 'none yet'})`, 'SOURCE_NOT_ALLOWED');
+          }
           const state = await installRelease(root, version, { ...ctx.params, url, sha256, by });
           ctx.broadcast('box.update.started', { from: state.from, to: state.to, via: 'release', by });
           ctx.broker.logger.info(`update to ${state.to} installed; restarting into it`);

@@ -18,6 +18,7 @@ import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { action } from '../../lib/actions.ts';
 import { BadRequestError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
+import { underAllowedSource } from '../../lib/allowed-source.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import { decodeRecord, encodeRecord, errorOf, request, UspError, type Msg } from '../../lib/usp/codec.ts';
 import { DeviceId } from '../devices/devices.service.ts';
@@ -90,21 +91,6 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-/** Whether `url` lies under one of the allowed sources: same scheme, host and port, and path prefix. */
-export function mayFetchFirmware(url: string, sources: string[]): boolean {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return false;
-  }
-  return sources.some((source) => {
-    const s = new URL(source);
-    const prefix = s.pathname.endsWith('/') ? s.pathname : `${s.pathname}/`;
-    return u.origin === s.origin && !u.username && !u.password && (u.pathname === s.pathname || u.pathname.startsWith(prefix));
-  });
-}
-
 export function uspService(config: Config): ServiceSchema {
   const self = controllerId(config);
   let store: Store | undefined;
@@ -160,7 +146,7 @@ export function uspService(config: Config): ServiceSchema {
     const file = path.join(imagesDir, `${sha256}.img`);
     let data = await readFile(file).catch(() => null);
     if (!data) {
-      if (!mayFetchFirmware(url, config.usp.firmwareSources)) {
+      if (!underAllowedSource(url, config.usp.firmwareSources)) {
         throw new BadRequestError(`Firmware may be fetched only from the sources the installer allowed (usp.firmwareSources: ${config.usp.firmwareSources.join(', ') || 'none yet'})`, 'SOURCE_NOT_ALLOWED');
       }
       // No redirects: an allowed server must not send the box somewhere else.

@@ -6,6 +6,8 @@
 // sync.wholeUploadSeconds (so here, on loopback), else in parts that resume, as on a slow link:
 // a second S3 line compares that path with the SDK's own multipart calls in the same parts.
 // CLIPS=12 clips of CLIP_MIB=4 plus BIG=2 of 24 MiB by default; CAP_MIB=4 per second.
+// Last, the restart line (sync-restarts.ts): events across RESTARTS=5 clean and crashed restarts
+// against the objects in the bucket, and the box's writes per camera per hour (RESTARTS=0: none).
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -14,6 +16,7 @@ import { createBroker } from '../../gateway/broker.ts';
 import { tempDir } from '../helpers/box.ts';
 import { waitUntil } from '../helpers/processes.ts';
 import { Azurite, S3rver } from '../helpers/storage.ts';
+import { restartLine } from './sync-restarts.ts';
 
 const MiB = 1024 * 1024;
 const CLIPS = Number(process.env['CLIPS'] ?? 12);
@@ -117,4 +120,5 @@ console.log(`cap ${CAP_MIB} MiB/s: held ${held.toFixed(2)} MiB/s (${((held / CAP
 
 await Promise.all([az.stop(), s3.stop()]);
 await rm(dataDir, { recursive: true, force: true });
+if (process.env['RESTARTS'] !== '0') await restartLine();
 process.exit(0);
