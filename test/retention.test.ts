@@ -127,7 +127,7 @@ test('recordings waiting to go up to the cloud stay past their days and over the
   const newest = await f.add('a', NOW - 2000_000, 4000);
   const pinned = async () => new Set([old.path, next.path]);
   const kept = await new Retention(f.index, f.media, { retainDays: () => 30, quotaBytes: 5000, minFreeBytes: 0, pinned }).run(NOW);
-  assert.equal(kept, { byAge: 0, bySpace: 0, bytesFreed: 0 }, 'the oldest is pinned: nothing goes for age or quota');
+  assert.equal(kept, { byAge: 0, bySpace: 0, bytesFreed: 0, reclaimedBytes: 0, diskFull: false }, 'the oldest is pinned: nothing goes for age or quota');
   // Below the floor, the disk comes first: pinned or not, the oldest go.
   const free = async () => 1000 + (12_000 - (await f.index.totalBytes()));
   const r = await new Retention(f.index, f.media, { retainDays: () => 30, quotaBytes: null, minFreeBytes: 8000, pinned }, free).run(NOW);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { playable, RtspCamera } from './helpers/video.ts';
+import { Operator, OperatorBroker } from './helpers/operator.ts';
 
 const MiB = 1024 * 1024;
 const FLOOR = 24 * MiB;
@@ -17,6 +18,8 @@ let mountDir = '';
 let box: TestBox;
 let admin = '';
 let camera: RtspCamera;
+let adm: OperatorBroker;
+let operator: Operator;
 
 const freeBytes = () => {
   const out = execFileSync('df', ['--output=avail', '-B1', mountDir], { encoding: 'utf8' });
@@ -43,11 +46,17 @@ test.before(async () => {
   await mkdir(path.join(mountDir, 'data'));
   camera = new RtspCamera(await freePort());
   await camera.start();
+  // The operator's broker: the fleet must hear of a full disk at once, not at the next sample.
+  adm = await OperatorBroker.start({ 'box-d': 'box-secret-d', platform: 'platform-secret-d' });
+  operator = await Operator.connect(adm.url, 'platform', 'platform-secret-d', 'fogedge/boxes/box-d');
   box = await testBox({
     dataDir: path.join(mountDir, 'data'),
     video: { segmentSeconds: 2, minFreeBytes: FLOOR, retentionIntervalSeconds: 1, clipCacheBytes: MiB },
+    admp: { telemetrySeconds: 3600, reconnectMs: 200 },
   });
   admin = await withAdmin(box);
+  const provisioned = await box.request('PUT', '/api/v1/admp/provisioning', { auth: admin, body: { url: adm.url, boxId: 'box-d', username: 'box-d', password: 'box-secret-d' } });
+  assert.is(provisioned.status, 200, provisioned.text);
   const add = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'yard', name: 'Yard', source: { kind: 'rtsp', url: camera.url() } } });
   assert.is(add.status, 201, add.text);
   await waitUntil('4 segments recorded', async () => (await segments()).length >= 4, 40_000, 250);
@@ -56,6 +65,8 @@ test.before(async () => {
 test.after(async () => {
   await box?.stop({ keepData: true });
   await camera?.stop();
+  await operator?.close();
+  await adm?.stop();
   execFileSync('umount', ['--lazy', mountDir]); // lazy: a process still closing its files must not fail the run
   await rm(mountDir, { recursive: true, force: true });
 });
@@ -126,6 +137,9 @@ test('under the free-space floor, cached clips go before any recording; a disk n
   assert.is(recorder.status, 'degraded');
   assert.match(recorder.instances[0].error, /disk full: \d+ bytes free, under the floor/);
   assert.is((await box.request('GET', '/api/v1/system/storage', { auth: admin })).json.diskFull, true);
+  // The operator hears it now (telemetry is hourly here), with the reason.
+  const sample = await operator.waitFor('a health sample saying disk full', 'health', (b) => b.services?.problems?.some((p: { error: string }) => /disk full/.test(p.error)), 10_000);
+  assert.is(sample.services.problems.find((p: { service: string }) => p.service === 'recorder')?.service, 'recorder');
   const refused = await box.request('GET', clipUrl(Date.now() - 6000, Date.now() - 5000), { auth: admin });
   assert.ok([404, 507].includes(refused.status), `a clip now: ${refused.status} ${refused.text}`);
 

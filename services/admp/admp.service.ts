@@ -161,6 +161,10 @@ export function admpService(config: Config): ServiceSchema {
     events: {
       'event.started': { handler(ctx: { params: StoredEvent }) { return this.sendEvent('start', ctx.params); } },
       'event.ended': { handler(ctx: { params: StoredEvent }) { return this.sendEvent('end', ctx.params); } },
+      // The disk filled up (or has room again): the operator hears it now, not at the next sample.
+      'recording.disk.changed'() {
+        this.scheduleTelemetry(0);
+      },
       ...Object.fromEntries(
         AUDITED_EVENTS.map((name) => [
           name,
@@ -258,10 +262,11 @@ export function admpService(config: Config): ServiceSchema {
         inflight.clear();
       },
 
-      scheduleTelemetry() {
+      /** A health sample every telemetrySeconds; the first after `firstMs` (a sample now: 0). */
+      scheduleTelemetry(firstMs?: number) {
         clearTimeout(telemetryTimer);
         const every = (settings.telemetrySeconds ?? o.telemetrySeconds) * 1000;
-        const tick = () => {
+        const tick = (wait = every) => {
           telemetryTimer = setTimeout(async () => {
             if (!provisioned) return;
             await telemetry
@@ -269,9 +274,9 @@ export function admpService(config: Config): ServiceSchema {
               .then((sample) => up('health', 'health', { ...sample, uplink: { queued: queue.size.items, dropped: { ...queue.dropped } } }))
               .catch((err: Error) => log.error(`admp: health not sent: ${err.message}`));
             tick();
-          }, every);
+          }, wait);
         };
-        tick();
+        tick(firstMs);
       },
 
       async onCommand(payload: Buffer) {

@@ -59,7 +59,7 @@ export class Telemetry {
       this.ask<Array<PublicCamera & { status: CameraStatus | null }>>('cameras.list'),
       this.ask<{ cameras: Record<string, DetectorStats>; error: string | null }>('detector.status'),
       this.ask<{ queue: Record<string, unknown>; targets: Array<Record<string, unknown>> }>('sync.status'),
-      this.ask<{ status: string; services: Array<{ name: string; status: string }> }>('system.health'),
+      this.ask<{ status: string; services: Array<{ name: string; status: string; instances: Array<{ node: string; error?: string }> }> }>('system.health'),
     ]);
     return {
       at: new Date().toISOString(),
@@ -85,7 +85,14 @@ export class Telemetry {
         ? { error: detector.error, cameras: Object.fromEntries(Object.entries(detector.cameras).map(([id, s]) => [id, { inferenceMs: s.inferenceMs, behind: s.behind, dropped: s.dropped }])) }
         : null,
       sync: sync ? { queue: sync.queue, targets: sync.targets.map((t) => ({ id: t.id, state: t.state, pendingItems: t.pendingItems, lastError: t.lastError })) } : null,
-      services: health ? { status: health.status, down: health.services.filter((s) => s.status !== 'ok').map((s) => s.name) } : null,
+      services: health
+        ? {
+            status: health.status,
+            down: health.services.filter((s) => s.status !== 'ok').map((s) => s.name),
+            // What a fleet dashboard must see at once: "disk full", a store that is not open.
+            problems: health.services.flatMap((s) => s.instances.filter((i) => i.error).map((i) => ({ service: s.name, node: i.node, error: i.error }))),
+          }
+        : null,
     };
   }
 }
