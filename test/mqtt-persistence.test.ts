@@ -104,4 +104,62 @@ test('SIGKILL of the box: retained messages, a persistent session and its queued
   }
 });
 
+test("as an attacker: a device's refused filters are not kept with its persistent session, and its wills after a crash of the box are held to its rights", async () => {
+  const dataDir = await tempDir();
+  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const env = {
+    FOGEDGE_DATA_DIR: dataDir, PORT: String(httpPort), FOGEDGE__HTTP__HOST: '127.0.0.1',
+    FOGEDGE__MQTT: JSON.stringify({ host: '127.0.0.1', port: mqttPort, tlsPort: null, willGraceSeconds: 4 }),
+  };
+  const base = `http://127.0.0.1:${httpPort}`;
+  const url = `mqtt://127.0.0.1:${mqttPort}`;
+  let box = await startedNode(env);
+  try {
+    const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-password-1' }) });
+    const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')![1]!;
+    const addDevice = async (id: string) =>
+      (await getJson(`${base}/api/v1/devices`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` }, body: JSON.stringify({ id, name: id }) })).json.secret as string;
+    const attacker = await addDevice('attacker');
+    const victim = await addDevice('victim');
+    const sub = (extra: string[]) =>
+      run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', 'attacker', '-P', attacker, '-i', 'attacker-1', '-c', '-q', '1', '-v',
+        '-t', 'fogedge/devices/attacker/cmd/#', '-t', 'fogedge/devices/victim/#', '-t', 'fogedge/events/#', '-t', 'fogedge/status', ...extra]).then((r) => r.stdout, (e: { stdout: string; stderr: string; code: number }) => `${e.stdout}${e.stderr}(exit ${e.code})`);
+    // A persistent session asking for its own topics and, in the same SUBSCRIBE, other devices' and the events.
+    await sub(['-W', '2']);
+    // While it is away the victim sends something private, at QoS 1 (queued for sessions that may read it).
+    await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', 'victim', '-P', victim, '-t', 'fogedge/devices/victim/alarm-code', '-m', 'pin=4711', '-q', '1']);
+    // The attacker's wills: a fake Home Assistant device (retained), a forged event, the box "offline".
+    const wills = [
+      { topic: 'homeassistant/binary_sensor/fake/config', payload: Buffer.from('{"name":"fake"}'), qos: 1 as const, retain: true },
+      { topic: 'fogedge/events/demo/new', payload: Buffer.from('{"label":"person","forged":true}'), qos: 1 as const, retain: false },
+      { topic: 'fogedge/status', payload: Buffer.from('offline'), qos: 1 as const, retain: true },
+    ];
+    for (const [i, will] of wills.entries()) {
+      const c = await mqtt.connectAsync(url, { clientId: `attacker-w${i}`, username: 'attacker', password: attacker, reconnectPeriod: 0, will });
+      c.on('error', () => undefined);
+    }
+    await box.kill('SIGKILL');
+    box = await startedNode(env);
+    const watcher = await mqtt.connectAsync(url, { username: 'admin', password: session, reconnectPeriod: 0 });
+    const seen: string[] = [];
+    watcher.on('message', (topic, payload) => seen.push(`${topic} ${payload.toString()}`));
+    await watcher.subscribeAsync(['homeassistant/#', 'fogedge/events/#', 'fogedge/status'], { qos: 1 });
+    // The sweep of the dead broker's wills runs after the grace: wait for the refusals in the log.
+    await waitUntil('the three wills refused', () => box.lines.filter((l) => /MQTT will refused/.test(l)).length >= 3, 20_000, 200);
+    await new Promise((r) => setTimeout(r, 5000)); // a further sweep or two: a refused will is not tried again
+    assert.is(box.lines.filter((l) => /MQTT will refused/.test(l)).length, 3, 'each refused once, no log flood');
+    assert.not.ok(seen.some((m) => m.startsWith('homeassistant/binary_sensor/fake') || m.includes('forged')), `nothing forged: ${seen.join(' | ')}`);
+    assert.ok(seen.includes('fogedge/status online') && !seen.includes('fogedge/status offline'), `the box stays online: ${seen.join(' | ')}`);
+    await watcher.endAsync();
+
+    // The attacker's session comes back: the box's status (which it may read), nothing of the victim's.
+    const got = await sub(['-W', '3']);
+    assert.match(got, /^fogedge\/status online$/m, `got: [${got}] ${box.lines.filter((l) => /MQTT|refused|attacker/.test(l)).slice(-5).join('\n')}`);
+    assert.not.match(got, /victim|pin=4711/, got);
+  } finally {
+    await box.kill('SIGTERM');
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -67,6 +67,13 @@ export interface LevelPersistenceOptions {
    * (snapshot JPEGs, each new one up to hundreds of KiB): flash is not worn by them.
    */
   volatileRetained?: (topic: string) => boolean;
+  /**
+   * Who a client is, kept with its will: a will published after a crash, with no client left to
+   * ask, is checked against what its owner may publish.
+   */
+  ownerOf?: (client: ClientRef) => unknown;
+  /** Whether a will of a client that died with the box may go out; one that may not is dropped. */
+  mayPublishWill?: (will: Packet) => boolean;
 }
 
 export class LevelPersistence extends MemoryPersistence {
@@ -117,7 +124,7 @@ export class LevelPersistence extends MemoryPersistence {
 
   // Wills kept here, not in the memory class: one loaded from disk keeps its old broker id.
   override async putWill(client: ClientRef, packet: Packet): Promise<void> {
-    const will = { ...packet, brokerId: this.#brokerId, clientId: client.id } as Packet;
+    const will = { ...packet, brokerId: this.#brokerId, clientId: client.id, owner: this.options.ownerOf?.(client) } as Packet;
     this.#wills.set(client.id, will);
     await this.#willsDb.put(client.id, toStored(will), { sync: false });
   }
@@ -136,7 +143,14 @@ export class LevelPersistence extends MemoryPersistence {
 
   /** The wills of brokers not alive (for this box: the run before a crash). */
   override streamWill(brokers: Record<string, number> = {}): Readable {
-    return Readable.from([...this.#wills.values()].filter((w) => !brokers[w.brokerId as string]));
+    const due = [...this.#wills.values()].filter((w) => !brokers[w.brokerId as string]);
+    // Refused here, once, and forgotten: aedes would otherwise try (and fail) at every sweep.
+    const refused = due.filter((w) => this.options.mayPublishWill && !this.options.mayPublishWill(w));
+    for (const w of refused) {
+      this.#wills.delete(w['clientId'] as string);
+      void this.#willsDb.del(w['clientId'] as string, { sync: false }).catch(() => undefined);
+    }
+    return Readable.from(due.filter((w) => !refused.includes(w)));
   }
 
   // Keys in hex of fixed width sort in the order they were queued.

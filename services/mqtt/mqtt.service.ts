@@ -58,6 +58,28 @@ const USER_READS: Array<[string, Permission]> = [
   ['homeassistant/#', 'live.view'],
 ];
 
+/** Whether `who` may read what `filter` (a topic, or a filter) matches: checked at subscribe and at every delivery. */
+function mayRead(who: Identity | undefined, filter: string): boolean {
+  if (who?.kind === 'device') return [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants].some((g) => filterWithin(filter, g));
+  if (who?.kind === 'user') {
+    return USER_READS.some(([root, permission]) => can(who.role, permission) && filterWithin(filter, root)) || filterWithin(filter, `fogedge/users/${who.username}/#`);
+  }
+  return false;
+}
+
+/** Whether `who` may publish to `topic` (retained or not). */
+function mayPublish(who: Identity | undefined, topic: string, retain: boolean, discoveryPrefix: string | null): boolean {
+  if (topic.startsWith('$')) return false;
+  if (who?.kind === 'device') return topic.startsWith(who.prefix);
+  // App users send commands only (switches come with the command topics), and Home Assistant
+  // its birth message; nothing else.
+  if (who?.kind === 'user') return (/^fogedge\/cameras\/[a-z0-9-]+\/[a-z]+\/set$/.test(topic) && can(who.role, 'cameras.manage')) || (discoveryPrefix !== null && topic === `${discoveryPrefix}/status` && !retain);
+  return false;
+}
+
+/** A client for the log: `device "x"`, `user "y"`, or its client id. */
+const describe = (who: Identity | undefined, clientId = '?') => (who?.kind === 'device' ? `device "${who.id}"` : who?.kind === 'user' ? `user "${who.username}"` : `client "${clientId}"`);
+
 /** Whether every topic the filter can match is also matched by `allowed` (both MQTT filters). */
 export function filterWithin(filter: string, allowed: string): boolean {
   const f = filter.split('/');
@@ -200,30 +222,26 @@ export function mqttService(config: Config): ServiceSchema {
     };
 
     a.authorizePublish = (client, packet, done) => {
-      if (!client) return done(null); // a will of a client already gone
-      const who = identities.get(client);
+      // A will published after a crash has no client left: its owner, kept with it, is checked.
+      const will = client ? undefined : (packet as PublishPacket & { owner?: Identity; clientId?: string; brokerId?: string });
+      const who = client ? identities.get(client) : will?.owner;
       const topic = packet.topic;
-      let allowed = false;
       const limit = config.mqtt?.maxPayloadBytes ?? Infinity;
       if (packet.payload.length > limit) {
         log.warn(`MQTT publish refused: ${packet.payload.length} bytes to "${topic}" is over mqtt.maxPayloadBytes (${limit})`);
         return done(new Error('payload too large'));
       }
-      if (topic.startsWith('$')) allowed = false;
-      else if (who?.kind === 'device') allowed = topic.startsWith(who.prefix);
-      // App users send commands only (switches come with the command topics), and Home
-      // Assistant its birth message; nothing else.
-      else if (who?.kind === 'user') {
-        allowed = (/^fogedge\/cameras\/[a-z0-9-]+\/[a-z]+\/set$/.test(topic) && can(who.role, 'cameras.manage')) || (topic === `${config.mqtt!.discoveryPrefix}/status` && !packet.retain);
-      }
-      if (allowed) return done(null);
-      log.warn(`MQTT publish refused: ${who?.kind ?? 'client'} "${who?.kind === 'device' ? who.id : who?.username}" to "${topic}"`);
+      if (mayPublish(who, topic, packet.retain, config.mqtt!.discoveryPrefix)) return done(null);
+      log.warn(`MQTT ${will ? 'will' : 'publish'} refused: ${describe(who, will?.clientId)} to "${topic}"`);
       done(new Error(`not allowed to publish to ${topic}`));
     };
 
+    // Every message a client is sent is checked against what it may read now: live, retained,
+    // queued for its persistent session, after a reconnect or a restart of the box.
+    a.authorizeForward = (client, packet) => (mayRead(identities.get(client), packet.topic) ? packet : null);
+
     a.authorizeSubscribe = (client, sub, done) => {
       const who = identities.get(client);
-      let allowed = false;
       // Counted as granted, not as aedes adds them: one SUBSCRIBE may carry thousands of filters.
       const held = grantedTopics.get(client) ?? new Set<string>();
       const limit = config.mqtt!.maxSubscriptionsPerClient;
@@ -231,12 +249,7 @@ export function mqttService(config: Config): ServiceSchema {
         log.warn(`MQTT subscribe refused: client "${client.id}" holds ${held.size} subscriptions (mqtt.maxSubscriptionsPerClient ${limit})`);
         return done(null, null as unknown as Subscription);
       }
-      if (who?.kind === 'device') {
-        allowed = [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants].some((g) => filterWithin(sub.topic, g));
-      } else if (who?.kind === 'user') {
-        allowed = USER_READS.some(([root, permission]) => can(who.role, permission) && filterWithin(sub.topic, root)) || filterWithin(sub.topic, `fogedge/users/${who.username}/#`);
-      }
-      if (allowed) {
+      if (mayRead(who, sub.topic)) {
         grantedTopics.set(client, held.add(sub.topic));
         return done(null, sub);
       }
@@ -385,6 +398,13 @@ export function mqttService(config: Config): ServiceSchema {
       }
       persistence = new LevelPersistence(dataPaths(config).db('mqtt'), {
         maxQueuedPerClient: options.maxQueuedPerClient,
+        ownerOf: (client) => identities.get(client as Client),
+        mayPublishWill: (will) => {
+          const owner = will['owner'] as Identity | undefined;
+          if (mayPublish(owner, will.topic, will.retain, config.mqtt!.discoveryPrefix)) return true;
+          this.logger.warn(`MQTT will refused: ${describe(owner, will['clientId'] as string)} to "${will.topic}"`);
+          return false;
+        },
         // The box's own snapshot JPEGs: republished with the next event, never worth the flash.
         volatileRetained: (topic) => SNAPSHOT_TOPIC.test(topic),
         onDrop: (clientId, topic) => this.logger.warn(`MQTT queue of offline client "${clientId}" is full (mqtt.maxQueuedPerClient ${options.maxQueuedPerClient}): its oldest message, to "${topic}", was dropped`),
@@ -402,6 +422,8 @@ export function mqttService(config: Config): ServiceSchema {
         for (const topic of topics) grantedTopics.get(client)?.delete(topic);
       });
       aedes.on('clientError', (client, err) => this.logger.debug(`MQTT client ${client?.id}: ${err.message}`));
+      // aedes emits its own failures (a will sweep that failed) on itself: unheard, one would end the box.
+      (aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => this.logger.warn(`MQTT broker: ${err.message}`));
       aedes.on('connectionError', (client, err) => this.logger.debug(`MQTT connection ${client?.id}: ${err.message}`));
       const listen = (server: net.Server, port: number) =>
         new Promise<void>((resolve, reject) => {
