@@ -457,4 +457,22 @@ test('notification hours: a window past midnight wraps', () => {
   assert.ok(withinHours(3, undefined, undefined));
 });
 
+test('[MQTT-3.1.3-8] an empty client id with CleanSession 0 gets CONNACK 0x02 (identifier rejected); with CleanSession 1 the broker names it', async () => {
+  const connackOf = async (clean: boolean) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('connect', r));
+    const answer = new Promise<Buffer>((r) => socket.once('data', r));
+    // Written by hand: mqtt-packet will not make this packet (it is the client's error to send it).
+    const str = (v: string) => Buffer.concat([Buffer.from([Buffer.byteLength(v) >> 8, Buffer.byteLength(v) & 0xff]), Buffer.from(v)]);
+    const body = Buffer.concat([str('MQTT'), Buffer.from([0x04, 0xc0 | (clean ? 0x02 : 0), 0x00, 0x1e]), str(''), str('sensor-1'), str(secret)]);
+    socket.write(Buffer.concat([Buffer.from([0x10, body.length]), body]));
+    const bytes = [...(await answer)];
+    socket.destroy();
+    return bytes;
+  };
+  assert.equal(await connackOf(false), [0x20, 0x02, 0x00, 0x02]);
+  assert.equal(await connackOf(true), [0x20, 0x02, 0x00, 0x00]);
+});
+
 test.run();
