@@ -475,4 +475,34 @@ test('[MQTT-3.1.3-8] an empty client id with CleanSession 0 gets CONNACK 0x02 (i
   assert.equal(await connackOf(true), [0x20, 0x02, 0x00, 0x00]);
 });
 
+/** A CONNECT from a chosen loopback address (127.0.0.x): the CONNACK's return code. */
+async function connackFrom(localAddress: string, username: string, password: string, clientId = `c-${Math.random().toString(36).slice(2)}`): Promise<number> {
+  const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+  socket.on('error', () => undefined);
+  await new Promise((r) => socket.once('connect', r));
+  const answer = new Promise<Buffer>((r) => socket.once('data', r));
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 30, username, password: Buffer.from(password) } as never));
+  const code = (await answer)[3]!;
+  socket.destroy();
+  return code;
+}
+
+test("as an outsider: the pairing window cannot make a device of a user's name, and guessing a device's secret from one address does not lock it out from another", async () => {
+  assert.is((await box.request('POST', '/api/v1/devices/pairing', { auth: admin, body: { seconds: 60 } })).status, 200);
+  // A wrong "token" for the admin's name: refused, and no pending device "admin" is made.
+  assert.is(await connackFrom('127.0.0.3', 'admin', 'not-the-admins-token-000'), 5);
+  const devices = (await box.request('GET', '/api/v1/devices', { auth: admin })).json.devices as Array<{ id: string }>;
+  assert.not.ok(devices.some((d) => d.id === 'admin'), 'no device took the name of a user');
+  assert.is(await connackFrom('127.0.0.3', 'admin', admin), 0, 'the admin still signs in');
+  const named = await box.request('POST', '/api/v1/devices', { auth: admin, body: { id: 'admin', name: 'Not the admin' } });
+  assert.is(named.status, 409);
+  assert.is(named.json.error.type, 'NAME_OF_A_USER');
+  await box.request('POST', '/api/v1/devices/pairing', { auth: admin, body: { seconds: 0 } });
+
+  // Someone at 127.0.0.4 guesses sensor-1's secret until held back; the sensor at 127.0.0.5 goes on.
+  for (let i = 0; i < 12; i++) await connackFrom('127.0.0.4', 'sensor-1', `guess-${i}-00000000`);
+  assert.is(await connackFrom('127.0.0.4', 'sensor-1', secret), 5, 'the guessing address is held back, even with the right secret');
+  assert.is(await connackFrom('127.0.0.5', 'sensor-1', secret), 0, 'the device itself is not locked out');
+});
+
 test.run();

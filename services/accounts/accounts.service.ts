@@ -32,6 +32,11 @@ export function accountsService(config: Config): ServiceSchema {
     name: 'accounts',
 
     actions: {
+      /** Internal: whether a user of this name exists (a device may not take a user's name). */
+      exists: action({
+        input: z.strictObject({ username: z.string().max(200) }),
+        handler: async (ctx) => ({ exists: await ready().getUser(ctx.params.username.toLowerCase()).then(() => true, () => false) }),
+      }),
       needsSetup: action({
         input: NoInput,
         permission: 'public',

@@ -61,6 +61,10 @@ export function devicesService(config: Config): ServiceSchema {
         permission: 'devices.manage',
         async handler(ctx) {
           if (await devices.get(ctx.params.id)) throw new ConflictError(`Device "${ctx.params.id}" already exists`, 'DEVICE_EXISTS');
+          // One name, one identity on the broker: a device may not be called like a user.
+          if ((await ctx.broker.call<{ exists: boolean }, object>('accounts.exists', { username: ctx.params.id })).exists) {
+            throw new ConflictError(`"${ctx.params.id}" is the name of a user; choose another id for the device`, 'NAME_OF_A_USER');
+          }
           const secret = newSecret();
           const device: Device = { ...ctx.params, state: 'allowed', secretHash: await hashPassword(secret), createdAt: new Date().toISOString(), origin: 'added' };
           await devices.put(device.id, device);
@@ -122,7 +126,9 @@ export function devicesService(config: Config): ServiceSchema {
         }),
         async handler(ctx) {
           const { id, secret } = ctx.params;
-          const limited = await failures.get(id);
+          // Counted per address and device: guesses from elsewhere do not lock the device out.
+          const key = `${ctx.params.ip ?? 'unknown'} ${id}`;
+          const limited = await failures.get(key);
           if (limited && limited.remainingPoints <= 0) {
             throw new TooManyRequestsError(`Too many failed sign-ins for device "${id}"`, Math.ceil(limited.msBeforeNext / 1000));
           }
@@ -140,10 +146,10 @@ export function devicesService(config: Config): ServiceSchema {
             throw new UnauthorizedError(`Unknown device "${id}"`, 'UNKNOWN_DEVICE');
           }
           if (!(await verifyPassword(secret, device.secretHash))) {
-            await failures.consume(id).catch(() => undefined);
+            await failures.consume(key).catch(() => undefined);
             throw new UnauthorizedError(`Wrong secret for device "${id}"`, 'BAD_DEVICE_SECRET');
           }
-          await failures.delete(id);
+          await failures.delete(key);
           return { id, state: device.state, grants: device.grants };
         },
       }),

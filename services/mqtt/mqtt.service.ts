@@ -204,6 +204,9 @@ export function mqttService(config: Config): ServiceSchema {
         if (user && user.user.username === name) {
           identity = { kind: 'user', username: user.user.username, role: user.user.role };
         } else {
+          // The name of a user is never a new device's: a wrong token for a user pairs nothing.
+          const isUser = !device && (await broker.call<{ exists: boolean }, object>('accounts.exists', { username: name })).exists;
+          if (isUser) throw notAuthorized(`wrong token for user "${name}"`);
           const found = device ?? (await asDevice(true));
           if (!found) throw notAuthorized(`unknown device or user "${name}"`);
           if (found.state !== 'allowed') throw notAuthorized(`device "${name}" is ${found.state}`);
