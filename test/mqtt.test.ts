@@ -505,4 +505,25 @@ test("as an outsider: the pairing window cannot make a device of a user's name, 
   assert.is(await connackFrom('127.0.0.5', 'sensor-1', secret), 0, 'the device itself is not locked out');
 });
 
+test('a revoked token, a deleted user or a changed role ends its MQTT connections at once', async () => {
+  const made = await box.request('POST', '/api/v1/tokens', { auth: admin, body: { name: 'home-assistant' } });
+  assert.is(made.status, 201, made.text);
+  const ha = await connect('admin', made.json.token);
+  const closed = new Promise<void>((r) => ha.once('close', () => r()));
+  ha.options.reconnectPeriod = 0;
+  assert.is((await box.request('DELETE', `/api/v1/tokens/${made.json.info.id}`, { auth: admin })).status, 200);
+  await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('still connected 3 s after the revocation')), 3000))]);
+  assert.match(await refusal('admin', made.json.token), /^5: /, 'and it cannot sign in again');
+
+  assert.is((await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'lodger', password: 'lodger-password-1', role: 'family' } })).status, 201);
+  const lodgerSession = box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username: 'lodger', password: 'lodger-password-1' } })).headers)!;
+  const lodgerToken = (await box.request('POST', '/api/v1/tokens', { auth: lodgerSession, body: { name: 'phone' } })).json.token;
+  for (const change of [() => box.request('PATCH', '/api/v1/users/lodger', { auth: admin, body: { role: 'installer' } }), () => box.request('DELETE', '/api/v1/users/lodger', { auth: admin })]) {
+    const phone = await connect('lodger', lodgerToken);
+    const gone = new Promise<void>((r) => phone.once('close', () => r()));
+    assert.ok([200, 204].includes((await change()).status));
+    await Promise.race([gone, new Promise((_, reject) => setTimeout(() => reject(new Error('still connected 3 s after the change')), 3000))]);
+  }
+});
+
 test.run();

@@ -166,6 +166,8 @@ export function accountsService(config: Config): ServiceSchema {
         permission: 'self',
         handler: async (ctx) => {
           await ready().revokeToken(ctx.params.id, caller(ctx));
+          // Connections signed in with it (MQTT) end at once.
+          ctx.broadcast('account.credential.revoked', { credentialId: ctx.params.id, username: caller(ctx).username });
           return { ok: true };
         },
       }),

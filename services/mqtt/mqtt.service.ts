@@ -46,7 +46,7 @@ const AGENT_CHANNEL = /^fogedge\/devices\/([a-z0-9][a-z0-9_-]{0,63})\/(usp|agent
 
 type LiveEvent = { id: string; camera: string; label: string; zones?: string[]; stationary?: boolean; topScore: number; end?: string | null; hasSnapshot?: boolean };
 
-type Identity = { kind: 'device'; id: string; grants: string[]; prefix: string } | { kind: 'user'; username: string; role: Role };
+type Identity = { kind: 'device'; id: string; grants: string[]; prefix: string } | { kind: 'user'; username: string; role: Role; credentialId?: string };
 const identityKey = (i: Identity) => (i.kind === 'device' ? `device:${i.id}` : `user:${i.username}`);
 
 /** Topic roots an app user may read, by the permission they need. */
@@ -202,7 +202,7 @@ export function mqttService(config: Config): ServiceSchema {
         const user = device ? undefined : await broker.call<Authenticated, object>('accounts.authenticate', { credential: secret }).catch(() => undefined);
         let identity: Identity;
         if (user && user.user.username === name) {
-          identity = { kind: 'user', username: user.user.username, role: user.user.role };
+          identity = { kind: 'user', username: user.user.username, role: user.user.role, credentialId: user.credentialId };
         } else {
           // The name of a user is never a new device's: a wrong token for a user pairs nothing.
           const isUser = !device && (await broker.call<{ exists: boolean }, object>('accounts.exists', { username: name })).exists;
@@ -286,6 +286,20 @@ export function mqttService(config: Config): ServiceSchema {
       },
       'device.removed'(ctx: { params: { id: string } }) {
         for (const c of clientsOf((i) => i.kind === 'device' && i.id === ctx.params.id)) c.close();
+      },
+      // A user deleted, changed (role) or with a new password, or a token revoked: its
+      // connections end at once, and sign in again (or not) under the new rules.
+      'account.deleted'(ctx: { params: { username: string } }) {
+        for (const c of clientsOf((i) => i.kind === 'user' && i.username === ctx.params.username)) c.close();
+      },
+      'account.updated'(ctx: { params: { username: string } }) {
+        for (const c of clientsOf((i) => i.kind === 'user' && i.username === ctx.params.username)) c.close();
+      },
+      'account.password.changed'(ctx: { params: { username: string } }) {
+        for (const c of clientsOf((i) => i.kind === 'user' && i.username === ctx.params.username)) c.close();
+      },
+      'account.credential.revoked'(ctx: { params: { credentialId: string } }) {
+        for (const c of clientsOf((i) => i.kind === 'user' && i.credentialId === ctx.params.credentialId)) c.close();
       },
       // Switch states follow the camera's settings, wherever they were changed.
       'camera.added'(ctx: { params: { id: string } }) {
