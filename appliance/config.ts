@@ -126,6 +126,10 @@ export const ConfigSchema = z.strictObject({
       maxPayloadBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024),
       /** Messages kept for one offline persistent session; past it the oldest are dropped (logged). */
       maxQueuedPerClient: z.number().int().min(1).max(1_000_000).default(1000),
+      /** Before sign-in a packet (the CONNECT, with its will) may be at most this large, bytes. */
+      maxConnectBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+      /** Connections not signed in yet that the broker holds at once; more are closed at accept. */
+      maxPendingConnections: z.number().int().min(1).max(100_000).default(256),
       /** Subscriptions one client may hold; more are refused (SUBACK 0x80). */
       maxSubscriptionsPerClient: z.number().int().min(1).max(100_000).default(500),
       /** Home Assistant MQTT discovery topics' prefix; null: no discovery. */

@@ -20,6 +20,8 @@ let admin: string;
 let port: number;
 let tlsPort: number;
 let secret = '';
+/** Connections not yet signed in that the test broker holds (the denied-device test sends 100 at once). */
+const PENDING_CAP = 150;
 const clients: MqttClient[] = [];
 
 const connect = async (username: string, password: string, url = `mqtt://127.0.0.1:${port}`) => {
@@ -53,7 +55,7 @@ const mosquittoSub = (args: string[]) =>
 
 test.before(async () => {
   [port, tlsPort] = [await freePort(), await freePort()];
-  box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort, maxPayloadBytes: 1024 * 1024, drainTimeoutMs: 3000 } });
+  box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort, maxPayloadBytes: 1024 * 1024, drainTimeoutMs: 3000, maxPendingConnections: PENDING_CAP } });
   admin = await withAdmin(box);
   const add = await box.request('POST', '/api/v1/devices', { auth: admin, body: { id: 'sensor-1', name: 'Hall sensor' } });
   assert.is(add.status, 201, add.text);
@@ -524,6 +526,35 @@ test('a revoked token, a deleted user or a changed role ends its MQTT connection
     assert.ok([200, 204].includes((await change()).status));
     await Promise.race([gone, new Promise((_, reject) => setTimeout(() => reject(new Error('still connected 3 s after the change')), 3000))]);
   }
+});
+
+test('before sign-in a connection costs little: a 1 MiB CONNECT is cut off at its header, and connections past mqtt.maxPendingConnections are closed at once', async () => {
+  const open = async () => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const closed = new Promise<number>((r) => socket.once('close', () => r(Date.now())));
+    await new Promise((r) => socket.once('connect', r));
+    return { socket, closed };
+  };
+  // CONNECT whose remaining length says 1 MiB, then 32 KiB of it.
+  const big = await open();
+  const got: Buffer[] = [];
+  big.socket.on('data', (d: Buffer) => got.push(d));
+  const sentAt = Date.now();
+  big.socket.write(Buffer.concat([Buffer.from([0x10, 0x80, 0x80, 0x40]), Buffer.alloc(32 * 1024)]));
+  const at = await Promise.race([big.closed, new Promise<number>((r) => setTimeout(() => r(-1), 3000))]);
+  assert.ok(at > 0 && at - sentAt < 3000, 'closed while its body was still to come');
+  assert.equal(got, [], 'no CONNACK: it never got as far as a sign-in');
+
+  // Connections that never sign in fill the broker's room for them; one more is closed at once.
+  const idle = await Promise.all(Array.from({ length: PENDING_CAP }, open));
+  await new Promise((r) => setTimeout(r, 200));
+  const extra = await open();
+  const extraAt = await Promise.race([extra.closed, new Promise<number>((r) => setTimeout(() => r(-1), 2000))]);
+  assert.ok(extraAt > 0, 'the connection past the cap is closed');
+  for (const c of idle) c.socket.destroy();
+  await Promise.all(idle.map((c) => c.closed));
+  await waitUntil('room again for a device', async () => (await refusal('sensor-1', secret)) === 'connected', 5000, 100);
 });
 
 test.run();

@@ -145,6 +145,11 @@ export function mqttService(config: Config): ServiceSchema {
   /** Users who want notifications; read again when someone changes theirs or users change. */
   let targets: Promise<Array<{ username: string; role: Role; notifications: Notifications }>> | undefined;
   const grantedTopics = new WeakMap<Client, Set<string>>();
+  /** Connections whose CONNECT is not through yet. */
+  let pending = 0;
+  let pendingWarned = false;
+  let oversized = 0;
+  let oversizedLoggedAt = 0;
   /** Refused sign-ins per address and name: a client guessing secrets is slowed, the device stays allowed. */
   const failures = new RateLimiterMemory({ points: 10, duration: 60 });
 
@@ -397,12 +402,34 @@ export function mqttService(config: Config): ServiceSchema {
       /** MQTT over a WebSocket (the gateway's /mqtt) on this node's broker. */
       handleStream(stream: Duplex) {
         if (!aedes) return void stream.destroy();
-        const limit = config.mqtt!.maxPayloadBytes + PACKET_OVERHEAD_BYTES;
+        const { maxPayloadBytes, maxConnectBytes, maxPendingConnections } = config.mqtt!;
+        // Before sign-in a connection costs little: a small packet limit, and only so many at once.
+        if (pending >= maxPendingConnections) {
+          if (!pendingWarned) this.logger.warn(`MQTT: ${pending} connections are not signed in yet (mqtt.maxPendingConnections); new ones are closed`);
+          pendingWarned = true;
+          return void stream.destroy();
+        }
+        pending++;
+        let counted = true;
+        const settle = () => {
+          if (counted) pending--;
+          counted = false;
+          if (pending < maxPendingConnections) pendingWarned = false;
+        };
+        stream.once('close', settle);
         coalesceWrites(stream);
         const client = aedes.handle(stream);
-        limitPacketSize(client, stream, limit, (bytes) => {
+        client.once('connected' as never, settle);
+        const limit = () => (identities.has(client) ? maxPayloadBytes + PACKET_OVERHEAD_BYTES : maxConnectBytes);
+        limitPacketSize(client, stream, limit, (bytes, max) => {
           const socket = stream as Partial<net.Socket>;
-          this.logger.warn(`MQTT packet of ${bytes} bytes refused at its header from ${client.id ? `client "${client.id}"` : (socket.remoteAddress ?? 'a client')}: over mqtt.maxPayloadBytes (${config.mqtt!.maxPayloadBytes}) and room for its topic; connection closed`);
+          const what = max === maxConnectBytes ? `before sign-in (mqtt.maxConnectBytes ${maxConnectBytes})` : `over mqtt.maxPayloadBytes (${maxPayloadBytes}) and room for its topic`;
+          // At most one line every 10 s: a flood of such packets must not become a flood of lines.
+          oversized++;
+          if (Date.now() - oversizedLoggedAt < 10_000) return;
+          this.logger.warn(`MQTT packet of ${bytes} bytes refused at its header from ${client.id ? `client "${client.id}"` : (socket.remoteAddress ?? 'a client')}: ${what}; connection closed${oversized > 1 ? ` (${oversized} such packets since the last line)` : ''}`);
+          oversized = 0;
+          oversizedLoggedAt = Date.now();
         });
       },
     },

@@ -12,7 +12,8 @@ interface Parser {
 /** Room for a PUBLISH's topic, packet id and MQTT 5 properties beside its payload. */
 export const PACKET_OVERHEAD_BYTES = 70 * 1024;
 
-export function limitPacketSize(client: unknown, stream: Duplex, maxBytes: number, onRefused: (bytes: number) => void): void {
+/** `maxBytes` is asked at each packet: before sign-in it is smaller (a CONNECT), after it the payload limit. */
+export function limitPacketSize(client: unknown, stream: Duplex, maxBytes: () => number, onRefused: (bytes: number, max: number) => void): void {
   const parser = (client as { _parser?: Parser })._parser;
   if (!parser) throw new Error('aedes client without its mqtt-packet parser: the packet size limit cannot be applied');
   const parseLength = parser._parseLength.bind(parser);
@@ -20,9 +21,10 @@ export function limitPacketSize(client: unknown, stream: Duplex, maxBytes: numbe
   parser._parseLength = () => {
     if (refused) return false;
     const done = parseLength();
-    if (!done || parser.packet.length <= maxBytes) return done;
+    const max = maxBytes();
+    if (!done || parser.packet.length <= max) return done;
     refused = true;
-    onRefused(parser.packet.length);
+    onRefused(parser.packet.length, max);
     stream.destroy();
     return false; // parse no further: the rest of this packet is never read
   };

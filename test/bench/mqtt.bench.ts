@@ -8,6 +8,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
+import net from 'node:net';
 import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode } from '../helpers/processes.ts';
 import { cpuTicks, pct, rssMiB, TICK } from './proc-stats.ts';
@@ -116,6 +117,31 @@ const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
 for (const qos of [0, 1] as const) {
   for (const t of targets) results[`${t.name}|${qos}`] = await load(t, qos);
 }
+// Before sign-in: PREAUTH=1000 connections each sending a CONNECT that announces 1 MiB, all of
+// it (as an attacker would), a few at a time; the box's RSS against its idle RSS.
+const PREAUTH = Number(process.env['PREAUTH'] ?? 1000);
+const idleRss = rssMiB(box.pid);
+let peakRss = idleRss;
+const MiB1 = 1024 * 1024;
+const connectOf1MiB = Buffer.concat([Buffer.from([0x10, 0x80, 0x80, 0x40]), Buffer.alloc(MiB1)]);
+let refusedConnects = 0;
+const attack = async () => {
+  const socket = net.connect(mqttPort, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await new Promise((r) => socket.once('connect', r));
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  socket.write(connectOf1MiB);
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+  if (socket.destroyed) refusedConnects++;
+  socket.destroy();
+};
+for (let i = 0; i < PREAUTH; i += 50) {
+  await Promise.all(Array.from({ length: Math.min(50, PREAUTH - i) }, attack));
+  peakRss = Math.max(peakRss, rssMiB(box.pid));
+}
+await new Promise((r) => setTimeout(r, 2000));
+const afterRss = rssMiB(box.pid);
+
 mosquitto.kill('SIGTERM');
 await box.kill('SIGTERM');
 await rm(dir, { recursive: true, force: true });
@@ -131,4 +157,5 @@ for (const qos of [0, 1]) {
   const cpuRatio = results[`${targets[1]!.name}|${qos}`]!.cpuUsPerMessage / results[`${targets[0]!.name}|${qos}`]!.cpuUsPerMessage;
   console.log(`  QoS ${qos} throughput ratio box / mosquitto: ${ratio.toFixed(2)}x (target >= 0.7x); broker CPU per message box / mosquitto: ${cpuRatio.toFixed(2)}x`);
 }
+console.log(`  before sign-in: ${PREAUTH} connections sending 1 MiB CONNECTs (50 at a time), ${refusedConnects} cut off by the box; its RSS idle ${idleRss.toFixed(0)} MiB, peak ${peakRss.toFixed(0)} MiB (+${(peakRss - idleRss).toFixed(0)} MiB, target < 100), 2 s after ${afterRss.toFixed(0)} MiB`);
 process.exit(0);
