@@ -3,6 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -113,9 +115,17 @@ test('pairing: an unknown device lands as pending, the installer allows it, then
 
 test('TLS with the self-signed certificate made at first start: mosquitto_sub reads the box\'s retained status', async () => {
   const cafile = path.join(box.dataDir, 'tls', 'mqtt.crt');
-  const sub = await mosquittoSub(['-p', String(tlsPort), '--cafile', cafile, '--insecure', '-u', 'admin', '-P', admin, '-t', 'fogedge/status', '-C', '1']);
-  assert.is(sub.code, 0, sub.out);
-  assert.is(sub.out.trim(), 'online');
+  // Host name checked (no --insecure): the certificate names the box's addresses and names.
+  for (const host of ['127.0.0.1', 'localhost']) {
+    const sub = await mosquittoSub(['-p', String(tlsPort), '--cafile', cafile, '-h', host, '-u', 'admin', '-P', admin, '-t', 'fogedge/status', '-C', '1']);
+    assert.is(sub.code, 0, `${host}: ${sub.out}`);
+    assert.is(sub.out.trim(), 'online');
+  }
+  const cert = new X509Certificate(await readFile(cafile));
+  assert.match(cert.subjectAltName ?? '', /DNS:fogedge\.local/);
+  assert.match(cert.subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+  const years = (Date.parse(cert.validTo) - Date.now()) / (365 * 86_400_000);
+  assert.ok(years > 9.9, `valid ${years.toFixed(1)} years`);
   // And mosquitto_pub from a device over plain TCP.
   const app = await connect('admin', admin);
   const got = received(app);

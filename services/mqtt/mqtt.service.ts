@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -115,7 +116,20 @@ async function tlsOptions(config: Config): Promise<{ cert: Buffer; key: Buffer }
   const key = path.join(dir, 'mqtt.key');
   if (!existsSync(cert) || !existsSync(key)) {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const pems = await generate([{ name: 'commonName', value: 'fogedge.local' }], { keyType: 'ec', algorithm: 'sha256', days: 3650 } as never);
+    // Valid ten years (selfsigned takes dates, not days), and for every name and address the
+    // box answers on, so that a client that checks the host name can be given this certificate.
+    const host = os.hostname();
+    const addresses = Object.values(os.networkInterfaces()).flat().filter((i) => i && !i.internal).map((i) => i!.address);
+    const altNames = [
+      ...[...new Set(['fogedge.local', 'localhost', host, `${host}.local`])].map((value) => ({ type: 2, value })),
+      ...[...new Set(['127.0.0.1', '::1', ...addresses])].map((ip) => ({ type: 7, ip })),
+    ];
+    const notBeforeDate = new Date(Date.now() - 3_600_000); // a client whose clock is a little behind
+    const notAfterDate = new Date(Date.now() + 10 * 365 * 86_400_000);
+    const pems = await generate([{ name: 'commonName', value: 'fogedge.local' }], {
+      keyType: 'ec', algorithm: 'sha256', notBeforeDate, notAfterDate,
+      extensions: [{ name: 'basicConstraints', cA: false }, { name: 'keyUsage', digitalSignature: true, keyEncipherment: true }, { name: 'extKeyUsage', serverAuth: true }, { name: 'subjectAltName', altNames }],
+    } as never);
     await writeFile(key, pems.private, { mode: 0o600 });
     await writeFile(cert, pems.cert);
   }
