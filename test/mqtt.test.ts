@@ -338,6 +338,18 @@ test('Home Assistant discovery, objects in view and snapshots per label: a camer
   assert.is(config('camera/fogedge_yard/person_snapshot').topic, 'fogedge/cameras/yard/person/snapshot');
   assert.is(config('switch/fogedge_yard/detection').command_topic, 'fogedge/cameras/yard/detection/set');
   assert.equal(config('switch/fogedge_yard/detection').device.identifiers, ['fogedge_yard']);
+  // Today's discovery keys: default_entity_id with its domain (object_id is gone in HA 2026.4), the origin.
+  const motion = config('binary_sensor/fogedge_yard/motion');
+  assert.is(motion.default_entity_id, 'binary_sensor.fogedge_yard_motion');
+  assert.not.ok('object_id' in motion);
+  assert.is(motion.origin.name, 'FogEdge');
+  // Available while the box is up and the camera itself online (its status topic's JSON "state").
+  assert.is(motion.availability_mode, 'all');
+  assert.equal(motion.availability.map((a: { topic: string }) => a.topic), ['fogedge/status', 'fogedge/cameras/yard/status']);
+  assert.match(motion.availability[1].value_template, /value_json\.state == 'online'/);
+  await waitUntil('the camera status', () => last('fogedge/cameras/yard/status'), 5000);
+  assert.type(JSON.parse(last('fogedge/cameras/yard/status')!).state, 'string');
+  assert.equal(config('switch/fogedge_yard/detection').availability.map((a: { topic: string }) => a.topic), ['fogedge/status'], 'switches are the box\'s: there while it is up');
   assert.is(last('fogedge/cameras/yard/person/count'), '0');
   assert.is(last('fogedge/cameras/yard/motion'), 'OFF');
 

@@ -36,20 +36,30 @@ export function objectStates(camera: Pick<Camera, 'id' | 'detection'>, objects: 
 export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'name' | 'detection'>, switches: string[], version: string): Map<string, object> {
   const node = `fogedge_${camera.id.replace(/-/g, '_')}`;
   const base = `fogedge/cameras/${camera.id}`;
+  const boxOnline = { topic: 'fogedge/status', payload_available: 'online', payload_not_available: 'offline' };
   const common = {
     device: { identifiers: [node], name: camera.name, manufacturer: 'FogEdge', model: 'Camera', sw_version: version },
-    availability: [{ topic: 'fogedge/status', payload_available: 'online', payload_not_available: 'offline' }],
+    // Who made the config (Home Assistant shows it, and logs it with errors).
+    origin: { name: 'FogEdge', sw_version: version },
+    availability: [boxOnline],
   };
+  // What the camera sees is there while the box is up AND the camera is online; its switches
+  // (settings of the box) while the box is up.
+  const seen = {
+    availability_mode: 'all',
+    availability: [boxOnline, { topic: `${base}/status`, value_template: "{{ 'online' if value_json.state == 'online' else 'offline' }}" }],
+  };
+  // default_entity_id, not object_id (deprecated, gone in Home Assistant 2026.4): the domain is part of it.
   const entity = (component: string, object: string, config: object): [string, object] => [
     `${prefix}/${component}/${node}/${object}/config`,
-    { ...common, unique_id: `${node}_${object}`, object_id: `${node}_${object}`, ...config },
+    { ...common, unique_id: `${node}_${object}`, default_entity_id: `${component}.${node}_${object}`, ...config },
   ];
   return new Map([
-    entity('binary_sensor', 'motion', { name: 'Motion', device_class: 'motion', state_topic: `${base}/motion` }),
-    entity('binary_sensor', 'occupancy', { name: 'Occupancy', device_class: 'occupancy', state_topic: `${base}/occupancy` }),
+    entity('binary_sensor', 'motion', { ...seen, name: 'Motion', device_class: 'motion', state_topic: `${base}/motion` }),
+    entity('binary_sensor', 'occupancy', { ...seen, name: 'Occupancy', device_class: 'occupancy', state_topic: `${base}/occupancy` }),
     ...camera.detection.labels.flatMap((label) => [
-      entity('sensor', `${label}_count`, { name: `${label} count`, state_topic: `${base}/${label}/count`, state_class: 'measurement', icon: 'mdi:counter' }),
-      entity('camera', `${label}_snapshot`, { name: `${label} snapshot`, topic: `${base}/${label}/snapshot` }),
+      entity('sensor', `${label}_count`, { ...seen, name: `${label} count`, state_topic: `${base}/${label}/count`, state_class: 'measurement', icon: 'mdi:counter' }),
+      entity('camera', `${label}_snapshot`, { ...seen, name: `${label} snapshot`, topic: `${base}/${label}/snapshot` }),
     ]),
     ...switches.map((name) =>
       entity('switch', name, { name: name[0]!.toUpperCase() + name.slice(1), command_topic: `${base}/${name}/set`, state_topic: `${base}/${name}/state`, payload_on: 'ON', payload_off: 'OFF' }),
