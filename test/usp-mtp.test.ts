@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { generateKeyPairSync } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import mqtt, { type MqttClient } from 'mqtt';
-import { encodeRecord } from '../lib/usp/codec.ts';
+import { decodeRecord, encodeRecord, response } from '../lib/usp/codec.ts';
 import { FirmwareSlots } from '../camera-agent/firmware-slots.ts';
 import { UspAgent } from '../camera-agent/usp/agent.ts';
 import { deviceModel } from '../camera-agent/usp/device-model.ts';
@@ -69,6 +69,61 @@ test('one device cannot speak for another: its records about a foreign endpoint 
   // SUBACK 0x80: mqtt.js rejects the subscription.
   const refused = await client.subscribeAsync('fogedge/devices/cam-1/cmd/usp', { qos: 1 }).then(() => null, (err: Error) => err);
   assert.match(String(refused?.message), /Subscribe error/);
+});
+
+test('as another agent: an answer from an endpoint that was not asked is not taken; garbage and a NOTIFY without a body are logged a few times, never thrown', async () => {
+  // cam-3's agent holds its answers back; cam-4 (an allowed device with its own endpoint) sees
+  // cam-3's msg id (here: the test tells it) and answers first, from its own endpoint.
+  const held: Uint8Array[] = [];
+  const victim = await cameraAgent('cam-3', await addDevice('cam-3'));
+  victim.client.removeAllListeners('message');
+  victim.client.on('message', (_t, payload) => held.push(payload));
+  const other = await cameraAgent('cam-4', await addDevice('cam-4'));
+  await waitUntil('cam-4 known', async () => (await endpoints()).some((e) => e.device === 'cam-4' && e.softwareVersion) || undefined, 10_000);
+  await waitUntil('cam-3 known', async () => (await endpoints()).some((e) => e.device === 'cam-3') || undefined, 10_000);
+  held.length = 0; // the GET of its DeviceInfo at connect, left unanswered
+  const asked = box.broker.call('usp.get', { device: 'cam-3', paths: ['Device.DeviceInfo.SerialNumber'] }) as Promise<Array<{ resolvedPathResults: Array<{ resultParams: Record<string, string> }> }>>;
+  await waitUntil('the GET to cam-3', () => held.length > 0, 5000);
+  const request = decodeRecord(Buffer.from(held.at(-1)!));
+  const forged = response('GET_RESP', request.msg!.header.msgId, { getResp: { reqPathResults: [{ requestedPath: 'Device.DeviceInfo.SerialNumber', errCode: 0, resolvedPathResults: [{ resolvedPath: 'Device.DeviceInfo.', resultParams: { SerialNumber: 'FORGED' } }] }] } });
+  await other.client.publishAsync('fogedge/devices/cam-4/usp', Buffer.from(encodeRecord('os::fogcam-cam-4', controllerId(box.config), { msg: forged })), { qos: 1 });
+  await new Promise((r) => setTimeout(r, 300));
+  // Now cam-3 answers for itself.
+  for (const payload of held.splice(0)) await victim.agent.receive(payload);
+  const answer = await asked;
+  assert.is(answer[0]!.resolvedPathResults[0]!.resultParams['SerialNumber'], 'SN-cam-3', 'the answer is the endpoint asked');
+
+  // 5,000 unreadable records and a NOTIFY with no body: a few lines in the log, no exception.
+  const lines: string[] = [];
+  const logger = box.broker.getLocalService('usp')!.logger as unknown as { warn: (m: string) => void; error: (m: string) => void };
+  const [warn, error] = [logger.warn, logger.error];
+  logger.warn = (m: string) => void lines.push(`warn ${m}`);
+  logger.error = (m: string) => void lines.push(`error ${m}`);
+  try {
+    for (let i = 0; i < 5000; i++) other.client.publish('fogedge/devices/cam-4/usp', Buffer.from(`garbage ${i}`), { qos: 0 });
+    const bare = { header: { msgId: 'n-1', msgType: 'NOTIFY' } } as never;
+    await other.client.publishAsync('fogedge/devices/cam-4/usp', Buffer.from(encodeRecord('os::fogcam-cam-4', controllerId(box.config), { msg: bare })), { qos: 1 });
+    await new Promise((r) => setTimeout(r, 1500));
+  } finally {
+    Object.assign(logger, { warn, error });
+  }
+  assert.ok(lines.length > 0 && lines.length <= 6, `${lines.length} lines for 5,001 bad records`);
+  assert.not.ok(lines.some((l) => /TypeError/.test(l)), lines.join('\n'));
+});
+
+test('an agent command to an agent that does not answer goes out once, and ends in its own 503 after the wait (not the bus\'s timeout)', async () => {
+  const sent: string[] = [];
+  const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: 'admin', password: admin, reconnectPeriod: 0 });
+  await watcher.subscribeAsync('fogedge/devices/cam-3/cmd/agent/command', { qos: 1 }).catch(() => undefined);
+  watcher.on('message', (_t, payload) => sent.push(payload.toString()));
+  const t0 = Date.now();
+  const res = await box.request('POST', '/api/v1/usp/endpoints/cam-3/command', { auth: admin, body: { command: 'reboot' } });
+  const seconds = (Date.now() - t0) / 1000;
+  await watcher.endAsync();
+  assert.is(res.status, 503, res.text);
+  assert.is(res.json.error.type, 'AGENT_TIMEOUT');
+  assert.ok(seconds < 18, `answered after ${seconds} s`);
+  assert.is(sent.length, 1, `the command went out ${sent.length} times`);
 });
 
 test.run();

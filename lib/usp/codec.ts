@@ -1,5 +1,6 @@
 // USP Records and Messages on the wire (protobufjs with the .proto files beside this one), the
 // spec's error codes, and small builders. Shared by the camera agent and the box's controller.
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 
@@ -127,8 +128,8 @@ export function decodeRecord(bytes: Uint8Array): Envelope {
 
 // ---- builders ----
 
-let counter = 0;
-export const newMsgId = (prefix = 'm') => `${prefix}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
+/** Random: another endpoint cannot guess the id of a request it was not sent, and answer it. */
+export const newMsgId = (prefix = 'm') => `${prefix}-${randomBytes(12).toString('base64url')}`;
 
 export const request = (msgType: string, req: Record<string, unknown>, msgId = newMsgId()): Msg => ({ header: { msgId, msgType }, body: { request: req } });
 export const response = (msgType: string, msgId: string, resp: Record<string, unknown>): Msg => ({ header: { msgId, msgType }, body: { response: resp } });

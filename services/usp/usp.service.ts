@@ -29,6 +29,13 @@ import { CameraMotion } from './camera-motion.ts';
 export const controllerId = (config: Config) => `self::fogedge-${config.sync.boxId}`;
 
 const REQUEST_TIMEOUT_MS = 15_000;
+/** Actions that wait for an agent: past REQUEST_TIMEOUT_MS, so that their own answer comes first. */
+const ACTION_TIMEOUT_MS = REQUEST_TIMEOUT_MS + 5000;
+/**
+ * A request to an agent is not idempotent (a reboot, a snapshot, a Download()): one that went
+ * unanswered is not sent again by the bus's retry policy; the caller decides.
+ */
+const notRetried = <E extends Error>(err: E): E => Object.assign(err, { retryable: false });
 
 export interface Endpoint {
   endpointId: string;
@@ -97,7 +104,20 @@ export function uspService(config: Config): ServiceSchema {
   let endpoints: Collection<Endpoint>;
   let campaigns: Collection<Campaign>;
   let motion: CameraMotion | undefined;
+  /** Requests waiting for their answer, by endpoint and msg id: only the endpoint asked may answer. */
   const pending = new Map<string, Pending>();
+  const pendingKey = (endpointId: string, msgId: string) => `${endpointId} ${msgId}`;
+  /** Warnings about what devices send, a few a minute per device: garbage must not flood the log. */
+  const warned = new Map<string, { at: number; count: number; quiet: number }>();
+  const warnOf = (device: string, log: { warn(m: string): void }, message: string) => {
+    const now = Date.now();
+    const w = warned.get(device) ?? { at: now, count: 0, quiet: 0 };
+    if (now - w.at > 60_000) Object.assign(w, { at: now, count: 0 });
+    warned.set(device, w);
+    if (++w.count > 5) return void w.quiet++;
+    log.warn(w.quiet ? `${message} (${w.quiet} more like it from device ${device} not logged)` : message);
+    w.quiet = 0;
+  };
   const imagesDir = path.join(dataPaths(config).root, 'usp', 'images');
   /** Replies to agent commands, by `<device>/<id>`. */
   const agentReplies = new Map<string, (reply: Record<string, unknown>) => void>();
@@ -119,10 +139,10 @@ export function uspService(config: Config): ServiceSchema {
     const msg = request(msgType, req);
     const answer = new Promise<Msg>((resolve, reject) => {
       const timer = setTimeout(() => {
-        pending.delete(msg.header.msgId);
-        reject(new UnavailableError(`Camera agent ${e.endpointId} did not answer ${msgType} within ${REQUEST_TIMEOUT_MS / 1000} s`, 'USP_TIMEOUT'));
+        pending.delete(pendingKey(e.endpointId, msg.header.msgId));
+        reject(notRetried(new UnavailableError(`Camera agent ${e.endpointId} did not answer ${msgType} within ${REQUEST_TIMEOUT_MS / 1000} s`, 'USP_TIMEOUT')));
       }, REQUEST_TIMEOUT_MS);
-      pending.set(msg.header.msgId, { resolve, reject, timer });
+      pending.set(pendingKey(e.endpointId, msg.header.msgId), { resolve, reject, timer });
     });
     await send(broker, e, msg);
     const reply = await answer;
@@ -293,6 +313,7 @@ export function uspService(config: Config): ServiceSchema {
       get: action({
         input: z.strictObject({ device: DeviceId, paths: z.array(z.string().min(1).max(256)).min(1).max(64) }),
         permission: 'devices.manage',
+        timeout: ACTION_TIMEOUT_MS,
         async handler(ctx) {
           const reply = await ask(ctx.broker, await find(ctx.params.device), 'GET', { get: { paramPaths: ctx.params.paths } }).catch((err: unknown) => {
             throw apiError(err);
@@ -360,11 +381,13 @@ export function uspService(config: Config): ServiceSchema {
           bitrateKbps: z.number().int().min(64).max(20_000).optional(),
         }),
         permission: 'devices.manage',
+        // Longer than the wait for the agent: the caller gets the action's own 503, not the bus's timeout.
+        timeout: ACTION_TIMEOUT_MS,
         async handler(ctx) {
           const { device, ...command } = ctx.params;
           const id = randomBytes(6).toString('hex');
           const answer = new Promise<Record<string, unknown>>((resolve, reject) => {
-            const timer = setTimeout(() => (agentReplies.delete(`${device}/${id}`), reject(new UnavailableError(`Camera agent ${device} did not answer ${command.command} within ${REQUEST_TIMEOUT_MS / 1000} s`, 'AGENT_TIMEOUT'))), REQUEST_TIMEOUT_MS);
+            const timer = setTimeout(() => (agentReplies.delete(`${device}/${id}`), reject(notRetried(new UnavailableError(`Camera agent ${device} did not answer ${command.command} within ${REQUEST_TIMEOUT_MS / 1000} s`, 'AGENT_TIMEOUT')))), REQUEST_TIMEOUT_MS);
             agentReplies.set(`${device}/${id}`, (reply) => (clearTimeout(timer), agentReplies.delete(`${device}/${id}`), resolve(reply)));
           });
           answer.catch(() => undefined); // awaited below, after the send
@@ -403,9 +426,9 @@ export function uspService(config: Config): ServiceSchema {
         try {
           env = decodeRecord(Buffer.from(ctx.params.payloadBase64, 'base64'));
         } catch (err) {
-          return this.logger.warn(`usp: a record from device ${ctx.params.device} cannot be read: ${(err as Error).message}`);
+          return warnOf(ctx.params.device, this.logger, `usp: a record from device ${ctx.params.device} cannot be read: ${(err as Error).message}`);
         }
-        if (env.toId !== self) return this.logger.warn(`usp: device ${ctx.params.device} sent a record for ${env.toId}, not this controller`);
+        if (env.toId !== self) return warnOf(ctx.params.device, this.logger, `usp: device ${ctx.params.device} sent a record for ${env.toId}, not this controller`);
         const now = new Date().toISOString();
         if (env.mqttConnect) {
           // Endpoint ids are claimed per device: one device cannot speak for another's endpoint.
@@ -426,18 +449,20 @@ export function uspService(config: Config): ServiceSchema {
           return;
         }
         const e = await endpoints.get(env.fromId);
-        if (!e || e.device !== ctx.params.device) return this.logger.warn(`usp: a record from unknown endpoint ${env.fromId} (device ${ctx.params.device})`);
+        if (!e || e.device !== ctx.params.device) return warnOf(ctx.params.device, this.logger, `usp: a record from unknown endpoint ${env.fromId} (device ${ctx.params.device})`);
         await endpoints.put(e.endpointId, { ...e, lastSeenAt: now }, { sync: false });
         if (!env.msg) return;
-        const waiting = pending.get(env.msg.header.msgId);
+        const key = pendingKey(e.endpointId, env.msg.header.msgId);
+        const waiting = pending.get(key);
         if (waiting) {
-          pending.delete(env.msg.header.msgId);
+          pending.delete(key);
           clearTimeout(waiting.timer);
           waiting.resolve(env.msg);
           return;
         }
         if (env.msg.header.msgType === 'NOTIFY') {
-          const notify = env.msg.body.request!['notify'];
+          const notify = env.msg.body?.request?.['notify'];
+          if (!notify) return warnOf(ctx.params.device, this.logger, `usp: a NOTIFY from ${e.endpointId} without a Notify request`);
           for (const w of [...waiters]) if (w.endpointId === e.endpointId && w.match(notify)) w.resolve(notify);
           broker.broadcast('usp.notification', { endpointId: e.endpointId, device: e.device, notify });
         }
