@@ -21,19 +21,20 @@ let port: number;
 const closers: Array<() => Promise<unknown>> = [];
 
 /** A camera's USP agent on the box's broker, as device `id`. */
-async function cameraAgent(id: string, secret: string, endpointId = `os::fogcam-${id}`) {
+async function cameraAgent(id: string, secret: string, endpointId = `os::fogcam-${id}`, topics = { listen: `fogedge/devices/${id}/cmd/usp`, publish: `fogedge/devices/${id}/usp` }) {
   const dir = await tempDir('fogedge-usp-mtp-');
   const slots = await FirmwareSlots.open(dir, { vendorKey: generateKeyPairSync('ed25519').publicKey, model: 'fogcam-1', slotBytes: 1 << 20, factoryVersion: '1.4.0' });
   const client: MqttClient = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: id, username: id, password: secret, reconnectPeriod: 0 });
   let agent: UspAgent;
   const model = deviceModel({ info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: `SN-${id}` }, endpointId, agentVersion: '0.1.0', slots, trialSeconds: 60, requests: () => agent.requestObjects(), transferComplete: () => {}, restart: () => {} });
-  agent = new UspAgent(endpointId, model, (_to, bytes) => void client.publish(`fogedge/devices/${id}/usp`, Buffer.from(bytes), { qos: 1 }));
-  client.on('message', (_t, payload) => void agent.receive(payload));
-  await client.subscribeAsync(`fogedge/devices/${id}/cmd/usp`, { qos: 1 });
+  agent = new UspAgent(endpointId, model, (_to, bytes) => void client.publish(topics.publish, Buffer.from(bytes), { qos: 1 }));
+  const heard: string[] = [];
+  client.on('message', (t, payload) => (heard.push(t), void agent.receive(payload)));
+  await client.subscribeAsync(topics.listen, { qos: 1 });
   const controller = controllerId(box.config);
-  await client.publishAsync(`fogedge/devices/${id}/usp`, Buffer.from(encodeRecord(endpointId, controller, { mqttConnect: { subscribedTopic: `fogedge/devices/${id}/cmd/usp` } })), { qos: 1 });
+  await client.publishAsync(topics.publish, Buffer.from(encodeRecord(endpointId, controller, { mqttConnect: { subscribedTopic: topics.listen, version: 'V3_1_1' } })), { qos: 1 });
   closers.push(() => client.endAsync(true), () => rm(dir, { recursive: true, force: true }));
-  return { client, agent };
+  return { client, agent, heard };
 }
 
 const addDevice = async (id: string) => (await box.request('POST', '/api/v1/devices', { auth: admin, body: { id, name: id } })).json.secret as string;
@@ -124,6 +125,22 @@ test('an agent command to an agent that does not answer goes out once, and ends 
   assert.is(res.json.error.type, 'AGENT_TIMEOUT');
   assert.ok(seconds < 18, `answered after ${seconds} s`);
   assert.is(sent.length, 1, `the command went out ${sent.length} times`);
+});
+
+test('TR-369 MQTT MTP on 3.1.1: an agent that listens on its own topic and sends with /reply-to= (R-MQTT.24) is answered there (R-MQTT.25); one that names another device\'s topic is not connected', async () => {
+  const listen = 'fogedge/devices/cam-5/cmd/usp-agent';
+  const third = await cameraAgent('cam-5', await addDevice('cam-5'), 'proto::third-party-5', { listen, publish: `fogedge/devices/cam-5/usp/reply-to=${encodeURIComponent(listen)}` });
+  const e = await waitUntil('the third-party agent read', async () => (await endpoints()).find((x) => x.endpointId === 'proto::third-party-5' && x.softwareVersion), 10_000);
+  assert.is(e.serialNumber, 'SN-cam-5');
+  assert.ok(third.heard.length > 0 && third.heard.every((t) => t === listen), `answered on ${[...new Set(third.heard)].join(', ')}`);
+  const results = (await box.broker.call('usp.get', { device: 'cam-5', paths: ['Device.DeviceInfo.SerialNumber'] })) as Array<{ resolvedPathResults: Array<{ resultParams: Record<string, string> }> }>;
+  assert.is(results[0]!.resolvedPathResults[0]!.resultParams['SerialNumber'], 'SN-cam-5');
+
+  // An agent that names a topic of another device as its own gets nothing sent there.
+  await cameraAgent('cam-6', await addDevice('cam-6'), 'proto::sly-6', { listen: 'fogedge/devices/cam-6/cmd/usp', publish: 'fogedge/devices/cam-6/usp/reply-to=fogedge%2Fdevices%2Fcam-1%2Fcmd%2Fusp' }).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 500));
+  const sly = (await endpoints()).find((x) => x.endpointId === 'proto::sly-6');
+  assert.ok(!sly || !sly.softwareVersion, 'the controller sent nothing to the topic of cam-1 for it');
 });
 
 test.run();

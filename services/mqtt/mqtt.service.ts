@@ -43,7 +43,11 @@ const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): obje
 };
 
 /** The device topics the box's services listen to: fogedge/devices/<id>/usp and .../agent/<what>. */
-const AGENT_CHANNEL = /^fogedge\/devices\/([a-z0-9][a-z0-9_-]{0,63})\/(usp|agent\/[a-z0-9-]+)$/;
+/**
+ * What a device sends to the box's services. A USP agent on MQTT 3.1.1 appends its reply topic as
+ * `/reply-to=<topic, '/' as %2F>` (TR-369 R-MQTT.24); the receiver takes it from there (R-MQTT.25).
+ */
+const AGENT_CHANNEL = /^fogedge\/devices\/([a-z0-9][a-z0-9_-]{0,63})\/(usp|agent\/[a-z0-9-]+)(?:\/reply-to=([^/]+))?$/;
 
 type LiveEvent = { id: string; camera: string; label: string; zones?: string[]; stationary?: boolean; topScore: number; end?: string | null; hasSnapshot?: boolean };
 
@@ -513,7 +517,10 @@ export function mqttService(config: Config): ServiceSchema {
         if (packet.topic.startsWith('fogedge/devices/')) {
           const who = identities.get(client);
           const m = AGENT_CHANNEL.exec(packet.topic);
-          if (m && who?.kind === 'device' && who.id === m[1]) void this.broker.broadcast('agent.message', { device: m[1], channel: m[2], payloadBase64: packet.payload.toString('base64') });
+          if (m && who?.kind === 'device' && who.id === m[1]) {
+            const replyTo = m[3] ? decodeURIComponent(m[3]) : undefined;
+            void this.broker.broadcast('agent.message', { device: m[1], channel: m[2], payloadBase64: packet.payload.toString('base64'), ...(replyTo ? { replyTo } : {}) });
+          }
           return;
         }
         if (packet.topic !== haStatus && !packet.topic.endsWith('/set')) return; // the hot path: most messages are neither

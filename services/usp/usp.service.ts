@@ -46,6 +46,8 @@ export interface Endpoint {
   softwareVersion: string | null;
   connectedAt: string;
   lastSeenAt: string;
+  /** The channel under the device's cmd/ topic the agent listens on (its subscribed or reply-to topic); absent: usp. */
+  replyChannel?: string;
 }
 
 export interface TargetState {
@@ -132,7 +134,17 @@ export function uspService(config: Config): ServiceSchema {
     });
 
   const send = (broker: ServiceBroker, e: Endpoint, msg: Msg) =>
-    broker.call('mqtt.sendToDevice', { device: e.device, channel: 'usp', payloadBase64: Buffer.from(encodeRecord(self, e.endpointId, { msg })).toString('base64') });
+    broker.call('mqtt.sendToDevice', { device: e.device, channel: e.replyChannel ?? 'usp', payloadBase64: Buffer.from(encodeRecord(self, e.endpointId, { msg })).toString('base64') });
+
+  /**
+   * The channel of a topic an agent gave to be answered on (MQTTConnect's subscribed_topic, or a
+   * reply-to): only its own device's command topics, which it may read; anything else is refused.
+   */
+  const replyChannelOf = (device: string, topic: string): string | undefined => {
+    const prefix = `fogedge/devices/${device}/cmd/`;
+    const channel = topic.startsWith(prefix) ? topic.slice(prefix.length) : '';
+    return /^[a-z0-9-]+(\/[a-z0-9-]+)*$/.test(channel) ? channel : undefined;
+  };
 
   /** Sends a request and resolves with its response; an Error message rejects as a UspError. */
   const ask = async (broker: ServiceBroker, e: Endpoint, msgType: string, req: Record<string, unknown>): Promise<Msg> => {
@@ -411,7 +423,7 @@ export function uspService(config: Config): ServiceSchema {
     },
 
     events: {
-      async 'agent.message'(ctx: { params: { device: string; channel: string; payloadBase64: string } }) {
+      async 'agent.message'(ctx: { params: { device: string; channel: string; payloadBase64: string; replyTo?: string } }) {
         if (ctx.params.channel === 'agent/hello' && store) return this.onHello(ctx.params.device, ctx.params.payloadBase64);
         if (ctx.params.channel === 'agent/motion') return motion?.receive(ctx.params.device, Buffer.from(ctx.params.payloadBase64, 'base64'));
         if (ctx.params.channel === 'agent/reply') {
@@ -434,7 +446,10 @@ export function uspService(config: Config): ServiceSchema {
           // Endpoint ids are claimed per device: one device cannot speak for another's endpoint.
           const known = (await endpoints.values()).find((e) => e.endpointId === env.fromId);
           if (known && known.device !== ctx.params.device) return this.logger.warn(`usp: device ${ctx.params.device} claims endpoint ${env.fromId} of device ${known.device}`);
-          const e: Endpoint = { endpointId: env.fromId, device: ctx.params.device, manufacturer: null, model: null, serialNumber: null, softwareVersion: null, ...known, connectedAt: now, lastSeenAt: now };
+          // Answers go to the topic the agent subscribed to (TR-369 MQTTConnectRecord.subscribed_topic).
+          const replyChannel = replyChannelOf(ctx.params.device, env.mqttConnect.subscribedTopic);
+          if (!replyChannel) return warnOf(ctx.params.device, this.logger, `usp: agent ${env.fromId} (device ${ctx.params.device}) subscribed to "${env.mqttConnect.subscribedTopic}", which is not one of its device's command topics; not connected`);
+          const e: Endpoint = { endpointId: env.fromId, device: ctx.params.device, manufacturer: null, model: null, serialNumber: null, softwareVersion: null, ...known, connectedAt: now, lastSeenAt: now, replyChannel };
           await endpoints.put(e.endpointId, e);
           this.logger.info(`usp: agent ${e.endpointId} connected (device ${e.device})`);
           // What it is and runs: read once it is known.
@@ -450,7 +465,10 @@ export function uspService(config: Config): ServiceSchema {
         }
         const e = await endpoints.get(env.fromId);
         if (!e || e.device !== ctx.params.device) return warnOf(ctx.params.device, this.logger, `usp: a record from unknown endpoint ${env.fromId} (device ${ctx.params.device})`);
-        await endpoints.put(e.endpointId, { ...e, lastSeenAt: now }, { sync: false });
+        // A reply-to with the record (R-MQTT.25) says where this agent is answered from now on.
+        const replyChannel = ctx.params.replyTo ? replyChannelOf(ctx.params.device, ctx.params.replyTo) : e.replyChannel;
+        if (ctx.params.replyTo && !replyChannel) return warnOf(ctx.params.device, this.logger, `usp: agent ${e.endpointId} asked for replies on "${ctx.params.replyTo}", not one of its device's command topics`);
+        await endpoints.put(e.endpointId, { ...e, lastSeenAt: now, ...(replyChannel ? { replyChannel } : {}) }, { sync: false });
         if (!env.msg) return;
         const key = pendingKey(e.endpointId, env.msg.header.msgId);
         const waiting = pending.get(key);
