@@ -14,6 +14,15 @@ import { connectOutcome } from './helpers/mqtt.ts';
 
 const run = promisify(execFile);
 
+/** The box as a process with its MQTT broker on, the admin set up: its addresses and the admin's session. */
+async function boxWithAdmin(env: Record<string, string>, httpPort: number, mqttPort: number) {
+  const base = `http://127.0.0.1:${httpPort}`;
+  const box = await startedNode(env);
+  const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-password-1' }) });
+  const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')![1]!;
+  return { box, base, url: `mqtt://127.0.0.1:${mqttPort}`, session };
+}
+
 test('SIGKILL of the box: retained messages, a persistent session and its queued messages (bounded, oldest dropped) survive; wills go out for clients that do not come back', async () => {
   const dataDir = await tempDir();
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
@@ -28,12 +37,10 @@ test('SIGKILL of the box: retained messages, a persistent session and its queued
     FOGEDGE__MQTT__MAXQUEUEDPERCLIENT: '5',
     FOGEDGE__MQTT__WILLGRACESECONDS: '8',
   };
-  const base = `http://127.0.0.1:${httpPort}`;
-  const url = `mqtt://127.0.0.1:${mqttPort}`;
-  let box = await startedNode(env);
+  const started = await boxWithAdmin(env, httpPort, mqttPort);
+  const { base, url, session } = started;
+  let box = started.box;
   try {
-    const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-password-1' }) });
-    const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')![1]!;
     const device = await getJson(`${base}/api/v1/devices`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` },
@@ -111,12 +118,10 @@ test("as an attacker: a device's refused filters are not kept with its persisten
     FOGEDGE_DATA_DIR: dataDir, PORT: String(httpPort), FOGEDGE__HTTP__HOST: '127.0.0.1',
     FOGEDGE__MQTT: JSON.stringify({ host: '127.0.0.1', port: mqttPort, tlsPort: null, willGraceSeconds: 4 }),
   };
-  const base = `http://127.0.0.1:${httpPort}`;
-  const url = `mqtt://127.0.0.1:${mqttPort}`;
-  let box = await startedNode(env);
+  const started = await boxWithAdmin(env, httpPort, mqttPort);
+  const { base, url, session } = started;
+  let box = started.box;
   try {
-    const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-password-1' }) });
-    const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')![1]!;
     const addDevice = async (id: string) =>
       (await getJson(`${base}/api/v1/devices`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` }, body: JSON.stringify({ id, name: id }) })).json.secret as string;
     const attacker = await addDevice('attacker');

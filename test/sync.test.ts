@@ -243,7 +243,9 @@ test('the audit log goes up in batches: who added a camera, who changed a target
   const text = JSON.stringify(lines);
   assert.not.match(text, 'cam-pass');
   assert.not.match(text, 'Eby8vdM02x');
-  assert.equal(lines.find((l) => l['action'] === 'sync.target.changed' && l['id'] === 'azure')!['fields'], ['accountKey'], 'names the field, not its value');
+  // The change made here (the bucket may also hold the target's 'added' entry from the first test,
+  // depending on whether an audit batch went up while the plan still had audit in it).
+  assert.equal(lines.find((l) => l['action'] === 'sync.target.changed' && l['id'] === 'azure' && l['change'] === 'updated')!['fields'], ['accountKey'], 'names the field, not its value');
 });
 
 test('the plan\'s windows hold a resource back until its hours', async () => {
