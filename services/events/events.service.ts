@@ -9,6 +9,7 @@ import pLimit from 'p-limit';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
+import { afterNodeStart } from '../../lib/after-start.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
@@ -58,8 +59,6 @@ export function eventsService(config: Config): ServiceSchema {
       await endedLog.put(seqKey(lastEndSeq + 1), id);
       lastEndSeq++;
     });
-  /** Events closed at start, announced once every service of this node is there to hear it. */
-  let unannounced: StoredEvent[] = [];
   const snapshotsDir = path.join(dataPaths(config).root, 'snapshots');
   const snapshotFile = (e: Pick<StoredEvent, 'camera' | 'id'>) => path.join(snapshotsDir, e.camera, `${e.id}.jpg`);
 
@@ -239,32 +238,19 @@ export function eventsService(config: Config): ServiceSchema {
       for await (const [seq] of endedLog.entries({ reverse: true, limit: 1 })) lastEndSeq = Number(seq);
       // Events left open by a stop or crash end where they were last seen, as any end does: none
       // stays open for ever, and what follows an end (cloud sync, MQTT, the operator) happens.
-      unannounced = [];
+      const closed: StoredEvent[] = [];
       for (const e of await events.values()) {
         if (e.end !== null) continue;
-        const closed = { ...e, end: e.updatedAt, updatedAt: new Date().toISOString() };
-        await events.put(e.id, closed);
+        const ended = { ...e, end: e.updatedAt, updatedAt: new Date().toISOString() };
+        await events.put(e.id, ended);
         await logEnded(e.id);
-        unannounced.push(closed);
+        closed.push(ended);
       }
-      if (unannounced.length) this.logger.info(`${unannounced.length} events left open by the last stop are ended`);
-      if (this.broker.started) this.announceClosed();
+      if (closed.length) this.logger.info(`${closed.length} events left open by the last stop are ended`);
+      afterNodeStart(this.broker, () => closed.forEach((e) => void this.broker.broadcast('event.ended', e)));
       const retain = () => applyRetention(this.broker, this.logger).catch((err: Error) => this.logger.error(`event retention failed: ${err.message}`));
       retentionTimer = setInterval(retain, config.video.retentionIntervalSeconds * 1000).unref();
       void retain();
-    },
-
-    events: {
-      '$broker.started'() {
-        this.announceClosed();
-      },
-    },
-
-    methods: {
-      announceClosed() {
-        for (const e of unannounced) void this.broker.broadcast('event.ended', e);
-        unannounced = [];
-      },
     },
 
     async stopped() {

@@ -14,6 +14,7 @@ import { Retention } from './retention.ts';
 import { CLIP_NAME, ClipCache } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
 import { NotFoundError } from '../../lib/errors.ts';
+import { afterNodeStart } from '../../lib/after-start.ts';
 import path from 'node:path';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 
@@ -66,8 +67,6 @@ export function recorderService(config: Config): ServiceSchema {
     maxAgeMs: config.video.clipCacheHours * 3_600_000,
     roomOnDisk: async () => (await freeBytes()) - config.video.minFreeBytes,
   });
-  let healedUnannounced: Segment[] = [];
-  let announceHealed = () => undefined as void;
   /** Set by retention: the disk is under its floor with nothing of ours left to free. */
   let diskFull: { freeBytes: number; since: string } | null = null;
 
@@ -134,7 +133,6 @@ export function recorderService(config: Config): ServiceSchema {
           return { name: path.basename(clip.file), bytes: clip.bytes };
         },
       }),
-      // Files go to the gateway as streams over the bus, so the gateway needs no share of this disk.
       // The disk under its floor with nothing left to free: health says so (and the operator's telemetry with it).
       health: action({
         input: z.strictObject({}),
@@ -143,6 +141,7 @@ export function recorderService(config: Config): ServiceSchema {
             ? { status: 'degraded', reason: `disk full: ${diskFull.freeBytes} bytes free, under the floor of ${config.video.minFreeBytes} (since ${diskFull.since})` }
             : { status: store?.status === 'open' ? 'ok' : 'down' },
       }),
+      // Files go to the gateway as streams over the bus, so the gateway needs no share of this disk.
       fileSize: action({
         input: FileInput,
         permission: 'recordings.view',
@@ -186,9 +185,6 @@ export function recorderService(config: Config): ServiceSchema {
     },
 
     events: {
-      '$broker.started'() {
-        announceHealed();
-      },
       'recording.segment.closed': {
         async handler(ctx: { params: Segment }) {
           // Closed while the box stops, after this service: the next start's heal indexes it.
@@ -200,10 +196,6 @@ export function recorderService(config: Config): ServiceSchema {
 
     async started() {
       await mkdir(paths.media, { recursive: true }); // a new box: statfs needs it to exist
-      announceHealed = () => {
-        for (const segment of healedUnannounced) void this.broker.emit('recording.segment.healed', segment);
-        healedUnannounced = [];
-      };
       store = await Store.open(paths.db('recorder'));
       index = new SegmentIndex(store.collection<Segment>('segments'));
       const dropped = await index.dropMissing(paths.media);
@@ -219,8 +211,7 @@ export function recorderService(config: Config): ServiceSchema {
         if (added.length) this.logger.info(`index healed: ${added.length} segments added from disk`);
         // Footage cut by a crash goes on like any other closed segment (cloud sync takes it), once
         // every service of this node is there to hear it.
-        healedUnannounced.push(...added);
-        if (this.broker.started) announceHealed();
+        afterNodeStart(this.broker, () => added.forEach((segment) => void this.broker.emit('recording.segment.healed', segment)));
       };
       await heal();
       // Segments cut short just before this start are still "busy" now: look again now and then.

@@ -93,14 +93,16 @@ export class Retention {
       }
     }
 
-    let other = (await this.policy.otherBytes?.()) ?? 0;
+    // What else the box stores counts only against a quota: without one, the data root is not walked.
+    const otherBytes = async () => (this.policy.quotaBytes === null ? 0 : ((await this.policy.otherBytes?.()) ?? 0));
+    let other = await otherBytes();
     let reclaimed = false;
     for (let reason = await this.overBudget(other); reason; reason = await this.overBudget(other)) {
       if (!reclaimed && this.policy.reclaim) {
         // What can be made again goes before anything that cannot.
         reclaimed = true;
         result.reclaimedBytes = await this.policy.reclaim();
-        other = (await this.policy.otherBytes?.()) ?? 0;
+        other = await otherBytes();
         continue;
       }
       const oldest = await this.oldestOfAll();

@@ -486,9 +486,10 @@ export function syncService(config: Config): ServiceSchema {
         if (!waitingFor.has('events')) log.warn(`sync: ended events wait: ${(err as Error).message}`);
         waitingFor.add('events');
         statusChanged();
-        eventRetryTimer = setTimeout(() => void takeEndedEvents().catch((e: Error) => log.error(`sync: events: ${e.message}`)), WAIT_RETRY_MS);
+        eventRetryTimer = setTimeout(lookForEndedEvents, WAIT_RETRY_MS);
       }
     });
+  const lookForEndedEvents = () => void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
 
   const onEventEnded = async (e: StoredEvent, broker: { call<T>(a: string, p: object): Promise<T> }) => {
     if (enabledTargets().length === 0 || !matches(e.camera, e.label, e.zones)) return;
@@ -726,12 +727,12 @@ export function syncService(config: Config): ServiceSchema {
     events: {
       // The broadcast only says "look": what ended is read from the events service's log, in order.
       'event.ended'() {
-        if (store) void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
+        if (store) lookForEndedEvents();
       },
       // A service came or went: work that waited for it may go now.
       '$services.changed'() {
         if (!store || waitingFor.size === 0) return;
-        if (waitingFor.has('events')) void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
+        if (waitingFor.has('events')) lookForEndedEvents();
         if (waitingFor.has('recorder')) checkClipsAt(Date.now());
       },
       // Closed as ffmpeg cut it, or healed into the index after a crash cut it short.
@@ -774,7 +775,7 @@ export function syncService(config: Config): ServiceSchema {
 
       bus = this.broker;
       checkClipsAt(Date.now()); // jobs from before the restart
-      void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
+      lookForEndedEvents();
       auditTimer = setInterval(() => void flushAudit().catch((err: Error) => log.error(`sync: audit: ${err.message}`)), o.auditBatchSeconds * 1000);
     },
 
