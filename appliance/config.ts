@@ -141,6 +141,12 @@ export const ConfigSchema = z.strictObject({
        * client is back within this long (aedes sweeps wills at 4 heartbeats), s.
        */
       willGraceSeconds: z.number().int().min(4).max(3600).default(60),
+      /** MQTT 5: topic aliases a client may set up on its connection (0: none). */
+      topicAliasMaximum: z.number().int().min(0).max(65535).default(64),
+      /** MQTT 5: the longest session expiry a client may ask for (longer is cut to this), s. */
+      sessionExpiryLimitSeconds: z.number().int().min(1).max(0xfffffffe).default(7 * 86_400),
+      /** MQTT 5: disconnected sessions waiting to expire (and delayed wills) held at once; past it they end at once. */
+      maxPendingSessions: z.number().int().min(1).max(1_000_000).default(10_000),
       /** null: no TLS listener. */
       tlsPort: z.number().int().min(1).max(65535).nullable().default(8883),
       /** PEM files; null: a self-signed certificate made at first start (data/tls/mqtt.crt). */

@@ -5,7 +5,7 @@
 // trial's deadline so the bootloader rolls it back.
 import type { KeyObject } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { encodeRecord } from '../lib/usp/codec.ts';
+import { encodeRecord, USP_CONTENT_TYPE } from '../lib/usp/codec.ts';
 import { FirmwareSlots } from './firmware-slots.ts';
 import { UspAgent } from './usp/agent.ts';
 import { deviceModel, type DeviceInfo } from './usp/device-model.ts';
@@ -17,6 +17,8 @@ export interface CameraAgentOptions {
   id: string;
   secret: string;
   mqttUrl: string;
+  /** MQTT 5 (the default; TR-369 R-MQTT.1) or 3.1.1 (4), for brokers and tests of the older one. */
+  mqttVersion?: 4 | 5;
   dataDir: string;
   /** A name for its camera at the box, on first contact. */
   name?: string;
@@ -62,6 +64,20 @@ export class CameraAgent {
     return `fogedge/devices/${this.o.id}`;
   }
 
+  /** Where the controller's records come from (its Response Topic, on MQTT 5); the box's usp channel until one came. */
+  private controllerTopic: string | undefined;
+
+  /**
+   * A USP Record to the controller, saying where it is answered (R-MQTT.24): on MQTT 5 with the
+   * Response Topic and Content Type properties, on 3.1.1 with /reply-to=<topic, '/' as %2F>.
+   */
+  private sendRecord(bytes: Uint8Array) {
+    const replyTo = `${this.topic}/cmd/usp`;
+    const payload = Buffer.from(bytes);
+    if (this.o.mqttVersion === 4) return void this.client?.publish(`${this.topic}/usp/reply-to=${encodeURIComponent(replyTo)}`, payload, { qos: 1 });
+    this.client?.publish(this.controllerTopic ?? `${this.topic}/usp`, payload, { qos: 1, properties: { contentType: USP_CONTENT_TYPE, responseTopic: replyTo } });
+  }
+
   static async start(o: CameraAgentOptions): Promise<CameraAgent> {
     const log = o.log ?? (() => {});
     const slots = await FirmwareSlots.open(`${o.dataDir}/firmware`, { vendorKey: o.vendorKey, model: o.info.modelName, slotBytes: o.slotBytes, factoryVersion: o.factoryVersion });
@@ -80,7 +96,7 @@ export class CameraAgent {
       transferComplete: (params) => self?.usp.event('Device.LocalAgent.', 'TransferComplete!', params, self.controllerId),
       restart: () => o.reboot('Activate()'),
     });
-    const usp = new UspAgent(endpointId, model, (_to, bytes) => self?.publish('usp', Buffer.from(bytes)), log);
+    const usp = new UspAgent(endpointId, model, (_to, bytes) => self?.sendRecord(bytes), log);
     self = new CameraAgent(o, slots, usp);
     self.connect();
     return self;
@@ -104,6 +120,7 @@ export class CameraAgent {
     const log = o.log ?? (() => {});
     // A refused sign-in (not yet allowed by the installer) is tried again by mqtt.js every few seconds.
     const client = mqtt.connect(o.mqttUrl, {
+      protocolVersion: o.mqttVersion ?? 5,
       clientId: o.id,
       username: o.id,
       password: o.secret,
@@ -114,8 +131,13 @@ export class CameraAgent {
     });
     this.client = client;
     client.on('error', (err) => log(`mqtt: ${err.message}`));
-    client.on('message', (topic, payload) => {
-      if (topic === `${this.topic}/cmd/usp`) return void this.usp.receive(payload);
+    client.on('message', (topic, payload, packet) => {
+      if (topic === `${this.topic}/cmd/usp`) {
+        // The controller's Response Topic (R-MQTT.25): only ever one of this device's own topics.
+        const responseTopic = packet.properties?.responseTopic;
+        if (responseTopic?.startsWith(`${this.topic}/`) && !/[#+]/.test(responseTopic)) this.controllerTopic = responseTopic;
+        return void this.usp.receive(payload);
+      }
       if (topic === `${this.topic}/cmd/agent/welcome`) return this.onWelcome(payload);
       if (topic === `${this.topic}/cmd/agent/command`) return void this.onCommand(payload);
     });
@@ -150,7 +172,7 @@ export class CameraAgent {
     this.controllerId = welcome.controllerId;
     if (!first) return;
     // Where the controller reaches this endpoint, then what happened at boot (TR-181 Device.Boot!).
-    this.publish('usp', Buffer.from(encodeRecord(this.endpointId, this.controllerId, { mqttConnect: { subscribedTopic: `${this.topic}/cmd/usp` } })));
+    this.sendRecord(encodeRecord(this.endpointId, this.controllerId, { mqttConnect: { subscribedTopic: `${this.topic}/cmd/usp`, version: this.o.mqttVersion === 4 ? 'V3_1_1' : 'V5' } }));
     const last = this.slots.state.lastBoot;
     this.usp.event('Device.', 'Boot!', {
       CommandKey: last.commandKey,

@@ -15,6 +15,8 @@ const { values: args } = parseArgs({
   options: {
     box: { type: 'string', default: process.env['FOGEDGE_BOX'] ?? '127.0.0.1' },
     'mqtt-port': { type: 'string', default: '1883' },
+    /** 5 (default) or 3.1.1 */
+    'mqtt-version': { type: 'string', default: '5' },
     id: { type: 'string' },
     secret: { type: 'string' },
     name: { type: 'string' },
@@ -61,6 +63,7 @@ const vendorKey = createPublicKey(await readFile(path.resolve(args['vendor-key']
 const latestJpeg = path.join(dataDir, 'latest.jpg');
 const push = new VideoPush(parseSource(args.source!), args.ffmpeg!, log, args.motion, latestJpeg);
 const quietSeconds = Number(args['motion-quiet-seconds']);
+if (args['mqtt-version'] !== '5' && args['mqtt-version'] !== '3.1.1') fail(`--mqtt-version must be 5 or 3.1.1, not "${args['mqtt-version']}"`);
 if (!(quietSeconds > 0)) fail(`--motion-quiet-seconds must be a number of seconds above 0, not "${args['motion-quiet-seconds']}"`);
 const pushUrl = (s: NonNullable<typeof stream>) => `rtmp://${args.box}:${s.port ?? 1935}${s.path}?key=${encodeURIComponent(s.key)}`;
 const broken = new Set(args['broken-versions']!.split(',').filter(Boolean));
@@ -80,6 +83,7 @@ const agent: CameraAgent = await CameraAgent.start({
   secret,
   name: args.name,
   mqttUrl: `mqtt://${args.box}:${args['mqtt-port']}`,
+  mqttVersion: args['mqtt-version'] === '3.1.1' ? 4 : 5,
   dataDir,
   vendorKey,
   info: { manufacturer: args.manufacturer!, modelName: args.model!, serialNumber: serial },

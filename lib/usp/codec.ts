@@ -9,6 +9,8 @@ const RecordType = root.lookupType('usp_record.Record');
 const MsgType = root.lookupType('usp.Msg');
 
 export const USP_VERSION = '1.2';
+/** The MQTT 5 Content Type of a PUBLISH that carries a USP Record (TR-369's MQTT binding). */
+export const USP_CONTENT_TYPE = 'usp.msg';
 
 /** TR-369 error codes (section "Error Codes") that FogEdge answers with. */
 export const ERR = {

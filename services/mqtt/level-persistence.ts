@@ -47,10 +47,22 @@ interface AsyncPersistence {
   destroy(): Promise<void>;
 }
 
-/** Stored form of a packet: JSON with the payload in base64. */
+/** MQTT 5 properties of a packet; Correlation Data is bytes. */
+type Properties = { correlationData?: Buffer | string; [key: string]: unknown };
+/** Stored form of a packet: JSON with the payload (and MQTT 5 Correlation Data) in base64. */
 type StoredPacket = Omit<Packet, 'payload'> & { payload?: string };
-const toStored = (p: Packet): StoredPacket => ({ ...p, payload: p.payload?.toString('base64') });
-const fromStored = (s: StoredPacket): Packet => ({ ...s, payload: Buffer.from(s.payload ?? '', 'base64') }) as Packet;
+const toStored = (p: Packet): StoredPacket => {
+  const properties = p['properties'] as Properties | undefined;
+  const stored: StoredPacket = { ...p, payload: p.payload?.toString('base64') };
+  if (Buffer.isBuffer(properties?.correlationData)) stored['properties'] = { ...properties, correlationData: properties.correlationData.toString('base64') };
+  return stored;
+};
+const fromStored = (s: StoredPacket): Packet => {
+  const properties = s['properties'] as Properties | undefined;
+  const packet = { ...s, payload: Buffer.from(s.payload ?? '', 'base64') } as Packet;
+  if (typeof properties?.correlationData === 'string') packet['properties'] = { ...properties, correlationData: Buffer.from(properties.correlationData, 'base64') };
+  return packet;
+};
 const subKey = (clientId: string, topic: string) => `${clientId}\u0000${topic}`;
 
 interface Queued {
@@ -74,6 +86,10 @@ export interface LevelPersistenceOptions {
   ownerOf?: (client: ClientRef) => unknown;
   /** Whether a will of a client that died with the box may go out; one that may not is dropped. */
   mayPublishWill?: (will: Packet) => boolean;
+  /** Whether a client id is connected now (its session is not expiring, whatever was stored). */
+  isConnected?: (clientId: string) => boolean;
+  /** An MQTT 5 session ended at its Session Expiry Interval by this class (one left by a restart). */
+  onSessionExpired?: (clientId: string) => void;
 }
 
 export class LevelPersistence extends MemoryPersistence {
@@ -89,6 +105,9 @@ export class LevelPersistence extends MemoryPersistence {
   /** Each persistent session's queue in delivery order, with the key of each message on disk. */
   readonly #queues = new Map<string, Queued[]>();
   readonly #ownerOf = new Map<string, string>();
+  /** MQTT 5 sessions without a client, by the time they end (ms): aedes times them in memory only. */
+  #expiries!: Collection<number>;
+  readonly #expiryTimers = new Map<string, NodeJS.Timeout>();
   #seq = 0;
 
   constructor(
@@ -120,6 +139,40 @@ export class LevelPersistence extends MemoryPersistence {
     for await (const [clientId, owner] of this.#owners.entries()) this.#ownerOf.set(clientId, owner);
     this.#willsDb = this.#store.collection('wills');
     for await (const [clientId, will] of this.#willsDb.entries()) this.#wills.set(clientId, fromStored(will));
+    this.#expiries = this.#store.collection('session-expiries');
+    for await (const [clientId, at] of this.#expiries.entries()) this.#armExpiry(clientId, at);
+  }
+
+  /**
+   * An MQTT 5 session whose client went away ends at `at` (ms since the epoch), here as well as
+   * in aedes, so that a restart of the box in between does not keep it for good; null: its
+   * client is back.
+   */
+  async setSessionExpiry(clientId: string, at: number | null): Promise<void> {
+    clearTimeout(this.#expiryTimers.get(clientId));
+    this.#expiryTimers.delete(clientId);
+    if (at === null) return void (await this.#expiries.del(clientId, { sync: false }));
+    await this.#expiries.put(clientId, at, { sync: false });
+    this.#armExpiry(clientId, at);
+  }
+
+  #armExpiry(clientId: string, at: number) {
+    // setTimeout holds at most 2^31-1 ms (24.8 days): a later end is re-armed on the way.
+    const wait = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    const timer = setTimeout(() => {
+      this.#expiryTimers.delete(clientId);
+      if (at > Date.now()) return this.#armExpiry(clientId, at);
+      void (async () => {
+        if ((await this.#expiries.get(clientId)) !== at) return;
+        await this.#expiries.del(clientId, { sync: false });
+        if (this.options.isConnected?.(clientId)) return;
+        await this.cleanSubscriptions({ id: clientId });
+        await this.delWill({ id: clientId });
+        this.options.onSessionExpired?.(clientId);
+      })().catch(() => undefined); // closed while expiring: it is expired at the next start
+    }, wait);
+    timer.unref();
+    this.#expiryTimers.set(clientId, timer);
   }
 
   // Wills kept here, not in the memory class: one loaded from disk keeps its old broker id.
@@ -188,6 +241,7 @@ export class LevelPersistence extends MemoryPersistence {
     for (const queued of this.#queues.get(client.id) ?? []) await this.#outbox.del(queued.key, { sync: false });
     this.#queues.delete(client.id);
     if (this.#ownerOf.delete(client.id)) await this.#owners.del(client.id, { sync: false });
+    if (this.#expiryTimers.has(client.id)) await this.setSessionExpiry(client.id, null);
   }
 
   /** Who holds the stored session of a client id (see mqtt.service), if anyone. */
@@ -250,6 +304,8 @@ export class LevelPersistence extends MemoryPersistence {
   }
 
   override async destroy(): Promise<void> {
+    for (const timer of this.#expiryTimers.values()) clearTimeout(timer);
+    this.#expiryTimers.clear();
     await super.destroy();
     await this.#store?.close();
   }

@@ -32,6 +32,9 @@ import { action } from '../../lib/actions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { DeviceId } from '../devices/devices.service.ts';
 
+/** MQTT 5 DISCONNECT reason: the broker's administrator ended the connection (a revoked credential). */
+const ADMINISTRATIVE_ACTION = 0x98;
+
 /** The retained JPEG of a camera's best object of a label: `fogedge/cameras/<camera>/<label>/snapshot`. */
 const SNAPSHOT_TOPIC = /^fogedge\/cameras\/[a-z0-9-]+\/[^/]+\/snapshot$/;
 
@@ -171,11 +174,13 @@ export function mqttService(config: Config): ServiceSchema {
   /** Refused sign-ins per address and name: a client guessing secrets is slowed, the device stays allowed. */
   const failures = new RateLimiterMemory({ points: 10, duration: 60 });
 
-  const publish = (topic: string, payload: unknown, options: { retain?: boolean; qos?: 0 | 1 } = {}) =>
+  /** Publishes as the box; `properties` (MQTT 5) reach v5 subscribers and are left out for 3.1.1 ones. */
+  const publish = (topic: string, payload: unknown, options: { retain?: boolean; qos?: 0 | 1; properties?: PublishPacket['properties'] } = {}) =>
     new Promise<void>((resolve) => {
       if (!aedes) return resolve();
       const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
-      aedes.publish({ cmd: 'publish', topic, payload: body, qos: options.qos ?? 0, retain: options.retain ?? false, dup: false } as PublishPacket, () => resolve());
+      const packet = { cmd: 'publish', topic, payload: body, qos: options.qos ?? 0, retain: options.retain ?? false, dup: false, ...(options.properties ? { properties: options.properties } : {}) };
+      aedes.publish(packet as PublishPacket, () => resolve());
     });
 
   /** Connected clients by client id (aedes keeps them; its types do not say so). */
@@ -187,6 +192,13 @@ export function mqttService(config: Config): ServiceSchema {
       if (id && pick(id)) out.push(client);
     }
     return out;
+  };
+  /**
+   * Ends the connections of whoever `pick` names at once. An MQTT 5 client is told why first
+   * (DISCONNECT 0x98, administrative action, with the reason); a 3.1.1 client is just closed.
+   */
+  const cutOff = (pick: (id: Identity) => boolean, why: string) => {
+    for (const client of clientsOf(pick)) client.disconnect({ reasonCode: ADMINISTRATIVE_ACTION, properties: { reasonString: why } });
   };
 
   /**
@@ -292,10 +304,21 @@ export function mqttService(config: Config): ServiceSchema {
       // Internal: a service of the box sends to one device, on the device's own command topic
       // (fogedge/devices/<id>/cmd/<channel>), e.g. USP records to a camera agent.
       sendToDevice: action({
-        input: z.strictObject({ device: DeviceId, channel: z.string().regex(/^[a-z0-9-]+(\/[a-z0-9-]+)*$/), payloadBase64: z.string().max(16 * 1024 * 1024), qos: z.union([z.literal(0), z.literal(1)]).default(1) }),
+        input: z.strictObject({
+          device: DeviceId,
+          channel: z.string().regex(/^[a-z0-9-]+(\/[a-z0-9-]+)*$/),
+          payloadBase64: z.string().max(16 * 1024 * 1024),
+          qos: z.union([z.literal(0), z.literal(1)]).default(1),
+          // MQTT 5 properties for the device (3.1.1 devices do without): what the payload is,
+          // and where the device answers (its own device's channels to the box only).
+          contentType: z.string().max(100).optional(),
+          responseChannel: z.string().regex(/^(usp|agent\/[a-z0-9-]+)$/).optional(),
+        }),
         async handler(ctx) {
           if (!aedes) throw new NotReadyError('The MQTT broker is off on this node', 'MQTT_OFF');
-          await publish(`fogedge/devices/${ctx.params.device}/cmd/${ctx.params.channel}`, Buffer.from(ctx.params.payloadBase64, 'base64'), { qos: ctx.params.qos });
+          const { device, channel, contentType, responseChannel } = ctx.params;
+          const properties = contentType || responseChannel ? { ...(contentType ? { contentType } : {}), ...(responseChannel ? { responseTopic: `fogedge/devices/${device}/${responseChannel}` } : {}) } : undefined;
+          await publish(`fogedge/devices/${device}/cmd/${channel}`, Buffer.from(ctx.params.payloadBase64, 'base64'), { qos: ctx.params.qos, properties });
           return { ok: true };
         },
       }),
@@ -305,24 +328,24 @@ export function mqttService(config: Config): ServiceSchema {
       // A device denied or removed is cut off at once.
       'device.updated'(ctx: { params: { id: string; state: string } }) {
         if (ctx.params.state === 'allowed') return;
-        for (const c of clientsOf((i) => i.kind === 'device' && i.id === ctx.params.id)) c.close();
+        cutOff((i) => i.kind === 'device' && i.id === ctx.params.id, `device ${ctx.params.state}`);
       },
       'device.removed'(ctx: { params: { id: string } }) {
-        for (const c of clientsOf((i) => i.kind === 'device' && i.id === ctx.params.id)) c.close();
+        cutOff((i) => i.kind === 'device' && i.id === ctx.params.id, 'device removed');
       },
       // A user deleted, changed (role) or with a new password, or a token revoked: its
       // connections end at once, and sign in again (or not) under the new rules.
       'account.deleted'(ctx: { params: { username: string } }) {
-        for (const c of clientsOf((i) => i.kind === 'user' && i.username === ctx.params.username)) c.close();
+        cutOff((i) => i.kind === 'user' && i.username === ctx.params.username, 'user deleted');
       },
       'account.updated'(ctx: { params: { username: string } }) {
-        for (const c of clientsOf((i) => i.kind === 'user' && i.username === ctx.params.username)) c.close();
+        cutOff((i) => i.kind === 'user' && i.username === ctx.params.username, 'user changed');
       },
       'account.password.changed'(ctx: { params: { username: string } }) {
-        for (const c of clientsOf((i) => i.kind === 'user' && i.username === ctx.params.username)) c.close();
+        cutOff((i) => i.kind === 'user' && i.username === ctx.params.username, 'password changed');
       },
       'account.credential.revoked'(ctx: { params: { credentialId: string } }) {
-        for (const c of clientsOf((i) => i.kind === 'user' && i.credentialId === ctx.params.credentialId)) c.close();
+        cutOff((i) => i.kind === 'user' && i.credentialId === ctx.params.credentialId, 'token revoked');
       },
       // Switch states follow the camera's settings, wherever they were changed.
       'camera.added'(ctx: { params: { id: string } }) {
@@ -469,6 +492,8 @@ export function mqttService(config: Config): ServiceSchema {
         },
         // The box's own snapshot JPEGs: republished with the next event, never worth the flash.
         volatileRetained: (topic) => SNAPSHOT_TOPIC.test(topic),
+        isConnected: (clientId) => clientId in connected(),
+        onSessionExpired: (clientId) => this.logger.info(`MQTT session "${clientId}" expired (its Session Expiry Interval passed while the box was restarting)`),
         onDrop: (clientId, topic) => this.logger.warn(`MQTT queue of offline client "${clientId}" is full (mqtt.maxQueuedPerClient ${options.maxQueuedPerClient}): its oldest message, to "${topic}", was dropped`),
       });
       aedes = await Aedes.createBroker({
@@ -476,6 +501,11 @@ export function mqttService(config: Config): ServiceSchema {
         drainTimeout: options.drainTimeoutMs,
         maxClientsIdLength: 128,
         connectTimeout: 10_000,
+        // MQTT 5: what the broker offers and bounds, said in each CONNACK.
+        topicAliasMaximum: options.topicAliasMaximum,
+        maximumPacketSize: options.maxPayloadBytes + PACKET_OVERHEAD_BYTES,
+        sessionExpiryIntervalLimit: options.sessionExpiryLimitSeconds,
+        pendingSessionsLimit: options.maxPendingSessions,
         // Wills left on disk by a crash go out at aedes' sweep, every 4 heartbeats.
         heartbeatInterval: (options.willGraceSeconds * 1000) / 4,
       });
@@ -483,6 +513,12 @@ export function mqttService(config: Config): ServiceSchema {
       aedes.on('unsubscribe', (topics, client) => {
         for (const topic of topics) grantedTopics.get(client)?.delete(topic);
       });
+      // An MQTT 5 session kept after its client left ends at its expiry, across restarts too.
+      aedes.on('clientDisconnect', (client) => {
+        const interval = client.version === 5 && !client.clean ? client.sessionExpiryInterval : 0;
+        if (interval > 0 && interval < 0xffffffff) void persistence?.setSessionExpiry(client.id, Date.now() + interval * 1000).catch(() => undefined);
+      });
+      aedes.on('clientReady', (client) => void persistence?.setSessionExpiry(client.id, null).catch(() => undefined));
       aedes.on('clientError', (client, err) => this.logger.debug(`MQTT client ${client?.id}: ${err.message}`));
       // aedes emits its own failures (a will sweep that failed) on itself: unheard, one would end the box.
       (aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => this.logger.warn(`MQTT broker: ${err.message}`));
@@ -518,7 +554,8 @@ export function mqttService(config: Config): ServiceSchema {
           const who = identities.get(client);
           const m = AGENT_CHANNEL.exec(packet.topic);
           if (m && who?.kind === 'device' && who.id === m[1]) {
-            const replyTo = m[3] ? decodeURIComponent(m[3]) : undefined;
+            // Where it wants answers: /reply-to= on 3.1.1 (R-MQTT.24), the Response Topic on 5.
+            const replyTo = m[3] ? decodeURIComponent(m[3]) : packet.properties?.responseTopic;
             void this.broker.broadcast('agent.message', { device: m[1], channel: m[2], payloadBase64: packet.payload.toString('base64'), ...(replyTo ? { replyTo } : {}) });
           }
           return;

@@ -20,7 +20,7 @@ import { action } from '../../lib/actions.ts';
 import { BadRequestError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
 import { underAllowedSource } from '../../lib/allowed-source.ts';
 import { Store, type Collection } from '../../lib/store.ts';
-import { decodeRecord, encodeRecord, errorOf, request, UspError, type Msg } from '../../lib/usp/codec.ts';
+import { decodeRecord, encodeRecord, errorOf, request, USP_CONTENT_TYPE, UspError, type Msg } from '../../lib/usp/codec.ts';
 import { DeviceId } from '../devices/devices.service.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 import { CameraMotion } from './camera-motion.ts';
@@ -133,8 +133,16 @@ export function uspService(config: Config): ServiceSchema {
       waiters.add(w);
     });
 
+  // To an MQTT 5 agent a record says what it is and where the controller is answered (R-MQTT:
+  // Content Type usp.msg, Response Topic); a 3.1.1 agent has the controller's topic configured.
   const send = (broker: ServiceBroker, e: Endpoint, msg: Msg) =>
-    broker.call('mqtt.sendToDevice', { device: e.device, channel: e.replyChannel ?? 'usp', payloadBase64: Buffer.from(encodeRecord(self, e.endpointId, { msg })).toString('base64') });
+    broker.call('mqtt.sendToDevice', {
+      device: e.device,
+      channel: e.replyChannel ?? 'usp',
+      payloadBase64: Buffer.from(encodeRecord(self, e.endpointId, { msg })).toString('base64'),
+      contentType: USP_CONTENT_TYPE,
+      responseChannel: 'usp',
+    });
 
   /**
    * The channel of a topic an agent gave to be answered on (MQTTConnect's subscribed_topic, or a
