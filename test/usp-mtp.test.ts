@@ -12,6 +12,7 @@ import { FirmwareSlots } from '../camera-agent/firmware-slots.ts';
 import { UspAgent } from '../camera-agent/usp/agent.ts';
 import { deviceModel } from '../camera-agent/usp/device-model.ts';
 import { controllerId } from '../services/usp/usp.service.ts';
+import { CameraAgent } from '../camera-agent/camera-agent.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 
@@ -141,6 +142,32 @@ test('TR-369 MQTT MTP on 3.1.1: an agent that listens on its own topic and sends
   await new Promise((r) => setTimeout(r, 500));
   const sly = (await endpoints()).find((x) => x.endpointId === 'proto::sly-6');
   assert.ok(!sly || !sly.softwareVersion, 'the controller sent nothing to the topic of cam-1 for it');
+});
+
+test('the camera agent on MQTT 5 sends and is sent records with Content Type usp.msg and a Response Topic; on 3.1.1 it sends with /reply-to=; the controller reads both', async () => {
+  // Watched as an admin's MQTT 5 client sees them on the wire.
+  const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, username: 'admin', password: admin, reconnectPeriod: 0 });
+  closers.push(() => watcher.endAsync(true));
+  const seen: Array<{ topic: string; properties?: Record<string, unknown> }> = [];
+  watcher.on('message', (topic, _payload, packet) => seen.push({ topic, properties: packet.properties as Record<string, unknown> }));
+  await watcher.subscribeAsync(['fogedge/devices/cam-7/#', 'fogedge/devices/cam-8/#'], { qos: 1 });
+  for (const [id, mqttVersion] of [['cam-7', 5], ['cam-8', 4]] as const) {
+    const dataDir = await tempDir('fogedge-usp-mtp-agent-');
+    const agent = await CameraAgent.start({
+      id, secret: await addDevice(id), mqttUrl: `mqtt://127.0.0.1:${port}`, mqttVersion, dataDir, hasStreamKey: () => true,
+      vendorKey: generateKeyPairSync('ed25519').publicKey, info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: `SN-${id}` }, factoryVersion: '1.0.0', agentVersion: '0.1.0',
+      slotBytes: 1 << 20, trialSeconds: 60, healthy: () => true, reboot: () => undefined,
+    });
+    closers.push(() => agent.stop(), () => rm(dataDir, { recursive: true, force: true }));
+  }
+  for (const id of ['cam-7', 'cam-8']) await waitUntil(`${id} read over USP`, async () => (await endpoints()).find((x) => x.device === id && x.softwareVersion), 10_000);
+
+  const fromAgent = seen.find((m) => m.topic === 'fogedge/devices/cam-7/usp');
+  assert.equal([fromAgent?.properties?.['contentType'], fromAgent?.properties?.['responseTopic']], ['usp.msg', 'fogedge/devices/cam-7/cmd/usp']);
+  const toAgent = seen.find((m) => m.topic === 'fogedge/devices/cam-7/cmd/usp');
+  assert.equal([toAgent?.properties?.['contentType'], toAgent?.properties?.['responseTopic']], ['usp.msg', 'fogedge/devices/cam-7/usp']);
+  const reply311 = seen.filter((m) => m.topic.startsWith('fogedge/devices/cam-8/usp'));
+  assert.ok(reply311.length > 0 && reply311.every((m) => m.topic === 'fogedge/devices/cam-8/usp/reply-to=fogedge%2Fdevices%2Fcam-8%2Fcmd%2Fusp'), reply311.map((m) => m.topic).join(', '));
 });
 
 test.run();

@@ -23,6 +23,7 @@ import type { Caller } from '../../lib/actions.ts';
 import { LevelPersistence } from './level-persistence.ts';
 import { coalesceWrites } from './coalesce-writes.ts';
 import { limitPacketSize, PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
+import { answerUnsupportedVersion } from './unsupported-version.ts';
 import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
 import type { Notifications } from '../accounts/accounts.schemas.ts';
@@ -461,6 +462,7 @@ export function mqttService(config: Config): ServiceSchema {
         coalesceWrites(stream);
         const client = aedes.handle(stream);
         client.once('connected' as never, settle);
+        answerUnsupportedVersion(client, stream);
         const limit = () => (identities.has(client) ? maxPayloadBytes + PACKET_OVERHEAD_BYTES : maxConnectBytes);
         limitPacketSize(client, stream, limit, (bytes, max) => {
           const socket = stream as Partial<net.Socket>;

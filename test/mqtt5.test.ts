@@ -1,0 +1,270 @@
+// MQTT 5 at the box's broker, as third-party clients use it: Debian's mosquitto_sub/_pub with
+// -V mqttv5 beside -V mqttv311, mqtt.js as a v5 client, raw packets for what clients will not
+// send. The same sign-in and access rules as 3.1.1, with v5's reason codes, properties,
+// session and message expiry, topic aliases and server-sent DISCONNECT.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile, spawn } from 'node:child_process';
+import net from 'node:net';
+import { promisify } from 'node:util';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
+import { freePort, waitUntil } from './helpers/processes.ts';
+import { PACKET_OVERHEAD_BYTES } from '../services/mqtt/packet-limit.ts';
+
+const run = promisify(execFile);
+let box: TestBox;
+let admin: string;
+let port: number;
+let tlsPort: number;
+let dataDir: string;
+const secrets: Record<string, string> = {};
+const clients: MqttClient[] = [];
+
+const v5 = async (username: string, password: string, options: IClientOptions = {}) => {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, username, password, reconnectPeriod: 0, connectTimeout: 5000, ...options });
+  clients.push(client);
+  return client;
+};
+/** A v5 client not connected yet: listeners go on before its CONNACK and first messages. */
+const v5Later = (username: string, password: string, options: IClientOptions = {}) => {
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, username, password, reconnectPeriod: 0, connectTimeout: 5000, manualConnect: true, ...options });
+  clients.push(client);
+  return client;
+};
+type Received = { topic: string; payload: string; properties?: Record<string, any> };
+const received = (client: MqttClient) => {
+  const got: Received[] = [];
+  client.on('message', (topic, payload, packet) => got.push({ topic, payload: payload.toString(), properties: packet.properties }));
+  return got;
+};
+/** The reason code of each filter in the SUBACK (mqtt.js calls refusals errors; the packet says which). */
+const suback = (client: MqttClient, topics: string[]) =>
+  new Promise<number[]>((resolve) => {
+    const onPacket = (packet: { cmd: string; granted?: Array<number | { qos: number }> }) => {
+      if (packet.cmd !== 'suback') return;
+      client.off('packetreceive', onPacket as never);
+      resolve((packet.granted ?? []).map((g) => (typeof g === 'number' ? g : g.qos)));
+    };
+    client.on('packetreceive', onPacket as never);
+    client.subscribe(topics, { qos: 1 }, () => undefined);
+  });
+const mosquitto = (tool: 'mosquitto_sub' | 'mosquitto_pub', args: string[]) =>
+  run(tool, ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 15_000 }).then(
+    (r) => ({ code: 0, out: r.stdout + r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+  );
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function startBox() {
+  box = await testBox({ dataDir, mqtt: { host: '127.0.0.1', port, tlsPort, drainTimeoutMs: 3000, sessionExpiryLimitSeconds: 600 } });
+}
+
+test.before(async () => {
+  [port, tlsPort] = [await freePort(), await freePort()];
+  dataDir = (await import('./helpers/box.ts').then((m) => m.tempDir()));
+  await startBox();
+  admin = await withAdmin(box);
+  for (const id of ['sensor-1', 'sensor-2']) {
+    const add = await box.request('POST', '/api/v1/devices', { auth: admin, body: { id, name: id } });
+    assert.is(add.status, 201, add.text);
+    secrets[id] = add.json.secret;
+  }
+});
+test.after(async () => {
+  for (const c of clients) c.end(true);
+  await box.stop();
+});
+
+test('mosquitto_pub -V mqttv5 with user properties reaches a mosquitto_sub -V mqttv5 and a -V mqttv311 subscriber; a wrong secret is refused with a v5 reason', async () => {
+  const topic = 'fogedge/devices/sensor-1/temperature';
+  const subscribers = ['mqttv5', 'mqttv311'].map((version) =>
+    spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-V', version, '-u', 'admin', '-P', admin, '-t', topic, '-C', '1', '-F', version === 'mqttv5' ? '%t %p %P' : '%t %p', '-W', '10']),
+  );
+  const outputs = subscribers.map((p) => {
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    return new Promise<string>((r) => p.once('exit', () => r(out.trim())));
+  });
+  // Published until both have it: a subscriber that is not subscribed yet misses a non-retained message.
+  let done = false;
+  void Promise.all(outputs).then(() => (done = true));
+  for (let i = 0; i < 40 && !done; i++) {
+    const pub = await mosquitto('mosquitto_pub', ['-V', 'mqttv5', '-u', 'sensor-1', '-P', secrets['sensor-1']!, '-t', topic, '-m', '21.5', '-q', '1', '-D', 'publish', 'user-property', 'unit', 'celsius']);
+    assert.is(pub.code, 0, pub.out);
+    await sleep(250);
+  }
+  const [five, three] = await Promise.all(outputs);
+  assert.is(five, `${topic} 21.5 unit:celsius`, 'the v5 subscriber gets the user property');
+  assert.is(three, `${topic} 21.5`, 'the 3.1.1 subscriber gets the message without properties');
+
+  const refused = await mosquitto('mosquitto_sub', ['-V', 'mqttv5', '-u', 'sensor-1', '-P', 'wrong-secret-000000', '-t', 'x', '-C', '1']);
+  assert.ok(refused.code !== 0);
+  assert.match(refused.out, /not authori[sz]ed/i);
+});
+
+test('v5 reason codes: a forbidden filter gets SUBACK 0x87 (and nothing of it arrives), a forbidden QoS 1 publish PUBACK 0x87 and goes nowhere', async () => {
+  const app = await v5('admin', admin);
+  const seen = received(app);
+  await app.subscribeAsync('fogedge/devices/#', { qos: 1 });
+  const device = await v5('sensor-1', secrets['sensor-1']!);
+  const got = received(device);
+  assert.equal(await suback(device, ['fogedge/devices/sensor-1/cmd/#', 'fogedge/devices/sensor-2/#', 'fogedge/events/#']), [1, 0x87, 0x87]);
+  const acks: number[] = [];
+  device.on('packetreceive', (p: { cmd: string; reasonCode?: number }) => p.cmd === 'puback' && acks.push(p.reasonCode ?? 0));
+  await device.publishAsync('fogedge/devices/sensor-2/cmd/unlock', 'now', { qos: 1 }).catch(() => undefined);
+  await device.publishAsync('fogedge/devices/sensor-1/ok', 'yes', { qos: 1 });
+  assert.equal(acks, [0x87, 0], 'refused, then accepted: the v5 connection stays up');
+  const other = await v5('sensor-2', secrets['sensor-2']!);
+  await other.publishAsync('fogedge/devices/sensor-2/secret', 'private', { qos: 1 });
+  await waitUntil('the allowed message', () => seen.some((m) => m.topic === 'fogedge/devices/sensor-1/ok'), 5000);
+  assert.not.ok(seen.some((m) => m.topic === 'fogedge/devices/sensor-2/cmd/unlock'), 'the refused publish went nowhere');
+  assert.not.ok(got.some((m) => m.topic.startsWith('fogedge/devices/sensor-2/')), 'the refused filter delivers nothing');
+  device.end(true);
+  other.end(true);
+  app.end(true);
+});
+
+test('request/response: Response Topic, Correlation Data, Content Type and user properties reach the responder as sent', async () => {
+  const app = await v5('admin', admin);
+  const seen = received(app);
+  await app.subscribeAsync('fogedge/devices/sensor-1/#', { qos: 1 });
+  const device = await v5('sensor-1', secrets['sensor-1']!);
+  const correlation = Buffer.from([0, 1, 2, 250, 255]);
+  await device.publishAsync('fogedge/devices/sensor-1/request', '{"q":1}', {
+    qos: 1,
+    properties: { responseTopic: 'fogedge/devices/sensor-1/cmd/answer', correlationData: correlation, contentType: 'application/json', payloadFormatIndicator: true, userProperties: { trace: 'abc' } },
+  });
+  await waitUntil('the request', () => seen.some((m) => m.topic === 'fogedge/devices/sensor-1/request'), 5000);
+  const p = seen.find((m) => m.topic === 'fogedge/devices/sensor-1/request')!.properties!;
+  assert.is(p['responseTopic'], 'fogedge/devices/sensor-1/cmd/answer');
+  assert.ok(Buffer.from(p['correlationData']).equals(correlation), 'correlation data byte for byte');
+  assert.is(p['contentType'], 'application/json');
+  assert.is(p['userProperties']?.trace, 'abc');
+  device.end(true);
+  app.end(true);
+});
+
+test('topic aliases: a v5 publisher may send a topic once and then its alias; an alias cannot carry a publish past the access rules', async () => {
+  const app = await v5('admin', admin);
+  const seen = received(app);
+  await app.subscribeAsync('fogedge/devices/#', { qos: 1 });
+  const device = await v5('sensor-1', secrets['sensor-1']!);
+  assert.ok((device as unknown as { topicAliasSend?: unknown }) !== undefined);
+  await device.publishAsync('fogedge/devices/sensor-1/level', 'one', { qos: 1, properties: { topicAlias: 1 } });
+  await device.publishAsync('', 'two', { qos: 1, properties: { topicAlias: 1 } });
+  const acks: number[] = [];
+  device.on('packetreceive', (p: { cmd: string; reasonCode?: number }) => p.cmd === 'puback' && acks.push(p.reasonCode ?? 0));
+  await device.publishAsync('fogedge/devices/sensor-2/level', 'forged', { qos: 1, properties: { topicAlias: 2 } }).catch(() => undefined);
+  await device.publishAsync('', 'forged-again', { qos: 1, properties: { topicAlias: 2 } }).catch(() => undefined);
+  await waitUntil('both by alias', () => seen.filter((m) => m.topic === 'fogedge/devices/sensor-1/level').length === 2, 5000);
+  assert.equal(seen.filter((m) => m.topic === 'fogedge/devices/sensor-1/level').map((m) => m.payload), ['one', 'two']);
+  await sleep(200);
+  assert.not.ok(seen.some((m) => m.topic.startsWith('fogedge/devices/sensor-2/')), 'nothing forged arrived');
+  assert.ok(acks.length === 0 || acks.every((code) => code === 0x87) || device.disconnected, 'each forged publish refused');
+  device.end(true);
+  app.end(true);
+});
+
+test('message expiry: a queued message whose interval passed is not delivered; one within it arrives with what is left of its interval', async () => {
+  const app = await v5('admin', admin, { clientId: 'phone-expiry', clean: false, properties: { sessionExpiryInterval: 300 } });
+  await app.subscribeAsync('fogedge/devices/sensor-1/#', { qos: 1 });
+  await app.endAsync();
+  const device = await v5('sensor-1', secrets['sensor-1']!);
+  await device.publishAsync('fogedge/devices/sensor-1/short', 'gone', { qos: 1, properties: { messageExpiryInterval: 1 } });
+  await device.publishAsync('fogedge/devices/sensor-1/long', 'kept', { qos: 1, properties: { messageExpiryInterval: 100 } });
+  device.end(true);
+  await sleep(2200);
+  const back = v5Later('admin', admin, { clientId: 'phone-expiry', clean: false, properties: { sessionExpiryInterval: 300 } });
+  const got = received(back);
+  back.connect();
+  await waitUntil('the kept message', () => got.some((m) => m.topic === 'fogedge/devices/sensor-1/long'), 5000);
+  await sleep(300);
+  assert.not.ok(got.some((m) => m.topic === 'fogedge/devices/sensor-1/short'), 'the expired message was not delivered');
+  const left = got.find((m) => m.topic === 'fogedge/devices/sensor-1/long')!.properties?.['messageExpiryInterval'];
+  assert.ok(left <= 98 && left > 0, `what is left of the interval is sent on (${left})`);
+  back.end(true);
+});
+
+test('session expiry: a session is kept for its interval and gone after it, also when the box restarts in between', async () => {
+  // Kept: back within the interval, the session is present and its queued message arrives.
+  const connectPhone = async (clientId: string, interval: number) => {
+    const phone = v5Later('admin', admin, { clientId, clean: false, properties: { sessionExpiryInterval: interval } });
+    const got = received(phone);
+    const connack = new Promise<{ sessionPresent: boolean }>((r) => phone.once('connect', (p) => r(p as never)));
+    phone.connect();
+    return { phone, got, sessionPresent: (await connack).sessionPresent };
+  };
+  const first = await connectPhone('phone-kept', 60);
+  await first.phone.subscribeAsync('fogedge/devices/sensor-2/#', { qos: 1 });
+  const second = await connectPhone('phone-short', 2);
+  await second.phone.subscribeAsync('fogedge/devices/sensor-2/#', { qos: 1 });
+  await first.phone.endAsync();
+  await second.phone.endAsync();
+  const device = await v5('sensor-2', secrets['sensor-2']!);
+  await device.publishAsync('fogedge/devices/sensor-2/door', 'open', { qos: 1 });
+  device.end(true);
+
+  // The box restarts while both sessions are away; phone-short's 2 s pass meanwhile.
+  await box.stop({ keepData: true });
+  await startBox();
+  await sleep(2500);
+  const kept = await connectPhone('phone-kept', 60);
+  assert.ok(kept.sessionPresent, 'within its interval: the session is there');
+  await waitUntil('the queued message', () => kept.got.some((m) => m.topic === 'fogedge/devices/sensor-2/door'), 5000);
+  const expired = await connectPhone('phone-short', 2);
+  assert.not.ok(expired.sessionPresent, 'past its interval: no session, though the box restarted in between');
+  await sleep(300);
+  assert.equal(expired.got, [], 'and nothing of it is delivered');
+  kept.phone.end(true);
+  expired.phone.end(true);
+});
+
+test('server-sent DISCONNECT: a revoked token ends the v5 connection with reason 0x98 (administrative action) and says why', async () => {
+  const made = await box.request('POST', '/api/v1/tokens', { auth: admin, body: { name: 'home-assistant-v5' } });
+  assert.is(made.status, 201, made.text);
+  const ha = await v5('admin', made.json.token);
+  const disconnect = new Promise<{ reasonCode: number; properties?: { reasonString?: string } }>((r) => ha.once('disconnect', (p) => r(p as never)));
+  assert.is((await box.request('DELETE', `/api/v1/tokens/${made.json.info.id}`, { auth: admin })).status, 200);
+  const packet = await Promise.race([disconnect, sleep(3000).then(() => undefined)]);
+  assert.ok(packet, 'a DISCONNECT came within 3 s');
+  assert.is(packet!.reasonCode, 0x98);
+  assert.is(packet!.properties?.reasonString, 'token revoked');
+});
+
+test('CONNACK: a v5 client is told what the broker offers; an unknown protocol level gets 0x01 [MQTT-3.1.2-2]', async () => {
+  const client = v5Later('sensor-1', secrets['sensor-1']!);
+  const connack = new Promise<{ properties?: Record<string, unknown> }>((r) => client.once('connect', (p) => r(p as never)));
+  client.connect();
+  const p = (await connack).properties ?? {};
+  assert.is(p['topicAliasMaximum'], 64);
+  assert.is(p['maximumPacketSize'], 1024 * 1024 + PACKET_OVERHEAD_BYTES, 'mqtt.maxPayloadBytes and room for a topic');
+  client.end(true);
+
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await new Promise((r) => socket.once('connect', r));
+  const answer = new Promise<Buffer>((r) => socket.once('data', r));
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'level-6', keepalive: 30 } as never);
+  connect[8] = 6; // the protocol level byte: 6 is no MQTT version
+  socket.write(connect);
+  const bytes = [...(await Promise.race([answer, sleep(3000).then(() => Buffer.alloc(0))]))];
+  socket.destroy();
+  assert.equal(bytes, [0x20, 0x02, 0x00, 0x01]);
+});
+
+test('MQTT 5 over TLS and over the gateway\'s WebSocket, with the same sign-in and rules', async () => {
+  const tls = await run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(tlsPort), '--cafile', `${box.dataDir}/tls/mqtt.crt`, '-V', 'mqttv5', '-u', 'admin', '-P', admin, '-t', 'fogedge/status', '-C', '1', '-W', '10'], { timeout: 15_000 });
+  assert.is(tls.stdout.trim(), 'online');
+  const httpPort = box.broker.getLocalService('api')!.settings['port'];
+  const web = await mqtt.connectAsync(`ws://127.0.0.1:${httpPort}/mqtt`, { protocolVersion: 5, username: 'sensor-1', password: secrets['sensor-1'], reconnectPeriod: 0, connectTimeout: 5000 });
+  clients.push(web);
+  assert.equal(await suback(web, ['fogedge/status', 'fogedge/devices/sensor-2/#']), [1, 0x87]);
+  const got = received(web);
+  await waitUntil('the retained status over WebSocket', () => got.some((m) => m.topic === 'fogedge/status' && m.payload === 'online'), 5000);
+  web.end(true);
+});
+
+test.run();
