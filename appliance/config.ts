@@ -134,6 +134,12 @@ export const ConfigSchema = z.strictObject({
       maxSubscriptionsPerClient: z.number().int().min(1).max(100_000).default(500),
       /** Home Assistant MQTT discovery topics' prefix; null: no discovery. */
       discoveryPrefix: z.string().regex(/^[\w-]+$/, 'one topic level').nullable().default('homeassistant'),
+      /**
+       * Bytes the broker holds for one client that reads slower than messages come; past it
+       * (or mqtt.drainTimeoutMs without reading) the client is disconnected. Nobody else waits
+       * for a slow reader. At least twice mqtt.maxPayloadBytes is used.
+       */
+      maxClientBufferBytes: z.number().int().min(64 * 1024).max(1024 ** 3).default(8 * 1024 * 1024),
       /** A client that does not read its messages for this long is disconnected, ms. */
       drainTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
       /**

@@ -58,7 +58,8 @@ const mosquitto = (tool: 'mosquitto_sub' | 'mosquitto_pub', args: string[]) =>
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startBox() {
-  box = await testBox({ dataDir, mqtt: { host: '127.0.0.1', port, tlsPort, drainTimeoutMs: 3000, sessionExpiryLimitSeconds: 600 } });
+  // A long drain timeout: a publisher held up by a slow reader would wait that long.
+  box = await testBox({ dataDir, mqtt: { host: '127.0.0.1', port, tlsPort, drainTimeoutMs: 60_000, maxClientBufferBytes: 48 * 1024 * 1024, sessionExpiryLimitSeconds: 600 } });
 }
 
 test.before(async () => {
@@ -265,6 +266,42 @@ test('MQTT 5 over TLS and over the gateway\'s WebSocket, with the same sign-in a
   const got = received(web);
   await waitUntil('the retained status over WebSocket', () => got.some((m) => m.topic === 'fogedge/status' && m.payload === 'online'), 5000);
   web.end(true);
+});
+
+test('a subscriber that stops reading holds up nobody: the QoS 1 publisher gets every PUBACK, others every message, and the slow reader, reading again, gets them all', async () => {
+  // A raw 3.1.1 socket that subscribes and then stops reading: the broker's writes to it back up.
+  const slow = net.connect(port, '127.0.0.1');
+  await new Promise<void>((r) => slow.once('connect', () => r()));
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  const slowGot: string[] = [];
+  parser.on('packet', (p: { cmd: string; topic?: string }) => slowGot.push(p.cmd === 'publish' ? p.topic! : p.cmd));
+  slow.on('data', (d) => parser.parse(d));
+  slow.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'slow-reader-5', keepalive: 0, username: 'admin', password: Buffer.from(admin) } as never));
+  slow.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fogedge/devices/sensor-1/bulk', qos: 0 }] } as never));
+  await waitUntil('CONNACK and SUBACK', () => slowGot.length >= 2, 5000);
+  slow.pause();
+  const app = await v5('admin', admin);
+  let appGot = 0;
+  app.on('message', () => appGot++);
+  await app.subscribeAsync('fogedge/devices/sensor-1/bulk', { qos: 1 });
+  const device = await v5('sensor-1', secrets['sensor-1']!);
+  // 24 MiB: more than loopback's socket buffers take, so the slow reader's writes back up.
+  const chunk = Buffer.alloc(256 * 1024, 7);
+  const count = 96;
+  let acked = 0;
+  const published = (async () => {
+    for (let i = 0; i < count; i++) await device.publishAsync('fogedge/devices/sensor-1/bulk', chunk, { qos: 1 }).then(() => acked++);
+  })();
+  published.catch(() => undefined); // awaited below; a failure here is the test's, not a crash
+  // Held up by the slow reader, the publisher would wait mqtt.drainTimeoutMs (60 s) for it.
+  await waitUntil('every PUBACK', () => acked === count, 20_000);
+  await published;
+  await waitUntil('every message at the reading subscriber', () => appGot === count, 20_000);
+  slow.resume();
+  await waitUntil('the slow reader, reading again, gets every message', () => slowGot.filter((t) => t === 'fogedge/devices/sensor-1/bulk').length === count, 20_000);
+  slow.destroy();
+  device.end(true);
+  app.end(true);
 });
 
 test.run();

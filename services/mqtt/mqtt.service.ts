@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
+import { Aedes, type AedesOptions, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import pLimit from 'p-limit';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -501,6 +501,8 @@ export function mqttService(config: Config): ServiceSchema {
       aedes = await Aedes.createBroker({
         persistence: persistence as never,
         drainTimeout: options.drainTimeoutMs,
+        // A slow reader holds up nobody (the aedes patch in patches/): its writes are buffered up to this.
+        maxClientBufferBytes: Math.max(options.maxClientBufferBytes, 2 * (options.maxPayloadBytes + PACKET_OVERHEAD_BYTES)),
         maxClientsIdLength: 128,
         connectTimeout: 10_000,
         // MQTT 5: what the broker offers and bounds, said in each CONNACK.
@@ -510,7 +512,7 @@ export function mqttService(config: Config): ServiceSchema {
         pendingSessionsLimit: options.maxPendingSessions,
         // Wills left on disk by a crash go out at aedes' sweep, every 4 heartbeats.
         heartbeatInterval: (options.willGraceSeconds * 1000) / 4,
-      });
+      } as AedesOptions & { maxClientBufferBytes: number });
       setup(this.broker, this.logger);
       aedes.on('unsubscribe', (topics, client) => {
         for (const topic of topics) grantedTopics.get(client)?.delete(topic);
