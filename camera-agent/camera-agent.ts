@@ -92,9 +92,9 @@ export class CameraAgent {
       agentVersion: o.agentVersion,
       slots,
       trialSeconds: o.trialSeconds,
-      requests: () => self?.usp.requestObjects() ?? [],
+      agentObjects: () => self?.usp.agentObjects() ?? [],
       transferComplete: (params) => self?.usp.event('Device.LocalAgent.', 'TransferComplete!', params, self.controllerId),
-      restart: () => o.reboot('Activate()'),
+      restart: (why) => o.reboot(why),
     });
     const usp = new UspAgent(endpointId, model, (_to, bytes) => self?.sendRecord(bytes), log);
     self = new CameraAgent(o, slots, usp);

@@ -127,6 +127,11 @@ export class FirmwareSlots {
     return this.boot_;
   }
 
+  /** Device.Reboot() from a controller: the next Boot! says RemoteReboot with its command key. */
+  async noteRemoteReboot(commandKey: string): Promise<void> {
+    await this.saveBoot({ ...this.boot_, lastBoot: { cause: 'RemoteReboot', firmwareUpdated: false, rolledBack: false, commandKey } });
+  }
+
   /** The slot on trial is healthy: it stays. */
   async confirm(): Promise<boolean> {
     if (!this.boot_.trying) return false;

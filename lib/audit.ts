@@ -7,5 +7,5 @@ export const AUDITED_EVENTS = [
   'event.removed', 'sync.policy.changed', 'sync.target.changed',
   'admp.command.handled', 'admp.config.applied', 'admp.config.rejected', 'admp.provisioning.changed', 'system.services.restarted',
   'box.update.started', 'box.update.finished',
-  'usp.campaign.started', 'usp.campaign.finished',
+  'usp.campaign.started', 'usp.campaign.finished', 'usp.request.done', 'usp.endpoint.booted',
 ] as const;

@@ -15,6 +15,8 @@ import { freePort, waitUntil } from './helpers/processes.ts';
 import { connectOutcome } from './helpers/mqtt.ts';
 import { withinHours } from '../lib/hours.ts';
 import { coalesceWrites } from '../services/mqtt/coalesce-writes.ts';
+import { mayRead, mayReceive, type Identity } from '../services/mqtt/mqtt.service.ts';
+import { ROLES } from '../lib/permissions.ts';
 
 const run = promisify(execFile);
 let box: TestBox;
@@ -479,6 +481,23 @@ test('notification hours: a window past midnight wraps', () => {
   assert.ok(withinHours(12 * 60, '08:00', '18:00'));
   assert.not.ok(withinHours(18 * 60, '08:00', '18:00'));
   assert.ok(withinHours(3, undefined, undefined));
+});
+
+test('the read check at delivery (compiled once per client) gives the same answer as the full check for every identity and topic', () => {
+  const identities: Identity[] = [
+    { kind: 'device', id: 'cam-1', grants: [], prefix: 'fogedge/devices/cam-1/' },
+    { kind: 'device', id: 'hub', grants: ['fogedge/devices/+/motion', 'fogedge/events/#', 'site/a.b/+/x'], prefix: 'fogedge/devices/hub/' },
+    ...ROLES.map((role) => ({ kind: 'user' as const, username: 'bob', role })),
+  ];
+  const topics = [
+    'fogedge/status', 'fogedge/status/x', 'fogedge', 'fogedge/devices', 'fogedge/devices/cam-1/cmd', 'fogedge/devices/cam-1/cmd/usp', 'fogedge/devices/cam-1/cmdx',
+    'fogedge/devices/cam-2/cmd/usp', 'fogedge/devices/cam-2/motion', 'fogedge/devices/cam-2/motion/x', 'fogedge/devices//motion', 'fogedge/events', 'fogedge/events/gate/new',
+    'fogedge/cameras/gate/person/snapshot', 'homeassistant', 'homeassistant/sensor/x/config', 'fogedge/users/bob', 'fogedge/users/bob/notifications',
+    'fogedge/users/bobby/notifications', 'site/a.b/1/x', 'site/aXb/1/x', '$SYS/broker/uptime', '',
+  ];
+  for (const who of identities) for (const topic of topics) assert.is(mayReceive(who, topic), mayRead(who, topic), `${JSON.stringify(who)} on "${topic}"`);
+  assert.ok(mayReceive(identities[1], 'fogedge/devices/cam-9/motion'), 'a + grant');
+  assert.not.ok(mayReceive(identities[1], 'site/aXb/1/x'), 'a dot in a grant is a dot');
 });
 
 test('[MQTT-3.1.3-8] an empty client id with CleanSession 0 gets CONNACK 0x02 (identifier rejected); with CleanSession 1 the broker names it', async () => {

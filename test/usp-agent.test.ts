@@ -48,7 +48,7 @@ test.before(async () => {
     agentVersion: '0.1.0',
     slots,
     trialSeconds: 120,
-    requests: () => self.requestObjects(),
+    agentObjects: () => self.agentObjects(),
     transferComplete: (params) => self.event('Device.LocalAgent.', 'TransferComplete!', params),
     restart: () => void restarts++,
   });

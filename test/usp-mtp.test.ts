@@ -27,7 +27,7 @@ async function cameraAgent(id: string, secret: string, endpointId = `os::fogcam-
   const slots = await FirmwareSlots.open(dir, { vendorKey: generateKeyPairSync('ed25519').publicKey, model: 'fogcam-1', slotBytes: 1 << 20, factoryVersion: '1.4.0' });
   const client: MqttClient = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: id, username: id, password: secret, reconnectPeriod: 0 });
   let agent: UspAgent;
-  const model = deviceModel({ info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: `SN-${id}` }, endpointId, agentVersion: '0.1.0', slots, trialSeconds: 60, requests: () => agent.requestObjects(), transferComplete: () => {}, restart: () => {} });
+  const model = deviceModel({ info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: `SN-${id}` }, endpointId, agentVersion: '0.1.0', slots, trialSeconds: 60, agentObjects: () => agent.agentObjects(), transferComplete: () => {}, restart: () => {} });
   agent = new UspAgent(endpointId, model, (_to, bytes) => void client.publish(topics.publish, Buffer.from(bytes), { qos: 1 }));
   const heard: string[] = [];
   client.on('message', (t, payload) => (heard.push(t), void agent.receive(payload)));
@@ -168,6 +168,74 @@ test('the camera agent on MQTT 5 sends and is sent records with Content Type usp
   assert.equal([toAgent?.properties?.['contentType'], toAgent?.properties?.['responseTopic']], ['usp.msg', 'fogedge/devices/cam-7/usp']);
   const reply311 = seen.filter((m) => m.topic.startsWith('fogedge/devices/cam-8/usp'));
   assert.ok(reply311.length > 0 && reply311.every((m) => m.topic === 'fogedge/devices/cam-8/usp/reply-to=fogedge%2Fdevices%2Fcam-8%2Fcmd%2Fusp'), reply311.map((m) => m.topic).join(', '));
+});
+
+test('Set, Add, Delete and Operate from the API: the spec\'s messages and answers, each audited; Operate waits for OperationComplete; notifications are kept per endpoint', async () => {
+  const audited: Array<{ request: string; device: string; by: string }> = [];
+  await box.broker.createService({ name: 'audit-watch', events: { 'usp.request.done'(ctx: { params: (typeof audited)[number] }) { audited.push(ctx.params); } } });
+  const api = (path: string, body: object) => box.request('POST', `/api/v1/usp/endpoints/cam-1/${path}`, { auth: admin, body });
+  const sub = 'Device.LocalAgent.Subscription.';
+  const added = await api('add', { objects: [{ path: sub, params: { Enable: 'true', ID: 'boot-watch', NotifType: 'Event', ReferenceList: 'Device.Boot!' } }] });
+  assert.is(added.status, 200, added.text);
+  assert.equal(added.json[0].operStatus.operSuccess.instantiatedPath, `${sub}1.`);
+  assert.equal({ ...added.json[0].operStatus.operSuccess.uniqueKeys }, { ID: 'boot-watch' });
+  const set = await api('set', { objects: [{ path: `${sub}1.`, params: { Enable: 'false' } }] });
+  assert.is(set.status, 200, set.text);
+  const read = await api('get', { paths: [`${sub}1.`] });
+  assert.equal({ ...read.json[0].resolvedPathResults[0].resultParams }, { Enable: 'false', ID: 'boot-watch', NotifType: 'Event', ReferenceList: 'Device.Boot!' });
+
+  // Refusals carry the spec's codes: a duplicate unique key (7025); a table nobody may add to (7019), per object with allowPartial.
+  const dup = await api('add', { objects: [{ path: sub, params: { ID: 'boot-watch' } }] });
+  assert.is(dup.json.error.type, 'USP_ERROR');
+  assert.match(dup.json.error.message, /7025/);
+  const partial = await api('add', { allowPartial: true, objects: [{ path: 'Device.DeviceInfo.', params: {} }, { path: sub, params: { NotifType: 'ValueChange', ReferenceList: 'Device.DeviceInfo.SoftwareVersion' } }] });
+  assert.is(partial.json[0].operStatus.operFailure.errCode, 7019);
+  assert.is(partial.json[1].operStatus.operSuccess.instantiatedPath, `${sub}2.`);
+  const bad = await api('set', { objects: [{ path: `${sub}2.`, params: { NotifType: 'Sometimes' } }] });
+  assert.match(bad.json.error.message, /7012|NotifType/);
+
+  const deleted = await api('delete', { paths: [`${sub}*.`] });
+  assert.is(deleted.status, 200, deleted.text);
+  assert.equal(deleted.json[0].operStatus.operSuccess.affectedPaths, [`${sub}1.`, `${sub}2.`]);
+  const gone = await api('get', { paths: [`${sub}*.`] });
+  assert.equal(gone.json[0].resolvedPathResults ?? [], []);
+  const notDeletable = await api('delete', { paths: ['Device.DeviceInfo.'] });
+  assert.match(notDeletable.json.error.message, /7024/);
+
+  // Operate: Device.Reboot() answers at once; Download() runs as a Request and ends in OperationComplete.
+  const reboot = await api('operate', { command: 'Device.Reboot()' });
+  assert.is(reboot.status, 200, reboot.text);
+  assert.is(reboot.json.state, 'done');
+  const download = await api('operate', { command: 'Device.DeviceInfo.FirmwareImage.2.Download()', args: { URL: 'http://127.0.0.1:9/none.img' }, wait: true, waitSeconds: 20 });
+  assert.is(download.status, 200, download.text);
+  assert.is(download.json.state, 'failed');
+  assert.match(download.json.request, /^Device\.LocalAgent\.Request\.\d+\.$/);
+  assert.ok(download.json.failure.code >= 7000, JSON.stringify(download.json));
+
+  const listed = await box.request('GET', '/api/v1/usp/notifications?device=cam-1', { auth: admin });
+  assert.is(listed.status, 200, listed.text);
+  const completion = listed.json.find((n: { type: string; commandKey?: string }) => n.type === 'operationComplete' && n.commandKey === download.json.commandKey);
+  assert.ok(completion, 'the OperationComplete is kept');
+  assert.is(completion.name, 'Download()');
+  assert.ok(audited.every((a) => a.device === 'cam-1' && a.by === 'admin'), 'who asked, for each');
+  assert.ok(['ADD', 'SET', 'DELETE', 'OPERATE'].every((r) => audited.some((a) => a.request === r)), audited.map((a) => a.request).join(', '));
+});
+
+test('Boot! is kept with its endpoint and in its notifications; an agent whose connection goes is offline at once, and requests to it fail fast', async () => {
+  const agent = await cameraAgent('cam-9', await addDevice('cam-9'));
+  await waitUntil('cam-9 read', async () => (await endpoints()).find((x) => x.device === 'cam-9' && x.softwareVersion), 10_000);
+  agent.agent.event('Device.', 'Boot!', { CommandKey: 'op-1', Cause: 'RemoteReboot', FirmwareUpdated: 'false', ParameterMap: '{"Device.DeviceInfo.SoftwareVersion":"1.4.0"}' }, controllerId(box.config));
+  const all = () => box.request('GET', '/api/v1/usp/endpoints', { auth: admin }).then((r) => r.json as Array<{ device: string; connected?: boolean; lastBoot?: { cause: string; commandKey: string; parameterMap: Record<string, string> } }>);
+  const e = await waitUntil('the Boot! kept', async () => (await all()).find((x) => x.device === 'cam-9' && x.lastBoot));
+  assert.equal([e.lastBoot!.cause, e.lastBoot!.commandKey, e.lastBoot!.parameterMap['Device.DeviceInfo.SoftwareVersion']], ['RemoteReboot', 'op-1', '1.4.0']);
+  const listed = (await box.request('GET', '/api/v1/usp/notifications?device=cam-9', { auth: admin })).json as Array<{ type: string; name: string }>;
+  assert.ok(listed.some((n) => n.type === 'event' && n.name === 'Boot!'));
+
+  await agent.client.endAsync(true);
+  await waitUntil('offline', async () => (await all()).find((x) => x.device === 'cam-9')?.connected === false, 5000);
+  // AGENT_OFFLINE at once, not USP_TIMEOUT after waiting 15 s for an answer that cannot come.
+  const asked = await box.request('POST', '/api/v1/usp/endpoints/cam-9/get', { auth: admin, body: { paths: ['Device.DeviceInfo.'] } });
+  assert.is(asked.json.error.type, 'AGENT_OFFLINE');
 });
 
 test.run();

@@ -1,5 +1,6 @@
 // The USP agent endpoint of a camera: takes Records from its controller, answers Get, Set,
-// Operate and GetSupportedDM from the data model, runs asynchronous commands (Download(),
+// Operate and GetSupportedDM from the data model, Add and Delete on its one table a controller
+// may create in (Device.LocalAgent.Subscription.{i}.), runs asynchronous commands (Download(),
 // Activate()) as Device.LocalAgent.Request.{i} and tells their end with Notify
 // OperationComplete, and sends events (Boot!, TransferComplete!). Transport-free: the MQTT MTP
 // hands it bytes and sends what it returns.
@@ -14,11 +15,29 @@ export interface AgentRequest {
   status: 'Requested' | 'Active' | 'Success' | 'Error';
 }
 
+/** Device.LocalAgent.Subscription.{i}.: what a controller asked to be told of. */
+export interface AgentSubscription {
+  n: number;
+  enable: boolean;
+  id: string;
+  notifType: string;
+  referenceList: string;
+}
+
+const SUBSCRIPTIONS = 'Device.LocalAgent.Subscription.';
+const NOTIF_TYPES = ['Event', 'ValueChange', 'ObjectCreation', 'ObjectDeletion', 'OperationComplete', 'OnBoardRequest'];
+/** TR-369 error codes for Add and Delete beside the codec's common ones. */
+const NOT_CREATABLE = 7019;
+const DUPLICATE_KEY = 7025;
+const NOT_DELETABLE = 7024;
+
 type Send = (toId: string, record: Uint8Array) => void;
 
 export class UspAgent {
   readonly requests: AgentRequest[] = [];
   private nextRequest = 1;
+  readonly subscriptions: AgentSubscription[] = [];
+  private nextSubscription = 1;
   /** The controller that talked to it last: where events go. */
   controllerId: string | null = null;
 
@@ -40,6 +59,87 @@ export class UspAgent {
         Status: { type: 'string', get: () => r.status },
       },
     }));
+  }
+
+  /** Its Request.{i} and Subscription.{i} objects, for the device model to include. */
+  agentObjects(): ObjectNode[] {
+    return [...this.requestObjects(), ...this.subscriptionObjects()];
+  }
+
+  /** Device.LocalAgent.Subscription.{i}. objects; their settings are writable. */
+  subscriptionObjects(): ObjectNode[] {
+    return this.subscriptions.map((sub) => ({
+      path: `${SUBSCRIPTIONS}${sub.n}.`,
+      params: {
+        Enable: { type: 'boolean', get: () => String(sub.enable), set: (v) => void (sub.enable = parseBoolean('Enable', v)) },
+        ID: { type: 'string', get: () => sub.id, set: (v) => void (sub.id = this.uniqueId(v, sub)) },
+        NotifType: { type: 'string', get: () => sub.notifType, set: (v) => void (sub.notifType = parseNotifType(v)) },
+        ReferenceList: { type: 'string', get: () => sub.referenceList, set: (v) => void (sub.referenceList = v) },
+      },
+    }));
+  }
+
+  private uniqueId(id: string, self?: AgentSubscription): string {
+    if (this.subscriptions.some((s) => s !== self && s.id === id)) throw new UspError(DUPLICATE_KEY, `A subscription with ID "${id}" exists`);
+    return id;
+  }
+
+  /**
+   * Add: only subscriptions can be created here. Without allow_partial one failure creates
+   * nothing and the whole message fails; with it, each object succeeds or fails on its own.
+   */
+  private add(req: { allowPartial?: boolean; createObjs?: Array<{ objPath: string; paramSettings?: Array<{ param: string; value: string; required?: boolean }> }> }) {
+    const made: AgentSubscription[] = [];
+    const results = (req.createObjs ?? []).map((obj) => {
+      try {
+        if (obj.objPath !== SUBSCRIPTIONS) throw new UspError(NOT_CREATABLE, `${obj.objPath} is not a table a controller may add to (only ${SUBSCRIPTIONS})`);
+        const sub: AgentSubscription = { n: this.nextSubscription + made.length, enable: false, id: '', notifType: '', referenceList: '' };
+        const paramErrs: Array<{ param: string; errCode: number; errMsg: string }> = [];
+        for (const ps of obj.paramSettings ?? []) {
+          try {
+            if (ps.param === 'Enable') sub.enable = parseBoolean('Enable', ps.value);
+            else if (ps.param === 'ID') sub.id = ps.value;
+            else if (ps.param === 'NotifType') sub.notifType = parseNotifType(ps.value);
+            else if (ps.param === 'ReferenceList') sub.referenceList = ps.value;
+            else throw new UspError(ERR.UNSUPPORTED_PARAM, `${SUBSCRIPTIONS}{i}.${ps.param} does not exist`);
+          } catch (err) {
+            const e = err as UspError;
+            if (ps.required) throw new UspError(e.code, `${ps.param}: ${e.message}`);
+            paramErrs.push({ param: ps.param, errCode: e.code, errMsg: e.message });
+          }
+        }
+        sub.id ||= `fogedge-${sub.n}`;
+        if (made.some((m) => m.id === sub.id)) throw new UspError(DUPLICATE_KEY, `A subscription with ID "${sub.id}" exists`);
+        this.uniqueId(sub.id);
+        made.push(sub);
+        return { requestedPath: obj.objPath, operStatus: { operSuccess: { instantiatedPath: `${SUBSCRIPTIONS}${sub.n}.`, paramErrs, uniqueKeys: { ID: sub.id } } } };
+      } catch (err) {
+        const e = err instanceof UspError ? err : new UspError(ERR.INTERNAL_ERROR, (err as Error).message);
+        if (!req.allowPartial) throw e;
+        return { requestedPath: obj.objPath, operStatus: { operFailure: { errCode: e.code, errMsg: e.message } } };
+      }
+    });
+    this.subscriptions.push(...made);
+    this.nextSubscription += made.length;
+    return { createdObjResults: results };
+  }
+
+  /** Delete: instances of the subscription table (by number or *); an instance already gone is no failure. */
+  private delete(req: { allowPartial?: boolean; objPaths?: string[] }) {
+    const doomed = new Set<AgentSubscription>();
+    const results = (req.objPaths ?? []).map((path) => {
+      const m = /^Device\.LocalAgent\.Subscription\.(\d+|\*)\.$/.exec(path);
+      if (!m) {
+        const e = new UspError(NOT_DELETABLE, `${path} is not an instance a controller may delete (only ${SUBSCRIPTIONS}{i}.)`);
+        if (!req.allowPartial) throw e;
+        return { requestedPath: path, operStatus: { operFailure: { errCode: e.code, errMsg: e.message } } };
+      }
+      const hit = this.subscriptions.filter((sub) => m[1] === '*' || String(sub.n) === m[1]);
+      for (const sub of hit) doomed.add(sub);
+      return { requestedPath: path, operStatus: { operSuccess: { affectedPaths: hit.map((sub) => `${SUBSCRIPTIONS}${sub.n}.`), unaffectedPathErrs: [] } } };
+    });
+    for (const sub of doomed) this.subscriptions.splice(this.subscriptions.indexOf(sub), 1);
+    return { deletedObjResults: results };
   }
 
   /** One incoming Record; replies go out through `send`. Records it cannot read are dropped (logged). */
@@ -70,6 +170,10 @@ export class UspAgent {
         return response('GET_RESP', id, { getResp: { reqPathResults: this.model.get(req['get']?.paramPaths ?? []) } });
       case 'SET':
         return response('SET_RESP', id, { setResp: await this.model.set(req['set']?.updateObjs ?? [], Boolean(req['set']?.allowPartial)) });
+      case 'ADD':
+        return response('ADD_RESP', id, { addResp: this.add(req['add'] ?? {}) });
+      case 'DELETE':
+        return response('DELETE_RESP', id, { deleteResp: this.delete(req['delete'] ?? {}) });
       case 'GET_SUPPORTED_DM': {
         const g = req['getSupportedDm'] ?? {};
         const results = this.model.supportedDM(g.objPaths ?? [], Boolean(g.firstLevelOnly), { commands: Boolean(g.returnCommands), events: Boolean(g.returnEvents), params: Boolean(g.returnParams) });
@@ -126,4 +230,15 @@ export class UspAgent {
   event(objPath: string, eventName: string, params: Record<string, string>, to = this.controllerId): void {
     if (to) this.notify(to, { event: { objPath, eventName, params } });
   }
+}
+
+function parseBoolean(name: string, value: string): boolean {
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw new UspError(ERR.INVALID_VALUE, `${name} takes true or false, not "${value}"`);
+}
+
+function parseNotifType(value: string): string {
+  if (!NOTIF_TYPES.includes(value)) throw new UspError(ERR.INVALID_VALUE, `NotifType takes ${NOTIF_TYPES.join(', ')}, not "${value}"`);
+  return value;
 }

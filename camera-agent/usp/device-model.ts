@@ -23,12 +23,12 @@ export interface DeviceModelOptions {
   slots: FirmwareSlots;
   /** How long a newly activated image has to prove itself healthy, s. */
   trialSeconds: number;
-  /** Async Request objects of the USP agent. */
-  requests: () => ObjectNode[];
+  /** The USP agent's own tables: its async Request.{i} and the controller's Subscription.{i}. */
+  agentObjects: () => ObjectNode[];
   /** TransferComplete! to the controller. */
   transferComplete: (params: Record<string, string>) => void;
-  /** Activate() is done: the camera restarts into the new slot (after its answer is out). */
-  restart: () => void;
+  /** The camera restarts (Activate() done, Device.Reboot()), after its answer is out. */
+  restart: (why: string) => void;
 }
 
 const SLOTS: Slot[] = ['A', 'B'];
@@ -84,7 +84,7 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
             told(null);
             if (['true', '1'].includes(args['AutoActivate'] ?? '')) {
               await slots.activate(slot, o.trialSeconds, commandKey);
-              setImmediate(o.restart);
+              setImmediate(() => o.restart('Download() with AutoActivate'));
             }
             return {};
           },
@@ -100,7 +100,7 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
               throw asUspError(err);
             }
             // The completion goes out first; then the camera restarts into the new slot.
-            setTimeout(o.restart, 200);
+            setTimeout(() => o.restart('Activate()'), 200);
             return {};
           },
         },
@@ -109,7 +109,24 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
   };
 
   return new DataModel(() => [
-    { path: 'Device.', params: {}, events: { 'Boot!': ['CommandKey', 'Cause', 'FirmwareUpdated', 'ParameterMap'] } },
+    {
+      path: 'Device.',
+      params: {},
+      events: { 'Boot!': ['CommandKey', 'Cause', 'FirmwareUpdated', 'ParameterMap'] },
+      commands: {
+        // TR-181 Device.Reboot(): answered first, then the camera restarts; its next Boot! says RemoteReboot.
+        'Reboot()': {
+          async: false,
+          input: [],
+          output: [],
+          async run(_args, commandKey) {
+            await o.slots.noteRemoteReboot(commandKey);
+            setTimeout(() => o.restart('Device.Reboot()'), 200);
+            return {};
+          },
+        },
+      },
+    },
     {
       path: 'Device.DeviceInfo.',
       params: {
@@ -133,6 +150,6 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
       },
       events: { 'TransferComplete!': ['Command', 'CommandKey', 'Requestor', 'TransferType', 'Affected', 'TransferURL', 'StartTime', 'CompleteTime', 'FaultCode', 'FaultString'] },
     },
-    ...o.requests(),
+    ...o.agentObjects(),
   ]);
 }

@@ -28,6 +28,9 @@ export const REMOTE_ACTIONS = [
   'sync.status', 'sync.policy', 'sync.setPolicy',
   'admp.status',
   'usp.endpoints', 'usp.firmwareUpdate', 'usp.campaign', 'usp.campaigns',
+  // The camera agents' data models: read, set, add, delete, run commands (Device.Reboot()), and
+  // what they notified. Not agentCommand: its snapshot is a picture, which the operator never sees.
+  'usp.get', 'usp.set', 'usp.add', 'usp.delete', 'usp.operate', 'usp.notifications',
 ] as const;
 
 /** The uplink's own settings, which the operator sets in the desired configuration. */

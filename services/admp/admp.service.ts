@@ -1,5 +1,6 @@
 // admp: the box's uplink to its operator's device-management platform, an MQTT(S) client of
-// the operator's broker. Up: health, events, the audit log, command replies and the reported
+// the operator's broker. Up: health, events, camera agents' USP notifications, the audit log,
+// command replies and the reported
 // configuration, all through a durable ordered queue (store-and-forward) sent with QoS 2 on a
 // persistent session. Down: commands, run as the operator's caller through the same actions,
 // schemas and permissions as local ones, and the desired configuration (a device twin).
@@ -161,6 +162,10 @@ export function admpService(config: Config): ServiceSchema {
     events: {
       'event.started': { handler(ctx: { params: StoredEvent }) { return this.sendEvent('start', ctx.params); } },
       'event.ended': { handler(ctx: { params: StoredEvent }) { return this.sendEvent('end', ctx.params); } },
+      // What the camera agents notify (Boot!, OperationComplete, value changes) goes up as it comes.
+      async 'usp.notification.received'(ctx: { params: Record<string, unknown> }) {
+        await up('event', 'usp/notifications', { notification: ctx.params }).catch((err: Error) => log.error(`admp: USP notification not queued: ${err.message}`));
+      },
       // The disk filled up (or has room again): the operator hears it now, not at the next sample.
       'recording.disk.changed'() {
         this.scheduleTelemetry(0);

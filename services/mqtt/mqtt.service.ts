@@ -55,7 +55,7 @@ const AGENT_CHANNEL = /^fogedge\/devices\/([a-z0-9][a-z0-9_-]{0,63})\/(usp|agent
 
 type LiveEvent = { id: string; camera: string; label: string; zones?: string[]; stationary?: boolean; topScore: number; end?: string | null; hasSnapshot?: boolean };
 
-type Identity = { kind: 'device'; id: string; grants: string[]; prefix: string } | { kind: 'user'; username: string; role: Role; credentialId?: string };
+export type Identity = { kind: 'device'; id: string; grants: string[]; prefix: string } | { kind: 'user'; username: string; role: Role; credentialId?: string };
 const identityKey = (i: Identity) => (i.kind === 'device' ? `device:${i.id}` : `user:${i.username}`);
 
 /** Topic roots an app user may read, by the permission they need. */
@@ -67,13 +67,52 @@ const USER_READS: Array<[string, Permission]> = [
   ['homeassistant/#', 'live.view'],
 ];
 
-/** Whether `who` may read what `filter` (a topic, or a filter) matches: checked at subscribe and at every delivery. */
-function mayRead(who: Identity | undefined, filter: string): boolean {
-  if (who?.kind === 'device') return [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants].some((g) => filterWithin(filter, g));
-  if (who?.kind === 'user') {
-    return USER_READS.some(([root, permission]) => can(who.role, permission) && filterWithin(filter, root)) || filterWithin(filter, `fogedge/users/${who.username}/#`);
+/** The filters whose topics `who` may read. */
+function readRoots(who: Identity): string[] {
+  if (who.kind === 'device') return [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants];
+  return [...USER_READS.filter(([, permission]) => can(who.role, permission)).map(([root]) => root), `fogedge/users/${who.username}/#`];
+}
+
+/** Whether `who` may read everything `filter` (a topic, or a filter with wildcards) matches: checked at subscribe. */
+export function mayRead(who: Identity | undefined, filter: string): boolean {
+  return who !== undefined && readRoots(who).some((root) => filterWithin(filter, root));
+}
+
+/** Per identity, its read roots made into one test of a topic: built once, run at every delivery. */
+const topicReaders = new WeakMap<Identity, (topic: string) => boolean>();
+
+/** Whether `who` may be sent a message on `topic` (no wildcards): mayRead's answer, at the cost of a lookup. */
+export function mayReceive(who: Identity | undefined, topic: string): boolean {
+  if (!who) return false;
+  let reads = topicReaders.get(who);
+  if (!reads) topicReaders.set(who, (reads = topicTest(readRoots(who))));
+  return reads(topic);
+}
+
+/** One function matching a topic against MQTT filters: exact names, `<prefix>/#`, and any others as a regular expression. */
+function topicTest(filters: string[]): (topic: string) => boolean {
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  const patterns: RegExp[] = [];
+  const literal = (level: string) => level.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  for (const filter of filters) {
+    const levels = filter.split('/');
+    const multi = levels.at(-1) === '#';
+    const fixed = multi ? levels.slice(0, -1) : levels;
+    if (!fixed.includes('+') && !fixed.includes('#')) {
+      if (!multi) exact.add(filter);
+      else if (fixed.length === 0) patterns.push(/^[^$]/);
+      else {
+        exact.add(fixed.join('/')); // `a/#` matches `a` too
+        prefixes.push(`${fixed.join('/')}/`);
+      }
+      continue;
+    }
+    // '+' takes a level that is not empty, as filterWithin does.
+    const body = fixed.map((level) => (level === '+' ? '[^/]+' : literal(level))).join('/');
+    patterns.push(new RegExp(multi ? `^${body}(?:/.*)?$` : `^${body}$`));
   }
-  return false;
+  return (topic) => exact.has(topic) || prefixes.some((p) => topic.startsWith(p)) || patterns.some((r) => r.test(topic));
 }
 
 /** Whether `who` may publish to `topic` (retained or not). */
@@ -104,7 +143,8 @@ export function filterWithin(filter: string, allowed: string): boolean {
     }
     if (f[i] === '+' || f[i] !== level) return false;
   }
-  return f.length === a.length;
+  // `a/#` also matches `a` itself (MQTT's multi-level wildcard covers the parent level).
+  return f.length === a.length || (f.length === a.length - 1 && a[f.length] === '#');
 }
 
 function notAuthorized(message: string): AuthenticateError {
@@ -277,7 +317,7 @@ export function mqttService(config: Config): ServiceSchema {
 
     // Every message a client is sent is checked against what it may read now: live, retained,
     // queued for its persistent session, after a reconnect or a restart of the box.
-    a.authorizeForward = (client, packet) => (mayRead(identities.get(client), packet.topic) ? packet : null);
+    a.authorizeForward = (client, packet) => (mayReceive(identities.get(client), packet.topic) ? packet : null);
 
     a.authorizeSubscribe = (client, sub, done) => {
       const who = identities.get(client);
@@ -519,6 +559,11 @@ export function mqttService(config: Config): ServiceSchema {
       });
       // An MQTT 5 session kept after its client left ends at its expiry, across restarts too.
       aedes.on('clientDisconnect', (client) => {
+        // A device's last connection gone: its services (USP) know it is offline.
+        const who = identities.get(client);
+        if (who?.kind === 'device' && !clientsOf((i) => i.kind === 'device' && i.id === who.id).some((c) => c !== client)) {
+          void this.broker.broadcast('mqtt.device.disconnected', { device: who.id });
+        }
         const interval = client.version === 5 && !client.clean ? client.sessionExpiryInterval : 0;
         if (interval > 0 && interval < 0xffffffff) void persistence?.setSessionExpiry(client.id, Date.now() + interval * 1000).catch(() => undefined);
       });

@@ -24,6 +24,13 @@ import { decodeRecord, encodeRecord, errorOf, request, USP_CONTENT_TYPE, UspErro
 import { DeviceId } from '../devices/devices.service.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 import { CameraMotion } from './camera-motion.ts';
+import { notificationOf, type UspNotification } from './notifications.ts';
+
+/** Notifications kept per endpoint; the oldest go first. */
+const NOTIFICATIONS_KEPT = 500;
+/** A path name as the API takes it (the agent checks it against its data model). */
+const UspPath = z.string().min(1).max(256).regex(/^Device\./, 'a path that starts with "Device."');
+const Settings = z.record(z.string().min(1).max(128), z.string().max(4096)).refine((o) => Object.keys(o).length <= 64, 'at most 64 parameters');
 
 /** The box's own USP endpoint id. */
 export const controllerId = (config: Config) => `self::fogedge-${config.sync.boxId}`;
@@ -46,6 +53,11 @@ export interface Endpoint {
   softwareVersion: string | null;
   connectedAt: string;
   lastSeenAt: string;
+  /** Whether its device's MQTT connection is up; false from the moment it goes (or the agent says it leaves). */
+  connected?: boolean;
+  disconnectedAt?: string | null;
+  /** What its last Boot! said (TR-181 Device.Boot!): why it started, and whether on new firmware. */
+  lastBoot?: { at: string; cause: string; firmwareUpdated: boolean; commandKey: string; parameterMap: Record<string, string> } | null;
   /** The channel under the device's cmd/ topic the agent listens on (its subscribed or reply-to topic); absent: usp. */
   replyChannel?: string;
 }
@@ -105,6 +117,8 @@ export function uspService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let endpoints: Collection<Endpoint>;
   let campaigns: Collection<Campaign>;
+  let notifications!: Collection<UspNotification>;
+  let notificationSeq = 0;
   let motion: CameraMotion | undefined;
   /** Requests waiting for their answer, by endpoint and msg id: only the endpoint asked may answer. */
   const pending = new Map<string, Pending>();
@@ -172,8 +186,33 @@ export function uspService(config: Config): ServiceSchema {
   };
 
   const find = async (device: string) => {
-    for (const e of await endpoints.values()) if (e.device === device) return e;
+    for (const e of await endpoints.values()) {
+      if (e.device !== device) continue;
+      if (e.connected === false) throw notRetried(new UnavailableError(`The camera agent of ${device} is offline (since ${e.disconnectedAt ?? 'its device disconnected'})`, 'AGENT_OFFLINE'));
+      return e;
+    }
     throw new NotFoundError('USP endpoint of device', device);
+  };
+
+  /** A request the caller made to an agent's data model, audited (usp.request.done). */
+  const askAs = async (ctx: { broker: ServiceBroker; meta: { caller?: { username?: string } }; broadcast: (name: string, payload: object) => unknown }, device: string, msgType: string, req: Record<string, unknown>, paths: string[]) => {
+    const e = await find(device);
+    const reply = await ask(ctx.broker, e, msgType, req).catch((err: unknown) => {
+      throw apiError(err);
+    });
+    void ctx.broadcast('usp.request.done', { device, endpointId: e.endpointId, request: msgType, paths, by: ctx.meta.caller?.username ?? 'box' });
+    return { e, reply };
+  };
+
+  /** Keeps a notification (the newest NOTIFICATIONS_KEPT per endpoint) and tells the bus. */
+  const keepNotification = async (broker: ServiceBroker, n: UspNotification) => {
+    const prefix = `${n.endpointId}\u0000`;
+    const key = `${prefix}${Date.now().toString(16).padStart(12, '0')}${(notificationSeq++ % 0xffff).toString(16).padStart(4, '0')}`;
+    await notifications.put(key, n, { sync: false });
+    const old: string[] = [];
+    for await (const [k] of notifications.entries({ gte: prefix, lt: `${n.endpointId}\u0001`, reverse: true })) old.push(k);
+    await notifications.delMany(old.slice(NOTIFICATIONS_KEPT), { sync: false });
+    broker.broadcast('usp.notification.received', n);
   };
 
   /** A USP error as the API gives it: the spec's code and message. */
@@ -391,6 +430,94 @@ export function uspService(config: Config): ServiceSchema {
 
       campaigns: action({ input: z.strictObject({}), permission: 'devices.manage', handler: () => campaigns.values({ reverse: true, limit: 100 }) }),
 
+      /** Set on an agent's data model: parameters of one or more objects; allowPartial lets each object succeed alone. */
+      set: action({
+        input: z.strictObject({ device: DeviceId, objects: z.array(z.strictObject({ path: UspPath, params: Settings })).min(1).max(32), allowPartial: z.boolean().default(false) }),
+        permission: 'devices.manage',
+        timeout: ACTION_TIMEOUT_MS,
+        async handler(ctx) {
+          const p = ctx.params;
+          const updateObjs = p.objects.map((o) => ({ objPath: o.path, paramSettings: Object.entries(o.params).map(([param, value]) => ({ param, value, required: true })) }));
+          const { reply } = await askAs(ctx, p.device, 'SET', { set: { allowPartial: p.allowPartial, updateObjs } }, p.objects.map((o) => o.path));
+          return reply.body.response!['setResp'].updatedObjResults;
+        },
+      }),
+
+      /** Add: a new instance in a table of the agent (e.g. Device.LocalAgent.Subscription.) with its parameters. */
+      add: action({
+        input: z.strictObject({ device: DeviceId, objects: z.array(z.strictObject({ path: UspPath, params: Settings.default({}) })).min(1).max(32), allowPartial: z.boolean().default(false) }),
+        permission: 'devices.manage',
+        timeout: ACTION_TIMEOUT_MS,
+        async handler(ctx) {
+          const p = ctx.params;
+          const createObjs = p.objects.map((o) => ({ objPath: o.path, paramSettings: Object.entries(o.params).map(([param, value]) => ({ param, value, required: true })) }));
+          const { reply } = await askAs(ctx, p.device, 'ADD', { add: { allowPartial: p.allowPartial, createObjs } }, p.objects.map((o) => o.path));
+          return reply.body.response!['addResp'].createdObjResults;
+        },
+      }),
+
+      /** Delete: instances of the agent's tables. */
+      delete: action({
+        input: z.strictObject({ device: DeviceId, paths: z.array(UspPath).min(1).max(32), allowPartial: z.boolean().default(false) }),
+        permission: 'devices.manage',
+        timeout: ACTION_TIMEOUT_MS,
+        async handler(ctx) {
+          const p = ctx.params;
+          const { reply } = await askAs(ctx, p.device, 'DELETE', { delete: { allowPartial: p.allowPartial, objPaths: p.paths } }, p.paths);
+          return reply.body.response!['deleteResp'].deletedObjResults;
+        },
+      }),
+
+      /**
+       * Operate: a command of the agent's data model (Device.Reboot(), ...Download()). A
+       * synchronous one answers with its output; an asynchronous one with the Request object it
+       * runs as, and, with wait, its OperationComplete (up to waitSeconds).
+       */
+      operate: action({
+        input: z.strictObject({
+          device: DeviceId,
+          command: z.string().min(3).max(256).regex(/^Device\..*\(\)$/, 'a command path that starts with "Device." and ends with "()"'),
+          args: Settings.default({}),
+          wait: z.boolean().default(false),
+          waitSeconds: z.number().int().min(1).max(300).default(60),
+        }),
+        permission: 'devices.manage',
+        // The bus must not give up (or retry) before the wait is over.
+        timeout: 310_000 + ACTION_TIMEOUT_MS,
+        async handler(ctx) {
+          const p = ctx.params;
+          const commandKey = `op-${randomBytes(6).toString('hex')}`;
+          const e = await find(p.device);
+          const done = p.wait
+            ? waitForNotify(e.endpointId, (n) => n['operComplete']?.commandKey === commandKey, p.waitSeconds * 1000, `the end of ${p.command}`)
+            : undefined;
+          done?.catch(() => undefined); // awaited below, once the command is accepted
+          const { reply } = await askAs(ctx, p.device, 'OPERATE', { operate: { command: p.command, commandKey, sendResp: true, inputArgs: p.args } }, [p.command]);
+          const result = reply.body.response!['operateResp'].operationResults[0] ?? {};
+          if (result.cmdFailure) return { command: p.command, commandKey, state: 'failed', failure: { code: result.cmdFailure.errCode, message: result.cmdFailure.errMsg } };
+          if (!result.reqObjPath) return { command: p.command, commandKey, state: 'done', output: result.reqOutputArgs?.outputArgs ?? {} };
+          if (!done) return { command: p.command, commandKey, state: 'running', request: result.reqObjPath };
+          const completion = notificationOf(e.endpointId, e.device, await done.catch((err: Error) => {
+            throw notRetried(new UnavailableError(`${p.command} on ${p.device}: ${err.message}; it may still finish (see its notifications)`, 'OPERATION_PENDING'));
+          }))!;
+          return { command: p.command, commandKey, request: result.reqObjPath, ...(completion.failure ? { state: 'failed', failure: completion.failure } : { state: 'done', output: completion.params }) };
+        },
+      }),
+
+      /** What the agents told the controller (Boot!, OperationComplete, value changes), newest first. */
+      notifications: action({
+        input: z.strictObject({ device: DeviceId.optional(), limit: z.number().int().min(1).max(NOTIFICATIONS_KEPT).default(100) }),
+        permission: 'devices.manage',
+        async handler(ctx) {
+          const all = await endpoints.values();
+          const chosen = ctx.params.device ? all.filter((e) => e.device === ctx.params.device) : all;
+          if (ctx.params.device && !chosen.length) throw new NotFoundError('USP endpoint of device', ctx.params.device);
+          const out: UspNotification[] = [];
+          for (const e of chosen) out.push(...(await notifications.values({ gte: `${e.endpointId}\u0000`, lt: `${e.endpointId}\u0001`, reverse: true, limit: ctx.params.limit })));
+          return out.sort((a, b) => b.at.localeCompare(a.at)).slice(0, ctx.params.limit);
+        },
+      }),
+
       /** A command to a camera agent (snapshot, restart-stream, set-video, reboot) and its answer. */
       agentCommand: action({
         input: z.strictObject({
@@ -431,6 +558,10 @@ export function uspService(config: Config): ServiceSchema {
     },
 
     events: {
+      'mqtt.device.disconnected'(ctx: { params: { device: string } }) {
+        if (store) return this.markOffline(ctx.params.device, 'its MQTT connection closed');
+      },
+
       async 'agent.message'(ctx: { params: { device: string; channel: string; payloadBase64: string; replyTo?: string } }) {
         if (ctx.params.channel === 'agent/hello' && store) return this.onHello(ctx.params.device, ctx.params.payloadBase64);
         if (ctx.params.channel === 'agent/motion') return motion?.receive(ctx.params.device, Buffer.from(ctx.params.payloadBase64, 'base64'));
@@ -457,7 +588,7 @@ export function uspService(config: Config): ServiceSchema {
           // Answers go to the topic the agent subscribed to (TR-369 MQTTConnectRecord.subscribed_topic).
           const replyChannel = replyChannelOf(ctx.params.device, env.mqttConnect.subscribedTopic);
           if (!replyChannel) return warnOf(ctx.params.device, this.logger, `usp: agent ${env.fromId} (device ${ctx.params.device}) subscribed to "${env.mqttConnect.subscribedTopic}", which is not one of its device's command topics; not connected`);
-          const e: Endpoint = { endpointId: env.fromId, device: ctx.params.device, manufacturer: null, model: null, serialNumber: null, softwareVersion: null, ...known, connectedAt: now, lastSeenAt: now, replyChannel };
+          const e: Endpoint = { endpointId: env.fromId, device: ctx.params.device, manufacturer: null, model: null, serialNumber: null, softwareVersion: null, ...known, connectedAt: now, lastSeenAt: now, replyChannel, connected: true, disconnectedAt: null };
           await endpoints.put(e.endpointId, e);
           this.logger.info(`usp: agent ${e.endpointId} connected (device ${e.device})`);
           // What it is and runs: read once it is known.
@@ -473,6 +604,8 @@ export function uspService(config: Config): ServiceSchema {
         }
         const e = await endpoints.get(env.fromId);
         if (!e || e.device !== ctx.params.device) return warnOf(ctx.params.device, this.logger, `usp: a record from unknown endpoint ${env.fromId} (device ${ctx.params.device})`);
+        // A DisconnectRecord: the agent says it leaves (TR-369); it is offline until its next MQTTConnect.
+        if (env.disconnect) return this.markOffline(e.device, `the agent disconnected: ${env.disconnect.reason || env.disconnect.reasonCode}`);
         // A reply-to with the record (R-MQTT.25) says where this agent is answered from now on.
         const replyChannel = ctx.params.replyTo ? replyChannelOf(ctx.params.device, ctx.params.replyTo) : e.replyChannel;
         if (ctx.params.replyTo && !replyChannel) return warnOf(ctx.params.device, this.logger, `usp: agent ${e.endpointId} asked for replies on "${ctx.params.replyTo}", not one of its device's command topics`);
@@ -489,13 +622,44 @@ export function uspService(config: Config): ServiceSchema {
         if (env.msg.header.msgType === 'NOTIFY') {
           const notify = env.msg.body?.request?.['notify'];
           if (!notify) return warnOf(ctx.params.device, this.logger, `usp: a NOTIFY from ${e.endpointId} without a Notify request`);
+          // Asked for: the NotifyResp, with the same msg id (TR-369 Notify, send_resp).
+          if (notify.sendResp) void send(broker, e, { header: { msgId: env.msg.header.msgId, msgType: 'NOTIFY_RESP' }, body: { response: { notifyResp: { subscriptionId: notify.subscriptionId ?? '' } } } }).catch(() => undefined);
           for (const w of [...waiters]) if (w.endpointId === e.endpointId && w.match(notify)) w.resolve(notify);
-          broker.broadcast('usp.notification', { endpointId: e.endpointId, device: e.device, notify });
+          const n = notificationOf(e.endpointId, e.device, notify);
+          if (!n) return warnOf(ctx.params.device, this.logger, `usp: a Notify from ${e.endpointId} of a kind this controller does not keep`);
+          await keepNotification(broker, n);
+          if (n.type === 'event' && n.name === 'Boot!' && n.path === 'Device.') await this.onBoot(e, n);
         }
       },
     },
 
     methods: {
+      /** A Boot!: kept with the endpoint (why it started, on which firmware) and audited. */
+      async onBoot(e: Endpoint, n: UspNotification) {
+        let parameterMap: Record<string, string> = {};
+        try {
+          const parsed = JSON.parse(n.params['ParameterMap'] ?? '{}') as unknown;
+          if (parsed && typeof parsed === 'object') parameterMap = Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, String(v)]));
+        } catch {
+          // A ParameterMap that is not JSON: kept as sent in the notification, not here.
+        }
+        const lastBoot = { at: n.at, cause: n.params['Cause'] ?? '', firmwareUpdated: n.params['FirmwareUpdated'] === 'true', commandKey: n.params['CommandKey'] ?? '', parameterMap };
+        const current = (await endpoints.get(e.endpointId)) ?? e;
+        await endpoints.put(e.endpointId, { ...current, lastBoot });
+        this.broker.broadcast('usp.endpoint.booted', { endpointId: e.endpointId, device: e.device, ...lastBoot });
+      },
+
+      /** The device's MQTT connection went: its agents are offline until they announce themselves again. */
+      async markOffline(device: string, why: string) {
+        const now = new Date().toISOString();
+        for (const e of await endpoints.values()) {
+          if (e.device !== device || e.connected === false) continue;
+          await endpoints.put(e.endpointId, { ...e, connected: false, disconnectedAt: now });
+          this.logger.info(`usp: agent ${e.endpointId} offline (${why})`);
+          this.broker.broadcast('usp.endpoint.disconnected', { endpointId: e.endpointId, device, at: now, reason: why });
+        }
+      },
+
       /**
        * A camera agent says hello when it connects: it is welcomed with the controller's endpoint
        * id, and on first contact (or when it asks) with a stream key for its push camera (same id
@@ -528,6 +692,7 @@ export function uspService(config: Config): ServiceSchema {
       store = await Store.open(dataPaths(config).db('usp'));
       endpoints = store.collection<Endpoint>('endpoints');
       campaigns = store.collection<Campaign>('campaigns');
+      notifications = store.collection<UspNotification>('notifications');
       motion = new CameraMotion(this.broker, this.logger);
       // A campaign cut by a restart of the box is not resumed blindly: its cameras are re-read.
       for (const c of await campaigns.values()) {
