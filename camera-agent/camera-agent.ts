@@ -170,9 +170,10 @@ export class CameraAgent {
     if (!welcome.controllerId) return;
     const first = this.controllerId !== welcome.controllerId;
     this.controllerId = welcome.controllerId;
-    if (!first) return;
-    // Where the controller reaches this endpoint, then what happened at boot (TR-181 Device.Boot!).
+    // Where the controller reaches this endpoint, after every connection (the controller counts
+    // it offline from the moment its last one went); then, once, what happened at boot (Device.Boot!).
     this.sendRecord(encodeRecord(this.endpointId, this.controllerId, { mqttConnect: { subscribedTopic: `${this.topic}/cmd/usp`, version: this.o.mqttVersion === 4 ? 'V3_1_1' : 'V5' } }));
+    if (!first) return;
     const last = this.slots.state.lastBoot;
     this.usp.event('Device.', 'Boot!', {
       CommandKey: last.commandKey,

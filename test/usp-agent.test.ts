@@ -107,9 +107,9 @@ test('Operate on what does not exist is 7026, unknown arguments 7027; a message 
   assert.is(errorOf(await op('Device.DeviceInfo.Reboot()'))!.code, 7026);
   assert.is(errorOf(await op('Device.DeviceInfo.FirmwareImage.9.Download()', { URL: 'http://x' }))!.code, 7026);
   assert.is(errorOf(await op('Device.DeviceInfo.FirmwareImage.2.Download()', { URL: 'http://x', Flash: 'now' }))!.code, 7027);
-  const add = { header: { msgId: 'add-1', msgType: 'ADD' }, body: { request: {} } } as Msg;
-  await agent.receive(encodeRecord(CONTROLLER, AGENT, { msg: add }));
-  const answer = await waitUntil('the refusal of ADD', () => inbox.find((m) => m.header.msgId === 'add-1'));
+  const instances = { header: { msgId: 'gi-1', msgType: 'GET_INSTANCES' }, body: { request: {} } } as Msg;
+  await agent.receive(encodeRecord(CONTROLLER, AGENT, { msg: instances }));
+  const answer = await waitUntil('the refusal of GET_INSTANCES', () => inbox.find((m) => m.header.msgId === 'gi-1'));
   assert.is(errorOf(answer)!.code, 7001);
 });
 

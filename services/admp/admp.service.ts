@@ -1,7 +1,7 @@
 // admp: the box's uplink to its operator's device-management platform, an MQTT(S) client of
 // the operator's broker. Up: health, events, camera agents' USP notifications, the audit log,
-// command replies and the reported
-// configuration, all through a durable ordered queue (store-and-forward) sent with QoS 2 on a
+// command replies and the reported configuration, all through a durable ordered queue
+// (store-and-forward) sent with QoS 2 on a
 // persistent session. Down: commands, run as the operator's caller through the same actions,
 // schemas and permissions as local ones, and the desired configuration (a device twin).
 import type { ServiceBroker, ServiceSchema } from 'moleculer';

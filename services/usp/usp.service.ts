@@ -609,7 +609,8 @@ export function uspService(config: Config): ServiceSchema {
         // A reply-to with the record (R-MQTT.25) says where this agent is answered from now on.
         const replyChannel = ctx.params.replyTo ? replyChannelOf(ctx.params.device, ctx.params.replyTo) : e.replyChannel;
         if (ctx.params.replyTo && !replyChannel) return warnOf(ctx.params.device, this.logger, `usp: agent ${e.endpointId} asked for replies on "${ctx.params.replyTo}", not one of its device's command topics`);
-        await endpoints.put(e.endpointId, { ...e, lastSeenAt: now, ...(replyChannel ? { replyChannel } : {}) }, { sync: false });
+        // A record from it says it is there, whatever was heard of its connection before.
+        await endpoints.put(e.endpointId, { ...e, lastSeenAt: now, connected: true, disconnectedAt: null, ...(replyChannel ? { replyChannel } : {}) }, { sync: false });
         if (!env.msg) return;
         const key = pendingKey(e.endpointId, env.msg.header.msgId);
         const waiting = pending.get(key);
