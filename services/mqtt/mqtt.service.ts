@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import mqttPacket from 'mqtt-packet';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import pLimit from 'p-limit';
@@ -207,6 +208,8 @@ export function mqttService(config: Config): ServiceSchema {
   /** Users who want notifications; read again when someone changes theirs or users change. */
   let targets: Promise<Array<{ username: string; role: Role; notifications: Notifications }>> | undefined;
   const grantedTopics = new WeakMap<Client, Set<string>>();
+  /** When a client's dropped publish was last logged: one line a minute, whatever it sends. */
+  const refusedLoggedAt = new WeakMap<Client, number>();
   /** Connections whose CONNECT is not through yet. */
   let pending = 0;
   let pendingWarned = false;
@@ -311,6 +314,16 @@ export function mqttService(config: Config): ServiceSchema {
         return done(new Error('payload too large'));
       }
       if (mayPublish(who, topic, packet.retain, config.mqtt!.discoveryPrefix)) return done(null);
+      // An app user's 3.1.1 client (a family member's Home Assistant clicking a switch it may not
+      // use) is not cut off: the message is acknowledged and dropped, as Mosquitto does. MQTT 5
+      // clients get PUBACK 0x87 from aedes; devices out of their prefix are disconnected.
+      if (client && who?.kind === 'user' && client.version !== 5 && packet.qos < 2) {
+        (packet as PublishPacket & { _notAuthorized?: boolean })._notAuthorized = true;
+        if (packet.qos === 1) mqttPacket.writeToStream({ cmd: 'puback', messageId: packet.messageId }, client.conn as never);
+        if (Date.now() - (refusedLoggedAt.get(client) ?? 0) > 60_000) log.warn(`MQTT publish refused and dropped: ${describe(who)} to "${topic}" (more from this client within a minute are not logged)`);
+        refusedLoggedAt.set(client, Date.now());
+        return done(null);
+      }
       log.warn(`MQTT ${will ? 'will' : 'publish'} refused: ${describe(who, will?.clientId)} to "${topic}"`);
       done(new Error(`not allowed to publish to ${topic}`));
     };
