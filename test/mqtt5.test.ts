@@ -268,6 +268,45 @@ test('MQTT 5 over TLS and over the gateway\'s WebSocket, with the same sign-in a
   web.end(true);
 });
 
+test('shared subscriptions: a group\'s members take the messages in turn, each once; a persistent member away loses the group nothing and is a member again when back; the rules hold; bad share names are refused', async () => {
+  const members = await Promise.all(['worker-a', 'worker-b'].map((clientId) => v5('admin', admin, { clientId })));
+  const got = members.map((m) => received(m));
+  for (const m of members) assert.equal(await suback(m, ['$share/workers/fogedge/devices/sensor-1/jobs/#']), [1]);
+  const plain = await v5('admin', admin);
+  const plainGot = received(plain);
+  await plain.subscribeAsync('fogedge/devices/sensor-1/jobs/#', { qos: 1 });
+  const device = await v5('sensor-1', secrets['sensor-1']!);
+  for (let i = 0; i < 10; i++) await device.publishAsync(`fogedge/devices/sensor-1/jobs/${i}`, String(i), { qos: 1 });
+  await waitUntil('all ten to the group and to the plain subscriber', () => got[0]!.length + got[1]!.length === 10 && plainGot.length === 10, 5000);
+  assert.equal([...got[0]!, ...got[1]!].map((m) => Number(m.payload)).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each message to one member, once');
+  assert.ok(got[0]!.length > 0 && got[1]!.length > 0, `both members took some (${got[0]!.length} and ${got[1]!.length})`);
+
+  // A device may not share its way into what it may not read; malformed share names are refused.
+  const other = await v5('sensor-2', secrets['sensor-2']!);
+  // (mqtt.js itself will not send a wildcard inside a share name.)
+  assert.equal(await suback(other, ['$share/g/fogedge/devices/sensor-1/#', '$share//x', '$share/onlygroup']), [0x87, 0x8f, 0x8f]);
+
+  // A member with a persistent session that is away: the group's messages go to the members that
+  // are there, none lost; back, its stored share makes it a member again.
+  const away = await v5('admin', admin, { clientId: 'worker-c', clean: false, properties: { sessionExpiryInterval: 300 } });
+  await away.subscribeAsync('$share/night/fogedge/devices/sensor-1/batch', { qos: 1 });
+  await away.endAsync();
+  const stays = await v5('admin', admin, { clientId: 'worker-d' });
+  const staysGot = received(stays);
+  await stays.subscribeAsync('$share/night/fogedge/devices/sensor-1/batch', { qos: 1 });
+  for (let i = 0; i < 4; i++) await device.publishAsync('fogedge/devices/sensor-1/batch', `b${i}`, { qos: 1 });
+  await waitUntil('the four to the member that is there', () => staysGot.length === 4, 5000);
+  const back = v5Later('admin', admin, { clientId: 'worker-c', clean: false, properties: { sessionExpiryInterval: 300 } });
+  const backGot = received(back);
+  back.connect();
+  await new Promise((r) => back.once('connect', r));
+  for (let i = 4; i < 10; i++) await device.publishAsync('fogedge/devices/sensor-1/batch', `b${i}`, { qos: 1 });
+  await waitUntil('the six across the two', () => staysGot.length + backGot.length === 10, 5000);
+  assert.ok(backGot.length > 0, 'back, the member takes its turn again (its share came with its session)');
+  assert.equal([...staysGot, ...backGot].map((m) => m.payload).sort(), ['b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'b8', 'b9']);
+  for (const c of [...members, plain, device, other, stays, back]) c.end(true);
+});
+
 test('a subscriber that stops reading holds up nobody: the QoS 1 publisher gets every PUBACK, others every message, and the slow reader, reading again, gets them all', async () => {
   // A raw 3.1.1 socket that subscribes and then stops reading: the broker's writes to it back up.
   const slow = net.connect(port, '127.0.0.1');

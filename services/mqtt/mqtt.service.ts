@@ -341,7 +341,9 @@ export function mqttService(config: Config): ServiceSchema {
         log.warn(`MQTT subscribe refused: client "${client.id}" holds ${held.size} subscriptions (mqtt.maxSubscriptionsPerClient ${limit})`);
         return done(null, null as unknown as Subscription);
       }
-      if (mayRead(who, sub.topic)) {
+      // A shared subscription ($share/<group>/<filter>) reads what its filter reads.
+      const filter = sub.topic.startsWith('$share/') ? sub.topic.slice(sub.topic.indexOf('/', '$share/'.length) + 1) : sub.topic;
+      if (mayRead(who, filter)) {
         grantedTopics.set(client, held.add(sub.topic));
         return done(null, sub);
       }
