@@ -113,6 +113,11 @@ test('commands: run through the same actions and permissions, answered once each
   const campaign = await operator.command('c-13', 'usp.firmwareUpdate', { url: 'http://127.0.0.1:9/fw.img', sha256: 'a'.repeat(64), model: 'fogcam-1' });
   assert.is(campaign.error.type, 'SOURCE_NOT_ALLOWED', JSON.stringify(campaign));
   assert.equal((await operator.command('c-14', 'usp.endpoints')).result, []);
+  // The agents' data models are the operator's to run (Device.Reboot()), not their pictures (agentCommand's snapshot).
+  const reboot = await operator.command('c-15', 'usp.operate', { device: 'cam-gone', command: 'Device.Reboot()' });
+  assert.is(reboot.error.type, 'NOT_FOUND', JSON.stringify(reboot));
+  assert.equal((await operator.command('c-16', 'usp.notifications', {})).result, []);
+  assert.is((await operator.command('c-17', 'usp.agentCommand', { device: 'cam-gone', command: 'snapshot' })).error.type, 'NOT_ALLOWED');
   // Services restarted on request, and back up.
   const restart = await operator.command('c-12', 'system.restartServices', { services: ['devices', 'events'] });
   assert.is(restart.ok, true, JSON.stringify(restart));

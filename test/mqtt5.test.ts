@@ -101,6 +101,10 @@ test('mosquitto_pub -V mqttv5 with user properties reaches a mosquitto_sub -V mq
   assert.is(five, `${topic} 21.5 unit:celsius`, 'the v5 subscriber gets the user property');
   assert.is(three, `${topic} 21.5`, 'the 3.1.1 subscriber gets the message without properties');
 
+  // MQTT 3.1 (protocol level 3) too, with the same sign-in.
+  const old = await mosquitto('mosquitto_sub', ['-V', 'mqttv31', '-u', 'admin', '-P', admin, '-t', 'fogedge/status', '-C', '1', '-W', '10']);
+  assert.is(old.out.trim(), 'online', old.out);
+
   const refused = await mosquitto('mosquitto_sub', ['-V', 'mqttv5', '-u', 'sensor-1', '-P', 'wrong-secret-000000', '-t', 'x', '-C', '1']);
   assert.ok(refused.code !== 0);
   assert.match(refused.out, /not authori[sz]ed/i);
