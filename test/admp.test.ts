@@ -115,7 +115,7 @@ test('commands: run through the same actions and permissions, answered once each
   assert.equal((await operator.command('c-14', 'usp.endpoints')).result, []);
   // The agents' data models are the operator's to run (Device.Reboot()), not their pictures (agentCommand's snapshot).
   const reboot = await operator.command('c-15', 'usp.operate', { device: 'cam-gone', command: 'Device.Reboot()' });
-  assert.is(reboot.error.type, 'NOT_FOUND', JSON.stringify(reboot));
+  assert.is(reboot.error.type, 'USP_ENDPOINT_OF_DEVICE_NOT_FOUND', JSON.stringify(reboot));
   assert.equal((await operator.command('c-16', 'usp.notifications', {})).result, []);
   assert.is((await operator.command('c-17', 'usp.agentCommand', { device: 'cam-gone', command: 'snapshot' })).error.type, 'NOT_ALLOWED');
   // Services restarted on request, and back up.
