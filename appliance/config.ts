@@ -201,7 +201,11 @@ export const ConfigSchema = z.strictObject({
       inFlight: z.number().int().min(1).max(1000).default(16),
       /** A command older than this (by its sentAt) is refused as expired: a reboot must not land hours late, s. */
       commandMaxAgeSeconds: z.number().min(1).max(7 * 86_400).default(600),
+      /** A command sent this far in the future (by its sentAt) is refused: the operator's clock is off, s. */
+      commandMaxSkewSeconds: z.number().min(0).max(3600).default(60),
+      /** The first wait before connecting again; it doubles after each failure (with jitter) up to reconnectMaxMs. */
       reconnectMs: z.number().int().min(100).max(600_000).default(5000),
+      reconnectMaxMs: z.number().int().min(100).max(3_600_000).default(300_000),
     })
     .prefault({}),
   /** The USP controller of the box's camera agents. */

@@ -109,8 +109,10 @@ export const STOP_STAGES: ServiceName[][] = [
   ['api'],
   ['streams', 'detector', 'usp', 'devices'],
   ['events', 'recorder'],
-  ['mqtt', 'sync', 'admp'],
+  ['mqtt'],
   ['cameras', 'system', 'accounts'],
+  // The uplinks last: what the others announce as they stop is queued for the cloud and the operator.
+  ['sync', 'admp'],
 ];
 
 class FogEdgeBroker extends moleculer.ServiceBroker {

@@ -47,6 +47,15 @@ test('wrong credentials: the status says why, and the first-run setup refuses a 
   assert.is((await status()).connected, false);
   // The password never comes back.
   assert.not.match(JSON.stringify(await status()), /wrong-password/);
+  // The box's health says the uplink is down and why; the box itself runs on.
+  const health = (await box.request('GET', '/api/v1/health', { auth: admin })).json;
+  assert.match(JSON.stringify(health), /uplink to the operator not connected: .*not authori[sz]ed/i);
+  // It keeps trying, waiting longer each time: once the broker takes the password (the
+  // operator fixed its backend), the box is in without being provisioned again.
+  await waitUntil('a longer wait before the next try', async () => (await status()).retryInMs > 200, 10_000);
+  await adm.setPassword('box-7', 'wrong-password');
+  await waitUntil('connected by itself', async () => (await status()).connected, 30_000);
+  await adm.setPassword('box-7', 'box-secret-1');
 });
 
 test('provisioned: online (retained, with a will), health with the machine and the cameras, the audit log', async () => {
@@ -81,6 +90,26 @@ test('commands: run through the same actions and permissions, answered once each
   await new Promise((r) => setTimeout(r, 300));
   assert.is(operator.on('audit').filter((r) => r.body.action === 'device.updated' && r.body.id === 'door-lock').length, 1);
 
+  // Three copies at once, while the first still runs: run once, each answered with its reply.
+  const before = operator.on('commands/res').length;
+  const copy = JSON.stringify({ id: 'c-20', action: 'system.diagnostics', params: {}, sentAt: new Date().toISOString() });
+  await Promise.all([1, 2, 3].map(() => operator.sendRaw('commands/req', copy)));
+  const answers = await waitUntil('three answers', () => {
+    const got = operator.on('commands/res').slice(before).filter((r) => r.body.id === 'c-20');
+    return got.length === 3 && got;
+  }, 20_000);
+  assert.equal(answers.map((r) => Boolean(r.body.duplicate)).sort(), [false, true, true]);
+  assert.ok(answers.every((r) => r.body.ok === true), JSON.stringify(answers.map((r) => r.body.error)));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.is(operator.on('audit').filter((r) => r.body.action === 'admp.command.handled' && r.body.id === 'c-20').length, 1, 'handled once');
+  // An id is bound to its action; a command needs its sentAt, not from the future.
+  assert.is((await operator.command('c-20', 'system.info')).error.type, 'ID_REUSED');
+  assert.is((await operator.command('c-21', 'system.info', {}, { sentAt: new Date(Date.now() + 86_400_000).toISOString() })).error.type, 'FROM_THE_FUTURE');
+  await operator.sendRaw('commands/req', JSON.stringify({ id: 'c-22', action: 'system.info', params: {} }));
+  const unsent = await operator.waitFor('the refusal of a command without sentAt', 'commands/res', (b) => b.id === 'c-22');
+  assert.is(unsent.error.type, 'MALFORMED_COMMAND');
+  assert.ok(unsent.error.data.some((d: { field: string }) => d.field === 'sentAt'));
+
   // Bad values: the action's own schema answers, naming the field.
   const bad = await operator.command('c-2', 'devices.update', { id: 'door-lock', state: 'sometimes' });
   assert.is(bad.ok, false);
@@ -96,7 +125,7 @@ test('commands: run through the same actions and permissions, answered once each
   // Malformed: not JSON, or not a command.
   await operator.sendRaw('commands/req', '{"id": "c-8", "action": ');
   await operator.waitFor('the refusal of bad JSON', 'commands/res', (b) => b.id === null && b.error?.type === 'MALFORMED_COMMAND');
-  await operator.sendRaw('commands/req', JSON.stringify({ id: 'c-9', action: 'system.info', params: 'all', extra: 1 }));
+  await operator.sendRaw('commands/req', JSON.stringify({ id: 'c-9', action: 'system.info', params: 'all', extra: 1, sentAt: new Date().toISOString() }));
   const malformed = await operator.waitFor('the refusal of a bad command', 'commands/res', (b) => b.id === 'c-9');
   assert.equal(malformed.error.data.map((d: { field: string }) => d.field).sort(), ['(root)', 'params']);
   // Late: a reboot must not land hours after it was asked for.

@@ -10,8 +10,11 @@ export const Command = z.strictObject({
   id: z.string().regex(/^[\w.:-]{1,64}$/, '1-64 letters, digits, _ . : -'),
   action: z.string().min(1).max(64),
   params: z.record(z.string(), z.unknown()).default({}),
-  /** When the operator sent it; a command older than admp.commandMaxAgeSeconds is refused. */
-  sentAt: z.iso.datetime({ offset: true }).optional(),
+  /**
+   * When the operator sent it: required. Older than admp.commandMaxAgeSeconds, or more than
+   * admp.commandMaxSkewSeconds ahead of the box's clock, it is refused.
+   */
+  sentAt: z.iso.datetime({ offset: true }),
 });
 export type Command = z.output<typeof Command>;
 

@@ -51,6 +51,12 @@ function errorOf(err: unknown): NonNullable<Reply['error']> {
   return { type: e.type ?? 'ERROR', ...(typeof e.code === 'number' ? { code: e.code } : {}), message: e.message ?? String(err), ...(e.data !== undefined ? { data: e.data } : {}) };
 }
 
+/** The next wait before connecting again: doubled, at most `max`, with ±25% jitter. */
+export function nextBackoff(current: number, max: number): number {
+  const doubled = Math.min(current * 2, max);
+  return Math.round(doubled * (0.75 + Math.random() * 0.5));
+}
+
 export function admpService(config: Config): ServiceSchema {
   const o = config.admp;
   let store: Store | undefined;
@@ -67,7 +73,11 @@ export function admpService(config: Config): ServiceSchema {
    * completes the QoS 2 handshake of the 21st message and discards it.
    */
   let receiveMaximum = 65_535;
-  const link = { connected: false, lastConnectedAt: null as string | null, lastDisconnectedAt: null as string | null, lastError: null as string | null, connects: 0 };
+  const link = { connected: false, lastConnectedAt: null as string | null, lastDisconnectedAt: null as string | null, lastError: null as string | null, lastErrorAt: null as string | null, connects: 0 };
+  /** Messages for the operator that could not be queued (the store failing or closed), by kind. */
+  const notQueued: Record<Kind, number> = { health: 0, event: 0, reported: 0, reply: 0, audit: 0 };
+  /** Commands being handled now, by id: a second copy of one waits for the first's answer. */
+  const running = new Map<string, Promise<void>>();
   let settings: UplinkSettings = UplinkSettings.parse({});
   let applied: Applied | null = null;
   let lastRejected: { version: number | null; error: Reply['error']; at: string } | null = null;
@@ -88,7 +98,10 @@ export function admpService(config: Config): ServiceSchema {
     lastConnectedAt: link.lastConnectedAt,
     lastDisconnectedAt: link.lastDisconnectedAt,
     lastError: link.lastError,
-    queue: { ...queue.size, inFlight: inflight.size, maxItems: o.maxQueueItems, maxBytes: o.maxQueueBytes, dropped: { ...queue.dropped } },
+    lastErrorAt: link.lastErrorAt,
+    /** How long until the next try, while not connected. */
+    retryInMs: link.connected || !client ? null : (client.options.reconnectPeriod ?? o.reconnectMs),
+    queue: { ...queue.size, inFlight: inflight.size, maxItems: o.maxQueueItems, maxBytes: o.maxQueueBytes, dropped: { ...queue.dropped }, notQueued: { ...notQueued } },
     desired: { appliedVersion: applied?.version ?? null, appliedAt: applied?.at ?? null, lastRejected },
     settings: { ...settings, telemetrySeconds: settings.telemetrySeconds ?? o.telemetrySeconds },
   });
@@ -111,7 +124,10 @@ export function admpService(config: Config): ServiceSchema {
 
   const up = async (kind: Kind, sub: string, payload: Record<string, unknown>, retain = false): Promise<UpMessage | null> => {
     if (!provisioned || !store) return null;
-    const { message, dropped } = await queue.enqueue(kind, sub, { at: new Date().toISOString(), ...payload }, retain);
+    const { message, dropped } = await queue.enqueue(kind, sub, { at: new Date().toISOString(), ...payload }, retain).catch((err: Error) => {
+      notQueued[kind]++; // counted, and reported in the status and the next health sample
+      throw err;
+    });
     if (dropped.length) log.warn(`admp: uplink queue full: dropped ${dropped.length} (${dropped.map((d) => `${d.kind} #${d.seq}`).join(', ')})`);
     pump();
     return message;
@@ -128,7 +144,15 @@ export function admpService(config: Config): ServiceSchema {
     name: 'admp',
 
     actions: {
-      health: action({ input: z.strictObject({}), handler: () => ({ status: store?.status === 'open' ? 'ok' : 'down' }) }),
+      // Provisioned but not connected after a failure: degraded, with why (the box runs on locally).
+      health: action({
+        input: z.strictObject({}),
+        handler: () => {
+          if (store?.status !== 'open') return { status: 'down' };
+          if (provisioned && !link.connected && link.lastError) return { status: 'degraded', reason: `uplink to the operator not connected: ${link.lastError}` };
+          return { status: 'ok' };
+        },
+      }),
 
       /** Provisioned or not, connected or not, what waits to go up and what was dropped. */
       status: action({ input: z.strictObject({}), permission: 'system.view', handler: () => status() }),
@@ -218,6 +242,9 @@ export function admpService(config: Config): ServiceSchema {
           clean: false,
           ...(p.protocolVersion === 5 ? { properties: { sessionExpiryInterval: SESSION_EXPIRY_S } } : {}),
           reconnectPeriod: o.reconnectMs,
+          // A refused CONNACK (an auth backend's hiccup, "server unavailable") is tried again too:
+          // the box is never stranded until someone provisions it again.
+          reconnectOnConnackError: true,
           connectTimeout: 10_000,
           ...(p.username ? { username: p.username } : {}),
           ...(p.password ? { password: p.password } : {}),
@@ -227,6 +254,7 @@ export function admpService(config: Config): ServiceSchema {
         });
         client = c;
         c.on('connect', (connack) => {
+          c.options.reconnectPeriod = o.reconnectMs;
           receiveMaximum = connack.properties?.receiveMaximum ?? 65_535;
           link.connected = true;
           link.lastConnectedAt = new Date().toISOString();
@@ -239,6 +267,9 @@ export function admpService(config: Config): ServiceSchema {
           pump();
         });
         c.on('close', () => {
+          // Each failure waits longer, up to reconnectMaxMs, with jitter: a fleet whose broker
+          // comes back is not all at its door in the same second.
+          if (!link.connected) c.options.reconnectPeriod = nextBackoff(c.options.reconnectPeriod ?? o.reconnectMs, o.reconnectMaxMs);
           if (!link.connected) return;
           link.connected = false;
           link.lastDisconnectedAt = new Date().toISOString();
@@ -246,8 +277,9 @@ export function admpService(config: Config): ServiceSchema {
           void this.broker.broadcast('admp.status.changed', status());
         });
         c.on('error', (err) => {
-          if (link.lastError !== err.message) log.warn(`admp: uplink: ${err.message}`);
+          if (link.lastError !== err.message) log.warn(`admp: uplink: ${err.message}; trying again`);
           link.lastError = err.message;
+          link.lastErrorAt = new Date().toISOString();
         });
         c.on('message', (t, payload) => {
           if (t === topic('commands/req')) void this.onCommand(payload).catch((err: Error) => log.error(`admp: command failed: ${err.message}`));
@@ -276,7 +308,7 @@ export function admpService(config: Config): ServiceSchema {
             if (!provisioned) return;
             await telemetry
               .sample()
-              .then((sample) => up('health', 'health', { ...sample, uplink: { queued: queue.size.items, dropped: { ...queue.dropped } } }))
+              .then((sample) => up('health', 'health', { ...sample, uplink: { queued: queue.size.items, dropped: { ...queue.dropped }, notQueued: { ...notQueued } } }))
               .catch((err: Error) => log.error(`admp: health not sent: ${err.message}`));
             tick();
           }, wait);
@@ -302,15 +334,44 @@ export function admpService(config: Config): ServiceSchema {
           return reply({ id, action: null, ok: false, error: { type: 'MALFORMED_COMMAND', message: 'The command does not match its schema', data: issues } }, this.broker);
         }
         const cmd = parsed.data;
+        // Copies of one id are handled one after another: a copy that comes while the first runs
+        // waits for it and gets its reply; the command runs once.
+        const turn = (running.get(cmd.id) ?? Promise.resolve()).then(() => this.handleCommand(cmd));
+        const settled = turn.then(
+          () => undefined,
+          () => undefined,
+        );
+        running.set(cmd.id, settled);
+        try {
+          await turn;
+        } finally {
+          if (running.get(cmd.id) === settled) running.delete(cmd.id);
+        }
+      },
+
+      async handleCommand(cmd: Command) {
         const earlier = await replies.get(cmd.id);
         if (earlier) {
+          // An id is bound to its action: re-used for another one, it runs nothing and says so.
+          if (earlier.action !== null && earlier.action !== cmd.action) {
+            await up('reply', 'commands/res', { id: cmd.id, action: cmd.action, ok: false, error: { type: 'ID_REUSED', message: `Command id "${cmd.id}" was used for ${earlier.action}; use a new id for ${cmd.action}` }, at: new Date().toISOString() });
+            return;
+          }
           // Delivered again (QoS 1 after a reconnect, or sent twice): answered again, not run again.
           await up('reply', 'commands/res', { ...earlier, duplicate: true });
           return;
         }
-        if (cmd.sentAt && Date.now() - Date.parse(cmd.sentAt) > o.commandMaxAgeSeconds * 1000) {
+        const sentAt = Date.parse(cmd.sentAt);
+        if (Date.now() - sentAt > o.commandMaxAgeSeconds * 1000) {
           return reply({ id: cmd.id, action: cmd.action, ok: false, error: { type: 'EXPIRED', message: `The command was sent at ${cmd.sentAt}, more than ${o.commandMaxAgeSeconds} s ago` } }, this.broker);
         }
+        if (sentAt - Date.now() > o.commandMaxSkewSeconds * 1000) {
+          return reply({ id: cmd.id, action: cmd.action, ok: false, error: { type: 'FROM_THE_FUTURE', message: `The command says it was sent at ${cmd.sentAt}, more than ${o.commandMaxSkewSeconds} s ahead of the box's clock (${new Date().toISOString()})` } }, this.broker);
+        }
+        return this.runCommand(cmd);
+      },
+
+      async runCommand(cmd: Command) {
         if (!(REMOTE_ACTIONS as readonly string[]).includes(cmd.action)) {
           log.warn(`admp: refused command ${cmd.id}: ${cmd.action} is not a remote action`);
           return reply({ id: cmd.id, action: cmd.action, ok: false, error: { type: 'NOT_ALLOWED', message: `"${cmd.action}" is not an action the operator may run` } }, this.broker);

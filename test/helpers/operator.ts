@@ -78,6 +78,13 @@ export class OperatorBroker {
     await this.proc.waitForLine(/mosquitto version .* running/);
   }
 
+  /** A user's password changed in the password file, and mosquitto told to read it again (SIGHUP), as an operator does. */
+  async setPassword(user: string, password: string): Promise<void> {
+    await run('mosquitto_passwd', ['-b', path.join(this.dir, 'passwords'), user, password]);
+    await chmod(path.join(this.dir, 'passwords'), 0o644);
+    if (this.proc) process.kill(this.proc.pid!, 'SIGHUP');
+  }
+
   /** SIGTERM: mosquitto saves its sessions and queued messages, as a real broker's restart would. */
   async stop(): Promise<void> {
     await this.proc?.kill('SIGTERM');
@@ -127,7 +134,7 @@ export class Operator {
   /** Sends a command and waits for the reply that comes after it. */
   async command(id: string, action: string, params: object = {}, extra: object = {}): Promise<any> {
     const before = this.on('commands/res').length;
-    await this.client.publishAsync(`${this.root}/commands/req`, JSON.stringify({ id, action, params, ...extra }), { qos: 1 });
+    await this.client.publishAsync(`${this.root}/commands/req`, JSON.stringify({ id, action, params, sentAt: new Date().toISOString(), ...extra }), { qos: 1 });
     return waitUntil(`the reply to ${id}`, () => this.on('commands/res').slice(before).find((r) => r.body.id === id)?.body, 15_000, 50);
   }
 
