@@ -19,7 +19,7 @@ test('provisioned by the environment: the will says offline when the box dies; w
   const env = {
     FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1',
     FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-9', FOGEDGE_ADMP_USERNAME: 'box-9', FOGEDGE_ADMP_PASSWORD: 'box-secret-9',
-    FOGEDGE__ADMP__TELEMETRYSECONDS: '3600', FOGEDGE__ADMP__RECONNECTMS: '200',
+    FOGEDGE__ADMP__TELEMETRYSECONDS: '3600', FOGEDGE__ADMP__RECONNECTMS: '200', FOGEDGE__ADMP__RECONNECTMAXMS: '1000',
   };
   let box = await startedNode(env);
   try {

@@ -20,7 +20,8 @@ const addDevice = (id: string) => box.request('POST', '/api/v1/devices', { auth:
 test.before(async () => {
   adm = await OperatorBroker.start({ 'box-7': 'box-secret-1', platform: 'platform-secret-1' }, { tls: true });
   operator = await Operator.connect(adm.url, 'platform', 'platform-secret-1', ROOT);
-  box = await testBox({ admp: { telemetrySeconds: 1, reconnectMs: 200 } });
+  // Short waits between tries (a fleet's are minutes): the tests take the broker away and back.
+  box = await testBox({ admp: { telemetrySeconds: 1, reconnectMs: 200, reconnectMaxMs: 1000 } });
   admin = await withAdmin(box);
 });
 test.after(async () => {
@@ -183,6 +184,22 @@ test('desired configuration: applied and reported; a bad one refused with the re
   const s = await status();
   assert.is(s.desired.appliedVersion, 1);
   assert.is(s.desired.lastRejected.version, 3);
+
+  // A step refused half way (a wider cloud plan, which the operator's installer role may not set):
+  // the device and the camera changed before it are put back; nothing of version 4 stays.
+  assert.is((await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'porch', name: 'Porch', enabled: false, source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/x' } } })).status, 201);
+  const wider = { version: 4, config: { devices: { 'sensor-1': { state: 'allowed' } }, cameras: { porch: { detection: { enabled: false } } }, syncPolicy: { resources: ['events', 'audit', 'snapshots', 'clips', 'recordings'] } } };
+  await operator.sendRaw('config/desired', JSON.stringify(wider), true);
+  const half = await operator.waitFor('version 4 refused', 'config/reported', (b) => b.rejected?.version === 4);
+  assert.is(half.version, 1, 'version 1 is in force');
+  assert.is(half.rejected.error.type, 'FORBIDDEN', JSON.stringify(half.rejected));
+  const sensor = (await box.request('GET', '/api/v1/devices', { auth: admin })).json.devices.find((d: { id: string }) => d.id === 'sensor-1');
+  assert.is(sensor.state, 'denied', 'the device is back as version 1 left it');
+  assert.is((await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.detection.enabled, true, 'the camera is back too');
+  assert.equal((await box.request('GET', '/api/v1/sync/policy', { auth: admin })).json.resources, ['events', 'audit']);
+  // Version 1 sent again: in force, and the refusal of 4 is no longer reported.
+  await operator.sendRaw('config/desired', JSON.stringify(desired), true);
+  await operator.waitFor('version 1 reported again without a refusal', 'config/reported', (b) => b.version === 1 && b.rejected === null && operator.on('config/reported').indexOf(operator.on('config/reported').find((r) => r.body === b)!) > operator.on('config/reported').findIndex((r) => r.body.rejected?.version === 4));
 });
 
 test('events go up as the desired configuration says: start and end of the labels asked for, no picture', async () => {

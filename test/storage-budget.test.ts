@@ -52,7 +52,7 @@ test.before(async () => {
   box = await testBox({
     dataDir: path.join(mountDir, 'data'),
     video: { segmentSeconds: 2, minFreeBytes: FLOOR, retentionIntervalSeconds: 1, clipCacheBytes: MiB },
-    admp: { telemetrySeconds: 3600, reconnectMs: 200 },
+    admp: { telemetrySeconds: 3600, reconnectMs: 200, reconnectMaxMs: 1000 },
   });
   admin = await withAdmin(box);
   const provisioned = await box.request('PUT', '/api/v1/admp/provisioning', { auth: admin, body: { url: adm.url, boxId: 'box-d', username: 'box-d', password: 'box-secret-d' } });

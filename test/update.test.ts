@@ -76,7 +76,7 @@ test.before(async () => {
   runner = new Proc(process.execPath, [path.join(repo, 'appliance/release-runner.mjs'), root], {
     FOGEDGE_DATA_DIR: path.join(root, 'data'), PORT: String(httpPort), FOGEDGE__HTTP__HOST: '127.0.0.1',
     FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__UPDATE__RELEASESOURCES: `[${archiveUrl}]`,
-    FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-u', FOGEDGE_ADMP_USERNAME: 'box-u', FOGEDGE_ADMP_PASSWORD: 'box-secret-u', FOGEDGE__ADMP__RECONNECTMS: '200',
+    FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-u', FOGEDGE_ADMP_USERNAME: 'box-u', FOGEDGE_ADMP_PASSWORD: 'box-secret-u', FOGEDGE__ADMP__RECONNECTMS: '200', FOGEDGE__ADMP__RECONNECTMAXMS: '1000',
   });
   await waitUntil('the first release up', async () => (await health()) === BASE, 30_000);
   const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'update-password-1' }) });

@@ -397,7 +397,11 @@ export function admpService(config: Config): ServiceSchema {
         const parsed = Desired.safeParse(raw);
         if (!parsed.success) return this.reject(rawVersion, { type: 'VALIDATION_ERROR', message: 'The desired configuration does not match its schema', data: issuesOf(parsed.error) });
         const desired = parsed.data;
-        if (applied && desired.version === applied.version) return this.report(); // delivered again
+        if (applied && desired.version === applied.version) {
+          // Delivered again, or sent again after a newer one was refused: that refusal is moot now.
+          lastRejected = null;
+          return this.report();
+        }
         if (applied && desired.version < applied.version) {
           return this.reject(desired.version, { type: 'STALE_VERSION', message: `Version ${desired.version} is older than the applied version ${applied.version}` });
         }
@@ -430,17 +434,45 @@ export function admpService(config: Config): ServiceSchema {
         return missing;
       },
 
-      /** Each part through the same action a local user would call, as the operator. */
+      /**
+       * Each part through the same action a local user would call, as the operator, all or
+       * nothing: each step's undo is kept, and a step that fails undoes the ones before it, in
+       * reverse, as the box itself (restoring what was there is not the operator's change).
+       */
       async applyDesired(desired: DesiredConfig) {
         const as = { meta: { caller: ADMP_CALLER } };
-        if (desired.syncPolicy) await this.broker.call('sync.setPolicy', desired.syncPolicy, as);
-        for (const [id, changes] of Object.entries(desired.cameras ?? {})) await this.broker.call('cameras.update', { id, ...changes }, as);
-        for (const [id, { state }] of Object.entries(desired.devices ?? {})) await this.broker.call('devices.update', { id, state }, as);
-        if (desired.uplink) {
-          const before = settings.telemetrySeconds;
-          settings = desired.uplink;
-          if (settings.telemetrySeconds !== before) this.scheduleTelemetry();
+        const telemetryBefore = settings.telemetrySeconds;
+        const undo: Array<{ what: string; run: () => Promise<unknown> }> = [];
+        try {
+          if (desired.uplink) {
+            const before = settings;
+            settings = desired.uplink;
+            undo.push({ what: 'uplink settings', run: async () => void (settings = before) });
+          }
+          if (desired.devices && Object.keys(desired.devices).length) {
+            const states = new Map((await this.broker.call<{ devices: Array<{ id: string; state: string }> }, object>('devices.list', {})).devices.map((d) => [d.id, d.state]));
+            for (const [id, { state }] of Object.entries(desired.devices)) {
+              const before = states.get(id);
+              await this.broker.call('devices.update', { id, state }, as);
+              if (before && before !== state) undo.push({ what: `device "${id}"`, run: () => this.broker.call('devices.update', { id, state: before }) });
+            }
+          }
+          for (const [id, changes] of Object.entries(desired.cameras ?? {})) {
+            const current = await this.broker.call<Record<string, unknown>, object>('cameras.get', { id });
+            const before = Object.fromEntries(Object.keys(changes).map((key) => [key, current[key]]));
+            await this.broker.call('cameras.update', { id, ...changes }, as);
+            undo.push({ what: `camera "${id}"`, run: () => this.broker.call('cameras.update', { id, ...before }) });
+          }
+          if (desired.syncPolicy) {
+            const before = await this.broker.call<object, object>('sync.policy', {});
+            await this.broker.call('sync.setPolicy', desired.syncPolicy, as);
+            undo.push({ what: 'the sync plan', run: () => this.broker.call('sync.setPolicy', before) });
+          }
+        } catch (err) {
+          for (const step of undo.reverse()) await step.run().catch((e: Error) => log.error(`admp: undoing ${step.what} after a refused configuration failed: ${e.message}`));
+          throw err;
         }
+        if (settings.telemetrySeconds !== telemetryBefore) this.scheduleTelemetry();
       },
 
       async reject(version: number | null, error: NonNullable<Reply['error']>) {
