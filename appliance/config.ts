@@ -7,12 +7,22 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { redactUrl } from '../lib/redact.ts';
+import { defaultLockFile } from '../lib/update-lock.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
 export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync', 'admp', 'usp'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+/**
+ * The box's id when none is set: balena's device UUID when it runs on balena (a container's host
+ * name changes with every release), else the host name.
+ */
+export function defaultBoxId(env: NodeJS.ProcessEnv = process.env, hostname = os.hostname()): string {
+  const from = (value: string) => value.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+/, '').slice(0, 63);
+  return (env['BALENA_DEVICE_UUID'] && from(env['BALENA_DEVICE_UUID'])) || from(hostname) || 'fogedge';
+}
 
 export const ConfigSchema = z.strictObject({
   /** Moleculer node id; default hostname-pid. */
@@ -164,7 +174,7 @@ export const ConfigSchema = z.strictObject({
   sync: z
     .strictObject({
       /** This box's folder in every bucket: <boxId>/<camera>/<date>/<event>/... */
-      boxId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, '1-63 lower-case letters, digits, dash').default(os.hostname().toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+/, '').slice(0, 63) || 'fogedge'),
+      boxId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, '1-63 lower-case letters, digits, dash').default(() => defaultBoxId()),
       /** Most bytes waiting to go up; past it the lowest-value, oldest items go first (logged). */
       maxQueueBytes: z.number().int().min(1024 * 1024).default(2 * 1024 ** 3),
       /** Items up to this size always go whole; larger ones as multipart (S3) or block (Azure) uploads that resume, bytes. */
@@ -226,6 +236,12 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       /** Where release archives may be fetched from: URL prefixes (the operator's servers). Empty: none. */
       releaseSources: z.array(z.url({ protocol: /^https?$/ })).max(32).default([]),
+      /**
+       * balena's update lock, held during firmware campaigns and the box's own update so that a
+       * fleet release does not restart the box in the middle; null: none. Default: balena's
+       * /tmp/balena/updates.lock when the box runs on balena, else none.
+       */
+      lockFile: z.string().min(1).nullable().default(() => defaultLockFile()),
     })
     .prefault({}),
   bus: z

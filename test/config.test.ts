@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig, redactedConfig } from '../appliance/config.ts';
+import { ConfigError, defaultBoxId, loadConfig, redactedConfig } from '../appliance/config.ts';
 import { startNode } from './helpers/processes.ts';
 
 let dir = '';
@@ -31,6 +31,12 @@ test('no file: embedded defaults, data root under the working folder', () => {
   assert.is(config.http.port, 8080);
   assert.is(config.dataDir, path.join(dir, 'data'));
   assert.is(config.auth.maxFailuresPerAccount, 10);
+});
+
+test('the box id: balena\'s device UUID when it runs on balena (a container\'s host name changes with each release), else the host name', () => {
+  assert.is(defaultBoxId({ BALENA_DEVICE_UUID: '7C9A1E0F3B2D4E5F8A6B9C0D1E2F3A4B' }, '0a1b2c3d4e5f'), '7c9a1e0f3b2d4e5f8a6b9c0d1e2f3a4b');
+  assert.is(defaultBoxId({}, 'Porch-Box.local'), 'porch-box-local');
+  assert.is(defaultBoxId({}, '...'), 'fogedge');
 });
 
 test('YAML file values, then environment overrides on top', async () => {

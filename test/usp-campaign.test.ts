@@ -5,7 +5,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { buildImage } from '../camera-agent/firmware-image.ts';
 import { CameraAgent, type CameraAgentOptions } from '../camera-agent/camera-agent.ts';
 import type { Campaign } from '../services/usp/usp.service.ts';
@@ -19,6 +21,7 @@ const stranger = generateKeyPairSync('ed25519');
 const broken = new Set<string>();
 let vendorServer: VendorServer;
 let box: TestBox;
+let lockDir: string;
 let admin: string;
 const agents = new Map<string, CameraAgent>();
 const dirs: string[] = [];
@@ -56,7 +59,13 @@ const versions = async () => Object.fromEntries(((await box.request('GET', '/api
 test.before(async () => {
   vendorServer = await VendorServer.start();
   const httpPort = await freePort();
-  box = await testBox({ http: { port: httpPort }, mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null }, usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}`, firmwareSources: [vendorServer.url] } });
+  lockDir = await tempDir('fogedge-balena-lock-');
+  dirs.push(lockDir);
+  box = await testBox({
+    http: { port: httpPort }, mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null }, usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}`, firmwareSources: [vendorServer.url] },
+    // Where balena's supervisor would look for its update lock (/tmp/balena/updates.lock on a device).
+    update: { lockFile: path.join(lockDir, 'updates.lock') },
+  });
   admin = await withAdmin(box);
   for (const id of ['cam-a', 'cam-b', 'cam-c']) await startCamera(id);
   await waitUntil('three cameras known', async () => Object.values(await versions()).filter((v) => v === '1.0.0').length === 3);
@@ -70,10 +79,17 @@ test.after(async () => {
 
 test('a campaign updates every camera of the model, two at a time: downloaded from the box, activated, rebooted, confirmed', async () => {
   const image = publish('fogcam-2.0.0.img', '2.0.0');
+  // balena's update lock, watched as its supervisor would: held while the campaign runs, gone after.
+  const lockFile = path.join(lockDir, 'updates.lock');
+  let locked = false;
+  const watch = setInterval(() => (locked ||= existsSync(lockFile)), 20);
   const res = await campaign({ ...image, model: 'fogcam-1', concurrency: 2, trialSeconds: 30 });
   assert.is(res.status, 200, res.text);
   assert.is(res.json.image.version, '2.0.0');
   const c = await finished(res.json.id);
+  clearInterval(watch);
+  assert.ok(locked, 'the update lock was held during the campaign');
+  assert.not.ok(existsSync(lockFile), 'and let go when it finished');
   assert.is(c.state, 'succeeded', JSON.stringify(c.targets));
   assert.ok(Object.values(c.targets).every((t) => t.state === 'succeeded' && t.fromVersion === '1.0.0'));
   await waitUntil('versions read again', async () => Object.values(await versions()).every((v) => v === '2.0.0'));

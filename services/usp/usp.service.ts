@@ -20,6 +20,7 @@ import { action } from '../../lib/actions.ts';
 import { BadRequestError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
 import { underAllowedSource } from '../../lib/allowed-source.ts';
 import { Store, type Collection } from '../../lib/store.ts';
+import { UpdateLock } from '../../lib/update-lock.ts';
 import { decodeRecord, encodeRecord, errorOf, request, USP_CONTENT_TYPE, UspError, type Msg } from '../../lib/usp/codec.ts';
 import { DeviceId } from '../devices/devices.service.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
@@ -119,6 +120,7 @@ export function uspService(config: Config): ServiceSchema {
   let campaigns: Collection<Campaign>;
   let notifications!: Collection<UspNotification>;
   let notificationSeq = 0;
+  const updateLock = new UpdateLock(config.update.lockFile);
   let motion: CameraMotion | undefined;
   /** Requests waiting for their answer, by endpoint and msg id: only the endpoint asked may answer. */
   const pending = new Map<string, Pending>();
@@ -332,6 +334,16 @@ export function uspService(config: Config): ServiceSchema {
   };
 
   const runCampaign = async (broker: ServiceBroker, c: Campaign) => {
+    // A fleet release must not restart the box in the middle of a campaign (balena's update lock).
+    const release = await updateLock.hold(`firmware campaign ${c.id}`);
+    try {
+      await runTargets(broker, c);
+    } finally {
+      await release();
+    }
+  };
+
+  const runTargets = async (broker: ServiceBroker, c: Campaign) => {
     let failures = 0;
     const save = async () => {
       await campaigns.put(c.id, c);
