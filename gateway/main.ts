@@ -1,10 +1,12 @@
 // Process entry of a FogEdge node: read the config, start the services this
 // node runs, stop them cleanly on SIGTERM/SIGINT.
+import { writeFileSync } from 'node:fs';
 import { ConfigError, loadConfig, type Config } from '../appliance/config.ts';
 import { createBroker } from './broker.ts';
 import { redactUrl } from '../lib/redact.ts';
 
 const SHUTDOWN_GRACE_MS = 8_000;
+const ALIVE_EVERY_MS = 10_000;
 const EXIT_CONFIG = 78; // EX_CONFIG from sysexits.h: supervisors should not restart in a loop
 
 function readConfig(): Config {
@@ -43,12 +45,27 @@ async function shutdown(signal: string): Promise<void> {
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
 
+/**
+ * FOGEDGE_ALIVE_FILE: touched every 10 s while this node runs and is on its bus, for a container
+ * health check on a node without HTTP (balena's detector): a stale file means a stuck node.
+ */
+function keepAliveFile(file: string) {
+  const touch = () => {
+    const onBus = !config.transporter || Boolean((broker as unknown as { transit?: { connected: boolean } }).transit?.connected);
+    if (!stopping && onBus) writeFileSync(file, `${new Date().toISOString()}\n`);
+  };
+  touch();
+  setInterval(touch, ALIVE_EVERY_MS).unref();
+}
+
 const started = Date.now();
 broker
   .start()
   .then(() => {
     const mode = config.transporter ? `NATS ${redactUrl(config.transporter)}` : 'embedded (one process)';
     log.info(`FogEdge node ${broker.nodeID} ready in ${Date.now() - started} ms: ${config.services.join(', ')} over ${mode}`);
+    const aliveFile = process.env['FOGEDGE_ALIVE_FILE'];
+    if (aliveFile) keepAliveFile(aliveFile);
   })
   .catch((err: Error) => {
     log.fatal(`start failed: ${err.message}`);

@@ -3,11 +3,14 @@
 // the nodes together run every service once, and volumes, ports and health checks line up.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ConfigSchema, loadConfig, SERVICE_NAMES } from '../appliance/config.ts';
+import { tempDir } from './helpers/box.ts';
+import { startedNode } from './helpers/processes.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const dir = path.join(root, 'deploy/balena');
@@ -104,6 +107,27 @@ test('health checks: every service has one, the gateway asks the API it serves',
   assert.match(services['nats'].healthcheck.test.join(' '), /:8222\/healthz/);
   const nats = instructions(path.join(root, services['nats'].build.dockerfile));
   assert.match(nats.find((i) => i.op === 'CMD')!.args, /--http_port", "8222"/);
+});
+
+test("the detector's health check checks something: its node's alive file is fresh while it runs, stale after it stops", async () => {
+  const detector = services['detector'];
+  const file = detector.environment.FOGEDGE_ALIVE_FILE as string;
+  const check = (detector.healthcheck.test as string[]).slice(1).join(' ');
+  assert.ok(check.includes(file), 'the check reads the file the node is told to touch');
+  // The same command against a node started here, with the file in a temp folder.
+  const dataDir = await tempDir();
+  const alive = path.join(dataDir, 'alive');
+  const run = () => spawnSync('sh', ['-c', check.replaceAll(file, alive)]).status;
+  assert.is(run(), 1, 'no node, no file: unhealthy');
+  const node = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: '0', FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE_ALIVE_FILE: alive });
+  try {
+    assert.is(run(), 0, 'running: healthy');
+  } finally {
+    await node.kill('SIGTERM');
+  }
+  utimesSync(alive, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000)); // as two minutes later
+  assert.is(run(), 1, 'stopped (or stuck) for two minutes: unhealthy');
+  await rm(dataDir, { recursive: true, force: true });
 });
 
 test('balena.yml names the same version as package.json; push.sh is valid bash', () => {
