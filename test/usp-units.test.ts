@@ -2,7 +2,10 @@
 // messages round-trip, and what cannot be read is refused the way the spec says.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { decodeRecord, encodeMsg, encodeRecord, ERR, errorMsg, errorOf, request, UspError } from '../lib/usp/codec.ts';
+import { boxAddress, interfaceAddress } from '../services/usp/box-address.ts';
 
 test('a Get encodes to the bytes TR-369 defines (header 1, body 2, request 1, get 1, param_paths 1)', () => {
   const bytes = Buffer.from(encodeMsg(request('GET', { get: { paramPaths: ['Device.'] } }, '1')));
@@ -11,6 +14,35 @@ test('a Get encodes to the bytes TR-369 defines (header 1, body 2, request 1, ge
     0x12, 0x0d, 0x0a, 0x0b, 0x0a, 0x09, 0x0a, 0x07, ...Buffer.from('Device.'), // body { request { get { param_paths } } }
   ]);
   assert.equal(bytes.toString('hex'), expected.toString('hex'));
+});
+
+test('Add and Delete encode with TR-369\'s field numbers (request add 5, delete 6; Add create_objs 2, obj_path 1)', () => {
+  const add = Buffer.from(encodeMsg(request('ADD', { add: { createObjs: [{ objPath: 'Device.' }] } }, '1')));
+  // body 0x12 len, request 0x0a len, add 0x2a (field 5, length-delimited) len, create_objs 0x12 len, obj_path 0x0a len "Device."
+  assert.ok(add.includes(Buffer.from([0x2a, 0x0b, 0x12, 0x09, 0x0a, 0x07, ...Buffer.from('Device.')])), add.toString('hex'));
+  const del = Buffer.from(encodeMsg(request('DELETE', { delete: { objPaths: ['Device.'] } }, '1')));
+  assert.ok(del.includes(Buffer.from([0x32, 0x09, 0x12, 0x07, ...Buffer.from('Device.')])), del.toString('hex'));
+});
+
+test('the image URL\'s address: on balena the device\'s LAN address from its supervisor, else this machine\'s', async () => {
+  // A stand-in for balena's supervisor API (it cannot run here), answering GET /v1/device as documented.
+  let asked = '';
+  let answer: { status: number; body: object } = { status: 200, body: { ip_address: '192.168.7.21 10.114.101.2', status: 'Idle' } };
+  const supervisor = http.createServer((req, res) => {
+    asked = req.url ?? '';
+    res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
+  });
+  await new Promise<void>((r) => supervisor.listen(0, '127.0.0.1', () => r()));
+  const env = { BALENA_SUPERVISOR_ADDRESS: `http://127.0.0.1:${(supervisor.address() as AddressInfo).port}`, BALENA_SUPERVISOR_API_KEY: 'k e y' };
+  try {
+    assert.is(await boxAddress(env), '192.168.7.21');
+    assert.is(asked, '/v1/device?apikey=k%20e%20y');
+    answer = { status: 503, body: {} };
+    assert.is(await boxAddress(env), interfaceAddress(), 'the supervisor not answering: this machine\'s address');
+    assert.is(await boxAddress({}), interfaceAddress(), 'not on balena');
+  } finally {
+    supervisor.close();
+  }
 });
 
 test('records round-trip: a message, an MQTT connect, a disconnect', () => {

@@ -6,7 +6,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,6 +25,7 @@ import { DeviceId } from '../devices/devices.service.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 import { CameraMotion } from './camera-motion.ts';
 import { notificationOf, type UspNotification } from './notifications.ts';
+import { boxAddress } from './box-address.ts';
 
 /** Notifications kept per endpoint; the oldest go first. */
 const NOTIFICATIONS_KEPT = 500;
@@ -101,11 +101,6 @@ const CampaignInput = z.strictObject({
 const DOWNLOAD_TIMEOUT_MS = 15 * 60_000;
 const MAX_IMAGE_BYTES = 512 * 1024 * 1024;
 
-/** The box's address on the LAN, for the image URL the cameras fetch. */
-function lanAddress(): string {
-  for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  return '127.0.0.1';
-}
 
 interface Pending {
   resolve: (msg: Msg) => void;
@@ -262,7 +257,7 @@ export function uspService(config: Config): ServiceSchema {
 
   const imageUrl = async (sha256: string) => {
     const token = await store!.collection<string>('imageTokens').get(sha256);
-    const base = config.usp.imageBaseUrl ?? `http://${lanAddress()}:${config.http.port}`;
+    const base = config.usp.imageBaseUrl ?? `http://${await boxAddress()}:${config.http.port}`;
     return `${base}/firmware/${sha256}-${token}.img`;
   };
 
