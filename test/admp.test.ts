@@ -70,6 +70,11 @@ test('provisioned: online (retained, with a will), health with the machine and t
   assert.ok(Array.isArray(health.cameras) && Array.isArray(health.temperatures));
   assert.is(health.services.status, 'ok', JSON.stringify(health.services));
   assert.ok(health.sync && health.uplink, 'sync queue and uplink queue are in it');
+  // What a fleet dashboard needs in one message: which box, its storage, its cameras' firmware, its update state.
+  assert.is(health.boxId, 'box-7');
+  assert.type(health.recording.recordingsBytes, 'number');
+  assert.equal(health.cameraFirmware, []);
+  assert.is(health.update.mode, 'checkout');
   // Who provisioned it, in the audit log; the device added before provisioning is not.
   const audit = await operator.waitFor('the provisioning audited', 'audit', (b) => b.action === 'admp.provisioning.changed');
   assert.is(audit.by, 'admin');

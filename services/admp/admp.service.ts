@@ -498,7 +498,7 @@ export function admpService(config: Config): ServiceSchema {
       applied = ((await meta.get('applied')) as Applied | undefined) ?? null;
       if (applied?.config.uplink) settings = applied.config.uplink;
       for await (const [id, r] of replies.entries()) if (Date.now() - Date.parse(r.at) > REPLY_KEEP_MS) await replies.del(id, { sync: false });
-      telemetry = new Telemetry(this.broker, config.dataDir, version);
+      telemetry = new Telemetry(this.broker, config.dataDir, version, () => provisioned?.provisioning.boxId ?? config.sync.boxId);
       await this.restartUplink();
     },
 

@@ -42,6 +42,8 @@ export class Telemetry {
     private readonly broker: ServiceBroker,
     private readonly dataDir: string,
     private readonly version: string,
+    /** The box's id at the operator (its provisioning's), else its cloud folder's. */
+    private readonly boxId: () => string,
   ) {}
 
   private ask<T>(action: string): Promise<T | null> {
@@ -53,17 +55,25 @@ export class Telemetry {
     const busy = now.total - this.lastCpu.total;
     const usagePercent = busy > 0 ? Math.round((1 - (now.idle - this.lastCpu.idle) / busy) * 1000) / 10 : null;
     this.lastCpu = now;
-    const [disk, temps, cameras, detector, sync, health] = await Promise.all([
+    const [disk, temps, cameras, detector, sync, health, storage, agents, update] = await Promise.all([
       statfs(this.dataDir).then((s) => ({ totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize }), () => null),
       temperatures(),
       this.ask<Array<PublicCamera & { status: CameraStatus | null }>>('cameras.list'),
       this.ask<{ cameras: Record<string, DetectorStats>; error: string | null }>('detector.status'),
       this.ask<{ queue: Record<string, unknown>; targets: Array<Record<string, unknown>> }>('sync.status'),
       this.ask<{ status: string; services: Array<{ name: string; status: string; instances: Array<{ node: string; error?: string }> }> }>('system.health'),
+      this.ask<{ recordingsBytes: number; clipsBytes: number; diskFull: boolean; quotaBytes: number | null }>('recorder.storage'),
+      this.ask<Array<{ device: string; model: string | null; softwareVersion: string | null; connected?: boolean; lastBoot?: { cause: string; at: string } | null }>>('usp.endpoints'),
+      this.ask<{ version: string; mode: string; update: { state?: string; to?: string; reason?: string | null } | null }>('system.updateStatus'),
     ]);
     return {
       at: new Date().toISOString(),
+      boxId: this.boxId(),
       version: this.version,
+      // What a fleet dashboard shows per box in one message: storage, camera firmware, update state.
+      recording: storage ? { recordingsBytes: storage.recordingsBytes, clipsBytes: storage.clipsBytes, quotaBytes: storage.quotaBytes, diskFull: storage.diskFull } : null,
+      cameraFirmware: agents?.map((a) => ({ device: a.device, model: a.model, version: a.softwareVersion, online: a.connected !== false, lastBootCause: a.lastBoot?.cause ?? null })) ?? null,
+      update: update ? { mode: update.mode, state: update.update?.state ?? null, to: update.update?.to ?? null, reason: update.update?.reason ?? null } : null,
       uptimeSeconds: Math.round(os.uptime()),
       processUptimeSeconds: Math.round(process.uptime()),
       cpu: { cores: os.cpus().length, load: os.loadavg().map((l) => Math.round(l * 100) / 100), usagePercent },
