@@ -37,7 +37,8 @@ async function startCamera(id: string) {
   const options: CameraAgentOptions = {
     id, secret, mqttUrl: `mqtt://127.0.0.1:${box.config.mqtt!.port}`, dataDir, hasStreamKey: () => true,
     vendorKey: vendor.publicKey, info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: id }, factoryVersion: '1.0.0', agentVersion: '0.1.0',
-    slotBytes: 1 << 20, trialSeconds: 10,
+    // An hour of its own: a campaign's shorter trial must reach the camera (the rollback test waits 90 s).
+    slotBytes: 1 << 20, trialSeconds: 3600,
     healthy: () => !broken.has(agents.get(id)!.slots.version),
     // The bootloader: the agent stops, and starts again from its disk.
     reboot: () => void (async () => {

@@ -91,11 +91,16 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
         },
         'Activate()': {
           async: true,
-          input: [],
+          // A vendor argument (TR-369's X_<vendor>_ naming): how long the new image has to prove
+          // itself, as the controller's campaign says; absent, the camera's own setting.
+          input: ['X_FOGEDGE_TrialSeconds'],
           output: [],
-          async run(_args, commandKey) {
+          async run(args, commandKey) {
+            const asked = args['X_FOGEDGE_TrialSeconds'];
+            const trialSeconds = asked === undefined ? o.trialSeconds : Number(asked);
+            if (!Number.isInteger(trialSeconds) || trialSeconds < 10 || trialSeconds > 86_400) throw new UspError(ERR.INVALID_COMMAND_ARGS, 'X_FOGEDGE_TrialSeconds is a whole number of seconds from 10 to 86400');
             try {
-              await slots.activate(slot, o.trialSeconds, commandKey);
+              await slots.activate(slot, trialSeconds, commandKey);
             } catch (err) {
               throw asUspError(err);
             }

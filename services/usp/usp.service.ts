@@ -261,6 +261,12 @@ export function uspService(config: Config): ServiceSchema {
     return `${base}/firmware/${sha256}-${token}.img`;
   };
 
+  /**
+   * The campaign's trial time for the camera, as the vendor argument FogEdge's agents take;
+   * another vendor's agent would refuse an argument it does not know (7027), so it gets none.
+   */
+  const activateArgs = (e: Endpoint, c: Campaign): Record<string, string> => (e.manufacturer === 'FogEdge' ? { X_FOGEDGE_TrialSeconds: String(c.trialSeconds) } : {});
+
   /** One camera through Download(), Activate(), the reboot and the new version's confirmation. */
   const updateOne = async (broker: ServiceBroker, c: Campaign, t: TargetState, set: (s: Partial<TargetState>) => Promise<void>) => {
     const e = await endpoints.get(t.endpointId);
@@ -296,7 +302,7 @@ export function uspService(config: Config): ServiceSchema {
     // The next Boot! tells: with this campaign's key it booted the new image; without, it restarted before Activate() took.
     const booted = waitForNotify(e.endpointId, (n) => n['event']?.eventName === 'Boot!', trialMs, 'Boot! after Activate()');
     booted.catch(() => undefined);
-    await Promise.race([ask(broker, e, 'OPERATE', { operate: { command: `${image}Activate()`, commandKey: key, sendResp: true, inputArgs: {} } }), booted]);
+    await Promise.race([ask(broker, e, 'OPERATE', { operate: { command: `${image}Activate()`, commandKey: key, sendResp: true, inputArgs: activateArgs(e, c) } }), booted]);
     await set({ state: 'rebooting' });
     // Booted into the new image, then on trial: done when the camera confirms it (BootFirmwareImage
     // becomes the new one), failed when it boots back into the old one.
