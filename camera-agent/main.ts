@@ -9,7 +9,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CameraAgent } from './camera-agent.ts';
 import { MOTION_DEFAULTS, MotionSensor } from './motion-sensor.ts';
-import { encodedHere, parseSource, sourceInput, VideoPush } from './video-push.ts';
+import { encodedHere, parseSource, sourceInput, VideoPush, type EncodedVideo } from './video-push.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -61,7 +61,11 @@ const streamFile = path.join(dataDir, 'stream.json');
 let stream = JSON.parse(await readFile(streamFile, 'utf8').catch(() => 'null')) as { path: string; key: string; port: number | null } | null;
 const vendorKey = createPublicKey(await readFile(path.resolve(args['vendor-key']!), 'utf8').catch(() => fail(`cannot read the vendor key ${args['vendor-key']}`)));
 const latestJpeg = path.join(dataDir, 'latest.jpg');
-const push = new VideoPush(parseSource(args.source!), args.ffmpeg!, log, args.motion, latestJpeg);
+// The video settings the box set (set-video), kept across reboots and firmware updates.
+const videoFile = path.join(dataDir, 'video.json');
+const savedVideo = JSON.parse(await readFile(videoFile, 'utf8').catch(() => 'null')) as Partial<EncodedVideo> | null;
+const source = parseSource(args.source!);
+const push = new VideoPush(savedVideo && encodedHere(source) ? { ...source, ...savedVideo } : source, args.ffmpeg!, log, args.motion, latestJpeg);
 const quietSeconds = Number(args['motion-quiet-seconds']);
 if (args['mqtt-version'] !== '5' && args['mqtt-version'] !== '3.1.1') fail(`--mqtt-version must be 5 or 3.1.1, not "${args['mqtt-version']}"`);
 if (!(quietSeconds > 0)) fail(`--motion-quiet-seconds must be a number of seconds above 0, not "${args['motion-quiet-seconds']}"`);
@@ -108,6 +112,10 @@ const agent: CameraAgent = await CameraAgent.start({
         return { restarted: true };
       case 'set-video':
         push.setVideo({ ...(typeof cmd['width'] === 'number' ? { width: cmd['width'] } : {}), ...(typeof cmd['height'] === 'number' ? { height: cmd['height'] } : {}), ...(typeof cmd['bitrateKbps'] === 'number' ? { bitrateKbps: cmd['bitrateKbps'] } : {}) });
+        if (encodedHere(push.video)) {
+          const { width, height, bitrateKbps } = push.video;
+          await writeFile(videoFile, JSON.stringify({ width, height, bitrateKbps }));
+        }
         return push.video;
       case 'snapshot':
         return { jpegBase64: (await snapshot()).toString('base64') };

@@ -265,6 +265,16 @@ test('a camera that encodes its own frames: H.264 at the set size, set-video cha
   assert.equal([set.json.width, set.json.height, set.json.bitrateKbps], [640, 360, 400]);
   await waitUntil('the box sees 640x360', async () => (await camera('cam-lab'))?.status?.width === 640, 60_000, 250);
   assert.is((await camera('cam-lab')).status.height, 360);
+  // Rebooted (as after a firmware update): the camera comes back with the size the box set.
+  assert.is((await api('POST', '/api/v1/usp/endpoints/cam-lab/command', { command: 'reboot' })).status, 200);
+  const endpoint = async () => ((await api('GET', '/api/v1/usp/endpoints')).json as Array<{ device: string; connected?: boolean }>).find((e) => e.device === 'cam-lab');
+  await waitUntil('cam-lab rebooting', async () => (await endpoint())?.connected === false, 30_000, 100);
+  await waitUntil('cam-lab back', async () => (await endpoint())?.connected === true, 60_000, 250);
+  const after = await waitUntil('cam-lab answering', async () => {
+    const r = await api('POST', '/api/v1/usp/endpoints/cam-lab/command', { command: 'set-video', bitrateKbps: 300 });
+    return r.status === 200 && r.json;
+  }, 30_000, 500);
+  assert.equal([after.width, after.height, after.bitrateKbps], [640, 360, 300], 'the size set before the reboot, kept');
   await agents.get('cam-lab')!.proc.kill('SIGTERM');
 });
 
