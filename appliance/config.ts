@@ -294,11 +294,17 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   return { ...parsed.data, dataDir: path.resolve(cwd, parsed.data.dataDir) };
 }
 
+/**
+ * The config file: the one FOGEDGE_CONFIG names; else ./fogedge.yaml; else fogedge.yaml in the data
+ * root FOGEDGE_DATA_DIR names, where an installer's settings outlive the release folders that
+ * updates and rollbacks switch between.
+ */
 function readConfigFile(env: Env, cwd: string): { raw: Record<string, unknown>; source: string } {
   const explicit = env['FOGEDGE_CONFIG'];
-  const file = path.resolve(cwd, explicit ?? 'fogedge.yaml');
-  if (!existsSync(file)) {
-    if (explicit) throw new ConfigError(file, [`FOGEDGE_CONFIG names a file that does not exist: ${file}`]);
+  const candidates = explicit ? [path.resolve(cwd, explicit)] : [path.resolve(cwd, 'fogedge.yaml'), ...(env['FOGEDGE_DATA_DIR'] ? [path.resolve(cwd, env['FOGEDGE_DATA_DIR'], 'fogedge.yaml')] : [])];
+  const file = candidates.find((f) => existsSync(f));
+  if (!file) {
+    if (explicit) throw new ConfigError(candidates[0]!, [`FOGEDGE_CONFIG names a file that does not exist: ${candidates[0]}`]);
     return { raw: {}, source: 'defaults and environment' };
   }
   const doc = YAML.parseDocument(readFileSync(file, 'utf8'), { prettyErrors: true });

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, defaultBoxId, loadConfig, redactedConfig } from '../appliance/config.ts';
@@ -37,6 +37,18 @@ test('the box id: balena\'s device UUID when it runs on balena (a container\'s h
   assert.is(defaultBoxId({ BALENA_DEVICE_UUID: '7C9A1E0F3B2D4E5F8A6B9C0D1E2F3A4B' }, '0a1b2c3d4e5f'), '7c9a1e0f3b2d4e5f8a6b9c0d1e2f3a4b');
   assert.is(defaultBoxId({}, 'Porch-Box.local'), 'porch-box-local');
   assert.is(defaultBoxId({}, '...'), 'fogedge');
+});
+
+test('with no fogedge.yaml where it runs, the one in the data root is read: the installer\'s settings outlive release folders', async () => {
+  const data = path.join(dir, 'data');
+  const release = path.join(dir, 'releases', '0.2.0');
+  await mkdir(data, { recursive: true });
+  await mkdir(release, { recursive: true });
+  await writeFile(path.join(data, 'fogedge.yaml'), 'http:\n  port: 8443\n');
+  const config = loadConfig({ FOGEDGE_DATA_DIR: data }, release);
+  assert.is(config.http.port, 8443);
+  assert.is(config.dataDir, data);
+  assert.is(loadConfig({}, release).http.port, 8080, 'without a data root named, nothing is found there');
 });
 
 test('YAML file values, then environment overrides on top', async () => {
