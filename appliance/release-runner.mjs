@@ -58,13 +58,24 @@ function checkUpdate() {
 }
 
 let child = null;
+
+/**
+ * Stops this one process: `signal`, then SIGKILL if it is still there after the grace period. The
+ * process is held here, not read again from `child`, which by then may be the release restored in
+ * its place.
+ */
+function stopHard(proc, signal) {
+  proc.kill(signal);
+  setTimeout(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  }, STOP_GRACE_MS).unref();
+}
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {
     stopping = true;
     if (!child) process.exit(0);
-    child.kill(signal);
-    setTimeout(() => child?.kill('SIGKILL'), STOP_GRACE_MS).unref();
+    stopHard(child, signal);
   });
 }
 
@@ -79,8 +90,7 @@ function run() {
     deadlineTimer = setTimeout(() => {
       if (readState()?.state !== 'trying') return;
       log(`${state.to} is not healthy by its deadline: stopping it`);
-      child?.kill('SIGTERM');
-      setTimeout(() => child?.kill('SIGKILL'), STOP_GRACE_MS).unref();
+      if (child) stopHard(child, 'SIGTERM');
     }, Math.max(0, Date.parse(state.deadline) - Date.now()) + 100);
   }
   child.on('exit', (code, signal) => {

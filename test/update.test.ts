@@ -151,6 +151,12 @@ test('a release that runs but never becomes healthy is stopped at its deadline a
   assert.match(s.update.reason, /not healthy by/);
   assert.is(s.current, '9.1.0');
   assert.is(await health(), '9.1.0');
+  // The runner's kill timer for the stopped release must not hit the one restored in its place.
+  const from = runner.lines.length;
+  await new Promise((r) => setTimeout(r, 11_500)); // past the runner's 10 s grace
+  const since = runner.lines.slice(from).filter((l) => l.includes('"mod":"release-runner"'));
+  assert.not.ok(since.some((l) => /exited/.test(l)), since.join('\n'));
+  assert.is(await health(), '9.1.0');
 });
 
 test.run();
