@@ -236,6 +236,8 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       /** Where release archives may be fetched from: URL prefixes (the operator's servers). Empty: none. */
       releaseSources: z.array(z.url({ protocol: /^https?$/ })).max(32).default([]),
+      /** Public keys (PEM, Ed25519) whose signatures on a release the box takes. Empty: no release is installed. */
+      releaseKeys: z.array(z.string().regex(/-----BEGIN PUBLIC KEY-----/, 'a PEM public key')).max(8).default([]),
       /**
        * balena's update lock, held during firmware campaigns and the box's own update so that a
        * fleet release does not restart the box in the middle; null: none. Default: balena's

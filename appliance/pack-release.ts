@@ -1,13 +1,15 @@
 // Packs a release archive for the box's own update (system.update): the tracked files and the
 // built web UI, without node_modules (a box reuses its own when package-lock.json is unchanged;
-// pass --with-dependencies for a release that changes them). Prints the file and its SHA-256.
+// pass --with-dependencies for a release that changes them). Prints the file, its SHA-256 and,
+// with FOGEDGE_RELEASE_KEY, its signature.
 // Usage: npm run release:pack [-- --with-dependencies] [--out DIR]
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tar from 'tar';
+import { signRelease } from './releases.ts';
 
 /** Packs `files` (relative to `dir`) into a gzipped tar; returns its SHA-256. */
 export async function packRelease(dir: string, files: string[], out: string): Promise<string> {
@@ -27,4 +29,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const out = path.resolve(values.out!, `fogedge-${version}.tgz`);
   const sha256 = await packRelease(root, files, out);
   process.stdout.write(`${out}\nsha256 ${sha256}\n`);
+  // FOGEDGE_RELEASE_KEY: the vendor's Ed25519 private key (PEM file); the box takes only signed releases.
+  const keyFile = process.env['FOGEDGE_RELEASE_KEY'];
+  if (keyFile) process.stdout.write(`signature ${signRelease(version, sha256, createPrivateKey(readFileSync(keyFile, 'utf8')))}\n`);
+  else process.stdout.write('not signed: set FOGEDGE_RELEASE_KEY to the private key file to sign it\n');
 }

@@ -2,7 +2,7 @@
 // SHA-256, unpacked beside the running one, and made current; release-runner.mjs restarts into
 // it and rolls it back unless the new release confirms itself healthy in time. The layout and
 // the states are described in release-runner.mjs.
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
@@ -92,6 +92,24 @@ const MAX_RELEASE_BYTES = 2 * 1024 ** 3;
  * Downloads, checks and unpacks a release, then makes it current and marks the update as trying.
  * The caller restarts the box; the runner then starts the new release.
  */
+/** What a release's signature covers: its version and its archive's SHA-256. */
+export const releaseStatement = (version: string, sha256: string) => Buffer.from(`fogedge-release\n${version}\n${sha256.toLowerCase()}\n`);
+
+/** Signs a release (the packer's side), base64 Ed25519. */
+export const signRelease = (version: string, sha256: string, privateKey: KeyObject) => sign(null, releaseStatement(version, sha256), privateKey).toString('base64');
+
+/** Whether one of the trusted keys (PEM) signed this version with this archive. */
+export function releaseSignedBy(version: string, sha256: string, signature: string, trustedKeys: string[]): boolean {
+  const sig = Buffer.from(signature, 'base64');
+  return trustedKeys.some((pem) => {
+    try {
+      return verify(null, releaseStatement(version, sha256), createPublicKey(pem), sig);
+    } catch {
+      return false;
+    }
+  });
+}
+
 export async function installRelease(root: string, currentVersion: string, req: UpdateRequest): Promise<UpdateState> {
   if (req.version === currentVersion) throw new ConflictError(`Version ${req.version} is already running`, 'ALREADY_RUNNING');
   const pending = await readUpdateState(root);

@@ -11,12 +11,17 @@ import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import * as tar from 'tar';
+import { generateKeyPairSync } from 'node:crypto';
 import { packRelease } from '../appliance/pack-release.ts';
+import { signRelease } from '../appliance/releases.ts';
 import { tempDir } from './helpers/box.ts';
 import { Operator, OperatorBroker } from './helpers/operator.ts';
 import { freePort, getJson, Proc, waitUntil } from './helpers/processes.ts';
 
 const repo = path.resolve(import.meta.dirname, '..');
+/** The vendor's release key; the box trusts its public half (update.releaseKeys). */
+const vendor = generateKeyPairSync('ed25519');
+const signed = (version: string, sha256: string, key = vendor.privateKey) => signRelease(version, sha256, key);
 const { version: BASE } = JSON.parse(await readFile(path.join(repo, 'package.json'), 'utf8')) as { version: string };
 let root: string;
 let served: string;
@@ -76,6 +81,7 @@ test.before(async () => {
   runner = new Proc(process.execPath, [path.join(repo, 'appliance/release-runner.mjs'), root], {
     FOGEDGE_DATA_DIR: path.join(root, 'data'), PORT: String(httpPort), FOGEDGE__HTTP__HOST: '127.0.0.1',
     FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__UPDATE__RELEASESOURCES: `[${archiveUrl}]`,
+    FOGEDGE__UPDATE__RELEASEKEYS: JSON.stringify([vendor.publicKey.export({ type: 'spki', format: 'pem' })]),
     FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-u', FOGEDGE_ADMP_USERNAME: 'box-u', FOGEDGE_ADMP_PASSWORD: 'box-secret-u', FOGEDGE__ADMP__RECONNECTMS: '200', FOGEDGE__ADMP__RECONNECTMAXMS: '1000',
   });
   await waitUntil('the first release up', async () => (await health()) === BASE, 30_000);
@@ -94,15 +100,22 @@ test.after(async () => {
 
 test('a release whose checksum is wrong, or whose version is not what it says, is refused and nothing changes', async () => {
   const good = await makeRelease('9.1.0');
-  const wrongSum = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: 'a'.repeat(64) }));
+  // Signed by the vendor, or nothing: unsigned, signed by someone else, or a signature of another version.
+  const unsigned = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: good.sha256 }));
+  assert.is(unsigned.json.error.type, 'RELEASE_NOT_SIGNED', unsigned.text);
+  const forged = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: good.sha256, signature: signed('9.1.0', good.sha256, generateKeyPairSync('ed25519').privateKey) }));
+  assert.is(forged.json.error.type, 'BAD_SIGNATURE', forged.text);
+  const replayed = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: good.url, sha256: good.sha256, signature: signed('9.1.0', good.sha256) }));
+  assert.is(replayed.json.error.type, 'BAD_SIGNATURE', replayed.text);
+  const wrongSum = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: 'a'.repeat(64), signature: signed('9.1.0', 'a'.repeat(64)) }));
   assert.is(wrongSum.status, 400);
   assert.is(wrongSum.json.error.type, 'CHECKSUM_MISMATCH');
   assert.not.match(wrongSum.text, good.sha256, 'the answer does not tell what the URL held');
-  const elsewhere = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: 'http://127.0.0.1:9/fogedge-9.1.0.tgz', sha256: good.sha256 }));
+  const elsewhere = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: 'http://127.0.0.1:9/fogedge-9.1.0.tgz', sha256: good.sha256, signature: signed('9.1.0', good.sha256) }));
   assert.is(elsewhere.json.error.type, 'SOURCE_NOT_ALLOWED', elsewhere.text);
-  const wrongVersion = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: good.url, sha256: good.sha256 }));
+  const wrongVersion = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: good.url, sha256: good.sha256, signature: signed('9.1.1', good.sha256) }));
   assert.is(wrongVersion.json.error.type, 'VERSION_MISMATCH');
-  const missing = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: `${archiveUrl}/nothing.tgz`, sha256: good.sha256 }));
+  const missing = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: `${archiveUrl}/nothing.tgz`, sha256: good.sha256, signature: signed('9.1.1', good.sha256) }));
   assert.match(missing.json.error.message, /HTTP 404/);
   const s = await updateStatus();
   assert.is(s.mode, 'release');
@@ -112,7 +125,7 @@ test('a release whose checksum is wrong, or whose version is not what it says, i
 
 test('a release that crashes at start is rolled back after 3 tries, and the box says why', async () => {
   const crash = await makeRelease('9.0.0-crash', (dir) => writeFile(path.join(dir, 'gateway/main.ts'), 'process.exit(3);\n'));
-  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.0.0-crash', url: crash.url, sha256: crash.sha256 }));
+  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.0.0-crash', url: crash.url, sha256: crash.sha256, signature: signed('9.0.0-crash', crash.sha256) }));
   assert.is(res.status, 202, res.text);
   assert.equal([res.json.from, res.json.to, res.json.state], [BASE, '9.0.0-crash', 'restarting']);
   await runner.waitForLine(/rolled back to/, 60_000);
@@ -130,7 +143,7 @@ test('a release that crashes at start is rolled back after 3 tries, and the box 
 
 test('a good release is confirmed once healthy; the one that failed is cleared away', async () => {
   const good = await makeRelease('9.1.0');
-  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: good.sha256, healthySeconds: 2 }));
+  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.0', url: good.url, sha256: good.sha256, signature: signed('9.1.0', good.sha256), healthySeconds: 2 }));
   assert.is(res.status, 202, res.text);
   await waitUntil('the new release up', async () => (await health()) === '9.1.0', 60_000);
   await waitUntil('confirmed', async () => (await updateStatus()).update.state === 'confirmed', 20_000);
@@ -144,7 +157,7 @@ test('a good release is confirmed once healthy; the one that failed is cleared a
 
 test('a release that runs but never becomes healthy is stopped at its deadline and rolled back', async () => {
   const hang = await makeRelease('9.2.0-hang', (dir) => writeFile(path.join(dir, 'gateway/main.ts'), 'setInterval(() => {}, 1000);\n'));
-  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.2.0-hang', url: hang.url, sha256: hang.sha256, deadlineSeconds: 10 }));
+  const res = await getJson(`${base}/api/v1/system/update`, json({ version: '9.2.0-hang', url: hang.url, sha256: hang.sha256, signature: signed('9.2.0-hang', hang.sha256), deadlineSeconds: 10 }));
   assert.is(res.status, 202, res.text);
   await waitUntil('the good release back', async () => (await updateStatus().catch(() => ({})))?.update?.state === 'rolled-back', 60_000);
   const s = await updateStatus();

@@ -6,7 +6,7 @@ import { action } from '../../lib/actions.ts';
 import { redactedConfig, SERVICE_NAMES, type Config, type ServiceName } from '../../appliance/config.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
 import { underAllowedSource } from '../../lib/allowed-source.ts';
-import { confirmRelease, installRelease, readUpdateState, releasesOnDisk, releasesRoot, writeUpdateState } from '../../appliance/releases.ts';
+import { confirmRelease, installRelease, readUpdateState, releasesOnDisk, releasesRoot, releaseSignedBy, writeUpdateState } from '../../appliance/releases.ts';
 import { version } from '../../appliance/version.ts';
 
 const NoInput = z.strictObject({});
@@ -23,6 +23,8 @@ const UpdateInput = z.strictObject({
   /** Where the release archive (.tgz) is; the operator's platform hosts it. Ignored on balena. */
   url: z.url({ protocol: /^https?$/ }).optional(),
   sha256: z.string().regex(/^[a-fA-F0-9]{64}$/, '64 hex digits').optional(),
+  /** Ed25519 signature (base64) of the release by one of update.releaseKeys: `npm run release:pack` prints it. */
+  signature: z.string().max(200).optional(),
   /** The new release must be healthy within this long, or it is rolled back, s. */
   deadlineSeconds: z.number().int().min(10).max(86_400).default(300),
   /** Healthy for this long confirms it, s. */
@@ -70,8 +72,13 @@ export function systemService(config: Config): ServiceSchema {
           }
           const root = releasesRoot();
           if (!root) throw new ConflictError('This box runs from a checkout (npm start), not from a releases folder under release-runner.mjs: it cannot update itself', 'UPDATES_NOT_MANAGED');
-          const { url, sha256 } = ctx.params;
+          const { url, sha256, signature } = ctx.params;
           if (!url || !sha256) throw new ConflictError('A release archive needs its url and sha256', 'RELEASE_NEEDS_URL_AND_SHA256');
+          // Signed, as camera firmware is: a checksum in the same command proves nothing about who made the release.
+          if (!signature) throw new BadRequestError('The release is not signed; the box installs only releases signed by a key in update.releaseKeys', 'RELEASE_NOT_SIGNED');
+          if (!releaseSignedBy(ctx.params.version, sha256, signature, config.update.releaseKeys)) {
+            throw new BadRequestError(`The release's signature is not by a key this box trusts (update.releaseKeys: ${config.update.releaseKeys.length} keys)`, 'BAD_SIGNATURE');
+          }
           if (!underAllowedSource(url, config.update.releaseSources)) {
             throw new BadRequestError(`Releases may be fetched only from the sources allowed (update.releaseSources: ${config.update.releaseSources.join(', ') || 'none yet'})`, 'SOURCE_NOT_ALLOWED');
           }

@@ -147,7 +147,7 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       tags: ['system'],
       summary: 'Update the box: download and check a release, restart into it; rolled back unless healthy in time (admin, installer)',
       security: signedIn,
-      request: body(z.object({ version: z.string(), url: z.string().optional(), sha256: z.string().optional(), deadlineSeconds: z.number().optional(), healthySeconds: z.number().optional() }).openapi('BoxUpdate')),
+      request: body(z.object({ version: z.string(), url: z.string().optional(), sha256: z.string().optional(), signature: z.string().optional(), deadlineSeconds: z.number().optional(), healthySeconds: z.number().optional() }).openapi('BoxUpdate')),
       responses: { 202: json(z.record(z.string(), z.unknown()), 'Installed; the box restarts into it'), 400: errors[400], 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),
     async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.update', c.req.valid('json')), 202),
