@@ -52,4 +52,16 @@ test('an event ends once; a late update does not reopen it; queries by time and 
   assert.equal((await box.request('GET', '/api/v1/events?label=car', { auth: admin })).json, []);
 });
 
+test('an update (with its snapshot) and the end of one event at once: stored in order, the event stays ended', async () => {
+  const big = Buffer.alloc(2 * 1024 * 1024, 0xab).toString('base64'); // a snapshot that takes a while to write
+  await record('gate-b', 'gate', 10_000);
+  // As the detector sends them when a camera is removed: the last update, then the end, without waiting.
+  const update = record('gate-b', 'gate', 10_000, { type: 'update', topScore: 0.95, snapshot: big });
+  const end = record('gate-b', 'gate', 10_000, { type: 'end', topScore: 0.95, end: new Date().toISOString(), snapshot: undefined });
+  await Promise.all([update, end]);
+  const e = (await box.request('GET', '/api/v1/events/gate-b', { auth: admin })).json;
+  assert.ok(e.end !== null, `the end stays: ${JSON.stringify(e.end)}`);
+  assert.is(e.topScore, 0.95);
+});
+
 test.run();

@@ -172,9 +172,6 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
         const foot = footOf(det.box, frame.width, frame.height);
         return !d.objectMasks.some((mask) => insidePolygon(foot, mask));
       });
-      // Stopped while the model ran (the camera removed or turned off): its events were ended by
-      // stop(); what this frame found must not start new ones that nothing would end.
-      if (this.stopped) return;
       this.inferenceTotalMs += performance.now() - t0;
       this.counts.inferences++;
       this.lastInferenceAt = frame.at;

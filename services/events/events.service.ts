@@ -123,6 +123,8 @@ export function eventsService(config: Config): ServiceSchema {
   };
 
   const inflight = new Set<Promise<unknown>>();
+  /** Per event id, the last record being stored: the next one waits for it. */
+  const turns = new Map<string, Promise<void>>();
 
   const find = (id: string) => events.require(id, 'Event');
 
@@ -135,9 +137,20 @@ export function eventsService(config: Config): ServiceSchema {
       record: action({
         input: z.looseObject({ type: z.enum(['start', 'update', 'end']), id: EventId, camera: CameraId }),
         handler(ctx) {
-          const work = recordEvent(ctx);
+          // One event's records are stored one after another, in the order they came: an update
+          // still writing its snapshot must not put back the open event an end just closed.
+          const id = (ctx.params as { id: string }).id;
+          const work = (turns.get(id) ?? Promise.resolve()).then(() => recordEvent(ctx));
+          const settled = work.then(
+            () => undefined,
+            () => undefined,
+          );
+          turns.set(id, settled);
           inflight.add(work);
-          return work.finally(() => inflight.delete(work));
+          return work.finally(() => {
+            inflight.delete(work);
+            if (turns.get(id) === settled) turns.delete(id);
+          });
         },
       }),
       list: action({
