@@ -12,7 +12,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { connectOutcome } from './helpers/mqtt.ts';
+import { connectOutcome, subackOf } from './helpers/mqtt.ts';
 import { withinHours } from '../lib/hours.ts';
 import { coalesceWrites } from '../services/mqtt/coalesce-writes.ts';
 import { mayRead, mayReceive, type Identity } from '../services/mqtt/mqtt.service.ts';
@@ -33,17 +33,8 @@ const connect = async (username: string, password: string, url = `mqtt://127.0.0
   clients.push(client);
   return client;
 };
-/** The QoS granted for each filter (128: refused); mqtt.js calls a refusal an error, the SUBACK says which. */
-const subscribe = (client: MqttClient, topics: string[]) =>
-  new Promise<number[]>((resolve) => {
-    const onPacket = (packet: { cmd: string; granted?: Array<number | { qos: number }> }) => {
-      if (packet.cmd !== 'suback') return;
-      client.off('packetreceive', onPacket as never);
-      resolve((packet.granted ?? []).map((g) => (typeof g === 'number' ? g : g.qos)));
-    };
-    client.on('packetreceive', onPacket as never);
-    client.subscribe(topics, () => undefined);
-  });
+/** The QoS granted for each filter (128: refused). */
+const subscribe = (client: MqttClient, topics: string[]) => subackOf(client, topics);
 const refusal = (username: string, password: string) => connectOutcome(`mqtt://127.0.0.1:${port}`, { username, password });
 const received = (client: MqttClient) => {
   const got: Array<{ topic: string; payload: string }> = [];

@@ -11,6 +11,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
+import { subackOf } from './helpers/mqtt.ts';
 import { PACKET_OVERHEAD_BYTES } from '../services/mqtt/packet-limit.ts';
 
 const run = promisify(execFile);
@@ -39,17 +40,8 @@ const received = (client: MqttClient) => {
   client.on('message', (topic, payload, packet) => got.push({ topic, payload: payload.toString(), properties: packet.properties }));
   return got;
 };
-/** The reason code of each filter in the SUBACK (mqtt.js calls refusals errors; the packet says which). */
-const suback = (client: MqttClient, topics: string[]) =>
-  new Promise<number[]>((resolve) => {
-    const onPacket = (packet: { cmd: string; granted?: Array<number | { qos: number }> }) => {
-      if (packet.cmd !== 'suback') return;
-      client.off('packetreceive', onPacket as never);
-      resolve((packet.granted ?? []).map((g) => (typeof g === 'number' ? g : g.qos)));
-    };
-    client.on('packetreceive', onPacket as never);
-    client.subscribe(topics, { qos: 1 }, () => undefined);
-  });
+/** The reason code of each filter in the SUBACK, subscribing at QoS 1. */
+const suback = (client: MqttClient, topics: string[]) => subackOf(client, topics, 1);
 const mosquitto = (tool: 'mosquitto_sub' | 'mosquitto_pub', args: string[]) =>
   run(tool, ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 15_000 }).then(
     (r) => ({ code: 0, out: r.stdout + r.stderr }),

@@ -10,6 +10,8 @@ import pLimit from 'p-limit';
 import { z } from 'zod';
 import { action, issuesOf, type Caller } from '../../lib/actions.ts';
 import { AUDITED_EVENTS } from '../../lib/audit.ts';
+import { backoffMs } from '../../lib/backoff.ts';
+import { KeyTurns } from '../../lib/key-turns.ts';
 import { ConflictError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
@@ -51,12 +53,6 @@ function errorOf(err: unknown): NonNullable<Reply['error']> {
   return { type: e.type ?? 'ERROR', ...(typeof e.code === 'number' ? { code: e.code } : {}), message: e.message ?? String(err), ...(e.data !== undefined ? { data: e.data } : {}) };
 }
 
-/** The next wait before connecting again: doubled, at most `max`, with ±25% jitter. */
-export function nextBackoff(current: number, max: number): number {
-  const doubled = Math.min(current * 2, max);
-  return Math.round(doubled * (0.75 + Math.random() * 0.5));
-}
-
 export function admpService(config: Config): ServiceSchema {
   const o = config.admp;
   let store: Store | undefined;
@@ -76,8 +72,10 @@ export function admpService(config: Config): ServiceSchema {
   const link = { connected: false, lastConnectedAt: null as string | null, lastDisconnectedAt: null as string | null, lastError: null as string | null, lastErrorAt: null as string | null, connects: 0 };
   /** Messages for the operator that could not be queued (the store failing or closed), by kind. */
   const notQueued: Record<Kind, number> = { health: 0, event: 0, reported: 0, reply: 0, audit: 0 };
-  /** Commands being handled now, by id: a second copy of one waits for the first's answer. */
-  const running = new Map<string, Promise<void>>();
+  /** Commands by id: a second copy of one waits for the first's answer. */
+  const commandTurns = new KeyTurns();
+  /** Connections that failed since the last one that held: the wait before the next grows with them. */
+  let failedConnects = 0;
   let settings: UplinkSettings = UplinkSettings.parse({});
   let applied: Applied | null = null;
   let lastRejected: { version: number | null; error: Reply['error']; at: string } | null = null;
@@ -254,6 +252,7 @@ export function admpService(config: Config): ServiceSchema {
         });
         client = c;
         c.on('connect', (connack) => {
+          failedConnects = 0;
           c.options.reconnectPeriod = o.reconnectMs;
           receiveMaximum = connack.properties?.receiveMaximum ?? 65_535;
           link.connected = true;
@@ -269,7 +268,7 @@ export function admpService(config: Config): ServiceSchema {
         c.on('close', () => {
           // Each failure waits longer, up to reconnectMaxMs, with jitter: a fleet whose broker
           // comes back is not all at its door in the same second.
-          if (!link.connected) c.options.reconnectPeriod = nextBackoff(c.options.reconnectPeriod ?? o.reconnectMs, o.reconnectMaxMs);
+          if (!link.connected) c.options.reconnectPeriod = backoffMs(++failedConnects, o.reconnectMs, o.reconnectMaxMs);
           if (!link.connected) return;
           link.connected = false;
           link.lastDisconnectedAt = new Date().toISOString();
@@ -336,17 +335,7 @@ export function admpService(config: Config): ServiceSchema {
         const cmd = parsed.data;
         // Copies of one id are handled one after another: a copy that comes while the first runs
         // waits for it and gets its reply; the command runs once.
-        const turn = (running.get(cmd.id) ?? Promise.resolve()).then(() => this.handleCommand(cmd));
-        const settled = turn.then(
-          () => undefined,
-          () => undefined,
-        );
-        running.set(cmd.id, settled);
-        try {
-          await turn;
-        } finally {
-          if (running.get(cmd.id) === settled) running.delete(cmd.id);
-        }
+        await commandTurns.run(cmd.id, () => this.handleCommand(cmd));
       },
 
       async handleCommand(cmd: Command) {

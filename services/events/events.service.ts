@@ -8,6 +8,7 @@ import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
+import { KeyTurns } from '../../lib/key-turns.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { afterNodeStart } from '../../lib/after-start.ts';
 import { Store, type Collection } from '../../lib/store.ts';
@@ -123,8 +124,8 @@ export function eventsService(config: Config): ServiceSchema {
   };
 
   const inflight = new Set<Promise<unknown>>();
-  /** Per event id, the last record being stored: the next one waits for it. */
-  const turns = new Map<string, Promise<void>>();
+  /** Records by event id: the next one waits for the last. */
+  const recordTurns = new KeyTurns();
 
   const find = (id: string) => events.require(id, 'Event');
 
@@ -139,18 +140,9 @@ export function eventsService(config: Config): ServiceSchema {
         handler(ctx) {
           // One event's records are stored one after another, in the order they came: an update
           // still writing its snapshot must not put back the open event an end just closed.
-          const id = (ctx.params as { id: string }).id;
-          const work = (turns.get(id) ?? Promise.resolve()).then(() => recordEvent(ctx));
-          const settled = work.then(
-            () => undefined,
-            () => undefined,
-          );
-          turns.set(id, settled);
+          const work = recordTurns.run((ctx.params as { id: string }).id, () => recordEvent(ctx));
           inflight.add(work);
-          return work.finally(() => {
-            inflight.delete(work);
-            if (turns.get(id) === settled) turns.delete(id);
-          });
+          return work.finally(() => inflight.delete(work));
         },
       }),
       list: action({

@@ -149,9 +149,11 @@ export class LevelPersistence extends MemoryPersistence {
    * client is back.
    */
   async setSessionExpiry(clientId: string, at: number | null): Promise<void> {
+    // Every stored end has its timer: a client with none (most connections) costs no disk write.
+    const had = this.#expiryTimers.has(clientId);
     clearTimeout(this.#expiryTimers.get(clientId));
     this.#expiryTimers.delete(clientId);
-    if (at === null) return void (await this.#expiries.del(clientId, { sync: false }));
+    if (at === null) return void (had && (await this.#expiries.del(clientId, { sync: false })));
     await this.#expiries.put(clientId, at, { sync: false });
     this.#armExpiry(clientId, at);
   }

@@ -13,6 +13,7 @@ import { ThrottleGroup } from 'stream-throttle';
 import { z } from 'zod';
 import { action, validationError } from '../../lib/actions.ts';
 import { AUDITED_EVENTS } from '../../lib/audit.ts';
+import { backoffMs } from '../../lib/backoff.ts';
 import { ConflictError, ForbiddenError, isUnreachable } from '../../lib/errors.ts';
 import { localMinutes, withinHours } from '../../lib/hours.ts';
 import { Store, type Collection } from '../../lib/store.ts';
@@ -150,10 +151,7 @@ export function syncService(config: Config): ServiceSchema {
   let stopping = false;
   let log: { info(m: string): void; warn(m: string): void; error(m: string): void };
 
-  const backoff = (n: number) => {
-    const ceiling = Math.min(o.retryMaxMs, o.retryMinMs * 2 ** Math.min(n - 1, 30));
-    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2)); // "equal jitter": never a tight loop, never in step
-  };
+  const backoff = (failures: number) => backoffMs(failures, o.retryMinMs, o.retryMaxMs);
 
   /** One status broadcast at most every STATUS_EVERY_MS, and none while nothing changes. */
   const statusChanged = () => {

@@ -31,6 +31,9 @@ import { boxAddress } from './box-address.ts';
 const NOTIFICATIONS_KEPT = 500;
 /** A path name as the API takes it (the agent checks it against its data model). */
 const UspPath = z.string().min(1).max(256).regex(/^Device\./, 'a path that starts with "Device."');
+/** The objects of a Set or an Add as USP has them: each with its parameters, all required. */
+const objectsOf = (objects: Array<{ path: string; params: Record<string, string> }>) =>
+  objects.map((o) => ({ objPath: o.path, paramSettings: Object.entries(o.params).map(([param, value]) => ({ param, value, required: true })) }));
 const Settings = z.record(z.string().min(1).max(128), z.string().max(4096)).refine((o) => Object.keys(o).length <= 64, 'at most 64 parameters');
 
 /** The box's own USP endpoint id. */
@@ -450,8 +453,7 @@ export function uspService(config: Config): ServiceSchema {
         timeout: ACTION_TIMEOUT_MS,
         async handler(ctx) {
           const p = ctx.params;
-          const updateObjs = p.objects.map((o) => ({ objPath: o.path, paramSettings: Object.entries(o.params).map(([param, value]) => ({ param, value, required: true })) }));
-          const { reply } = await askAs(ctx, p.device, 'SET', { set: { allowPartial: p.allowPartial, updateObjs } }, p.objects.map((o) => o.path));
+          const { reply } = await askAs(ctx, p.device, 'SET', { set: { allowPartial: p.allowPartial, updateObjs: objectsOf(p.objects) } }, p.objects.map((o) => o.path));
           return reply.body.response!['setResp'].updatedObjResults;
         },
       }),
@@ -463,8 +465,7 @@ export function uspService(config: Config): ServiceSchema {
         timeout: ACTION_TIMEOUT_MS,
         async handler(ctx) {
           const p = ctx.params;
-          const createObjs = p.objects.map((o) => ({ objPath: o.path, paramSettings: Object.entries(o.params).map(([param, value]) => ({ param, value, required: true })) }));
-          const { reply } = await askAs(ctx, p.device, 'ADD', { add: { allowPartial: p.allowPartial, createObjs } }, p.objects.map((o) => o.path));
+          const { reply } = await askAs(ctx, p.device, 'ADD', { add: { allowPartial: p.allowPartial, createObjs: objectsOf(p.objects) } }, p.objects.map((o) => o.path));
           return reply.body.response!['addResp'].createdObjResults;
         },
       }),

@@ -1,8 +1,24 @@
-// How an MQTT sign-in ends, as a string a test can match: "connected", or "<CONNACK code>: <message>".
-import mqtt, { type IClientOptions } from 'mqtt';
+// MQTT test helpers: how a sign-in ends, and what a SUBACK granted.
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 
+/** How an MQTT sign-in ends, as a string a test can match: "connected", or "<CONNACK code>: <message>". */
 export const connectOutcome = (url: string, options: IClientOptions) =>
   mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options }).then(
     (c) => (c.end(true), 'connected'),
     (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
   );
+
+/**
+ * The code the SUBACK gives each filter: the QoS granted, or a refusal (0x80; MQTT 5: its reason).
+ * mqtt.js calls a refusal an error; the packet says which filter.
+ */
+export const subackOf = (client: MqttClient, topics: string[], qos: 0 | 1 = 0) =>
+  new Promise<number[]>((resolve) => {
+    const onPacket = (packet: { cmd: string; granted?: Array<number | { qos: number }> }) => {
+      if (packet.cmd !== 'suback') return;
+      client.off('packetreceive', onPacket as never);
+      resolve((packet.granted ?? []).map((g) => (typeof g === 'number' ? g : g.qos)));
+    };
+    client.on('packetreceive', onPacket as never);
+    client.subscribe(topics, { qos }, () => undefined);
+  });
