@@ -6,6 +6,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Agent } from 'undici';
 import { tempDir } from './helpers/box.ts';
+import { Operator, OperatorBroker } from './helpers/operator.ts';
 import { freePort, getJson, Proc, startedNode, waitUntil } from './helpers/processes.ts';
 
 const json = (body: unknown, headers: Record<string, string> = {}) => ({
@@ -164,30 +165,49 @@ test('CLI: set-admin creates the first admin, then resets its password; the box 
   await rm(dataDir, { recursive: true, force: true });
 });
 
-test('a stop while everything works (recording 1 s segments, detecting, MQTT up) logs no error and loses no segment, every time', async () => {
+test('a stop while everything works (recording 1 s segments, detecting, MQTT and the operator uplink up) logs no error, loses no segment, and every event the operator saw start it sees end', async () => {
   // STOP_ROUNDS=20 for the long run; three rounds here.
   const rounds = Number(process.env['STOP_ROUNDS'] ?? 3);
   const dataDir = await tempDir();
+  const adm = await OperatorBroker.start({ 'box-s': 'box-secret-s', platform: 'platform-secret-s' });
+  const operator = await Operator.connect(adm.url, 'platform', 'platform-secret-s', 'fogedge/boxes/box-s');
   const env = {
     FOGEDGE_DATA_DIR: dataDir, PORT: String(await freePort()), FOGEDGE__HTTP__HOST: '127.0.0.1',
     FOGEDGE__VIDEO__SEGMENTSECONDS: '1', FOGEDGE__DETECTOR__ENABLED: 'true',
     FOGEDGE__MQTT: JSON.stringify({ host: '127.0.0.1', port: await freePort(), tlsPort: null }),
+    FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-s', FOGEDGE_ADMP_USERNAME: 'box-s', FOGEDGE_ADMP_PASSWORD: 'box-secret-s', FOGEDGE__ADMP__TELEMETRYSECONDS: '3600',
   };
-  for (let round = 1; round <= rounds; round++) {
-    const box = await startedNode(env);
-    // Segments close every second: SIGTERM lands while one is closing, or about to.
-    await box.waitForLine(/"svc":"recorder"|segment|index healed|demo/, 20_000).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 2500 + (round % 4) * 230));
-    box.kill('SIGTERM');
-    const { code } = await box.exited;
-    assert.is(code, 0, `round ${round}: exit code`);
-    for (const line of box.lines) {
-      const record = JSON.parse(line);
-      assert.ok(!['error', 'fatal'].includes(record.level), `round ${round}: a clean stop logs no error: ${line}`);
-      assert.not.match(line, /not open|not queued/i, `round ${round}: nothing refused by a closed store: ${line}`);
+  const events = (type: 'start' | 'end') => new Set(operator.on('events').filter((r) => r.body.type === type).map((r) => r.body.event.id as string));
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      const box = await startedNode(env);
+      // Stopped while people are in view: at least one event open at the operator.
+      const before = events('start').size;
+      await waitUntil(`round ${round}: an event started at the operator`, () => events('start').size > before, 30_000);
+      await new Promise((r) => setTimeout(r, (round % 4) * 230));
+      box.kill('SIGTERM');
+      const { code } = await box.exited;
+      assert.is(code, 0, `round ${round}: exit code`);
+      for (const line of box.lines) {
+        const record = JSON.parse(line);
+        assert.ok(!['error', 'fatal'].includes(record.level), `round ${round}: a clean stop logs no error: ${line}`);
+        assert.not.match(line, /not open|not queued/i, `round ${round}: nothing refused by a closed store: ${line}`);
+      }
     }
+    // Ends queued during the last stop go up at the next start at the latest.
+    const box = await startedNode(env);
+    const unended = () => [...events('start')].filter((id) => !events('end').has(id));
+    await waitUntil('every event started at the operator has ended there', () => unended().length === 0, 30_000).catch(() => undefined);
+    box.kill('SIGTERM');
+    await box.exited;
+    assert.equal(unended(), [], 'no event left with a start and no end at the operator');
+    const ends = operator.on('events').filter((r) => r.body.type === 'end').length;
+    console.log(`  ${rounds} clean stops with events open: ${events('start').size} events at the operator, ${events('end').size} ended (${ends} end messages), ${unended().length} without an end`);
+  } finally {
+    await operator.close();
+    await adm.stop();
+    await rm(dataDir, { recursive: true, force: true });
   }
-  await rm(dataDir, { recursive: true, force: true });
 });
 
 test.run();
