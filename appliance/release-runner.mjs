@@ -12,7 +12,7 @@
 // MAX_BOOTS times first, or is not confirmed by its deadline.
 // Usage: node release-runner.mjs <root>   (systemd: Restart=always, KillMode=mixed)
 import { spawn } from 'node:child_process';
-import { readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs';
+import { constants, copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 
 const MAX_BOOTS = 3;
@@ -57,6 +57,28 @@ function checkUpdate() {
   return readState();
 }
 
+/**
+ * The installer's fogedge.yaml belongs in the data root, where every release reads it; one left in
+ * a release's folder (older installs) is moved there before that release starts, so the next
+ * release does not run without it.
+ */
+function keepInstallerConfig(release) {
+  const dataDir = process.env.FOGEDGE_DATA_DIR;
+  const inRelease = path.join(release, 'fogedge.yaml');
+  if (!dataDir || process.env.FOGEDGE_CONFIG || !existsSync(inRelease)) return;
+  const inData = path.join(dataDir, 'fogedge.yaml');
+  if (existsSync(inData)) {
+    log(`${inRelease} is ignored: the configuration in force is ${inData}`);
+    renameSync(inRelease, `${inRelease}.ignored`);
+    return;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  copyFileSync(inRelease, `${inData}.tmp`, constants.COPYFILE_EXCL);
+  renameSync(`${inData}.tmp`, inData);
+  rmSync(inRelease);
+  log(`the installer's configuration moved from ${inRelease} to ${inData}, where every release reads it`);
+}
+
 let child = null;
 
 /**
@@ -82,6 +104,7 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
 function run() {
   const state = checkUpdate();
   const release = realpathSync(path.join(root, 'current'));
+  keepInstallerConfig(release);
   log(`starting ${path.basename(release)}`);
   child = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], { cwd: release, stdio: 'inherit', env: { ...process.env, FOGEDGE_RELEASES_DIR: root } });
   // A release that runs but never becomes healthy is stopped at its deadline, then rolled back.

@@ -63,6 +63,8 @@ test.before(async () => {
   await tar.x({ file: sourceArchive, cwd: path.join(root, 'releases', BASE) });
   await symlink(path.join(repo, 'node_modules'), path.join(root, 'releases', BASE, 'node_modules'));
   await symlink(path.join('releases', BASE), path.join(root, 'current'));
+  // An older install: the installer's settings in the release's own folder.
+  await writeFile(path.join(root, 'releases', BASE, 'fogedge.yaml'), 'admp:\n  commandMaxSkewSeconds: 77\n');
 
   const port = await freePort();
   server = createServer((req, res) => {
@@ -153,6 +155,11 @@ test('a good release is confirmed once healthy; the one that failed is cleared a
   await operator.waitFor('the new version online', 'status', (b) => b.online === true && b.version === '9.1.0');
   // The data root is the same: the session made on the first release still works.
   assert.is((await getJson(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${session}` } })).status, 200);
+  // The installer's settings came along: moved from the first release's folder into the data root.
+  const config = (await getJson(`${base}/api/v1/system/config`, { headers: { authorization: `Bearer ${session}` } })).json;
+  assert.is(config.admp.commandMaxSkewSeconds, 77, 'the setting from the installer\'s fogedge.yaml is in force in the new release');
+  assert.ok(existsSync(path.join(root, 'data', 'fogedge.yaml')));
+  assert.not.ok(existsSync(path.join(root, 'releases', BASE, 'fogedge.yaml')));
 });
 
 test('a release that runs but never becomes healthy is stopped at its deadline and rolled back', async () => {

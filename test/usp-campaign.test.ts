@@ -87,6 +87,10 @@ test('a campaign updates every camera of the model, two at a time: downloaded fr
   const res = await campaign({ ...image, model: 'fogcam-1', concurrency: 2, trialSeconds: 30 });
   assert.is(res.status, 200, res.text);
   assert.is(res.json.image.version, '2.0.0');
+  // The box's own update waits for the campaign: a restart now would cut it in the middle.
+  const update = await box.request('POST', '/api/v1/system/update', { auth: admin, body: { version: '9.9.9' } });
+  assert.is(update.status, 409, update.text);
+  assert.is(update.json.error.type, 'CAMPAIGN_RUNNING');
   const c = await finished(res.json.id);
   clearInterval(watch);
   assert.ok(locked, 'the update lock was held during the campaign');

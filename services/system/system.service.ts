@@ -61,6 +61,10 @@ export function systemService(config: Config): ServiceSchema {
         permission: 'settings.manage',
         async handler(ctx) {
           const by = ctx.meta.caller?.username ?? 'box';
+          // A restart now would cut a camera firmware campaign in the middle (on balena the update lock holds the supervisor back).
+          const campaigns = await ctx.broker.call<Array<{ id: string; state: string }>, object>('usp.campaigns', {}).catch(() => []);
+          const running = campaigns.filter((c) => c.state === 'running').map((c) => c.id);
+          if (running.length) throw new ConflictError(`A camera firmware campaign is under way (${running.join(', ')}); update the box when it has finished`, 'CAMPAIGN_RUNNING');
           const supervisor = process.env['BALENA_SUPERVISOR_ADDRESS'];
           if (supervisor) {
             const res = await fetch(`${supervisor}/v1/update?apikey=${process.env['BALENA_SUPERVISOR_API_KEY'] ?? ''}`, {
