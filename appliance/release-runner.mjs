@@ -120,8 +120,11 @@ function run() {
     clearTimeout(deadlineTimer);
     child = null;
     if (stopping) process.exit(code ?? 0);
-    log(`${path.basename(release)} exited (${signal ?? code}); starting again in ${RESTART_DELAY_MS} ms`);
-    setTimeout(run, RESTART_DELAY_MS);
+    // A clean exit is a restart asked for (an update, a restart from the operator): at once, the
+    // cameras are not recording meanwhile. A crash waits a little.
+    const delay = code === 0 ? 0 : RESTART_DELAY_MS;
+    log(`${path.basename(release)} exited (${signal ?? code}); starting again in ${delay} ms`);
+    setTimeout(run, delay);
   });
 }
 

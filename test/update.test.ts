@@ -5,85 +5,43 @@
 // with a broken gateway/main.ts for the bad ones.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import * as tar from 'tar';
 import { generateKeyPairSync } from 'node:crypto';
-import { packRelease } from '../appliance/pack-release.ts';
-import { signRelease } from '../appliance/releases.ts';
-import { tempDir } from './helpers/box.ts';
 import { Operator, OperatorBroker } from './helpers/operator.ts';
 import { freePort, getJson, Proc, waitUntil } from './helpers/processes.ts';
+import { BASE_VERSION as BASE, ReleaseLab } from './helpers/releases.ts';
 
-const repo = path.resolve(import.meta.dirname, '..');
-/** The vendor's release key; the box trusts its public half (update.releaseKeys). */
-const vendor = generateKeyPairSync('ed25519');
-const signed = (version: string, sha256: string, key = vendor.privateKey) => signRelease(version, sha256, key);
-const { version: BASE } = JSON.parse(await readFile(path.join(repo, 'package.json'), 'utf8')) as { version: string };
+let lab: ReleaseLab;
 let root: string;
-let served: string;
-let server: Server;
 let runner: Proc;
 let base: string;
 let session: string;
-let archiveUrl: string;
-let sourceArchive: string;
 let adm: OperatorBroker;
 let operator: Operator;
 
 const json = (body: unknown, method = 'POST') => ({ method, headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` }, body: JSON.stringify(body) });
 const health = () => getJson(`${base}/api/v1/health`).then((r) => r.json?.version as string | undefined, () => undefined);
 const updateStatus = async () => (await getJson(`${base}/api/v1/system/update`, { headers: { authorization: `Bearer ${session}` } })).json;
-
-/** A release of this repository at `version`, changed by `edit`, packed without node_modules. */
-async function makeRelease(version: string, edit: (dir: string) => Promise<void> = async () => {}): Promise<{ url: string; sha256: string }> {
-  const dir = path.join(await tempDir('fogedge-release-'), 'tree');
-  await mkdir(dir);
-  await tar.x({ file: sourceArchive, cwd: dir });
-  const pkgFile = path.join(dir, 'package.json');
-  await writeFile(pkgFile, JSON.stringify({ ...JSON.parse(await readFile(pkgFile, 'utf8')), version }, null, 2));
-  await edit(dir);
-  const sha256 = await packRelease(dir, execFileSync('ls', ['-A', dir], { encoding: 'utf8' }).split('\n').filter(Boolean), path.join(served, `fogedge-${version}.tgz`));
-  await rm(path.dirname(dir), { recursive: true, force: true });
-  return { url: `${archiveUrl}/fogedge-${version}.tgz`, sha256 };
-}
+const makeRelease = (version: string, edit?: (dir: string) => Promise<void>) => lab.make(version, edit);
+const signed = (version: string, sha256: string, key = lab.vendor.privateKey) => lab.sign(version, sha256, key);
 
 test.before(async () => {
-  root = await tempDir('fogedge-releases-');
-  served = await tempDir('fogedge-served-');
-  // This checkout as the first release: its files, the built UI, and its node_modules linked.
-  const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard'], { cwd: repo, encoding: 'utf8' }).split('\n').filter((f) => f && existsSync(path.join(repo, f)));
-  if (existsSync(path.join(repo, 'web-ui/dist'))) files.push('web-ui/dist');
-  sourceArchive = path.join(served, 'source.tgz');
-  await packRelease(repo, files, sourceArchive);
-  await mkdir(path.join(root, 'releases', BASE), { recursive: true });
-  await tar.x({ file: sourceArchive, cwd: path.join(root, 'releases', BASE) });
-  await symlink(path.join(repo, 'node_modules'), path.join(root, 'releases', BASE, 'node_modules'));
-  await symlink(path.join('releases', BASE), path.join(root, 'current'));
+  lab = await ReleaseLab.create();
+  root = lab.root;
   // An older install: the installer's settings in the release's own folder.
   await writeFile(path.join(root, 'releases', BASE, 'fogedge.yaml'), 'admp:\n  commandMaxSkewSeconds: 77\n');
-
-  const port = await freePort();
-  server = createServer((req, res) => {
-    const file = path.join(served, path.basename(req.url ?? ''));
-    if (!existsSync(file)) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': 'application/gzip' });
-    createReadStream(file).pipe(res);
-  }).listen(port, '127.0.0.1');
-  archiveUrl = `http://127.0.0.1:${port}`;
 
   // The operator hears how each update ended.
   adm = await OperatorBroker.start({ 'box-u': 'box-secret-u', platform: 'platform-secret-u' });
   operator = await Operator.connect(adm.url, 'platform', 'platform-secret-u', 'fogedge/boxes/box-u');
   const httpPort = await freePort();
   base = `http://127.0.0.1:${httpPort}`;
-  runner = new Proc(process.execPath, [path.join(repo, 'appliance/release-runner.mjs'), root], {
+  runner = new Proc(process.execPath, lab.runnerArgs, {
     FOGEDGE_DATA_DIR: path.join(root, 'data'), PORT: String(httpPort), FOGEDGE__HTTP__HOST: '127.0.0.1',
-    FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__UPDATE__RELEASESOURCES: `[${archiveUrl}]`,
-    FOGEDGE__UPDATE__RELEASEKEYS: JSON.stringify([vendor.publicKey.export({ type: 'spki', format: 'pem' })]),
+    FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__UPDATE__RELEASESOURCES: `[${lab.archiveUrl}]`,
+    FOGEDGE__UPDATE__RELEASEKEYS: JSON.stringify([lab.releaseKeyPem]),
     FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-u', FOGEDGE_ADMP_USERNAME: 'box-u', FOGEDGE_ADMP_PASSWORD: 'box-secret-u', FOGEDGE__ADMP__RECONNECTMS: '200', FOGEDGE__ADMP__RECONNECTMAXMS: '1000',
   });
   await waitUntil('the first release up', async () => (await health()) === BASE, 30_000);
@@ -93,11 +51,9 @@ test.before(async () => {
 
 test.after(async () => {
   await runner?.kill('SIGTERM');
-  server?.close();
   await operator?.close();
   await adm?.stop();
-  await rm(root, { recursive: true, force: true });
-  await rm(served, { recursive: true, force: true });
+  await lab?.close();
 });
 
 test('a release whose checksum is wrong, or whose version is not what it says, is refused and nothing changes', async () => {
@@ -117,7 +73,7 @@ test('a release whose checksum is wrong, or whose version is not what it says, i
   assert.is(elsewhere.json.error.type, 'SOURCE_NOT_ALLOWED', elsewhere.text);
   const wrongVersion = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: good.url, sha256: good.sha256, signature: signed('9.1.1', good.sha256) }));
   assert.is(wrongVersion.json.error.type, 'VERSION_MISMATCH');
-  const missing = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: `${archiveUrl}/nothing.tgz`, sha256: good.sha256, signature: signed('9.1.1', good.sha256) }));
+  const missing = await getJson(`${base}/api/v1/system/update`, json({ version: '9.1.1', url: `${lab.archiveUrl}/nothing.tgz`, sha256: good.sha256, signature: signed('9.1.1', good.sha256) }));
   assert.match(missing.json.error.message, /HTTP 404/);
   const s = await updateStatus();
   assert.is(s.mode, 'release');
