@@ -8,7 +8,7 @@ import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ImageError, verifyImage, type Manifest } from './firmware-image.ts';
+import { ImageError, verifyImage, type Manifest } from '../lib/firmware-image.ts';
 
 export type Slot = 'A' | 'B';
 /** TR-181 Device.DeviceInfo.FirmwareImage.{i}.Status. */

@@ -2,8 +2,8 @@
 // On this stand-in the engine is the box's motion detector run on small frames of the source;
 // a camera with a hardware engine (or a PIR) feeds `moved()` from it instead.
 import { EventEmitter } from 'node:events';
-import { MotionDetector } from '../services/detector/motion.ts';
-import type { Box, Frame } from '../services/detector/yolox.ts';
+import { MotionDetector } from '../lib/vision/motion.ts';
+import type { Box, Frame } from '../lib/vision/yolox.ts';
 
 export interface MotionSensorOptions {
   /** Frames in a row with motion before an event starts (one frame can be noise). */

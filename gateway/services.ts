@@ -15,10 +15,10 @@ import { syncService } from '../services/sync/sync.service.ts';
 import { admpService } from '../services/admp/admp.service.ts';
 import { uspService } from '../services/usp/usp.service.ts';
 
-export const SERVICE_FACTORIES = {
+export const SERVICE_FACTORIES: Record<ServiceName, (config: Config) => ServiceSchema> = {
   api: apiService,
   accounts: accountsService,
-  system: systemService,
+  system: (config: Config): ServiceSchema => systemService(config, (name) => SERVICE_FACTORIES[name](config)),
   cameras: camerasService,
   streams: streamsService,
   recorder: recorderService,
@@ -29,4 +29,4 @@ export const SERVICE_FACTORIES = {
   sync: syncService,
   admp: admpService,
   usp: uspService,
-} satisfies Record<ServiceName, (config: Config) => ServiceSchema>;
+};

@@ -5,7 +5,7 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Store } from '../lib/store.ts';
 import { Accounts, type AccountsOptions } from '../services/accounts/accounts.ts';
-import { hashPassword, verifyPassword } from '../services/accounts/passwords.ts';
+import { hashPassword, verifyPassword } from '../lib/secrets.ts';
 import { tempDir } from './helpers/box.ts';
 
 const options: AccountsOptions = { sessionTtlHours: 1, maxFailuresPerAddress: 6, maxFailuresPerAccount: 3, failureWindowMinutes: 15 };

@@ -142,7 +142,7 @@ test('TLS: with a certificate configured the box speaks HTTPS and marks cookies 
 test('CLI: set-admin creates the first admin, then resets its password; the box honours both', async () => {
   const dataDir = await tempDir();
   const cli = (password: string) =>
-    execFileSync(process.execPath, ['--import', 'tsx', 'appliance/cli.ts', 'set-admin', 'owner'], {
+    execFileSync(process.execPath, ['--import', 'tsx', 'gateway/cli.ts', 'set-admin', 'owner'], {
       cwd: path.resolve(import.meta.dirname, '..'),
       env: { ...process.env, FOGEDGE_DATA_DIR: dataDir, FOGEDGE_ADMIN_PASSWORD: password },
       encoding: 'utf8',

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildImage } from '../camera-agent/firmware-image.ts';
+import { buildImage } from '../lib/firmware-image.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import type { Campaign } from '../services/usp/usp.service.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';

@@ -7,7 +7,7 @@ import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildImage, verifyImage } from '../camera-agent/firmware-image.ts';
+import { buildImage, verifyImage } from '../lib/firmware-image.ts';
 import { FirmwareError, FirmwareSlots } from '../camera-agent/firmware-slots.ts';
 import { tempDir } from './helpers/box.ts';
 import { VendorServer } from './helpers/vendor-server.ts';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 import { tempDir } from './helpers/box.ts';
 import { RtspCamera } from './helpers/video.ts';
-import { startsWithKeyframe } from '../services/recorder/fragmented-mp4.ts';
+import { startsWithKeyframe } from '../lib/media/fragmented-mp4.ts';
 import { freePort, getJson, NatsServer, startedNode, waitUntil, type Proc } from './helpers/processes.ts';
 
 let nats: NatsServer;

@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { decodeRecord, encodeRecord, errorOf, request, type Msg } from '../lib/usp/codec.ts';
-import { buildImage } from '../camera-agent/firmware-image.ts';
+import { buildImage } from '../lib/firmware-image.ts';
 import { FirmwareSlots } from '../camera-agent/firmware-slots.ts';
 import { UspAgent } from '../camera-agent/usp/agent.ts';
 import { deviceModel } from '../camera-agent/usp/device-model.ts';

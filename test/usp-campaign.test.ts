@@ -8,7 +8,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { buildImage } from '../camera-agent/firmware-image.ts';
+import { buildImage } from '../lib/firmware-image.ts';
 import { CameraAgent, type CameraAgentOptions } from '../camera-agent/camera-agent.ts';
 import type { Campaign } from '../services/usp/usp.service.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';

@@ -9,7 +9,7 @@ import { WebSocket } from 'ws';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { ffmpegPids, playable, RtspCamera, subStreamClip } from './helpers/video.ts';
-import { BoxSplitter, fragmentTiming, startsWithKeyframe, videoSize } from '../services/recorder/fragmented-mp4.ts';
+import { BoxSplitter, fragmentTiming, startsWithKeyframe, videoSize } from '../lib/media/fragmented-mp4.ts';
 
 let box: TestBox;
 let admin: string;

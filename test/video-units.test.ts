@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { classifyFailure, parseSegmentLine, parseStreamInfo, ProgressReader } from '../services/streams/ffmpeg.ts';
 import { redactText, redactUrl } from '../lib/redact.ts';
-import { BoxSplitter, codecString, fragmentTiming, startsWithKeyframe, trimToLastFragment } from '../services/recorder/fragmented-mp4.ts';
+import { BoxSplitter, codecString, fragmentTiming, startsWithKeyframe, trimToLastFragment } from '../lib/media/fragmented-mp4.ts';
 import { LiveFeed } from '../services/streams/live-feed.ts';
 import { RecordingTail } from '../services/streams/recording-tail.ts';
 import { waitUntil } from './helpers/processes.ts';

@@ -14,8 +14,9 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { ServiceBroker } from 'moleculer';
 import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
-import { codecString, FragmentReader } from '../../services/recorder/fragmented-mp4.ts';
-import type { Authenticated } from '../../services/accounts/accounts.ts';
+import { codecString, FragmentReader } from '../../lib/media/fragmented-mp4.ts';
+import { streamEndpoints } from '../../lib/stream-endpoints.ts';
+import type { Authenticated } from '../../services/accounts/accounts.schemas.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { can, type Permission } from '../../lib/permissions.ts';
 import { ForbiddenError } from '../../lib/errors.ts';
@@ -25,7 +26,6 @@ import { credentialOf, signInRequired } from './middleware/authenticate.ts';
 const LIVE_PATH = /^\/api\/v1\/cameras\/([a-z0-9][a-z0-9-]{0,31})\/live$/;
 const UPDATES_PATH = '/api/v1/updates';
 const MQTT_PATH = '/mqtt';
-const MQTT_MAX_PACKET = 1024 * 1024;
 /** Who may get which updates, by the bus event's name. */
 const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
   [/^event\./, 'events.view'],
@@ -76,8 +76,13 @@ export interface WebSockets {
 
 export function attachWebSockets(server: Server, broker: ServiceBroker): WebSockets {
   const sockets = new WebSocketServer({ noServer: true, maxPayload: 4096 });
-  // MQTT over WebSocket: clients ask for the "mqtt" subprotocol; packets may be larger.
-  const mqttSockets = new WebSocketServer({ noServer: true, maxPayload: MQTT_MAX_PACKET, handleProtocols: (p) => (p.has('mqtt') ? 'mqtt' : false) });
+  // MQTT over WebSocket: clients ask for the "mqtt" subprotocol; a frame may be as large as the broker's packets.
+  const mqttSockets = new Map<number, WebSocketServer>();
+  const mqttSocketsUpTo = (maxPayload: number) => {
+    let wss = mqttSockets.get(maxPayload);
+    if (!wss) mqttSockets.set(maxPayload, (wss = new WebSocketServer({ noServer: true, maxPayload, handleProtocols: (p) => (p.has('mqtt') ? 'mqtt' : false) })));
+    return wss;
+  };
   const updateClients = new Map<WebSocket, Caller>();
   const log = broker.getLogger('websocket');
 
@@ -86,9 +91,9 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
     const pathname = url.pathname;
     if (pathname === MQTT_PATH) {
       // The broker signs the client in from its CONNECT packet, as on TCP.
-      const mqtt = broker.getLocalService('mqtt') as unknown as { handleStream(s: Duplex): void } | undefined;
+      const mqtt = streamEndpoints(broker).get('mqtt');
       if (!mqtt) return refuse(socket, Object.assign(new Error('No MQTT broker on this node'), { code: 404 }));
-      mqttSockets.handleUpgrade(req, socket, head, (ws) => mqtt.handleStream(createWebSocketStream(ws)));
+      mqttSocketsUpTo(mqtt.maxMessageBytes).handleUpgrade(req, socket, head, (ws) => mqtt.accept(createWebSocketStream(ws)));
       return;
     }
     const id = LIVE_PATH.exec(pathname)?.[1];
@@ -132,9 +137,10 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       }
     },
     close() {
-      for (const ws of [...sockets.clients, ...mqttSockets.clients]) ws.close(1001, 'box stopping');
+      const mqtt = [...mqttSockets.values()];
+      for (const ws of [...sockets.clients, ...mqtt.flatMap((wss) => [...wss.clients])]) ws.close(1001, 'box stopping');
       sockets.close();
-      mqttSockets.close();
+      for (const wss of mqtt) wss.close();
     },
   };
 }

@@ -47,6 +47,16 @@ export const TokenInfo = z.object({
 export type TokenInfo = z.infer<typeof TokenInfo>;
 
 export const SignedIn = z.object({ user: PublicUser, session: z.string(), expiresAt: z.string() });
+export type SignedIn = z.infer<typeof SignedIn>;
+
+export type CredentialKind = 'session' | 'token';
+
+/** Who a session or token belongs to (accounts.authenticate's answer). */
+export interface Authenticated {
+  user: PublicUser;
+  kind: CredentialKind;
+  credentialId: string;
+}
 export const NewToken = z.object({ token: z.string().describe('shown once: keep it safe'), info: TokenInfo });
 
 const TimeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM, 00:00 to 23:59');

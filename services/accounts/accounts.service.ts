@@ -2,7 +2,7 @@
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
-import { UnauthorizedError } from '../../lib/errors.ts';
+import { ConflictError, UnauthorizedError } from '../../lib/errors.ts';
 import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
@@ -36,6 +36,22 @@ export function accountsService(config: Config): ServiceSchema {
       exists: action({
         input: z.strictObject({ username: z.string().max(200) }),
         handler: async (ctx) => ({ exists: await ready().getUser(ctx.params.username.toLowerCase()).then(() => true, () => false) }),
+      }),
+      /** Internal (the `fogedge set-admin` command on the box): creates the first admin, or resets an admin's password. */
+      setAdmin: action({
+        input: z.strictObject({ username: S.Username, password: S.Password }),
+        handler: async (ctx) => {
+          const { username, password } = ctx.params;
+          if (await ready().needsSetup()) {
+            await ready().setup(username, password);
+            ctx.emit('account.created', { username, role: 'admin', by: 'set-admin' });
+            return { created: true };
+          }
+          const user = await ready().getUser(username);
+          if (user.role !== 'admin') throw new ConflictError(`"${username}" exists and is not an admin; set-admin only creates or resets admins`, 'NOT_AN_ADMIN');
+          await ready().updateUser(username, { password });
+          return { created: false };
+        },
       }),
       needsSetup: action({
         input: NoInput,

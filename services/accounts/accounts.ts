@@ -13,8 +13,8 @@ import {
   TooManyRequestsError,
   UnauthorizedError,
 } from '../../lib/errors.ts';
-import { dummyHash, hashPassword, verifyPassword } from './passwords.ts';
-import type { Notifications, PublicUser, TokenInfo } from './accounts.schemas.ts';
+import { dummyHash, hashPassword, verifyPassword } from '../../lib/secrets.ts';
+import type { Authenticated, CredentialKind, Notifications, PublicUser, SignedIn, TokenInfo } from './accounts.schemas.ts';
 
 interface UserRecord {
   username: string;
@@ -25,8 +25,6 @@ interface UserRecord {
   /** Addresses this user signed in from lately: a stranger's guesses do not lock these out. */
   knownAddresses?: string[];
 }
-
-type CredentialKind = 'session' | 'token';
 
 interface CredentialRecord {
   id: string;
@@ -49,18 +47,6 @@ export interface AccountsOptions {
 }
 
 const KNOWN_ADDRESSES = 8;
-
-export interface SignedIn {
-  user: PublicUser;
-  session: string;
-  expiresAt: string;
-}
-
-export interface Authenticated {
-  user: PublicUser;
-  kind: CredentialKind;
-  credentialId: string;
-}
 
 const PREFIX: Record<CredentialKind, string> = { session: 'fes', token: 'fet' };
 const LAST_USED_RESOLUTION_MS = 60_000; // write lastUsedAt at most once a minute per credential

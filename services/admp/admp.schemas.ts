@@ -2,7 +2,7 @@
 // told to run. Everything is checked here first, then again by the actions it lands on.
 import { z } from 'zod';
 import { CameraId, CameraUpdate } from '../cameras/cameras.schemas.ts';
-import { DeviceId } from '../devices/devices.service.ts';
+import { DeviceId } from '../devices/devices.schemas.ts';
 import { Policy } from '../sync/sync.schemas.ts';
 
 /** A command: the box answers on commands/res with the same id, once, however often it is delivered. */

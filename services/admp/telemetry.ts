@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ServiceBroker } from 'moleculer';
 import type { CameraStatus, PublicCamera } from '../cameras/cameras.schemas.ts';
-import type { DetectorStats } from '../detector/camera-detector.ts';
+import type { DetectorStats } from '../detector/detector.schemas.ts';
 
 const ASK_TIMEOUT_MS = 2000;
 const THERMAL = '/sys/class/thermal';

@@ -9,7 +9,7 @@ import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, CameraInput, CameraUpdate, Detection, Recording, RtspSource, publicCamera, type Camera, type CameraStatus, type ProbeResult } from './cameras.schemas.ts';
-import { newStreamKey } from '../streams/rtmp-ingest.ts';
+import { newStreamKey } from '../../lib/secrets.ts';
 
 const NoInput = z.strictObject({});
 const IdInput = z.strictObject({ id: CameraId });

@@ -5,11 +5,13 @@ import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { LoggerInstance } from 'moleculer';
 import { FrameSource, type DecodedFrame } from './frames.ts';
-import { MotionDetector } from './motion.ts';
+import { MotionDetector } from '../../lib/vision/motion.ts';
 import { Tracker, type Track } from './tracker.ts';
-import { footOf, insidePolygon } from './geometry.ts';
-import type { Box, YoloxModel } from './yolox.ts';
+import { footOf, insidePolygon } from '../../lib/vision/geometry.ts';
+import type { Box, YoloxModel } from '../../lib/vision/yolox.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
+import type { ObjectEvent } from '../events/events.schemas.ts';
+import type { DetectorStats } from './detector.schemas.ts';
 
 export interface DetectorOptions {
   ffmpegPath: string;
@@ -18,33 +20,6 @@ export interface DetectorOptions {
   /** Re-check stationary objects this often even without motion, ms. */
   stationaryCheckMs: number;
   stationaryEndMs: number;
-}
-
-export interface ObjectEvent {
-  type: 'start' | 'update' | 'end';
-  id: string;
-  camera: string;
-  label: string;
-  topScore: number;
-  /** Box of the best frame, relative to the frame (0..1). */
-  box: Box;
-  zones: string[];
-  start: string;
-  end: string | null;
-  stationary: boolean;
-  /** Clean JPEG of the best frame, base64 (start, and updates with a better frame). */
-  snapshot?: string;
-}
-
-export interface DetectorStats {
-  frames: number;
-  motionFrames: number;
-  inferences: number;
-  dropped: number;
-  inferenceMs: number | null;
-  /** Frames were dropped in the last 10 s: the detector cannot keep up. */
-  behind: boolean;
-  activeObjects: number;
 }
 
 const REOPEN_MS = 2000;

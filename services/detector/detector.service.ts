@@ -10,8 +10,10 @@ import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import type { Config } from '../../appliance/config.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
-import { CameraDetector, type DetectorStats, type ObjectEvent } from './camera-detector.ts';
-import { YoloxModel } from './yolox.ts';
+import { CameraDetector } from './camera-detector.ts';
+import type { DetectorStats } from './detector.schemas.ts';
+import type { ObjectEvent } from '../events/events.schemas.ts';
+import { YoloxModel } from '../../lib/vision/yolox.ts';
 
 const score = (node: string, camera: string) => createHash('sha1').update(`${node}/${camera}`).digest().readUInt32BE(0);
 

@@ -4,8 +4,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
-import { FragmentReader, videoSize } from '../recorder/fragmented-mp4.ts';
-import { spawnSupervised } from '../streams/ffmpeg.ts';
+import { FragmentReader, videoSize } from '../../lib/media/fragmented-mp4.ts';
+import { spawnSupervised } from '../../lib/media/supervised-process.ts';
 
 export interface DecodedFrame {
   seq: number;

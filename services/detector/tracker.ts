@@ -3,8 +3,8 @@
 // frame to the next), so one person walking through makes one event. Objects that stop
 // moving become stationary: their event ends, and no new one starts while they stay.
 import { randomBytes } from 'node:crypto';
-import { footOf, insidePolygon, type Polygon } from './geometry.ts';
-import { iouOf, type Box, type Detection } from './yolox.ts';
+import { footOf, insidePolygon, type Polygon } from '../../lib/vision/geometry.ts';
+import { iouOf, type Box, type Detection } from '../../lib/vision/yolox.ts';
 
 export interface Zone {
   name: string;

@@ -15,8 +15,7 @@ import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, type Camera } from '../cameras/cameras.schemas.ts';
-import type { ObjectEvent } from '../detector/camera-detector.ts';
-import { EventId, type StoredEvent } from './events.schemas.ts';
+import { EventId, ObjectEvent, type StoredEvent } from './events.schemas.ts';
 
 const DAY = 86_400_000;
 
@@ -98,8 +97,8 @@ export function eventsService(config: Config): ServiceSchema {
   };
 
   /** The detector's start/update/end of an object, stored and announced. */
-  const recordEvent = async (ctx: Ctx<{ type: string }>) => {
-    const msg = ctx.params as unknown as ObjectEvent;
+  const recordEvent = async (ctx: Ctx<ObjectEvent>) => {
+    const msg = ctx.params;
     const current = await events.get(msg.id);
     const { snapshot, type, ...fields } = msg;
     if (snapshot) {
@@ -136,11 +135,11 @@ export function eventsService(config: Config): ServiceSchema {
       // Internal: the detector's start/update/end of an object.
       // Internal. Tracked, so a box that stops still stores the ends its detector sends as it stops.
       record: action({
-        input: z.looseObject({ type: z.enum(['start', 'update', 'end']), id: EventId, camera: CameraId }),
+        input: ObjectEvent,
         handler(ctx) {
           // One event's records are stored one after another, in the order they came: an update
           // still writing its snapshot must not put back the open event an end just closed.
-          const work = recordTurns.run((ctx.params as { id: string }).id, () => recordEvent(ctx));
+          const work = recordTurns.run(ctx.params.id, () => recordEvent(ctx));
           inflight.add(work);
           return work.finally(() => inflight.delete(work));
         },

@@ -2,11 +2,11 @@
 // occupancy, counts per label and per zone) and Home Assistant's discovery configs, so a
 // camera shows up in Home Assistant with its sensors, snapshots and switches by itself.
 import type { Camera } from '../cameras/cameras.schemas.ts';
+import { CAMERA_MOTION } from '../events/events.schemas.ts';
 
 export const onOff = (on: boolean) => (on ? 'ON' : 'OFF');
 
 /** The label of a camera's own motion events (camera agents): motion, not an object. */
-export const CAMERA_MOTION = 'motion';
 
 interface LiveObject {
   label: string;

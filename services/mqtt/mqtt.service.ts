@@ -17,7 +17,6 @@ import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { generate } from 'selfsigned';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import type { Authenticated } from '../accounts/accounts.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
 import type { Caller } from '../../lib/actions.ts';
@@ -27,12 +26,13 @@ import { limitPacketSize, PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
 import { answerUnsupportedVersion } from './unsupported-version.ts';
 import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
-import type { Notifications } from '../accounts/accounts.schemas.ts';
+import type { Authenticated, Notifications } from '../accounts/accounts.schemas.ts';
 import { version } from '../../appliance/version.ts';
 import { z } from 'zod';
+import { streamEndpoints } from '../../lib/stream-endpoints.ts';
 import { action } from '../../lib/actions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
-import { DeviceId } from '../devices/devices.service.ts';
+import { DeviceId } from '../devices/devices.schemas.ts';
 
 /** MQTT 5 DISCONNECT reason: the broker's administrator ended the connection (a revoked credential). */
 const ADMINISTRATIVE_ACTION = 0x98;
@@ -607,6 +607,8 @@ export function mqttService(config: Config): ServiceSchema {
         this.handleStream(socket);
       };
       await open(net.createServer(handle), options.port, 'TCP');
+      // MQTT over WebSocket: the gateway of this node hands its /mqtt connections over.
+      streamEndpoints(this.broker).set('mqtt', { accept: (stream) => this.handleStream(stream), maxMessageBytes: options.maxPayloadBytes + PACKET_OVERHEAD_BYTES });
       if (options.tlsPort) await open(tls.createServer(await tlsOptions(config), handle), options.tlsPort, 'TLS');
       // Commands: an allowed .../set (authorizePublish checked who) changes the camera's setting
       // as that user, through the cameras service, so the same rules and audit apply as in the API.
@@ -648,6 +650,7 @@ export function mqttService(config: Config): ServiceSchema {
     },
 
     async stopped() {
+      streamEndpoints(this.broker).delete('mqtt');
       await publish('fogedge/status', 'offline', { retain: true, qos: 1 });
       // No new connections; the listeners finish closing once aedes has closed the open ones.
       const closed = servers.map((s) => new Promise<void>((r) => s.close(() => r())));

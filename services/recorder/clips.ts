@@ -8,19 +8,10 @@ import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/pro
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { InsufficientStorageError } from '../../lib/errors.ts';
-import type { Segment } from './segment-index.ts';
+import { CLIP_NAME, clipName, type ClipRequest, type Segment } from './recorder.schemas.ts';
 
 const run = promisify(execFile);
 
-export interface ClipRequest {
-  camera: string;
-  from: number; // ms
-  to: number;
-}
-
-/** Clip files are named by what they hold, so a repeated request reuses the file. */
-export const clipName = (r: ClipRequest) => `${r.camera}-${r.from}-${r.to}.mp4`;
-export const CLIP_NAME = /^[a-z0-9][a-z0-9-]{0,31}-\d{13}-\d{13}\.mp4$/;
 /** A clip being made: `<clip name>.<random>.partial.mp4` and its list `.txt`. */
 const WORK_FILE = /\.[0-9a-f]{12}\.(partial\.mp4|txt)$/;
 /** Work files older than this belong to a process that died (a clip takes at most 2 minutes). */

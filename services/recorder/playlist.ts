@@ -2,8 +2,8 @@
 // header is the init section (EXT-X-MAP with a byte range) and the rest its media segment;
 // timestamps restart in every file, hence a discontinuity between files (§4.3.2.3).
 import path from 'node:path';
-import type { Segment } from './segment-index.ts';
-import { initLength } from './fragmented-mp4.ts';
+import type { Segment } from './recorder.schemas.ts';
+import { initLength } from '../../lib/media/fragmented-mp4.ts';
 
 export async function vodPlaylist(segments: Segment[], mediaDir: string, urlOf: (s: Segment) => string): Promise<string> {
   const lines = ['#EXTM3U', '#EXT-X-VERSION:7', '#EXT-X-PLAYLIST-TYPE:VOD', '#EXT-X-MEDIA-SEQUENCE:0', '#EXT-X-INDEPENDENT-SEGMENTS'];

@@ -3,7 +3,8 @@
 // caches (clips) are given up, then the oldest segment of any camera goes.
 import { statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { Segment, SegmentIndex } from './segment-index.ts';
+import type { SegmentIndex } from './segment-index.ts';
+import type { Segment } from './recorder.schemas.ts';
 
 export interface RetentionPolicy {
   /** Days to keep a camera's recordings (cameras removed from the box get a default). */

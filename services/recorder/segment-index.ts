@@ -5,20 +5,9 @@ import path from 'node:path';
 import type { Collection } from '../../lib/store.ts';
 import { probeDuration } from '../../lib/ffprobe.ts';
 import { dayDir, startOfSegmentFile } from '../../appliance/data-dir.ts';
-import { trimToLastFragment } from './fragmented-mp4.ts';
+import { trimToLastFragment } from '../../lib/media/fragmented-mp4.ts';
+import type { Range, Segment } from './recorder.schemas.ts';
 
-export interface Segment {
-  camera: string;
-  path: string; // relative to the media folder
-  start: number; // ms since epoch
-  end: number;
-  bytes: number;
-}
-
-export interface Range {
-  start: number;
-  end: number;
-}
 
 /** Segments closer than this are one continuous recording (file names have 1 s resolution). */
 export const GAP_TOLERANCE_MS = 1500;

@@ -6,14 +6,14 @@ import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { LoggerInstance } from 'moleculer';
 import { probeDuration } from '../../lib/ffprobe.ts';
-import { trimToLastFragment } from '../recorder/fragmented-mp4.ts';
+import { trimToLastFragment } from '../../lib/media/fragmented-mp4.ts';
 import { LiveFeed } from './live-feed.ts';
 import { lastKeyframe, RecordingTail } from './recording-tail.ts';
 import type { RtmpIngest } from './rtmp-ingest.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { dayDir, startOfSegmentFile as startOfName } from '../../appliance/data-dir.ts';
 import type { Camera, CameraStatus } from '../cameras/cameras.schemas.ts';
-import type { Segment } from '../recorder/segment-index.ts';
+import type { Segment } from '../recorder/recorder.schemas.ts';
 import { redactText } from '../../lib/redact.ts';
 import {
   classifyFailure,
@@ -24,11 +24,11 @@ import {
   ProgressReader,
   recorderArgs,
   SEGMENTS_FD,
-  spawnSupervised,
   SUPPORTED_CODECS,
   type Failure,
   type StreamInfo,
 } from './ffmpeg.ts';
+import { spawnSupervised } from '../../lib/media/supervised-process.ts';
 
 export interface StreamOptions {
   /** Where push cameras arrive; undefined when RTMP push is off. */

@@ -1,7 +1,6 @@
 // The ffmpeg side of a camera stream: the command line, and reading what ffmpeg
 // says (stream info on stderr, progress on a pipe, closed segments on a pipe).
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { segmentPattern } from '../../appliance/data-dir.ts';
 
@@ -23,16 +22,6 @@ export interface RecorderArgs {
 /** File descriptors of the extra pipes: progress blocks, and the CSV list of closed segments. */
 export const PROGRESS_FD = 3;
 export const SEGMENTS_FD = 4;
-
-// The kernel kills ffmpeg if this process dies, however it dies (Linux, util-linux's setpriv).
-const SETPRIV = '/usr/bin/setpriv';
-
-/** A long-running ffmpeg that cannot outlive the box: no orphan after a crash or SIGKILL. */
-export function spawnSupervised(ffmpegPath: string, args: string[], options: SpawnOptions): ChildProcess {
-  return existsSync(SETPRIV)
-    ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', '--', ffmpegPath, ...args], options)
-    : spawn(ffmpegPath, args, options);
-}
 
 const LIVE_FRAGMENT_US = 250_000;
 

@@ -4,7 +4,7 @@
 // watches) or, for a sub-stream, an ffmpeg pipe; either way it is one continuous stream:
 // one init segment, and fragment times that go on across segment files and restarts.
 import { Readable } from 'node:stream';
-import { FragmentReader, fragmentTiming, setFragmentStart } from '../recorder/fragmented-mp4.ts';
+import { FragmentReader, fragmentTiming, setFragmentStart } from '../../lib/media/fragmented-mp4.ts';
 
 export interface Fragment {
   /** moof + mdat */

@@ -3,7 +3,8 @@
 // supervised ffmpeg then reads it back over loopback and records it like an RTSP camera.
 // Unknown cameras and wrong keys are refused at publish; playing needs a signed URL that
 // only this process can make, so nobody on the LAN watches through the RTMP port.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { streamKeyMatches } from '../../lib/secrets.ts';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -52,20 +53,6 @@ function guardParser(): void {
 export const PUSH_APP = 'live';
 /** Signed play URLs stay valid this long; our ffmpeg uses one as soon as it is made. */
 const PLAY_SIGNATURE_TTL_S = 3600;
-
-export function hashStreamKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
-}
-
-/** A new stream key: 144 random bits, URL-safe. Only its hash is stored. */
-export function newStreamKey(): { key: string; keyHash: string } {
-  const key = randomBytes(18).toString('base64url');
-  return { key, keyHash: hashStreamKey(key) };
-}
-
-function sameHash(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
-}
 
 /** Fails with a clear error when the port is taken (node-media-server would exit the process). */
 function checkPortFree(host: string, port: number): Promise<void> {
@@ -164,7 +151,7 @@ export class RtmpIngest extends EventEmitter<{ publish: [string]; unpublish: [st
     let refusal: string | undefined;
     if (session.streamApp !== PUSH_APP) refusal = `unknown application "${session.streamApp}" (push to /${PUSH_APP}/<camera>)`;
     else if (!expected) refusal = `no push camera "${camera}"`;
-    else if (typeof key !== 'string' || !sameHash(hashStreamKey(key), expected)) refusal = `wrong or missing stream key for camera "${camera}"`;
+    else if (typeof key !== 'string' || !streamKeyMatches(key, expected)) refusal = `wrong or missing stream key for camera "${camera}"`;
     else if (this.publishers.has(camera)) refusal = `camera "${camera}" is already pushing`;
     if (refusal) {
       this.log.warn(`RTMP push from ${session.ip} refused: ${refusal}`);

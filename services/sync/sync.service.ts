@@ -20,7 +20,7 @@ import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths, dayDir } from '../../appliance/data-dir.ts';
 import type { StoredEvent } from '../events/events.schemas.ts';
-import type { Segment } from '../recorder/segment-index.ts';
+import type { Segment } from '../recorder/recorder.schemas.ts';
 import { Outbox, type Item, type Progress } from './outbox.ts';
 import { Policy, publicTarget, RESOURCES, Target, TargetId, widening, type Resource } from './sync.schemas.ts';
 import { classify, openTarget, type FailureCode, type UploadTarget } from './targets.ts';

@@ -49,7 +49,8 @@ interface RegistryNode {
   services?: Array<{ name: string }>;
 }
 
-export function systemService(config: Config): ServiceSchema {
+/** `schemaOf` makes a service's schema again for restartServices: the node's service list, given by the gateway. */
+export function systemService(config: Config, schemaOf: (name: ServiceName) => ServiceSchema): ServiceSchema {
   let confirmTimer: NodeJS.Timeout | undefined;
   return {
     name: 'system',
@@ -204,14 +205,12 @@ export function systemService(config: Config): ServiceSchema {
         // Each service has its own stop grace (ffmpeg, open clients) and start.
         timeout: RESTART_TIMEOUT_MS * 2,
         async handler(ctx) {
-          // Imported here: the service list imports this service.
-          const { SERVICE_FACTORIES } = await import('../../gateway/services.ts');
           const missing = ctx.params.services.filter((name) => !ctx.broker.getLocalService(name));
           if (missing.length) throw new NotFoundError('Service on this node', missing.join(', '));
           const started = Date.now();
           for (const name of ctx.params.services) {
             await ctx.broker.destroyService(ctx.broker.getLocalService(name)!);
-            ctx.broker.createService(SERVICE_FACTORIES[name](config)); // started by the broker, as it is running
+            ctx.broker.createService(schemaOf(name)); // started by the broker, as it is running
             await ctx.broker.waitForServices([name], RESTART_TIMEOUT_MS);
           }
           ctx.broadcast('system.services.restarted', { services: ctx.params.services, by: ctx.meta.caller?.username ?? 'box' });

@@ -4,10 +4,9 @@
 import type { ServiceBroker } from 'moleculer';
 import { z } from 'zod';
 import type { Camera } from '../cameras/cameras.schemas.ts';
-import type { ObjectEvent } from '../detector/camera-detector.ts';
-import { footOf, insidePolygon } from '../detector/geometry.ts';
+import { footOf, insidePolygon } from '../../lib/vision/geometry.ts';
 import type { StoredEvent } from '../events/events.schemas.ts';
-import { CAMERA_MOTION } from '../mqtt/home-assistant.ts';
+import { CAMERA_MOTION, type ObjectEvent } from '../events/events.schemas.ts';
 
 const Unit = z.number().min(0).max(1);
 export const MotionReport = z.looseObject({

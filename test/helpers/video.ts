@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { DEMO_CLIP } from '../../services/cameras/cameras.service.ts';
 import { Proc } from './processes.ts';
-import type { Frame } from '../../services/detector/yolox.ts';
+import type { Frame } from '../../lib/vision/yolox.ts';
 
 const run = promisify(execFile);
 const HELPER = path.join(import.meta.dirname, 'rtsp_server.py');

@@ -5,7 +5,7 @@ import { parse as parseCookies } from 'hono/utils/cookie';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { ServiceBroker } from 'moleculer';
 import { UnauthorizedError } from '../../../lib/errors.ts';
-import type { Authenticated } from '../../../services/accounts/accounts.ts';
+import type { Authenticated } from '../../../services/accounts/accounts.schemas.ts';
 import type { HttpEnv } from '../context.ts';
 
 export const SESSION_COOKIE = 'fogedge_session';

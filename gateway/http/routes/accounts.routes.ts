@@ -4,7 +4,6 @@ import { deleteCookie, setCookie } from 'hono/cookie';
 import type { Context } from 'hono';
 import type { ServiceBroker } from 'moleculer';
 import * as S from '../../../services/accounts/accounts.schemas.ts';
-import type { SignedIn } from '../../../services/accounts/accounts.ts';
 import { permissionsOf } from '../../../lib/permissions.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { SESSION_COOKIE } from '../middleware/authenticate.ts';
@@ -15,7 +14,7 @@ const Me = z.object({ user: S.PublicUser, permissions: z.array(z.string()), via:
 const UsernameParam = z.object({ username: S.Username });
 
 export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, options: { secureCookies: boolean }): void {
-  const startSession = (c: Context<HttpEnv>, s: SignedIn) => {
+  const startSession = (c: Context<HttpEnv>, s: S.SignedIn) => {
     setCookie(c, SESSION_COOKIE, s.session, {
       httpOnly: true,
       sameSite: 'Strict',
@@ -46,7 +45,7 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
       request: body(S.SetupInput),
       responses: { 201: json(SessionAnswer, 'Admin created, session cookie set'), 409: errors[409], 422: errors[422] },
     }),
-    async (c) => c.json(startSession(c, await callAs<SignedIn>(broker, c, 'accounts.setup', c.req.valid('json'))), 201),
+    async (c) => c.json(startSession(c, await callAs<S.SignedIn>(broker, c, 'accounts.setup', c.req.valid('json'))), 201),
   );
 
   app.openapi(
@@ -58,7 +57,7 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
       request: body(S.LoginInput),
       responses: { 200: json(SessionAnswer), 401: errors[401], 422: errors[422], 429: errors[429] },
     }),
-    async (c) => c.json(startSession(c, await callAs<SignedIn>(broker, c, 'accounts.login', c.req.valid('json'))), 200),
+    async (c) => c.json(startSession(c, await callAs<S.SignedIn>(broker, c, 'accounts.login', c.req.valid('json'))), 200),
   );
 
   app.openapi(

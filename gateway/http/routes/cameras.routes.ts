@@ -3,7 +3,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { Readable } from 'node:stream';
 import type { Context } from 'hono';
 import type { ServiceBroker } from 'moleculer';
-import { CLIP_NAME } from '../../../services/recorder/clips.ts';
+import { CLIP_NAME } from '../../../services/recorder/recorder.schemas.ts';
 import { DAY_DIR, SEGMENT_FILE } from '../../../appliance/data-dir.ts';
 import { CameraId, CameraInput, CameraStatus, CameraUpdate, ProbeResult, RtspSource } from '../../../services/cameras/cameras.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';

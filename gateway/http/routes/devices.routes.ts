@@ -1,7 +1,7 @@
 // MQTT devices: the allow/deny list, secrets, and the pairing window (admin, installer).
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
-import { DeviceId, DeviceState } from '../../../services/devices/devices.service.ts';
+import { DeviceId, DeviceState } from '../../../services/devices/devices.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
 

@@ -1,6 +1,7 @@
-// Password hashing with scrypt (a memory-hard KDF, RFC 7914) from node:crypto.
-// Stored as `scrypt$N$r$p$salt$hash` so the cost can rise later without a migration.
-import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+// Secrets the box keeps only as hashes. Passwords: scrypt (a memory-hard KDF, RFC 7914), stored as
+// `scrypt$N$r$p$salt$hash` so the cost can rise later without a migration. Stream keys: random,
+// stored as SHA-256 (they are long random tokens, not guessable words).
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
 const scrypt = (password: string, salt: Buffer, keylen: number, options: ScryptOptions) =>
   new Promise<Buffer>((resolve, reject) =>
@@ -38,3 +39,19 @@ export async function verifyPassword(password: string, stored: string): Promise<
 
 /** A hash to check against when the account does not exist, so timing does not tell. */
 export const dummyHash = hashPassword(randomBytes(16).toString('hex'));
+
+export function hashStreamKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** A new stream key: 144 random bits, URL-safe. Only its hash is stored. */
+export function newStreamKey(): { key: string; keyHash: string } {
+  const key = randomBytes(18).toString('base64url');
+  return { key, keyHash: hashStreamKey(key) };
+}
+
+/** Whether `key` hashes to `expected`, in constant time. */
+export function streamKeyMatches(key: string, expected: string): boolean {
+  const actual = hashStreamKey(key);
+  return actual.length === expected.length && timingSafeEqual(Buffer.from(actual), Buffer.from(expected));
+}

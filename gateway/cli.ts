@@ -6,13 +6,12 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline/promises';
-import { ConfigError, loadConfig, redactedConfig } from './config.ts';
-import { dataPaths } from './data-dir.ts';
-import { Store } from '../lib/store.ts';
-import { Accounts } from '../services/accounts/accounts.ts';
-import { Password, Username } from '../services/accounts/accounts.schemas.ts';
 import { z } from 'zod';
+import { ConfigError, loadConfig, redactedConfig } from '../appliance/config.ts';
+import { dataPaths } from '../appliance/data-dir.ts';
 import { issuesOf } from '../lib/actions.ts';
+import { Password, Username } from '../services/accounts/accounts.schemas.ts';
+import { createBroker } from './broker.ts';
 
 async function readPassword(): Promise<string> {
   const fromEnv = process.env['FOGEDGE_ADMIN_PASSWORD'];
@@ -33,20 +32,15 @@ async function setAdmin(username: string): Promise<string> {
   const config = loadConfig();
   const name = checked('username', Username, username);
   const password = checked('password', Password, await readPassword());
-  // Opens the accounts database directly: stop the box first (LevelDB allows one process).
-  const store = await Store.open(dataPaths(config).db('accounts'));
+  // The accounts service alone, in this process and on no bus: it opens the accounts database
+  // itself, so stop the box first (LevelDB allows one process).
+  const broker = createBroker({ ...config, services: ['accounts'], logLevel: 'warn' }, { transporter: null, nodeID: 'fogedge-cli' });
+  await broker.start();
   try {
-    const accounts = new Accounts(store, config.auth);
-    if (await accounts.needsSetup()) {
-      await accounts.setup(name, password);
-      return `admin "${name}" created`;
-    }
-    const user = await accounts.getUser(name);
-    if (user.role !== 'admin') throw new Error(`"${name}" exists and is not an admin; set-admin only creates or resets admins`);
-    await accounts.updateUser(name, { password });
-    return `password of admin "${name}" reset; their sessions are signed out`;
+    const { created } = await broker.call<{ created: boolean }, object>('accounts.setAdmin', { username: name, password });
+    return created ? `admin "${name}" created` : `password of admin "${name}" reset; their sessions are signed out`;
   } finally {
-    await store.close();
+    await broker.stop();
   }
 }
 
