@@ -7,7 +7,12 @@ export const dataPaths = (config: Pick<Config, 'dataDir'>) => ({
   db: (service: string) => path.join(config.dataDir, 'db', service),
   media: path.join(config.dataDir, 'media'),
   clips: path.join(config.dataDir, 'clips'),
+  /** Files waiting for the cloud (sync). */
   outbox: path.join(config.dataDir, 'outbox'),
+  /** Events' pictures: snapshots/<camera>/<event>.jpg. */
+  snapshots: path.join(config.dataDir, 'snapshots'),
+  /** Camera firmware images the box serves to its cameras during a campaign. */
+  uspImages: path.join(config.dataDir, 'usp', 'images'),
   /** node-media-server's own small store (RTMP push). */
   rtmp: path.join(config.dataDir, 'rtmp'),
   tls: path.join(config.dataDir, 'tls'),

@@ -64,4 +64,24 @@ test('an update (with its snapshot) and the end of one event at once: stored in 
   assert.is(e.topScore, 0.95);
 });
 
+test('events.record checks what it is given: a start missing its label or with a score out of range is refused by field; a partial update of an unknown event stores nothing', async () => {
+  const refused = async (params: object) => {
+    try {
+      await box.broker.call('events.record', params);
+    } catch (err) {
+      return err as { type: string; data?: Array<{ field: string }> };
+    }
+    assert.unreachable(`accepted: ${JSON.stringify(params)}`);
+  };
+  const noLabel = await refused({ type: 'start', id: 'gate-bad-1', camera: 'gate', topScore: 0.8, box: [0, 0, 1, 1], zones: [], start: new Date().toISOString(), end: null, stationary: false });
+  assert.is(noLabel!.type, 'VALIDATION_ERROR');
+  assert.ok(noLabel!.data!.some((i) => i.field === 'label'), JSON.stringify(noLabel));
+  const score = await refused({ type: 'start', id: 'gate-bad-2', camera: 'gate', label: 'person', topScore: 7, box: [0, 0, 1, 1], zones: [], start: new Date().toISOString(), end: null, stationary: false });
+  assert.ok(score!.data!.some((i) => i.field === 'topScore'), JSON.stringify(score));
+  const unknown = await refused({ type: 'update', id: 'gate-never-started', camera: 'gate', snapshot: JPEG });
+  assert.is(unknown!.type, 'EVENT_NOT_FOUND', JSON.stringify(unknown));
+  assert.not.ok(existsSync(path.join(box.dataDir, 'snapshots', 'gate', 'gate-never-started.jpg')), 'no orphan snapshot');
+  for (const id of ['gate-bad-1', 'gate-bad-2', 'gate-never-started']) assert.is((await box.request('GET', `/api/v1/events/${id}`, { auth: admin })).status, 404);
+});
+
 test.run();

@@ -17,6 +17,7 @@ import { withinHours } from '../lib/hours.ts';
 import { coalesceWrites } from '../services/mqtt/coalesce-writes.ts';
 import { mayRead, mayReceive, type Identity } from '../services/mqtt/mqtt.service.ts';
 import { ROLES } from '../lib/permissions.ts';
+import { accountsService } from '../services/accounts/accounts.service.ts';
 
 const run = promisify(execFile);
 let box: TestBox;
@@ -563,6 +564,20 @@ test('a revoked token, a deleted user or a changed role ends its MQTT connection
     assert.ok([200, 204].includes((await change()).status));
     await Promise.race([gone, new Promise((_, reject) => setTimeout(() => reject(new Error('still connected 3 s after the change')), 3000))]);
   }
+});
+
+test('the accounts service away: a user signing in is told "server unavailable" (3), not "not authorized", and no failed sign-in is counted; back, the same token works', async () => {
+  const made = await box.request('POST', '/api/v1/tokens', { auth: admin, body: { name: 'while-away' } });
+  assert.is(made.status, 201, made.text);
+  await box.broker.destroyService(box.broker.getLocalService('accounts')!);
+  try {
+    // More tries than the per-client failure limit: none may count against the owner.
+    for (let i = 0; i < 12; i++) assert.match(await refusal('admin', made.json.token), /^3: /);
+  } finally {
+    box.broker.createService(accountsService(box.config));
+    await box.broker.waitForServices(['accounts'], 10_000);
+  }
+  assert.is(await refusal('admin', made.json.token), 'connected');
 });
 
 test('before sign-in a connection costs little: a 1 MiB CONNECT is cut off at its header, and connections past mqtt.maxPendingConnections are closed at once', async () => {

@@ -55,7 +55,7 @@ test.after(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-test('killed in the middle of a 21 MiB upload: after the restart it resumes from its parts and the object is whole', async () => {
+test('killed in the middle of a 21 MiB upload: after the restart (with another sync.partBytes) it resumes from its parts and the object is whole', async () => {
   await bus.call('sync.addTarget', s3.target('s3'));
   await bus.call('sync.addTarget', az.target('azure', 'fogedge'));
   // Slow enough (2 MiB/s for both targets together) to be killed half way.
@@ -74,12 +74,15 @@ test('killed in the middle of a 21 MiB upload: after the restart it resumes from
   }, 30_000, 100);
   await node.kill('SIGKILL');
 
-  node = await startedNode(env);
+  // The installer changed the part size meanwhile: the upload under way keeps the one it began with.
+  node = await startedNode({ ...env, FOGEDGE__SYNC__PARTBYTES: String(6 * MiB) });
   const resumed = await node.waitForLine(/resuming .*cam1.* to \\"s3\\" after [2-5] of 5 parts/);
   assert.match(resumed, /resuming/);
   await node.waitForLine(/resuming .*cam1.* to \\"azure\\" after [2-5] of 5 parts/);
   await waitUntil('the outbox empty', async () => (await queue()).length === 0, 40_000, 250);
 
+  // Resumed, not sent again: no stored object differed from what was sent.
+  assert.not.ok(node.lines.some((l) => /differs from what was sent|REJECTED/.test(l)), node.lines.filter((l) => /differs|REJECTED/.test(l)).join('\n'));
   const name = `box9/cam1/${day}/recordings/${path.basename(rel)}`;
   assert.is(sha256(await s3.download(name)), sha256(data), 'S3 object whole');
   assert.is(sha256(await az.download('fogedge', name)), sha256(data), 'Azure blob whole');

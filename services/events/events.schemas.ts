@@ -26,6 +26,13 @@ export const ObjectEvent = z.strictObject({
 });
 export type ObjectEvent = z.infer<typeof ObjectEvent>;
 
+/** events.record's input: a start or an end says everything; an update only what changed. */
+export const EventRecord = z.discriminatedUnion('type', [
+  ObjectEvent.extend({ type: z.enum(['start', 'end']) }),
+  ObjectEvent.partial().extend({ type: z.literal('update'), id: EventId, camera: CameraId }),
+]);
+export type EventRecord = z.infer<typeof EventRecord>;
+
 export const StoredEvent = z.object({
   id: z.string(),
   camera: z.string(),

@@ -9,13 +9,13 @@ import pLimit from 'p-limit';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
 import { KeyTurns } from '../../lib/key-turns.ts';
-import { NotReadyError } from '../../lib/errors.ts';
+import { NotFoundError, NotReadyError } from '../../lib/errors.ts';
 import { afterNodeStart } from '../../lib/after-start.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { CameraId, type Camera } from '../cameras/cameras.schemas.ts';
-import { EventId, ObjectEvent, type StoredEvent } from './events.schemas.ts';
+import { EventId, EventRecord, ObjectEvent, type StoredEvent } from './events.schemas.ts';
 
 const DAY = 86_400_000;
 
@@ -59,7 +59,7 @@ export function eventsService(config: Config): ServiceSchema {
       await endedLog.put(seqKey(lastEndSeq + 1), id);
       lastEndSeq++;
     });
-  const snapshotsDir = path.join(dataPaths(config).root, 'snapshots');
+  const snapshotsDir = dataPaths(config).snapshots;
   const snapshotFile = (e: Pick<StoredEvent, 'camera' | 'id'>) => path.join(snapshotsDir, e.camera, `${e.id}.jpg`);
 
   let retentionTimer: NodeJS.Timeout | undefined;
@@ -97,10 +97,15 @@ export function eventsService(config: Config): ServiceSchema {
   };
 
   /** The detector's start/update/end of an object, stored and announced. */
-  const recordEvent = async (ctx: Ctx<ObjectEvent>) => {
+  /** What an event needs before it can be stored (its record's fields; what the store adds is left out). */
+  const StoredFields = z.object(ObjectEvent.shape).omit({ type: true, snapshot: true });
+  const recordEvent = async (ctx: Ctx<EventRecord>) => {
     const msg = ctx.params;
     const current = await events.get(msg.id);
     const { snapshot, type, ...fields } = msg;
+    const whole = StoredFields.safeParse({ ...current, ...fields });
+    // A partial update of an event this box never stored has nothing to complete.
+    if (!whole.success) throw new NotFoundError('Event', msg.id);
     if (snapshot) {
       await mkdir(path.dirname(snapshotFile(msg)), { recursive: true });
       await writeFile(snapshotFile(msg), Buffer.from(snapshot, 'base64'));
@@ -108,7 +113,7 @@ export function eventsService(config: Config): ServiceSchema {
     const next: StoredEvent = {
       reviewed: false,
       ...current,
-      ...fields,
+      ...whole.data,
       // An update from a detector that restarted must not reopen an ended event.
       end: fields.end ?? current?.end ?? null,
       hasSnapshot: Boolean(snapshot) || (current?.hasSnapshot ?? false),
@@ -135,7 +140,7 @@ export function eventsService(config: Config): ServiceSchema {
       // Internal: the detector's start/update/end of an object.
       // Internal. Tracked, so a box that stops still stores the ends its detector sends as it stops.
       record: action({
-        input: ObjectEvent,
+        input: EventRecord,
         handler(ctx) {
           // One event's records are stored one after another, in the order they came: an update
           // still writing its snapshot must not put back the open event an end just closed.

@@ -29,6 +29,7 @@ import { wantsNotification } from './notifications.ts';
 import type { Authenticated, Notifications } from '../accounts/accounts.schemas.ts';
 import { version } from '../../appliance/version.ts';
 import { z } from 'zod';
+import { isRefusal, unlessRefused } from '../../lib/refusals.ts';
 import { streamEndpoints } from '../../lib/stream-endpoints.ts';
 import { action } from '../../lib/actions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
@@ -150,6 +151,11 @@ export function filterWithin(filter: string, allowed: string): boolean {
 
 function notAuthorized(message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode: 5 }) as AuthenticateError;
+}
+
+/** CONNACK 3 (MQTT 3.1.1) / 0x88 (MQTT 5): the broker cannot serve now. */
+function serverUnavailable(message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode: 3 }) as AuthenticateError;
 }
 
 function identifierRejected(message: string): AuthenticateError {
@@ -278,7 +284,8 @@ export function mqttService(config: Config): ServiceSchema {
             throw err;
           });
         const device = (await asDevice(false)) ?? undefined;
-        const user = device ? undefined : await broker.call<Authenticated, object>('accounts.authenticate', { credential: secret }).catch(() => undefined);
+        // A wrong credential is a refusal; the accounts service away is a failure, said in the log.
+        const user = device ? undefined : await unlessRefused(broker.call<Authenticated, object>('accounts.authenticate', { credential: secret }));
         let identity: Identity;
         if (user && user.user.username === name) {
           identity = { kind: 'user', username: user.user.username, role: user.user.role, credentialId: user.credentialId };
@@ -296,6 +303,12 @@ export function mqttService(config: Config): ServiceSchema {
       })().then(
         () => done(null, true),
         (err: Error & { returnCode?: number }) => {
+          // The box could not check (accounts or devices away, a timeout): "server unavailable", so
+          // the client tries again later, and no failed sign-in is counted against it.
+          if (!err.returnCode && !isRefusal(err)) {
+            log.warn(`MQTT sign-in of "${name}" from ${ip ?? 'unknown'} could not be checked: ${err.message}`);
+            return done(serverUnavailable(err.message), false);
+          }
           void failures.consume(`${ip}/${name}`).catch(() => undefined);
           log.warn(`MQTT sign-in refused for "${name}" from ${ip ?? 'unknown'}: ${err.message}`);
           done(err.returnCode ? (err as AuthenticateError) : notAuthorized(err.message), false);
@@ -489,7 +502,10 @@ export function mqttService(config: Config): ServiceSchema {
         if (!specs.has(e.camera)) await this.publishCameras(e.camera);
         else await this.syncRetained(e.camera);
         if (gone || !e.hasSnapshot || (before && before.topScore >= e.topScore)) return;
-        const snap = await this.broker.call<{ jpegBase64: string }, object>('events.snapshot', { id: e.id }).catch(() => undefined);
+        const snap = await unlessRefused(this.broker.call<{ jpegBase64: string }, object>('events.snapshot', { id: e.id })).catch((err: Error) => {
+          this.logger.warn(`MQTT: the snapshot of event ${e.id} is not published: ${err.message}`);
+          return undefined;
+        });
         if (!snap) return;
         const topic = `fogedge/cameras/${e.camera}/${e.label}/snapshot`;
         snapshotTopics.set(e.camera, (snapshotTopics.get(e.camera) ?? new Set()).add(topic));

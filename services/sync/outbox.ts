@@ -12,7 +12,12 @@ export interface Progress {
   nextAt: number;
   lastError?: string;
   /** A multipart or block upload under way: resumed from these parts after a restart. */
-  upload?: { id: string; parts: Part[] };
+  upload?: {
+    id: string;
+    parts: Part[];
+    /** The part size it began with: a changed sync.partBytes must not move the offsets of a resumed upload. */
+    partBytes?: number;
+  };
 }
 
 export interface Item {

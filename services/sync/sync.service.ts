@@ -252,7 +252,8 @@ export function syncService(config: Config): ServiceSchema {
 
   /** A document made here (event JSON, snapshot, audit batch): the outbox keeps its own copy. */
   const enqueueBytes = async (n: Omit<NewItem, 'file' | 'ownsFile'>, data: Buffer | Readable) => {
-    const file = path.join('outbox', `${outbox.nextId()}${path.extname(n.name)}`);
+    // Kept relative to the data root, as every item's file is.
+    const file = path.relative(paths.root, path.join(paths.outbox, `${outbox.nextId()}${path.extname(n.name)}`));
     await writeDurably(path.join(paths.root, file), data);
     return enqueue({ ...n, file, ownsFile: true });
   };
@@ -310,7 +311,7 @@ export function syncService(config: Config): ServiceSchema {
     const progress = item.pending[r.spec.id]!;
     const file = path.join(paths.root, item.file);
     if (progress.upload?.parts.length) {
-      log.info(`sync: resuming ${item.name} to "${r.spec.id}" after ${progress.upload.parts.length} of ${Math.ceil(item.bytes / o.partBytes)} parts`);
+      log.info(`sync: resuming ${item.name} to "${r.spec.id}" after ${progress.upload.parts.length} of ${Math.ceil(item.bytes / (progress.upload.partBytes ?? o.partBytes))} parts`);
     }
     const key = `${item.id}|${r.spec.id}`;
     try {
@@ -754,7 +755,7 @@ export function syncService(config: Config): ServiceSchema {
       log = this.logger;
       stopping = false;
       startedAt = Date.now();
-      await mkdir(path.join(paths.root, 'outbox'), { recursive: true });
+      await mkdir(paths.outbox, { recursive: true });
       store = await Store.open(paths.db('sync'));
       outbox = new Outbox(store.collection<Item>('items'), o.maxQueueBytes);
       targetSpecs = store.collection<Target>('targets');

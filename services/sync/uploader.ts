@@ -88,15 +88,16 @@ export async function uploadItem(target: UploadTarget, prefix: string, item: Ite
     sent = { bytes: item.bytes, sha256: item.sha256, md5 };
   } else {
     if (!progress.upload) {
-      progress.upload = { id: await target.beginMultipart(name, info), parts: [] };
+      progress.upload = { id: await target.beginMultipart(name, info), parts: [], partBytes: o.partBytes };
       await o.save(progress);
     }
     const upload = progress.upload;
-    const count = Math.ceil(item.bytes / o.partBytes);
+    const partBytes = upload.partBytes ?? o.partBytes;
+    const count = Math.ceil(item.bytes / partBytes);
     for (let n = 1; n <= count; n++) {
       if (upload.parts.some((p) => p.n === n)) continue;
-      const offset = (n - 1) * o.partBytes;
-      const chunk = await readChunk(file, offset, Math.min(o.partBytes, item.bytes - offset), o.throttle);
+      const offset = (n - 1) * partBytes;
+      const chunk = await readChunk(file, offset, Math.min(partBytes, item.bytes - offset), o.throttle);
       const etag = await target.putPart(name, upload.id, n, chunk);
       upload.parts.push({ n, etag, md5: chunk.md5.toString('base64') } satisfies Part);
       await o.save(progress);

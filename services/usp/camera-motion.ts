@@ -1,6 +1,7 @@
 // A camera agent's own motion events (agent/motion) made events of its camera, beside the
 // detector's: label "motion", the box's clock (a camera's may be off), the live snapshot at the
 // start, the camera's zones by where it moved. One open motion event per camera.
+import { unlessRefused } from '../../lib/refusals.ts';
 import type { ServiceBroker } from 'moleculer';
 import { z } from 'zod';
 import type { Camera } from '../cameras/cameras.schemas.ts';
@@ -28,7 +29,7 @@ export class CameraMotion {
 
   constructor(
     private readonly broker: ServiceBroker,
-    private readonly log: { warn(m: string): void; info(m: string): void },
+    private readonly log: { warn(m: string): void; info(m: string): void; debug(m: string): void },
   ) {}
 
   async receive(device: string, payload: Buffer): Promise<void> {
@@ -79,7 +80,11 @@ export class CameraMotion {
     return this.broker
       .call<{ jpegBase64: string }, object>('streams.snapshot', { id: camera })
       .then((s) => s.jpegBase64)
-      .catch(() => undefined);
+      .catch((err: Error) => {
+        // A camera just online may have no picture yet: tried again (lateSnapshot), so not a warning.
+        this.log.debug(`motion on ${camera}: no snapshot yet: ${err.message}`);
+        return undefined;
+      });
   }
 
   private async lateSnapshot(event: ObjectEvent): Promise<void> {
@@ -94,7 +99,7 @@ export class CameraMotion {
 
   /** Ends a motion event the box knows (one from before a restart of the box was ended then). */
   private async end(id: string, now: number, camera: Camera, box?: MotionReport['box']): Promise<void> {
-    const e = await this.broker.call<StoredEvent, object>('events.get', { id }).catch(() => undefined);
+    const e = await unlessRefused(this.broker.call<StoredEvent, object>('events.get', { id }));
     if (!e || e.end) return;
     const { hasSnapshot: _h, reviewed: _r, updatedAt: _u, ...fields } = e;
     const zones = box ? [...new Set([...e.zones, ...zonesOf(camera, box)])] : e.zones;

@@ -134,7 +134,7 @@ export function uspService(config: Config): ServiceSchema {
     log.warn(w.quiet ? `${message} (${w.quiet} more like it from device ${device} not logged)` : message);
     w.quiet = 0;
   };
-  const imagesDir = path.join(dataPaths(config).root, 'usp', 'images');
+  const imagesDir = dataPaths(config).uspImages;
   /** Replies to agent commands, by `<device>/<id>`. */
   const agentReplies = new Map<string, (reply: Record<string, unknown>) => void>();
   /** Waiters for notifications (an OperationComplete, a Boot!) of one endpoint. */

@@ -5,7 +5,7 @@ import { CameraId } from '../../../services/cameras/cameras.schemas.ts';
 import { EventId, StoredEvent } from '../../../services/events/events.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { binary, body, errors, json, Ok, signedIn } from '../openapi.ts';
-import { sendClip, type Clip } from './cameras.routes.ts';
+import { sendClip, type Clip } from '../recorder-files.ts';
 
 const EventAnswer = z.object(StoredEvent.shape).openapi('Event');
 const IdParam = z.object({ id: EventId });
