@@ -60,7 +60,10 @@ test('a slow detector keeps the newest frame, counts what it drops, says it is b
   feed.end(); // the camera's stream stops: the detector lets go of it
   await waitUntil('the feed ended', () => feedClosed, 10_000);
   const open = new Set<string>();
-  for (const e of events) e.type === 'end' ? open.delete(e.id) : open.add(e.id);
+  for (const e of events) {
+    if (e.type === 'end') open.delete(e.id);
+    else open.add(e.id);
+  }
   assert.is(open.size, 0, 'no event stays open after the stream ended');
   detector.stop();
   await rm(dir, { recursive: true, force: true });

@@ -24,7 +24,7 @@ let admin: string;
 /** Whether a <video> plays in the page: its time moves on by `seconds`. */
 async function videoAdvances(selector: string, seconds: number, timeoutMs = 30_000): Promise<number> {
   await page.waitForSelector(selector, { timeout: timeoutMs });
-  await page.waitForFunction((s) => (document.querySelector(s) as HTMLVideoElement | null)?.readyState! >= 2, { timeout: timeoutMs }, selector);
+  await page.waitForFunction((s) => ((document.querySelector(s) as HTMLVideoElement | null)?.readyState ?? 0) >= 2, { timeout: timeoutMs }, selector);
   const t0 = await page.$eval(selector, (v) => (v as HTMLVideoElement).currentTime);
   await page.waitForFunction((s, t, d) => (document.querySelector(s) as HTMLVideoElement).currentTime > t + d, { timeout: timeoutMs }, selector, t0, seconds);
   return page.$eval(selector, (v) => (v as HTMLVideoElement).currentTime);

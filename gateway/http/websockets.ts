@@ -118,7 +118,7 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
         feed.destroy();
         return;
       }
-      sockets.handleUpgrade(req, socket, head, (ws) => relayLive(ws, feed, () => void broker.call('streams.liveStop', { viewer }, { meta: { caller } }).catch(() => undefined)));
+      sockets.handleUpgrade(req, socket, head, (ws) => relayLive(ws, feed, () => void broker.call('streams.liveStop', { viewer }, { meta: { caller } }).catch((err: Error) => log.debug(`live ${id}: the feed was not told the viewer left (its node is away?): ${err.message}`))));
     })().catch((err: Error) => {
       if ((err as { code?: number }).code === undefined || classify(err).status >= 500) log.warn(`${pathname}: ${err.message}`);
       refuse(socket, err);

@@ -116,7 +116,7 @@ export function startsWithKeyframe(moof: Buffer, init?: Buffer): boolean {
   }
   const tfhdFlags = moof.readUInt32BE(tfhd.start + 8) & 0xffffff;
   if (tfhdFlags & 0x20) {
-    let f = tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0) + (tfhdFlags & 0x8 ? 4 : 0) + (tfhdFlags & 0x10 ? 4 : 0);
+    const f = tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0) + (tfhdFlags & 0x8 ? 4 : 0) + (tfhdFlags & 0x10 ? 4 : 0);
     return (moof.readUInt32BE(f) & SAMPLE_IS_NON_SYNC) === 0;
   }
   const trex = init && findBox(init, ['moov', 'mvex', 'trex']);

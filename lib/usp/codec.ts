@@ -110,7 +110,7 @@ export function decodeRecord(bytes: Uint8Array): Envelope {
   try {
     record = RecordType.toObject(RecordType.decode(bytes), TO_OBJECT);
   } catch (err) {
-    throw new Error(`not a USP Record: ${(err as Error).message}`);
+    throw new Error(`not a USP Record: ${(err as Error).message}`, { cause: err });
   }
   if (!record['fromId'] || !record['toId']) throw new Error('a USP Record without from_id or to_id');
   const out: Envelope = { fromId: record['fromId'], toId: record['toId'] };

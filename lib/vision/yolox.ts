@@ -168,7 +168,10 @@ export class YoloxModel {
           let cls = 0;
           for (let c = 0; c < classes; c++) {
             const v = out[o + 5 + c]!;
-            if (v > best) (best = v), (cls = c);
+            if (v > best) {
+        best = v;
+        cls = c;
+      }
           }
           const score = objectness * best;
           const label = this.labels[cls]!;

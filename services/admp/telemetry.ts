@@ -47,7 +47,11 @@ export class Telemetry {
   ) {}
 
   private ask<T>(action: string): Promise<T | null> {
-    return this.broker.call<T, object>(action, {}, { timeout: ASK_TIMEOUT_MS, retries: 0 }).catch(() => null);
+    // A part of the sample whose service is not on this box (or not answering) is left out: null says so.
+    return this.broker.call<T, object>(action, {}, { timeout: ASK_TIMEOUT_MS, retries: 0 }).catch((err: Error) => {
+      this.broker.logger.debug(`telemetry: ${action} left out of the sample: ${err.message}`);
+      return null;
+    });
   }
 
   async sample(): Promise<Record<string, unknown>> {

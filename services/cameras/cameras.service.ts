@@ -43,7 +43,10 @@ function keepPassword<S extends { url: string }>(next: S, current: { kind: strin
 function statusesOf(ctx: Ctx<unknown>, id?: string): Promise<Record<string, CameraStatus>> {
   return ctx
     .call<Record<string, CameraStatus>, object>('streams.status', id ? { id } : {}, { timeout: 2000, retries: 0 })
-    .catch(() => ({}));
+    .catch((err: Error) => {
+      ctx.service?.logger.debug(`cameras: no live status (${err.message})`);
+      return {};
+    });
 }
 
 export function camerasService(config: Config): ServiceSchema {

@@ -70,7 +70,10 @@ export function detectorService(config: Config): ServiceSchema {
 
       async reconcile(changed?: string) {
         if (!model) return;
-        cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch(() => cameras);
+        cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch((err: Error) => {
+          this.logger.warn(`detector: the camera registry is not reachable (${err.message}); the cameras known stay as they are`);
+          return cameras;
+        });
         const wanted = new Map(cameras.filter((c) => c.enabled && c.detection?.enabled && this.mine(c.id)).map((c) => [c.id, c]));
         for (const [id, d] of running) {
           if (!wanted.has(id) || id === changed) {

@@ -72,8 +72,12 @@ export function eventsService(config: Config): ServiceSchema {
 
   /** Events (and their snapshots) older than their camera's eventRetainDays go. */
   const applyRetention = async (broker: ServiceBroker, log: { info(msg: string): void }) => {
-    const cameras = await broker.call<Camera[], object>('cameras.specs', {}).catch(() => undefined);
-    if (!cameras) return; // without the registry no camera's days are known: keep everything this round
+    const cameras = await broker.call<Camera[], object>('cameras.specs', {}).catch((err: Error) => {
+      // Without the registry no camera's days are known: keep everything this round.
+      log.info(`event retention skipped this round: the camera registry is not reachable (${err.message})`);
+      return undefined;
+    });
+    if (!cameras) return;
     const days = new Map(cameras.map((c) => [c.id, c.recording.eventRetainDays]));
     const fallback = config.video.removedCameraRetainDays;
     const shortest = Math.min(fallback, ...days.values());

@@ -453,7 +453,10 @@ export function mqttService(config: Config): ServiceSchema {
       publishCameras(id?: string) {
         // The list is read inside the turn: a camera removed before it is not brought back.
         return retainedWork(async () => {
-          const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch(() => []);
+          const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch((err: Error) => {
+            this.logger.warn(`MQTT: the cameras' retained topics are not refreshed, the registry is not reachable: ${err.message}`);
+            return [];
+          });
           const prefix = config.mqtt?.discoveryPrefix; // none when the broker is off
           for (const camera of cameras) {
             specs.set(camera.id, camera);
@@ -484,7 +487,10 @@ export function mqttService(config: Config): ServiceSchema {
       /** A new event to each user who asked for it: fogedge/users/<username>/notifications (QoS 1). */
       async notify(e: LiveEvent & { start: string }) {
         if (specs.get(e.camera)?.notifications === false) return;
-        targets ??= this.broker.call<Awaited<NonNullable<typeof targets>>, object>('accounts.notificationTargets', {}).catch(() => []);
+        targets ??= this.broker.call<Awaited<NonNullable<typeof targets>>, object>('accounts.notificationTargets', {}).catch((err: Error) => {
+          this.logger.warn(`MQTT: nobody is notified of ${e.camera}'s event, the accounts service is not reachable: ${err.message}`);
+          return [];
+        });
         const name = specs.get(e.camera)?.name ?? e.camera;
         for (const user of await targets) {
           if (!can(user.role, 'events.view') || !wantsNotification(user.notifications, e)) continue;

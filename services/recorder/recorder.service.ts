@@ -226,14 +226,23 @@ export function recorderService(config: Config): ServiceSchema {
         eventRanges: async (camera, from, to) => {
           const events = await this.broker
             .call<Array<{ start: string; end: string | null }>, object>('events.list', { camera, from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit: 1000 })
-            .catch(() => undefined);
+            .catch((err: Error) => {
+              this.logger.debug(`recorder: no event marks on ${camera}'s timeline (${err.message})`);
+              return undefined;
+            });
           return events?.map((e) => [
             Date.parse(e.start) - preRollSeconds * 1000,
             (e.end ? Date.parse(e.end) : Date.now()) + postRollSeconds * 1000,
           ] as [number, number]);
         },
         // Recordings queued for the cloud (sync.retentionWaitsForUpload); none when no sync service runs.
-        pinned: async () => new Set(await this.broker.call<string[], object>('sync.pinned', {}).catch(() => [])),
+        pinned: async () =>
+          new Set(
+            await this.broker.call<string[], object>('sync.pinned', {}).catch((err: Error) => {
+              this.logger.debug(`retention: nothing pinned for the cloud (${err.message})`);
+              return [];
+            }),
+          ),
         quotaBytes: config.video.quotaBytes,
         minFreeBytes: config.video.minFreeBytes,
         otherBytes: () => dirBytes(paths.root, [path.basename(paths.media)]),
@@ -241,8 +250,10 @@ export function recorderService(config: Config): ServiceSchema {
       }, freeBytes);
       const enforce = async () => {
         // Without the registry no camera's days are known: delete nothing by age this round.
-        const cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch(() => undefined);
-        if (!cameras) this.logger.warn('retention: the camera registry is not reachable; only the space limits apply this round');
+        const cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch((err: Error) => {
+          this.logger.warn(`retention: the camera registry is not reachable (${err.message}); only the space limits apply this round`);
+          return undefined;
+        });
         specs = cameras ? new Map(cameras.map((c) => [c.id, c])) : undefined;
         await clips.trim();
         const r = await retention.run();

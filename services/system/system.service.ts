@@ -63,7 +63,10 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
         async handler(ctx) {
           const by = ctx.meta.caller?.username ?? 'box';
           // A restart now would cut a camera firmware campaign in the middle (on balena the update lock holds the supervisor back).
-          const campaigns = await ctx.broker.call<Array<{ id: string; state: string }>, object>('usp.campaigns', {}).catch(() => []);
+          const campaigns = await ctx.broker.call<Array<{ id: string; state: string }>, object>('usp.campaigns', {}).catch((err: Error) => {
+            ctx.broker.logger.info(`update: no campaign to wait for (${err.message})`);
+            return [];
+          });
           const running = campaigns.filter((c) => c.state === 'running').map((c) => c.id);
           if (running.length) throw new ConflictError(`A camera firmware campaign is under way (${running.join(', ')}); update the box when it has finished`, 'CAMPAIGN_RUNNING');
           const supervisor = process.env['BALENA_SUPERVISOR_ADDRESS'];
@@ -239,7 +242,10 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
       // This is the new release on trial: healthy for healthySeconds in a row confirms it.
       let healthySince: number | null = null;
       confirmTimer = setInterval(async () => {
-        const health = await broker.call<{ status: string }, object>('system.health', {}, { timeout: 5000 }).catch(() => null);
+        const health = await broker.call<{ status: string }, object>('system.health', {}, { timeout: 5000 }).catch((err: Error) => {
+          broker.logger.debug(`update: health not known yet (${err.message})`);
+          return null;
+        });
         healthySince = health?.status === 'ok' ? (healthySince ?? Date.now()) : null;
         if (healthySince === null || Date.now() - healthySince < state.healthySeconds * 1000) return;
         clearInterval(confirmTimer);

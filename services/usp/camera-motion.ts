@@ -42,7 +42,10 @@ export class CameraMotion {
       return this.log.warn(`camera motion from ${device} refused: not JSON`);
     }
     // The agent's camera has the device's id (it was made at its first hello).
-    const [camera] = await this.broker.call<Camera[], object>('cameras.specs', { id: device }).catch(() => [] as Camera[]);
+    const [camera] = await this.broker.call<Camera[], object>('cameras.specs', { id: device }).catch((err: Error) => {
+      this.log.warn(`camera motion from ${device} not recorded: the camera registry is not reachable (${err.message})`);
+      return [] as Camera[];
+    });
     if (!camera) return this.log.warn(`camera motion from ${device} refused: no camera "${device}"`);
     if (!camera.enabled) return;
     const id = `${camera.id}-m-${report.id}`;

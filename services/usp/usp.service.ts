@@ -19,6 +19,7 @@ import { action } from '../../lib/actions.ts';
 import { BadRequestError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
 import { underAllowedSource } from '../../lib/allowed-source.ts';
 import { Store, type Collection } from '../../lib/store.ts';
+import { unlessRefused } from '../../lib/refusals.ts';
 import { UpdateLock } from '../../lib/update-lock.ts';
 import { decodeRecord, encodeRecord, errorOf, request, USP_CONTENT_TYPE, UspError, type Msg } from '../../lib/usp/codec.ts';
 import { DeviceId } from '../devices/devices.schemas.ts';
@@ -689,7 +690,7 @@ export function uspService(config: Config): ServiceSchema {
         }
         if (!CameraId.safeParse(device).success) return this.logger.warn(`usp: device id "${device}" cannot name a camera`);
         let key: string | undefined;
-        const existing = await this.broker.call<{ source: { kind: string } }, object>('cameras.get', { id: device }).catch(() => null);
+        const existing = await unlessRefused(this.broker.call<{ source: { kind: string } }, object>('cameras.get', { id: device }));
         if (!existing) {
           const name = typeof hello.name === 'string' && hello.name.trim() ? hello.name.trim().slice(0, 64) : device;
           key = (await this.broker.call<{ streamKey: string }, object>('cameras.add', { id: device, name, source: { kind: 'rtmp' } })).streamKey;

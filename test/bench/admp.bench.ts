@@ -6,7 +6,6 @@
 //     broker's receive maximum), against a bare mqtt.js client publishing the same messages with
 //     QoS 2 and the same window, both timed until the operator's subscriber has them all.
 import { mkdir, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { Level } from 'level';
 import mqtt from 'mqtt';
 import { ConfigSchema } from '../../appliance/config.ts';

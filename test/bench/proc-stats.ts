@@ -30,7 +30,7 @@ export const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Ma
  */
 export function threadCpuNs(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  let tids: string[] = [];
+  let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {

@@ -1,4 +1,5 @@
 // The homeowner's web app: a shell with the pages each role may open.
+import type { ComponentType } from 'preact';
 import { render } from 'preact';
 import { useEffect } from 'preact/hooks';
 import { LocationProvider, Router, Route, useLocation } from 'preact-iso';
@@ -28,7 +29,7 @@ const NAV: Array<[string, string, Permission]> = [
   ['/settings', 'Me', 'self'],
 ];
 
-function guarded<P extends object>(permission: Permission, Component: (p: P) => any) {
+function guarded<P extends object>(permission: Permission, Component: ComponentType<P>) {
   return (props: P) => (
     <Guard permission={permission}>
       <Component {...props} />

@@ -3,7 +3,7 @@
 import { useEffect } from 'preact/hooks';
 import { signal } from '@preact/signals';
 
-type Handler = (type: string, data: any) => void;
+type Handler = (type: string, data: unknown) => void;
 const handlers = new Set<Handler>();
 /** Whether the updates socket is open (shown in the header). */
 export const live = signal(false);

@@ -15,22 +15,104 @@ const TestAnswer = z
   .openapi('SyncTest');
 const Status = z.record(z.string(), z.unknown()).openapi('SyncStatus', { description: 'queue (items, bytes, oldest), counters, and per target: state, pending, last success and error' });
 const IdParam = z.object({ id: TargetId });
+const TargetList = z.array(TargetAnswer);
+const QueueAnswer = z.array(z.record(z.string(), z.unknown()));
 
 export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
-  const route = <T>(method: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string, summary: string, request: object, answer: z.ZodType, action: string, params: (c: any) => object, status: 200 | 201 = 200) =>
-    app.openapi(
-      createRoute({ method, path, tags: ['sync'], security: signedIn, summary, request, responses: { [status]: json(answer), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] } }),
-      async (c: any) => c.json(await callAs<T>(broker, c, action, params(c)), status),
-    );
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/sync/status', tags: ['sync'], security: signedIn,
+      summary: 'Queue length and bytes, oldest item, and per target the last success and error (any role)',
+      responses: { 200: json(Status), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof Status>>(broker, c, 'sync.status', {}), 200),
+  );
 
-  route('get', '/api/v1/sync/status', 'Queue length and bytes, oldest item, and per target the last success and error (any role)', {}, Status, 'sync.status', () => ({}));
-  route('get', '/api/v1/sync/queue', 'What waits to go up, oldest first, with attempts and the last error per target', { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }) }, z.array(z.record(z.string(), z.unknown())), 'sync.queue', (c) => c.req.valid('query'));
-  route('get', '/api/v1/sync/targets', 'The cloud targets, secrets masked (admin, installer)', {}, z.array(TargetAnswer), 'sync.targets', () => ({}));
-  route('post', '/api/v1/sync/targets', 'Add an S3-compatible or Azure Blob target', body(Target), TargetAnswer, 'sync.addTarget', (c) => c.req.valid('json'), 201);
-  route('patch', '/api/v1/sync/targets/{id}', 'Change a target; secrets left out keep their value', { params: IdParam, ...body(z.record(z.string(), z.unknown())) }, TargetAnswer, 'sync.updateTarget', (c) => ({ ...c.req.valid('json'), ...c.req.valid('param') }));
-  route('delete', '/api/v1/sync/targets/{id}', 'Remove a target; what waited only for it is dropped', { params: IdParam }, Ok, 'sync.removeTarget', (c) => c.req.valid('param'));
-  route('post', '/api/v1/sync/targets/{id}/test', 'Try a stored target: reach it, write and delete a probe; says what is wrong', { params: IdParam }, TestAnswer, 'sync.testTarget', (c) => c.req.valid('param'));
-  route('post', '/api/v1/sync/test', 'Try a target before saving it', body(Target), TestAnswer, 'sync.testTarget', (c) => c.req.valid('json'));
-  route('get', '/api/v1/sync/policy', 'The upload plan: resources, cameras, labels, zones, daily budget, bandwidth cap, windows', {}, Policy, 'sync.policy', () => ({}));
-  route('put', '/api/v1/sync/policy', 'Replace the upload plan; applies to what is enqueued from now on', body(Policy), Policy, 'sync.setPolicy', (c) => c.req.valid('json'));
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/sync/queue', tags: ['sync'], security: signedIn,
+      summary: 'What waits to go up, oldest first, with attempts and the last error per target',
+      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }) },
+      responses: { 200: json(QueueAnswer), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof QueueAnswer>>(broker, c, 'sync.queue', c.req.valid('query')), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/sync/targets', tags: ['sync'], security: signedIn,
+      summary: 'The cloud targets, secrets masked (admin, installer)',
+      responses: { 200: json(TargetList), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof TargetList>>(broker, c, 'sync.targets', {}), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post', path: '/api/v1/sync/targets', tags: ['sync'], security: signedIn,
+      summary: 'Add an S3-compatible or Azure Blob target',
+      request: body(Target),
+      responses: { 201: json(TargetAnswer), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof TargetAnswer>>(broker, c, 'sync.addTarget', c.req.valid('json')), 201),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'patch', path: '/api/v1/sync/targets/{id}', tags: ['sync'], security: signedIn,
+      summary: 'Change a target; secrets left out keep their value',
+      request: { params: IdParam, ...body(z.record(z.string(), z.unknown())) },
+      responses: { 200: json(TargetAnswer), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof TargetAnswer>>(broker, c, 'sync.updateTarget', { ...c.req.valid('json'), ...c.req.valid('param') }), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete', path: '/api/v1/sync/targets/{id}', tags: ['sync'], security: signedIn,
+      summary: 'Remove a target; what waited only for it is dropped',
+      request: { params: IdParam },
+      responses: { 200: json(Ok), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof Ok>>(broker, c, 'sync.removeTarget', c.req.valid('param')), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post', path: '/api/v1/sync/targets/{id}/test', tags: ['sync'], security: signedIn,
+      summary: 'Try a stored target: reach it, write and delete a probe; says what is wrong',
+      request: { params: IdParam },
+      responses: { 200: json(TestAnswer), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof TestAnswer>>(broker, c, 'sync.testTarget', c.req.valid('param')), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post', path: '/api/v1/sync/test', tags: ['sync'], security: signedIn,
+      summary: 'Try a target before saving it',
+      request: body(Target),
+      responses: { 200: json(TestAnswer), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof TestAnswer>>(broker, c, 'sync.testTarget', c.req.valid('json')), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get', path: '/api/v1/sync/policy', tags: ['sync'], security: signedIn,
+      summary: 'The upload plan: resources, cameras, labels, zones, daily budget, bandwidth cap, windows',
+      responses: { 200: json(Policy), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof Policy>>(broker, c, 'sync.policy', {}), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put', path: '/api/v1/sync/policy', tags: ['sync'], security: signedIn,
+      summary: 'Replace the upload plan; applies to what is enqueued from now on',
+      request: body(Policy),
+      responses: { 200: json(Policy), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+    }),
+    async (c) => c.json(await callAs<z.infer<typeof Policy>>(broker, c, 'sync.setPolicy', c.req.valid('json')), 200),
+  );
 }

@@ -1,5 +1,6 @@
 // Devices: the MQTT devices of the house (cameras, sensors, locks), allowed or denied, and the
 // pairing window in which a new device knocks and waits here to be allowed.
+import type { TargetedEvent } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { useUpdates } from '../updates.ts';
@@ -30,7 +31,7 @@ export function DevicesPage() {
   const now = useNow(1000);
   const { error, run: act } = useAction(list.reload);
   const pairingLeft = list.data?.pairingUntil ? Math.max(0, Math.round((Date.parse(list.data.pairingUntil) - now) / 1000)) : 0;
-  const add = (e: any) => {
+  const add = (e: TargetedEvent<HTMLFormElement>) => {
     const v = formValues(e);
     const form = e.currentTarget as HTMLFormElement;
     void act(async () => {

@@ -1,4 +1,5 @@
 // Me: which events I am told about (pushed to the app over MQTT), and my password.
+import type { TargetedEvent } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, me } from '../api.ts';
 import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
@@ -66,7 +67,7 @@ function NotificationsForm() {
 function PasswordForm() {
   const { error, run } = useAction();
   const [saved, setSaved] = useState(false);
-  const save = async (e: any) => {
+  const save = async (e: TargetedEvent<HTMLFormElement>) => {
     const v = formValues(e);
     const form = e.currentTarget as HTMLFormElement;
     setSaved(await run(async () => {

@@ -1,4 +1,5 @@
 // First-run setup, sign-in, and signing in again over a page when the session has ended.
+import type { TargetedEvent } from 'preact';
 import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { api, ApiError, loadMe, me, sessionRestored, type Me } from '../api.ts';
@@ -7,7 +8,7 @@ import { Field, Problem, formValues } from '../components/ui.tsx';
 function useSignIn(path: '/auth/login' | '/setup', after: (who: Me) => void) {
   const [error, setError] = useState<Error>();
   const [busy, setBusy] = useState(false);
-  const submit = async (e: any) => {
+  const submit = async (e: TargetedEvent<HTMLFormElement>) => {
     const values = formValues(e);
     setBusy(true);
     try {

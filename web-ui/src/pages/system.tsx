@@ -1,5 +1,6 @@
 // System: is the box well? Storage used and left, each camera's bitrate, the detector's speed,
 // the services, cloud sync, the version.
+import type { TargetedEvent } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, can, formatBytes, formatTime } from '../api.ts';
 import { useUpdates } from '../updates.ts';
@@ -53,7 +54,7 @@ function UplinkPanel() {
   const [editing, setEditing] = useState(false);
   const u = uplink.data;
   const dropped = u ? Object.values(u.queue.dropped).reduce((a, b) => a + b, 0) : 0;
-  const provision = async (e: any) => {
+  const provision = async (e: TargetedEvent<HTMLFormElement>) => {
     const v = Object.fromEntries(Object.entries(formValues(e)).filter(([, x]) => x !== ''));
     if (await run(() => api('/admp/provisioning', { method: 'PUT', body: v }))) setEditing(false);
   };

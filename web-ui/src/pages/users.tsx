@@ -1,4 +1,5 @@
 // Users: the family members, the installer and admins, each with a role.
+import type { TargetedEvent } from 'preact';
 import { api, me } from '../api.ts';
 import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
 
@@ -17,7 +18,7 @@ const ROLE_TEXT = {
 export function UsersPage() {
   const users = useLoad(() => api<User[]>('/users'));
   const { error, run: act } = useAction(users.reload);
-  const add = (e: any) => {
+  const add = (e: TargetedEvent<HTMLFormElement>) => {
     const v = formValues(e);
     const form = e.currentTarget as HTMLFormElement;
     void act(async () => {
