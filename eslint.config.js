@@ -7,10 +7,31 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly', fetch: 'readonly', AbortSignal: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        URL: 'readonly',
+        fetch: 'readonly',
+        AbortSignal: 'readonly',
+      },
+    },
     rules: {
       // Names starting with _ are left out on purpose (destructuring a field away).
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        {
+          argsIgnorePattern: '^_',
+          varsIgnorePattern: '^_',
+          destructuredArrayIgnorePattern: '^_',
+          caughtErrors: 'none',
+        },
+      ],
       'no-empty': ['error', { allowEmptyCatch: true }],
       // A variable a closure reads before its one assignment (a server's handler and the server) stays let.
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
@@ -18,8 +39,10 @@ export default tseslint.config(
       'no-restricted-syntax': [
         'error',
         {
-          selector: "CallExpression[callee.property.name='catch'][callee.object.callee.property.name='call'] > ArrowFunctionExpression[params.length=0]",
-          message: 'A bus call\'s failure is swallowed here: use unlessRefused (lib/refusals.ts) or log why it may fail quietly.',
+          selector:
+            "CallExpression[callee.property.name='catch'][callee.object.callee.property.name='call'] > ArrowFunctionExpression[params.length=0]",
+          message:
+            "A bus call's failure is swallowed here: use unlessRefused (lib/refusals.ts) or log why it may fail quietly.",
         },
       ],
     },

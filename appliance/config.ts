@@ -10,7 +10,21 @@ import { redactUrl } from '../lib/redact.ts';
 import { defaultLockFile } from '../lib/update-lock.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
-export const SERVICE_NAMES = ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync', 'admp', 'usp'] as const;
+export const SERVICE_NAMES = [
+  'api',
+  'accounts',
+  'system',
+  'cameras',
+  'streams',
+  'recorder',
+  'detector',
+  'events',
+  'devices',
+  'mqtt',
+  'sync',
+  'admp',
+  'usp',
+] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -20,7 +34,12 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
  * name changes with every release), else the host name.
  */
 export function defaultBoxId(env: NodeJS.ProcessEnv = process.env, hostname = os.hostname()): string {
-  const from = (value: string) => value.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+/, '').slice(0, 63);
+  const from = (value: string) =>
+    value
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+/, '')
+      .slice(0, 63);
   return (env['BALENA_DEVICE_UUID'] && from(env['BALENA_DEVICE_UUID'])) || from(hostname) || 'fogedge';
 }
 
@@ -33,7 +52,10 @@ export const ConfigSchema = z.strictObject({
     .regex(/^nats:\/\/\S+$/, 'a NATS URL such as nats://127.0.0.1:4222')
     .nullable()
     .default(null),
-  services: z.array(z.enum(SERVICE_NAMES)).min(1).default([...SERVICE_NAMES]),
+  services: z
+    .array(z.enum(SERVICE_NAMES))
+    .min(1)
+    .default([...SERVICE_NAMES]),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   /** Data root: db/, media/, outbox/, tls/ live under it. */
   dataDir: z.string().min(1).default('./data'),
@@ -42,18 +64,34 @@ export const ConfigSchema = z.strictObject({
       host: z.string().min(1).default('0.0.0.0'),
       port: z.number().int().min(0).max(65535).default(8080),
       /** Largest accepted request body, bytes. */
-      bodyLimitBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+      bodyLimitBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(64 * 1024 * 1024)
+        .default(1024 * 1024),
       /** PEM files; when set the API and web UI are served over HTTPS only. */
-      tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).nullable().default(null),
+      tls: z
+        .strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) })
+        .nullable()
+        .default(null),
     })
     .prefault({}),
   auth: z
     .strictObject({
-      sessionTtlHours: z.number().min(1).max(24 * 90).default(24 * 7),
+      sessionTtlHours: z
+        .number()
+        .min(1)
+        .max(24 * 90)
+        .default(24 * 7),
       /** Failed logins allowed per remote address, then per account, in one window. */
       maxFailuresPerAddress: z.number().int().min(1).max(1000).default(20),
       maxFailuresPerAccount: z.number().int().min(1).max(1000).default(10),
-      failureWindowMinutes: z.number().min(1).max(24 * 60).default(15),
+      failureWindowMinutes: z
+        .number()
+        .min(1)
+        .max(24 * 60)
+        .default(15),
     })
     .prefault({}),
   video: z
@@ -71,13 +109,30 @@ export const ConfigSchema = z.strictObject({
        * Most bytes everything the box stores may take: recordings, clips, snapshots, stores, the
        * outbox (cached clips go first, then the oldest recordings); null: only the free-space floor.
        */
-      quotaBytes: z.number().int().min(1024 * 1024).nullable().default(null),
+      quotaBytes: z
+        .number()
+        .int()
+        .min(1024 * 1024)
+        .nullable()
+        .default(null),
       /** Free space the disk always keeps, bytes (cached clips go first, then the oldest recordings). */
-      minFreeBytes: z.number().int().min(0).default(1024 ** 3),
+      minFreeBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(1024 ** 3),
       /** Most bytes cached clips may take; a longer clip is refused with the reason (507). */
-      clipCacheBytes: z.number().int().min(1024 * 1024).default(512 * 1024 ** 2),
+      clipCacheBytes: z
+        .number()
+        .int()
+        .min(1024 * 1024)
+        .default(512 * 1024 ** 2),
       /** A cached clip nobody asked for in this long goes, hours. */
-      clipCacheHours: z.number().min(0.01).max(24 * 365).default(24),
+      clipCacheHours: z
+        .number()
+        .min(0.01)
+        .max(24 * 365)
+        .default(24),
       /** Retention of recordings whose camera was removed, days. */
       removedCameraRetainDays: z.number().min(0.01).max(3650).default(7),
       /**
@@ -110,7 +165,10 @@ export const ConfigSchema = z.strictObject({
       /** Off: no camera is detected on, whatever its own setting (a box without CPU to spare). */
       enabled: z.boolean().default(true),
       /** A YOLOX-format ONNX model; its labels in <model>.labels beside it, or labelsPath. */
-      modelPath: z.string().min(1).default(fileURLToPath(new URL('../models/yolox_nano.onnx', import.meta.url))),
+      modelPath: z
+        .string()
+        .min(1)
+        .default(fileURLToPath(new URL('../models/yolox_nano.onnx', import.meta.url))),
       labelsPath: z.string().min(1).nullable().default(null),
       /** Lowest score of a detection, unless the camera sets one for the label. */
       minScore: z.number().min(0.05).max(1).default(0.5),
@@ -133,23 +191,42 @@ export const ConfigSchema = z.strictObject({
       host: z.string().min(1).default('0.0.0.0'),
       port: z.number().int().min(1).max(65535).default(1883),
       /** A PUBLISH with a larger payload is refused and its client disconnected, bytes. */
-      maxPayloadBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(1024 * 1024),
+      maxPayloadBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(256 * 1024 * 1024)
+        .default(1024 * 1024),
       /** Messages kept for one offline persistent session; past it the oldest are dropped (logged). */
       maxQueuedPerClient: z.number().int().min(1).max(1_000_000).default(1000),
       /** Before sign-in a packet (the CONNECT, with its will) may be at most this large, bytes. */
-      maxConnectBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+      maxConnectBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(16 * 1024 * 1024)
+        .default(64 * 1024),
       /** Connections not signed in yet that the broker holds at once; more are closed at accept. */
       maxPendingConnections: z.number().int().min(1).max(100_000).default(256),
       /** Subscriptions one client may hold; more are refused (SUBACK 0x80). */
       maxSubscriptionsPerClient: z.number().int().min(1).max(100_000).default(500),
       /** Home Assistant MQTT discovery topics' prefix; null: no discovery. */
-      discoveryPrefix: z.string().regex(/^[\w-]+$/, 'one topic level').nullable().default('homeassistant'),
+      discoveryPrefix: z
+        .string()
+        .regex(/^[\w-]+$/, 'one topic level')
+        .nullable()
+        .default('homeassistant'),
       /**
        * Bytes the broker holds for one client that reads slower than messages come; past it
        * (or mqtt.drainTimeoutMs without reading) the client is disconnected. Nobody else waits
        * for a slow reader. At least twice mqtt.maxPayloadBytes is used.
        */
-      maxClientBufferBytes: z.number().int().min(64 * 1024).max(1024 ** 3).default(8 * 1024 * 1024),
+      maxClientBufferBytes: z
+        .number()
+        .int()
+        .min(64 * 1024)
+        .max(1024 ** 3)
+        .default(8 * 1024 * 1024),
       /** A client that does not read its messages for this long is disconnected, ms. */
       drainTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
       /**
@@ -160,13 +237,21 @@ export const ConfigSchema = z.strictObject({
       /** MQTT 5: topic aliases a client may set up on its connection (0: none). */
       topicAliasMaximum: z.number().int().min(0).max(65535).default(64),
       /** MQTT 5: the longest session expiry a client may ask for (longer is cut to this), s. */
-      sessionExpiryLimitSeconds: z.number().int().min(1).max(0xfffffffe).default(7 * 86_400),
+      sessionExpiryLimitSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(0xfffffffe)
+        .default(7 * 86_400),
       /** MQTT 5: disconnected sessions waiting to expire (and delayed wills) held at once; past it they end at once. */
       maxPendingSessions: z.number().int().min(1).max(1_000_000).default(10_000),
       /** null: no TLS listener. */
       tlsPort: z.number().int().min(1).max(65535).nullable().default(8883),
       /** PEM files; null: a self-signed certificate made at first start (data/tls/mqtt.crt). */
-      tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).nullable().default(null),
+      tls: z
+        .strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) })
+        .nullable()
+        .default(null),
     })
     .nullable()
     .prefault({}),
@@ -174,15 +259,31 @@ export const ConfigSchema = z.strictObject({
   sync: z
     .strictObject({
       /** This box's folder in every bucket: <boxId>/<camera>/<date>/<event>/... */
-      boxId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, '1-63 lower-case letters, digits, dash').default(() => defaultBoxId()),
+      boxId: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, '1-63 lower-case letters, digits, dash')
+        .default(() => defaultBoxId()),
       /** Most bytes waiting to go up; past it the lowest-value, oldest items go first (logged). */
-      maxQueueBytes: z.number().int().min(1024 * 1024).default(2 * 1024 ** 3),
+      maxQueueBytes: z
+        .number()
+        .int()
+        .min(1024 * 1024)
+        .default(2 * 1024 ** 3),
       /** Items up to this size always go whole; larger ones as multipart (S3) or block (Azure) uploads that resume, bytes. */
-      multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).default(16 * 1024 * 1024),
+      multipartThresholdBytes: z
+        .number()
+        .int()
+        .min(5 * 1024 * 1024)
+        .default(16 * 1024 * 1024),
       /** ...unless the target's measured rate sends them whole in this many seconds (up to 64 MiB). */
       wholeUploadSeconds: z.number().min(0).max(600).default(10),
       /** Part size; S3 needs at least 5 MiB. */
-      partBytes: z.number().int().min(5 * 1024 * 1024).max(512 * 1024 * 1024).default(8 * 1024 * 1024),
+      partBytes: z
+        .number()
+        .int()
+        .min(5 * 1024 * 1024)
+        .max(512 * 1024 * 1024)
+        .default(8 * 1024 * 1024),
       /** Uploads at once per target. */
       concurrency: z.number().int().min(1).max(16).default(2),
       /** Backoff after a failure: from retryMinMs doubling up to retryMaxMs, with jitter. */
@@ -203,14 +304,22 @@ export const ConfigSchema = z.strictObject({
       telemetrySeconds: z.number().min(1).max(86_400).default(60),
       /** What waits while the uplink is down; past either bound the lowest-value, oldest messages go first. */
       maxQueueItems: z.number().int().min(10).max(10_000_000).default(100_000),
-      maxQueueBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024),
+      maxQueueBytes: z
+        .number()
+        .int()
+        .min(64 * 1024)
+        .default(64 * 1024 * 1024),
       /**
        * Messages handed to the broker before their acknowledgement; never more than the broker's
        * receive maximum (MQTT 5). Over MQTT 3.1.1 keep it within the broker's limit (Mosquitto: 20).
        */
       inFlight: z.number().int().min(1).max(1000).default(16),
       /** A command older than this (by its sentAt) is refused as expired: a reboot must not land hours late, s. */
-      commandMaxAgeSeconds: z.number().min(1).max(7 * 86_400).default(600),
+      commandMaxAgeSeconds: z
+        .number()
+        .min(1)
+        .max(7 * 86_400)
+        .default(600),
       /** A command sent this far in the future (by its sentAt) is refused: the operator's clock is off, s. */
       commandMaxSkewSeconds: z.number().min(0).max(3600).default(60),
       /** The first wait before connecting again; it doubles after each failure (with jitter) up to reconnectMaxMs. */
@@ -222,28 +331,44 @@ export const ConfigSchema = z.strictObject({
   usp: z
     .strictObject({
       /** Base of the firmware image URL the cameras fetch; null: http://<the box's LAN address>:<http.port>. */
-      imageBaseUrl: z.url({ protocol: /^https?$/ }).nullable().default(null),
+      imageBaseUrl: z
+        .url({ protocol: /^https?$/ })
+        .nullable()
+        .default(null),
       /**
        * Where a firmware campaign may fetch camera images from: URL prefixes of the vendors'
        * download servers. Empty: campaigns are refused until the installer names one, so no user
        * can make the box fetch an address of their choosing.
        */
-      firmwareSources: z.array(z.url({ protocol: /^https?$/ })).max(32).default([]),
+      firmwareSources: z
+        .array(z.url({ protocol: /^https?$/ }))
+        .max(32)
+        .default([]),
     })
     .prefault({}),
   /** The box's own updates (release archives, under appliance/release-runner.mjs). */
   update: z
     .strictObject({
       /** Where release archives may be fetched from: URL prefixes (the operator's servers). Empty: none. */
-      releaseSources: z.array(z.url({ protocol: /^https?$/ })).max(32).default([]),
+      releaseSources: z
+        .array(z.url({ protocol: /^https?$/ }))
+        .max(32)
+        .default([]),
       /** Public keys (PEM, Ed25519) whose signatures on a release the box takes. Empty: no release is installed. */
-      releaseKeys: z.array(z.string().regex(/-----BEGIN PUBLIC KEY-----/, 'a PEM public key')).max(8).default([]),
+      releaseKeys: z
+        .array(z.string().regex(/-----BEGIN PUBLIC KEY-----/, 'a PEM public key'))
+        .max(8)
+        .default([]),
       /**
        * balena's update lock, held during firmware campaigns and the box's own update so that a
        * fleet release does not restart the box in the middle; null: none. Default: balena's
        * /tmp/balena/updates.lock when the box runs on balena, else none.
        */
-      lockFile: z.string().min(1).nullable().default(() => defaultLockFile()),
+      lockFile: z
+        .string()
+        .min(1)
+        .nullable()
+        .default(() => defaultLockFile()),
     })
     .prefault({}),
   bus: z
@@ -303,14 +428,24 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
  */
 function readConfigFile(env: Env, cwd: string): { raw: Record<string, unknown>; source: string } {
   const explicit = env['FOGEDGE_CONFIG'];
-  const candidates = explicit ? [path.resolve(cwd, explicit)] : [path.resolve(cwd, 'fogedge.yaml'), ...(env['FOGEDGE_DATA_DIR'] ? [path.resolve(cwd, env['FOGEDGE_DATA_DIR'], 'fogedge.yaml')] : [])];
+  const candidates = explicit
+    ? [path.resolve(cwd, explicit)]
+    : [
+        path.resolve(cwd, 'fogedge.yaml'),
+        ...(env['FOGEDGE_DATA_DIR'] ? [path.resolve(cwd, env['FOGEDGE_DATA_DIR'], 'fogedge.yaml')] : []),
+      ];
   const file = candidates.find((f) => existsSync(f));
   if (!file) {
-    if (explicit) throw new ConfigError(candidates[0]!, [`FOGEDGE_CONFIG names a file that does not exist: ${candidates[0]}`]);
+    if (explicit)
+      throw new ConfigError(candidates[0]!, [`FOGEDGE_CONFIG names a file that does not exist: ${candidates[0]}`]);
     return { raw: {}, source: 'defaults and environment' };
   }
   const doc = YAML.parseDocument(readFileSync(file, 'utf8'), { prettyErrors: true });
-  if (doc.errors.length > 0) throw new ConfigError(file, doc.errors.map((e) => e.message));
+  if (doc.errors.length > 0)
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => e.message),
+    );
   const value: unknown = doc.toJS() ?? {};
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigError(file, [`the file must hold a mapping of keys, got ${JSON.stringify(value)}`]);
@@ -324,7 +459,13 @@ function applyEnv(raw: Record<string, unknown>, env: Env, origins: Map<string, s
     let keyPath = ENV_ALIASES[name];
     if (!keyPath && name.startsWith(ENV_PREFIX)) keyPath = schemaPath(name.slice(ENV_PREFIX.length).split('__'));
     if (!keyPath) continue;
-    const parsed = keyPath[0] === 'services' ? value.split(',').map((s) => s.trim()).filter(Boolean) : parseScalar(value);
+    const parsed =
+      keyPath[0] === 'services'
+        ? value
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : parseScalar(value);
     setPath(raw, keyPath, parsed);
     origins.set(keyPath.join('.'), name);
   }
@@ -371,16 +512,17 @@ function setPath(target: Record<string, unknown>, keyPath: string[], value: unkn
 }
 
 function valueAt(raw: unknown, keyPath: PropertyKey[]): unknown {
-  return keyPath.reduce<unknown>((node, key) => (node && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[key] : undefined), raw);
+  return keyPath.reduce<unknown>(
+    (node, key) => (node && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[key] : undefined),
+    raw,
+  );
 }
 
 function describeIssue(issue: z.core.$ZodIssue, raw: unknown, origins: Map<string, string>): string {
   if (issue.code === 'unrecognized_keys') {
     const where = issue.path.length ? issue.path.join('.') + '.' : '';
     const known = Object.keys(shapeAt(issue.path) ?? {});
-    return issue.keys
-      .map((k) => `${where}${k}: unknown key (expected one of: ${known.join(', ')})`)
-      .join('\n  ');
+    return issue.keys.map((k) => `${where}${k}: unknown key (expected one of: ${known.join(', ')})`).join('\n  ');
   }
   const key = issue.path.join('.') || '(root)';
   const origin = origins.get(issue.path.filter((p) => typeof p === 'string').join('.'));

@@ -22,7 +22,8 @@ export const dataPaths = (config: Pick<Config, 'dataDir'>) => ({
 
 // Recording segments: media/<camera>/<YYYY-MM-DD>/<YYYY-MM-DD>T<HH-MM-SS>-<run>.mp4 (UTC).
 // The run id keeps two ffmpeg runs that start in the same second from sharing a file.
-export const segmentPattern = (cameraDir: string, runId: string) => `${cameraDir}/%Y-%m-%d/%Y-%m-%dT%H-%M-%S-${runId}.mp4`;
+export const segmentPattern = (cameraDir: string, runId: string) =>
+  `${cameraDir}/%Y-%m-%d/%Y-%m-%dT%H-%M-%S-${runId}.mp4`;
 
 export const dayDir = (t: number) => new Date(t).toISOString().slice(0, 10);
 

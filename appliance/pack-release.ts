@@ -20,17 +20,28 @@ export async function packRelease(dir: string, files: string[], out: string): Pr
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { 'with-dependencies': { type: 'boolean', default: false }, out: { type: 'string', default: '.' } } });
+  const { values } = parseArgs({
+    options: { 'with-dependencies': { type: 'boolean', default: false }, out: { type: 'string', default: '.' } },
+  });
   const root = path.resolve(import.meta.dirname, '..');
-  if (!existsSync(path.join(root, 'web-ui/dist/index.html'))) throw new Error('Build the web UI first: npm run build:ui');
-  const files = execFileSync('git', ['ls-files'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean).concat('web-ui/dist');
+  if (!existsSync(path.join(root, 'web-ui/dist/index.html')))
+    throw new Error('Build the web UI first: npm run build:ui');
+  const files = execFileSync('git', ['ls-files'], { cwd: root, encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+    .concat('web-ui/dist');
   if (values['with-dependencies']) files.push('node_modules');
-  const { version } = JSON.parse(execFileSync('git', ['show', 'HEAD:package.json'], { cwd: root, encoding: 'utf8' })) as { version: string };
+  const { version } = JSON.parse(
+    execFileSync('git', ['show', 'HEAD:package.json'], { cwd: root, encoding: 'utf8' }),
+  ) as { version: string };
   const out = path.resolve(values.out!, `fogedge-${version}.tgz`);
   const sha256 = await packRelease(root, files, out);
   process.stdout.write(`${out}\nsha256 ${sha256}\n`);
   // FOGEDGE_RELEASE_KEY: the vendor's Ed25519 private key (PEM file); the box takes only signed releases.
   const keyFile = process.env['FOGEDGE_RELEASE_KEY'];
-  if (keyFile) process.stdout.write(`signature ${signRelease(version, sha256, createPrivateKey(readFileSync(keyFile, 'utf8')))}\n`);
+  if (keyFile)
+    process.stdout.write(
+      `signature ${signRelease(version, sha256, createPrivateKey(readFileSync(keyFile, 'utf8')))}\n`,
+    );
   else process.stdout.write('not signed: set FOGEDGE_RELEASE_KEY to the private key file to sign it\n');
 }

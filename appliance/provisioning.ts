@@ -9,7 +9,9 @@ import { z } from 'zod';
 import type { Config } from './config.ts';
 import { redactUrl } from '../lib/redact.ts';
 
-const Pem = z.string().regex(/-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----/, 'a PEM block (-----BEGIN ...-----)');
+const Pem = z
+  .string()
+  .regex(/-----BEGIN [A-Z0-9 ]+-----[\s\S]+-----END [A-Z0-9 ]+-----/, 'a PEM block (-----BEGIN ...-----)');
 
 /** What the installer gives in the first-run setup: certificates inline, never file paths. */
 export const ProvisioningInput = z
@@ -17,7 +19,10 @@ export const ProvisioningInput = z
     /** The operator's broker: mqtts://host:8883 (or mqtt://, wss://). */
     url: z.string().regex(/^(mqtts?|wss?):\/\/[^\s/?#]+(\/\S*)?$/, 'an MQTT URL: mqtts://host:8883, mqtt://, wss://'),
     /** The box's name at the operator; default: sync.boxId (from the hostname). */
-    boxId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, '1-63 lower-case letters, digits, dash').optional(),
+    boxId: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, '1-63 lower-case letters, digits, dash')
+      .optional(),
     username: z.string().min(1).max(256).optional(),
     password: z.string().min(1).max(1024).optional(),
     /** The operator's CA (PEM), when its certificate is not from a public CA. */
@@ -28,12 +33,19 @@ export const ProvisioningInput = z
     /** MQTT 5 by default (the broker's receive maximum is honoured); 4 is MQTT 3.1.1, for brokers without 5. */
     protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
     /** Every topic of this box lives under <topicRoot>/<boxId>/. */
-    topicRoot: z.string().regex(/^[\w-]+(\/[\w-]+)*$/, 'topic levels of letters, digits, _ or -').default('fogedge/boxes'),
+    topicRoot: z
+      .string()
+      .regex(/^[\w-]+(\/[\w-]+)*$/, 'topic levels of letters, digits, _ or -')
+      .default('fogedge/boxes'),
   })
   .refine((p) => Boolean(p.cert) === Boolean(p.key), { message: 'cert and key go together', path: ['key'] });
 
 /** The file may name PEM files instead (relative to the file), for images that ship them. */
-const ProvisioningFile = ProvisioningInput.safeExtend({ caFile: z.string().min(1).optional(), certFile: z.string().min(1).optional(), keyFile: z.string().min(1).optional() });
+const ProvisioningFile = ProvisioningInput.safeExtend({
+  caFile: z.string().min(1).optional(),
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+});
 
 export type Provisioning = z.output<typeof ProvisioningInput> & { boxId: string };
 
@@ -65,25 +77,39 @@ const ENV = {
   protocolVersion: 'FOGEDGE_ADMP_PROTOCOL_VERSION',
 } as const;
 
-export const provisioningFile = (config: Pick<Config, 'dataDir' | 'admp'>) => path.resolve(config.dataDir, config.admp.provisioningFile ?? 'provisioning.json');
+export const provisioningFile = (config: Pick<Config, 'dataDir' | 'admp'>) =>
+  path.resolve(config.dataDir, config.admp.provisioningFile ?? 'provisioning.json');
 
 /** The provisioning in force, or null for a box that runs fully local. */
-export function readProvisioning(config: Pick<Config, 'dataDir' | 'admp' | 'sync'>, env: Record<string, string | undefined> = process.env): Provisioned | null {
+export function readProvisioning(
+  config: Pick<Config, 'dataDir' | 'admp' | 'sync'>,
+  env: Record<string, string | undefined> = process.env,
+): Provisioned | null {
   if (env[ENV.url]) {
-    const raw: Record<string, unknown> = Object.fromEntries(Object.entries(ENV).flatMap(([key, name]) => (env[name] ? [[key, env[name]]] : [])));
+    const raw: Record<string, unknown> = Object.fromEntries(
+      Object.entries(ENV).flatMap(([key, name]) => (env[name] ? [[key, env[name]]] : [])),
+    );
     if (raw['protocolVersion']) raw['protocolVersion'] = Number(raw['protocolVersion']);
     return { provisioning: parse(raw, 'environment FOGEDGE_ADMP_*', process.cwd(), config), source: 'environment' };
   }
   const file = provisioningFile(config);
   if (!existsSync(file)) return null;
   const doc = YAML.parseDocument(readFileSync(file, 'utf8'));
-  if (doc.errors.length) throw new ProvisioningError(file, doc.errors.map((e) => e.message));
+  if (doc.errors.length)
+    throw new ProvisioningError(
+      file,
+      doc.errors.map((e) => e.message),
+    );
   return { provisioning: parse(doc.toJS(), file, path.dirname(file), config), source: file };
 }
 
 function parse(raw: unknown, source: string, dir: string, config: Pick<Config, 'sync'>): Provisioning {
   const parsed = ProvisioningFile.safeParse(raw);
-  if (!parsed.success) throw new ProvisioningError(source, parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
+  if (!parsed.success)
+    throw new ProvisioningError(
+      source,
+      parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
+    );
   const { caFile, certFile, keyFile, ...rest } = parsed.data;
   const read = (file: string | undefined, field: string) => {
     if (!file) return undefined;
@@ -93,14 +119,28 @@ function parse(raw: unknown, source: string, dir: string, config: Pick<Config, '
       throw new ProvisioningError(source, [`${field}: cannot read ${file} (${(err as NodeJS.ErrnoException).code})`]);
     }
   };
-  const withFiles = { ...rest, ca: rest.ca ?? read(caFile, 'caFile'), cert: rest.cert ?? read(certFile, 'certFile'), key: rest.key ?? read(keyFile, 'keyFile') };
-  const checked = ProvisioningInput.safeParse(Object.fromEntries(Object.entries(withFiles).filter(([, v]) => v !== undefined)));
-  if (!checked.success) throw new ProvisioningError(source, checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  const withFiles = {
+    ...rest,
+    ca: rest.ca ?? read(caFile, 'caFile'),
+    cert: rest.cert ?? read(certFile, 'certFile'),
+    key: rest.key ?? read(keyFile, 'keyFile'),
+  };
+  const checked = ProvisioningInput.safeParse(
+    Object.fromEntries(Object.entries(withFiles).filter(([, v]) => v !== undefined)),
+  );
+  if (!checked.success)
+    throw new ProvisioningError(
+      source,
+      checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
+    );
   return { ...checked.data, boxId: checked.data.boxId ?? config.sync.boxId };
 }
 
 /** The first-run setup's answer: written whole (temp file, then rename), readable by the box only. */
-export async function writeProvisioning(config: Pick<Config, 'dataDir' | 'admp'>, input: z.output<typeof ProvisioningInput> | null): Promise<void> {
+export async function writeProvisioning(
+  config: Pick<Config, 'dataDir' | 'admp'>,
+  input: z.output<typeof ProvisioningInput> | null,
+): Promise<void> {
   const file = provisioningFile(config);
   if (!input) return rm(file, { force: true });
   await mkdir(path.dirname(file), { recursive: true });
@@ -112,5 +152,12 @@ export async function writeProvisioning(config: Pick<Config, 'dataDir' | 'admp'>
 
 /** What the API and the logs may show: no password, no key. */
 export function publicProvisioning(p: Provisioning) {
-  return { url: redactUrl(p.url), boxId: p.boxId, username: p.username ?? null, topicRoot: p.topicRoot, clientCertificate: Boolean(p.cert), customCa: Boolean(p.ca) };
+  return {
+    url: redactUrl(p.url),
+    boxId: p.boxId,
+    username: p.username ?? null,
+    topicRoot: p.topicRoot,
+    clientCertificate: Boolean(p.cert),
+    customCa: Boolean(p.ca),
+  };
 }

@@ -12,7 +12,19 @@
 // MAX_BOOTS times first, or is not confirmed by its deadline.
 // Usage: node release-runner.mjs <root>   (systemd: Restart=always, KillMode=mixed)
 import { spawn } from 'node:child_process';
-import { constants, copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs';
+import {
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  realpathSync,
+} from 'node:fs';
 import path from 'node:path';
 
 const MAX_BOOTS = 3;
@@ -21,7 +33,10 @@ const STOP_GRACE_MS = 10_000;
 
 const root = path.resolve(process.argv[2] ?? process.env.FOGEDGE_RELEASES_DIR ?? '/opt/fogedge');
 const stateFile = path.join(root, 'update.json');
-const log = (message) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', mod: 'release-runner', message }) + '\n');
+const log = (message) =>
+  process.stderr.write(
+    JSON.stringify({ time: new Date().toISOString(), level: 'info', mod: 'release-runner', message }) + '\n',
+  );
 
 const readState = () => {
   try {
@@ -106,15 +121,22 @@ function run() {
   const release = realpathSync(path.join(root, 'current'));
   keepInstallerConfig(release);
   log(`starting ${path.basename(release)}`);
-  child = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], { cwd: release, stdio: 'inherit', env: { ...process.env, FOGEDGE_RELEASES_DIR: root } });
+  child = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], {
+    cwd: release,
+    stdio: 'inherit',
+    env: { ...process.env, FOGEDGE_RELEASES_DIR: root },
+  });
   // A release that runs but never becomes healthy is stopped at its deadline, then rolled back.
   let deadlineTimer;
   if (state?.state === 'trying') {
-    deadlineTimer = setTimeout(() => {
-      if (readState()?.state !== 'trying') return;
-      log(`${state.to} is not healthy by its deadline: stopping it`);
-      if (child) stopHard(child, 'SIGTERM');
-    }, Math.max(0, Date.parse(state.deadline) - Date.now()) + 100);
+    deadlineTimer = setTimeout(
+      () => {
+        if (readState()?.state !== 'trying') return;
+        log(`${state.to} is not healthy by its deadline: stopping it`);
+        if (child) stopHard(child, 'SIGTERM');
+      },
+      Math.max(0, Date.parse(state.deadline) - Date.now()) + 100,
+    );
   }
   child.on('exit', (code, signal) => {
     clearTimeout(deadlineTimer);

@@ -67,9 +67,17 @@ async function pointAt(link: string, target: string): Promise<void> {
   await rename(`${link}.tmp`, link);
 }
 
-export async function releasesOnDisk(root: string): Promise<{ current: string | null; previous: string | null; releases: string[] }> {
-  const name = (link: string) => readlink(path.join(root, link)).then((t) => path.basename(t), () => null);
-  const releases = (await readdir(path.join(root, 'releases')).catch(() => [] as string[])).filter((r) => !r.startsWith('.'));
+export async function releasesOnDisk(
+  root: string,
+): Promise<{ current: string | null; previous: string | null; releases: string[] }> {
+  const name = (link: string) =>
+    readlink(path.join(root, link)).then(
+      (t) => path.basename(t),
+      () => null,
+    );
+  const releases = (await readdir(path.join(root, 'releases')).catch(() => [] as string[])).filter(
+    (r) => !r.startsWith('.'),
+  );
   return { current: await name('current'), previous: await name('previous'), releases: releases.sort() };
 }
 
@@ -79,7 +87,8 @@ function hashing(hash: ReturnType<typeof createHash>, maxBytes: number) {
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       bytes += chunk.length;
-      if (bytes > maxBytes) return done(new BadRequestError(`The release is larger than ${maxBytes} bytes`, 'RELEASE_TOO_LARGE'));
+      if (bytes > maxBytes)
+        return done(new BadRequestError(`The release is larger than ${maxBytes} bytes`, 'RELEASE_TOO_LARGE'));
       hash.update(chunk);
       done(null, chunk);
     },
@@ -93,10 +102,12 @@ const MAX_RELEASE_BYTES = 2 * 1024 ** 3;
  * The caller restarts the box; the runner then starts the new release.
  */
 /** What a release's signature covers: its version and its archive's SHA-256. */
-export const releaseStatement = (version: string, sha256: string) => Buffer.from(`fogedge-release\n${version}\n${sha256.toLowerCase()}\n`);
+export const releaseStatement = (version: string, sha256: string) =>
+  Buffer.from(`fogedge-release\n${version}\n${sha256.toLowerCase()}\n`);
 
 /** Signs a release (the packer's side), base64 Ed25519. */
-export const signRelease = (version: string, sha256: string, privateKey: KeyObject) => sign(null, releaseStatement(version, sha256), privateKey).toString('base64');
+export const signRelease = (version: string, sha256: string, privateKey: KeyObject) =>
+  sign(null, releaseStatement(version, sha256), privateKey).toString('base64');
 
 /** Whether one of the trusted keys (PEM) signed this version with this archive. */
 export function releaseSignedBy(version: string, sha256: string, signature: string, trustedKeys: string[]): boolean {
@@ -111,9 +122,11 @@ export function releaseSignedBy(version: string, sha256: string, signature: stri
 }
 
 export async function installRelease(root: string, currentVersion: string, req: UpdateRequest): Promise<UpdateState> {
-  if (req.version === currentVersion) throw new ConflictError(`Version ${req.version} is already running`, 'ALREADY_RUNNING');
+  if (req.version === currentVersion)
+    throw new ConflictError(`Version ${req.version} is already running`, 'ALREADY_RUNNING');
   const pending = await readUpdateState(root);
-  if (pending?.state === 'trying') throw new ConflictError(`An update to ${pending.to} is under way`, 'UPDATE_UNDER_WAY');
+  if (pending?.state === 'trying')
+    throw new ConflictError(`An update to ${pending.to} is under way`, 'UPDATE_UNDER_WAY');
   const releases = path.join(root, 'releases');
   await mkdir(releases, { recursive: true });
   const archive = path.join(releases, `.download-${req.version}.tgz`);
@@ -121,28 +134,52 @@ export async function installRelease(root: string, currentVersion: string, req: 
   const target = path.join(releases, req.version);
   try {
     // No redirects: an allowed server must not send the box somewhere else.
-    const res = await fetch(req.url, { signal: AbortSignal.timeout(30 * 60_000), redirect: 'error' }).catch((err: Error) => {
-      throw new BadRequestError(`Cannot download the release from ${new URL(req.url).origin}: ${(err.cause as Error | undefined)?.message ?? err.message}`, 'DOWNLOAD_FAILED');
-    });
-    if (!res.ok || !res.body) throw new BadRequestError(`Downloading the release answered HTTP ${res.status}`, 'DOWNLOAD_FAILED');
+    const res = await fetch(req.url, { signal: AbortSignal.timeout(30 * 60_000), redirect: 'error' }).catch(
+      (err: Error) => {
+        throw new BadRequestError(
+          `Cannot download the release from ${new URL(req.url).origin}: ${(err.cause as Error | undefined)?.message ?? err.message}`,
+          'DOWNLOAD_FAILED',
+        );
+      },
+    );
+    if (!res.ok || !res.body)
+      throw new BadRequestError(`Downloading the release answered HTTP ${res.status}`, 'DOWNLOAD_FAILED');
     const hash = createHash('sha256');
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), hashing(hash, MAX_RELEASE_BYTES), createWriteStream(archive));
+    await pipeline(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+      hashing(hash, MAX_RELEASE_BYTES),
+      createWriteStream(archive),
+    );
     const sha256 = hash.digest('hex');
     // What was fetched is not told: the answer must not reveal what a URL holds.
-    if (sha256 !== req.sha256.toLowerCase()) throw new BadRequestError(`The release's SHA-256 is not ${req.sha256}`, 'CHECKSUM_MISMATCH');
+    if (sha256 !== req.sha256.toLowerCase())
+      throw new BadRequestError(`The release's SHA-256 is not ${req.sha256}`, 'CHECKSUM_MISMATCH');
 
     await rm(partial, { recursive: true, force: true });
     await mkdir(partial);
     // node-tar refuses absolute paths and '..' by default: nothing lands outside the release folder.
     await tar.x({ file: archive, cwd: partial, strict: true });
-    const pkg = JSON.parse(await readFile(path.join(partial, 'package.json'), 'utf8').catch(() => '{}')) as { version?: string };
-    if (pkg.version !== req.version) throw new BadRequestError(`The release says it is version ${pkg.version ?? '(no package.json)'}, not ${req.version}`, 'VERSION_MISMATCH');
-    if (!existsSync(path.join(partial, 'gateway/main.ts'))) throw new BadRequestError('The release has no gateway/main.ts', 'NOT_A_RELEASE');
+    const pkg = JSON.parse(await readFile(path.join(partial, 'package.json'), 'utf8').catch(() => '{}')) as {
+      version?: string;
+    };
+    if (pkg.version !== req.version)
+      throw new BadRequestError(
+        `The release says it is version ${pkg.version ?? '(no package.json)'}, not ${req.version}`,
+        'VERSION_MISMATCH',
+      );
+    if (!existsSync(path.join(partial, 'gateway/main.ts')))
+      throw new BadRequestError('The release has no gateway/main.ts', 'NOT_A_RELEASE');
     if (!existsSync(path.join(partial, 'node_modules'))) {
       // A release without its dependencies reuses the running one's when the lock files agree (hard links: no space, no download).
       const current = path.join(root, 'current');
-      const same = (await readFile(path.join(partial, 'package-lock.json'), 'utf8').catch(() => 'none')) === (await readFile(path.join(current, 'package-lock.json'), 'utf8').catch(() => 'other'));
-      if (!same) throw new BadRequestError('The release has no node_modules and its package-lock.json differs from the running one', 'NO_DEPENDENCIES');
+      const same =
+        (await readFile(path.join(partial, 'package-lock.json'), 'utf8').catch(() => 'none')) ===
+        (await readFile(path.join(current, 'package-lock.json'), 'utf8').catch(() => 'other'));
+      if (!same)
+        throw new BadRequestError(
+          'The release has no node_modules and its package-lock.json differs from the running one',
+          'NO_DEPENDENCIES',
+        );
       await run('cp', ['-al', '--', path.join(current, 'node_modules'), path.join(partial, 'node_modules')]);
     }
     await rm(target, { recursive: true, force: true });
@@ -173,7 +210,8 @@ export async function installRelease(root: string, currentVersion: string, req: 
 export async function confirmRelease(root: string, state: UpdateState): Promise<UpdateState> {
   // Old releases go first, so whoever sees "confirmed" also sees them gone.
   const { current, previous, releases } = await releasesOnDisk(root);
-  for (const r of releases) if (r !== current && r !== previous) await rm(path.join(root, 'releases', r), { recursive: true, force: true });
+  for (const r of releases)
+    if (r !== current && r !== previous) await rm(path.join(root, 'releases', r), { recursive: true, force: true });
   const done: UpdateState = { ...state, state: 'confirmed', finishedAt: new Date().toISOString() };
   await writeUpdateState(root, done);
   return done;

@@ -24,7 +24,14 @@ function start() {
     child = null;
     if (stopping) process.exit(0);
     if (code === EXIT_CONFIG) process.exit(EXIT_CONFIG);
-    process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', mod: 'camera-boot', message: `agent exited (${signal ?? code}); booting again` }) + '\n');
+    process.stderr.write(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        level: 'info',
+        mod: 'camera-boot',
+        message: `agent exited (${signal ?? code}); booting again`,
+      }) + '\n',
+    );
     setTimeout(start, RESTART_DELAY_MS);
   });
 }

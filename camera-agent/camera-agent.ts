@@ -74,15 +74,28 @@ export class CameraAgent {
   private sendRecord(bytes: Uint8Array) {
     const replyTo = `${this.topic}/cmd/usp`;
     const payload = Buffer.from(bytes);
-    if (this.o.mqttVersion === 4) return void this.client?.publish(`${this.topic}/usp/reply-to=${encodeURIComponent(replyTo)}`, payload, { qos: 1 });
-    this.client?.publish(this.controllerTopic ?? `${this.topic}/usp`, payload, { qos: 1, properties: { contentType: USP_CONTENT_TYPE, responseTopic: replyTo } });
+    if (this.o.mqttVersion === 4)
+      return void this.client?.publish(`${this.topic}/usp/reply-to=${encodeURIComponent(replyTo)}`, payload, {
+        qos: 1,
+      });
+    this.client?.publish(this.controllerTopic ?? `${this.topic}/usp`, payload, {
+      qos: 1,
+      properties: { contentType: USP_CONTENT_TYPE, responseTopic: replyTo },
+    });
   }
 
   static async start(o: CameraAgentOptions): Promise<CameraAgent> {
     const log = o.log ?? (() => {});
-    const slots = await FirmwareSlots.open(`${o.dataDir}/firmware`, { vendorKey: o.vendorKey, model: o.info.modelName, slotBytes: o.slotBytes, factoryVersion: o.factoryVersion });
+    const slots = await FirmwareSlots.open(`${o.dataDir}/firmware`, {
+      vendorKey: o.vendorKey,
+      model: o.info.modelName,
+      slotBytes: o.slotBytes,
+      factoryVersion: o.factoryVersion,
+    });
     const boot = await slots.beginBoot();
-    log(`booting slot ${boot.active} (version ${slots.version})${boot.trying ? `, on trial until ${boot.trying.deadline}` : ''}${boot.lastBoot.rolledBack ? `; rolled back: ${boot.bootFailureLog}` : ''}`);
+    log(
+      `booting slot ${boot.active} (version ${slots.version})${boot.trying ? `, on trial until ${boot.trying.deadline}` : ''}${boot.lastBoot.rolledBack ? `; rolled back: ${boot.bootFailureLog}` : ''}`,
+    );
     // The endpoint id: OUI-less "os::" form from the model and serial (TR-369 endpoint id schemes).
     const endpointId = `os::${o.info.modelName}-${o.info.serialNumber}`;
     let self: CameraAgent | undefined;
@@ -93,7 +106,8 @@ export class CameraAgent {
       slots,
       trialSeconds: o.trialSeconds,
       agentObjects: () => self?.usp.agentObjects() ?? [],
-      transferComplete: (params) => self?.usp.event('Device.LocalAgent.', 'TransferComplete!', params, self.controllerId),
+      transferComplete: (params) =>
+        self?.usp.event('Device.LocalAgent.', 'TransferComplete!', params, self.controllerId),
       restart: (why) => o.reboot(why),
     });
     const usp = new UspAgent(endpointId, model, (_to, bytes) => self?.sendRecord(bytes), log);
@@ -112,7 +126,13 @@ export class CameraAgent {
   }
 
   private status() {
-    return JSON.stringify({ online: true, version: this.slots.version, endpointId: this.endpointId, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), healthy: this.o.healthy() });
+    return JSON.stringify({
+      online: true,
+      version: this.slots.version,
+      endpointId: this.endpointId,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      healthy: this.o.healthy(),
+    });
   }
 
   private connect() {
@@ -127,7 +147,12 @@ export class CameraAgent {
       reconnectPeriod: 2000,
       // Refused (pending until the installer allows it, or denied): keep knocking.
       reconnectOnConnackError: true,
-      will: { topic: `${this.topic}/status`, payload: Buffer.from(JSON.stringify({ online: false })), qos: 1, retain: true },
+      will: {
+        topic: `${this.topic}/status`,
+        payload: Buffer.from(JSON.stringify({ online: false })),
+        qos: 1,
+        retain: true,
+      },
     });
     this.client = client;
     client.on('error', (err) => log(`mqtt: ${err.message}`));
@@ -135,7 +160,8 @@ export class CameraAgent {
       if (topic === `${this.topic}/cmd/usp`) {
         // The controller's Response Topic (R-MQTT.25): only ever one of this device's own topics.
         const responseTopic = packet.properties?.responseTopic;
-        if (responseTopic?.startsWith(`${this.topic}/`) && !/[#+]/.test(responseTopic)) this.controllerTopic = responseTopic;
+        if (responseTopic?.startsWith(`${this.topic}/`) && !/[#+]/.test(responseTopic))
+          this.controllerTopic = responseTopic;
         return void this.usp.receive(payload);
       }
       if (topic === `${this.topic}/cmd/agent/welcome`) return this.onWelcome(payload);
@@ -151,11 +177,17 @@ export class CameraAgent {
       this.watchTrial();
     });
     // Uptime and stream health, retained, every half minute.
-    this.statusTimer = setInterval(() => this.client?.connected && this.publish('status', this.status(), true), STATUS_EVERY_MS);
+    this.statusTimer = setInterval(
+      () => this.client?.connected && this.publish('status', this.status(), true),
+      STATUS_EVERY_MS,
+    );
     // On trial: not confirmed by the deadline means a reboot, and the bootloader rolls back.
     const trying = this.slots.state.trying;
     if (trying) {
-      this.trialTimer = setTimeout(() => o.reboot(`version ${this.slots.version} not healthy by ${trying.deadline}`), Math.max(0, Date.parse(trying.deadline) - Date.now()));
+      this.trialTimer = setTimeout(
+        () => o.reboot(`version ${this.slots.version} not healthy by ${trying.deadline}`),
+        Math.max(0, Date.parse(trying.deadline) - Date.now()),
+      );
     }
   }
 
@@ -172,15 +204,27 @@ export class CameraAgent {
     this.controllerId = welcome.controllerId;
     // Where the controller reaches this endpoint, after every connection (the controller counts
     // it offline from the moment its last one went); then, once, what happened at boot (Device.Boot!).
-    this.sendRecord(encodeRecord(this.endpointId, this.controllerId, { mqttConnect: { subscribedTopic: `${this.topic}/cmd/usp`, version: this.o.mqttVersion === 4 ? 'V3_1_1' : 'V5' } }));
+    this.sendRecord(
+      encodeRecord(this.endpointId, this.controllerId, {
+        mqttConnect: { subscribedTopic: `${this.topic}/cmd/usp`, version: this.o.mqttVersion === 4 ? 'V3_1_1' : 'V5' },
+      }),
+    );
     if (!first) return;
     const last = this.slots.state.lastBoot;
-    this.usp.event('Device.', 'Boot!', {
-      CommandKey: last.commandKey,
-      Cause: last.cause,
-      FirmwareUpdated: String(last.firmwareUpdated && !last.rolledBack),
-      ParameterMap: JSON.stringify({ 'Device.DeviceInfo.SoftwareVersion': this.slots.version, 'Device.DeviceInfo.FirmwareImage.1.BootFailureLog': this.slots.state.bootFailureLog }),
-    }, this.controllerId);
+    this.usp.event(
+      'Device.',
+      'Boot!',
+      {
+        CommandKey: last.commandKey,
+        Cause: last.cause,
+        FirmwareUpdated: String(last.firmwareUpdated && !last.rolledBack),
+        ParameterMap: JSON.stringify({
+          'Device.DeviceInfo.SoftwareVersion': this.slots.version,
+          'Device.DeviceInfo.FirmwareImage.1.BootFailureLog': this.slots.state.bootFailureLog,
+        }),
+      },
+      this.controllerId,
+    );
   }
 
   private async onCommand(payload: Buffer) {
@@ -191,7 +235,8 @@ export class CameraAgent {
       return this.publish('agent/reply', JSON.stringify({ id: null, ok: false, error: 'The command is not JSON' }));
     }
     const id = typeof cmd.id === 'string' ? cmd.id : null;
-    if (typeof cmd.command !== 'string' || !this.o.command) return this.publish('agent/reply', JSON.stringify({ id, ok: false, error: 'No such command' }));
+    if (typeof cmd.command !== 'string' || !this.o.command)
+      return this.publish('agent/reply', JSON.stringify({ id, ok: false, error: 'No such command' }));
     try {
       const result = await this.o.command(cmd as { command: string });
       this.publish('agent/reply', JSON.stringify({ id, ok: true, result: result ?? null }));
@@ -220,7 +265,10 @@ export class CameraAgent {
     clearInterval(this.confirmTimer);
     clearInterval(this.statusTimer);
     // A clean stop says so; a crash leaves it to the will.
-    if (this.client?.connected) await this.client.publishAsync(`${this.topic}/status`, JSON.stringify({ online: false }), { qos: 1, retain: true }).catch(() => undefined);
+    if (this.client?.connected)
+      await this.client
+        .publishAsync(`${this.topic}/status`, JSON.stringify({ online: false }), { qos: 1, retain: true })
+        .catch(() => undefined);
     await this.client?.endAsync(true).catch(() => undefined);
   }
 }

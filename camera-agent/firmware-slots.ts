@@ -12,7 +12,15 @@ import { ImageError, verifyImage, type Manifest } from '../lib/firmware-image.ts
 
 export type Slot = 'A' | 'B';
 /** TR-181 Device.DeviceInfo.FirmwareImage.{i}.Status. */
-export type SlotStatus = 'NoImage' | 'Downloading' | 'Validating' | 'Available' | 'DownloadFailed' | 'ValidationFailed' | 'InstallationFailed' | 'ActivationFailed';
+export type SlotStatus =
+  | 'NoImage'
+  | 'Downloading'
+  | 'Validating'
+  | 'Available'
+  | 'DownloadFailed'
+  | 'ValidationFailed'
+  | 'InstallationFailed'
+  | 'ActivationFailed';
 
 export interface SlotInfo {
   name: string;
@@ -29,7 +37,12 @@ export interface BootState {
   trying: { slot: Slot; from: Slot; deadline: string; boots: number } | null;
   bootFailureLog: string;
   /** What the last boot was, for the Boot! event. */
-  lastBoot: { cause: 'LocalReboot' | 'RemoteReboot'; firmwareUpdated: boolean; rolledBack: boolean; commandKey: string };
+  lastBoot: {
+    cause: 'LocalReboot' | 'RemoteReboot';
+    firmwareUpdated: boolean;
+    rolledBack: boolean;
+    commandKey: string;
+  };
 }
 
 export class FirmwareError extends Error {
@@ -70,17 +83,36 @@ export class FirmwareSlots {
   ) {}
 
   /** Opens the slots; a camera new from the factory runs `factoryVersion` in slot A. */
-  static async open(dir: string, options: { vendorKey: KeyObject; model: string; slotBytes: number; factoryVersion: string }): Promise<FirmwareSlots> {
+  static async open(
+    dir: string,
+    options: { vendorKey: KeyObject; model: string; slotBytes: number; factoryVersion: string },
+  ): Promise<FirmwareSlots> {
     await mkdir(dir, { recursive: true });
-    const read = async <T>(file: string): Promise<T | null> => JSON.parse(await readFile(path.join(dir, file), 'utf8').catch(() => 'null')) as T | null;
-    const boot = (await read<BootState>('boot.json')) ?? { active: 'A', trying: null, bootFailureLog: '', lastBoot: { cause: 'LocalReboot', firmwareUpdated: false, rolledBack: false, commandKey: '' } };
+    const read = async <T>(file: string): Promise<T | null> =>
+      JSON.parse(await readFile(path.join(dir, file), 'utf8').catch(() => 'null')) as T | null;
+    const boot = (await read<BootState>('boot.json')) ?? {
+      active: 'A',
+      trying: null,
+      bootFailureLog: '',
+      lastBoot: { cause: 'LocalReboot', firmwareUpdated: false, rolledBack: false, commandKey: '' },
+    };
     const slots = {} as Record<Slot, SlotInfo>;
     for (const s of ['A', 'B'] as const) {
       const info = await read<SlotInfo>(`${s}.json`);
-      slots[s] = info ?? (s === 'A' ? { name: 'A', version: options.factoryVersion, status: 'Available', available: true } : { name: 'B', version: '', status: 'NoImage', available: false });
+      slots[s] =
+        info ??
+        (s === 'A'
+          ? { name: 'A', version: options.factoryVersion, status: 'Available', available: true }
+          : { name: 'B', version: '', status: 'NoImage', available: false });
       // Cut off by a power cut or a kill while downloading: that attempt failed; the slot holds nothing usable.
       if (slots[s].status === 'Downloading' || slots[s].status === 'Validating') {
-        slots[s] = { ...slots[s], version: '', status: 'DownloadFailed', available: false, fault: 'The download was interrupted (the camera stopped)' };
+        slots[s] = {
+          ...slots[s],
+          version: '',
+          status: 'DownloadFailed',
+          available: false,
+          fault: 'The download was interrupted (the camera stopped)',
+        };
         await rm(path.join(dir, `${s}.img.part`), { force: true });
         await writeDurably(path.join(dir, `${s}.json`), JSON.stringify(slots[s]));
       }
@@ -111,7 +143,12 @@ export class FirmwareSlots {
   async beginBoot(now = Date.now()): Promise<BootState> {
     const trying = this.boot_.trying;
     if (!trying) return this.boot_;
-    const reason = now > Date.parse(trying.deadline) ? `not confirmed healthy by ${trying.deadline}` : trying.boots >= MAX_BOOTS ? `started ${trying.boots} times without becoming healthy` : null;
+    const reason =
+      now > Date.parse(trying.deadline)
+        ? `not confirmed healthy by ${trying.deadline}`
+        : trying.boots >= MAX_BOOTS
+          ? `started ${trying.boots} times without becoming healthy`
+          : null;
     if (reason) {
       const failed = this.slots[trying.slot];
       await this.saveSlot(trying.slot, { ...failed, status: 'ActivationFailed', available: false, fault: reason });
@@ -129,7 +166,10 @@ export class FirmwareSlots {
 
   /** Device.Reboot() from a controller: the next Boot! says RemoteReboot with its command key. */
   async noteRemoteReboot(commandKey: string): Promise<void> {
-    await this.saveBoot({ ...this.boot_, lastBoot: { cause: 'RemoteReboot', firmwareUpdated: false, rolledBack: false, commandKey } });
+    await this.saveBoot({
+      ...this.boot_,
+      lastBoot: { cause: 'RemoteReboot', firmwareUpdated: false, rolledBack: false, commandKey },
+    });
   }
 
   /** The slot on trial is healthy: it stays. */
@@ -147,7 +187,10 @@ export class FirmwareSlots {
     const slot = other(this.boot_.active);
     if (this.boot_.trying) throw new FirmwareError('An activated image is still on trial; confirm it first', 7022);
     if (expect.fileSize !== undefined && expect.fileSize > this.options.slotBytes) {
-      throw new FirmwareError(`The image (${expect.fileSize} bytes) is larger than the slot (${this.options.slotBytes} bytes)`, 7005);
+      throw new FirmwareError(
+        `The image (${expect.fileSize} bytes) is larger than the slot (${this.options.slotBytes} bytes)`,
+        7005,
+      );
     }
     const part = path.join(this.dir, `${slot}.img.part`);
     const fail = async (status: SlotStatus, err: Error, code: number): Promise<never> => {
@@ -171,13 +214,19 @@ export class FirmwareSlots {
           done(null, chunk);
         },
       });
-      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), counting, createWriteStream(part));
+      await pipeline(
+        Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+        counting,
+        createWriteStream(part),
+      );
     } catch (err) {
       return fail('DownloadFailed', err as Error, err instanceof FirmwareError ? err.code : 7022);
     }
-    if (expect.fileSize !== undefined && bytes !== expect.fileSize) return fail('DownloadFailed', new Error(`The download ended after ${bytes} of ${expect.fileSize} bytes`), 7022);
+    if (expect.fileSize !== undefined && bytes !== expect.fileSize)
+      return fail('DownloadFailed', new Error(`The download ended after ${bytes} of ${expect.fileSize} bytes`), 7022);
     const sha256 = hash.digest('hex');
-    if (expect.sha256 && sha256 !== expect.sha256.toLowerCase()) return fail('ValidationFailed', new Error(`The image's SHA-256 is ${sha256}, not ${expect.sha256}`), 7022);
+    if (expect.sha256 && sha256 !== expect.sha256.toLowerCase())
+      return fail('ValidationFailed', new Error(`The image's SHA-256 is ${sha256}, not ${expect.sha256}`), 7022);
     await this.saveSlot(slot, { name: slot, version: '', status: 'Validating', available: false });
     let manifest: Manifest;
     try {
@@ -197,17 +246,28 @@ export class FirmwareSlots {
   async activate(slot: Slot, trialSeconds: number, commandKey = ''): Promise<void> {
     if (slot === this.boot_.active) throw new FirmwareError(`Slot ${slot} is already active`, 7022);
     const info = this.slots[slot];
-    if (info.status !== 'Available' || !info.available) throw new FirmwareError(`Slot ${slot} holds no image that can be activated (${info.status})`, 7022);
+    if (info.status !== 'Available' || !info.available)
+      throw new FirmwareError(`Slot ${slot} holds no image that can be activated (${info.status})`, 7022);
     // Checked again: the file may have been damaged since the download.
     try {
       verifyImage(await readFile(path.join(this.dir, `${slot}.img`)), this.options.vendorKey, this.options.model);
     } catch (err) {
-      await this.saveSlot(slot, { ...info, status: 'ValidationFailed', available: false, fault: (err as Error).message });
+      await this.saveSlot(slot, {
+        ...info,
+        status: 'ValidationFailed',
+        available: false,
+        fault: (err as Error).message,
+      });
       throw new FirmwareError((err as Error).message, 7022);
     }
     await this.saveBoot({
       active: slot,
-      trying: { slot, from: this.boot_.active, deadline: new Date(Date.now() + trialSeconds * 1000).toISOString(), boots: 0 },
+      trying: {
+        slot,
+        from: this.boot_.active,
+        deadline: new Date(Date.now() + trialSeconds * 1000).toISOString(),
+        boots: 0,
+      },
       bootFailureLog: this.boot_.bootFailureLog,
       lastBoot: { cause: 'RemoteReboot', firmwareUpdated: true, rolledBack: false, commandKey },
     });

@@ -38,9 +38,14 @@ const { values: args } = parseArgs({
   },
 });
 
-const log = (message: string) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', mod: 'camera-agent', message }) + '\n');
+const log = (message: string) =>
+  process.stderr.write(
+    JSON.stringify({ time: new Date().toISOString(), level: 'info', mod: 'camera-agent', message }) + '\n',
+  );
 const fail = (message: string): never => {
-  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'fatal', mod: 'camera-agent', message }) + '\n');
+  process.stderr.write(
+    JSON.stringify({ time: new Date().toISOString(), level: 'fatal', mod: 'camera-agent', message }) + '\n',
+  );
   process.exit(78); // EX_CONFIG: the bootloader does not restart in a loop
 };
 
@@ -53,23 +58,44 @@ const id = args.id ?? `cam-${serial.toLowerCase().replace(/[^a-z0-9_-]/g, '-')}`
 
 /** The camera's secret at the box: given, or made once and kept (it pairs in the box's pairing window). */
 const identityFile = path.join(dataDir, 'identity.json');
-const identity = JSON.parse(await readFile(identityFile, 'utf8').catch(() => 'null')) as { id: string; secret: string } | null;
+const identity = JSON.parse(await readFile(identityFile, 'utf8').catch(() => 'null')) as {
+  id: string;
+  secret: string;
+} | null;
 const secret = args.secret ?? (identity?.id === id ? identity.secret : randomBytes(24).toString('base64url'));
-if (identity?.id !== id || identity.secret !== secret) await writeFile(identityFile, JSON.stringify({ id, secret }), { mode: 0o600 });
+if (identity?.id !== id || identity.secret !== secret)
+  await writeFile(identityFile, JSON.stringify({ id, secret }), { mode: 0o600 });
 
 const streamFile = path.join(dataDir, 'stream.json');
-let stream = JSON.parse(await readFile(streamFile, 'utf8').catch(() => 'null')) as { path: string; key: string; port: number | null } | null;
-const vendorKey = createPublicKey(await readFile(path.resolve(args['vendor-key']!), 'utf8').catch(() => fail(`cannot read the vendor key ${args['vendor-key']}`)));
+let stream = JSON.parse(await readFile(streamFile, 'utf8').catch(() => 'null')) as {
+  path: string;
+  key: string;
+  port: number | null;
+} | null;
+const vendorKey = createPublicKey(
+  await readFile(path.resolve(args['vendor-key']!), 'utf8').catch(() =>
+    fail(`cannot read the vendor key ${args['vendor-key']}`),
+  ),
+);
 const latestJpeg = path.join(dataDir, 'latest.jpg');
 // The video settings the box set (set-video), kept across reboots and firmware updates.
 const videoFile = path.join(dataDir, 'video.json');
 const savedVideo = JSON.parse(await readFile(videoFile, 'utf8').catch(() => 'null')) as Partial<EncodedVideo> | null;
 const source = parseSource(args.source!);
-const push = new VideoPush(savedVideo && encodedHere(source) ? { ...source, ...savedVideo } : source, args.ffmpeg!, log, args.motion, latestJpeg);
+const push = new VideoPush(
+  savedVideo && encodedHere(source) ? { ...source, ...savedVideo } : source,
+  args.ffmpeg!,
+  log,
+  args.motion,
+  latestJpeg,
+);
 const quietSeconds = Number(args['motion-quiet-seconds']);
-if (args['mqtt-version'] !== '5' && args['mqtt-version'] !== '3.1.1') fail(`--mqtt-version must be 5 or 3.1.1, not "${args['mqtt-version']}"`);
-if (!(quietSeconds > 0)) fail(`--motion-quiet-seconds must be a number of seconds above 0, not "${args['motion-quiet-seconds']}"`);
-const pushUrl = (s: NonNullable<typeof stream>) => `rtmp://${args.box}:${s.port ?? 1935}${s.path}?key=${encodeURIComponent(s.key)}`;
+if (args['mqtt-version'] !== '5' && args['mqtt-version'] !== '3.1.1')
+  fail(`--mqtt-version must be 5 or 3.1.1, not "${args['mqtt-version']}"`);
+if (!(quietSeconds > 0))
+  fail(`--motion-quiet-seconds must be a number of seconds above 0, not "${args['motion-quiet-seconds']}"`);
+const pushUrl = (s: NonNullable<typeof stream>) =>
+  `rtmp://${args.box}:${s.port ?? 1935}${s.path}?key=${encodeURIComponent(s.key)}`;
 const broken = new Set(args['broken-versions']!.split(',').filter(Boolean));
 
 let exiting = false;
@@ -111,7 +137,11 @@ const agent: CameraAgent = await CameraAgent.start({
         push.restart();
         return { restarted: true };
       case 'set-video':
-        push.setVideo({ ...(typeof cmd['width'] === 'number' ? { width: cmd['width'] } : {}), ...(typeof cmd['height'] === 'number' ? { height: cmd['height'] } : {}), ...(typeof cmd['bitrateKbps'] === 'number' ? { bitrateKbps: cmd['bitrateKbps'] } : {}) });
+        push.setVideo({
+          ...(typeof cmd['width'] === 'number' ? { width: cmd['width'] } : {}),
+          ...(typeof cmd['height'] === 'number' ? { height: cmd['height'] } : {}),
+          ...(typeof cmd['bitrateKbps'] === 'number' ? { bitrateKbps: cmd['bitrateKbps'] } : {}),
+        });
         if (encodedHere(push.video)) {
           const { width, height, bitrateKbps } = push.video;
           await writeFile(videoFile, JSON.stringify({ width, height, bitrateKbps }));
@@ -152,10 +182,28 @@ async function snapshot(): Promise<Buffer> {
     return jpeg;
   }
   return new Promise((resolve, reject) => {
-    const ff = spawn(args.ffmpeg!, ['-hide_banner', '-loglevel', 'error', ...sourceInput(push.video), '-frames:v', '1', '-f', 'image2', '-c:v', 'mjpeg', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const ff = spawn(
+      args.ffmpeg!,
+      [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        ...sourceInput(push.video),
+        '-frames:v',
+        '1',
+        '-f',
+        'image2',
+        '-c:v',
+        'mjpeg',
+        '-',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     const chunks: Buffer[] = [];
     ff.stdout.on('data', (c: Buffer) => chunks.push(c));
-    ff.on('exit', (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`snapshot failed (ffmpeg ${code})`))));
+    ff.on('exit', (code) =>
+      code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`snapshot failed (ffmpeg ${code})`)),
+    );
   });
 }
 

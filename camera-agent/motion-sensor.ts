@@ -15,7 +15,12 @@ export interface MotionSensorOptions {
   minAreaPercent: number;
 }
 
-export const MOTION_DEFAULTS: MotionSensorOptions = { startFrames: 2, quietSeconds: 10, threshold: 25, minAreaPercent: 0.3 };
+export const MOTION_DEFAULTS: MotionSensorOptions = {
+  startFrames: 2,
+  quietSeconds: 10,
+  threshold: 25,
+  minAreaPercent: 0.3,
+};
 
 export interface MotionReport {
   /** Unique on this camera (the boot's time, then a count); with the camera's id it names the event at the box. */
@@ -38,12 +43,19 @@ export class MotionSensor extends EventEmitter<{ motion: [MotionReport] }> {
   constructor(private readonly options: MotionSensorOptions) {
     super();
     // At 2 frames a second the background must follow faster than at the detector's 5.
-    this.detector = new MotionDetector({ threshold: options.threshold, minAreaPercent: options.minAreaPercent, masks: [], backgroundRate: 0.3 });
+    this.detector = new MotionDetector({
+      threshold: options.threshold,
+      minAreaPercent: options.minAreaPercent,
+      masks: [],
+      backgroundRate: 0.3,
+    });
   }
 
   /** One frame of the source (RGB24). */
   frame(frame: Frame, now = Date.now()): void {
-    const boxes = this.detector.detect(frame).map((b) => b.map((v, i) => v / (i % 2 ? frame.height : frame.width)) as Box);
+    const boxes = this.detector
+      .detect(frame)
+      .map((b) => b.map((v, i) => v / (i % 2 ? frame.height : frame.width)) as Box);
     this.moved(boxes, now);
   }
 
@@ -62,7 +74,12 @@ export class MotionSensor extends EventEmitter<{ motion: [MotionReport] }> {
     }
     if (++this.streak < this.options.startFrames) return;
     this.current = { id: `${this.bootStamp}-${++this.count}`, box: union.map(round) as Box };
-    this.emit('motion', { id: this.current.id, state: 'start', box: this.current.box, at: new Date(now).toISOString() });
+    this.emit('motion', {
+      id: this.current.id,
+      state: 'start',
+      box: this.current.box,
+      at: new Date(now).toISOString(),
+    });
     this.armQuiet();
   }
 
@@ -85,4 +102,9 @@ export class MotionSensor extends EventEmitter<{ motion: [MotionReport] }> {
 
 const round = (v: number) => Math.round(v * 10000) / 10000;
 /** The smallest box holding both. */
-const unite = (a: Box, b: Box): Box => [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
+const unite = (a: Box, b: Box): Box => [
+  Math.min(a[0], b[0]),
+  Math.min(a[1], b[1]),
+  Math.max(a[2], b[2]),
+  Math.max(a[3], b[3]),
+];

@@ -22,7 +22,8 @@ export type VideoSource =
   /** ffmpeg's test pattern: a camera with no sensor, for demos (and the encoder's tests). */
   | ({ kind: 'pattern' } & EncodedVideo);
 
-export const encodedHere = (s: VideoSource): s is Extract<VideoSource, EncodedVideo> => s.kind === 'v4l2' || s.kind === 'pattern';
+export const encodedHere = (s: VideoSource): s is Extract<VideoSource, EncodedVideo> =>
+  s.kind === 'v4l2' || s.kind === 'pattern';
 
 const ENCODED_DEFAULTS: EncodedVideo = { width: 1280, height: 720, bitrateKbps: 2000 };
 
@@ -50,9 +51,24 @@ export function sourceInput(s: VideoSource): string[] {
 
 /** H.264 as browsers play it (4:2:0; a webcam gives 4:2:2), a keyframe every 2 s, at the set bitrate. */
 const encode = (s: EncodedVideo) => [
-  '-vf', `scale=${s.width}:${s.height}`, '-pix_fmt', 'yuv420p',
-  '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-force_key_frames', 'expr:gte(t,n_forced*2)',
-  '-b:v', `${s.bitrateKbps}k`, '-maxrate', `${s.bitrateKbps}k`, '-bufsize', `${s.bitrateKbps * 2}k`,
+  '-vf',
+  `scale=${s.width}:${s.height}`,
+  '-pix_fmt',
+  'yuv420p',
+  '-c:v',
+  'libx264',
+  '-preset',
+  'veryfast',
+  '-tune',
+  'zerolatency',
+  '-force_key_frames',
+  'expr:gte(t,n_forced*2)',
+  '-b:v',
+  `${s.bitrateKbps}k`,
+  '-maxrate',
+  `${s.bitrateKbps}k`,
+  '-bufsize',
+  `${s.bitrateKbps * 2}k`,
 ];
 
 /** Motion frames: small and few, enough for a motion engine. */
@@ -63,7 +79,10 @@ const PROGRESS_STALE_MS = 5000;
 const QUICK_EXIT_MS = 3000;
 const REFUSED_AFTER = 3;
 
-export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data: Buffer; width: number; height: number }] }> {
+export class VideoPush extends EventEmitter<{
+  refused: [string];
+  frame: [{ data: Buffer; width: number; height: number }];
+}> {
   private child: ChildProcess | undefined;
   private url: string | undefined;
   private lastProgressAt = 0;
@@ -101,7 +120,10 @@ export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data:
 
   /** Another size or bitrate (of a source encoded here: a copied stream is what its encoder makes). */
   setVideo(v: Partial<EncodedVideo>): void {
-    if (!encodedHere(this.source)) throw new Error(`The video is copied from ${this.source.kind === 'file' ? 'a file' : "the camera's encoder"}; its size and bitrate are set there`);
+    if (!encodedHere(this.source))
+      throw new Error(
+        `The video is copied from ${this.source.kind === 'file' ? 'a file' : "the camera's encoder"}; its size and bitrate are set there`,
+      );
     this.source = { ...this.source, ...v };
     this.restart();
   }
@@ -123,20 +145,73 @@ export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data:
         : s.kind === 'rtsp'
           ? // An RTSP encoder's first packets can come before its RTCP timing, with no timestamps,
             // which FLV cannot carry: they are given 0 and made non-negative.
-            ['-fflags', '+genpts', ...sourceInput(s), '-c', 'copy', '-bsf:v', 'setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)']
+            [
+              '-fflags',
+              '+genpts',
+              ...sourceInput(s),
+              '-c',
+              'copy',
+              '-bsf:v',
+              'setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)',
+            ]
           : [...sourceInput(s), ...encode(s)];
     const frames = this.motionFrames
-      ? ['-map', '0:v:0', '-vf', `fps=${MOTION_FRAME.fps},scale=${MOTION_FRAME.width}:${MOTION_FRAME.height}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:3']
+      ? [
+          '-map',
+          '0:v:0',
+          '-vf',
+          `fps=${MOTION_FRAME.fps},scale=${MOTION_FRAME.width}:${MOTION_FRAME.height}`,
+          '-pix_fmt',
+          'rgb24',
+          '-f',
+          'rawvideo',
+          'pipe:3',
+        ]
       : [];
-    const latest = this.latestJpeg && encodedHere(s)
-      ? ['-map', '0:v:0', '-vf', 'fps=1', '-q:v', '4', '-f', 'image2', '-update', '1', '-atomic_writing', '1', this.latestJpeg]
-      : [];
-    return ['-hide_banner', '-nostdin', '-y', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', ...input, '-an', '-avoid_negative_ts', 'make_zero', '-f', 'flv', url, ...frames, ...latest];
+    const latest =
+      this.latestJpeg && encodedHere(s)
+        ? [
+            '-map',
+            '0:v:0',
+            '-vf',
+            'fps=1',
+            '-q:v',
+            '4',
+            '-f',
+            'image2',
+            '-update',
+            '1',
+            '-atomic_writing',
+            '1',
+            this.latestJpeg,
+          ]
+        : [];
+    return [
+      '-hide_banner',
+      '-nostdin',
+      '-y',
+      '-loglevel',
+      'error',
+      '-nostats',
+      '-progress',
+      'pipe:1',
+      ...input,
+      '-an',
+      '-avoid_negative_ts',
+      'make_zero',
+      '-f',
+      'flv',
+      url,
+      ...frames,
+      ...latest,
+    ];
   }
 
   private spawn(url: string): void {
     const started = Date.now();
-    const child = spawn(this.ffmpeg, this.args(url), { stdio: ['ignore', 'pipe', 'pipe', ...(this.motionFrames ? (['pipe'] as const) : [])] });
+    const child = spawn(this.ffmpeg, this.args(url), {
+      stdio: ['ignore', 'pipe', 'pipe', ...(this.motionFrames ? (['pipe'] as const) : [])],
+    });
     this.child = child;
     if (this.motionFrames) this.readFrames(child.stdio[3] as NodeJS.ReadableStream);
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -153,7 +228,9 @@ export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data:
       this.child = undefined;
       if (this.stopped) return;
       this.quickExits = Date.now() - started < QUICK_EXIT_MS ? this.quickExits + 1 : 0;
-      this.log(`video push ended (${signal ?? code})${lastError ? `: ${lastError}` : ''}; again in ${this.backoffMs} ms`);
+      this.log(
+        `video push ended (${signal ?? code})${lastError ? `: ${lastError}` : ''}; again in ${this.backoffMs} ms`,
+      );
       if (this.quickExits >= REFUSED_AFTER) {
         this.quickExits = 0;
         this.emit('refused', lastError);
@@ -169,7 +246,11 @@ export class VideoPush extends EventEmitter<{ refused: [string]; frame: [{ data:
     input.on('data', (chunk: Buffer) => {
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       while (pending.length >= MOTION_FRAME_BYTES) {
-        this.emit('frame', { data: pending.subarray(0, MOTION_FRAME_BYTES), width: MOTION_FRAME.width, height: MOTION_FRAME.height });
+        this.emit('frame', {
+          data: pending.subarray(0, MOTION_FRAME_BYTES),
+          width: MOTION_FRAME.width,
+          height: MOTION_FRAME.height,
+        });
         pending = pending.subarray(MOTION_FRAME_BYTES);
       }
     });

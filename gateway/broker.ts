@@ -80,7 +80,8 @@ function busGuard(): Middleware {
   return {
     name: 'BusGuard',
     started(broker: moleculer.ServiceBroker) {
-      const client = (broker.transit?.tx as { client?: { status(): AsyncIterable<{ type: string }> } } | undefined)?.client;
+      const client = (broker.transit?.tx as { client?: { status(): AsyncIterable<{ type: string }> } } | undefined)
+        ?.client;
       if (!client?.status) return;
       void (async () => {
         for await (const s of client.status()) {
@@ -92,7 +93,12 @@ function busGuard(): Middleware {
     remoteAction(next: (ctx: moleculer.Context) => Promise<unknown>) {
       return (ctx: moleculer.Context) => {
         if (busDown) {
-          return Promise.reject(new moleculer.Errors.ServiceNotAvailableError({ action: ctx.action?.name ?? '?', nodeID: `${ctx.nodeID} (the bus is disconnected)` }));
+          return Promise.reject(
+            new moleculer.Errors.ServiceNotAvailableError({
+              action: ctx.action?.name ?? '?',
+              nodeID: `${ctx.nodeID} (the bus is disconnected)`,
+            }),
+          );
         }
         return next(ctx);
       };

@@ -24,7 +24,12 @@ async function readPassword(): Promise<string> {
 
 function checked<T>(what: string, schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
-  if (!result.success) throw new Error(`${what}: ${issuesOf(result.error).map((i) => i.message).join('; ')}`);
+  if (!result.success)
+    throw new Error(
+      `${what}: ${issuesOf(result.error)
+        .map((i) => i.message)
+        .join('; ')}`,
+    );
   return result.data;
 }
 
@@ -34,10 +39,16 @@ async function setAdmin(username: string): Promise<string> {
   const password = checked('password', Password, await readPassword());
   // The accounts service alone, in this process and on no bus: it opens the accounts database
   // itself, so stop the box first (LevelDB allows one process).
-  const broker = createBroker({ ...config, services: ['accounts'], logLevel: 'warn' }, { transporter: null, nodeID: 'fogedge-cli' });
+  const broker = createBroker(
+    { ...config, services: ['accounts'], logLevel: 'warn' },
+    { transporter: null, nodeID: 'fogedge-cli' },
+  );
   await broker.start();
   try {
-    const { created } = await broker.call<{ created: boolean }, object>('accounts.setAdmin', { username: name, password });
+    const { created } = await broker.call<{ created: boolean }, object>('accounts.setAdmin', {
+      username: name,
+      password,
+    });
     return created ? `admin "${name}" created` : `password of admin "${name}" reset; their sessions are signed out`;
   } finally {
     await broker.stop();

@@ -14,7 +14,9 @@ function readConfig(): Config {
     return loadConfig();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'fatal', mod: 'config', message: err.message }) + '\n');
+    process.stderr.write(
+      JSON.stringify({ time: new Date().toISOString(), level: 'fatal', mod: 'config', message: err.message }) + '\n',
+    );
     process.exit(EXIT_CONFIG);
   }
 }
@@ -51,7 +53,8 @@ process.on('SIGINT', () => void shutdown('SIGINT'));
  */
 function keepAliveFile(file: string) {
   const touch = () => {
-    const onBus = !config.transporter || Boolean((broker as unknown as { transit?: { connected: boolean } }).transit?.connected);
+    const onBus =
+      !config.transporter || Boolean((broker as unknown as { transit?: { connected: boolean } }).transit?.connected);
     if (!stopping && onBus) writeFileSync(file, `${new Date().toISOString()}\n`);
   };
   touch();
@@ -63,7 +66,9 @@ broker
   .start()
   .then(() => {
     const mode = config.transporter ? `NATS ${redactUrl(config.transporter)}` : 'embedded (one process)';
-    log.info(`FogEdge node ${broker.nodeID} ready in ${Date.now() - started} ms: ${config.services.join(', ')} over ${mode}`);
+    log.info(
+      `FogEdge node ${broker.nodeID} ready in ${Date.now() - started} ms: ${config.services.join(', ')} over ${mode}`,
+    );
     const aliveFile = process.env['FOGEDGE_ALIVE_FILE'];
     if (aliveFile) keepAliveFile(aliveFile);
   })

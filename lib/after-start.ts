@@ -5,5 +5,9 @@ import type { ServiceBroker } from 'moleculer';
 
 export function afterNodeStart(broker: ServiceBroker, work: () => void): void {
   if (broker.started) work();
-  else (broker as unknown as { localBus: { once(event: string, fn: () => void): void } }).localBus.once('$broker.started', work);
+  else
+    (broker as unknown as { localBus: { once(event: string, fn: () => void): void } }).localBus.once(
+      '$broker.started',
+      work,
+    );
 }

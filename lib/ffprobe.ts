@@ -7,7 +7,11 @@ const run = promisify(execFile);
 /** Seconds of media in the file, or 0 when it holds no complete fragment. */
 export async function probeDuration(ffprobePath: string, file: string): Promise<number> {
   try {
-    const { stdout } = await run(ffprobePath, ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', file], { timeout: 15_000 });
+    const { stdout } = await run(
+      ffprobePath,
+      ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', file],
+      { timeout: 15_000 },
+    );
     const seconds = Number.parseFloat(stdout.trim());
     return Number.isFinite(seconds) && seconds > 0 ? seconds : 0;
   } catch {

@@ -46,7 +46,11 @@ export class Collection<T> {
 
   /** Several deletes in one write: one sync to the disk for all of them. */
   async delMany(ids: string[], options: { sync?: boolean } = {}): Promise<void> {
-    if (ids.length) await this.db.batch(ids.map((key) => ({ type: 'del' as const, key })), { sync: options.sync ?? true });
+    if (ids.length)
+      await this.db.batch(
+        ids.map((key) => ({ type: 'del' as const, key })),
+        { sync: options.sync ?? true },
+      );
   }
 
   async *entries(options: ListOptions = {}): AsyncGenerator<[string, T]> {

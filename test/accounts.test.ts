@@ -8,24 +8,42 @@ import { Accounts, type AccountsOptions } from '../services/accounts/accounts.ts
 import { hashPassword, verifyPassword } from '../lib/secrets.ts';
 import { tempDir } from './helpers/box.ts';
 
-const options: AccountsOptions = { sessionTtlHours: 1, maxFailuresPerAddress: 6, maxFailuresPerAccount: 3, failureWindowMinutes: 15 };
+const options: AccountsOptions = {
+  sessionTtlHours: 1,
+  maxFailuresPerAddress: 6,
+  maxFailuresPerAccount: 3,
+  failureWindowMinutes: 15,
+};
 const PASSWORD = 'a long passphrase';
 
 async function open(now?: () => number) {
   const dir = await tempDir();
   const store = await Store.open(dir);
   const accounts = new Accounts(store, options, now);
-  return { dir, store, accounts, close: async () => (await store.close(), await rm(dir, { recursive: true, force: true })) };
+  return {
+    dir,
+    store,
+    accounts,
+    close: async () => (await store.close(), await rm(dir, { recursive: true, force: true })),
+  };
 }
 
-async function rejects(promise: Promise<unknown>, type: string): Promise<Error & { code: number; type: string; data?: any }> {
+async function rejects(
+  promise: Promise<unknown>,
+  type: string,
+): Promise<Error & { code: number; type: string; data?: any }> {
   try {
     await promise;
   } catch (err) {
     assert.is((err as { type?: string }).type, type, (err as Error).message);
     return err as Error & { code: number; type: string };
   }
-  throw new assert.Assertion({ message: `expected a rejection with ${type}`, operator: 'rejects', expects: type, actual: 'resolved' });
+  throw new assert.Assertion({
+    message: `expected a rejection with ${type}`,
+    operator: 'rejects',
+    expects: type,
+    actual: 'resolved',
+  });
 }
 
 test('passwords: scrypt hashes, salted, verified, never stored in clear', async () => {
@@ -50,7 +68,10 @@ test('passwords: scrypt hashes, salted, verified, never stored in clear', async 
 test('first-run setup works once, even when two race for it', async () => {
   const box = await open();
   assert.ok(await box.accounts.needsSetup());
-  const results = await Promise.allSettled([box.accounts.setup('first', PASSWORD), box.accounts.setup('second', PASSWORD)]);
+  const results = await Promise.allSettled([
+    box.accounts.setup('first', PASSWORD),
+    box.accounts.setup('second', PASSWORD),
+  ]);
   assert.equal(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
   assert.is((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason.type, 'ALREADY_SET_UP');
   assert.not.ok(await box.accounts.needsSetup());
@@ -93,17 +114,25 @@ test("a stranger's guesses never lock the owner out of the owner's own devices; 
   await box.accounts.setup('admin', PASSWORD);
   await box.accounts.login('admin', PASSWORD, '192.168.1.20'); // the owner's phone, signed in before
   // A stranger (or many) on the LAN guesses the admin's password again and again.
-  for (let i = 0; i < options.maxFailuresPerAccount; i++) await rejects(box.accounts.login('admin', 'guess', `10.9.0.${i}`), 'INVALID_CREDENTIALS');
-  for (let i = 0; i < 20; i++) await rejects(box.accounts.login('admin', PASSWORD, `10.9.1.${i}`), 'LOGIN_RATE_LIMITED');
-  assert.is((await box.accounts.login('admin', PASSWORD, '192.168.1.20')).user.username, 'admin', 'the owner signs in from a known device');
+  for (let i = 0; i < options.maxFailuresPerAccount; i++)
+    await rejects(box.accounts.login('admin', 'guess', `10.9.0.${i}`), 'INVALID_CREDENTIALS');
+  for (let i = 0; i < 20; i++)
+    await rejects(box.accounts.login('admin', PASSWORD, `10.9.1.${i}`), 'LOGIN_RATE_LIMITED');
+  assert.is(
+    (await box.accounts.login('admin', PASSWORD, '192.168.1.20')).user.username,
+    'admin',
+    'the owner signs in from a known device',
+  );
   // Even guesses from the owner's own address are held back for that address, not for others.
-  for (let i = 0; i < options.maxFailuresPerAccount; i++) await rejects(box.accounts.login('admin', 'typo', '192.168.1.20'), 'INVALID_CREDENTIALS');
+  for (let i = 0; i < options.maxFailuresPerAccount; i++)
+    await rejects(box.accounts.login('admin', 'typo', '192.168.1.20'), 'INVALID_CREDENTIALS');
   await rejects(box.accounts.login('admin', PASSWORD, '192.168.1.20'), 'LOGIN_RATE_LIMITED');
 
   // `fogedge unlock` on the box: a file the running box looks for when it would refuse.
   const unlockFile = path.join(box.dir, 'unlock-sign-ins');
   const unlockable = new Accounts(box.store, { ...options, unlockFile });
-  for (let i = 0; i < options.maxFailuresPerAccount; i++) await rejects(unlockable.login('admin', 'typo', '192.168.1.30'), 'INVALID_CREDENTIALS');
+  for (let i = 0; i < options.maxFailuresPerAccount; i++)
+    await rejects(unlockable.login('admin', 'typo', '192.168.1.30'), 'INVALID_CREDENTIALS');
   await rejects(unlockable.login('admin', PASSWORD, '192.168.1.30'), 'LOGIN_RATE_LIMITED');
   await writeFile(unlockFile, 'now');
   assert.is((await unlockable.login('admin', PASSWORD, '192.168.1.30')).user.username, 'admin');

@@ -17,7 +17,10 @@ test('health answers without signing in, per service and per node', async () => 
   const res = await box.request('GET', '/api/v1/health');
   assert.is(res.status, 200);
   assert.is(res.json.status, 'ok');
-  assert.equal(res.json.services.map((s: { name: string }) => s.name), [...SERVICE_NAMES]);
+  assert.equal(
+    res.json.services.map((s: { name: string }) => s.name),
+    [...SERVICE_NAMES],
+  );
   assert.is(res.json.nodes.length, 1);
 });
 
@@ -40,7 +43,14 @@ test('the OpenAPI document lists the whole API and needs a sign-in', async () =>
   const res = await box.request('GET', '/api/v1/openapi.json', { auth: admin });
   assert.is(res.status, 200);
   assert.is(res.json.openapi, '3.1.0');
-  for (const p of ['/api/v1/health', '/api/v1/setup', '/api/v1/auth/login', '/api/v1/users/{username}', '/api/v1/tokens/{id}', '/api/v1/system/config']) {
+  for (const p of [
+    '/api/v1/health',
+    '/api/v1/setup',
+    '/api/v1/auth/login',
+    '/api/v1/users/{username}',
+    '/api/v1/tokens/{id}',
+    '/api/v1/system/config',
+  ]) {
     assert.ok(res.json.paths[p], `missing ${p}`);
   }
   assert.ok(res.json.components.securitySchemes.bearerAuth);
@@ -61,18 +71,26 @@ test('every documented route but health, login and setup refuses a caller withou
     }
   }
   assert.ok(checked >= 10, `only ${checked} routes checked`);
-  assert.is((await box.request('GET', '/api/v1/users', { headers: { cookie: 'fogedge_session=fes_0000000000000000_bogus' } })).status, 401);
+  assert.is(
+    (await box.request('GET', '/api/v1/users', { headers: { cookie: 'fogedge_session=fes_0000000000000000_bogus' } }))
+      .status,
+    401,
+  );
 });
 
 test('setup is usable once', async () => {
   assert.equal((await box.request('GET', '/api/v1/setup')).json, { needed: false });
-  const res = await box.request('POST', '/api/v1/setup', { body: { username: 'intruder', password: 'long enough pw' } });
+  const res = await box.request('POST', '/api/v1/setup', {
+    body: { username: 'intruder', password: 'long enough pw' },
+  });
   assert.is(res.status, 409);
   assert.is(res.json.error.type, 'ALREADY_SET_UP');
 });
 
 test('login sets an HttpOnly, SameSite=Strict cookie that works; logout revokes it', async () => {
-  const res = await box.request('POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'admin-password-1' } });
+  const res = await box.request('POST', '/api/v1/auth/login', {
+    body: { username: 'admin', password: 'admin-password-1' },
+  });
   assert.is(res.status, 200);
   const cookie = res.headers.get('set-cookie')!;
   assert.match(cookie, /HttpOnly/);
@@ -84,19 +102,32 @@ test('login sets an HttpOnly, SameSite=Strict cookie that works; logout revokes 
   assert.is(me.json.user.role, 'admin');
   assert.ok(me.json.permissions.includes('users.manage'));
   // As a browser sends it: same-origin, with an Origin header.
-  const logout = await box.request('POST', '/api/v1/auth/logout', { headers: { cookie: `fogedge_session=${session}`, origin: 'http://localhost' } });
+  const logout = await box.request('POST', '/api/v1/auth/logout', {
+    headers: { cookie: `fogedge_session=${session}`, origin: 'http://localhost' },
+  });
   assert.is(logout.status, 200);
   assert.match(logout.headers.get('set-cookie') ?? '', /fogedge_session=;/);
-  assert.is((await box.request('GET', '/api/v1/auth/me', { headers: { cookie: `fogedge_session=${session}` } })).status, 401);
+  assert.is(
+    (await box.request('GET', '/api/v1/auth/me', { headers: { cookie: `fogedge_session=${session}` } })).status,
+    401,
+  );
 });
 
 test('roles: a family member views but cannot manage users or settings; an installer cannot manage users', async () => {
-  for (const [username, role] of [['mum', 'family'], ['fitter', 'installer']]) {
-    const res = await box.request('POST', '/api/v1/users', { auth: admin, body: { username, password: 'family-password', role } });
+  for (const [username, role] of [
+    ['mum', 'family'],
+    ['fitter', 'installer'],
+  ]) {
+    const res = await box.request('POST', '/api/v1/users', {
+      auth: admin,
+      body: { username, password: 'family-password', role },
+    });
     assert.is(res.status, 201, res.text);
   }
   const login = async (username: string) =>
-    box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username, password: 'family-password' } })).headers)!;
+    box.sessionOf(
+      (await box.request('POST', '/api/v1/auth/login', { body: { username, password: 'family-password' } })).headers,
+    )!;
   const mum = await login('mum');
   const fitter = await login('fitter');
   assert.is((await box.request('GET', '/api/v1/auth/me', { auth: mum })).json.user.role, 'family');
@@ -114,7 +145,10 @@ test('roles: a family member views but cannot manage users or settings; an insta
 });
 
 test('API tokens: created once, used as Bearer, revoked', async () => {
-  const created = await box.request('POST', '/api/v1/tokens', { auth: admin, body: { name: 'backup script', expiresInDays: 30 } });
+  const created = await box.request('POST', '/api/v1/tokens', {
+    auth: admin,
+    body: { name: 'backup script', expiresInDays: 30 },
+  });
   assert.is(created.status, 201);
   const token: string = created.json.token;
   const me = await box.request('GET', '/api/v1/auth/me', { auth: token });
@@ -135,13 +169,22 @@ test('malformed JSON is a 400 that says so', async () => {
 });
 
 test('missing and wrong-typed fields are a 422 naming each field', async () => {
-  const res = await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'Bad Name!', role: 'owner', extra: 1 } });
+  const res = await box.request('POST', '/api/v1/users', {
+    auth: admin,
+    body: { username: 'Bad Name!', role: 'owner', extra: 1 },
+  });
   assert.is(res.status, 422);
   assert.is(res.json.error.type, 'VALIDATION_ERROR');
   const fields = res.json.error.data.map((i: { field: string }) => i.field);
   for (const f of ['username', 'password', 'role']) assert.ok(fields.includes(f), `no issue for ${f}: ${res.text}`);
-  assert.ok(res.json.error.data.some((i: { message: string }) => /extra/.test(i.message)), res.text);
-  const typed = await box.request('POST', '/api/v1/tokens', { auth: admin, body: { name: 'x', expiresInDays: 'soon' } });
+  assert.ok(
+    res.json.error.data.some((i: { message: string }) => /extra/.test(i.message)),
+    res.text,
+  );
+  const typed = await box.request('POST', '/api/v1/tokens', {
+    auth: admin,
+    body: { name: 'x', expiresInDays: 'soon' },
+  });
   assert.is(typed.status, 422);
   assert.equal(typed.json.error.data[0].field, 'expiresInDays');
   assert.is(typed.json.error.data[0].expected, 'number');
@@ -162,18 +205,25 @@ test('unknown routes are a JSON 404', async () => {
 });
 
 test('oversized bodies are refused with 413 before they are read whole', async () => {
-  const res = await box.request('POST', '/api/v1/tokens', { auth: admin, raw: JSON.stringify({ name: 'x'.repeat(10_000) }) });
+  const res = await box.request('POST', '/api/v1/tokens', {
+    auth: admin,
+    raw: JSON.stringify({ name: 'x'.repeat(10_000) }),
+  });
   assert.is(res.status, 413);
   assert.is(res.json.error.type, 'PAYLOAD_TOO_LARGE');
 });
 
 test('wrong passwords: 401, then 429 with Retry-After, and the box keeps serving', async () => {
   for (let i = 0; i < 3; i++) {
-    const res = await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'wrong-password' } });
+    const res = await box.request('POST', '/api/v1/auth/login', {
+      body: { username: 'fitter', password: 'wrong-password' },
+    });
     assert.is(res.status, 401);
     assert.is(res.json.error.type, 'INVALID_CREDENTIALS');
   }
-  const limited = await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'family-password' } });
+  const limited = await box.request('POST', '/api/v1/auth/login', {
+    body: { username: 'fitter', password: 'family-password' },
+  });
   assert.is(limited.status, 429);
   assert.is(limited.json.error.type, 'LOGIN_RATE_LIMITED');
   assert.ok(Number(limited.headers.get('retry-after')) > 0);
@@ -181,19 +231,33 @@ test('wrong passwords: 401, then 429 with Retry-After, and the box keeps serving
 });
 
 test('changing your own password needs the current one and keeps this session', async () => {
-  const wrong = await box.request('POST', '/api/v1/auth/password', { auth: admin, body: { currentPassword: 'nope', newPassword: 'another-passphrase' } });
+  const wrong = await box.request('POST', '/api/v1/auth/password', {
+    auth: admin,
+    body: { currentPassword: 'nope', newPassword: 'another-passphrase' },
+  });
   assert.is(wrong.status, 403);
-  const ok = await box.request('POST', '/api/v1/auth/password', { auth: admin, body: { currentPassword: 'admin-password-1', newPassword: 'another-passphrase' } });
+  const ok = await box.request('POST', '/api/v1/auth/password', {
+    auth: admin,
+    body: { currentPassword: 'admin-password-1', newPassword: 'another-passphrase' },
+  });
   assert.is(ok.status, 200);
   assert.is((await box.request('GET', '/api/v1/auth/me', { auth: admin })).status, 200);
-  const relogin = await box.request('POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'another-passphrase' } });
+  const relogin = await box.request('POST', '/api/v1/auth/login', {
+    body: { username: 'admin', password: 'another-passphrase' },
+  });
   assert.is(relogin.status, 200);
 });
 
 test('a cookie-signed request from another site is refused (CSRF); same-origin is fine', async () => {
-  const session = box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'another-passphrase' } })).headers)!;
+  const session = box.sessionOf(
+    (await box.request('POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'another-passphrase' } }))
+      .headers,
+  )!;
   const headers = { cookie: `fogedge_session=${session}`, 'content-type': 'text/plain' };
-  const evil = await box.request('POST', 'http://box.local/api/v1/tokens', { raw: '{"name":"x"}', headers: { ...headers, origin: 'http://evil.example' } });
+  const evil = await box.request('POST', 'http://box.local/api/v1/tokens', {
+    raw: '{"name":"x"}',
+    headers: { ...headers, origin: 'http://evil.example' },
+  });
   assert.is(evil.status, 403);
   const same = await box.request('POST', 'http://box.local/api/v1/tokens', {
     raw: '{"name":"x"}',
@@ -254,7 +318,11 @@ test('actions refuse outside callers that lack the permission, even on the bus',
     assert.is((err as { code: number }).code, 403);
   }
   try {
-    await box.broker.call('accounts.authenticate', { credential: 'x' }, { meta: { caller: { ...caller, role: 'admin' } } });
+    await box.broker.call(
+      'accounts.authenticate',
+      { credential: 'x' },
+      { meta: { caller: { ...caller, role: 'admin' } } },
+    );
     assert.unreachable();
   } catch (err) {
     assert.is((err as { code: number }).code, 403, 'internal actions are closed to outside callers');
@@ -262,7 +330,9 @@ test('actions refuse outside callers that lack the permission, even on the bus',
 });
 
 test('a time that is not one is refused naming the field and what a time looks like', async () => {
-  const res = await box.request('GET', '/api/v1/cameras/porch/segments?from=yesterday&to=2026-11-29T00:00:00Z', { auth: admin });
+  const res = await box.request('GET', '/api/v1/cameras/porch/segments?from=yesterday&to=2026-11-29T00:00:00Z', {
+    auth: admin,
+  });
   assert.is(res.status, 422, res.text);
   const issue = res.json.error.data.find((i: { field: string }) => i.field === 'from');
   assert.match(issue.message, /expected an ISO 8601 time, such as/);

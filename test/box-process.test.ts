@@ -18,12 +18,21 @@ const json = (body: unknown, headers: Record<string, string> = {}) => ({
 test('`npm start` brings up a box on embedded defaults that answers health and first-run setup', async () => {
   const dataDir = await tempDir();
   const port = await freePort();
-  const box = new Proc('npm', ['start', '--silent'], { FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1' });
+  const box = new Proc('npm', ['start', '--silent'], {
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: String(port),
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+  });
   const base = `http://127.0.0.1:${port}`;
-  const health = await waitUntil('health 200', async () => {
-    const r = await getJson(`${base}/api/v1/health`);
-    return r.status === 200 ? r : undefined;
-  }, 30_000, 200);
+  const health = await waitUntil(
+    'health 200',
+    async () => {
+      const r = await getJson(`${base}/api/v1/health`);
+      return r.status === 200 ? r : undefined;
+    },
+    30_000,
+    200,
+  );
   assert.is(health.json.status, 'ok');
   assert.equal((await getJson(`${base}/api/v1/setup`)).json, { needed: true });
   const setup = await getJson(`${base}/api/v1/setup`, json({ username: 'installer', password: 'first-run-password' }));
@@ -47,7 +56,11 @@ test('logs are one JSON record a line, each naming node and module; SIGTERM exit
   // A camera added with the MQTT broker off (startNode's default): no service may trip on it.
   const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1];
   const camera = { id: 'gate', name: 'Gate', source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none' } };
-  const added = await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: { authorization: `Bearer ${session}`, 'content-type': 'application/json' }, body: JSON.stringify(camera) });
+  const added = await getJson(`${base}/api/v1/cameras`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${session}`, 'content-type': 'application/json' },
+    body: JSON.stringify(camera),
+  });
   assert.is(added.status, 201, added.text);
   await waitUntil('the camera tried', () => box.lines.some((l) => /gate: offline/.test(l)), 15_000);
 
@@ -64,7 +77,10 @@ test('logs are one JSON record a line, each naming node and module; SIGTERM exit
     assert.type(record.mod, 'string');
     assert.ok(record.level && record.time && typeof record.message === 'string', line);
   }
-  assert.ok(box.lines.some((l) => JSON.parse(l).svc === 'accounts'), 'service records carry svc');
+  assert.ok(
+    box.lines.some((l) => JSON.parse(l).svc === 'accounts'),
+    'service records carry svc',
+  );
   assert.ok(box.lines.some((l) => /SIGTERM received/.test(l)));
 
   box = await startedNode(env);
@@ -80,9 +96,13 @@ test('SIGKILL right after a write: the acknowledged account is there after resta
   const env = { FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1' };
   const base = `http://127.0.0.1:${port}`;
   let box = await startedNode(env);
-  const auth = (await getJson(`${base}/api/v1/setup`, json({ username: 'admin', password: 'crash-password-1' }))).headers.get('set-cookie')!;
+  const auth = (
+    await getJson(`${base}/api/v1/setup`, json({ username: 'admin', password: 'crash-password-1' }))
+  ).headers.get('set-cookie')!;
   const session = /fogedge_session=([^;]+)/.exec(auth)![1]!;
-  const token = (await getJson(`${base}/api/v1/tokens`, json({ name: 'nightly' }, { authorization: `Bearer ${session}` }))).json.token;
+  const token = (
+    await getJson(`${base}/api/v1/tokens`, json({ name: 'nightly' }, { authorization: `Bearer ${session}` }))
+  ).json.token;
   await box.kill('SIGKILL');
   box = await startedNode(env);
   assert.is((await getJson(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
@@ -116,8 +136,27 @@ test('TLS: with a certificate configured the box speaks HTTPS and marks cookies 
   const dataDir = await tempDir();
   const certFile = path.join(dataDir, 'cert.pem');
   const keyFile = path.join(dataDir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', '/CN=fogedge.local', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=fogedge.local',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ],
+    { stdio: 'ignore' },
+  );
   const port = await freePort();
   const box = await startedNode({
     FOGEDGE_DATA_DIR: dataDir,
@@ -133,7 +172,9 @@ test('TLS: with a certificate configured the box speaks HTTPS and marks cookies 
   } as RequestInit);
   assert.is(res.status, 201);
   assert.match(res.headers.get('set-cookie') ?? '', /; Secure/);
-  const plain = await fetch(`http://127.0.0.1:${port}/api/v1/health`).then((r) => r.status).catch(() => 'refused');
+  const plain = await fetch(`http://127.0.0.1:${port}/api/v1/health`)
+    .then((r) => r.status)
+    .catch(() => 'refused');
   assert.is.not(plain, 200, 'plain HTTP must not be served when TLS is on');
   await box.kill('SIGTERM');
   await rm(dataDir, { recursive: true, force: true });
@@ -159,8 +200,14 @@ test('CLI: set-admin creates the first admin, then resets its password; the box 
   const base = `http://127.0.0.1:${port}`;
   const box = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1' });
   assert.equal((await getJson(`${base}/api/v1/setup`)).json, { needed: false });
-  assert.is((await getJson(`${base}/api/v1/auth/login`, json({ username: 'owner', password: 'cli-password-one' }))).status, 401);
-  assert.is((await getJson(`${base}/api/v1/auth/login`, json({ username: 'owner', password: 'cli-password-two' }))).status, 200);
+  assert.is(
+    (await getJson(`${base}/api/v1/auth/login`, json({ username: 'owner', password: 'cli-password-one' }))).status,
+    401,
+  );
+  assert.is(
+    (await getJson(`${base}/api/v1/auth/login`, json({ username: 'owner', password: 'cli-password-two' }))).status,
+    200,
+  );
   await box.kill('SIGTERM');
   await rm(dataDir, { recursive: true, force: true });
 });
@@ -172,12 +219,25 @@ test('a stop while everything works (recording 1 s segments, detecting, MQTT and
   const adm = await OperatorBroker.start({ 'box-s': 'box-secret-s', platform: 'platform-secret-s' });
   const operator = await Operator.connect(adm.url, 'platform', 'platform-secret-s', 'fogedge/boxes/box-s');
   const env = {
-    FOGEDGE_DATA_DIR: dataDir, PORT: String(await freePort()), FOGEDGE__HTTP__HOST: '127.0.0.1',
-    FOGEDGE__VIDEO__SEGMENTSECONDS: '1', FOGEDGE__DETECTOR__ENABLED: 'true',
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: String(await freePort()),
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+    FOGEDGE__VIDEO__SEGMENTSECONDS: '1',
+    FOGEDGE__DETECTOR__ENABLED: 'true',
     FOGEDGE__MQTT: JSON.stringify({ host: '127.0.0.1', port: await freePort(), tlsPort: null }),
-    FOGEDGE_ADMP_URL: adm.url, FOGEDGE_ADMP_BOX_ID: 'box-s', FOGEDGE_ADMP_USERNAME: 'box-s', FOGEDGE_ADMP_PASSWORD: 'box-secret-s', FOGEDGE__ADMP__TELEMETRYSECONDS: '3600',
+    FOGEDGE_ADMP_URL: adm.url,
+    FOGEDGE_ADMP_BOX_ID: 'box-s',
+    FOGEDGE_ADMP_USERNAME: 'box-s',
+    FOGEDGE_ADMP_PASSWORD: 'box-secret-s',
+    FOGEDGE__ADMP__TELEMETRYSECONDS: '3600',
   };
-  const events = (type: 'start' | 'end') => new Set(operator.on('events').filter((r) => r.body.type === type).map((r) => r.body.event.id as string));
+  const events = (type: 'start' | 'end') =>
+    new Set(
+      operator
+        .on('events')
+        .filter((r) => r.body.type === type)
+        .map((r) => r.body.event.id as string),
+    );
   try {
     for (let round = 1; round <= rounds; round++) {
       const box = await startedNode(env);
@@ -197,12 +257,16 @@ test('a stop while everything works (recording 1 s segments, detecting, MQTT and
     // Ends queued during the last stop go up at the next start at the latest.
     const box = await startedNode(env);
     const unended = () => [...events('start')].filter((id) => !events('end').has(id));
-    await waitUntil('every event started at the operator has ended there', () => unended().length === 0, 30_000).catch(() => undefined);
+    await waitUntil('every event started at the operator has ended there', () => unended().length === 0, 30_000).catch(
+      () => undefined,
+    );
     box.kill('SIGTERM');
     await box.exited;
     assert.equal(unended(), [], 'no event left with a start and no end at the operator');
     const ends = operator.on('events').filter((r) => r.body.type === 'end').length;
-    console.log(`  ${rounds} clean stops with events open: ${events('start').size} events at the operator, ${events('end').size} ended (${ends} end messages), ${unended().length} without an end`);
+    console.log(
+      `  ${rounds} clean stops with events open: ${events('start').size} events at the operator, ${events('end').size} ended (${ends} end messages), ${unended().length} without an end`,
+    );
   } finally {
     await operator.close();
     await adm.stop();

@@ -24,7 +24,15 @@ const image = (version: string, opts: { key?: typeof vendor.privateKey; model?: 
 const serve = (name: string, body: Buffer) => vendorServer.serve(name, body).url;
 const open = async (dir?: string) => {
   const d = dir ?? (await tempDir('fogedge-fw-'));
-  return { dir: d, slots: await FirmwareSlots.open(d, { vendorKey: vendor.publicKey, model: MODEL, slotBytes: SLOT_BYTES, factoryVersion: '1.0.0' }) };
+  return {
+    dir: d,
+    slots: await FirmwareSlots.open(d, {
+      vendorKey: vendor.publicKey,
+      model: MODEL,
+      slotBytes: SLOT_BYTES,
+      factoryVersion: '1.0.0',
+    }),
+  };
 };
 const refusal = async (work: Promise<unknown>): Promise<FirmwareError> => {
   try {
@@ -72,7 +80,10 @@ test('Download() writes the inactive slot; Activate() puts it on trial; confirme
   // Rebooted: the bootloader's step, then the agent confirms itself.
   const reopened = (await open(dir)).slots;
   const boot = await reopened.beginBoot();
-  assert.equal([boot.active, boot.trying?.boots, boot.lastBoot.firmwareUpdated, boot.lastBoot.commandKey], ['B', 1, true, 'campaign-1']);
+  assert.equal(
+    [boot.active, boot.trying?.boots, boot.lastBoot.firmwareUpdated, boot.lastBoot.commandKey],
+    ['B', 1, true, 'campaign-1'],
+  );
   assert.is(reopened.version, '2.0.0');
   assert.ok(await reopened.confirm());
   assert.is((await open(dir)).slots.state.trying, null);
@@ -83,22 +94,77 @@ test('refused, with the running slot untouched: bad signature, wrong hash, other
   const { dir, slots } = await open();
   const cases: Array<[string, () => Promise<unknown>, RegExp, number, string]> = [];
   const forged = image('6.6.6', { key: stranger.privateKey });
-  cases.push(['forged', () => slots.download(serve('forged.img', forged), { sha256: sha(forged) }), /not signed by the vendor key/, 7022, 'ValidationFailed']);
+  cases.push([
+    'forged',
+    () => slots.download(serve('forged.img', forged), { sha256: sha(forged) }),
+    /not signed by the vendor key/,
+    7022,
+    'ValidationFailed',
+  ]);
   const img = image('2.0.0');
-  cases.push(['wrong hash', () => slots.download(serve('img.img', img), { sha256: 'b'.repeat(64) }), /SHA-256 is/, 7022, 'ValidationFailed']);
-  cases.push(['other model', () => slots.download(serve('other.img', image('2.0.0', { model: 'doorbell-3' })), {}), /for model "doorbell-3"/, 7022, 'ValidationFailed']);
-  cases.push(['truncated', () => slots.download(`${vendorServer.url}/truncated.img`, {}), /terminated|aborted|socket|closed/i, 7022, 'DownloadFailed']);
-  cases.push(['too large (said)', () => slots.download(serve('big.img', img), { fileSize: SLOT_BYTES + 1 }), /larger than the slot/, 7005, 'NoImage']);
-  cases.push(['too large (sent)', () => slots.download(serve('huge.img', image('2.0.0', { payload: randomBytes(SLOT_BYTES) })), {}), /larger than the slot/, 7005, 'DownloadFailed']);
-  cases.push(['short of its size', () => slots.download(serve('short.img', img), { fileSize: img.length + 10 }), /ended after/, 7022, 'DownloadFailed']);
-  cases.push(['not found', () => slots.download(`${vendorServer.url}/missing.img`, {}), /HTTP 404/, 7022, 'DownloadFailed']);
+  cases.push([
+    'wrong hash',
+    () => slots.download(serve('img.img', img), { sha256: 'b'.repeat(64) }),
+    /SHA-256 is/,
+    7022,
+    'ValidationFailed',
+  ]);
+  cases.push([
+    'other model',
+    () => slots.download(serve('other.img', image('2.0.0', { model: 'doorbell-3' })), {}),
+    /for model "doorbell-3"/,
+    7022,
+    'ValidationFailed',
+  ]);
+  cases.push([
+    'truncated',
+    () => slots.download(`${vendorServer.url}/truncated.img`, {}),
+    /terminated|aborted|socket|closed/i,
+    7022,
+    'DownloadFailed',
+  ]);
+  cases.push([
+    'too large (said)',
+    () => slots.download(serve('big.img', img), { fileSize: SLOT_BYTES + 1 }),
+    /larger than the slot/,
+    7005,
+    'NoImage',
+  ]);
+  cases.push([
+    'too large (sent)',
+    () => slots.download(serve('huge.img', image('2.0.0', { payload: randomBytes(SLOT_BYTES) })), {}),
+    /larger than the slot/,
+    7005,
+    'DownloadFailed',
+  ]);
+  cases.push([
+    'short of its size',
+    () => slots.download(serve('short.img', img), { fileSize: img.length + 10 }),
+    /ended after/,
+    7022,
+    'DownloadFailed',
+  ]);
+  cases.push([
+    'not found',
+    () => slots.download(`${vendorServer.url}/missing.img`, {}),
+    /HTTP 404/,
+    7022,
+    'DownloadFailed',
+  ]);
   for (const [what, work, message, code, status] of cases) {
     const err = await refusal(work());
     assert.match(err.message, message, what);
     assert.is(err.code, code, what);
     if (status !== 'NoImage') assert.is(slots.slot('B').status, status, what);
-    assert.not.ok(existsSync(path.join(dir, 'B.img')) || existsSync(path.join(dir, 'B.img.part')), `${what}: nothing left in the slot`);
-    assert.equal([slots.active, slots.version, slots.slot('A').status], ['A', '1.0.0', 'Available'], `${what}: the running slot untouched`);
+    assert.not.ok(
+      existsSync(path.join(dir, 'B.img')) || existsSync(path.join(dir, 'B.img.part')),
+      `${what}: nothing left in the slot`,
+    );
+    assert.equal(
+      [slots.active, slots.version, slots.slot('A').status],
+      ['A', '1.0.0', 'Available'],
+      `${what}: the running slot untouched`,
+    );
   }
   await refusal(slots.activate('B', 60)).then((err) => assert.match(err.message, /no image that can be activated/));
   await refusal(slots.activate('A', 60)).then((err) => assert.match(err.message, /already active/));
@@ -113,7 +179,10 @@ test('a slot on trial that keeps failing, or is not confirmed in time, is rolled
   for (let boot = 1; boot <= 3; boot++) assert.is((await slots.beginBoot()).active, 'B', `boot ${boot} tries B`);
   const after = await slots.beginBoot();
   assert.equal([after.active, after.trying, after.lastBoot.rolledBack], ['A', null, true]);
-  assert.match(after.bootFailureLog, /version 3\.0\.0 \(slot B\) rolled back: started 3 times without becoming healthy/);
+  assert.match(
+    after.bootFailureLog,
+    /version 3\.0\.0 \(slot B\) rolled back: started 3 times without becoming healthy/,
+  );
   assert.equal([slots.slot('B').status, slots.slot('B').available], ['ActivationFailed', false]);
   assert.is(slots.version, '1.0.0');
 
@@ -130,7 +199,10 @@ test('a slot on trial that keeps failing, or is not confirmed in time, is rolled
 test('a stop in the middle: a download cut off leaves the slot failed and empty; a half-written boot state is ignored', async () => {
   const { dir } = await open();
   // As a kill during Download() leaves it: the slot marked Downloading, a partial file.
-  await writeFile(path.join(dir, 'B.json'), JSON.stringify({ name: 'B', version: '', status: 'Downloading', available: false }));
+  await writeFile(
+    path.join(dir, 'B.json'),
+    JSON.stringify({ name: 'B', version: '', status: 'Downloading', available: false }),
+  );
   await writeFile(path.join(dir, 'B.img.part'), randomBytes(1000));
   // As a power cut during Activate() leaves it: the new boot state not yet renamed into place.
   await writeFile(path.join(dir, 'boot.json.tmp'), '{"active": "B", "trying": nul');

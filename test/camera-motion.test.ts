@@ -16,7 +16,8 @@ const H = 36;
 /** A grey frame with a white square at x (none when x is null). */
 const frame = (x: number | null) => {
   const data = Buffer.alloc(W * H * 3, 60);
-  if (x !== null) for (let y = 10; y < 20; y++) for (let i = x; i < x + 10; i++) data.fill(250, (y * W + i) * 3, (y * W + i) * 3 + 3);
+  if (x !== null)
+    for (let y = 10; y < 20; y++) for (let i = x; i < x + 10; i++) data.fill(250, (y * W + i) * 3, (y * W + i) * 3 + 3);
   return { data, width: W, height: H };
 };
 
@@ -75,19 +76,46 @@ test('video push: the same ffmpeg hands 256x144 frames of the street clip to the
 let box: TestBox;
 let admin: string;
 const send = (device: string, report: unknown) =>
-  box.broker.broadcast('agent.message', { device, channel: 'agent/motion', payloadBase64: Buffer.from(typeof report === 'string' ? report : JSON.stringify(report)).toString('base64') });
-const motionEvents = async (camera: string) => (await box.request('GET', `/api/v1/events?camera=${camera}&label=motion`, { auth: admin })).json as StoredEvent[];
+  box.broker.broadcast('agent.message', {
+    device,
+    channel: 'agent/motion',
+    payloadBase64: Buffer.from(typeof report === 'string' ? report : JSON.stringify(report)).toString('base64'),
+  });
+const motionEvents = async (camera: string) =>
+  (await box.request('GET', `/api/v1/events?camera=${camera}&label=motion`, { auth: admin })).json as StoredEvent[];
 
 test('box: a start and an end from the agent make one motion event of its camera, with its zones', async () => {
   box = await testBox();
   admin = await withAdmin(box);
   const added = await box.request('POST', '/api/v1/cameras', {
     auth: admin,
-    body: { id: 'cam-gate', name: 'Gate', source: { kind: 'rtmp' }, detection: { zones: [{ name: 'path', points: [[0, 0.5], [0.5, 0.5], [0.5, 1], [0, 1]] }] } },
+    body: {
+      id: 'cam-gate',
+      name: 'Gate',
+      source: { kind: 'rtmp' },
+      detection: {
+        zones: [
+          {
+            name: 'path',
+            points: [
+              [0, 0.5],
+              [0.5, 0.5],
+              [0.5, 1],
+              [0, 1],
+            ],
+          },
+        ],
+      },
+    },
   });
   assert.is(added.status, 201, added.text);
   send('cam-gate', { id: 'k1-1', state: 'start', box: [0.1, 0.4, 0.3, 0.8], at: new Date().toISOString() });
-  const [started] = await waitUntil('the event', async () => (await motionEvents('cam-gate')).length === 1 && motionEvents('cam-gate'), 5000, 50);
+  const [started] = await waitUntil(
+    'the event',
+    async () => (await motionEvents('cam-gate')).length === 1 && motionEvents('cam-gate'),
+    5000,
+    50,
+  );
   assert.is(started!.id, 'cam-gate-m-k1-1');
   assert.is(started!.end, null);
   assert.equal(started!.zones, ['path'], 'its feet are in the path');
@@ -101,10 +129,20 @@ test('box: a start and an end from the agent make one motion event of its camera
 test('box: a start while one is open ends it; bad reports and unknown cameras make nothing', async () => {
   await new Promise((r) => setTimeout(r, 1100)); // starts closer than 1 s are a flapping sensor
   send('cam-gate', { id: 'k2-1', state: 'start', box: [0.6, 0.1, 0.7, 0.2] });
-  await waitUntil('k2-1', async () => (await motionEvents('cam-gate')).some((e) => e.id === 'cam-gate-m-k2-1'), 5000, 50);
+  await waitUntil(
+    'k2-1',
+    async () => (await motionEvents('cam-gate')).some((e) => e.id === 'cam-gate-m-k2-1'),
+    5000,
+    50,
+  );
   await new Promise((r) => setTimeout(r, 1100));
   send('cam-gate', { id: 'k2-2', state: 'start', box: [0.6, 0.1, 0.7, 0.2] });
-  await waitUntil('k2-2', async () => (await motionEvents('cam-gate')).some((e) => e.id === 'cam-gate-m-k2-2'), 5000, 50);
+  await waitUntil(
+    'k2-2',
+    async () => (await motionEvents('cam-gate')).some((e) => e.id === 'cam-gate-m-k2-2'),
+    5000,
+    50,
+  );
   const events = await motionEvents('cam-gate');
   assert.ok(events.find((e) => e.id === 'cam-gate-m-k2-1')!.end, 'the first was ended');
   assert.is(events.find((e) => e.id === 'cam-gate-m-k2-2')!.end, null);

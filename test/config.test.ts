@@ -27,19 +27,36 @@ function configError(fn: () => unknown): ConfigError {
 test('no file: embedded defaults, data root under the working folder', () => {
   const config = loadConfig({}, dir);
   assert.is(config.transporter, null);
-  assert.equal(config.services, ['api', 'accounts', 'system', 'cameras', 'streams', 'recorder', 'detector', 'events', 'devices', 'mqtt', 'sync', 'admp', 'usp']);
+  assert.equal(config.services, [
+    'api',
+    'accounts',
+    'system',
+    'cameras',
+    'streams',
+    'recorder',
+    'detector',
+    'events',
+    'devices',
+    'mqtt',
+    'sync',
+    'admp',
+    'usp',
+  ]);
   assert.is(config.http.port, 8080);
   assert.is(config.dataDir, path.join(dir, 'data'));
   assert.is(config.auth.maxFailuresPerAccount, 10);
 });
 
-test('the box id: balena\'s device UUID when it runs on balena (a container\'s host name changes with each release), else the host name', () => {
-  assert.is(defaultBoxId({ BALENA_DEVICE_UUID: '7C9A1E0F3B2D4E5F8A6B9C0D1E2F3A4B' }, '0a1b2c3d4e5f'), '7c9a1e0f3b2d4e5f8a6b9c0d1e2f3a4b');
+test("the box id: balena's device UUID when it runs on balena (a container's host name changes with each release), else the host name", () => {
+  assert.is(
+    defaultBoxId({ BALENA_DEVICE_UUID: '7C9A1E0F3B2D4E5F8A6B9C0D1E2F3A4B' }, '0a1b2c3d4e5f'),
+    '7c9a1e0f3b2d4e5f8a6b9c0d1e2f3a4b',
+  );
   assert.is(defaultBoxId({}, 'Porch-Box.local'), 'porch-box-local');
   assert.is(defaultBoxId({}, '...'), 'fogedge');
 });
 
-test('with no fogedge.yaml where it runs, the one in the data root is read: the installer\'s settings outlive release folders', async () => {
+test("with no fogedge.yaml where it runs, the one in the data root is read: the installer's settings outlive release folders", async () => {
   const data = path.join(dir, 'data');
   const release = path.join(dir, 'releases', '0.2.0');
   await mkdir(data, { recursive: true });
@@ -54,7 +71,13 @@ test('with no fogedge.yaml where it runs, the one in the data root is read: the 
 test('YAML file values, then environment overrides on top', async () => {
   await writeFile(path.join(dir, 'fogedge.yaml'), 'http:\n  port: 9000\n  host: 127.0.0.1\nlogLevel: debug\n');
   const config = loadConfig(
-    { FOGEDGE__HTTP__PORT: '9100', TRANSPORTER: 'nats://127.0.0.1:4222', SERVICES: 'api, system', FOGEDGE__AUTH__SESSIONTTLHOURS: '12', FOGEDGE_DATA_DIR: '/var/lib/fogedge' },
+    {
+      FOGEDGE__HTTP__PORT: '9100',
+      TRANSPORTER: 'nats://127.0.0.1:4222',
+      SERVICES: 'api, system',
+      FOGEDGE__AUTH__SESSIONTTLHOURS: '12',
+      FOGEDGE_DATA_DIR: '/var/lib/fogedge',
+    },
     dir,
   );
   assert.is(config.http.port, 9100);
@@ -97,7 +120,10 @@ test('a bad environment override names the variable', () => {
 test('broken YAML and a missing FOGEDGE_CONFIG file are reported, not thrown raw', async () => {
   await writeFile(path.join(dir, 'fogedge.yaml'), 'http:\n  port: [1, 2\n');
   assert.match(configError(() => loadConfig({}, dir)).message, /fogedge\.yaml/);
-  assert.match(configError(() => loadConfig({ FOGEDGE_CONFIG: path.join(dir, 'nope.yaml') }, dir)).message, /does not exist/);
+  assert.match(
+    configError(() => loadConfig({ FOGEDGE_CONFIG: path.join(dir, 'nope.yaml') }, dir)).message,
+    /does not exist/,
+  );
 });
 
 test('redactedConfig hides NATS credentials', () => {

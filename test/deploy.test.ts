@@ -36,8 +36,15 @@ test('a compose file balena takes: version 2.x, string labels, known update stra
   assert.match(String(compose.version), /^2(\.\d+)?$/);
   assert.equal(Object.keys(services).sort(), ['detector', 'gateway', 'nats']);
   for (const [name, s] of Object.entries(services)) {
-    for (const [key, value] of Object.entries(s.labels ?? {})) assert.type(value, 'string', `${name}: label ${key} is a string`);
-    if (s.labels?.['io.balena.update.strategy']) assert.ok(['download-then-kill', 'kill-then-download', 'delete-then-download', 'hand-over'].includes(s.labels['io.balena.update.strategy']), name);
+    for (const [key, value] of Object.entries(s.labels ?? {}))
+      assert.type(value, 'string', `${name}: label ${key} is a string`);
+    if (s.labels?.['io.balena.update.strategy'])
+      assert.ok(
+        ['download-then-kill', 'kill-then-download', 'delete-then-download', 'hand-over'].includes(
+          s.labels['io.balena.update.strategy'],
+        ),
+        name,
+      );
     assert.is(s.restart, 'always', `${name} restarts`);
     assert.not.ok(s.privileged || s.network_mode === 'host', `${name} runs unprivileged on the service network`);
     for (const dep of s.depends_on ?? []) assert.ok(services[dep], `${name} depends on ${dep}, which exists`);
@@ -51,12 +58,21 @@ test('every image builds from files in the repository, on Debian 12, with ffmpeg
     const dockerfile = path.join(context, s.build.dockerfile);
     assert.ok(existsSync(dockerfile), `${name}: ${s.build.dockerfile} exists`);
     const steps = instructions(dockerfile);
-    for (const from of steps.filter((i) => i.op === 'FROM')) assert.match(from.args, /^balenalib\/%%BALENA_ARCH%%-debian(-node:20)?[-:]?.*bookworm/, `${name}: Debian 12 base, got ${from.args}`);
+    for (const from of steps.filter((i) => i.op === 'FROM'))
+      assert.match(
+        from.args,
+        /^balenalib\/%%BALENA_ARCH%%-debian(-node:20)?[-:]?.*bookworm/,
+        `${name}: Debian 12 base, got ${from.args}`,
+      );
     for (const copy of steps.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))) {
       const sources = copy.args.split(/\s+/).slice(0, -1);
-      for (const src of sources) assert.ok(src === '.' || existsSync(path.join(context, src)), `${name}: COPY ${src} exists`);
+      for (const src of sources)
+        assert.ok(src === '.' || existsSync(path.join(context, src)), `${name}: COPY ${src} exists`);
     }
-    const installs = steps.filter((i) => i.op === 'RUN' && /install_packages|apt-get install/.test(i.args)).map((i) => i.args).join(' ');
+    const installs = steps
+      .filter((i) => i.op === 'RUN' && /install_packages|apt-get install/.test(i.args))
+      .map((i) => i.args)
+      .join(' ');
     const cmd = steps.filter((i) => i.op === 'CMD').pop()?.args ?? '';
     if (name === 'nats') {
       assert.match(installs, /\bnats-server\b/);
@@ -79,7 +95,10 @@ test("each node's environment is a valid box configuration, and together they ru
     assert.ok(config.transporter, `${name} talks over NATS`);
     const host = new URL(config.transporter!.replace(/^nats:/, 'http:'));
     assert.ok(services[host.hostname], `${name}: the transporter host "${host.hostname}" is a service`);
-    assert.ok((services[host.hostname].expose ?? []).map(String).includes(host.port), `${host.hostname} exposes ${host.port}`);
+    assert.ok(
+      (services[host.hostname].expose ?? []).map(String).includes(host.port),
+      `${host.hostname} exposes ${host.port}`,
+    );
     assert.is(config.dataDir, '/data');
     running.push(...config.services);
   }
@@ -95,7 +114,10 @@ test('the data root is a declared volume on both nodes; the ports are the ones t
     assert.ok(data![0]! in compose.volumes, `${name}: volume ${data![0]} is declared`);
   }
   const published = (services['gateway'].ports as string[]).map((p) => Number(p.split(':')[1]));
-  assert.equal(published.sort(), [defaults.http.port, defaults.mqtt!.port, defaults.mqtt!.tlsPort!, defaults.video.rtmp!.port].sort());
+  assert.equal(
+    published.sort(),
+    [defaults.http.port, defaults.mqtt!.port, defaults.mqtt!.tlsPort!, defaults.video.rtmp!.port].sort(),
+  );
 });
 
 test('health checks: every service has one, the gateway asks the API it serves', () => {
@@ -103,7 +125,10 @@ test('health checks: every service has one, the gateway asks the API it serves',
     assert.ok(Array.isArray(s.healthcheck?.test) && s.healthcheck.test.length > 1, `${name} has a health check`);
     assert.match(String(s.healthcheck.interval), /^\d+s$/);
   }
-  assert.match(services['gateway'].healthcheck.test.join(' '), new RegExp(`127\\.0\\.0\\.1:${defaults.http.port}/api/v1/health`));
+  assert.match(
+    services['gateway'].healthcheck.test.join(' '),
+    new RegExp(`127\\.0\\.0\\.1:${defaults.http.port}/api/v1/health`),
+  );
   assert.match(services['nats'].healthcheck.test.join(' '), /:8222\/healthz/);
   const nats = instructions(path.join(root, services['nats'].build.dockerfile));
   assert.match(nats.find((i) => i.op === 'CMD')!.args, /--http_port", "8222"/);
@@ -119,7 +144,13 @@ test("the detector's health check checks something: its node's alive file is fre
   const alive = path.join(dataDir, 'alive');
   const run = () => spawnSync('sh', ['-c', check.replaceAll(file, alive)]).status;
   assert.is(run(), 1, 'no node, no file: unhealthy');
-  const node = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: '0', FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE_ALIVE_FILE: alive });
+  const node = await startedNode({
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: '0',
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+    FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+    FOGEDGE_ALIVE_FILE: alive,
+  });
   try {
     assert.is(run(), 0, 'running: healthy');
   } finally {

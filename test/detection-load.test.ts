@@ -24,7 +24,21 @@ const silent = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, fatal
 test('a slow detector keeps the newest frame, counts what it drops, says it is behind', async () => {
   const dir = await tempDir();
   const live = path.join(dir, 'live.mp4');
-  await run('ffmpeg', ['-v', 'error', '-i', DEMO_CLIP, '-t', '12', '-c', 'copy', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-frag_duration', '250000', live]);
+  await run('ffmpeg', [
+    '-v',
+    'error',
+    '-i',
+    DEMO_CLIP,
+    '-t',
+    '12',
+    '-c',
+    'copy',
+    '-movflags',
+    '+frag_keyframe+empty_moov+default_base_moof',
+    '-frag_duration',
+    '250000',
+    live,
+  ]);
   const model = await YoloxModel.load(ConfigSchema.parse({}).detector.modelPath);
   let running = 0;
   let mostAtOnce = 0;
@@ -38,17 +52,30 @@ test('a slow detector keeps the newest frame, counts what it drops, says it is b
       running--;
     }
   };
-  const camera = { ...CameraInput.parse({ id: 'fast', name: 'Fast', source: { kind: 'rtsp', url: 'rtsp://127.0.0.1/x' }, detection: { labels: ['person'] } }), createdAt: '' } as Camera;
+  const camera = {
+    ...CameraInput.parse({
+      id: 'fast',
+      name: 'Fast',
+      source: { kind: 'rtsp', url: 'rtsp://127.0.0.1/x' },
+      detection: { labels: ['person'] },
+    }),
+    createdAt: '',
+  } as Camera;
   const events: ObjectEvent[] = [];
   let feedClosed = false;
   const feed = new PassThrough();
-  const detector = new CameraDetector(camera, slow, { ffmpegPath: 'ffmpeg', snapshotWidth: 640, minScore: 0.5, stationaryCheckMs: 5000, stationaryEndMs: 30_000 },
+  const detector = new CameraDetector(
+    camera,
+    slow,
+    { ffmpegPath: 'ffmpeg', snapshotWidth: 640, minScore: 0.5, stationaryCheckMs: 5000, stationaryEndMs: 30_000 },
     async () => {
       // As fast as the disk gives it: far faster than 5 fps. It stays open, as a camera's does.
       createReadStream(live).pipe(feed, { end: false });
       feed.once('close', () => (feedClosed = true));
       return feed;
-    }, silent);
+    },
+    silent,
+  );
   detector.on('event', (e) => events.push(e));
   detector.start();
   await waitUntil('the clip decoded', () => detector.stats.frames >= 55, 30_000);

@@ -64,9 +64,26 @@ test('motion: none between equal frames or under a mask, boxes where people walk
   for (let i = 0; i < 5; i++) assert.equal(still.detect(clip[0]!), [], 'the same frame again: no motion');
   const moving = new MotionDetector({ threshold: 25, minAreaPercent: 0.05, masks: [] });
   const boxes = clip.map((f) => moving.detect(f)).slice(1);
-  assert.ok(boxes.every((b) => b.length > 0), 'people walking: motion in every frame');
-  const masked = new MotionDetector({ threshold: 25, minAreaPercent: 0.05, masks: [[[0, 0], [1, 0], [1, 1], [0, 1]]] });
-  assert.ok(clip.every((f) => masked.detect(f).length === 0), 'a mask over the whole frame: no motion');
+  assert.ok(
+    boxes.every((b) => b.length > 0),
+    'people walking: motion in every frame',
+  );
+  const masked = new MotionDetector({
+    threshold: 25,
+    minAreaPercent: 0.05,
+    masks: [
+      [
+        [0, 0],
+        [1, 0],
+        [1, 1],
+        [0, 1],
+      ],
+    ],
+  });
+  assert.ok(
+    clip.every((f) => masked.detect(f).length === 0),
+    'a mask over the whole frame: no motion',
+  );
 });
 
 test('tracking on the real clip: each person is one object across frames, weak frames keep it', async () => {
@@ -85,7 +102,17 @@ test('tracking on the real clip: each person is one object across frames, weak f
 });
 
 test('tracker: an object confirmed once, ended after misses; a parked object ends its event and raises no other', () => {
-  const zones = [{ name: 'left', points: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]] as Array<[number, number]> }];
+  const zones = [
+    {
+      name: 'left',
+      points: [
+        [0, 0],
+        [0.5, 0],
+        [0.5, 1],
+        [0, 1],
+      ] as Array<[number, number]>,
+    },
+  ];
   const tracker = new Tracker({ maxMisses: 3, minHits: 2, stationaryMove: 0.02, stationaryEndMs: 5000, zones });
   const frame = (seq: number) => ({ seq, at: seq * 200, width: 400, height: 200 });
   const started: string[] = [];
@@ -112,7 +139,12 @@ test('tracker: an object confirmed once, ended after misses; a parked object end
 });
 
 test('zones and masks place an object at its feet', () => {
-  const lower = [[0, 0.5], [1, 0.5], [1, 1], [0, 1]] as Array<[number, number]>;
+  const lower = [
+    [0, 0.5],
+    [1, 0.5],
+    [1, 1],
+    [0, 1],
+  ] as Array<[number, number]>;
   assert.ok(insidePolygon(footOf([10, 0, 20, 90], 100, 100), lower), 'head above the line, feet below it: inside');
   assert.not.ok(insidePolygon(footOf([10, 0, 20, 40], 100, 100), lower));
 });

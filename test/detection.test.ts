@@ -19,7 +19,12 @@ const busEvents: Array<{ name: string; camera: string; id: string }> = [];
 let updates: WebSocket;
 const pushed: Array<{ type: string; data: Record<string, any> }> = [];
 // The left third of the frame, full height.
-const LEFT = [[0, 0], [0.33, 0], [0.33, 1], [0, 1]];
+const LEFT = [
+  [0, 0],
+  [0.33, 0],
+  [0.33, 1],
+  [0, 1],
+];
 
 const get = (url: string, auth = admin) => box.request('GET', url, { auth });
 const events = async (query = '') => (await get(`/api/v1/events${query}`)).json as Array<Record<string, any>>;
@@ -47,7 +52,10 @@ test.before(async () => {
   cameras.push(street, still);
   await Promise.all(cameras.map((c) => c.start()));
   const add = (id: string, cam: RtspCamera, detection: object = {}) =>
-    box.request('POST', '/api/v1/cameras', { auth: admin, body: { id, name: id, source: { kind: 'rtsp', url: cam.url() }, detection } });
+    box.request('POST', '/api/v1/cameras', {
+      auth: admin,
+      body: { id, name: id, source: { kind: 'rtsp', url: cam.url() }, detection },
+    });
   assert.is((await add('street', street, { labels: ['person'], zones: [{ name: 'left', points: LEFT }] })).status, 201);
   assert.is((await add('still', still)).status, 201);
 });
@@ -58,42 +66,74 @@ test.after(async () => {
 });
 
 test('people walking down the street become person events, on the bus and in the API', async () => {
-  const found = await waitUntil('a person event', async () => {
-    const list = (await events('?camera=street&label=person')).filter((e) => e.hasSnapshot);
-    return list.length ? list : undefined;
-  }, 40_000, 500);
+  const found = await waitUntil(
+    'a person event',
+    async () => {
+      const list = (await events('?camera=street&label=person')).filter((e) => e.hasSnapshot);
+      return list.length ? list : undefined;
+    },
+    40_000,
+    500,
+  );
   const e = found[0]!;
   assert.is(e.label, 'person');
   assert.ok(e.topScore >= 0.5);
-  assert.ok(e.box.every((v: number) => v >= 0 && v <= 1), 'box relative to the frame');
-  assert.ok(busEvents.some((b) => b.name === 'event.started' && b.id === e.id), 'event.started on the bus');
+  assert.ok(
+    e.box.every((v: number) => v >= 0 && v <= 1),
+    'box relative to the frame',
+  );
+  assert.ok(
+    busEvents.some((b) => b.name === 'event.started' && b.id === e.id),
+    'event.started on the bus',
+  );
   const one = await get(`/api/v1/events/${e.id}`);
   assert.is(one.json.id, e.id);
   // Pushed to signed-in WebSocket clients as it happened, camera status changes too.
   assert.is(pushed[0]!.type, 'hello');
   assert.ok(pushed.some((p) => p.type === 'event.started' && p.data.id === e.id));
-  assert.ok(pushed.some((p) => p.type === 'camera.status.changed' && p.data.id === 'street' && p.data.status.state === 'online'));
+  assert.ok(
+    pushed.some(
+      (p) => p.type === 'camera.status.changed' && p.data.id === 'street' && p.data.status.state === 'online',
+    ),
+  );
 });
 
 test('the snapshot is the best frame, clean or with its box drawn', async () => {
   const [e] = (await events('?camera=street')).filter((x) => x.hasSnapshot);
-  const clean = await box.app.request(`/api/v1/events/${e!.id}/snapshot.jpg`, { headers: { authorization: `Bearer ${admin}` } });
-  const boxed = await box.app.request(`/api/v1/events/${e!.id}/snapshot.jpg?boxes=true`, { headers: { authorization: `Bearer ${admin}` } });
+  const clean = await box.app.request(`/api/v1/events/${e!.id}/snapshot.jpg`, {
+    headers: { authorization: `Bearer ${admin}` },
+  });
+  const boxed = await box.app.request(`/api/v1/events/${e!.id}/snapshot.jpg?boxes=true`, {
+    headers: { authorization: `Bearer ${admin}` },
+  });
   assert.is(clean.status, 200);
   assert.is(clean.headers.get('content-type'), 'image/jpeg');
   const [a, b] = [Buffer.from(await clean.arrayBuffer()), Buffer.from(await boxed.arrayBuffer())];
   assert.ok(!a.equals(b), 'the box changes the picture');
   const file = path.join(box.dataDir, 'snap.jpg');
   await writeFile(file, a);
-  const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file]);
+  const { stdout } = await run('ffprobe', [
+    '-v',
+    'error',
+    '-show_entries',
+    'stream=width,height',
+    '-of',
+    'csv=p=0',
+    file,
+  ]);
   assert.is(stdout.trim(), '960,540');
 });
 
 test('the still camera: frames are decoded, there is no motion, no inference, no event', async () => {
-  const status = await waitUntil('the still camera decoded', async () => {
-    const s = (await get('/api/v1/detector/status')).json.cameras.still;
-    return s && s.frames >= 25 ? s : undefined;
-  }, 30_000, 500);
+  const status = await waitUntil(
+    'the still camera decoded',
+    async () => {
+      const s = (await get('/api/v1/detector/status')).json.cameras.still;
+      return s && s.frames >= 25 ? s : undefined;
+    },
+    30_000,
+    500,
+  );
   assert.is(status.motionFrames, 0);
   assert.is(status.inferences, 0);
   assert.equal(await events('?camera=still'), []);
@@ -103,10 +143,15 @@ test('the still camera: frames are decoded, there is no motion, no inference, no
 });
 
 test('a zone over part of the frame gets only the events in it', async () => {
-  const all = await waitUntil('several street events', async () => {
-    const list = await events('?camera=street');
-    return list.length >= 4 && list.some((e) => e.zones.includes('left')) ? list : undefined;
-  }, 40_000, 500);
+  const all = await waitUntil(
+    'several street events',
+    async () => {
+      const list = await events('?camera=street');
+      return list.length >= 4 && list.some((e) => e.zones.includes('left')) ? list : undefined;
+    },
+    40_000,
+    500,
+  );
   const inZone = await events('?camera=street&zone=left');
   assert.ok(inZone.length > 0 && inZone.length < all.length, `${inZone.length} of ${all.length} in the zone`);
   assert.ok(inZone.every((e) => e.zones.includes('left')));
@@ -114,9 +159,15 @@ test('a zone over part of the frame gets only the events in it', async () => {
 });
 
 test('an ended event has a clip from the recordings with pre- and post-roll', async () => {
-  const ended = await waitUntil('an event ended a while ago', async () =>
-    (await events('?camera=street')).find((e) => e.end && Date.now() - Date.parse(e.end) > 8000), 60_000, 1000);
-  const res = await box.app.request(`/api/v1/events/${ended.id}/clip.mp4`, { headers: { authorization: `Bearer ${admin}` } });
+  const ended = await waitUntil(
+    'an event ended a while ago',
+    async () => (await events('?camera=street')).find((e) => e.end && Date.now() - Date.parse(e.end) > 8000),
+    60_000,
+    1000,
+  );
+  const res = await box.app.request(`/api/v1/events/${ended.id}/clip.mp4`, {
+    headers: { authorization: `Bearer ${admin}` },
+  });
   assert.is(res.status, 200, await res.clone().text());
   const file = path.join(box.dataDir, 'event.mp4');
   await writeFile(file, Buffer.from(await res.arrayBuffer()));
@@ -128,27 +179,44 @@ test('an ended event has a clip from the recordings with pre- and post-roll', as
 
 test('review, filter by review state, delete; the installer may not see events', async () => {
   const [e] = await events('?camera=street');
-  const reviewed = await box.request('POST', `/api/v1/events/${e!.id}/review`, { auth: admin, body: { reviewed: true } });
+  const reviewed = await box.request('POST', `/api/v1/events/${e!.id}/review`, {
+    auth: admin,
+    body: { reviewed: true },
+  });
   assert.is(reviewed.json.reviewed, true);
   assert.not.ok((await events('?camera=street&reviewed=false')).some((x) => x.id === e!.id));
   assert.is((await box.request('DELETE', `/api/v1/events/${e!.id}`, { auth: admin })).status, 200);
   assert.is((await get(`/api/v1/events/${e!.id}`)).status, 404);
   assert.is((await get('/api/v1/events?limit=0')).status, 422);
-  await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'fitter', password: 'installer-pass-1', role: 'installer' } });
-  const login = await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'installer-pass-1' } });
+  await box.request('POST', '/api/v1/users', {
+    auth: admin,
+    body: { username: 'fitter', password: 'installer-pass-1', role: 'installer' },
+  });
+  const login = await box.request('POST', '/api/v1/auth/login', {
+    body: { username: 'fitter', password: 'installer-pass-1' },
+  });
   const installer = box.sessionOf(login.headers)!;
   assert.is((await get('/api/v1/events', installer)).status, 403);
   // ... nor get them pushed: only camera updates reach the installer's socket.
   const port = box.broker.getLocalService('api')!.settings['port'];
-  const theirs = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`, { headers: { authorization: `Bearer ${installer}` } });
+  const theirs = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`, {
+    headers: { authorization: `Bearer ${installer}` },
+  });
   const got: string[] = [];
   theirs.on('message', (m) => got.push(JSON.parse(m.toString()).type));
   await new Promise((r) => theirs.once('open', r));
   const before = pushed.length;
-  await waitUntil('more events pushed to the admin', () => pushed.slice(before).some((p) => p.type.startsWith('event.')), 20_000);
+  await waitUntil(
+    'more events pushed to the admin',
+    () => pushed.slice(before).some((p) => p.type.startsWith('event.')),
+    20_000,
+  );
   await box.request('PATCH', '/api/v1/cameras/still', { auth: admin, body: { name: 'Still life' } });
   await waitUntil('the camera change pushed to the installer', () => got.includes('camera.updated'), 5000);
-  assert.not.ok(got.some((t) => t.startsWith('event.')), `the installer got ${got.join(', ')}`);
+  assert.not.ok(
+    got.some((t) => t.startsWith('event.')),
+    `the installer got ${got.join(', ')}`,
+  );
   theirs.close();
   const anonymous = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`);
   const status = await new Promise((r) => anonymous.once('unexpected-response', (_q, res) => r(res.statusCode)));
@@ -157,19 +225,39 @@ test('review, filter by review state, delete; the installer may not see events',
 });
 
 test('a camera that stalls mid-event: its open events end where the objects were last seen', async () => {
-  await waitUntil('an open street event', async () => (await events('?camera=street')).some((e) => e.end === null), 30_000, 500);
+  await waitUntil(
+    'an open street event',
+    async () => (await events('?camera=street')).some((e) => e.end === null),
+    30_000,
+    500,
+  );
   cameras[0]!.pause(); // the camera keeps its connection open and sends nothing
   try {
-    await waitUntil('every street event ended', async () => (await events('?camera=street')).every((e) => e.end !== null), 20_000, 500);
+    await waitUntil(
+      'every street event ended',
+      async () => (await events('?camera=street')).every((e) => e.end !== null),
+      20_000,
+      500,
+    );
   } finally {
     cameras[0]!.resume();
   }
 });
 
 test('a camera removed mid-event: its open events end', async () => {
-  await waitUntil('an open street event', async () => (await events('?camera=street')).some((e) => e.end === null), 30_000, 500);
+  await waitUntil(
+    'an open street event',
+    async () => (await events('?camera=street')).some((e) => e.end === null),
+    30_000,
+    500,
+  );
   assert.is((await box.request('DELETE', '/api/v1/cameras/street', { auth: admin })).status, 200);
-  await waitUntil('every street event ended', async () => (await events('?camera=street')).every((e) => e.end !== null), 15_000, 500);
+  await waitUntil(
+    'every street event ended',
+    async () => (await events('?camera=street')).every((e) => e.end !== null),
+    15_000,
+    500,
+  );
 });
 
 test.run();

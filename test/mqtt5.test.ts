@@ -24,20 +24,37 @@ const secrets: Record<string, string> = {};
 const clients: MqttClient[] = [];
 
 const v5 = async (username: string, password: string, options: IClientOptions = {}) => {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, username, password, reconnectPeriod: 0, connectTimeout: 5000, ...options });
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+    protocolVersion: 5,
+    username,
+    password,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ...options,
+  });
   clients.push(client);
   return client;
 };
 /** A v5 client not connected yet: listeners go on before its CONNACK and first messages. */
 const v5Later = (username: string, password: string, options: IClientOptions = {}) => {
-  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, username, password, reconnectPeriod: 0, connectTimeout: 5000, manualConnect: true, ...options });
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    protocolVersion: 5,
+    username,
+    password,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    manualConnect: true,
+    ...options,
+  });
   clients.push(client);
   return client;
 };
 type Received = { topic: string; payload: string; properties?: Record<string, any> };
 const received = (client: MqttClient) => {
   const got: Received[] = [];
-  client.on('message', (topic, payload, packet) => got.push({ topic, payload: payload.toString(), properties: packet.properties }));
+  client.on('message', (topic, payload, packet) =>
+    got.push({ topic, payload: payload.toString(), properties: packet.properties }),
+  );
   return got;
 };
 /** The reason code of each filter in the SUBACK, subscribing at QoS 1. */
@@ -51,12 +68,22 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startBox() {
   // A long drain timeout: a publisher held up by a slow reader would wait that long.
-  box = await testBox({ dataDir, mqtt: { host: '127.0.0.1', port, tlsPort, drainTimeoutMs: 60_000, maxClientBufferBytes: 48 * 1024 * 1024, sessionExpiryLimitSeconds: 600 } });
+  box = await testBox({
+    dataDir,
+    mqtt: {
+      host: '127.0.0.1',
+      port,
+      tlsPort,
+      drainTimeoutMs: 60_000,
+      maxClientBufferBytes: 48 * 1024 * 1024,
+      sessionExpiryLimitSeconds: 600,
+    },
+  });
 }
 
 test.before(async () => {
   [port, tlsPort] = [await freePort(), await freePort()];
-  dataDir = (await import('./helpers/box.ts').then((m) => m.tempDir()));
+  dataDir = await import('./helpers/box.ts').then((m) => m.tempDir());
   await startBox();
   admin = await withAdmin(box);
   for (const id of ['sensor-1', 'sensor-2']) {
@@ -73,7 +100,26 @@ test.after(async () => {
 test('mosquitto_pub -V mqttv5 with user properties reaches a mosquitto_sub -V mqttv5 and a -V mqttv311 subscriber; a wrong secret is refused with a v5 reason', async () => {
   const topic = 'fogedge/devices/sensor-1/temperature';
   const subscribers = ['mqttv5', 'mqttv311'].map((version) =>
-    spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-V', version, '-u', 'admin', '-P', admin, '-t', topic, '-C', '1', '-F', version === 'mqttv5' ? '%t %p %P' : '%t %p', '-W', '10']),
+    spawn('mosquitto_sub', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-V',
+      version,
+      '-u',
+      'admin',
+      '-P',
+      admin,
+      '-t',
+      topic,
+      '-C',
+      '1',
+      '-F',
+      version === 'mqttv5' ? '%t %p %P' : '%t %p',
+      '-W',
+      '10',
+    ]),
   );
   const outputs = subscribers.map((p) => {
     let out = '';
@@ -85,7 +131,25 @@ test('mosquitto_pub -V mqttv5 with user properties reaches a mosquitto_sub -V mq
   let done = false;
   void Promise.all(outputs).then(() => (done = true));
   for (let i = 0; i < 40 && !done; i++) {
-    const pub = await mosquitto('mosquitto_pub', ['-V', 'mqttv5', '-u', 'sensor-1', '-P', secrets['sensor-1']!, '-t', topic, '-m', '21.5', '-q', '1', '-D', 'publish', 'user-property', 'unit', 'celsius']);
+    const pub = await mosquitto('mosquitto_pub', [
+      '-V',
+      'mqttv5',
+      '-u',
+      'sensor-1',
+      '-P',
+      secrets['sensor-1']!,
+      '-t',
+      topic,
+      '-m',
+      '21.5',
+      '-q',
+      '1',
+      '-D',
+      'publish',
+      'user-property',
+      'unit',
+      'celsius',
+    ]);
     assert.is(pub.code, 0, pub.out);
     await sleep(250);
   }
@@ -94,10 +158,34 @@ test('mosquitto_pub -V mqttv5 with user properties reaches a mosquitto_sub -V mq
   assert.is(three, `${topic} 21.5`, 'the 3.1.1 subscriber gets the message without properties');
 
   // MQTT 3.1 (protocol level 3) too, with the same sign-in.
-  const old = await mosquitto('mosquitto_sub', ['-V', 'mqttv31', '-u', 'admin', '-P', admin, '-t', 'fogedge/status', '-C', '1', '-W', '10']);
+  const old = await mosquitto('mosquitto_sub', [
+    '-V',
+    'mqttv31',
+    '-u',
+    'admin',
+    '-P',
+    admin,
+    '-t',
+    'fogedge/status',
+    '-C',
+    '1',
+    '-W',
+    '10',
+  ]);
   assert.is(old.out.trim(), 'online', old.out);
 
-  const refused = await mosquitto('mosquitto_sub', ['-V', 'mqttv5', '-u', 'sensor-1', '-P', 'wrong-secret-000000', '-t', 'x', '-C', '1']);
+  const refused = await mosquitto('mosquitto_sub', [
+    '-V',
+    'mqttv5',
+    '-u',
+    'sensor-1',
+    '-P',
+    'wrong-secret-000000',
+    '-t',
+    'x',
+    '-C',
+    '1',
+  ]);
   assert.ok(refused.code !== 0);
   assert.match(refused.out, /not authori[sz]ed/i);
 });
@@ -108,17 +196,29 @@ test('v5 reason codes: a forbidden filter gets SUBACK 0x87 (and nothing of it ar
   await app.subscribeAsync('fogedge/devices/#', { qos: 1 });
   const device = await v5('sensor-1', secrets['sensor-1']!);
   const got = received(device);
-  assert.equal(await suback(device, ['fogedge/devices/sensor-1/cmd/#', 'fogedge/devices/sensor-2/#', 'fogedge/events/#']), [1, 0x87, 0x87]);
+  assert.equal(
+    await suback(device, ['fogedge/devices/sensor-1/cmd/#', 'fogedge/devices/sensor-2/#', 'fogedge/events/#']),
+    [1, 0x87, 0x87],
+  );
   const acks: number[] = [];
-  device.on('packetreceive', (p: { cmd: string; reasonCode?: number }) => p.cmd === 'puback' && acks.push(p.reasonCode ?? 0));
+  device.on(
+    'packetreceive',
+    (p: { cmd: string; reasonCode?: number }) => p.cmd === 'puback' && acks.push(p.reasonCode ?? 0),
+  );
   await device.publishAsync('fogedge/devices/sensor-2/cmd/unlock', 'now', { qos: 1 }).catch(() => undefined);
   await device.publishAsync('fogedge/devices/sensor-1/ok', 'yes', { qos: 1 });
   assert.equal(acks, [0x87, 0], 'refused, then accepted: the v5 connection stays up');
   const other = await v5('sensor-2', secrets['sensor-2']!);
   await other.publishAsync('fogedge/devices/sensor-2/secret', 'private', { qos: 1 });
   await waitUntil('the allowed message', () => seen.some((m) => m.topic === 'fogedge/devices/sensor-1/ok'), 5000);
-  assert.not.ok(seen.some((m) => m.topic === 'fogedge/devices/sensor-2/cmd/unlock'), 'the refused publish went nowhere');
-  assert.not.ok(got.some((m) => m.topic.startsWith('fogedge/devices/sensor-2/')), 'the refused filter delivers nothing');
+  assert.not.ok(
+    seen.some((m) => m.topic === 'fogedge/devices/sensor-2/cmd/unlock'),
+    'the refused publish went nowhere',
+  );
+  assert.not.ok(
+    got.some((m) => m.topic.startsWith('fogedge/devices/sensor-2/')),
+    'the refused filter delivers nothing',
+  );
   device.end(true);
   other.end(true);
   app.end(true);
@@ -132,7 +232,13 @@ test('request/response: Response Topic, Correlation Data, Content Type and user 
   const correlation = Buffer.from([0, 1, 2, 250, 255]);
   await device.publishAsync('fogedge/devices/sensor-1/request', '{"q":1}', {
     qos: 1,
-    properties: { responseTopic: 'fogedge/devices/sensor-1/cmd/answer', correlationData: correlation, contentType: 'application/json', payloadFormatIndicator: true, userProperties: { trace: 'abc' } },
+    properties: {
+      responseTopic: 'fogedge/devices/sensor-1/cmd/answer',
+      correlationData: correlation,
+      contentType: 'application/json',
+      payloadFormatIndicator: true,
+      userProperties: { trace: 'abc' },
+    },
   });
   await waitUntil('the request', () => seen.some((m) => m.topic === 'fogedge/devices/sensor-1/request'), 5000);
   const p = seen.find((m) => m.topic === 'fogedge/devices/sensor-1/request')!.properties!;
@@ -153,33 +259,68 @@ test('topic aliases: a v5 publisher may send a topic once and then its alias; an
   await device.publishAsync('fogedge/devices/sensor-1/level', 'one', { qos: 1, properties: { topicAlias: 1 } });
   await device.publishAsync('', 'two', { qos: 1, properties: { topicAlias: 1 } });
   const acks: number[] = [];
-  device.on('packetreceive', (p: { cmd: string; reasonCode?: number }) => p.cmd === 'puback' && acks.push(p.reasonCode ?? 0));
-  await device.publishAsync('fogedge/devices/sensor-2/level', 'forged', { qos: 1, properties: { topicAlias: 2 } }).catch(() => undefined);
+  device.on(
+    'packetreceive',
+    (p: { cmd: string; reasonCode?: number }) => p.cmd === 'puback' && acks.push(p.reasonCode ?? 0),
+  );
+  await device
+    .publishAsync('fogedge/devices/sensor-2/level', 'forged', { qos: 1, properties: { topicAlias: 2 } })
+    .catch(() => undefined);
   await device.publishAsync('', 'forged-again', { qos: 1, properties: { topicAlias: 2 } }).catch(() => undefined);
-  await waitUntil('both by alias', () => seen.filter((m) => m.topic === 'fogedge/devices/sensor-1/level').length === 2, 5000);
-  assert.equal(seen.filter((m) => m.topic === 'fogedge/devices/sensor-1/level').map((m) => m.payload), ['one', 'two']);
+  await waitUntil(
+    'both by alias',
+    () => seen.filter((m) => m.topic === 'fogedge/devices/sensor-1/level').length === 2,
+    5000,
+  );
+  assert.equal(
+    seen.filter((m) => m.topic === 'fogedge/devices/sensor-1/level').map((m) => m.payload),
+    ['one', 'two'],
+  );
   await sleep(200);
-  assert.not.ok(seen.some((m) => m.topic.startsWith('fogedge/devices/sensor-2/')), 'nothing forged arrived');
-  assert.ok(acks.length === 0 || acks.every((code) => code === 0x87) || device.disconnected, 'each forged publish refused');
+  assert.not.ok(
+    seen.some((m) => m.topic.startsWith('fogedge/devices/sensor-2/')),
+    'nothing forged arrived',
+  );
+  assert.ok(
+    acks.length === 0 || acks.every((code) => code === 0x87) || device.disconnected,
+    'each forged publish refused',
+  );
   device.end(true);
   app.end(true);
 });
 
 test('message expiry: a queued message whose interval passed is not delivered; one within it arrives with what is left of its interval', async () => {
-  const app = await v5('admin', admin, { clientId: 'phone-expiry', clean: false, properties: { sessionExpiryInterval: 300 } });
+  const app = await v5('admin', admin, {
+    clientId: 'phone-expiry',
+    clean: false,
+    properties: { sessionExpiryInterval: 300 },
+  });
   await app.subscribeAsync('fogedge/devices/sensor-1/#', { qos: 1 });
   await app.endAsync();
   const device = await v5('sensor-1', secrets['sensor-1']!);
-  await device.publishAsync('fogedge/devices/sensor-1/short', 'gone', { qos: 1, properties: { messageExpiryInterval: 1 } });
-  await device.publishAsync('fogedge/devices/sensor-1/long', 'kept', { qos: 1, properties: { messageExpiryInterval: 100 } });
+  await device.publishAsync('fogedge/devices/sensor-1/short', 'gone', {
+    qos: 1,
+    properties: { messageExpiryInterval: 1 },
+  });
+  await device.publishAsync('fogedge/devices/sensor-1/long', 'kept', {
+    qos: 1,
+    properties: { messageExpiryInterval: 100 },
+  });
   device.end(true);
   await sleep(2200);
-  const back = v5Later('admin', admin, { clientId: 'phone-expiry', clean: false, properties: { sessionExpiryInterval: 300 } });
+  const back = v5Later('admin', admin, {
+    clientId: 'phone-expiry',
+    clean: false,
+    properties: { sessionExpiryInterval: 300 },
+  });
   const got = received(back);
   back.connect();
   await waitUntil('the kept message', () => got.some((m) => m.topic === 'fogedge/devices/sensor-1/long'), 5000);
   await sleep(300);
-  assert.not.ok(got.some((m) => m.topic === 'fogedge/devices/sensor-1/short'), 'the expired message was not delivered');
+  assert.not.ok(
+    got.some((m) => m.topic === 'fogedge/devices/sensor-1/short'),
+    'the expired message was not delivered',
+  );
   const left = got.find((m) => m.topic === 'fogedge/devices/sensor-1/long')!.properties?.['messageExpiryInterval'];
   assert.ok(left <= 98 && left > 0, `what is left of the interval is sent on (${left})`);
   back.end(true);
@@ -223,7 +364,9 @@ test('server-sent DISCONNECT: a revoked token ends the v5 connection with reason
   const made = await box.request('POST', '/api/v1/tokens', { auth: admin, body: { name: 'home-assistant-v5' } });
   assert.is(made.status, 201, made.text);
   const ha = await v5('admin', made.json.token);
-  const disconnect = new Promise<{ reasonCode: number; properties?: { reasonString?: string } }>((r) => ha.once('disconnect', (p) => r(p as never)));
+  const disconnect = new Promise<{ reasonCode: number; properties?: { reasonString?: string } }>((r) =>
+    ha.once('disconnect', (p) => r(p as never)),
+  );
   assert.is((await box.request('DELETE', `/api/v1/tokens/${made.json.info.id}`, { auth: admin })).status, 200);
   const packet = await Promise.race([disconnect, sleep(3000).then(() => undefined)]);
   assert.ok(packet, 'a DISCONNECT came within 3 s');
@@ -233,7 +376,9 @@ test('server-sent DISCONNECT: a revoked token ends the v5 connection with reason
 
 test('CONNACK: a v5 client is told what the broker offers; an unknown protocol level gets 0x01 [MQTT-3.1.2-2]', async () => {
   const client = v5Later('sensor-1', secrets['sensor-1']!);
-  const connack = new Promise<{ properties?: Record<string, unknown> }>((r) => client.once('connect', (p) => r(p as never)));
+  const connack = new Promise<{ properties?: Record<string, unknown> }>((r) =>
+    client.once('connect', (p) => r(p as never)),
+  );
   client.connect();
   const p = (await connack).properties ?? {};
   assert.is(p['topicAliasMaximum'], 64);
@@ -244,7 +389,14 @@ test('CONNACK: a v5 client is told what the broker offers; an unknown protocol l
   socket.on('error', () => undefined);
   await new Promise((r) => socket.once('connect', r));
   const answer = new Promise<Buffer>((r) => socket.once('data', r));
-  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'level-6', keepalive: 30 } as never);
+  const connect = mqttPacket.generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId: 'level-6',
+    keepalive: 30,
+  } as never);
   connect[8] = 6; // the protocol level byte: 6 is no MQTT version
   socket.write(connect);
   const bytes = [...(await Promise.race([answer, sleep(3000).then(() => Buffer.alloc(0))]))];
@@ -252,19 +404,52 @@ test('CONNACK: a v5 client is told what the broker offers; an unknown protocol l
   assert.equal(bytes, [0x20, 0x02, 0x00, 0x01]);
 });
 
-test('MQTT 5 over TLS and over the gateway\'s WebSocket, with the same sign-in and rules', async () => {
-  const tls = await run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(tlsPort), '--cafile', `${box.dataDir}/tls/mqtt.crt`, '-V', 'mqttv5', '-u', 'admin', '-P', admin, '-t', 'fogedge/status', '-C', '1', '-W', '10'], { timeout: 15_000 });
+test("MQTT 5 over TLS and over the gateway's WebSocket, with the same sign-in and rules", async () => {
+  const tls = await run(
+    'mosquitto_sub',
+    [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(tlsPort),
+      '--cafile',
+      `${box.dataDir}/tls/mqtt.crt`,
+      '-V',
+      'mqttv5',
+      '-u',
+      'admin',
+      '-P',
+      admin,
+      '-t',
+      'fogedge/status',
+      '-C',
+      '1',
+      '-W',
+      '10',
+    ],
+    { timeout: 15_000 },
+  );
   assert.is(tls.stdout.trim(), 'online');
   const httpPort = box.broker.getLocalService('api')!.settings['port'];
-  const web = await mqtt.connectAsync(`ws://127.0.0.1:${httpPort}/mqtt`, { protocolVersion: 5, username: 'sensor-1', password: secrets['sensor-1'], reconnectPeriod: 0, connectTimeout: 5000 });
+  const web = await mqtt.connectAsync(`ws://127.0.0.1:${httpPort}/mqtt`, {
+    protocolVersion: 5,
+    username: 'sensor-1',
+    password: secrets['sensor-1'],
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
   clients.push(web);
   assert.equal(await suback(web, ['fogedge/status', 'fogedge/devices/sensor-2/#']), [1, 0x87]);
   const got = received(web);
-  await waitUntil('the retained status over WebSocket', () => got.some((m) => m.topic === 'fogedge/status' && m.payload === 'online'), 5000);
+  await waitUntil(
+    'the retained status over WebSocket',
+    () => got.some((m) => m.topic === 'fogedge/status' && m.payload === 'online'),
+    5000,
+  );
   web.end(true);
 });
 
-test('shared subscriptions: a group\'s members take the messages in turn, each once; a persistent member away loses the group nothing and is a member again when back; the rules hold; bad share names are refused', async () => {
+test("shared subscriptions: a group's members take the messages in turn, each once; a persistent member away loses the group nothing and is a member again when back; the rules hold; bad share names are refused", async () => {
   const members = await Promise.all(['worker-a', 'worker-b'].map((clientId) => v5('admin', admin, { clientId })));
   const got = members.map((m) => received(m));
   for (const m of members) assert.equal(await suback(m, ['$share/workers/fogedge/devices/sensor-1/jobs/#']), [1]);
@@ -273,18 +458,36 @@ test('shared subscriptions: a group\'s members take the messages in turn, each o
   await plain.subscribeAsync('fogedge/devices/sensor-1/jobs/#', { qos: 1 });
   const device = await v5('sensor-1', secrets['sensor-1']!);
   for (let i = 0; i < 10; i++) await device.publishAsync(`fogedge/devices/sensor-1/jobs/${i}`, String(i), { qos: 1 });
-  await waitUntil('all ten to the group and to the plain subscriber', () => got[0]!.length + got[1]!.length === 10 && plainGot.length === 10, 5000);
-  assert.equal([...got[0]!, ...got[1]!].map((m) => Number(m.payload)).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each message to one member, once');
-  assert.ok(got[0]!.length > 0 && got[1]!.length > 0, `both members took some (${got[0]!.length} and ${got[1]!.length})`);
+  await waitUntil(
+    'all ten to the group and to the plain subscriber',
+    () => got[0]!.length + got[1]!.length === 10 && plainGot.length === 10,
+    5000,
+  );
+  assert.equal(
+    [...got[0]!, ...got[1]!].map((m) => Number(m.payload)).sort((a, b) => a - b),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    'each message to one member, once',
+  );
+  assert.ok(
+    got[0]!.length > 0 && got[1]!.length > 0,
+    `both members took some (${got[0]!.length} and ${got[1]!.length})`,
+  );
 
   // A device may not share its way into what it may not read; malformed share names are refused.
   const other = await v5('sensor-2', secrets['sensor-2']!);
   // (mqtt.js itself will not send a wildcard inside a share name.)
-  assert.equal(await suback(other, ['$share/g/fogedge/devices/sensor-1/#', '$share//x', '$share/onlygroup']), [0x87, 0x8f, 0x8f]);
+  assert.equal(
+    await suback(other, ['$share/g/fogedge/devices/sensor-1/#', '$share//x', '$share/onlygroup']),
+    [0x87, 0x8f, 0x8f],
+  );
 
   // A member with a persistent session that is away: the group's messages go to the members that
   // are there, none lost; back, its stored share makes it a member again.
-  const away = await v5('admin', admin, { clientId: 'worker-c', clean: false, properties: { sessionExpiryInterval: 300 } });
+  const away = await v5('admin', admin, {
+    clientId: 'worker-c',
+    clean: false,
+    properties: { sessionExpiryInterval: 300 },
+  });
   await away.subscribeAsync('$share/night/fogedge/devices/sensor-1/batch', { qos: 1 });
   await away.endAsync();
   const stays = await v5('admin', admin, { clientId: 'worker-d' });
@@ -292,14 +495,29 @@ test('shared subscriptions: a group\'s members take the messages in turn, each o
   await stays.subscribeAsync('$share/night/fogedge/devices/sensor-1/batch', { qos: 1 });
   for (let i = 0; i < 4; i++) await device.publishAsync('fogedge/devices/sensor-1/batch', `b${i}`, { qos: 1 });
   await waitUntil('the four to the member that is there', () => staysGot.length === 4, 5000);
-  const back = v5Later('admin', admin, { clientId: 'worker-c', clean: false, properties: { sessionExpiryInterval: 300 } });
+  const back = v5Later('admin', admin, {
+    clientId: 'worker-c',
+    clean: false,
+    properties: { sessionExpiryInterval: 300 },
+  });
   const backGot = received(back);
   back.connect();
   await new Promise((r) => back.once('connect', r));
   for (let i = 4; i < 10; i++) await device.publishAsync('fogedge/devices/sensor-1/batch', `b${i}`, { qos: 1 });
   await waitUntil('the six across the two', () => staysGot.length + backGot.length === 10, 5000);
   assert.ok(backGot.length > 0, 'back, the member takes its turn again (its share came with its session)');
-  assert.equal([...staysGot, ...backGot].map((m) => m.payload).sort(), ['b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'b8', 'b9']);
+  assert.equal([...staysGot, ...backGot].map((m) => m.payload).sort(), [
+    'b0',
+    'b1',
+    'b2',
+    'b3',
+    'b4',
+    'b5',
+    'b6',
+    'b7',
+    'b8',
+    'b9',
+  ]);
   for (const c of [...members, plain, device, other, stays, back]) c.end(true);
 });
 
@@ -311,8 +529,25 @@ test('a subscriber that stops reading holds up nobody: the QoS 1 publisher gets 
   const slowGot: string[] = [];
   parser.on('packet', (p: { cmd: string; topic?: string }) => slowGot.push(p.cmd === 'publish' ? p.topic! : p.cmd));
   slow.on('data', (d) => parser.parse(d));
-  slow.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'slow-reader-5', keepalive: 0, username: 'admin', password: Buffer.from(admin) } as never));
-  slow.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fogedge/devices/sensor-1/bulk', qos: 0 }] } as never));
+  slow.write(
+    mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: 'slow-reader-5',
+      keepalive: 0,
+      username: 'admin',
+      password: Buffer.from(admin),
+    } as never),
+  );
+  slow.write(
+    mqttPacket.generate({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: 'fogedge/devices/sensor-1/bulk', qos: 0 }],
+    } as never),
+  );
   await waitUntil('CONNACK and SUBACK', () => slowGot.length >= 2, 5000);
   slow.pause();
   const app = await v5('admin', admin);
@@ -325,7 +560,8 @@ test('a subscriber that stops reading holds up nobody: the QoS 1 publisher gets 
   const count = 96;
   let acked = 0;
   const published = (async () => {
-    for (let i = 0; i < count; i++) await device.publishAsync('fogedge/devices/sensor-1/bulk', chunk, { qos: 1 }).then(() => acked++);
+    for (let i = 0; i < count; i++)
+      await device.publishAsync('fogedge/devices/sensor-1/bulk', chunk, { qos: 1 }).then(() => acked++);
   })();
   published.catch(() => undefined); // awaited below; a failure here is the test's, not a crash
   // Held up by the slow reader, the publisher would wait mqtt.drainTimeoutMs (60 s) for it.
@@ -333,7 +569,11 @@ test('a subscriber that stops reading holds up nobody: the QoS 1 publisher gets 
   await published;
   await waitUntil('every message at the reading subscriber', () => appGot === count, 20_000);
   slow.resume();
-  await waitUntil('the slow reader, reading again, gets every message', () => slowGot.filter((t) => t === 'fogedge/devices/sensor-1/bulk').length === count, 20_000);
+  await waitUntil(
+    'the slow reader, reading again, gets every message',
+    () => slowGot.filter((t) => t === 'fogedge/devices/sensor-1/bulk').length === count,
+    20_000,
+  );
   slow.destroy();
   device.end(true);
   app.end(true);

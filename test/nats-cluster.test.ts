@@ -29,7 +29,11 @@ const startDetector = async (id: string) => {
 const me = () => getJson(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${session}` } });
 const health = () => getJson(`${base}/api/v1/health`);
 const availableNodes = (h: { json: { nodes: Array<{ id: string; available: boolean }> } }) =>
-  h.json.nodes.filter((n) => n.available).map((n) => n.id).sort().join(',');
+  h.json.nodes
+    .filter((n) => n.available)
+    .map((n) => n.id)
+    .sort()
+    .join(',');
 
 test.before(async () => {
   nats = new NatsServer(await freePort());
@@ -46,7 +50,13 @@ test.before(async () => {
     FOGEDGE__VIDEO__DEMOCAMERA: 'false',
     FOGEDGE__VIDEO__SEGMENTSECONDS: '2',
   };
-  await Promise.all([startNode('b', B_SERVICES), startNode('c', 'system'), startNode('gw', 'api'), startDetector('d1'), startDetector('d2')]);
+  await Promise.all([
+    startNode('b', B_SERVICES),
+    startNode('c', 'system'),
+    startNode('gw', 'api'),
+    startDetector('d1'),
+    startDetector('d2'),
+  ]);
 });
 
 test.after(async () => {
@@ -91,13 +101,19 @@ test('a call crosses processes: the gateway has no accounts service, node b answ
   assert.is(bad.status, 422);
 });
 
-test('live view crosses processes: the gateway relays the fMP4 that node b\'s ffmpeg makes', async () => {
+test("live view crosses processes: the gateway relays the fMP4 that node b's ffmpeg makes", async () => {
   camera = new RtspCamera(await freePort());
   await camera.start();
   const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };
-  const add = await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'yard', name: 'Yard', source: { kind: 'rtsp', url: camera.url() } }) });
+  const add = await getJson(`${base}/api/v1/cameras`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ id: 'yard', name: 'Yard', source: { kind: 'rtsp', url: camera.url() } }),
+  });
   assert.is(add.status, 201, add.text);
-  const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/cameras/yard/live`, { headers: { authorization: `Bearer ${session}` } });
+  const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/cameras/yard/live`, {
+    headers: { authorization: `Bearer ${session}` },
+  });
   const messages: Array<Buffer | string> = [];
   ws.on('message', (data: Buffer, binary) => messages.push(binary ? data : data.toString()));
   await waitUntil('live fragments from node b', () => messages.length >= 6, 20_000);
@@ -107,17 +123,27 @@ test('live view crosses processes: the gateway relays the fMP4 that node b\'s ff
   ws.close();
   // Recordings too come through the gateway from node b's disk: a segment by byte range, a clip.
   const t0 = new Date(Date.now() - 60_000).toISOString();
-  const segs = await waitUntil('a closed segment on node b', async () => {
-    const r = await getJson(`${base}/api/v1/cameras/yard/segments?from=${t0}&to=${new Date(Date.now() + 60_000).toISOString()}`, { headers: auth });
-    return r.json.length >= 2 ? r.json : undefined;
-  }, 20_000, 500);
+  const segs = await waitUntil(
+    'a closed segment on node b',
+    async () => {
+      const r = await getJson(
+        `${base}/api/v1/cameras/yard/segments?from=${t0}&to=${new Date(Date.now() + 60_000).toISOString()}`,
+        { headers: auth },
+      );
+      return r.json.length >= 2 ? r.json : undefined;
+    },
+    20_000,
+    500,
+  );
   const part = await fetch(`${base}/api/v1/recordings/${segs[0].path}`, { headers: { ...auth, range: 'bytes=0-99' } });
   assert.is(part.status, 206);
   assert.is(part.headers.get('content-range'), `bytes 0-99/${segs[0].bytes}`);
   const bytes = Buffer.from(await part.arrayBuffer());
   assert.is(bytes.length, 100);
   assert.is(bytes.toString('latin1', 4, 8), 'ftyp');
-  const clip = await fetch(`${base}/api/v1/cameras/yard/clip.mp4?from=${segs[0].start}&to=${segs[1].end}`, { headers: auth });
+  const clip = await fetch(`${base}/api/v1/cameras/yard/clip.mp4?from=${segs[0].start}&to=${segs[1].end}`, {
+    headers: auth,
+  });
   assert.is(clip.status, 200);
   const mp4 = Buffer.from(await clip.arrayBuffer());
   assert.is(mp4.length, Number(clip.headers.get('content-length')));
@@ -127,10 +153,25 @@ test('live view crosses processes: the gateway relays the fMP4 that node b\'s ff
 
 test('detection on other processes: two detector nodes share the cameras; one dies, the other takes its camera', async () => {
   const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };
-  const add = await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'street', name: 'Street', source: { kind: 'rtsp', url: camera!.url() }, detection: { labels: ['person'] } }) });
+  const add = await getJson(`${base}/api/v1/cameras`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({
+      id: 'street',
+      name: 'Street',
+      source: { kind: 'rtsp', url: camera!.url() },
+      detection: { labels: ['person'] },
+    }),
+  });
   assert.is(add.status, 201, add.text);
-  const events = async (query = '') => (await getJson(`${base}/api/v1/events?camera=street${query}`, { headers: auth })).json as Array<{ start: string }>;
-  await waitUntil('person events made on a detector node', async () => ((await events('&label=person')).length > 0 ? true : undefined), 40_000, 500);
+  const events = async (query = '') =>
+    (await getJson(`${base}/api/v1/events?camera=street${query}`, { headers: auth })).json as Array<{ start: string }>;
+  await waitUntil(
+    'person events made on a detector node',
+    async () => ((await events('&label=person')).length > 0 ? true : undefined),
+    40_000,
+    500,
+  );
   // Which node has the camera: ask both (calls go round-robin).
   const owners = new Set<string>();
   for (let i = 0; i < 6; i++) {
@@ -141,14 +182,24 @@ test('detection on other processes: two detector nodes share the cameras; one di
   const [owner] = [...owners];
   const other = owner === 'd1' ? 'd2' : 'd1';
   await nodes[owner!]!.kill('SIGKILL');
-  const status = await waitUntil(`${other} takes the camera`, async () => {
-    const s = (await getJson(`${base}/api/v1/detector/status`, { headers: auth })).json;
-    return s.node === other && s.cameras?.street?.frames > 0 ? s : undefined;
-  }, 30_000, 500).catch((err: Error) => {
+  const status = await waitUntil(
+    `${other} takes the camera`,
+    async () => {
+      const s = (await getJson(`${base}/api/v1/detector/status`, { headers: auth })).json;
+      return s.node === other && s.cameras?.street?.frames > 0 ? s : undefined;
+    },
+    30_000,
+    500,
+  ).catch((err: Error) => {
     throw new Error(`${err.message}\n${nodes[other]!.lines.slice(-15).join('\n')}`);
   });
   const takenAt = new Date(Date.now() + 1000).toISOString();
-  await waitUntil(`events from ${other}`, async () => ((await events(`&from=${takenAt}`)).length > 0 ? true : undefined), 40_000, 500);
+  await waitUntil(
+    `events from ${other}`,
+    async () => ((await events(`&from=${takenAt}`)).length > 0 ? true : undefined),
+    40_000,
+    500,
+  );
   assert.ok(status.cameras.street.frames > 0);
   const after = (await getJson(`${base}/api/v1/detector/status`, { headers: auth })).json;
   assert.is(after.node, other);
@@ -159,7 +210,9 @@ test('detection on other processes: two detector nodes share the cameras; one di
 
 /** A live viewer through the gateway, with the moment its socket closed and why. */
 function liveViewer(cameraId: string) {
-  const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/cameras/${cameraId}/live`, { headers: { authorization: `Bearer ${session}` } });
+  const ws = new WebSocket(`${base.replace('http', 'ws')}/api/v1/cameras/${cameraId}/live`, {
+    headers: { authorization: `Bearer ${session}` },
+  });
   const viewer = { fragments: 0, closedAt: 0, code: 0 };
   ws.on('message', (_data, binary) => binary && viewer.fragments++);
   ws.on('close', (code) => Object.assign(viewer, { closedAt: Date.now(), code }));
@@ -168,7 +221,11 @@ function liveViewer(cameraId: string) {
 
 test('SIGKILL of node b: accounts calls fail with 503 within seconds; an open live view is closed so its player reconnects; system calls go to node c', async () => {
   const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };
-  const add = await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'gate', name: 'Gate', source: { kind: 'rtsp', url: camera!.url() } }) });
+  const add = await getJson(`${base}/api/v1/cameras`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ id: 'gate', name: 'Gate', source: { kind: 'rtsp', url: camera!.url() } }),
+  });
   assert.is(add.status, 201, add.text);
   const viewer = liveViewer('gate');
   await waitUntil('live fragments from node b', () => viewer.fragments >= 4, 20_000);
@@ -224,10 +281,15 @@ test('nats-server restarted: calls answer 503 at once while it is down, an open 
   assert.is(viewer.code, 1011);
   await new Promise((r) => setTimeout(r, 1500));
   await nats.start();
-  await waitUntil('the cluster to heal after the NATS restart', async () => {
-    const [who, h] = await Promise.all([me(), health()]);
-    return who.status === 200 && h.status === 200 && availableNodes(h) === 'b,c,d1,d2,gw';
-  }, 30_000, 250);
+  await waitUntil(
+    'the cluster to heal after the NATS restart',
+    async () => {
+      const [who, h] = await Promise.all([me(), health()]);
+      return who.status === 200 && h.status === 200 && availableNodes(h) === 'b,c,d1,d2,gw';
+    },
+    30_000,
+    250,
+  );
 });
 
 test.run();

@@ -32,8 +32,25 @@ async function writeSegment(dataDir: string, camera: string, start: number, seco
   const rel = path.join(camera, dayDir(start), `${iso.slice(0, 10)}T${iso.slice(11, 19).replace(/:/g, '-')}-t1.mp4`);
   const file = path.join(dataDir, 'media', rel);
   await mkdir(path.dirname(file), { recursive: true });
-  execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', `testsrc=size=320x240:rate=10:duration=${seconds}`, '-c:v', 'libx264', '-g', '10', '-pix_fmt', 'yuv420p',
-    '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-f', 'mp4', file]);
+  execFileSync('ffmpeg', [
+    '-v',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    `testsrc=size=320x240:rate=10:duration=${seconds}`,
+    '-c:v',
+    'libx264',
+    '-g',
+    '10',
+    '-pix_fmt',
+    'yuv420p',
+    '-movflags',
+    '+frag_keyframe+empty_moov+default_base_moof',
+    '-f',
+    'mp4',
+    file,
+  ]);
   const old = new Date(Date.now() - 120_000);
   await utimes(file, old, old); // not "busy": the recorder that wrote it is gone
   return rel;
@@ -41,9 +58,21 @@ async function writeSegment(dataDir: string, camera: string, start: number, seco
 
 /** Bytes of the files under a folder (LevelDB's log and tables). */
 const dirBytes = (dir: string): number =>
-  readdirSync(dir, { withFileTypes: true }).reduce((sum, e) => sum + (e.isDirectory() ? dirBytes(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).size), 0);
+  readdirSync(dir, { withFileTypes: true }).reduce(
+    (sum, e) => sum + (e.isDirectory() ? dirBytes(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).size),
+    0,
+  );
 
-const eventBase = (id: string, camera: string, start: string) => ({ id, camera, label: 'person', topScore: 0.8, box: [0.1, 0.1, 0.5, 0.9], zones: [], start, stationary: false });
+const eventBase = (id: string, camera: string, start: string) => ({
+  id,
+  camera,
+  label: 'person',
+  topScore: 0.8,
+  box: [0.1, 0.1, 0.5, 0.9],
+  zones: [],
+  start,
+  stationary: false,
+});
 
 test('an event left open by a stop ends at the next start and reaches the bucket; a segment a crash cut short goes up too', async () => {
   const dataDir = await tempDir();
@@ -65,7 +94,12 @@ test('an event left open by a stop ends at the next start and reaches the bucket
     assert.is(stored.id, 'porch-open-1');
     assert.type(stored.end, 'string', 'uploaded as ended');
     const recording = `nl1/porch/${dayDir(Date.now() - 60_000)}/recordings/${path.basename(rel)}`;
-    await waitUntil('the healed segment in the bucket', async () => (await s3.list(recording)).length === 1, 20_000, 200);
+    await waitUntil(
+      'the healed segment in the bucket',
+      async () => (await s3.list(recording)).length === 1,
+      20_000,
+      200,
+    );
     const original = await import('node:fs/promises').then((fs) => fs.readFile(path.join(dataDir, 'media', rel)));
     assert.is(sha256(await s3.download(recording)), sha256(original), 'the same bytes as on the box');
     // A third start uploads nothing twice: the event was handed over once.
@@ -79,7 +113,11 @@ test('an event left open by a stop ends at the next start and reaches the bucket
 });
 
 test('event clips wait for a recorder that is not there yet (status says so), and go up when it comes', async () => {
-  const box = await testBox({ video: { segmentSeconds: 1 }, detector: { preRollSeconds: 1, postRollSeconds: 1 }, sync: { boxId: 'nl2', retryMinMs: 200, retryMaxMs: 1000 } });
+  const box = await testBox({
+    video: { segmentSeconds: 1 },
+    detector: { preRollSeconds: 1, postRollSeconds: 1 },
+    sync: { boxId: 'nl2', retryMinMs: 200, retryMaxMs: 1000 },
+  });
   try {
     await box.broker.call('sync.addTarget', s3.target('s3'));
     await box.broker.call('sync.setPolicy', { resources: ['events', 'clips'] });
@@ -89,8 +127,17 @@ test('event clips wait for a recorder that is not there yet (status says so), an
     await writeSegment(box.dataDir, 'gate', t0, 6);
     const start = new Date(t0 + 2000).toISOString();
     await box.broker.call('events.record', { ...eventBase('gate-1', 'gate', start), type: 'start', end: null });
-    await box.broker.call('events.record', { ...eventBase('gate-1', 'gate', start), type: 'end', end: new Date(t0 + 3000).toISOString() });
-    await waitUntil('sync waiting for the recorder', async () => (await syncStatus(box)).waitingFor.includes('recorder'), 15_000, 100);
+    await box.broker.call('events.record', {
+      ...eventBase('gate-1', 'gate', start),
+      type: 'end',
+      end: new Date(t0 + 3000).toISOString(),
+    });
+    await waitUntil(
+      'sync waiting for the recorder',
+      async () => (await syncStatus(box)).waitingFor.includes('recorder'),
+      15_000,
+      100,
+    );
     const clip = `nl2/gate/${start.slice(0, 10)}/gate-1/clip.mp4`;
     assert.equal(await s3.list(clip), [], 'no clip while the recorder is away');
     await new Promise((r) => setTimeout(r, 1000));
@@ -121,18 +168,29 @@ test('a segment file with nothing playable (the disk filled before its first fra
     await utimes(empty, old, old);
     box.broker.createService(SERVICE_FACTORIES.recorder(box.config));
     await box.broker.waitForServices('recorder', 10_000);
-    await waitUntil('the empty file gone', async () => !(await readdir(dir)).includes(path.basename(empty)), 10_000, 100);
+    await waitUntil(
+      'the empty file gone',
+      async () => !(await readdir(dir)).includes(path.basename(empty)),
+      10_000,
+      100,
+    );
   } finally {
     await box.stop();
   }
 });
 
-test('write less to flash: the box\'s retained snapshot JPEGs reach subscribers but not the MQTT store on disk', async () => {
+test("write less to flash: the box's retained snapshot JPEGs reach subscribers but not the MQTT store on disk", async () => {
   const port = await freePort();
   const box = await testBox({ mqtt: { host: '127.0.0.1', port, tlsPort: null } });
   try {
     const admin = await withAdmin(box);
-    const spec = { id: 'yard', name: 'Yard', enabled: false, source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/x' }, detection: { labels: ['person'] } };
+    const spec = {
+      id: 'yard',
+      name: 'Yard',
+      enabled: false,
+      source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/x' },
+      detection: { labels: ['person'] },
+    };
     assert.is((await box.request('POST', '/api/v1/cameras', { auth: admin, body: spec })).status, 201);
     const mqttDb = path.join(box.dataDir, 'db', 'mqtt');
     await new Promise((r) => setTimeout(r, 500));
@@ -145,9 +203,16 @@ test('write less to flash: the box\'s retained snapshot JPEGs reach subscribers 
       const event = { ...eventBase(`yard-${i}`, 'yard', start), topScore: 0.5 + i / 100, end: null };
       await box.broker.call('events.record', { type: 'start', ...event, snapshot: jpeg.toString('base64') });
     }
-    const ha = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: 'admin', password: admin, reconnectPeriod: 0 });
+    const ha = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+      username: 'admin',
+      password: admin,
+      reconnectPeriod: 0,
+    });
     const snapshot = await new Promise<Buffer>((resolve) => {
-      ha.on('message', (topic, payload) => topic === 'fogedge/cameras/yard/person/snapshot' && payload.length && resolve(payload));
+      ha.on(
+        'message',
+        (topic, payload) => topic === 'fogedge/cameras/yard/person/snapshot' && payload.length && resolve(payload),
+      );
       void ha.subscribeAsync('fogedge/cameras/yard/person/snapshot');
     });
     assert.ok(snapshot.length > 100 * 1024, 'a new subscriber gets the retained snapshot');
@@ -160,7 +225,9 @@ test('write less to flash: the box\'s retained snapshot JPEGs reach subscribers 
 });
 
 /** A loopback server that counts what reaches it: an address the box must not be made to fetch. */
-async function countingServer(answer: (url: string) => { status: number; headers?: Record<string, string>; body?: Buffer }) {
+async function countingServer(
+  answer: (url: string) => { status: number; headers?: Record<string, string>; body?: Buffer },
+) {
   const hits: string[] = [];
   const port = await freePort();
   const server: Server = createServer((req, res) => {
@@ -174,29 +241,76 @@ async function countingServer(answer: (url: string) => { status: number; headers
 
 test("roles: the installer cannot send the household's video anywhere, nor make the box fetch an address of its choosing", async () => {
   const secret = await countingServer(() => ({ status: 200, body: Buffer.from('internal admin page') }));
-  const vendor = await countingServer((url) => (url.includes('redirect') ? { status: 302, headers: { location: `${secret.url}/x.img` } } : { status: 200, body: Buffer.from('not the image you named') }));
+  const vendor = await countingServer((url) =>
+    url.includes('redirect')
+      ? { status: 302, headers: { location: `${secret.url}/x.img` } }
+      : { status: 200, body: Buffer.from('not the image you named') },
+  );
   const box = await testBox({ usp: { firmwareSources: [`${vendor.url}/images/`] } });
   try {
     const admin = await withAdmin(box);
-    assert.is((await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'fitter', password: 'installer-password', role: 'installer' } })).status, 201);
-    const fitter = box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'installer-password' } })).headers)!;
+    assert.is(
+      (
+        await box.request('POST', '/api/v1/users', {
+          auth: admin,
+          body: { username: 'fitter', password: 'installer-password', role: 'installer' },
+        })
+      ).status,
+      201,
+    );
+    const fitter = box.sessionOf(
+      (
+        await box.request('POST', '/api/v1/auth/login', {
+          body: { username: 'fitter', password: 'installer-password' },
+        })
+      ).headers,
+    )!;
 
     const add = await box.request('POST', '/api/v1/sync/targets', { auth: fitter, body: s3.target('fitters-bucket') });
     assert.is(add.status, 403, add.text);
     assert.is((await box.request('POST', '/api/v1/sync/test', { auth: fitter, body: s3.target('probe') })).status, 403);
-    assert.is((await box.request('POST', '/api/v1/sync/targets', { auth: admin, body: s3.target('home') })).status, 201, 'the admin chooses');
+    assert.is(
+      (await box.request('POST', '/api/v1/sync/targets', { auth: admin, body: s3.target('home') })).status,
+      201,
+      'the admin chooses',
+    );
     assert.is((await box.request('DELETE', '/api/v1/sync/targets/home', { auth: fitter })).status, 403);
 
-    const wider = await box.request('PUT', '/api/v1/sync/policy', { auth: fitter, body: { resources: ['events', 'snapshots', 'clips', 'recordings'] } });
+    const wider = await box.request('PUT', '/api/v1/sync/policy', {
+      auth: fitter,
+      body: { resources: ['events', 'snapshots', 'clips', 'recordings'] },
+    });
     assert.is(wider.status, 403, wider.text);
     assert.match(wider.json.error.message, /widens resources/);
-    const narrower = await box.request('PUT', '/api/v1/sync/policy', { auth: fitter, body: { resources: ['events'], maxBytesPerDay: 5_000_000 } });
-    assert.is(narrower.status, 200, 'narrowing and limits are the installer\'s to set');
-    assert.is((await box.request('PUT', '/api/v1/sync/policy', { auth: fitter, body: { resources: ['events', 'clips'] } })).status, 403, 'and no widening back');
-    assert.is((await box.request('PUT', '/api/v1/sync/policy', { auth: admin, body: { resources: ['events', 'clips', 'recordings'] } })).status, 200);
+    const narrower = await box.request('PUT', '/api/v1/sync/policy', {
+      auth: fitter,
+      body: { resources: ['events'], maxBytesPerDay: 5_000_000 },
+    });
+    assert.is(narrower.status, 200, "narrowing and limits are the installer's to set");
+    assert.is(
+      (await box.request('PUT', '/api/v1/sync/policy', { auth: fitter, body: { resources: ['events', 'clips'] } }))
+        .status,
+      403,
+      'and no widening back',
+    );
+    assert.is(
+      (
+        await box.request('PUT', '/api/v1/sync/policy', {
+          auth: admin,
+          body: { resources: ['events', 'clips', 'recordings'] },
+        })
+      ).status,
+      200,
+    );
 
-    const campaign = (url: string) => box.request('POST', '/api/v1/usp/campaigns', { auth: fitter, body: { url, sha256: 'a'.repeat(64) } });
-    for (const url of [`${secret.url}/x.img`, `${vendor.url}/other/x.img`, `${vendor.url}/images/../x.img`, `http://user:pw@${vendor.url.slice(7)}/images/x.img`]) {
+    const campaign = (url: string) =>
+      box.request('POST', '/api/v1/usp/campaigns', { auth: fitter, body: { url, sha256: 'a'.repeat(64) } });
+    for (const url of [
+      `${secret.url}/x.img`,
+      `${vendor.url}/other/x.img`,
+      `${vendor.url}/images/../x.img`,
+      `http://user:pw@${vendor.url.slice(7)}/images/x.img`,
+    ]) {
       const res = await campaign(url);
       assert.is(res.json.error.type, 'SOURCE_NOT_ALLOWED', `${url}: ${res.text}`);
     }
@@ -204,7 +318,11 @@ test("roles: the installer cannot send the household's video anywhere, nor make 
     assert.is(redirected.json.error.type, 'IMAGE_FETCH_FAILED', redirected.text);
     const wrong = await campaign(`${vendor.url}/images/x.img`);
     assert.is(wrong.json.error.type, 'CHECKSUM_MISMATCH');
-    assert.not.match(wrong.text, sha256(Buffer.from('not the image you named')), 'the answer does not tell what the URL holds');
+    assert.not.match(
+      wrong.text,
+      sha256(Buffer.from('not the image you named')),
+      'the answer does not tell what the URL holds',
+    );
     assert.equal(secret.hits, [], 'the address nobody allowed was never reached');
   } finally {
     await box.stop();
@@ -223,7 +341,11 @@ test('health answers whatever the credential, and says why when the services beh
     const noAccounts = await box.request('GET', '/api/v1/health', { auth: token });
     assert.is(noAccounts.status, 503);
     assert.is(noAccounts.json.status, 'degraded', noAccounts.text);
-    assert.ok(noAccounts.json.services.some((s: { name: string; status: string }) => s.name === 'accounts' && s.status === 'down'));
+    assert.ok(
+      noAccounts.json.services.some(
+        (s: { name: string; status: string }) => s.name === 'accounts' && s.status === 'down',
+      ),
+    );
     await box.broker.destroyService(box.broker.getLocalService('system')!);
     const noSystem = await box.request('GET', '/api/v1/health', { auth: 'a-stale-token' });
     assert.is(noSystem.status, 503);

@@ -40,7 +40,11 @@ test('by age: each camera keeps its own number of days; removed cameras get the 
   const yard = await f.add('yard', NOW - 3 * DAY);
   const gone = await f.add('removed', NOW - 8 * DAY);
   const days: Record<string, number> = { front: 2, yard: 30 };
-  const retention = new Retention(f.index, f.media, { retainDays: (c) => days[c] ?? 7, quotaBytes: null, minFreeBytes: 0 });
+  const retention = new Retention(f.index, f.media, {
+    retainDays: (c) => days[c] ?? 7,
+    quotaBytes: null,
+    minFreeBytes: 0,
+  });
   const r = await retention.run(NOW);
   assert.is(r.byAge, 2);
   assert.not.ok(existsSync(path.join(f.media, old.path)));
@@ -86,7 +90,10 @@ test('continuous mode: footage around events is kept for eventRetainDays; unknow
   const policy = {
     retainDays: () => 2,
     eventRetainDays: () => 30,
-    eventRanges: async (): Promise<Array<[number, number]>> => [[withEvent.start, withEvent.end], [tooOld.start, tooOld.end]],
+    eventRanges: async (): Promise<Array<[number, number]>> => [
+      [withEvent.start, withEvent.end],
+      [tooOld.start, tooOld.end],
+    ],
     quotaBytes: null,
     minFreeBytes: 0,
   };
@@ -96,7 +103,10 @@ test('continuous mode: footage around events is kept for eventRetainDays; unknow
   assert.not.ok(existsSync(path.join(f.media, tooOld.path)), 'past eventRetainDays even with an event');
   // The events service unreachable: nothing goes by age before eventRetainDays.
   const kept = await f.add('yard', NOW - 4 * DAY);
-  assert.is((await new Retention(f.index, f.media, { ...policy, eventRanges: async () => undefined }).run(NOW)).byAge, 0);
+  assert.is(
+    (await new Retention(f.index, f.media, { ...policy, eventRanges: async () => undefined }).run(NOW)).byAge,
+    0,
+  );
   assert.ok(existsSync(path.join(f.media, kept.path)));
   await f.done();
 });
@@ -114,8 +124,16 @@ test('by quota: the oldest of any camera goes first until the recordings fit', a
   assert.is(r.bytesFreed, 8000);
   assert.is(await f.index.totalBytes(), 8000);
   // What each camera's recordings take (the System page), kept up to date as segments go.
-  assert.equal(await f.index.usage(), { a: { bytes: 4000, segments: 1, oldest: c.start }, b: { bytes: 4000, segments: 1, oldest: d.start } });
-  for (const [s, kept] of [[a, false], [b, false], [c, true], [d, true]] as const) {
+  assert.equal(await f.index.usage(), {
+    a: { bytes: 4000, segments: 1, oldest: c.start },
+    b: { bytes: 4000, segments: 1, oldest: d.start },
+  });
+  for (const [s, kept] of [
+    [a, false],
+    [b, false],
+    [c, true],
+    [d, true],
+  ] as const) {
     assert.is(existsSync(path.join(f.media, s.path)), kept, s.path);
   }
   await f.done();
@@ -127,13 +145,30 @@ test('recordings waiting to go up to the cloud stay past their days and over the
   const next = await f.add('a', NOW - 3000_000, 4000);
   const newest = await f.add('a', NOW - 2000_000, 4000);
   const pinned = async () => new Set([old.path, next.path]);
-  const kept = await new Retention(f.index, f.media, { retainDays: () => 30, quotaBytes: 5000, minFreeBytes: 0, pinned }).run(NOW);
-  assert.equal(kept, { byAge: 0, bySpace: 0, bytesFreed: 0, reclaimedBytes: 0, diskFull: false }, 'the oldest is pinned: nothing goes for age or quota');
+  const kept = await new Retention(f.index, f.media, {
+    retainDays: () => 30,
+    quotaBytes: 5000,
+    minFreeBytes: 0,
+    pinned,
+  }).run(NOW);
+  assert.equal(
+    kept,
+    { byAge: 0, bySpace: 0, bytesFreed: 0, reclaimedBytes: 0, diskFull: false },
+    'the oldest is pinned: nothing goes for age or quota',
+  );
   // Below the floor, the disk comes first: pinned or not, the oldest go.
   const free = async () => 1000 + (12_000 - (await f.index.totalBytes()));
-  const r = await new Retention(f.index, f.media, { retainDays: () => 30, quotaBytes: null, minFreeBytes: 8000, pinned }, free).run(NOW);
+  const r = await new Retention(
+    f.index,
+    f.media,
+    { retainDays: () => 30, quotaBytes: null, minFreeBytes: 8000, pinned },
+    free,
+  ).run(NOW);
   assert.is(r.bySpace, 2);
-  assert.equal((await f.index.list('a', 0, NOW)).map((s) => s.path), [newest.path]);
+  assert.equal(
+    (await f.index.list('a', 0, NOW)).map((s) => s.path),
+    [newest.path],
+  );
   await f.done();
 });
 
@@ -143,9 +178,17 @@ test('by free space: oldest go until the floor is met (disk reading injected: a 
   for (let i = 0; i < 5; i++) all.push(await f.add('cam', NOW - (10 - i) * 60_000, 1000));
   // The pretend disk has 2000 bytes free, plus whatever retention deletes.
   const free = async () => 2000 + (5000 - (await f.index.totalBytes()));
-  const r = await new Retention(f.index, f.media, { retainDays: () => 30, quotaBytes: null, minFreeBytes: 4500 }, free).run(NOW);
+  const r = await new Retention(
+    f.index,
+    f.media,
+    { retainDays: () => 30, quotaBytes: null, minFreeBytes: 4500 },
+    free,
+  ).run(NOW);
   assert.is(r.bySpace, 3, 'three deletions bring 2000 free bytes to 5000 >= 4500');
-  assert.equal((await f.index.list('cam', 0, NOW)).map((s) => s.path), all.slice(3).map((s) => s.path));
+  assert.equal(
+    (await f.index.list('cam', 0, NOW)).map((s) => s.path),
+    all.slice(3).map((s) => s.path),
+  );
   await f.done();
 });
 
@@ -155,19 +198,32 @@ test('a live camera under a small quota: the recordings stay within it and the n
   const quota = 2 * 1024 * 1024;
   const box = await testBox({ video: { segmentSeconds: 2, quotaBytes: quota, retentionIntervalSeconds: 1 } });
   const admin = await withAdmin(box);
-  await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'q', name: 'Quota', source: { kind: 'rtsp', url: cam.url() } } });
+  await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'q', name: 'Quota', source: { kind: 'rtsp', url: cam.url() } },
+  });
   const media = path.join(box.dataDir, 'media', 'q');
   const sizeOnDisk = async () => {
     let sum = 0;
-    for (const f of await readdir(media, { recursive: true })) if (f.endsWith('.mp4')) sum += (await stat(path.join(media, f))).size;
+    for (const f of await readdir(media, { recursive: true }))
+      if (f.endsWith('.mp4')) sum += (await stat(path.join(media, f))).size;
     return sum;
   };
   const from = new Date(Date.now() - 60_000).toISOString();
   // ~400 KB a segment at this bitrate: 2 MiB is passed after ~10 s.
-  await waitUntil('retention to remove the first segments', async () => {
-    const r = await box.request('GET', `/api/v1/cameras/q/timeline?from=${from}&to=${new Date(Date.now() + 60_000).toISOString()}`, { auth: admin });
-    return r.json.ranges.length === 1 && Date.parse(r.json.ranges[0].start) > Date.parse(from) + 60_000 + 4000;
-  }, 40_000, 500);
+  await waitUntil(
+    'retention to remove the first segments',
+    async () => {
+      const r = await box.request(
+        'GET',
+        `/api/v1/cameras/q/timeline?from=${from}&to=${new Date(Date.now() + 60_000).toISOString()}`,
+        { auth: admin },
+      );
+      return r.json.ranges.length === 1 && Date.parse(r.json.ranges[0].start) > Date.parse(from) + 60_000 + 4000;
+    },
+    40_000,
+    500,
+  );
   // One open segment may be on disk beyond what the index counts.
   assert.ok((await sizeOnDisk()) < quota + 1024 * 1024, `on disk: ${await sizeOnDisk()} bytes`);
   const status = (await box.request('GET', '/api/v1/cameras/q', { auth: admin })).json.status;

@@ -23,7 +23,11 @@ for (const file of files) {
   const t0 = Date.now();
   const output = await new Promise<{ code: number | null; text: string }>((resolve) => {
     // Own process group, so a hung file and everything it started can be killed together.
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join('test', file)], { cwd: root, env: process.env, detached: true });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join('test', file)], {
+      cwd: root,
+      env: process.env,
+      detached: true,
+    });
     let text = '';
     const timer = setTimeout(() => {
       text += `\nkilled: still running after ${FILE_TIMEOUT_MS / 1000} s\n`;
@@ -52,10 +56,17 @@ for (const file of files) {
   console.log(`${fileFailed ? 'FAIL' : 'ok  '} ${file} (${ok}/${total}, ${seconds} s)`);
   if (fileFailed) {
     failedFiles.push(file);
-    console.log(output.text.split('\n').map((l) => `    ${l}`).join('\n'));
+    console.log(
+      output.text
+        .split('\n')
+        .map((l) => `    ${l}`)
+        .join('\n'),
+    );
   }
 }
 
-console.log(`\n${files.length} files in ${((Date.now() - started) / 1000).toFixed(0)} s${failedFiles.length ? `; failed: ${failedFiles.join(', ')}` : ''}`);
+console.log(
+  `\n${files.length} files in ${((Date.now() - started) / 1000).toFixed(0)} s${failedFiles.length ? `; failed: ${failedFiles.join(', ')}` : ''}`,
+);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 || files.length === 0 ? 1 : 0);

@@ -32,10 +32,13 @@ const fillTo = async (leave: number, name: string) => {
 };
 const segments = async () => {
   const from = new Date(Date.now() - 3_600_000).toISOString();
-  const res = await box.request('GET', `/api/v1/cameras/yard/segments?from=${from}&to=${new Date().toISOString()}`, { auth: admin });
+  const res = await box.request('GET', `/api/v1/cameras/yard/segments?from=${from}&to=${new Date().toISOString()}`, {
+    auth: admin,
+  });
   return res.json as Array<{ start: string; end: string; path: string }>;
 };
-const clipUrl = (from: number, to: number) => `/api/v1/cameras/yard/clip.mp4?from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}`;
+const clipUrl = (from: number, to: number) =>
+  `/api/v1/cameras/yard/clip.mp4?from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}`;
 const health = () => box.request('GET', '/api/v1/health');
 const clipFiles = async () => (await readdir(path.join(mountDir, 'data', 'clips')).catch(() => [] as string[])).sort();
 
@@ -55,9 +58,15 @@ test.before(async () => {
     admp: { telemetrySeconds: 3600, reconnectMs: 200, reconnectMaxMs: 1000 },
   });
   admin = await withAdmin(box);
-  const provisioned = await box.request('PUT', '/api/v1/admp/provisioning', { auth: admin, body: { url: adm.url, boxId: 'box-d', username: 'box-d', password: 'box-secret-d' } });
+  const provisioned = await box.request('PUT', '/api/v1/admp/provisioning', {
+    auth: admin,
+    body: { url: adm.url, boxId: 'box-d', username: 'box-d', password: 'box-secret-d' },
+  });
   assert.is(provisioned.status, 200, provisioned.text);
-  const add = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'yard', name: 'Yard', source: { kind: 'rtsp', url: camera.url() } } });
+  const add = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'yard', name: 'Yard', source: { kind: 'rtsp', url: camera.url() } },
+  });
   assert.is(add.status, 201, add.text);
   await waitUntil('4 segments recorded', async () => (await segments()).length >= 4, 40_000, 250);
 });
@@ -75,9 +84,18 @@ test('eight requests for the same clip at once: one clip made, every answer the 
   const list = await segments();
   const from = Date.parse(list[1]!.start);
   const to = from + 2500;
-  const answers = await Promise.all(Array.from({ length: 8 }, () => box.app.request(clipUrl(from, to), { headers: { authorization: `Bearer ${admin}` } })));
-  const bodies = await Promise.all(answers.map(async (r) => ({ status: r.status, body: Buffer.from(await r.arrayBuffer()) })));
-  assert.equal(bodies.map((b) => b.status), Array(8).fill(200));
+  const answers = await Promise.all(
+    Array.from({ length: 8 }, () =>
+      box.app.request(clipUrl(from, to), { headers: { authorization: `Bearer ${admin}` } }),
+    ),
+  );
+  const bodies = await Promise.all(
+    answers.map(async (r) => ({ status: r.status, body: Buffer.from(await r.arrayBuffer()) })),
+  );
+  assert.equal(
+    bodies.map((b) => b.status),
+    Array(8).fill(200),
+  );
   const hashes = new Set(bodies.map((b) => createHash('sha256').update(b.body).digest('hex')));
   assert.is(hashes.size, 1, 'every answer the same bytes');
   const file = path.join(await tempDir(), 'clip.mp4');
@@ -89,7 +107,9 @@ test('eight requests for the same clip at once: one clip made, every answer the 
 
 test('a clip larger than the clip cache is refused with the reason (507), and nothing is written', async () => {
   const list = await segments();
-  const res = await box.request('GET', clipUrl(Date.parse(list[0]!.start), Date.parse(list.at(-1)!.end)), { auth: admin });
+  const res = await box.request('GET', clipUrl(Date.parse(list[0]!.start), Date.parse(list.at(-1)!.end)), {
+    auth: admin,
+  });
   assert.is(res.status, 507, res.text);
   assert.is(res.json.error.type, 'CLIP_TOO_LARGE');
   assert.match(res.json.error.message, /clip cache/);
@@ -103,11 +123,16 @@ test('Range: a suffix longer than the file gets the whole file (RFC 9110), "-0" 
   const whole = await box.app.request(url, { headers: { authorization: `Bearer ${admin}` } });
   const size = Number(whole.headers.get('content-length'));
   assert.is((await whole.arrayBuffer()).byteLength, size);
-  const suffix = await box.app.request(url, { headers: { authorization: `Bearer ${admin}`, range: `bytes=-${size * 10}` } });
+  const suffix = await box.app.request(url, {
+    headers: { authorization: `Bearer ${admin}`, range: `bytes=-${size * 10}` },
+  });
   assert.is(suffix.status, 206);
   assert.is(suffix.headers.get('content-range'), `bytes 0-${size - 1}/${size}`);
   assert.is((await suffix.arrayBuffer()).byteLength, size);
-  assert.is((await box.app.request(url, { headers: { authorization: `Bearer ${admin}`, range: 'bytes=-0' } })).status, 416);
+  assert.is(
+    (await box.app.request(url, { headers: { authorization: `Bearer ${admin}`, range: 'bytes=-0' } })).status,
+    416,
+  );
 });
 
 test('under the free-space floor, cached clips go before any recording; a disk nothing can free is reported full, and recovers', async () => {
@@ -129,16 +154,26 @@ test('under the free-space floor, cached clips go before any recording; a disk n
 
   // Now nothing the box may delete brings it back over the floor.
   await fillTo(FLOOR - 4 * MiB, 'other-program-b');
-  const full = await waitUntil('health says disk full', async () => {
-    const h = await health();
-    return h.status === 503 && JSON.stringify(h.json).includes('disk full') ? h : undefined;
-  }, 20_000, 250);
+  const full = await waitUntil(
+    'health says disk full',
+    async () => {
+      const h = await health();
+      return h.status === 503 && JSON.stringify(h.json).includes('disk full') ? h : undefined;
+    },
+    20_000,
+    250,
+  );
   const recorder = full.json.services.find((s: { name: string }) => s.name === 'recorder');
   assert.is(recorder.status, 'degraded');
   assert.match(recorder.instances[0].error, /disk full: \d+ bytes free, under the floor/);
   assert.is((await box.request('GET', '/api/v1/system/storage', { auth: admin })).json.diskFull, true);
   // The operator hears it now (telemetry is hourly here), with the reason.
-  const sample = await operator.waitFor('a health sample saying disk full', 'health', (b) => b.services?.problems?.some((p: { error: string }) => /disk full/.test(p.error)), 10_000);
+  const sample = await operator.waitFor(
+    'a health sample saying disk full',
+    'health',
+    (b) => b.services?.problems?.some((p: { error: string }) => /disk full/.test(p.error)),
+    10_000,
+  );
   assert.is(sample.services.problems.find((p: { service: string }) => p.service === 'recorder')?.service, 'recorder');
   const refused = await box.request('GET', clipUrl(Date.now() - 6000, Date.now() - 5000), { auth: admin });
   assert.ok([404, 507].includes(refused.status), `a clip now: ${refused.status} ${refused.text}`);
@@ -147,7 +182,12 @@ test('under the free-space floor, cached clips go before any recording; a disk n
   await rm(path.join(mountDir, 'other-program-b'));
   await waitUntil('health back to ok', async () => (await health()).status === 200, 20_000, 250);
   assert.is((await box.request('GET', '/api/v1/system/storage', { auth: admin })).json.diskFull, false);
-  await waitUntil('recording again', async () => (await segments()).some((s) => Date.parse(s.end) > Date.now() - 6000), 30_000, 250);
+  await waitUntil(
+    'recording again',
+    async () => (await segments()).some((s) => Date.parse(s.end) > Date.now() - 6000),
+    30_000,
+    250,
+  );
 });
 
 test.run();

@@ -20,9 +20,18 @@ test('collections keep typed JSON values apart, list in key order, survive a reo
   await others.put('a', { name: 'other', n: 9 });
   assert.equal(await things.get('a'), { name: 'ay', n: 1 });
   assert.is(await things.get('zzz'), undefined);
-  assert.equal((await things.values()).map((t) => t.n), [1, 2]);
-  assert.equal((await things.values({ reverse: true, limit: 1 })).map((t) => t.n), [2]);
-  assert.equal((await things.values({ gte: 'b' })).map((t) => t.n), [2]);
+  assert.equal(
+    (await things.values()).map((t) => t.n),
+    [1, 2],
+  );
+  assert.equal(
+    (await things.values({ reverse: true, limit: 1 })).map((t) => t.n),
+    [2],
+  );
+  assert.equal(
+    (await things.values({ gte: 'b' })).map((t) => t.n),
+    [2],
+  );
   await things.del('b');
   await store.close();
 
@@ -41,7 +50,10 @@ test('a second process-level open of the same store is refused, not corrupted', 
     await Store.open(dir);
     assert.unreachable('second open should fail');
   } catch (err) {
-    assert.match(String((err as Error).message) + String((err as { cause?: Error }).cause?.message), /lock|LOCK|not open/i);
+    assert.match(
+      String((err as Error).message) + String((err as { cause?: Error }).cause?.message),
+      /lock|LOCK|not open/i,
+    );
   }
   assert.equal(await store.collection<Thing>('things').get('x'), { name: 'x', n: 1 });
   await store.close();

@@ -66,12 +66,23 @@ test('killed in the middle of a 21 MiB upload: after the restart (with another s
   const rel = `cam1/${day}/${day}T10-00-00-run1.mp4`;
   await mkdir(path.join(dataDir, 'media', path.dirname(rel)), { recursive: true });
   await writeFile(path.join(dataDir, 'media', rel), data);
-  await bus.emit('recording.segment.closed', { camera: 'cam1', path: rel, start: Date.now() - 60_000, end: Date.now(), bytes: data.length });
+  await bus.emit('recording.segment.closed', {
+    camera: 'cam1',
+    path: rel,
+    start: Date.now() - 60_000,
+    end: Date.now(),
+    bytes: data.length,
+  });
 
-  await waitUntil('2 parts sent to each target', async () => {
-    const item = (await queue())[0];
-    return item && Object.values(item.targets).every((t) => t.partsSent >= 2);
-  }, 30_000, 100);
+  await waitUntil(
+    '2 parts sent to each target',
+    async () => {
+      const item = (await queue())[0];
+      return item && Object.values(item.targets).every((t) => t.partsSent >= 2);
+    },
+    30_000,
+    100,
+  );
   await node.kill('SIGKILL');
 
   // The installer changed the part size meanwhile: the upload under way keeps the one it began with.
@@ -82,12 +93,18 @@ test('killed in the middle of a 21 MiB upload: after the restart (with another s
   await waitUntil('the outbox empty', async () => (await queue()).length === 0, 40_000, 250);
 
   // Resumed, not sent again: no stored object differed from what was sent.
-  assert.not.ok(node.lines.some((l) => /differs from what was sent|REJECTED/.test(l)), node.lines.filter((l) => /differs|REJECTED/.test(l)).join('\n'));
+  assert.not.ok(
+    node.lines.some((l) => /differs from what was sent|REJECTED/.test(l)),
+    node.lines.filter((l) => /differs|REJECTED/.test(l)).join('\n'),
+  );
   const name = `box9/cam1/${day}/recordings/${path.basename(rel)}`;
   assert.is(sha256(await s3.download(name)), sha256(data), 'S3 object whole');
   assert.is(sha256(await az.download('fogedge', name)), sha256(data), 'Azure blob whole');
   const status = await bus.call<{ targets: Array<{ id: string; sentItems: number }> }, object>('sync.status', {});
-  assert.ok(status.targets.every((t) => t.sentItems === 1), 'sent once to each');
+  assert.ok(
+    status.targets.every((t) => t.sentItems === 1),
+    'sent once to each',
+  );
 });
 
 test.run();

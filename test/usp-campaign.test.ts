@@ -31,31 +31,54 @@ const publish = (name: string, version: string, key = vendor.privateKey) => {
 };
 
 async function startCamera(id: string) {
-  const secret = (await box.request('POST', '/api/v1/devices', { auth: admin, body: { id, name: id } })).json.secret as string;
+  const secret = (await box.request('POST', '/api/v1/devices', { auth: admin, body: { id, name: id } })).json
+    .secret as string;
   const dataDir = await tempDir('fogedge-cam-');
   dirs.push(dataDir);
   const options: CameraAgentOptions = {
-    id, secret, mqttUrl: `mqtt://127.0.0.1:${box.config.mqtt!.port}`, dataDir, hasStreamKey: () => true,
-    vendorKey: vendor.publicKey, info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: id }, factoryVersion: '1.0.0', agentVersion: '0.1.0',
+    id,
+    secret,
+    mqttUrl: `mqtt://127.0.0.1:${box.config.mqtt!.port}`,
+    dataDir,
+    hasStreamKey: () => true,
+    vendorKey: vendor.publicKey,
+    info: { manufacturer: 'FogEdge', modelName: 'fogcam-1', serialNumber: id },
+    factoryVersion: '1.0.0',
+    agentVersion: '0.1.0',
     // An hour of its own: a campaign's shorter trial must reach the camera (the rollback test waits 90 s).
-    slotBytes: 1 << 20, trialSeconds: 3600,
+    slotBytes: 1 << 20,
+    trialSeconds: 3600,
     healthy: () => !broken.has(agents.get(id)!.slots.version),
     // The bootloader: the agent stops, and starts again from its disk.
-    reboot: () => void (async () => {
-      await agents.get(id)!.stop();
-      agents.set(id, await CameraAgent.start(options));
-    })(),
+    reboot: () =>
+      void (async () => {
+        await agents.get(id)!.stop();
+        agents.set(id, await CameraAgent.start(options));
+      })(),
   };
   agents.set(id, await CameraAgent.start(options));
 }
 
 const campaign = (body: object) => box.request('POST', '/api/v1/usp/campaigns', { auth: admin, body });
 const finished = (id: string, timeoutMs = 60_000) =>
-  waitUntil(`campaign ${id} finished`, async () => {
-    const c = (await box.request('GET', `/api/v1/usp/campaigns/${id}`, { auth: admin })).json as Campaign;
-    return c.state !== 'running' && c;
-  }, timeoutMs, 200);
-const versions = async () => Object.fromEntries(((await box.request('GET', '/api/v1/usp/endpoints', { auth: admin })).json as Array<{ device: string; softwareVersion: string }>).map((e) => [e.device, e.softwareVersion]));
+  waitUntil(
+    `campaign ${id} finished`,
+    async () => {
+      const c = (await box.request('GET', `/api/v1/usp/campaigns/${id}`, { auth: admin })).json as Campaign;
+      return c.state !== 'running' && c;
+    },
+    timeoutMs,
+    200,
+  );
+const versions = async () =>
+  Object.fromEntries(
+    (
+      (await box.request('GET', '/api/v1/usp/endpoints', { auth: admin })).json as Array<{
+        device: string;
+        softwareVersion: string;
+      }>
+    ).map((e) => [e.device, e.softwareVersion]),
+  );
 
 test.before(async () => {
   vendorServer = await VendorServer.start();
@@ -63,13 +86,18 @@ test.before(async () => {
   lockDir = await tempDir('fogedge-balena-lock-');
   dirs.push(lockDir);
   box = await testBox({
-    http: { port: httpPort }, mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null }, usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}`, firmwareSources: [vendorServer.url] },
+    http: { port: httpPort },
+    mqtt: { host: '127.0.0.1', port: await freePort(), tlsPort: null },
+    usp: { imageBaseUrl: `http://127.0.0.1:${httpPort}`, firmwareSources: [vendorServer.url] },
     // Where balena's supervisor would look for its update lock (/tmp/balena/updates.lock on a device).
     update: { lockFile: path.join(lockDir, 'updates.lock') },
   });
   admin = await withAdmin(box);
   for (const id of ['cam-a', 'cam-b', 'cam-c']) await startCamera(id);
-  await waitUntil('three cameras known', async () => Object.values(await versions()).filter((v) => v === '1.0.0').length === 3);
+  await waitUntil(
+    'three cameras known',
+    async () => Object.values(await versions()).filter((v) => v === '1.0.0').length === 3,
+  );
 });
 test.after(async () => {
   for (const a of agents.values()) await a.stop();
@@ -105,9 +133,14 @@ test('a forged image is refused by the first camera and the campaign stops there
   const forged = publish('forged.img', '6.6.6', stranger.privateKey);
   const c = await finished((await campaign({ ...forged, concurrency: 1, maxFailures: 0 })).json.id);
   assert.is(c.state, 'stopped');
-  const states = Object.values(c.targets).map((t) => t.state).sort();
+  const states = Object.values(c.targets)
+    .map((t) => t.state)
+    .sort();
   assert.equal(states, ['failed', 'skipped', 'skipped']);
-  assert.match(Object.values(c.targets).find((t) => t.state === 'failed')!.reason!, /Download\(\) failed: 7022 The image is not signed by the vendor key/);
+  assert.match(
+    Object.values(c.targets).find((t) => t.state === 'failed')!.reason!,
+    /Download\(\) failed: 7022 The image is not signed by the vendor key/,
+  );
   assert.ok(Object.values(await versions()).every((v) => v === '2.0.0'));
 });
 

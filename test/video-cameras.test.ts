@@ -24,13 +24,21 @@ const camera = async (options: ConstructorParameters<typeof RtspCamera>[1] = {})
   return cam;
 };
 const add = (id: string, url: string, extra: object = {}) =>
-  box.request('POST', '/api/v1/cameras', { auth: admin, body: { id, name: `Camera ${id}`, source: { kind: 'rtsp', url }, ...extra } });
+  box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id, name: `Camera ${id}`, source: { kind: 'rtsp', url }, ...extra },
+  });
 const status = async (id: string) => (await box.request('GET', `/api/v1/cameras/${id}`, { auth: admin })).json.status;
 const until = (id: string, state: string, reason?: string, ms = 20_000) =>
-  waitUntil(`camera ${id} ${state}${reason ? ` (${reason})` : ''}`, async () => {
-    const s = await status(id);
-    return s?.state === state && (reason === undefined || s.reason === reason) ? s : undefined;
-  }, ms, 200);
+  waitUntil(
+    `camera ${id} ${state}${reason ? ` (${reason})` : ''}`,
+    async () => {
+      const s = await status(id);
+      return s?.state === state && (reason === undefined || s.reason === reason) ? s : undefined;
+    },
+    ms,
+    200,
+  );
 
 test.before(async () => {
   box = await testBox({ video: { segmentSeconds: 2, stallSeconds: 3, restartMinMs: 300, restartMaxMs: 2000 } });
@@ -58,8 +66,10 @@ test('an RTSP camera with credentials goes online with codec, size and fps; the 
   assert.is(list.json.find((c: { id: string }) => c.id === 'front').status.state, 'online');
 });
 
-test('snapshot: a JPEG of the camera\'s picture from the running stream', async () => {
-  const res = await box.app.request('/api/v1/cameras/front/snapshot.jpg', { headers: { authorization: `Bearer ${admin}` } });
+test("snapshot: a JPEG of the camera's picture from the running stream", async () => {
+  const res = await box.app.request('/api/v1/cameras/front/snapshot.jpg', {
+    headers: { authorization: `Bearer ${admin}` },
+  });
   assert.is(res.status, 200);
   assert.is(res.headers.get('content-type'), 'image/jpeg');
   // The newest keyframe: the clip has one every 2 s.
@@ -69,10 +79,20 @@ test('snapshot: a JPEG of the camera\'s picture from the running stream', async 
   assert.equal([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff], 'JPEG magic');
   const file = path.join(box.dataDir, 'snap.jpg');
   await writeFile(file, jpeg);
-  const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file]);
+  const { stdout } = await run('ffprobe', [
+    '-v',
+    'error',
+    '-show_entries',
+    'stream=width,height',
+    '-of',
+    'csv=p=0',
+    file,
+  ]);
   assert.is(stdout.trim(), '1280,720');
   // Only the recorder's ffmpeg talks to the camera: the snapshot came from its stream.
-  const toCamera = ffmpegPids(box.dataDir).filter((p) => readCmd(p).includes(`127.0.0.1:`) && readCmd(p).includes('/front/'));
+  const toCamera = ffmpegPids(box.dataDir).filter(
+    (p) => readCmd(p).includes(`127.0.0.1:`) && readCmd(p).includes('/front/'),
+  );
   assert.is(toCamera.length, 1);
 });
 
@@ -82,10 +102,19 @@ test('an H.265 camera is recorded as H.265, without transcoding', async () => {
   const s = await until('hevc', 'online');
   assert.is(s.codec, 'hevc');
   const from = new Date(Date.now() - 60_000).toISOString();
-  const seg = await waitUntil('a closed H.265 segment', async () => {
-    const r = await box.request('GET', `/api/v1/cameras/hevc/segments?from=${from}&to=${new Date(Date.now() + 60_000).toISOString()}`, { auth: admin });
-    return r.json[0];
-  }, 20_000, 250);
+  const seg = await waitUntil(
+    'a closed H.265 segment',
+    async () => {
+      const r = await box.request(
+        'GET',
+        `/api/v1/cameras/hevc/segments?from=${from}&to=${new Date(Date.now() + 60_000).toISOString()}`,
+        { auth: admin },
+      );
+      return r.json[0];
+    },
+    20_000,
+    250,
+  );
   const info = await playable(path.join(box.dataDir, 'media', seg.path));
   assert.is(info.codec, 'hevc');
   assert.is(info.width, 1280);
@@ -94,7 +123,10 @@ test('an H.265 camera is recorded as H.265, without transcoding', async () => {
 
 test('renaming with the masked URL keeps the stored password (still online after the restart)', async () => {
   const current = (await box.request('GET', '/api/v1/cameras/front', { auth: admin })).json;
-  const res = await box.request('PATCH', '/api/v1/cameras/front', { auth: admin, body: { name: 'Front door', source: current.source } });
+  const res = await box.request('PATCH', '/api/v1/cameras/front', {
+    auth: admin,
+    body: { name: 'Front door', source: current.source },
+  });
   assert.is(res.status, 200, res.text);
   assert.is(res.json.name, 'Front door');
   await until('front', 'online');
@@ -138,7 +170,10 @@ test('bad camera URLs and fields are refused with the field named', async () => 
     assert.is(res.status, 422, `${url}: ${res.text}`);
     assert.is(res.json.error.data[0].field, 'source.url');
   }
-  const file = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'f', name: 'f', source: { kind: 'file', path: '/etc/passwd' } } });
+  const file = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'f', name: 'f', source: { kind: 'file', path: '/etc/passwd' } },
+  });
   assert.is(file.status, 422, 'the API must not point ffmpeg at files');
   assert.is((await add('Bad Id!', 'rtsp://127.0.0.1/cam')).status, 422);
   assert.is((await add('front', 'rtsp://127.0.0.1/cam')).status, 409);
@@ -150,7 +185,10 @@ test('the Test button: what ffprobe finds at a URL before saving, or why it does
   const good = cameras.find((c) => c.url().includes('viewer:'))!;
   const works = await probe(rtsp(good.url('viewer:s3cret-pw@')));
   assert.is(works.status, 200, works.text);
-  assert.equal({ ok: works.json.ok, codec: works.json.codec, width: works.json.width, height: works.json.height }, { ok: true, codec: 'h264', width: 1280, height: 720 });
+  assert.equal(
+    { ok: works.json.ok, codec: works.json.codec, width: works.json.width, height: works.json.height },
+    { ok: true, codec: 'h264', width: 1280, height: 720 },
+  );
   assert.ok(works.json.fps > 0);
   const wrong = await probe(rtsp(good.url('viewer:nope@')));
   assert.equal([wrong.json.ok, wrong.json.reason], [false, 'unauthorized']);
@@ -169,8 +207,13 @@ test('the Test button: what ffprobe finds at a URL before saving, or why it does
   assert.is(bad.status, 422);
   assert.is(bad.json.error.data[0].field, 'source.url');
   // Only those who manage cameras may point the box at addresses.
-  await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'fam', password: 'family-password-1', role: 'family' } });
-  const login = await box.request('POST', '/api/v1/auth/login', { body: { username: 'fam', password: 'family-password-1' } });
+  await box.request('POST', '/api/v1/users', {
+    auth: admin,
+    body: { username: 'fam', password: 'family-password-1', role: 'family' },
+  });
+  const login = await box.request('POST', '/api/v1/auth/login', {
+    body: { username: 'fam', password: 'family-password-1' },
+  });
   assert.is((await probe(rtsp(good.url()), box.sessionOf(login.headers))).status, 403);
 });
 
@@ -204,17 +247,28 @@ test('ffmpeg killed with SIGKILL: restarted, no zombie left', async () => {
   await until('flaky', 'offline', 'exited', 10_000).catch(() => undefined); // may already be back
   await until('flaky', 'online', undefined, 20_000);
   const now = ffmpegPids(box.dataDir).filter((p) => readCmd(Math.abs(p)).includes(marker) || p < 0);
-  assert.ok(now.every((p) => p > 0), `zombies: ${now}`);
+  assert.ok(
+    now.every((p) => p > 0),
+    `zombies: ${now}`,
+  );
   assert.is(now.length, 1);
   assert.is.not(now[0], pid);
 });
 
 test('removing a camera stops its ffmpeg; disabling one too', async () => {
   assert.is((await box.request('DELETE', '/api/v1/cameras/flaky', { auth: admin })).status, 200);
-  assert.is((await box.request('PATCH', '/api/v1/cameras/stally', { auth: admin, body: { enabled: false } })).status, 200);
-  await waitUntil('ffmpeg of removed/disabled cameras to exit', () =>
-    ffmpegPids(box.dataDir).every((p) => !readCmd(Math.abs(p)).includes('/flaky/') && !readCmd(Math.abs(p)).includes('/stally/')) || undefined,
-  10_000);
+  assert.is(
+    (await box.request('PATCH', '/api/v1/cameras/stally', { auth: admin, body: { enabled: false } })).status,
+    200,
+  );
+  await waitUntil(
+    'ffmpeg of removed/disabled cameras to exit',
+    () =>
+      ffmpegPids(box.dataDir).every(
+        (p) => !readCmd(Math.abs(p)).includes('/flaky/') && !readCmd(Math.abs(p)).includes('/stally/'),
+      ) || undefined,
+    10_000,
+  );
   assert.is((await box.request('GET', '/api/v1/cameras/flaky', { auth: admin })).status, 404);
   assert.is((await status('stally')).state, 'disabled');
 });

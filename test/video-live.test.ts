@@ -17,14 +17,24 @@ let cam: RtspCamera;
 let port: number;
 
 test.before(async () => {
-  box = await testBox({ video: { segmentSeconds: 4, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000, maxViewersPerCamera: 6 } });
+  box = await testBox({
+    video: { segmentSeconds: 4, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000, maxViewersPerCamera: 6 },
+  });
   admin = await withAdmin(box);
   port = box.broker.getLocalService('api')!.settings['port'];
   cam = new RtspCamera(await freePort());
   await cam.start();
-  const res = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'porch', name: 'Porch', source: { kind: 'rtsp', url: cam.url() } } });
+  const res = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'porch', name: 'Porch', source: { kind: 'rtsp', url: cam.url() } },
+  });
   assert.is(res.status, 201, res.text);
-  await waitUntil('porch online', async () => (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status.state === 'online', 20_000, 200);
+  await waitUntil(
+    'porch online',
+    async () => (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status.state === 'online',
+    20_000,
+    200,
+  );
 });
 test.after(async () => {
   await box.stop();
@@ -40,7 +50,10 @@ interface Viewer {
   firstFragmentAt?: number;
 }
 
-function watch(camera: string | { id: string; query: string }, headers: Record<string, string> = { authorization: `Bearer ${admin}` }): Promise<Viewer> {
+function watch(
+  camera: string | { id: string; query: string },
+  headers: Record<string, string> = { authorization: `Bearer ${admin}` },
+): Promise<Viewer> {
   return new Promise((resolve, reject) => {
     const path = typeof camera === 'string' ? `${camera}/live` : `${camera.id}/live?${camera.query}`;
     const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/${path}`, { headers });
@@ -60,13 +73,19 @@ function watch(camera: string | { id: string; query: string }, headers: Record<s
     ws.once('unexpected-response', (_req, res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d));
-      res.on('end', () => reject(Object.assign(new Error(`refused ${res.statusCode}`), { status: res.statusCode, body })));
+      res.on('end', () =>
+        reject(Object.assign(new Error(`refused ${res.statusCode}`), { status: res.statusCode, body })),
+      );
     });
     ws.once('error', (err) => reject(err));
   });
 }
 
-const refusal = (p: Promise<unknown>) => p.then(() => ({ status: 101, body: '' }), (e: { status: number; body: string }) => e);
+const refusal = (p: Promise<unknown>) =>
+  p.then(
+    () => ({ status: 101, body: '' }),
+    (e: { status: number; body: string }) => e,
+  );
 
 test('a viewer gets the codec, the init segment, then fragments that start on a keyframe and play on across segment files', async () => {
   const viewer = await watch('porch');
@@ -87,7 +106,8 @@ test('a viewer gets the codec, the init segment, then fragments that start on a 
   assert.ok(types.slice(2).every((t, i) => t === (i % 2 ? 'mdat' : 'moof')));
   assert.is(viewer.texts.length, 1, 'one init: the next segment file continues the stream');
   const times = viewer.binaries.slice(1).map((moof) => fragmentTiming(moof, init)!);
-  for (let i = 1; i < times.length; i++) assert.is(times[i]!.start, times[i - 1]!.start + times[i - 1]!.duration, `fragment ${i} follows on`);
+  for (let i = 1; i < times.length; i++)
+    assert.is(times[i]!.start, times[i - 1]!.start + times[i - 1]!.duration, `fragment ${i} follows on`);
   const file = path.join(box.dataDir, 'live.mp4');
   await writeFile(file, Buffer.concat(viewer.binaries));
   const { seconds, codec } = await playable(file);
@@ -127,7 +147,12 @@ test('many viewers share the one ffmpeg that records the camera', async () => {
   const before = ffmpegPids(box.dataDir).filter((p) => p > 0);
   const viewers = await Promise.all([1, 2, 3, 4, 5].map(() => watch('porch')));
   await waitUntil('every viewer gets video', () => viewers.every((v) => v.binaries.length > 3), 15_000);
-  assert.equal(ffmpegPids(box.dataDir).filter((p) => p > 0).sort(), before.sort());
+  assert.equal(
+    ffmpegPids(box.dataDir)
+      .filter((p) => p > 0)
+      .sort(),
+    before.sort(),
+  );
   for (const v of viewers) v.ws.close();
   await Promise.all(viewers.map((v) => v.closed));
 });
@@ -149,12 +174,20 @@ test('a sub-stream: its own ffmpeg, not recorded, watched with ?stream=sub; the 
   const sub = new RtspCamera(await freePort(), { clip: await subStreamClip() });
   await sub.start();
   try {
-    const res = await box.request('PATCH', '/api/v1/cameras/porch', { auth: admin, body: { subStream: { kind: 'rtsp', url: sub.url() } } });
+    const res = await box.request('PATCH', '/api/v1/cameras/porch', {
+      auth: admin,
+      body: { subStream: { kind: 'rtsp', url: sub.url() } },
+    });
     assert.is(res.status, 200, res.text);
-    const status = await waitUntil('the sub-stream online', async () => {
-      const s = (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status;
-      return s?.state === 'online' && s.subStream?.state === 'online' ? s : undefined;
-    }, 20_000, 200);
+    const status = await waitUntil(
+      'the sub-stream online',
+      async () => {
+        const s = (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status;
+        return s?.state === 'online' && s.subStream?.state === 'online' ? s : undefined;
+      },
+      20_000,
+      200,
+    );
     assert.equal([status.subStream.width, status.subStream.height], [640, 360]);
     assert.equal([status.width, status.height], [1280, 720]);
     // Its own ffmpeg (it records nothing: no data-folder path in its command line).
@@ -169,16 +202,24 @@ test('a sub-stream: its own ffmpeg, not recorded, watched with ?stream=sub; the 
     small.ws.close();
     big.ws.close();
   } finally {
-    assert.is((await box.request('PATCH', '/api/v1/cameras/porch', { auth: admin, body: { subStream: null } })).status, 200);
+    assert.is(
+      (await box.request('PATCH', '/api/v1/cameras/porch', { auth: admin, body: { subStream: null } })).status,
+      200,
+    );
     await sub.stop();
   }
-  await waitUntil('porch back online without its sub-stream', async () => {
-    const s = (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status;
-    return s.state === 'online' && s.subStream === null;
-  }, 20_000, 200);
+  await waitUntil(
+    'porch back online without its sub-stream',
+    async () => {
+      const s = (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status;
+      return s.state === 'online' && s.subStream === null;
+    },
+    20_000,
+    200,
+  );
 });
 
-test('who may watch: no credential 401, a foreign page with the cookie 403, the box\'s own page 101, unknown camera 404', async () => {
+test("who may watch: no credential 401, a foreign page with the cookie 403, the box's own page 101, unknown camera 404", async () => {
   assert.is((await refusal(watch('porch', {}))).status, 401);
   const wrong = await refusal(watch('porch', { authorization: 'Bearer not-a-token' }));
   assert.is(wrong.status, 401);
@@ -186,7 +227,11 @@ test('who may watch: no credential 401, a foreign page with the cookie 403, the 
   const foreign = await refusal(watch('porch', { cookie, origin: 'http://evil.example' }));
   assert.is(foreign.status, 403);
   assert.match(foreign.body, /Origin/);
-  assert.is((await refusal(watch('porch', { cookie }))).status, 403, 'a cookie without Origin is not a page of the box');
+  assert.is(
+    (await refusal(watch('porch', { cookie }))).status,
+    403,
+    'a cookie without Origin is not a page of the box',
+  );
   const own = await watch('porch', { cookie, origin: `http://127.0.0.1:${port}` });
   own.ws.close();
   const missing = await refusal(watch('nope'));
@@ -199,7 +244,11 @@ test('a viewer stays connected through a camera restart: one stream, its clock n
   await waitUntil('video', () => viewer.binaries.length > 3, 15_000);
   const [pid] = ffmpegPids(box.dataDir).filter((p) => p > 0);
   process.kill(pid!, 'SIGKILL');
-  const restarted = await waitUntil('a new ffmpeg', () => ffmpegPids(box.dataDir).find((p) => p > 0 && p !== pid), 20_000);
+  const restarted = await waitUntil(
+    'a new ffmpeg',
+    () => ffmpegPids(box.dataDir).find((p) => p > 0 && p !== pid),
+    20_000,
+  );
   const before = viewer.binaries.length;
   await waitUntil('video from the new ffmpeg', () => viewer.binaries.length > before + 8, 20_000);
   assert.ok(ffmpegPids(box.dataDir).includes(restarted));
@@ -208,7 +257,10 @@ test('a viewer stays connected through a camera restart: one stream, its clock n
   const init = viewer.binaries[0]!;
   assert.is(viewer.binaries.filter((b) => b.toString('latin1', 4, 8) === 'ftyp').length, 1);
   const starts = viewer.binaries.slice(1).map((moof) => fragmentTiming(moof, init)!.start);
-  assert.ok(starts.every((t, i) => i === 0 || t > starts[i - 1]!), `fragment times only go forward: ${starts.join(', ')}`);
+  assert.ok(
+    starts.every((t, i) => i === 0 || t > starts[i - 1]!),
+    `fragment times only go forward: ${starts.join(', ')}`,
+  );
   const file = path.join(box.dataDir, 'live-restart.mp4');
   await writeFile(file, Buffer.concat(viewer.binaries));
   assert.ok((await playable(file)).seconds >= 2);

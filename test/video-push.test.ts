@@ -21,25 +21,53 @@ const pushers: ChildProcess[] = [];
 
 /** ffmpeg pushing the looped clip, as a camera agent would; resolves with its exit code when it ends. */
 async function push(camera: string, streamKey: string, input?: string[]) {
-  const child = spawn('ffmpeg', ['-v', 'error', ...(input ?? ['-re', '-stream_loop', '-1', '-i', await longClip()]), '-c', 'copy', '-an', '-f', 'flv',
-    `rtmp://127.0.0.1:${rtmpPort}/live/${camera}?key=${streamKey}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    'ffmpeg',
+    [
+      '-v',
+      'error',
+      ...(input ?? ['-re', '-stream_loop', '-1', '-i', await longClip()]),
+      '-c',
+      'copy',
+      '-an',
+      '-f',
+      'flv',
+      `rtmp://127.0.0.1:${rtmpPort}/live/${camera}?key=${streamKey}`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   pushers.push(child);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const exited = new Promise<{ code: number | null; stderr: string }>((r) => child.once('exit', (code) => r({ code, stderr })));
+  const exited = new Promise<{ code: number | null; stderr: string }>((r) =>
+    child.once('exit', (code) => r({ code, stderr })),
+  );
   return { child, exited };
 }
 
 const status = async (id: string) => (await box.request('GET', `/api/v1/cameras/${id}`, { auth: admin })).json.status;
 const until = (id: string, state: string, reason?: string) =>
-  waitUntil(`camera ${id} ${state} ${reason ?? ''}`, async () => {
-    const s = await status(id);
-    return s?.state === state && (reason === undefined || s.reason === reason) ? s : undefined;
-  }, 20_000, 200);
+  waitUntil(
+    `camera ${id} ${state} ${reason ?? ''}`,
+    async () => {
+      const s = await status(id);
+      return s?.state === state && (reason === undefined || s.reason === reason) ? s : undefined;
+    },
+    20_000,
+    200,
+  );
 
 test.before(async () => {
   rtmpPort = await freePort();
-  box = await testBox({ video: { segmentSeconds: 2, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000, rtmp: { host: '127.0.0.1', port: rtmpPort } } });
+  box = await testBox({
+    video: {
+      segmentSeconds: 2,
+      stallSeconds: 5,
+      restartMinMs: 300,
+      restartMaxMs: 2000,
+      rtmp: { host: '127.0.0.1', port: rtmpPort },
+    },
+  });
   admin = await withAdmin(box);
 });
 test.after(async () => {
@@ -48,7 +76,10 @@ test.after(async () => {
 });
 
 test('a push camera gets its stream key once, and waits for the camera to push', async () => {
-  const res = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'agent', name: 'Agent cam', source: { kind: 'rtmp' } } });
+  const res = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'agent', name: 'Agent cam', source: { kind: 'rtmp' } },
+  });
   assert.is(res.status, 201, res.text);
   key = res.json.streamKey;
   assert.match(key, /^[\w-]{24}$/);
@@ -72,15 +103,38 @@ test('the right key: the box records the push without transcoding, and nobody ou
   const s = await until('agent', 'online');
   assert.is(s.codec, 'h264');
   assert.is(s.width, 1280);
-  const segments = await waitUntil('2 closed segments', async () => {
-    const list = (await box.request('GET', `/api/v1/cameras/agent/segments?from=${t0}&to=${new Date(Date.now() + 60_000).toISOString()}`, { auth: admin })).json;
-    return list.length >= 2 ? list : undefined;
-  }, 30_000, 500);
+  const segments = await waitUntil(
+    '2 closed segments',
+    async () => {
+      const list = (
+        await box.request(
+          'GET',
+          `/api/v1/cameras/agent/segments?from=${t0}&to=${new Date(Date.now() + 60_000).toISOString()}`,
+          { auth: admin },
+        )
+      ).json;
+      return list.length >= 2 ? list : undefined;
+    },
+    30_000,
+    500,
+  );
   const { codec, seconds } = await playable(path.join(box.config.dataDir, 'media', segments[0].path));
   assert.is(codec, 'h264');
   assert.ok(seconds >= 1.5, `segment of ${seconds} s`);
   // An RTMP player on the LAN without the box's signature gets nothing.
-  const player = spawn('ffmpeg', ['-v', 'error', '-rw_timeout', '3000000', '-i', `rtmp://127.0.0.1:${rtmpPort}/live/agent`, '-t', '1', '-f', 'null', '-']);
+  const player = spawn('ffmpeg', [
+    '-v',
+    'error',
+    '-rw_timeout',
+    '3000000',
+    '-i',
+    `rtmp://127.0.0.1:${rtmpPort}/live/agent`,
+    '-t',
+    '1',
+    '-f',
+    'null',
+    '-',
+  ]);
   const code = await new Promise((r) => player.once('exit', r));
   assert.ok(code !== 0, 'an unsigned player is refused');
 });
@@ -111,14 +165,20 @@ test('the pusher goes away: the camera waits again at once; a new key cuts off t
 
 test('the video service restarted: a push camera added after it is taken (the stopped ingest judges nobody)', async () => {
   await box.broker.call('system.restartServices', { services: ['streams'] });
-  const added = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'agent-2', name: 'Later', source: { kind: 'rtmp' } } });
+  const added = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'agent-2', name: 'Later', source: { kind: 'rtmp' } },
+  });
   assert.is(added.status, 201, added.text);
   await push('agent-2', added.json.streamKey);
   await until('agent-2', 'online');
 });
 
 test('pushes with broken timestamps, again and again, as an agent retries: the box keeps serving, and the next sane push plays', async () => {
-  const added = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'agent-3', name: 'Odd clock', source: { kind: 'rtmp' } } });
+  const added = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'agent-3', name: 'Odd clock', source: { kind: 'rtmp' } },
+  });
   // An RTSP camera relayed as it is: its first packets come before its RTCP timing, with none.
   const camera = new RtspCamera(await freePort());
   await camera.start();
@@ -126,7 +186,17 @@ test('pushes with broken timestamps, again and again, as an agent retries: the b
     // Pushed again and again, as a camera agent retries. node-media-server "resumed" each one
     // past the last one's timestamp until that overflowed and threw out of its socket handler,
     // which ended the box.
-    for (let i = 0; i < 5; i++) await (await push('agent-3', added.json.streamKey, ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', camera.url()])).exited;
+    for (let i = 0; i < 5; i++)
+      await (
+        await push('agent-3', added.json.streamKey, [
+          '-rtsp_transport',
+          'tcp',
+          '-timeout',
+          '5000000',
+          '-i',
+          camera.url(),
+        ])
+      ).exited;
     assert.is((await status('agent-2')).state, 'online', 'the other push camera goes on');
     await push('agent-3', added.json.streamKey);
     await until('agent-3', 'online');
@@ -138,13 +208,18 @@ test('pushes with broken timestamps, again and again, as an agent retries: the b
 test('anything node-media-server throws while it reads a push ends that push, not the box', async () => {
   // No stream is known that still makes it throw (the one above did): the throw is injected
   // into its packet handling, below the parser that the ingest guards.
-  const Rtmp = createRequire(import.meta.url)('node-media-server/src/protocol/rtmp.js') as { prototype: { packetHandler(): void } };
+  const Rtmp = createRequire(import.meta.url)('node-media-server/src/protocol/rtmp.js') as {
+    prototype: { packetHandler(): void };
+  };
   const handle = Rtmp.prototype.packetHandler;
   Rtmp.prototype.packetHandler = function () {
     throw new RangeError('injected');
   };
   try {
-    const added = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'agent-4', name: 'Thrower', source: { kind: 'rtmp' } } });
+    const added = await box.request('POST', '/api/v1/cameras', {
+      auth: admin,
+      body: { id: 'agent-4', name: 'Thrower', source: { kind: 'rtmp' } },
+    });
     const { code } = await (await push('agent-4', added.json.streamKey)).exited;
     assert.ok(code !== 0, 'that push was ended');
   } finally {
@@ -158,8 +233,14 @@ test('a taken RTMP port is a clear error, not an exit of the box', async () => {
   const taken = net.createServer().listen(0, '127.0.0.1');
   await new Promise((r) => taken.once('listening', r));
   const port = (taken.address() as net.AddressInfo).port;
-  const ingest = new RtmpIngest({ host: '127.0.0.1', port, storeDir: path.join(box.dataDir, 'x') }, box.broker.getLogger('test'));
-  const err = await ingest.start().then(() => undefined, (e: Error) => e);
+  const ingest = new RtmpIngest(
+    { host: '127.0.0.1', port, storeDir: path.join(box.dataDir, 'x') },
+    box.broker.getLogger('test'),
+  );
+  const err = await ingest.start().then(
+    () => undefined,
+    (e: Error) => e,
+  );
   assert.match(err!.message, new RegExp(`RTMP port 127.0.0.1:${port} is not free`));
   taken.close();
 });

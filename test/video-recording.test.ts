@@ -18,14 +18,26 @@ const t0 = new Date(Date.now() - 60_000).toISOString();
 const t1 = () => new Date(Date.now() + 60_000).toISOString();
 
 const segments = async (id: string) =>
-  (await box.request('GET', `/api/v1/cameras/${id}/segments?from=${t0}&to=${t1()}`, { auth: admin })).json as Array<{ path: string; start: string; end: string; bytes: number }>;
+  (await box.request('GET', `/api/v1/cameras/${id}/segments?from=${t0}&to=${t1()}`, { auth: admin })).json as Array<{
+    path: string;
+    start: string;
+    end: string;
+    bytes: number;
+  }>;
 const timeline = async (id: string, from = t0, to = t1(), auth = admin) =>
   box.request('GET', `/api/v1/cameras/${id}/timeline?from=${from}&to=${to}`, { auth });
 const media = (rel: string) => path.join(box.dataDir, 'media', rel);
 
 test.before(async () => {
   box = await testBox({
-    video: { segmentSeconds: 2, stallSeconds: 4, restartMinMs: 300, restartMaxMs: 2000, retentionIntervalSeconds: 1, eventClaimSeconds: 2 },
+    video: {
+      segmentSeconds: 2,
+      stallSeconds: 4,
+      restartMinMs: 300,
+      restartMaxMs: 2000,
+      retentionIntervalSeconds: 1,
+      eventClaimSeconds: 2,
+    },
     detector: { preRollSeconds: 1, postRollSeconds: 1 },
   });
   admin = await withAdmin(box);
@@ -38,12 +50,20 @@ test.after(async () => {
 });
 
 test('segments are recorded without transcoding, indexed, and play cleanly', async () => {
-  const res = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'street', name: 'Street', source: { kind: 'rtsp', url: cam.url() } } });
+  const res = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'street', name: 'Street', source: { kind: 'rtsp', url: cam.url() } },
+  });
   assert.is(res.status, 201, res.text);
-  const list = await waitUntil('3 closed segments', async () => {
-    const s = await segments('street');
-    return s.length >= 3 ? s : undefined;
-  }, 30_000, 250);
+  const list = await waitUntil(
+    '3 closed segments',
+    async () => {
+      const s = await segments('street');
+      return s.length >= 3 ? s : undefined;
+    },
+    30_000,
+    250,
+  );
   for (const s of list) {
     const info = await playable(media(s.path));
     assert.is(info.codec, 'h264');
@@ -79,11 +99,16 @@ test('a range with no recordings is one gap; bad ranges are refused', async () =
 });
 
 test('who may see recordings: family yes, installer no', async () => {
-  for (const [username, role] of [['kid', 'family'], ['fitter', 'installer']]) {
+  for (const [username, role] of [
+    ['kid', 'family'],
+    ['fitter', 'installer'],
+  ]) {
     await box.request('POST', '/api/v1/users', { auth: admin, body: { username, password: 'role-password', role } });
   }
   const login = async (username: string) =>
-    box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username, password: 'role-password' } })).headers)!;
+    box.sessionOf(
+      (await box.request('POST', '/api/v1/auth/login', { body: { username, password: 'role-password' } })).headers,
+    )!;
   assert.is((await timeline('street', t0, t1(), await login('kid'))).status, 200);
   assert.is((await timeline('street', t0, t1(), await login('fitter'))).status, 403);
 });
@@ -92,7 +117,9 @@ test('clip export: a range inside the recordings as one MP4, no transcoding; no 
   const list = await segments('street');
   const from = new Date(Date.parse(list[0]!.start) + 1000).toISOString();
   const to = new Date(Date.parse(list[list.length - 1]!.end) - 1000).toISOString();
-  const res = await box.app.request(`/api/v1/cameras/street/clip.mp4?from=${from}&to=${to}`, { headers: { authorization: `Bearer ${admin}` } });
+  const res = await box.app.request(`/api/v1/cameras/street/clip.mp4?from=${from}&to=${to}`, {
+    headers: { authorization: `Bearer ${admin}` },
+  });
   assert.is(res.status, 200, await res.clone().text());
   assert.is(res.headers.get('content-type'), 'video/mp4');
   assert.match(res.headers.get('content-disposition') ?? '', /attachment; filename="street-\d+-\d+\.mp4"/);
@@ -106,10 +133,17 @@ test('clip export: a range inside the recordings as one MP4, no transcoding; no 
   // and segment start times come from file names (1 s resolution): a few seconds more at most.
   assert.ok(info.seconds >= wanted - 0.5, `clip ${info.seconds} s is shorter than the ${wanted} s asked`);
   assert.ok(info.seconds <= wanted + 5, `clip ${info.seconds} s for ${wanted} s asked`);
-  const none = await box.request('GET', '/api/v1/cameras/street/clip.mp4?from=2020-01-01T00:00:00Z&to=2020-01-01T00:10:00Z', { auth: admin });
+  const none = await box.request(
+    'GET',
+    '/api/v1/cameras/street/clip.mp4?from=2020-01-01T00:00:00Z&to=2020-01-01T00:10:00Z',
+    { auth: admin },
+  );
   assert.is(none.status, 404);
   assert.is(none.json.error.type, 'RECORDING_NOT_FOUND');
-  assert.is((await box.request('GET', `/api/v1/cameras/..%2F..%2Fetc/clip.mp4?from=${from}&to=${to}`, { auth: admin })).status, 422);
+  assert.is(
+    (await box.request('GET', `/api/v1/cameras/..%2F..%2Fetc/clip.mp4?from=${from}&to=${to}`, { auth: admin })).status,
+    422,
+  );
 });
 
 test('HLS playback: a VOD playlist of the range that a real HLS client (ffmpeg, over HTTP) plays whole', async () => {
@@ -127,28 +161,52 @@ test('HLS playback: a VOD playlist of the range that a real HLS client (ffmpeg, 
 
   const port = (box.broker.getLocalService('api') as unknown as { settings: { port: number } }).settings.port;
   const out = path.join(box.dataDir, 'hls.mp4');
-  await run('ffmpeg', ['-v', 'error', '-headers', `Authorization: Bearer ${admin}\r\n`,
-    '-i', `http://127.0.0.1:${port}/api/v1/cameras/street/playback.m3u8?${q}`, '-c', 'copy', '-y', out]);
+  await run('ffmpeg', [
+    '-v',
+    'error',
+    '-headers',
+    `Authorization: Bearer ${admin}\r\n`,
+    '-i',
+    `http://127.0.0.1:${port}/api/v1/cameras/street/playback.m3u8?${q}`,
+    '-c',
+    'copy',
+    '-y',
+    out,
+  ]);
   const info = await playable(out);
   assert.is(info.codec, 'h264');
   // Every segment's content, whole: the sum of what the playlist lists.
   const total = list.reduce((sum, s) => sum + (Date.parse(s.end) - Date.parse(s.start)) / 1000, 0);
   assert.ok(Math.abs(info.seconds - total) < 0.5, `played ${info.seconds} s of ${total} s`);
-  assert.is((await box.request('GET', '/api/v1/cameras/street/playback.m3u8?from=2020-01-01T00:00:00Z&to=2020-01-01T01:00:00Z', { auth: admin })).status, 404);
+  assert.is(
+    (
+      await box.request(
+        'GET',
+        '/api/v1/cameras/street/playback.m3u8?from=2020-01-01T00:00:00Z&to=2020-01-01T01:00:00Z',
+        { auth: admin },
+      )
+    ).status,
+    404,
+  );
 });
 
 test('segment files: signed in with the right role, byte ranges, and no way out of the media folder', async () => {
   const [seg] = await segments('street');
   const url = `/api/v1/recordings/${seg!.path.split(path.sep).join('/')}`;
   assert.is((await box.request('GET', url)).status, 401);
-  const fitter = box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'role-password' } })).headers)!;
+  const fitter = box.sessionOf(
+    (await box.request('POST', '/api/v1/auth/login', { body: { username: 'fitter', password: 'role-password' } }))
+      .headers,
+  )!;
   assert.is((await box.request('GET', url, { auth: fitter })).status, 403);
   const ranged = await box.app.request(url, { headers: { authorization: `Bearer ${admin}`, range: 'bytes=0-99' } });
   assert.is(ranged.status, 206);
   assert.is((await ranged.arrayBuffer()).byteLength, 100);
   assert.match(ranged.headers.get('content-range') ?? '', /^bytes 0-99\/\d+$/);
   const get = (range: string) => box.app.request(url, { headers: { authorization: `Bearer ${admin}`, range } });
-  const whole = Buffer.from(await (await box.app.request(url, { headers: { authorization: `Bearer ${admin}` } })).arrayBuffer());
+  const whole = Buffer.from(
+    await (await box.app.request(url, { headers: { authorization: `Bearer ${admin}` } })).arrayBuffer(),
+  );
   assert.is(whole.length, seg!.bytes);
   const tail = await get('bytes=-100'); // the last 100 bytes
   assert.is(tail.status, 206);
@@ -170,27 +228,55 @@ test('segment files: signed in with the right role, byte ranges, and no way out 
 });
 
 test('events mode: only the segments around an event (with its roll) stay on disk and in the index; they play', async () => {
-  const res = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'gate', name: 'Gate', source: { kind: 'rtsp', url: cam.url() }, detection: { enabled: false }, recording: { mode: 'events' } } });
+  const res = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: {
+      id: 'gate',
+      name: 'Gate',
+      source: { kind: 'rtsp', url: cam.url() },
+      detection: { enabled: false },
+      recording: { mode: 'events' },
+    },
+  });
   assert.is(res.status, 201, res.text);
-  const first = await waitUntil('the first segments', async () => {
-    const s = await segments('gate');
-    return s.length >= 3 && s;
-  }, 30_000, 250);
+  const first = await waitUntil(
+    'the first segments',
+    async () => {
+      const s = await segments('gate');
+      return s.length >= 3 && s;
+    },
+    30_000,
+    250,
+  );
   // Someone passes 5 s into the recording, for a second (as the detector would store it).
   const start = Date.parse(first[0]!.start) + 5000;
-  const event = { id: 'gate-walker', camera: 'gate', label: 'person', topScore: 0.9, box: [0.4, 0.3, 0.5, 0.9], zones: [], stationary: false, start: new Date(start).toISOString() };
+  const event = {
+    id: 'gate-walker',
+    camera: 'gate',
+    label: 'person',
+    topScore: 0.9,
+    box: [0.4, 0.3, 0.5, 0.9],
+    zones: [],
+    stationary: false,
+    start: new Date(start).toISOString(),
+  };
   await box.broker.call('events.record', { ...event, type: 'start', end: null });
   await box.broker.call('events.record', { ...event, type: 'end', end: new Date(start + 1000).toISOString() });
   const keep: [number, number] = [start - 1000, start + 2000]; // pre-roll 1 s, post-roll 1 s
   const around = (s: { start: string; end: string }) => Date.parse(s.start) < keep[1] && Date.parse(s.end) > keep[0];
   // Recording goes on; what is past the claim time and not around the event goes.
-  const settled = await waitUntil('footage away from the event gone', async () => {
-    const list = await segments('gate');
-    const old = list.filter((s) => Date.parse(s.end) < start + 8000);
-    return Date.now() > start + 14_000 && old.every(around) && list;
-  }, 40_000, 500);
+  const settled = await waitUntil(
+    'footage away from the event gone',
+    async () => {
+      const list = await segments('gate');
+      const old = list.filter((s) => Date.parse(s.end) < start + 8000);
+      return Date.now() > start + 14_000 && old.every(around) && list;
+    },
+    40_000,
+    500,
+  );
   const kept = settled.filter(around);
-  assert.ok(kept.length >= 1, 'the event\'s footage stays');
+  assert.ok(kept.length >= 1, "the event's footage stays");
   for (const s of kept) await playable(media(s.path));
   const gone = first.filter((s) => !around(s));
   assert.ok(gone.length >= 1, 'there was footage before the event to drop');
@@ -204,20 +290,36 @@ test('events mode: only the segments around an event (with its roll) stay on dis
 test('RTSP server killed mid-segment: what was recorded stays playable, the cut segment too', async () => {
   const before = await segments('street');
   await cam.stop();
-  await waitUntil('camera offline', async () => (await box.request('GET', '/api/v1/cameras/street', { auth: admin })).json.status.state === 'offline', 15_000, 200);
+  await waitUntil(
+    'camera offline',
+    async () => (await box.request('GET', '/api/v1/cameras/street', { auth: admin })).json.status.state === 'offline',
+    15_000,
+    200,
+  );
   await new Promise((r) => setTimeout(r, 1000));
   const after = await segments('street');
   assert.ok(after.length >= before.length);
   for (const s of after) await playable(media(s.path));
   await cam.start();
-  await waitUntil('camera back online', async () => (await box.request('GET', '/api/v1/cameras/street', { auth: admin })).json.status.state === 'online', 30_000, 250);
+  await waitUntil(
+    'camera back online',
+    async () => (await box.request('GET', '/api/v1/cameras/street', { auth: admin })).json.status.state === 'online',
+    30_000,
+    250,
+  );
 });
 
 test('the box killed with SIGKILL mid-segment: ffmpeg dies with it; on restart the cut segment is healed into the index', async () => {
   const dataDir = await tempDir();
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const env = { FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__SEGMENTSECONDS: '60', FOGEDGE__VIDEO__MINFREEBYTES: '0' };
+  const env = {
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: String(port),
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+    FOGEDGE__VIDEO__SEGMENTSECONDS: '60',
+    FOGEDGE__VIDEO__MINFREEBYTES: '0',
+  };
   let node = await startedNode(env); // demo camera on: the bundled clip
   const setup = await getJson(`${base}/api/v1/setup`, {
     method: 'POST',
@@ -235,10 +337,15 @@ test('the box killed with SIGKILL mid-segment: ffmpeg dies with it; on restart t
   node = await startedNode({ ...env, FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__VIDEO__HEALINTERVALSECONDS: '2' });
   const from = new Date(Date.now() - 120_000).toISOString();
   const to = new Date(Date.now() + 60_000).toISOString();
-  const healed = await waitUntil('the cut segment in the index', async () => {
-    const r = await getJson(`${base}/api/v1/cameras/demo/segments?from=${from}&to=${to}`, auth);
-    return r.status === 200 && r.json.length === 1 ? r : undefined;
-  }, 30_000, 500);
+  const healed = await waitUntil(
+    'the cut segment in the index',
+    async () => {
+      const r = await getJson(`${base}/api/v1/cameras/demo/segments?from=${from}&to=${to}`, auth);
+      return r.status === 200 && r.json.length === 1 ? r : undefined;
+    },
+    30_000,
+    500,
+  );
   const info = await playable(path.join(dataDir, 'media', healed.json[0].path));
   assert.ok(info.seconds >= 3, `healed segment plays ${info.seconds} s`);
   assert.ok(node.lines.some((l) => /index healed: 1 segments added from disk/.test(l)));

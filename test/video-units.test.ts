@@ -7,7 +7,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { classifyFailure, parseSegmentLine, parseStreamInfo, ProgressReader } from '../services/streams/ffmpeg.ts';
 import { redactText, redactUrl } from '../lib/redact.ts';
-import { BoxSplitter, codecString, fragmentTiming, startsWithKeyframe, trimToLastFragment } from '../lib/media/fragmented-mp4.ts';
+import {
+  BoxSplitter,
+  codecString,
+  fragmentTiming,
+  startsWithKeyframe,
+  trimToLastFragment,
+} from '../lib/media/fragmented-mp4.ts';
 import { LiveFeed } from '../services/streams/live-feed.ts';
 import { RecordingTail } from '../services/streams/recording-tail.ts';
 import { waitUntil } from './helpers/processes.ts';
@@ -22,11 +28,20 @@ import { h265Clip, longClip, playable } from './helpers/video.ts';
 
 const run = promisify(execFile);
 
-test('stream info from ffmpeg\'s stderr', () => {
-  assert.equal(parseStreamInfo('  Stream #0:0: Video: h264 (Main), yuv420p(progressive), 1280x720, 15 fps, 15 tbr, 90k tbn'), {
-    codec: 'h264', width: 1280, height: 720, fps: 15,
-  });
-  assert.equal(parseStreamInfo('  Stream #0:1[0x101]: Video: hevc (Main), yuv420p(tv), 2560x1440, 12.50 fps')?.fps, 12.5);
+test("stream info from ffmpeg's stderr", () => {
+  assert.equal(
+    parseStreamInfo('  Stream #0:0: Video: h264 (Main), yuv420p(progressive), 1280x720, 15 fps, 15 tbr, 90k tbn'),
+    {
+      codec: 'h264',
+      width: 1280,
+      height: 720,
+      fps: 15,
+    },
+  );
+  assert.equal(
+    parseStreamInfo('  Stream #0:1[0x101]: Video: hevc (Main), yuv420p(tv), 2560x1440, 12.50 fps')?.fps,
+    12.5,
+  );
   assert.is(parseStreamInfo('  Stream #0:1: Audio: aac, 48000 Hz'), undefined);
 });
 
@@ -39,25 +54,32 @@ test('progress blocks, split anywhere, give frame counts', () => {
 });
 
 test('segment list lines and segment file names', () => {
-  assert.equal(parseSegmentLine('2026-11-22T04-37-33-abc.mp4,0.000000,5.866667'), { file: '2026-11-22T04-37-33-abc.mp4', startOffset: 0, endOffset: 5.866667 });
+  assert.equal(parseSegmentLine('2026-11-22T04-37-33-abc.mp4,0.000000,5.866667'), {
+    file: '2026-11-22T04-37-33-abc.mp4',
+    startOffset: 0,
+    endOffset: 5.866667,
+  });
   assert.is(parseSegmentLine('garbage'), undefined);
   assert.is(startOfSegmentFile('/x/2026-11-22T04-37-33-abc.mp4'), Date.parse('2026-11-22T04:37:33Z'));
   assert.ok(Number.isNaN(startOfSegmentFile('04-37-33.mp4')));
 });
 
-test('failures are named in an installer\'s words', () => {
+test("failures are named in an installer's words", () => {
   const cases: Array<[string, string]> = [
     ['[rtsp @ 0x1] method DESCRIBE failed: 401 Unauthorized', 'unauthorized'],
     ['rtsp://x: Connection refused', 'unreachable'],
     ['[tcp @ 0x1] Failed to resolve hostname cam.local: Name or service not known', 'unreachable'],
-    ['Stream map \'0:v:0\' matches no streams.', 'no video track'],
+    ["Stream map '0:v:0' matches no streams.", 'no video track'],
     ['rtsp://x: Invalid data found when processing input', 'not a video stream'],
     ['[rtsp @ 0x1] method DESCRIBE failed: 404 Not Found', 'not found'],
   ];
   for (const [line, reason] of cases) assert.is(classifyFailure(['noise', line], 1).reason, reason, line);
   assert.match(classifyFailure(['something odd'], 187).detail, /code 187: something odd/);
   // A full disk is the box's, said plainly, whatever ffmpeg printed after it.
-  const full = classifyFailure(['[segment @ 0x1] Failed to open segment: No space left on device', '    Last message repeated 1 times'], 1);
+  const full = classifyFailure(
+    ['[segment @ 0x1] Failed to open segment: No space left on device', '    Last message repeated 1 times'],
+    1,
+  );
   assert.is(full.reason, 'disk full');
   assert.not.match(classifyFailure(['odd', '    Last message repeated 1 times'], 1).detail, /repeated/);
 });
@@ -65,13 +87,28 @@ test('failures are named in an installer\'s words', () => {
 test('credentials are masked in URLs and in any text', () => {
   assert.is(redactUrl('rtsp://admin:p@ss:w0rd@10.0.0.5:554/s1'), 'rtsp://admin:***@10.0.0.5:554/s1');
   assert.is(redactUrl('rtsp://10.0.0.5/s1'), 'rtsp://10.0.0.5/s1');
-  assert.is(redactText("Input #0, rtsp, from 'rtsp://admin:hunter2@10.0.0.5/s1':"), "Input #0, rtsp, from 'rtsp://admin:***@10.0.0.5/s1':");
+  assert.is(
+    redactText("Input #0, rtsp, from 'rtsp://admin:hunter2@10.0.0.5/s1':"),
+    "Input #0, rtsp, from 'rtsp://admin:***@10.0.0.5/s1':",
+  );
 });
 
 test('a fragmented MP4 torn mid-fragment is cut back to its last complete fragment and plays', async () => {
   const dir = await tempDir();
   const file = path.join(dir, 'seg.mp4');
-  await run('ffmpeg', ['-v', 'error', '-i', DEMO_CLIP, '-t', '8', '-c', 'copy', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', file]);
+  await run('ffmpeg', [
+    '-v',
+    'error',
+    '-i',
+    DEMO_CLIP,
+    '-t',
+    '8',
+    '-c',
+    'copy',
+    '-movflags',
+    '+frag_keyframe+empty_moov+default_base_moof',
+    file,
+  ]);
   const whole = (await stat(file)).size;
   await truncate(file, Math.floor(whole * 0.7)); // the power went mid-write
   const kept = await trimToLastFragment(file);
@@ -90,14 +127,49 @@ test('a fragmented MP4 torn mid-fragment is cut back to its last complete fragme
 /** The clip as ffmpeg's live output cuts it: a fragment per keyframe and every 250 ms. */
 async function liveCut(dir: string, clip: string, seconds: number): Promise<Buffer> {
   const file = path.join(dir, 'live.mp4');
-  await run('ffmpeg', ['-v', 'error', '-y', '-i', clip, '-t', String(seconds), '-c', 'copy', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-frag_duration', '250000', file]);
+  await run('ffmpeg', [
+    '-v',
+    'error',
+    '-y',
+    '-i',
+    clip,
+    '-t',
+    String(seconds),
+    '-c',
+    'copy',
+    '-movflags',
+    '+frag_keyframe+empty_moov+default_base_moof',
+    '-frag_duration',
+    '250000',
+    file,
+  ]);
   return readFile(file);
 }
 
 /** The clip cut as the recorder cuts it: segment files on keyframes, each with its clock from 0. */
 async function recordedSegments(dir: string, clip: string, segmentSeconds: number): Promise<Buffer[]> {
-  await run('ffmpeg', ['-v', 'error', '-y', '-i', clip, '-t', String(segmentSeconds * 2), '-c', 'copy', '-f', 'segment', '-segment_time', String(segmentSeconds), '-segment_format', 'mp4',
-    '-segment_format_options', 'movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=250000', '-reset_timestamps', '1', path.join(dir, 'seg%d.mp4')]);
+  await run('ffmpeg', [
+    '-v',
+    'error',
+    '-y',
+    '-i',
+    clip,
+    '-t',
+    String(segmentSeconds * 2),
+    '-c',
+    'copy',
+    '-f',
+    'segment',
+    '-segment_time',
+    String(segmentSeconds),
+    '-segment_format',
+    'mp4',
+    '-segment_format_options',
+    'movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=250000',
+    '-reset_timestamps',
+    '1',
+    path.join(dir, 'seg%d.mp4'),
+  ]);
   return Promise.all([0, 1].map((i) => readFile(path.join(dir, `seg${i}.mp4`))));
 }
 
@@ -118,7 +190,17 @@ test('the live feed cuts a stream split anywhere into init and fragments, and kn
   for (let i = 0; i < bytes.length; i += 7001) feed.push(bytes.subarray(i, i + 7001));
   assert.is(feed.init!.toString('latin1', 4, 8), 'ftyp');
   // ffprobe says where the keyframes are: every 30th frame of the 15 fps clip.
-  const { stdout } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=flags', '-of', 'csv=p=0', path.join(dir, 'live.mp4')]);
+  const { stdout } = await run('ffprobe', [
+    '-v',
+    'error',
+    '-select_streams',
+    'v',
+    '-show_entries',
+    'packet=flags',
+    '-of',
+    'csv=p=0',
+    path.join(dir, 'live.mp4'),
+  ]);
   const keyframes = stdout.split('\n').filter((l) => l.startsWith('K')).length;
   assert.is(seen.filter(Boolean).length, keyframes);
   assert.ok(seen[0], 'the stream starts on a keyframe');
@@ -219,7 +301,9 @@ test('live view from a recording being written: a late viewer starts at its newe
   const init = Buffer.concat(boxes.slice(0, 2).map((x) => x.box));
   const complete = boxes.filter((x, i) => x.type === 'moof' && boxes[i + 1]!.end <= written);
   const newest = complete.filter((x) => startsWithKeyframe(x.box, init)).pop()!;
-  const expected = boxes.filter((x) => x.type === 'moof' && x.end >= newest.end).length + boxesOf(second).filter((x) => x.type === 'moof').length;
+  const expected =
+    boxes.filter((x) => x.type === 'moof' && x.end >= newest.end).length +
+    boxesOf(second).filter((x) => x.type === 'moof').length;
 
   let tail: RecordingTail | undefined;
   const feed = new LiveFeed((wanted) => (wanted ? tail!.start(a) : tail!.stop()));
@@ -229,7 +313,10 @@ test('live view from a recording being written: a late viewer starts at its newe
   viewer.on('data', (c: Buffer) => got.push(c));
   const fragmentsGot = () => boxesOf(Buffer.concat(got)).filter((x) => x.type === 'moof');
   await waitUntil('the newest GOP', () => fragmentsGot().length > 0, 5000, 20);
-  assert.ok(fragmentsGot()[0]!.box.equals(newest.box), 'it starts at the newest keyframe, not at the start of the file');
+  assert.ok(
+    fragmentsGot()[0]!.box.equals(newest.box),
+    'it starts at the newest keyframe, not at the start of the file',
+  );
   // ffmpeg writes on; then closes the file and opens the next.
   await appendFile(a, first.subarray(written, written + 50_000));
   await appendFile(a, first.subarray(written + 50_000));
@@ -238,10 +325,14 @@ test('live view from a recording being written: a late viewer starts at its newe
   await waitUntil('every fragment after it', () => fragmentsGot().length === expected, 5000, 20);
 
   const out = boxesOf(Buffer.concat(got));
-  assert.equal(out.slice(0, 2).map((x) => x.type), ['ftyp', 'moov']);
-  assert.is(out.filter((x) => x.type === 'ftyp').length, 1, 'the next segment\'s identical init is not sent again');
+  assert.equal(
+    out.slice(0, 2).map((x) => x.type),
+    ['ftyp', 'moov'],
+  );
+  assert.is(out.filter((x) => x.type === 'ftyp').length, 1, "the next segment's identical init is not sent again");
   const times = out.filter((x) => x.type === 'moof').map((x) => fragmentTiming(x.box, init)!);
-  for (let i = 1; i < times.length; i++) assert.is(times[i]!.start, times[i - 1]!.start + times[i - 1]!.duration, `fragment ${i} follows on`);
+  for (let i = 1; i < times.length; i++)
+    assert.is(times[i]!.start, times[i - 1]!.start + times[i - 1]!.duration, `fragment ${i} follows on`);
   const joined = path.join(dir, 'joined.mp4');
   await writeFile(joined, Buffer.concat(got));
   const decoded = await run('ffmpeg', ['-v', 'error', '-i', joined, '-f', 'null', '-']);

@@ -24,9 +24,19 @@ let admin: string;
 /** Whether a <video> plays in the page: its time moves on by `seconds`. */
 async function videoAdvances(selector: string, seconds: number, timeoutMs = 30_000): Promise<number> {
   await page.waitForSelector(selector, { timeout: timeoutMs });
-  await page.waitForFunction((s) => ((document.querySelector(s) as HTMLVideoElement | null)?.readyState ?? 0) >= 2, { timeout: timeoutMs }, selector);
+  await page.waitForFunction(
+    (s) => ((document.querySelector(s) as HTMLVideoElement | null)?.readyState ?? 0) >= 2,
+    { timeout: timeoutMs },
+    selector,
+  );
   const t0 = await page.$eval(selector, (v) => (v as HTMLVideoElement).currentTime);
-  await page.waitForFunction((s, t, d) => (document.querySelector(s) as HTMLVideoElement).currentTime > t + d, { timeout: timeoutMs }, selector, t0, seconds);
+  await page.waitForFunction(
+    (s, t, d) => (document.querySelector(s) as HTMLVideoElement).currentTime > t + d,
+    { timeout: timeoutMs },
+    selector,
+    t0,
+    seconds,
+  );
   return page.$eval(selector, (v) => (v as HTMLVideoElement).currentTime);
 }
 
@@ -41,9 +51,17 @@ test.before(async () => {
   admin = await withAdmin(box);
   cam = new RtspCamera(await freePort());
   await cam.start();
-  const added = await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'street', name: 'Street', source: { kind: 'rtsp', url: cam.url() }, detection: { enabled: false } } });
+  const added = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'street', name: 'Street', source: { kind: 'rtsp', url: cam.url() }, detection: { enabled: false } },
+  });
   assert.is(added.status, 201, added.text);
-  browser = await puppeteer.launch({ browser: 'firefox', executablePath: FIREFOX, headless: true, extraPrefsFirefox: { 'media.autoplay.default': 0 } });
+  browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: FIREFOX,
+    headless: true,
+    extraPrefsFirefox: { 'media.autoplay.default': 0 },
+  });
   page = await browser.newPage();
   await page.setViewport({ width: 1280, height: 900 });
 });
@@ -68,10 +86,17 @@ test('Firefox: a wrong password is said so; the right one signs in', async () =>
 });
 
 test('Firefox: the live tile plays through MediaSource, and the full view too', async () => {
-  await waitUntil('street online', async () => (await box.request('GET', '/api/v1/cameras/street', { auth: admin })).json.status?.state === 'online', 20_000, 200);
+  await waitUntil(
+    'street online',
+    async () => (await box.request('GET', '/api/v1/cameras/street', { auth: admin })).json.status?.state === 'online',
+    20_000,
+    200,
+  );
   await page.goto(base);
   assert.ok((await videoAdvances('[data-camera=street] video', 1.5)) > 1.5);
-  const firstFrameMs = Number(await page.$eval('[data-camera=street] video', (v) => v.getAttribute('data-first-frame-ms')));
+  const firstFrameMs = Number(
+    await page.$eval('[data-camera=street] video', (v) => v.getAttribute('data-first-frame-ms')),
+  );
   assert.ok(firstFrameMs > 0, 'the player noted its first frame');
   console.log(`time to first live frame in Firefox: ${firstFrameMs} ms from the player's start`);
   await shot('live-grid');
@@ -81,11 +106,28 @@ test('Firefox: the live tile plays through MediaSource, and the full view too', 
 });
 
 test('Firefox: recordings play from a click on the day bar (HLS through hls.js)', async () => {
-  await waitUntil('a recorded segment', async () => {
-    const t = (await box.request('GET', `/api/v1/cameras/street/timeline?from=${new Date(Date.now() - 3_600_000).toISOString()}&to=${new Date().toISOString()}`, { auth: admin })).json;
-    return t.ranges?.length > 0 && Date.parse(t.ranges[0].end) - Date.parse(t.ranges[0].start) >= 8000 && t.ranges[0];
-  }, 40_000, 500);
-  const first = (await box.request('GET', `/api/v1/cameras/street/timeline?from=${new Date(Date.now() - 3_600_000).toISOString()}&to=${new Date().toISOString()}`, { auth: admin })).json.ranges[0];
+  await waitUntil(
+    'a recorded segment',
+    async () => {
+      const t = (
+        await box.request(
+          'GET',
+          `/api/v1/cameras/street/timeline?from=${new Date(Date.now() - 3_600_000).toISOString()}&to=${new Date().toISOString()}`,
+          { auth: admin },
+        )
+      ).json;
+      return t.ranges?.length > 0 && Date.parse(t.ranges[0].end) - Date.parse(t.ranges[0].start) >= 8000 && t.ranges[0];
+    },
+    40_000,
+    500,
+  );
+  const first = (
+    await box.request(
+      'GET',
+      `/api/v1/cameras/street/timeline?from=${new Date(Date.now() - 3_600_000).toISOString()}&to=${new Date().toISOString()}`,
+      { auth: admin },
+    )
+  ).json.ranges[0];
   await page.goto(`${base}/recordings?camera=street`);
   await page.waitForSelector('.day-bar .range');
   const bar = (await (await page.$('[data-testid=timeline]'))!.boundingBox())!;

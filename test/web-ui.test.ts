@@ -87,14 +87,21 @@ test('adding a camera: Test says what is wrong with a bad URL, a bad field is na
 });
 
 test('live: the tile of the camera plays within seconds, and its full view too', async () => {
-  await waitUntil('street online', async () => (await api('/api/v1/cameras/street')).status?.state === 'online', 20_000, 200);
+  await waitUntil(
+    'street online',
+    async () => (await api('/api/v1/cameras/street')).status?.state === 'online',
+    20_000,
+    200,
+  );
   const started = Date.now();
   await page.goto(base);
   const time = await videoAdvances(page, '[data-camera=street] video', 1.5);
   assert.ok(time > 1.5);
   const firstFrameMs = Number(await page.getAttribute('[data-camera=street] video', 'data-first-frame-ms'));
   assert.ok(firstFrameMs > 0, 'the player noted its first frame');
-  console.log(`time to first live frame in Chromium: ${firstFrameMs} ms from the player's start (${Date.now() - started} ms with the page load and 1.5 s of play)`);
+  console.log(
+    `time to first live frame in Chromium: ${firstFrameMs} ms from the player's start (${Date.now() - started} ms with the page load and 1.5 s of play)`,
+  );
   await shot(page, 'live-grid');
   await page.click('[data-camera=street]');
   await page.waitForURL(`${base}/live/street`);
@@ -105,11 +112,18 @@ test('live: the tile of the camera plays within seconds, and its full view too',
 test('a zone drawn on the snapshot with the mouse is saved with the camera', async () => {
   await page.goto(`${base}/cameras/street`);
   const canvas = await page.waitForSelector('[data-testid=zone-canvas]');
-  await page.waitForFunction(() => ((document.querySelector('.zone-canvas img') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0);
+  await page.waitForFunction(
+    () => ((document.querySelector('.zone-canvas img') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0,
+  );
   await canvas.scrollIntoViewIfNeeded();
   const box = (await canvas.boundingBox())!;
   await page.fill('input[aria-label="Zone name"]', 'sidewalk');
-  for (const [x, y] of [[0.1, 0.5], [0.6, 0.5], [0.6, 0.95], [0.1, 0.95]] as const) {
+  for (const [x, y] of [
+    [0.1, 0.5],
+    [0.6, 0.5],
+    [0.6, 0.95],
+    [0.1, 0.95],
+  ] as const) {
     await page.mouse.click(box.x + x * box.width, box.y + y * box.height);
   }
   await page.click('button:has-text("Finish shape (4)")');
@@ -123,19 +137,31 @@ test('a zone drawn on the snapshot with the mouse is saved with the camera', asy
   assert.is(zone.name, 'sidewalk');
   assert.is(zone.points.length, 4);
   // Where the mouse went, relative to the frame.
-  assert.ok(Math.abs(zone.points[1][0] - 0.6) < 0.02 && Math.abs(zone.points[2][1] - 0.95) < 0.02, JSON.stringify(zone.points));
+  assert.ok(
+    Math.abs(zone.points[1][0] - 0.6) < 0.02 && Math.abs(zone.points[2][1] - 0.95) < 0.02,
+    JSON.stringify(zone.points),
+  );
   // On a phone, with a finger: a motion mask over the top of the picture.
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
   await phone.addCookies(await context.cookies());
   const touch = await phone.newPage();
   await touch.goto(`${base}/cameras/street`);
   // Saving the zone restarted the stream: the editor comes back once the camera streams again.
-  await touch.waitForFunction(() => ((document.querySelector('.zone-canvas img') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0, undefined, { timeout: 30_000 });
+  await touch.waitForFunction(
+    () => ((document.querySelector('.zone-canvas img') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0,
+    undefined,
+    { timeout: 30_000 },
+  );
   await touch.selectOption('select[aria-label="What to draw"]', 'motion');
   const area = await touch.waitForSelector('[data-testid=zone-canvas]');
   await area.scrollIntoViewIfNeeded();
   const r = (await area.boundingBox())!;
-  for (const [x, y] of [[0.05, 0.05], [0.95, 0.05], [0.5, 0.3]] as const) await touch.touchscreen.tap(r.x + x * r.width, r.y + y * r.height);
+  for (const [x, y] of [
+    [0.05, 0.05],
+    [0.95, 0.05],
+    [0.5, 0.3],
+  ] as const)
+    await touch.touchscreen.tap(r.x + x * r.width, r.y + y * r.height);
   await touch.click('button:has-text("Finish shape (3)")');
   await touch.click('#camera-form button:has-text("Save")');
   await touch.waitForSelector('#camera-form .ok');
@@ -143,7 +169,10 @@ test('a zone drawn on the snapshot with the mouse is saved with the camera', asy
   const masked = await api('/api/v1/cameras/street');
   assert.is(masked.detection.motionMasks.length, 1);
   assert.is(masked.detection.zones.length, 1, 'the zone drawn before is kept');
-  assert.ok(Math.abs(masked.detection.motionMasks[0][1][0] - 0.95) < 0.03, JSON.stringify(masked.detection.motionMasks));
+  assert.ok(
+    Math.abs(masked.detection.motionMasks[0][1][0] - 0.95) < 0.03,
+    JSON.stringify(masked.detection.motionMasks),
+  );
   await phone.close();
 });
 
@@ -153,14 +182,23 @@ test('events: a person event appears without a reload, with its picture and box;
   // Pushed over the updates socket: the page is not reloaded.
   await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
   const item = await page.waitForSelector('li.event:has-text("person")', { timeout: 60_000 });
-  assert.is(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 42, 'the same page, not reloaded');
+  assert.is(
+    await page.evaluate(() => (window as unknown as { marker?: number }).marker),
+    42,
+    'the same page, not reloaded',
+  );
   await page.waitForSelector('li.event .thumb img');
   assert.ok(await page.$('li.event .thumb svg rect'), 'the box is drawn over the picture');
   // An event that has ended has its clip.
-  const ended = await waitUntil('an ended person event', async () => {
-    const list = await api('/api/v1/events?label=person');
-    return list.find((e: { end: string | null }) => e.end);
-  }, 90_000, 1000);
+  const ended = await waitUntil(
+    'an ended person event',
+    async () => {
+      const list = await api('/api/v1/events?label=person');
+      return list.find((e: { end: string | null }) => e.end);
+    },
+    90_000,
+    1000,
+  );
   await page.reload();
   await page.click(`li[data-event="${ended.id}"] .event-head`);
   await videoAdvances(page, `li[data-event="${ended.id}"] video.clip`, 0.5);
@@ -178,7 +216,11 @@ test('events: a person event appears without a reload, with its picture and box;
 test('recordings: the day shows what was recorded; a click plays from there; a range exports with progress', async () => {
   await page.goto(`${base}/recordings?camera=street`);
   await page.waitForSelector('.day-bar .range');
-  const first = (await api(`/api/v1/cameras/street/timeline?from=${new Date(Date.now() - 3_600_000).toISOString()}&to=${new Date().toISOString()}`)).ranges[0];
+  const first = (
+    await api(
+      `/api/v1/cameras/street/timeline?from=${new Date(Date.now() - 3_600_000).toISOString()}&to=${new Date().toISOString()}`,
+    )
+  ).ranges[0];
   // Click the bar just after the recording began.
   await (await page.$('[data-testid=timeline]'))!.scrollIntoViewIfNeeded();
   const bar = (await (await page.$('[data-testid=timeline]'))!.boundingBox())!;
@@ -199,7 +241,10 @@ test('users: the admin adds a family member, who cannot open the admin pages', a
   await page.fill('#add-user input[name=username]', FAMILY.username);
   await page.fill('#add-user input[name=password]', 'short');
   await page.click('#add-user button');
-  assert.match(String(await (await page.waitForSelector('#add-user [data-field=password] .field-error')).textContent()), /10/);
+  assert.match(
+    String(await (await page.waitForSelector('#add-user [data-field=password] .field-error')).textContent()),
+    /10/,
+  );
   await page.fill('#add-user input[name=password]', FAMILY.password);
   await page.click('#add-user button');
   await page.waitForSelector(`tr[data-user=${FAMILY.username}]`);
@@ -210,7 +255,10 @@ test('users: the admin adds a family member, who cannot open the admin pages', a
   await phone.fill('#sign-in input[name=username]', FAMILY.username);
   await phone.fill('#sign-in input[name=password]', 'wrong-password-1');
   await phone.click('#sign-in button');
-  assert.match(String(await (await phone.waitForSelector('#sign-in .problem')).textContent()), /Wrong user name or password/);
+  assert.match(
+    String(await (await phone.waitForSelector('#sign-in .problem')).textContent()),
+    /Wrong user name or password/,
+  );
   await phone.fill('#sign-in input[name=password]', FAMILY.password);
   await phone.click('#sign-in button');
   await phone.waitForSelector('nav');
@@ -243,13 +291,25 @@ test('devices: pairing opened in the page, a device that knocks shows up as pend
   await page.click('button:has-text("Open pairing for 5 minutes")');
   await page.waitForSelector('text=Pairing open');
   // A real MQTT client knocks with credentials the box does not know yet: refused, held as pending.
-  const knock = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { username: 'garage-door', password: 'garage-door-secret-1', reconnectPeriod: 0, connectTimeout: 5000 }).catch((err: Error) => err);
+  const knock = await mqtt
+    .connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+      username: 'garage-door',
+      password: 'garage-door-secret-1',
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    })
+    .catch((err: Error) => err);
   assert.ok(knock instanceof Error, 'a pending device may not connect yet');
   const row = await page.waitForSelector('tr[data-device=garage-door] .state.pending');
   assert.ok(row, 'shown without a reload');
   await page.click('tr[data-device=garage-door] button:has-text("Allow")');
   await page.waitForSelector('tr[data-device=garage-door] .state.allowed');
-  const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { username: 'garage-door', password: 'garage-door-secret-1', reconnectPeriod: 0, connectTimeout: 5000 });
+  const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+    username: 'garage-door',
+    password: 'garage-door-secret-1',
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
   assert.ok(device.connected);
   await device.endAsync();
   await shot(page, 'devices');
@@ -266,7 +326,10 @@ test('me: the notifications I want are saved (this camera, people, at night)', a
   await page.click('#notifications button');
   await page.waitForSelector('#notifications .ok');
   const saved = await api('/api/v1/auth/me/notifications');
-  assert.equal(saved, { enabled: true, rules: [{ cameras: ['street'], labels: ['person'], zones: [], from: '22:00', to: '06:30' }] });
+  assert.equal(saved, {
+    enabled: true,
+    rules: [{ cameras: ['street'], labels: ['person'], zones: [], from: '22:00', to: '06:30' }],
+  });
 });
 
 test('an expired session asks to sign in over the page; what was typed is kept and sent', async () => {
@@ -276,11 +339,17 @@ test('an expired session asks to sign in over the page; what was typed is kept a
   await page.fill('#password input[name=newPassword]', 'admin-password-2');
   // The session ends behind the page's back (as when it expires).
   const cookie = (await context.cookies()).find((c) => c.name === 'fogedge_session')!;
-  const res = await box.request('POST', '/api/v1/auth/logout', { headers: { cookie: `fogedge_session=${cookie.value}`, origin: 'http://localhost' } });
+  const res = await box.request('POST', '/api/v1/auth/logout', {
+    headers: { cookie: `fogedge_session=${cookie.value}`, origin: 'http://localhost' },
+  });
   assert.is(res.status, 200, res.text);
   await page.click('#password button');
   await page.waitForSelector('#session-dialog');
-  assert.is(await page.inputValue('#password input[name=newPassword]'), 'admin-password-2', 'the form under the dialog keeps its values');
+  assert.is(
+    await page.inputValue('#password input[name=newPassword]'),
+    'admin-password-2',
+    'the form under the dialog keeps its values',
+  );
   await page.fill('#session-dialog input[name=password]', ADMIN.password);
   await page.click('#session-dialog button');
   // The password change went through after signing in again.
@@ -305,7 +374,7 @@ test('the box out of reach for a moment: the page says so and recovers by itself
   await page.waitForSelector('.banner', { state: 'detached', timeout: 15_000 });
 });
 
-test("system: the installer links the box to its operator; a bad URL is named at its field; the link shows connected", async () => {
+test('system: the installer links the box to its operator; a bad URL is named at its field; the link shows connected', async () => {
   const adm = await OperatorBroker.start({ 'ui-box': 'ui-secret-1' });
   try {
     await page.goto(`${base}/system`);
@@ -320,7 +389,10 @@ test("system: the installer links the box to its operator; a bad URL is named at
     await page.fill('#provisioning input[name=password]', 'ui-secret-1');
     await page.click('#provisioning button:text-is("Link")');
     await page.waitForSelector('#uplink [data-state=connected]', { timeout: 15_000 });
-    assert.match(String(await page.textContent('#uplink')), new RegExp(`Connected to mqtt://127.0.0.1:${adm.port} as ui-box`));
+    assert.match(
+      String(await page.textContent('#uplink')),
+      new RegExp(`Connected to mqtt://127.0.0.1:${adm.port} as ui-box`),
+    );
     await shot(page, 'system-operator-linked');
     await page.click('#uplink button:has-text("Unlink")');
     await page.waitForSelector('#uplink:has-text("runs local only")');

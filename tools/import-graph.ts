@@ -14,7 +14,8 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 const SOURCES = ['lib', 'services', 'appliance', 'camera-agent', 'gateway', 'web-ui/src'];
-const IMPORT = /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s+['"](\.{1,2}\/[^'"]+)['"]|import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)|^import\s+['"](\.{1,2}\/[^'"]+)['"]/gm;
+const IMPORT =
+  /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s+['"](\.{1,2}\/[^'"]+)['"]|import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)|^import\s+['"](\.{1,2}\/[^'"]+)['"]/gm;
 
 export interface Import {
   from: string;
@@ -57,7 +58,8 @@ export function breach({ from, to }: Import): string | null {
   if (a === b) return null;
   if (b === 'lib') return null;
   if (a === 'lib') return 'lib/ is shared code: it imports only lib/';
-  if (!['lib', 'services', 'appliance', 'camera-agent', 'gateway', 'web-ui'].includes(b.split('/')[0]!)) return `${to} is outside the project's sources`;
+  if (!['lib', 'services', 'appliance', 'camera-agent', 'gateway', 'web-ui'].includes(b.split('/')[0]!))
+    return `${to} is outside the project's sources`;
   if (isContract(from) && !isContract(to)) return 'a contract (*.schemas.ts) imports only lib/ and other contracts';
   if (a === 'camera-agent') return 'the camera agent is its own program: it imports only lib/';
   if (b === 'gateway') return 'only the gateway wires services together: nothing imports gateway/';

@@ -4,7 +4,18 @@
 // Activate()) as Device.LocalAgent.Request.{i} and tells their end with Notify
 // OperationComplete, and sends events (Boot!, TransferComplete!). Transport-free: the MQTT MTP
 // hands it bytes and sends what it returns.
-import { decodeRecord, encodeRecord, ERR, errorMsg, newMsgId, request, response, UnreadableMsgError, UspError, type Msg } from '../../lib/usp/codec.ts';
+import {
+  decodeRecord,
+  encodeRecord,
+  ERR,
+  errorMsg,
+  newMsgId,
+  request,
+  response,
+  UnreadableMsgError,
+  UspError,
+  type Msg,
+} from '../../lib/usp/codec.ts';
 import { DataModel, type ObjectNode } from './data-model.ts';
 
 export interface AgentRequest {
@@ -71,7 +82,11 @@ export class UspAgent {
     return this.subscriptions.map((sub) => ({
       path: `${SUBSCRIPTIONS}${sub.n}.`,
       params: {
-        Enable: { type: 'boolean', get: () => String(sub.enable), set: (v) => void (sub.enable = parseBoolean('Enable', v)) },
+        Enable: {
+          type: 'boolean',
+          get: () => String(sub.enable),
+          set: (v) => void (sub.enable = parseBoolean('Enable', v)),
+        },
         ID: { type: 'string', get: () => sub.id, set: (v) => void (sub.id = this.uniqueId(v, sub)) },
         NotifType: { type: 'string', get: () => sub.notifType, set: (v) => void (sub.notifType = parseNotifType(v)) },
         ReferenceList: { type: 'string', get: () => sub.referenceList, set: (v) => void (sub.referenceList = v) },
@@ -80,7 +95,8 @@ export class UspAgent {
   }
 
   private uniqueId(id: string, self?: AgentSubscription): string {
-    if (this.subscriptions.some((s) => s !== self && s.id === id)) throw new UspError(DUPLICATE_KEY, `A subscription with ID "${id}" exists`);
+    if (this.subscriptions.some((s) => s !== self && s.id === id))
+      throw new UspError(DUPLICATE_KEY, `A subscription with ID "${id}" exists`);
     return id;
   }
 
@@ -88,12 +104,28 @@ export class UspAgent {
    * Add: only subscriptions can be created here. Without allow_partial one failure creates
    * nothing and the whole message fails; with it, each object succeeds or fails on its own.
    */
-  private add(req: { allowPartial?: boolean; createObjs?: Array<{ objPath: string; paramSettings?: Array<{ param: string; value: string; required?: boolean }> }> }) {
+  private add(req: {
+    allowPartial?: boolean;
+    createObjs?: Array<{
+      objPath: string;
+      paramSettings?: Array<{ param: string; value: string; required?: boolean }>;
+    }>;
+  }) {
     const made: AgentSubscription[] = [];
     const results = (req.createObjs ?? []).map((obj) => {
       try {
-        if (obj.objPath !== SUBSCRIPTIONS) throw new UspError(NOT_CREATABLE, `${obj.objPath} is not a table a controller may add to (only ${SUBSCRIPTIONS})`);
-        const sub: AgentSubscription = { n: this.nextSubscription + made.length, enable: false, id: '', notifType: '', referenceList: '' };
+        if (obj.objPath !== SUBSCRIPTIONS)
+          throw new UspError(
+            NOT_CREATABLE,
+            `${obj.objPath} is not a table a controller may add to (only ${SUBSCRIPTIONS})`,
+          );
+        const sub: AgentSubscription = {
+          n: this.nextSubscription + made.length,
+          enable: false,
+          id: '',
+          notifType: '',
+          referenceList: '',
+        };
         const paramErrs: Array<{ param: string; errCode: number; errMsg: string }> = [];
         for (const ps of obj.paramSettings ?? []) {
           try {
@@ -109,10 +141,16 @@ export class UspAgent {
           }
         }
         sub.id ||= `fogedge-${sub.n}`;
-        if (made.some((m) => m.id === sub.id)) throw new UspError(DUPLICATE_KEY, `A subscription with ID "${sub.id}" exists`);
+        if (made.some((m) => m.id === sub.id))
+          throw new UspError(DUPLICATE_KEY, `A subscription with ID "${sub.id}" exists`);
         this.uniqueId(sub.id);
         made.push(sub);
-        return { requestedPath: obj.objPath, operStatus: { operSuccess: { instantiatedPath: `${SUBSCRIPTIONS}${sub.n}.`, paramErrs, uniqueKeys: { ID: sub.id } } } };
+        return {
+          requestedPath: obj.objPath,
+          operStatus: {
+            operSuccess: { instantiatedPath: `${SUBSCRIPTIONS}${sub.n}.`, paramErrs, uniqueKeys: { ID: sub.id } },
+          },
+        };
       } catch (err) {
         const e = err instanceof UspError ? err : new UspError(ERR.INTERNAL_ERROR, (err as Error).message);
         if (!req.allowPartial) throw e;
@@ -130,13 +168,21 @@ export class UspAgent {
     const results = (req.objPaths ?? []).map((path) => {
       const m = /^Device\.LocalAgent\.Subscription\.(\d+|\*)\.$/.exec(path);
       if (!m) {
-        const e = new UspError(NOT_DELETABLE, `${path} is not an instance a controller may delete (only ${SUBSCRIPTIONS}{i}.)`);
+        const e = new UspError(
+          NOT_DELETABLE,
+          `${path} is not an instance a controller may delete (only ${SUBSCRIPTIONS}{i}.)`,
+        );
         if (!req.allowPartial) throw e;
         return { requestedPath: path, operStatus: { operFailure: { errCode: e.code, errMsg: e.message } } };
       }
       const hit = this.subscriptions.filter((sub) => m[1] === '*' || String(sub.n) === m[1]);
       for (const sub of hit) doomed.add(sub);
-      return { requestedPath: path, operStatus: { operSuccess: { affectedPaths: hit.map((sub) => `${SUBSCRIPTIONS}${sub.n}.`), unaffectedPathErrs: [] } } };
+      return {
+        requestedPath: path,
+        operStatus: {
+          operSuccess: { affectedPaths: hit.map((sub) => `${SUBSCRIPTIONS}${sub.n}.`), unaffectedPathErrs: [] },
+        },
+      };
     });
     for (const sub of doomed) this.subscriptions.splice(this.subscriptions.indexOf(sub), 1);
     return { deletedObjResults: results };
@@ -150,14 +196,18 @@ export class UspAgent {
     } catch (err) {
       if (!(err instanceof UnreadableMsgError)) return this.log(`usp: dropped a record: ${(err as Error).message}`);
       // Readable record, unreadable Msg: answered with the spec's error, no msg_id to echo.
-      if (err.toId === this.endpointId) this.send(err.fromId, encodeRecord(this.endpointId, err.fromId, { msg: errorMsg('', err) }));
+      if (err.toId === this.endpointId)
+        this.send(err.fromId, encodeRecord(this.endpointId, err.fromId, { msg: errorMsg('', err) }));
       return;
     }
     if (envelope.toId !== this.endpointId) return this.log(`usp: dropped a record for ${envelope.toId}`);
     if (!envelope.msg) return; // connect / disconnect records need no answer
     this.controllerId = envelope.fromId;
     const reply = await this.handle(envelope.fromId, envelope.msg).catch((err: unknown) =>
-      errorMsg(envelope.msg!.header.msgId, err instanceof UspError ? err : new UspError(ERR.INTERNAL_ERROR, (err as Error).message)),
+      errorMsg(
+        envelope.msg!.header.msgId,
+        err instanceof UspError ? err : new UspError(ERR.INTERNAL_ERROR, (err as Error).message),
+      ),
     );
     if (reply) this.send(envelope.fromId, encodeRecord(this.endpointId, envelope.fromId, { msg: reply }));
   }
@@ -169,14 +219,20 @@ export class UspAgent {
       case 'GET':
         return response('GET_RESP', id, { getResp: { reqPathResults: this.model.get(req['get']?.paramPaths ?? []) } });
       case 'SET':
-        return response('SET_RESP', id, { setResp: await this.model.set(req['set']?.updateObjs ?? [], Boolean(req['set']?.allowPartial)) });
+        return response('SET_RESP', id, {
+          setResp: await this.model.set(req['set']?.updateObjs ?? [], Boolean(req['set']?.allowPartial)),
+        });
       case 'ADD':
         return response('ADD_RESP', id, { addResp: this.add(req['add'] ?? {}) });
       case 'DELETE':
         return response('DELETE_RESP', id, { deleteResp: this.delete(req['delete'] ?? {}) });
       case 'GET_SUPPORTED_DM': {
         const g = req['getSupportedDm'] ?? {};
-        const results = this.model.supportedDM(g.objPaths ?? [], Boolean(g.firstLevelOnly), { commands: Boolean(g.returnCommands), events: Boolean(g.returnEvents), params: Boolean(g.returnParams) });
+        const results = this.model.supportedDM(g.objPaths ?? [], Boolean(g.firstLevelOnly), {
+          commands: Boolean(g.returnCommands),
+          events: Boolean(g.returnEvents),
+          params: Boolean(g.returnParams),
+        });
         return response('GET_SUPPORTED_DM_RESP', id, { getSupportedDmResp: { reqObjResults: results } });
       }
       case 'OPERATE':
@@ -188,7 +244,11 @@ export class UspAgent {
     }
   }
 
-  private async operate(from: string, msgId: string, op: { command?: string; commandKey?: string; sendResp?: boolean; inputArgs?: Record<string, string> }): Promise<Msg | null> {
+  private async operate(
+    from: string,
+    msgId: string,
+    op: { command?: string; commandKey?: string; sendResp?: boolean; inputArgs?: Record<string, string> },
+  ): Promise<Msg | null> {
     const commandPath = op.command ?? '';
     const { object, name, command } = this.model.command(commandPath, op.inputArgs ?? {});
     const commandKey = op.commandKey ?? '';
@@ -200,30 +260,72 @@ export class UspAgent {
         const e = err instanceof UspError ? err : new UspError(ERR.COMMAND_FAILURE, (err as Error).message);
         result = { cmdFailure: { errCode: e.code, errMsg: e.message } };
       }
-      return op.sendResp === false ? null : response('OPERATE_RESP', msgId, { operateResp: { operationResults: [{ executedCommand: commandPath, ...result }] } });
+      return op.sendResp === false
+        ? null
+        : response('OPERATE_RESP', msgId, {
+            operateResp: { operationResults: [{ executedCommand: commandPath, ...result }] },
+          });
     }
-    const r: AgentRequest = { n: this.nextRequest++, originator: from, command: commandPath, commandKey, status: 'Active' };
+    const r: AgentRequest = {
+      n: this.nextRequest++,
+      originator: from,
+      command: commandPath,
+      commandKey,
+      status: 'Active',
+    };
     this.requests.push(r);
     // Runs after the answer; its end is told by Notify OperationComplete.
     setImmediate(() => {
       void command.run(op.inputArgs ?? {}, commandKey).then(
         (outputs) => {
           r.status = 'Success';
-          this.notify(from, { operComplete: { objPath: object.path, commandName: name, commandKey, reqOutputArgs: { outputArgs: outputs } } });
+          this.notify(from, {
+            operComplete: {
+              objPath: object.path,
+              commandName: name,
+              commandKey,
+              reqOutputArgs: { outputArgs: outputs },
+            },
+          });
         },
         (err: unknown) => {
           r.status = 'Error';
-          const e = err instanceof UspError ? err : { code: (err as { code?: number }).code ?? ERR.COMMAND_FAILURE, message: (err as Error).message };
-          this.notify(from, { operComplete: { objPath: object.path, commandName: name, commandKey, cmdFailure: { errCode: e.code, errMsg: e.message } } });
+          const e =
+            err instanceof UspError
+              ? err
+              : { code: (err as { code?: number }).code ?? ERR.COMMAND_FAILURE, message: (err as Error).message };
+          this.notify(from, {
+            operComplete: {
+              objPath: object.path,
+              commandName: name,
+              commandKey,
+              cmdFailure: { errCode: e.code, errMsg: e.message },
+            },
+          });
         },
       );
     });
-    return op.sendResp === false ? null : response('OPERATE_RESP', msgId, { operateResp: { operationResults: [{ executedCommand: commandPath, reqObjPath: `Device.LocalAgent.Request.${r.n}.` }] } });
+    return op.sendResp === false
+      ? null
+      : response('OPERATE_RESP', msgId, {
+          operateResp: {
+            operationResults: [{ executedCommand: commandPath, reqObjPath: `Device.LocalAgent.Request.${r.n}.` }],
+          },
+        });
   }
 
   /** A Notify to a controller (events, operation completions); no response asked for. */
   notify(to: string, notification: Record<string, unknown>): void {
-    this.send(to, encodeRecord(this.endpointId, to, { msg: request('NOTIFY', { notify: { subscriptionId: 'fogedge', sendResp: false, ...notification } }, newMsgId('notify')) }));
+    this.send(
+      to,
+      encodeRecord(this.endpointId, to, {
+        msg: request(
+          'NOTIFY',
+          { notify: { subscriptionId: 'fogedge', sendResp: false, ...notification } },
+          newMsgId('notify'),
+        ),
+      }),
+    );
   }
 
   /** An event (Boot!, TransferComplete!) to the controller it knows. */
@@ -239,6 +341,7 @@ function parseBoolean(name: string, value: string): boolean {
 }
 
 function parseNotifType(value: string): string {
-  if (!NOTIF_TYPES.includes(value)) throw new UspError(ERR.INVALID_VALUE, `NotifType takes ${NOTIF_TYPES.join(', ')}, not "${value}"`);
+  if (!NOTIF_TYPES.includes(value))
+    throw new UspError(ERR.INVALID_VALUE, `NotifType takes ${NOTIF_TYPES.join(', ')}, not "${value}"`);
   return value;
 }

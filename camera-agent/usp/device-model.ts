@@ -34,7 +34,12 @@ export interface DeviceModelOptions {
 const SLOTS: Slot[] = ['A', 'B'];
 const instanceOf = (slot: Slot) => SLOTS.indexOf(slot) + 1;
 
-const asUspError = (err: unknown) => (err instanceof UspError ? err : err instanceof FirmwareError ? new UspError(err.code, err.message) : new UspError(ERR.COMMAND_FAILURE, (err as Error).message));
+const asUspError = (err: unknown) =>
+  err instanceof UspError
+    ? err
+    : err instanceof FirmwareError
+      ? new UspError(err.code, err.message)
+      : new UspError(ERR.COMMAND_FAILURE, (err as Error).message);
 
 export function deviceModel(o: DeviceModelOptions): DataModel {
   const { slots } = o;
@@ -51,11 +56,15 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
           type: 'boolean',
           get: () => String(slots.slot(slot).available),
           set: (value) => {
-            if (['false', '0'].includes(value) && slots.active === slot) throw new UspError(ERR.INVALID_VALUE, 'The active image cannot be made unavailable');
+            if (['false', '0'].includes(value) && slots.active === slot)
+              throw new UspError(ERR.INVALID_VALUE, 'The active image cannot be made unavailable');
             // Availability of the inactive image follows its status; nothing else to store.
           },
         },
-        BootFailureLog: { type: 'string', get: () => (slots.state.lastBoot.rolledBack || slots.state.bootFailureLog ? slots.state.bootFailureLog : '') },
+        BootFailureLog: {
+          type: 'string',
+          get: () => (slots.state.lastBoot.rolledBack || slots.state.bootFailureLog ? slots.state.bootFailureLog : ''),
+        },
       },
       commands: {
         'Download()': {
@@ -63,19 +72,36 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
           input: ['URL', 'AutoActivate', 'Username', 'Password', 'FileSize', 'CheckSumAlgorithm', 'CheckSum'],
           output: [],
           async run(args, commandKey) {
-            if (slots.active === slot) throw new UspError(ERR.COMMAND_FAILURE, `FirmwareImage.${n} is the active image: download into the other one`);
+            if (slots.active === slot)
+              throw new UspError(
+                ERR.COMMAND_FAILURE,
+                `FirmwareImage.${n} is the active image: download into the other one`,
+              );
             if (!args['URL']) throw new UspError(ERR.INVALID_COMMAND_ARGS, 'Download() needs a URL');
-            if (args['CheckSum'] && (args['CheckSumAlgorithm'] ?? 'SHA-256') !== 'SHA-256') throw new UspError(ERR.INVALID_COMMAND_ARGS, 'Only SHA-256 checksums are taken');
+            if (args['CheckSum'] && (args['CheckSumAlgorithm'] ?? 'SHA-256') !== 'SHA-256')
+              throw new UspError(ERR.INVALID_COMMAND_ARGS, 'Only SHA-256 checksums are taken');
             const fileSize = args['FileSize'] ? Number(args['FileSize']) : undefined;
-            if (fileSize !== undefined && !Number.isSafeInteger(fileSize)) throw new UspError(ERR.INVALID_COMMAND_ARGS, 'FileSize is a number of bytes');
+            if (fileSize !== undefined && !Number.isSafeInteger(fileSize))
+              throw new UspError(ERR.INVALID_COMMAND_ARGS, 'FileSize is a number of bytes');
             const start = new Date().toISOString();
             const told = (fault: UspError | null) =>
               o.transferComplete({
-                Command: `Device.DeviceInfo.FirmwareImage.${n}.Download()`, CommandKey: commandKey, Requestor: '', TransferType: 'Download', Affected: `Device.DeviceInfo.FirmwareImage.${n}.`,
-                TransferURL: args['URL'] ?? '', StartTime: start, CompleteTime: new Date().toISOString(), FaultCode: String(fault?.code ?? 0), FaultString: fault?.message ?? '',
+                Command: `Device.DeviceInfo.FirmwareImage.${n}.Download()`,
+                CommandKey: commandKey,
+                Requestor: '',
+                TransferType: 'Download',
+                Affected: `Device.DeviceInfo.FirmwareImage.${n}.`,
+                TransferURL: args['URL'] ?? '',
+                StartTime: start,
+                CompleteTime: new Date().toISOString(),
+                FaultCode: String(fault?.code ?? 0),
+                FaultString: fault?.message ?? '',
               });
             try {
-              await slots.download(args['URL'], { ...(fileSize !== undefined ? { fileSize } : {}), ...(args['CheckSum'] ? { sha256: args['CheckSum'] } : {}) });
+              await slots.download(args['URL'], {
+                ...(fileSize !== undefined ? { fileSize } : {}),
+                ...(args['CheckSum'] ? { sha256: args['CheckSum'] } : {}),
+              });
             } catch (err) {
               const e = asUspError(err);
               told(e);
@@ -98,7 +124,11 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
           async run(args, commandKey) {
             const asked = args['X_FOGEDGE_TrialSeconds'];
             const trialSeconds = asked === undefined ? o.trialSeconds : Number(asked);
-            if (!Number.isInteger(trialSeconds) || trialSeconds < 10 || trialSeconds > 86_400) throw new UspError(ERR.INVALID_COMMAND_ARGS, 'X_FOGEDGE_TrialSeconds is a whole number of seconds from 10 to 86400');
+            if (!Number.isInteger(trialSeconds) || trialSeconds < 10 || trialSeconds > 86_400)
+              throw new UspError(
+                ERR.INVALID_COMMAND_ARGS,
+                'X_FOGEDGE_TrialSeconds is a whole number of seconds from 10 to 86400',
+              );
             try {
               await slots.activate(slot, trialSeconds, commandKey);
             } catch (err) {
@@ -140,8 +170,14 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
         SerialNumber: { type: 'string', get: () => o.info.serialNumber },
         SoftwareVersion: { type: 'string', get: () => slots.version },
         // What boots for good: during a new image's trial, the old one it falls back to.
-        BootFirmwareImage: { type: 'string', get: () => `Device.DeviceInfo.FirmwareImage.${instanceOf(slots.state.trying?.from ?? slots.active)}` },
-        ActiveFirmwareImage: { type: 'string', get: () => `Device.DeviceInfo.FirmwareImage.${instanceOf(slots.active)}` },
+        BootFirmwareImage: {
+          type: 'string',
+          get: () => `Device.DeviceInfo.FirmwareImage.${instanceOf(slots.state.trying?.from ?? slots.active)}`,
+        },
+        ActiveFirmwareImage: {
+          type: 'string',
+          get: () => `Device.DeviceInfo.FirmwareImage.${instanceOf(slots.active)}`,
+        },
         FirmwareImageNumberOfEntries: { type: 'unsignedInt', get: () => '2' },
       },
     },
@@ -153,7 +189,20 @@ export function deviceModel(o: DeviceModelOptions): DataModel {
         EndpointID: { type: 'string', get: () => o.endpointId },
         SoftwareVersion: { type: 'string', get: () => o.agentVersion },
       },
-      events: { 'TransferComplete!': ['Command', 'CommandKey', 'Requestor', 'TransferType', 'Affected', 'TransferURL', 'StartTime', 'CompleteTime', 'FaultCode', 'FaultString'] },
+      events: {
+        'TransferComplete!': [
+          'Command',
+          'CommandKey',
+          'Requestor',
+          'TransferType',
+          'Affected',
+          'TransferURL',
+          'StartTime',
+          'CompleteTime',
+          'FaultCode',
+          'FaultString',
+        ],
+      },
     },
     ...o.agentObjects(),
   ]);

@@ -34,7 +34,10 @@ export function apiService(config: Config): ServiceSchema {
       const app = buildApp(this.broker, config);
       const { host, port, tls } = config.http;
       const options = tls
-        ? { createServer: createHttpsServer, serverOptions: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } }
+        ? {
+            createServer: createHttpsServer,
+            serverOptions: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+          }
         : {};
       await new Promise<void>((resolve, reject) => {
         server = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => resolve());
@@ -43,7 +46,7 @@ export function apiService(config: Config): ServiceSchema {
       webSockets = attachWebSockets(server as Server, this.broker);
       const address = server!.address() as AddressInfo;
       this.settings['port'] = address.port; // the real one when configured as 0 (tests)
-      this.logger.info({ port: address.port }, `HTTP${tls ? "S" : ""} listening on ${host}:${address.port}`);
+      this.logger.info({ port: address.port }, `HTTP${tls ? 'S' : ''} listening on ${host}:${address.port}`);
     },
 
     async stopped() {

@@ -28,7 +28,8 @@ import { uspRoutes } from './routes/usp.routes.ts';
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
 const WEB_UI = fileURLToPath(new URL('../../web-ui/dist', import.meta.url));
-const NOT_BUILT = '<!doctype html><title>FogEdge</title><p>The web UI is not built: run <code>npm run build:ui</code> (npm start does it).</p>';
+const NOT_BUILT =
+  '<!doctype html><title>FogEdge</title><p>The web UI is not built: run <code>npm run build:ui</code> (npm start does it).</p>';
 // The pages load only the box's own scripts; video comes from MediaSource (blob:) and hls.js's worker.
 const PAGE_CSP = {
   defaultSrc: ["'self'"],
@@ -56,7 +57,11 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   app.use('*', (c, next) => (c.req.path.startsWith('/api/') ? apiHeaders(c, next) : pageHeaders(c, next)));
   // Only a cookie can be ridden by another site; scripts with a Bearer token need no Origin.
   const csrfCheck = csrf();
-  app.use('/api/*', (c, next) => (credentialOf(c.req.header('authorization'), c.req.header('cookie'))?.from === 'cookie' ? csrfCheck(c, next) : next()));
+  app.use('/api/*', (c, next) =>
+    credentialOf(c.req.header('authorization'), c.req.header('cookie'))?.from === 'cookie'
+      ? csrfCheck(c, next)
+      : next(),
+  );
   app.use(
     '/api/*',
     bodyLimit({
@@ -77,11 +82,19 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   admpRoutes(app, broker);
   uspRoutes(app, broker);
 
-  app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', { type: 'apiKey', in: 'cookie', name: 'fogedge_session' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', {
+    type: 'apiKey',
+    in: 'cookie',
+    name: 'fogedge_session',
+  });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });
   app.doc31('/api/v1/openapi.json', {
     openapi: '3.1.0',
-    info: { title: 'FogEdge box API', version, description: 'The local API of a FogEdge box. Sign in (cookie) or send an API token.' },
+    info: {
+      title: 'FogEdge box API',
+      version,
+      description: 'The local API of a FogEdge box. Sign in (cookie) or send an API token.',
+    },
   });
 
   app.all('/api/*', notFound);
@@ -90,7 +103,13 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   app.get('/firmware/:file', async (c) => {
     const { path: file } = await broker.call<{ path: string }, object>('usp.imageFile', { file: c.req.param('file') });
     const size = (await stat(file)).size;
-    return new Response(Readable.toWeb(createReadStream(file)) as ReadableStream, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), 'cache-control': 'no-store' } });
+    return new Response(Readable.toWeb(createReadStream(file)) as ReadableStream, {
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(size),
+        'cache-control': 'no-store',
+      },
+    });
   });
   // Hashed assets are immutable; index.html is always asked again so a new version shows at once.
   app.use('/assets/*', async (c, next) => {

@@ -33,7 +33,8 @@ export const METRICS_CONTENT_TYPE = new Registry().contentType;
 
 export async function renderMetrics(broker: ServiceBroker, caller: Caller | undefined): Promise<string> {
   const registry = new Registry();
-  const gauge = (name: string, help: string, labelNames: string[] = []) => new Gauge({ name, help, labelNames, registers: [registry] });
+  const gauge = (name: string, help: string, labelNames: string[] = []) =>
+    new Gauge({ name, help, labelNames, registers: [registry] });
   const call = <T>(action: string) => broker.call<T, object>(action, {}, { meta: { caller } });
   // A service that does not answer is a 0 in fogedge_source_up, not a failed scrape; refusals are the caller's.
   const up = gauge('fogedge_source_up', 'Whether the service behind these figures answered the scrape', ['source']);
@@ -49,22 +50,44 @@ export async function renderMetrics(broker: ServiceBroker, caller: Caller | unde
       return undefined;
     }
   };
-  const [sync, cameras, storage] = await Promise.all([read<SyncStatus>('sync', 'sync.status'), read<CameraList>('cameras', 'cameras.list'), read<Storage>('recorder', 'recorder.storage')]);
+  const [sync, cameras, storage] = await Promise.all([
+    read<SyncStatus>('sync', 'sync.status'),
+    read<CameraList>('cameras', 'cameras.list'),
+    read<Storage>('recorder', 'recorder.storage'),
+  ]);
 
   if (sync) {
     gauge('fogedge_sync_queue_items', 'Items waiting in the cloud sync outbox').set(sync.queue.items);
     gauge('fogedge_sync_queue_bytes', 'Bytes waiting in the cloud sync outbox').set(sync.queue.bytes);
     gauge('fogedge_sync_queue_max_bytes', 'The outbox bound (sync.maxQueueBytes)').set(sync.queue.maxBytes);
-    gauge('fogedge_sync_queue_oldest_age_seconds', 'Age of the oldest item waiting; 0 when none').set(sync.queue.oldestAgeSeconds ?? 0);
-    const counted = gauge('fogedge_sync_items_not_sent', 'Items dropped from a full queue, over the daily budget, or refused by a target, since the box was set up', ['reason']);
+    gauge('fogedge_sync_queue_oldest_age_seconds', 'Age of the oldest item waiting; 0 when none').set(
+      sync.queue.oldestAgeSeconds ?? 0,
+    );
+    const counted = gauge(
+      'fogedge_sync_items_not_sent',
+      'Items dropped from a full queue, over the daily budget, or refused by a target, since the box was set up',
+      ['reason'],
+    );
     for (const [reason, n] of Object.entries(sync.counters)) counted.set({ reason }, n);
     const labels = ['target', 'type'];
     const t = {
-      up: gauge('fogedge_sync_target_up', '1 when the target is sending or idle, 0 while it backs off after a failure (or is disabled)', labels),
+      up: gauge(
+        'fogedge_sync_target_up',
+        '1 when the target is sending or idle, 0 while it backs off after a failure (or is disabled)',
+        labels,
+      ),
       items: gauge('fogedge_sync_target_pending_items', 'Items waiting for this target', labels),
       bytes: gauge('fogedge_sync_target_pending_bytes', 'Bytes waiting for this target', labels),
-      oldest: gauge('fogedge_sync_target_oldest_age_seconds', 'Age of the oldest item waiting for this target; 0 when none', labels),
-      success: gauge('fogedge_sync_target_last_success_timestamp_seconds', 'When the target last took an item (Unix time); 0 never', labels),
+      oldest: gauge(
+        'fogedge_sync_target_oldest_age_seconds',
+        'Age of the oldest item waiting for this target; 0 when none',
+        labels,
+      ),
+      success: gauge(
+        'fogedge_sync_target_last_success_timestamp_seconds',
+        'When the target last took an item (Unix time); 0 never',
+        labels,
+      ),
       failures: gauge('fogedge_sync_target_failures', 'Failures in a row', labels),
       sentItems: gauge('fogedge_sync_target_sent_items', 'Items uploaded to the target', labels),
       sentBytes: gauge('fogedge_sync_target_sent_bytes', 'Bytes uploaded to the target', labels),

@@ -6,7 +6,10 @@ export const ErrorBody = z
   .object({ error: z.object({ type: z.string(), message: z.string(), data: z.unknown().optional() }) })
   .openapi('Error');
 
-const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ErrorBody } } });
+const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: ErrorBody } },
+});
 
 export const errors = {
   400: errorResponse('Malformed request (bad JSON)'),
@@ -32,7 +35,7 @@ export const binary = (contentType: string, description: string) => ({
 });
 
 export const body = <S extends ZodType>(schema: S) => ({
-  body: { content: { "application/json": { schema } }, required: true as const },
+  body: { content: { 'application/json': { schema } }, required: true as const },
 });
 
 export const signedIn: Array<Record<string, string[]>> = [{ cookieAuth: [] }, { bearerAuth: [] }];

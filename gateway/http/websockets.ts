@@ -61,10 +61,15 @@ async function callerOf(broker: ServiceBroker, req: IncomingMessage): Promise<Ca
     // Browsers send cookies on cross-site WebSockets too: only the box's own pages may use them.
     const origin = req.headers.origin;
     if (!origin || !URL.canParse(origin) || new URL(origin).host !== req.headers.host) {
-      throw new ForbiddenError('Live view with a session cookie is only for pages of this box (Origin does not match)', { origin: origin ?? null });
+      throw new ForbiddenError(
+        'Live view with a session cookie is only for pages of this box (Origin does not match)',
+        { origin: origin ?? null },
+      );
     }
   }
-  const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', { credential: credential.value });
+  const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', {
+    credential: credential.value,
+  });
   return { username: auth.user.username, role: auth.user.role, ip: req.socket.remoteAddress ?? 'unknown', via: 'http' };
 }
 
@@ -80,7 +85,15 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
   const mqttSockets = new Map<number, WebSocketServer>();
   const mqttSocketsUpTo = (maxPayload: number) => {
     let wss = mqttSockets.get(maxPayload);
-    if (!wss) mqttSockets.set(maxPayload, (wss = new WebSocketServer({ noServer: true, maxPayload, handleProtocols: (p) => (p.has('mqtt') ? 'mqtt' : false) })));
+    if (!wss)
+      mqttSockets.set(
+        maxPayload,
+        (wss = new WebSocketServer({
+          noServer: true,
+          maxPayload,
+          handleProtocols: (p) => (p.has('mqtt') ? 'mqtt' : false),
+        })),
+      );
     return wss;
   };
   const updateClients = new Map<WebSocket, Caller>();
@@ -93,11 +106,14 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       // The broker signs the client in from its CONNECT packet, as on TCP.
       const mqtt = streamEndpoints(broker).get('mqtt');
       if (!mqtt) return refuse(socket, Object.assign(new Error('No MQTT broker on this node'), { code: 404 }));
-      mqttSocketsUpTo(mqtt.maxMessageBytes).handleUpgrade(req, socket, head, (ws) => mqtt.accept(createWebSocketStream(ws)));
+      mqttSocketsUpTo(mqtt.maxMessageBytes).handleUpgrade(req, socket, head, (ws) =>
+        mqtt.accept(createWebSocketStream(ws)),
+      );
       return;
     }
     const id = LIVE_PATH.exec(pathname)?.[1];
-    if (!id && pathname !== UPDATES_PATH) return refuse(socket, Object.assign(new Error('No WebSocket at this path'), { code: 404 }));
+    if (!id && pathname !== UPDATES_PATH)
+      return refuse(socket, Object.assign(new Error('No WebSocket at this path'), { code: 404 }));
     socket.on('error', () => undefined);
     void (async () => {
       const caller = await callerOf(broker, req);
@@ -118,9 +134,21 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
         feed.destroy();
         return;
       }
-      sockets.handleUpgrade(req, socket, head, (ws) => relayLive(ws, feed, () => void broker.call('streams.liveStop', { viewer }, { meta: { caller } }).catch((err: Error) => log.debug(`live ${id}: the feed was not told the viewer left (its node is away?): ${err.message}`))));
+      sockets.handleUpgrade(req, socket, head, (ws) =>
+        relayLive(
+          ws,
+          feed,
+          () =>
+            void broker
+              .call('streams.liveStop', { viewer }, { meta: { caller } })
+              .catch((err: Error) =>
+                log.debug(`live ${id}: the feed was not told the viewer left (its node is away?): ${err.message}`),
+              ),
+        ),
+      );
     })().catch((err: Error) => {
-      if ((err as { code?: number }).code === undefined || classify(err).status >= 500) log.warn(`${pathname}: ${err.message}`);
+      if ((err as { code?: number }).code === undefined || classify(err).status >= 500)
+        log.warn(`${pathname}: ${err.message}`);
       refuse(socket, err);
     });
   });

@@ -75,7 +75,11 @@ export async function trimToLastFragment(file: string): Promise<number> {
 }
 
 /** Children of a box's payload (`from` skips the full-box header or fixed fields). */
-function* childBoxes(buf: Buffer, from: number, to = buf.length): Generator<{ type: string; start: number; end: number }> {
+function* childBoxes(
+  buf: Buffer,
+  from: number,
+  to = buf.length,
+): Generator<{ type: string; start: number; end: number }> {
   let at = from;
   while (at + 8 <= to) {
     const size = buf.readUInt32BE(at);
@@ -116,7 +120,13 @@ export function startsWithKeyframe(moof: Buffer, init?: Buffer): boolean {
   }
   const tfhdFlags = moof.readUInt32BE(tfhd.start + 8) & 0xffffff;
   if (tfhdFlags & 0x20) {
-    const f = tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0) + (tfhdFlags & 0x8 ? 4 : 0) + (tfhdFlags & 0x10 ? 4 : 0);
+    const f =
+      tfhd.start +
+      16 +
+      (tfhdFlags & 0x1 ? 8 : 0) +
+      (tfhdFlags & 0x2 ? 4 : 0) +
+      (tfhdFlags & 0x8 ? 4 : 0) +
+      (tfhdFlags & 0x10 ? 4 : 0);
     return (moof.readUInt32BE(f) & SAMPLE_IS_NON_SYNC) === 0;
   }
   const trex = init && findBox(init, ['moov', 'mvex', 'trex']);
@@ -139,10 +149,12 @@ export function fragmentTiming(moof: Buffer, init?: Buffer): { start: number; du
   const tfdt = traf && findBox(moof, ['tfdt'], traf.start + 8, traf.end);
   const tfhd = traf && findBox(moof, ['tfhd'], traf.start + 8, traf.end);
   if (!traf || !tfdt || !tfhd) return undefined;
-  const start = moof[tfdt.start + 8] === 1 ? Number(moof.readBigUInt64BE(tfdt.start + 12)) : moof.readUInt32BE(tfdt.start + 12);
+  const start =
+    moof[tfdt.start + 8] === 1 ? Number(moof.readBigUInt64BE(tfdt.start + 12)) : moof.readUInt32BE(tfdt.start + 12);
   const tfhdFlags = moof.readUInt32BE(tfhd.start + 8) & 0xffffff;
   let fallback = 0;
-  if (tfhdFlags & 0x8) fallback = moof.readUInt32BE(tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0));
+  if (tfhdFlags & 0x8)
+    fallback = moof.readUInt32BE(tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0));
   else {
     const trex = init && findBox(init, ['moov', 'mvex', 'trex']);
     if (trex) fallback = init!.readUInt32BE(trex.start + 20);
@@ -194,7 +206,13 @@ export function codecString(init: Buffer): string | undefined {
     const tier = byte1 & 0x20 ? 'H' : 'L';
     const constraints = [...init.subarray(b + 6, b + 12)];
     while (constraints.length && constraints[constraints.length - 1] === 0) constraints.pop();
-    return [`${entry.type}`, `${space}${byte1 & 0x1f}`, (reversed >>> 0).toString(16), `${tier}${init[b + 12]}`, ...constraints.map((c) => c.toString(16))].join('.');
+    return [
+      `${entry.type}`,
+      `${space}${byte1 & 0x1f}`,
+      (reversed >>> 0).toString(16),
+      `${tier}${init[b + 12]}`,
+      ...constraints.map((c) => c.toString(16)),
+    ].join('.');
   }
   return entry.type;
 }
@@ -260,7 +278,9 @@ export class FragmentReader {
   private moof: Buffer | undefined;
   private readonly splitter = new BoxSplitter((type, box) => this.onBox(type, box));
 
-  constructor(private readonly on: { init(init: Buffer): void; fragment(moof: Buffer, mdat: Buffer, keyframe: boolean): void }) {}
+  constructor(
+    private readonly on: { init(init: Buffer): void; fragment(moof: Buffer, mdat: Buffer, keyframe: boolean): void },
+  ) {}
 
   push(chunk: Buffer): void {
     this.splitter.push(chunk);

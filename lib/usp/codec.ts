@@ -4,7 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 
-const root = protobuf.loadSync([fileURLToPath(new URL('usp-record.proto', import.meta.url)), fileURLToPath(new URL('usp-msg.proto', import.meta.url))]);
+const root = protobuf.loadSync([
+  fileURLToPath(new URL('usp-record.proto', import.meta.url)),
+  fileURLToPath(new URL('usp-msg.proto', import.meta.url)),
+]);
 const RecordType = root.lookupType('usp_record.Record');
 const MsgType = root.lookupType('usp.Msg');
 
@@ -90,13 +93,25 @@ export function encodeMsg(msg: Msg): Uint8Array {
   return MsgType.encode(MsgType.fromObject(msg)).finish();
 }
 
-export function encodeRecord(fromId: string, toId: string, content: { msg: Msg } | { mqttConnect: { subscribedTopic: string; version?: 'V3_1_1' | 'V5' } } | { disconnect: { reason: string; reasonCode: number } }): Uint8Array {
+export function encodeRecord(
+  fromId: string,
+  toId: string,
+  content:
+    | { msg: Msg }
+    | { mqttConnect: { subscribedTopic: string; version?: 'V3_1_1' | 'V5' } }
+    | { disconnect: { reason: string; reasonCode: number } },
+): Uint8Array {
   const base = { version: USP_VERSION, fromId, toId, payloadSecurity: 'PLAINTEXT' };
   const body =
     'msg' in content
       ? { noSessionContext: { payload: encodeMsg(content.msg) } }
       : 'mqttConnect' in content
-        ? { mqttConnect: { version: content.mqttConnect.version ?? 'V5', subscribedTopic: content.mqttConnect.subscribedTopic } }
+        ? {
+            mqttConnect: {
+              version: content.mqttConnect.version ?? 'V5',
+              subscribedTopic: content.mqttConnect.subscribedTopic,
+            },
+          }
         : { disconnect: content.disconnect };
   return RecordType.encode(RecordType.fromObject({ ...base, ...body })).finish();
 }
@@ -114,16 +129,22 @@ export function decodeRecord(bytes: Uint8Array): Envelope {
   }
   if (!record['fromId'] || !record['toId']) throw new Error('a USP Record without from_id or to_id');
   const out: Envelope = { fromId: record['fromId'], toId: record['toId'] };
-  if (record['recordType'] === 'mqttConnect') out.mqttConnect = { subscribedTopic: record['mqttConnect'].subscribedTopic };
+  if (record['recordType'] === 'mqttConnect')
+    out.mqttConnect = { subscribedTopic: record['mqttConnect'].subscribedTopic };
   else if (record['recordType'] === 'disconnect') out.disconnect = record['disconnect'];
   else if (record['recordType'] === 'noSessionContext') {
     try {
       out.msg = MsgType.toObject(MsgType.decode(record['noSessionContext'].payload), TO_OBJECT) as Msg;
     } catch (err) {
-      throw new UnreadableMsgError(out.fromId, out.toId, `The Msg in the record cannot be read: ${(err as Error).message}`);
+      throw new UnreadableMsgError(
+        out.fromId,
+        out.toId,
+        `The Msg in the record cannot be read: ${(err as Error).message}`,
+      );
     }
     // An Error answering a Msg that could not be read has no msg_id to echo; anything else needs one.
-    if (!out.msg.header?.msgId && out.msg.header?.msgType !== 'ERROR') throw new UnreadableMsgError(out.fromId, out.toId, 'The Msg has no header msg_id');
+    if (!out.msg.header?.msgId && out.msg.header?.msgType !== 'ERROR')
+      throw new UnreadableMsgError(out.fromId, out.toId, 'The Msg has no header msg_id');
   } else throw new Error(`a USP Record of a type this endpoint does not take (${record['recordType'] ?? 'none'})`);
   return out;
 }
@@ -133,8 +154,14 @@ export function decodeRecord(bytes: Uint8Array): Envelope {
 /** Random: another endpoint cannot guess the id of a request it was not sent, and answer it. */
 export const newMsgId = (prefix = 'm') => `${prefix}-${randomBytes(12).toString('base64url')}`;
 
-export const request = (msgType: string, req: Record<string, unknown>, msgId = newMsgId()): Msg => ({ header: { msgId, msgType }, body: { request: req } });
-export const response = (msgType: string, msgId: string, resp: Record<string, unknown>): Msg => ({ header: { msgId, msgType }, body: { response: resp } });
+export const request = (msgType: string, req: Record<string, unknown>, msgId = newMsgId()): Msg => ({
+  header: { msgId, msgType },
+  body: { request: req },
+});
+export const response = (msgType: string, msgId: string, resp: Record<string, unknown>): Msg => ({
+  header: { msgId, msgType },
+  body: { response: resp },
+});
 export const errorMsg = (msgId: string, err: UspError): Msg => ({
   header: { msgId, msgType: 'ERROR' },
   body: { error: { errCode: err.code, errMsg: err.message, paramErrs: err.paramErrs } },

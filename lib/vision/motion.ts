@@ -77,10 +77,19 @@ function grayBlurred(frame: Frame, w: number, h: number): Uint8Array {
     for (let x = 0, i = y * 2 * stride, o = y * w; x < w; x++, i += 6, o++) {
       const j = i + stride; // the row below
       small[o] =
-        (src[i]! * 77 + src[i + 1]! * 150 + src[i + 2]! * 29 +
-          src[i + 3]! * 77 + src[i + 4]! * 150 + src[i + 5]! * 29 +
-          src[j]! * 77 + src[j + 1]! * 150 + src[j + 2]! * 29 +
-          src[j + 3]! * 77 + src[j + 4]! * 150 + src[j + 5]! * 29) >> 10;
+        (src[i]! * 77 +
+          src[i + 1]! * 150 +
+          src[i + 2]! * 29 +
+          src[i + 3]! * 77 +
+          src[i + 4]! * 150 +
+          src[i + 5]! * 29 +
+          src[j]! * 77 +
+          src[j + 1]! * 150 +
+          src[j + 2]! * 29 +
+          src[j + 3]! * 77 +
+          src[j + 4]! * 150 +
+          src[j + 5]! * 29) >>
+        10;
     }
   }
   const rows = new Uint16Array(w * h);

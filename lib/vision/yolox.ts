@@ -55,13 +55,22 @@ export class YoloxModel {
     if (!existsSync(modelPath)) throw new ModelError(`Model file not found: ${modelPath}`);
     const labelsFile = labelsPath ?? labelsFileFor(modelPath);
     if (!labelsFile || !existsSync(labelsFile)) {
-      throw new ModelError(`No labels file for ${modelPath}: put one label per line in ${modelPath.replace(/\.onnx$/, '.labels')} or set detector.labelsPath`);
+      throw new ModelError(
+        `No labels file for ${modelPath}: put one label per line in ${modelPath.replace(/\.onnx$/, '.labels')} or set detector.labelsPath`,
+      );
     }
-    const labels = readFileSync(labelsFile, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+    const labels = readFileSync(labelsFile, 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     let session: ort.InferenceSession;
     try {
       // One thread per inference: the box has few cores and other cameras to decode.
-      session = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+      session = await ort.InferenceSession.create(modelPath, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+      });
     } catch (err) {
       throw new ModelError(`Cannot load model ${modelPath}: ${(err as Error).message.split('\n')[0]}`);
     }
@@ -71,8 +80,16 @@ export class YoloxModel {
     const outShape = output && output.isTensor ? output.shape : [];
     const size = Number(inShape[2]);
     const expected = `a YOLOX model: input float32 [1, 3, S, S] with S a multiple of 32, output [1, cells, 5 + ${labels.length} classes]`;
-    if (session.inputNames.length !== 1 || inShape.length !== 4 || inShape[1] !== 3 || inShape[2] !== inShape[3] || !(size > 0 && size % 32 === 0)) {
-      throw new ModelError(`Model ${modelPath} has input ${session.inputNames[0]} [${inShape.join(', ')}]; expected ${expected}`);
+    if (
+      session.inputNames.length !== 1 ||
+      inShape.length !== 4 ||
+      inShape[1] !== 3 ||
+      inShape[2] !== inShape[3] ||
+      !(size > 0 && size % 32 === 0)
+    ) {
+      throw new ModelError(
+        `Model ${modelPath} has input ${session.inputNames[0]} [${inShape.join(', ')}]; expected ${expected}`,
+      );
     }
     if (outShape.length !== 3 || outShape[1] !== cellsFor(size) || outShape[2] !== 5 + labels.length) {
       throw new ModelError(
@@ -138,7 +155,9 @@ export class YoloxModel {
     const buffer = this.buffers.pop() ?? { tensor: new Float32Array(3 * this.size * this.size), padded: '' };
     try {
       const { tensor, scale } = this.letterbox(frame, buffer);
-      const result = await this.session.run({ [this.inputName]: new ort.Tensor('float32', tensor, [1, 3, this.size, this.size]) });
+      const result = await this.session.run({
+        [this.inputName]: new ort.Tensor('float32', tensor, [1, 3, this.size, this.size]),
+      });
       const out = result[this.outputName]!.data as Float32Array;
       return this.decode(out, scale, frame, minScore, iou);
     } finally {
@@ -151,7 +170,13 @@ export class YoloxModel {
     await this.session.run({ [this.inputName]: new ort.Tensor('float32', tensor, [1, 3, this.size, this.size]) });
   }
 
-  decode(out: Float32Array, scale: number, frame: Pick<Frame, 'width' | 'height'>, minScore: Record<string, number> & { default: number }, iou: number): Detection[] {
+  decode(
+    out: Float32Array,
+    scale: number,
+    frame: Pick<Frame, 'width' | 'height'>,
+    minScore: Record<string, number> & { default: number },
+    iou: number,
+  ): Detection[] {
     const classes = this.labels.length;
     const width = 5 + classes;
     const floor = Math.min(minScore.default, ...Object.values(minScore));
@@ -169,9 +194,9 @@ export class YoloxModel {
           for (let c = 0; c < classes; c++) {
             const v = out[o + 5 + c]!;
             if (v > best) {
-        best = v;
-        cls = c;
-      }
+              best = v;
+              cls = c;
+            }
           }
           const score = objectness * best;
           const label = this.labels[cls]!;

@@ -21,7 +21,10 @@ export const UpdateUserInput = z.strictObject({
   password: Password.optional(),
 });
 export const UsernameInput = z.strictObject({ username: Username });
-export const ChangePasswordInput = z.strictObject({ currentPassword: z.string().min(1).max(256), newPassword: Password });
+export const ChangePasswordInput = z.strictObject({
+  currentPassword: z.string().min(1).max(256),
+  newPassword: Password,
+});
 export const AuthenticateInput = z.strictObject({ credential: z.string().min(1).max(512) });
 export const CreateTokenInput = z.strictObject({
   name: z.string().min(1).max(64),

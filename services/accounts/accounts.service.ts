@@ -35,7 +35,14 @@ export function accountsService(config: Config): ServiceSchema {
       /** Internal: whether a user of this name exists (a device may not take a user's name). */
       exists: action({
         input: z.strictObject({ username: z.string().max(200) }),
-        handler: async (ctx) => ({ exists: await ready().getUser(ctx.params.username.toLowerCase()).then(() => true, () => false) }),
+        handler: async (ctx) => ({
+          exists: await ready()
+            .getUser(ctx.params.username.toLowerCase())
+            .then(
+              () => true,
+              () => false,
+            ),
+        }),
       }),
       /** Internal (the `fogedge set-admin` command on the box): creates the first admin, or resets an admin's password. */
       setAdmin: action({
@@ -48,7 +55,11 @@ export function accountsService(config: Config): ServiceSchema {
             return { created: true };
           }
           const user = await ready().getUser(username);
-          if (user.role !== 'admin') throw new ConflictError(`"${username}" exists and is not an admin; set-admin only creates or resets admins`, 'NOT_AN_ADMIN');
+          if (user.role !== 'admin')
+            throw new ConflictError(
+              `"${username}" exists and is not an admin; set-admin only creates or resets admins`,
+              'NOT_AN_ADMIN',
+            );
           await ready().updateUser(username, { password });
           return { created: false };
         },
@@ -125,7 +136,12 @@ export function accountsService(config: Config): ServiceSchema {
         permission: 'self',
         handler: async (ctx) => {
           const { username } = caller(ctx);
-          await ready().changePassword(username, ctx.params.currentPassword, ctx.params.newPassword, ctx.params.keepCredentialId);
+          await ready().changePassword(
+            username,
+            ctx.params.currentPassword,
+            ctx.params.newPassword,
+            ctx.params.keepCredentialId,
+          );
           ctx.emit('account.password.changed', { username, by: username });
           return { ok: true };
         },
@@ -140,7 +156,11 @@ export function accountsService(config: Config): ServiceSchema {
         permission: 'users.manage',
         handler: async (ctx) => {
           const user = await ready().createUser(ctx.params.username, ctx.params.password, ctx.params.role);
-          ctx.emit('account.created', { username: user.username, role: user.role, by: ctx.meta.caller?.username ?? 'box' });
+          ctx.emit('account.created', {
+            username: user.username,
+            role: user.role,
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return user;
         },
       }),
@@ -196,7 +216,10 @@ export function accountsService(config: Config): ServiceSchema {
     async started() {
       store = await Store.open(dataPaths(config).db('accounts'));
       accounts = new Accounts(store, { ...config.auth, unlockFile: dataPaths(config).unlockSignIns });
-      const purge = () => accounts?.purgeExpired().catch((err: Error) => this.logger.warn(`purge of expired credentials failed: ${err.message}`));
+      const purge = () =>
+        accounts
+          ?.purgeExpired()
+          .catch((err: Error) => this.logger.warn(`purge of expired credentials failed: ${err.message}`));
       await purge();
       purgeTimer = setInterval(purge, PURGE_EVERY_MS).unref();
     },

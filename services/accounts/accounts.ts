@@ -14,7 +14,14 @@ import {
   UnauthorizedError,
 } from '../../lib/errors.ts';
 import { dummyHash, hashPassword, verifyPassword } from '../../lib/secrets.ts';
-import type { Authenticated, CredentialKind, Notifications, PublicUser, SignedIn, TokenInfo } from './accounts.schemas.ts';
+import type {
+  Authenticated,
+  CredentialKind,
+  Notifications,
+  PublicUser,
+  SignedIn,
+  TokenInfo,
+} from './accounts.schemas.ts';
 
 interface UserRecord {
   username: string;
@@ -100,7 +107,12 @@ export class Accounts {
       if (!(await this.users.isEmpty())) {
         throw new ConflictError('This box is already set up; sign in instead', 'ALREADY_SET_UP');
       }
-      const user = await this.writeUser({ username, role: 'admin', passwordHash: await hashPassword(password), createdAt: this.iso() });
+      const user = await this.writeUser({
+        username,
+        role: 'admin',
+        passwordHash: await hashPassword(password),
+        createdAt: this.iso(),
+      });
       return this.startSession(user);
     });
   }
@@ -113,14 +125,21 @@ export class Accounts {
     await this.refuseIfBlocked(address, pair, known ? undefined : account);
     const ok = await verifyPassword(password, user?.passwordHash ?? (await dummyHash));
     if (!user || !ok) {
-      await Promise.all([this.failuresByAddress.penalty(address), this.failuresByAddressAndAccount.penalty(pair), this.failuresByAccount.penalty(account)]);
+      await Promise.all([
+        this.failuresByAddress.penalty(address),
+        this.failuresByAddressAndAccount.penalty(pair),
+        this.failuresByAccount.penalty(account),
+      ]);
       throw new UnauthorizedError('Wrong username or password', 'INVALID_CREDENTIALS');
     }
     await this.failuresByAddressAndAccount.delete(pair);
     if (!known && address !== 'unknown') {
       user = await this.serialised(async () => {
         const current = await this.requireUser(account);
-        return this.writeUser({ ...current, knownAddresses: [address, ...(current.knownAddresses ?? [])].slice(0, KNOWN_ADDRESSES) });
+        return this.writeUser({
+          ...current,
+          knownAddresses: [address, ...(current.knownAddresses ?? [])].slice(0, KNOWN_ADDRESSES),
+        });
       });
     }
     return this.startSession(user);
@@ -135,7 +154,16 @@ export class Accounts {
     const checks: Array<[RateLimiterMemory, string, number, string]> = [
       [this.failuresByAddress, address, this.options.maxFailuresPerAddress, 'this address'],
       [this.failuresByAddressAndAccount, pair, this.options.maxFailuresPerAccount, 'this account from this address'],
-      ...(account ? [[this.failuresByAccount, account, this.options.maxFailuresPerAccount, 'this account from a new address'] as [RateLimiterMemory, string, number, string]] : []),
+      ...(account
+        ? [
+            [
+              this.failuresByAccount,
+              account,
+              this.options.maxFailuresPerAccount,
+              'this account from a new address',
+            ] as [RateLimiterMemory, string, number, string],
+          ]
+        : []),
     ];
     for (const [limiter, key, max, who] of checks) {
       const state: RateLimiterRes | null = await limiter.get(key);
@@ -163,7 +191,12 @@ export class Accounts {
   async authenticate(credential: string): Promise<Authenticated> {
     const match = /^(fes|fet)_([a-f0-9]{16})_([A-Za-z0-9_-]{43})$/.exec(credential);
     const record = match ? await this.credentials.get(match[2]!) : undefined;
-    if (!match || !record || PREFIX[record.kind] !== match[1] || !timingSafeEqual(sha256(match[3]!), Buffer.from(record.secretHash, 'hex'))) {
+    if (
+      !match ||
+      !record ||
+      PREFIX[record.kind] !== match[1] ||
+      !timingSafeEqual(sha256(match[3]!), Buffer.from(record.secretHash, 'hex'))
+    ) {
       throw new UnauthorizedError('Not signed in, or the session or token was revoked', 'INVALID_CREDENTIAL');
     }
     if (record.expiresAt && Date.parse(record.expiresAt) <= this.now()) {
@@ -202,7 +235,9 @@ export class Accounts {
 
   /** Users who want notifications, with their role (what they may see) and their rules. */
   async notificationTargets(): Promise<Array<{ username: string; role: Role; notifications: Notifications }>> {
-    return (await this.users.values()).filter((u) => u.notifications?.enabled).map((u) => ({ username: u.username, role: u.role, notifications: u.notifications! }));
+    return (await this.users.values())
+      .filter((u) => u.notifications?.enabled)
+      .map((u) => ({ username: u.username, role: u.role, notifications: u.notifications! }));
   }
 
   async getUser(username: string): Promise<PublicUser> {
@@ -212,7 +247,9 @@ export class Accounts {
   createUser(username: string, password: string, role: Role): Promise<PublicUser> {
     return this.serialised(async () => {
       if (await this.users.get(username)) throw new ConflictError(`User "${username}" already exists`, 'USER_EXISTS');
-      return toPublic(await this.writeUser({ username, role, passwordHash: await hashPassword(password), createdAt: this.iso() }));
+      return toPublic(
+        await this.writeUser({ username, role, passwordHash: await hashPassword(password), createdAt: this.iso() }),
+      );
     });
   }
 
@@ -250,7 +287,11 @@ export class Accounts {
     await this.revokeAll(username, 'session', keepCredentialId);
   }
 
-  async createToken(username: string, name: string, expiresInDays?: number): Promise<{ token: string; info: TokenInfo }> {
+  async createToken(
+    username: string,
+    name: string,
+    expiresInDays?: number,
+  ): Promise<{ token: string; info: TokenInfo }> {
     await this.requireUser(username);
     const expiresAt = expiresInDays ? new Date(this.now() + expiresInDays * 86_400_000).toISOString() : null;
     const { credential, record } = await this.issue('token', username, name, expiresAt);

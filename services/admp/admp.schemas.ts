@@ -24,16 +24,37 @@ export type Command = z.output<typeof Command>;
  * still goes through the action's own schema and permission check, as the ADMP's caller.
  */
 export const REMOTE_ACTIONS = [
-  'system.health', 'system.info', 'system.config', 'system.diagnostics', 'system.restartServices', 'system.update', 'system.updateStatus',
-  'cameras.list', 'cameras.get', 'cameras.update',
-  'devices.list', 'devices.update', 'devices.pairing',
-  'recorder.storage', 'detector.status',
-  'sync.status', 'sync.policy', 'sync.setPolicy',
+  'system.health',
+  'system.info',
+  'system.config',
+  'system.diagnostics',
+  'system.restartServices',
+  'system.update',
+  'system.updateStatus',
+  'cameras.list',
+  'cameras.get',
+  'cameras.update',
+  'devices.list',
+  'devices.update',
+  'devices.pairing',
+  'recorder.storage',
+  'detector.status',
+  'sync.status',
+  'sync.policy',
+  'sync.setPolicy',
   'admp.status',
-  'usp.endpoints', 'usp.firmwareUpdate', 'usp.campaign', 'usp.campaigns',
+  'usp.endpoints',
+  'usp.firmwareUpdate',
+  'usp.campaign',
+  'usp.campaigns',
   // The camera agents' data models: read, set, add, delete, run commands (Device.Reboot()), and
   // what they notified. Not agentCommand: its snapshot is a picture, which the operator never sees.
-  'usp.get', 'usp.set', 'usp.add', 'usp.delete', 'usp.operate', 'usp.notifications',
+  'usp.get',
+  'usp.set',
+  'usp.add',
+  'usp.delete',
+  'usp.operate',
+  'usp.notifications',
 ] as const;
 
 /** The uplink's own settings, which the operator sets in the desired configuration. */
@@ -50,7 +71,12 @@ export const UplinkSettings = z.strictObject({
 export type UplinkSettings = z.output<typeof UplinkSettings>;
 
 /** What of a camera the operator may set: not its URL or password, which stay with the household. */
-export const RemoteCameraSettings = CameraUpdate.pick({ enabled: true, recording: true, detection: true, notifications: true });
+export const RemoteCameraSettings = CameraUpdate.pick({
+  enabled: true,
+  recording: true,
+  detection: true,
+  notifications: true,
+});
 
 /** The desired half of the device twin: every part optional, absent parts are left as they are. */
 export const DesiredConfig = z.strictObject({

@@ -16,7 +16,13 @@ import { ConflictError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { ProvisioningInput, publicProvisioning, readProvisioning, writeProvisioning, type Provisioned } from '../../appliance/provisioning.ts';
+import {
+  ProvisioningInput,
+  publicProvisioning,
+  readProvisioning,
+  writeProvisioning,
+  type Provisioned,
+} from '../../appliance/provisioning.ts';
 import { version } from '../../appliance/version.ts';
 import type { StoredEvent } from '../events/events.schemas.ts';
 import { Command, Desired, REMOTE_ACTIONS, UplinkSettings, type DesiredConfig } from './admp.schemas.ts';
@@ -50,7 +56,12 @@ interface Applied {
 /** An error as the operator gets it: its type, code and message, never a stack. */
 function errorOf(err: unknown): NonNullable<Reply['error']> {
   const e = err as { type?: string; code?: number; message?: string; data?: unknown };
-  return { type: e.type ?? 'ERROR', ...(typeof e.code === 'number' ? { code: e.code } : {}), message: e.message ?? String(err), ...(e.data !== undefined ? { data: e.data } : {}) };
+  return {
+    type: e.type ?? 'ERROR',
+    ...(typeof e.code === 'number' ? { code: e.code } : {}),
+    message: e.message ?? String(err),
+    ...(e.data !== undefined ? { data: e.data } : {}),
+  };
 }
 
 export function admpService(config: Config): ServiceSchema {
@@ -69,7 +80,14 @@ export function admpService(config: Config): ServiceSchema {
    * completes the QoS 2 handshake of the 21st message and discards it.
    */
   let receiveMaximum = 65_535;
-  const link = { connected: false, lastConnectedAt: null as string | null, lastDisconnectedAt: null as string | null, lastError: null as string | null, lastErrorAt: null as string | null, connects: 0 };
+  const link = {
+    connected: false,
+    lastConnectedAt: null as string | null,
+    lastDisconnectedAt: null as string | null,
+    lastError: null as string | null,
+    lastErrorAt: null as string | null,
+    connects: 0,
+  };
   /** Messages for the operator that could not be queued (the store failing or closed), by kind. */
   const notQueued: Record<Kind, number> = { health: 0, event: 0, reported: 0, reply: 0, audit: 0 };
   /** Commands by id: a second copy of one waits for the first's answer. */
@@ -99,7 +117,14 @@ export function admpService(config: Config): ServiceSchema {
     lastErrorAt: link.lastErrorAt,
     /** How long until the next try, while not connected. */
     retryInMs: link.connected || !client ? null : (client.options.reconnectPeriod ?? o.reconnectMs),
-    queue: { ...queue.size, inFlight: inflight.size, maxItems: o.maxQueueItems, maxBytes: o.maxQueueBytes, dropped: { ...queue.dropped }, notQueued: { ...notQueued } },
+    queue: {
+      ...queue.size,
+      inFlight: inflight.size,
+      maxItems: o.maxQueueItems,
+      maxBytes: o.maxQueueBytes,
+      dropped: { ...queue.dropped },
+      notQueued: { ...notQueued },
+    },
     desired: { appliedVersion: applied?.version ?? null, appliedAt: applied?.at ?? null, lastRejected },
     settings: { ...settings, telemetrySeconds: settings.telemetrySeconds ?? o.telemetrySeconds },
   });
@@ -120,13 +145,23 @@ export function admpService(config: Config): ServiceSchema {
     }
   };
 
-  const up = async (kind: Kind, sub: string, payload: Record<string, unknown>, retain = false): Promise<UpMessage | null> => {
+  const up = async (
+    kind: Kind,
+    sub: string,
+    payload: Record<string, unknown>,
+    retain = false,
+  ): Promise<UpMessage | null> => {
     if (!provisioned || !store) return null;
-    const { message, dropped } = await queue.enqueue(kind, sub, { at: new Date().toISOString(), ...payload }, retain).catch((err: Error) => {
-      notQueued[kind]++; // counted, and reported in the status and the next health sample
-      throw err;
-    });
-    if (dropped.length) log.warn(`admp: uplink queue full: dropped ${dropped.length} (${dropped.map((d) => `${d.kind} #${d.seq}`).join(', ')})`);
+    const { message, dropped } = await queue
+      .enqueue(kind, sub, { at: new Date().toISOString(), ...payload }, retain)
+      .catch((err: Error) => {
+        notQueued[kind]++; // counted, and reported in the status and the next health sample
+        throw err;
+      });
+    if (dropped.length)
+      log.warn(
+        `admp: uplink queue full: dropped ${dropped.length} (${dropped.map((d) => `${d.kind} #${d.seq}`).join(', ')})`,
+      );
     pump();
     return message;
   };
@@ -135,7 +170,13 @@ export function admpService(config: Config): ServiceSchema {
     const full: Reply = { ...r, at: new Date().toISOString() };
     if (r.id) await replies.put(r.id, full);
     await up('reply', 'commands/res', { ...full });
-    void broker.broadcast('admp.command.handled', { id: r.id, command: r.action, ok: r.ok, ...(r.error ? { error: r.error.type } : {}), by: ADMP_CALLER.username });
+    void broker.broadcast('admp.command.handled', {
+      id: r.id,
+      command: r.action,
+      ok: r.ok,
+      ...(r.error ? { error: r.error.type } : {}),
+      by: ADMP_CALLER.username,
+    });
   };
 
   return {
@@ -147,7 +188,8 @@ export function admpService(config: Config): ServiceSchema {
         input: z.strictObject({}),
         handler: () => {
           if (store?.status !== 'open') return { status: 'down' };
-          if (provisioned && !link.connected && link.lastError) return { status: 'degraded', reason: `uplink to the operator not connected: ${link.lastError}` };
+          if (provisioned && !link.connected && link.lastError)
+            return { status: 'degraded', reason: `uplink to the operator not connected: ${link.lastError}` };
           return { status: 'ok' };
         },
       }),
@@ -160,10 +202,17 @@ export function admpService(config: Config): ServiceSchema {
         input: ProvisioningInput,
         permission: 'settings.manage',
         async handler(ctx) {
-          if (provisioned?.source === 'environment') throw new ConflictError('This box is provisioned by its environment (FOGEDGE_ADMP_*); change it there', 'PROVISIONED_BY_ENVIRONMENT');
+          if (provisioned?.source === 'environment')
+            throw new ConflictError(
+              'This box is provisioned by its environment (FOGEDGE_ADMP_*); change it there',
+              'PROVISIONED_BY_ENVIRONMENT',
+            );
           await writeProvisioning(config, ctx.params);
           await (ctx.service as unknown as { restartUplink(): Promise<void> }).restartUplink();
-          ctx.broadcast('admp.provisioning.changed', { url: provisioned ? publicProvisioning(provisioned.provisioning).url : null, by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('admp.provisioning.changed', {
+            url: provisioned ? publicProvisioning(provisioned.provisioning).url : null,
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return status();
         },
       }),
@@ -172,7 +221,11 @@ export function admpService(config: Config): ServiceSchema {
         input: z.strictObject({}),
         permission: 'settings.manage',
         async handler(ctx) {
-          if (provisioned?.source === 'environment') throw new ConflictError('This box is provisioned by its environment (FOGEDGE_ADMP_*); change it there', 'PROVISIONED_BY_ENVIRONMENT');
+          if (provisioned?.source === 'environment')
+            throw new ConflictError(
+              'This box is provisioned by its environment (FOGEDGE_ADMP_*); change it there',
+              'PROVISIONED_BY_ENVIRONMENT',
+            );
           await writeProvisioning(config, null);
           await (ctx.service as unknown as { restartUplink(): Promise<void> }).restartUplink();
           ctx.broadcast('admp.provisioning.changed', { url: null, by: ctx.meta.caller?.username ?? 'box' });
@@ -182,11 +235,21 @@ export function admpService(config: Config): ServiceSchema {
     },
 
     events: {
-      'event.started': { handler(ctx: { params: StoredEvent }) { return this.sendEvent('start', ctx.params); } },
-      'event.ended': { handler(ctx: { params: StoredEvent }) { return this.sendEvent('end', ctx.params); } },
+      'event.started': {
+        handler(ctx: { params: StoredEvent }) {
+          return this.sendEvent('start', ctx.params);
+        },
+      },
+      'event.ended': {
+        handler(ctx: { params: StoredEvent }) {
+          return this.sendEvent('end', ctx.params);
+        },
+      },
       // What the camera agents notify (Boot!, OperationComplete, value changes) goes up as it comes.
       async 'usp.notification.received'(ctx: { params: Record<string, unknown> }) {
-        await up('event', 'usp/notifications', { notification: ctx.params }).catch((err: Error) => log.error(`admp: USP notification not queued: ${err.message}`));
+        await up('event', 'usp/notifications', { notification: ctx.params }).catch((err: Error) =>
+          log.error(`admp: USP notification not queued: ${err.message}`),
+        );
       },
       // The disk filled up (or has room again): the operator hears it now, not at the next sample.
       'recording.disk.changed'() {
@@ -198,7 +261,9 @@ export function admpService(config: Config): ServiceSchema {
           {
             async handler(ctx: { params: Record<string, unknown> }) {
               if (!settings.audit) return;
-              await up('audit', 'audit', { action: name, ...ctx.params }).catch((err: Error) => log.error(`admp: audit ${name} not queued: ${err.message}`));
+              await up('audit', 'audit', { action: name, ...ctx.params }).catch((err: Error) =>
+                log.error(`admp: audit ${name} not queued: ${err.message}`),
+              );
             },
           },
         ]),
@@ -208,7 +273,9 @@ export function admpService(config: Config): ServiceSchema {
     methods: {
       async sendEvent(type: 'start' | 'end', event: StoredEvent) {
         if (!settings.events || (settings.eventLabels.length && !settings.eventLabels.includes(event.label))) return;
-        await up('event', 'events', { type, event }).catch((err: Error) => log.error(`admp: event ${event.id} not queued: ${err.message}`));
+        await up('event', 'events', { type, event }).catch((err: Error) =>
+          log.error(`admp: event ${event.id} not queued: ${err.message}`),
+        );
       },
 
       /** Reads the provisioning again and (re)connects, or stays local. */
@@ -232,7 +299,9 @@ export function admpService(config: Config): ServiceSchema {
 
       connect() {
         const p = provisioned!.provisioning;
-        log.info(`admp: uplink to ${publicProvisioning(p).url} as ${p.boxId} (provisioned from ${provisioned!.source})`);
+        log.info(
+          `admp: uplink to ${publicProvisioning(p).url} as ${p.boxId} (provisioned from ${provisioned!.source})`,
+        );
         const c = mqtt.connect(p.url, {
           clientId: `fogedge-${p.boxId}`,
           protocolVersion: p.protocolVersion,
@@ -248,7 +317,12 @@ export function admpService(config: Config): ServiceSchema {
           ...(p.password ? { password: p.password } : {}),
           ...(p.ca ? { ca: p.ca } : {}),
           ...(p.cert ? { cert: p.cert, key: p.key } : {}),
-          will: { topic: topic('status'), payload: Buffer.from(JSON.stringify({ online: false, boxId: p.boxId })), qos: 1, retain: true },
+          will: {
+            topic: topic('status'),
+            payload: Buffer.from(JSON.stringify({ online: false, boxId: p.boxId })),
+            qos: 1,
+            retain: true,
+          },
         });
         client = c;
         c.on('connect', (connack) => {
@@ -260,8 +334,16 @@ export function admpService(config: Config): ServiceSchema {
           link.lastError = null;
           link.connects++;
           log.info(`admp: uplink connected (${queue.size.items} messages waiting)`);
-          c.publish(topic('status'), JSON.stringify({ online: true, boxId: p.boxId, version, at: link.lastConnectedAt }), { qos: 1, retain: true });
-          c.subscribe([topic('commands/req'), topic('config/desired')], { qos: 1 }, (err) => err && log.error(`admp: subscribe failed: ${err.message}`));
+          c.publish(
+            topic('status'),
+            JSON.stringify({ online: true, boxId: p.boxId, version, at: link.lastConnectedAt }),
+            { qos: 1, retain: true },
+          );
+          c.subscribe(
+            [topic('commands/req'), topic('config/desired')],
+            { qos: 1 },
+            (err) => err && log.error(`admp: subscribe failed: ${err.message}`),
+          );
           void this.broker.broadcast('admp.status.changed', status());
           pump();
         });
@@ -281,8 +363,12 @@ export function admpService(config: Config): ServiceSchema {
           link.lastErrorAt = new Date().toISOString();
         });
         c.on('message', (t, payload) => {
-          if (t === topic('commands/req')) void this.onCommand(payload).catch((err: Error) => log.error(`admp: command failed: ${err.message}`));
-          else if (t === topic('config/desired')) void desiredInTurn(() => this.onDesired(payload)).catch((err: Error) => log.error(`admp: desired config failed: ${err.message}`));
+          if (t === topic('commands/req'))
+            void this.onCommand(payload).catch((err: Error) => log.error(`admp: command failed: ${err.message}`));
+          else if (t === topic('config/desired'))
+            void desiredInTurn(() => this.onDesired(payload)).catch((err: Error) =>
+              log.error(`admp: desired config failed: ${err.message}`),
+            );
         });
       },
 
@@ -293,7 +379,14 @@ export function admpService(config: Config): ServiceSchema {
         link.connected = false;
         if (!c) return;
         // Said before leaving, so the operator does not wait for the will after a clean stop.
-        if (c.connected) await c.publishAsync(topic('status'), JSON.stringify({ online: false, boxId: provisioned?.provisioning.boxId, at: new Date().toISOString() }), { qos: 1, retain: true }).catch(() => undefined);
+        if (c.connected)
+          await c
+            .publishAsync(
+              topic('status'),
+              JSON.stringify({ online: false, boxId: provisioned?.provisioning.boxId, at: new Date().toISOString() }),
+              { qos: 1, retain: true },
+            )
+            .catch(() => undefined);
         await c.endAsync(true).catch(() => undefined);
         inflight.clear();
       },
@@ -307,7 +400,12 @@ export function admpService(config: Config): ServiceSchema {
             if (!provisioned) return;
             await telemetry
               .sample()
-              .then((sample) => up('health', 'health', { ...sample, uplink: { queued: queue.size.items, dropped: { ...queue.dropped }, notQueued: { ...notQueued } } }))
+              .then((sample) =>
+                up('health', 'health', {
+                  ...sample,
+                  uplink: { queued: queue.size.items, dropped: { ...queue.dropped }, notQueued: { ...notQueued } },
+                }),
+              )
               .catch((err: Error) => log.error(`admp: health not sent: ${err.message}`));
             tick();
           }, wait);
@@ -321,16 +419,35 @@ export function admpService(config: Config): ServiceSchema {
           raw = JSON.parse(payload.toString('utf8'));
         } catch (err) {
           log.warn('admp: refused a command that is not JSON');
-          return reply({ id: null, action: null, ok: false, error: { type: 'MALFORMED_COMMAND', message: `The command is not JSON: ${(err as Error).message}` } }, this.broker);
+          return reply(
+            {
+              id: null,
+              action: null,
+              ok: false,
+              error: { type: 'MALFORMED_COMMAND', message: `The command is not JSON: ${(err as Error).message}` },
+            },
+            this.broker,
+          );
         }
         const parsed = Command.safeParse(raw);
-        const rawId = raw && typeof raw === 'object' && typeof (raw as { id?: unknown }).id === 'string' ? (raw as { id: string }).id.slice(0, 64) : null;
+        const rawId =
+          raw && typeof raw === 'object' && typeof (raw as { id?: unknown }).id === 'string'
+            ? (raw as { id: string }).id.slice(0, 64)
+            : null;
         if (!parsed.success) {
           const issues = issuesOf(parsed.error);
           log.warn(`admp: refused a malformed command: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`);
           // The id is echoed only when it is a valid one: a reply must not carry what the schema refused.
           const id = issues.some((i) => i.field === 'id') ? null : rawId;
-          return reply({ id, action: null, ok: false, error: { type: 'MALFORMED_COMMAND', message: 'The command does not match its schema', data: issues } }, this.broker);
+          return reply(
+            {
+              id,
+              action: null,
+              ok: false,
+              error: { type: 'MALFORMED_COMMAND', message: 'The command does not match its schema', data: issues },
+            },
+            this.broker,
+          );
         }
         const cmd = parsed.data;
         // Copies of one id are handled one after another: a copy that comes while the first runs
@@ -343,7 +460,16 @@ export function admpService(config: Config): ServiceSchema {
         if (earlier) {
           // An id is bound to its action: re-used for another one, it runs nothing and says so.
           if (earlier.action !== null && earlier.action !== cmd.action) {
-            await up('reply', 'commands/res', { id: cmd.id, action: cmd.action, ok: false, error: { type: 'ID_REUSED', message: `Command id "${cmd.id}" was used for ${earlier.action}; use a new id for ${cmd.action}` }, at: new Date().toISOString() });
+            await up('reply', 'commands/res', {
+              id: cmd.id,
+              action: cmd.action,
+              ok: false,
+              error: {
+                type: 'ID_REUSED',
+                message: `Command id "${cmd.id}" was used for ${earlier.action}; use a new id for ${cmd.action}`,
+              },
+              at: new Date().toISOString(),
+            });
             return;
           }
           // Delivered again (QoS 1 after a reconnect, or sent twice): answered again, not run again.
@@ -352,10 +478,32 @@ export function admpService(config: Config): ServiceSchema {
         }
         const sentAt = Date.parse(cmd.sentAt);
         if (Date.now() - sentAt > o.commandMaxAgeSeconds * 1000) {
-          return reply({ id: cmd.id, action: cmd.action, ok: false, error: { type: 'EXPIRED', message: `The command was sent at ${cmd.sentAt}, more than ${o.commandMaxAgeSeconds} s ago` } }, this.broker);
+          return reply(
+            {
+              id: cmd.id,
+              action: cmd.action,
+              ok: false,
+              error: {
+                type: 'EXPIRED',
+                message: `The command was sent at ${cmd.sentAt}, more than ${o.commandMaxAgeSeconds} s ago`,
+              },
+            },
+            this.broker,
+          );
         }
         if (sentAt - Date.now() > o.commandMaxSkewSeconds * 1000) {
-          return reply({ id: cmd.id, action: cmd.action, ok: false, error: { type: 'FROM_THE_FUTURE', message: `The command says it was sent at ${cmd.sentAt}, more than ${o.commandMaxSkewSeconds} s ahead of the box's clock (${new Date().toISOString()})` } }, this.broker);
+          return reply(
+            {
+              id: cmd.id,
+              action: cmd.action,
+              ok: false,
+              error: {
+                type: 'FROM_THE_FUTURE',
+                message: `The command says it was sent at ${cmd.sentAt}, more than ${o.commandMaxSkewSeconds} s ahead of the box's clock (${new Date().toISOString()})`,
+              },
+            },
+            this.broker,
+          );
         }
         return this.runCommand(cmd);
       },
@@ -363,10 +511,21 @@ export function admpService(config: Config): ServiceSchema {
       async runCommand(cmd: Command) {
         if (!(REMOTE_ACTIONS as readonly string[]).includes(cmd.action)) {
           log.warn(`admp: refused command ${cmd.id}: ${cmd.action} is not a remote action`);
-          return reply({ id: cmd.id, action: cmd.action, ok: false, error: { type: 'NOT_ALLOWED', message: `"${cmd.action}" is not an action the operator may run` } }, this.broker);
+          return reply(
+            {
+              id: cmd.id,
+              action: cmd.action,
+              ok: false,
+              error: { type: 'NOT_ALLOWED', message: `"${cmd.action}" is not an action the operator may run` },
+            },
+            this.broker,
+          );
         }
         try {
-          const result = await this.broker.call(cmd.action, cmd.params, { meta: { caller: ADMP_CALLER }, timeout: COMMAND_TIMEOUT_MS });
+          const result = await this.broker.call(cmd.action, cmd.params, {
+            meta: { caller: ADMP_CALLER },
+            timeout: COMMAND_TIMEOUT_MS,
+          });
           return reply({ id: cmd.id, action: cmd.action, ok: true, result: result ?? null }, this.broker);
         } catch (err) {
           log.warn(`admp: command ${cmd.id} (${cmd.action}) failed: ${(err as Error).message}`);
@@ -380,11 +539,22 @@ export function admpService(config: Config): ServiceSchema {
         try {
           raw = JSON.parse(payload.toString('utf8'));
         } catch (err) {
-          return this.reject(null, { type: 'MALFORMED_CONFIG', message: `The desired configuration is not JSON: ${(err as Error).message}` });
+          return this.reject(null, {
+            type: 'MALFORMED_CONFIG',
+            message: `The desired configuration is not JSON: ${(err as Error).message}`,
+          });
         }
-        const rawVersion = raw && typeof raw === 'object' && Number.isInteger((raw as { version?: unknown }).version) ? (raw as { version: number }).version : null;
+        const rawVersion =
+          raw && typeof raw === 'object' && Number.isInteger((raw as { version?: unknown }).version)
+            ? (raw as { version: number }).version
+            : null;
         const parsed = Desired.safeParse(raw);
-        if (!parsed.success) return this.reject(rawVersion, { type: 'VALIDATION_ERROR', message: 'The desired configuration does not match its schema', data: issuesOf(parsed.error) });
+        if (!parsed.success)
+          return this.reject(rawVersion, {
+            type: 'VALIDATION_ERROR',
+            message: 'The desired configuration does not match its schema',
+            data: issuesOf(parsed.error),
+          });
         const desired = parsed.data;
         if (applied && desired.version === applied.version) {
           // Delivered again, or sent again after a newer one was refused: that refusal is moot now.
@@ -392,11 +562,15 @@ export function admpService(config: Config): ServiceSchema {
           return this.report();
         }
         if (applied && desired.version < applied.version) {
-          return this.reject(desired.version, { type: 'STALE_VERSION', message: `Version ${desired.version} is older than the applied version ${applied.version}` });
+          return this.reject(desired.version, {
+            type: 'STALE_VERSION',
+            message: `Version ${desired.version} is older than the applied version ${applied.version}`,
+          });
         }
         // Everything it names must exist before anything changes: a refused config changes nothing.
         const missing = await this.missingTargets(desired.config);
-        if (missing.length) return this.reject(desired.version, { type: 'NOT_FOUND', message: `Not on this box: ${missing.join(', ')}` });
+        if (missing.length)
+          return this.reject(desired.version, { type: 'NOT_FOUND', message: `Not on this box: ${missing.join(', ')}` });
         try {
           await this.applyDesired(desired.config);
         } catch (err) {
@@ -405,20 +579,40 @@ export function admpService(config: Config): ServiceSchema {
         applied = { version: desired.version, config: desired.config, at: new Date().toISOString() };
         lastRejected = null;
         await meta.put('applied', applied);
-        void this.broker.broadcast('admp.config.applied', { version: desired.version, parts: Object.keys(desired.config), by: ADMP_CALLER.username });
-        log.info(`admp: desired configuration version ${desired.version} applied (${Object.keys(desired.config).join(', ') || 'nothing'})`);
+        void this.broker.broadcast('admp.config.applied', {
+          version: desired.version,
+          parts: Object.keys(desired.config),
+          by: ADMP_CALLER.username,
+        });
+        log.info(
+          `admp: desired configuration version ${desired.version} applied (${Object.keys(desired.config).join(', ') || 'nothing'})`,
+        );
         return this.report();
       },
 
       async missingTargets(desired: DesiredConfig): Promise<string[]> {
         const missing: string[] = [];
         if (desired.cameras && Object.keys(desired.cameras).length) {
-          const known = new Set((await this.broker.call<Array<{ id: string }>, object>('cameras.list', {})).map((c) => c.id));
-          missing.push(...Object.keys(desired.cameras).filter((id) => !known.has(id)).map((id) => `camera "${id}"`));
+          const known = new Set(
+            (await this.broker.call<Array<{ id: string }>, object>('cameras.list', {})).map((c) => c.id),
+          );
+          missing.push(
+            ...Object.keys(desired.cameras)
+              .filter((id) => !known.has(id))
+              .map((id) => `camera "${id}"`),
+          );
         }
         if (desired.devices && Object.keys(desired.devices).length) {
-          const known = new Set((await this.broker.call<{ devices: Array<{ id: string }> }, object>('devices.list', {})).devices.map((d) => d.id));
-          missing.push(...Object.keys(desired.devices).filter((id) => !known.has(id)).map((id) => `device "${id}"`));
+          const known = new Set(
+            (await this.broker.call<{ devices: Array<{ id: string }> }, object>('devices.list', {})).devices.map(
+              (d) => d.id,
+            ),
+          );
+          missing.push(
+            ...Object.keys(desired.devices)
+              .filter((id) => !known.has(id))
+              .map((id) => `device "${id}"`),
+          );
         }
         return missing;
       },
@@ -439,11 +633,19 @@ export function admpService(config: Config): ServiceSchema {
             undo.push({ what: 'uplink settings', run: async () => void (settings = before) });
           }
           if (desired.devices && Object.keys(desired.devices).length) {
-            const states = new Map((await this.broker.call<{ devices: Array<{ id: string; state: string }> }, object>('devices.list', {})).devices.map((d) => [d.id, d.state]));
+            const states = new Map(
+              (
+                await this.broker.call<{ devices: Array<{ id: string; state: string }> }, object>('devices.list', {})
+              ).devices.map((d) => [d.id, d.state]),
+            );
             for (const [id, { state }] of Object.entries(desired.devices)) {
               const before = states.get(id);
               await this.broker.call('devices.update', { id, state }, as);
-              if (before && before !== state) undo.push({ what: `device "${id}"`, run: () => this.broker.call('devices.update', { id, state: before }) });
+              if (before && before !== state)
+                undo.push({
+                  what: `device "${id}"`,
+                  run: () => this.broker.call('devices.update', { id, state: before }),
+                });
             }
           }
           for (const [id, changes] of Object.entries(desired.cameras ?? {})) {
@@ -458,7 +660,12 @@ export function admpService(config: Config): ServiceSchema {
             undo.push({ what: 'the sync plan', run: () => this.broker.call('sync.setPolicy', before) });
           }
         } catch (err) {
-          for (const step of undo.reverse()) await step.run().catch((e: Error) => log.error(`admp: undoing ${step.what} after a refused configuration failed: ${e.message}`));
+          for (const step of undo.reverse())
+            await step
+              .run()
+              .catch((e: Error) =>
+                log.error(`admp: undoing ${step.what} after a refused configuration failed: ${e.message}`),
+              );
           throw err;
         }
         if (settings.telemetrySeconds !== telemetryBefore) this.scheduleTelemetry();
@@ -466,14 +673,26 @@ export function admpService(config: Config): ServiceSchema {
 
       async reject(version: number | null, error: NonNullable<Reply['error']>) {
         lastRejected = { version, error, at: new Date().toISOString() };
-        log.warn(`admp: desired configuration${version === null ? '' : ` version ${version}`} refused: ${error.message}`);
+        log.warn(
+          `admp: desired configuration${version === null ? '' : ` version ${version}`} refused: ${error.message}`,
+        );
         void this.broker.broadcast('admp.config.rejected', { version, error: error.type, by: ADMP_CALLER.username });
         return this.report();
       },
 
       /** The reported half of the twin: what is applied, and the last refusal if newer. */
       report() {
-        return up('reported', 'config/reported', { version: applied?.version ?? null, config: applied?.config ?? null, appliedAt: applied?.at ?? null, rejected: lastRejected }, true);
+        return up(
+          'reported',
+          'config/reported',
+          {
+            version: applied?.version ?? null,
+            config: applied?.config ?? null,
+            appliedAt: applied?.at ?? null,
+            rejected: lastRejected,
+          },
+          true,
+        );
       },
     },
 
@@ -482,12 +701,21 @@ export function admpService(config: Config): ServiceSchema {
       store = await Store.open(dataPaths(config).db('admp'));
       meta = store.collection<unknown>('meta');
       replies = store.collection<Reply>('replies');
-      queue = new UplinkQueue(store.collection<UpMessage>('queue'), meta, { maxItems: o.maxQueueItems, maxBytes: o.maxQueueBytes });
+      queue = new UplinkQueue(store.collection<UpMessage>('queue'), meta, {
+        maxItems: o.maxQueueItems,
+        maxBytes: o.maxQueueBytes,
+      });
       await queue.load();
       applied = ((await meta.get('applied')) as Applied | undefined) ?? null;
       if (applied?.config.uplink) settings = applied.config.uplink;
-      for await (const [id, r] of replies.entries()) if (Date.now() - Date.parse(r.at) > REPLY_KEEP_MS) await replies.del(id, { sync: false });
-      telemetry = new Telemetry(this.broker, config.dataDir, version, () => provisioned?.provisioning.boxId ?? config.sync.boxId);
+      for await (const [id, r] of replies.entries())
+        if (Date.now() - Date.parse(r.at) > REPLY_KEEP_MS) await replies.del(id, { sync: false });
+      telemetry = new Telemetry(
+        this.broker,
+        config.dataDir,
+        version,
+        () => provisioned?.provisioning.boxId ?? config.sync.boxId,
+      );
       await this.restartUplink();
     },
 

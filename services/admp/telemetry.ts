@@ -28,7 +28,10 @@ export async function temperatures(root = THERMAL): Promise<Array<{ zone: string
   const zones = await readdir(root).catch(() => [] as string[]);
   const out: Array<{ zone: string; celsius: number }> = [];
   for (const zone of zones.filter((z) => z.startsWith('thermal_zone')).sort()) {
-    const [type, temp] = await Promise.all([readFile(path.join(root, zone, 'type'), 'utf8').catch(() => zone), readFile(path.join(root, zone, 'temp'), 'utf8').catch(() => '')]);
+    const [type, temp] = await Promise.all([
+      readFile(path.join(root, zone, 'type'), 'utf8').catch(() => zone),
+      readFile(path.join(root, zone, 'temp'), 'utf8').catch(() => ''),
+    ]);
     const milli = Number.parseInt(temp, 10);
     if (Number.isFinite(milli)) out.push({ zone: type.trim(), celsius: milli / 1000 });
   }
@@ -60,24 +63,65 @@ export class Telemetry {
     const usagePercent = busy > 0 ? Math.round((1 - (now.idle - this.lastCpu.idle) / busy) * 1000) / 10 : null;
     this.lastCpu = now;
     const [disk, temps, cameras, detector, sync, health, storage, agents, update] = await Promise.all([
-      statfs(this.dataDir).then((s) => ({ totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize }), () => null),
+      statfs(this.dataDir).then(
+        (s) => ({ totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize }),
+        () => null,
+      ),
       temperatures(),
       this.ask<Array<PublicCamera & { status: CameraStatus | null }>>('cameras.list'),
       this.ask<{ cameras: Record<string, DetectorStats>; error: string | null }>('detector.status'),
       this.ask<{ queue: Record<string, unknown>; targets: Array<Record<string, unknown>> }>('sync.status'),
-      this.ask<{ status: string; services: Array<{ name: string; status: string; instances: Array<{ node: string; error?: string }> }> }>('system.health'),
-      this.ask<{ recordingsBytes: number; clipsBytes: number; diskFull: boolean; quotaBytes: number | null }>('recorder.storage'),
-      this.ask<Array<{ device: string; model: string | null; softwareVersion: string | null; connected?: boolean; lastBoot?: { cause: string; at: string } | null }>>('usp.endpoints'),
-      this.ask<{ version: string; mode: string; update: { state?: string; to?: string; reason?: string | null } | null }>('system.updateStatus'),
+      this.ask<{
+        status: string;
+        services: Array<{ name: string; status: string; instances: Array<{ node: string; error?: string }> }>;
+      }>('system.health'),
+      this.ask<{ recordingsBytes: number; clipsBytes: number; diskFull: boolean; quotaBytes: number | null }>(
+        'recorder.storage',
+      ),
+      this.ask<
+        Array<{
+          device: string;
+          model: string | null;
+          softwareVersion: string | null;
+          connected?: boolean;
+          lastBoot?: { cause: string; at: string } | null;
+        }>
+      >('usp.endpoints'),
+      this.ask<{
+        version: string;
+        mode: string;
+        update: { state?: string; to?: string; reason?: string | null } | null;
+      }>('system.updateStatus'),
     ]);
     return {
       at: new Date().toISOString(),
       boxId: this.boxId(),
       version: this.version,
       // What a fleet dashboard shows per box in one message: storage, camera firmware, update state.
-      recording: storage ? { recordingsBytes: storage.recordingsBytes, clipsBytes: storage.clipsBytes, quotaBytes: storage.quotaBytes, diskFull: storage.diskFull } : null,
-      cameraFirmware: agents?.map((a) => ({ device: a.device, model: a.model, version: a.softwareVersion, online: a.connected !== false, lastBootCause: a.lastBoot?.cause ?? null })) ?? null,
-      update: update ? { mode: update.mode, state: update.update?.state ?? null, to: update.update?.to ?? null, reason: update.update?.reason ?? null } : null,
+      recording: storage
+        ? {
+            recordingsBytes: storage.recordingsBytes,
+            clipsBytes: storage.clipsBytes,
+            quotaBytes: storage.quotaBytes,
+            diskFull: storage.diskFull,
+          }
+        : null,
+      cameraFirmware:
+        agents?.map((a) => ({
+          device: a.device,
+          model: a.model,
+          version: a.softwareVersion,
+          online: a.connected !== false,
+          lastBootCause: a.lastBoot?.cause ?? null,
+        })) ?? null,
+      update: update
+        ? {
+            mode: update.mode,
+            state: update.update?.state ?? null,
+            to: update.update?.to ?? null,
+            reason: update.update?.reason ?? null,
+          }
+        : null,
       uptimeSeconds: Math.round(os.uptime()),
       processUptimeSeconds: Math.round(process.uptime()),
       cpu: { cores: os.cpus().length, load: os.loadavg().map((l) => Math.round(l * 100) / 100), usagePercent },
@@ -96,15 +140,35 @@ export class Telemetry {
           restarts: c.status?.restarts ?? 0,
         })) ?? null,
       detector: detector
-        ? { error: detector.error, cameras: Object.fromEntries(Object.entries(detector.cameras).map(([id, s]) => [id, { inferenceMs: s.inferenceMs, behind: s.behind, dropped: s.dropped }])) }
+        ? {
+            error: detector.error,
+            cameras: Object.fromEntries(
+              Object.entries(detector.cameras).map(([id, s]) => [
+                id,
+                { inferenceMs: s.inferenceMs, behind: s.behind, dropped: s.dropped },
+              ]),
+            ),
+          }
         : null,
-      sync: sync ? { queue: sync.queue, targets: sync.targets.map((t) => ({ id: t.id, state: t.state, pendingItems: t.pendingItems, lastError: t.lastError })) } : null,
+      sync: sync
+        ? {
+            queue: sync.queue,
+            targets: sync.targets.map((t) => ({
+              id: t.id,
+              state: t.state,
+              pendingItems: t.pendingItems,
+              lastError: t.lastError,
+            })),
+          }
+        : null,
       services: health
         ? {
             status: health.status,
             down: health.services.filter((s) => s.status !== 'ok').map((s) => s.name),
             // What a fleet dashboard must see at once: "disk full", a store that is not open.
-            problems: health.services.flatMap((s) => s.instances.filter((i) => i.error).map((i) => ({ service: s.name, node: i.node, error: i.error }))),
+            problems: health.services.flatMap((s) =>
+              s.instances.filter((i) => i.error).map((i) => ({ service: s.name, node: i.node, error: i.error })),
+            ),
           }
         : null,
     };

@@ -59,24 +59,50 @@ export class UplinkQueue {
   get size(): { items: number; bytes: number; byKind: Record<Kind, number>; oldestSeq: number | null } {
     const byKind: Record<Kind, number> = { health: 0, event: 0, reported: 0, reply: 0, audit: 0 };
     for (const m of this.messages.values()) byKind[m.kind]++;
-    return { items: this.messages.size, bytes: this.bytes, byKind, oldestSeq: this.messages.keys().next().value ?? null };
+    return {
+      items: this.messages.size,
+      bytes: this.bytes,
+      byKind,
+      oldestSeq: this.messages.keys().next().value ?? null,
+    };
   }
 
   /**
    * Stores a message durably and returns what was dropped to make room. A new reported state
    * replaces one still waiting: only the latest state of the box is worth sending.
    */
-  enqueue(kind: Kind, topic: string, payload: Record<string, unknown>, retain = false): Promise<{ message: UpMessage; dropped: UpMessage[] }> {
+  enqueue(
+    kind: Kind,
+    topic: string,
+    payload: Record<string, unknown>,
+    retain = false,
+  ): Promise<{ message: UpMessage; dropped: UpMessage[] }> {
     return this.inTurn(() => this.add(kind, topic, payload, retain));
   }
 
-  private async add(kind: Kind, topic: string, payload: Record<string, unknown>, retain: boolean): Promise<{ message: UpMessage; dropped: UpMessage[] }> {
+  private async add(
+    kind: Kind,
+    topic: string,
+    payload: Record<string, unknown>,
+    retain: boolean,
+  ): Promise<{ message: UpMessage; dropped: UpMessage[] }> {
     const seq = this.nextSeq++;
     const body = { seq, ...payload };
-    const message: UpMessage = { seq, kind, topic, payload: body, retain, bytes: Buffer.byteLength(JSON.stringify(body)) };
+    const message: UpMessage = {
+      seq,
+      kind,
+      topic,
+      payload: body,
+      retain,
+      bytes: Buffer.byteLength(JSON.stringify(body)),
+    };
     const dropped: UpMessage[] = [];
-    if (kind === 'reported') for (const old of this.messages.values()) if (old.kind === 'reported') await this.remove(old.seq);
-    while (this.messages.size >= this.bounds.maxItems || (this.bytes + message.bytes > this.bounds.maxBytes && this.messages.size > 0)) {
+    if (kind === 'reported')
+      for (const old of this.messages.values()) if (old.kind === 'reported') await this.remove(old.seq);
+    while (
+      this.messages.size >= this.bounds.maxItems ||
+      (this.bytes + message.bytes > this.bounds.maxBytes && this.messages.size > 0)
+    ) {
       const victim = this.victim();
       await this.remove(victim.seq);
       this.dropped[victim.kind]++;

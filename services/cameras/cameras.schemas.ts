@@ -52,7 +52,10 @@ export const Detection = z.strictObject({
   labels: z.array(z.string().min(1).max(40)).max(80).default(['person', 'car', 'bicycle', 'motorcycle', 'dog', 'cat']),
   /** Lowest score per label (otherwise detector.minScore). */
   minScores: z.record(z.string(), z.number().min(0.05).max(1)).default({}),
-  zones: z.array(z.strictObject({ name: z.string().regex(/^[\w-]{1,32}$/, 'letters, digits, _ or -'), points: Polygon })).max(32).default([]),
+  zones: z
+    .array(z.strictObject({ name: z.string().regex(/^[\w-]{1,32}$/, 'letters, digits, _ or -'), points: Polygon }))
+    .max(32)
+    .default([]),
   /** Where motion is ignored. */
   motionMasks: z.array(Polygon).max(32).default([]),
   /** Where objects are ignored (placed at the bottom centre of their box). */
@@ -108,27 +111,42 @@ export const CameraStatus = z.object({
   lastFrameAt: z.string().nullable(),
   restarts: z.number(),
   /** The sub-stream's own state, when the camera has one. */
-  subStream: z.object({ state: CameraState, reason: z.string().nullable(), codec: z.string().nullable(), width: z.number().nullable(), height: z.number().nullable() }).nullable().optional(),
+  subStream: z
+    .object({
+      state: CameraState,
+      reason: z.string().nullable(),
+      codec: z.string().nullable(),
+      width: z.number().nullable(),
+      height: z.number().nullable(),
+    })
+    .nullable()
+    .optional(),
 });
 export type CameraStatus = z.infer<typeof CameraStatus>;
 
 /** What the Test button finds at a camera URL: the video, or why there is none. */
-export const ProbeResult = z
-  .object({
-    ok: z.boolean(),
-    reason: z.string().nullable().describe('unreachable, unauthorized, not found, no video track, not a video stream, codec not supported'),
-    detail: z.string().nullable(),
-    codec: z.string().nullable(),
-    width: z.number().nullable(),
-    height: z.number().nullable(),
-    fps: z.number().nullable(),
-  });
+export const ProbeResult = z.object({
+  ok: z.boolean(),
+  reason: z
+    .string()
+    .nullable()
+    .describe('unreachable, unauthorized, not found, no video track, not a video stream, codec not supported'),
+  detail: z.string().nullable(),
+  codec: z.string().nullable(),
+  width: z.number().nullable(),
+  height: z.number().nullable(),
+  fps: z.number().nullable(),
+});
 export type ProbeResult = z.infer<typeof ProbeResult>;
 
 export function publicCamera(camera: Camera) {
   const { source: s } = camera;
   const source =
-    s.kind === 'rtsp' ? { ...s, url: redactUrl(s.url) } : s.kind === 'rtmp' ? { kind: s.kind, pushPath: `/live/${camera.id}` } : { kind: s.kind };
+    s.kind === 'rtsp'
+      ? { ...s, url: redactUrl(s.url) }
+      : s.kind === 'rtmp'
+        ? { kind: s.kind, pushPath: `/live/${camera.id}` }
+        : { kind: s.kind };
   const subStream = camera.subStream ? { ...camera.subStream, url: redactUrl(camera.subStream.url) } : null;
   return { ...camera, source, subStream };
 }

@@ -8,7 +8,18 @@ import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId, CameraInput, CameraUpdate, Detection, Recording, RtspSource, publicCamera, type Camera, type CameraStatus, type ProbeResult } from './cameras.schemas.ts';
+import {
+  CameraId,
+  CameraInput,
+  CameraUpdate,
+  Detection,
+  Recording,
+  RtspSource,
+  publicCamera,
+  type Camera,
+  type CameraStatus,
+  type ProbeResult,
+} from './cameras.schemas.ts';
 import { newStreamKey } from '../../lib/secrets.ts';
 
 const NoInput = z.strictObject({});
@@ -69,7 +80,11 @@ export function camerasService(config: Config): ServiceSchema {
   };
   const editable = async (id: string): Promise<Camera> => {
     const camera = await find(id);
-    if (camera.builtIn) throw new ConflictError(`Camera "${id}" comes from the box's config (video.demoCamera); change it there`, 'CAMERA_BUILT_IN');
+    if (camera.builtIn)
+      throw new ConflictError(
+        `Camera "${id}" comes from the box's config (video.demoCamera); change it there`,
+        'CAMERA_BUILT_IN',
+      );
     return camera;
   };
 
@@ -99,9 +114,11 @@ export function camerasService(config: Config): ServiceSchema {
         permission: 'cameras.manage',
         async handler(ctx) {
           const { id } = ctx.params;
-          if (builtIn.has(id) || (await cameras!.get(id))) throw new ConflictError(`Camera "${id}" already exists`, 'CAMERA_EXISTS');
+          if (builtIn.has(id) || (await cameras!.get(id)))
+            throw new ConflictError(`Camera "${id}" already exists`, 'CAMERA_EXISTS');
           const push = ctx.params.source.kind === 'rtmp' ? newStreamKey() : undefined;
-          const source: Camera['source'] = ctx.params.source.kind === 'rtsp' ? ctx.params.source : { kind: 'rtmp', keyHash: push!.keyHash };
+          const source: Camera['source'] =
+            ctx.params.source.kind === 'rtsp' ? ctx.params.source : { kind: 'rtmp', keyHash: push!.keyHash };
           const camera: Camera = { ...ctx.params, source, createdAt: new Date().toISOString() };
           await cameras!.put(id, camera);
           ctx.broadcast('camera.added', { id, by: ctx.meta.caller?.username ?? 'box' });
@@ -118,7 +135,8 @@ export function camerasService(config: Config): ServiceSchema {
           // A camera that becomes a push camera gets a key; one that stays one keeps its key.
           const push = source?.kind === 'rtmp' && current.source.kind !== 'rtmp' ? newStreamKey() : undefined;
           let nextSource: Camera['source'] = current.source;
-          if (source?.kind === 'rtsp') nextSource = keepPassword(source, current.source.kind === 'rtsp' ? current.source : null);
+          if (source?.kind === 'rtsp')
+            nextSource = keepPassword(source, current.source.kind === 'rtsp' ? current.source : null);
           else if (push) nextSource = { kind: 'rtmp', keyHash: push.keyHash };
           const next: Camera = {
             ...current,
@@ -126,10 +144,15 @@ export function camerasService(config: Config): ServiceSchema {
             recording: { ...current.recording, ...recording },
             detection: { ...current.detection, ...detection },
             source: nextSource,
-            subStream: subStream === undefined ? current.subStream : subStream && keepPassword(subStream, current.subStream),
+            subStream:
+              subStream === undefined ? current.subStream : subStream && keepPassword(subStream, current.subStream),
           };
           await cameras!.put(next.id, next);
-          ctx.broadcast('camera.updated', { id: next.id, changed: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('camera.updated', {
+            id: next.id,
+            changed: Object.keys(ctx.params).filter((k) => k !== 'id'),
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return { ...publicCamera(next), ...(push ? { streamKey: push.key } : {}) };
         },
       }),
@@ -140,8 +163,13 @@ export function camerasService(config: Config): ServiceSchema {
         timeout: 15_000,
         async handler(ctx) {
           // The masked password of a camera being edited stands for the stored one.
-          const current = ctx.params.id ? (builtIn.get(ctx.params.id) ?? (await cameras!.get(ctx.params.id))) : undefined;
-          const { url, transport } = keepPassword(ctx.params.source, current?.source.kind === 'rtsp' ? current.source : null);
+          const current = ctx.params.id
+            ? (builtIn.get(ctx.params.id) ?? (await cameras!.get(ctx.params.id)))
+            : undefined;
+          const { url, transport } = keepPassword(
+            ctx.params.source,
+            current?.source.kind === 'rtsp' ? current.source : null,
+          );
           return ctx.call<ProbeResult, object>('streams.probe', { url, transport }, { timeout: 15_000, retries: 0 });
         },
       }),
@@ -151,12 +179,19 @@ export function camerasService(config: Config): ServiceSchema {
         async handler(ctx) {
           const current = await editable(ctx.params.id);
           if (current.source.kind !== 'rtmp') {
-            throw new ConflictError(`Camera "${current.id}" is not a push camera (its source is ${current.source.kind})`, 'NOT_A_PUSH_CAMERA');
+            throw new ConflictError(
+              `Camera "${current.id}" is not a push camera (its source is ${current.source.kind})`,
+              'NOT_A_PUSH_CAMERA',
+            );
           }
           const push = newStreamKey();
           await cameras!.put(current.id, { ...current, source: { kind: 'rtmp', keyHash: push.keyHash } });
           // The old key stops working now: a camera pushing with it is cut off.
-          ctx.broadcast('camera.updated', { id: current.id, changed: ['source'], by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('camera.updated', {
+            id: current.id,
+            changed: ['source'],
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return { id: current.id, streamKey: push.key };
         },
       }),

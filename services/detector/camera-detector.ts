@@ -64,7 +64,9 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
   get stats(): DetectorStats {
     return {
       ...this.counts,
-      inferenceMs: this.counts.inferences ? Math.round((this.inferenceTotalMs / this.counts.inferences) * 10) / 10 : null,
+      inferenceMs: this.counts.inferences
+        ? Math.round((this.inferenceTotalMs / this.counts.inferences) * 10) / 10
+        : null,
       behind: Date.now() - this.lastDropAt < 10_000,
       activeObjects: this.tracker.tracks.filter((t) => t.eventOpen).length,
     };
@@ -101,7 +103,12 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
       feed.destroy();
       return;
     }
-    const source = new FrameSource(feed, { ffmpegPath: this.options.ffmpegPath, fps: this.camera.detection.fps, modelSize: this.model.size, snapshotWidth: this.options.snapshotWidth });
+    const source = new FrameSource(feed, {
+      ffmpegPath: this.options.ffmpegPath,
+      fps: this.camera.detection.fps,
+      modelSize: this.model.size,
+      snapshotWidth: this.options.snapshotWidth,
+    });
     this.source = source;
     source.on('frame', (frame) => this.onFrame(frame));
     source.on('error', (err) => this.log.warn(`${this.camera.id}: detection frames: ${err.message}`));
@@ -135,13 +142,19 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
       const image = { data: frame.rgb, width: frame.width, height: frame.height };
       const moved = this.motion.detect(image).length > 0;
       if (moved) this.counts.motionFrames++;
-      const recheck = this.tracker.tracks.length > 0 && frame.at - this.lastInferenceAt >= this.options.stationaryCheckMs;
+      const recheck =
+        this.tracker.tracks.length > 0 && frame.at - this.lastInferenceAt >= this.options.stationaryCheckMs;
       if (!moved && !this.tracker.hasMoving && !recheck) return;
       const t0 = performance.now();
       const d = this.camera.detection;
-      const minScores: Record<string, number> & { default: number } = { default: this.options.minScore, ...d.minScores };
+      const minScores: Record<string, number> & { default: number } = {
+        default: this.options.minScore,
+        ...d.minScores,
+      };
       // Weaker detections are asked for too: they keep known objects alive, never start one.
-      const trackScores = Object.fromEntries(Object.entries(minScores).map(([k, v]) => [k, v * TRACK_SCORE_FACTOR])) as typeof minScores;
+      const trackScores = Object.fromEntries(
+        Object.entries(minScores).map(([k, v]) => [k, v * TRACK_SCORE_FACTOR]),
+      ) as typeof minScores;
       const found = (await this.model.detect(image, trackScores)).filter((det) => {
         if (!d.labels.includes(det.label)) return false;
         const foot = footOf(det.box, frame.width, frame.height);

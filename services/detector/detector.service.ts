@@ -38,7 +38,9 @@ export function detectorService(config: Config): ServiceSchema {
           for (const [id, d] of running) perCamera[id] = d.stats;
           return {
             node: ctx.broker.nodeID,
-            model: model ? { path: config.detector.modelPath, inputSize: model.size, labels: model.labels.length } : null,
+            model: model
+              ? { path: config.detector.modelPath, inputSize: model.size, labels: model.labels.length }
+              : null,
             error: modelError,
             lostEvents,
             cameras: perCamera,
@@ -49,12 +51,32 @@ export function detectorService(config: Config): ServiceSchema {
 
     events: {
       // Broadcast: every detector instance hears them, each takes its share.
-      'camera.added': { handler() { return this.reconcile(); } },
-      'camera.updated': { handler(ctx: { params: { id: string } }) { return this.reconcile(ctx.params.id); } },
-      'camera.removed': { handler() { return this.reconcile(); } },
+      'camera.added': {
+        handler() {
+          return this.reconcile();
+        },
+      },
+      'camera.updated': {
+        handler(ctx: { params: { id: string } }) {
+          return this.reconcile(ctx.params.id);
+        },
+      },
+      'camera.removed': {
+        handler() {
+          return this.reconcile();
+        },
+      },
       // A detector node came or went: cameras move. (A lost node is only $node.disconnected.)
-      '$services.changed': { handler() { return this.reconcile(); } },
-      '$node.disconnected': { handler() { return this.reconcile(); } },
+      '$services.changed': {
+        handler() {
+          return this.reconcile();
+        },
+      },
+      '$node.disconnected': {
+        handler() {
+          return this.reconcile();
+        },
+      },
     },
 
     methods: {
@@ -65,16 +87,23 @@ export function detectorService(config: Config): ServiceSchema {
           .filter((s) => s.name === 'detector')
           .map((s) => (s as unknown as { nodeID: string }).nodeID);
         if (!nodes.includes(this.broker.nodeID)) nodes.push(this.broker.nodeID);
-        return nodes.reduce((best: string, n: string) => (score(n, camera) > score(best, camera) ? n : best), nodes[0]!) === this.broker.nodeID;
+        return (
+          nodes.reduce((best: string, n: string) => (score(n, camera) > score(best, camera) ? n : best), nodes[0]!) ===
+          this.broker.nodeID
+        );
       },
 
       async reconcile(changed?: string) {
         if (!model) return;
         cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch((err: Error) => {
-          this.logger.warn(`detector: the camera registry is not reachable (${err.message}); the cameras known stay as they are`);
+          this.logger.warn(
+            `detector: the camera registry is not reachable (${err.message}); the cameras known stay as they are`,
+          );
           return cameras;
         });
-        const wanted = new Map(cameras.filter((c) => c.enabled && c.detection?.enabled && this.mine(c.id)).map((c) => [c.id, c]));
+        const wanted = new Map(
+          cameras.filter((c) => c.enabled && c.detection?.enabled && this.mine(c.id)).map((c) => [c.id, c]),
+        );
         for (const [id, d] of running) {
           if (!wanted.has(id) || id === changed) {
             d.stop();
@@ -87,14 +116,21 @@ export function detectorService(config: Config): ServiceSchema {
       run(camera: Camera) {
         const viewer = `det-${this.broker.nodeID}-${camera.id}`.replace(/[^\w-]/g, '-').slice(0, 64);
         // The sub-stream when the camera has one: smaller frames to decode.
-        const openFeed = () => this.broker.call<Readable, object>('streams.live', { id: camera.id, viewer, stream: 'sub' });
-        const d = new CameraDetector(camera, model!, {
-          ffmpegPath: config.video.ffmpegPath,
-          snapshotWidth: config.detector.snapshotWidth,
-          minScore: config.detector.minScore,
-          stationaryCheckMs: config.detector.stationaryCheckSeconds * 1000,
-          stationaryEndMs: config.detector.stationaryEndSeconds * 1000,
-        }, openFeed, this.logger);
+        const openFeed = () =>
+          this.broker.call<Readable, object>('streams.live', { id: camera.id, viewer, stream: 'sub' });
+        const d = new CameraDetector(
+          camera,
+          model!,
+          {
+            ffmpegPath: config.video.ffmpegPath,
+            snapshotWidth: config.detector.snapshotWidth,
+            minScore: config.detector.minScore,
+            stationaryCheckMs: config.detector.stationaryCheckSeconds * 1000,
+            stationaryEndMs: config.detector.stationaryEndSeconds * 1000,
+          },
+          openFeed,
+          this.logger,
+        );
         d.on('event', (e: ObjectEvent) => {
           this.broker.call('events.record', e, { retries: 3 }).catch((err: Error) => {
             lostEvents++;
@@ -103,7 +139,9 @@ export function detectorService(config: Config): ServiceSchema {
         });
         running.set(camera.id, d);
         d.start();
-        this.logger.info(`${camera.id}: detection on (${camera.detection.fps} fps, ${camera.detection.labels.join(', ')})`);
+        this.logger.info(
+          `${camera.id}: detection on (${camera.detection.fps} fps, ${camera.detection.labels.join(', ')})`,
+        );
       },
     },
 
@@ -114,8 +152,14 @@ export function detectorService(config: Config): ServiceSchema {
         return;
       }
       try {
-        model = await YoloxModel.load(config.detector.modelPath, config.detector.labelsPath ?? undefined, config.detector.threads);
-        this.logger.info(`model ${config.detector.modelPath}: ${model.size}x${model.size}, ${model.labels.length} labels`);
+        model = await YoloxModel.load(
+          config.detector.modelPath,
+          config.detector.labelsPath ?? undefined,
+          config.detector.threads,
+        );
+        this.logger.info(
+          `model ${config.detector.modelPath}: ${model.size}x${model.size}, ${model.labels.length} labels`,
+        );
       } catch (err) {
         // Recording goes on without detection; health and detector.status say why.
         modelError = (err as Error).message;

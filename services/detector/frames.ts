@@ -99,13 +99,37 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     const height = Math.round((sourceHeight * scale) / 2) * 2;
     const frameBytes = width * height * 3;
     const args = [
-      '-hide_banner', '-nostdin', '-loglevel', 'error',
+      '-hide_banner',
+      '-nostdin',
+      '-loglevel',
+      'error',
       // The init has all the codec needs: no probing, so the first frame comes at once.
-      '-fflags', 'nobuffer', '-probesize', '32768', '-analyzeduration', '0',
-      '-f', 'mp4', '-i', 'pipe:0',
-      '-filter_complex', `[0:v]fps=${fps},split=2[d][s];[d]scale=${width}:${height}:flags=bilinear,format=rgb24[det];[s]scale=${snapshotWidth}:-2[snap]`,
-      '-map', '[det]', '-f', 'rawvideo', 'pipe:1',
-      '-map', '[snap]', '-c:v', 'mjpeg', '-q:v', '4', '-f', 'image2pipe', `pipe:${JPEG_FD}`,
+      '-fflags',
+      'nobuffer',
+      '-probesize',
+      '32768',
+      '-analyzeduration',
+      '0',
+      '-f',
+      'mp4',
+      '-i',
+      'pipe:0',
+      '-filter_complex',
+      `[0:v]fps=${fps},split=2[d][s];[d]scale=${width}:${height}:flags=bilinear,format=rgb24[det];[s]scale=${snapshotWidth}:-2[snap]`,
+      '-map',
+      '[det]',
+      '-f',
+      'rawvideo',
+      'pipe:1',
+      '-map',
+      '[snap]',
+      '-c:v',
+      'mjpeg',
+      '-q:v',
+      '4',
+      '-f',
+      'image2pipe',
+      `pipe:${JPEG_FD}`,
     ];
     const child = spawnSupervised(this.options.ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
     this.decoder = child;
@@ -114,7 +138,10 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     child.on('exit', (code, signal) => {
       if (this.decoder === child && !this.closed && signal !== 'SIGKILL' && code !== 0) {
-        this.emit('error', new Error(`frame decoder exited (${code ?? signal}): ${stderr.trim().split('\n').pop() ?? ''}`));
+        this.emit(
+          'error',
+          new Error(`frame decoder exited (${code ?? signal}): ${stderr.trim().split('\n').pop() ?? ''}`),
+        );
       }
     });
 

@@ -96,7 +96,11 @@ export class Tracker {
    * weaker ones only keep a known object alive (as ByteTrack does), so an object whose
    * score dips for a frame stays one object.
    */
-  update(detections: Detection[], frame: { seq: number; at: number; width: number; height: number }, minNewScore: (label: string) => number = () => 0): TrackChanges {
+  update(
+    detections: Detection[],
+    frame: { seq: number; at: number; width: number; height: number },
+    minNewScore: (label: string) => number = () => 0,
+  ): TrackChanges {
     const changes: TrackChanges = { started: [], updated: [], ended: [] };
     const pairs: Array<{ t: Track; d: Detection; cost: number }> = [];
     for (const t of this.tracks) {
@@ -160,7 +164,12 @@ export class Tracker {
     return open;
   }
 
-  private observe(t: Track, d: Detection, frame: { seq: number; at: number; width: number; height: number }, changes: TrackChanges): void {
+  private observe(
+    t: Track,
+    d: Detection,
+    frame: { seq: number; at: number; width: number; height: number },
+    changes: TrackChanges,
+  ): void {
     const dt = frame.at - t.lastSeen;
     if (dt > 0 && t.hits > 0) {
       const [ox, oy] = centre(t.box);
@@ -183,16 +192,24 @@ export class Tracker {
       t.bestFrame = { seq: frame.seq, box: d.box };
     }
     const zonesBefore = t.zones.length;
-    for (const zone of this.options.zones) if (!t.zones.includes(zone.name) && insidePolygon(foot, zone.points)) t.zones.push(zone.name);
+    for (const zone of this.options.zones)
+      if (!t.zones.includes(zone.name) && insidePolygon(foot, zone.points)) t.zones.push(zone.name);
 
     // Stationary: the feet have stayed within a small circle over the last observations.
     const [x0, y0] = t.path[0]!;
-    const still = t.path.length >= PATH_KEPT && t.path.every(([x, y]) => Math.hypot(x - x0, y - y0) < this.options.stationaryMove);
+    const still =
+      t.path.length >= PATH_KEPT && t.path.every(([x, y]) => Math.hypot(x - x0, y - y0) < this.options.stationaryMove);
     if (!still) t.stationarySince = undefined;
     else t.stationarySince ??= frame.at;
 
-    const stationaryLong = t.stationarySince !== undefined && frame.at - t.stationarySince >= this.options.stationaryEndMs;
-    if (!t.eventOpen && t.hits >= this.options.minHits && !stationaryLong && (t.hits === this.options.minHits || t.stationarySince === undefined)) {
+    const stationaryLong =
+      t.stationarySince !== undefined && frame.at - t.stationarySince >= this.options.stationaryEndMs;
+    if (
+      !t.eventOpen &&
+      t.hits >= this.options.minHits &&
+      !stationaryLong &&
+      (t.hits === this.options.minHits || t.stationarySince === undefined)
+    ) {
       t.eventOpen = true;
       changes.started.push(t);
     } else if (t.eventOpen && stationaryLong) {

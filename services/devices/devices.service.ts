@@ -14,7 +14,6 @@ import { dataPaths } from '../../appliance/data-dir.ts';
 import { dummyHash, hashPassword, verifyPassword } from '../../lib/secrets.ts';
 import { DeviceId, DeviceState, Grants, type Device } from './devices.schemas.ts';
 
-
 export const publicDevice = ({ secretHash: _, ...device }: Device) => device;
 
 /** Failed sign-ins per device id in a window, then refused for a while (the device stays allowed). */
@@ -39,20 +38,35 @@ export function devicesService(config: Config): ServiceSchema {
         permission: 'devices.manage',
         async handler(ctx) {
           const all = (await devices.values()).map(publicDevice);
-          return { devices: ctx.params.state ? all.filter((d) => d.state === ctx.params.state) : all, pairingUntil: pairingUntil > Date.now() ? new Date(pairingUntil).toISOString() : null };
+          return {
+            devices: ctx.params.state ? all.filter((d) => d.state === ctx.params.state) : all,
+            pairingUntil: pairingUntil > Date.now() ? new Date(pairingUntil).toISOString() : null,
+          };
         },
       }),
       add: action({
         input: z.strictObject({ id: DeviceId, name: z.string().min(1).max(64), grants: Grants.default([]) }),
         permission: 'devices.manage',
         async handler(ctx) {
-          if (await devices.get(ctx.params.id)) throw new ConflictError(`Device "${ctx.params.id}" already exists`, 'DEVICE_EXISTS');
+          if (await devices.get(ctx.params.id))
+            throw new ConflictError(`Device "${ctx.params.id}" already exists`, 'DEVICE_EXISTS');
           // One name, one identity on the broker: a device may not be called like a user.
-          if ((await ctx.broker.call<{ exists: boolean }, object>('accounts.exists', { username: ctx.params.id })).exists) {
-            throw new ConflictError(`"${ctx.params.id}" is the name of a user; choose another id for the device`, 'NAME_OF_A_USER');
+          if (
+            (await ctx.broker.call<{ exists: boolean }, object>('accounts.exists', { username: ctx.params.id })).exists
+          ) {
+            throw new ConflictError(
+              `"${ctx.params.id}" is the name of a user; choose another id for the device`,
+              'NAME_OF_A_USER',
+            );
           }
           const secret = newSecret();
-          const device: Device = { ...ctx.params, state: 'allowed', secretHash: await hashPassword(secret), createdAt: new Date().toISOString(), origin: 'added' };
+          const device: Device = {
+            ...ctx.params,
+            state: 'allowed',
+            secretHash: await hashPassword(secret),
+            createdAt: new Date().toISOString(),
+            origin: 'added',
+          };
           await devices.put(device.id, device);
           ctx.broadcast('device.added', { id: device.id, by: ctx.meta.caller?.username ?? 'box' });
           // The only time the secret is shown: the box keeps its hash.
@@ -60,14 +74,27 @@ export function devicesService(config: Config): ServiceSchema {
         },
       }),
       update: action({
-        input: z.strictObject({ id: DeviceId, name: z.string().min(1).max(64).optional(), state: DeviceState.exclude(['pending']).optional(), grants: Grants.optional() }),
+        input: z.strictObject({
+          id: DeviceId,
+          name: z.string().min(1).max(64).optional(),
+          state: DeviceState.exclude(['pending']).optional(),
+          grants: Grants.optional(),
+        }),
         permission: 'devices.manage',
         async handler(ctx) {
           const { id, ...changes } = ctx.params;
-          const device = { ...(await find(id)), ...Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)) } as Device;
+          const device = {
+            ...(await find(id)),
+            ...Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)),
+          } as Device;
           await devices.put(id, device);
           // The broker cuts a denied device off at once, and re-reads grants on its next connect.
-          ctx.broadcast('device.updated', { id, state: device.state, changed: Object.keys(changes), by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('device.updated', {
+            id,
+            state: device.state,
+            changed: Object.keys(changes),
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return publicDevice(device);
         },
       }),
@@ -78,7 +105,12 @@ export function devicesService(config: Config): ServiceSchema {
           const device = await find(ctx.params.id);
           const secret = newSecret();
           await devices.put(device.id, { ...device, secretHash: await hashPassword(secret) });
-          ctx.broadcast('device.updated', { id: device.id, state: device.state, changed: ['secret'], by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('device.updated', {
+            id: device.id,
+            state: device.state,
+            changed: ['secret'],
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return { id: device.id, secret };
         },
       }),
@@ -97,7 +129,10 @@ export function devicesService(config: Config): ServiceSchema {
         permission: 'devices.manage',
         handler(ctx) {
           pairingUntil = Date.now() + ctx.params.seconds * 1000;
-          ctx.broadcast('device.pairing', { until: new Date(pairingUntil).toISOString(), by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('device.pairing', {
+            until: new Date(pairingUntil).toISOString(),
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return { pairingUntil: ctx.params.seconds ? new Date(pairingUntil).toISOString() : null };
         },
       }),
@@ -116,7 +151,10 @@ export function devicesService(config: Config): ServiceSchema {
           const key = `${ctx.params.ip ?? 'unknown'} ${id}`;
           const limited = await failures.get(key);
           if (limited && limited.remainingPoints <= 0) {
-            throw new TooManyRequestsError(`Too many failed sign-ins for device "${id}"`, Math.ceil(limited.msBeforeNext / 1000));
+            throw new TooManyRequestsError(
+              `Too many failed sign-ins for device "${id}"`,
+              Math.ceil(limited.msBeforeNext / 1000),
+            );
           }
           const device = DeviceId.safeParse(id).success ? await devices.get(id) : undefined;
           if (!device) {
@@ -124,7 +162,15 @@ export function devicesService(config: Config): ServiceSchema {
             await verifyPassword(secret, await dummyHash); // same time as a known device
             if (pairingUntil > Date.now() && DeviceId.safeParse(id).success && secret.length >= 12) {
               // It knocked while pairing was open: the installer allows (or denies) it.
-              const pending: Device = { id, name: id, state: 'pending', secretHash: await hashPassword(secret), grants: [], createdAt: new Date().toISOString(), origin: 'paired' };
+              const pending: Device = {
+                id,
+                name: id,
+                state: 'pending',
+                secretHash: await hashPassword(secret),
+                grants: [],
+                createdAt: new Date().toISOString(),
+                origin: 'paired',
+              };
               await devices.put(id, pending);
               ctx.broadcast('device.pending', { id, ip: ctx.params.ip ?? null });
               return { id, state: pending.state, grants: [] };

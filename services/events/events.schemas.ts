@@ -2,12 +2,17 @@
 import { z } from 'zod';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 
-export const EventId = z.string().regex(/^[a-z0-9-]{1,80}$/).describe('event id');
+export const EventId = z
+  .string()
+  .regex(/^[a-z0-9-]{1,80}$/)
+  .describe('event id');
 
 /** The label of an event a camera's own motion sensor reports (no object class). */
 export const CAMERA_MOTION = 'motion';
 
-const Box = z.tuple([z.number(), z.number(), z.number(), z.number()]).describe('[x1, y1, x2, y2] of the best frame, relative to the frame (0..1)');
+const Box = z
+  .tuple([z.number(), z.number(), z.number(), z.number()])
+  .describe('[x1, y1, x2, y2] of the best frame, relative to the frame (0..1)');
 
 /** What a detector (or a camera's motion sensor) reports of one object: events.record's input. */
 export const ObjectEvent = z.strictObject({

@@ -34,8 +34,30 @@ function drawBox(ffmpegPath: string, jpeg: Buffer, box: StoredEvent['box']): Pro
   const [x1, y1, x2, y2] = box;
   const filter = `drawbox=x=iw*${x1}:y=ih*${y1}:w=iw*${x2 - x1}:h=ih*${y2 - y1}:color=red@0.9:t=3`;
   return new Promise((resolve, reject) => {
-    const child = execFile(ffmpegPath, ['-v', 'error', '-f', 'jpeg_pipe', '-i', 'pipe:0', '-vf', filter, '-frames:v', '1', '-f', 'image2', '-c:v', 'mjpeg', '-q:v', '3', 'pipe:1'],
-      { encoding: 'buffer', maxBuffer: 16 * 1024 * 1024, timeout: 5000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    const child = execFile(
+      ffmpegPath,
+      [
+        '-v',
+        'error',
+        '-f',
+        'jpeg_pipe',
+        '-i',
+        'pipe:0',
+        '-vf',
+        filter,
+        '-frames:v',
+        '1',
+        '-f',
+        'image2',
+        '-c:v',
+        'mjpeg',
+        '-q:v',
+        '3',
+        'pipe:1',
+      ],
+      { encoding: 'buffer', maxBuffer: 16 * 1024 * 1024, timeout: 5000 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    );
     child.stdin!.end(jpeg);
   });
 }
@@ -159,7 +181,11 @@ export function eventsService(config: Config): ServiceSchema {
         async handler(ctx) {
           const q = ctx.params;
           const out: StoredEvent[] = [];
-          const range = { reverse: true, ...(q.from ? { gte: new Date(q.from).toISOString() } : {}), ...(q.to ? { lt: new Date(q.to).toISOString() } : {}) };
+          const range = {
+            reverse: true,
+            ...(q.from ? { gte: new Date(q.from).toISOString() } : {}),
+            ...(q.to ? { lt: new Date(q.to).toISOString() } : {}),
+          };
           for await (const [, id] of byStart.entries(range)) {
             const e = await events.get(id);
             if (!e) continue;
@@ -194,7 +220,10 @@ export function eventsService(config: Config): ServiceSchema {
        * asks only for the last sequence (where a new consumer starts).
        */
       endedAfter: action({
-        input: z.strictObject({ after: z.number().int().min(-1), limit: z.number().int().min(1).max(1000).default(100) }),
+        input: z.strictObject({
+          after: z.number().int().min(-1),
+          limit: z.number().int().min(1).max(1000).default(100),
+        }),
         async handler(ctx) {
           const ended: Array<{ seq: number; event: StoredEvent }> = [];
           let through = ctx.params.after;
@@ -261,7 +290,10 @@ export function eventsService(config: Config): ServiceSchema {
       }
       if (closed.length) this.logger.info(`${closed.length} events left open by the last stop are ended`);
       afterNodeStart(this.broker, () => closed.forEach((e) => void this.broker.broadcast('event.ended', e)));
-      const retain = () => applyRetention(this.broker, this.logger).catch((err: Error) => this.logger.error(`event retention failed: ${err.message}`));
+      const retain = () =>
+        applyRetention(this.broker, this.logger).catch((err: Error) =>
+          this.logger.error(`event retention failed: ${err.message}`),
+        );
       retentionTimer = setInterval(retain, config.video.retentionIntervalSeconds * 1000).unref();
       void retain();
     },

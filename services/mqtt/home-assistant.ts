@@ -15,7 +15,10 @@ interface LiveObject {
 }
 
 /** Retained topic → payload for a camera's live objects: the values the box publishes. */
-export function objectStates(camera: Pick<Camera, 'id' | 'detection'>, objects: Iterable<LiveObject>): Map<string, string> {
+export function objectStates(
+  camera: Pick<Camera, 'id' | 'detection'>,
+  objects: Iterable<LiveObject>,
+): Map<string, string> {
   const base = `fogedge/cameras/${camera.id}`;
   const list = [...objects];
   const out = new Map<string, string>();
@@ -26,14 +29,22 @@ export function objectStates(camera: Pick<Camera, 'id' | 'detection'>, objects: 
   for (const label of camera.detection.labels) {
     out.set(`${base}/${label}/count`, String(list.filter((o) => o.label === label).length));
     for (const zone of camera.detection.zones) {
-      out.set(`${base}/zones/${zone.name}/${label}/count`, String(list.filter((o) => o.label === label && o.zones.includes(zone.name)).length));
+      out.set(
+        `${base}/zones/${zone.name}/${label}/count`,
+        String(list.filter((o) => o.label === label && o.zones.includes(zone.name)).length),
+      );
     }
   }
   return out;
 }
 
 /** Home Assistant MQTT discovery: config topic → config, for one camera with these ON/OFF switches. */
-export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'name' | 'detection'>, switches: string[], version: string): Map<string, object> {
+export function discoveryConfigs(
+  prefix: string,
+  camera: Pick<Camera, 'id' | 'name' | 'detection'>,
+  switches: string[],
+  version: string,
+): Map<string, object> {
   const node = `fogedge_${camera.id.replace(/-/g, '_')}`;
   const base = `fogedge/cameras/${camera.id}`;
   const boxOnline = { topic: 'fogedge/status', payload_available: 'online', payload_not_available: 'offline' };
@@ -47,7 +58,10 @@ export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'na
   // (settings of the box) while the box is up.
   const seen = {
     availability_mode: 'all',
-    availability: [boxOnline, { topic: `${base}/status`, value_template: "{{ 'online' if value_json.state == 'online' else 'offline' }}" }],
+    availability: [
+      boxOnline,
+      { topic: `${base}/status`, value_template: "{{ 'online' if value_json.state == 'online' else 'offline' }}" },
+    ],
   };
   // default_entity_id, not object_id (deprecated, gone in Home Assistant 2026.4): the domain is part of it.
   const entity = (component: string, object: string, config: object): [string, object] => [
@@ -55,14 +69,36 @@ export function discoveryConfigs(prefix: string, camera: Pick<Camera, 'id' | 'na
     { ...common, unique_id: `${node}_${object}`, default_entity_id: `${component}.${node}_${object}`, ...config },
   ];
   return new Map([
-    entity('binary_sensor', 'motion', { ...seen, name: 'Motion', device_class: 'motion', state_topic: `${base}/motion` }),
-    entity('binary_sensor', 'occupancy', { ...seen, name: 'Occupancy', device_class: 'occupancy', state_topic: `${base}/occupancy` }),
+    entity('binary_sensor', 'motion', {
+      ...seen,
+      name: 'Motion',
+      device_class: 'motion',
+      state_topic: `${base}/motion`,
+    }),
+    entity('binary_sensor', 'occupancy', {
+      ...seen,
+      name: 'Occupancy',
+      device_class: 'occupancy',
+      state_topic: `${base}/occupancy`,
+    }),
     ...camera.detection.labels.flatMap((label) => [
-      entity('sensor', `${label}_count`, { ...seen, name: `${label} count`, state_topic: `${base}/${label}/count`, state_class: 'measurement', icon: 'mdi:counter' }),
+      entity('sensor', `${label}_count`, {
+        ...seen,
+        name: `${label} count`,
+        state_topic: `${base}/${label}/count`,
+        state_class: 'measurement',
+        icon: 'mdi:counter',
+      }),
       entity('camera', `${label}_snapshot`, { ...seen, name: `${label} snapshot`, topic: `${base}/${label}/snapshot` }),
     ]),
     ...switches.map((name) =>
-      entity('switch', name, { name: name[0]!.toUpperCase() + name.slice(1), command_topic: `${base}/${name}/set`, state_topic: `${base}/${name}/state`, payload_on: 'ON', payload_off: 'OFF' }),
+      entity('switch', name, {
+        name: name[0]!.toUpperCase() + name.slice(1),
+        command_topic: `${base}/${name}/set`,
+        state_topic: `${base}/${name}/state`,
+        payload_on: 'ON',
+        payload_off: 'OFF',
+      }),
     ),
   ]);
 }

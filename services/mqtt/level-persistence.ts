@@ -54,13 +54,15 @@ type StoredPacket = Omit<Packet, 'payload'> & { payload?: string };
 const toStored = (p: Packet): StoredPacket => {
   const properties = p['properties'] as Properties | undefined;
   const stored: StoredPacket = { ...p, payload: p.payload?.toString('base64') };
-  if (Buffer.isBuffer(properties?.correlationData)) stored['properties'] = { ...properties, correlationData: properties.correlationData.toString('base64') };
+  if (Buffer.isBuffer(properties?.correlationData))
+    stored['properties'] = { ...properties, correlationData: properties.correlationData.toString('base64') };
   return stored;
 };
 const fromStored = (s: StoredPacket): Packet => {
   const properties = s['properties'] as Properties | undefined;
   const packet = { ...s, payload: Buffer.from(s.payload ?? '', 'base64') } as Packet;
-  if (typeof properties?.correlationData === 'string') packet['properties'] = { ...properties, correlationData: Buffer.from(properties.correlationData, 'base64') };
+  if (typeof properties?.correlationData === 'string')
+    packet['properties'] = { ...properties, correlationData: Buffer.from(properties.correlationData, 'base64') };
   return packet;
 };
 const subKey = (clientId: string, topic: string) => `${clientId}\u0000${topic}`;
@@ -179,7 +181,12 @@ export class LevelPersistence extends MemoryPersistence {
 
   // Wills kept here, not in the memory class: one loaded from disk keeps its old broker id.
   override async putWill(client: ClientRef, packet: Packet): Promise<void> {
-    const will = { ...packet, brokerId: this.#brokerId, clientId: client.id, owner: this.options.ownerOf?.(client) } as Packet;
+    const will = {
+      ...packet,
+      brokerId: this.#brokerId,
+      clientId: client.id,
+      owner: this.options.ownerOf?.(client),
+    } as Packet;
     this.#wills.set(client.id, will);
     await this.#willsDb.put(client.id, toStored(will), { sync: false });
   }
@@ -238,7 +245,8 @@ export class LevelPersistence extends MemoryPersistence {
 
   /** A clean session: its subscriptions, queue and owner go. */
   override async cleanSubscriptions(client: ClientRef): Promise<void> {
-    for (const sub of await super.subscriptionsByClient(client)) await this.#subs.del(subKey(client.id, sub.topic), { sync: false });
+    for (const sub of await super.subscriptionsByClient(client))
+      await this.#subs.del(subKey(client.id, sub.topic), { sync: false });
     await super.cleanSubscriptions(client);
     for (const queued of this.#queues.get(client.id) ?? []) await this.#outbox.del(queued.key, { sync: false });
     this.#queues.delete(client.id);

@@ -10,7 +10,14 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import mqttPacket from 'mqtt-packet';
-import { Aedes, type AedesOptions, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
+import {
+  Aedes,
+  type AedesOptions,
+  type AuthenticateError,
+  type Client,
+  type PublishPacket,
+  type Subscription,
+} from 'aedes';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import pLimit from 'p-limit';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -44,7 +51,10 @@ const SNAPSHOT_TOPIC = /^fogedge\/cameras\/[a-z0-9-]+\/[^/]+\/snapshot$/;
 /** Per-camera switches over MQTT: .../<name>/set (ON|OFF) and the retained .../<name>/state. */
 const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): object }> = {
   detection: { get: (c) => c.detection.enabled, set: (on) => ({ detection: { enabled: on } }) },
-  recording: { get: (c) => c.recording.mode !== 'off', set: (on) => ({ recording: { mode: on ? 'continuous' : 'off' } }) },
+  recording: {
+    get: (c) => c.recording.mode !== 'off',
+    set: (on) => ({ recording: { mode: on ? 'continuous' : 'off' } }),
+  },
   notifications: { get: (c) => c.notifications !== false, set: (on) => ({ notifications: on }) },
 };
 
@@ -55,9 +65,20 @@ const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): obje
  */
 const AGENT_CHANNEL = /^fogedge\/devices\/([a-z0-9][a-z0-9_-]{0,63})\/(usp|agent\/[a-z0-9-]+)(?:\/reply-to=([^/]+))?$/;
 
-type LiveEvent = { id: string; camera: string; label: string; zones?: string[]; stationary?: boolean; topScore: number; end?: string | null; hasSnapshot?: boolean };
+type LiveEvent = {
+  id: string;
+  camera: string;
+  label: string;
+  zones?: string[];
+  stationary?: boolean;
+  topScore: number;
+  end?: string | null;
+  hasSnapshot?: boolean;
+};
 
-export type Identity = { kind: 'device'; id: string; grants: string[]; prefix: string } | { kind: 'user'; username: string; role: Role; credentialId?: string };
+export type Identity =
+  | { kind: 'device'; id: string; grants: string[]; prefix: string }
+  | { kind: 'user'; username: string; role: Role; credentialId?: string };
 const identityKey = (i: Identity) => (i.kind === 'device' ? `device:${i.id}` : `user:${i.username}`);
 
 /** Topic roots an app user may read, by the permission they need. */
@@ -72,7 +93,10 @@ const USER_READS: Array<[string, Permission]> = [
 /** The filters whose topics `who` may read. */
 function readRoots(who: Identity): string[] {
   if (who.kind === 'device') return [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants];
-  return [...USER_READS.filter(([, permission]) => can(who.role, permission)).map(([root]) => root), `fogedge/users/${who.username}/#`];
+  return [
+    ...USER_READS.filter(([, permission]) => can(who.role, permission)).map(([root]) => root),
+    `fogedge/users/${who.username}/#`,
+  ];
 }
 
 /** Whether `who` may read everything `filter` (a topic, or a filter with wildcards) matches: checked at subscribe. */
@@ -114,21 +138,36 @@ function topicTest(filters: string[]): (topic: string) => boolean {
     const body = fixed.map((level) => (level === '+' ? '[^/]+' : literal(level))).join('/');
     patterns.push(new RegExp(multi ? `^${body}(?:/.*)?$` : `^${body}$`));
   }
-  return (topic) => exact.has(topic) || prefixes.some((p) => topic.startsWith(p)) || patterns.some((r) => r.test(topic));
+  return (topic) =>
+    exact.has(topic) || prefixes.some((p) => topic.startsWith(p)) || patterns.some((r) => r.test(topic));
 }
 
 /** Whether `who` may publish to `topic` (retained or not). */
-function mayPublish(who: Identity | undefined, topic: string, retain: boolean, discoveryPrefix: string | null): boolean {
+function mayPublish(
+  who: Identity | undefined,
+  topic: string,
+  retain: boolean,
+  discoveryPrefix: string | null,
+): boolean {
   if (topic.startsWith('$')) return false;
   if (who?.kind === 'device') return topic.startsWith(who.prefix);
   // App users send commands only (switches come with the command topics), and Home Assistant
   // its birth message; nothing else.
-  if (who?.kind === 'user') return (/^fogedge\/cameras\/[a-z0-9-]+\/[a-z]+\/set$/.test(topic) && can(who.role, 'cameras.manage')) || (discoveryPrefix !== null && topic === `${discoveryPrefix}/status` && !retain);
+  if (who?.kind === 'user')
+    return (
+      (/^fogedge\/cameras\/[a-z0-9-]+\/[a-z]+\/set$/.test(topic) && can(who.role, 'cameras.manage')) ||
+      (discoveryPrefix !== null && topic === `${discoveryPrefix}/status` && !retain)
+    );
   return false;
 }
 
 /** A client for the log: `device "x"`, `user "y"`, or its client id. */
-const describe = (who: Identity | undefined, clientId = '?') => (who?.kind === 'device' ? `device "${who.id}"` : who?.kind === 'user' ? `user "${who.username}"` : `client "${clientId}"`);
+const describe = (who: Identity | undefined, clientId = '?') =>
+  who?.kind === 'device'
+    ? `device "${who.id}"`
+    : who?.kind === 'user'
+      ? `user "${who.username}"`
+      : `client "${clientId}"`;
 
 /** Whether every topic the filter can match is also matched by `allowed` (both MQTT filters). */
 export function filterWithin(filter: string, allowed: string): boolean {
@@ -174,7 +213,10 @@ async function tlsOptions(config: Config): Promise<{ cert: Buffer; key: Buffer }
     // Valid ten years (selfsigned takes dates, not days), and for every name and address the
     // box answers on, so that a client that checks the host name can be given this certificate.
     const host = os.hostname();
-    const addresses = Object.values(os.networkInterfaces()).flat().filter((i) => i && !i.internal).map((i) => i!.address);
+    const addresses = Object.values(os.networkInterfaces())
+      .flat()
+      .filter((i) => i && !i.internal)
+      .map((i) => i!.address);
     const altNames = [
       ...[...new Set(['fogedge.local', 'localhost', host, `${host}.local`])].map((value) => ({ type: 2, value })),
       ...[...new Set(['127.0.0.1', '::1', ...addresses])].map((ip) => ({ type: 7, ip })),
@@ -182,8 +224,16 @@ async function tlsOptions(config: Config): Promise<{ cert: Buffer; key: Buffer }
     const notBeforeDate = new Date(Date.now() - 3_600_000); // a client whose clock is a little behind
     const notAfterDate = new Date(Date.now() + 10 * 365 * 86_400_000);
     const pems = await generate([{ name: 'commonName', value: 'fogedge.local' }], {
-      keyType: 'ec', algorithm: 'sha256', notBeforeDate, notAfterDate,
-      extensions: [{ name: 'basicConstraints', cA: false }, { name: 'keyUsage', digitalSignature: true, keyEncipherment: true }, { name: 'extKeyUsage', serverAuth: true }, { name: 'subjectAltName', altNames }],
+      keyType: 'ec',
+      algorithm: 'sha256',
+      notBeforeDate,
+      notAfterDate,
+      extensions: [
+        { name: 'basicConstraints', cA: false },
+        { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+        { name: 'extKeyUsage', serverAuth: true },
+        { name: 'subjectAltName', altNames },
+      ],
     } as never);
     await writeFile(key, pems.private, { mode: 0o600 });
     await writeFile(cert, pems.cert);
@@ -201,7 +251,10 @@ export function mqttService(config: Config): ServiceSchema {
   /** Per camera: the retained topics the box keeps up to date (states, discovery) with their payloads. */
   const retainedOf = new Map<string, Map<string, string>>();
   /** Per camera: its objects in view now, by event id; and its snapshot topics. */
-  const liveObjects = new Map<string, Map<string, { label: string; zones: string[]; stationary: boolean; topScore: number }>>();
+  const liveObjects = new Map<
+    string,
+    Map<string, { label: string; zones: string[]; stationary: boolean; topScore: number }>
+  >();
   const snapshotTopics = new Map<string, Set<string>>();
   const specs = new Map<string, Camera>();
   /** Per camera: its Home Assistant configs, made when the camera changes, not on each event. */
@@ -225,11 +278,25 @@ export function mqttService(config: Config): ServiceSchema {
   const failures = new RateLimiterMemory({ points: 10, duration: 60 });
 
   /** Publishes as the box; `properties` (MQTT 5) reach v5 subscribers and are left out for 3.1.1 ones. */
-  const publish = (topic: string, payload: unknown, options: { retain?: boolean; qos?: 0 | 1; properties?: PublishPacket['properties'] } = {}) =>
+  const publish = (
+    topic: string,
+    payload: unknown,
+    options: { retain?: boolean; qos?: 0 | 1; properties?: PublishPacket['properties'] } = {},
+  ) =>
     new Promise<void>((resolve) => {
       if (!aedes) return resolve();
-      const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
-      const packet = { cmd: 'publish', topic, payload: body, qos: options.qos ?? 0, retain: options.retain ?? false, dup: false, ...(options.properties ? { properties: options.properties } : {}) };
+      const body = Buffer.isBuffer(payload)
+        ? payload
+        : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));
+      const packet = {
+        cmd: 'publish',
+        topic,
+        payload: body,
+        qos: options.qos ?? 0,
+        retain: options.retain ?? false,
+        dup: false,
+        ...(options.properties ? { properties: options.properties } : {}),
+      };
       aedes.publish(packet as PublishPacket, () => resolve());
     });
 
@@ -248,7 +315,8 @@ export function mqttService(config: Config): ServiceSchema {
    * (DISCONNECT 0x98, administrative action, with the reason); a 3.1.1 client is just closed.
    */
   const cutOff = (pick: (id: Identity) => boolean, why: string) => {
-    for (const client of clientsOf(pick)) client.disconnect({ reasonCode: ADMINISTRATIVE_ACTION, properties: { reasonString: why } });
+    for (const client of clientsOf(pick))
+      client.disconnect({ reasonCode: ADMINISTRATIVE_ACTION, properties: { reasonString: why } });
   };
 
   /**
@@ -260,9 +328,11 @@ export function mqttService(config: Config): ServiceSchema {
     const key = identityKey(identity);
     const current = connected()[client.id];
     const holder = current && current !== client ? identities.get(current) : undefined;
-    if (holder && identityKey(holder) !== key) throw identifierRejected(`client id "${client.id}" is in use by another device or user`);
+    if (holder && identityKey(holder) !== key)
+      throw identifierRejected(`client id "${client.id}" is in use by another device or user`);
     const owner = persistence!.sessionOwner(client.id);
-    if (owner && owner !== key) throw identifierRejected(`client id "${client.id}" has a stored session of another device or user`);
+    if (owner && owner !== key)
+      throw identifierRejected(`client id "${client.id}" has a stored session of another device or user`);
     if (!client.clean) await persistence!.setSessionOwner(client.id, key);
   }
 
@@ -275,23 +345,39 @@ export function mqttService(config: Config): ServiceSchema {
       void (async () => {
         if (!name || !secret) throw notAuthorized('a user name and password are required');
         const limited = await failures.get(`${ip}/${name}`);
-        if (limited && limited.remainingPoints <= 0) throw notAuthorized(`too many failed sign-ins, wait ${Math.ceil(limited.msBeforeNext / 1000)} s`);
+        if (limited && limited.remainingPoints <= 0)
+          throw notAuthorized(`too many failed sign-ins, wait ${Math.ceil(limited.msBeforeNext / 1000)} s`);
         // A known device; else an app user, whose password is one of their API tokens; else an
         // unknown device, which lands as pending while the pairing window is open.
         const asDevice = (pair: boolean) =>
-          broker.call<{ id: string; state: string; grants: string[] }, object>('devices.authenticate', { id: name, secret, ip, pair }).catch((err: { type?: string }) => {
-            if (err.type === 'UNKNOWN_DEVICE') return undefined;
-            throw err;
-          });
+          broker
+            .call<{ id: string; state: string; grants: string[] }, object>('devices.authenticate', {
+              id: name,
+              secret,
+              ip,
+              pair,
+            })
+            .catch((err: { type?: string }) => {
+              if (err.type === 'UNKNOWN_DEVICE') return undefined;
+              throw err;
+            });
         const device = (await asDevice(false)) ?? undefined;
         // A wrong credential is a refusal; the accounts service away is a failure, said in the log.
-        const user = device ? undefined : await unlessRefused(broker.call<Authenticated, object>('accounts.authenticate', { credential: secret }));
+        const user = device
+          ? undefined
+          : await unlessRefused(broker.call<Authenticated, object>('accounts.authenticate', { credential: secret }));
         let identity: Identity;
         if (user && user.user.username === name) {
-          identity = { kind: 'user', username: user.user.username, role: user.user.role, credentialId: user.credentialId };
+          identity = {
+            kind: 'user',
+            username: user.user.username,
+            role: user.user.role,
+            credentialId: user.credentialId,
+          };
         } else {
           // The name of a user is never a new device's: a wrong token for a user pairs nothing.
-          const isUser = !device && (await broker.call<{ exists: boolean }, object>('accounts.exists', { username: name })).exists;
+          const isUser =
+            !device && (await broker.call<{ exists: boolean }, object>('accounts.exists', { username: name })).exists;
           if (isUser) throw notAuthorized(`wrong token for user "${name}"`);
           const found = device ?? (await asDevice(true));
           if (!found) throw notAuthorized(`unknown device or user "${name}"`);
@@ -318,12 +404,16 @@ export function mqttService(config: Config): ServiceSchema {
 
     a.authorizePublish = (client, packet, done) => {
       // A will published after a crash has no client left: its owner, kept with it, is checked.
-      const will = client ? undefined : (packet as PublishPacket & { owner?: Identity; clientId?: string; brokerId?: string });
+      const will = client
+        ? undefined
+        : (packet as PublishPacket & { owner?: Identity; clientId?: string; brokerId?: string });
       const who = client ? identities.get(client) : will?.owner;
       const topic = packet.topic;
       const limit = config.mqtt?.maxPayloadBytes ?? Infinity;
       if (packet.payload.length > limit) {
-        log.warn(`MQTT publish refused: ${packet.payload.length} bytes to "${topic}" is over mqtt.maxPayloadBytes (${limit})`);
+        log.warn(
+          `MQTT publish refused: ${packet.payload.length} bytes to "${topic}" is over mqtt.maxPayloadBytes (${limit})`,
+        );
         return done(new Error('payload too large'));
       }
       if (mayPublish(who, topic, packet.retain, config.mqtt!.discoveryPrefix)) return done(null);
@@ -332,8 +422,12 @@ export function mqttService(config: Config): ServiceSchema {
       // clients get PUBACK 0x87 from aedes; devices out of their prefix are disconnected.
       if (client && who?.kind === 'user' && client.version !== 5 && packet.qos < 2) {
         (packet as PublishPacket & { _notAuthorized?: boolean })._notAuthorized = true;
-        if (packet.qos === 1) mqttPacket.writeToStream({ cmd: 'puback', messageId: packet.messageId }, client.conn as never);
-        if (Date.now() - (refusedLoggedAt.get(client) ?? 0) > 60_000) log.warn(`MQTT publish refused and dropped: ${describe(who)} to "${topic}" (more from this client within a minute are not logged)`);
+        if (packet.qos === 1)
+          mqttPacket.writeToStream({ cmd: 'puback', messageId: packet.messageId }, client.conn as never);
+        if (Date.now() - (refusedLoggedAt.get(client) ?? 0) > 60_000)
+          log.warn(
+            `MQTT publish refused and dropped: ${describe(who)} to "${topic}" (more from this client within a minute are not logged)`,
+          );
         refusedLoggedAt.set(client, Date.now());
         return done(null);
       }
@@ -351,16 +445,22 @@ export function mqttService(config: Config): ServiceSchema {
       const held = grantedTopics.get(client) ?? new Set<string>();
       const limit = config.mqtt!.maxSubscriptionsPerClient;
       if (held.size >= limit && !held.has(sub.topic)) {
-        log.warn(`MQTT subscribe refused: client "${client.id}" holds ${held.size} subscriptions (mqtt.maxSubscriptionsPerClient ${limit})`);
+        log.warn(
+          `MQTT subscribe refused: client "${client.id}" holds ${held.size} subscriptions (mqtt.maxSubscriptionsPerClient ${limit})`,
+        );
         return done(null, null as unknown as Subscription);
       }
       // A shared subscription ($share/<group>/<filter>) reads what its filter reads.
-      const filter = sub.topic.startsWith('$share/') ? sub.topic.slice(sub.topic.indexOf('/', '$share/'.length) + 1) : sub.topic;
+      const filter = sub.topic.startsWith('$share/')
+        ? sub.topic.slice(sub.topic.indexOf('/', '$share/'.length) + 1)
+        : sub.topic;
       if (mayRead(who, filter)) {
         grantedTopics.set(client, held.add(sub.topic));
         return done(null, sub);
       }
-      log.warn(`MQTT subscribe refused: ${who?.kind ?? 'client'} "${who?.kind === 'device' ? who.id : who?.username}" to "${sub.topic}"`);
+      log.warn(
+        `MQTT subscribe refused: ${who?.kind ?? 'client'} "${who?.kind === 'device' ? who.id : who?.username}" to "${sub.topic}"`,
+      );
       done(null, null as unknown as Subscription); // SUBACK failure (0x80) for this filter
     };
   }
@@ -381,13 +481,25 @@ export function mqttService(config: Config): ServiceSchema {
           // MQTT 5 properties for the device (3.1.1 devices do without): what the payload is,
           // and where the device answers (its own device's channels to the box only).
           contentType: z.string().max(100).optional(),
-          responseChannel: z.string().regex(/^(usp|agent\/[a-z0-9-]+)$/).optional(),
+          responseChannel: z
+            .string()
+            .regex(/^(usp|agent\/[a-z0-9-]+)$/)
+            .optional(),
         }),
         async handler(ctx) {
           if (!aedes) throw new NotReadyError('The MQTT broker is off on this node', 'MQTT_OFF');
           const { device, channel, contentType, responseChannel } = ctx.params;
-          const properties = contentType || responseChannel ? { ...(contentType ? { contentType } : {}), ...(responseChannel ? { responseTopic: `fogedge/devices/${device}/${responseChannel}` } : {}) } : undefined;
-          await publish(`fogedge/devices/${device}/cmd/${channel}`, Buffer.from(ctx.params.payloadBase64, 'base64'), { qos: ctx.params.qos, properties });
+          const properties =
+            contentType || responseChannel
+              ? {
+                  ...(contentType ? { contentType } : {}),
+                  ...(responseChannel ? { responseTopic: `fogedge/devices/${device}/${responseChannel}` } : {}),
+                }
+              : undefined;
+          await publish(`fogedge/devices/${device}/cmd/${channel}`, Buffer.from(ctx.params.payloadBase64, 'base64'), {
+            qos: ctx.params.qos,
+            properties,
+          });
           return { ok: true };
         },
       }),
@@ -428,7 +540,11 @@ export function mqttService(config: Config): ServiceSchema {
         // entities in Home Assistant.
         const id = ctx.params.id;
         return retainedWork(async () => {
-          const topics = [...(retainedOf.get(id)?.keys() ?? []), ...(snapshotTopics.get(id) ?? []), `fogedge/cameras/${id}/status`];
+          const topics = [
+            ...(retainedOf.get(id)?.keys() ?? []),
+            ...(snapshotTopics.get(id) ?? []),
+            `fogedge/cameras/${id}/status`,
+          ];
           for (const map of [retainedOf, liveObjects, snapshotTopics, specs, discoveryOf]) map.delete(id);
           for (const topic of topics) await publish(topic, '', { retain: true });
         });
@@ -437,7 +553,12 @@ export function mqttService(config: Config): ServiceSchema {
         return publish(`fogedge/cameras/${ctx.params.id}/status`, ctx.params.status, { retain: true, qos: 1 });
       },
       async 'event.**'(ctx: { eventName: string; params: LiveEvent }) {
-        const kind = { 'event.started': 'new', 'event.updated': 'update', 'event.ended': 'end', 'event.removed': 'removed' }[ctx.eventName];
+        const kind = {
+          'event.started': 'new',
+          'event.updated': 'update',
+          'event.ended': 'end',
+          'event.removed': 'removed',
+        }[ctx.eventName];
         if (!kind) return;
         await publish(`fogedge/events/${ctx.params.camera}/${kind}`, ctx.params, { qos: 1 });
         await this.trackObject(ctx.params, kind === 'end' || kind === 'removed');
@@ -453,14 +574,20 @@ export function mqttService(config: Config): ServiceSchema {
       publishCameras(id?: string) {
         // The list is read inside the turn: a camera removed before it is not brought back.
         return retainedWork(async () => {
-          const cameras = await this.broker.call<Camera[], object>('cameras.specs', id ? { id } : {}).catch((err: Error) => {
-            this.logger.warn(`MQTT: the cameras' retained topics are not refreshed, the registry is not reachable: ${err.message}`);
-            return [];
-          });
+          const cameras = await this.broker
+            .call<Camera[], object>('cameras.specs', id ? { id } : {})
+            .catch((err: Error) => {
+              this.logger.warn(
+                `MQTT: the cameras' retained topics are not refreshed, the registry is not reachable: ${err.message}`,
+              );
+              return [];
+            });
           const prefix = config.mqtt?.discoveryPrefix; // none when the broker is off
           for (const camera of cameras) {
             specs.set(camera.id, camera);
-            const configs = prefix ? discoveryConfigs(prefix, camera, Object.keys(SWITCHES), version) : new Map<string, object>();
+            const configs = prefix
+              ? discoveryConfigs(prefix, camera, Object.keys(SWITCHES), version)
+              : new Map<string, object>();
             discoveryOf.set(camera.id, new Map([...configs].map(([topic, value]) => [topic, JSON.stringify(value)])));
             await this.syncRetainedNow(camera.id);
           }
@@ -475,26 +602,36 @@ export function mqttService(config: Config): ServiceSchema {
         const camera = specs.get(id);
         if (!camera) return;
         const next = new Map<string, string>();
-        for (const [name, sw] of Object.entries(SWITCHES)) next.set(`fogedge/cameras/${id}/${name}/state`, onOff(sw.get(camera)));
+        for (const [name, sw] of Object.entries(SWITCHES))
+          next.set(`fogedge/cameras/${id}/${name}/state`, onOff(sw.get(camera)));
         for (const [topic, value] of objectStates(camera, liveObjects.get(id)?.values() ?? [])) next.set(topic, value);
         for (const [topic, value] of discoveryOf.get(id) ?? []) next.set(topic, value);
         const before = retainedOf.get(id) ?? new Map<string, string>();
         retainedOf.set(id, next);
-        for (const [topic, value] of next) if (before.get(topic) !== value) await publish(topic, value, { retain: true, qos: 1 });
+        for (const [topic, value] of next)
+          if (before.get(topic) !== value) await publish(topic, value, { retain: true, qos: 1 });
         for (const topic of before.keys()) if (!next.has(topic)) await publish(topic, '', { retain: true }); // a label or zone gone
       },
 
       /** A new event to each user who asked for it: fogedge/users/<username>/notifications (QoS 1). */
       async notify(e: LiveEvent & { start: string }) {
         if (specs.get(e.camera)?.notifications === false) return;
-        targets ??= this.broker.call<Awaited<NonNullable<typeof targets>>, object>('accounts.notificationTargets', {}).catch((err: Error) => {
-          this.logger.warn(`MQTT: nobody is notified of ${e.camera}'s event, the accounts service is not reachable: ${err.message}`);
-          return [];
-        });
+        targets ??= this.broker
+          .call<Awaited<NonNullable<typeof targets>>, object>('accounts.notificationTargets', {})
+          .catch((err: Error) => {
+            this.logger.warn(
+              `MQTT: nobody is notified of ${e.camera}'s event, the accounts service is not reachable: ${err.message}`,
+            );
+            return [];
+          });
         const name = specs.get(e.camera)?.name ?? e.camera;
         for (const user of await targets) {
           if (!can(user.role, 'events.view') || !wantsNotification(user.notifications, e)) continue;
-          await publish(`fogedge/users/${user.username}/notifications`, { title: `${e.label} at ${name}`, event: e }, { qos: 1 });
+          await publish(
+            `fogedge/users/${user.username}/notifications`,
+            { title: `${e.label} at ${name}`, event: e },
+            { qos: 1 },
+          );
         }
       },
 
@@ -504,11 +641,19 @@ export function mqttService(config: Config): ServiceSchema {
         liveObjects.set(e.camera, objects);
         const before = objects.get(e.id);
         if (gone || e.end) objects.delete(e.id);
-        else objects.set(e.id, { label: e.label, zones: e.zones ?? [], stationary: Boolean(e.stationary), topScore: e.topScore });
+        else
+          objects.set(e.id, {
+            label: e.label,
+            zones: e.zones ?? [],
+            stationary: Boolean(e.stationary),
+            topScore: e.topScore,
+          });
         if (!specs.has(e.camera)) await this.publishCameras(e.camera);
         else await this.syncRetained(e.camera);
         if (gone || !e.hasSnapshot || (before && before.topScore >= e.topScore)) return;
-        const snap = await unlessRefused(this.broker.call<{ jpegBase64: string }, object>('events.snapshot', { id: e.id })).catch((err: Error) => {
+        const snap = await unlessRefused(
+          this.broker.call<{ jpegBase64: string }, object>('events.snapshot', { id: e.id }),
+        ).catch((err: Error) => {
           this.logger.warn(`MQTT: the snapshot of event ${e.id} is not published: ${err.message}`);
           return undefined;
         });
@@ -524,7 +669,10 @@ export function mqttService(config: Config): ServiceSchema {
         const { maxPayloadBytes, maxConnectBytes, maxPendingConnections } = config.mqtt!;
         // Before sign-in a connection costs little: a small packet limit, and only so many at once.
         if (pending >= maxPendingConnections) {
-          if (!pendingWarned) this.logger.warn(`MQTT: ${pending} connections are not signed in yet (mqtt.maxPendingConnections); new ones are closed`);
+          if (!pendingWarned)
+            this.logger.warn(
+              `MQTT: ${pending} connections are not signed in yet (mqtt.maxPendingConnections); new ones are closed`,
+            );
           pendingWarned = true;
           return void stream.destroy();
         }
@@ -543,11 +691,16 @@ export function mqttService(config: Config): ServiceSchema {
         const limit = () => (identities.has(client) ? maxPayloadBytes + PACKET_OVERHEAD_BYTES : maxConnectBytes);
         limitPacketSize(client, stream, limit, (bytes, max) => {
           const socket = stream as Partial<net.Socket>;
-          const what = max === maxConnectBytes ? `before sign-in (mqtt.maxConnectBytes ${maxConnectBytes})` : `over mqtt.maxPayloadBytes (${maxPayloadBytes}) and room for its topic`;
+          const what =
+            max === maxConnectBytes
+              ? `before sign-in (mqtt.maxConnectBytes ${maxConnectBytes})`
+              : `over mqtt.maxPayloadBytes (${maxPayloadBytes}) and room for its topic`;
           // At most one line every 10 s: a flood of such packets must not become a flood of lines.
           oversized++;
           if (Date.now() - oversizedLoggedAt < 10_000) return;
-          this.logger.warn(`MQTT packet of ${bytes} bytes refused at its header from ${client.id ? `client "${client.id}"` : (socket.remoteAddress ?? 'a client')}: ${what}; connection closed${oversized > 1 ? ` (${oversized} such packets since the last line)` : ''}`);
+          this.logger.warn(
+            `MQTT packet of ${bytes} bytes refused at its header from ${client.id ? `client "${client.id}"` : (socket.remoteAddress ?? 'a client')}: ${what}; connection closed${oversized > 1 ? ` (${oversized} such packets since the last line)` : ''}`,
+          );
           oversized = 0;
           oversizedLoggedAt = Date.now();
         });
@@ -572,14 +725,23 @@ export function mqttService(config: Config): ServiceSchema {
         // The box's own snapshot JPEGs: republished with the next event, never worth the flash.
         volatileRetained: (topic) => SNAPSHOT_TOPIC.test(topic),
         isConnected: (clientId) => clientId in connected(),
-        onSessionExpired: (clientId) => this.logger.info(`MQTT session "${clientId}" expired (its Session Expiry Interval passed while the box was restarting)`),
-        onDrop: (clientId, topic) => this.logger.warn(`MQTT queue of offline client "${clientId}" is full (mqtt.maxQueuedPerClient ${options.maxQueuedPerClient}): its oldest message, to "${topic}", was dropped`),
+        onSessionExpired: (clientId) =>
+          this.logger.info(
+            `MQTT session "${clientId}" expired (its Session Expiry Interval passed while the box was restarting)`,
+          ),
+        onDrop: (clientId, topic) =>
+          this.logger.warn(
+            `MQTT queue of offline client "${clientId}" is full (mqtt.maxQueuedPerClient ${options.maxQueuedPerClient}): its oldest message, to "${topic}", was dropped`,
+          ),
       });
       aedes = await Aedes.createBroker({
         persistence: persistence as never,
         drainTimeout: options.drainTimeoutMs,
         // A slow reader holds up nobody (the aedes patch in patches/): its writes are buffered up to this.
-        maxClientBufferBytes: Math.max(options.maxClientBufferBytes, 2 * (options.maxPayloadBytes + PACKET_OVERHEAD_BYTES)),
+        maxClientBufferBytes: Math.max(
+          options.maxClientBufferBytes,
+          2 * (options.maxPayloadBytes + PACKET_OVERHEAD_BYTES),
+        ),
         maxClientsIdLength: 128,
         connectTimeout: 10_000,
         // MQTT 5: what the broker offers and bounds, said in each CONNACK.
@@ -598,16 +760,22 @@ export function mqttService(config: Config): ServiceSchema {
       aedes.on('clientDisconnect', (client) => {
         // A device's last connection gone: its services (USP) know it is offline.
         const who = identities.get(client);
-        if (who?.kind === 'device' && !clientsOf((i) => i.kind === 'device' && i.id === who.id).some((c) => c !== client)) {
+        if (
+          who?.kind === 'device' &&
+          !clientsOf((i) => i.kind === 'device' && i.id === who.id).some((c) => c !== client)
+        ) {
           void this.broker.broadcast('mqtt.device.disconnected', { device: who.id });
         }
         const interval = client.version === 5 && !client.clean ? client.sessionExpiryInterval : 0;
-        if (interval > 0 && interval < 0xffffffff) void persistence?.setSessionExpiry(client.id, Date.now() + interval * 1000).catch(() => undefined);
+        if (interval > 0 && interval < 0xffffffff)
+          void persistence?.setSessionExpiry(client.id, Date.now() + interval * 1000).catch(() => undefined);
       });
       aedes.on('clientReady', (client) => void persistence?.setSessionExpiry(client.id, null).catch(() => undefined));
       aedes.on('clientError', (client, err) => this.logger.debug(`MQTT client ${client?.id}: ${err.message}`));
       // aedes emits its own failures (a will sweep that failed) on itself: unheard, one would end the box.
-      (aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => this.logger.warn(`MQTT broker: ${err.message}`));
+      (aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
+        this.logger.warn(`MQTT broker: ${err.message}`),
+      );
       aedes.on('connectionError', (client, err) => this.logger.debug(`MQTT connection ${client?.id}: ${err.message}`));
       const listen = (server: net.Server, port: number) =>
         new Promise<void>((resolve, reject) => {
@@ -620,7 +788,9 @@ export function mqttService(config: Config): ServiceSchema {
           await listen(server, port);
           servers.push(server);
         } catch (err) {
-          this.logger.error(`MQTT ${what} cannot listen on ${options.host}:${port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); set mqtt.port / mqtt.tlsPort, or mqtt: null`);
+          this.logger.error(
+            `MQTT ${what} cannot listen on ${options.host}:${port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); set mqtt.port / mqtt.tlsPort, or mqtt: null`,
+          );
         }
       };
       const handle = (socket: net.Socket) => {
@@ -630,7 +800,10 @@ export function mqttService(config: Config): ServiceSchema {
       };
       await open(net.createServer(handle), options.port, 'TCP');
       // MQTT over WebSocket: the gateway of this node hands its /mqtt connections over.
-      streamEndpoints(this.broker).set('mqtt', { accept: (stream) => this.handleStream(stream), maxMessageBytes: options.maxPayloadBytes + PACKET_OVERHEAD_BYTES });
+      streamEndpoints(this.broker).set('mqtt', {
+        accept: (stream) => this.handleStream(stream),
+        maxMessageBytes: options.maxPayloadBytes + PACKET_OVERHEAD_BYTES,
+      });
       if (options.tlsPort) await open(tls.createServer(await tlsOptions(config), handle), options.tlsPort, 'TLS');
       // Commands: an allowed .../set (authorizePublish checked who) changes the camera's setting
       // as that user, through the cameras service, so the same rules and audit apply as in the API.
@@ -644,7 +817,12 @@ export function mqttService(config: Config): ServiceSchema {
           if (m && who?.kind === 'device' && who.id === m[1]) {
             // Where it wants answers: /reply-to= on 3.1.1 (R-MQTT.24), the Response Topic on 5.
             const replyTo = m[3] ? decodeURIComponent(m[3]) : packet.properties?.responseTopic;
-            void this.broker.broadcast('agent.message', { device: m[1], channel: m[2], payloadBase64: packet.payload.toString('base64'), ...(replyTo ? { replyTo } : {}) });
+            void this.broker.broadcast('agent.message', {
+              device: m[1],
+              channel: m[2],
+              payloadBase64: packet.payload.toString('base64'),
+              ...(replyTo ? { replyTo } : {}),
+            });
           }
           return;
         }
@@ -660,15 +838,20 @@ export function mqttService(config: Config): ServiceSchema {
         const sw = m && SWITCHES[m[2]!];
         if (!m || !sw || who?.kind !== 'user') return;
         const value = packet.payload.toString().trim().toUpperCase();
-        if (value !== 'ON' && value !== 'OFF') return this.logger.warn(`MQTT command ${packet.topic}: "${value}" is neither ON nor OFF`);
+        if (value !== 'ON' && value !== 'OFF')
+          return this.logger.warn(`MQTT command ${packet.topic}: "${value}" is neither ON nor OFF`);
         const caller: Caller = { username: who.username, role: who.role, via: 'mqtt' };
         this.broker
           .call('cameras.update', { id: m[1], ...sw.set(value === 'ON') }, { meta: { caller } })
-          .catch((err: Error) => this.logger.warn(`MQTT command ${packet.topic} from "${who.username}" failed: ${err.message}`));
+          .catch((err: Error) =>
+            this.logger.warn(`MQTT command ${packet.topic} from "${who.username}" failed: ${err.message}`),
+          );
       });
       await publish('fogedge/status', 'online', { retain: true, qos: 1 });
       await this.publishCameras();
-      this.logger.info(`MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`);
+      this.logger.info(
+        `MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`,
+      );
     },
 
     async stopped() {

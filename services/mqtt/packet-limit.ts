@@ -13,7 +13,12 @@ interface Parser {
 export const PACKET_OVERHEAD_BYTES = 70 * 1024;
 
 /** `maxBytes` is asked at each packet: before sign-in it is smaller (a CONNECT), after it the payload limit. */
-export function limitPacketSize(client: unknown, stream: Duplex, maxBytes: () => number, onRefused: (bytes: number, max: number) => void): void {
+export function limitPacketSize(
+  client: unknown,
+  stream: Duplex,
+  maxBytes: () => number,
+  onRefused: (bytes: number, max: number) => void,
+): void {
   const parser = (client as { _parser?: Parser })._parser;
   if (!parser) throw new Error('aedes client without its mqtt-packet parser: the packet size limit cannot be applied');
   const parseLength = parser._parseLength.bind(parser);

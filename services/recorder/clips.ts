@@ -56,7 +56,11 @@ export class ClipCache {
     return work;
   }
 
-  private async make(name: string, request: ClipRequest, segments: Segment[]): Promise<{ file: string; bytes: number }> {
+  private async make(
+    name: string,
+    request: ClipRequest,
+    segments: Segment[],
+  ): Promise<{ file: string; bytes: number }> {
     await mkdir(this.dir, { recursive: true });
     const file = path.join(this.dir, name);
     const existing = await stat(file).catch(() => null);
@@ -96,7 +100,28 @@ export class ClipCache {
     const partial = `${work}.partial.mp4`;
     await writeFile(list, lines.join('\n') + '\n');
     try {
-      await run(this.ffmpegPath, ['-v', 'error', '-y', '-f', 'concat', '-safe', '0', '-i', list, '-map', '0:v:0', '-c', 'copy', '-movflags', '+faststart', partial], { timeout: 120_000 });
+      await run(
+        this.ffmpegPath,
+        [
+          '-v',
+          'error',
+          '-y',
+          '-f',
+          'concat',
+          '-safe',
+          '0',
+          '-i',
+          list,
+          '-map',
+          '0:v:0',
+          '-c',
+          'copy',
+          '-movflags',
+          '+faststart',
+          partial,
+        ],
+        { timeout: 120_000 },
+      );
       // Only a finished file gets the real name, at once: no reader ever sees half a clip.
       await rename(partial, file);
     } finally {

@@ -5,8 +5,18 @@ import path from 'node:path';
 import type { Segment } from './recorder.schemas.ts';
 import { initLength } from '../../lib/media/fragmented-mp4.ts';
 
-export async function vodPlaylist(segments: Segment[], mediaDir: string, urlOf: (s: Segment) => string): Promise<string> {
-  const lines = ['#EXTM3U', '#EXT-X-VERSION:7', '#EXT-X-PLAYLIST-TYPE:VOD', '#EXT-X-MEDIA-SEQUENCE:0', '#EXT-X-INDEPENDENT-SEGMENTS'];
+export async function vodPlaylist(
+  segments: Segment[],
+  mediaDir: string,
+  urlOf: (s: Segment) => string,
+): Promise<string> {
+  const lines = [
+    '#EXTM3U',
+    '#EXT-X-VERSION:7',
+    '#EXT-X-PLAYLIST-TYPE:VOD',
+    '#EXT-X-MEDIA-SEQUENCE:0',
+    '#EXT-X-INDEPENDENT-SEGMENTS',
+  ];
   const longest = Math.max(1, ...segments.map((s) => (s.end - s.start) / 1000));
   lines.push(`#EXT-X-TARGETDURATION:${Math.ceil(longest)}`);
   let first = true;

@@ -19,7 +19,6 @@ import { afterNodeStart } from '../../lib/after-start.ts';
 import path from 'node:path';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 
-
 /** Not zod's "expected date, received Date": say what a time looks like. */
 const ISO_TIME = 'expected an ISO 8601 time, such as 2026-11-29T18:30:00Z';
 
@@ -30,7 +29,10 @@ export const TimeRangeInput = z
     to: z.coerce.date({ error: ISO_TIME }).describe('ISO 8601 time'),
   })
   .refine((r) => r.to > r.from, { message: '"to" must be after "from"', path: ['to'] })
-  .refine((r) => r.to.getTime() - r.from.getTime() <= 31 * 86_400_000, { message: 'at most 31 days at once', path: ['to'] });
+  .refine((r) => r.to.getTime() - r.from.getTime() <= 31 * 86_400_000, {
+    message: 'at most 31 days at once',
+    path: ['to'],
+  });
 
 /** A file the recorder serves: a segment by its path under media/, or a clip by its name. */
 const FileInput = z.strictObject({
@@ -78,7 +80,13 @@ export function recorderService(config: Config): ServiceSchema {
       return path.join(paths.clips, name);
     }
     const [camera, day, file, ...rest] = name.split('/');
-    if (rest.length || !CameraId.safeParse(camera).success || !DAY_DIR.test(day ?? '') || !SEGMENT_FILE.test(file ?? '')) throw new NotFoundError('Recording', name);
+    if (
+      rest.length ||
+      !CameraId.safeParse(camera).success ||
+      !DAY_DIR.test(day ?? '') ||
+      !SEGMENT_FILE.test(file ?? '')
+    )
+      throw new NotFoundError('Recording', name);
     return path.join(paths.media, camera!, day!, file!);
   };
 
@@ -95,7 +103,9 @@ export function recorderService(config: Config): ServiceSchema {
         async handler() {
           const disk = await statfs(paths.media);
           const usage = await index!.usage();
-          const cameras = Object.fromEntries(Object.entries(usage).map(([id, u]) => [id, { ...u, oldest: new Date(u.oldest).toISOString() }]));
+          const cameras = Object.fromEntries(
+            Object.entries(usage).map(([id, u]) => [id, { ...u, oldest: new Date(u.oldest).toISOString() }]),
+          );
           return {
             recordingsBytes: Object.values(usage).reduce((sum, u) => sum + u.bytes, 0),
             clipsBytes: await clips.bytes(),
@@ -114,8 +124,17 @@ export function recorderService(config: Config): ServiceSchema {
         async handler(ctx) {
           const { camera, from, to } = ctx.params;
           const { ranges, gaps } = await index!.timeline(camera, from.getTime(), to.getTime());
-          const iso = (r: { start: number; end: number }) => ({ start: new Date(r.start).toISOString(), end: new Date(r.end).toISOString() });
-          return { camera, from: from.toISOString(), to: to.toISOString(), ranges: ranges.map(iso), gaps: gaps.map(iso) };
+          const iso = (r: { start: number; end: number }) => ({
+            start: new Date(r.start).toISOString(),
+            end: new Date(r.end).toISOString(),
+          });
+          return {
+            camera,
+            from: from.toISOString(),
+            to: to.toISOString(),
+            ranges: ranges.map(iso),
+            gaps: gaps.map(iso),
+          };
         },
       }),
       // Internal: makes the clip on this node's disk; the gateway streams the file.
@@ -139,7 +158,10 @@ export function recorderService(config: Config): ServiceSchema {
         input: z.strictObject({}),
         handler: () =>
           diskFull
-            ? { status: 'degraded', reason: `disk full: ${diskFull.freeBytes} bytes free, under the floor of ${config.video.minFreeBytes} (since ${diskFull.since})` }
+            ? {
+                status: 'degraded',
+                reason: `disk full: ${diskFull.freeBytes} bytes free, under the floor of ${config.video.minFreeBytes} (since ${diskFull.since})`,
+              }
             : { status: store?.status === 'open' ? 'ok' : 'down' },
       }),
       // Files go to the gateway as streams over the bus, so the gateway needs no share of this disk.
@@ -149,7 +171,8 @@ export function recorderService(config: Config): ServiceSchema {
         async handler(ctx) {
           const file = fileOf(ctx.params.kind, ctx.params.name);
           const info = await stat(file).catch(() => undefined);
-          if (!info?.isFile()) throw new NotFoundError(ctx.params.kind === 'clip' ? 'Clip' : 'Recording', ctx.params.name);
+          if (!info?.isFile())
+            throw new NotFoundError(ctx.params.kind === 'clip' ? 'Clip' : 'Recording', ctx.params.name);
           return { bytes: info.size };
         },
       }),
@@ -167,7 +190,8 @@ export function recorderService(config: Config): ServiceSchema {
         async handler(ctx) {
           const { camera, from, to } = ctx.params;
           const segments = await index!.list(camera, from.getTime(), to.getTime());
-          if (segments.length === 0) throw new NotFoundError('Recording', `${camera} ${from.toISOString()}..${to.toISOString()}`);
+          if (segments.length === 0)
+            throw new NotFoundError('Recording', `${camera} ${from.toISOString()}..${to.toISOString()}`);
           return vodPlaylist(segments, paths.media, (s) => `/api/v1/recordings/${s.path.split(path.sep).join('/')}`);
         },
       }),
@@ -212,46 +236,64 @@ export function recorderService(config: Config): ServiceSchema {
         if (added.length) this.logger.info(`index healed: ${added.length} segments added from disk`);
         // Footage cut by a crash goes on like any other closed segment (cloud sync takes it), once
         // every service of this node is there to hear it.
-        afterNodeStart(this.broker, () => added.forEach((segment) => void this.broker.emit('recording.segment.healed', segment)));
+        afterNodeStart(this.broker, () =>
+          added.forEach((segment) => void this.broker.emit('recording.segment.healed', segment)),
+        );
       };
       await heal();
       // Segments cut short just before this start are still "busy" now: look again now and then.
       const { preRollSeconds, postRollSeconds } = config.detector;
-      const retention = new Retention(index, paths.media, {
-        retainDays: (camera) => (specs ? specs.get(camera)?.recording.retainDays ?? config.video.removedCameraRetainDays : Infinity),
-        eventRetainDays: (camera) => specs?.get(camera)?.recording.eventRetainDays ?? 0,
-        eventsOnly: (camera) => specs?.get(camera)?.recording.mode === 'events',
-        // An event may claim footage up to its pre-roll back, and is stored a little after it starts.
-        eventClaimMs: (preRollSeconds + config.video.eventClaimSeconds) * 1000,
-        eventRanges: async (camera, from, to) => {
-          const events = await this.broker
-            .call<Array<{ start: string; end: string | null }>, object>('events.list', { camera, from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit: 1000 })
-            .catch((err: Error) => {
-              this.logger.debug(`recorder: no event marks on ${camera}'s timeline (${err.message})`);
-              return undefined;
-            });
-          return events?.map((e) => [
-            Date.parse(e.start) - preRollSeconds * 1000,
-            (e.end ? Date.parse(e.end) : Date.now()) + postRollSeconds * 1000,
-          ] as [number, number]);
+      const retention = new Retention(
+        index,
+        paths.media,
+        {
+          retainDays: (camera) =>
+            specs ? (specs.get(camera)?.recording.retainDays ?? config.video.removedCameraRetainDays) : Infinity,
+          eventRetainDays: (camera) => specs?.get(camera)?.recording.eventRetainDays ?? 0,
+          eventsOnly: (camera) => specs?.get(camera)?.recording.mode === 'events',
+          // An event may claim footage up to its pre-roll back, and is stored a little after it starts.
+          eventClaimMs: (preRollSeconds + config.video.eventClaimSeconds) * 1000,
+          eventRanges: async (camera, from, to) => {
+            const events = await this.broker
+              .call<Array<{ start: string; end: string | null }>, object>('events.list', {
+                camera,
+                from: new Date(from).toISOString(),
+                to: new Date(to).toISOString(),
+                limit: 1000,
+              })
+              .catch((err: Error) => {
+                this.logger.debug(`recorder: no event marks on ${camera}'s timeline (${err.message})`);
+                return undefined;
+              });
+            return events?.map(
+              (e) =>
+                [
+                  Date.parse(e.start) - preRollSeconds * 1000,
+                  (e.end ? Date.parse(e.end) : Date.now()) + postRollSeconds * 1000,
+                ] as [number, number],
+            );
+          },
+          // Recordings queued for the cloud (sync.retentionWaitsForUpload); none when no sync service runs.
+          pinned: async () =>
+            new Set(
+              await this.broker.call<string[], object>('sync.pinned', {}).catch((err: Error) => {
+                this.logger.debug(`retention: nothing pinned for the cloud (${err.message})`);
+                return [];
+              }),
+            ),
+          quotaBytes: config.video.quotaBytes,
+          minFreeBytes: config.video.minFreeBytes,
+          otherBytes: () => dirBytes(paths.root, [path.basename(paths.media)]),
+          reclaim: () => clips.trim(0),
         },
-        // Recordings queued for the cloud (sync.retentionWaitsForUpload); none when no sync service runs.
-        pinned: async () =>
-          new Set(
-            await this.broker.call<string[], object>('sync.pinned', {}).catch((err: Error) => {
-              this.logger.debug(`retention: nothing pinned for the cloud (${err.message})`);
-              return [];
-            }),
-          ),
-        quotaBytes: config.video.quotaBytes,
-        minFreeBytes: config.video.minFreeBytes,
-        otherBytes: () => dirBytes(paths.root, [path.basename(paths.media)]),
-        reclaim: () => clips.trim(0),
-      }, freeBytes);
+        freeBytes,
+      );
       const enforce = async () => {
         // Without the registry no camera's days are known: delete nothing by age this round.
         const cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch((err: Error) => {
-          this.logger.warn(`retention: the camera registry is not reachable (${err.message}); only the space limits apply this round`);
+          this.logger.warn(
+            `retention: the camera registry is not reachable (${err.message}); only the space limits apply this round`,
+          );
           return undefined;
         });
         specs = cameras ? new Map(cameras.map((c) => [c.id, c])) : undefined;
@@ -259,12 +301,21 @@ export function recorderService(config: Config): ServiceSchema {
         const r = await retention.run();
         if (r.diskFull !== (diskFull !== null)) {
           diskFull = r.diskFull ? { freeBytes: await freeBytes(), since: new Date().toISOString() } : null;
-          if (diskFull) this.logger.warn(`disk full: ${diskFull.freeBytes} bytes free, under the floor of ${config.video.minFreeBytes}, and nothing left to delete`);
+          if (diskFull)
+            this.logger.warn(
+              `disk full: ${diskFull.freeBytes} bytes free, under the floor of ${config.video.minFreeBytes}, and nothing left to delete`,
+            );
           else this.logger.info('disk no longer full');
-          this.broker.broadcast('recording.disk.changed', { full: r.diskFull, freeBytes: await freeBytes(), minFreeBytes: config.video.minFreeBytes });
+          this.broker.broadcast('recording.disk.changed', {
+            full: r.diskFull,
+            freeBytes: await freeBytes(),
+            minFreeBytes: config.video.minFreeBytes,
+          });
         }
         if (r.byAge || r.bySpace || r.reclaimedBytes) {
-          this.logger.info(`retention: ${r.byAge} segments past their days and ${r.bySpace} for space removed, ${r.bytesFreed} bytes freed; ${r.reclaimedBytes} bytes of cached clips given up`);
+          this.logger.info(
+            `retention: ${r.byAge} segments past their days and ${r.bySpace} for space removed, ${r.bytesFreed} bytes freed; ${r.reclaimedBytes} bytes of cached clips given up`,
+          );
           this.broker.emit('recording.retention.applied', r);
         }
       };

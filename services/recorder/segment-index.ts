@@ -8,7 +8,6 @@ import { dayDir, startOfSegmentFile } from '../../appliance/data-dir.ts';
 import { trimToLastFragment } from '../../lib/media/fragmented-mp4.ts';
 import type { Range, Segment } from './recorder.schemas.ts';
 
-
 /** Segments closer than this are one continuous recording (file names have 1 s resolution). */
 export const GAP_TOLERANCE_MS = 1500;
 /** ffmpeg appends a fragment at every keyframe: a file quiet for this long is not being written. */
@@ -119,7 +118,8 @@ export class SegmentIndex {
       if (r.start - cursor > GAP_TOLERANCE_MS) gaps.push({ start: cursor, end: r.start });
       cursor = r.end;
     }
-    if (to - cursor > GAP_TOLERANCE_MS && cursor < Date.now()) gaps.push({ start: cursor, end: Math.min(to, Date.now()) });
+    if (to - cursor > GAP_TOLERANCE_MS && cursor < Date.now())
+      gaps.push({ start: cursor, end: Math.min(to, Date.now()) });
     return { ranges, gaps };
   }
 

@@ -46,7 +46,6 @@ const STOP_GRACE_MS = 3000;
 const FIRST_FRAGMENT_WAIT_MS = 5000;
 const STDERR_LINES_KEPT = 30;
 
-
 export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment: [Segment] }> {
   private child: ChildProcess | undefined;
   private stopping = false;
@@ -85,7 +84,8 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   ) {
     super();
     this.current = this.blankStatus('starting');
-    if (!sub) this.tail = new RecordingTail(this.feed, (err) => this.log.warn(`${this.name}: live view: ${err.message}`));
+    if (!sub)
+      this.tail = new RecordingTail(this.feed, (err) => this.log.warn(`${this.name}: live view: ${err.message}`));
   }
 
   /** For the log: the camera, and which of its streams. */
@@ -107,19 +107,28 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       latest = await this.latestKeyframe();
     }
     if (this.current.state !== 'online' || !latest) {
-      throw new NotReadyError(`Camera "${this.camera.id}" has no picture yet (${this.current.state}${this.current.reason ? `: ${this.current.reason}` : ''})`, 'NO_PICTURE', {
-        state: this.current.state,
-        reason: this.current.reason,
-      });
+      throw new NotReadyError(
+        `Camera "${this.camera.id}" has no picture yet (${this.current.state}${this.current.reason ? `: ${this.current.reason}` : ''})`,
+        'NO_PICTURE',
+        {
+          state: this.current.state,
+          reason: this.current.reason,
+        },
+      );
     }
-    return { jpeg: await jpegFromFragment(this.options.ffmpegPath, [latest.init, ...latest.parts]), frameAt: new Date(latest.at).toISOString() };
+    return {
+      jpeg: await jpegFromFragment(this.options.ffmpegPath, [latest.init, ...latest.parts]),
+      frameAt: new Date(latest.at).toISOString(),
+    };
   }
 
   private async latestKeyframe(): Promise<{ init: Buffer; parts: Buffer[]; at: number } | undefined> {
     const { init, keyframe } = this.feed;
     if (init && keyframe) return { init, ...keyframe };
     if (this.sub || !this.openFile) return undefined;
-    return (await lastKeyframe(this.openFile)) ?? (this.previousFile ? await lastKeyframe(this.previousFile) : undefined);
+    return (
+      (await lastKeyframe(this.openFile)) ?? (this.previousFile ? await lastKeyframe(this.previousFile) : undefined)
+    );
   }
 
   private get cameraDir(): string {
@@ -129,7 +138,10 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   start(): void {
     this.stopping = false;
     if (!this.camera.enabled || (this.camera.recording.mode === 'off' && !this.sub)) {
-      this.setStatus({ ...this.blankStatus('disabled'), reason: this.camera.enabled ? 'recording is off' : 'camera disabled' });
+      this.setStatus({
+        ...this.blankStatus('disabled'),
+        reason: this.camera.enabled ? 'recording is off' : 'camera disabled',
+      });
       return;
     }
     if (!this.sub && this.waitingForPush()) return;
@@ -147,7 +159,8 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   /** A push camera stopped pushing: close the segment, wait for it to come back. */
   onUnpublish(): void {
     clearTimeout(this.restartTimer);
-    if (this.child) this.child.kill('SIGINT'); // onExit sees no push and waits
+    if (this.child)
+      this.child.kill('SIGINT'); // onExit sees no push and waits
     else this.waitingForPush();
   }
 
@@ -217,11 +230,20 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     await this.ensureDayDirs().finally(() => (this.spawning = false));
     if (this.stopping) return;
     const runId = Date.now().toString(36);
-    const pushUrl = this.camera.source.kind === 'rtmp' && !this.sub ? this.options.ingest?.playUrl(this.camera.id) : undefined;
+    const pushUrl =
+      this.camera.source.kind === 'rtmp' && !this.sub ? this.options.ingest?.playUrl(this.camera.id) : undefined;
     // Two reports per stall time: a stall is seen, and a late report leaves half of it to spare.
     // Reports wake the box: every 2 s they were most of its CPU while recording (bench:record).
     const progressSeconds = this.options.stallSeconds / 2;
-    const args = recorderArgs({ camera: this.camera, sub: this.sub, cameraDir: this.cameraDir, segmentSeconds: this.options.segmentSeconds, runId, pushUrl, progressSeconds });
+    const args = recorderArgs({
+      camera: this.camera,
+      sub: this.sub,
+      cameraDir: this.cameraDir,
+      segmentSeconds: this.options.segmentSeconds,
+      runId,
+      pushUrl,
+      progressSeconds,
+    });
     this.stderrTail = [];
     this.killedFor = undefined;
     this.openFile = undefined;
@@ -231,7 +253,10 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.lastProgressAt = Date.now();
     this.setStatus({ ...this.blankStatus('starting') });
 
-    const child = spawnSupervised(this.options.ffmpegPath, args, { stdio: ['ignore', this.sub ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
+    const child = spawnSupervised(this.options.ffmpegPath, args, {
+      stdio: ['ignore', this.sub ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, TZ: 'UTC' },
+    });
     this.child = child;
     // A sub-stream's live output: always read, ffmpeg blocks on a full pipe.
     const feed = this.feed;
@@ -273,7 +298,10 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     if (info) {
       this.info = info;
       if (!SUPPORTED_CODECS.has(info.codec)) {
-        this.killedFor = { reason: 'codec not supported', detail: `the camera sends ${info.codec}; FogEdge records H.264 and H.265` };
+        this.killedFor = {
+          reason: 'codec not supported',
+          detail: `the camera sends ${info.codec}; FogEdge records H.264 and H.265`,
+        };
         this.child?.kill('SIGKILL');
       }
     }
@@ -286,7 +314,14 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.watchdog?.refresh();
     const base = this.current.state === 'online' ? this.current : { ...this.blankStatus('online') };
     this.attempts = 0;
-    this.setStatus({ ...base, state: 'online', reason: null, detail: null, lastFrameAt: new Date().toISOString(), bitrateKbps: p.bitrateKbps ?? this.current.bitrateKbps });
+    this.setStatus({
+      ...base,
+      state: 'online',
+      reason: null,
+      detail: null,
+      lastFrameAt: new Date().toISOString(),
+      bitrateKbps: p.bitrateKbps ?? this.current.bitrateKbps,
+    });
   }
 
   private onStall(child: ChildProcess): void {
@@ -309,7 +344,10 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.reported.add(file);
     const start = startOfName(file);
     const rel = path.join(this.camera.id, dayDir(start), file);
-    const bytes = await stat(path.join(this.options.mediaDir, rel)).then((s) => s.size, () => 0);
+    const bytes = await stat(path.join(this.options.mediaDir, rel)).then(
+      (s) => s.size,
+      () => 0,
+    );
     if (Number.isNaN(start) || bytes <= 0 || durationMs <= 0) return;
     // bits per ms = kbit/s; the segment muxer gives ffmpeg's progress no bitrate of its own.
     this.current = { ...this.current, bitrateKbps: Math.round((bytes * 8) / durationMs) };
@@ -330,10 +368,16 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     }
     if (this.stopping || (!this.sub && this.waitingForPush())) return;
     const failure = this.killedFor ?? classifyFailure(this.stderrTail, code);
-    const delay = Math.min(this.options.restartMaxMs, this.options.restartMinMs * 2 ** this.attempts) * (0.8 + Math.random() * 0.4);
+    const delay =
+      Math.min(this.options.restartMaxMs, this.options.restartMinMs * 2 ** this.attempts) * (0.8 + Math.random() * 0.4);
     this.attempts++;
     this.log.warn(`${this.name}: offline (${failure.reason}: ${failure.detail}); retry in ${Math.round(delay)} ms`);
-    this.setStatus({ ...this.blankStatus('offline'), reason: failure.reason, detail: failure.detail, restarts: this.current.restarts + 1 });
+    this.setStatus({
+      ...this.blankStatus('offline'),
+      reason: failure.reason,
+      detail: failure.detail,
+      restarts: this.current.restarts + 1,
+    });
     this.restartTimer = setTimeout(() => void this.spawn(), delay);
   }
 }

@@ -25,7 +25,15 @@ export const SEGMENTS_FD = 4;
 
 const LIVE_FRAGMENT_US = 250_000;
 
-export function recorderArgs({ camera, sub, cameraDir, segmentSeconds, runId, pushUrl, progressSeconds }: RecorderArgs): string[] {
+export function recorderArgs({
+  camera,
+  sub,
+  cameraDir,
+  segmentSeconds,
+  runId,
+  pushUrl,
+  progressSeconds,
+}: RecorderArgs): string[] {
   const source = sub && camera.subStream ? camera.subStream : camera.source;
   const input =
     source.kind === 'rtsp'
@@ -36,11 +44,15 @@ export function recorderArgs({ camera, sub, cameraDir, segmentSeconds, runId, pu
   return [
     '-hide_banner',
     '-nostdin',
-    '-loglevel', 'info',
+    '-loglevel',
+    'info',
     '-nostats',
-    '-progress', `pipe:${PROGRESS_FD}`,
-    '-stats_period', String(progressSeconds),
-    '-fflags', '+genpts+discardcorrupt',
+    '-progress',
+    `pipe:${PROGRESS_FD}`,
+    '-stats_period',
+    String(progressSeconds),
+    '-fflags',
+    '+genpts+discardcorrupt',
     ...input,
     // The recording; live view and snapshots read it as it is written (RecordingTail). A
     // sub-stream records nothing: its live output is fragmented MP4 on stdout instead.
@@ -52,25 +64,50 @@ export function recorderArgs({ camera, sub, cameraDir, segmentSeconds, runId, pu
 const FRAGMENTS = `+frag_keyframe+empty_moov+default_base_moof`;
 
 function liveOutput(): string[] {
-  return ['-map', '0:v:0', '-c', 'copy', '-f', 'mp4', '-movflags', FRAGMENTS, '-frag_duration', String(LIVE_FRAGMENT_US), '-flush_packets', '1', 'pipe:1'];
+  return [
+    '-map',
+    '0:v:0',
+    '-c',
+    'copy',
+    '-f',
+    'mp4',
+    '-movflags',
+    FRAGMENTS,
+    '-frag_duration',
+    String(LIVE_FRAGMENT_US),
+    '-flush_packets',
+    '1',
+    'pipe:1',
+  ];
 }
 
 /** The recording: segments of stream-copied fragmented MP4, with their list on a pipe. */
 function segmentOutput(cameraDir: string, segmentSeconds: number, runId: string): string[] {
   return [
-    '-map', '0:v:0',
-    '-c', 'copy',
-    '-f', 'segment',
-    '-segment_time', String(segmentSeconds),
-    '-segment_format', 'mp4',
+    '-map',
+    '0:v:0',
+    '-c',
+    'copy',
+    '-f',
+    'segment',
+    '-segment_time',
+    String(segmentSeconds),
+    '-segment_format',
+    'mp4',
     // Fragmented MP4, each fragment written out as soon as it is complete: the open file is
     // the live stream, and a file cut by a crash stays playable up to its last fragment.
-    '-segment_format_options', `movflags=${FRAGMENTS}:frag_duration=${LIVE_FRAGMENT_US}:flush_packets=1`,
-    '-reset_timestamps', '1',
-    '-avoid_negative_ts', 'make_zero',
-    '-strftime', '1',
-    '-segment_list', `pipe:${SEGMENTS_FD}`,
-    '-segment_list_type', 'csv',
+    '-segment_format_options',
+    `movflags=${FRAGMENTS}:frag_duration=${LIVE_FRAGMENT_US}:flush_packets=1`,
+    '-reset_timestamps',
+    '1',
+    '-avoid_negative_ts',
+    'make_zero',
+    '-strftime',
+    '1',
+    '-segment_list',
+    `pipe:${SEGMENTS_FD}`,
+    '-segment_list_type',
+    'csv',
     segmentPattern(cameraDir, runId),
   ];
 }
@@ -88,7 +125,12 @@ export function parseStreamInfo(line: string): StreamInfo | undefined {
   if (!m) return undefined;
   const size = /, (\d{2,5})x(\d{2,5})/.exec(m[2]!);
   const fps = /, ([\d.]+) fps/.exec(m[2]!);
-  return { codec: m[1]!, width: size ? Number(size[1]) : null, height: size ? Number(size[2]) : null, fps: fps ? Number(fps[1]) : null };
+  return {
+    codec: m[1]!,
+    width: size ? Number(size[1]) : null,
+    height: size ? Number(size[2]) : null,
+    fps: fps ? Number(fps[1]) : null,
+  };
 }
 
 export const SUPPORTED_CODECS = new Set(['h264', 'hevc']);
@@ -140,7 +182,16 @@ export function parseSegmentLine(line: string): SegmentListEntry | undefined {
 }
 
 export interface Failure {
-  reason: 'unauthorized' | 'not found' | 'unreachable' | 'no video track' | 'not a video stream' | 'codec not supported' | 'stalled' | 'disk full' | 'exited';
+  reason:
+    | 'unauthorized'
+    | 'not found'
+    | 'unreachable'
+    | 'no video track'
+    | 'not a video stream'
+    | 'codec not supported'
+    | 'stalled'
+    | 'disk full'
+    | 'exited';
   detail: string;
 }
 
@@ -154,21 +205,48 @@ export function classifyFailure(lines: string[], exitCode: number | null): Failu
     [/404 Not Found|Stream not found/i, 'not found', 'the camera has no stream at that path (404)'],
     [/Connection refused/i, 'unreachable', 'nothing listens at that address and port (connection refused)'],
     [/No route to host|Network is unreachable/i, 'unreachable', 'no route to the camera'],
-    [/Name or service not known|Temporary failure in name resolution|nodename nor servname/i, 'unreachable', 'the camera host name does not resolve'],
+    [
+      /Name or service not known|Temporary failure in name resolution|nodename nor servname/i,
+      'unreachable',
+      'the camera host name does not resolve',
+    ],
     [/timed out|Connection timed out/i, 'unreachable', 'the camera did not answer in time'],
     [/matches no streams|does not contain any stream/i, 'no video track', 'the stream has no video track'],
-    [/Invalid data found|method DESCRIBE failed|Protocol not found/i, 'not a video stream', 'what answers at that address is not an RTSP video stream'],
+    [
+      /Invalid data found|method DESCRIBE failed|Protocol not found/i,
+      'not a video stream',
+      'what answers at that address is not an RTSP video stream',
+    ],
   ];
   for (const [pattern, reason, detail] of rules) if (pattern.test(text)) return { reason, detail };
   // ffmpeg's "Last message repeated N times" says nothing; the message before it does.
   const last = lines.filter((l) => l.trim() && !/Last message repeated \d+ times/.test(l)).slice(-1)[0] ?? '';
-  return { reason: 'exited', detail: `ffmpeg exited with code ${exitCode ?? 'signal'}${last ? `: ${last.trim()}` : ''}` };
+  return {
+    reason: 'exited',
+    detail: `ffmpeg exited with code ${exitCode ?? 'signal'}${last ? `: ${last.trim()}` : ''}`,
+  };
 }
 
 /** Decodes the first frame (a keyframe) of init + one fragment to JPEG: ~0.1 s, no camera connection. */
 export function jpegFromFragment(ffmpegPath: string, mp4: Buffer[], timeoutMs = 5000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const child = spawn(ffmpegPath, ['-v', 'error', '-f', 'mp4', '-i', 'pipe:0', '-frames:v', '1', '-f', 'image2', '-c:v', 'mjpeg', '-q:v', '3', 'pipe:1']);
+    const child = spawn(ffmpegPath, [
+      '-v',
+      'error',
+      '-f',
+      'mp4',
+      '-i',
+      'pipe:0',
+      '-frames:v',
+      '1',
+      '-f',
+      'image2',
+      '-c:v',
+      'mjpeg',
+      '-q:v',
+      '3',
+      'pipe:1',
+    ]);
     const out: Buffer[] = [];
     let err = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);

@@ -6,7 +6,13 @@ import { watch, type FSWatcher } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { startOfSegmentFile } from '../../appliance/data-dir.ts';
-import { BoxSplitter, FragmentReader, fragmentTiming, startsWithKeyframe, timescaleOf } from '../../lib/media/fragmented-mp4.ts';
+import {
+  BoxSplitter,
+  FragmentReader,
+  fragmentTiming,
+  startsWithKeyframe,
+  timescaleOf,
+} from '../../lib/media/fragmented-mp4.ts';
 import type { Fragment, LiveFeed } from './live-feed.ts';
 
 /** A fallback for a missed file-change event (inotify is not everywhere). */

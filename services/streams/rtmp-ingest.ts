@@ -29,7 +29,8 @@ interface Nms {
 }
 
 /** node-media-server's process-wide event emitter (what its `on` registers with). */
-const nmsEvents = () => (require('node-media-server/src/core/context.js') as { eventEmitter: EventEmitter }).eventEmitter;
+const nmsEvents = () =>
+  (require('node-media-server/src/core/context.js') as { eventEmitter: EventEmitter }).eventEmitter;
 
 /**
  * node-media-server throws out of its socket handler on some streams a pusher sends (a
@@ -37,7 +38,9 @@ const nmsEvents = () => (require('node-media-server/src/core/context.js') as { e
  * made to return the error instead: that session's socket is ended, everyone else goes on.
  */
 function guardParser(): void {
-  const Rtmp = require('node-media-server/src/protocol/rtmp.js') as { prototype: { parserData(b: Buffer): string | null; guarded?: boolean } };
+  const Rtmp = require('node-media-server/src/protocol/rtmp.js') as {
+    prototype: { parserData(b: Buffer): string | null; guarded?: boolean };
+  };
   if (Rtmp.prototype.guarded) return;
   const parse = Rtmp.prototype.parserData;
   Rtmp.prototype.parserData = function (this: unknown, buffer: Buffer) {
@@ -59,7 +62,11 @@ function checkPortFree(host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(`RTMP port ${host}:${port} is not free (${err.code}); set video.rtmp.port to another port, or null to turn RTMP push off`)),
+      reject(
+        new Error(
+          `RTMP port ${host}:${port} is not free (${err.code}); set video.rtmp.port to another port, or null to turn RTMP push off`,
+        ),
+      ),
     );
     probe.listen(port, host, () => probe.close(() => resolve()));
   });
@@ -116,7 +123,9 @@ export class RtmpIngest extends EventEmitter<{ publish: [string]; unpublish: [st
     const NodeMediaServer = require('node-media-server') as new (config: object) => Nms;
     guardParser();
     // Its log goes into ours (it would print to stdout): its errors are refused clients, a warning here.
-    const nmsLogger = require('node-media-server/src/core/logger.js') as { log: (message: string, level?: string) => void };
+    const nmsLogger = require('node-media-server/src/core/logger.js') as {
+      log: (message: string, level?: string) => void;
+    };
     nmsLogger.log = (message, level = 'info') => {
       if (level === 'error' || level === 'warn') this.log.warn(`rtmp: ${message}`);
       else this.log.debug(`rtmp: ${message}`);
@@ -149,9 +158,11 @@ export class RtmpIngest extends EventEmitter<{ publish: [string]; unpublish: [st
     const key = session.streamQuery['key'];
     const expected = this.keyHashes.get(camera);
     let refusal: string | undefined;
-    if (session.streamApp !== PUSH_APP) refusal = `unknown application "${session.streamApp}" (push to /${PUSH_APP}/<camera>)`;
+    if (session.streamApp !== PUSH_APP)
+      refusal = `unknown application "${session.streamApp}" (push to /${PUSH_APP}/<camera>)`;
     else if (!expected) refusal = `no push camera "${camera}"`;
-    else if (typeof key !== 'string' || !streamKeyMatches(key, expected)) refusal = `wrong or missing stream key for camera "${camera}"`;
+    else if (typeof key !== 'string' || !streamKeyMatches(key, expected))
+      refusal = `wrong or missing stream key for camera "${camera}"`;
     else if (this.publishers.has(camera)) refusal = `camera "${camera}" is already pushing`;
     if (refusal) {
       this.log.warn(`RTMP push from ${session.ip} refused: ${refusal}`);

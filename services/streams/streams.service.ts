@@ -12,7 +12,10 @@ import { probeCamera } from './probe.ts';
 import { CameraStream, type StreamOptions } from './camera-stream.ts';
 import { RtmpIngest } from './rtmp-ingest.ts';
 
-const ViewerId = z.string().regex(/^[\w-]{8,64}$/).describe('id of one live viewer, chosen by its gateway');
+const ViewerId = z
+  .string()
+  .regex(/^[\w-]{8,64}$/)
+  .describe('id of one live viewer, chosen by its gateway');
 
 export function streamsService(config: Config): ServiceSchema {
   const streams = new Map<string, CameraStream>();
@@ -37,7 +40,12 @@ export function streamsService(config: Config): ServiceSchema {
           for (const [id, s] of streams) {
             if (ctx.params.id && ctx.params.id !== id) continue;
             const sub = subStreams.get(id)?.status;
-            out[id] = { ...s.status, subStream: sub ? { state: sub.state, reason: sub.reason, codec: sub.codec, width: sub.width, height: sub.height } : null };
+            out[id] = {
+              ...s.status,
+              subStream: sub
+                ? { state: sub.state, reason: sub.reason, codec: sub.codec, width: sub.width, height: sub.height }
+                : null,
+            };
           }
           return out;
         },
@@ -58,20 +66,32 @@ export function streamsService(config: Config): ServiceSchema {
         permission: 'live.view',
         handler(ctx) {
           // The sub-stream when asked for and the camera has one; the main stream otherwise.
-          const stream = (ctx.params.stream === 'sub' ? subStreams.get(ctx.params.id) : undefined) ?? streams.get(ctx.params.id);
+          const stream =
+            (ctx.params.stream === 'sub' ? subStreams.get(ctx.params.id) : undefined) ?? streams.get(ctx.params.id);
           if (!stream) throw new NotFoundError('Camera', ctx.params.id);
           if (stream.status.state === 'disabled') {
-            throw new ConflictError(`Camera "${ctx.params.id}" is not streaming (${stream.status.reason})`, 'CAMERA_DISABLED');
+            throw new ConflictError(
+              `Camera "${ctx.params.id}" is not streaming (${stream.status.reason})`,
+              'CAMERA_DISABLED',
+            );
           }
           // Caps, so that viewers that never read cannot take the box's memory between them.
           const camera = ctx.params.id;
           const user = ctx.meta.caller?.username ?? '(box)';
           const { maxViewersPerCamera, maxViewersPerUser } = config.video;
           if (count((v) => v.camera === camera) >= maxViewersPerCamera) {
-            throw new TooManyRequestsError(`Camera "${camera}" has ${maxViewersPerCamera} live viewers, the most it takes (video.maxViewersPerCamera)`, 5, 'TOO_MANY_VIEWERS');
+            throw new TooManyRequestsError(
+              `Camera "${camera}" has ${maxViewersPerCamera} live viewers, the most it takes (video.maxViewersPerCamera)`,
+              5,
+              'TOO_MANY_VIEWERS',
+            );
           }
           if (count((v) => v.user === user) >= maxViewersPerUser) {
-            throw new TooManyRequestsError(`"${user}" has ${maxViewersPerUser} live views open, the most one user may (video.maxViewersPerUser)`, 5, 'TOO_MANY_VIEWERS');
+            throw new TooManyRequestsError(
+              `"${user}" has ${maxViewersPerUser} live views open, the most one user may (video.maxViewersPerUser)`,
+              5,
+              'TOO_MANY_VIEWERS',
+            );
           }
           // fMP4 bytes: init, the current GOP, then each new fragment; over NATS a Moleculer stream.
           const feed = stream.feed.watch();
@@ -98,8 +118,16 @@ export function streamsService(config: Config): ServiceSchema {
     },
 
     events: {
-      'camera.added': { handler(ctx: { params: { id: string } }) { return this.restart(ctx.params.id); } },
-      'camera.updated': { handler(ctx: { params: { id: string } }) { return this.restart(ctx.params.id); } },
+      'camera.added': {
+        handler(ctx: { params: { id: string } }) {
+          return this.restart(ctx.params.id);
+        },
+      },
+      'camera.updated': {
+        handler(ctx: { params: { id: string } }) {
+          return this.restart(ctx.params.id);
+        },
+      },
       'camera.removed': {
         async handler(ctx: { params: { id: string } }) {
           await Promise.all([streams.get(ctx.params.id)?.stop(), subStreams.get(ctx.params.id)?.stop()]);

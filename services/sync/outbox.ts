@@ -91,7 +91,8 @@ export class Outbox {
    * until it fits, never those being uploaded; if that is not enough, the new item is refused.
    */
   admit(item: Pick<Item, 'resource' | 'bytes'>, busy: (id: string) => boolean): Admission {
-    if (item.bytes > this.maxBytes) return { admitted: false, reason: `larger than the whole queue (sync.maxQueueBytes ${this.maxBytes})` };
+    if (item.bytes > this.maxBytes)
+      return { admitted: false, reason: `larger than the whole queue (sync.maxQueueBytes ${this.maxBytes})` };
     const over = this.bytes + item.bytes - this.maxBytes;
     if (over <= 0) return { admitted: true, dropped: [] };
     const rank = DROP_ORDER[item.resource];
@@ -105,7 +106,11 @@ export class Outbox {
       dropped.push(c);
       freed += c.bytes;
     }
-    if (freed < over) return { admitted: false, reason: `the queue is full (sync.maxQueueBytes ${this.maxBytes}) with items worth as much or more` };
+    if (freed < over)
+      return {
+        admitted: false,
+        reason: `the queue is full (sync.maxQueueBytes ${this.maxBytes}) with items worth as much or more`,
+      };
     return { admitted: true, dropped };
   }
 

@@ -25,7 +25,9 @@ export const S3Target = z.strictObject({
   /** e.g. https://s3.eu-west-1.amazonaws.com or http://192.168.1.5:9000 */
   endpoint: HttpUrl,
   region: z.string().max(64).default('us-east-1'),
-  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lower-case letters, digits, ".", "-")'),
+  bucket: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lower-case letters, digits, ".", "-")'),
   accessKey: z.string().min(1).max(256),
   secretKey: z.string().min(1).max(256),
   /** Path-style URLs (MinIO and most S3-compatible servers); false: virtual-hosted (AWS). */
@@ -42,7 +44,9 @@ export const AzureTarget = z.strictObject({
   endpoint: HttpUrl,
   accountName: z.string().regex(/^[a-z0-9]{3,24}$/, 'a storage account name (3-24 lower-case letters and digits)'),
   accountKey: z.string().min(1).max(256),
-  container: z.string().regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'a container name (3-63 lower-case letters, digits, "-")'),
+  container: z
+    .string()
+    .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'a container name (3-63 lower-case letters, digits, "-")'),
   prefix: Prefix,
   enabled: z.boolean().default(true),
 });
@@ -86,6 +90,13 @@ export type Policy = z.output<typeof Policy>;
 export function widening(current: Policy, next: Policy): string[] {
   const wider = (field: 'cameras' | 'labels' | 'zones') =>
     // An empty list means "all": from a list to all, or to a name not listed before, is wider.
-    current[field].length > 0 && (next[field].length === 0 || next[field].some((x) => !current[field].includes(x))) ? [field] : [];
-  return [...(next.resources.some((r) => !current.resources.includes(r)) ? ['resources'] : []), ...wider('cameras'), ...wider('labels'), ...wider('zones')];
+    current[field].length > 0 && (next[field].length === 0 || next[field].some((x) => !current[field].includes(x)))
+      ? [field]
+      : [];
+  return [
+    ...(next.resources.some((r) => !current.resources.includes(r)) ? ['resources'] : []),
+    ...wider('cameras'),
+    ...wider('labels'),
+    ...wider('zones'),
+  ];
 }

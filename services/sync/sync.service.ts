@@ -76,8 +76,14 @@ interface NewItem {
   metadata: Record<string, string>;
 }
 
-
-const NEW_STATE: TargetState = { lastSuccessAt: null, lastError: null, failures: 0, retryAt: 0, sentItems: 0, sentBytes: 0 };
+const NEW_STATE: TargetState = {
+  lastSuccessAt: null,
+  lastError: null,
+  failures: 0,
+  retryAt: 0,
+  sentItems: 0,
+  sentBytes: 0,
+};
 const STATUS_EVERY_MS = 1000;
 /** Larger items always go in parts (minio's own part size); it also bounds what a retry sends again. */
 const WHOLE_MAX_BYTES = 64 * 1024 * 1024;
@@ -167,10 +173,13 @@ export function syncService(config: Config): ServiceSchema {
     if (stopping || (clipCheckAt !== undefined && clipCheckAt <= at)) return;
     clearTimeout(clipTimer);
     clipCheckAt = at;
-    clipTimer = setTimeout(() => {
-      clipCheckAt = undefined;
-      void clipTurn(runClipJobs).catch((err: Error) => log.error(`sync: clips: ${err.message}`));
-    }, Math.max(0, at - Date.now()));
+    clipTimer = setTimeout(
+      () => {
+        clipCheckAt = undefined;
+        void clipTurn(runClipJobs).catch((err: Error) => log.error(`sync: clips: ${err.message}`));
+      },
+      Math.max(0, at - Date.now()),
+    );
   };
 
   const wake = (r: Running) => [...r.waiters].forEach((w) => w());
@@ -225,7 +234,9 @@ export function syncService(config: Config): ServiceSchema {
       }
       await meta.put(budgetKey(), used + hashes.bytes);
     }
-    const admission = outbox.admit({ resource: n.resource, bytes: hashes.bytes }, (id) => [...busy].some((k) => k.startsWith(`${id}|`)));
+    const admission = outbox.admit({ resource: n.resource, bytes: hashes.bytes }, (id) =>
+      [...busy].some((k) => k.startsWith(`${id}|`)),
+    );
     if (!admission.admitted) {
       counters.refused++;
       await saveCounters();
@@ -234,7 +245,9 @@ export function syncService(config: Config): ServiceSchema {
     for (const d of admission.dropped) {
       await removeItem(d);
       counters.dropped++;
-      log.warn(`sync: queue full: dropped ${d.resource} ${d.name} (${d.bytes} bytes, queued ${new Date(d.enqueuedAt).toISOString()}) for a newer ${n.resource}`);
+      log.warn(
+        `sync: queue full: dropped ${d.resource} ${d.name} (${d.bytes} bytes, queued ${new Date(d.enqueuedAt).toISOString()}) for a newer ${n.resource}`,
+      );
     }
     if (admission.dropped.length) await saveCounters();
     const item: Item = {
@@ -264,7 +277,8 @@ export function syncService(config: Config): ServiceSchema {
     statusChanged();
   };
 
-  const eventPrefix = (e: Pick<StoredEvent, 'camera' | 'start' | 'id'>) => `${o.boxId}/${e.camera}/${e.start.slice(0, 10)}/${e.id}`;
+  const eventPrefix = (e: Pick<StoredEvent, 'camera' | 'start' | 'id'>) =>
+    `${o.boxId}/${e.camera}/${e.start.slice(0, 10)}/${e.id}`;
 
   const matches = (camera: string, label?: string, zones?: string[]) =>
     (policy.cameras.length === 0 || policy.cameras.includes(camera)) &&
@@ -311,7 +325,9 @@ export function syncService(config: Config): ServiceSchema {
     const progress = item.pending[r.spec.id]!;
     const file = path.join(paths.root, item.file);
     if (progress.upload?.parts.length) {
-      log.info(`sync: resuming ${item.name} to "${r.spec.id}" after ${progress.upload.parts.length} of ${Math.ceil(item.bytes / (progress.upload.partBytes ?? o.partBytes))} parts`);
+      log.info(
+        `sync: resuming ${item.name} to "${r.spec.id}" after ${progress.upload.parts.length} of ${Math.ceil(item.bytes / (progress.upload.partBytes ?? o.partBytes))} parts`,
+      );
     }
     const key = `${item.id}|${r.spec.id}`;
     try {
@@ -332,7 +348,14 @@ export function syncService(config: Config): ServiceSchema {
         const sample = item.bytes / Math.max(0.001, (performance.now() - t0) / 1000);
         r.bytesPerSecond = r.bytesPerSecond === undefined ? sample : 0.7 * r.bytesPerSecond + 0.3 * sample;
       }
-      r.state = { ...r.state, lastSuccessAt: new Date().toISOString(), failures: 0, retryAt: 0, sentItems: r.state.sentItems + 1, sentBytes: r.state.sentBytes + item.bytes };
+      r.state = {
+        ...r.state,
+        lastSuccessAt: new Date().toISOString(),
+        failures: 0,
+        retryAt: 0,
+        sentItems: r.state.sentItems + 1,
+        sentBytes: r.state.sentBytes + item.bytes,
+      };
       if (outbox.get(item.id)) await finish(item, r.spec.id);
       await saveState(r);
     } catch (err) {
@@ -347,7 +370,9 @@ export function syncService(config: Config): ServiceSchema {
         r.state = { ...r.state, failures: r.state.failures + 1, lastError: { at, code: e.code, message: e.message } };
         r.state.retryAt = Date.now() + backoff(r.state.failures);
         if (r.state.failures === 1 || r.state.failures % 10 === 0) {
-          log.warn(`sync: ${e.message}; ${outbox.pendingFor(r.spec.id).items} items wait; next try in ${Math.round((r.state.retryAt - Date.now()) / 1000)} s`);
+          log.warn(
+            `sync: ${e.message}; ${outbox.pendingFor(r.spec.id).items} items wait; next try in ${Math.round((r.state.retryAt - Date.now()) / 1000)} s`,
+          );
         }
       } else {
         progress.attempts++;
@@ -392,7 +417,15 @@ export function syncService(config: Config): ServiceSchema {
 
   const start = async (spec: Target) => {
     const state = (await targetStates.get(spec.id)) ?? { ...NEW_STATE };
-    const r: Running = { spec, client: openTarget(spec), state: { ...state, retryAt: 0 }, waiters: new Set(), bytesPerSecond: undefined, stopped: false, workers: [] };
+    const r: Running = {
+      spec,
+      client: openTarget(spec),
+      state: { ...state, retryAt: 0 },
+      waiters: new Set(),
+      bytesPerSecond: undefined,
+      stopped: false,
+      workers: [],
+    };
     running.set(spec.id, r);
     if (spec.enabled) for (let i = 0; i < o.concurrency; i++) r.workers.push(worker(r));
   };
@@ -419,10 +452,20 @@ export function syncService(config: Config): ServiceSchema {
         continue;
       }
       try {
-        const clip = await bus.call<{ name: string }, object>('recorder.clip', { camera: job.camera, from: job.from, to: job.to });
+        const clip = await bus.call<{ name: string }, object>('recorder.clip', {
+          camera: job.camera,
+          from: job.from,
+          to: job.to,
+        });
         const stream = await bus.call<Readable, object>('recorder.file', { kind: 'clip', name: clip.name });
         await enqueueBytes(
-          { resource: 'clips', camera: job.camera, name: `${eventPrefix({ camera: job.camera, start: job.metadata['start']!, id: job.event })}/clip.mp4`, contentType: 'video/mp4', metadata: { ...job.metadata, from: job.from, to: job.to } },
+          {
+            resource: 'clips',
+            camera: job.camera,
+            name: `${eventPrefix({ camera: job.camera, start: job.metadata['start']!, id: job.event })}/clip.mp4`,
+            contentType: 'video/mp4',
+            metadata: { ...job.metadata, from: job.from, to: job.to },
+          },
           stream,
         );
         await clipJobs.del(job.event);
@@ -462,7 +505,10 @@ export function syncService(config: Config): ServiceSchema {
       try {
         let cursor = (await meta.get('eventsCursor')) as number | undefined;
         for (;;) {
-          const page = await bus.call<{ last: number; through: number; ended: Array<{ seq: number; event: StoredEvent }> }, object>('events.endedAfter', { after: cursor ?? -1, limit: 100 });
+          const page = await bus.call<
+            { last: number; through: number; ended: Array<{ seq: number; event: StoredEvent }> },
+            object
+          >('events.endedAfter', { after: cursor ?? -1, limit: 100 });
           // A new cloud sync (or an events store that was reset) starts with what ends from now on.
           if (cursor === undefined || cursor > page.last) {
             await meta.put('eventsCursor', (cursor = page.last));
@@ -488,7 +534,8 @@ export function syncService(config: Config): ServiceSchema {
         eventRetryTimer = setTimeout(lookForEndedEvents, WAIT_RETRY_MS);
       }
     });
-  const lookForEndedEvents = () => void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
+  const lookForEndedEvents = () =>
+    void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
 
   const onEventEnded = async (e: StoredEvent, broker: { call<T>(a: string, p: object): Promise<T> }) => {
     if (enabledTargets().length === 0 || !matches(e.camera, e.label, e.zones)) return;
@@ -498,25 +545,40 @@ export function syncService(config: Config): ServiceSchema {
     const objects: Record<string, string> = {};
     if (want.has('snapshots') && e.hasSnapshot) {
       const { jpegBase64 } = await broker.call<{ jpegBase64: string }>('events.snapshot', { id: e.id });
-      const item = await enqueueBytes({ resource: 'snapshots', camera: e.camera, name: `${base}/snapshot.jpg`, contentType: 'image/jpeg', metadata }, Buffer.from(jpegBase64, 'base64'));
+      const item = await enqueueBytes(
+        { resource: 'snapshots', camera: e.camera, name: `${base}/snapshot.jpg`, contentType: 'image/jpeg', metadata },
+        Buffer.from(jpegBase64, 'base64'),
+      );
       if (item) objects['snapshot'] = item.name;
     }
     if (want.has('clips')) {
       const range = await broker.call<{ from: string; to: string }>('events.clipRange', { id: e.id });
       // The segment holding `to` closes up to a segment later, then it is indexed.
       const readyAt = Date.parse(range.to) + 2 * config.video.segmentSeconds * 1000 + 2000;
-      await clipJobs.put(e.id, { event: e.id, camera: e.camera, from: range.from, to: range.to, metadata, readyAt, attempts: 0 });
+      await clipJobs.put(e.id, {
+        event: e.id,
+        camera: e.camera,
+        from: range.from,
+        to: range.to,
+        metadata,
+        readyAt,
+        attempts: 0,
+      });
       checkClipsAt(readyAt);
       objects['clip'] = `${base}/clip.mp4`;
     }
     if (want.has('events')) {
       const index = { ...e, boxId: o.boxId, objects };
-      await enqueueBytes({ resource: 'events', camera: e.camera, name: `${base}/event.json`, contentType: 'application/json', metadata }, Buffer.from(JSON.stringify(index, null, 2)));
+      await enqueueBytes(
+        { resource: 'events', camera: e.camera, name: `${base}/event.json`, contentType: 'application/json', metadata },
+        Buffer.from(JSON.stringify(index, null, 2)),
+      );
     }
   };
 
   const onSegment = async (s: Segment) => {
-    if (!store || !policy.resources.includes('recordings') || !matches(s.camera) || enabledTargets().length === 0) return;
+    if (!store || !policy.resources.includes('recordings') || !matches(s.camera) || enabledTargets().length === 0)
+      return;
     const file = path.join(path.relative(paths.root, paths.media), s.path);
     await enqueue({
       resource: 'recordings',
@@ -525,7 +587,12 @@ export function syncService(config: Config): ServiceSchema {
       file,
       ownsFile: false,
       contentType: 'video/mp4',
-      metadata: { box: o.boxId, camera: s.camera, start: new Date(s.start).toISOString(), end: new Date(s.end).toISOString() },
+      metadata: {
+        box: o.boxId,
+        camera: s.camera,
+        start: new Date(s.start).toISOString(),
+        end: new Date(s.end).toISOString(),
+      },
     }).catch((err: Error) => log.error(`sync: segment ${s.path} not enqueued: ${err.message}`));
   };
 
@@ -539,7 +606,13 @@ export function syncService(config: Config): ServiceSchema {
       const first = String(entries[0]![1]['at'] ?? new Date().toISOString());
       const lines = entries.map(([, v]) => JSON.stringify(v)).join('\n') + '\n';
       await enqueueBytes(
-        { resource: 'audit', camera: null, name: `${o.boxId}/audit/${first.slice(0, 10)}/${first.replace(/[:.]/g, '-')}-${entries.length}.jsonl`, contentType: 'application/x-ndjson', metadata: { box: o.boxId, entries: String(entries.length) } },
+        {
+          resource: 'audit',
+          camera: null,
+          name: `${o.boxId}/audit/${first.slice(0, 10)}/${first.replace(/[:.]/g, '-')}-${entries.length}.jsonl`,
+          contentType: 'application/x-ndjson',
+          metadata: { box: o.boxId, entries: String(entries.length) },
+        },
         Buffer.from(lines),
       );
     }
@@ -552,7 +625,12 @@ export function syncService(config: Config): ServiceSchema {
     const now = Date.now();
     const { items, bytes, oldest } = outbox.size;
     return {
-      queue: { items, bytes, maxBytes: o.maxQueueBytes, oldestAgeSeconds: oldest === null ? null : Math.round((now - oldest) / 1000) },
+      queue: {
+        items,
+        bytes,
+        maxBytes: o.maxQueueBytes,
+        oldestAgeSeconds: oldest === null ? null : Math.round((now - oldest) / 1000),
+      },
       counters,
       /** Services whose absence holds work back now (clips wait for the recorder, ended events for events). */
       waitingFor: [...waitingFor].sort(),
@@ -596,7 +674,12 @@ export function syncService(config: Config): ServiceSchema {
             name: i.name,
             bytes: i.bytes,
             enqueuedAt: new Date(i.enqueuedAt).toISOString(),
-            targets: Object.fromEntries(Object.entries(i.pending).map(([t, p]) => [t, { attempts: p.attempts, lastError: p.lastError ?? null, partsSent: p.upload?.parts.length ?? 0 }])),
+            targets: Object.fromEntries(
+              Object.entries(i.pending).map(([t, p]) => [
+                t,
+                { attempts: p.attempts, lastError: p.lastError ?? null, partsSent: p.upload?.parts.length ?? 0 },
+              ]),
+            ),
           }));
         },
       }),
@@ -612,11 +695,16 @@ export function syncService(config: Config): ServiceSchema {
         permission: 'cloud.manage',
         async handler(ctx) {
           const spec = ctx.params;
-          if (await targetSpecs.get(spec.id)) throw new ConflictError(`Target "${spec.id}" exists`, 'TARGET_EXISTS', { id: spec.id });
+          if (await targetSpecs.get(spec.id))
+            throw new ConflictError(`Target "${spec.id}" exists`, 'TARGET_EXISTS', { id: spec.id });
           await targetSpecs.put(spec.id, spec);
           await start(spec);
           statusChanged();
-          ctx.broadcast('sync.target.changed', { id: spec.id, change: 'added', by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('sync.target.changed', {
+            id: spec.id,
+            change: 'added',
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return publicTarget(spec);
         },
       }),
@@ -633,7 +721,12 @@ export function syncService(config: Config): ServiceSchema {
           await targetSpecs.put(current.id, merged.data);
           await start(merged.data);
           statusChanged();
-          ctx.broadcast('sync.target.changed', { id: current.id, change: 'updated', fields: Object.keys(ctx.params).filter((k) => k !== 'id'), by: ctx.meta.caller?.username ?? 'box' });
+          ctx.broadcast('sync.target.changed', {
+            id: current.id,
+            change: 'updated',
+            fields: Object.keys(ctx.params).filter((k) => k !== 'id'),
+            by: ctx.meta.caller?.username ?? 'box',
+          });
           return publicTarget(merged.data);
         },
       }),
@@ -683,7 +776,10 @@ export function syncService(config: Config): ServiceSchema {
           const role = ctx.meta.caller?.role;
           const wider = widening(policy, ctx.params);
           if (role && role !== 'admin' && wider.length) {
-            throw new ForbiddenError(`Only an admin lets more of the household's data go to the cloud (this plan widens ${wider.join(', ')}); the ${role} may narrow the plan or set its limits`, { needs: 'cloud.manage', widens: wider });
+            throw new ForbiddenError(
+              `Only an admin lets more of the household's data go to the cloud (this plan widens ${wider.join(', ')}); the ${role} may narrow the plan or set its limits`,
+              { needs: 'cloud.manage', widens: wider },
+            );
           }
           policy = ctx.params;
           await meta.put('policy', policy);
@@ -699,7 +795,10 @@ export function syncService(config: Config): ServiceSchema {
         input: z.strictObject({
           resource: z.enum(RESOURCES),
           camera: z.string().nullable().default(null),
-          name: z.string().regex(/^[\w.-]+(\/[\w.-]+)*$/).max(400),
+          name: z
+            .string()
+            .regex(/^[\w.-]+(\/[\w.-]+)*$/)
+            .max(400),
           contentType: z.string().max(100),
           metadata: z.record(z.string(), z.string()).default({}),
           base64: z.string(),
@@ -775,7 +874,10 @@ export function syncService(config: Config): ServiceSchema {
       bus = this.broker;
       checkClipsAt(Date.now()); // jobs from before the restart
       lookForEndedEvents();
-      auditTimer = setInterval(() => void flushAudit().catch((err: Error) => log.error(`sync: audit: ${err.message}`)), o.auditBatchSeconds * 1000);
+      auditTimer = setInterval(
+        () => void flushAudit().catch((err: Error) => log.error(`sync: audit: ${err.message}`)),
+        o.auditBatchSeconds * 1000,
+      );
     },
 
     async stopped() {

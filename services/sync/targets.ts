@@ -67,12 +67,14 @@ export interface UploadTarget {
 /** The checks both kinds share: size and our sha256 metadata, where the server told them. */
 function differs(sent: Sent, stored: Stored): string | undefined {
   if (stored.bytes !== undefined && stored.bytes !== sent.bytes) return `size ${stored.bytes}, sent ${sent.bytes}`;
-  if (stored.sha256 !== undefined && stored.sha256 !== sent.sha256) return `sha256 metadata ${stored.sha256}, sent ${sent.sha256}`;
+  if (stored.sha256 !== undefined && stored.sha256 !== sent.sha256)
+    return `sha256 metadata ${stored.sha256}, sent ${sent.sha256}`;
   return undefined;
 }
 
 /** Why a call to a target failed, in the words an installer can act on. */
-export type FailureCode = 'DNS' | 'UNREACHABLE' | 'TIMEOUT' | 'AUTH' | 'NO_BUCKET' | 'CLOCK_SKEW' | 'SERVER' | 'UPLOAD_EXPIRED' | 'REJECTED';
+export type FailureCode =
+  'DNS' | 'UNREACHABLE' | 'TIMEOUT' | 'AUTH' | 'NO_BUCKET' | 'CLOCK_SKEW' | 'SERVER' | 'UPLOAD_EXPIRED' | 'REJECTED';
 
 export class TargetError extends Error {
   constructor(
@@ -89,12 +91,24 @@ export class TargetError extends Error {
   }
 }
 
-const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'EADDRNOTAVAIL']);
+const NETWORK = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ECONNABORTED',
+  'EADDRNOTAVAIL',
+]);
 const TIMEOUTS = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
 
 /** The Node error under an SDK's wrapping, if any. */
 function causeCode(err: unknown): string | undefined {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0;
+    e && depth < 4;
+    e = e.cause as typeof e, depth++
+  ) {
     if (typeof e.code === 'string' && /^E[A-Z]+$|^UND_ERR/.test(e.code)) return e.code;
   }
   return undefined;
@@ -102,24 +116,49 @@ function causeCode(err: unknown): string | undefined {
 
 export function classify(err: unknown, where: string): TargetError {
   if (err instanceof TargetError) return err;
-  const e = err as { code?: string; statusCode?: number; message?: string; details?: { errorCode?: string; authenticationErrorDetail?: string } };
+  const e = err as {
+    code?: string;
+    statusCode?: number;
+    message?: string;
+    details?: { errorCode?: string; authenticationErrorDetail?: string };
+  };
   const message = e.message ?? String(err);
-  const node = causeCode(err) ?? (message.match(/\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH)\b/)?.[1]);
-  if (node === 'ENOTFOUND' || node === 'EAI_AGAIN') return new TargetError('DNS', `${where}: the host name does not resolve (${node})`);
+  const node =
+    causeCode(err) ?? message.match(/\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH)\b/)?.[1];
+  if (node === 'ENOTFOUND' || node === 'EAI_AGAIN')
+    return new TargetError('DNS', `${where}: the host name does not resolve (${node})`);
   if (node && TIMEOUTS.has(node)) return new TargetError('TIMEOUT', `${where}: no answer in time (${node})`);
   if (node && NETWORK.has(node)) return new TargetError('UNREACHABLE', `${where}: cannot connect (${node})`);
   const code = e.details?.errorCode ?? e.code ?? '';
   const detail = `${message} ${e.details?.authenticationErrorDetail ?? ''}`;
   // S3 says RequestTimeTooSkewed; Azure says 403 AuthenticationFailed "Request date header too old".
   if (code === 'RequestTimeTooSkewed' || /date header too old|not within the permitted time|too skewed/i.test(detail)) {
-    return new TargetError('CLOCK_SKEW', `${where}: the box's clock differs too much from the server's; set the time (NTP). ${message}`);
+    return new TargetError(
+      'CLOCK_SKEW',
+      `${where}: the box's clock differs too much from the server's; set the time (NTP). ${message}`,
+    );
   }
-  if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'AuthenticationFailed', 'AuthorizationFailure', 'InvalidAuthenticationInfo', 'AuthorizationPermissionMismatch'].includes(code) || e.statusCode === 401 || e.statusCode === 403) {
+  if (
+    [
+      'InvalidAccessKeyId',
+      'SignatureDoesNotMatch',
+      'AccessDenied',
+      'AuthenticationFailed',
+      'AuthorizationFailure',
+      'InvalidAuthenticationInfo',
+      'AuthorizationPermissionMismatch',
+    ].includes(code) ||
+    e.statusCode === 401 ||
+    e.statusCode === 403
+  ) {
     return new TargetError('AUTH', `${where}: the credentials are refused (${code || e.statusCode})`);
   }
-  if (code === 'NoSuchBucket' || code === 'ContainerNotFound') return new TargetError('NO_BUCKET', `${where}: the bucket or container does not exist (${code})`);
-  if (code === 'NoSuchUpload' || code === 'InvalidBlockList' || code === 'InvalidPart') return new TargetError('UPLOAD_EXPIRED', `${where}: the partial upload is gone (${code}); it starts over`);
-  if ((e.statusCode ?? 0) >= 500 || ['InternalError', 'ServiceUnavailable', 'SlowDown', 'ServerBusy'].includes(code)) return new TargetError('SERVER', `${where}: the server failed (${code || e.statusCode}): ${message}`);
+  if (code === 'NoSuchBucket' || code === 'ContainerNotFound')
+    return new TargetError('NO_BUCKET', `${where}: the bucket or container does not exist (${code})`);
+  if (code === 'NoSuchUpload' || code === 'InvalidBlockList' || code === 'InvalidPart')
+    return new TargetError('UPLOAD_EXPIRED', `${where}: the partial upload is gone (${code}); it starts over`);
+  if ((e.statusCode ?? 0) >= 500 || ['InternalError', 'ServiceUnavailable', 'SlowDown', 'ServerBusy'].includes(code))
+    return new TargetError('SERVER', `${where}: the server failed (${code || e.statusCode}): ${message}`);
   return new TargetError('REJECTED', `${where}: ${code ? `${code}: ` : ''}${message}`);
 }
 
@@ -160,7 +199,13 @@ class S3Target implements UploadTarget {
 
   private send(name: string, query: string, chunk: Chunk, headers: Record<string, string | number>) {
     return this.client.makeRequestStreamAsync(
-      { method: 'PUT', bucketName: this.bucket, objectName: name, query, headers: { 'Content-Length': chunk.bytes, 'Content-MD5': chunk.md5.toString('base64'), ...headers } },
+      {
+        method: 'PUT',
+        bucketName: this.bucket,
+        objectName: name,
+        query,
+        headers: { 'Content-Length': chunk.bytes, 'Content-MD5': chunk.md5.toString('base64'), ...headers },
+      },
       chunk.body(),
       this.signed(chunk),
       [200],
@@ -180,7 +225,12 @@ class S3Target implements UploadTarget {
    */
   private async diagnose(where: string): Promise<void> {
     const res = await this.client
-      .makeRequestAsync({ method: 'GET', bucketName: this.bucket, query: 'list-type=2&max-keys=0' }, '', [200], this.region)
+      .makeRequestAsync(
+        { method: 'GET', bucketName: this.bucket, query: 'list-type=2&max-keys=0' },
+        '',
+        [200],
+        this.region,
+      )
       .catch((err) => {
         throw classify(err, where);
       });
@@ -229,7 +279,12 @@ class S3Target implements UploadTarget {
   }
 
   async completeMultipart(name: string, uploadId: string, parts: Part[]): Promise<Stored> {
-    const done = await this.client.completeMultipartUpload(this.bucket, name, uploadId, parts.map((p) => ({ part: p.n, etag: p.etag })));
+    const done = await this.client.completeMultipartUpload(
+      this.bucket,
+      name,
+      uploadId,
+      parts.map((p) => ({ part: p.n, etag: p.etag })),
+    );
     return { etag: done.etag.replace(/"/g, '') };
   }
 
@@ -237,7 +292,8 @@ class S3Target implements UploadTarget {
     // A single PUT's ETag is the MD5 of the bytes; a multipart one on AWS and MinIO, the MD5 of the
     // parts' MD5s and their count; some S3 servers (s3rver) give the MD5 of the bytes for both.
     const expected = [sent.md5.toString('hex'), ...(sent.parts ? [`${md5Hex(sent.parts)}-${sent.parts.length}`] : [])];
-    if (!stored.etag || !expected.includes(stored.etag)) return `ETag ${stored.etag}, expected ${expected.join(' or ')}`;
+    if (!stored.etag || !expected.includes(stored.etag))
+      return `ETag ${stored.etag}, expected ${expected.join(' or ')}`;
     return differs(sent, stored);
   }
 
@@ -254,10 +310,14 @@ class AzureTarget implements UploadTarget {
   constructor(t: Extract<Target, { type: 'azure' }>) {
     this.id = t.id;
     this.name = t.container;
-    const service = new BlobServiceClient(t.endpoint.replace(/\/$/, ''), new StorageSharedKeyCredential(t.accountName, t.accountKey), {
-      // The outbox retries, with backoff that outlives a restart.
-      retryOptions: { maxTries: 1, tryTimeoutInMs: 120_000 },
-    });
+    const service = new BlobServiceClient(
+      t.endpoint.replace(/\/$/, ''),
+      new StorageSharedKeyCredential(t.accountName, t.accountKey),
+      {
+        // The outbox retries, with backoff that outlives a restart.
+        retryOptions: { maxTries: 1, tryTimeoutInMs: 120_000 },
+      },
+    );
     this.container = service.getContainerClient(t.container);
   }
 
@@ -282,14 +342,19 @@ class AzureTarget implements UploadTarget {
 
   private async properties(name: string): Promise<Stored> {
     const p = await this.container.getBlockBlobClient(name).getProperties();
-    return { bytes: p.contentLength ?? 0, ...(p.contentMD5 ? { md5: Buffer.from(p.contentMD5).toString('base64') } : {}), ...(p.metadata?.['sha256'] ? { sha256: p.metadata['sha256'] } : {}) };
+    return {
+      bytes: p.contentLength ?? 0,
+      ...(p.contentMD5 ? { md5: Buffer.from(p.contentMD5).toString('base64') } : {}),
+      ...(p.metadata?.['sha256'] ? { sha256: p.metadata['sha256'] } : {}),
+    };
   }
 
   async stat(name: string): Promise<Stored | undefined> {
     try {
       return await this.properties(name);
     } catch (err) {
-      if (err instanceof RestError && err.statusCode === 404 && (err.code === 'BlobNotFound' || !err.code)) return undefined;
+      if (err instanceof RestError && err.statusCode === 404 && (err.code === 'BlobNotFound' || !err.code))
+        return undefined;
       // A HEAD's refusal has no body to say why (a skewed clock, say): ask again with a GET.
       if (err instanceof RestError && err.statusCode === 403) {
         await this.container.getProperties().catch((why) => {
@@ -302,7 +367,10 @@ class AzureTarget implements UploadTarget {
 
   /** Put Blob answers with the MD5 the service computed over what it received (none is sent to echo). */
   async put(name: string, chunk: Chunk, info: ObjectInfo): Promise<Stored> {
-    const res = await this.container.getBlockBlobClient(name).upload(chunk.body, chunk.bytes, { blobHTTPHeaders: { blobContentType: info.contentType }, metadata: info.metadata });
+    const res = await this.container.getBlockBlobClient(name).upload(chunk.body, chunk.bytes, {
+      blobHTTPHeaders: { blobContentType: info.contentType },
+      metadata: info.metadata,
+    });
     return res.contentMD5 ? { md5: Buffer.from(res.contentMD5).toString('base64') } : {};
   }
 
@@ -317,19 +385,28 @@ class AzureTarget implements UploadTarget {
 
   async putPart(name: string, uploadId: string, n: number, chunk: Chunk): Promise<string> {
     const id = AzureTarget.blockId(uploadId, n);
-    await this.container.getBlockBlobClient(name).stageBlock(id, chunk.body, chunk.bytes, { transactionalContentMD5: chunk.md5 });
+    await this.container
+      .getBlockBlobClient(name)
+      .stageBlock(id, chunk.body, chunk.bytes, { transactionalContentMD5: chunk.md5 });
     return id;
   }
 
   /** Each block's MD5 was checked by the service as it was staged; the whole is checked by its size. */
-  async completeMultipart(name: string, uploadId: string, parts: Part[], info: ObjectInfo, whole: Sent): Promise<Stored> {
+  async completeMultipart(
+    name: string,
+    uploadId: string,
+    parts: Part[],
+    info: ObjectInfo,
+    whole: Sent,
+  ): Promise<Stored> {
     const ids = parts.map((p) => AzureTarget.blockId(uploadId, p.n));
     await this.container.getBlockBlobClient(name).commitBlockList(ids, AzureTarget.headers(info, whole.md5));
     return this.properties(name);
   }
 
   verify(sent: Sent, stored: Stored): string | undefined {
-    if (stored.md5 !== sent.md5.toString('base64')) return `Content-MD5 ${stored.md5}, expected ${sent.md5.toString('base64')}`;
+    if (stored.md5 !== sent.md5.toString('base64'))
+      return `Content-MD5 ${stored.md5}, expected ${sent.md5.toString('base64')}`;
     return differs(sent, stored);
   }
 

@@ -24,9 +24,15 @@ export interface UploadOptions {
 
 export type Outcome = 'sent' | 'already-there';
 
-const shorter = (file: string) => new TargetError('REJECTED', `local file ${file} is shorter than when it was enqueued`);
+const shorter = (file: string) =>
+  new TargetError('REJECTED', `local file ${file} is shorter than when it was enqueued`);
 
-async function readChunk(file: string, offset: number, bytes: number, throttle: UploadOptions['throttle']): Promise<Chunk> {
+async function readChunk(
+  file: string,
+  offset: number,
+  bytes: number,
+  throttle: UploadOptions['throttle'],
+): Promise<Chunk> {
   const handle = await open(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(bytes);
@@ -44,7 +50,12 @@ async function readChunk(file: string, offset: number, bytes: number, throttle: 
 }
 
 /** The whole file, streamed from the disk: its hashes were taken when it was enqueued. */
-async function wholeFile(file: string, bytes: number, throttle: UploadOptions['throttle'], hashes: { md5: Buffer; sha256: string }): Promise<Chunk> {
+async function wholeFile(
+  file: string,
+  bytes: number,
+  throttle: UploadOptions['throttle'],
+  hashes: { md5: Buffer; sha256: string },
+): Promise<Chunk> {
   // A short body would leave the request waiting for bytes that never come.
   if ((await stat(file)).size < bytes) throw shorter(file);
   return {
@@ -60,11 +71,19 @@ async function wholeFile(file: string, bytes: number, throttle: UploadOptions['t
 /** Each part's MD5, as a multipart upload of the file would have sent them. */
 async function partMd5s(file: string, bytes: number, partBytes: number): Promise<Buffer[]> {
   const out: Buffer[] = [];
-  for (let offset = 0; offset < bytes; offset += partBytes) out.push((await readChunk(file, offset, Math.min(partBytes, bytes - offset), undefined)).md5);
+  for (let offset = 0; offset < bytes; offset += partBytes)
+    out.push((await readChunk(file, offset, Math.min(partBytes, bytes - offset), undefined)).md5);
   return out;
 }
 
-export async function uploadItem(target: UploadTarget, prefix: string, item: Item, file: string, progress: Progress, o: UploadOptions): Promise<Outcome> {
+export async function uploadItem(
+  target: UploadTarget,
+  prefix: string,
+  item: Item,
+  file: string,
+  progress: Progress,
+  o: UploadOptions,
+): Promise<Outcome> {
   const name = prefix ? `${prefix}/${item.name}` : item.name;
   const info = { contentType: item.contentType, metadata: { ...item.metadata, sha256: item.sha256 } };
   const md5 = Buffer.from(item.md5, 'base64');
@@ -75,7 +94,8 @@ export async function uploadItem(target: UploadTarget, prefix: string, item: Ite
     const there = await target.stat(name);
     if (there && there.bytes === item.bytes && there.sha256 === item.sha256) {
       const parts = item.bytes > o.multipartThresholdBytes ? await partMd5s(file, item.bytes, o.partBytes) : undefined;
-      if (!target.verify({ bytes: item.bytes, sha256: item.sha256, md5, ...(parts ? { parts } : {}) }, there)) return 'already-there';
+      if (!target.verify({ bytes: item.bytes, sha256: item.sha256, md5, ...(parts ? { parts } : {}) }, there))
+        return 'already-there';
     }
   }
 
@@ -103,8 +123,17 @@ export async function uploadItem(target: UploadTarget, prefix: string, item: Ite
       await o.save(progress);
     }
     upload.parts.sort((a, b) => a.n - b.n);
-    stored = await target.completeMultipart(name, upload.id, upload.parts, info, { bytes: item.bytes, sha256: item.sha256, md5 });
-    sent = { bytes: item.bytes, sha256: item.sha256, md5, parts: upload.parts.map((p) => Buffer.from(p.md5, 'base64')) };
+    stored = await target.completeMultipart(name, upload.id, upload.parts, info, {
+      bytes: item.bytes,
+      sha256: item.sha256,
+      md5,
+    });
+    sent = {
+      bytes: item.bytes,
+      sha256: item.sha256,
+      md5,
+      parts: upload.parts.map((p) => Buffer.from(p.md5, 'base64')),
+    };
   }
 
   const mismatch = target.verify(sent, stored);

@@ -5,7 +5,8 @@ import os from 'node:os';
 
 /** The first IPv4 address of this machine that is not loopback. */
 export function interfaceAddress(): string {
-  for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  for (const addrs of Object.values(os.networkInterfaces()))
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   return '127.0.0.1';
 }
 
@@ -14,10 +15,16 @@ export async function supervisorAddress(env: NodeJS.ProcessEnv = process.env): P
   const supervisor = env['BALENA_SUPERVISOR_ADDRESS'];
   if (!supervisor) return null;
   try {
-    const res = await fetch(`${supervisor}/v1/device?apikey=${encodeURIComponent(env['BALENA_SUPERVISOR_API_KEY'] ?? '')}`, { signal: AbortSignal.timeout(5000) });
+    const res = await fetch(
+      `${supervisor}/v1/device?apikey=${encodeURIComponent(env['BALENA_SUPERVISOR_API_KEY'] ?? '')}`,
+      { signal: AbortSignal.timeout(5000) },
+    );
     if (!res.ok) return null;
     const device = (await res.json()) as { ip_address?: unknown };
-    const first = typeof device.ip_address === 'string' ? device.ip_address.split(/\s+/).find((ip) => /^\d{1,3}(\.\d{1,3}){3}$/.test(ip)) : undefined;
+    const first =
+      typeof device.ip_address === 'string'
+        ? device.ip_address.split(/\s+/).find((ip) => /^\d{1,3}(\.\d{1,3}){3}$/.test(ip))
+        : undefined;
     return first ?? null;
   } catch {
     return null;

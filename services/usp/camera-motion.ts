@@ -36,7 +36,10 @@ export class CameraMotion {
     let report: MotionReport;
     try {
       const parsed = MotionReport.safeParse(JSON.parse(payload.toString('utf8')));
-      if (!parsed.success) return this.log.warn(`camera motion from ${device} refused: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'}: ${i.message}`).join('; ')}`);
+      if (!parsed.success)
+        return this.log.warn(
+          `camera motion from ${device} refused: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'}: ${i.message}`).join('; ')}`,
+        );
       report = parsed.data;
     } catch {
       return this.log.warn(`camera motion from ${device} refused: not JSON`);
@@ -95,7 +98,9 @@ export class CameraMotion {
       await new Promise((r) => setTimeout(r, 1000).unref());
       const snapshot = await this.snapshot(event.camera);
       if (!snapshot) continue;
-      await this.broker.call('events.record', { type: 'update', id: event.id, camera: event.camera, snapshot }).catch((err: Error) => this.log.warn(`motion event ${event.id}: snapshot not stored: ${err.message}`));
+      await this.broker
+        .call('events.record', { type: 'update', id: event.id, camera: event.camera, snapshot })
+        .catch((err: Error) => this.log.warn(`motion event ${event.id}: snapshot not stored: ${err.message}`));
       return;
     }
   }
@@ -106,9 +111,16 @@ export class CameraMotion {
     if (!e || e.end) return;
     const { hasSnapshot: _h, reviewed: _r, updatedAt: _u, ...fields } = e;
     const zones = box ? [...new Set([...e.zones, ...zonesOf(camera, box)])] : e.zones;
-    await this.broker.call('events.record', { ...fields, type: 'end', box: box ?? e.box, zones, end: new Date(now).toISOString() } satisfies ObjectEvent);
+    await this.broker.call('events.record', {
+      ...fields,
+      type: 'end',
+      box: box ?? e.box,
+      zones,
+      end: new Date(now).toISOString(),
+    } satisfies ObjectEvent);
   }
 }
 
 /** The camera's zones that hold the bottom centre of where it moved (as the detector places objects). */
-const zonesOf = (camera: Camera, box: MotionReport['box']) => camera.detection.zones.filter((z) => insidePolygon(footOf(box, 1, 1), z.points)).map((z) => z.name);
+const zonesOf = (camera: Camera, box: MotionReport['box']) =>
+  camera.detection.zones.filter((z) => insidePolygon(footOf(box, 1, 1), z.points)).map((z) => z.name);

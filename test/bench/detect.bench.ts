@@ -54,20 +54,40 @@ const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 const mqttPort = await freePort();
 const box = await startedNode({
-  FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false', FOGEDGE__DETECTOR__ENABLED: 'true',
-  FOGEDGE__MQTT: '{}', FOGEDGE__MQTT__HOST: '127.0.0.1', FOGEDGE__MQTT__PORT: String(mqttPort), FOGEDGE__MQTT__TLSPORT: 'null',
+  FOGEDGE_DATA_DIR: dataDir,
+  PORT: String(port),
+  FOGEDGE__HTTP__HOST: '127.0.0.1',
+  FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+  FOGEDGE__DETECTOR__ENABLED: 'true',
+  FOGEDGE__MQTT: '{}',
+  FOGEDGE__MQTT__HOST: '127.0.0.1',
+  FOGEDGE__MQTT__PORT: String(mqttPort),
+  FOGEDGE__MQTT__TLSPORT: 'null',
 });
-const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
+const setup = await getJson(`${base}/api/v1/setup`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+});
 const token = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]!;
 const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-const api = (method: string, path: string, body?: unknown) => getJson(`${base}${path}`, { method, headers: auth, ...(body ? { body: JSON.stringify(body) } : {}) });
+const api = (method: string, path: string, body?: unknown) =>
+  getJson(`${base}${path}`, { method, headers: auth, ...(body ? { body: JSON.stringify(body) } : {}) });
 
 const latencies: number[] = [];
 const mqttLatencies: number[] = [];
-const subscriber = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { username: 'bench', password: token, reconnectPeriod: 0 });
+const subscriber = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+  username: 'bench',
+  password: token,
+  reconnectPeriod: 0,
+});
 await subscriber.subscribeAsync('fogedge/events/street/new', { qos: 1 });
-subscriber.on('message', (_topic, payload) => mqttLatencies.push(Date.now() - Date.parse(JSON.parse(payload.toString()).start)));
-const updates = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`, { headers: { authorization: `Bearer ${token}` } });
+subscriber.on('message', (_topic, payload) =>
+  mqttLatencies.push(Date.now() - Date.parse(JSON.parse(payload.toString()).start)),
+);
+const updates = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`, {
+  headers: { authorization: `Bearer ${token}` },
+});
 updates.on('message', (m) => {
   const { type, data } = JSON.parse(m.toString());
   if (type === 'event.started' && data.camera === 'street') latencies.push(Date.now() - Date.parse(data.start));
@@ -81,11 +101,25 @@ async function cpuOver(seconds: number): Promise<number> {
   const now = [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)];
   return (now.reduce((s, p) => s + cpuTicks(p) - (before[pids.indexOf(p)] ?? 0), 0) / TICK / seconds) * 100;
 }
-const detectorStatus = async () => (await api('GET', '/api/v1/detector/status')).json.cameras as Record<string, { frames: number; inferences: number; motionFrames: number; dropped: number; inferenceMs: number }>;
+const detectorStatus = async () =>
+  (await api('GET', '/api/v1/detector/status')).json.cameras as Record<
+    string,
+    { frames: number; inferences: number; motionFrames: number; dropped: number; inferenceMs: number }
+  >;
 
 async function phase(camera: 'street' | 'still', cam: RtspCamera) {
-  await api('POST', '/api/v1/cameras', { id: camera, name: camera, source: { kind: 'rtsp', url: cam.url() }, detection: { enabled: false } });
-  await waitUntil(`${camera} online`, async () => (await api('GET', `/api/v1/cameras/${camera}`)).json.status?.state === 'online', 30_000, 250);
+  await api('POST', '/api/v1/cameras', {
+    id: camera,
+    name: camera,
+    source: { kind: 'rtsp', url: cam.url() },
+    detection: { enabled: false },
+  });
+  await waitUntil(
+    `${camera} online`,
+    async () => (await api('GET', `/api/v1/cameras/${camera}`)).json.status?.state === 'online',
+    30_000,
+    250,
+  );
   await sleep(3000);
   const recordOnly = await cpuOver(SECONDS);
   await api('PATCH', `/api/v1/cameras/${camera}`, { detection: { enabled: true, labels: ['person', 'car'] } });
@@ -116,16 +150,31 @@ await Promise.all([street.stop(), still.stop()]);
 await rm(dataDir, { recursive: true, force: true });
 
 const f = (n: number, d = 1) => n.toFixed(d);
-console.log(`bench:detect — YOLOX nano ${model.size}x${model.size}, onnxruntime-node CPU, 1 thread; ${frames.length} frames of the street clip (416x234 from 1280x720)`);
-console.log(`  bare InferenceSession.run       ${f(mean(bare))} ms/frame (median ${f(pct(bare, 0.5))}, p95 ${f(pct(bare, 0.95))})`);
-console.log(`  whole per-frame pipeline        ${f(mean(pipeline))} ms/frame (motion + letterbox + run + decode/NMS + tracking)`);
+console.log(
+  `bench:detect — YOLOX nano ${model.size}x${model.size}, onnxruntime-node CPU, 1 thread; ${frames.length} frames of the street clip (416x234 from 1280x720)`,
+);
+console.log(
+  `  bare InferenceSession.run       ${f(mean(bare))} ms/frame (median ${f(pct(bare, 0.5))}, p95 ${f(pct(bare, 0.95))})`,
+);
+console.log(
+  `  whole per-frame pipeline        ${f(mean(pipeline))} ms/frame (motion + letterbox + run + decode/NMS + tracking)`,
+);
 console.log(`  ratio pipeline / bare           ${f(ratio, 2)}x (target <= 1.15x)`);
 console.log(`  sustained on one core           ${f(1000 / mean(pipeline))} frames/s (every frame inferred)`);
 console.log(`in the box, ${SECONDS} s per phase, 5 fps per camera:`);
-for (const [name, p] of [['street', streetPhase], ['still', stillPhase]] as const) {
-  console.log(`  ${name.padEnd(6)} recording only ${f(p.recordOnly)} %core, with detection ${f(p.withDetection)} %core => detection ${f(p.detection)} %core/camera; ` +
-    `${f(p.fps)} frames/s decoded, ${p.motionFrames} with motion, ${p.inferences} inferences (${p.inferenceMs ?? '-'} ms each), ${p.dropped} dropped`);
+for (const [name, p] of [
+  ['street', streetPhase],
+  ['still', stillPhase],
+] as const) {
+  console.log(
+    `  ${name.padEnd(6)} recording only ${f(p.recordOnly)} %core, with detection ${f(p.withDetection)} %core => detection ${f(p.detection)} %core/camera; ` +
+      `${f(p.fps)} frames/s decoded, ${p.motionFrames} with motion, ${p.inferences} inferences (${p.inferenceMs ?? '-'} ms each), ${p.dropped} dropped`,
+  );
 }
-console.log(`  event latency (object's first decoded frame -> event on MQTT): median ${f(pct(mqttLatencies, 0.5), 0)} ms, p95 ${f(pct(mqttLatencies, 0.95), 0)} ms over ${mqttLatencies.length} events (target < 1000 ms)`);
-console.log(`  event latency (object's first decoded frame -> event on the updates WebSocket): median ${f(pct(latencies, 0.5), 0)} ms, p95 ${f(pct(latencies, 0.95), 0)} ms over ${latencies.length} events`);
+console.log(
+  `  event latency (object's first decoded frame -> event on MQTT): median ${f(pct(mqttLatencies, 0.5), 0)} ms, p95 ${f(pct(mqttLatencies, 0.95), 0)} ms over ${mqttLatencies.length} events (target < 1000 ms)`,
+);
+console.log(
+  `  event latency (object's first decoded frame -> event on the updates WebSocket): median ${f(pct(latencies, 0.5), 0)} ms, p95 ${f(pct(latencies, 0.95), 0)} ms over ${latencies.length} events`,
+);
 process.exit(0);

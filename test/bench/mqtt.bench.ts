@@ -34,14 +34,22 @@ async function load(target: Target, qos: 0 | 1, protocolVersion: 4 | 5) {
   const opts = { reconnectPeriod: 0, connectTimeout: 60_000, protocolVersion };
   const subs: MqttClient[] = [];
   for (let i = 0; i < SUBSCRIBERS; i++) {
-    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, { ...opts, username: target.subscriber.username, password: target.subscriber.password });
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, {
+      ...opts,
+      username: target.subscriber.username,
+      password: target.subscriber.password,
+    });
     await c.subscribeAsync(target.subscriber.filter, { qos });
     subs.push(c);
   }
-  const pubs = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => {
-    const p = target.publisher(i);
-    return mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, { ...opts, username: p.username, password: p.password }).then((c) => ({ c, topic: p.topic }));
-  }));
+  const pubs = await Promise.all(
+    Array.from({ length: PUBLISHERS }, (_, i) => {
+      const p = target.publisher(i);
+      return mqtt
+        .connectAsync(`mqtt://127.0.0.1:${target.port}`, { ...opts, username: p.username, password: p.password })
+        .then((c) => ({ c, topic: p.topic }));
+    }),
+  );
   const expected = PUBLISHERS * MESSAGES * SUBSCRIBERS;
   const latencies: number[] = [];
   let delivered = 0;
@@ -55,14 +63,16 @@ async function load(target: Target, qos: 0 | 1, protocolVersion: 4 | 5) {
   });
   const t0 = performance.now();
   const ticks0 = cpuTicks(target.pid);
-  await Promise.all(pubs.map(async ({ c, topic }) => {
-    for (let m = 0; m < MESSAGES; m++) {
-      const payload = `${performance.now()} ${'x'.repeat(64)}`;
-      if (qos === 1) await c.publishAsync(topic, payload, { qos });
-      else c.publish(topic, payload, { qos });
-      if (qos === 0 && m % 20 === 19) await new Promise((r) => setImmediate(r)); // let the socket drain
-    }
-  }));
+  await Promise.all(
+    pubs.map(async ({ c, topic }) => {
+      for (let m = 0; m < MESSAGES; m++) {
+        const payload = `${performance.now()} ${'x'.repeat(64)}`;
+        if (qos === 1) await c.publishAsync(topic, payload, { qos });
+        else c.publish(topic, payload, { qos });
+        if (qos === 0 && m % 20 === 19) await new Promise((r) => setImmediate(r)); // let the socket drain
+      }
+    }),
+  );
   await Promise.race([done, new Promise((r) => setTimeout(r, 60_000))]);
   const seconds = (performance.now() - t0) / 1000;
   // The broker's own CPU per delivered message: the load generator shares these cores, so
@@ -70,7 +80,15 @@ async function load(target: Target, qos: 0 | 1, protocolVersion: 4 | 5) {
   const cpuUsPerMessage = (((cpuTicks(target.pid) - ticks0) / TICK) * 1e6) / Math.max(1, delivered);
   const rss = rssMiB(target.pid);
   for (const c of [...subs, ...pubs.map((p) => p.c)]) c.end(true);
-  return { rate: delivered / seconds, delivered, expected, p50: pct(latencies, 0.5), p99: pct(latencies, 0.99), rss, cpuUsPerMessage };
+  return {
+    rate: delivered / seconds,
+    delivered,
+    expected,
+    p50: pct(latencies, 0.5),
+    p99: pct(latencies, 0.99),
+    rss,
+    cpuUsPerMessage,
+  };
 }
 
 // Mosquitto with a password file and an ACL file: the same rules as the box.
@@ -80,10 +98,23 @@ const passwords = path.join(dir, 'passwd');
 await writeFile(passwords, '');
 await run('mosquitto_passwd', ['-b', passwords, 'app', 'app-password-123']);
 for (let i = 0; i < PUBLISHERS; i++) await run('mosquitto_passwd', ['-b', passwords, `dev${i}`, `dev${i}-secret-123`]);
-await writeFile(path.join(dir, 'acl'), 'user app\ntopic read fogedge/devices/#\n\npattern write fogedge/devices/%u/#\n');
-await writeFile(path.join(dir, 'mosquitto.conf'), [
-  `listener ${mosquittoPort} 127.0.0.1`, 'user root' /* it reads files in our temp folder */, 'allow_anonymous false', `password_file ${passwords}`, `acl_file ${path.join(dir, 'acl')}`, 'persistence false', 'max_queued_messages 100000', '',
-].join('\n'));
+await writeFile(
+  path.join(dir, 'acl'),
+  'user app\ntopic read fogedge/devices/#\n\npattern write fogedge/devices/%u/#\n',
+);
+await writeFile(
+  path.join(dir, 'mosquitto.conf'),
+  [
+    `listener ${mosquittoPort} 127.0.0.1`,
+    'user root' /* it reads files in our temp folder */,
+    'allow_anonymous false',
+    `password_file ${passwords}`,
+    `acl_file ${path.join(dir, 'acl')}`,
+    'persistence false',
+    'max_queued_messages 100000',
+    '',
+  ].join('\n'),
+);
 const mosquitto = spawn('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
 await new Promise((r) => setTimeout(r, 500));
 
@@ -92,32 +123,57 @@ const boxPort = await freePort();
 const mqttPort = await freePort();
 const boxDir = await tempDir();
 const box = await startedNode({
-  FOGEDGE_DATA_DIR: boxDir, PORT: String(boxPort), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false',
-  FOGEDGE__MQTT: '{}', FOGEDGE__MQTT__HOST: '127.0.0.1', FOGEDGE__MQTT__PORT: String(mqttPort), FOGEDGE__MQTT__TLSPORT: 'null',
+  FOGEDGE_DATA_DIR: boxDir,
+  PORT: String(boxPort),
+  FOGEDGE__HTTP__HOST: '127.0.0.1',
+  FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+  FOGEDGE__MQTT: '{}',
+  FOGEDGE__MQTT__HOST: '127.0.0.1',
+  FOGEDGE__MQTT__PORT: String(mqttPort),
+  FOGEDGE__MQTT__TLSPORT: 'null',
 });
 const base = `http://127.0.0.1:${boxPort}`;
-const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'app', password: 'app-password-123' }) });
+const setup = await getJson(`${base}/api/v1/setup`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ username: 'app', password: 'app-password-123' }),
+});
 const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]!;
 const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };
 const secrets: string[] = [];
 for (let i = 0; i < PUBLISHERS; i++) {
-  secrets.push((await getJson(`${base}/api/v1/devices`, { method: 'POST', headers: auth, body: JSON.stringify({ id: `dev${i}`, name: `dev${i}` }) })).json.secret);
+  secrets.push(
+    (
+      await getJson(`${base}/api/v1/devices`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ id: `dev${i}`, name: `dev${i}` }),
+      })
+    ).json.secret,
+  );
 }
 
 const targets: Target[] = [
   {
-    name: 'mosquitto (reference)', port: mosquittoPort, pid: mosquitto.pid!,
+    name: 'mosquitto (reference)',
+    port: mosquittoPort,
+    pid: mosquitto.pid!,
     publisher: (i) => ({ username: `dev${i}`, password: `dev${i}-secret-123`, topic: `fogedge/devices/dev${i}/data` }),
     subscriber: { username: 'app', password: 'app-password-123', filter: 'fogedge/devices/+/data' },
   },
   {
-    name: 'FogEdge box (aedes)', port: mqttPort, pid: box.pid,
+    name: 'FogEdge box (aedes)',
+    port: mqttPort,
+    pid: box.pid,
     publisher: (i) => ({ username: `dev${i}`, password: secrets[i]!, topic: `fogedge/devices/dev${i}/data` }),
     subscriber: { username: 'app', password: session, filter: 'fogedge/devices/+/data' },
   },
 ];
 
-const VERSIONS = [[4, '3.1.1'], [5, '5.0']] as const;
+const VERSIONS = [
+  [4, '3.1.1'],
+  [5, '5.0'],
+] as const;
 const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
 for (const [version] of VERSIONS) {
   for (const qos of [0, 1] as const) {
@@ -165,19 +221,33 @@ await box.kill('SIGTERM');
 await rm(dir, { recursive: true, force: true });
 await rm(boxDir, { recursive: true, force: true });
 
-console.log(`bench:mqtt — ${PUBLISHERS} publishers x ${MESSAGES} messages (64 B), ${SUBSCRIBERS} subscribers, loopback, auth + ACL on both`);
+console.log(
+  `bench:mqtt — ${PUBLISHERS} publishers x ${MESSAGES} messages (64 B), ${SUBSCRIBERS} subscribers, loopback, auth + ACL on both`,
+);
 for (const [version, name] of VERSIONS) {
   for (const qos of [0, 1]) {
     for (const t of targets) {
       const r = results[`${t.name}|${qos}|${version}`]!;
-      console.log(`  MQTT ${name.padEnd(5)} QoS ${qos} ${t.name.padEnd(22)} ${r.rate.toFixed(0).padStart(7)} msg/s delivered (${r.delivered}/${r.expected}), latency p50 ${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, broker CPU ${r.cpuUsPerMessage.toFixed(1)} µs/msg, broker RSS ${r.rss.toFixed(0)} MiB`);
+      console.log(
+        `  MQTT ${name.padEnd(5)} QoS ${qos} ${t.name.padEnd(22)} ${r.rate.toFixed(0).padStart(7)} msg/s delivered (${r.delivered}/${r.expected}), latency p50 ${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, broker CPU ${r.cpuUsPerMessage.toFixed(1)} µs/msg, broker RSS ${r.rss.toFixed(0)} MiB`,
+      );
     }
     const box = results[`${targets[1]!.name}|${qos}|${version}`]!;
     const reference = results[`${targets[0]!.name}|${qos}|${version}`]!;
-    console.log(`  MQTT ${name.padEnd(5)} QoS ${qos} throughput ratio box / mosquitto: ${(box.rate / reference.rate).toFixed(2)}x (target >= 0.9x); broker CPU per message box / mosquitto: ${(box.cpuUsPerMessage / reference.cpuUsPerMessage).toFixed(2)}x`);
+    console.log(
+      `  MQTT ${name.padEnd(5)} QoS ${qos} throughput ratio box / mosquitto: ${(box.rate / reference.rate).toFixed(2)}x (target >= 0.9x); broker CPU per message box / mosquitto: ${(box.cpuUsPerMessage / reference.cpuUsPerMessage).toFixed(2)}x`,
+    );
   }
 }
-const boxCpu = Math.min(...VERSIONS.flatMap(([version]) => [0, 1].map((qos) => results[`${targets[1]!.name}|${qos}|${version}`]!.cpuUsPerMessage)));
-console.log(`  read check on each delivery: ${(checkUs * 1000).toFixed(0)} ns per message, ${((100 * checkUs) / boxCpu).toFixed(1)}% of the box's least CPU per delivered message (${boxCpu.toFixed(1)} µs; target <= 10%)`);
-console.log(`  before sign-in: ${PREAUTH} connections sending 1 MiB CONNECTs (50 at a time), ${refusedConnects} cut off by the box; its RSS idle ${idleRss.toFixed(0)} MiB, peak ${peakRss.toFixed(0)} MiB (+${(peakRss - idleRss).toFixed(0)} MiB, target < 100), 2 s after ${afterRss.toFixed(0)} MiB`);
+const boxCpu = Math.min(
+  ...VERSIONS.flatMap(([version]) =>
+    [0, 1].map((qos) => results[`${targets[1]!.name}|${qos}|${version}`]!.cpuUsPerMessage),
+  ),
+);
+console.log(
+  `  read check on each delivery: ${(checkUs * 1000).toFixed(0)} ns per message, ${((100 * checkUs) / boxCpu).toFixed(1)}% of the box's least CPU per delivered message (${boxCpu.toFixed(1)} µs; target <= 10%)`,
+);
+console.log(
+  `  before sign-in: ${PREAUTH} connections sending 1 MiB CONNECTs (50 at a time), ${refusedConnects} cut off by the box; its RSS idle ${idleRss.toFixed(0)} MiB, peak ${peakRss.toFixed(0)} MiB (+${(peakRss - idleRss).toFixed(0)} MiB, target < 100), 2 s after ${afterRss.toFixed(0)} MiB`,
+);
 process.exit(0);

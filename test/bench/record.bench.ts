@@ -35,8 +35,32 @@ const refDir = await tempDir();
 const bare = await Promise.all(
   Array.from({ length: CAMERAS }, async (_, i) => {
     await mkdir(path.join(refDir, `c${i}`), { recursive: true });
-    return spawn('ffmpeg', ['-nostdin', '-v', 'error', '-rtsp_transport', 'tcp', '-i', server.url(), '-map', '0:v:0', '-c', 'copy', '-f', 'segment',
-      '-segment_time', String(SEGMENT_S), '-segment_format', 'mp4', '-reset_timestamps', '1', path.join(refDir, `c${i}`, '%05d.mp4')], { stdio: 'ignore' });
+    return spawn(
+      'ffmpeg',
+      [
+        '-nostdin',
+        '-v',
+        'error',
+        '-rtsp_transport',
+        'tcp',
+        '-i',
+        server.url(),
+        '-map',
+        '0:v:0',
+        '-c',
+        'copy',
+        '-f',
+        'segment',
+        '-segment_time',
+        String(SEGMENT_S),
+        '-segment_format',
+        'mp4',
+        '-reset_timestamps',
+        '1',
+        path.join(refDir, `c${i}`, '%05d.mp4'),
+      ],
+      { stdio: 'ignore' },
+    );
   }),
 );
 await sleep(WARMUP_MS);
@@ -49,27 +73,57 @@ await rm(refDir, { recursive: true, force: true });
 const dataDir = await tempDir();
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
-const box = await startedNode({ FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', FOGEDGE__VIDEO__DEMOCAMERA: 'false' });
-const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
-const auth = { authorization: `Bearer ${/fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]}`, 'content-type': 'application/json' };
+const box = await startedNode({
+  FOGEDGE_DATA_DIR: dataDir,
+  PORT: String(port),
+  FOGEDGE__HTTP__HOST: '127.0.0.1',
+  FOGEDGE__VIDEO__DEMOCAMERA: 'false',
+});
+const setup = await getJson(`${base}/api/v1/setup`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+});
+const auth = {
+  authorization: `Bearer ${/fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]}`,
+  'content-type': 'application/json',
+};
 for (let i = 0; i < CAMERAS; i++) {
-  await getJson(`${base}/api/v1/cameras`, { method: 'POST', headers: auth, body: JSON.stringify({ id: `c${i}`, name: `c${i}`, source: { kind: 'rtsp', url: server.url() } }) });
+  await getJson(`${base}/api/v1/cameras`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ id: `c${i}`, name: `c${i}`, source: { kind: 'rtsp', url: server.url() } }),
+  });
 }
-await waitUntil('every camera online', async () => {
-  const list = (await getJson(`${base}/api/v1/cameras`, { headers: auth })).json as Array<{ status: { state: string } }>;
-  return list.filter((c) => c.status?.state === 'online').length === CAMERAS;
-}, 30_000, 250);
+await waitUntil(
+  'every camera online',
+  async () => {
+    const list = (await getJson(`${base}/api/v1/cameras`, { headers: auth })).json as Array<{
+      status: { state: string };
+    }>;
+    return list.filter((c) => c.status?.state === 'online').length === CAMERAS;
+  },
+  30_000,
+  250,
+);
 const warmupNs = cpuNs(box.pid);
 await sleep(WARMUP_MS);
 const warmupNodeCpu = ((cpuNs(box.pid) - warmupNs) / 1e9 / (WARMUP_MS / 1000)) * 100;
 const windowStart = Date.now();
 const threads0 = threadCpuNs(box.pid);
 const boxMeasure = await measure(() => [box.pid, ...ffmpegPids(dataDir).filter((p) => p > 0)]);
-const threads = [...threadCpuNs(box.pid)].map(([name, t]) => [name, ((t - (threads0.get(name) ?? 0)) / 1e9 / SECONDS) * 100] as const).filter(([, p]) => p >= 0.01).sort((a, b) => b[1] - a[1]);
+const threads = [...threadCpuNs(box.pid)]
+  .map(([name, t]) => [name, ((t - (threads0.get(name) ?? 0)) / 1e9 / SECONDS) * 100] as const)
+  .filter(([, p]) => p >= 0.01)
+  .sort((a, b) => b[1] - a[1]);
 const boxCpu = boxMeasure.total;
 const nodeCpu = boxMeasure.each.get(box.pid) ?? 0;
 const windowEnd = Date.now();
-const boxRss = rssMiB(box.pid) + ffmpegPids(dataDir).filter((p) => p > 0).reduce((s, p) => s + rssMiB(p), 0);
+const boxRss =
+  rssMiB(box.pid) +
+  ffmpegPids(dataDir)
+    .filter((p) => p > 0)
+    .reduce((s, p) => s + rssMiB(p), 0);
 
 // Snapshot latency, cameras already running.
 const snaps: number[] = [];
@@ -85,7 +139,9 @@ for (let i = 0; i < 10; i++) {
 const liveStarts: number[] = [];
 for (let i = 0; i < 5; i++) {
   const t0 = performance.now();
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/c${i % CAMERAS}/live`, { headers: { authorization: auth.authorization } });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/c${i % CAMERAS}/live`, {
+    headers: { authorization: auth.authorization },
+  });
   await new Promise<void>((resolve, reject) => {
     ws.on('message', (data: Buffer, binary) => {
       if (binary && data.toString('latin1', 4, 8) === 'moof') {
@@ -112,13 +168,25 @@ await server.stop();
 await rm(dataDir, { recursive: true, force: true });
 
 const expected = CAMERAS * Math.ceil((windowEnd - windowStart) / 1000 / SEGMENT_S);
-console.log(`record: ${CAMERAS} cameras, 1280x720 15 fps H.264 over RTSP/TCP, ${SECONDS} s measured after ${WARMUP_MS / 1000} s warm-up`);
-console.log(`bare ffmpeg -c copy (reference): ${(refCpu / CAMERAS).toFixed(2)} % of a core per camera, ${refRss.toFixed(0)} MiB in all`);
-console.log(`FogEdge box (node + its ffmpegs): ${(boxCpu / CAMERAS).toFixed(2)} % of a core per camera, ${boxRss.toFixed(0)} MiB in all`);
-console.log(`  of which the Node process: ${nodeCpu.toFixed(2)} % of a core in all, its ffmpegs: ${((boxCpu - nodeCpu) / CAMERAS).toFixed(2)} % per camera`);
+console.log(
+  `record: ${CAMERAS} cameras, 1280x720 15 fps H.264 over RTSP/TCP, ${SECONDS} s measured after ${WARMUP_MS / 1000} s warm-up`,
+);
+console.log(
+  `bare ffmpeg -c copy (reference): ${(refCpu / CAMERAS).toFixed(2)} % of a core per camera, ${refRss.toFixed(0)} MiB in all`,
+);
+console.log(
+  `FogEdge box (node + its ffmpegs): ${(boxCpu / CAMERAS).toFixed(2)} % of a core per camera, ${boxRss.toFixed(0)} MiB in all`,
+);
+console.log(
+  `  of which the Node process: ${nodeCpu.toFixed(2)} % of a core in all, its ffmpegs: ${((boxCpu - nodeCpu) / CAMERAS).toFixed(2)} % per camera`,
+);
 console.log(`  the Node process during the warm-up before: ${warmupNodeCpu.toFixed(2)} % of a core in all`);
 console.log(`  the Node process by thread: ${threads.map(([n, p]) => `${n} ${p.toFixed(2)} %`).join(', ')}`);
 console.log(`CPU ratio box / bare ffmpeg: ${(boxCpu / refCpu).toFixed(2)}x`);
 console.log(`segments in the window: ${segments} (about ${expected} expected), gaps: ${gaps}`);
-console.log(`live view start (request to first fragment, which starts on a keyframe): median ${median(liveStarts).toFixed(0)} ms, max ${Math.max(...liveStarts).toFixed(0)} ms`);
-console.log(`snapshot latency: median ${median(snaps).toFixed(0)} ms, max ${Math.max(...snaps).toFixed(0)} ms (${snaps.length}/10 answered)`);
+console.log(
+  `live view start (request to first fragment, which starts on a keyframe): median ${median(liveStarts).toFixed(0)} ms, max ${Math.max(...liveStarts).toFixed(0)} ms`,
+);
+console.log(
+  `snapshot latency: median ${median(snaps).toFixed(0)} ms, max ${Math.max(...snaps).toFixed(0)} ms (${snaps.length}/10 answered)`,
+);

@@ -13,14 +13,22 @@ const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function healthyAfter(t0: number, url: string, ok = (s: number) => s === 200): Promise<number> {
-  await waitUntil(`${url} healthy`, async () => ok((await getJson(url).catch(() => ({ status: 0 }))).status), 60_000, 10);
+  await waitUntil(
+    `${url} healthy`,
+    async () => ok((await getJson(url).catch(() => ({ status: 0 }))).status),
+    60_000,
+    10,
+  );
   return Date.now() - t0;
 }
 
 async function reference() {
   const port = await freePort();
   const t0 = Date.now();
-  const proc = new Proc(process.execPath, ['-e', `require('http').createServer((q,s)=>s.end('ok')).listen(${port},'127.0.0.1')`]);
+  const proc = new Proc(process.execPath, [
+    '-e',
+    `require('http').createServer((q,s)=>s.end('ok')).listen(${port},'127.0.0.1')`,
+  ]);
   const ms = await healthyAfter(t0, `http://127.0.0.1:${port}/`);
   await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
   const rss = rssMiB(proc.pid);
@@ -32,7 +40,12 @@ async function embedded() {
   const dataDir = await tempDir();
   const port = await freePort();
   const t0 = Date.now();
-  const box = startNode({ FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', LOGLEVEL: 'warn' });
+  const box = startNode({
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: String(port),
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+    LOGLEVEL: 'warn',
+  });
   const ms = await healthyAfter(t0, `http://127.0.0.1:${port}/api/v1/health`);
   await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
   const rss = rssMiB(box.pid);
@@ -44,10 +57,20 @@ async function embedded() {
 async function overNats(nats: NatsServer) {
   const dataDir = await tempDir();
   const port = await freePort();
-  const env = { TRANSPORTER: nats.url, FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', LOGLEVEL: 'warn' };
+  const env = {
+    TRANSPORTER: nats.url,
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: String(port),
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+    LOGLEVEL: 'warn',
+  };
   const t0 = Date.now();
   const gw = startNode({ ...env, NODEID: `gw-${t0}`, SERVICES: 'api,system' });
-  const acc = startNode({ ...env, NODEID: `acc-${t0}`, SERVICES: 'accounts,cameras,streams,recorder,detector,events,devices,mqtt,sync' });
+  const acc = startNode({
+    ...env,
+    NODEID: `acc-${t0}`,
+    SERVICES: 'accounts,cameras,streams,recorder,detector,events,devices,mqtt,sync',
+  });
   const ms = await healthyAfter(t0, `http://127.0.0.1:${port}/api/v1/health`);
   await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
   const rss = rssMiB(gw.pid) + rssMiB(acc.pid);
@@ -66,11 +89,20 @@ for (let i = 0; i < RUNS; i++) {
 }
 await nats.stop();
 
-const ref = { ms: median(results['reference']!.map((r) => r.ms)), rss: median(results['reference']!.map((r) => r.rss)) };
+const ref = {
+  ms: median(results['reference']!.map((r) => r.ms)),
+  rss: median(results['reference']!.map((r) => r.rss)),
+};
 console.log(`startup to healthy, median of ${RUNS} runs (idle RSS measured ${IDLE_SETTLE_MS / 1000} s after healthy)`);
 console.log('case                         start ms   idle RSS MiB   start ratio   RSS ratio');
-for (const [name, label] of [['reference', 'bare node http (reference)'], ['embedded', 'box, embedded (1 process)'], ['nats', 'box over NATS (2 nodes)']] as const) {
+for (const [name, label] of [
+  ['reference', 'bare node http (reference)'],
+  ['embedded', 'box, embedded (1 process)'],
+  ['nats', 'box over NATS (2 nodes)'],
+] as const) {
   const ms = median(results[name]!.map((r) => r.ms));
   const rss = median(results[name]!.map((r) => r.rss));
-  console.log(`${label.padEnd(28)} ${String(ms).padStart(8)}   ${rss.toFixed(1).padStart(12)}   ${(ms / ref.ms).toFixed(2).padStart(11)}   ${(rss / ref.rss).toFixed(2).padStart(9)}`);
+  console.log(
+    `${label.padEnd(28)} ${String(ms).padStart(8)}   ${rss.toFixed(1).padStart(12)}   ${(ms / ref.ms).toFixed(2).padStart(11)}   ${(rss / ref.rss).toFixed(2).padStart(9)}`,
+  );
 }

@@ -24,7 +24,10 @@ const writeBytes = (pid: number) => {
 };
 
 const dirBytes = (dir: string): number =>
-  readdirSync(dir, { withFileTypes: true }).reduce((sum, e) => sum + (e.isDirectory() ? dirBytes(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).size), 0);
+  readdirSync(dir, { withFileTypes: true }).reduce(
+    (sum, e) => sum + (e.isDirectory() ? dirBytes(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).size),
+    0,
+  );
 
 /** s3rver behind a proxy that counts PUTs by object name (s3rver does not check V4 signatures). */
 async function countingS3() {
@@ -33,11 +36,15 @@ async function countingS3() {
   const port = await freePort();
   const proxy = createServer((req, res) => {
     const key = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/restarts\//, '');
-    const upstream = request({ host: '127.0.0.1', port: s3.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      if (req.method === 'PUT' && (up.statusCode ?? 500) < 300 && !/[?&]partNumber=/.test(req.url ?? '')) puts.set(key, (puts.get(key) ?? 0) + 1);
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
+    const upstream = request(
+      { host: '127.0.0.1', port: s3.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        if (req.method === 'PUT' && (up.statusCode ?? 500) < 300 && !/[?&]partNumber=/.test(req.url ?? ''))
+          puts.set(key, (puts.get(key) ?? 0) + 1);
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
@@ -51,18 +58,33 @@ export async function restartLine(): Promise<void> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const env = {
-    FOGEDGE_DATA_DIR: dataDir, PORT: String(port), FOGEDGE__HTTP__HOST: '127.0.0.1', NODEID: 'restarts',
-    FOGEDGE__DETECTOR__ENABLED: 'true', FOGEDGE__SYNC__BOXID: 'restarts',
+    FOGEDGE_DATA_DIR: dataDir,
+    PORT: String(port),
+    FOGEDGE__HTTP__HOST: '127.0.0.1',
+    NODEID: 'restarts',
+    FOGEDGE__DETECTOR__ENABLED: 'true',
+    FOGEDGE__SYNC__BOXID: 'restarts',
     FOGEDGE__MQTT: JSON.stringify({ host: '127.0.0.1', port: await freePort(), tlsPort: null }),
   };
   let written = 0;
   let seconds = 0;
   let box: Proc = await startedNode(env);
-  const setup = await getJson(`${base}/api/v1/setup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'restarts-password' }) });
-  const auth = { authorization: `Bearer ${/fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')![1]}`, 'content-type': 'application/json' };
+  const setup = await getJson(`${base}/api/v1/setup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: 'restarts-password' }),
+  });
+  const auth = {
+    authorization: `Bearer ${/fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')![1]}`,
+    'content-type': 'application/json',
+  };
   const target = { ...storage.s3.target('s3', { bucket: 'restarts' }), endpoint: storage.endpoint };
   await getJson(`${base}/api/v1/sync/targets`, { method: 'POST', headers: auth, body: JSON.stringify(target) });
-  await getJson(`${base}/api/v1/sync/policy`, { method: 'PUT', headers: auth, body: JSON.stringify({ resources: ['events', 'snapshots'] }) });
+  await getJson(`${base}/api/v1/sync/policy`, {
+    method: 'PUT',
+    headers: auth,
+    body: JSON.stringify({ resources: ['events', 'snapshots'] }),
+  });
   const kills: string[] = [];
   const mqttStore = path.join(dataDir, 'db', 'mqtt');
   const mqttBefore = dirBytes(mqttStore);
@@ -71,10 +93,15 @@ export async function restartLine(): Promise<void> {
     const t0 = Date.now();
     if (run > RESTARTS) {
       // The last start, with detection off (nothing new starts): what ended is handed over, and the outbox drains.
-      await waitUntil('the outbox drained', async () => {
-        const s = (await getJson(`${base}/api/v1/sync/status`, { headers: auth })).json;
-        return s?.queue?.items === 0 && s.waitingFor?.length === 0;
-      }, 120_000, 500);
+      await waitUntil(
+        'the outbox drained',
+        async () => {
+          const s = (await getJson(`${base}/api/v1/sync/status`, { headers: auth })).json;
+          return s?.queue?.items === 0 && s.waitingFor?.length === 0;
+        },
+        120_000,
+        500,
+      );
       await new Promise((r) => setTimeout(r, 3000));
     } else {
       await new Promise((r) => setTimeout(r, RUN_SECONDS * 1000));
@@ -88,7 +115,12 @@ export async function restartLine(): Promise<void> {
     box = await startedNode(run === RESTARTS ? { ...env, FOGEDGE__DETECTOR__ENABLED: 'false' } : env);
   }
   // Events still open now have not ended: they are not expected in the bucket yet.
-  const events = ((await getJson(`${base}/api/v1/events?limit=1000`, { headers: auth })).json as Array<{ id: string; end: string | null }>).filter((e) => e.end !== null);
+  const events = (
+    (await getJson(`${base}/api/v1/events?limit=1000`, { headers: auth })).json as Array<{
+      id: string;
+      end: string | null;
+    }>
+  ).filter((e) => e.end !== null);
   await box.kill('SIGTERM');
   const mqttGrowth = dirBytes(mqttStore) - mqttBefore;
   const objects = await storage.s3.list('restarts/');
@@ -98,7 +130,9 @@ export async function restartLine(): Promise<void> {
   console.log(
     `restarts (${kills.join(', ')}): ${events.length} events ended, ${events.length - missing} in the bucket (${events.length ? (((events.length - missing) / events.length) * 100).toFixed(1) : '100.0'}%), ${duplicates} duplicate uploads of ${storage.puts.size} objects`,
   );
-  console.log(`bytes the box's process wrote (stores, event snapshots, outbox, MQTT on; recordings are ffmpeg's): ${((written / seconds) * 3600 / 1024 / 1024).toFixed(1)} MiB per camera per hour; of it the MQTT store grew ${((mqttGrowth / seconds) * 3600 / 1024).toFixed(0)} KiB per camera per hour`);
+  console.log(
+    `bytes the box's process wrote (stores, event snapshots, outbox, MQTT on; recordings are ffmpeg's): ${(((written / seconds) * 3600) / 1024 / 1024).toFixed(1)} MiB per camera per hour; of it the MQTT store grew ${(((mqttGrowth / seconds) * 3600) / 1024).toFixed(0)} KiB per camera per hour`,
+  );
   await storage.close();
   await rm(dataDir, { recursive: true, force: true });
 }

@@ -50,7 +50,8 @@ const seconds = async (fn: () => Promise<unknown>) => {
 
 // The bare SDKs: one file after another, as a plain script would.
 const bareS3 = await seconds(async () => {
-  for (const f of files) await s3.client.fPutObject('bench', `bare/${f.rel}`, abs(f.rel), { 'Content-Type': 'video/mp4' });
+  for (const f of files)
+    await s3.client.fPutObject('bench', `bare/${f.rel}`, abs(f.rel), { 'Content-Type': 'video/mp4' });
 });
 // Like for like: the SDK sending the big clips in parts of the box's size, as the box does (so
 // that an upload cut off resumes) where a plain putObject sends them whole.
@@ -69,7 +70,10 @@ const bareS3Parts = await seconds(async () => {
     const uploadID = await client.initiateNewMultipartUpload('bench', name, { 'Content-Type': 'video/mp4' });
     const etags: Array<{ part: number; etag: string }> = [];
     for (let offset = 0, part = 1; offset < data.length; offset += partBytes, part++) {
-      const { etag } = await client.uploadPart({ bucketName: 'bench', objectName: name, uploadID, partNumber: part, headers: {} }, data.subarray(offset, offset + partBytes));
+      const { etag } = await client.uploadPart(
+        { bucketName: 'bench', objectName: name, uploadID, partNumber: part, headers: {} },
+        data.subarray(offset, offset + partBytes),
+      );
       etags.push({ part, etag });
     }
     await client.completeMultipartUpload('bench', name, uploadID, etags);
@@ -82,18 +86,40 @@ const bareAz = await seconds(async () => {
 
 // The box: recordings enqueued as the recorder closes them, sent with its default settings.
 async function box(target: object, cap: number | null, sync: object = {}) {
-  const config = ConfigSchema.parse({ dataDir, services: ['sync'], mqtt: null, logLevel: 'warn', video: { rtmp: null, demoCamera: false }, sync: { boxId: 'bench', concurrency: Number(process.env['CONCURRENCY'] ?? 2), ...sync } });
+  const config = ConfigSchema.parse({
+    dataDir,
+    services: ['sync'],
+    mqtt: null,
+    logLevel: 'warn',
+    video: { rtmp: null, demoCamera: false },
+    sync: { boxId: 'bench', concurrency: Number(process.env['CONCURRENCY'] ?? 2), ...sync },
+  });
   const broker = createBroker(config, { logger: false });
   await broker.start();
   try {
     await broker.call('sync.addTarget', target);
     await broker.call('sync.setPolicy', { resources: ['recordings'], bandwidthBytesPerSecond: cap });
     return await seconds(async () => {
-      for (const f of files) broker.emit('recording.segment.closed', { camera: 'bench', path: f.rel, start: Date.now(), end: Date.now(), bytes: f.bytes });
-      await waitUntil('everything sent', async () => {
-        const s = (await broker.call('sync.status')) as { queue: { items: number }; targets: Array<{ sentItems: number }> };
-        return s.targets[0]!.sentItems === files.length && s.queue.items === 0;
-      }, 600_000, 20);
+      for (const f of files)
+        broker.emit('recording.segment.closed', {
+          camera: 'bench',
+          path: f.rel,
+          start: Date.now(),
+          end: Date.now(),
+          bytes: f.bytes,
+        });
+      await waitUntil(
+        'everything sent',
+        async () => {
+          const s = (await broker.call('sync.status')) as {
+            queue: { items: number };
+            targets: Array<{ sentItems: number }>;
+          };
+          return s.targets[0]!.sentItems === files.length && s.queue.items === 0;
+        },
+        600_000,
+        20,
+      );
     });
   } finally {
     await broker.stop();
@@ -103,20 +129,28 @@ async function box(target: object, cap: number | null, sync: object = {}) {
 
 const boxS3 = await box(s3.target('s3', { bucket: 'bench', prefix: 'box' }), null);
 // The slow link's path: every clip over the threshold in parts.
-const boxS3Parts = BIG ? await box(s3.target('s3', { bucket: 'bench', prefix: 'box-parts' }), null, { wholeUploadSeconds: 0 }) : 0;
+const boxS3Parts = BIG
+  ? await box(s3.target('s3', { bucket: 'bench', prefix: 'box-parts' }), null, { wholeUploadSeconds: 0 })
+  : 0;
 const boxAz = await box(az.target('azure', 'box'), null);
 const cap = CAP_MIB * MiB;
 const cappedSeconds = await box(az.target('azure', 'box', { prefix: 'capped' }), cap);
 
 const rate = (s: number) => total / MiB / s;
 const line = (name: string, bare: number, mine: number) =>
-  console.log(`${name.padEnd(30)} bare SDK ${rate(bare).toFixed(1).padStart(6)} MiB/s   sync service ${rate(mine).toFixed(1).padStart(6)} MiB/s   ratio ${(bare / mine).toFixed(2)}x of bare`);
-console.log(`${files.length} clips, ${(total / MiB).toFixed(0)} MiB (${CLIPS} x ${CLIP_MIB} MiB, ${BIG} x 24 MiB), loopback servers, this machine`);
+  console.log(
+    `${name.padEnd(30)} bare SDK ${rate(bare).toFixed(1).padStart(6)} MiB/s   sync service ${rate(mine).toFixed(1).padStart(6)} MiB/s   ratio ${(bare / mine).toFixed(2)}x of bare`,
+  );
+console.log(
+  `${files.length} clips, ${(total / MiB).toFixed(0)} MiB (${CLIPS} x ${CLIP_MIB} MiB, ${BIG} x 24 MiB), loopback servers, this machine`,
+);
 line('S3 (s3rver)', bareS3, boxS3);
 if (BIG) line(`S3, big clips in ${partBytes / MiB} MiB parts`, bareS3Parts, boxS3Parts);
 line('Azure Blob', bareAz, boxAz);
 const held = rate(cappedSeconds);
-console.log(`cap ${CAP_MIB} MiB/s: held ${held.toFixed(2)} MiB/s (${((held / CAP_MIB - 1) * 100).toFixed(1)}% off the cap)`);
+console.log(
+  `cap ${CAP_MIB} MiB/s: held ${held.toFixed(2)} MiB/s (${((held / CAP_MIB - 1) * 100).toFixed(1)}% off the cap)`,
+);
 
 await Promise.all([az.stop(), s3.stop()]);
 await rm(dataDir, { recursive: true, force: true });

@@ -30,7 +30,9 @@ for (const file of ['index.html', ...assets]) {
   const gz = gzipSync(readFileSync(path.join(dist, file))).length;
   const loadedFirst = file === 'index.html' || html.includes(file);
   if (loadedFirst) firstVisit += gz;
-  console.log(`  ${file.padEnd(36)} ${kb(raw).padStart(10)} raw ${kb(gz).padStart(10)} gzip${loadedFirst ? '' : '  (loaded only on Recordings)'}`);
+  console.log(
+    `  ${file.padEnd(36)} ${kb(raw).padStart(10)} raw ${kb(gz).padStart(10)} gzip${loadedFirst ? '' : '  (loaded only on Recordings)'}`,
+  );
 }
 console.log(`  first visit downloads ${kb(firstVisit)} gzipped`);
 
@@ -40,14 +42,24 @@ await cam.start();
 const admin = await withAdmin(box);
 const port = box.broker.getLocalService('api')!.settings['port'];
 const base = `http://127.0.0.1:${port}`;
-await box.request('POST', '/api/v1/cameras', { auth: admin, body: { id: 'street', name: 'Street', source: { kind: 'rtsp', url: cam.url() } } });
-await waitUntil('street online', async () => (await box.request('GET', '/api/v1/cameras/street', { auth: admin })).json.status?.state === 'online', 20_000, 200);
+await box.request('POST', '/api/v1/cameras', {
+  auth: admin,
+  body: { id: 'street', name: 'Street', source: { kind: 'rtsp', url: cam.url() } },
+});
+await waitUntil(
+  'street online',
+  async () => (await box.request('GET', '/api/v1/cameras/street', { auth: admin })).json.status?.state === 'online',
+  20_000,
+  200,
+);
 
 /** Reference: a bare client's time from opening the socket to its first moof+mdat. */
 function rawFirstFragment(): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/street/live`, { headers: { authorization: `Bearer ${admin}` } });
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/api/v1/cameras/street/live`, {
+      headers: { authorization: `Bearer ${admin}` },
+    });
     let binaries = 0;
     ws.on('message', (data, isBinary) => {
       // The first binary message is the init segment; the second the first fragment.
@@ -84,5 +96,7 @@ const r = median(raw);
 const p = median(playerToFrame);
 console.log(`\nlive view, ${RUNS} page loads, medians:`);
 console.log(`  reference: bare ws client, socket open to first fragment  ${r.toFixed(0)} ms`);
-console.log(`  Chromium: player start to first frame shown                ${p.toFixed(0)} ms   ratio ${(p / r).toFixed(2)}x`);
+console.log(
+  `  Chromium: player start to first frame shown                ${p.toFixed(0)} ms   ratio ${(p / r).toFixed(2)}x`,
+);
 console.log(`  Chromium: navigation to first frame (page load included)   ${median(pageToFrame).toFixed(0)} ms`);

@@ -31,7 +31,11 @@ export async function testBox(overrides: Record<string, unknown> = {}) {
   const app = buildApp(broker, config);
 
   /** One HTTP request through the app; `auth` is a session or token credential. */
-  async function request(method: string, url: string, options: { body?: unknown; raw?: string; auth?: string; headers?: Record<string, string> } = {}) {
+  async function request(
+    method: string,
+    url: string,
+    options: { body?: unknown; raw?: string; auth?: string; headers?: Record<string, string> } = {},
+  ) {
     const headers: Record<string, string> = { ...options.headers };
     const hasBody = !['GET', 'HEAD'].includes(method) && (options.body !== undefined || options.raw !== undefined);
     if (hasBody) headers['content-type'] ??= 'application/json';

@@ -10,7 +10,15 @@ export const SHOTS = path.join(import.meta.dirname, '..', '..', 'scratch', 'scre
 export function launch(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
   });
 }
 
@@ -24,6 +32,10 @@ export async function videoAdvances(page: Page, selector: string, seconds = 1, t
   const handle = await page.waitForSelector(selector, { timeout: timeoutMs });
   await page.waitForFunction((v) => (v as HTMLVideoElement).readyState >= 2, handle, { timeout: timeoutMs });
   const t0 = await handle.evaluate((v) => (v as HTMLVideoElement).currentTime);
-  await page.waitForFunction(([v, t, s]) => (v as HTMLVideoElement).currentTime > (t as number) + (s as number), [handle, t0, seconds] as const, { timeout: timeoutMs });
+  await page.waitForFunction(
+    ([v, t, s]) => (v as HTMLVideoElement).currentTime > (t as number) + (s as number),
+    [handle, t0, seconds] as const,
+    { timeout: timeoutMs },
+  );
   return handle.evaluate((v) => (v as HTMLVideoElement).currentTime);
 }

@@ -21,15 +21,60 @@ export interface Pki {
 async function makePki(dir: string): Promise<Pki> {
   const at = (f: string) => path.join(dir, f);
   const ssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-  await ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=Test operator CA', '-days', '2');
+  await ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-subj',
+    '/CN=Test operator CA',
+    '-days',
+    '2',
+  );
   const sign = async (name: string, cn: string, ext: string) => {
-    await ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+    await ssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=${cn}`,
+    );
     await writeFile(at(`${name}.ext`), ext);
-    await ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+    await ssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    );
     await chmod(at(`${name}.key`), 0o644); // mosquitto reads it as its own user
     return { cert: await readFile(at(`${name}.crt`), 'utf8'), key: await readFile(at(`${name}.key`), 'utf8') };
   };
-  return { ca: await readFile(at('ca.crt'), 'utf8'), server: await sign('server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1\n'), client: (name) => sign(`client-${name}`, name, 'extendedKeyUsage=clientAuth\n') };
+  return {
+    ca: await readFile(at('ca.crt'), 'utf8'),
+    server: await sign('server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1\n'),
+    client: (name) => sign(`client-${name}`, name, 'extendedKeyUsage=clientAuth\n'),
+  };
 }
 
 export class OperatorBroker {
@@ -48,7 +93,8 @@ export class OperatorBroker {
     await chmod(dir, 0o777); // mosquitto drops to its own user when started as root
     const passwords = path.join(dir, 'passwords');
     await writeFile(passwords, '');
-    for (const [user, password] of Object.entries(users)) await run('mosquitto_passwd', ['-b', passwords, user, password]);
+    for (const [user, password] of Object.entries(users))
+      await run('mosquitto_passwd', ['-b', passwords, user, password]);
     await chmod(passwords, 0o644);
     const tls = options.tls ? { port: await freePort(), pki: await makePki(dir) } : null;
     const broker = new OperatorBroker(dir, await freePort(), tls);
@@ -56,9 +102,24 @@ export class OperatorBroker {
       path.join(dir, 'mosquitto.conf'),
       [
         'per_listener_settings true',
-        `listener ${broker.port} 127.0.0.1`, 'allow_anonymous false', `password_file ${passwords}`,
-        ...(tls ? [`listener ${tls.port} 127.0.0.1`, `cafile ${dir}/ca.crt`, `certfile ${dir}/server.crt`, `keyfile ${dir}/server.key`, 'require_certificate true', 'use_identity_as_username true'] : []),
-        'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'max_queued_messages 100000', '',
+        `listener ${broker.port} 127.0.0.1`,
+        'allow_anonymous false',
+        `password_file ${passwords}`,
+        ...(tls
+          ? [
+              `listener ${tls.port} 127.0.0.1`,
+              `cafile ${dir}/ca.crt`,
+              `certfile ${dir}/server.crt`,
+              `keyfile ${dir}/server.key`,
+              'require_certificate true',
+              'use_identity_as_username true',
+            ]
+          : []),
+        'persistence true',
+        `persistence_location ${dir}/`,
+        'log_dest stderr',
+        'max_queued_messages 100000',
+        '',
       ].join('\n'),
     );
     await broker.start();
@@ -108,7 +169,13 @@ export class Operator {
   ) {}
 
   static async connect(url: string, username: string, password: string, root: string): Promise<Operator> {
-    const client = await mqtt.connectAsync(url, { clientId: `operator-${process.pid}`, clean: false, username, password, reconnectPeriod: 200 });
+    const client = await mqtt.connectAsync(url, {
+      clientId: `operator-${process.pid}`,
+      clean: false,
+      username,
+      password,
+      reconnectPeriod: 200,
+    });
     const operator = new Operator(client, root);
     client.on('message', (topic, payload, packet) => {
       let body: unknown = payload.toString();
@@ -134,8 +201,20 @@ export class Operator {
   /** Sends a command and waits for the reply that comes after it. */
   async command(id: string, action: string, params: object = {}, extra: object = {}): Promise<any> {
     const before = this.on('commands/res').length;
-    await this.client.publishAsync(`${this.root}/commands/req`, JSON.stringify({ id, action, params, sentAt: new Date().toISOString(), ...extra }), { qos: 1 });
-    return waitUntil(`the reply to ${id}`, () => this.on('commands/res').slice(before).find((r) => r.body.id === id)?.body, 15_000, 50);
+    await this.client.publishAsync(
+      `${this.root}/commands/req`,
+      JSON.stringify({ id, action, params, sentAt: new Date().toISOString(), ...extra }),
+      { qos: 1 },
+    );
+    return waitUntil(
+      `the reply to ${id}`,
+      () =>
+        this.on('commands/res')
+          .slice(before)
+          .find((r) => r.body.id === id)?.body,
+      15_000,
+      50,
+    );
   }
 
   sendRaw(topic: string, payload: string, retain = false) {

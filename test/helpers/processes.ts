@@ -19,7 +19,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 100): Promise<T> {
+export async function waitUntil<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 15_000,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -48,7 +53,11 @@ export class Proc {
   private readonly child: ChildProcess;
 
   constructor(command: string, args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(command, args, {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.add(this.child);
     const collect = (d: Buffer) => this.lines.push(...d.toString().split('\n').filter(Boolean));
     this.child.stdout!.on('data', collect);
@@ -66,9 +75,11 @@ export class Proc {
   }
 
   waitForLine(pattern: RegExp, timeoutMs = 20_000): Promise<string> {
-    return waitUntil(`a line matching ${pattern}`, () => this.lines.find((l) => pattern.test(l)), timeoutMs, 50).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- output:\n${this.lines.slice(-30).join('\n')}`);
-    });
+    return waitUntil(`a line matching ${pattern}`, () => this.lines.find((l) => pattern.test(l)), timeoutMs, 50).catch(
+      (err: Error) => {
+        throw new Error(`${err.message}\n--- output:\n${this.lines.slice(-30).join('\n')}`);
+      },
+    );
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM') {
@@ -81,7 +92,12 @@ export class Proc {
 export function startNode(env: Record<string, string>): Proc {
   // RTMP push off unless asked for: port 1935 may be someone else's on a test machine.
   // Detection off unless asked for: it costs CPU the other tests need.
-  const defaults = { LOGLEVEL: 'info', FOGEDGE__VIDEO__RTMP: 'null', FOGEDGE__DETECTOR__ENABLED: 'false', FOGEDGE__MQTT: 'null' };
+  const defaults = {
+    LOGLEVEL: 'info',
+    FOGEDGE__VIDEO__RTMP: 'null',
+    FOGEDGE__DETECTOR__ENABLED: 'false',
+    FOGEDGE__MQTT: 'null',
+  };
   // PROF=<dir>: each node writes a V8 CPU profile there when it exits (for benchmarks).
   const profile = process.env['PROF'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['PROF']}`] : [];
   return new Proc(process.execPath, [...profile, '--import', 'tsx', 'gateway/main.ts'], { ...defaults, ...env });

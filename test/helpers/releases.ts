@@ -14,7 +14,8 @@ import { tempDir } from './box.ts';
 import { freePort } from './processes.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
-export const BASE_VERSION = (JSON.parse(await readFile(path.join(repo, 'package.json'), 'utf8')) as { version: string }).version;
+export const BASE_VERSION = (JSON.parse(await readFile(path.join(repo, 'package.json'), 'utf8')) as { version: string })
+  .version;
 
 export interface Release {
   version: string;
@@ -42,7 +43,9 @@ export class ReleaseLab {
     const root = await tempDir('fogedge-releases-');
     const served = await tempDir('fogedge-served-');
     // This checkout as the first release: its files, the built UI, and its node_modules linked.
-    const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard'], { cwd: repo, encoding: 'utf8' }).split('\n').filter((f) => f && existsSync(path.join(repo, f)));
+    const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard'], { cwd: repo, encoding: 'utf8' })
+      .split('\n')
+      .filter((f) => f && existsSync(path.join(repo, f)));
     if (existsSync(path.join(repo, 'web-ui/dist'))) files.push('web-ui/dist');
     const sourceArchive = path.join(served, 'source.tgz');
     await packRelease(repo, files, sourceArchive);
@@ -77,7 +80,11 @@ export class ReleaseLab {
     const pkgFile = path.join(dir, 'package.json');
     await writeFile(pkgFile, JSON.stringify({ ...JSON.parse(await readFile(pkgFile, 'utf8')), version }, null, 2));
     await edit(dir);
-    const sha256 = await packRelease(dir, execFileSync('ls', ['-A', dir], { encoding: 'utf8' }).split('\n').filter(Boolean), path.join(this.served, `fogedge-${version}.tgz`));
+    const sha256 = await packRelease(
+      dir,
+      execFileSync('ls', ['-A', dir], { encoding: 'utf8' }).split('\n').filter(Boolean),
+      path.join(this.served, `fogedge-${version}.tgz`),
+    );
     await rm(path.dirname(dir), { recursive: true, force: true });
     return { version, url: `${this.archiveUrl}/fogedge-${version}.tgz`, sha256, signature: this.sign(version, sha256) };
   }

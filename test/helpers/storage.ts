@@ -47,13 +47,34 @@ export class Azurite extends Server {
     return new BlobServiceClient(this.endpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY));
   }
   target(id: string, container: string, extra: object = {}) {
-    return { id, type: 'azure', endpoint: this.endpoint, accountName: AZURITE_ACCOUNT, accountKey: AZURITE_KEY, container, ...extra };
+    return {
+      id,
+      type: 'azure',
+      endpoint: this.endpoint,
+      accountName: AZURITE_ACCOUNT,
+      accountKey: AZURITE_KEY,
+      container,
+      ...extra,
+    };
   }
   protected spawn() {
-    return new Proc(bin('azurite-blob'), ['--blobHost', '127.0.0.1', '--blobPort', String(this.port), '--location', this.dir, '--silent', '--skipApiVersionCheck', '--disableTelemetry']);
+    return new Proc(bin('azurite-blob'), [
+      '--blobHost',
+      '127.0.0.1',
+      '--blobPort',
+      String(this.port),
+      '--location',
+      this.dir,
+      '--silent',
+      '--skipApiVersionCheck',
+      '--disableTelemetry',
+    ]);
   }
   protected async ready() {
-    return this.client.getProperties().then(() => true, () => false);
+    return this.client.getProperties().then(
+      () => true,
+      () => false,
+    );
   }
   async download(container: string, name: string): Promise<Buffer> {
     return this.client.getContainerClient(container).getBlockBlobClient(name).downloadToBuffer();
@@ -67,7 +88,12 @@ export class Azurite extends Server {
 
 export class S3rver extends Server {
   /** `skewMs`: the server's clock runs this far ahead of the box's, for clock-skew errors. */
-  constructor(port: number, dir: string, readonly bucket: string, readonly skewMs = 0) {
+  constructor(
+    port: number,
+    dir: string,
+    readonly bucket: string,
+    readonly skewMs = 0,
+  ) {
     super(port, dir);
   }
   static async create(dir: string, bucket: string, skewMs = 0) {
@@ -77,20 +103,50 @@ export class S3rver extends Server {
     return `http://127.0.0.1:${this.port}`;
   }
   get client() {
-    return new Minio.Client({ endPoint: '127.0.0.1', port: this.port, useSSL: false, accessKey: S3RVER_KEY, secretKey: S3RVER_KEY, region: 'us-east-1', pathStyle: true });
+    return new Minio.Client({
+      endPoint: '127.0.0.1',
+      port: this.port,
+      useSSL: false,
+      accessKey: S3RVER_KEY,
+      secretKey: S3RVER_KEY,
+      region: 'us-east-1',
+      pathStyle: true,
+    });
   }
   target(id: string, extra: object = {}) {
-    return { id, type: 's3', endpoint: this.endpoint, bucket: this.bucket, accessKey: S3RVER_KEY, secretKey: S3RVER_KEY, ...extra };
+    return {
+      id,
+      type: 's3',
+      endpoint: this.endpoint,
+      bucket: this.bucket,
+      accessKey: S3RVER_KEY,
+      secretKey: S3RVER_KEY,
+      ...extra,
+    };
   }
   protected spawn() {
-    const args = [bin('s3rver'), '-d', this.dir, '-a', '127.0.0.1', '-p', String(this.port), '--configure-bucket', this.bucket, '--silent'];
+    const args = [
+      bin('s3rver'),
+      '-d',
+      this.dir,
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(this.port),
+      '--configure-bucket',
+      this.bucket,
+      '--silent',
+    ];
     // A server whose clock is off: the same s3rver with Date shifted (see skewed-clock.cjs).
     const node = this.skewMs ? ['--require', path.resolve(import.meta.dirname, 'skewed-clock.cjs')] : [];
     return new Proc(process.execPath, [...node, ...args], { SKEW_MS: String(this.skewMs) });
   }
   /** Any HTTP answer: a skewed server refuses every signed request. */
   protected async ready() {
-    return fetch(this.endpoint).then(() => true, () => false);
+    return fetch(this.endpoint).then(
+      () => true,
+      () => false,
+    );
   }
   async download(name: string): Promise<Buffer> {
     const chunks: Buffer[] = [];

@@ -28,8 +28,25 @@ export async function h265Clip(): Promise<string> {
   const file = path.join(os.tmpdir(), 'fogedge-test-clip-h265.mp4');
   if (!existsSync(file)) {
     const tmp = `${file}.${process.pid}.tmp.mp4`;
-    await run('ffmpeg', ['-v', 'error', '-y', '-i', DEMO_CLIP, '-t', '8', '-c:v', 'libx265', '-preset', 'ultrafast',
-      '-x265-params', 'keyint=30:log-level=error', '-tag:v', 'hvc1', '-an', tmp]);
+    await run('ffmpeg', [
+      '-v',
+      'error',
+      '-y',
+      '-i',
+      DEMO_CLIP,
+      '-t',
+      '8',
+      '-c:v',
+      'libx265',
+      '-preset',
+      'ultrafast',
+      '-x265-params',
+      'keyint=30:log-level=error',
+      '-tag:v',
+      'hvc1',
+      '-an',
+      tmp,
+    ]);
     await run('mv', [tmp, file]);
   }
   return file;
@@ -42,7 +59,28 @@ export async function stillClip(): Promise<string> {
     const frame = `${file}.${process.pid}.png`;
     const tmp = `${file}.${process.pid}.tmp.mp4`;
     await run('ffmpeg', ['-v', 'error', '-y', '-ss', '10', '-i', DEMO_CLIP, '-frames:v', '1', frame]);
-    await run('ffmpeg', ['-v', 'error', '-y', '-loop', '1', '-i', frame, '-t', '60', '-r', '15', '-c:v', 'libx264', '-preset', 'veryfast', '-g', '30', '-pix_fmt', 'yuv420p', tmp]);
+    await run('ffmpeg', [
+      '-v',
+      'error',
+      '-y',
+      '-loop',
+      '1',
+      '-i',
+      frame,
+      '-t',
+      '60',
+      '-r',
+      '15',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'veryfast',
+      '-g',
+      '30',
+      '-pix_fmt',
+      'yuv420p',
+      tmp,
+    ]);
     await run('mv', [tmp, file]);
     await run('rm', ['-f', frame]);
   }
@@ -54,7 +92,23 @@ export async function subStreamClip(): Promise<string> {
   const file = path.join(os.tmpdir(), 'fogedge-test-clip-640.mp4');
   if (!existsSync(file)) {
     const tmp = `${file}.${process.pid}.tmp.mp4`;
-    await run('ffmpeg', ['-v', 'error', '-y', '-i', DEMO_CLIP, '-vf', 'scale=640:360', '-c:v', 'libx264', '-preset', 'veryfast', '-g', '30', '-an', tmp]);
+    await run('ffmpeg', [
+      '-v',
+      'error',
+      '-y',
+      '-i',
+      DEMO_CLIP,
+      '-vf',
+      'scale=640:360',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'veryfast',
+      '-g',
+      '30',
+      '-an',
+      tmp,
+    ]);
     await run('mv', [tmp, file]);
   }
   return file;
@@ -66,16 +120,30 @@ export async function subStreamClip(): Promise<string> {
  */
 export async function clipFrames(range?: { from: number; seconds: number }): Promise<Frame[]> {
   const cut = range ? ['-ss', String(range.from), '-i', DEMO_CLIP, '-t', String(range.seconds)] : ['-i', DEMO_CLIP];
-  const { stdout } = await run('ffmpeg', ['-v', 'error', ...cut, '-vf', 'fps=5,scale=416:234', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { encoding: 'buffer', maxBuffer: 1e9 });
+  const { stdout } = await run(
+    'ffmpeg',
+    ['-v', 'error', ...cut, '-vf', 'fps=5,scale=416:234', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'],
+    { encoding: 'buffer', maxBuffer: 1e9 },
+  );
   const size = 416 * 234 * 3;
-  return Array.from({ length: stdout.length / size }, (_, i) => ({ data: stdout.subarray(i * size, (i + 1) * size), width: 416, height: 234 }));
+  return Array.from({ length: stdout.length / size }, (_, i) => ({
+    data: stdout.subarray(i * size, (i + 1) * size),
+    width: 416,
+    height: 234,
+  }));
 }
 
 export class RtspCamera {
   private proc: Proc | undefined;
   constructor(
     readonly port: number,
-    private readonly options: { user?: string; password?: string; noVideo?: boolean; h265?: boolean; clip?: string } = {},
+    private readonly options: {
+      user?: string;
+      password?: string;
+      noVideo?: boolean;
+      h265?: boolean;
+      clip?: string;
+    } = {},
   ) {}
 
   url(credentials = this.options.user ? `${this.options.user}:${this.options.password}@` : ''): string {
@@ -83,7 +151,11 @@ export class RtspCamera {
   }
 
   async start(): Promise<void> {
-    const args = [HELPER, String(this.port), this.options.clip ?? (this.options.h265 ? await h265Clip() : await longClip())];
+    const args = [
+      HELPER,
+      String(this.port),
+      this.options.clip ?? (this.options.h265 ? await h265Clip() : await longClip()),
+    ];
     if (this.options.h265) args.push('--codec', 'h265');
     if (this.options.user) args.push('--user', this.options.user, '--password', this.options.password ?? '');
     if (this.options.noVideo) args.push('--no-video');
@@ -113,9 +185,25 @@ export class RtspCamera {
  */
 export async function playable(file: string): Promise<{ seconds: number; codec: string; width: number }> {
   const { stderr } = await run('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-']);
-  const problems = stderr.split('\n').filter((l) => l.trim() && !/^\[null @ \w+\] Application provided invalid, non monotonically increasing dts|^\s*Last message repeated/.test(l));
+  const problems = stderr
+    .split('\n')
+    .filter(
+      (l) =>
+        l.trim() &&
+        !/^\[null @ \w+\] Application provided invalid, non monotonically increasing dts|^\s*Last message repeated/.test(
+          l,
+        ),
+    );
   if (problems.length) throw new Error(`${file} does not decode cleanly: ${problems[0]}`);
-  const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:stream=codec_name,width', '-of', 'json', file]);
+  const { stdout } = await run('ffprobe', [
+    '-v',
+    'error',
+    '-show_entries',
+    'format=duration:stream=codec_name,width',
+    '-of',
+    'json',
+    file,
+  ]);
   const info = JSON.parse(stdout);
   return { seconds: Number(info.format.duration), codec: info.streams[0].codec_name, width: info.streams[0].width };
 }
@@ -128,7 +216,8 @@ export function ffmpegPids(marker: string): number[] {
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
       const state = /State:\s+(\w)/.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
-      if (cmdline.includes('ffmpeg') && cmdline.includes(marker) && !cmdline.includes('setpriv') && state !== 'Z') pids.push(Number(entry));
+      if (cmdline.includes('ffmpeg') && cmdline.includes(marker) && !cmdline.includes('setpriv') && state !== 'Z')
+        pids.push(Number(entry));
       if (cmdline.includes('ffmpeg') && cmdline.includes(marker) && state === 'Z') pids.push(-Number(entry)); // zombies, negative
     } catch {
       // the process ended while we looked

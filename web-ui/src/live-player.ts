@@ -40,7 +40,9 @@ export class LivePlayer {
   private connect(): void {
     if (this.closed) return;
     this.onState('connecting');
-    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/cameras/${this.camera}/live?stream=${this.stream}`);
+    const ws = new WebSocket(
+      `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/cameras/${this.camera}/live?stream=${this.stream}`,
+    );
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     ws.onmessage = (m) => {
@@ -63,7 +65,10 @@ export class LivePlayer {
     if (typeof MediaSource === 'undefined' || !MediaSource.isTypeSupported(message.mime)) {
       this.closed = true;
       this.ws?.close();
-      this.onState('unsupported', `this browser cannot play ${message.mime.replace(/^.*codecs="?([^"]+)"?.*$/, '$1')} live`);
+      this.onState(
+        'unsupported',
+        `this browser cannot play ${message.mime.replace(/^.*codecs="?([^"]+)"?.*$/, '$1')} live`,
+      );
       return;
     }
     if (this.buffer && this.source?.readyState === 'open') return; // a camera restart: same codec, go on
@@ -71,22 +76,30 @@ export class LivePlayer {
     const source = new MediaSource();
     this.source = source;
     this.video.src = URL.createObjectURL(source);
-    source.addEventListener('sourceopen', () => {
-      URL.revokeObjectURL(this.video.src);
-      this.buffer = source.addSourceBuffer(message.mime);
-      this.buffer.mode = 'sequence'; // a camera restart starts its clock again: play on regardless
-      this.buffer.addEventListener('updateend', () => this.pump());
-      this.pump();
-    }, { once: true });
-    this.video.addEventListener('loadeddata', () => {
-      this.failures = 0;
-      this.firstFrameMs ??= Math.round(performance.now() - this.startedAt);
-      this.video.dataset['firstFrameMs'] = String(this.firstFrameMs);
-      // ms since the page's navigation: the whole wait a user sees.
-      this.video.dataset['firstFrameAt'] ??= String(Math.round(performance.now()));
-      this.onState('playing');
-      void this.video.play().catch(() => undefined);
-    }, { once: true });
+    source.addEventListener(
+      'sourceopen',
+      () => {
+        URL.revokeObjectURL(this.video.src);
+        this.buffer = source.addSourceBuffer(message.mime);
+        this.buffer.mode = 'sequence'; // a camera restart starts its clock again: play on regardless
+        this.buffer.addEventListener('updateend', () => this.pump());
+        this.pump();
+      },
+      { once: true },
+    );
+    this.video.addEventListener(
+      'loadeddata',
+      () => {
+        this.failures = 0;
+        this.firstFrameMs ??= Math.round(performance.now() - this.startedAt);
+        this.video.dataset['firstFrameMs'] = String(this.firstFrameMs);
+        // ms since the page's navigation: the whole wait a user sees.
+        this.video.dataset['firstFrameAt'] ??= String(Math.round(performance.now()));
+        this.onState('playing');
+        void this.video.play().catch(() => undefined);
+      },
+      { once: true },
+    );
   }
 
   private pump(): void {
@@ -98,7 +111,8 @@ export class LivePlayer {
       // Keep close to live: a tab in the background or a slow phone falls behind.
       if (end - this.video.currentTime > MAX_LATENCY_S) this.video.currentTime = end - 0.2;
       const start = ranges.start(0);
-      if (this.video.currentTime - start > KEEP_SECONDS * 2) return buffer.remove(start, this.video.currentTime - KEEP_SECONDS);
+      if (this.video.currentTime - start > KEEP_SECONDS * 2)
+        return buffer.remove(start, this.video.currentTime - KEEP_SECONDS);
     }
     const next = this.queue.shift();
     if (!next) return;

@@ -60,18 +60,28 @@ function Shell() {
   return (
     <>
       <header class="top">
-        <a class="brand" href="/">FogEdge</a>
+        <a class="brand" href="/">
+          FogEdge
+        </a>
         <nav>
           {NAV.filter(([, , p]) => who.permissions.includes(p)).map(([href, label]) => (
-            <a href={href} class={open(href) ? 'active' : ''} aria-current={open(href) ? 'page' : undefined}>{label}</a>
+            <a href={href} class={open(href) ? 'active' : ''} aria-current={open(href) ? 'page' : undefined}>
+              {label}
+            </a>
           ))}
         </nav>
         <span class="who" title={live.value ? 'live updates on' : 'live updates reconnecting'}>
           <span class={live.value ? 'dot on' : 'dot'} /> {who.user.username} ({who.user.role})
-          <button class="link" onClick={signOut}>Sign out</button>
+          <button class="link" onClick={signOut}>
+            Sign out
+          </button>
         </span>
       </header>
-      {!online.value && <div class="banner" role="alert">The box does not answer. Retrying… what you entered stays here.</div>}
+      {!online.value && (
+        <div class="banner" role="alert">
+          The box does not answer. Retrying… what you entered stays here.
+        </div>
+      )}
       <main>
         <Router>
           <Route path="/" component={Live} />
@@ -85,7 +95,14 @@ function Shell() {
           <Route path="/users" component={Users} />
           <Route path="/system" component={System} />
           <Route path="/settings" component={Settings} />
-          <Route default component={() => <p class="page">No such page. <a href="/">Back to live view</a></p>} />
+          <Route
+            default
+            component={() => (
+              <p class="page">
+                No such page. <a href="/">Back to live view</a>
+              </p>
+            )}
+          />
         </Router>
       </main>
       {sessionLost.value && <SessionDialog />}
@@ -100,7 +117,8 @@ function App() {
   useEffect(() => {
     if (me.value) startUpdates();
   }, [me.value?.user.username]);
-  if (me.value === undefined) return <p class="page">{online.value ? 'Loading…' : 'The box does not answer. Retrying…'}</p>;
+  if (me.value === undefined)
+    return <p class="page">{online.value ? 'Loading…' : 'The box does not answer. Retrying…'}</p>;
   if (me.value === null) return <Entry />;
   return <Shell />;
 }

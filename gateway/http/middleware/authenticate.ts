@@ -11,14 +11,18 @@ import type { HttpEnv } from '../context.ts';
 export const SESSION_COOKIE = 'fogedge_session';
 
 /** What a request signs in with: a bearer token, else the session cookie (HTTP and WebSocket alike). */
-export function credentialOf(authorization: string | undefined, cookies: string | undefined): { value: string; from: 'bearer' | 'cookie' } | undefined {
+export function credentialOf(
+  authorization: string | undefined,
+  cookies: string | undefined,
+): { value: string; from: 'bearer' | 'cookie' } | undefined {
   const bearer = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
   if (bearer) return { value: bearer, from: 'bearer' };
   const session = cookies ? parseCookies(cookies, SESSION_COOKIE)[SESSION_COOKIE] : undefined;
   return session ? { value: session, from: 'cookie' } : undefined;
 }
 
-export const signInRequired = () => new UnauthorizedError('Sign in, or send an API token as "Authorization: Bearer ..."', 'AUTH_REQUIRED');
+export const signInRequired = () =>
+  new UnauthorizedError('Sign in, or send an API token as "Authorization: Bearer ..."', 'AUTH_REQUIRED');
 
 function remoteAddress(c: Parameters<MiddlewareHandler<HttpEnv>>[0]): string {
   try {
@@ -35,7 +39,9 @@ export function authenticate(broker: ServiceBroker, options: { publicPaths: stri
     const value = credentialOf(c.req.header('authorization'), c.req.header('cookie'))?.value;
     if (value) {
       try {
-        const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', { credential: value });
+        const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', {
+          credential: value,
+        });
         c.set('caller', { username: auth.user.username, role: auth.user.role, ip, via: 'http' });
         c.set('credential', { value, kind: auth.kind, id: auth.credentialId });
         return next();

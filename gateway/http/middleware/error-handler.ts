@@ -26,7 +26,11 @@ export function classify(err: Error): { status: number; type: string; message: s
     const { message, type, data } = err;
     if (err instanceof E.ValidationError) return { status: 422, type: type || 'VALIDATION_ERROR', message, data };
     // No node runs the service, or the node that had the request went away.
-    if (err instanceof E.ServiceNotFoundError || err instanceof E.ServiceNotAvailableError || err instanceof E.RequestRejectedError) {
+    if (
+      err instanceof E.ServiceNotFoundError ||
+      err instanceof E.ServiceNotAvailableError ||
+      err instanceof E.RequestRejectedError
+    ) {
       return { status: 503, type: 'SERVICE_UNAVAILABLE', message, data };
     }
     if (err instanceof E.RequestTimeoutError) return { status: 504, type: 'SERVICE_TIMEOUT', message, data };

@@ -13,7 +13,11 @@ const SessionAnswer = z.object({ user: S.PublicUser, expiresAt: z.string() });
 const Me = z.object({ user: S.PublicUser, permissions: z.array(z.string()), via: z.enum(['session', 'token']) });
 const UsernameParam = z.object({ username: S.Username });
 
-export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker, options: { secureCookies: boolean }): void {
+export function accountsRoutes(
+  app: OpenAPIHono<HttpEnv>,
+  broker: ServiceBroker,
+  options: { secureCookies: boolean },
+): void {
   const startSession = (c: Context<HttpEnv>, s: S.SignedIn) => {
     setCookie(c, SESSION_COOKIE, s.session, {
       httpOnly: true,
@@ -45,7 +49,8 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
       request: body(S.SetupInput),
       responses: { 201: json(SessionAnswer, 'Admin created, session cookie set'), 409: errors[409], 422: errors[422] },
     }),
-    async (c) => c.json(startSession(c, await callAs<S.SignedIn>(broker, c, 'accounts.setup', c.req.valid('json'))), 201),
+    async (c) =>
+      c.json(startSession(c, await callAs<S.SignedIn>(broker, c, 'accounts.setup', c.req.valid('json'))), 201),
   );
 
   app.openapi(
@@ -57,7 +62,8 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
       request: body(S.LoginInput),
       responses: { 200: json(SessionAnswer), 401: errors[401], 422: errors[422], 429: errors[429] },
     }),
-    async (c) => c.json(startSession(c, await callAs<S.SignedIn>(broker, c, 'accounts.login', c.req.valid('json'))), 200),
+    async (c) =>
+      c.json(startSession(c, await callAs<S.SignedIn>(broker, c, 'accounts.login', c.req.valid('json'))), 200),
   );
 
   app.openapi(
@@ -113,7 +119,8 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
       request: body(S.Notifications),
       responses: { 200: json(S.Notifications), 401: errors[401], 422: errors[422] },
     }),
-    async (c) => c.json(await callAs<S.Notifications>(broker, c, 'accounts.setNotifications', c.req.valid('json')), 200),
+    async (c) =>
+      c.json(await callAs<S.Notifications>(broker, c, 'accounts.setNotifications', c.req.valid('json')), 200),
   );
 
   app.openapi(
@@ -165,7 +172,14 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
       summary: "Change a user's role or password (admin); a new password signs them out",
       security: signedIn,
       request: { params: UsernameParam, ...body(S.UpdateUserInput.omit({ username: true })) },
-      responses: { 200: json(S.PublicUser), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+      responses: {
+        200: json(S.PublicUser),
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        409: errors[409],
+        422: errors[422],
+      },
     }),
     async (c) => {
       const params = { ...c.req.valid('json'), username: c.req.valid('param').username };
@@ -208,7 +222,8 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
       request: body(S.CreateTokenInput),
       responses: { 201: json(S.NewToken), 401: errors[401], 422: errors[422] },
     }),
-    async (c) => c.json(await callAs<z.infer<typeof S.NewToken>>(broker, c, 'accounts.createToken', c.req.valid('json')), 201),
+    async (c) =>
+      c.json(await callAs<z.infer<typeof S.NewToken>>(broker, c, 'accounts.createToken', c.req.valid('json')), 201),
   );
 
   app.openapi(
@@ -216,7 +231,7 @@ export function accountsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker,
       method: 'delete',
       path: '/api/v1/tokens/{id}',
       tags: ['tokens'],
-      summary: 'Revoke a token (yours, or anyone\'s for an admin)',
+      summary: "Revoke a token (yours, or anyone's for an admin)",
       security: signedIn,
       request: { params: S.TokenIdInput },
       responses: { 200: json(Ok), 401: errors[401], 404: errors[404], 422: errors[422] },

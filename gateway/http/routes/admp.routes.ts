@@ -6,14 +6,18 @@ import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, signedIn } from '../openapi.ts';
 
 const Status = z.record(z.string(), z.unknown()).openapi('AdmpStatus', {
-  description: 'provisioned (and from where), the endpoint without secrets, connected, last error, the store-and-forward queue with what was dropped, the desired configuration applied',
+  description:
+    'provisioned (and from where), the endpoint without secrets, connected, last error, the store-and-forward queue with what was dropped, the desired configuration applied',
 });
 const Provisioning = z.object(ProvisioningInput.shape).openapi('Provisioning');
 
 export function admpRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/admp', tags: ['admp'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/admp',
+      tags: ['admp'],
+      security: signedIn,
       summary: 'The uplink to the operator: provisioned, connected, what waits to go up (any role)',
       responses: { 200: json(Status), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),
@@ -22,8 +26,12 @@ export function admpRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
 
   app.openapi(
     createRoute({
-      method: 'put', path: '/api/v1/admp/provisioning', tags: ['admp'], security: signedIn,
-      summary: "Provision the box: the operator's broker and the box's identity; the uplink (re)connects (admin, installer)",
+      method: 'put',
+      path: '/api/v1/admp/provisioning',
+      tags: ['admp'],
+      security: signedIn,
+      summary:
+        "Provision the box: the operator's broker and the box's identity; the uplink (re)connects (admin, installer)",
       request: body(Provisioning),
       responses: { 200: json(Status), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),
@@ -32,7 +40,10 @@ export function admpRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
 
   app.openapi(
     createRoute({
-      method: 'delete', path: '/api/v1/admp/provisioning', tags: ['admp'], security: signedIn,
+      method: 'delete',
+      path: '/api/v1/admp/provisioning',
+      tags: ['admp'],
+      security: signedIn,
       summary: 'Forget the provisioning: the box runs local only (admin, installer)',
       responses: { 200: json(Status), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),

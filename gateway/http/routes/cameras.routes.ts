@@ -2,7 +2,14 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
 import { DAY_DIR, SEGMENT_FILE } from '../../../appliance/data-dir.ts';
-import { CameraId, CameraInput, CameraStatus, CameraUpdate, ProbeResult, RtspSource } from '../../../services/cameras/cameras.schemas.ts';
+import {
+  CameraId,
+  CameraInput,
+  CameraStatus,
+  CameraUpdate,
+  ProbeResult,
+  RtspSource,
+} from '../../../services/cameras/cameras.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { binary, body, errors, json, Ok, signedIn } from '../openapi.ts';
 import { sendClip, sendRecorderFile, type Clip } from '../recorder-files.ts';
@@ -16,9 +23,14 @@ const CameraAnswer = z
       kind: z.enum(['rtsp', 'rtmp', 'file']),
       url: z.string().optional().describe('password shown as ***'),
       transport: z.string().optional(),
-      pushPath: z.string().optional().describe('push cameras: rtmp://<box>:<video.rtmp.port><pushPath>?key=<stream key>'),
+      pushPath: z
+        .string()
+        .optional()
+        .describe('push cameras: rtmp://<box>:<video.rtmp.port><pushPath>?key=<stream key>'),
     }),
-    subStream: z.object({ kind: z.literal('rtsp'), url: z.string().describe('password shown as ***'), transport: z.string() }).nullable(),
+    subStream: z
+      .object({ kind: z.literal('rtsp'), url: z.string().describe('password shown as ***'), transport: z.string() })
+      .nullable(),
     recording: z.object({ mode: z.string(), retainDays: z.number(), eventRetainDays: z.number() }),
     detection: z.record(z.string(), z.unknown()).describe('see the camera input schema'),
     builtIn: z.boolean().optional(),
@@ -28,7 +40,10 @@ const CameraAnswer = z
   .openapi('Camera');
 type CameraAnswer = z.infer<typeof CameraAnswer>;
 const NewCameraAnswer = CameraAnswer.omit({ status: true }).extend({
-  streamKey: z.string().optional().describe('push cameras: the stream key, shown this once (the box keeps only its hash)'),
+  streamKey: z
+    .string()
+    .optional()
+    .describe('push cameras: the stream key, shown this once (the box keeps only its hash)'),
 });
 type NewCameraAnswer = z.infer<typeof NewCameraAnswer>;
 const IdParam = z.object({ id: CameraId });
@@ -47,7 +62,10 @@ const rangeOf = (param: { id: string }, query: { from: string; to: string }) => 
 export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/cameras', tags: ['cameras'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/cameras',
+      tags: ['cameras'],
+      security: signedIn,
       summary: 'All cameras with their live status',
       responses: { 200: json(z.array(CameraAnswer)), 401: errors[401] },
     }),
@@ -56,8 +74,12 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
-      method: 'post', path: '/api/v1/cameras', tags: ['cameras'], security: signedIn,
-      summary: 'Add a camera (admin, installer): an RTSP URL the box pulls, or a push camera that sends RTMP with the stream key in the answer',
+      method: 'post',
+      path: '/api/v1/cameras',
+      tags: ['cameras'],
+      security: signedIn,
+      summary:
+        'Add a camera (admin, installer): an RTSP URL the box pulls, or a push camera that sends RTMP with the stream key in the answer',
       request: body(CameraInput),
       responses: { 201: json(NewCameraAnswer), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),
@@ -66,8 +88,12 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
-      method: 'post', path: '/api/v1/cameras/test', tags: ['cameras'], security: signedIn,
-      summary: 'Test an RTSP URL before saving it (admin, installer): codec, size and fps, or what is wrong (unreachable, unauthorized, not found, no video track, codec not supported). With the id of a camera, a password sent as *** is the stored one',
+      method: 'post',
+      path: '/api/v1/cameras/test',
+      tags: ['cameras'],
+      security: signedIn,
+      summary:
+        'Test an RTSP URL before saving it (admin, installer): codec, size and fps, or what is wrong (unreachable, unauthorized, not found, no video track, codec not supported). With the id of a camera, a password sent as *** is the stored one',
       request: body(z.object({ source: RtspSource, id: CameraId.optional() })),
       responses: { 200: json(ProbeAnswer), 401: errors[401], 403: errors[403], 422: errors[422] },
     }),
@@ -76,17 +102,33 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
-      method: 'post', path: '/api/v1/cameras/{id}/stream-key', tags: ['cameras'], security: signedIn,
+      method: 'post',
+      path: '/api/v1/cameras/{id}/stream-key',
+      tags: ['cameras'],
+      security: signedIn,
       summary: 'A new stream key for a push camera (admin, installer); the old key stops working at once',
       request: { params: IdParam },
-      responses: { 200: json(z.object({ id: z.string(), streamKey: z.string() })), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409] },
+      responses: {
+        200: json(z.object({ id: z.string(), streamKey: z.string() })),
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        409: errors[409],
+      },
     }),
-    async (c) => c.json(await callAs<{ id: string; streamKey: string }>(broker, c, 'cameras.newStreamKey', c.req.valid('param')), 200),
+    async (c) =>
+      c.json(
+        await callAs<{ id: string; streamKey: string }>(broker, c, 'cameras.newStreamKey', c.req.valid('param')),
+        200,
+      ),
   );
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/cameras/{id}', tags: ['cameras'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/cameras/{id}',
+      tags: ['cameras'],
+      security: signedIn,
       summary: 'One camera with its status: online or offline with the reason, codec, size, fps, bitrate, last frame',
       request: { params: IdParam },
       responses: { 200: json(CameraAnswer), 401: errors[401], 404: errors[404] },
@@ -96,10 +138,20 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
-      method: 'patch', path: '/api/v1/cameras/{id}', tags: ['cameras'], security: signedIn,
+      method: 'patch',
+      path: '/api/v1/cameras/{id}',
+      tags: ['cameras'],
+      security: signedIn,
       summary: 'Change a camera (admin, installer); a URL with the password as *** keeps the stored one',
       request: { params: IdParam, ...body(CameraUpdate.omit({ id: true })) },
-      responses: { 200: json(NewCameraAnswer), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] },
+      responses: {
+        200: json(NewCameraAnswer),
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        409: errors[409],
+        422: errors[422],
+      },
     }),
     async (c) => {
       const params = { ...c.req.valid('json'), id: c.req.valid('param').id };
@@ -109,7 +161,10 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
-      method: 'delete', path: '/api/v1/cameras/{id}', tags: ['cameras'], security: signedIn,
+      method: 'delete',
+      path: '/api/v1/cameras/{id}',
+      tags: ['cameras'],
+      security: signedIn,
       summary: 'Remove a camera (admin, installer); its stream stops, its recordings stay until retention',
       request: { params: IdParam },
       responses: { 200: json(Ok), 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409] },
@@ -119,16 +174,26 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/cameras/{id}/snapshot.jpg', tags: ['cameras'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/cameras/{id}/snapshot.jpg',
+      tags: ['cameras'],
+      security: signedIn,
       summary: 'The latest keyframe of the running stream as JPEG (no new connection to the camera)',
       request: { params: IdParam },
       responses: {
         200: binary('image/jpeg', 'JPEG; X-Frame-Time says when the frame arrived'),
-        401: errors[401], 404: errors[404], 503: errors[503],
+        401: errors[401],
+        404: errors[404],
+        503: errors[503],
       },
     }),
     async (c) => {
-      const shot = await callAs<{ jpegBase64: string; frameAt: string }>(broker, c, 'streams.snapshot', c.req.valid('param'));
+      const shot = await callAs<{ jpegBase64: string; frameAt: string }>(
+        broker,
+        c,
+        'streams.snapshot',
+        c.req.valid('param'),
+      );
       return c.body(Buffer.from(shot.jpegBase64, 'base64'), 200, {
         'content-type': 'image/jpeg',
         'cache-control': 'no-store',
@@ -139,25 +204,56 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/cameras/{id}/timeline', tags: ['recordings'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/cameras/{id}/timeline',
+      tags: ['recordings'],
+      security: signedIn,
       summary: 'Recorded ranges and gaps of a camera between two times',
       request: { params: IdParam, query: RangeQuery },
-      responses: { 200: json(z.object({ camera: z.string(), from: z.string(), to: z.string(), ranges: z.array(Range), gaps: z.array(Range) })), 401: errors[401], 403: errors[403], 422: errors[422] },
+      responses: {
+        200: json(
+          z.object({
+            camera: z.string(),
+            from: z.string(),
+            to: z.string(),
+            ranges: z.array(Range),
+            gaps: z.array(Range),
+          }),
+        ),
+        401: errors[401],
+        403: errors[403],
+        422: errors[422],
+      },
     }),
     async (c) => {
       const params = rangeOf(c.req.valid('param'), c.req.valid('query'));
-      return c.json(await callAs<{ camera: string; from: string; to: string; ranges: z.infer<typeof Range>[]; gaps: z.infer<typeof Range>[] }>(broker, c, 'recorder.timeline', params), 200);
+      return c.json(
+        await callAs<{
+          camera: string;
+          from: string;
+          to: string;
+          ranges: z.infer<typeof Range>[];
+          gaps: z.infer<typeof Range>[];
+        }>(broker, c, 'recorder.timeline', params),
+        200,
+      );
     },
   );
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/cameras/{id}/clip.mp4', tags: ['recordings'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/cameras/{id}/clip.mp4',
+      tags: ['recordings'],
+      security: signedIn,
       summary: 'A time range of recordings as one MP4 (stream copy, cut at keyframes), downloadable',
       request: { params: IdParam, query: RangeQuery },
       responses: {
         200: binary('video/mp4', 'MP4'),
-        401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422],
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        422: errors[422],
       },
     }),
     async (c) => {
@@ -168,12 +264,18 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/cameras/{id}/playback.m3u8', tags: ['recordings'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/cameras/{id}/playback.m3u8',
+      tags: ['recordings'],
+      security: signedIn,
       summary: 'HLS VOD playlist of a time range of recordings, seekable, for a browser (hls.js) or any HLS player',
       request: { params: IdParam, query: RangeQuery },
       responses: {
         200: { description: 'HLS playlist', content: { 'application/vnd.apple.mpegurl': { schema: z.string() } } },
-        401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422],
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        422: errors[422],
       },
     }),
     async (c) => {
@@ -187,31 +289,61 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
   // part of the path against the data layout, so nothing outside the media folder can be named.
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/recordings/{camera}/{day}/{file}', tags: ['recordings'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/recordings/{camera}/{day}/{file}',
+      tags: ['recordings'],
+      security: signedIn,
       summary: 'One recorded segment file (fMP4), with Range support',
       request: { params: SegmentParams },
       responses: {
         200: binary('video/mp4', 'fMP4 segment'),
         206: { description: 'the byte range asked for' },
-        401: errors[401], 403: errors[403], 404: errors[404], 416: { description: 'the range is outside the file' }, 422: errors[422],
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        416: { description: 'the range is outside the file' },
+        422: errors[422],
       },
     }),
     async (c) => {
       const { camera, day, file } = c.req.valid('param');
-      return sendRecorderFile(c, broker, 'segment', `${camera}/${day}/${file}`, { 'content-type': 'video/mp4', 'cache-control': 'private, max-age=3600' }) as never;
+      return sendRecorderFile(c, broker, 'segment', `${camera}/${day}/${file}`, {
+        'content-type': 'video/mp4',
+        'cache-control': 'private, max-age=3600',
+      }) as never;
     },
   );
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/cameras/{id}/segments', tags: ['recordings'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/cameras/{id}/segments',
+      tags: ['recordings'],
+      security: signedIn,
       summary: 'The recorded segment files of a camera between two times',
       request: { params: IdParam, query: RangeQuery },
-      responses: { 200: json(z.array(z.object({ camera: z.string(), path: z.string(), start: z.string(), end: z.string(), bytes: z.number() }))), 401: errors[401], 403: errors[403], 422: errors[422] },
+      responses: {
+        200: json(
+          z.array(
+            z.object({ camera: z.string(), path: z.string(), start: z.string(), end: z.string(), bytes: z.number() }),
+          ),
+        ),
+        401: errors[401],
+        403: errors[403],
+        422: errors[422],
+      },
     }),
     async (c) => {
       const params = rangeOf(c.req.valid('param'), c.req.valid('query'));
-      return c.json(await callAs<Array<{ camera: string; path: string; start: string; end: string; bytes: number }>>(broker, c, 'recorder.segments', params), 200);
+      return c.json(
+        await callAs<Array<{ camera: string; path: string; start: string; end: string; bytes: number }>>(
+          broker,
+          c,
+          'recorder.segments',
+          params,
+        ),
+        200,
+      );
     },
   );
 }

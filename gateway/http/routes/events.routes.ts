@@ -22,7 +22,10 @@ const ListQuery = z.object({
 export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/events', tags: ['events'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/events',
+      tags: ['events'],
+      security: signedIn,
       summary: 'Events, newest first, filtered by camera, label, zone, time and review state (admin, family)',
       request: { query: ListQuery },
       responses: { 200: json(z.array(EventAnswer)), 401: errors[401], 403: errors[403], 422: errors[422] },
@@ -36,7 +39,10 @@ export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/events/{id}', tags: ['events'], security: signedIn,
+      method: 'get',
+      path: '/api/v1/events/{id}',
+      tags: ['events'],
+      security: signedIn,
       summary: 'One event',
       request: { params: IdParam },
       responses: { 200: json(EventAnswer), 401: errors[401], 403: errors[403], 404: errors[404] },
@@ -46,44 +52,75 @@ export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/events/{id}/snapshot.jpg', tags: ['events'], security: signedIn,
-      summary: 'The best frame of the event as JPEG; ?boxes=true draws the object\'s box',
+      method: 'get',
+      path: '/api/v1/events/{id}/snapshot.jpg',
+      tags: ['events'],
+      security: signedIn,
+      summary: "The best frame of the event as JPEG; ?boxes=true draws the object's box",
       request: { params: IdParam, query: z.object({ boxes: z.enum(['true', 'false']).optional() }) },
-      responses: { 200: binary('image/jpeg', 'JPEG'), 401: errors[401], 403: errors[403], 404: errors[404], 503: errors[503] },
+      responses: {
+        200: binary('image/jpeg', 'JPEG'),
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        503: errors[503],
+      },
     }),
     async (c) => {
       const params = { ...c.req.valid('param'), boxes: c.req.valid('query').boxes === 'true' };
       const shot = await callAs<{ jpegBase64: string }>(broker, c, 'events.snapshot', params);
-      return c.body(Buffer.from(shot.jpegBase64, 'base64'), 200, { 'content-type': 'image/jpeg', 'cache-control': 'private, max-age=3600' });
+      return c.body(Buffer.from(shot.jpegBase64, 'base64'), 200, {
+        'content-type': 'image/jpeg',
+        'cache-control': 'private, max-age=3600',
+      });
     },
   );
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/events/{id}/clip.mp4', tags: ['events'], security: signedIn,
-      summary: 'The event as one MP4 from the recordings, with pre- and post-roll (detector.preRollSeconds / postRollSeconds)',
+      method: 'get',
+      path: '/api/v1/events/{id}/clip.mp4',
+      tags: ['events'],
+      security: signedIn,
+      summary:
+        'The event as one MP4 from the recordings, with pre- and post-roll (detector.preRollSeconds / postRollSeconds)',
       request: { params: IdParam },
       responses: { 200: binary('video/mp4', 'MP4'), 401: errors[401], 403: errors[403], 404: errors[404] },
     }),
     async (c) => {
-      const range = await callAs<{ camera: string; from: string; to: string }>(broker, c, 'events.clipRange', c.req.valid('param'));
+      const range = await callAs<{ camera: string; from: string; to: string }>(
+        broker,
+        c,
+        'events.clipRange',
+        c.req.valid('param'),
+      );
       return sendClip(c, broker, await callAs<Clip>(broker, c, 'recorder.clip', range));
     },
   );
 
   app.openapi(
     createRoute({
-      method: 'post', path: '/api/v1/events/{id}/review', tags: ['events'], security: signedIn,
+      method: 'post',
+      path: '/api/v1/events/{id}/review',
+      tags: ['events'],
+      security: signedIn,
       summary: 'Mark an event reviewed (or not) (admin, family)',
       request: { params: IdParam, ...body(z.object({ reviewed: z.boolean().default(true) })) },
       responses: { 200: json(EventAnswer), 401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422] },
     }),
-    async (c) => c.json(await callAs<StoredEvent>(broker, c, 'events.review', { ...c.req.valid('param'), ...c.req.valid('json') }), 200),
+    async (c) =>
+      c.json(
+        await callAs<StoredEvent>(broker, c, 'events.review', { ...c.req.valid('param'), ...c.req.valid('json') }),
+        200,
+      ),
   );
 
   app.openapi(
     createRoute({
-      method: 'delete', path: '/api/v1/events/{id}', tags: ['events'], security: signedIn,
+      method: 'delete',
+      path: '/api/v1/events/{id}',
+      tags: ['events'],
+      security: signedIn,
       summary: 'Delete an event and its snapshot (admin, family); the recordings stay',
       request: { params: IdParam },
       responses: { 200: json(Ok), 401: errors[401], 403: errors[403], 404: errors[404] },
@@ -93,8 +130,12 @@ export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
 
   app.openapi(
     createRoute({
-      method: 'get', path: '/api/v1/detector/status', tags: ['events'], security: signedIn,
-      summary: 'The detector: its model (or why it is off) and, per camera, frames, motion frames, inferences, dropped frames, ms per inference, whether it is behind',
+      method: 'get',
+      path: '/api/v1/detector/status',
+      tags: ['events'],
+      security: signedIn,
+      summary:
+        'The detector: its model (or why it is off) and, per camera, frames, motion frames, inferences, dropped frames, ms per inference, whether it is behind',
       responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 503: errors[503] },
     }),
     async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'detector.status'), 200),

@@ -62,7 +62,15 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       const health = await callAs<Health>(broker, c, 'system.health').catch((err: Error): Health => {
         if (!isUnreachable(err)) throw err;
         // Health always answers: with no system service in reach, this node says so itself.
-        return { status: 'down', version, node: broker.nodeID, time: new Date().toISOString(), reason: err.message, services: [], nodes: [] };
+        return {
+          status: 'down',
+          version,
+          node: broker.nodeID,
+          time: new Date().toISOString(),
+          reason: err.message,
+          services: [],
+          nodes: [],
+        };
       });
       return health.status === 'ok' ? c.json(health, 200) : c.json(health, 503);
     },
@@ -97,9 +105,14 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       method: 'get',
       path: '/api/v1/metrics',
       tags: ['system'],
-      summary: 'Prometheus metrics: cloud sync (queue, each target), cameras, disk (signed in: Prometheus sends an API token as its bearer token)',
+      summary:
+        'Prometheus metrics: cloud sync (queue, each target), cameras, disk (signed in: Prometheus sends an API token as its bearer token)',
       security: signedIn,
-      responses: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } }, 401: errors[401], 403: errors[403] },
+      responses: {
+        200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } },
+        401: errors[401],
+        403: errors[403],
+      },
     }),
     async (c) => c.text(await renderMetrics(broker, c.get('caller')), 200, { 'content-type': METRICS_CONTENT_TYPE }),
   );
@@ -121,7 +134,8 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       method: 'get',
       path: '/api/v1/system/diagnostics',
       tags: ['system'],
-      summary: 'A diagnostic bundle for support: runtime, configuration (secrets masked), health, cameras, storage, detector, sync and uplink (admin, installer)',
+      summary:
+        'A diagnostic bundle for support: runtime, configuration (secrets masked), health, cameras, storage, detector, sync and uplink (admin, installer)',
       security: signedIn,
       responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
     }),
@@ -133,7 +147,8 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       method: 'get',
       path: '/api/v1/system/update',
       tags: ['system'],
-      summary: "The running version, how the box updates (balena, release, checkout), the last update's state and the releases on disk",
+      summary:
+        "The running version, how the box updates (balena, release, checkout), the last update's state and the releases on disk",
       security: signedIn,
       responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
     }),
@@ -145,10 +160,29 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       method: 'post',
       path: '/api/v1/system/update',
       tags: ['system'],
-      summary: 'Update the box: download and check a release, restart into it; rolled back unless healthy in time (admin, installer)',
+      summary:
+        'Update the box: download and check a release, restart into it; rolled back unless healthy in time (admin, installer)',
       security: signedIn,
-      request: body(z.object({ version: z.string(), url: z.string().optional(), sha256: z.string().optional(), signature: z.string().optional(), deadlineSeconds: z.number().optional(), healthySeconds: z.number().optional() }).openapi('BoxUpdate')),
-      responses: { 202: json(z.record(z.string(), z.unknown()), 'Installed; the box restarts into it'), 400: errors[400], 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
+      request: body(
+        z
+          .object({
+            version: z.string(),
+            url: z.string().optional(),
+            sha256: z.string().optional(),
+            signature: z.string().optional(),
+            deadlineSeconds: z.number().optional(),
+            healthySeconds: z.number().optional(),
+          })
+          .openapi('BoxUpdate'),
+      ),
+      responses: {
+        202: json(z.record(z.string(), z.unknown()), 'Installed; the box restarts into it'),
+        400: errors[400],
+        401: errors[401],
+        403: errors[403],
+        409: errors[409],
+        422: errors[422],
+      },
     }),
     async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.update', c.req.valid('json')), 202),
   );
@@ -161,8 +195,18 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       summary: 'Restart services of this node (admin, installer)',
       security: signedIn,
       request: body(z.object({ services: z.array(z.string()) }).openapi('RestartServices')),
-      responses: { 200: json(z.object({ restarted: z.array(z.string()), tookMs: z.number() })), 401: errors[401], 403: errors[403], 404: errors[404], 422: errors[422] },
+      responses: {
+        200: json(z.object({ restarted: z.array(z.string()), tookMs: z.number() })),
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        422: errors[422],
+      },
     }),
-    async (c) => c.json(await callAs<{ restarted: string[]; tookMs: number }>(broker, c, 'system.restartServices', c.req.valid('json')), 200),
+    async (c) =>
+      c.json(
+        await callAs<{ restarted: string[]; tookMs: number }>(broker, c, 'system.restartServices', c.req.valid('json')),
+        200,
+      ),
   );
 }

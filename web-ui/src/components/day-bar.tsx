@@ -26,7 +26,13 @@ export function DayBar(props: {
     <div class="day-bar" role="group" aria-label="Timeline">
       <div class="bar" onClick={pick} data-testid="timeline">
         {props.ranges?.map((r) => (
-          <span class="range" style={{ left: pct(Date.parse(r.start)), width: `calc(${pct(Date.parse(r.end))} - ${pct(Date.parse(r.start))})` }} />
+          <span
+            class="range"
+            style={{
+              left: pct(Date.parse(r.start)),
+              width: `calc(${pct(Date.parse(r.end))} - ${pct(Date.parse(r.start))})`,
+            }}
+          />
         ))}
         {props.marks?.map((m) => (
           <button
@@ -44,7 +50,9 @@ export function DayBar(props: {
       </div>
       <div class="ticks">
         {hours.map((t) => (
-          <span style={{ left: pct(t) }}>{new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}</span>
+          <span style={{ left: pct(t) }}>
+            {new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}
+          </span>
         ))}
       </div>
     </div>

@@ -5,7 +5,10 @@ import { ApiError, can } from '../api.ts';
 import type { Permission } from '../../../lib/permissions.ts';
 
 /** Loads once and on reload(); keeps the last data while reloading so nothing flickers. */
-export function useLoad<T>(load: () => Promise<T>, deps: unknown[] = []): { data: T | undefined; error: Error | undefined; reload: () => Promise<void> } {
+export function useLoad<T>(
+  load: () => Promise<T>,
+  deps: unknown[] = [],
+): { data: T | undefined; error: Error | undefined; reload: () => Promise<void> } {
   const [data, setData] = useState<T>();
   const [error, setError] = useState<Error>();
   const reload = useCallback(async () => {
@@ -21,7 +24,10 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[] = []): { data
 }
 
 /** Sends a change to the box: its error stays for the page to show; `after` (a reload) runs once it worked. */
-export function useAction(after?: () => Promise<void>): { error: Error | undefined; run: (change: () => Promise<unknown>) => Promise<boolean> } {
+export function useAction(after?: () => Promise<void>): {
+  error: Error | undefined;
+  run: (change: () => Promise<unknown>) => Promise<boolean>;
+} {
   const [error, setError] = useState<Error>();
   const run = async (change: () => Promise<unknown>) => {
     try {
@@ -40,16 +46,32 @@ export function useAction(after?: () => Promise<void>): { error: Error | undefin
 /** An error for the page; with `besideFields`, one whose fields are named is left to those fields. */
 export function Problem({ error, besideFields }: { error: Error | undefined | null; besideFields?: boolean }) {
   if (!error || (besideFields && error instanceof ApiError && error.fields.length > 0)) return null;
-  return <p class="problem" role="alert">{error.message}</p>;
+  return (
+    <p class="problem" role="alert">
+      {error.message}
+    </p>
+  );
 }
 
-export function Field(props: { label: string; name: string; error?: ApiError | Error | undefined; hint?: string; children: ComponentChildren }) {
+export function Field(props: {
+  label: string;
+  name: string;
+  error?: ApiError | Error | undefined;
+  hint?: string;
+  children: ComponentChildren;
+}) {
   const message = props.error instanceof ApiError ? props.error.field(props.name) : undefined;
   return (
     <label class={message ? 'field invalid' : 'field'} data-field={props.name}>
       <span>{props.label}</span>
       {props.children}
-      {message ? <small class="field-error" role="alert">{message}</small> : props.hint ? <small>{props.hint}</small> : null}
+      {message ? (
+        <small class="field-error" role="alert">
+          {message}
+        </small>
+      ) : props.hint ? (
+        <small>{props.hint}</small>
+      ) : null}
     </label>
   );
 }
@@ -60,14 +82,24 @@ export function Guard({ permission, children }: { permission: Permission; childr
     return (
       <section class="page">
         <h1>Not for your account</h1>
-        <p class="problem" role="alert">Your account cannot open this page. Ask the box's admin if you need it.</p>
+        <p class="problem" role="alert">
+          Your account cannot open this page. Ask the box's admin if you need it.
+        </p>
       </section>
     );
   }
   return <>{children}</>;
 }
 
-export function Page({ title, actions, children }: { title: string; actions?: ComponentChildren; children: ComponentChildren }) {
+export function Page({
+  title,
+  actions,
+  children,
+}: {
+  title: string;
+  actions?: ComponentChildren;
+  children: ComponentChildren;
+}) {
   return (
     <section class="page">
       <div class="page-head">

@@ -13,18 +13,39 @@ const LABELS = ['person', 'car', 'bicycle', 'motorcycle', 'bus', 'truck', 'dog',
 export function CamerasPage() {
   const { data: cameras, error } = useCameras();
   return (
-    <Page title="Cameras" actions={<a class="button" href="/cameras/new">Add camera</a>}>
+    <Page
+      title="Cameras"
+      actions={
+        <a class="button" href="/cameras/new">
+          Add camera
+        </a>
+      }
+    >
       <Problem error={error} />
       <table class="list">
         <thead>
-          <tr><th>Camera</th><th>State</th><th>Video</th><th>Recording</th></tr>
+          <tr>
+            <th>Camera</th>
+            <th>State</th>
+            <th>Video</th>
+            <th>Recording</th>
+          </tr>
         </thead>
         <tbody>
           {cameras?.map((c) => (
             <tr data-camera={c.id} key={c.id}>
-              <td><a href={`/cameras/${c.id}`}>{c.name}</a> <small>{c.id}</small></td>
-              <td class={`state ${c.status?.state ?? 'unknown'}`}>{c.status?.state ?? 'unknown'}{c.status?.reason ? `: ${c.status.reason}` : ''}</td>
-              <td>{c.status?.codec ? `${c.status.codec} ${c.status.width}×${c.status.height}, ${c.status.bitrateKbps ?? '?'} kbit/s` : ''}</td>
+              <td>
+                <a href={`/cameras/${c.id}`}>{c.name}</a> <small>{c.id}</small>
+              </td>
+              <td class={`state ${c.status?.state ?? 'unknown'}`}>
+                {c.status?.state ?? 'unknown'}
+                {c.status?.reason ? `: ${c.status.reason}` : ''}
+              </td>
+              <td>
+                {c.status?.codec
+                  ? `${c.status.codec} ${c.status.width}×${c.status.height}, ${c.status.bitrateKbps ?? '?'} kbit/s`
+                  : ''}
+              </td>
               <td>{c.recording.mode}</td>
             </tr>
           ))}
@@ -53,7 +74,16 @@ const blank: Form = {
   url: '',
   transport: 'tcp',
   recording: { mode: 'continuous', retainDays: 7, eventRetainDays: 30 },
-  detection: { enabled: true, fps: 5, labels: ['person', 'car', 'bicycle', 'motorcycle', 'dog', 'cat'], minScores: {}, zones: [], motionMasks: [], objectMasks: [], motionThreshold: 25 },
+  detection: {
+    enabled: true,
+    fps: 5,
+    labels: ['person', 'car', 'bicycle', 'motorcycle', 'dog', 'cat'],
+    minScores: {},
+    zones: [],
+    motionMasks: [],
+    objectMasks: [],
+    motionThreshold: 25,
+  },
 };
 
 const formOf = (c: Camera): Form => ({
@@ -73,11 +103,35 @@ export function CameraEditPage({ id }: { id?: string }) {
   // The list follows the live state (a saved change restarts the stream; the drawing needs a picture).
   const { data: cameras, error } = useCameras();
   const camera = cameras?.find((c) => c.id === id);
-  if (id && !camera) return <Page title="Camera"><Problem error={error ?? (cameras ? new Error(`There is no camera "${id}".`) : undefined)} />{!cameras && !error && <p>Loading…</p>}</Page>;
-  return <CameraForm key={id ?? 'new'} camera={camera} adding={adding} first={query['first'] === '1'} done={() => route('/cameras')} />;
+  if (id && !camera)
+    return (
+      <Page title="Camera">
+        <Problem error={error ?? (cameras ? new Error(`There is no camera "${id}".`) : undefined)} />
+        {!cameras && !error && <p>Loading…</p>}
+      </Page>
+    );
+  return (
+    <CameraForm
+      key={id ?? 'new'}
+      camera={camera}
+      adding={adding}
+      first={query['first'] === '1'}
+      done={() => route('/cameras')}
+    />
+  );
 }
 
-function CameraForm({ camera, adding, first, done }: { camera: Camera | undefined; adding: boolean; first: boolean; done: () => void }) {
+function CameraForm({
+  camera,
+  adding,
+  first,
+  done,
+}: {
+  camera: Camera | undefined;
+  adding: boolean;
+  first: boolean;
+  done: () => void;
+}) {
   const [form, setForm] = useState<Form>(camera ? formOf(camera) : blank);
   const { error, run } = useAction();
   const [probe, setProbe] = useState<ProbeResult | 'busy'>();
@@ -89,15 +143,25 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
 
   const test = async () => {
     setProbe('busy');
-    const body = { source: { kind: 'rtsp', url: form.url, transport: form.transport }, ...(adding ? {} : { id: form.id }) };
-    if (!(await run(async () => setProbe(await api<ProbeResult>('/cameras/test', { method: 'POST', body }))))) setProbe(undefined);
+    const body = {
+      source: { kind: 'rtsp', url: form.url, transport: form.transport },
+      ...(adding ? {} : { id: form.id }),
+    };
+    if (!(await run(async () => setProbe(await api<ProbeResult>('/cameras/test', { method: 'POST', body })))))
+      setProbe(undefined);
   };
 
   const save = async (e: Event) => {
     e.preventDefault();
     const source = form.kind === 'rtsp' ? { kind: 'rtsp', url: form.url, transport: form.transport } : { kind: 'rtmp' };
     const keepSource = !adding && camera?.source.kind === 'rtmp' && form.kind === 'rtmp';
-    const body = { name: form.name, enabled: form.enabled, ...(keepSource ? {} : { source }), recording: form.recording, detection: form.detection };
+    const body = {
+      name: form.name,
+      enabled: form.enabled,
+      ...(keepSource ? {} : { source }),
+      recording: form.recording,
+      detection: form.detection,
+    };
     let answer: { streamKey?: string } = {};
     const ok = await run(async () => {
       answer = adding
@@ -114,13 +178,21 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
     if (await run(() => api(`/cameras/${form.id}`, { method: 'DELETE' }))) done();
   };
 
-  const generalError = error instanceof ApiError && error.fields.length ? new Error('Some fields need a change: see below each one.') : error;
+  const generalError =
+    error instanceof ApiError && error.fields.length
+      ? new Error('Some fields need a change: see below each one.')
+      : error;
   if (streamKey) {
     return (
       <Page title="Push camera added">
         <p>Set the camera (or the FogEdge camera agent) to push RTMP to:</p>
-        <pre class="secret" data-testid="push-url">rtmp://{location.hostname}:1935/live/{form.id}?key={streamKey}</pre>
-        <p>The box keeps only a hash of this key: copy it now. A new key can be made later; the old one stops working then.</p>
+        <pre class="secret" data-testid="push-url">
+          rtmp://{location.hostname}:1935/live/{form.id}?key={streamKey}
+        </pre>
+        <p>
+          The box keeps only a hash of this key: copy it now. A new key can be made later; the old one stops working
+          then.
+        </p>
         <button onClick={done}>Done</button>
       </Page>
     );
@@ -131,38 +203,82 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
       <form class="camera-form" onSubmit={save} id="camera-form">
         <fieldset disabled={builtIn}>
           <legend>Camera</legend>
-          <Field label="Id (in addresses and MQTT topics)" name="id" error={error} hint="lower-case letters, digits and -">
-            <input name="id" value={form.id} disabled={!adding} onInput={(e) => set({ id: e.currentTarget.value })} required />
+          <Field
+            label="Id (in addresses and MQTT topics)"
+            name="id"
+            error={error}
+            hint="lower-case letters, digits and -"
+          >
+            <input
+              name="id"
+              value={form.id}
+              disabled={!adding}
+              onInput={(e) => set({ id: e.currentTarget.value })}
+              required
+            />
           </Field>
           <Field label="Name" name="name" error={error}>
             <input name="name" value={form.name} onInput={(e) => set({ name: e.currentTarget.value })} required />
           </Field>
-          <label class="check"><input type="checkbox" checked={form.enabled} onChange={(e) => set({ enabled: e.currentTarget.checked })} /> On</label>
+          <label class="check">
+            <input type="checkbox" checked={form.enabled} onChange={(e) => set({ enabled: e.currentTarget.checked })} />{' '}
+            On
+          </label>
         </fieldset>
         <fieldset disabled={builtIn}>
           <legend>Video stream</legend>
           <Field label="How the camera sends video" name="source.kind" error={error}>
-            <select name="kind" value={form.kind} onChange={(e) => set({ kind: e.currentTarget.value as Form['kind'] })}>
+            <select
+              name="kind"
+              value={form.kind}
+              onChange={(e) => set({ kind: e.currentTarget.value as Form['kind'] })}
+            >
               <option value="rtsp">The box pulls RTSP from the camera</option>
               <option value="rtmp">The camera pushes RTMP to the box</option>
             </select>
           </Field>
           {form.kind === 'rtsp' && (
             <>
-              <Field label="RTSP address" name="source.url" error={error} hint="e.g. rtsp://user:password@192.168.1.20:554/stream1">
-                <input name="url" value={form.url} inputMode="url" autocomplete="off" onInput={(e) => set({ url: e.currentTarget.value })} required />
+              <Field
+                label="RTSP address"
+                name="source.url"
+                error={error}
+                hint="e.g. rtsp://user:password@192.168.1.20:554/stream1"
+              >
+                <input
+                  name="url"
+                  value={form.url}
+                  inputMode="url"
+                  autocomplete="off"
+                  onInput={(e) => set({ url: e.currentTarget.value })}
+                  required
+                />
               </Field>
               <Field label="Transport" name="source.transport" error={error}>
-                <select name="transport" value={form.transport} onChange={(e) => set({ transport: e.currentTarget.value as Form['transport'] })}>
+                <select
+                  name="transport"
+                  value={form.transport}
+                  onChange={(e) => set({ transport: e.currentTarget.value as Form['transport'] })}
+                >
                   <option value="tcp">TCP (works through most networks)</option>
                   <option value="udp">UDP</option>
                 </select>
               </Field>
               <p class="buttons">
-                <button type="button" onClick={test} disabled={probe === 'busy' || !form.url}>Test</button>
-                <span role="status" class={probe && probe !== 'busy' ? (probe.ok ? 'probe ok' : 'probe bad') : 'probe'} data-testid="probe">
+                <button type="button" onClick={test} disabled={probe === 'busy' || !form.url}>
+                  Test
+                </button>
+                <span
+                  role="status"
+                  class={probe && probe !== 'busy' ? (probe.ok ? 'probe ok' : 'probe bad') : 'probe'}
+                  data-testid="probe"
+                >
                   {probe === 'busy' && 'Testing…'}
-                  {probe && probe !== 'busy' && (probe.ok ? `Works: ${probe.codec} ${probe.width}×${probe.height}${probe.fps ? `, ${probe.fps} fps` : ''}` : `Does not work: ${probe.reason}. ${probe.detail ?? ''}`)}
+                  {probe &&
+                    probe !== 'busy' &&
+                    (probe.ok
+                      ? `Works: ${probe.codec} ${probe.width}×${probe.height}${probe.fps ? `, ${probe.fps} fps` : ''}`
+                      : `Does not work: ${probe.reason}. ${probe.detail ?? ''}`)}
                 </span>
               </p>
             </>
@@ -171,24 +287,51 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
         <fieldset disabled={builtIn}>
           <legend>Recording</legend>
           <Field label="Record" name="recording.mode" error={error}>
-            <select value={form.recording.mode} onChange={(e) => set({ recording: { ...form.recording, mode: e.currentTarget.value as Form['recording']['mode'] } })}>
+            <select
+              value={form.recording.mode}
+              onChange={(e) =>
+                set({ recording: { ...form.recording, mode: e.currentTarget.value as Form['recording']['mode'] } })
+              }
+            >
               <option value="continuous">All the time</option>
               <option value="events">Only around events</option>
               <option value="off">Off</option>
             </select>
           </Field>
           <Field label="Keep recordings (days)" name="recording.retainDays" error={error}>
-            <input type="number" step="any" value={form.recording.retainDays} onInput={(e) => set({ recording: { ...form.recording, retainDays: e.currentTarget.valueAsNumber } })} />
+            <input
+              type="number"
+              step="any"
+              value={form.recording.retainDays}
+              onInput={(e) => set({ recording: { ...form.recording, retainDays: e.currentTarget.valueAsNumber } })}
+            />
           </Field>
           <Field label="Keep footage around events (days)" name="recording.eventRetainDays" error={error}>
-            <input type="number" step="any" value={form.recording.eventRetainDays} onInput={(e) => set({ recording: { ...form.recording, eventRetainDays: e.currentTarget.valueAsNumber } })} />
+            <input
+              type="number"
+              step="any"
+              value={form.recording.eventRetainDays}
+              onInput={(e) => set({ recording: { ...form.recording, eventRetainDays: e.currentTarget.valueAsNumber } })}
+            />
           </Field>
         </fieldset>
         <fieldset disabled={builtIn}>
           <legend>Detection</legend>
-          <label class="check"><input type="checkbox" checked={form.detection.enabled} onChange={(e) => set({ detection: { ...form.detection, enabled: e.currentTarget.checked } })} /> Find people and objects</label>
+          <label class="check">
+            <input
+              type="checkbox"
+              checked={form.detection.enabled}
+              onChange={(e) => set({ detection: { ...form.detection, enabled: e.currentTarget.checked } })}
+            />{' '}
+            Find people and objects
+          </label>
           <Field label="Frames looked at per second" name="detection.fps" error={error}>
-            <input type="number" step="any" value={form.detection.fps} onInput={(e) => set({ detection: { ...form.detection, fps: e.currentTarget.valueAsNumber } })} />
+            <input
+              type="number"
+              step="any"
+              value={form.detection.fps}
+              onInput={(e) => set({ detection: { ...form.detection, fps: e.currentTarget.valueAsNumber } })}
+            />
           </Field>
           <div class="labels" role="group" aria-label="Objects that make events">
             {LABELS.map((l) => (
@@ -196,7 +339,16 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
                 <input
                   type="checkbox"
                   checked={form.detection.labels.includes(l)}
-                  onChange={(e) => set({ detection: { ...form.detection, labels: e.currentTarget.checked ? [...form.detection.labels, l] : form.detection.labels.filter((x) => x !== l) } })}
+                  onChange={(e) =>
+                    set({
+                      detection: {
+                        ...form.detection,
+                        labels: e.currentTarget.checked
+                          ? [...form.detection.labels, l]
+                          : form.detection.labels.filter((x) => x !== l),
+                      },
+                    })
+                  }
                 />{' '}
                 {l}
               </label>
@@ -211,14 +363,24 @@ function CameraForm({ camera, adding, first, done }: { camera: Camera | undefine
           ) : (
             <p class="hint">Zones and masks are drawn on the camera's picture once it streams.</p>
           )}
-          {error instanceof ApiError && (error.field('detection.zones') || error.field('detection.motionMasks')) && <p class="problem">{error.field('detection.zones') ?? error.field('detection.motionMasks')}</p>}
+          {error instanceof ApiError && (error.field('detection.zones') || error.field('detection.motionMasks')) && (
+            <p class="problem">{error.field('detection.zones') ?? error.field('detection.motionMasks')}</p>
+          )}
         </fieldset>
         <Problem error={generalError} />
-        {saved && <p class="ok" role="status">Saved.</p>}
+        {saved && (
+          <p class="ok" role="status">
+            Saved.
+          </p>
+        )}
         {!builtIn && (
           <p class="buttons">
             <button>{adding ? 'Add camera' : 'Save'}</button>
-            {!adding && <button type="button" class="danger" onClick={remove}>Remove camera</button>}
+            {!adding && (
+              <button type="button" class="danger" onClick={remove}>
+                Remove camera
+              </button>
+            )}
           </p>
         )}
       </form>

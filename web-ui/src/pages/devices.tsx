@@ -30,12 +30,19 @@ export function DevicesPage() {
   const [secret, setSecret] = useState<{ id: string; secret: string }>();
   const now = useNow(1000);
   const { error, run: act } = useAction(list.reload);
-  const pairingLeft = list.data?.pairingUntil ? Math.max(0, Math.round((Date.parse(list.data.pairingUntil) - now) / 1000)) : 0;
+  const pairingLeft = list.data?.pairingUntil
+    ? Math.max(0, Math.round((Date.parse(list.data.pairingUntil) - now) / 1000))
+    : 0;
   const add = (e: TargetedEvent<HTMLFormElement>) => {
     const v = formValues(e);
     const form = e.currentTarget as HTMLFormElement;
     void act(async () => {
-      setSecret(await api<{ id: string; secret: string }>('/devices', { method: 'POST', body: { id: v['id'], name: v['name'] } }));
+      setSecret(
+        await api<{ id: string; secret: string }>('/devices', {
+          method: 'POST',
+          body: { id: v['id'], name: v['name'] },
+        }),
+      );
       form.reset();
     });
   };
@@ -45,11 +52,18 @@ export function DevicesPage() {
       <p class="buttons">
         {pairingLeft > 0 ? (
           <>
-            <span class="ok" role="status">Pairing open: {Math.floor(pairingLeft / 60)}:{String(pairingLeft % 60).padStart(2, '0')} left. New devices that connect now wait below.</span>
-            <button onClick={() => act(() => api('/devices/pairing', { method: 'POST', body: { seconds: 0 } }))}>Close pairing</button>
+            <span class="ok" role="status">
+              Pairing open: {Math.floor(pairingLeft / 60)}:{String(pairingLeft % 60).padStart(2, '0')} left. New devices
+              that connect now wait below.
+            </span>
+            <button onClick={() => act(() => api('/devices/pairing', { method: 'POST', body: { seconds: 0 } }))}>
+              Close pairing
+            </button>
           </>
         ) : (
-          <button onClick={() => act(() => api('/devices/pairing', { method: 'POST', body: { seconds: 300 } }))}>Open pairing for 5 minutes</button>
+          <button onClick={() => act(() => api('/devices/pairing', { method: 'POST', body: { seconds: 300 } }))}>
+            Open pairing for 5 minutes
+          </button>
         )}
       </p>
       <Problem error={list.error ?? error} />
@@ -60,18 +74,49 @@ export function DevicesPage() {
       )}
       <table class="list">
         <thead>
-          <tr><th>Device</th><th>State</th><th /></tr>
+          <tr>
+            <th>Device</th>
+            <th>State</th>
+            <th />
+          </tr>
         </thead>
         <tbody>
           {list.data?.devices.map((d) => (
             <tr data-device={d.id} key={d.id}>
-              <td>{d.name} <small>{d.id}{d.origin === 'paired' ? ' · paired' : ''}</small></td>
+              <td>
+                {d.name}{' '}
+                <small>
+                  {d.id}
+                  {d.origin === 'paired' ? ' · paired' : ''}
+                </small>
+              </td>
               <td class={`state ${d.state}`}>{d.state}</td>
               <td class="buttons">
-                {d.state !== 'allowed' && <button onClick={() => act(() => api(`/devices/${d.id}`, { method: 'PATCH', body: { state: 'allowed' } }))}>Allow</button>}
-                {d.state !== 'denied' && <button onClick={() => act(() => api(`/devices/${d.id}`, { method: 'PATCH', body: { state: 'denied' } }))}>Deny</button>}
-                <button onClick={() => act(async () => setSecret(await api(`/devices/${d.id}/secret`, { method: 'POST' })))}>New password</button>
-                <button class="danger" onClick={() => confirm(`Remove ${d.id}?`) && act(() => api(`/devices/${d.id}`, { method: 'DELETE' }))}>Remove</button>
+                {d.state !== 'allowed' && (
+                  <button
+                    onClick={() => act(() => api(`/devices/${d.id}`, { method: 'PATCH', body: { state: 'allowed' } }))}
+                  >
+                    Allow
+                  </button>
+                )}
+                {d.state !== 'denied' && (
+                  <button
+                    onClick={() => act(() => api(`/devices/${d.id}`, { method: 'PATCH', body: { state: 'denied' } }))}
+                  >
+                    Deny
+                  </button>
+                )}
+                <button
+                  onClick={() => act(async () => setSecret(await api(`/devices/${d.id}/secret`, { method: 'POST' })))}
+                >
+                  New password
+                </button>
+                <button
+                  class="danger"
+                  onClick={() => confirm(`Remove ${d.id}?`) && act(() => api(`/devices/${d.id}`, { method: 'DELETE' }))}
+                >
+                  Remove
+                </button>
               </td>
             </tr>
           ))}

@@ -25,16 +25,34 @@ export function EventPicture({ event }: { event: StoredEvent }) {
   );
 }
 
-const dayInput = (d: Date) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+const dayInput = (d: Date) =>
+  `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 
 export function EventsPage() {
   const { query, route } = useLocation();
   const { data: cameras } = useCameras();
-  const filter = { camera: query['camera'] ?? '', label: query['label'] ?? '', zone: query['zone'] ?? '', day: query['day'] ?? '', reviewed: query['reviewed'] ?? '' };
+  const filter = {
+    camera: query['camera'] ?? '',
+    label: query['label'] ?? '',
+    zone: query['zone'] ?? '',
+    day: query['day'] ?? '',
+    reviewed: query['reviewed'] ?? '',
+  };
   const from = filter.day ? new Date(`${filter.day}T00:00`) : undefined;
   const to = from ? new Date(from.getTime() + 86_400_000) : undefined;
   const events = useLoad(
-    () => api<StoredEvent[]>('/events', { query: { camera: filter.camera, label: filter.label, zone: filter.zone, reviewed: filter.reviewed, from: from?.toISOString(), to: to?.toISOString(), limit: 200 } }),
+    () =>
+      api<StoredEvent[]>('/events', {
+        query: {
+          camera: filter.camera,
+          label: filter.label,
+          zone: filter.zone,
+          reviewed: filter.reviewed,
+          from: from?.toISOString(),
+          to: to?.toISOString(),
+          limit: 200,
+        },
+      }),
     [filter.camera, filter.label, filter.zone, filter.day, filter.reviewed],
   );
   useUpdates(['event.'], () => void events.reload());
@@ -54,17 +72,29 @@ export function EventsPage() {
       <form class="filters" onSubmit={(e) => e.preventDefault()}>
         <select aria-label="Camera" value={filter.camera} onChange={(e) => set('camera', e.currentTarget.value)}>
           <option value="">All cameras</option>
-          {cameras?.map((c) => <option value={c.id}>{c.name}</option>)}
+          {cameras?.map((c) => (
+            <option value={c.id}>{c.name}</option>
+          ))}
         </select>
         <select aria-label="Label" value={filter.label} onChange={(e) => set('label', e.currentTarget.value)}>
           <option value="">All objects</option>
-          {LABELS.map((l) => <option value={l}>{l}</option>)}
+          {LABELS.map((l) => (
+            <option value={l}>{l}</option>
+          ))}
         </select>
         <select aria-label="Zone" value={filter.zone} onChange={(e) => set('zone', e.currentTarget.value)}>
           <option value="">All zones</option>
-          {zones.map((z) => <option value={z}>{z}</option>)}
+          {zones.map((z) => (
+            <option value={z}>{z}</option>
+          ))}
         </select>
-        <input aria-label="Day" type="date" value={filter.day} max={dayInput(new Date())} onChange={(e) => set('day', e.currentTarget.value)} />
+        <input
+          aria-label="Day"
+          type="date"
+          value={filter.day}
+          max={dayInput(new Date())}
+          onChange={(e) => set('day', e.currentTarget.value)}
+        />
         <select aria-label="Reviewed" value={filter.reviewed} onChange={(e) => set('reviewed', e.currentTarget.value)}>
           <option value="">Reviewed or not</option>
           <option value="false">Not reviewed</option>
@@ -78,24 +108,55 @@ export function EventsPage() {
         onPick={(at, id) => id && setOpen(id)}
       />
       <Problem error={events.error ?? problem} />
-      {events.data && list.length === 0 && <p>No events{filter.camera || filter.label || filter.zone || filter.day ? ' match these filters' : ' yet'}.</p>}
+      {events.data && list.length === 0 && (
+        <p>No events{filter.camera || filter.label || filter.zone || filter.day ? ' match these filters' : ' yet'}.</p>
+      )}
       <ul class="events">
         {list.map((e) => (
           <li key={e.id} class={e.reviewed ? 'event reviewed' : 'event'} data-event={e.id}>
-            <button class="event-head" onClick={() => setOpen(open === e.id ? undefined : e.id)} aria-expanded={open === e.id}>
+            <button
+              class="event-head"
+              onClick={() => setOpen(open === e.id ? undefined : e.id)}
+              aria-expanded={open === e.id}
+            >
               <EventPicture event={e} />
               <span class="event-text">
-                <strong>{e.label}</strong> on {cameras?.find((c) => c.id === e.camera)?.name ?? e.camera} · {Math.round(e.topScore * 100)}%
-                <small>{formatTime(e.start)}{e.end ? '' : ' · still there'}{e.zones.length ? ` · ${e.zones.join(', ')}` : ''}</small>
+                <strong>{e.label}</strong> on {cameras?.find((c) => c.id === e.camera)?.name ?? e.camera} ·{' '}
+                {Math.round(e.topScore * 100)}%
+                <small>
+                  {formatTime(e.start)}
+                  {e.end ? '' : ' · still there'}
+                  {e.zones.length ? ` · ${e.zones.join(', ')}` : ''}
+                </small>
               </span>
             </button>
             {open === e.id && (
               <div class="event-body">
-                {e.end ? <video class="clip" controls autoplay muted playsInline src={url(`/events/${e.id}/clip.mp4`)} /> : <p>The clip is ready when the event ends.</p>}
+                {e.end ? (
+                  <video class="clip" controls autoplay muted playsInline src={url(`/events/${e.id}/clip.mp4`)} />
+                ) : (
+                  <p>The clip is ready when the event ends.</p>
+                )}
                 {can('events.review') && (
                   <p class="buttons">
-                    {!e.reviewed && <button onClick={() => act(() => api(`/events/${e.id}/review`, { method: 'POST', body: { reviewed: true } }))}>Mark reviewed</button>}
-                    <button class="danger" onClick={() => confirm('Delete this event and its picture? The recordings stay.') && act(() => api(`/events/${e.id}`, { method: 'DELETE' }))}>Delete</button>
+                    {!e.reviewed && (
+                      <button
+                        onClick={() =>
+                          act(() => api(`/events/${e.id}/review`, { method: 'POST', body: { reviewed: true } }))
+                        }
+                      >
+                        Mark reviewed
+                      </button>
+                    )}
+                    <button
+                      class="danger"
+                      onClick={() =>
+                        confirm('Delete this event and its picture? The recordings stay.') &&
+                        act(() => api(`/events/${e.id}`, { method: 'DELETE' }))
+                      }
+                    >
+                      Delete
+                    </button>
                   </p>
                 )}
               </div>

@@ -25,7 +25,11 @@ function Snapshots({ camera, why }: { camera: string; why?: string | undefined }
   }, []);
   return (
     <>
-      <img class="snapshot" src={url(`/cameras/${camera}/snapshot.jpg`, { t: tick })} alt={`Latest picture of ${camera}`} />
+      <img
+        class="snapshot"
+        src={url(`/cameras/${camera}/snapshot.jpg`, { t: tick })}
+        alt={`Latest picture of ${camera}`}
+      />
       {why && <span class="tile-note">Snapshots: {why}</span>}
     </>
   );
@@ -45,13 +49,27 @@ export function LiveVideo({ camera, stream }: { camera: Camera; stream: 'main' |
     const s = camera.status;
     return (
       <div class="offline" data-state={s?.state ?? 'unknown'}>
-        <strong>{s?.state === 'starting' ? (s.restarts > 0 ? 'Reconnecting…' : 'Starting…') : s?.state === 'disabled' ? 'Turned off' : 'Offline'}</strong>
-        {s?.reason && <span>{s.reason}{s.detail ? `: ${s.detail}` : ''}</span>}
+        <strong>
+          {s?.state === 'starting'
+            ? s.restarts > 0
+              ? 'Reconnecting…'
+              : 'Starting…'
+            : s?.state === 'disabled'
+              ? 'Turned off'
+              : 'Offline'}
+        </strong>
+        {s?.reason && (
+          <span>
+            {s.reason}
+            {s.detail ? `: ${s.detail}` : ''}
+          </span>
+        )}
         {s?.lastFrameAt && <small>last picture {formatTime(s.lastFrameAt)}</small>}
       </div>
     );
   }
-  const fallback = state.state === 'unsupported' || (state.state === 'failed' && !video.current?.dataset['firstFrameMs']);
+  const fallback =
+    state.state === 'unsupported' || (state.state === 'failed' && !video.current?.dataset['firstFrameMs']);
   return (
     <>
       <video ref={video} muted playsInline autoplay data-live-state={state.state} hidden={fallback} />
@@ -68,7 +86,12 @@ export function LivePage() {
       <Problem error={error} />
       {cameras?.length === 0 && (
         <p>
-          No camera yet. {can('cameras.manage') ? <a href="/cameras/new">Add the first camera</a> : 'Ask the admin or installer to add one.'}
+          No camera yet.{' '}
+          {can('cameras.manage') ? (
+            <a href="/cameras/new">Add the first camera</a>
+          ) : (
+            'Ask the admin or installer to add one.'
+          )}
         </p>
       )}
       <div class="grid">
@@ -101,7 +124,17 @@ export function CameraLivePage({ id }: { id: string }) {
             {s?.codec && ` · ${s.codec} ${s.width}×${s.height} · ${s.fps ?? '?'} fps · ${s.bitrateKbps ?? '?'} kbit/s`}
           </p>
           <p class="links">
-            <button type="button" onClick={() => void document.querySelector('.full')?.requestFullscreen?.().catch(() => undefined)}>Full screen</button>
+            <button
+              type="button"
+              onClick={() =>
+                void document
+                  .querySelector('.full')
+                  ?.requestFullscreen?.()
+                  .catch(() => undefined)
+              }
+            >
+              Full screen
+            </button>
             {can('events.view') && <a href={`/events?camera=${camera.id}`}>Events</a>}
             {can('recordings.view') && <a href={`/recordings?camera=${camera.id}`}>Recordings</a>}
             {can('cameras.manage') && <a href={`/cameras/${camera.id}`}>Settings</a>}

@@ -39,7 +39,11 @@ function Player({ src }: { src: string }) {
       hls = h;
       h.on(Hls.Events.ERROR, (_e, data) => {
         if (!data.fatal) return;
-        setProblem(data.response?.code === 404 ? 'Nothing was recorded there.' : `This recording cannot play here (${data.details}).`);
+        setProblem(
+          data.response?.code === 404
+            ? 'Nothing was recorded there.'
+            : `This recording cannot play here (${data.details}).`,
+        );
       });
       h.loadSource(src);
       h.attachMedia(v);
@@ -68,7 +72,9 @@ function Export({ camera, from, to }: { camera: string; from: Date; to: Date }) 
     setFile(undefined);
     setProgress('Preparing the clip on the box…');
     try {
-      const res = await request(`/cameras/${camera}/clip.mp4`, { query: { from: from.toISOString(), to: to.toISOString() } });
+      const res = await request(`/cameras/${camera}/clip.mp4`, {
+        query: { from: from.toISOString(), to: to.toISOString() },
+      });
       const total = Number(res.headers.get('content-length') ?? 0);
       const reader = res.body!.getReader();
       const parts: Uint8Array[] = [];
@@ -78,21 +84,43 @@ function Export({ camera, from, to }: { camera: string; from: Date; to: Date }) 
         if (done) break;
         parts.push(value);
         got += value.length;
-        setProgress(total ? `Downloading ${Math.round((got / total) * 100)}% (${formatBytes(got)})` : `Downloading ${formatBytes(got)}`);
+        setProgress(
+          total
+            ? `Downloading ${Math.round((got / total) * 100)}% (${formatBytes(got)})`
+            : `Downloading ${formatBytes(got)}`,
+        );
       }
       const blob = new Blob(parts as BlobPart[], { type: 'video/mp4' });
-      setFile({ href: URL.createObjectURL(blob), name: `${camera}-${from.toISOString().slice(0, 19).replace(/:/g, '')}.mp4`, bytes: got });
+      setFile({
+        href: URL.createObjectURL(blob),
+        name: `${camera}-${from.toISOString().slice(0, 19).replace(/:/g, '')}.mp4`,
+        bytes: got,
+      });
       setProgress(undefined);
     } catch (err) {
       setProgress(undefined);
-      setError(err instanceof ApiError && err.status === 404 ? new Error('Nothing was recorded in that range.') : (err as Error));
+      setError(
+        err instanceof ApiError && err.status === 404
+          ? new Error('Nothing was recorded in that range.')
+          : (err as Error),
+      );
     }
   };
   return (
     <div class="export">
-      <button onClick={run} disabled={!!progress || to <= from}>Export clip</button>
-      {progress && <span role="status" class="progress">{progress}</span>}
-      {file && <a href={file.href} download={file.name} class="button">Save {file.name} ({formatBytes(file.bytes)})</a>}
+      <button onClick={run} disabled={!!progress || to <= from}>
+        Export clip
+      </button>
+      {progress && (
+        <span role="status" class="progress">
+          {progress}
+        </span>
+      )}
+      {file && (
+        <a href={file.href} download={file.name} class="button">
+          Save {file.name} ({formatBytes(file.bytes)})
+        </a>
+      )}
       <Problem error={error} />
     </div>
   );
@@ -106,13 +134,25 @@ export function RecordingsPage() {
   const from = new Date(`${day}T00:00`);
   const to = new Date(from.getTime() + 86_400_000);
   const timeline = useLoad(
-    async () => (camera ? api<Timeline>(`/cameras/${camera}/timeline`, { query: { from: from.toISOString(), to: to.toISOString() } }) : undefined),
+    async () =>
+      camera
+        ? api<Timeline>(`/cameras/${camera}/timeline`, { query: { from: from.toISOString(), to: to.toISOString() } })
+        : undefined,
     [camera, day],
   );
-  const events = useLoad(async () => (camera ? api<StoredEvent[]>('/events', { query: { camera, from: from.toISOString(), to: to.toISOString(), limit: 500 } }) : []), [camera, day]);
+  const events = useLoad(
+    async () =>
+      camera
+        ? api<StoredEvent[]>('/events', {
+            query: { camera, from: from.toISOString(), to: to.toISOString(), limit: 500 },
+          })
+        : [],
+    [camera, day],
+  );
   const [at, setAt] = useState<Date>();
   const [range, setRange] = useState<{ from: string; to: string }>({ from: '', to: '' });
-  const set = (key: string, value: string) => route(`/recordings?${new URLSearchParams({ camera, day, [key]: value })}`, true);
+  const set = (key: string, value: string) =>
+    route(`/recordings?${new URLSearchParams({ camera, day, [key]: value })}`, true);
 
   const recorded = timeline.data?.ranges ?? [];
   // Play from the picked time; a click in a gap (a pixel of a day bar is a minute or more)
@@ -121,7 +161,10 @@ export function RecordingsPage() {
     const ms = picked.getTime();
     const nearest = recorded
       .map((r) => ({ start: Date.parse(r.start), end: Date.parse(r.end) }))
-      .map((r) => ({ at: Math.min(Math.max(ms, r.start), r.end - 1000), distance: ms < r.start ? r.start - ms : ms > r.end ? ms - r.end : 0 }))
+      .map((r) => ({
+        at: Math.min(Math.max(ms, r.start), r.end - 1000),
+        distance: ms < r.start ? r.start - ms : ms > r.end ? ms - r.end : 0,
+      }))
       .sort((a, b) => a.distance - b.distance)[0];
     const t = new Date(nearest ? Math.max(nearest.at, 0) : ms);
     setAt(t);
@@ -134,9 +177,17 @@ export function RecordingsPage() {
     <Page title="Recordings">
       <form class="filters" onSubmit={(e) => e.preventDefault()}>
         <select aria-label="Camera" value={camera} onChange={(e) => set('camera', e.currentTarget.value)}>
-          {cameras?.map((c) => <option value={c.id}>{c.name}</option>)}
+          {cameras?.map((c) => (
+            <option value={c.id}>{c.name}</option>
+          ))}
         </select>
-        <input aria-label="Day" type="date" value={day} max={today()} onChange={(e) => set('day', e.currentTarget.value)} />
+        <input
+          aria-label="Day"
+          type="date"
+          value={day}
+          max={today()}
+          onChange={(e) => set('day', e.currentTarget.value)}
+        />
       </form>
       <Problem error={timeline.error} />
       <DayBar
@@ -148,14 +199,41 @@ export function RecordingsPage() {
         onPick={(t) => playFrom(t)}
       />
       <p class="hint">
-        {recorded.length ? `${recorded.length} recorded stretch${recorded.length > 1 ? 'es' : ''} on this day. Click the bar or an event to play from there.` : timeline.data ? 'Nothing recorded on this day.' : ''}
+        {recorded.length
+          ? `${recorded.length} recorded stretch${recorded.length > 1 ? 'es' : ''} on this day. Click the bar or an event to play from there.`
+          : timeline.data
+            ? 'Nothing recorded on this day.'
+            : ''}
       </p>
-      {at && camera && <Player src={url(`/cameras/${camera}/playback.m3u8`, { from: at.toISOString(), to: new Date(Math.max(at.getTime() + 1000, Math.min(to.getTime(), Date.now()))).toISOString() })} />}
+      {at && camera && (
+        <Player
+          src={url(`/cameras/${camera}/playback.m3u8`, {
+            from: at.toISOString(),
+            to: new Date(Math.max(at.getTime() + 1000, Math.min(to.getTime(), Date.now()))).toISOString(),
+          })}
+        />
+      )}
       {camera && (
         <fieldset class="export-range">
           <legend>Export a clip</legend>
-          <label>From <input type="time" step="1" value={range.from} onInput={(e) => setRange({ ...range, from: e.currentTarget.value })} /></label>
-          <label>To <input type="time" step="1" value={range.to} onInput={(e) => setRange({ ...range, to: e.currentTarget.value })} /></label>
+          <label>
+            From{' '}
+            <input
+              type="time"
+              step="1"
+              value={range.from}
+              onInput={(e) => setRange({ ...range, from: e.currentTarget.value })}
+            />
+          </label>
+          <label>
+            To{' '}
+            <input
+              type="time"
+              step="1"
+              value={range.to}
+              onInput={(e) => setRange({ ...range, to: e.currentTarget.value })}
+            />
+          </label>
           {exportFrom && exportTo && <Export camera={camera} from={exportFrom} to={exportTo} />}
         </fieldset>
       )}

@@ -34,21 +34,46 @@ function NotificationsForm() {
     e.preventDefault();
     const clean = { ...rule, from: rule.from || undefined, to: rule.to || undefined };
     const empty = !clean.cameras.length && !clean.labels.length && !clean.zones.length && !clean.from && !clean.to;
-    setSaved(await run(() => api('/auth/me/notifications', { method: 'PUT', body: { enabled: value.enabled, rules: empty ? [] : [clean] } })));
+    setSaved(
+      await run(() =>
+        api('/auth/me/notifications', { method: 'PUT', body: { enabled: value.enabled, rules: empty ? [] : [clean] } }),
+      ),
+    );
   };
   return (
     <form onSubmit={save} id="notifications">
       <h2>Notifications</h2>
-      <label class="check"><input type="checkbox" checked={value.enabled} onChange={(e) => setEdit({ ...value, enabled: e.currentTarget.checked })} /> Tell me about new events</label>
+      <label class="check">
+        <input
+          type="checkbox"
+          checked={value.enabled}
+          onChange={(e) => setEdit({ ...value, enabled: e.currentTarget.checked })}
+        />{' '}
+        Tell me about new events
+      </label>
       <p class="hint">Nothing ticked below means every camera or every object.</p>
       <div class="labels" role="group" aria-label="Cameras">
         {cameras?.map((c) => (
-          <label class="check"><input type="checkbox" checked={rule.cameras.includes(c.id)} onChange={(e) => setRule({ cameras: toggle(rule.cameras, c.id, e.currentTarget.checked) })} /> {c.name}</label>
+          <label class="check">
+            <input
+              type="checkbox"
+              checked={rule.cameras.includes(c.id)}
+              onChange={(e) => setRule({ cameras: toggle(rule.cameras, c.id, e.currentTarget.checked) })}
+            />{' '}
+            {c.name}
+          </label>
         ))}
       </div>
       <div class="labels" role="group" aria-label="Objects">
         {LABELS.map((l) => (
-          <label class="check"><input type="checkbox" checked={rule.labels.includes(l)} onChange={(e) => setRule({ labels: toggle(rule.labels, l, e.currentTarget.checked) })} /> {l}</label>
+          <label class="check">
+            <input
+              type="checkbox"
+              checked={rule.labels.includes(l)}
+              onChange={(e) => setRule({ labels: toggle(rule.labels, l, e.currentTarget.checked) })}
+            />{' '}
+            {l}
+          </label>
         ))}
       </div>
       <Field label="Only from (time of day)" name="rules.0.from" error={error}>
@@ -58,7 +83,11 @@ function NotificationsForm() {
         <input type="time" value={rule.to ?? ''} onInput={(e) => setRule({ to: e.currentTarget.value })} />
       </Field>
       <Problem error={error} />
-      {saved && <p class="ok" role="status">Saved.</p>}
+      {saved && (
+        <p class="ok" role="status">
+          Saved.
+        </p>
+      )}
       <button>Save notifications</button>
     </form>
   );
@@ -70,10 +99,12 @@ function PasswordForm() {
   const save = async (e: TargetedEvent<HTMLFormElement>) => {
     const v = formValues(e);
     const form = e.currentTarget as HTMLFormElement;
-    setSaved(await run(async () => {
-      await api('/auth/password', { method: 'POST', body: v });
-      form.reset();
-    }));
+    setSaved(
+      await run(async () => {
+        await api('/auth/password', { method: 'POST', body: v });
+        form.reset();
+      }),
+    );
   };
   return (
     <form onSubmit={save} id="password">
@@ -85,7 +116,11 @@ function PasswordForm() {
         <input name="newPassword" type="password" autocomplete="new-password" required />
       </Field>
       <Problem error={error} />
-      {saved && <p class="ok" role="status">Password changed.</p>}
+      {saved && (
+        <p class="ok" role="status">
+          Password changed.
+        </p>
+      )}
       <button>Change password</button>
     </form>
   );

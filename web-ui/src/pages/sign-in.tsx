@@ -16,7 +16,9 @@ function useSignIn(path: '/auth/login' | '/setup', after: (who: Me) => void) {
       const who = await loadMe();
       if (who) after(who);
     } catch (err) {
-      setError(err instanceof ApiError && err.status === 401 ? new Error('Wrong user name or password.') : (err as Error));
+      setError(
+        err instanceof ApiError && err.status === 401 ? new Error('Wrong user name or password.') : (err as Error),
+      );
     } finally {
       setBusy(false);
     }
@@ -31,7 +33,13 @@ function Credentials({ error, newPassword }: { error: Error | undefined; newPass
         <input name="username" autocomplete="username" required autofocus />
       </Field>
       <Field label="Password" name="password" error={error} hint={newPassword ? '10 characters or more' : undefined}>
-        <input name="password" type="password" autocomplete={newPassword ? 'new-password' : 'current-password'} required minLength={newPassword ? 10 : undefined} />
+        <input
+          name="password"
+          type="password"
+          autocomplete={newPassword ? 'new-password' : 'current-password'}
+          required
+          minLength={newPassword ? 10 : undefined}
+        />
       </Field>
     </>
   );

@@ -22,23 +22,43 @@ interface Storage {
 interface Detector {
   model: { inputSize: number } | null;
   error: string | null;
-  cameras: Record<string, { inferenceMs: number | null; behind: boolean; frames: number; inferences: number; dropped: number }>;
+  cameras: Record<
+    string,
+    { inferenceMs: number | null; behind: boolean; frames: number; inferences: number; dropped: number }
+  >;
 }
 interface SyncStatus {
   queue: { items: number; bytes: number; oldestAgeSeconds: number | null };
-  targets: Array<{ id: string; type: string; enabled: boolean; state: string; pendingItems: number; lastSuccessAt: string | null; lastError: { code: string; message: string } | null }>;
+  targets: Array<{
+    id: string;
+    type: string;
+    enabled: boolean;
+    state: string;
+    pendingItems: number;
+    lastSuccessAt: string | null;
+    lastError: { code: string; message: string } | null;
+  }>;
 }
 
 interface Uplink {
   provisioned: boolean;
   source: string | null;
   provisioningError: string | null;
-  endpoint: { url: string; boxId: string; username: string | null; clientCertificate: boolean; customCa: boolean } | null;
+  endpoint: {
+    url: string;
+    boxId: string;
+    username: string | null;
+    clientCertificate: boolean;
+    customCa: boolean;
+  } | null;
   connected: boolean;
   lastConnectedAt: string | null;
   lastError: string | null;
   queue: { items: number; dropped: Record<string, number> };
-  desired: { appliedVersion: number | null; lastRejected: { version: number | null; error: { message: string } } | null };
+  desired: {
+    appliedVersion: number | null;
+    lastRejected: { version: number | null; error: { message: string } } | null;
+  };
 }
 interface UpdateStatus {
   version: string;
@@ -63,22 +83,48 @@ function UplinkPanel() {
     <section class="panel" id="uplink">
       <h2>Operator</h2>
       <Problem error={uplink.error} />
-      {u && !u.provisioned && <p>Not linked to an operator: the box runs local only.{u.provisioningError && <span class="problem"> {u.provisioningError}</span>}</p>}
+      {u && !u.provisioned && (
+        <p>
+          Not linked to an operator: the box runs local only.
+          {u.provisioningError && <span class="problem"> {u.provisioningError}</span>}
+        </p>
+      )}
       {u?.endpoint && (
         <>
           <p class={u.connected ? 'ok' : 'problem'} data-state={u.connected ? 'connected' : 'disconnected'}>
-            {u.connected ? `Connected to ${u.endpoint.url} as ${u.endpoint.boxId}` : `Not connected to ${u.endpoint.url}${u.lastError ? `: ${u.lastError}` : ''}`}
+            {u.connected
+              ? `Connected to ${u.endpoint.url} as ${u.endpoint.boxId}`
+              : `Not connected to ${u.endpoint.url}${u.lastError ? `: ${u.lastError}` : ''}`}
           </p>
           <p>
-            {u.queue.items === 1 ? '1 message' : `${u.queue.items} messages`} waiting{dropped ? `, ${dropped} dropped while the link was down` : ''}
+            {u.queue.items === 1 ? '1 message' : `${u.queue.items} messages`} waiting
+            {dropped ? `, ${dropped} dropped while the link was down` : ''}
             {u.desired.appliedVersion !== null ? ` · configuration version ${u.desired.appliedVersion}` : ''}
             {u.source === 'environment' ? ' · set by the environment' : ''}
           </p>
-          {u.desired.lastRejected && <p class="problem">Refused configuration{u.desired.lastRejected.version !== null ? ` version ${u.desired.lastRejected.version}` : ''}: {u.desired.lastRejected.error.message}</p>}
+          {u.desired.lastRejected && (
+            <p class="problem">
+              Refused configuration
+              {u.desired.lastRejected.version !== null ? ` version ${u.desired.lastRejected.version}` : ''}:{' '}
+              {u.desired.lastRejected.error.message}
+            </p>
+          )}
         </>
       )}
-      {editable && !editing && <button type="button" onClick={() => setEditing(true)}>{u?.provisioned ? 'Change' : 'Link to an operator'}</button>}{' '}
-      {editable && u?.provisioned && !editing && <button type="button" class="danger" onClick={() => void run(() => api('/admp/provisioning', { method: 'DELETE' }))}>Unlink</button>}
+      {editable && !editing && (
+        <button type="button" onClick={() => setEditing(true)}>
+          {u?.provisioned ? 'Change' : 'Link to an operator'}
+        </button>
+      )}{' '}
+      {editable && u?.provisioned && !editing && (
+        <button
+          type="button"
+          class="danger"
+          onClick={() => void run(() => api('/admp/provisioning', { method: 'DELETE' }))}
+        >
+          Unlink
+        </button>
+      )}
       {editing && (
         <form onSubmit={provision} id="provisioning">
           <Field label="Operator's broker" name="url" error={error} hint="mqtts://host:8883">
@@ -87,13 +133,31 @@ function UplinkPanel() {
           <Field label="Box name at the operator" name="boxId" error={error} hint="Empty: this box's host name">
             <input name="boxId" />
           </Field>
-          <Field label="User name" name="username" error={error}><input name="username" autocomplete="off" /></Field>
-          <Field label="Password" name="password" error={error}><input name="password" type="password" autocomplete="new-password" /></Field>
-          <Field label="Operator's CA (PEM)" name="ca" error={error} hint="Only if the operator's certificate is not from a public CA"><textarea name="ca" rows={3} /></Field>
-          <Field label="Box certificate (PEM)" name="cert" error={error}><textarea name="cert" rows={3} /></Field>
-          <Field label="Box key (PEM)" name="key" error={error}><textarea name="key" rows={3} /></Field>
+          <Field label="User name" name="username" error={error}>
+            <input name="username" autocomplete="off" />
+          </Field>
+          <Field label="Password" name="password" error={error}>
+            <input name="password" type="password" autocomplete="new-password" />
+          </Field>
+          <Field
+            label="Operator's CA (PEM)"
+            name="ca"
+            error={error}
+            hint="Only if the operator's certificate is not from a public CA"
+          >
+            <textarea name="ca" rows={3} />
+          </Field>
+          <Field label="Box certificate (PEM)" name="cert" error={error}>
+            <textarea name="cert" rows={3} />
+          </Field>
+          <Field label="Box key (PEM)" name="key" error={error}>
+            <textarea name="key" rows={3} />
+          </Field>
           <Problem error={error} besideFields />
-          <button>Link</button> <button type="button" onClick={() => setEditing(false)}>Cancel</button>
+          <button>Link</button>{' '}
+          <button type="button" onClick={() => setEditing(false)}>
+            Cancel
+          </button>
         </form>
       )}
     </section>
@@ -125,27 +189,54 @@ export function SystemPage() {
           <>
             <meter min={0} max={100} value={usedPct} high={85} optimum={10} aria-label="Disk used" />
             <p>
-              {formatBytes(s.diskFreeBytes)} free of {formatBytes(s.diskTotalBytes)} · recordings take {formatBytes(s.recordingsBytes)}
+              {formatBytes(s.diskFreeBytes)} free of {formatBytes(s.diskTotalBytes)} · recordings take{' '}
+              {formatBytes(s.recordingsBytes)}
               {s.quotaBytes ? ` of their ${formatBytes(s.quotaBytes)} quota` : ''}
             </p>
-            {low && <p class="problem">The disk is nearly full: the oldest recordings are being removed to keep {formatBytes(s.minFreeBytes)} free.</p>}
+            {low && (
+              <p class="problem">
+                The disk is nearly full: the oldest recordings are being removed to keep {formatBytes(s.minFreeBytes)}{' '}
+                free.
+              </p>
+            )}
           </>
         )}
       </section>
       <section class="panel" id="cameras">
         <h2>Cameras</h2>
         <table class="list">
-          <thead><tr><th>Camera</th><th>State</th><th>Bitrate</th><th>Recordings</th><th>Detector</th></tr></thead>
+          <thead>
+            <tr>
+              <th>Camera</th>
+              <th>State</th>
+              <th>Bitrate</th>
+              <th>Recordings</th>
+              <th>Detector</th>
+            </tr>
+          </thead>
           <tbody>
             {cameras?.map((c) => {
               const d = detector.data?.cameras[c.id];
               return (
                 <tr data-camera={c.id}>
                   <td>{c.name}</td>
-                  <td class={`state ${c.status?.state ?? 'unknown'}`}>{c.status?.state ?? 'unknown'}{c.status?.reason ? `: ${c.status.reason}` : ''}</td>
+                  <td class={`state ${c.status?.state ?? 'unknown'}`}>
+                    {c.status?.state ?? 'unknown'}
+                    {c.status?.reason ? `: ${c.status.reason}` : ''}
+                  </td>
                   <td>{c.status?.bitrateKbps != null ? `${c.status.bitrateKbps} kbit/s` : ''}</td>
-                  <td>{s?.cameras[c.id] ? `${formatBytes(s.cameras[c.id]!.bytes)} since ${formatTime(s.cameras[c.id]!.oldest)}` : ''}</td>
-                  <td>{d ? `${d.inferenceMs ?? '?'} ms a frame${d.behind ? ', falling behind' : ''}` : c.detection.enabled ? 'not running' : 'off'}</td>
+                  <td>
+                    {s?.cameras[c.id]
+                      ? `${formatBytes(s.cameras[c.id]!.bytes)} since ${formatTime(s.cameras[c.id]!.oldest)}`
+                      : ''}
+                  </td>
+                  <td>
+                    {d
+                      ? `${d.inferenceMs ?? '?'} ms a frame${d.behind ? ', falling behind' : ''}`
+                      : c.detection.enabled
+                        ? 'not running'
+                        : 'off'}
+                  </td>
                 </tr>
               );
             })}
@@ -157,7 +248,11 @@ export function SystemPage() {
         <h2>Services</h2>
         <Problem error={health.error} />
         <ul class="services">
-          {health.data?.services.map((x) => <li class={x.status}>{x.name}: {x.status}</li>)}
+          {health.data?.services.map((x) => (
+            <li class={x.status}>
+              {x.name}: {x.status}
+            </li>
+          ))}
         </ul>
       </section>
       <section class="panel" id="sync">
@@ -165,12 +260,27 @@ export function SystemPage() {
         <Problem error={sync.error} />
         {sync.data && (
           <>
-            <p>{sync.data.queue.items} items ({formatBytes(sync.data.queue.bytes)}) waiting{sync.data.queue.oldestAgeSeconds !== null ? `, the oldest for ${Math.ceil(sync.data.queue.oldestAgeSeconds / 60)} min` : ''}.</p>
+            <p>
+              {sync.data.queue.items} items ({formatBytes(sync.data.queue.bytes)}) waiting
+              {sync.data.queue.oldestAgeSeconds !== null
+                ? `, the oldest for ${Math.ceil(sync.data.queue.oldestAgeSeconds / 60)} min`
+                : ''}
+              .
+            </p>
             {sync.data.targets.length === 0 && <p>No cloud target: everything stays on the box.</p>}
             <ul>
               {sync.data.targets.map((t) => (
                 <li data-target={t.id}>
-                  {t.id} ({t.type}, {t.state}, {t.pendingItems} waiting): {t.lastError ? <span class="problem">{t.lastError.code}: {t.lastError.message}</span> : t.lastSuccessAt ? `last upload ${formatTime(t.lastSuccessAt)}` : 'nothing sent yet'}
+                  {t.id} ({t.type}, {t.state}, {t.pendingItems} waiting):{' '}
+                  {t.lastError ? (
+                    <span class="problem">
+                      {t.lastError.code}: {t.lastError.message}
+                    </span>
+                  ) : t.lastSuccessAt ? (
+                    `last upload ${formatTime(t.lastSuccessAt)}`
+                  ) : (
+                    'nothing sent yet'
+                  )}
                 </li>
               ))}
             </ul>
@@ -181,10 +291,25 @@ export function SystemPage() {
       <section class="panel" id="about">
         <h2>About</h2>
         <Problem error={info.error} />
-        {info.data && <p>FogEdge {String(info.data['version'])} · up {Math.round(Number(info.data['uptimeSeconds']) / 60)} min · {String(info.data['transporter'])} bus · {can('settings.manage') ? String(info.data['hostname']) : ''}</p>}
-        {update.data?.update?.state === 'rolled-back' && <p class="problem" id="update-state">The update to {update.data.update.to} was rolled back to {update.data.update.from}: {update.data.update.reason}</p>}
+        {info.data && (
+          <p>
+            FogEdge {String(info.data['version'])} · up {Math.round(Number(info.data['uptimeSeconds']) / 60)} min ·{' '}
+            {String(info.data['transporter'])} bus · {can('settings.manage') ? String(info.data['hostname']) : ''}
+          </p>
+        )}
+        {update.data?.update?.state === 'rolled-back' && (
+          <p class="problem" id="update-state">
+            The update to {update.data.update.to} was rolled back to {update.data.update.from}:{' '}
+            {update.data.update.reason}
+          </p>
+        )}
         {update.data?.update?.state === 'trying' && <p id="update-state">Trying version {update.data.update.to}…</p>}
-        {update.data?.update?.state === 'confirmed' && <p id="update-state">Updated from {update.data.update.from} {update.data.update.finishedAt ? formatTime(update.data.update.finishedAt) : ''}.</p>}
+        {update.data?.update?.state === 'confirmed' && (
+          <p id="update-state">
+            Updated from {update.data.update.from}{' '}
+            {update.data.update.finishedAt ? formatTime(update.data.update.finishedAt) : ''}.
+          </p>
+        )}
       </section>
     </Page>
   );

@@ -31,18 +31,42 @@ export function UsersPage() {
       <Problem error={users.error} />
       <table class="list">
         <thead>
-          <tr><th>User</th><th>Role</th><th /></tr>
+          <tr>
+            <th>User</th>
+            <th>Role</th>
+            <th />
+          </tr>
         </thead>
         <tbody>
           {users.data?.map((u) => (
             <tr data-user={u.username} key={u.username}>
               <td>{u.username}</td>
               <td>
-                <select aria-label={`Role of ${u.username}`} value={u.role} disabled={u.username === me.value?.user.username} onChange={(e) => act(() => api(`/users/${u.username}`, { method: 'PATCH', body: { role: e.currentTarget.value } }))}>
-                  {Object.entries(ROLE_TEXT).map(([r, text]) => <option value={r}>{text}</option>)}
+                <select
+                  aria-label={`Role of ${u.username}`}
+                  value={u.role}
+                  disabled={u.username === me.value?.user.username}
+                  onChange={(e) =>
+                    act(() => api(`/users/${u.username}`, { method: 'PATCH', body: { role: e.currentTarget.value } }))
+                  }
+                >
+                  {Object.entries(ROLE_TEXT).map(([r, text]) => (
+                    <option value={r}>{text}</option>
+                  ))}
                 </select>
               </td>
-              <td>{u.username !== me.value?.user.username && <button class="danger" onClick={() => confirm(`Remove ${u.username}?`) && act(() => api(`/users/${u.username}`, { method: 'DELETE' }))}>Remove</button>}</td>
+              <td>
+                {u.username !== me.value?.user.username && (
+                  <button
+                    class="danger"
+                    onClick={() =>
+                      confirm(`Remove ${u.username}?`) && act(() => api(`/users/${u.username}`, { method: 'DELETE' }))
+                    }
+                  >
+                    Remove
+                  </button>
+                )}
+              </td>
             </tr>
           ))}
         </tbody>
@@ -57,7 +81,11 @@ export function UsersPage() {
         </Field>
         <Field label="Role" name="role" error={error}>
           <select name="role">
-            {Object.entries(ROLE_TEXT).map(([r, text]) => <option value={r} selected={r === 'family'}>{text}</option>)}
+            {Object.entries(ROLE_TEXT).map(([r, text]) => (
+              <option value={r} selected={r === 'family'}>
+                {text}
+              </option>
+            ))}
           </select>
         </Field>
         <Problem error={error} besideFields />
