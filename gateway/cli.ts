@@ -3,6 +3,7 @@
 //   set-admin <user>           create the first admin (or reset an admin's password);
 //                              the password is read from FOGEDGE_ADMIN_PASSWORD or stdin
 //   unlock                     lift every sign-in lock-out of the running box (at its next sign-in)
+import { call } from '../lib/bus.ts';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline/promises';
@@ -45,7 +46,7 @@ async function setAdmin(username: string): Promise<string> {
   );
   await broker.start();
   try {
-    const { created } = await broker.call<{ created: boolean }, object>('accounts.setAdmin', {
+    const { created } = await call(broker, 'accounts.setAdmin', {
       username: name,
       password,
     });

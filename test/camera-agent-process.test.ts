@@ -11,7 +11,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildImage } from '../lib/firmware-image.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
-import type { Campaign } from '../services/usp/usp.service.ts';
+import type { Campaign } from '../services/usp/usp.schemas.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { RtspCamera } from './helpers/video.ts';
 import { VendorServer } from './helpers/vendor-server.ts';

@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { buildImage } from '../lib/firmware-image.ts';
 import { CameraAgent, type CameraAgentOptions } from '../camera-agent/camera-agent.ts';
-import type { Campaign } from '../services/usp/usp.service.ts';
+import type { Campaign } from '../services/usp/usp.schemas.ts';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { VendorServer } from './helpers/vendor-server.ts';

@@ -1,4 +1,5 @@
 // The box's HTTP app: /api/v1 (JSON, OpenAPI-documented), the web UI at /.
+import { call } from '../../lib/bus.ts';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -101,7 +102,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   // Firmware images for the box's cameras: no sign-in (a camera has none); the random token in
   // the name, known only to the cameras being updated, is the capability.
   app.get('/firmware/:file', async (c) => {
-    const { path: file } = await broker.call<{ path: string }, object>('usp.imageFile', { file: c.req.param('file') });
+    const { path: file } = await call(broker, 'usp.imageFile', { file: c.req.param('file') });
     const size = (await stat(file)).size;
     return new Response(Readable.toWeb(createReadStream(file)) as ReadableStream, {
       headers: {

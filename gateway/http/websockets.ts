@@ -9,6 +9,7 @@
 // each appendable as is: the init segment (again after a camera restart), then
 // fragments (moof+mdat). The bytes come from the streams service, on this node or over
 // NATS, from the one ffmpeg that records the camera.
+import { call } from '../../lib/bus.ts';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
@@ -16,7 +17,6 @@ import type { ServiceBroker } from 'moleculer';
 import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
 import { codecString, FragmentReader } from '../../lib/media/fragmented-mp4.ts';
 import { streamEndpoints } from '../../lib/stream-endpoints.ts';
-import type { Authenticated } from '../../services/accounts/accounts.schemas.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { can, type Permission } from '../../lib/permissions.ts';
 import { ForbiddenError } from '../../lib/errors.ts';
@@ -67,7 +67,7 @@ async function callerOf(broker: ServiceBroker, req: IncomingMessage): Promise<Ca
       );
     }
   }
-  const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', {
+  const auth = await call(broker, 'accounts.authenticate', {
     credential: credential.value,
   });
   return { username: auth.user.username, role: auth.user.role, ip: req.socket.remoteAddress ?? 'unknown', via: 'http' };
@@ -129,7 +129,7 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       const viewer = randomUUID();
       // ?stream=sub: the camera's sub-stream (grid thumbnails), when it has one.
       const stream = url.searchParams.get('stream') === 'sub' ? 'sub' : 'main';
-      const feed = await broker.call<Readable, object>('streams.live', { id, viewer, stream }, { meta: { caller } });
+      const feed = await call(broker, 'streams.live', { id, viewer, stream }, { meta: { caller } });
       if (socket.destroyed) {
         feed.destroy();
         return;

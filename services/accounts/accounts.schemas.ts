@@ -1,6 +1,8 @@
 // Inputs and outputs of the accounts service; the same schemas document the HTTP API.
 import { z } from 'zod';
 import { ROLES } from '../../lib/permissions.ts';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
 
 export const Username = z
   .string()
@@ -77,3 +79,39 @@ export const Notifications = z.strictObject({
   rules: z.array(NotificationRule).max(32).default([]),
 });
 export type Notifications = z.output<typeof Notifications>;
+
+export const ExistsInput = z.strictObject({ username: z.string().max(200) });
+export const SetAdminInput = z.strictObject({ username: Username, password: Password });
+
+/** A user as the notifier needs them: who, their role, and what they want to hear. */
+export interface NotificationTarget {
+  username: string;
+  role: z.infer<typeof Role>;
+  notifications: Notifications;
+}
+
+/** What an account change says on the bus (who changed, by whom). */
+export interface AccountChanged {
+  username: string;
+  by: string;
+  changed?: string[];
+}
+
+declare module '../../lib/bus.ts' {
+  interface Events {
+    'account.updated': AccountChanged;
+    'account.deleted': AccountChanged;
+    'account.password.changed': AccountChanged;
+    /** A token or session revoked: what was signed in with it is cut off. */
+    'account.credential.revoked': { credentialId: string; username: string };
+  }
+  interface Actions {
+    'accounts.authenticate': { input: z.input<typeof AuthenticateInput>; answer: Authenticated };
+    /** Internal: whether a user of this name exists (a device may not take a user's name). */
+    'accounts.exists': { input: z.input<typeof ExistsInput>; answer: { exists: boolean } };
+    /** Internal: every user with their notification rules. */
+    'accounts.notificationTargets': { input: Record<string, never>; answer: NotificationTarget[] };
+    /** Internal (the set-admin command): creates the first admin or resets an admin's password. */
+    'accounts.setAdmin': { input: z.input<typeof SetAdminInput>; answer: { created: boolean } };
+  }
+}

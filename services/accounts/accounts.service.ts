@@ -1,4 +1,5 @@
 // accounts: users, roles, sessions and API tokens. Its LevelDB lives under db/accounts.
+import { broadcast, emit } from '../../lib/bus.ts';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
@@ -34,7 +35,7 @@ export function accountsService(config: Config): ServiceSchema {
     actions: {
       /** Internal: whether a user of this name exists (a device may not take a user's name). */
       exists: action({
-        input: z.strictObject({ username: z.string().max(200) }),
+        input: S.ExistsInput,
         handler: async (ctx) => ({
           exists: await ready()
             .getUser(ctx.params.username.toLowerCase())
@@ -46,7 +47,7 @@ export function accountsService(config: Config): ServiceSchema {
       }),
       /** Internal (the `fogedge set-admin` command on the box): creates the first admin, or resets an admin's password. */
       setAdmin: action({
-        input: z.strictObject({ username: S.Username, password: S.Password }),
+        input: S.SetAdminInput,
         handler: async (ctx) => {
           const { username, password } = ctx.params;
           if (await ready().needsSetup()) {
@@ -142,7 +143,7 @@ export function accountsService(config: Config): ServiceSchema {
             ctx.params.newPassword,
             ctx.params.keepCredentialId,
           );
-          ctx.emit('account.password.changed', { username, by: username });
+          void emit(ctx, 'account.password.changed', { username, by: username });
           return { ok: true };
         },
       }),
@@ -170,7 +171,7 @@ export function accountsService(config: Config): ServiceSchema {
         handler: async (ctx) => {
           const { username, ...changes } = ctx.params;
           const user = await ready().updateUser(username, changes);
-          ctx.emit('account.updated', {
+          void emit(ctx, 'account.updated', {
             username,
             changed: Object.keys(changes),
             by: ctx.meta.caller?.username ?? 'box',
@@ -183,7 +184,7 @@ export function accountsService(config: Config): ServiceSchema {
         permission: 'users.manage',
         handler: async (ctx) => {
           await ready().deleteUser(ctx.params.username);
-          ctx.emit('account.deleted', { username: ctx.params.username, by: ctx.meta.caller?.username ?? 'box' });
+          void emit(ctx, 'account.deleted', { username: ctx.params.username, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
       }),
@@ -203,7 +204,10 @@ export function accountsService(config: Config): ServiceSchema {
         handler: async (ctx) => {
           await ready().revokeToken(ctx.params.id, caller(ctx));
           // Connections signed in with it (MQTT) end at once.
-          ctx.broadcast('account.credential.revoked', { credentialId: ctx.params.id, username: caller(ctx).username });
+          void broadcast(ctx, 'account.credential.revoked', {
+            credentialId: ctx.params.id,
+            username: caller(ctx).username,
+          });
           return { ok: true };
         },
       }),

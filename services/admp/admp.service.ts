@@ -4,6 +4,7 @@
 // (store-and-forward) sent with QoS 2 on a
 // persistent session. Down: commands, run as the operator's caller through the same actions,
 // schemas and permissions as local ones, and the desired configuration (a device twin).
+import { call, on } from '../../lib/bus.ts';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import mqtt, { type MqttClient } from 'mqtt';
 import pLimit from 'p-limit';
@@ -235,16 +236,12 @@ export function admpService(config: Config): ServiceSchema {
     },
 
     events: {
-      'event.started': {
-        handler(ctx: { params: StoredEvent }) {
-          return this.sendEvent('start', ctx.params);
-        },
-      },
-      'event.ended': {
-        handler(ctx: { params: StoredEvent }) {
-          return this.sendEvent('end', ctx.params);
-        },
-      },
+      ...on('event.started', function (event) {
+        return this.sendEvent('start', event);
+      }),
+      ...on('event.ended', function (event) {
+        return this.sendEvent('end', event);
+      }),
       // What the camera agents notify (Boot!, OperationComplete, value changes) goes up as it comes.
       async 'usp.notification.received'(ctx: { params: Record<string, unknown> }) {
         await up('event', 'usp/notifications', { notification: ctx.params }).catch((err: Error) =>
@@ -593,9 +590,7 @@ export function admpService(config: Config): ServiceSchema {
       async missingTargets(desired: DesiredConfig): Promise<string[]> {
         const missing: string[] = [];
         if (desired.cameras && Object.keys(desired.cameras).length) {
-          const known = new Set(
-            (await this.broker.call<Array<{ id: string }>, object>('cameras.list', {})).map((c) => c.id),
-          );
+          const known = new Set((await call(this.broker, 'cameras.list', {})).map((c) => c.id));
           missing.push(
             ...Object.keys(desired.cameras)
               .filter((id) => !known.has(id))
@@ -603,11 +598,7 @@ export function admpService(config: Config): ServiceSchema {
           );
         }
         if (desired.devices && Object.keys(desired.devices).length) {
-          const known = new Set(
-            (await this.broker.call<{ devices: Array<{ id: string }> }, object>('devices.list', {})).devices.map(
-              (d) => d.id,
-            ),
-          );
+          const known = new Set((await call(this.broker, 'devices.list', {})).devices.map((d) => d.id));
           missing.push(
             ...Object.keys(desired.devices)
               .filter((id) => !known.has(id))
@@ -633,11 +624,7 @@ export function admpService(config: Config): ServiceSchema {
             undo.push({ what: 'uplink settings', run: async () => void (settings = before) });
           }
           if (desired.devices && Object.keys(desired.devices).length) {
-            const states = new Map(
-              (
-                await this.broker.call<{ devices: Array<{ id: string; state: string }> }, object>('devices.list', {})
-              ).devices.map((d) => [d.id, d.state]),
-            );
+            const states = new Map((await call(this.broker, 'devices.list', {})).devices.map((d) => [d.id, d.state]));
             for (const [id, { state }] of Object.entries(desired.devices)) {
               const before = states.get(id);
               await this.broker.call('devices.update', { id, state }, as);
@@ -649,13 +636,15 @@ export function admpService(config: Config): ServiceSchema {
             }
           }
           for (const [id, changes] of Object.entries(desired.cameras ?? {})) {
-            const current = await this.broker.call<Record<string, unknown>, object>('cameras.get', { id });
-            const before = Object.fromEntries(Object.keys(changes).map((key) => [key, current[key]]));
+            const current = await call(this.broker, 'cameras.get', { id });
+            const before = Object.fromEntries(
+              Object.keys(changes).map((key) => [key, current[key as keyof typeof current]]),
+            );
             await this.broker.call('cameras.update', { id, ...changes }, as);
             undo.push({ what: `camera "${id}"`, run: () => this.broker.call('cameras.update', { id, ...before }) });
           }
           if (desired.syncPolicy) {
-            const before = await this.broker.call<object, object>('sync.policy', {});
+            const before = await call(this.broker, 'sync.policy', {});
             await this.broker.call('sync.setPolicy', desired.syncPolicy, as);
             undo.push({ what: 'the sync plan', run: () => this.broker.call('sync.setPolicy', before) });
           }

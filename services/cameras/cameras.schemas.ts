@@ -1,6 +1,8 @@
 // What a camera is, as the API and the bus see it.
 import { z } from 'zod';
 import { redactUrl } from '../../lib/redact.ts';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
 
 export const CameraId = z
   .string()
@@ -151,3 +153,35 @@ export function publicCamera(camera: Camera) {
   return { ...camera, source, subStream };
 }
 export type PublicCamera = ReturnType<typeof publicCamera>;
+
+/** cameras.specs: one camera (by id) or all. */
+export const SpecsInput = z.strictObject({ id: CameraId.optional() });
+export const IdInput = z.strictObject({ id: CameraId });
+
+/** A camera as users see it (no secrets) with its live status. */
+export type CameraView = PublicCamera & { status: CameraStatus | null };
+
+/** What a camera change says on the bus: which camera, what changed, and who did it. */
+export interface CameraChanged {
+  id: string;
+  by: string;
+  /** camera.updated: the fields that changed. */
+  changed?: string[];
+}
+
+declare module '../../lib/bus.ts' {
+  interface Actions {
+    /** Internal: the full camera records, secrets included, for other services (never a user's answer). */
+    'cameras.specs': { input: z.input<typeof SpecsInput>; answer: Camera[] };
+    'cameras.list': { input: Record<string, never>; answer: CameraView[] };
+    'cameras.get': { input: z.input<typeof IdInput>; answer: CameraView };
+    /** A push camera's stream key is in the answer this once; the box keeps only its hash. */
+    'cameras.add': { input: z.input<typeof CameraInput>; answer: PublicCamera & { streamKey?: string } };
+    'cameras.newStreamKey': { input: z.input<typeof IdInput>; answer: { id: string; streamKey: string } };
+  }
+  interface Events {
+    'camera.added': CameraChanged;
+    'camera.updated': CameraChanged;
+    'camera.removed': CameraChanged;
+  }
+}

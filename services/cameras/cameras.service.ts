@@ -1,5 +1,6 @@
 // cameras: the registry of the box's cameras (persisted), with each camera's live status
 // from the streams service. Credentials stay here: events carry ids only.
+import { call, broadcast } from '../../lib/bus.ts';
 import { fileURLToPath } from 'node:url';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
@@ -10,6 +11,7 @@ import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import {
   CameraId,
+  IdInput,
   CameraInput,
   CameraUpdate,
   Detection,
@@ -18,12 +20,10 @@ import {
   publicCamera,
   type Camera,
   type CameraStatus,
-  type ProbeResult,
 } from './cameras.schemas.ts';
 import { newStreamKey } from '../../lib/secrets.ts';
 
 const NoInput = z.strictObject({});
-const IdInput = z.strictObject({ id: CameraId });
 
 export const DEMO_CLIP = fileURLToPath(new URL('../../appliance/demo/street-720p15.mp4', import.meta.url));
 
@@ -52,12 +52,10 @@ function keepPassword<S extends { url: string }>(next: S, current: { kind: strin
 
 /** Live status from the streams service; none (null per camera) when it is not running. */
 function statusesOf(ctx: Ctx<unknown>, id?: string): Promise<Record<string, CameraStatus>> {
-  return ctx
-    .call<Record<string, CameraStatus>, object>('streams.status', id ? { id } : {}, { timeout: 2000, retries: 0 })
-    .catch((err: Error) => {
-      ctx.service?.logger.debug(`cameras: no live status (${err.message})`);
-      return {};
-    });
+  return call(ctx, 'streams.status', id ? { id } : {}, { timeout: 2000, retries: 0 }).catch((err: Error) => {
+    ctx.service?.logger.debug(`cameras: no live status (${err.message})`);
+    return {};
+  });
 }
 
 export function camerasService(config: Config): ServiceSchema {
@@ -121,7 +119,7 @@ export function camerasService(config: Config): ServiceSchema {
             ctx.params.source.kind === 'rtsp' ? ctx.params.source : { kind: 'rtmp', keyHash: push!.keyHash };
           const camera: Camera = { ...ctx.params, source, createdAt: new Date().toISOString() };
           await cameras!.put(id, camera);
-          ctx.broadcast('camera.added', { id, by: ctx.meta.caller?.username ?? 'box' });
+          broadcast(ctx, 'camera.added', { id, by: ctx.meta.caller?.username ?? 'box' });
           // The only time the key is shown: the box keeps its hash.
           return { ...publicCamera(camera), ...(push ? { streamKey: push.key } : {}) };
         },
@@ -148,7 +146,7 @@ export function camerasService(config: Config): ServiceSchema {
               subStream === undefined ? current.subStream : subStream && keepPassword(subStream, current.subStream),
           };
           await cameras!.put(next.id, next);
-          ctx.broadcast('camera.updated', {
+          broadcast(ctx, 'camera.updated', {
             id: next.id,
             changed: Object.keys(ctx.params).filter((k) => k !== 'id'),
             by: ctx.meta.caller?.username ?? 'box',
@@ -170,7 +168,7 @@ export function camerasService(config: Config): ServiceSchema {
             ctx.params.source,
             current?.source.kind === 'rtsp' ? current.source : null,
           );
-          return ctx.call<ProbeResult, object>('streams.probe', { url, transport }, { timeout: 15_000, retries: 0 });
+          return call(ctx, 'streams.probe', { url, transport }, { timeout: 15_000, retries: 0 });
         },
       }),
       newStreamKey: action({
@@ -187,7 +185,7 @@ export function camerasService(config: Config): ServiceSchema {
           const push = newStreamKey();
           await cameras!.put(current.id, { ...current, source: { kind: 'rtmp', keyHash: push.keyHash } });
           // The old key stops working now: a camera pushing with it is cut off.
-          ctx.broadcast('camera.updated', {
+          broadcast(ctx, 'camera.updated', {
             id: current.id,
             changed: ['source'],
             by: ctx.meta.caller?.username ?? 'box',
@@ -201,7 +199,7 @@ export function camerasService(config: Config): ServiceSchema {
         async handler(ctx) {
           await editable(ctx.params.id);
           await cameras!.del(ctx.params.id);
-          ctx.broadcast('camera.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
+          broadcast(ctx, 'camera.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
       }),

@@ -3,8 +3,8 @@
 // bus, never raw frames), decoded on this node. With several detector nodes each camera
 // goes to one of them (rendezvous hashing over the live detector nodes), so losing a
 // node moves its cameras to the others.
+import { call, on } from '../../lib/bus.ts';
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
@@ -51,21 +51,15 @@ export function detectorService(config: Config): ServiceSchema {
 
     events: {
       // Broadcast: every detector instance hears them, each takes its share.
-      'camera.added': {
-        handler() {
-          return this.reconcile();
-        },
-      },
-      'camera.updated': {
-        handler(ctx: { params: { id: string } }) {
-          return this.reconcile(ctx.params.id);
-        },
-      },
-      'camera.removed': {
-        handler() {
-          return this.reconcile();
-        },
-      },
+      ...on('camera.added', function () {
+        return this.reconcile();
+      }),
+      ...on('camera.updated', function ({ id }) {
+        return this.reconcile(id);
+      }),
+      ...on('camera.removed', function () {
+        return this.reconcile();
+      }),
       // A detector node came or went: cameras move. (A lost node is only $node.disconnected.)
       '$services.changed': {
         handler() {
@@ -95,7 +89,7 @@ export function detectorService(config: Config): ServiceSchema {
 
       async reconcile(changed?: string) {
         if (!model) return;
-        cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch((err: Error) => {
+        cameras = await call(this.broker, 'cameras.specs', {}).catch((err: Error) => {
           this.logger.warn(
             `detector: the camera registry is not reachable (${err.message}); the cameras known stay as they are`,
           );
@@ -116,8 +110,7 @@ export function detectorService(config: Config): ServiceSchema {
       run(camera: Camera) {
         const viewer = `det-${this.broker.nodeID}-${camera.id}`.replace(/[^\w-]/g, '-').slice(0, 64);
         // The sub-stream when the camera has one: smaller frames to decode.
-        const openFeed = () =>
-          this.broker.call<Readable, object>('streams.live', { id: camera.id, viewer, stream: 'sub' });
+        const openFeed = () => call(this.broker, 'streams.live', { id: camera.id, viewer, stream: 'sub' });
         const d = new CameraDetector(
           camera,
           model!,
@@ -132,7 +125,7 @@ export function detectorService(config: Config): ServiceSchema {
           this.logger,
         );
         d.on('event', (e: ObjectEvent) => {
-          this.broker.call('events.record', e, { retries: 3 }).catch((err: Error) => {
+          call(this.broker, 'events.record', e, { retries: 3 }).catch((err: Error) => {
             lostEvents++;
             this.logger.warn(`${camera.id}: event ${e.id} (${e.type}) not stored: ${err.message}`);
           });

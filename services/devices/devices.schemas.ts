@@ -1,5 +1,7 @@
 // The site's MQTT devices as the API, the bus and the operator see them.
 import { z } from 'zod';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
 
 export const DeviceId = z
   .string()
@@ -26,4 +28,42 @@ export interface Device {
   createdAt: string;
   /** How it came: added by someone, or paired (it knocked during the pairing window). */
   origin: 'added' | 'paired';
+}
+
+/** A device without its secret's hash: what leaves the devices service. */
+export type PublicDevice = Omit<Device, 'secretHash'>;
+
+export const ListInput = z.strictObject({ state: DeviceState.optional() });
+export const AuthenticateInput = z.strictObject({
+  id: z.string().max(200),
+  secret: z.string().max(1024),
+  ip: z.string().max(100).optional(),
+  /** Whether an unknown id may land as pending (the broker asks so once it is not a user either). */
+  pair: z.boolean().default(false),
+});
+
+/** What a device change says on the bus. */
+export interface DeviceChanged {
+  id: string;
+  by: string;
+  state?: z.infer<typeof DeviceState>;
+  changed?: string[];
+}
+
+declare module '../../lib/bus.ts' {
+  interface Events {
+    'device.updated': DeviceChanged;
+    'device.removed': DeviceChanged;
+  }
+  interface Actions {
+    'devices.list': {
+      input: z.input<typeof ListInput>;
+      answer: { devices: PublicDevice[]; pairingUntil: string | null };
+    };
+    /** Internal: the broker signs a device in (or lands it as pending while pairing is open). */
+    'devices.authenticate': {
+      input: z.input<typeof AuthenticateInput>;
+      answer: { id: string; state: z.infer<typeof DeviceState>; grants: string[] };
+    };
+  }
 }

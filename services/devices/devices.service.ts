@@ -2,6 +2,7 @@
 // own secret (stored hashed), a state (allowed, denied, pending) and the topics it may
 // read beyond its own. Unknown devices are refused, or land as pending while the
 // installer has the pairing window open.
+import { call, broadcast } from '../../lib/bus.ts';
 import { randomBytes } from 'node:crypto';
 import type { ServiceSchema } from 'moleculer';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -12,7 +13,7 @@ import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { dummyHash, hashPassword, verifyPassword } from '../../lib/secrets.ts';
-import { DeviceId, DeviceState, Grants, type Device } from './devices.schemas.ts';
+import { AuthenticateInput, DeviceId, DeviceState, Grants, ListInput, type Device } from './devices.schemas.ts';
 
 export const publicDevice = ({ secretHash: _, ...device }: Device) => device;
 
@@ -34,7 +35,7 @@ export function devicesService(config: Config): ServiceSchema {
 
     actions: {
       list: action({
-        input: z.strictObject({ state: DeviceState.optional() }),
+        input: ListInput,
         permission: 'devices.manage',
         async handler(ctx) {
           const all = (await devices.values()).map(publicDevice);
@@ -51,9 +52,7 @@ export function devicesService(config: Config): ServiceSchema {
           if (await devices.get(ctx.params.id))
             throw new ConflictError(`Device "${ctx.params.id}" already exists`, 'DEVICE_EXISTS');
           // One name, one identity on the broker: a device may not be called like a user.
-          if (
-            (await ctx.broker.call<{ exists: boolean }, object>('accounts.exists', { username: ctx.params.id })).exists
-          ) {
+          if ((await call(ctx.broker, 'accounts.exists', { username: ctx.params.id })).exists) {
             throw new ConflictError(
               `"${ctx.params.id}" is the name of a user; choose another id for the device`,
               'NAME_OF_A_USER',
@@ -89,7 +88,7 @@ export function devicesService(config: Config): ServiceSchema {
           } as Device;
           await devices.put(id, device);
           // The broker cuts a denied device off at once, and re-reads grants on its next connect.
-          ctx.broadcast('device.updated', {
+          void broadcast(ctx, 'device.updated', {
             id,
             state: device.state,
             changed: Object.keys(changes),
@@ -105,7 +104,7 @@ export function devicesService(config: Config): ServiceSchema {
           const device = await find(ctx.params.id);
           const secret = newSecret();
           await devices.put(device.id, { ...device, secretHash: await hashPassword(secret) });
-          ctx.broadcast('device.updated', {
+          void broadcast(ctx, 'device.updated', {
             id: device.id,
             state: device.state,
             changed: ['secret'],
@@ -120,7 +119,7 @@ export function devicesService(config: Config): ServiceSchema {
         async handler(ctx) {
           await find(ctx.params.id);
           await devices.del(ctx.params.id);
-          ctx.broadcast('device.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
+          void broadcast(ctx, 'device.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
       }),
@@ -138,13 +137,7 @@ export function devicesService(config: Config): ServiceSchema {
       }),
       // Internal: the broker asks whether a device may connect.
       authenticate: action({
-        input: z.strictObject({
-          id: z.string().max(200),
-          secret: z.string().max(1024),
-          ip: z.string().max(100).optional(),
-          /** Whether an unknown id may land as pending (the broker asks so once it is not a user either). */
-          pair: z.boolean().default(false),
-        }),
+        input: AuthenticateInput,
         async handler(ctx) {
           const { id, secret } = ctx.params;
           // Counted per address and device: guesses from elsewhere do not lock the device out.

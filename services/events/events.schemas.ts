@@ -1,6 +1,8 @@
 // What an event is, as the API, the bus, cloud sync and the web UI see it.
 import { z } from 'zod';
 import { CameraId } from '../cameras/cameras.schemas.ts';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
 
 export const EventId = z
   .string()
@@ -53,3 +55,40 @@ export const StoredEvent = z.object({
   updatedAt: z.string(),
 });
 export type StoredEvent = z.infer<typeof StoredEvent>;
+
+export const ListInput = z.strictObject({
+  camera: CameraId.optional(),
+  label: z.string().max(40).optional(),
+  zone: z.string().max(32).optional(),
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  reviewed: z.boolean().optional(),
+  limit: z.number().int().min(1).max(1000).default(100),
+});
+export const IdInput = z.strictObject({ id: EventId });
+export const SnapshotInput = z.strictObject({ id: EventId, boxes: z.boolean().default(false) });
+
+declare module '../../lib/bus.ts' {
+  interface Actions {
+    /** Internal: ended events in the order they ended, after a cursor (cloud sync reads them so). */
+    'events.endedAfter': {
+      input: { after: number; limit?: number };
+      answer: { last: number; through: number; ended: Array<{ seq: number; event: StoredEvent }> };
+    };
+    'events.list': { input: z.input<typeof ListInput>; answer: StoredEvent[] };
+    'events.get': { input: z.input<typeof IdInput>; answer: StoredEvent };
+    /** The event's picture (JPEG, base64), with its box drawn when asked. */
+    'events.snapshot': { input: z.input<typeof SnapshotInput>; answer: { jpegBase64: string } };
+    /** The recordings an event clip covers: pre- and post-roll around the object. */
+    'events.clipRange': { input: z.input<typeof IdInput>; answer: { camera: string; from: string; to: string } };
+    /** Internal: a detector's (or a camera's motion sensor's) record of one object. */
+    'events.record': { input: EventRecord; answer: { ok: true } };
+  }
+  interface Events {
+    /** An event as stored, at its start, at each change, and at its end. */
+    'event.started': StoredEvent;
+    'event.updated': StoredEvent;
+    'event.ended': StoredEvent;
+    'event.removed': { id: string; camera: string; by: string };
+  }
+}

@@ -1,6 +1,7 @@
 // events: what the detector found, kept (LevelDB, snapshots as files), queryable by time,
 // camera, label and zone, and announced on the bus as event.started/updated/ended for
 // the MQTT bridge, WebSocket clients and cloud sync.
+import { broadcast, call } from '../../lib/bus.ts';
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -14,20 +15,17 @@ import { afterNodeStart } from '../../lib/after-start.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId, type Camera } from '../cameras/cameras.schemas.ts';
-import { EventId, EventRecord, ObjectEvent, type StoredEvent } from './events.schemas.ts';
+import {
+  EventId,
+  EventRecord,
+  IdInput,
+  ListInput,
+  ObjectEvent,
+  SnapshotInput,
+  type StoredEvent,
+} from './events.schemas.ts';
 
 const DAY = 86_400_000;
-
-const ListInput = z.strictObject({
-  camera: CameraId.optional(),
-  label: z.string().max(40).optional(),
-  zone: z.string().max(32).optional(),
-  from: z.iso.datetime({ offset: true }).optional(),
-  to: z.iso.datetime({ offset: true }).optional(),
-  reviewed: z.boolean().optional(),
-  limit: z.number().int().min(1).max(1000).default(100),
-});
 
 /** Draws the event's box on its snapshot (ffmpeg's drawbox), for the "with boxes" view. */
 function drawBox(ffmpegPath: string, jpeg: Buffer, box: StoredEvent['box']): Promise<Buffer> {
@@ -94,7 +92,7 @@ export function eventsService(config: Config): ServiceSchema {
 
   /** Events (and their snapshots) older than their camera's eventRetainDays go. */
   const applyRetention = async (broker: ServiceBroker, log: { info(msg: string): void }) => {
-    const cameras = await broker.call<Camera[], object>('cameras.specs', {}).catch((err: Error) => {
+    const cameras = await call(broker, 'cameras.specs', {}).catch((err: Error) => {
       // Without the registry no camera's days are known: keep everything this round.
       log.info(`event retention skipped this round: the camera registry is not reachable (${err.message})`);
       return undefined;
@@ -149,7 +147,7 @@ export function eventsService(config: Config): ServiceSchema {
     if (!current) await byStart.put(`${next.start}!${next.id}`, next.id);
     if (next.end !== null && (current?.end ?? null) === null) await logEnded(next.id);
     const name = type === 'start' && !current ? 'event.started' : type === 'end' ? 'event.ended' : 'event.updated';
-    ctx.broadcast(name, next);
+    void broadcast(ctx, name, next);
     return { ok: true };
   };
 
@@ -200,12 +198,12 @@ export function eventsService(config: Config): ServiceSchema {
         },
       }),
       get: action({
-        input: z.strictObject({ id: EventId }),
+        input: IdInput,
         permission: 'events.view',
         handler: (ctx) => find(ctx.params.id),
       }),
       snapshot: action({
-        input: z.strictObject({ id: EventId, boxes: z.boolean().default(false) }),
+        input: SnapshotInput,
         permission: 'events.view',
         async handler(ctx) {
           const e = await find(ctx.params.id);
@@ -239,7 +237,7 @@ export function eventsService(config: Config): ServiceSchema {
       }),
       /** The recordings range of an event clip: pre- and post-roll around the object. */
       clipRange: action({
-        input: z.strictObject({ id: EventId }),
+        input: IdInput,
         permission: 'events.view',
         async handler(ctx) {
           const e = await find(ctx.params.id);
@@ -266,7 +264,7 @@ export function eventsService(config: Config): ServiceSchema {
         async handler(ctx) {
           const e = await find(ctx.params.id);
           await removeEvent(e);
-          ctx.broadcast('event.removed', { id: e.id, camera: e.camera, by: ctx.meta.caller?.username ?? 'box' });
+          void broadcast(ctx, 'event.removed', { id: e.id, camera: e.camera, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
       }),
@@ -289,7 +287,7 @@ export function eventsService(config: Config): ServiceSchema {
         closed.push(ended);
       }
       if (closed.length) this.logger.info(`${closed.length} events left open by the last stop are ended`);
-      afterNodeStart(this.broker, () => closed.forEach((e) => void this.broker.broadcast('event.ended', e)));
+      afterNodeStart(this.broker, () => closed.forEach((e) => void broadcast(this.broker, 'event.ended', e)));
       const retain = () =>
         applyRetention(this.broker, this.logger).catch((err: Error) =>
           this.logger.error(`event retention failed: ${err.message}`),

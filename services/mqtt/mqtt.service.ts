@@ -2,6 +2,7 @@
 // /mqtt). Devices sign in with their own id and secret and may publish only under
 // fogedge/devices/<id>/; app users sign in with their user name and an API token and
 // read what their role may see. The box publishes its state and the detector's events.
+import { call, on } from '../../lib/bus.ts';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -33,7 +34,7 @@ import { limitPacketSize, PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
 import { answerUnsupportedVersion } from './unsupported-version.ts';
 import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
-import type { Authenticated, Notifications } from '../accounts/accounts.schemas.ts';
+import type { Notifications } from '../accounts/accounts.schemas.ts';
 import { version } from '../../appliance/version.ts';
 import { z } from 'zod';
 import { isRefusal, unlessRefused } from '../../lib/refusals.ts';
@@ -350,22 +351,20 @@ export function mqttService(config: Config): ServiceSchema {
         // A known device; else an app user, whose password is one of their API tokens; else an
         // unknown device, which lands as pending while the pairing window is open.
         const asDevice = (pair: boolean) =>
-          broker
-            .call<{ id: string; state: string; grants: string[] }, object>('devices.authenticate', {
-              id: name,
-              secret,
-              ip,
-              pair,
-            })
-            .catch((err: { type?: string }) => {
-              if (err.type === 'UNKNOWN_DEVICE') return undefined;
-              throw err;
-            });
+          call(broker, 'devices.authenticate', {
+            id: name,
+            secret,
+            ip,
+            pair,
+          }).catch((err: { type?: string }) => {
+            if (err.type === 'UNKNOWN_DEVICE') return undefined;
+            throw err;
+          });
         const device = (await asDevice(false)) ?? undefined;
         // A wrong credential is a refusal; the accounts service away is a failure, said in the log.
         const user = device
           ? undefined
-          : await unlessRefused(broker.call<Authenticated, object>('accounts.authenticate', { credential: secret }));
+          : await unlessRefused(call(broker, 'accounts.authenticate', { credential: secret }));
         let identity: Identity;
         if (user && user.user.username === name) {
           identity = {
@@ -376,8 +375,7 @@ export function mqttService(config: Config): ServiceSchema {
           };
         } else {
           // The name of a user is never a new device's: a wrong token for a user pairs nothing.
-          const isUser =
-            !device && (await broker.call<{ exists: boolean }, object>('accounts.exists', { username: name })).exists;
+          const isUser = !device && (await call(broker, 'accounts.exists', { username: name })).exists;
           if (isUser) throw notAuthorized(`wrong token for user "${name}"`);
           const found = device ?? (await asDevice(true));
           if (!found) throw notAuthorized(`unknown device or user "${name}"`);
@@ -507,38 +505,35 @@ export function mqttService(config: Config): ServiceSchema {
 
     events: {
       // A device denied or removed is cut off at once.
-      'device.updated'(ctx: { params: { id: string; state: string } }) {
-        if (ctx.params.state === 'allowed') return;
-        cutOff((i) => i.kind === 'device' && i.id === ctx.params.id, `device ${ctx.params.state}`);
-      },
-      'device.removed'(ctx: { params: { id: string } }) {
-        cutOff((i) => i.kind === 'device' && i.id === ctx.params.id, 'device removed');
-      },
+      ...on('device.updated', ({ id, state }) => {
+        if (state === 'allowed') return;
+        cutOff((i) => i.kind === 'device' && i.id === id, `device ${state}`);
+      }),
+      ...on('device.removed', ({ id }) => cutOff((i) => i.kind === 'device' && i.id === id, 'device removed')),
       // A user deleted, changed (role) or with a new password, or a token revoked: its
       // connections end at once, and sign in again (or not) under the new rules.
-      'account.deleted'(ctx: { params: { username: string } }) {
-        cutOff((i) => i.kind === 'user' && i.username === ctx.params.username, 'user deleted');
-      },
-      'account.updated'(ctx: { params: { username: string } }) {
-        cutOff((i) => i.kind === 'user' && i.username === ctx.params.username, 'user changed');
-      },
-      'account.password.changed'(ctx: { params: { username: string } }) {
-        cutOff((i) => i.kind === 'user' && i.username === ctx.params.username, 'password changed');
-      },
-      'account.credential.revoked'(ctx: { params: { credentialId: string } }) {
-        cutOff((i) => i.kind === 'user' && i.credentialId === ctx.params.credentialId, 'token revoked');
-      },
+      ...on('account.deleted', ({ username }) =>
+        cutOff((i) => i.kind === 'user' && i.username === username, 'user deleted'),
+      ),
+      ...on('account.updated', ({ username }) =>
+        cutOff((i) => i.kind === 'user' && i.username === username, 'user changed'),
+      ),
+      ...on('account.password.changed', ({ username }) =>
+        cutOff((i) => i.kind === 'user' && i.username === username, 'password changed'),
+      ),
+      ...on('account.credential.revoked', ({ credentialId }) =>
+        cutOff((i) => i.kind === 'user' && i.credentialId === credentialId, 'token revoked'),
+      ),
       // Switch states follow the camera's settings, wherever they were changed.
-      'camera.added'(ctx: { params: { id: string } }) {
-        return this.publishCameras(ctx.params.id);
-      },
-      'camera.updated'(ctx: { params: { id: string } }) {
-        return this.publishCameras(ctx.params.id);
-      },
-      'camera.removed'(ctx: { params: { id: string } }) {
+      ...on('camera.added', function ({ id }) {
+        return this.publishCameras(id);
+      }),
+      ...on('camera.updated', function ({ id }) {
+        return this.publishCameras(id);
+      }),
+      ...on('camera.removed', ({ id }) => {
         // Empty retained messages clear what was retained: states, snapshots, and the camera's
         // entities in Home Assistant.
-        const id = ctx.params.id;
         return retainedWork(async () => {
           const topics = [
             ...(retainedOf.get(id)?.keys() ?? []),
@@ -548,10 +543,10 @@ export function mqttService(config: Config): ServiceSchema {
           for (const map of [retainedOf, liveObjects, snapshotTopics, specs, discoveryOf]) map.delete(id);
           for (const topic of topics) await publish(topic, '', { retain: true });
         });
-      },
-      'camera.status.changed'(ctx: { params: { id: string; status: unknown } }) {
-        return publish(`fogedge/cameras/${ctx.params.id}/status`, ctx.params.status, { retain: true, qos: 1 });
-      },
+      }),
+      ...on('camera.status.changed', ({ id, status }) =>
+        publish(`fogedge/cameras/${id}/status`, status, { retain: true, qos: 1 }),
+      ),
       async 'event.**'(ctx: { eventName: string; params: LiveEvent }) {
         const kind = {
           'event.started': 'new',
@@ -574,14 +569,12 @@ export function mqttService(config: Config): ServiceSchema {
       publishCameras(id?: string) {
         // The list is read inside the turn: a camera removed before it is not brought back.
         return retainedWork(async () => {
-          const cameras = await this.broker
-            .call<Camera[], object>('cameras.specs', id ? { id } : {})
-            .catch((err: Error) => {
-              this.logger.warn(
-                `MQTT: the cameras' retained topics are not refreshed, the registry is not reachable: ${err.message}`,
-              );
-              return [];
-            });
+          const cameras = await call(this.broker, 'cameras.specs', id ? { id } : {}).catch((err: Error) => {
+            this.logger.warn(
+              `MQTT: the cameras' retained topics are not refreshed, the registry is not reachable: ${err.message}`,
+            );
+            return [];
+          });
           const prefix = config.mqtt?.discoveryPrefix; // none when the broker is off
           for (const camera of cameras) {
             specs.set(camera.id, camera);
@@ -616,14 +609,12 @@ export function mqttService(config: Config): ServiceSchema {
       /** A new event to each user who asked for it: fogedge/users/<username>/notifications (QoS 1). */
       async notify(e: LiveEvent & { start: string }) {
         if (specs.get(e.camera)?.notifications === false) return;
-        targets ??= this.broker
-          .call<Awaited<NonNullable<typeof targets>>, object>('accounts.notificationTargets', {})
-          .catch((err: Error) => {
-            this.logger.warn(
-              `MQTT: nobody is notified of ${e.camera}'s event, the accounts service is not reachable: ${err.message}`,
-            );
-            return [];
-          });
+        targets ??= call(this.broker, 'accounts.notificationTargets', {}).catch((err: Error) => {
+          this.logger.warn(
+            `MQTT: nobody is notified of ${e.camera}'s event, the accounts service is not reachable: ${err.message}`,
+          );
+          return [];
+        });
         const name = specs.get(e.camera)?.name ?? e.camera;
         for (const user of await targets) {
           if (!can(user.role, 'events.view') || !wantsNotification(user.notifications, e)) continue;
@@ -651,9 +642,7 @@ export function mqttService(config: Config): ServiceSchema {
         if (!specs.has(e.camera)) await this.publishCameras(e.camera);
         else await this.syncRetained(e.camera);
         if (gone || !e.hasSnapshot || (before && before.topScore >= e.topScore)) return;
-        const snap = await unlessRefused(
-          this.broker.call<{ jpegBase64: string }, object>('events.snapshot', { id: e.id }),
-        ).catch((err: Error) => {
+        const snap = await unlessRefused(call(this.broker, 'events.snapshot', { id: e.id })).catch((err: Error) => {
           this.logger.warn(`MQTT: the snapshot of event ${e.id} is not published: ${err.message}`);
           return undefined;
         });

@@ -1,5 +1,10 @@
 // What the recorder tells others: recorded segments (the recording.segment event, sync, playback)
 // and clip files (cached exports, named by what they hold).
+import type { Readable } from 'node:stream';
+import { z } from 'zod';
+import { CameraId } from '../cameras/cameras.schemas.ts';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
 
 /** One recorded file of a camera. */
 export interface Segment {
@@ -24,3 +29,42 @@ export interface ClipRequest {
 /** Clip files are named by what they hold, so a repeated request reuses the file. */
 export const clipName = (r: ClipRequest) => `${r.camera}-${r.from}-${r.to}.mp4`;
 export const CLIP_NAME = /^[a-z0-9][a-z0-9-]{0,31}-\d{13}-\d{13}\.mp4$/;
+
+/** Not zod's "expected date, received Date": say what a time looks like. */
+const ISO_TIME = 'expected an ISO 8601 time, such as 2026-11-29T18:30:00Z';
+
+export const TimeRangeInput = z
+  .strictObject({
+    camera: CameraId,
+    from: z.coerce.date({ error: ISO_TIME }).describe('ISO 8601 time'),
+    to: z.coerce.date({ error: ISO_TIME }).describe('ISO 8601 time'),
+  })
+  .refine((r) => r.to > r.from, { message: '"to" must be after "from"', path: ['to'] })
+  .refine((r) => r.to.getTime() - r.from.getTime() <= 31 * 86_400_000, {
+    message: 'at most 31 days at once',
+    path: ['to'],
+  });
+
+/** A file the recorder serves: a segment by its path under media/, or a clip by its name. */
+export const FileInput = z.strictObject({
+  kind: z.enum(['segment', 'clip']),
+  name: z.string().max(200),
+  /** First and last byte (inclusive), for HTTP ranges. */
+  start: z.number().int().min(0).optional(),
+  end: z.number().int().min(0).optional(),
+});
+
+declare module '../../lib/bus.ts' {
+  interface Events {
+    /** A segment file closed by its ffmpeg (streams emits it; one recorder and one sync take it). */
+    'recording.segment.closed': Segment;
+    /** A segment found on disk at start that the index did not know (a crash cut it short). */
+    'recording.segment.healed': Segment;
+  }
+  interface Actions {
+    /** Makes (or finds) the clip of a time range on the recording node's disk. */
+    'recorder.clip': { input: z.input<typeof TimeRangeInput>; answer: { name: string; bytes: number } };
+    /** A segment or a clip as a byte stream over the bus, whole or a range. */
+    'recorder.file': { input: z.input<typeof FileInput>; answer: Readable };
+  }
+}

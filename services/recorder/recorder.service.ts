@@ -1,5 +1,6 @@
 // recorder: the index of recorded segments (LevelDB), healed from the disk at start,
 // and the timeline of what was recorded and where the gaps are.
+import { call, on, emit } from '../../lib/bus.ts';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, stat, statfs } from 'node:fs/promises';
 import type { ServiceSchema } from 'moleculer';
@@ -8,40 +9,15 @@ import { action } from '../../lib/actions.ts';
 import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { DAY_DIR, SEGMENT_FILE, dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId } from '../cameras/cameras.schemas.ts';
 import { BUSY_MS, SegmentIndex } from './segment-index.ts';
-import { CLIP_NAME, type Segment } from './recorder.schemas.ts';
+import { CLIP_NAME, FileInput, TimeRangeInput, type Segment } from './recorder.schemas.ts';
 import { Retention } from './retention.ts';
 import { ClipCache } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import { afterNodeStart } from '../../lib/after-start.ts';
 import path from 'node:path';
-import type { Camera } from '../cameras/cameras.schemas.ts';
-
-/** Not zod's "expected date, received Date": say what a time looks like. */
-const ISO_TIME = 'expected an ISO 8601 time, such as 2026-11-29T18:30:00Z';
-
-export const TimeRangeInput = z
-  .strictObject({
-    camera: CameraId,
-    from: z.coerce.date({ error: ISO_TIME }).describe('ISO 8601 time'),
-    to: z.coerce.date({ error: ISO_TIME }).describe('ISO 8601 time'),
-  })
-  .refine((r) => r.to > r.from, { message: '"to" must be after "from"', path: ['to'] })
-  .refine((r) => r.to.getTime() - r.from.getTime() <= 31 * 86_400_000, {
-    message: 'at most 31 days at once',
-    path: ['to'],
-  });
-
-/** A file the recorder serves: a segment by its path under media/, or a clip by its name. */
-const FileInput = z.strictObject({
-  kind: z.enum(['segment', 'clip']),
-  name: z.string().max(200),
-  /** First and last byte (inclusive), for HTTP ranges. */
-  start: z.number().int().min(0).optional(),
-  end: z.number().int().min(0).optional(),
-});
+import { CameraId, type Camera } from '../cameras/cameras.schemas.ts';
 
 /** Bytes of the files under `dir`, less the folders named in `skip` (at the top level). */
 async function dirBytes(dir: string, skip: string[] = []): Promise<number> {
@@ -210,13 +186,11 @@ export function recorderService(config: Config): ServiceSchema {
     },
 
     events: {
-      'recording.segment.closed': {
-        async handler(ctx: { params: Segment }) {
-          // Closed while the box stops, after this service: the next start's heal indexes it.
-          if (!index) return;
-          await index.add(ctx.params);
-        },
-      },
+      ...on('recording.segment.closed', async (segment) => {
+        // Closed while the box stops, after this service: the next start's heal indexes it.
+        if (!index) return;
+        await index.add(segment);
+      }),
     },
 
     async started() {
@@ -237,7 +211,7 @@ export function recorderService(config: Config): ServiceSchema {
         // Footage cut by a crash goes on like any other closed segment (cloud sync takes it), once
         // every service of this node is there to hear it.
         afterNodeStart(this.broker, () =>
-          added.forEach((segment) => void this.broker.emit('recording.segment.healed', segment)),
+          added.forEach((segment) => void emit(this.broker, 'recording.segment.healed', segment)),
         );
       };
       await heal();
@@ -254,17 +228,15 @@ export function recorderService(config: Config): ServiceSchema {
           // An event may claim footage up to its pre-roll back, and is stored a little after it starts.
           eventClaimMs: (preRollSeconds + config.video.eventClaimSeconds) * 1000,
           eventRanges: async (camera, from, to) => {
-            const events = await this.broker
-              .call<Array<{ start: string; end: string | null }>, object>('events.list', {
-                camera,
-                from: new Date(from).toISOString(),
-                to: new Date(to).toISOString(),
-                limit: 1000,
-              })
-              .catch((err: Error) => {
-                this.logger.debug(`recorder: no event marks on ${camera}'s timeline (${err.message})`);
-                return undefined;
-              });
+            const events = await call(this.broker, 'events.list', {
+              camera,
+              from: new Date(from).toISOString(),
+              to: new Date(to).toISOString(),
+              limit: 1000,
+            }).catch((err: Error) => {
+              this.logger.debug(`recorder: no event marks on ${camera}'s timeline (${err.message})`);
+              return undefined;
+            });
             return events?.map(
               (e) =>
                 [
@@ -276,7 +248,7 @@ export function recorderService(config: Config): ServiceSchema {
           // Recordings queued for the cloud (sync.retentionWaitsForUpload); none when no sync service runs.
           pinned: async () =>
             new Set(
-              await this.broker.call<string[], object>('sync.pinned', {}).catch((err: Error) => {
+              await call(this.broker, 'sync.pinned', {}).catch((err: Error) => {
                 this.logger.debug(`retention: nothing pinned for the cloud (${err.message})`);
                 return [];
               }),
@@ -290,7 +262,7 @@ export function recorderService(config: Config): ServiceSchema {
       );
       const enforce = async () => {
         // Without the registry no camera's days are known: delete nothing by age this round.
-        const cameras = await this.broker.call<Camera[], object>('cameras.specs', {}).catch((err: Error) => {
+        const cameras = await call(this.broker, 'cameras.specs', {}).catch((err: Error) => {
           this.logger.warn(
             `retention: the camera registry is not reachable (${err.message}); only the space limits apply this round`,
           );

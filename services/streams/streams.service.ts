@@ -1,21 +1,17 @@
 // streams: one supervised ffmpeg per camera, recording segments to disk.
 // Follows the camera registry by its events; publishes status and closed segments.
+import { call, on, broadcast, emit } from '../../lib/bus.ts';
 import type { ServiceSchema } from 'moleculer';
-import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import type { Readable } from 'node:stream';
 import { ConflictError, NotFoundError, TooManyRequestsError } from '../../lib/errors.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
-import { CameraId, RtspSource, type Camera, type CameraStatus } from '../cameras/cameras.schemas.ts';
+import type { Camera, CameraStatus } from '../cameras/cameras.schemas.ts';
 import { probeCamera } from './probe.ts';
+import { LiveInput, LiveStopInput, ProbeInput, SnapshotInput, StatusInput } from './streams.schemas.ts';
 import { CameraStream, type StreamOptions } from './camera-stream.ts';
 import { RtmpIngest } from './rtmp-ingest.ts';
-
-const ViewerId = z
-  .string()
-  .regex(/^[\w-]{8,64}$/)
-  .describe('id of one live viewer, chosen by its gateway');
 
 export function streamsService(config: Config): ServiceSchema {
   const streams = new Map<string, CameraStream>();
@@ -33,7 +29,7 @@ export function streamsService(config: Config): ServiceSchema {
 
     actions: {
       status: action({
-        input: z.strictObject({ id: CameraId.optional() }),
+        input: StatusInput,
         permission: 'live.view',
         handler: (ctx) => {
           const out: Record<string, CameraStatus> = {};
@@ -51,7 +47,7 @@ export function streamsService(config: Config): ServiceSchema {
         },
       }),
       snapshot: action({
-        input: z.strictObject({ id: CameraId }),
+        input: SnapshotInput,
         permission: 'live.view',
         async handler(ctx) {
           const stream = streams.get(ctx.params.id);
@@ -62,7 +58,7 @@ export function streamsService(config: Config): ServiceSchema {
         },
       }),
       live: action({
-        input: z.strictObject({ id: CameraId, viewer: ViewerId, stream: z.enum(['main', 'sub']).default('main') }),
+        input: LiveInput,
         permission: 'live.view',
         handler(ctx) {
           // The sub-stream when asked for and the camera has one; the main stream otherwise.
@@ -102,13 +98,13 @@ export function streamsService(config: Config): ServiceSchema {
       }),
       // Internal (cameras.test): one look at a URL that is not a camera yet.
       probe: action({
-        input: RtspSource.omit({ kind: true }),
+        input: ProbeInput,
         permission: 'cameras.manage',
         timeout: 15_000,
         handler: (ctx) => probeCamera(config.video.ffprobePath, ctx.params.url, ctx.params.transport),
       }),
       liveStop: action({
-        input: z.strictObject({ viewer: ViewerId }),
+        input: LiveStopInput,
         permission: 'live.view',
         handler(ctx) {
           viewers.get(ctx.params.viewer)?.feed.destroy();
@@ -118,32 +114,29 @@ export function streamsService(config: Config): ServiceSchema {
     },
 
     events: {
-      'camera.added': {
-        handler(ctx: { params: { id: string } }) {
-          return this.restart(ctx.params.id);
-        },
-      },
-      'camera.updated': {
-        handler(ctx: { params: { id: string } }) {
-          return this.restart(ctx.params.id);
-        },
-      },
-      'camera.removed': {
-        async handler(ctx: { params: { id: string } }) {
-          await Promise.all([streams.get(ctx.params.id)?.stop(), subStreams.get(ctx.params.id)?.stop()]);
-          streams.delete(ctx.params.id);
-          subStreams.delete(ctx.params.id);
-          ingest?.allow(ctx.params.id, undefined);
-        },
-      },
+      ...on('camera.added', function ({ id }) {
+        return this.restart(id);
+      }),
+      ...on('camera.updated', function ({ id }) {
+        return this.restart(id);
+      }),
+      ...on('camera.removed', async ({ id }) => {
+        await Promise.all([streams.get(id)?.stop(), subStreams.get(id)?.stop()]);
+        streams.delete(id);
+        subStreams.delete(id);
+        ingest?.allow(id, undefined);
+      }),
     },
 
     methods: {
       run(camera: Camera) {
         ingest?.allow(camera.id, camera.source.kind === 'rtmp' ? camera.source.keyHash : undefined);
         const stream = new CameraStream(camera, options, this.logger);
-        stream.on('status', (status) => void this.broker.broadcast('camera.status.changed', { id: camera.id, status }));
-        stream.on('segment', (segment) => void this.broker.emit('recording.segment.closed', segment));
+        stream.on(
+          'status',
+          (status) => void broadcast(this.broker, 'camera.status.changed', { id: camera.id, status }),
+        );
+        stream.on('segment', (segment) => void emit(this.broker, 'recording.segment.closed', segment));
         streams.set(camera.id, stream);
         stream.start();
         if (camera.subStream) {
@@ -156,7 +149,7 @@ export function streamsService(config: Config): ServiceSchema {
         await Promise.all([streams.get(id)?.stop(), subStreams.get(id)?.stop()]);
         streams.delete(id);
         subStreams.delete(id);
-        const [camera] = await this.broker.call<Camera[], object>('cameras.specs', { id });
+        const [camera] = await call(this.broker, 'cameras.specs', { id });
         if (camera) this.run(camera);
       },
     },
@@ -169,7 +162,7 @@ export function streamsService(config: Config): ServiceSchema {
         await ingest.start();
         options.ingest = ingest;
       }
-      const cameras = await this.broker.call<Camera[], object>('cameras.specs', {});
+      const cameras = await call(this.broker, 'cameras.specs', {});
       for (const camera of cameras) this.run(camera);
     },
 

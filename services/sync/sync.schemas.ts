@@ -1,5 +1,7 @@
 // What a cloud target and the upload policy are, as the API and the bus see them.
 import { z } from 'zod';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
 
 export const TargetId = z
   .string()
@@ -99,4 +101,12 @@ export function widening(current: Policy, next: Policy): string[] {
     ...wider('labels'),
     ...wider('zones'),
   ];
+}
+
+declare module '../../lib/bus.ts' {
+  interface Actions {
+    'sync.policy': { input: Record<string, never>; answer: Policy };
+    /** Internal: recordings (paths under media/) queued for the cloud, which retention keeps until they are up. */
+    'sync.pinned': { input: Record<string, never>; answer: string[] };
+  }
 }

@@ -1,6 +1,7 @@
 // sync: sends the part of the box's data that the plan chooses (event JSON, snapshots, event
 // clips, recordings, audit) to S3-compatible and Azure Blob targets, from a durable outbox that
 // survives crashes, backs off when a target is down, and keeps to a bandwidth cap and schedule.
+import { call, type Caller, on } from '../../lib/bus.ts';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
@@ -452,12 +453,12 @@ export function syncService(config: Config): ServiceSchema {
         continue;
       }
       try {
-        const clip = await bus.call<{ name: string }, object>('recorder.clip', {
+        const clip = await call(bus, 'recorder.clip', {
           camera: job.camera,
           from: job.from,
           to: job.to,
         });
-        const stream = await bus.call<Readable, object>('recorder.file', { kind: 'clip', name: clip.name });
+        const stream = await call(bus, 'recorder.file', { kind: 'clip', name: clip.name });
         await enqueueBytes(
           {
             resource: 'clips',
@@ -505,10 +506,7 @@ export function syncService(config: Config): ServiceSchema {
       try {
         let cursor = (await meta.get('eventsCursor')) as number | undefined;
         for (;;) {
-          const page = await bus.call<
-            { last: number; through: number; ended: Array<{ seq: number; event: StoredEvent }> },
-            object
-          >('events.endedAfter', { after: cursor ?? -1, limit: 100 });
+          const page = await call(bus, 'events.endedAfter', { after: cursor ?? -1, limit: 100 });
           // A new cloud sync (or an events store that was reset) starts with what ends from now on.
           if (cursor === undefined || cursor > page.last) {
             await meta.put('eventsCursor', (cursor = page.last));
@@ -537,14 +535,14 @@ export function syncService(config: Config): ServiceSchema {
   const lookForEndedEvents = () =>
     void takeEndedEvents().catch((err: Error) => log.error(`sync: events: ${err.message}`));
 
-  const onEventEnded = async (e: StoredEvent, broker: { call<T>(a: string, p: object): Promise<T> }) => {
+  const onEventEnded = async (e: StoredEvent, broker: Caller) => {
     if (enabledTargets().length === 0 || !matches(e.camera, e.label, e.zones)) return;
     const want = new Set(policy.resources);
     const base = eventPrefix(e);
     const metadata = eventMetadata(e);
     const objects: Record<string, string> = {};
     if (want.has('snapshots') && e.hasSnapshot) {
-      const { jpegBase64 } = await broker.call<{ jpegBase64: string }>('events.snapshot', { id: e.id });
+      const { jpegBase64 } = await call(broker, 'events.snapshot', { id: e.id });
       const item = await enqueueBytes(
         { resource: 'snapshots', camera: e.camera, name: `${base}/snapshot.jpg`, contentType: 'image/jpeg', metadata },
         Buffer.from(jpegBase64, 'base64'),
@@ -552,7 +550,7 @@ export function syncService(config: Config): ServiceSchema {
       if (item) objects['snapshot'] = item.name;
     }
     if (want.has('clips')) {
-      const range = await broker.call<{ from: string; to: string }>('events.clipRange', { id: e.id });
+      const range = await call(broker, 'events.clipRange', { id: e.id });
       // The segment holding `to` closes up to a segment later, then it is indexed.
       const readyAt = Date.parse(range.to) + 2 * config.video.segmentSeconds * 1000 + 2000;
       await clipJobs.put(e.id, {
@@ -824,9 +822,9 @@ export function syncService(config: Config): ServiceSchema {
 
     events: {
       // The broadcast only says "look": what ended is read from the events service's log, in order.
-      'event.ended'() {
+      ...on('event.ended', () => {
         if (store) lookForEndedEvents();
-      },
+      }),
       // A service came or went: work that waited for it may go now.
       '$services.changed'() {
         if (!store || waitingFor.size === 0) return;
@@ -834,8 +832,8 @@ export function syncService(config: Config): ServiceSchema {
         if (waitingFor.has('recorder')) checkClipsAt(Date.now());
       },
       // Closed as ffmpeg cut it, or healed into the index after a crash cut it short.
-      'recording.segment.closed': (ctx: { params: Segment }) => onSegment(ctx.params),
-      'recording.segment.healed': (ctx: { params: Segment }) => onSegment(ctx.params),
+      ...on('recording.segment.closed', onSegment),
+      ...on('recording.segment.healed', onSegment),
       ...Object.fromEntries(
         AUDITED_EVENTS.map((name) => [
           name,

@@ -1,4 +1,5 @@
 // system: the box's health (per service, per node), version and configuration.
+import { call } from '../../lib/bus.ts';
 import os from 'node:os';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
@@ -15,6 +16,7 @@ import {
   releaseSignedBy,
   writeUpdateState,
 } from '../../appliance/releases.ts';
+import type { HealthStatus } from './system.schemas.ts';
 import { version } from '../../appliance/version.ts';
 
 const NoInput = z.strictObject({});
@@ -44,7 +46,7 @@ const UpdateInput = z.strictObject({
   healthySeconds: z.number().int().min(1).max(3600).default(30),
 });
 
-type Status = 'ok' | 'degraded' | 'down';
+type Status = HealthStatus;
 
 interface RegistryService {
   name: string;
@@ -76,12 +78,10 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
         async handler(ctx) {
           const by = ctx.meta.caller?.username ?? 'box';
           // A restart now would cut a camera firmware campaign in the middle (on balena the update lock holds the supervisor back).
-          const campaigns = await ctx.broker
-            .call<Array<{ id: string; state: string }>, object>('usp.campaigns', {})
-            .catch((err: Error) => {
-              ctx.broker.logger.info(`update: no campaign to wait for (${err.message})`);
-              return [];
-            });
+          const campaigns = await call(ctx.broker, 'usp.campaigns', {}).catch((err: Error) => {
+            ctx.broker.logger.info(`update: no campaign to wait for (${err.message})`);
+            return [];
+          });
           const running = campaigns.filter((c) => c.state === 'running').map((c) => c.id);
           if (running.length)
             throw new ConflictError(
@@ -340,12 +340,10 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
       // This is the new release on trial: healthy for healthySeconds in a row confirms it.
       let healthySince: number | null = null;
       confirmTimer = setInterval(async () => {
-        const health = await broker
-          .call<{ status: string }, object>('system.health', {}, { timeout: 5000 })
-          .catch((err: Error) => {
-            broker.logger.debug(`update: health not known yet (${err.message})`);
-            return null;
-          });
+        const health = await call(broker, 'system.health', {}, { timeout: 5000 }).catch((err: Error) => {
+          broker.logger.debug(`update: health not known yet (${err.message})`);
+          return null;
+        });
         healthySince = health?.status === 'ok' ? (healthySince ?? Date.now()) : null;
         if (healthySince === null || Date.now() - healthySince < state.healthySeconds * 1000) return;
         clearInterval(confirmTimer);

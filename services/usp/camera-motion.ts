@@ -1,12 +1,12 @@
 // A camera agent's own motion events (agent/motion) made events of its camera, beside the
 // detector's: label "motion", the box's clock (a camera's may be off), the live snapshot at the
 // start, the camera's zones by where it moved. One open motion event per camera.
+import { call } from '../../lib/bus.ts';
 import { unlessRefused } from '../../lib/refusals.ts';
 import type { ServiceBroker } from 'moleculer';
 import { z } from 'zod';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { footOf, insidePolygon } from '../../lib/vision/geometry.ts';
-import type { StoredEvent } from '../events/events.schemas.ts';
 import { CAMERA_MOTION, type ObjectEvent } from '../events/events.schemas.ts';
 
 const Unit = z.number().min(0).max(1);
@@ -45,7 +45,7 @@ export class CameraMotion {
       return this.log.warn(`camera motion from ${device} refused: not JSON`);
     }
     // The agent's camera has the device's id (it was made at its first hello).
-    const [camera] = await this.broker.call<Camera[], object>('cameras.specs', { id: device }).catch((err: Error) => {
+    const [camera] = await call(this.broker, 'cameras.specs', { id: device }).catch((err: Error) => {
       this.log.warn(`camera motion from ${device} not recorded: the camera registry is not reachable (${err.message})`);
       return [] as Camera[];
     });
@@ -73,7 +73,7 @@ export class CameraMotion {
         stationary: false,
         ...(snapshot ? { snapshot } : {}),
       };
-      await this.broker.call('events.record', event);
+      await call(this.broker, 'events.record', event);
       // A camera that has just come online may have no picture yet: one follows when it has.
       if (!snapshot) void this.lateSnapshot(event);
       return;
@@ -83,8 +83,7 @@ export class CameraMotion {
   }
 
   private snapshot(camera: string): Promise<string | undefined> {
-    return this.broker
-      .call<{ jpegBase64: string }, object>('streams.snapshot', { id: camera })
+    return call(this.broker, 'streams.snapshot', { id: camera })
       .then((s) => s.jpegBase64)
       .catch((err: Error) => {
         // A camera just online may have no picture yet: tried again (lateSnapshot), so not a warning.
@@ -98,20 +97,20 @@ export class CameraMotion {
       await new Promise((r) => setTimeout(r, 1000).unref());
       const snapshot = await this.snapshot(event.camera);
       if (!snapshot) continue;
-      await this.broker
-        .call('events.record', { type: 'update', id: event.id, camera: event.camera, snapshot })
-        .catch((err: Error) => this.log.warn(`motion event ${event.id}: snapshot not stored: ${err.message}`));
+      await call(this.broker, 'events.record', { type: 'update', id: event.id, camera: event.camera, snapshot }).catch(
+        (err: Error) => this.log.warn(`motion event ${event.id}: snapshot not stored: ${err.message}`),
+      );
       return;
     }
   }
 
   /** Ends a motion event the box knows (one from before a restart of the box was ended then). */
   private async end(id: string, now: number, camera: Camera, box?: MotionReport['box']): Promise<void> {
-    const e = await unlessRefused(this.broker.call<StoredEvent, object>('events.get', { id }));
+    const e = await unlessRefused(call(this.broker, 'events.get', { id }));
     if (!e || e.end) return;
     const { hasSnapshot: _h, reviewed: _r, updatedAt: _u, ...fields } = e;
     const zones = box ? [...new Set([...e.zones, ...zonesOf(camera, box)])] : e.zones;
-    await this.broker.call('events.record', {
+    await call(this.broker, 'events.record', {
       ...fields,
       type: 'end',
       box: box ?? e.box,

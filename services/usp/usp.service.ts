@@ -3,6 +3,7 @@
 // the controller answers on fogedge/devices/<id>/cmd/usp. It keeps each endpoint (id, device,
 // model, version), reads their data model, and sends requests and awaits their answers.
 // It also takes the agents' hellos (a push camera and its stream key) and their motion events.
+import { call, on } from '../../lib/bus.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
@@ -20,6 +21,7 @@ import { BadRequestError, NotFoundError, UnavailableError } from '../../lib/erro
 import { underAllowedSource } from '../../lib/allowed-source.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import { unlessRefused } from '../../lib/refusals.ts';
+import { CampaignInput, ImageFileInput, type Campaign, type TargetState } from './usp.schemas.ts';
 import { UpdateLock } from '../../lib/update-lock.ts';
 import {
   decodeRecord,
@@ -89,41 +91,6 @@ export interface Endpoint {
   /** The channel under the device's cmd/ topic the agent listens on (its subscribed or reply-to topic); absent: usp. */
   replyChannel?: string;
 }
-
-export interface TargetState {
-  endpointId: string;
-  device: string;
-  state: 'pending' | 'downloading' | 'activating' | 'rebooting' | 'succeeded' | 'failed' | 'skipped';
-  fromVersion: string | null;
-  reason: string | null;
-  updatedAt: string;
-}
-
-export interface Campaign {
-  id: string;
-  image: { sha256: string; version: string; model: string; bytes: number };
-  concurrency: number;
-  /** More failures than this stops the campaign: the cameras not yet started are skipped. */
-  maxFailures: number;
-  trialSeconds: number;
-  state: 'running' | 'succeeded' | 'failed' | 'stopped';
-  targets: Record<string, TargetState>;
-  createdAt: string;
-  finishedAt: string | null;
-  by: string;
-}
-
-const CampaignInput = z.strictObject({
-  /** Where the signed image is (the vendor's or the operator's server); the box fetches it once and hosts it for its cameras. */
-  url: z.url({ protocol: /^https?$/ }),
-  sha256: z.string().regex(/^[a-fA-F0-9]{64}$/, '64 hex digits'),
-  /** These cameras (device ids), or every camera of `model`, or every camera agent. */
-  devices: z.array(DeviceId).min(1).max(1000).optional(),
-  model: z.string().min(1).max(64).optional(),
-  concurrency: z.number().int().min(1).max(16).default(2),
-  maxFailures: z.number().int().min(0).max(1000).default(0),
-  trialSeconds: z.number().int().min(10).max(3600).default(300),
-});
 
 const DOWNLOAD_TIMEOUT_MS = 15 * 60_000;
 const MAX_IMAGE_BYTES = 512 * 1024 * 1024;
@@ -872,7 +839,7 @@ export function uspService(config: Config): ServiceSchema {
 
       /** Internal: the hosted image's file, for the gateway to serve (the token in its name is the capability). */
       imageFile: action({
-        input: z.strictObject({ file: z.string().regex(/^[a-f0-9]{64}-[a-f0-9]{32}\.img$/) }),
+        input: ImageFileInput,
         async handler(ctx) {
           const sha = ctx.params.file.slice(0, 64);
           const token = (await store!.collection<string>('imageTokens').get(sha)) ?? null;
@@ -884,9 +851,9 @@ export function uspService(config: Config): ServiceSchema {
     },
 
     events: {
-      'mqtt.device.disconnected'(ctx: { params: { device: string } }) {
-        if (store) return this.markOffline(ctx.params.device, 'its MQTT connection closed');
-      },
+      ...on('mqtt.device.disconnected', function ({ device }) {
+        if (store) return this.markOffline(device, 'its MQTT connection closed');
+      }),
 
       async 'agent.message'(ctx: {
         params: { device: string; channel: string; payloadBase64: string; replyTo?: string };
@@ -1091,13 +1058,11 @@ export function uspService(config: Config): ServiceSchema {
         if (!CameraId.safeParse(device).success)
           return this.logger.warn(`usp: device id "${device}" cannot name a camera`);
         let key: string | undefined;
-        const existing = await unlessRefused(
-          this.broker.call<{ source: { kind: string } }, object>('cameras.get', { id: device }),
-        );
+        const existing = await unlessRefused(call(this.broker, 'cameras.get', { id: device }));
         if (!existing) {
           const name = typeof hello.name === 'string' && hello.name.trim() ? hello.name.trim().slice(0, 64) : device;
           key = (
-            await this.broker.call<{ streamKey: string }, object>('cameras.add', {
+            await call(this.broker, 'cameras.add', {
               id: device,
               name,
               source: { kind: 'rtmp' },
@@ -1107,8 +1072,7 @@ export function uspService(config: Config): ServiceSchema {
         } else if (hello.needStreamKey) {
           if (existing.source.kind !== 'rtmp')
             return this.logger.warn(`usp: camera ${device} is not a push camera; its agent gets no stream key`);
-          key = (await this.broker.call<{ streamKey: string }, object>('cameras.newStreamKey', { id: device }))
-            .streamKey;
+          key = (await call(this.broker, 'cameras.newStreamKey', { id: device })).streamKey;
         }
         const welcome = {
           controllerId: self,

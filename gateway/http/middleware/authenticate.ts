@@ -1,11 +1,11 @@
 // Turns the session cookie or bearer token into `caller`. Every /api route
 // needs one, except the public paths given (health, login, first-run setup).
+import { call } from '../../../lib/bus.ts';
 import type { MiddlewareHandler } from 'hono';
 import { parse as parseCookies } from 'hono/utils/cookie';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { ServiceBroker } from 'moleculer';
 import { UnauthorizedError } from '../../../lib/errors.ts';
-import type { Authenticated } from '../../../services/accounts/accounts.schemas.ts';
 import type { HttpEnv } from '../context.ts';
 
 export const SESSION_COOKIE = 'fogedge_session';
@@ -39,7 +39,7 @@ export function authenticate(broker: ServiceBroker, options: { publicPaths: stri
     const value = credentialOf(c.req.header('authorization'), c.req.header('cookie'))?.value;
     if (value) {
       try {
-        const auth = await broker.call<Authenticated, { credential: string }>('accounts.authenticate', {
+        const auth = await call(broker, 'accounts.authenticate', {
           credential: value,
         });
         c.set('caller', { username: auth.user.username, role: auth.user.role, ip, via: 'http' });

@@ -2,6 +2,7 @@
 // Add, Delete, Operate), and firmware campaigns.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
+import { CampaignInput } from '../../../services/usp/usp.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, signedIn } from '../openapi.ts';
 
@@ -9,17 +10,7 @@ const Any = z.record(z.string(), z.unknown());
 const AnyList = z.array(Any);
 const DeviceParam = z.object({ device: z.string() });
 const Objects = z.array(z.object({ path: z.string(), params: z.record(z.string(), z.string()) }));
-const CampaignBody = z
-  .object({
-    url: z.string(),
-    sha256: z.string(),
-    devices: z.array(z.string()).optional(),
-    model: z.string().optional(),
-    concurrency: z.number().optional(),
-    maxFailures: z.number().optional(),
-    trialSeconds: z.number().optional(),
-  })
-  .openapi('FirmwareCampaign');
+const CampaignBody = z.object(CampaignInput.shape).openapi('FirmwareCampaign');
 
 export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
