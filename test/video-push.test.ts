@@ -83,7 +83,8 @@ test('a push camera gets its stream key once, and waits for the camera to push',
   assert.is(res.status, 201, res.text);
   key = res.json.streamKey;
   assert.match(key, /^[\w-]{24}$/);
-  assert.equal(res.json.source, { kind: 'rtmp', pushPath: '/live/agent' });
+  // Where to push, from the box's own settings (the web UI shows it so, not a port of its own).
+  assert.equal(res.json.source, { kind: 'rtmp', pushPath: '/live/agent', pushPort: rtmpPort });
   const again = await box.request('GET', '/api/v1/cameras/agent', { auth: admin });
   assert.not.ok(again.text.includes(key), 'the key is never shown again');
   const s = await until('agent', 'offline', 'waiting for push');

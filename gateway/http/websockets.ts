@@ -17,13 +17,14 @@ import type { ServiceBroker } from 'moleculer';
 import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
 import { codecString, FragmentReader } from '../../lib/media/fragmented-mp4.ts';
 import { streamEndpoints } from '../../lib/stream-endpoints.ts';
+import { SLUG } from '../../lib/ids.ts';
 import type { Caller } from '../../lib/actions.ts';
 import { can, type Permission } from '../../lib/permissions.ts';
 import { ForbiddenError } from '../../lib/errors.ts';
 import { classify } from './middleware/error-handler.ts';
 import { credentialOf, signInRequired } from './middleware/authenticate.ts';
 
-const LIVE_PATH = /^\/api\/v1\/cameras\/([a-z0-9][a-z0-9-]{0,31})\/live$/;
+const LIVE_PATH = new RegExp(`^/api/v1/cameras/(${SLUG})/live$`);
 const UPDATES_PATH = '/api/v1/updates';
 const MQTT_PATH = '/mqtt';
 /** Who may get which updates, by the bus event's name. */

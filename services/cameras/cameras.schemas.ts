@@ -1,13 +1,11 @@
 // What a camera is, as the API and the bus see it.
 import { z } from 'zod';
+import { slugId } from '../../lib/ids.ts';
 import { redactUrl } from '../../lib/redact.ts';
 // The bus maps this contract adds to (declaration merging needs the module in the program).
 import type {} from '../../lib/bus.ts';
 
-export const CameraId = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, '1-32 characters: lower-case letters, digits, dash')
-  .describe('camera id');
+export const CameraId = slugId('camera id');
 
 export const RtspUrl = z
   .string()
@@ -141,13 +139,14 @@ export const ProbeResult = z.object({
 });
 export type ProbeResult = z.infer<typeof ProbeResult>;
 
-export function publicCamera(camera: Camera) {
+/** A camera without secrets; a push camera says where it pushes to (the box's RTMP port, null when off). */
+export function publicCamera(camera: Camera, rtmpPort: number | null = null) {
   const { source: s } = camera;
   const source =
     s.kind === 'rtsp'
       ? { ...s, url: redactUrl(s.url) }
       : s.kind === 'rtmp'
-        ? { kind: s.kind, pushPath: `/live/${camera.id}` }
+        ? { kind: s.kind, pushPath: `/live/${camera.id}`, pushPort: rtmpPort }
         : { kind: s.kind };
   const subStream = camera.subStream ? { ...camera.subStream, url: redactUrl(camera.subStream.url) } : null;
   return { ...camera, source, subStream };

@@ -59,6 +59,7 @@ function statusesOf(ctx: Ctx<unknown>, id?: string): Promise<Record<string, Came
 }
 
 export function camerasService(config: Config): ServiceSchema {
+  const rtmpPort = config.video.rtmp?.port ?? null;
   let store: Store | undefined;
   let cameras: Collection<Camera> | undefined;
   const builtIn = new Map<string, Camera>(config.video.demoCamera ? [['demo', demoCamera()]] : []);
@@ -95,7 +96,7 @@ export function camerasService(config: Config): ServiceSchema {
         permission: 'live.view',
         async handler(ctx) {
           const statuses = await statusesOf(ctx);
-          return (await all()).map((c) => ({ ...publicCamera(c), status: statuses[c.id] ?? null }));
+          return (await all()).map((c) => ({ ...publicCamera(c, rtmpPort), status: statuses[c.id] ?? null }));
         },
       }),
       get: action({
@@ -104,7 +105,7 @@ export function camerasService(config: Config): ServiceSchema {
         async handler(ctx) {
           const camera = await find(ctx.params.id);
           const statuses = await statusesOf(ctx, camera.id);
-          return { ...publicCamera(camera), status: statuses[camera.id] ?? null };
+          return { ...publicCamera(camera, rtmpPort), status: statuses[camera.id] ?? null };
         },
       }),
       add: action({
@@ -121,7 +122,7 @@ export function camerasService(config: Config): ServiceSchema {
           await cameras!.put(id, camera);
           broadcast(ctx, 'camera.added', { id, by: ctx.meta.caller?.username ?? 'box' });
           // The only time the key is shown: the box keeps its hash.
-          return { ...publicCamera(camera), ...(push ? { streamKey: push.key } : {}) };
+          return { ...publicCamera(camera, rtmpPort), ...(push ? { streamKey: push.key } : {}) };
         },
       }),
       update: action({
@@ -151,7 +152,7 @@ export function camerasService(config: Config): ServiceSchema {
             changed: Object.keys(ctx.params).filter((k) => k !== 'id'),
             by: ctx.meta.caller?.username ?? 'box',
           });
-          return { ...publicCamera(next), ...(push ? { streamKey: push.key } : {}) };
+          return { ...publicCamera(next, rtmpPort), ...(push ? { streamKey: push.key } : {}) };
         },
       }),
       // The installer's "Test" button: what ffprobe finds at the URL, before (or without) saving.

@@ -8,4 +8,3 @@ declare module '../../lib/bus.ts' {
     'mqtt.device.disconnected': { device: string };
   }
 }
-

@@ -2,6 +2,7 @@
 // and clip files (cached exports, named by what they hold).
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
+import { SLUG } from '../../lib/ids.ts';
 import { CameraId } from '../cameras/cameras.schemas.ts';
 // The bus maps this contract adds to (declaration merging needs the module in the program).
 import type {} from '../../lib/bus.ts';
@@ -28,7 +29,7 @@ export interface ClipRequest {
 
 /** Clip files are named by what they hold, so a repeated request reuses the file. */
 export const clipName = (r: ClipRequest) => `${r.camera}-${r.from}-${r.to}.mp4`;
-export const CLIP_NAME = /^[a-z0-9][a-z0-9-]{0,31}-\d{13}-\d{13}\.mp4$/;
+export const CLIP_NAME = new RegExp(`^${SLUG}-\\d{13}-\\d{13}\\.mp4$`);
 
 /** Not zod's "expected date, received Date": say what a time looks like. */
 const ISO_TIME = 'expected an ISO 8601 time, such as 2026-11-29T18:30:00Z';

@@ -1,12 +1,10 @@
 // What a cloud target and the upload policy are, as the API and the bus see them.
 import { z } from 'zod';
+import { slugId } from '../../lib/ids.ts';
 // The bus maps this contract adds to (declaration merging needs the module in the program).
 import type {} from '../../lib/bus.ts';
 
-export const TargetId = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, '1-32 characters: lower-case letters, digits, dash')
-  .describe('target id');
+export const TargetId = slugId('target id');
 
 const HttpUrl = z
   .string()

@@ -23,10 +23,8 @@ const CameraAnswer = z
       kind: z.enum(['rtsp', 'rtmp', 'file']),
       url: z.string().optional().describe('password shown as ***'),
       transport: z.string().optional(),
-      pushPath: z
-        .string()
-        .optional()
-        .describe('push cameras: rtmp://<box>:<video.rtmp.port><pushPath>?key=<stream key>'),
+      pushPath: z.string().optional().describe('push cameras: rtmp://<box>:<pushPort><pushPath>?key=<stream key>'),
+      pushPort: z.number().nullable().optional().describe("push cameras: the box's RTMP port (null: RTMP push is off)"),
     }),
     subStream: z
       .object({ kind: z.literal('rtsp'), url: z.string().describe('password shown as ***'), transport: z.string() })

@@ -5,7 +5,7 @@ import { useLocation } from 'preact-iso';
 import { api, ApiError } from '../api.ts';
 import { Field, Page, Problem, useAction } from '../components/ui.tsx';
 import { ZoneEditor } from '../components/zone-editor.tsx';
-import { useCameras, type Camera } from './live.tsx';
+import { useCameras, type Camera } from '../cameras.ts';
 import type { ProbeResult } from '../../../services/cameras/cameras.schemas.ts';
 
 const LABELS = ['person', 'car', 'bicycle', 'motorcycle', 'bus', 'truck', 'dog', 'cat', 'bird'];
@@ -136,7 +136,7 @@ function CameraForm({
   const { error, run } = useAction();
   const [probe, setProbe] = useState<ProbeResult | 'busy'>();
   const [saved, setSaved] = useState(false);
-  const [streamKey, setStreamKey] = useState<string>();
+  const [push, setPush] = useState<{ key: string; port: number | null }>();
   const builtIn = camera?.builtIn === true;
   const streaming = camera?.status?.state === 'online';
   const set = (patch: Partial<Form>) => setForm({ ...form, ...patch });
@@ -162,14 +162,14 @@ function CameraForm({
       recording: form.recording,
       detection: form.detection,
     };
-    let answer: { streamKey?: string } = {};
+    let answer: { streamKey?: string; source?: { pushPort?: number | null } } = {};
     const ok = await run(async () => {
       answer = adding
-        ? await api<{ streamKey?: string }>('/cameras', { method: 'POST', body: { id: form.id, ...body } })
-        : await api<{ streamKey?: string }>(`/cameras/${form.id}`, { method: 'PATCH', body });
+        ? await api<typeof answer>('/cameras', { method: 'POST', body: { id: form.id, ...body } })
+        : await api<typeof answer>(`/cameras/${form.id}`, { method: 'PATCH', body });
     });
     setSaved(ok);
-    if (ok && answer.streamKey) setStreamKey(answer.streamKey);
+    if (ok && answer.streamKey) setPush({ key: answer.streamKey, port: answer.source?.pushPort ?? null });
     else if (ok && adding) done();
   };
 
@@ -182,13 +182,20 @@ function CameraForm({
     error instanceof ApiError && error.fields.length
       ? new Error('Some fields need a change: see below each one.')
       : error;
-  if (streamKey) {
+  if (push) {
     return (
       <Page title="Push camera added">
         <p>Set the camera (or the FogEdge camera agent) to push RTMP to:</p>
-        <pre class="secret" data-testid="push-url">
-          rtmp://{location.hostname}:1935/live/{form.id}?key={streamKey}
-        </pre>
+        {push.port === null ? (
+          <p class="problem">
+            RTMP push is turned off on this box (video.rtmp in its configuration): the camera cannot push until it is
+            on.
+          </p>
+        ) : (
+          <pre class="secret" data-testid="push-url">
+            rtmp://{location.hostname}:{push.port}/live/{form.id}?key={push.key}
+          </pre>
+        )}
         <p>
           The box keeps only a hash of this key: copy it now. A new key can be made later; the old one stops working
           then.

@@ -5,7 +5,7 @@ import { useLocation } from 'preact-iso';
 import { api, can, formatTime, url } from '../api.ts';
 import { useUpdates } from '../updates.ts';
 import { Page, Problem, useAction, useLoad } from '../components/ui.tsx';
-import { useCameras } from './live.tsx';
+import { useCameras } from '../cameras.ts';
 import { DayBar } from '../components/day-bar.tsx';
 import type { StoredEvent } from '../../../services/events/events.schemas.ts';
 

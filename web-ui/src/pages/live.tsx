@@ -1,20 +1,10 @@
 // Live: every camera in a grid, one camera full-screen. A tile plays the low-latency stream; when
 // that cannot start it shows snapshots, and an offline camera says why.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, can, formatTime, url } from '../api.ts';
-import { useUpdates } from '../updates.ts';
+import { can, formatTime, url } from '../api.ts';
 import { LivePlayer, type LiveState } from '../live-player.ts';
-import { Page, Problem, useLoad } from '../components/ui.tsx';
-import type { CameraStatus, PublicCamera } from '../../../services/cameras/cameras.schemas.ts';
-
-/** A camera as GET /api/v1/cameras answers it. */
-export type Camera = PublicCamera & { status: CameraStatus | null };
-
-export function useCameras() {
-  const cameras = useLoad(() => api<Camera[]>('/cameras'));
-  useUpdates(['camera.'], () => void cameras.reload());
-  return cameras;
-}
+import { Page, Problem } from '../components/ui.tsx';
+import { useCameras, type Camera } from '../cameras.ts';
 
 /** Snapshots every few seconds: the fallback when live video cannot play. */
 function Snapshots({ camera, why }: { camera: string; why?: string | undefined }) {

@@ -5,7 +5,7 @@ import { useLocation } from 'preact-iso';
 import { api, ApiError, formatBytes, request, url } from '../api.ts';
 import { Page, Problem, useLoad } from '../components/ui.tsx';
 import { DayBar } from '../components/day-bar.tsx';
-import { useCameras } from './live.tsx';
+import { useCameras } from '../cameras.ts';
 import type { StoredEvent } from '../../../services/events/events.schemas.ts';
 
 interface Timeline {

@@ -3,7 +3,7 @@ import type { TargetedEvent } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, me } from '../api.ts';
 import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
-import { useCameras } from './live.tsx';
+import { useCameras } from '../cameras.ts';
 
 interface Rule {
   cameras: string[];

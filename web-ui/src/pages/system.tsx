@@ -5,7 +5,7 @@ import { useState } from 'preact/hooks';
 import { api, can, formatBytes, formatTime } from '../api.ts';
 import { useUpdates } from '../updates.ts';
 import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
-import { useCameras } from './live.tsx';
+import { useCameras } from '../cameras.ts';
 
 interface Health {
   status: string;
