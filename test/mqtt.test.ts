@@ -30,7 +30,8 @@ const PENDING_CAP = 150;
 const clients: MqttClient[] = [];
 
 const connect = async (username: string, password: string, url = `mqtt://127.0.0.1:${port}`) => {
-  const client = await mqtt.connectAsync(url, { username, password, reconnectPeriod: 0, connectTimeout: 5000 });
+  // A generous bound: on a loaded 2-core machine a CONNACK can take seconds; a refusal is what the tests look at.
+  const client = await mqtt.connectAsync(url, { username, password, reconnectPeriod: 0, connectTimeout: 30_000 });
   clients.push(client);
   return client;
 };

@@ -3,7 +3,8 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 
 /** How an MQTT sign-in ends, as a string a test can match: "connected", or "<CONNACK code>: <message>". */
 export const connectOutcome = (url: string, options: IClientOptions) =>
-  mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options }).then(
+  // A generous bound: on a loaded machine a CONNACK can take seconds; the outcome is what is asserted.
+  mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 30_000, ...options }).then(
     (c) => (c.end(true), 'connected'),
     (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
   );
