@@ -1,13 +1,14 @@
 // The box's identity at its operator and the operator's endpoint (the ADMP broker). From the
 // environment (FOGEDGE_ADMP_*, set per device by the fleet), else from a file the operator's
 // factory image or the installer's first-run setup wrote. A box with neither runs fully local.
-import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import type { Config } from './config.ts';
 import { redactUrl } from '../lib/redact.ts';
+import { writeDurably } from '../lib/durable-files.ts';
 
 const Pem = z
   .string()
@@ -136,18 +137,14 @@ function parse(raw: unknown, source: string, dir: string, config: Pick<Config, '
   return { ...checked.data, boxId: checked.data.boxId ?? config.sync.boxId };
 }
 
-/** The first-run setup's answer: written whole (temp file, then rename), readable by the box only. */
+/** The first-run setup's answer: written whole or not at all, readable by the box only. */
 export async function writeProvisioning(
   config: Pick<Config, 'dataDir' | 'admp'>,
   input: z.output<typeof ProvisioningInput> | null,
 ): Promise<void> {
   const file = provisioningFile(config);
   if (!input) return rm(file, { force: true });
-  await mkdir(path.dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, JSON.stringify(input, null, 2), { mode: 0o600 });
-  await chmod(temp, 0o600);
-  await rename(temp, file);
+  await writeDurably(file, JSON.stringify(input, null, 2), { mode: 0o600 });
 }
 
 /** What the API and the logs may show: no password, no key. */

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ImageError, verifyImage, type Manifest } from '../lib/firmware-image.ts';
+import { writeDurably } from '../lib/durable-files.ts';
 
 export type Slot = 'A' | 'B';
 /** TR-181 Device.DeviceInfo.FirmwareImage.{i}.Status. */
@@ -58,21 +59,6 @@ export class FirmwareError extends Error {
 
 const MAX_BOOTS = 3;
 const other = (s: Slot): Slot => (s === 'A' ? 'B' : 'A');
-
-/** Written whole and flushed, then renamed over the old file, then the folder flushed. */
-async function writeDurably(file: string, data: string | Buffer): Promise<void> {
-  const temp = `${file}.tmp`;
-  const handle = await open(temp, 'w');
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, file);
-  const dir = await open(path.dirname(file), 'r');
-  await dir.sync().finally(() => dir.close());
-}
 
 export class FirmwareSlots {
   private constructor(

@@ -1,12 +1,12 @@
 // sync: sends the part of the box's data that the plan chooses (event JSON, snapshots, event
 // clips, recordings, audit) to S3-compatible and Azure Blob targets, from a durable outbox that
 // survives crashes, backs off when a target is down, and keeps to a bandwidth cap and schedule.
+import { writeDurably } from '../../lib/durable-files.ts';
 import { call, type Caller, on } from '../../lib/bus.ts';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { Readable, Transform } from 'node:stream';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import pLimit from 'p-limit';
@@ -101,24 +101,6 @@ async function hashFile(file: string): Promise<{ bytes: number; sha256: string; 
     bytes += chunk.length;
   }
   return { bytes, sha256: sha256.digest('hex'), md5: md5.digest('base64') };
-}
-
-/** Written and flushed to the disk before the item that names it is stored. */
-async function writeDurably(file: string, data: Buffer | Readable): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  if (Buffer.isBuffer(data)) {
-    const handle = await open(file, 'w');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    return;
-  }
-  await pipeline(data, createWriteStream(file));
-  const handle = await open(file, 'r+');
-  await handle.sync().finally(() => handle.close());
 }
 
 export function syncService(config: Config): ServiceSchema {

@@ -6,7 +6,7 @@
 import { call, on } from '../../lib/bus.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -20,6 +20,7 @@ import { action } from '../../lib/actions.ts';
 import { BadRequestError, NotFoundError, UnavailableError } from '../../lib/errors.ts';
 import { underAllowedSource } from '../../lib/allowed-source.ts';
 import { Store, type Collection } from '../../lib/store.ts';
+import { commitFile } from '../../lib/durable-files.ts';
 import { unlessRefused } from '../../lib/refusals.ts';
 import { CampaignInput, ImageFileInput, type Campaign, type TargetState } from './usp.schemas.ts';
 import { UpdateLock } from '../../lib/update-lock.ts';
@@ -305,9 +306,7 @@ export function uspService(config: Config): ServiceSchema {
         // The hash of what was fetched is not told: the answer must not reveal what a URL holds.
         throw new BadRequestError(`The image's SHA-256 is not ${sha256}`, 'CHECKSUM_MISMATCH');
       }
-      const handle = await open(`${file}.part`, 'r+');
-      await handle.sync().finally(() => handle.close());
-      await rename(`${file}.part`, file);
+      await commitFile(`${file}.part`, file);
     }
     let manifest;
     try {
