@@ -5,7 +5,8 @@
 import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { writeDurably } from '../lib/durable-files.ts';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -57,8 +58,7 @@ export async function readUpdateState(root: string): Promise<UpdateState | null>
 }
 
 export async function writeUpdateState(root: string, state: UpdateState): Promise<void> {
-  await writeFile(`${stateFile(root)}.tmp`, JSON.stringify(state, null, 2));
-  await rename(`${stateFile(root)}.tmp`, stateFile(root));
+  await writeDurably(stateFile(root), JSON.stringify(state, null, 2));
 }
 
 async function pointAt(link: string, target: string): Promise<void> {

@@ -5,6 +5,7 @@
 import { randomBytes, createPublicKey } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { writeDurably } from '../lib/durable-files.ts';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CameraAgent } from './camera-agent.ts';
@@ -144,7 +145,8 @@ const agent: CameraAgent = await CameraAgent.start({
         });
         if (encodedHere(push.video)) {
           const { width, height, bitrateKbps } = push.video;
-          await writeFile(videoFile, JSON.stringify({ width, height, bitrateKbps }));
+          // Whole or not at all: a reboot (the reason it is kept) may come at any moment.
+          await writeDurably(videoFile, JSON.stringify({ width, height, bitrateKbps }));
         }
         return push.video;
       case 'snapshot':

@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { freePort, getJson, Proc, waitUntil } from '../helpers/processes.ts';
 import { ReleaseLab } from '../helpers/releases.ts';
+import { pct } from './proc-stats.ts';
 
 const RUNS = Number(process.env['RUNS'] ?? 2);
 const lab = await ReleaseLab.create();
@@ -116,10 +117,9 @@ try {
     restarts.push(await restart());
     updates.push(await update(`9.${i + 1}.0`));
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   console.log(`recording gap, restart (reference): ${restarts.map((g) => `${g} ms`).join(', ')}`);
   console.log(`recording gap, update:              ${updates.map((g) => `${g} ms`).join(', ')}`);
-  console.log(`update / restart (median): ${(median(updates) / median(restarts)).toFixed(2)}x`);
+  console.log(`update / restart (median): ${(pct(updates, 0.5) / pct(restarts, 0.5)).toFixed(2)}x`);
 } finally {
   await runner.kill('SIGTERM');
   await lab.close();

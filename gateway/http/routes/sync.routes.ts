@@ -34,6 +34,9 @@ const IdParam = z.object({ id: TargetId });
 const TargetList = z.array(TargetAnswer);
 const QueueAnswer = z.array(z.record(z.string(), z.unknown()));
 
+/** What every route here may answer besides its own answer. */
+const REFUSALS = { 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] };
+
 export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
     createRoute({
@@ -44,11 +47,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       summary: 'Queue length and bytes, oldest item, and per target the last success and error (any role)',
       responses: {
         200: json(Status),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof Status>>(broker, c, 'sync.status', {}), 200),
@@ -64,11 +63,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       request: { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }) },
       responses: {
         200: json(QueueAnswer),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof QueueAnswer>>(broker, c, 'sync.queue', c.req.valid('query')), 200),
@@ -83,11 +78,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       summary: 'The cloud targets, secrets masked (admin, installer)',
       responses: {
         200: json(TargetList),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof TargetList>>(broker, c, 'sync.targets', {}), 200),
@@ -103,11 +94,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       request: body(Target),
       responses: {
         201: json(TargetAnswer),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -124,11 +111,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       request: { params: IdParam, ...body(z.record(z.string(), z.unknown())) },
       responses: {
         200: json(TargetAnswer),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -151,11 +134,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       request: { params: IdParam },
       responses: {
         200: json(Ok),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof Ok>>(broker, c, 'sync.removeTarget', c.req.valid('param')), 200),
@@ -171,11 +150,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       request: { params: IdParam },
       responses: {
         200: json(TestAnswer),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -192,11 +167,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       request: body(Target),
       responses: {
         200: json(TestAnswer),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -212,11 +183,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       summary: 'The upload plan: resources, cameras, labels, zones, daily budget, bandwidth cap, windows',
       responses: {
         200: json(Policy),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof Policy>>(broker, c, 'sync.policy', {}), 200),
@@ -232,11 +199,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       request: body(Policy),
       responses: {
         200: json(Policy),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        409: errors[409],
-        422: errors[422],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof Policy>>(broker, c, 'sync.setPolicy', c.req.valid('json')), 200),

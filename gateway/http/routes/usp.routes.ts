@@ -12,6 +12,16 @@ const DeviceParam = z.object({ device: z.string() });
 const Objects = z.array(z.object({ path: z.string(), params: z.record(z.string(), z.string()) }));
 const CampaignBody = z.object(CampaignInput.shape).openapi('FirmwareCampaign');
 
+/** What every route here may answer besides its own answer. */
+const REFUSALS = {
+  400: errors[400],
+  401: errors[401],
+  403: errors[403],
+  404: errors[404],
+  422: errors[422],
+  503: errors[503],
+};
+
 export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(
     createRoute({
@@ -22,12 +32,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       summary: 'The camera agents: endpoint id, device, model, serial, running version (admin, installer)',
       responses: {
         200: json(AnyList),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof AnyList>>(broker, c, 'usp.endpoints', {}), 200),
@@ -43,12 +48,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       request: { params: DeviceParam, ...body(z.object({ paths: z.array(z.string()) })) },
       responses: {
         200: json(AnyList),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -82,12 +82,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       },
       responses: {
         200: json(Any),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -111,12 +106,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       request: { params: DeviceParam, ...body(z.object({ objects: Objects, allowPartial: z.boolean().optional() })) },
       responses: {
         200: json(AnyList),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -139,12 +129,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       request: { params: DeviceParam, ...body(z.object({ objects: Objects, allowPartial: z.boolean().optional() })) },
       responses: {
         200: json(AnyList),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -170,12 +155,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       },
       responses: {
         200: json(AnyList),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -209,12 +189,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       },
       responses: {
         200: json(Any),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -238,12 +213,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       request: { query: z.object({ device: z.string().optional(), limit: z.coerce.number().optional() }) },
       responses: {
         200: json(AnyList),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) =>
@@ -261,12 +231,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       request: body(CampaignBody),
       responses: {
         200: json(Any),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof Any>>(broker, c, 'usp.firmwareUpdate', c.req.valid('json')), 200),
@@ -281,12 +246,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       summary: 'The latest firmware campaigns, newest first',
       responses: {
         200: json(AnyList),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof AnyList>>(broker, c, 'usp.campaigns', {}), 200),
@@ -302,12 +262,7 @@ export function uspRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): voi
       request: { params: z.object({ id: z.string() }) },
       responses: {
         200: json(Any),
-        400: errors[400],
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        422: errors[422],
-        503: errors[503],
+        ...REFUSALS,
       },
     }),
     async (c) => c.json(await callAs<z.infer<typeof Any>>(broker, c, 'usp.campaign', c.req.valid('param')), 200),
