@@ -63,12 +63,56 @@ export function brokerOptions(config: Config): BrokerOptions {
     registry: { strategy: 'RoundRobin', preferLocal: true },
     dependencyInterval: 100, // ms between checks for a service's dependencies (default 1 s)
     validator: false, // actions are validated by their zod `input` (inputMiddleware)
-    middlewares: [inputMiddleware(), busGuard()],
+    middlewares: [inputMiddleware(), busGuard(), lostNodeWatch(config.bus.heartbeatTimeoutS * 1000)],
     // A service stops only after the calls and events it is handling have finished.
     tracking: { enabled: true, shutdownTimeout: 5_000 },
     skipProcessEventRegistration: true, // main.ts owns signals and the exit code
     metadata: { version },
   };
+}
+
+/**
+ * Marks a node lost once no heartbeat came from it for `timeoutMs`, checked 4 times a second.
+ * Moleculer's own check runs only once per heartbeat timeout and counts whole seconds, so a killed
+ * node could go unnoticed for twice the timeout (7 s at 3 s); calls waiting on it fail as soon as
+ * it is marked (503). A node marked lost by mistake comes back with its next heartbeat.
+ */
+function lostNodeWatch(timeoutMs: number): Middleware {
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    name: 'LostNodeWatch',
+    started(broker: moleculer.ServiceBroker) {
+      const { discoverer } = broker.registry as unknown as {
+        discoverer?: {
+          heartbeatReceived(nodeID: string, payload: unknown): void;
+          remoteNodeDisconnected(nodeID: string, unexpected: boolean): void;
+        };
+      };
+      if (!broker.transit || !discoverer) return;
+      const lastHeard = new Map<string, number>();
+      const heartbeatReceived = discoverer.heartbeatReceived.bind(discoverer);
+      discoverer.heartbeatReceived = (nodeID, payload) => {
+        lastHeard.set(nodeID, Date.now());
+        heartbeatReceived(nodeID, payload);
+      };
+      timer = setInterval(() => {
+        const now = Date.now();
+        for (const node of broker.registry.nodes.toArray()) {
+          if (node.local || !node.available) continue;
+          const heard = lastHeard.get(node.id);
+          if (heard === undefined) lastHeard.set(node.id, now);
+          else if (now - heard > timeoutMs) {
+            lastHeard.delete(node.id);
+            discoverer.remoteNodeDisconnected(node.id, true);
+          }
+        }
+      }, 250);
+      timer.unref();
+    },
+    stopped() {
+      clearInterval(timer);
+    },
+  } as unknown as Middleware;
 }
 
 /**
