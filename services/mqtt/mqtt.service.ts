@@ -36,12 +36,11 @@ import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
 import type { Notifications } from '../accounts/accounts.schemas.ts';
 import { version } from '../../appliance/version.ts';
-import { z } from 'zod';
 import { isRefusal, unlessRefused } from '../../lib/refusals.ts';
 import { streamEndpoints } from '../../lib/stream-endpoints.ts';
 import { action } from '../../lib/actions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
-import { DeviceId } from '../devices/devices.schemas.ts';
+import { SendToDeviceInput } from './mqtt.schemas.ts';
 
 /** MQTT 5 DISCONNECT reason: the broker's administrator ended the connection (a revoked credential). */
 const ADMINISTRATIVE_ACTION = 0x98;
@@ -471,19 +470,7 @@ export function mqttService(config: Config): ServiceSchema {
       // Internal: a service of the box sends to one device, on the device's own command topic
       // (fogedge/devices/<id>/cmd/<channel>), e.g. USP records to a camera agent.
       sendToDevice: action({
-        input: z.strictObject({
-          device: DeviceId,
-          channel: z.string().regex(/^[a-z0-9-]+(\/[a-z0-9-]+)*$/),
-          payloadBase64: z.string().max(16 * 1024 * 1024),
-          qos: z.union([z.literal(0), z.literal(1)]).default(1),
-          // MQTT 5 properties for the device (3.1.1 devices do without): what the payload is,
-          // and where the device answers (its own device's channels to the box only).
-          contentType: z.string().max(100).optional(),
-          responseChannel: z
-            .string()
-            .regex(/^(usp|agent\/[a-z0-9-]+)$/)
-            .optional(),
-        }),
+        input: SendToDeviceInput,
         async handler(ctx) {
           if (!aedes) throw new NotReadyError('The MQTT broker is off on this node', 'MQTT_OFF');
           const { device, channel, contentType, responseChannel } = ctx.params;
@@ -498,7 +485,7 @@ export function mqttService(config: Config): ServiceSchema {
             qos: ctx.params.qos,
             properties,
           });
-          return { ok: true };
+          return { ok: true as const };
         },
       }),
     },
