@@ -15,7 +15,7 @@ import { freePort, waitUntil } from './helpers/processes.ts';
 import { connectOutcome, subackOf } from './helpers/mqtt.ts';
 import { withinHours } from '../lib/hours.ts';
 import { coalesceWrites } from '../services/mqtt/coalesce-writes.ts';
-import { mayRead, mayReceive, type Identity } from '../services/mqtt/mqtt.service.ts';
+import { mayRead, mayReceive, type Identity } from '../services/mqtt/access-rules.ts';
 import { ROLES } from '../lib/permissions.ts';
 import { accountsService } from '../services/accounts/accounts.service.ts';
 

@@ -13,7 +13,7 @@ import net from 'node:net';
 import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode } from '../helpers/processes.ts';
 import { cpuTicks, pct, rssMiB, TICK } from './proc-stats.ts';
-import { mayReceive } from '../../services/mqtt/mqtt.service.ts';
+import { mayReceive } from '../../services/mqtt/access-rules.ts';
 
 const PUBLISHERS = Number(process.env['PUBLISHERS'] ?? 100);
 const SUBSCRIBERS = Number(process.env['SUBSCRIBERS'] ?? 10);
