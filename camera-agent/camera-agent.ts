@@ -9,6 +9,7 @@ import { encodeRecord, USP_CONTENT_TYPE } from '../lib/usp/codec.ts';
 import { FirmwareSlots } from './firmware-slots.ts';
 import { UspAgent } from './usp/agent.ts';
 import { deviceModel, type DeviceInfo } from './usp/device-model.ts';
+import { topics } from '../lib/topics.ts';
 
 const STATUS_EVERY_MS = 30_000;
 
@@ -61,7 +62,7 @@ export class CameraAgent {
   }
 
   private get topic() {
-    return `fogedge/devices/${this.o.id}`;
+    return topics.device(this.o.id);
   }
 
   /** Where the controller's records come from (its Response Topic, on MQTT 5); the box's usp channel until one came. */

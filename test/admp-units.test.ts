@@ -38,13 +38,13 @@ test('the queue keeps its order and its seqs across a reopen, and never reuses a
   // Empty now: the next message still gets a new number.
   ({ store, queue } = await open(dir));
   const { message } = await queue.enqueue('health', 'health', {});
-  assert.is(message.seq, 4);
-  assert.is(message.payload['seq'], 4);
+  assert.is(message!.seq, 4);
+  assert.is(message!.payload['seq'], 4);
   await store.close();
   await rm(dir, { recursive: true, force: true });
 });
 
-test('full: old health goes first, then events; the audit log is kept longest; each drop is counted', async () => {
+test('full: old health goes first, then events; the audit log is kept longest, never dropped for a message worth less; each drop is counted', async () => {
   const dir = await tempDir();
   const { store, queue } = await open(dir, { maxItems: 6, maxBytes: 1024 * 1024 });
   await queue.enqueue('audit', 'audit', { n: 'a1' });
@@ -70,6 +70,15 @@ test('full: old health goes first, then events; the audit log is kept longest; e
   await queue.enqueue('audit', 'audit', { n: 'a7' });
   assert.is(queue.next(1, new Set())[0]!.payload['n'], 'a2');
   assert.is(queue.dropped.audit, 1);
+  // A health sample is worth less than any of them: it is refused, no audit entry goes for it.
+  const refused = await queue.enqueue('health', 'health', { n: 'h3' });
+  assert.is(refused.message, null);
+  assert.equal(refused.dropped, []);
+  assert.equal(
+    queue.next(10, new Set()).map((m) => m.payload['n']),
+    ['a2', 'a3', 'a4', 'a5', 'a6', 'a7'],
+  );
+  assert.is(queue.dropped.health, 3);
   await store.close();
   await rm(dir, { recursive: true, force: true });
 });

@@ -163,6 +163,7 @@ export function admpService(config: Config): ServiceSchema {
       log.warn(
         `admp: uplink queue full: dropped ${dropped.length} (${dropped.map((d) => `${d.kind} #${d.seq}`).join(', ')})`,
       );
+    if (!message) log.warn(`admp: uplink queue full of messages worth more: this ${kind} message is dropped`);
     pump();
     return message;
   };

@@ -1,8 +1,10 @@
 // What the box owes the ADMP, in LevelDB, in the order it must go up. Each message is
 // written (with sync) before enqueue returns, and deleted only once the operator's broker
-// has it. Bounded by items and bytes; past the bound the lowest-value, oldest messages go
-// first (DROP_ORDER), counted per kind, so a long outage costs old telemetry, not the audit.
+// has it. Bounded by items and bytes; past the bound the queues' one drop rule applies
+// (lib/bounded-queue.ts, by DROP_ORDER), counted per kind, so a long outage costs old
+// telemetry, not the audit.
 import pLimit from 'p-limit';
+import { makeRoom } from '../../lib/bounded-queue.ts';
 import type { Collection } from '../../lib/store.ts';
 
 /** Kinds of message, from least to most worth keeping when the queue is full. */
@@ -68,7 +70,8 @@ export class UplinkQueue {
   }
 
   /**
-   * Stores a message durably and returns what was dropped to make room. A new reported state
+   * Stores a message durably and returns what was dropped to make room; `message` is null when
+   * the queue is full of messages worth more (it is counted as dropped). A new reported state
    * replaces one still waiting: only the latest state of the box is worth sending.
    */
   enqueue(
@@ -76,7 +79,7 @@ export class UplinkQueue {
     topic: string,
     payload: Record<string, unknown>,
     retain = false,
-  ): Promise<{ message: UpMessage; dropped: UpMessage[] }> {
+  ): Promise<{ message: UpMessage | null; dropped: UpMessage[] }> {
     return this.inTurn(() => this.add(kind, topic, payload, retain));
   }
 
@@ -85,7 +88,7 @@ export class UplinkQueue {
     topic: string,
     payload: Record<string, unknown>,
     retain: boolean,
-  ): Promise<{ message: UpMessage; dropped: UpMessage[] }> {
+  ): Promise<{ message: UpMessage | null; dropped: UpMessage[] }> {
     const seq = this.nextSeq++;
     const body = { seq, ...payload };
     const message: UpMessage = {
@@ -96,17 +99,28 @@ export class UplinkQueue {
       retain,
       bytes: Buffer.byteLength(JSON.stringify(body)),
     };
-    const dropped: UpMessage[] = [];
     if (kind === 'reported')
       for (const old of this.messages.values()) if (old.kind === 'reported') await this.remove(old.seq);
-    while (
-      this.messages.size >= this.bounds.maxItems ||
-      (this.bytes + message.bytes > this.bounds.maxBytes && this.messages.size > 0)
-    ) {
-      const victim = this.victim();
+    const value = (m: Pick<UpMessage, 'kind'>) => DROP_ORDER.indexOf(m.kind);
+    const dropped = makeRoom(
+      this.messages.values(),
+      {
+        items: this.messages.size + 1 - this.bounds.maxItems,
+        bytes: this.bytes + message.bytes - this.bounds.maxBytes,
+      },
+      value(message),
+      value,
+      (m) => m.bytes,
+    );
+    if (!dropped) {
+      // Its seq is spent: the operator sees the gap, and the count says why.
+      this.dropped[kind]++;
+      await this.saveMeta(false);
+      return { message: null, dropped: [] };
+    }
+    for (const victim of dropped) {
       await this.remove(victim.seq);
       this.dropped[victim.kind]++;
-      dropped.push(victim);
     }
     await this.store.put(keyOf(seq), message);
     this.messages.set(seq, message);
@@ -147,11 +161,6 @@ export class UplinkQueue {
 
   has(seq: number): boolean {
     return this.messages.has(seq);
-  }
-
-  private victim(): UpMessage {
-    for (const kind of DROP_ORDER) for (const m of this.messages.values()) if (m.kind === kind) return m;
-    throw new Error('the uplink queue is empty');
   }
 
   private async remove(seq: number): Promise<void> {

@@ -3,6 +3,7 @@
 // users read what their role may see and publish camera switches (and Home Assistant's birth
 // message). Checked at subscribe (mayRead), at every delivery (mayReceive) and at publish.
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
+import { topics } from '../../lib/topics.ts';
 
 export type Identity =
   | { kind: 'device'; id: string; grants: string[]; prefix: string }
@@ -11,19 +12,19 @@ export const identityKey = (i: Identity) => (i.kind === 'device' ? `device:${i.i
 
 /** Topic roots an app user may read, by the permission they need. */
 const USER_READS: Array<[string, Permission]> = [
-  ['fogedge/status', 'live.view'],
-  ['fogedge/cameras/#', 'live.view'],
-  ['fogedge/events/#', 'events.view'],
-  ['fogedge/devices/#', 'devices.manage'],
+  [topics.status, 'live.view'],
+  [topics.cameras, 'live.view'],
+  [topics.events, 'events.view'],
+  [topics.devices, 'devices.manage'],
   ['homeassistant/#', 'live.view'],
 ];
 
 /** The filters whose topics `who` may read. */
 function readRoots(who: Identity): string[] {
-  if (who.kind === 'device') return [`fogedge/devices/${who.id}/cmd/#`, 'fogedge/status', ...who.grants];
+  if (who.kind === 'device') return [topics.deviceCommand(who.id, '#'), topics.status, ...who.grants];
   return [
     ...USER_READS.filter(([, permission]) => can(who.role, permission)).map(([root]) => root),
-    `fogedge/users/${who.username}/#`,
+    `${topics.user(who.username)}/#`,
   ];
 }
 

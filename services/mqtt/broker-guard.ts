@@ -10,6 +10,7 @@ import { isRefusal, unlessRefused } from '../../lib/refusals.ts';
 import type { Config } from '../../appliance/config.ts';
 import { describe, identityKey, mayPublish, mayRead, mayReceive, type Identity } from './access-rules.ts';
 import type { LevelPersistence } from './level-persistence.ts';
+import { topics } from '../../lib/topics.ts';
 
 export function notAuthorized(message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode: 5 }) as AuthenticateError;
@@ -90,7 +91,7 @@ export class BrokerGuard {
           const found = device ?? (await asDevice(true));
           if (!found) throw notAuthorized(`unknown device or user "${name}"`);
           if (found.state !== 'allowed') throw notAuthorized(`device "${name}" is ${found.state}`);
-          identity = { kind: 'device', id: found.id, grants: found.grants, prefix: `fogedge/devices/${found.id}/` };
+          identity = { kind: 'device', id: found.id, grants: found.grants, prefix: `${topics.device(found.id)}/` };
         }
         await claimClientId(client, identity);
         identities.set(client, identity);

@@ -16,11 +16,7 @@ import type { Camera } from '../cameras/cameras.schemas.ts';
 import type { Identity } from './access-rules.ts';
 import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
-
-/** The retained JPEG of a camera's best object of a label: `fogedge/cameras/<camera>/<label>/snapshot`. */
-export const SNAPSHOT_TOPIC = /^fogedge\/cameras\/[a-z0-9-]+\/[^/]+\/snapshot$/;
-/** A switch command: fogedge/cameras/<camera>/<switch>/set. */
-const SWITCH_SET = /^fogedge\/cameras\/([a-z0-9-]+)\/([a-z]+)\/set$/;
+import { SWITCH_SET, topics } from '../../lib/topics.ts';
 
 /** Per-camera switches over MQTT: .../<name>/set (ON|OFF) and the retained .../<name>/state. */
 const SWITCHES: Record<string, { get(c: Camera): boolean; set(on: boolean): object }> = {
@@ -109,26 +105,26 @@ export class CameraTopics {
   /** Empty retained messages clear what was retained: states, snapshots, and the camera's entities in Home Assistant. */
   cameraRemoved(id: string): Promise<void> {
     return this.retainedWork(async () => {
-      const topics = [
+      const cleared = [
         ...(this.retainedOf.get(id)?.keys() ?? []),
         ...(this.snapshotTopics.get(id) ?? []),
-        `fogedge/cameras/${id}/status`,
+        `${topics.camera(id)}/status`,
       ];
       for (const map of [this.retainedOf, this.liveObjects, this.snapshotTopics, this.specs, this.discoveryOf])
         map.delete(id);
-      for (const topic of topics) await this.publish(topic, '', { retain: true });
+      for (const topic of cleared) await this.publish(topic, '', { retain: true });
     });
   }
 
   cameraStatus(id: string, status: unknown): Promise<void> {
-    return this.publish(`fogedge/cameras/${id}/status`, status, { retain: true, qos: 1 });
+    return this.publish(`${topics.camera(id)}/status`, status, { retain: true, qos: 1 });
   }
 
   /** An event started, changed or ended: its message, the objects in view, and the notifications of a new one. */
   async event(eventName: string, e: LiveEvent): Promise<void> {
     const kind = EVENT_KINDS[eventName];
     if (!kind) return;
-    await this.publish(`fogedge/events/${e.camera}/${kind}`, e, { qos: 1 });
+    await this.publish(topics.event(e.camera, kind), e, { qos: 1 });
     await this.trackObject(e, kind === 'end' || kind === 'removed');
     if (kind === 'new') await this.notify(e);
   }
@@ -167,7 +163,7 @@ export class CameraTopics {
     if (!camera) return;
     const next = new Map<string, string>();
     for (const [name, sw] of Object.entries(SWITCHES))
-      next.set(`fogedge/cameras/${id}/${name}/state`, onOff(sw.get(camera)));
+      next.set(`${topics.camera(id)}/${name}/state`, onOff(sw.get(camera)));
     for (const [topic, value] of objectStates(camera, this.liveObjects.get(id)?.values() ?? [])) next.set(topic, value);
     for (const [topic, value] of this.discoveryOf.get(id) ?? []) next.set(topic, value);
     const before = this.retainedOf.get(id) ?? new Map<string, string>();
@@ -190,7 +186,7 @@ export class CameraTopics {
     for (const user of await this.targets) {
       if (!can(user.role, 'events.view') || !wantsNotification(user.notifications, e)) continue;
       await this.publish(
-        `fogedge/users/${user.username}/notifications`,
+        `${topics.user(user.username)}/notifications`,
         { title: `${e.label} at ${name}`, event: e },
         { qos: 1 },
       );
@@ -218,7 +214,7 @@ export class CameraTopics {
       return undefined;
     });
     if (!snap) return;
-    const topic = `fogedge/cameras/${e.camera}/${e.label}/snapshot`;
+    const topic = `${topics.camera(e.camera)}/${e.label}/snapshot`;
     this.snapshotTopics.set(e.camera, (this.snapshotTopics.get(e.camera) ?? new Set()).add(topic));
     await this.publish(topic, Buffer.from(snap.jpegBase64, 'base64'), { retain: true });
   }

@@ -3,6 +3,7 @@
 // camera shows up in Home Assistant with its sensors, snapshots and switches by itself.
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { CAMERA_MOTION } from '../events/events.schemas.ts';
+import { topics } from '../../lib/topics.ts';
 
 export const onOff = (on: boolean) => (on ? 'ON' : 'OFF');
 
@@ -19,7 +20,7 @@ export function objectStates(
   camera: Pick<Camera, 'id' | 'detection'>,
   objects: Iterable<LiveObject>,
 ): Map<string, string> {
-  const base = `fogedge/cameras/${camera.id}`;
+  const base = topics.camera(camera.id);
   const list = [...objects];
   const out = new Map<string, string>();
   // Motion: something tracked is moving, or the camera itself reports motion (label "motion");
@@ -46,8 +47,8 @@ export function discoveryConfigs(
   version: string,
 ): Map<string, object> {
   const node = `fogedge_${camera.id.replace(/-/g, '_')}`;
-  const base = `fogedge/cameras/${camera.id}`;
-  const boxOnline = { topic: 'fogedge/status', payload_available: 'online', payload_not_available: 'offline' };
+  const base = topics.camera(camera.id);
+  const boxOnline = { topic: topics.status, payload_available: 'online', payload_not_available: 'offline' };
   const common = {
     device: { identifiers: [node], name: camera.name, manufacturer: 'FogEdge', model: 'Camera', sw_version: version },
     // Who made the config (Home Assistant shows it, and logs it with errors).

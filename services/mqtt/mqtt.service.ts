@@ -14,26 +14,23 @@ import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { describe, mayPublish, type Identity } from './access-rules.ts';
 import { BrokerGuard } from './broker-guard.ts';
-import { CameraTopics, SNAPSHOT_TOPIC, type LiveEvent } from './camera-topics.ts';
+import { CameraTopics, type LiveEvent } from './camera-topics.ts';
 import { Connections } from './connections.ts';
 import { LevelPersistence } from './level-persistence.ts';
 import { SendToDeviceInput } from './mqtt.schemas.ts';
 import { PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
+import { AGENT_CHANNEL, SNAPSHOT_TOPIC, topics } from '../../lib/topics.ts';
 
 /** MQTT 5 DISCONNECT reason: the broker's administrator ended the connection (a revoked credential). */
 const ADMINISTRATIVE_ACTION = 0x98;
 
-/**
- * What a device sends to the box's services: fogedge/devices/<id>/usp and .../agent/<what>. A USP
- * agent on MQTT 3.1.1 appends its reply topic as `/reply-to=<topic, '/' as %2F>` (TR-369
- * R-MQTT.24); the receiver takes it from there (R-MQTT.25).
- */
-const AGENT_CHANNEL = /^fogedge\/devices\/([a-z0-9][a-z0-9_-]{0,63})\/(usp|agent\/[a-z0-9-]+)(?:\/reply-to=([^/]+))?$/;
+/** Topics under which devices talk to the box's services (and the hot path skips). */
+const DEVICES_PREFIX = `${topics.device('')}`;
 
 export function mqttService(config: Config): ServiceSchema {
   let aedes: Aedes | undefined;
   let persistence: LevelPersistence | undefined;
-  let topics: CameraTopics | undefined;
+  let cameraTopics: CameraTopics | undefined;
   let connections: Connections | undefined;
   const identities = new WeakMap<Client, Identity>();
   /** Publishes as the box; `properties` (MQTT 5) reach v5 subscribers and are left out for 3.1.1 ones. */
@@ -94,10 +91,10 @@ export function mqttService(config: Config): ServiceSchema {
             contentType || responseChannel
               ? {
                   ...(contentType ? { contentType } : {}),
-                  ...(responseChannel ? { responseTopic: `fogedge/devices/${device}/${responseChannel}` } : {}),
+                  ...(responseChannel ? { responseTopic: `${topics.device(device)}/${responseChannel}` } : {}),
                 }
               : undefined;
-          await publish(`fogedge/devices/${device}/cmd/${channel}`, Buffer.from(ctx.params.payloadBase64, 'base64'), {
+          await publish(topics.deviceCommand(device, channel), Buffer.from(ctx.params.payloadBase64, 'base64'), {
             qos: ctx.params.qos,
             properties,
           });
@@ -128,16 +125,16 @@ export function mqttService(config: Config): ServiceSchema {
         cutOff((i) => i.kind === 'user' && i.credentialId === credentialId, 'token revoked'),
       ),
       // Switch states follow the camera's settings, wherever they were changed.
-      ...on('camera.added', ({ id }) => topics?.publishCameras(id)),
-      ...on('camera.updated', ({ id }) => topics?.publishCameras(id)),
-      ...on('camera.removed', ({ id }) => topics?.cameraRemoved(id)),
-      ...on('camera.status.changed', ({ id, status }) => topics?.cameraStatus(id, status)),
+      ...on('camera.added', ({ id }) => cameraTopics?.publishCameras(id)),
+      ...on('camera.updated', ({ id }) => cameraTopics?.publishCameras(id)),
+      ...on('camera.removed', ({ id }) => cameraTopics?.cameraRemoved(id)),
+      ...on('camera.status.changed', ({ id, status }) => cameraTopics?.cameraStatus(id, status)),
       async 'event.**'(ctx: { eventName: string; params: LiveEvent }) {
-        await topics?.event(ctx.eventName, ctx.params);
+        await cameraTopics?.event(ctx.eventName, ctx.params);
       },
       'account.**'(ctx: { eventName: string }) {
         if (/^account\.(notifications\.changed|created|updated|deleted)$/.test(ctx.eventName))
-          topics?.accountsChanged();
+          cameraTopics?.accountsChanged();
       },
     },
 
@@ -229,7 +226,7 @@ export function mqttService(config: Config): ServiceSchema {
       aedes.on('publish', (packet, client) => {
         if (!client) return;
         // What a device sends to the box's services (USP records, agent hellos) goes on the bus as agent.message.
-        if (packet.topic.startsWith('fogedge/devices/')) {
+        if (packet.topic.startsWith(DEVICES_PREFIX)) {
           const who = identities.get(client);
           const m = AGENT_CHANNEL.exec(packet.topic);
           if (m && who?.kind === 'device' && who.id === m[1]) {
@@ -245,12 +242,13 @@ export function mqttService(config: Config): ServiceSchema {
           return;
         }
         if (packet.topic === haStatus) {
-          if (packet.payload.toString() === 'online') void topics?.homeAssistantOnline();
-        } else if (packet.topic.endsWith('/set')) topics?.command(packet.topic, packet.payload, identities.get(client));
+          if (packet.payload.toString() === 'online') void cameraTopics?.homeAssistantOnline();
+        } else if (packet.topic.endsWith('/set'))
+          cameraTopics?.command(packet.topic, packet.payload, identities.get(client));
       });
-      await publish('fogedge/status', 'online', { retain: true, qos: 1 });
-      topics = new CameraTopics(config, this.broker, this.logger, publish);
-      await topics.publishCameras();
+      await publish(topics.status, 'online', { retain: true, qos: 1 });
+      cameraTopics = new CameraTopics(config, this.broker, this.logger, publish);
+      await cameraTopics.publishCameras();
       this.logger.info(
         `MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`,
       );
@@ -258,11 +256,11 @@ export function mqttService(config: Config): ServiceSchema {
 
     async stopped() {
       streamEndpoints(this.broker).delete('mqtt');
-      await publish('fogedge/status', 'offline', { retain: true, qos: 1 });
+      await publish(topics.status, 'offline', { retain: true, qos: 1 });
       const broker = aedes;
       await connections?.close(() => new Promise<void>((r) => (broker ? broker.close(() => r()) : r())));
       connections = undefined;
-      topics = undefined;
+      cameraTopics = undefined;
       aedes = undefined;
       await persistence?.destroy(); // aedes.close() leaves its persistence open
       persistence = undefined;

@@ -2,6 +2,7 @@
 // enqueue returns), with its progress per target, bounded by bytes. Kept in memory as well,
 // in enqueue order, since the workers scan it on every pick.
 import pLimit from 'p-limit';
+import { makeRoom } from '../../lib/bounded-queue.ts';
 import type { Collection } from '../../lib/store.ts';
 import type { Resource } from './sync.schemas.ts';
 import type { Part } from './targets.ts';
@@ -86,27 +87,19 @@ export class Outbox {
     return this.items.values();
   }
 
-  /**
-   * Room for `item`: items of lower value (then older ones of the same value) are dropped
-   * until it fits, never those being uploaded; if that is not enough, the new item is refused.
-   */
+  /** Room for `item`, by the queues' one drop rule (lib/bounded-queue.ts); items being uploaded stay. */
   admit(item: Pick<Item, 'resource' | 'bytes'>, busy: (id: string) => boolean): Admission {
     if (item.bytes > this.maxBytes)
       return { admitted: false, reason: `larger than the whole queue (sync.maxQueueBytes ${this.maxBytes})` };
-    const over = this.bytes + item.bytes - this.maxBytes;
-    if (over <= 0) return { admitted: true, dropped: [] };
-    const rank = DROP_ORDER[item.resource];
-    const candidates = [...this.items.values()]
-      .filter((i) => DROP_ORDER[i.resource] <= rank && !busy(i.id))
-      .sort((a, b) => DROP_ORDER[a.resource] - DROP_ORDER[b.resource] || (a.id < b.id ? -1 : 1));
-    const dropped: Item[] = [];
-    let freed = 0;
-    for (const c of candidates) {
-      if (freed >= over) break;
-      dropped.push(c);
-      freed += c.bytes;
-    }
-    if (freed < over)
+    const dropped = makeRoom(
+      this.items.values(),
+      { items: 0, bytes: this.bytes + item.bytes - this.maxBytes },
+      DROP_ORDER[item.resource],
+      (i) => DROP_ORDER[i.resource],
+      (i) => i.bytes,
+      (i) => busy(i.id),
+    );
+    if (!dropped)
       return {
         admitted: false,
         reason: `the queue is full (sync.maxQueueBytes ${this.maxBytes}) with items worth as much or more`,

@@ -9,7 +9,7 @@ import { localMinutes, withinHours } from '../../lib/hours.ts';
 import type { Collection } from '../../lib/store.ts';
 import type { Intake, SyncParts } from './intake.ts';
 import type { Item, Progress } from './outbox.ts';
-import type { Resource, Target } from './sync.schemas.ts';
+import type { Resource, SyncStatus, Target } from './sync.schemas.ts';
 import { classify, openTarget, type FailureCode, type UploadTarget } from './targets.ts';
 import { uploadItem } from './uploader.ts';
 
@@ -141,14 +141,20 @@ export class Senders {
   }
 
   /** Each target as the status shows it. */
-  status(now: number) {
+  status(now: number): SyncStatus['targets'] {
     return [...this.running.values()].map((r) => {
       const p = r.spec.enabled ? this.s.outbox.pendingFor(r.spec.id) : { items: 0, bytes: 0, oldest: null };
       return {
         id: r.spec.id,
         type: r.spec.type,
         enabled: r.spec.enabled,
-        state: !r.spec.enabled ? 'disabled' : r.state.retryAt > now ? 'backing-off' : p.items ? 'sending' : 'idle',
+        state: !r.spec.enabled
+          ? ('disabled' as const)
+          : r.state.retryAt > now
+            ? ('backing-off' as const)
+            : p.items
+              ? ('sending' as const)
+              : ('idle' as const),
         pendingItems: p.items,
         pendingBytes: p.bytes,
         oldestAgeSeconds: p.oldest === null ? null : Math.round((now - p.oldest) / 1000),

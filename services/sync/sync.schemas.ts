@@ -101,8 +101,76 @@ export function widening(current: Policy, next: Policy): string[] {
   ];
 }
 
+/** Why a target or an item failed. */
+export const FailureCode = z.enum([
+  'DNS',
+  'UNREACHABLE',
+  'TIMEOUT',
+  'AUTH',
+  'NO_BUCKET',
+  'CLOCK_SKEW',
+  'SERVER',
+  'UPLOAD_EXPIRED',
+  'REJECTED',
+]);
+export type FailureCode = z.output<typeof FailureCode>;
+const AgeSeconds = z.number().int().nullable().describe('seconds since the oldest was enqueued; null: none');
+
+/** What the status answers (and broadcasts as sync.status.changed): the queue, its counters, each target. */
+export const SyncStatus = z.object({
+  queue: z.object({
+    items: z.number().int(),
+    bytes: z.number().int(),
+    maxBytes: z.number().int(),
+    oldestAgeSeconds: AgeSeconds,
+  }),
+  counters: z.object({
+    dropped: z.number().int().describe('items dropped for a newer one worth as much or more'),
+    overBudget: z.number().int().describe("items kept on the box: the day's budget was used"),
+    refused: z.number().int().describe('items refused: the queue was full of items worth more'),
+  }),
+  waitingFor: z.array(z.string()).describe('services whose absence holds work back now (recorder, events)'),
+  targets: z.array(
+    z.object({
+      id: z.string(),
+      type: z.string(),
+      enabled: z.boolean(),
+      state: z.enum(['disabled', 'backing-off', 'sending', 'idle']),
+      pendingItems: z.number().int(),
+      pendingBytes: z.number().int(),
+      oldestAgeSeconds: AgeSeconds,
+      lastSuccessAt: z.string().nullable(),
+      lastError: z.object({ at: z.string(), code: FailureCode, message: z.string() }).nullable(),
+      nextTryAt: z.string().nullable(),
+      failures: z.number().int(),
+      sentItems: z.number().int(),
+      sentBytes: z.number().int(),
+      bytesPerSecond: z.number().int().nullable().describe("this target's recent upload rate; null: not measured yet"),
+    }),
+  ),
+});
+export type SyncStatus = z.output<typeof SyncStatus>;
+
+/** One item waiting in the outbox, as the queue answers it. */
+export const QueuedItem = z.object({
+  id: z.string(),
+  resource: z.enum(RESOURCES),
+  camera: z.string().nullable(),
+  name: z.string(),
+  bytes: z.number().int(),
+  enqueuedAt: z.string(),
+  targets: z.record(
+    z.string(),
+    z.object({ attempts: z.number().int(), lastError: z.string().nullable(), partsSent: z.number().int() }),
+  ),
+});
+
+export type QueuedItem = z.output<typeof QueuedItem>;
+
 declare module '../../lib/bus.ts' {
   interface Actions {
+    'sync.status': { input: Record<string, never>; answer: SyncStatus };
+    'sync.queue': { input: { limit?: number }; answer: QueuedItem[] };
     'sync.policy': { input: Record<string, never>; answer: Policy };
     /** Internal: recordings (paths under media/) queued for the cloud, which retention keeps until they are up. */
     'sync.pinned': { input: Record<string, never>; answer: string[] };

@@ -19,7 +19,16 @@ import { EventUploads, type ClipJob } from './event-uploads.ts';
 import { Intake, type SyncParts } from './intake.ts';
 import { Outbox, type Item } from './outbox.ts';
 import { Senders, type TargetState } from './senders.ts';
-import { Policy, publicTarget, RESOURCES, Target, TargetId, widening } from './sync.schemas.ts';
+import {
+  Policy,
+  publicTarget,
+  RESOURCES,
+  Target,
+  TargetId,
+  widening,
+  type QueuedItem,
+  type SyncStatus,
+} from './sync.schemas.ts';
 import { classify, openTarget } from './targets.ts';
 
 const STATUS_EVERY_MS = 1000;
@@ -47,7 +56,7 @@ export function syncService(config: Config): ServiceSchema {
     return run;
   };
 
-  const status = () => {
+  const status = (): SyncStatus => {
     const { parts, intake, senders, uploads } = running();
     const now = Date.now();
     const { items, bytes, oldest } = parts.outbox.size;
@@ -75,7 +84,7 @@ export function syncService(config: Config): ServiceSchema {
       queue: action({
         input: z.strictObject({ limit: z.number().int().min(1).max(1000).default(100) }),
         permission: 'system.view',
-        handler(ctx) {
+        handler(ctx): QueuedItem[] {
           return [...running().parts.outbox.all()].slice(0, ctx.params.limit).map((i) => ({
             id: i.id,
             resource: i.resource,

@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
 import * as Minio from 'minio';
 import type { Target } from './sync.schemas.ts';
+import type { FailureCode } from './sync.schemas.ts';
 
 /** One chunk to send: its bytes come from `body()`, a fresh (and perhaps throttled) stream each try. */
 export interface Chunk {
@@ -73,8 +74,7 @@ function differs(sent: Sent, stored: Stored): string | undefined {
 }
 
 /** Why a call to a target failed, in the words an installer can act on. */
-export type FailureCode =
-  'DNS' | 'UNREACHABLE' | 'TIMEOUT' | 'AUTH' | 'NO_BUCKET' | 'CLOCK_SKEW' | 'SERVER' | 'UPLOAD_EXPIRED' | 'REJECTED';
+export type { FailureCode } from './sync.schemas.ts';
 
 export class TargetError extends Error {
   constructor(

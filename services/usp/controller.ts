@@ -15,6 +15,7 @@ import {
 } from '../../lib/usp/codec.ts';
 import type { Config } from '../../appliance/config.ts';
 import { notificationOf, type UspNotification } from './notifications.ts';
+import { commandChannelOf } from '../../lib/topics.ts';
 
 /** Notifications kept per endpoint; the oldest go first. */
 export const NOTIFICATIONS_KEPT = 500;
@@ -300,9 +301,7 @@ export class UspController {
    * reply-to): only its own device's command topics, which it may read; anything else is refused.
    */
   private replyChannelOf(device: string, topic: string): string | undefined {
-    const prefix = `fogedge/devices/${device}/cmd/`;
-    const channel = topic.startsWith(prefix) ? topic.slice(prefix.length) : '';
-    return /^[a-z0-9-]+(\/[a-z0-9-]+)*$/.test(channel) ? channel : undefined;
+    return commandChannelOf(device, topic);
   }
 
   /** An MQTTConnect record: the endpoint is (again) connected, and answered where it subscribed. */

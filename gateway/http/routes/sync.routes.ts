@@ -1,7 +1,7 @@
 // Cloud sync: targets (S3, Azure Blob) with a connection test, the upload plan, and the queue's state.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
-import { Policy, Target, TargetId } from '../../../services/sync/sync.schemas.ts';
+import { FailureCode, Policy, QueuedItem, SyncStatus, Target, TargetId } from '../../../services/sync/sync.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
 
@@ -9,30 +9,11 @@ const TargetAnswer = z
   .record(z.string(), z.unknown())
   .openapi('SyncTarget', { description: 'A target as stored, its secret as "***"' });
 const TestAnswer = z
-  .object({
-    ok: z.boolean(),
-    code: z
-      .enum([
-        'DNS',
-        'UNREACHABLE',
-        'TIMEOUT',
-        'AUTH',
-        'NO_BUCKET',
-        'CLOCK_SKEW',
-        'SERVER',
-        'UPLOAD_EXPIRED',
-        'REJECTED',
-      ])
-      .optional(),
-    message: z.string().optional(),
-  })
+  .object({ ok: z.boolean(), code: FailureCode.optional(), message: z.string().optional() })
   .openapi('SyncTest');
-const Status = z.record(z.string(), z.unknown()).openapi('SyncStatus', {
-  description: 'queue (items, bytes, oldest), counters, and per target: state, pending, last success and error',
-});
 const IdParam = z.object({ id: TargetId });
 const TargetList = z.array(TargetAnswer);
-const QueueAnswer = z.array(z.record(z.string(), z.unknown()));
+const QueueAnswer = z.array(QueuedItem);
 
 /** What every route here may answer besides its own answer. */
 const REFUSALS = { 401: errors[401], 403: errors[403], 404: errors[404], 409: errors[409], 422: errors[422] };
@@ -46,11 +27,11 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       security: signedIn,
       summary: 'Queue length and bytes, oldest item, and per target the last success and error (any role)',
       responses: {
-        200: json(Status),
+        200: json(SyncStatus),
         ...REFUSALS,
       },
     }),
-    async (c) => c.json(await callAs<z.infer<typeof Status>>(broker, c, 'sync.status', {}), 200),
+    async (c) => c.json(await callAs(broker, c, 'sync.status', {}), 200),
   );
 
   app.openapi(
@@ -66,7 +47,7 @@ export function syncRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
         ...REFUSALS,
       },
     }),
-    async (c) => c.json(await callAs<z.infer<typeof QueueAnswer>>(broker, c, 'sync.queue', c.req.valid('query')), 200),
+    async (c) => c.json(await callAs(broker, c, 'sync.queue', c.req.valid('query')), 200),
   );
 
   app.openapi(
