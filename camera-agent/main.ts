@@ -4,7 +4,7 @@
 // Usage: tsx camera-agent/boot.ts --box 192.168.1.10 --id cam-porch --source clip.mp4 --vendor-key vendor.pub.pem --data ./agent-data
 import { randomBytes, createPublicKey } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { writeDurably } from '../lib/durable-files.ts';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -65,7 +65,7 @@ const identity = JSON.parse(await readFile(identityFile, 'utf8').catch(() => 'nu
 } | null;
 const secret = args.secret ?? (identity?.id === id ? identity.secret : randomBytes(24).toString('base64url'));
 if (identity?.id !== id || identity.secret !== secret)
-  await writeFile(identityFile, JSON.stringify({ id, secret }), { mode: 0o600 });
+  await writeDurably(identityFile, JSON.stringify({ id, secret }), { mode: 0o600 });
 
 const streamFile = path.join(dataDir, 'stream.json');
 let stream = JSON.parse(await readFile(streamFile, 'utf8').catch(() => 'null')) as {
@@ -126,7 +126,10 @@ const agent: CameraAgent = await CameraAgent.start({
   hasStreamKey: () => Boolean(stream),
   onStream: (s) => {
     stream = s;
-    void writeFile(streamFile, JSON.stringify(s), { mode: 0o600 });
+    // Kept whole or not at all: a cut write must not cost the camera its key at the next start.
+    writeDurably(streamFile, JSON.stringify(s), { mode: 0o600 }).catch((err: Error) =>
+      log(`stream key not saved (${err.message}); it is asked for again at the next start`),
+    );
     log(`stream key received: pushing to ${s.path}`);
     push.start(pushUrl(s));
   },

@@ -9,6 +9,8 @@ import { Azurite, S3rver, sha256 } from './helpers/storage.ts';
 import { RtspCamera } from './helpers/video.ts';
 import { WebSocket } from 'ws';
 import { createServer } from 'node:http';
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 
 let box: TestBox;
 let admin: string;
@@ -450,6 +452,31 @@ test('the byte bound: the lowest-value, oldest items go first; what cannot fit i
     assert.is((await status(small)).counters.overBudget, 1);
   } finally {
     await small.stop();
+  }
+});
+
+test('after a crash, files in outbox/ that no item owns (a cut write, a write never enqueued) are removed at start; queued items keep theirs', async () => {
+  const sync = { boxId: 'box3', retryMinMs: 1000, retryMaxMs: 5000 };
+  let b = await testBox({ sync });
+  const { dataDir } = b;
+  const outboxDir = path.join(dataDir, 'outbox');
+  try {
+    await b.broker.call('sync.addTarget', { ...s3.target('dead'), endpoint: `http://127.0.0.1:${await freePort()}` });
+    assert.ok((await enqueue('kept.json', randomBytes(2000), 'events', b)).queued);
+    await b.stop({ keepData: true });
+    const before = await readdir(outboxDir);
+    assert.is(before.length, 1);
+    await writeFile(path.join(outboxDir, '000000000000001-000000.json'), 'written, never enqueued');
+    await writeFile(path.join(outboxDir, `${before[0]}.0a1b2c.tmp`), 'a cut write');
+    b = await testBox({ sync, dataDir });
+    assert.equal(await readdir(outboxDir), before);
+    const queued = (await b.broker.call('sync.queue')) as Array<{ name: string; bytes: number }>;
+    assert.equal(
+      queued.map((q) => [q.name, q.bytes]),
+      [['kept.json', 2000]],
+    );
+  } finally {
+    await b.stop();
   }
 });
 

@@ -60,6 +60,13 @@ test('first run: the admin account is made in the browser, then the first camera
 });
 
 test('adding a camera: Test says what is wrong with a bad URL, a bad field is named, a good one saves', async () => {
+  // The form starts from the box's own defaults for a new camera (GET /api/v1/camera-defaults).
+  const defaults = await api('/api/v1/camera-defaults');
+  assert.is(defaults.recording.retainDays, 7);
+  assert.is(
+    await page.inputValue('#camera-form [data-field="recording.retainDays"] input'),
+    String(defaults.recording.retainDays),
+  );
   // Nothing listens there: the Test button says "unreachable".
   await page.fill('#camera-form input[name=id]', 'street');
   await page.fill('#camera-form input[name=name]', 'Street');
@@ -84,6 +91,7 @@ test('adding a camera: Test says what is wrong with a bad URL, a bad field is na
   assert.is(page.url(), `${base}/cameras`);
   const camera = await api('/api/v1/cameras/street');
   assert.is(camera.source.url, cam.url());
+  assert.equal(camera.detection, defaults.detection);
 });
 
 test('live: the tile of the camera plays within seconds, and its full view too', async () => {

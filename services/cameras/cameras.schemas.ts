@@ -168,6 +168,14 @@ export interface CameraChanged {
   changed?: string[];
 }
 
+/** What a new camera gets where its input says nothing (the schemas' defaults). */
+export const CameraDefaults = z.object({ recording: Recording, detection: Detection });
+export type CameraDefaults = z.output<typeof CameraDefaults>;
+export const cameraDefaults = (): CameraDefaults => ({
+  recording: Recording.parse({}),
+  detection: Detection.parse({}),
+});
+
 declare module '../../lib/bus.ts' {
   interface Actions {
     /** Internal: the full camera records, secrets included, for other services (never a user's answer). */
@@ -177,6 +185,8 @@ declare module '../../lib/bus.ts' {
     /** A push camera's stream key is in the answer this once; the box keeps only its hash. */
     'cameras.add': { input: z.input<typeof CameraInput>; answer: PublicCamera & { streamKey?: string } };
     'cameras.newStreamKey': { input: z.input<typeof IdInput>; answer: { id: string; streamKey: string } };
+    /** What a new camera gets where its input says nothing: the new-camera form starts from these. */
+    'cameras.defaults': { input: Record<string, never>; answer: CameraDefaults };
   }
   interface Events {
     'camera.added': CameraChanged;

@@ -17,6 +17,7 @@ import {
   Detection,
   Recording,
   RtspSource,
+  cameraDefaults,
   publicCamera,
   type Camera,
   type CameraStatus,
@@ -91,6 +92,8 @@ export function camerasService(config: Config): ServiceSchema {
     name: 'cameras',
 
     actions: {
+      defaults: action({ input: NoInput, permission: 'live.view', handler: () => cameraDefaults() }),
+
       list: action({
         input: NoInput,
         permission: 'live.view',

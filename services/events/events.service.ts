@@ -2,7 +2,6 @@
 // camera, label and zone, and announced on the bus as event.started/updated/ended for
 // the MQTT bridge, WebSocket clients and cloud sync.
 import { broadcast, call } from '../../lib/bus.ts';
-import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
@@ -15,6 +14,7 @@ import { afterNodeStart } from '../../lib/after-start.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
+import { ffmpegJpeg } from '../../lib/media/jpeg.ts';
 import {
   EventId,
   EventRecord,
@@ -31,33 +31,7 @@ const DAY = 86_400_000;
 function drawBox(ffmpegPath: string, jpeg: Buffer, box: StoredEvent['box']): Promise<Buffer> {
   const [x1, y1, x2, y2] = box;
   const filter = `drawbox=x=iw*${x1}:y=ih*${y1}:w=iw*${x2 - x1}:h=ih*${y2 - y1}:color=red@0.9:t=3`;
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      ffmpegPath,
-      [
-        '-v',
-        'error',
-        '-f',
-        'jpeg_pipe',
-        '-i',
-        'pipe:0',
-        '-vf',
-        filter,
-        '-frames:v',
-        '1',
-        '-f',
-        'image2',
-        '-c:v',
-        'mjpeg',
-        '-q:v',
-        '3',
-        'pipe:1',
-      ],
-      { encoding: 'buffer', maxBuffer: 16 * 1024 * 1024, timeout: 5000 },
-      (err, stdout) => (err ? reject(err) : resolve(stdout)),
-    );
-    child.stdin!.end(jpeg);
-  });
+  return ffmpegJpeg(ffmpegPath, jpeg, { format: 'jpeg_pipe', filter });
 }
 
 export function eventsService(config: Config): ServiceSchema {

@@ -1,8 +1,8 @@
 // The ffmpeg side of a camera stream: the command line, and reading what ffmpeg
 // says (stream info on stderr, progress on a pipe, closed segments on a pipe).
-import { spawn } from 'node:child_process';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { segmentPattern } from '../../appliance/data-dir.ts';
+import { ffmpegJpeg } from '../../lib/media/jpeg.ts';
 
 export interface RecorderArgs {
   camera: Camera;
@@ -229,37 +229,5 @@ export function classifyFailure(lines: string[], exitCode: number | null): Failu
 
 /** Decodes the first frame (a keyframe) of init + one fragment to JPEG: ~0.1 s, no camera connection. */
 export function jpegFromFragment(ffmpegPath: string, mp4: Buffer[], timeoutMs = 5000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(ffmpegPath, [
-      '-v',
-      'error',
-      '-f',
-      'mp4',
-      '-i',
-      'pipe:0',
-      '-frames:v',
-      '1',
-      '-f',
-      'image2',
-      '-c:v',
-      'mjpeg',
-      '-q:v',
-      '3',
-      'pipe:1',
-    ]);
-    const out: Buffer[] = [];
-    let err = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdin.on('error', () => undefined); // ffmpeg may stop reading once it has its frame
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const jpeg = Buffer.concat(out);
-      if (code === 0 && jpeg.length > 0) resolve(jpeg);
-      else reject(new Error(`snapshot decode failed (${code}): ${err.trim().split('\n')[0] ?? ''}`));
-    });
-    child.stdin.end(Buffer.concat(mp4));
-  });
+  return ffmpegJpeg(ffmpegPath, mp4, { format: 'mp4', timeoutMs });
 }

@@ -3,7 +3,7 @@
 // ending together never both find the same room.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import pLimit from 'p-limit';
@@ -74,8 +74,17 @@ export class Intake {
     },
   ) {}
 
+  /**
+   * Loads the counters, and removes the files in outbox/ that no item owns: a crash between a
+   * document's write and its enqueue, or the temporary file of a cut write, leaves one behind.
+   */
   async load(): Promise<void> {
+    const { paths, outbox, log } = this.s;
     this.counters = { ...this.counters, ...((await this.s.meta.get('counters')) as Counters | undefined) };
+    const owned = new Set([...outbox.all()].filter((i) => i.ownsFile).map((i) => path.join(paths.root, i.file)));
+    const left = (await readdir(paths.outbox)).map((f) => path.join(paths.outbox, f)).filter((f) => !owned.has(f));
+    for (const file of left) await rm(file, { force: true, recursive: true });
+    if (left.length) log.info(`sync: removed ${left.length} files in outbox/ that no queued item owns`);
   }
 
   enqueue(n: NewItem): Promise<Item | undefined> {

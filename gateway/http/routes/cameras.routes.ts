@@ -3,6 +3,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
 import { DAY_DIR, SEGMENT_FILE } from '../../../appliance/data-dir.ts';
 import {
+  CameraDefaults,
   CameraId,
   CameraInput,
   CameraStatus,
@@ -29,8 +30,8 @@ const CameraAnswer = z
     subStream: z
       .object({ kind: z.literal('rtsp'), url: z.string().describe('password shown as ***'), transport: z.string() })
       .nullable(),
-    recording: z.object({ mode: z.string(), retainDays: z.number(), eventRetainDays: z.number() }),
-    detection: z.record(z.string(), z.unknown()).describe('see the camera input schema'),
+    recording: CameraDefaults.shape.recording,
+    detection: CameraDefaults.shape.detection,
     builtIn: z.boolean().optional(),
     createdAt: z.string(),
     status: CameraStatus.nullable(),
@@ -58,6 +59,18 @@ const RangeQuery = z.object({ from: z.string().describe('ISO 8601'), to: z.strin
 const rangeOf = (param: { id: string }, query: { from: string; to: string }) => ({ camera: param.id, ...query });
 
 export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/camera-defaults',
+      tags: ['cameras'],
+      security: signedIn,
+      summary: "What a new camera gets where its settings say nothing (recording, detection): the box's own defaults",
+      responses: { 200: json(CameraDefaults), 401: errors[401], 403: errors[403] },
+    }),
+    async (c) => c.json(await callAs(broker, c, 'cameras.defaults', {}), 200),
+  );
+
   app.openapi(
     createRoute({
       method: 'get',

@@ -3,10 +3,10 @@
 import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { api, ApiError } from '../api.ts';
-import { Field, Page, Problem, useAction } from '../components/ui.tsx';
+import { Field, Page, Problem, useAction, useLoad } from '../components/ui.tsx';
 import { ZoneEditor } from '../components/zone-editor.tsx';
 import { useCameras, type Camera } from '../cameras.ts';
-import type { ProbeResult } from '../../../services/cameras/cameras.schemas.ts';
+import type { CameraDefaults, ProbeResult } from '../../../services/cameras/cameras.schemas.ts';
 
 const LABELS = ['person', 'car', 'bicycle', 'motorcycle', 'bus', 'truck', 'dog', 'cat', 'bird'];
 
@@ -66,25 +66,16 @@ type Form = {
   detection: Camera['detection'];
 };
 
-const blank: Form = {
+/** A new camera's form: recording and detection as the box would set them (its schemas' defaults). */
+const blankOf = (defaults: CameraDefaults): Form => ({
   id: '',
   name: '',
   enabled: true,
   kind: 'rtsp',
   url: '',
   transport: 'tcp',
-  recording: { mode: 'continuous', retainDays: 7, eventRetainDays: 30 },
-  detection: {
-    enabled: true,
-    fps: 5,
-    labels: ['person', 'car', 'bicycle', 'motorcycle', 'dog', 'cat'],
-    minScores: {},
-    zones: [],
-    motionMasks: [],
-    objectMasks: [],
-    motionThreshold: 25,
-  },
-};
+  ...defaults,
+});
 
 const formOf = (c: Camera): Form => ({
   id: c.id,
@@ -102,7 +93,18 @@ export function CameraEditPage({ id }: { id?: string }) {
   const { route, query } = useLocation();
   // The list follows the live state (a saved change restarts the stream; the drawing needs a picture).
   const { data: cameras, error } = useCameras();
+  const defaults = useLoad(
+    () => (adding ? api<CameraDefaults>('/camera-defaults') : Promise.resolve(undefined)),
+    [adding],
+  );
   const camera = cameras?.find((c) => c.id === id);
+  if (adding && !defaults.data)
+    return (
+      <Page title="Add camera">
+        <Problem error={defaults.error} />
+        {!defaults.error && <p>Loading…</p>}
+      </Page>
+    );
   if (id && !camera)
     return (
       <Page title="Camera">
@@ -114,6 +116,7 @@ export function CameraEditPage({ id }: { id?: string }) {
     <CameraForm
       key={id ?? 'new'}
       camera={camera}
+      defaults={defaults.data}
       adding={adding}
       first={query['first'] === '1'}
       done={() => route('/cameras')}
@@ -123,16 +126,19 @@ export function CameraEditPage({ id }: { id?: string }) {
 
 function CameraForm({
   camera,
+  defaults,
   adding,
   first,
   done,
 }: {
   camera: Camera | undefined;
+  /** Where a new camera starts (adding only). */
+  defaults: CameraDefaults | undefined;
   adding: boolean;
   first: boolean;
   done: () => void;
 }) {
-  const [form, setForm] = useState<Form>(camera ? formOf(camera) : blank);
+  const [form, setForm] = useState<Form>(camera ? formOf(camera) : blankOf(defaults!));
   const { error, run } = useAction();
   const [probe, setProbe] = useState<ProbeResult | 'busy'>();
   const [saved, setSaved] = useState(false);
