@@ -1,12 +1,32 @@
-// What the detector service tells others: its statistics per camera (detector.status, health).
+// What the detector service tells others: its model and its statistics per camera
+// (detector.status, the health sample, the metrics).
+import { z } from 'zod';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
 
-export interface DetectorStats {
-  frames: number;
-  motionFrames: number;
-  inferences: number;
-  dropped: number;
-  inferenceMs: number | null;
+export const DetectorStats = z.object({
+  frames: z.number().int(),
+  motionFrames: z.number().int(),
+  inferences: z.number().int(),
+  dropped: z.number().int(),
+  inferenceMs: z.number().nullable(),
   /** Frames were dropped in the last 10 s: the detector cannot keep up. */
-  behind: boolean;
-  activeObjects: number;
+  behind: z.boolean().describe('frames were dropped in the last 10 s: the detector cannot keep up'),
+  activeObjects: z.number().int(),
+});
+export type DetectorStats = z.output<typeof DetectorStats>;
+
+export const DetectorStatus = z.object({
+  node: z.string().describe('the node whose detector answered'),
+  model: z.object({ path: z.string(), inputSize: z.number().int(), labels: z.number().int() }).nullable(),
+  error: z.string().nullable().describe('why detection is off (no model, a model that does not load); null: working'),
+  lostEvents: z.number().int().describe('event changes the events service could not take'),
+  cameras: z.record(z.string(), DetectorStats),
+});
+export type DetectorStatus = z.output<typeof DetectorStatus>;
+
+declare module '../../lib/bus.ts' {
+  interface Actions {
+    'detector.status': { input: Record<string, never>; answer: DetectorStatus };
+  }
 }

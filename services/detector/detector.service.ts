@@ -11,7 +11,7 @@ import { action } from '../../lib/actions.ts';
 import type { Config } from '../../appliance/config.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { CameraDetector } from './camera-detector.ts';
-import type { DetectorStats } from './detector.schemas.ts';
+import type { DetectorStats, DetectorStatus } from './detector.schemas.ts';
 import type { ObjectEvent } from '../events/events.schemas.ts';
 import { YoloxModel } from '../../lib/vision/yolox.ts';
 
@@ -33,7 +33,7 @@ export function detectorService(config: Config): ServiceSchema {
       status: action({
         input: z.strictObject({}),
         permission: 'system.view',
-        handler(ctx) {
+        handler(ctx): DetectorStatus {
           const perCamera: Record<string, DetectorStats> = {};
           for (const [id, d] of running) perCamera[id] = d.stats;
           return {

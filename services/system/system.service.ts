@@ -16,7 +16,7 @@ import {
   releaseSignedBy,
   writeUpdateState,
 } from '../../appliance/releases.ts';
-import type { HealthStatus } from './system.schemas.ts';
+import type { HealthStatus, SystemInfo } from './system.schemas.ts';
 import { version } from '../../appliance/version.ts';
 
 const NoInput = z.strictObject({});
@@ -225,12 +225,12 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
       info: action({
         input: NoInput,
         permission: 'system.view',
-        handler: (ctx) => ({
+        handler: (ctx): SystemInfo => ({
           version,
           node: ctx.broker.nodeID,
           hostname: os.hostname(),
           uptimeSeconds: Math.round(process.uptime()),
-          transporter: config.transporter ? 'nats' : 'embedded',
+          transporter: config.transporter ? ('nats' as const) : ('embedded' as const),
           memoryRssBytes: process.memoryUsage.rss(),
           services: config.services,
         }),

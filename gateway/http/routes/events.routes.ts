@@ -6,6 +6,7 @@ import { EventId, StoredEvent } from '../../../services/events/events.schemas.ts
 import { callAs, type HttpEnv } from '../context.ts';
 import { binary, body, errors, json, Ok, signedIn } from '../openapi.ts';
 import { sendClip, type Clip } from '../recorder-files.ts';
+import { DetectorStatus } from '../../../services/detector/detector.schemas.ts';
 
 const EventAnswer = z.object(StoredEvent.shape).openapi('Event');
 const IdParam = z.object({ id: EventId });
@@ -136,8 +137,8 @@ export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       security: signedIn,
       summary:
         'The detector: its model (or why it is off) and, per camera, frames, motion frames, inferences, dropped frames, ms per inference, whether it is behind',
-      responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 503: errors[503] },
+      responses: { 200: json(DetectorStatus), 401: errors[401], 503: errors[503] },
     }),
-    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'detector.status'), 200),
+    async (c) => c.json(await callAs(broker, c, 'detector.status', {}), 200),
   );
 }

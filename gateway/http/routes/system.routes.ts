@@ -6,6 +6,7 @@ import { isUnreachable } from '../../../lib/errors.ts';
 import { version } from '../../../appliance/version.ts';
 import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.ts';
 import { body, errors, json, signedIn } from '../openapi.ts';
+import { SystemInfo } from '../../../services/system/system.schemas.ts';
 
 const Status = z.enum(['ok', 'degraded', 'down']);
 const Health = z
@@ -83,9 +84,9 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       tags: ['system'],
       summary: 'Version, node, uptime and memory of the node that answers',
       security: signedIn,
-      responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
+      responses: { 200: json(SystemInfo), 401: errors[401], 403: errors[403] },
     }),
-    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.info'), 200),
+    async (c) => c.json(await callAs(broker, c, 'system.info', {}), 200),
   );
 
   app.openapi(
