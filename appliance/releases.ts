@@ -13,26 +13,11 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as tar from 'tar';
 import { BadRequestError, ConflictError } from '../lib/errors.ts';
+import type { UpdateState } from '../services/system/system.schemas.ts';
 
 const run = promisify(execFile);
 
-export interface UpdateState {
-  state: 'trying' | 'confirmed' | 'rolled-back';
-  from: string;
-  to: string;
-  startedAt: string;
-  /** Not confirmed by then: rolled back. */
-  deadline: string;
-  /** Health ok for this long confirms the release, s. */
-  healthySeconds: number;
-  /** Starts of the new release so far (the runner counts them). */
-  boots: number;
-  by: string;
-  reason?: string;
-  finishedAt?: string;
-  /** The outcome was announced on the bus (audit, ADMP). */
-  reported?: boolean;
-}
+export type { UpdateState } from '../services/system/system.schemas.ts';
 
 export interface UpdateRequest {
   version: string;

@@ -92,3 +92,56 @@ export const Desired = z.strictObject({
   version: z.number().int().min(0),
   config: DesiredConfig,
 });
+
+const Counts = z
+  .record(z.string(), z.number().int())
+  .describe('per kind of message: health, event, reported, reply, audit');
+
+/** The uplink as the installer sees it (GET /api/v1/admp): provisioning, the connection, the queue, the twin. */
+export const AdmpStatus = z.object({
+  provisioned: z.boolean(),
+  source: z.string().nullable().describe("where the provisioning came from: 'environment', or its file"),
+  provisioningError: z.string().nullable(),
+  endpoint: z
+    .object({
+      url: z.string().describe('password removed'),
+      boxId: z.string(),
+      username: z.string().nullable(),
+      topicRoot: z.string(),
+      clientCertificate: z.boolean(),
+      customCa: z.boolean(),
+    })
+    .nullable(),
+  connected: z.boolean(),
+  lastConnectedAt: z.string().nullable(),
+  lastDisconnectedAt: z.string().nullable(),
+  lastError: z.string().nullable(),
+  lastErrorAt: z.string().nullable(),
+  retryInMs: z.number().nullable().describe('how long until the next try, while not connected'),
+  queue: z.object({
+    items: z.number().int(),
+    bytes: z.number().int(),
+    byKind: Counts,
+    oldestSeq: z.number().int().nullable(),
+    inFlight: z.number().int(),
+    maxItems: z.number().int(),
+    maxBytes: z.number().int(),
+    dropped: Counts.describe('dropped to make room, per kind'),
+    notQueued: Counts.describe('could not be stored, per kind'),
+  }),
+  desired: z.object({
+    appliedVersion: z.number().int().nullable(),
+    appliedAt: z.string().nullable(),
+    lastRejected: z
+      .object({
+        version: z.number().int().nullable(),
+        error: z
+          .object({ type: z.string(), code: z.number().optional(), message: z.string(), data: z.unknown().optional() })
+          .optional(),
+        at: z.string(),
+      })
+      .nullable(),
+  }),
+  settings: UplinkSettings.extend({ telemetrySeconds: z.number() }),
+});
+export type AdmpStatus = z.output<typeof AdmpStatus>;

@@ -26,7 +26,14 @@ import {
 } from '../../appliance/provisioning.ts';
 import { version } from '../../appliance/version.ts';
 import type { StoredEvent } from '../events/events.schemas.ts';
-import { Command, Desired, REMOTE_ACTIONS, UplinkSettings, type DesiredConfig } from './admp.schemas.ts';
+import {
+  Command,
+  Desired,
+  REMOTE_ACTIONS,
+  UplinkSettings,
+  type AdmpStatus,
+  type DesiredConfig,
+} from './admp.schemas.ts';
 import { Telemetry } from './telemetry.ts';
 import { UplinkQueue, type Kind, type UpMessage } from './uplink-queue.ts';
 
@@ -106,7 +113,7 @@ export function admpService(config: Config): ServiceSchema {
 
   const topic = (sub: string) => `${provisioned!.provisioning.topicRoot}/${provisioned!.provisioning.boxId}/${sub}`;
 
-  const status = () => ({
+  const status = (): AdmpStatus => ({
     provisioned: Boolean(provisioned),
     source: provisioned?.source ?? null,
     provisioningError,

@@ -54,12 +54,15 @@ export const AzureTarget = z.strictObject({
 export const Target = z.discriminatedUnion('type', [S3Target, AzureTarget]);
 export type Target = z.output<typeof Target>;
 
-/** Secrets never leave the box: answers and logs carry this instead. */
-export const SECRET_FIELDS = ['secretKey', 'accountKey'] as const;
-export function publicTarget(t: Target): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...t };
-  for (const f of SECRET_FIELDS) if (f in out) out[f] = '***';
-  return out;
+/** Secrets never leave the box: answers and logs carry "***" instead. */
+/** A target as answers show it: as stored, its secret as "***". */
+export const PublicTarget = z.discriminatedUnion('type', [
+  S3Target.extend({ secretKey: z.literal('***') }),
+  AzureTarget.extend({ accountKey: z.literal('***') }),
+]);
+export type PublicTarget = z.output<typeof PublicTarget>;
+export function publicTarget(t: Target): PublicTarget {
+  return t.type === 's3' ? { ...t, secretKey: '***' } : { ...t, accountKey: '***' };
 }
 
 /** What can go up. */

@@ -31,9 +31,45 @@ export const SystemInfo = z.object({
 });
 export type SystemInfo = z.output<typeof SystemInfo>;
 
+/** The box's own update in progress or last done (the release runner's state file). */
+export const UpdateState = z.object({
+  state: z.enum(['trying', 'confirmed', 'rolled-back']),
+  from: z.string(),
+  to: z.string(),
+  startedAt: z.string(),
+  deadline: z.string().describe('not confirmed by then: rolled back'),
+  healthySeconds: z.number().describe('health ok for this long confirms the release'),
+  boots: z.number().int().describe('starts of the new release so far'),
+  by: z.string(),
+  reason: z.string().optional(),
+  finishedAt: z.string().optional(),
+  reported: z.boolean().optional().describe('the outcome was announced (audit, ADMP)'),
+});
+export type UpdateState = z.output<typeof UpdateState>;
+
+/** How the box updates and where it stands: GET /api/v1/system/update. */
+export const UpdateStatus = z.object({
+  version: z.string(),
+  mode: z.enum(['balena', 'release', 'checkout']),
+  update: UpdateState.nullable(),
+  current: z.string().nullable().optional().describe('the release running (release mode)'),
+  previous: z.string().nullable().optional().describe('the release a rollback goes back to'),
+  releases: z.array(z.string()).optional().describe('the releases on disk'),
+});
+export type UpdateStatus = z.output<typeof UpdateStatus>;
+
+/** An update asked for: balena's supervisor was asked, or the release is installed and the box restarts. */
+export const UpdateStarted = z.object({
+  mode: z.enum(['balena', 'release']),
+  from: z.string(),
+  to: z.string(),
+  state: z.enum(['requested', 'restarting']),
+});
+
 declare module '../../lib/bus.ts' {
   interface Actions {
     'system.health': { input: Record<string, never>; answer: Health };
     'system.info': { input: Record<string, never>; answer: SystemInfo };
+    'system.updateStatus': { input: Record<string, never>; answer: UpdateStatus };
   }
 }

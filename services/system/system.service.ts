@@ -16,7 +16,7 @@ import {
   releaseSignedBy,
   writeUpdateState,
 } from '../../appliance/releases.ts';
-import type { HealthStatus, SystemInfo } from './system.schemas.ts';
+import type { HealthStatus, SystemInfo, UpdateStatus } from './system.schemas.ts';
 import { version } from '../../appliance/version.ts';
 
 const NoInput = z.strictObject({});
@@ -150,7 +150,7 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
       updateStatus: action({
         input: NoInput,
         permission: 'system.view',
-        async handler() {
+        async handler(): Promise<UpdateStatus> {
           const root = releasesRoot();
           const mode = process.env['BALENA_SUPERVISOR_ADDRESS'] ? 'balena' : root ? 'release' : 'checkout';
           return {

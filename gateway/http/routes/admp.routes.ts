@@ -2,10 +2,11 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
 import { ProvisioningInput } from '../../../appliance/provisioning.ts';
+import { AdmpStatus } from '../../../services/admp/admp.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, signedIn } from '../openapi.ts';
 
-const Status = z.record(z.string(), z.unknown()).openapi('AdmpStatus', {
+const Status = AdmpStatus.openapi('AdmpStatus', {
   description:
     'provisioned (and from where), the endpoint without secrets, connected, last error, the store-and-forward queue with what was dropped, the desired configuration applied',
 });
@@ -21,7 +22,7 @@ export function admpRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       summary: 'The uplink to the operator: provisioned, connected, what waits to go up (any role)',
       responses: { 200: json(Status), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),
-    async (c) => c.json(await callAs<z.infer<typeof Status>>(broker, c, 'admp.status', {}), 200),
+    async (c) => c.json(await callAs<AdmpStatus>(broker, c, 'admp.status', {}), 200),
   );
 
   app.openapi(
@@ -35,7 +36,7 @@ export function admpRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       request: body(Provisioning),
       responses: { 200: json(Status), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),
-    async (c) => c.json(await callAs<z.infer<typeof Status>>(broker, c, 'admp.provision', c.req.valid('json')), 200),
+    async (c) => c.json(await callAs<AdmpStatus>(broker, c, 'admp.provision', c.req.valid('json')), 200),
   );
 
   app.openapi(
@@ -47,6 +48,6 @@ export function admpRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): vo
       summary: 'Forget the provisioning: the box runs local only (admin, installer)',
       responses: { 200: json(Status), 401: errors[401], 403: errors[403], 409: errors[409], 422: errors[422] },
     }),
-    async (c) => c.json(await callAs<z.infer<typeof Status>>(broker, c, 'admp.unprovision', {}), 200),
+    async (c) => c.json(await callAs<AdmpStatus>(broker, c, 'admp.unprovision', {}), 200),
   );
 }

@@ -1,13 +1,19 @@
 // Cloud sync: targets (S3, Azure Blob) with a connection test, the upload plan, and the queue's state.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
-import { FailureCode, Policy, QueuedItem, SyncStatus, Target, TargetId } from '../../../services/sync/sync.schemas.ts';
+import {
+  FailureCode,
+  Policy,
+  PublicTarget,
+  QueuedItem,
+  SyncStatus,
+  Target,
+  TargetId,
+} from '../../../services/sync/sync.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
 
-const TargetAnswer = z
-  .record(z.string(), z.unknown())
-  .openapi('SyncTarget', { description: 'A target as stored, its secret as "***"' });
+const TargetAnswer = PublicTarget.openapi('SyncTarget', { description: 'A target as stored, its secret as "***"' });
 const TestAnswer = z
   .object({ ok: z.boolean(), code: FailureCode.optional(), message: z.string().optional() })
   .openapi('SyncTest');

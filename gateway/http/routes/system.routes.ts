@@ -6,7 +6,7 @@ import { isUnreachable } from '../../../lib/errors.ts';
 import { version } from '../../../appliance/version.ts';
 import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.ts';
 import { body, errors, json, signedIn } from '../openapi.ts';
-import { SystemInfo } from '../../../services/system/system.schemas.ts';
+import { SystemInfo, UpdateStarted, UpdateStatus } from '../../../services/system/system.schemas.ts';
 
 const Status = z.enum(['ok', 'degraded', 'down']);
 const Health = z
@@ -151,9 +151,9 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       summary:
         "The running version, how the box updates (balena, release, checkout), the last update's state and the releases on disk",
       security: signedIn,
-      responses: { 200: json(z.record(z.string(), z.unknown())), 401: errors[401], 403: errors[403] },
+      responses: { 200: json(UpdateStatus), 401: errors[401], 403: errors[403] },
     }),
-    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.updateStatus'), 200),
+    async (c) => c.json(await callAs(broker, c, 'system.updateStatus', {}), 200),
   );
 
   app.openapi(
@@ -177,7 +177,7 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
           .openapi('BoxUpdate'),
       ),
       responses: {
-        202: json(z.record(z.string(), z.unknown()), 'Installed; the box restarts into it'),
+        202: json(UpdateStarted, 'Installed; the box restarts into it'),
         400: errors[400],
         401: errors[401],
         403: errors[403],
@@ -185,7 +185,8 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
         422: errors[422],
       },
     }),
-    async (c) => c.json(await callAs<Record<string, unknown>>(broker, c, 'system.update', c.req.valid('json')), 202),
+    async (c) =>
+      c.json(await callAs<z.output<typeof UpdateStarted>>(broker, c, 'system.update', c.req.valid('json')), 202),
   );
 
   app.openapi(
