@@ -10,6 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import net from 'node:net';
+import os from 'node:os';
 import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode } from '../helpers/processes.ts';
 import { cpuTicks, pct, rssMiB, TICK } from './proc-stats.ts';
@@ -19,7 +20,16 @@ const PUBLISHERS = Number(process.env['PUBLISHERS'] ?? 100);
 const SUBSCRIBERS = Number(process.env['SUBSCRIBERS'] ?? 10);
 const MESSAGES = Number(process.env['MESSAGES'] ?? 100);
 const ROUNDS = Number(process.env['ROUNDS'] ?? 3);
+/**
+ * PIN=1 (the default on 2 cores or more): each broker, all its threads, on core 0, and this process
+ * with every client on the others. Unpinned, a broker competes with the load generator for the
+ * same cores and the ratio measures the scheduler as much as the broker.
+ */
+const PIN = (process.env['PIN'] ?? (os.availableParallelism() >= 2 ? '1' : '0')) === '1';
 const run = promisify(execFile);
+const pin = async (pid: number, cpus: string) => {
+  if (PIN) await run('taskset', ['-a', '-p', '-c', cpus, String(pid)]);
+};
 
 interface Target {
   name: string;
@@ -118,6 +128,8 @@ await writeFile(
 );
 const mosquitto = spawn('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
 await new Promise((r) => setTimeout(r, 500));
+await pin(mosquitto.pid!, '0');
+await pin(process.pid, `1-${os.availableParallelism() - 1}`);
 
 // The box, as a process, with the devices added through its API.
 const boxPort = await freePort();
@@ -133,6 +145,7 @@ const box = await startedNode({
   FOGEDGE__MQTT__PORT: String(mqttPort),
   FOGEDGE__MQTT__TLSPORT: 'null',
 });
+await pin(box.pid, '0');
 const base = `http://127.0.0.1:${boxPort}`;
 const setup = await getJson(`${base}/api/v1/setup`, {
   method: 'POST',
@@ -232,7 +245,7 @@ await rm(dir, { recursive: true, force: true });
 await rm(boxDir, { recursive: true, force: true });
 
 console.log(
-  `bench:mqtt — ${PUBLISHERS} publishers x ${MESSAGES} messages (64 B), ${SUBSCRIBERS} subscribers, loopback, auth + ACL on both; medians of ${ROUNDS} rounds`,
+  `bench:mqtt — ${PUBLISHERS} publishers x ${MESSAGES} messages (64 B), ${SUBSCRIBERS} subscribers, loopback, auth + ACL on both; medians of ${ROUNDS} rounds; ${PIN ? 'each broker on core 0, the clients on the others' : 'not pinned'}`,
 );
 for (const [version, name] of VERSIONS) {
   for (const qos of [0, 1]) {
