@@ -184,16 +184,20 @@ const targets: Target[] = [
   },
 ];
 
-const VERSIONS = [
-  [4, '3.1.1'],
-  [5, '5.0'],
-] as const;
+// VERSION=4|5 and QOS=0|1 run one case only (with PROF=<dir>, to profile it alone).
+const VERSIONS = (
+  [
+    [4, '3.1.1'],
+    [5, '5.0'],
+  ] as const
+).filter(([v]) => !process.env['VERSION'] || String(v) === process.env['VERSION']);
+const QOS_LEVELS = ([0, 1] as const).filter((q) => !process.env['QOS'] || String(q) === process.env['QOS']);
 // Two brokers and their clients share two cores: one run's ratio moves by ±30 %. So each case
 // runs ROUNDS times, the order of the two brokers alternating, and the median is told.
 type Result = Awaited<ReturnType<typeof load>>;
 const results: Record<string, Result[]> = {};
 for (const [version] of VERSIONS) {
-  for (const qos of [0, 1] as const) {
+  for (const qos of QOS_LEVELS) {
     for (let round = 0; round < ROUNDS; round++) {
       for (const t of round % 2 ? [...targets].reverse() : targets)
         (results[`${t.name}|${qos}|${version}`] ??= []).push(await load(t, qos, version));
@@ -248,7 +252,7 @@ console.log(
   `bench:mqtt — ${PUBLISHERS} publishers x ${MESSAGES} messages (64 B), ${SUBSCRIBERS} subscribers, loopback, auth + ACL on both; medians of ${ROUNDS} rounds; ${PIN ? 'each broker on core 0, the clients on the others' : 'not pinned'}`,
 );
 for (const [version, name] of VERSIONS) {
-  for (const qos of [0, 1]) {
+  for (const qos of QOS_LEVELS) {
     for (const t of targets) {
       const r = typical(results[`${t.name}|${qos}|${version}`]!);
       console.log(
@@ -266,7 +270,7 @@ for (const [version, name] of VERSIONS) {
 }
 const boxCpu = Math.min(
   ...VERSIONS.flatMap(([version]) =>
-    [0, 1].map((qos) => typical(results[`${targets[1]!.name}|${qos}|${version}`]!).cpuUsPerMessage),
+    QOS_LEVELS.map((qos) => typical(results[`${targets[1]!.name}|${qos}|${version}`]!).cpuUsPerMessage),
   ),
 );
 console.log(
