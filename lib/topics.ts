@@ -22,6 +22,9 @@ export const topics = {
   deviceCommand: (device: string, channel: string) => `${ROOT}/devices/${device}/cmd/${channel}`,
 } as const;
 
+/** A channel under a device's topics (usp, agent/hello, a command channel): lower-case words joined by '/'. */
+export const CHANNEL = /^[a-z0-9-]+(\/[a-z0-9-]+)*$/;
+
 /** A camera's switch command, fogedge/cameras/<camera>/<switch>/set: [, camera, switch]. */
 export const SWITCH_SET = /^fogedge\/cameras\/([a-z0-9-]+)\/([a-z]+)\/set$/;
 /** The retained JPEG of a camera's best object of a label: fogedge/cameras/<camera>/<label>/snapshot. */
@@ -38,5 +41,5 @@ export const AGENT_CHANNEL =
 export function commandChannelOf(device: string, topic: string): string | undefined {
   const prefix = topics.deviceCommand(device, '');
   const channel = topic.startsWith(prefix) ? topic.slice(prefix.length) : '';
-  return /^[a-z0-9-]+(\/[a-z0-9-]+)*$/.test(channel) ? channel : undefined;
+  return CHANNEL.test(channel) ? channel : undefined;
 }

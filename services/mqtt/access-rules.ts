@@ -3,7 +3,7 @@
 // users read what their role may see and publish camera switches (and Home Assistant's birth
 // message). Checked at subscribe (mayRead), at every delivery (mayReceive) and at publish.
 import { can, type Permission, type Role } from '../../lib/permissions.ts';
-import { topics } from '../../lib/topics.ts';
+import { SWITCH_SET, topics } from '../../lib/topics.ts';
 
 export type Identity =
   | { kind: 'device'; id: string; grants: string[]; prefix: string }
@@ -84,7 +84,7 @@ export function mayPublish(
   // its birth message; nothing else.
   if (who?.kind === 'user')
     return (
-      (/^fogedge\/cameras\/[a-z0-9-]+\/[a-z]+\/set$/.test(topic) && can(who.role, 'cameras.manage')) ||
+      (SWITCH_SET.test(topic) && can(who.role, 'cameras.manage')) ||
       (discoveryPrefix !== null && topic === `${discoveryPrefix}/status` && !retain)
     );
   return false;

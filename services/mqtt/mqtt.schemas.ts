@@ -1,12 +1,13 @@
 // What the MQTT service offers and tells others: sending to one device on its own command
 // topic, what devices send to the box's services, and devices going offline.
 import { z } from 'zod';
+import { CHANNEL } from '../../lib/topics.ts';
 import { DeviceId } from '../devices/devices.schemas.ts';
 // The bus maps this contract adds to (declaration merging needs the module in the program).
 import type {} from '../../lib/bus.ts';
 
 /** A channel under a device's topics: fogedge/devices/<id>/cmd/<channel>. */
-const Channel = z.string().regex(/^[a-z0-9-]+(\/[a-z0-9-]+)*$/);
+const Channel = z.string().regex(CHANNEL);
 
 export const SendToDeviceInput = z.strictObject({
   device: DeviceId,

@@ -25,7 +25,7 @@ import { AGENT_CHANNEL, SNAPSHOT_TOPIC, topics } from '../../lib/topics.ts';
 const ADMINISTRATIVE_ACTION = 0x98;
 
 /** Topics under which devices talk to the box's services (and the hot path skips). */
-const DEVICES_PREFIX = `${topics.device('')}`;
+const DEVICES_PREFIX = topics.device('');
 
 export function mqttService(config: Config): ServiceSchema {
   let aedes: Aedes | undefined;

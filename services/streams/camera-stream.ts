@@ -17,7 +17,6 @@ import type { Segment } from '../recorder/recorder.schemas.ts';
 import { redactText } from '../../lib/redact.ts';
 import {
   classifyFailure,
-  jpegFromFragment,
   parseSegmentLine,
   parseStreamInfo,
   PROGRESS_FD,
@@ -29,6 +28,7 @@ import {
   type StreamInfo,
 } from './ffmpeg.ts';
 import { spawnSupervised } from '../../lib/media/supervised-process.ts';
+import { ffmpegJpeg } from '../../lib/media/jpeg.ts';
 
 export interface StreamOptions {
   /** Where push cameras arrive; undefined when RTMP push is off. */
@@ -117,7 +117,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       );
     }
     return {
-      jpeg: await jpegFromFragment(this.options.ffmpegPath, [latest.init, ...latest.parts]),
+      jpeg: await ffmpegJpeg(this.options.ffmpegPath, [latest.init, ...latest.parts], { format: 'mp4' }),
       frameAt: new Date(latest.at).toISOString(),
     };
   }

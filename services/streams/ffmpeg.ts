@@ -2,7 +2,6 @@
 // says (stream info on stderr, progress on a pipe, closed segments on a pipe).
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { segmentPattern } from '../../appliance/data-dir.ts';
-import { ffmpegJpeg } from '../../lib/media/jpeg.ts';
 
 export interface RecorderArgs {
   camera: Camera;
@@ -225,9 +224,4 @@ export function classifyFailure(lines: string[], exitCode: number | null): Failu
     reason: 'exited',
     detail: `ffmpeg exited with code ${exitCode ?? 'signal'}${last ? `: ${last.trim()}` : ''}`,
   };
-}
-
-/** Decodes the first frame (a keyframe) of init + one fragment to JPEG: ~0.1 s, no camera connection. */
-export function jpegFromFragment(ffmpegPath: string, mp4: Buffer[], timeoutMs = 5000): Promise<Buffer> {
-  return ffmpegJpeg(ffmpegPath, mp4, { format: 'mp4', timeoutMs });
 }

@@ -246,7 +246,7 @@ export class UspController {
         `the agent disconnected: ${env.disconnect.reason || env.disconnect.reasonCode}`,
       );
     // A reply-to with the record (R-MQTT.25) says where this agent is answered from now on.
-    const replyChannel = replyTo ? this.replyChannelOf(device, replyTo) : e.replyChannel;
+    const replyChannel = replyTo ? commandChannelOf(device, replyTo) : e.replyChannel;
     if (replyTo && !replyChannel)
       return this.warnOf(
         device,
@@ -296,14 +296,6 @@ export class UspController {
     });
   }
 
-  /**
-   * The channel of a topic an agent gave to be answered on (MQTTConnect's subscribed_topic, or a
-   * reply-to): only its own device's command topics, which it may read; anything else is refused.
-   */
-  private replyChannelOf(device: string, topic: string): string | undefined {
-    return commandChannelOf(device, topic);
-  }
-
   /** An MQTTConnect record: the endpoint is (again) connected, and answered where it subscribed. */
   private async connected(device: string, endpointId: string, subscribedTopic: string) {
     // Endpoint ids are claimed per device: one device cannot speak for another's endpoint.
@@ -311,7 +303,8 @@ export class UspController {
     if (known && known.device !== device)
       return this.log.warn(`usp: device ${device} claims endpoint ${endpointId} of device ${known.device}`);
     // Answers go to the topic the agent subscribed to (TR-369 MQTTConnectRecord.subscribed_topic).
-    const replyChannel = this.replyChannelOf(device, subscribedTopic);
+    // Only its own device's command topics, which it may read; anything else is refused.
+    const replyChannel = commandChannelOf(device, subscribedTopic);
     if (!replyChannel)
       return this.warnOf(
         device,
