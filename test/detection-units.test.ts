@@ -138,6 +138,47 @@ test('tracker: an object confirmed once, ended after misses; a parked object end
   assert.ok(tracker.tracks[0]!.stationarySince !== undefined);
 });
 
+test('tracker: a van seen as car and truck (by turns, or both at once) is one object with one event', () => {
+  const tracker = new Tracker({ maxMisses: 3, minHits: 2, stationaryMove: 0.02, stationaryEndMs: 60_000, zones: [] });
+  const started: string[] = [];
+  for (let seq = 0; seq < 20; seq++) {
+    const x = 100 + seq * 6;
+    const van = (label: string, score: number) => ({
+      label,
+      score,
+      box: [x, 40, x + 90, 110] as [number, number, number, number],
+    });
+    const seen = seq % 3 === 0 ? [van('car', 0.6), van('truck', 0.7)] : [van(seq % 2 ? 'car' : 'truck', 0.65)];
+    const c = tracker.update(seen, { seq, at: seq * 200, width: 416, height: 234 });
+    started.push(...c.started.map((t) => t.label));
+  }
+  assert.is(started.length, 1, `one event, not ${started.length}`);
+  assert.is(tracker.tracks.length, 1);
+  assert.is(tracker.tracks[0]!.label, 'truck', 'the label seen most surely');
+});
+
+test('tracker: a big box missed for a frame does not take a person who steps out beside it', () => {
+  const tracker = new Tracker({ maxMisses: 5, minHits: 2, stationaryMove: 0.02, stationaryEndMs: 60_000, zones: [] });
+  const group: [number, number, number, number] = [150, 40, 270, 220]; // a group of people, one box
+  const frame = (seq: number) => ({ seq, at: seq * 200, width: 416, height: 234 });
+  for (let seq = 0; seq < 5; seq++) tracker.update([{ label: 'person', score: 0.9, box: group }], frame(seq));
+  const groupTrack = tracker.tracks[0]!;
+  // The group is missed for a frame, and someone appears at its edge.
+  const newcomer: [number, number, number, number] = [255, 150, 280, 215];
+  tracker.update([{ label: 'person', score: 0.8, box: newcomer }], frame(5));
+  assert.equal(groupTrack.box, group, "the group's object keeps its box");
+  assert.is(tracker.tracks.length, 2, 'the newcomer is an object of its own');
+  tracker.update(
+    [
+      { label: 'person', score: 0.9, box: group },
+      { label: 'person', score: 0.8, box: newcomer },
+    ],
+    frame(6),
+  );
+  assert.is(tracker.tracks.length, 2);
+  assert.equal(groupTrack.box, group);
+});
+
 test('zones and masks place an object at its feet', () => {
   const lower = [
     [0, 0.5],

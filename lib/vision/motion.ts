@@ -24,6 +24,8 @@ export class MotionDetector {
   private mask: Uint8Array | undefined;
   private w = 0;
   private h = 0;
+  /** The last frame changed nearly everywhere at once: a new scene, or the light changed. */
+  sceneChanged = false;
 
   constructor(private readonly options: MotionOptions) {}
 
@@ -39,6 +41,7 @@ export class MotionDetector {
     }
     const gray = grayBlurred(frame, w, h);
     const bg = this.background;
+    this.sceneChanged = false;
     if (!bg) {
       this.background = Float32Array.from(gray);
       return [];
@@ -56,6 +59,7 @@ export class MotionDetector {
       bg[i] = bg[i]! + (g - bg[i]!) * rate;
     }
     if (count > gray.length * LIGHTING_CHANGE_SHARE) {
+      this.sceneChanged = true;
       this.background = Float32Array.from(gray);
       return [];
     }

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import type { LoggerInstance } from 'moleculer';
 import { FrameSource, type DecodedFrame } from './frames.ts';
 import { MotionDetector } from '../../lib/vision/motion.ts';
-import { Tracker, type Track } from './tracker.ts';
+import { Tracker, type BestFrame, type Track } from './tracker.ts';
 import { footOf, insidePolygon } from '../../lib/vision/geometry.ts';
 import type { Box, YoloxModel } from '../../lib/vision/yolox.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
@@ -25,6 +25,8 @@ export interface DetectorOptions {
 const REOPEN_MS = 2000;
 /** No frame for this long (the camera dropped or stalled): open events end where last seen. */
 const NO_FRAMES_END_MS = 10_000;
+/** Frames this far apart in time are not one scene: what was tracked before has gone. */
+const TIME_JUMP_MS = 3000;
 const TRACK_SCORE_FACTOR = 0.6;
 
 export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
@@ -40,6 +42,9 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
   private reopenTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private lastFrameAt = 0;
+  private lastProcessedAt: number | undefined;
+  /** Per open object, the frame whose picture was sent: the event's box is always that frame's. */
+  private shown = new Map<string, BestFrame>();
   readonly counts = { frames: 0, motionFrames: 0, inferences: 0, dropped: 0 };
 
   constructor(
@@ -141,6 +146,11 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
     try {
       const image = { data: frame.rgb, width: frame.width, height: frame.height };
       const moved = this.motion.detect(image).length > 0;
+      // A scene cut (the camera moved to a preset, a stream switched) or a jump in time ends
+      // every track here: nobody in the new picture is who was tracked in the old one.
+      const jumped = this.lastProcessedAt !== undefined && frame.at - this.lastProcessedAt > TIME_JUMP_MS;
+      this.lastProcessedAt = frame.at;
+      if (this.motion.sceneChanged || jumped) this.endAll();
       if (moved) this.counts.motionFrames++;
       const recheck =
         this.tracker.tracks.length > 0 && frame.at - this.lastInferenceAt >= this.options.stationaryCheckMs;
@@ -182,9 +192,15 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
   }
 
   private emitEvent(type: ObjectEvent['type'], t: Track): void {
-    const { width: w, height: h } = t.frameSize;
-    const box = t.bestFrame.box.map((v, i) => Math.round((v / (i % 2 ? h : w)) * 10000) / 10000) as Box;
-    const jpeg = type !== 'end' ? this.source?.jpeg(t.bestFrame.seq) : undefined;
+    // A picture is sent with the frame's own box, or the box stays with the picture already sent.
+    let jpeg: Buffer | undefined;
+    if (type !== 'end' && this.shown.get(t.id)?.seq !== t.bestFrame.seq) {
+      jpeg = this.source?.jpeg(t.bestFrame.seq);
+      if (jpeg) this.shown.set(t.id, t.bestFrame);
+    }
+    const frame = this.shown.get(t.id) ?? t.bestFrame;
+    if (type === 'end') this.shown.delete(t.id);
+    const box = frame.box.map((v, i) => Math.round((v / (i % 2 ? frame.height : frame.width)) * 10000) / 10000) as Box;
     this.emit('event', {
       type,
       id: `${this.camera.id}-${t.id}`,

@@ -1,7 +1,7 @@
-// Ties detections across frames into tracked objects (greedy IoU matching per label, as
-// in SORT without the Kalman filter: at 5 fps a walking person's boxes overlap from one
-// frame to the next), so one person walking through makes one event. Objects that stop
-// moving become stationary: their event ends, and no new one starts while they stay.
+// Ties detections across frames into tracked objects (greedy IoU matching per kind of
+// object, as in SORT without the Kalman filter: at 5 fps a walking person's boxes overlap
+// from one frame to the next), so one person walking through makes one event. Objects that
+// stop moving become stationary: their event ends, and no new one starts while they stay.
 import { randomBytes } from 'node:crypto';
 import { footOf, insidePolygon, type Polygon } from '../../lib/vision/geometry.ts';
 import { iouOf, type Box, type Detection } from '../../lib/vision/yolox.ts';
@@ -29,10 +29,10 @@ export interface Track {
   box: Box;
   score: number;
   topScore: number;
-  /** Frame with the top score: the event's snapshot. */
-  bestFrame: { seq: number; box: Box };
-  /** Size of the frames it was seen in (boxes are in their pixels). */
-  frameSize: { width: number; height: number };
+  /** The frame that shows it best (its snapshot) with its box in that frame's pixels. */
+  bestFrame: BestFrame;
+  /** Score summed per label seen for it (a van is seen as car and truck): the most is its label. */
+  labelScores: Record<string, number>;
   firstSeen: number;
   lastSeen: number;
   hits: number;
@@ -47,20 +47,42 @@ export interface Track {
   velocity: [number, number];
 }
 
+export interface BestFrame {
+  seq: number;
+  box: Box;
+  score: number;
+  width: number;
+  height: number;
+}
+
 export interface TrackChanges {
   /** Confirmed (or moving again): an event starts. */
   started: Track[];
-  /** Better score or new zones. */
+  /** A better frame (its snapshot changes) or new zones. */
   updated: Track[];
   /** Gone, or stationary long enough. */
   ended: Track[];
 }
 
 const MATCH_IOU = 0.1;
-/** Centre distance, in box sizes, within which a detection may still be the same object. */
+/** Centre distance, in sizes of the smaller box, within which a detection may still be the same object. */
 const MATCH_DISTANCE = 0.8;
+/** Boxes whose areas differ more than this are not one object a frame apart (unless they overlap well). */
+const MATCH_AREA_RATIO = 2.5;
+/** A frame's score must beat the best so far by this to become the snapshot (each move is an update). */
+const BETTER_SCORE = 0.03;
+/** Labels the model confuses for one object (a van is a car in one frame and a truck in the next). */
+const KINDS: string[][] = [
+  ['car', 'truck', 'bus'],
+  ['bicycle', 'motorcycle'],
+];
+/** Boxes of one kind overlapping more than this in one frame are one object. */
+const SAME_OBJECT_IOU = 0.6;
 
+const kindOf = (label: string) => KINDS.find((k) => k.includes(label)) ?? label;
+const sameKind = (a: string, b: string) => a === b || kindOf(a) === kindOf(b);
 const centre = (b: Box): [number, number] => [(b[0] + b[2]) / 2, (b[1] + b[3]) / 2];
+const area = (b: Box) => Math.max(0, b[2] - b[0]) * Math.max(0, b[3] - b[1]);
 
 /** The track's box moved on by its speed to the time of this frame. */
 function predict(t: Track, at: number): Box {
@@ -69,15 +91,39 @@ function predict(t: Track, at: number): Box {
   return [t.box[0] + vx * dt, t.box[1] + vy * dt, t.box[2] + vx * dt, t.box[3] + vy * dt];
 }
 
-/** > 0 when the detection may be the predicted object; higher is a better match. */
+/**
+ * > 0 when the detection may be the predicted object; higher is a better match. Distance is
+ * measured in sizes of the smaller box, so a big box (a van, a group) cannot reach out and
+ * take a person walking past it.
+ */
 function matchScore(predicted: Box, box: Box): number {
   const iou = iouOf(predicted, box);
+  const [pa, ba] = [area(predicted), area(box)];
+  if (Math.max(pa, ba) > MATCH_AREA_RATIO * Math.max(1, Math.min(pa, ba)) && iou < 0.5) return 0;
   const [px, py] = centre(predicted);
   const [bx, by] = centre(box);
-  const size = Math.max(predicted[2] - predicted[0], predicted[3] - predicted[1], 1);
+  const size = Math.max(
+    Math.min(
+      Math.max(predicted[2] - predicted[0], predicted[3] - predicted[1]),
+      Math.max(box[2] - box[0], box[3] - box[1]),
+    ),
+    1,
+  );
   const distance = Math.hypot(px - bx, py - by) / size;
   if (iou < MATCH_IOU && distance > MATCH_DISTANCE) return 0;
   return iou + Math.max(0, 1 - distance / MATCH_DISTANCE) * 0.5;
+}
+
+/** One object seen as two labels of a kind in one frame (car and truck on one van): the surer one stays. */
+function mergeSameObject(detections: Detection[]): Detection[] {
+  const kept: Detection[] = [];
+  for (const d of [...detections].sort((a, b) => b.score - a.score)) {
+    const same = kept.some(
+      (k) => k.label !== d.label && sameKind(k.label, d.label) && iouOf(k.box, d.box) > SAME_OBJECT_IOU,
+    );
+    if (!same) kept.push(d);
+  }
+  return kept;
 }
 const PATH_KEPT = 10;
 
@@ -102,11 +148,12 @@ export class Tracker {
     minNewScore: (label: string) => number = () => 0,
   ): TrackChanges {
     const changes: TrackChanges = { started: [], updated: [], ended: [] };
+    detections = mergeSameObject(detections);
     const pairs: Array<{ t: Track; d: Detection; cost: number }> = [];
     for (const t of this.tracks) {
       const predicted = predict(t, frame.at);
       for (const d of detections) {
-        if (d.label !== t.label) continue;
+        if (!sameKind(d.label, t.label)) continue;
         const cost = matchScore(predicted, d.box);
         if (cost > 0) pairs.push({ t, d, cost });
       }
@@ -127,8 +174,8 @@ export class Tracker {
         box: d.box,
         score: d.score,
         topScore: 0,
-        bestFrame: { seq: frame.seq, box: d.box },
-        frameSize: { width: frame.width, height: frame.height },
+        bestFrame: { seq: frame.seq, box: d.box, score: 0, width: frame.width, height: frame.height },
+        labelScores: {},
         firstSeen: frame.at,
         lastSeen: frame.at,
         hits: 0,
@@ -181,16 +228,15 @@ export class Tracker {
     t.lastSeen = frame.at;
     t.misses = 0;
     t.hits++;
-    t.frameSize = { width: frame.width, height: frame.height };
+    t.labelScores[d.label] = (t.labelScores[d.label] ?? 0) + d.score;
+    t.label = Object.entries(t.labelScores).reduce((a, b) => (b[1] > a[1] ? b : a))[0];
     const foot = footOf(d.box, frame.width, frame.height);
     t.path.push(foot);
     if (t.path.length > PATH_KEPT) t.path.shift();
-    let better = false;
-    if (d.score > t.topScore) {
-      better = d.score > t.topScore + 0.05;
-      t.topScore = d.score;
-      t.bestFrame = { seq: frame.seq, box: d.box };
-    }
+    t.topScore = Math.max(t.topScore, d.score);
+    // The snapshot and its box move together, and only by a clear margin: each move is an update.
+    const better = t.hits === 1 || d.score > t.bestFrame.score + BETTER_SCORE;
+    if (better) t.bestFrame = { seq: frame.seq, box: d.box, score: d.score, width: frame.width, height: frame.height };
     const zonesBefore = t.zones.length;
     for (const zone of this.options.zones)
       if (!t.zones.includes(zone.name) && insidePolygon(foot, zone.points)) t.zones.push(zone.name);
