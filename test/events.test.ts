@@ -2,14 +2,18 @@
 // event retention with the snapshots on disk.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { waitUntil } from './helpers/processes.ts';
 
 let box: TestBox;
 let admin: string;
 const DAY = 86_400_000;
+const run = promisify(execFile);
 const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xd9]).toString('base64');
 
 const record = (id: string, camera: string, startMsAgo: number, extra: object = {}) =>
@@ -144,6 +148,59 @@ test('events.record checks what it is given: a start missing its label or with a
   );
   for (const id of ['gate-bad-1', 'gate-bad-2', 'gate-never-started'])
     assert.is((await box.request('GET', `/api/v1/events/${id}`, { auth: admin })).status, 404);
+});
+
+/** A real 640x360 JPEG of one colour. */
+async function pictureOf(colour: string): Promise<Buffer> {
+  const { stdout } = await run(
+    'ffmpeg',
+    ['-v', 'error', '-f', 'lavfi', '-i', `color=c=${colour}:s=640x360`, '-frames:v', '1', '-f', 'mjpeg', 'pipe:1'],
+    { encoding: 'buffer' },
+  );
+  return stdout;
+}
+
+/** What a JPEG shows, as a browser would decode it: its size and its average colour. */
+async function look(jpeg: Buffer): Promise<{ width: number; rgb: number[] }> {
+  const file = path.join(box.dataDir, `look-${Math.random().toString(36).slice(2)}.jpg`);
+  await writeFile(file, jpeg);
+  const size = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=width', '-of', 'csv=p=0', file]);
+  const { stdout } = await run(
+    'ffmpeg',
+    ['-v', 'error', '-i', file, '-vf', 'scale=1:1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'],
+    { encoding: 'buffer' },
+  );
+  return { width: Number(size.stdout.trim()), rgb: [...stdout] };
+}
+
+test('a better picture is a new version: new ETag and ?v= URL, a revalidated copy is refetched, the thumbnail follows', async () => {
+  const [red, blue] = [await pictureOf('red'), await pictureOf('blue')];
+  await record('gate-pic', 'gate', 5_000, { snapshot: red.toString('base64') });
+  const get = (file: string, headers: Record<string, string> = {}) =>
+    box.app.request(`/api/v1/events/gate-pic/${file}`, { headers: { authorization: `Bearer ${admin}`, ...headers } });
+  const first = await get('snapshot.jpg');
+  assert.is(first.status, 200);
+  assert.is(first.headers.get('cache-control'), 'private, no-cache', 'a browser asks again before using its copy');
+  const firstTag = first.headers.get('etag')!;
+  assert.ok(Buffer.from(await first.arrayBuffer()).equals(red));
+  assert.is((await get('snapshot.jpg', { 'if-none-match': firstTag })).status, 304, 'unchanged: 304');
+  const thumb = await look(Buffer.from(await (await get('thumbnail.jpg')).arrayBuffer()));
+  assert.is(thumb.width, 320);
+  assert.ok(thumb.rgb[0]! > 200 && thumb.rgb[2]! < 60, `the thumbnail is the red picture: ${thumb.rgb}`);
+  assert.is((await box.request('GET', '/api/v1/events/gate-pic', { auth: admin })).json.snapshotVersion, 1);
+
+  // The detector finds a better frame: the picture, its version, the thumbnail all change.
+  await record('gate-pic', 'gate', 5_000, { type: 'update', topScore: 0.9, snapshot: blue.toString('base64') });
+  assert.is((await box.request('GET', '/api/v1/events/gate-pic', { auth: admin })).json.snapshotVersion, 2);
+  const again = await get('snapshot.jpg', { 'if-none-match': firstTag });
+  assert.is(again.status, 200, 'the old copy is stale');
+  assert.not.equal(again.headers.get('etag'), firstTag);
+  assert.ok(Buffer.from(await again.arrayBuffer()).equals(blue));
+  const newThumb = await look(Buffer.from(await (await get('thumbnail.jpg')).arrayBuffer()));
+  assert.ok(newThumb.rgb[2]! > 200 && newThumb.rgb[0]! < 60, `the thumbnail is the blue picture: ${newThumb.rgb}`);
+  // An update without a picture keeps the version (and the URLs).
+  await record('gate-pic', 'gate', 5_000, { type: 'update', topScore: 0.95, snapshot: undefined });
+  assert.is((await box.request('GET', '/api/v1/events/gate-pic', { auth: admin })).json.snapshotVersion, 2);
 });
 
 test.run();

@@ -195,8 +195,17 @@ test('events: a person event appears without a reload, with its picture and box;
     42,
     'the same page, not reloaded',
   );
-  await page.waitForSelector('li.event .thumb img');
-  assert.ok(await page.$('li.event .thumb svg rect'), 'the box is drawn over the picture');
+  // The thumbnail (320 px, of this picture's version) replaces a neutral placeholder, never a black box.
+  const thumb = await page.waitForSelector('li.event .thumb.loaded img');
+  const shown = await thumb.evaluate((img: HTMLImageElement) => ({
+    width: img.naturalWidth,
+    src: img.getAttribute('src'),
+    placeholder: getComputedStyle(img.parentElement!).backgroundImage,
+  }));
+  assert.is(shown.width, 320, 'the small picture, not the full snapshot');
+  assert.match(shown.src!, /\/thumbnail\.jpg\?v=\d+$/);
+  assert.match(shown.placeholder, /gradient/);
+  assert.ok(await page.$('li.event .thumb.loaded svg rect'), 'the box is drawn over the picture');
   // An event that has ended has its clip.
   const ended = await waitUntil(
     'an ended person event',

@@ -52,6 +52,10 @@ export const StoredEvent = z.object({
   stationary: z.boolean(),
   reviewed: z.boolean(),
   hasSnapshot: z.boolean(),
+  snapshotVersion: z
+    .number()
+    .int()
+    .describe('changes each time the picture does (0: none yet): picture URLs carry it as ?v='),
   updatedAt: z.string(),
 });
 export type StoredEvent = z.infer<typeof StoredEvent>;
@@ -66,7 +70,13 @@ export const ListInput = z.strictObject({
   limit: z.number().int().min(1).max(1000).default(100),
 });
 export const IdInput = z.strictObject({ id: EventId });
-export const SnapshotInput = z.strictObject({ id: EventId, boxes: z.boolean().default(false) });
+export const SnapshotInput = z.strictObject({
+  id: EventId,
+  boxes: z.boolean().default(false),
+  /** A small picture (THUMBNAIL_WIDTH wide) for lists, made once per picture. */
+  thumbnail: z.boolean().default(false),
+});
+export const THUMBNAIL_WIDTH = 320;
 
 declare module '../../lib/bus.ts' {
   interface Actions {
@@ -77,8 +87,8 @@ declare module '../../lib/bus.ts' {
     };
     'events.list': { input: z.input<typeof ListInput>; answer: StoredEvent[] };
     'events.get': { input: z.input<typeof IdInput>; answer: StoredEvent };
-    /** The event's picture (JPEG, base64), with its box drawn when asked. */
-    'events.snapshot': { input: z.input<typeof SnapshotInput>; answer: { jpegBase64: string } };
+    /** The event's picture (JPEG, base64), with its box drawn or as a thumbnail when asked; its version. */
+    'events.snapshot': { input: z.input<typeof SnapshotInput>; answer: { jpegBase64: string; version: number } };
     /** The recordings an event clip covers: pre- and post-roll around the object. */
     'events.clipRange': { input: z.input<typeof IdInput>; answer: { camera: string; from: string; to: string } };
     /** Internal: a detector's (or a camera's motion sensor's) record of one object. */

@@ -22,6 +22,7 @@ import {
   ListInput,
   ObjectEvent,
   SnapshotInput,
+  THUMBNAIL_WIDTH,
   type StoredEvent,
 } from './events.schemas.ts';
 
@@ -55,11 +56,16 @@ export function eventsService(config: Config): ServiceSchema {
     });
   const snapshotsDir = dataPaths(config).snapshots;
   const snapshotFile = (e: Pick<StoredEvent, 'camera' | 'id'>) => path.join(snapshotsDir, e.camera, `${e.id}.jpg`);
+  const thumbnailFile = (e: Pick<StoredEvent, 'camera' | 'id'>) =>
+    path.join(snapshotsDir, e.camera, `${e.id}.thumb.jpg`);
+  /** Events stored before pictures had versions: one picture, version 1. */
+  const versionOf = (e: StoredEvent | undefined) => e?.snapshotVersion ?? (e?.hasSnapshot ? 1 : 0);
 
   let retentionTimer: NodeJS.Timeout | undefined;
 
   const removeEvent = async (e: StoredEvent) => {
     await rm(snapshotFile(e), { force: true });
+    await rm(thumbnailFile(e), { force: true });
     await byStart.del(`${e.start}!${e.id}`);
     await events.del(e.id);
   };
@@ -107,6 +113,7 @@ export function eventsService(config: Config): ServiceSchema {
     if (snapshot) {
       await mkdir(path.dirname(snapshotFile(msg)), { recursive: true });
       await writeFile(snapshotFile(msg), Buffer.from(snapshot, 'base64'));
+      await rm(thumbnailFile(msg), { force: true }); // made again from the new picture when asked
     }
     const next: StoredEvent = {
       reviewed: false,
@@ -115,6 +122,7 @@ export function eventsService(config: Config): ServiceSchema {
       // An update from a detector that restarted must not reopen an ended event.
       end: fields.end ?? current?.end ?? null,
       hasSnapshot: Boolean(snapshot) || (current?.hasSnapshot ?? false),
+      snapshotVersion: versionOf(current) + (snapshot ? 1 : 0),
       updatedAt: new Date().toISOString(),
     };
     await events.put(next.id, next);
@@ -130,6 +138,23 @@ export function eventsService(config: Config): ServiceSchema {
   const recordTurns = new KeyTurns();
 
   const find = (id: string) => events.require(id, 'Event');
+
+  /**
+   * The event's thumbnail, made from its picture the first time it is asked for. In the event's
+   * turn, so a new picture stored meanwhile cannot be followed by a thumbnail of the old one.
+   */
+  const thumbnailOf = (e: StoredEvent) =>
+    recordTurns.run(e.id, async () => {
+      const made = await readFile(thumbnailFile(e)).catch(() => undefined);
+      if (made) return made;
+      const jpeg = await readFile(snapshotFile(e));
+      const small = await ffmpegJpeg(config.video.ffmpegPath, jpeg, {
+        format: 'jpeg_pipe',
+        filter: `scale=${THUMBNAIL_WIDTH}:-2`,
+      });
+      await writeFile(thumbnailFile(e), small);
+      return small;
+    });
 
   return {
     name: 'events',
@@ -183,8 +208,10 @@ export function eventsService(config: Config): ServiceSchema {
           const e = await find(ctx.params.id);
           const jpeg = e.hasSnapshot ? await readFile(snapshotFile(e)).catch(() => undefined) : undefined;
           if (!jpeg) throw new NotReadyError(`Event "${e.id}" has no snapshot`, 'NO_SNAPSHOT');
+          const version = versionOf(e);
+          if (ctx.params.thumbnail) return { jpegBase64: (await thumbnailOf(e)).toString('base64'), version };
           const out = ctx.params.boxes ? await drawBox(config.video.ffmpegPath, jpeg, e.box) : jpeg;
-          return { jpegBase64: out.toString('base64') };
+          return { jpegBase64: out.toString('base64'), version };
         },
       }),
       /**

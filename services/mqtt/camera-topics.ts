@@ -38,6 +38,7 @@ export type LiveEvent = {
   start: string;
   end?: string | null;
   hasSnapshot?: boolean;
+  snapshotVersion?: number;
 };
 
 export type Publish = (
@@ -59,7 +60,7 @@ export class CameraTopics {
   /** Per camera: its objects in view now, by event id; and its snapshot topics. */
   private readonly liveObjects = new Map<
     string,
-    Map<string, { label: string; zones: string[]; stationary: boolean; topScore: number }>
+    Map<string, { label: string; zones: string[]; stationary: boolean; topScore: number; snapshotVersion: number }>
   >();
   private readonly snapshotTopics = new Map<string, Set<string>>();
   private readonly specs = new Map<string, Camera>();
@@ -193,7 +194,7 @@ export class CameraTopics {
     }
   }
 
-  /** Objects in view follow the events; a better snapshot becomes .../<label>/snapshot (retained JPEG). */
+  /** Objects in view follow the events; a new snapshot becomes .../<label>/snapshot (retained JPEG). */
   private async trackObject(e: LiveEvent, gone: boolean) {
     const objects = this.liveObjects.get(e.camera) ?? new Map();
     this.liveObjects.set(e.camera, objects);
@@ -205,10 +206,11 @@ export class CameraTopics {
         zones: e.zones ?? [],
         stationary: Boolean(e.stationary),
         topScore: e.topScore,
+        snapshotVersion: e.snapshotVersion ?? 0,
       });
     if (!this.specs.has(e.camera)) await this.publishCameras(e.camera);
     else await this.syncRetained(e.camera);
-    if (gone || !e.hasSnapshot || (before && before.topScore >= e.topScore)) return;
+    if (gone || !e.hasSnapshot || (before && before.snapshotVersion === (e.snapshotVersion ?? 0))) return;
     const snap = await unlessRefused(call(this.broker, 'events.snapshot', { id: e.id })).catch((err: Error) => {
       this.log.warn(`MQTT: the snapshot of event ${e.id} is not published: ${err.message}`);
       return undefined;

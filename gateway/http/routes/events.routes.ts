@@ -51,31 +51,58 @@ export function eventsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
     async (c) => c.json(await callAs<StoredEvent>(broker, c, 'events.get', c.req.valid('param')), 200),
   );
 
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/api/v1/events/{id}/snapshot.jpg',
-      tags: ['events'],
-      security: signedIn,
-      summary: "The best frame of the event as JPEG; ?boxes=true draws the object's box",
-      request: { params: IdParam, query: z.object({ boxes: z.enum(['true', 'false']).optional() }) },
-      responses: {
-        200: binary('image/jpeg', 'JPEG'),
-        401: errors[401],
-        403: errors[403],
-        404: errors[404],
-        503: errors[503],
+  // Pictures change while an event goes on (a better frame): each answer carries its version as
+  // ETag and is revalidated, and the web UI asks with ?v=<snapshotVersion> so a new one is fetched.
+  const picture = (file: string, summary: string, options: { thumbnail: boolean }) =>
+    app.openapi(
+      createRoute({
+        method: 'get',
+        path: `/api/v1/events/{id}/${file}`,
+        tags: ['events'],
+        security: signedIn,
+        summary,
+        request: {
+          params: IdParam,
+          query: z.object({
+            boxes: z.enum(['true', 'false']).optional().describe('draw the box (not on thumbnails)'),
+            v: z.string().max(20).optional().describe("the event's snapshotVersion: a new URL for a new picture"),
+          }),
+        },
+        responses: {
+          200: binary('image/jpeg', 'JPEG'),
+          304: { description: "the picture the client has is still the event's" },
+          401: errors[401],
+          403: errors[403],
+          404: errors[404],
+          503: errors[503],
+        },
+      }),
+      async (c) => {
+        const boxes = !options.thumbnail && c.req.valid('query').boxes === 'true';
+        const { id } = c.req.valid('param');
+        const kind = options.thumbnail ? 'thumbnail' : boxes ? 'boxes' : 'clean';
+        const etagOf = (version: number) => `"${version}-${kind}"`;
+        const headers = { 'cache-control': 'private, no-cache' };
+        const known = c.req.header('if-none-match');
+        if (known) {
+          const e = await callAs<StoredEvent>(broker, c, 'events.get', { id });
+          const etag = etagOf(e.snapshotVersion);
+          if (e.hasSnapshot && known === etag) return c.body(null, 304, { ...headers, etag });
+        }
+        const shot = await callAs<{ jpegBase64: string; version: number }>(broker, c, 'events.snapshot', {
+          id,
+          boxes,
+          thumbnail: options.thumbnail,
+        });
+        return c.body(Buffer.from(shot.jpegBase64, 'base64'), 200, {
+          ...headers,
+          'content-type': 'image/jpeg',
+          etag: etagOf(shot.version),
+        });
       },
-    }),
-    async (c) => {
-      const params = { ...c.req.valid('param'), boxes: c.req.valid('query').boxes === 'true' };
-      const shot = await callAs<{ jpegBase64: string }>(broker, c, 'events.snapshot', params);
-      return c.body(Buffer.from(shot.jpegBase64, 'base64'), 200, {
-        'content-type': 'image/jpeg',
-        'cache-control': 'private, max-age=3600',
-      });
-    },
-  );
+    );
+  picture('snapshot.jpg', "The event's best frame as JPEG; ?boxes=true draws the object's box", { thumbnail: false });
+  picture('thumbnail.jpg', "The event's best frame, small (320 px wide), for lists", { thumbnail: true });
 
   app.openapi(
     createRoute({

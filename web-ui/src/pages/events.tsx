@@ -11,13 +11,23 @@ import type { StoredEvent } from '../../../services/events/events.schemas.ts';
 
 const LABELS = ['person', 'car', 'bicycle', 'motorcycle', 'dog', 'cat'];
 
-/** The event's snapshot with its box drawn over it. */
+/**
+ * The event's thumbnail with its box drawn over it: a neutral placeholder until it has loaded,
+ * and a new URL (?v=) whenever the event's picture changes.
+ */
 export function EventPicture({ event }: { event: StoredEvent }) {
+  const [state, setState] = useState<'loading' | 'loaded' | 'failed'>('loading');
   const [x1, y1, x2, y2] = event.box;
-  if (!event.hasSnapshot) return <div class="thumb empty">no picture</div>;
+  if (!event.hasSnapshot || state === 'failed') return <div class="thumb empty">no picture</div>;
   return (
-    <div class="thumb">
-      <img src={url(`/events/${event.id}/snapshot.jpg`)} alt={`${event.label} on ${event.camera}`} loading="lazy" />
+    <div class={`thumb ${state}`}>
+      <img
+        src={url(`/events/${event.id}/thumbnail.jpg`, { v: event.snapshotVersion })}
+        alt={`${event.label} on ${event.camera}`}
+        loading="lazy"
+        onLoad={() => setState('loaded')}
+        onError={() => setState('failed')}
+      />
       <svg viewBox="0 0 1 1" preserveAspectRatio="none" aria-hidden="true">
         <rect x={x1} y={y1} width={x2 - x1} height={y2 - y1} />
       </svg>
