@@ -103,32 +103,49 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       '-nostdin',
       '-loglevel',
       'error',
-      // The init has all the codec needs: no probing, so the first frame comes at once.
+      // The init has all the codec needs: no probing. Probing read about 2 s of a live stream
+      // (it looks for the frame rate, which the fps filter does not need) before the first frame.
       '-fflags',
       'nobuffer',
       '-probesize',
       '32768',
       '-analyzeduration',
       '0',
+      '-nofind_stream_info',
+      // Frame threads hold the last frames of each fragment back until the next fragment comes
+      // (a quarter second); slice threads never delay a frame.
+      '-thread_type',
+      'slice',
       '-f',
       'mp4',
       '-i',
       'pipe:0',
       '-filter_complex',
-      `[0:v]fps=${fps},split=2[d][s];[d]scale=${width}:${height}:flags=bilinear,format=rgb24[det];[s]scale=${snapshotWidth}:-2[snap]`,
+      // The first frame of each 1/fps slot: fps=N would wait for the next frame to choose one.
+      `[0:v]select='isnan(prev_selected_t)+gt(floor(t*${fps}),floor(prev_selected_t*${fps}))',split=2[d][s];` +
+        `[d]scale=${width}:${height}:flags=bilinear,format=rgb24[det];[s]scale=${snapshotWidth}:-2[snap]`,
       '-map',
       '[det]',
+      '-fps_mode',
+      'passthrough',
       '-f',
       'rawvideo',
+      '-flush_packets',
+      '1',
       'pipe:1',
       '-map',
       '[snap]',
+      '-fps_mode',
+      'passthrough',
       '-c:v',
       'mjpeg',
       '-q:v',
       '4',
       '-f',
       'image2pipe',
+      // Each JPEG out whole at once: buffered, a picture's end waited for the next one.
+      '-flush_packets',
+      '1',
       `pipe:${JPEG_FD}`,
     ];
     const child = spawnSupervised(this.options.ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });

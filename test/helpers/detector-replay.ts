@@ -28,6 +28,10 @@ export interface SeenEvent {
   label: string;
   box: Box;
   start: number;
+  /** When its start message came out of the detector (wall clock). */
+  announcedAt: number;
+  /** Frames the detector had decoded when its start came out. */
+  framesDecoded: number;
   end: number;
   snapshot: Buffer | undefined;
   messages: ObjectEvent[];
@@ -93,6 +97,8 @@ export async function replayDetector(
       label: e.label,
       box: e.box,
       start: Date.parse(e.start),
+      announcedAt: Date.now(),
+      framesDecoded: detector.counts.frames,
       end: Date.now(),
       snapshot: undefined,
       messages: [],
