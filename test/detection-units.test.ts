@@ -157,6 +157,36 @@ test('tracker: a van seen as car and truck (by turns, or both at once) is one ob
   assert.is(tracker.tracks[0]!.label, 'truck', 'the label seen most surely');
 });
 
+test('tracker: a sure detection starts its event at its first sighting, a doubtful one at its second', () => {
+  const tracker = new Tracker({
+    maxMisses: 3,
+    minHits: 2,
+    sureScore: 0.75,
+    stationaryMove: 0.02,
+    stationaryEndMs: 60_000,
+    zones: [],
+  });
+  const frame = (seq: number) => ({ seq, at: seq * 200, width: 416, height: 234 });
+  const sure = { label: 'person', score: 0.85, box: [10, 50, 40, 150] as [number, number, number, number] };
+  const doubtful = { label: 'person', score: 0.6, box: [300, 50, 330, 150] as [number, number, number, number] };
+  assert.equal(
+    tracker.update([sure, doubtful], frame(0)).started.map((t) => t.score),
+    [0.85],
+  );
+  const second = tracker.update(
+    [
+      { ...sure, box: [14, 50, 44, 150] },
+      { ...doubtful, box: [304, 50, 334, 150] },
+    ],
+    frame(1),
+  );
+  assert.equal(
+    second.started.map((t) => t.score),
+    [0.6],
+    'the doubtful one on its second sighting, the sure one not again',
+  );
+});
+
 test('tracker: a big box missed for a frame does not take a person who steps out beside it', () => {
   const tracker = new Tracker({ maxMisses: 5, minHits: 2, stationaryMove: 0.02, stationaryEndMs: 60_000, zones: [] });
   const group: [number, number, number, number] = [150, 40, 270, 220]; // a group of people, one box

@@ -16,6 +16,8 @@ export interface TrackerOptions {
   maxMisses: number;
   /** Seen this many times before it counts (one-frame false positives make no event). */
   minHits: number;
+  /** A detection this sure counts at its first sighting (a frame sooner; default: never). */
+  sureScore?: number;
   /** Moving less than this (share of the frame) over the last observations: stationary. */
   stationaryMove: number;
   /** Stationary this long: its event ends. */
@@ -250,11 +252,13 @@ export class Tracker {
 
     const stationaryLong =
       t.stationarySince !== undefined && frame.at - t.stationarySince >= this.options.stationaryEndMs;
+    const sureAtOnce = t.hits === 1 && d.score >= (this.options.sureScore ?? Infinity);
+    const justConfirmed = t.hits === this.options.minHits || sureAtOnce;
     if (
       !t.eventOpen &&
-      t.hits >= this.options.minHits &&
+      (t.hits >= this.options.minHits || sureAtOnce) &&
       !stationaryLong &&
-      (t.hits === this.options.minHits || t.stationarySince === undefined)
+      (justConfirmed || t.stationarySince === undefined)
     ) {
       t.eventOpen = true;
       changes.started.push(t);

@@ -5,15 +5,41 @@
 //   (the model run again on each stored picture; target 95 % or more), against a reference
 //   measured in the same run: the same boxes checked on each event's first picture, which is
 //   what an event showed when only its start picture was kept.
+// - how late frames reach the detector: each decoded frame against the moment its part of the
+//   clip was sent (the fragment it came in adds up to 250 ms, as from a camera), and how long
+//   from an object's first decoded frame to its event coming out; their sum is frame-to-event
+//   (target p50 under 500 ms).
 // SECONDS=60 of the clip by default (the 20 s demo clip looped); CLIP=<file> for another one.
 import { YoloxModel, iouOf } from '../../lib/vision/yolox.ts';
 import { ConfigSchema } from '../../appliance/config.ts';
-import { detectInJpeg, replayDetector, type SeenEvent } from '../helpers/detector-replay.ts';
+import { clipFeed, detectInJpeg, replayDetector, type SeenEvent } from '../helpers/detector-replay.ts';
+import { FrameSource } from '../../services/detector/frames.ts';
+import { pct } from './proc-stats.ts';
 import { longClip } from '../helpers/video.ts';
 
 const SECONDS = Number(process.env['SECONDS'] ?? 60);
 const clip = process.env['CLIP'] ?? (await longClip());
-const model = await YoloxModel.load(ConfigSchema.parse({}).detector.modelPath);
+const config = ConfigSchema.parse({});
+const model = await YoloxModel.load(config.detector.modelPath);
+
+// --- Decoder lag: 10 s of the clip through the detector's FrameSource alone. --------------------
+const FPS = 5;
+const lags: number[] = [];
+{
+  const feed = clipFeed(clip, 10);
+  let sentAt = 0;
+  feed.once('data', () => (sentAt = Date.now()));
+  const source = new FrameSource(feed, {
+    ffmpegPath: config.video.ffmpegPath,
+    fps: FPS,
+    modelSize: model.size,
+    snapshotWidth: config.detector.snapshotWidth,
+  });
+  source.on('frame', (f) => lags.push(Date.now() - (sentAt + (f.seq * 1000) / FPS)));
+  await new Promise((r) => feed.once('close', r));
+  await new Promise((r) => setTimeout(r, 500));
+  source.close();
+}
 
 const { events, firstDataAt } = await replayDetector(model, clip, SECONDS, {
   labels: ['person', 'car', 'truck', 'bus', 'bicycle', 'motorcycle'],
@@ -28,11 +54,18 @@ for (const e of events) {
   const first = e.messages.find((m) => m.snapshot)?.snapshot;
   if (await lands(first ? Buffer.from(first, 'base64') : undefined, e)) firstPicture++;
 }
+const toEvent = events.map((e) => e.announcedAt - e.start);
 const share = (n: number) => (events.length ? (100 * n) / events.length : 0);
 const firstEvent = Math.min(...events.map((e) => e.announcedAt)) - firstDataAt;
 const pictures = events.reduce((n, e) => n + e.messages.filter((m) => m.snapshot).length, 0);
 
 console.log(`clip: ${clip}, ${SECONDS} s at real time`);
+const ms = (xs: number[], p: number) => `${pct(xs, p).toFixed(0)} ms`;
+console.log(`decoder lag (part of the clip sent -> its frame decoded): p50 ${ms(lags, 0.5)}, p95 ${ms(lags, 0.95)}`);
+console.log(`first decoded frame of an object -> its event out: p50 ${ms(toEvent, 0.5)}, p95 ${ms(toEvent, 0.95)}`);
+console.log(
+  `frame -> event (sum of the medians): ${(pct(lags, 0.5) + pct(toEvent, 0.5)).toFixed(0)} ms (target p50 < 500 ms)`,
+);
 console.log(`events: ${events.length} (${((events.length * 60) / SECONDS).toFixed(1)} per minute)`);
 console.log(`pictures sent: ${pictures} (${(pictures / Math.max(1, events.length)).toFixed(1)} per event)`);
 console.log(

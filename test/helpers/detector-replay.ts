@@ -38,7 +38,7 @@ export interface SeenEvent {
 }
 
 /** The clip as the box's live feed: stream-copied fragmented MP4 at the clip's own pace. */
-function clipFeed(clip: string, seconds: number): Readable {
+export function clipFeed(clip: string, seconds: number): Readable {
   const ffmpeg = spawn(
     'ffmpeg',
     [
