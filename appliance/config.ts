@@ -183,6 +183,10 @@ export const ConfigSchema = z.strictObject({
       /** Event clips start this long before the object was seen and end this long after, s. */
       preRollSeconds: z.number().min(0).max(120).default(5),
       postRollSeconds: z.number().min(0).max(120).default(5),
+      /** A review item closes once nothing has been in view for this long, s. */
+      reviewIdleSeconds: z.number().min(1).max(600).default(5),
+      /** A review item longer than this closes, and what is still in view opens the next one, s. */
+      reviewMaxSeconds: z.number().min(10).max(86_400).default(300),
     })
     .prefault({}),
   /** The local MQTT broker; null: none on this box. */

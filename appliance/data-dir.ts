@@ -11,6 +11,8 @@ export const dataPaths = (config: Pick<Config, 'dataDir'>) => ({
   outbox: path.join(config.dataDir, 'outbox'),
   /** Events' pictures: snapshots/<camera>/<event>.jpg. */
   snapshots: path.join(config.dataDir, 'snapshots'),
+  /** Review items' previews: previews/<camera>/<item>.mp4. */
+  previews: path.join(config.dataDir, 'previews'),
   /** Camera firmware images the box serves to its cameras during a campaign. */
   uspImages: path.join(config.dataDir, 'usp', 'images'),
   /** node-media-server's own small store (RTMP push). */

@@ -13,6 +13,9 @@ export const topics = {
   /** An event's messages: new, update, end, removed. */
   event: (camera: string, kind: string) => `${ROOT}/events/${camera}/${kind}`,
   events: `${ROOT}/events/#`,
+  /** A review item's messages (a camera's period of activity): new, update, end. */
+  review: (camera: string, kind: string) => `${ROOT}/reviews/${camera}/${kind}`,
+  reviews: `${ROOT}/reviews/#`,
   /** One user's own topics (notifications). */
   user: (username: string) => `${ROOT}/users/${username}`,
   /** One device's own topics: it publishes under them; the box answers under `cmd/`. */

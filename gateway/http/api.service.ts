@@ -22,6 +22,7 @@ export function apiService(config: Config): ServiceSchema {
     // What /api/v1/updates clients hear about.
     events: {
       'event.**': forward,
+      'review.**': forward,
       'camera.**': forward,
       'device.**': forward,
       'sync.status.changed': forward,

@@ -21,6 +21,7 @@ import { accountsRoutes } from './routes/accounts.routes.ts';
 import { systemRoutes } from './routes/system.routes.ts';
 import { camerasRoutes } from './routes/cameras.routes.ts';
 import { eventsRoutes } from './routes/events.routes.ts';
+import { reviewRoutes } from './routes/review.routes.ts';
 import { devicesRoutes } from './routes/devices.routes.ts';
 import { syncRoutes } from './routes/sync.routes.ts';
 import { admpRoutes } from './routes/admp.routes.ts';
@@ -78,6 +79,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   accountsRoutes(app, broker, { secureCookies: config.http.tls !== null });
   camerasRoutes(app, broker);
   eventsRoutes(app, broker);
+  reviewRoutes(app, broker);
   devicesRoutes(app, broker);
   syncRoutes(app, broker);
   admpRoutes(app, broker);

@@ -30,6 +30,7 @@ const MQTT_PATH = '/mqtt';
 /** Who may get which updates, by the bus event's name. */
 const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
   [/^event\./, 'events.view'],
+  [/^review\./, 'events.view'],
   [/^camera\./, 'live.view'],
   [/^device\./, 'devices.manage'],
   [/^sync\.status\./, 'system.view'],

@@ -25,7 +25,7 @@ import {
   type Provisioned,
 } from '../../appliance/provisioning.ts';
 import { version } from '../../appliance/version.ts';
-import type { StoredEvent } from '../events/events.schemas.ts';
+import type { ReviewItem, StoredEvent } from '../events/events.schemas.ts';
 import {
   Command,
   Desired,
@@ -250,6 +250,13 @@ export function admpService(config: Config): ServiceSchema {
       ...on('event.ended', function (event) {
         return this.sendEvent('end', event);
       }),
+      // Review items as they open and close (their changes in between stay on the box).
+      ...on('review.opened', function (item) {
+        return this.sendReview('new', item);
+      }),
+      ...on('review.closed', function (item) {
+        return this.sendReview('end', item);
+      }),
       // What the camera agents notify (Boot!, OperationComplete, value changes) goes up as it comes.
       async 'usp.notification.received'(ctx: { params: Record<string, unknown> }) {
         await up('event', 'usp/notifications', { notification: ctx.params }).catch((err: Error) =>
@@ -280,6 +287,17 @@ export function admpService(config: Config): ServiceSchema {
         if (!settings.events || (settings.eventLabels.length && !settings.eventLabels.includes(event.label))) return;
         await up('event', 'events', { type, event }).catch((err: Error) =>
           log.error(`admp: event ${event.id} not queued: ${err.message}`),
+        );
+      },
+
+      async sendReview(type: 'new' | 'end', item: ReviewItem) {
+        if (
+          !settings.events ||
+          (settings.eventLabels.length && !item.labels.some((l) => settings.eventLabels.includes(l)))
+        )
+          return;
+        await up('event', 'reviews', { type, item }).catch((err: Error) =>
+          log.error(`admp: review item ${item.id} not queued: ${err.message}`),
         );
       },
 

@@ -44,6 +44,8 @@ const RelativePoint = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1
 /** A polygon in frame-relative coordinates (0..1, from the top left). */
 export const Polygon = z.array(RelativePoint).min(3).max(64);
 
+const ZoneName = z.string().regex(/^[\w-]{1,32}$/, 'letters, digits, _ or -');
+
 export const Detection = z.strictObject({
   enabled: z.boolean().default(true),
   /** Frames decoded per second for detection. */
@@ -53,7 +55,7 @@ export const Detection = z.strictObject({
   /** Lowest score per label (otherwise detector.minScore). */
   minScores: z.record(z.string(), z.number().min(0.05).max(1)).default({}),
   zones: z
-    .array(z.strictObject({ name: z.string().regex(/^[\w-]{1,32}$/, 'letters, digits, _ or -'), points: Polygon }))
+    .array(z.strictObject({ name: ZoneName, points: Polygon }))
     .max(32)
     .default([]),
   /** Where motion is ignored. */
@@ -62,6 +64,17 @@ export const Detection = z.strictObject({
   objectMasks: z.array(Polygon).max(32).default([]),
   /** Grey-level change that counts as motion (lower: more sensitive). */
   motionThreshold: z.number().int().min(1).max(255).default(25),
+});
+
+/**
+ * How the camera's activity is sorted for review: objects of the alert labels (in the alert zones,
+ * when some are named) make an item an alert, any other object a detection; objects that never
+ * enter a required zone are not reviewed at all (their events are still kept).
+ */
+export const ReviewRules = z.strictObject({
+  alertLabels: z.array(z.string().min(1).max(40)).max(80).default(['person', 'car']),
+  alertZones: z.array(ZoneName).max(32).default([]),
+  requiredZones: z.array(ZoneName).max(32).default([]),
 });
 
 export const CameraInput = z.strictObject({
@@ -73,6 +86,7 @@ export const CameraInput = z.strictObject({
   subStream: RtspSource.nullable().default(null),
   recording: Recording.prefault({}),
   detection: Detection.prefault({}),
+  review: ReviewRules.prefault({}),
   /** Whether this camera's events notify the users who asked for them. */
   notifications: z.boolean().default(true),
 });
@@ -85,6 +99,7 @@ export const CameraUpdate = z.strictObject({
   subStream: RtspSource.nullable().optional(),
   recording: Recording.partial().optional(),
   detection: Detection.partial().optional(),
+  review: ReviewRules.partial().optional(),
   notifications: z.boolean().optional(),
 });
 
@@ -169,11 +184,12 @@ export interface CameraChanged {
 }
 
 /** What a new camera gets where its input says nothing (the schemas' defaults). */
-export const CameraDefaults = z.object({ recording: Recording, detection: Detection });
+export const CameraDefaults = z.object({ recording: Recording, detection: Detection, review: ReviewRules });
 export type CameraDefaults = z.output<typeof CameraDefaults>;
 export const cameraDefaults = (): CameraDefaults => ({
   recording: Recording.parse({}),
   detection: Detection.parse({}),
+  review: ReviewRules.parse({}),
 });
 
 declare module '../../lib/bus.ts' {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
-import { ConflictError, NotFoundError } from '../../lib/errors.ts';
+import { BadRequestError, ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
@@ -15,6 +15,7 @@ import {
   CameraInput,
   CameraUpdate,
   Detection,
+  ReviewRules,
   Recording,
   RtspSource,
   cameraDefaults,
@@ -37,6 +38,7 @@ function demoCamera(): Camera {
     subStream: null,
     recording: { mode: 'continuous', retainDays: 1, eventRetainDays: 7 },
     detection: Detection.parse({}),
+    review: ReviewRules.parse({}),
     notifications: true,
     builtIn: true,
     createdAt: new Date(0).toISOString(),
@@ -71,6 +73,7 @@ export function camerasService(config: Config): ServiceSchema {
     subStream: c.subStream ?? null,
     recording: Recording.parse(c.recording ?? {}),
     detection: Detection.parse(c.detection ?? {}),
+    review: ReviewRules.parse(c.review ?? {}),
   });
   const all = async (): Promise<Camera[]> => [...builtIn.values(), ...(await cameras!.values()).map(withDefaults)];
   const find = async (id: string): Promise<Camera> => {
@@ -78,6 +81,20 @@ export function camerasService(config: Config): ServiceSchema {
     if (!camera) throw new NotFoundError('Camera', id);
     return withDefaults(camera);
   };
+  /** Review rules may only name zones the camera has. */
+  const checkReviewZones = (camera: Pick<Camera, 'id' | 'detection' | 'review'>) => {
+    const zones = camera.detection.zones.map((z) => z.name);
+    for (const field of ['alertZones', 'requiredZones'] as const) {
+      const unknown = camera.review[field].find((name) => !zones.includes(name));
+      if (unknown !== undefined)
+        throw new BadRequestError(
+          `review.${field} names zone "${unknown}", which camera "${camera.id}" does not have (its zones: ${zones.join(', ') || 'none'})`,
+          'UNKNOWN_ZONE',
+          { field: `review.${field}`, zone: unknown },
+        );
+    }
+  };
+
   const editable = async (id: string): Promise<Camera> => {
     const camera = await find(id);
     if (camera.builtIn)
@@ -118,6 +135,7 @@ export function camerasService(config: Config): ServiceSchema {
           const { id } = ctx.params;
           if (builtIn.has(id) || (await cameras!.get(id)))
             throw new ConflictError(`Camera "${id}" already exists`, 'CAMERA_EXISTS');
+          checkReviewZones(ctx.params);
           const push = ctx.params.source.kind === 'rtmp' ? newStreamKey() : undefined;
           const source: Camera['source'] =
             ctx.params.source.kind === 'rtsp' ? ctx.params.source : { kind: 'rtmp', keyHash: push!.keyHash };
@@ -133,7 +151,7 @@ export function camerasService(config: Config): ServiceSchema {
         permission: 'cameras.manage',
         async handler(ctx) {
           const current = await editable(ctx.params.id);
-          const { source, recording, detection, subStream, ...rest } = ctx.params;
+          const { source, recording, detection, review, subStream, ...rest } = ctx.params;
           // A camera that becomes a push camera gets a key; one that stays one keeps its key.
           const push = source?.kind === 'rtmp' && current.source.kind !== 'rtmp' ? newStreamKey() : undefined;
           let nextSource: Camera['source'] = current.source;
@@ -145,10 +163,12 @@ export function camerasService(config: Config): ServiceSchema {
             ...rest,
             recording: { ...current.recording, ...recording },
             detection: { ...current.detection, ...detection },
+            review: { ...current.review, ...review },
             source: nextSource,
             subStream:
               subStream === undefined ? current.subStream : subStream && keepPassword(subStream, current.subStream),
           };
+          checkReviewZones(next);
           await cameras!.put(next.id, next);
           broadcast(ctx, 'camera.updated', {
             id: next.id,

@@ -60,6 +60,60 @@ export const StoredEvent = z.object({
 });
 export type StoredEvent = z.infer<typeof StoredEvent>;
 
+export const Severity = z.enum(['alert', 'detection']);
+export type Severity = z.infer<typeof Severity>;
+
+/**
+ * One period of activity on a camera: the object events that overlap (or follow within
+ * detector.reviewIdleSeconds), an alert when one of them matches the camera's alert rules.
+ */
+export const ReviewItem = z.object({
+  id: z.string(),
+  camera: z.string(),
+  start: z.string(),
+  end: z.string().nullable().describe('null while the activity goes on'),
+  severity: Severity,
+  labels: z.array(z.string()).describe('labels of its objects'),
+  zones: z.array(z.string()).describe('zones its objects entered'),
+  objects: z
+    .array(
+      z.object({
+        event: z.string(),
+        label: z.string(),
+        zones: z.array(z.string()),
+        severity: Severity,
+        topScore: z.number(),
+      }),
+    )
+    .describe('its object events, in the order they joined'),
+  thumbnailEvent: z.string().describe("the event whose picture stands for the item (its surest object's)"),
+  topScore: z.number(),
+  reviewed: z.boolean(),
+  hasPreview: z.boolean().describe('a short low-resolution clip of it, made on the box once it closed'),
+  updatedAt: z.string(),
+});
+export type ReviewItem = z.infer<typeof ReviewItem>;
+
+export const ReviewListInput = z.strictObject({
+  camera: CameraId.optional(),
+  severity: Severity.optional(),
+  reviewed: z.boolean().optional(),
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  limit: z.number().int().min(1).max(1000).default(100),
+});
+export const ReviewIdInput = z.strictObject({ id: EventId });
+/** Mark items reviewed (or not): these ones, or every one that started before a time. */
+export const MarkReviewedInput = z.union([
+  z.strictObject({ ids: z.array(EventId).min(1).max(1000), reviewed: z.boolean().default(true) }),
+  z.strictObject({
+    before: z.iso.datetime({ offset: true }),
+    camera: CameraId.optional(),
+    severity: Severity.optional(),
+    reviewed: z.boolean().default(true),
+  }),
+]);
+
 export const ListInput = z.strictObject({
   camera: CameraId.optional(),
   label: z.string().max(40).optional(),
@@ -93,6 +147,11 @@ declare module '../../lib/bus.ts' {
     'events.clipRange': { input: z.input<typeof IdInput>; answer: { camera: string; from: string; to: string } };
     /** Internal: a detector's (or a camera's motion sensor's) record of one object. */
     'events.record': { input: EventRecord; answer: { ok: true } };
+    'events.reviewItems': { input: z.input<typeof ReviewListInput>; answer: ReviewItem[] };
+    'events.reviewItem': { input: z.input<typeof ReviewIdInput>; answer: ReviewItem };
+    /** The item's preview clip (MP4, base64). */
+    'events.reviewPreview': { input: z.input<typeof ReviewIdInput>; answer: { mp4Base64: string } };
+    'events.markReviewed': { input: z.input<typeof MarkReviewedInput>; answer: { marked: number } };
   }
   interface Events {
     /** An event as stored, at its start, at each change, and at its end. */
@@ -100,5 +159,9 @@ declare module '../../lib/bus.ts' {
     'event.updated': StoredEvent;
     'event.ended': StoredEvent;
     'event.removed': { id: string; camera: string; by: string };
+    /** A review item as stored: when it opens, when it changes (a new object, alert now), when it closes. */
+    'review.opened': ReviewItem;
+    'review.updated': ReviewItem;
+    'review.closed': ReviewItem;
   }
 }

@@ -1,7 +1,8 @@
 // events: what the detector found, kept (LevelDB, snapshots as files), queryable by time,
 // camera, label and zone, and announced on the bus as event.started/updated/ended for
-// the MQTT bridge, WebSocket clients and cloud sync.
-import { broadcast, call } from '../../lib/bus.ts';
+// the MQTT bridge, WebSocket clients and cloud sync; grouped into review items (alerts and
+// detections, with previews) announced as review.opened/updated/closed.
+import { broadcast, call, on } from '../../lib/bus.ts';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
@@ -15,11 +16,18 @@ import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { ffmpegJpeg } from '../../lib/media/jpeg.ts';
+import type { Camera } from '../cameras/cameras.schemas.ts';
+import { ReviewItems } from './review-items.ts';
+import { Previews } from './previews.ts';
 import {
   EventId,
   EventRecord,
   IdInput,
   ListInput,
+  MarkReviewedInput,
+  ReviewIdInput,
+  ReviewListInput,
+  type ReviewItem,
   ObjectEvent,
   SnapshotInput,
   THUMBNAIL_WIDTH,
@@ -62,6 +70,13 @@ export function eventsService(config: Config): ServiceSchema {
   const versionOf = (e: StoredEvent | undefined) => e?.snapshotVersion ?? (e?.hasSnapshot ? 1 : 0);
 
   let retentionTimer: NodeJS.Timeout | undefined;
+  let reviewItems: ReviewItems | undefined;
+  let previews: Previews | undefined;
+  let items: Collection<ReviewItem>;
+  /** `<start ISO>!<id>` -> id: review items in time order. */
+  let itemsByStart: Collection<string>;
+  /** Each camera's review rules, read once and dropped when a camera changes. */
+  let rules: Promise<Map<string, Camera['review']>> | undefined;
 
   const removeEvent = async (e: StoredEvent) => {
     await rm(snapshotFile(e), { force: true });
@@ -91,6 +106,15 @@ export function eventsService(config: Config): ServiceSchema {
       }
     }
     if (removed) log.info(`retention: ${removed} events past their camera's eventRetainDays removed`);
+    // Review items (and their previews) go with the events of their time.
+    for await (const [key, id] of itemsByStart.entries({ lt: new Date(now - shortest * DAY).toISOString() })) {
+      const item = await items.get(id);
+      if (item && Date.parse(item.start) < now - (days.get(item.camera) ?? fallback) * DAY) {
+        await previews?.remove(item);
+        await itemsByStart.del(key);
+        await items.del(id);
+      }
+    }
     // The ended log keeps no entry older than the oldest event still kept.
     const gone: string[] = [];
     for await (const [seq, id] of endedLog.entries({ limit: 10_000 })) {
@@ -130,6 +154,7 @@ export function eventsService(config: Config): ServiceSchema {
     if (next.end !== null && (current?.end ?? null) === null) await logEnded(next.id);
     const name = type === 'start' && !current ? 'event.started' : type === 'end' ? 'event.ended' : 'event.updated';
     void broadcast(ctx, name, next);
+    await reviewItems?.onEvent(next);
     return { ok: true };
   };
 
@@ -138,6 +163,14 @@ export function eventsService(config: Config): ServiceSchema {
   const recordTurns = new KeyTurns();
 
   const find = (id: string) => events.require(id, 'Event');
+  const findItem = (id: string) => items.require(id, 'Review item');
+
+  const rulesOf = async (camera: string, broker: ServiceBroker) => {
+    rules ??= call(broker, 'cameras.specs', {}).then((cameras) => new Map(cameras.map((c) => [c.id, c.review])));
+    const known = await rules.catch(() => undefined);
+    if (!known) rules = undefined; // not reachable now: ask again next time
+    return known?.get(camera);
+  };
 
   /**
    * The event's thumbnail, made from its picture the first time it is asked for. In the event's
@@ -259,6 +292,69 @@ export function eventsService(config: Config): ServiceSchema {
           return e;
         },
       }),
+      reviewItems: action({
+        input: ReviewListInput,
+        permission: 'events.view',
+        async handler(ctx) {
+          const q = ctx.params;
+          const out: ReviewItem[] = [];
+          const range = {
+            reverse: true,
+            ...(q.from ? { gte: new Date(q.from).toISOString() } : {}),
+            ...(q.to ? { lt: new Date(q.to).toISOString() } : {}),
+          };
+          for await (const [, id] of itemsByStart.entries(range)) {
+            const item = await items.get(id);
+            if (!item) continue;
+            if (q.camera && item.camera !== q.camera) continue;
+            if (q.severity && item.severity !== q.severity) continue;
+            if (q.reviewed !== undefined && item.reviewed !== q.reviewed) continue;
+            out.push(item);
+            if (out.length >= q.limit) break;
+          }
+          return out;
+        },
+      }),
+      reviewItem: action({
+        input: ReviewIdInput,
+        permission: 'events.view',
+        handler: (ctx) => findItem(ctx.params.id),
+      }),
+      reviewPreview: action({
+        input: ReviewIdInput,
+        permission: 'events.view',
+        async handler(ctx) {
+          const item = await findItem(ctx.params.id);
+          const mp4 = item.hasPreview ? await readFile(previews!.fileOf(item)).catch(() => undefined) : undefined;
+          if (!mp4) throw new NotReadyError(`Review item "${item.id}" has no preview`, 'NO_PREVIEW');
+          return { mp4Base64: mp4.toString('base64') };
+        },
+      }),
+      markReviewed: action({
+        input: MarkReviewedInput,
+        permission: 'events.review',
+        async handler(ctx) {
+          const p = ctx.params;
+          const ids: string[] = [];
+          if ('ids' in p) ids.push(...p.ids);
+          else for await (const [, id] of itemsByStart.entries({ lt: new Date(p.before).toISOString() })) ids.push(id);
+          let marked = 0;
+          for (const id of ids) {
+            const item = await items.get(id);
+            if (!item || item.reviewed === p.reviewed) continue;
+            if (
+              'before' in p &&
+              ((p.camera && item.camera !== p.camera) || (p.severity && item.severity !== p.severity))
+            )
+              continue;
+            const next = { ...item, reviewed: p.reviewed };
+            await items.put(id, next);
+            void broadcast(ctx, 'review.updated', next);
+            marked++;
+          }
+          return { marked };
+        },
+      }),
       remove: action({
         input: z.strictObject({ id: EventId }),
         permission: 'events.review',
@@ -271,11 +367,49 @@ export function eventsService(config: Config): ServiceSchema {
       }),
     },
 
+    events: {
+      ...on('camera.added', () => (rules = undefined)),
+      ...on('camera.updated', () => (rules = undefined)),
+      ...on('camera.removed', () => (rules = undefined)),
+    },
+
     async started() {
       store = await Store.open(dataPaths(config).db('events'));
       events = store.collection<StoredEvent>('events');
       byStart = store.collection<string>('byStart');
       endedLog = store.collection<string>('ended');
+      items = store.collection<ReviewItem>('review');
+      itemsByStart = store.collection<string>('reviewByStart');
+      const broker = this.broker;
+      previews = new Previews(
+        broker,
+        config.video.ffmpegPath,
+        dataPaths(config).previews,
+        (config.video.segmentSeconds + 3) * 1000,
+        this.logger,
+      );
+      const previewMade = async (item: ReviewItem) => {
+        const current = await items.get(item.id);
+        if (!current) return;
+        const next = { ...current, hasPreview: true, updatedAt: new Date().toISOString() };
+        await items.put(next.id, next);
+        void broadcast(broker, 'review.updated', next);
+      };
+      reviewItems = new ReviewItems(
+        { items, byStart: itemsByStart },
+        (camera) => rulesOf(camera, broker),
+        (name, item) => void broadcast(broker, name, item),
+        (item) => previews?.schedule(item, previewMade),
+        { idleMs: config.detector.reviewIdleSeconds * 1000, maxMs: config.detector.reviewMaxSeconds * 1000 },
+        this.logger,
+      );
+      const leftOpen = await reviewItems.closeLeftOpen();
+      afterNodeStart(broker, () =>
+        leftOpen.forEach((item) => {
+          void broadcast(broker, 'review.closed', item);
+          previews?.schedule(item, previewMade);
+        }),
+      );
       for await (const [seq] of endedLog.entries({ reverse: true, limit: 1 })) lastEndSeq = Number(seq);
       // Events left open by a stop or crash end where they were last seen, as any end does: none
       // stays open for ever, and what follows an end (cloud sync, MQTT, the operator) happens.
@@ -299,6 +433,8 @@ export function eventsService(config: Config): ServiceSchema {
 
     async stopped() {
       clearInterval(retentionTimer);
+      reviewItems?.stop();
+      previews?.stop();
       // Services stop together: let the detector's last calls arrive, and finish them.
       await new Promise((r) => setTimeout(r, 50));
       await Promise.allSettled([...inflight]);

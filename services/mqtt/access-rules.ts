@@ -15,6 +15,7 @@ const USER_READS: Array<[string, Permission]> = [
   [topics.status, 'live.view'],
   [topics.cameras, 'live.view'],
   [topics.events, 'events.view'],
+  [topics.reviews, 'events.view'],
   [topics.devices, 'devices.manage'],
   ['homeassistant/#', 'live.view'],
 ];

@@ -13,6 +13,7 @@ import type { Config } from '../../appliance/config.ts';
 import { version } from '../../appliance/version.ts';
 import type { Notifications } from '../accounts/accounts.schemas.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
+import type { ReviewItem } from '../events/events.schemas.ts';
 import type { Identity } from './access-rules.ts';
 import { discoveryConfigs, objectStates, onOff } from './home-assistant.ts';
 import { wantsNotification } from './notifications.ts';
@@ -63,6 +64,8 @@ export class CameraTopics {
     Map<string, { label: string; zones: string[]; stationary: boolean; topScore: number; snapshotVersion: number }>
   >();
   private readonly snapshotTopics = new Map<string, Set<string>>();
+  /** Per open review item, the users already notified of it. */
+  private readonly notified = new Map<string, Set<string>>();
   private readonly specs = new Map<string, Camera>();
   /** Per camera: its Home Assistant configs, made when the camera changes, not on each event. */
   private readonly discoveryOf = new Map<string, Map<string, string>>();
@@ -121,13 +124,25 @@ export class CameraTopics {
     return this.publish(`${topics.camera(id)}/status`, status, { retain: true, qos: 1 });
   }
 
-  /** An event started, changed or ended: its message, the objects in view, and the notifications of a new one. */
+  /** An event started, changed or ended: its message and the objects in view. */
   async event(eventName: string, e: LiveEvent): Promise<void> {
     const kind = EVENT_KINDS[eventName];
     if (!kind) return;
     await this.publish(topics.event(e.camera, kind), e, { qos: 1 });
     await this.trackObject(e, kind === 'end' || kind === 'removed');
-    if (kind === 'new') await this.notify(e);
+  }
+
+  /**
+   * A review item opened, changed or closed: its message, and a notification to each user the
+   * item now concerns (once per item: a busy street is one notification, not one per person).
+   */
+  async review(kind: 'new' | 'update' | 'end', item: ReviewItem): Promise<void> {
+    await this.publish(topics.review(item.camera, kind), item, { qos: 1 });
+    if (kind === 'end') this.notified.delete(item.id);
+    else {
+      if (!this.specs.has(item.camera)) await this.publishCameras(item.camera);
+      await this.notify(item);
+    }
   }
 
   /** Who wants notifications may have changed. */
@@ -174,21 +189,34 @@ export class CameraTopics {
     for (const topic of before.keys()) if (!next.has(topic)) await this.publish(topic, '', { retain: true }); // a label or zone gone
   }
 
-  /** A new event to each user who asked for it: fogedge/users/<username>/notifications (QoS 1). */
-  private async notify(e: LiveEvent) {
-    if (this.specs.get(e.camera)?.notifications === false) return;
+  /**
+   * A review item to each user who asked for one of its objects and has not heard of it yet:
+   * fogedge/users/<username>/notifications (QoS 1), naming the object that matched.
+   */
+  private async notify(item: ReviewItem) {
+    if (this.specs.get(item.camera)?.notifications === false) return;
     this.targets ??= call(this.broker, 'accounts.notificationTargets', {}).catch((err: Error) => {
       this.log.warn(
-        `MQTT: nobody is notified of ${e.camera}'s event, the accounts service is not reachable: ${err.message}`,
+        `MQTT: nobody is notified of ${item.camera}'s activity, the accounts service is not reachable: ${err.message}`,
       );
       return [];
     });
-    const name = this.specs.get(e.camera)?.name ?? e.camera;
+    const name = this.specs.get(item.camera)?.name ?? item.camera;
+    const now = new Date().toISOString(); // rules by time of day: when the object came
+    const told = this.notified.get(item.id) ?? new Set<string>();
+    this.notified.set(item.id, told);
     for (const user of await this.targets) {
-      if (!can(user.role, 'events.view') || !wantsNotification(user.notifications, e)) continue;
+      if (told.has(user.username) || !can(user.role, 'events.view')) continue;
+      // The newest object first: the one that made the item concern this user.
+      const object = [...item.objects]
+        .reverse()
+        .find((o) => wantsNotification(user.notifications, { ...o, camera: item.camera, start: now }));
+      if (!object) continue;
+      told.add(user.username);
+      const event = { id: object.event, camera: item.camera, label: object.label, zones: object.zones };
       await this.publish(
         `${topics.user(user.username)}/notifications`,
-        { title: `${e.label} at ${name}`, event: e },
+        { title: `${object.label} at ${name}`, event, review: item },
         { qos: 1 },
       );
     }

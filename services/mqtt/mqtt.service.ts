@@ -132,6 +132,9 @@ export function mqttService(config: Config): ServiceSchema {
       async 'event.**'(ctx: { eventName: string; params: LiveEvent }) {
         await cameraTopics?.event(ctx.eventName, ctx.params);
       },
+      ...on('review.opened', (item) => cameraTopics?.review('new', item)),
+      ...on('review.updated', (item) => cameraTopics?.review('update', item)),
+      ...on('review.closed', (item) => cameraTopics?.review('end', item)),
       'account.**'(ctx: { eventName: string }) {
         if (/^account\.(notifications\.changed|created|updated|deleted)$/.test(ctx.eventName))
           cameraTopics?.accountsChanged();

@@ -1,0 +1,106 @@
+// A review item's preview: its footage from the recordings (recorder.clip over the bus), made
+// small on the box (320 px wide, 8 frames a second, sped up to last at most PREVIEW_SECONDS), so
+// a list of items can play them on hover over any link. Made once an item closed and its last
+// segment is on disk, one at a time, at low priority; a camera that records nothing has none.
+import { spawn } from 'node:child_process';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { LoggerInstance, ServiceBroker } from 'moleculer';
+import pLimit from 'p-limit';
+import { call } from '../../lib/bus.ts';
+import type { ReviewItem } from './events.schemas.ts';
+
+export const PREVIEW_WIDTH = 320;
+const PREVIEW_FPS = 8;
+const PREVIEW_SECONDS = 10;
+/** Footage kept around the activity in the preview, s. */
+const MARGIN_S = 1;
+
+export class Previews {
+  private readonly turn = pLimit(1);
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  constructor(
+    private readonly broker: ServiceBroker,
+    private readonly ffmpegPath: string,
+    private readonly dir: string,
+    /** Wait after an item closes: its last segment must be closed and indexed first. */
+    private readonly delayMs: number,
+    private readonly log: LoggerInstance,
+  ) {}
+
+  fileOf(item: Pick<ReviewItem, 'camera' | 'id'>): string {
+    return path.join(this.dir, item.camera, `${item.id}.mp4`);
+  }
+
+  /** Makes the item's preview a while after it closed; `made` is told when there is one. */
+  schedule(item: ReviewItem, made: (item: ReviewItem) => Promise<void>): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      void this.turn(async () => {
+        if (await this.make(item)) await made(item);
+      });
+    }, this.delayMs);
+    this.timers.add(timer);
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.turn.clearQueue();
+  }
+
+  async remove(item: Pick<ReviewItem, 'camera' | 'id'>): Promise<void> {
+    await rm(this.fileOf(item), { force: true });
+  }
+
+  private async make(item: ReviewItem): Promise<boolean> {
+    const from = Date.parse(item.start) - MARGIN_S * 1000;
+    const to = Date.parse(item.end ?? item.updatedAt) + MARGIN_S * 1000;
+    let footage: Readable;
+    try {
+      const clip = await call(this.broker, 'recorder.clip', {
+        camera: item.camera,
+        from: new Date(from).toISOString(),
+        to: new Date(to).toISOString(),
+      });
+      footage = await call(this.broker, 'recorder.file', { kind: 'clip', name: clip.name });
+    } catch (err) {
+      this.log.info(`review item ${item.id}: no preview, no footage of it (${(err as Error).message})`);
+      return false;
+    }
+    const file = this.fileOf(item);
+    const partial = `${file}.partial.mp4`;
+    await mkdir(path.dirname(file), { recursive: true });
+    const speed = Math.max(1, (to - from) / 1000 / PREVIEW_SECONDS);
+    const args = [
+      ...['-v', 'error', '-y', '-f', 'mp4', '-i', 'pipe:0', '-an'],
+      ...['-vf', `setpts=PTS/${speed.toFixed(3)},fps=${PREVIEW_FPS},scale=${PREVIEW_WIDTH}:-2`],
+      ...['-c:v', 'libx264', '-preset', 'veryfast', '-crf', '32', '-pix_fmt', 'yuv420p'],
+      ...['-t', String(PREVIEW_SECONDS), '-movflags', '+faststart', partial],
+    ];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const ffmpeg = spawn(this.ffmpegPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+        let stderr = '';
+        ffmpeg.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-1000)));
+        ffmpeg.stdin.on('error', () => undefined); // it may stop reading once it has PREVIEW_SECONDS
+        footage.on('error', (err) => ffmpeg.stdin.destroy(err));
+        footage.pipe(ffmpeg.stdin);
+        ffmpeg.on('error', reject);
+        ffmpeg.on('close', (code) =>
+          code === 0 ? resolve() : reject(new Error(`ffmpeg ${code}: ${stderr.trim().split('\n').pop() ?? ''}`)),
+        );
+      });
+      await rename(partial, file);
+      return true;
+    } catch (err) {
+      this.log.warn(`review item ${item.id}: preview not made: ${(err as Error).message}`);
+      return false;
+    } finally {
+      footage.destroy();
+      await rm(partial, { force: true });
+    }
+  }
+}
