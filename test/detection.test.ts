@@ -32,7 +32,8 @@ const events = async (query = '') => (await get(`/api/v1/events${query}`)).json 
 test.before(async () => {
   box = await testBox({
     video: { segmentSeconds: 2, stallSeconds: 5 },
-    detector: { enabled: true, preRollSeconds: 2, postRollSeconds: 2 },
+    // Review items of at most 10 s: the looping street is never empty long enough to close one.
+    detector: { enabled: true, preRollSeconds: 2, postRollSeconds: 2, reviewMaxSeconds: 10 },
   });
   admin = await withAdmin(box);
   box.broker.createService({
@@ -175,6 +176,33 @@ test('an ended event has a clip from the recordings with pre- and post-roll', as
   assert.is(codec, 'h264');
   const lasted = (Date.parse(ended.end) - Date.parse(ended.start)) / 1000;
   assert.ok(seconds >= lasted + 2, `clip ${seconds} s for an event of ${lasted} s plus roll`);
+});
+
+test("the street's activity is a few review items, not an item per person; each closed one has a preview that plays", async () => {
+  const withPreview = await waitUntil(
+    'a review item with its preview',
+    async () => {
+      const list = (await get('/api/v1/review?camera=street')).json as Array<Record<string, any>>;
+      return list.find((i) => i.hasPreview);
+    },
+    60_000,
+    1000,
+  );
+  assert.ok(withPreview.objects.length >= 2, `${withPreview.objects.length} objects in one item`);
+  assert.is(withPreview.severity, 'alert', 'people are alerts by default');
+  const items = (await get('/api/v1/review?camera=street')).json as Array<Record<string, any>>;
+  const inItems = new Set(items.flatMap((i) => i.objects.map((o: { event: string }) => o.event)));
+  assert.ok(items.length < inItems.size, `${items.length} items for ${inItems.size} events`);
+  const res = await box.app.request(`/api/v1/review/${withPreview.id}/preview.mp4`, {
+    headers: { authorization: `Bearer ${admin}` },
+  });
+  assert.is(res.status, 200);
+  const file = path.join(box.dataDir, 'preview.mp4');
+  await writeFile(file, Buffer.from(await res.arrayBuffer()));
+  const { seconds, codec, width } = await playable(file);
+  assert.is(codec, 'h264');
+  assert.is(width, 320, 'small');
+  assert.ok(seconds > 0.5 && seconds <= 10.5, `${seconds} s`);
 });
 
 test('review, filter by review state, delete; the installer may not see events', async () => {
