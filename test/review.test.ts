@@ -191,6 +191,30 @@ test('notifications are per item: two people in one item are one notification', 
   await waitUntil('all closed', async () => (await items('?camera=yard')).every((i: { end: string | null }) => i.end));
 });
 
+test('an event deleted leaves its item, which then shows its next object; the last one takes the item with it', async () => {
+  await record('start', 'yard-p30', 'yard', 'person', { topScore: 0.9 });
+  await record('start', 'yard-c30', 'yard', 'cat', { topScore: 0.6 });
+  await record('end', 'yard-p30', 'yard', 'person', { topScore: 0.9 });
+  await record('end', 'yard-c30', 'yard', 'cat', { topScore: 0.6 });
+  const item = await waitUntil('the item closed', async () =>
+    (await items('?camera=yard')).find(
+      (i: { objects: Array<{ event: string }>; end: string | null }) =>
+        i.end && i.objects.some((o) => o.event === 'yard-p30'),
+    ),
+  );
+  assert.is(item.thumbnailEvent, 'yard-p30');
+  assert.is((await box.request('DELETE', '/api/v1/events/yard-p30', { auth: admin })).status, 200);
+  const after = (await box.request('GET', `/api/v1/review/${item.id}`, { auth: admin })).json;
+  assert.equal(
+    after.objects.map((o: { event: string }) => o.event),
+    ['yard-c30'],
+  );
+  assert.is(after.thumbnailEvent, 'yard-c30');
+  assert.is(after.severity, 'detection', 'no person left in it');
+  assert.is((await box.request('DELETE', '/api/v1/events/yard-c30', { auth: admin })).status, 200);
+  assert.is((await box.request('GET', `/api/v1/review/${item.id}`, { auth: admin })).status, 404);
+});
+
 test('marking reviewed: one item, then all up to now of a severity; who may not see items gets nothing', async () => {
   const all = await items();
   assert.ok(all.length >= 4);

@@ -31,7 +31,14 @@ test.before(async () => {
   box = await testBox({
     mqtt: { host: '127.0.0.1', port: mqttPort, tlsPort: await freePort() },
     video: { segmentSeconds: 4, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000 },
-    detector: { enabled: true, preRollSeconds: 2, postRollSeconds: 2, stationaryEndSeconds: 10 },
+    // Review items of at most 10 s: the looping street is never empty long enough to close one.
+    detector: {
+      enabled: true,
+      preRollSeconds: 2,
+      postRollSeconds: 2,
+      stationaryEndSeconds: 10,
+      reviewMaxSeconds: 10,
+    },
   });
   base = `http://127.0.0.1:${box.broker.getLocalService('api')!.settings['port']}`;
   cam = new RtspCamera(await freePort());
@@ -230,6 +237,35 @@ test('events: a person event appears without a reload, with its picture and box;
   assert.is((await page.request.get(`${base}/api/v1/events/${ended.id}`)).status(), 404);
 });
 
+test('review: people on the street are alerts; a preview plays on hover; "Mark all reviewed" clears the list', async () => {
+  await page.goto(`${base}/review`);
+  await page.waitForSelector('h1:has-text("Review")');
+  const withPreview = await waitUntil(
+    'an alert with its preview',
+    async () => (await api('/api/v1/review?severity=alert')).find((i: { hasPreview: boolean }) => i.hasPreview),
+    90_000,
+    1000,
+  );
+  // Pushed over the updates socket: it shows up (and gets its preview) without a reload.
+  const row = `li[data-item="${withPreview.id}"]`;
+  // Its picture, or a placeholder (never a black box) when its event was deleted meanwhile.
+  await page.waitForSelector(`${row} .thumb:is(.loaded, .failed)`, { timeout: 30_000 });
+  await page.hover(`${row} .event-head`);
+  await videoAdvances(page, `${row} video.preview`, 0.5);
+  await shot(page, 'review');
+  await page.click('button:has-text("Mark all reviewed")');
+  await page.waitForSelector(row, { state: 'detached' });
+  assert.is((await api(`/api/v1/review/${withPreview.id}`)).reviewed, true);
+  // Detections are apart: the tab lists only them.
+  await page.click('nav.tabs button:has-text("Detections")');
+  await page.waitForURL(/severity=detection/);
+  const detections = new Set(
+    (await api('/api/v1/review?severity=detection&reviewed=false')).map((i: { id: string }) => i.id),
+  );
+  for (const id of await page.$$eval('li.review-item', (els) => els.map((e) => e.getAttribute('data-item'))))
+    assert.ok(detections.has(id!), `${id} is a detection`);
+});
+
 test('recordings: the day shows what was recorded; a click plays from there; a range exports with progress', async () => {
   await page.goto(`${base}/recordings?camera=street`);
   await page.waitForSelector('.day-bar .range');
@@ -280,7 +316,7 @@ test('users: the admin adds a family member, who cannot open the admin pages', a
   await phone.click('#sign-in button');
   await phone.waitForSelector('nav');
   const nav = await phone.$$eval('nav a', (as) => as.map((a) => a.textContent));
-  assert.equal(nav, ['Live', 'Events', 'Recordings', 'System', 'Me']);
+  assert.equal(nav, ['Live', 'Review', 'Events', 'Recordings', 'System', 'Me']);
   for (const path of ['/cameras', '/users', '/devices']) {
     await phone.goto(`${base}${path}`);
     await phone.waitForSelector('h1:has-text("Not for your account")');
@@ -439,6 +475,24 @@ test('a camera is removed from its page', async () => {
   await page.waitForURL(`${base}/cameras`);
   await page.waitForSelector('tr[data-camera=street]', { state: 'detached' });
   assert.is((await page.request.get(`${base}/api/v1/cameras/street`)).status(), 404);
+});
+
+test('first run on a box that has the demo camera: after setup the admin lands on Live and it plays', async () => {
+  const demoBox = await testBox({ video: { demoCamera: true, segmentSeconds: 4 } });
+  const fresh = await context.browser()!.newContext({ viewport: { width: 1280, height: 900 } });
+  try {
+    const demoBase = `http://127.0.0.1:${demoBox.broker.getLocalService('api')!.settings['port']}`;
+    const first = await fresh.newPage();
+    await first.goto(demoBase);
+    await first.fill('#setup input[name=username]', ADMIN.username);
+    await first.fill('#setup input[name=password]', ADMIN.password);
+    await first.click('#setup button');
+    await first.waitForURL(`${demoBase}/`);
+    await videoAdvances(first, '[data-camera=demo] video', 0.5, 30_000);
+  } finally {
+    await fresh.close();
+    await demoBox.stop();
+  }
 });
 
 test.run();

@@ -361,6 +361,7 @@ export function eventsService(config: Config): ServiceSchema {
         async handler(ctx) {
           const e = await find(ctx.params.id);
           await removeEvent(e);
+          for (const item of (await reviewItems?.removeEvent(e)) ?? []) await previews?.remove(item);
           void broadcast(ctx, 'event.removed', { id: e.id, camera: e.camera, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },

@@ -89,6 +89,39 @@ export class ReviewItems {
     return closed;
   }
 
+  /**
+   * An event was deleted: it leaves its item (which then shows its next best object), and an
+   * item left with none goes too. Returns the items gone, for their previews to go with them.
+   */
+  removeEvent(e: Pick<StoredEvent, 'id' | 'camera' | 'start'>): Promise<ReviewItem[]> {
+    return this.turns.run(e.camera, async () => {
+      const gone: ReviewItem[] = [];
+      // Its item started at most reviewMaxSeconds before it (and not after it).
+      const from = new Date(Date.parse(e.start) - this.times.maxMs - 60_000).toISOString();
+      for await (const [key, id] of this.stores.byStart.entries({ gte: from, lt: `${e.start}~` })) {
+        const open = this.open.get(e.camera);
+        const item = open?.item.id === id ? open.item : await this.stores.items.get(id);
+        if (!item?.objects.some((o) => o.event === e.id)) continue;
+        item.objects = item.objects.filter((o) => o.event !== e.id);
+        open?.inView.delete(e.id);
+        if (item.objects.length) {
+          summarize(item);
+          await this.save(item, 'review.updated');
+        } else {
+          if (open?.item.id === id) {
+            clearTimeout(open.idle);
+            clearTimeout(open.tooLong);
+            this.open.delete(e.camera);
+          }
+          await this.stores.byStart.del(key);
+          await this.stores.items.del(id);
+          gone.push(item);
+        }
+      }
+      return gone;
+    });
+  }
+
   /** The service stops: timers go, and what is open is closed at the next start. */
   stop(): void {
     for (const o of this.open.values()) {

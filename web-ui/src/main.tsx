@@ -8,6 +8,7 @@ import { live, startUpdates, stopUpdates } from './updates.ts';
 import { SignIn, SessionDialog, Setup } from './pages/sign-in.tsx';
 import { LivePage, CameraLivePage } from './pages/live.tsx';
 import { EventsPage } from './pages/events.tsx';
+import { ReviewPage } from './pages/review.tsx';
 import { RecordingsPage } from './pages/recordings.tsx';
 import { CamerasPage, CameraEditPage } from './pages/cameras.tsx';
 import { DevicesPage } from './pages/devices.tsx';
@@ -20,6 +21,7 @@ import './style.css';
 
 const NAV: Array<[string, string, Permission]> = [
   ['/', 'Live', 'live.view'],
+  ['/review', 'Review', 'events.view'],
   ['/events', 'Events', 'events.view'],
   ['/recordings', 'Recordings', 'recordings.view'],
   ['/cameras', 'Cameras', 'cameras.manage'],
@@ -40,6 +42,7 @@ function guarded<P extends object>(permission: Permission, Component: ComponentT
 const Live = guarded('live.view', LivePage);
 const CameraLive = guarded('live.view', CameraLivePage);
 const Events = guarded('events.view', EventsPage);
+const Review = guarded('events.view', ReviewPage);
 const Recordings = guarded('recordings.view', RecordingsPage);
 const Cameras = guarded('cameras.manage', CamerasPage);
 const CameraEdit = guarded('cameras.manage', CameraEditPage);
@@ -86,6 +89,7 @@ function Shell() {
         <Router>
           <Route path="/" component={Live} />
           <Route path="/live/:id" component={CameraLive} />
+          <Route path="/review" component={Review} />
           <Route path="/events" component={Events} />
           <Route path="/recordings" component={Recordings} />
           <Route path="/cameras" component={Cameras} />

@@ -59,7 +59,14 @@ export function SignIn() {
 
 export function Setup() {
   const { route } = useLocation();
-  const { error, busy, submit } = useSignIn('/setup', () => route('/cameras/new?first=1'));
+  // A box that already has a camera (the demo) opens on Live; an empty one asks for the first camera.
+  const { error, busy, submit } = useSignIn(
+    '/setup',
+    () =>
+      void api<unknown[]>('/cameras')
+        .then((cameras) => route(cameras.length ? '/' : '/cameras/new?first=1'))
+        .catch(() => route('/cameras/new?first=1')),
+  );
   return (
     <form class="card narrow" onSubmit={submit} id="setup">
       <h1>Welcome to FogEdge</h1>
