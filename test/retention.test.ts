@@ -111,6 +111,31 @@ test('continuous mode: footage around events is kept for eventRetainDays; unknow
   await f.done();
 });
 
+test('retention by what was seen: alerts, detections, motion and plain footage each keep their own days', async () => {
+  const f = await fixture();
+  const at = (days: number, offsetMs = 0) => f.add('drive', NOW - days * DAY + offsetMs);
+  // Footage 10, 45 and 70 days old, each with an alert, a detection, the camera's motion, or nothing.
+  const cases = [] as Array<{ segment: Awaited<ReturnType<typeof at>>; kind: string; age: number }>;
+  for (const age of [10, 45, 70])
+    for (const [i, kind] of ['alert', 'detection', 'motion', 'plain'].entries())
+      cases.push({ segment: await at(age, i * 60_000), kind, age });
+  const days: Record<string, number> = { alert: 60, detection: 30, motion: 5 };
+  const policy = {
+    retainDays: () => 2,
+    eventRetainDays: () => 30,
+    eventRanges: async () =>
+      cases
+        .filter((c) => c.kind !== 'plain')
+        .map((c) => [c.segment.start, c.segment.end, days[c.kind]!] as [number, number, number]),
+    quotaBytes: null,
+    minFreeBytes: 0,
+  };
+  await new Retention(f.index, f.media, policy).run(NOW);
+  const kept = cases.filter((c) => existsSync(path.join(f.media, c.segment.path))).map((c) => `${c.kind} ${c.age}`);
+  assert.equal(kept, ['alert 10', 'detection 10', 'alert 45']);
+  await f.done();
+});
+
 test('by quota: the oldest of any camera goes first until the recordings fit', async () => {
   const f = await fixture();
   const a = await f.add('a', NOW - 5000_000, 4000);

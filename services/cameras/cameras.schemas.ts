@@ -36,8 +36,12 @@ export const Recording = z.strictObject({
   mode: z.enum(['continuous', 'events', 'off']).default('continuous'),
   /** Days footage is kept (continuous mode). */
   retainDays: z.number().min(0.01).max(3650).default(7),
-  /** Days footage around events is kept (either mode), when longer than retainDays. */
+  /** Days footage around detections is kept (either mode), when longer than retainDays; and events themselves. */
   eventRetainDays: z.number().min(0.01).max(3650).default(30),
+  /** Days footage around alerts (review items of the alert labels and zones) is kept; null: eventRetainDays. */
+  alertRetainDays: z.number().min(0.01).max(3650).nullable().default(null),
+  /** Days footage around the camera's own motion events (no object) is kept; null: retainDays. */
+  motionRetainDays: z.number().min(0.01).max(3650).nullable().default(null),
 });
 
 const RelativePoint = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]);

@@ -36,7 +36,7 @@ function demoCamera(): Camera {
     enabled: true,
     source: { kind: 'file', path: DEMO_CLIP },
     subStream: null,
-    recording: { mode: 'continuous', retainDays: 1, eventRetainDays: 7 },
+    recording: { mode: 'continuous', retainDays: 1, eventRetainDays: 7, alertRetainDays: null, motionRetainDays: null },
     detection: Detection.parse({}),
     review: ReviewRules.parse({}),
     notifications: true,

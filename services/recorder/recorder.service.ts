@@ -11,7 +11,8 @@ import type { Config } from '../../appliance/config.ts';
 import { DAY_DIR, SEGMENT_FILE, dataPaths } from '../../appliance/data-dir.ts';
 import { BUSY_MS, SegmentIndex } from './segment-index.ts';
 import { CLIP_NAME, FileInput, TimeRangeInput, type Segment } from './recorder.schemas.ts';
-import { Retention } from './retention.ts';
+import { Retention, type EventRange } from './retention.ts';
+import { CAMERA_MOTION } from '../events/events.schemas.ts';
 import { ClipCache } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
 import { NotFoundError } from '../../lib/errors.ts';
@@ -228,22 +229,38 @@ export function recorderService(config: Config): ServiceSchema {
           // An event may claim footage up to its pre-roll back, and is stored a little after it starts.
           eventClaimMs: (preRollSeconds + config.video.eventClaimSeconds) * 1000,
           eventRanges: async (camera, from, to) => {
-            const events = await call(this.broker, 'events.list', {
-              camera,
-              from: new Date(from).toISOString(),
-              to: new Date(to).toISOString(),
-              limit: 1000,
-            }).catch((err: Error) => {
+            const range = { camera, from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit: 1000 };
+            const seen = await Promise.all([
+              call(this.broker, 'events.list', range),
+              // Items start up to reviewMaxSeconds before their events: look that much further back.
+              call(this.broker, 'events.reviewItems', {
+                ...range,
+                from: new Date(from - config.detector.reviewMaxSeconds * 1000).toISOString(),
+              }),
+            ]).catch((err: Error) => {
               this.logger.debug(`recorder: no event marks on ${camera}'s timeline (${err.message})`);
               return undefined;
             });
-            return events?.map(
-              (e) =>
-                [
-                  Date.parse(e.start) - preRollSeconds * 1000,
-                  (e.end ? Date.parse(e.end) : Date.now()) + postRollSeconds * 1000,
-                ] as [number, number],
+            if (!seen) return undefined;
+            const [events, items] = seen;
+            const alerts = new Set(
+              items.flatMap((i) => i.objects.filter((o) => o.severity === 'alert').map((o) => o.event)),
             );
+            const rec = specs?.get(camera)?.recording;
+            return events.map((e): EventRange => {
+              // Footage is kept by what was seen in it: alerts, detections, the camera's own motion.
+              const days =
+                e.label === CAMERA_MOTION
+                  ? (rec?.motionRetainDays ?? rec?.retainDays)
+                  : alerts.has(e.id)
+                    ? (rec?.alertRetainDays ?? rec?.eventRetainDays)
+                    : rec?.eventRetainDays;
+              const bounds: [number, number] = [
+                Date.parse(e.start) - preRollSeconds * 1000,
+                (e.end ? Date.parse(e.end) : Date.now()) + postRollSeconds * 1000,
+              ];
+              return days === undefined ? bounds : [...bounds, days];
+            });
           },
           // Recordings queued for the cloud (sync.retentionWaitsForUpload); none when no sync service runs.
           pinned: async () =>

@@ -17,9 +17,11 @@ export interface RetentionPolicy {
   eventClaimMs?: number;
   /**
    * The camera's events as time ranges with their pre- and post-roll, for events that start
-   * in [from, to); undefined when they cannot be had now (then footage is kept as if it had events).
+   * in [from, to), each with the days footage of its kind is kept (alert, detection, motion; none
+   * given: eventRetainDays); undefined when they cannot be had now (then footage is kept as if it
+   * had events).
    */
-  eventRanges?(camera: string, from: number, to: number): Promise<Array<[number, number]> | undefined>;
+  eventRanges?(camera: string, from: number, to: number): Promise<EventRange[] | undefined>;
   /** Segments (paths under media/) still waiting to go up to the cloud: kept by age and quota, not below the free-space floor. */
   pinned?(): Promise<Set<string>>;
   /** Most bytes everything the box stores may take (recordings and otherBytes); null: no quota. */
@@ -31,6 +33,9 @@ export interface RetentionPolicy {
   /** Free space the disk must keep, bytes. */
   minFreeBytes: number;
 }
+
+/** [from, to] in ms, and the days footage in it is kept (by the kind of what was seen). */
+export type EventRange = [number, number] | [number, number, number];
 
 export interface RetentionResult {
   byAge: number;
@@ -76,19 +81,24 @@ export class Retention {
     for (const camera of await this.index.cameras()) {
       const days = this.policy.retainDays(camera);
       const plainCutoff = eventsOnly?.(camera) ? now - eventClaimMs : now - days * DAY;
-      // Footage around events may be kept longer (and in events mode, only that is kept).
-      const eventCutoff = now - Math.max(days, eventRetainDays?.(camera) ?? 0) * DAY;
+      // Footage around events may be kept longer (and in events mode, only that is kept), each
+      // for the days of the kind of what was seen there.
+      const eventDays = eventRetainDays?.(camera) ?? 0;
+      const keptUntil = (range: EventRange) => Math.max(days, range[2] ?? eventDays) * DAY;
       const candidates = (await this.index.list(camera, 0, plainCutoff)).filter((s) => s.end < plainCutoff);
       // Events are asked for a window at a time, so a busy camera's list stays short.
-      let window: { until: number; ranges: Array<[number, number]> | undefined } | undefined;
+      let window: { until: number; ranges: EventRange[] | undefined } | undefined;
       for (const s of candidates) {
         if (!window || s.start >= window.until) {
           const until = Math.min(s.start + EVENT_WINDOW_MS, plainCutoff);
           window = { until, ranges: eventRanges ? await eventRanges(camera, s.start - HOUR, until + HOUR) : [] };
         }
         const ranges = window.ranges;
-        const aroundEvent = ranges === undefined || ranges.some(([a, b]) => a < s.end && b > s.start);
-        if ((aroundEvent && s.end >= eventCutoff) || pinned.has(s.path)) continue;
+        const kept =
+          ranges === undefined
+            ? s.end >= now - Math.max(days, eventDays) * DAY
+            : ranges.some((r) => r[0] < s.end && r[1] > s.start && s.end >= now - keptUntil(r));
+        if (kept || pinned.has(s.path)) continue;
         await drop(s);
         result.byAge++;
       }

@@ -319,12 +319,44 @@ function CameraForm({
               onInput={(e) => set({ recording: { ...form.recording, retainDays: e.currentTarget.valueAsNumber } })}
             />
           </Field>
-          <Field label="Keep footage around events (days)" name="recording.eventRetainDays" error={error}>
+          <Field label="Keep footage around detections (days)" name="recording.eventRetainDays" error={error}>
             <input
               type="number"
               step="any"
               value={form.recording.eventRetainDays}
               onInput={(e) => set({ recording: { ...form.recording, eventRetainDays: e.currentTarget.valueAsNumber } })}
+            />
+          </Field>
+          <Field
+            label="Keep footage around alerts (days)"
+            name="recording.alertRetainDays"
+            error={error}
+            hint="empty: as detections"
+          >
+            <input
+              type="number"
+              step="any"
+              value={form.recording.alertRetainDays ?? ''}
+              onInput={(e) => {
+                const days = e.currentTarget.valueAsNumber;
+                set({ recording: { ...form.recording, alertRetainDays: Number.isNaN(days) ? null : days } });
+              }}
+            />
+          </Field>
+          <Field
+            label="Keep footage of the camera's own motion (days)"
+            name="recording.motionRetainDays"
+            error={error}
+            hint="empty: as recordings"
+          >
+            <input
+              type="number"
+              step="any"
+              value={form.recording.motionRetainDays ?? ''}
+              onInput={(e) => {
+                const days = e.currentTarget.valueAsNumber;
+                set({ recording: { ...form.recording, motionRetainDays: Number.isNaN(days) ? null : days } });
+              }}
             />
           </Field>
         </fieldset>
