@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Store } from '../lib/store.ts';
 import { SegmentIndex } from '../services/recorder/segment-index.ts';
 import type { Segment } from '../services/recorder/recorder.schemas.ts';
+import { DiskWatch } from '../services/recorder/disk-watch.ts';
 import { Retention } from '../services/recorder/retention.ts';
 import { testBox, tempDir, withAdmin } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
@@ -134,6 +135,31 @@ test('retention by what was seen: alerts, detections, motion and plain footage e
   const kept = cases.filter((c) => existsSync(path.join(f.media, c.segment.path))).map((c) => `${c.kind} ${c.age}`);
   assert.equal(kept, ['alert 10', 'detection 10', 'alert 45']);
   await f.done();
+});
+
+test('the disk watch: retention runs at once when the disk fills fast or is under its floor, and not in a loop when nothing frees', async () => {
+  const MB = 1_000_000;
+  let free = 1000 * MB;
+  const runs: number[] = [];
+  let frees = 10 * MB;
+  const watch = new DiskWatch({
+    freeBytes: async () => free,
+    floorBytes: 100 * MB,
+    regularMs: 60_000,
+    runNow: async () => (runs.push(free), frees),
+  });
+  assert.not.ok(await watch.check(0), 'plenty of room');
+  free = 990 * MB;
+  assert.not.ok(await watch.check(2000), '5 MB/s: the regular run is early enough');
+  free = 700 * MB;
+  assert.ok(await watch.check(4000), '145 MB/s: the floor would be crossed before the next regular run');
+  free = 50 * MB; // under the floor, and nothing of ours left to free
+  frees = 0;
+  assert.ok(await watch.check(6000));
+  assert.not.ok(await watch.check(8000), 'it freed nothing: not again before the next regular run');
+  assert.not.ok(await watch.check(60_000));
+  assert.ok(await watch.check(66_001), 'a minute later it tries again');
+  assert.equal(runs.length, 3);
 });
 
 test('by quota: the oldest of any camera goes first until the recordings fit', async () => {

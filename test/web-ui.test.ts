@@ -253,6 +253,19 @@ test('review: people on the street are alerts; a preview plays on hover; "Mark a
   await page.hover(`${row} .event-head`);
   await videoAdvances(page, `${row} video.preview`, 0.5);
   await shot(page, 'review');
+  // Its footage on the recordings page: the item is a band on the day bar, pointing at it shows
+  // its picture, and playback starts where it began.
+  await page.click(`${row} a:has-text("Recordings")`);
+  await page.waitForURL(/\/recordings\?camera=street&at=/);
+  const band = await page.waitForSelector(`.day-bar .band.alert[data-item="${withPreview.id}"]`);
+  await page.waitForSelector('.day-bar .cursor');
+  const bandBox = (await band.boundingBox())!;
+  await page.mouse.move(bandBox.x + bandBox.width / 2, bandBox.y + bandBox.height / 2);
+  const scrub = await page.waitForSelector('.day-bar .scrub img');
+  await page.waitForFunction((img) => (img as HTMLImageElement).naturalWidth === 320, scrub);
+  await shot(page, 'recordings-items');
+  await page.goto(`${base}/review`);
+  await page.waitForSelector(row);
   await page.click('button:has-text("Mark all reviewed")');
   await page.waitForSelector(row, { state: 'detached' });
   assert.is((await api(`/api/v1/review/${withPreview.id}`)).reviewed, true);

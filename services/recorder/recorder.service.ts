@@ -12,6 +12,7 @@ import { DAY_DIR, SEGMENT_FILE, dataPaths } from '../../appliance/data-dir.ts';
 import { BUSY_MS, SegmentIndex } from './segment-index.ts';
 import { CLIP_NAME, FileInput, TimeRangeInput, type Segment } from './recorder.schemas.ts';
 import { Retention, type EventRange } from './retention.ts';
+import { DiskWatch } from './disk-watch.ts';
 import { CAMERA_MOTION } from '../events/events.schemas.ts';
 import { ClipCache } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
@@ -37,6 +38,7 @@ export function recorderService(config: Config): ServiceSchema {
   let index: SegmentIndex | undefined;
   let healTimer: NodeJS.Timeout | undefined;
   let retentionTimer: NodeJS.Timeout | undefined;
+  let diskWatch: DiskWatch | undefined;
   const paths = dataPaths(config);
   const freeBytes = async () => {
     const disk = await statfs(paths.media);
@@ -277,7 +279,10 @@ export function recorderService(config: Config): ServiceSchema {
         },
         freeBytes,
       );
-      const enforce = async () => {
+      // One run at a time: the regular one and the disk watch's emergency one never overlap.
+      let running: Promise<number> = Promise.resolve(0);
+      const enforce = () => (running = running.then(enforceNow, enforceNow));
+      const enforceNow = async (): Promise<number> => {
         // Without the registry no camera's days are known: delete nothing by age this round.
         const cameras = await call(this.broker, 'cameras.specs', {}).catch((err: Error) => {
           this.logger.warn(
@@ -307,18 +312,30 @@ export function recorderService(config: Config): ServiceSchema {
           );
           this.broker.emit('recording.retention.applied', r);
         }
+        return r.bytesFreed + r.reclaimedBytes;
       };
       let specs: Map<string, Camera> | undefined;
       await enforce().catch((err: Error) => this.logger.error(`retention failed: ${err.message}`));
       retentionTimer = setInterval(() => {
         enforce().catch((err: Error) => this.logger.error(`retention failed: ${err.message}`));
       }, config.video.retentionIntervalSeconds * 1000).unref();
+      diskWatch = new DiskWatch({
+        freeBytes,
+        floorBytes: config.video.minFreeBytes,
+        regularMs: config.video.retentionIntervalSeconds * 1000,
+        runNow: async () => {
+          this.logger.debug('disk filling fast or under its floor: retention runs now');
+          return enforce().catch((err: Error) => (this.logger.error(`retention failed: ${err.message}`), 0));
+        },
+      });
+      diskWatch.start();
       healTimer = setInterval(() => {
         heal().catch((err: Error) => this.logger.warn(`index heal failed: ${err.message}`));
       }, config.video.healIntervalSeconds * 1000).unref();
     },
 
     async stopped() {
+      diskWatch?.stop();
       clearInterval(healTimer);
       clearInterval(retentionTimer);
       await store?.close();

@@ -108,7 +108,7 @@ export class CameraMotion {
   private async end(id: string, now: number, camera: Camera, box?: MotionReport['box']): Promise<void> {
     const e = await unlessRefused(call(this.broker, 'events.get', { id }));
     if (!e || e.end) return;
-    const { hasSnapshot: _h, reviewed: _r, updatedAt: _u, ...fields } = e;
+    const { hasSnapshot: _h, reviewed: _r, updatedAt: _u, snapshotVersion: _v, ...fields } = e;
     const zones = box ? [...new Set([...e.zones, ...zonesOf(camera, box)])] : e.zones;
     await call(this.broker, 'events.record', {
       ...fields,

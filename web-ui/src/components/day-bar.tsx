@@ -1,5 +1,7 @@
-// A time bar: recorded ranges as filled stretches, events as marks; a click picks a time.
+// A time bar: recorded ranges as filled stretches, review items as coloured bands under them,
+// events as marks; pointing along the bar shows the picture of the item there; a click picks a time.
 import type { TargetedMouseEvent } from 'preact';
+import { useState } from 'preact/hooks';
 
 export interface Mark {
   at: Date;
@@ -7,11 +9,22 @@ export interface Mark {
   id?: string;
 }
 
+export interface Band {
+  id: string;
+  start: Date;
+  end: Date;
+  severity: 'alert' | 'detection';
+  label: string;
+  /** Its picture, shown while pointing at it. */
+  picture: string;
+}
+
 export function DayBar(props: {
   from: Date;
   to: Date;
   ranges?: Array<{ start: string; end: string }>;
   marks?: Mark[];
+  bands?: Band[];
   cursor?: Date | undefined;
   onPick: (at: Date, markId?: string) => void;
 }) {
@@ -21,10 +34,35 @@ export function DayBar(props: {
     const r = e.currentTarget.getBoundingClientRect();
     props.onPick(new Date(props.from.getTime() + ((e.clientX - r.left) / r.width) * span));
   };
+  const [pointed, setPointed] = useState<{ band: Band; left: string }>();
+  const point = (e: TargetedMouseEvent<HTMLDivElement>) => {
+    const r = e.currentTarget.getBoundingClientRect();
+    const t = props.from.getTime() + ((e.clientX - r.left) / r.width) * span;
+    // A band of a few seconds is a pixel on a day: the nearest within 1 % of the bar counts.
+    const slack = span / 100;
+    const band = props.bands?.find((b) => b.start.getTime() - slack <= t && t <= b.end.getTime() + slack);
+    setPointed(band ? { band, left: pct(t) } : undefined);
+  };
   const hours = span <= 2 * 86_400_000 ? [0, 6, 12, 18, 24].map((h) => props.from.getTime() + (h / 24) * span) : [];
   return (
     <div class="day-bar" role="group" aria-label="Timeline">
-      <div class="bar" onClick={pick} data-testid="timeline">
+      <div
+        class="bar"
+        onClick={pick}
+        onMouseMove={point}
+        onMouseLeave={() => setPointed(undefined)}
+        data-testid="timeline"
+      >
+        {props.bands?.map((b) => (
+          <span
+            class={`band ${b.severity}`}
+            data-item={b.id}
+            style={{
+              left: pct(b.start.getTime()),
+              width: `max(3px, calc(${pct(b.end.getTime())} - ${pct(b.start.getTime())}))`,
+            }}
+          />
+        ))}
         {props.ranges?.map((r) => (
           <span
             class="range"
@@ -47,6 +85,14 @@ export function DayBar(props: {
           />
         ))}
         {props.cursor && <span class="cursor" style={{ left: pct(props.cursor.getTime()) }} />}
+        {pointed && (
+          <span class="scrub" style={{ left: pointed.left }}>
+            <img src={pointed.band.picture} alt={pointed.band.label} />
+            <small>
+              {pointed.band.label}, {pointed.band.start.toLocaleTimeString()}
+            </small>
+          </span>
+        )}
       </div>
       <div class="ticks">
         {hours.map((t) => (

@@ -6,17 +6,16 @@ import { api, ApiError, formatBytes, request, url } from '../api.ts';
 import { Page, Problem, useLoad } from '../components/ui.tsx';
 import { DayBar } from '../components/day-bar.tsx';
 import { useCameras } from '../cameras.ts';
-import type { StoredEvent } from '../../../services/events/events.schemas.ts';
+import type { ReviewItem, StoredEvent } from '../../../services/events/events.schemas.ts';
 
 interface Timeline {
   ranges: Array<{ start: string; end: string }>;
   gaps: Array<{ start: string; end: string }>;
 }
 
-const today = () => {
-  const d = new Date();
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
-};
+const dayOf = (d: Date) =>
+  `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+const today = () => dayOf(new Date());
 const timeInput = (d: Date) => d.toTimeString().slice(0, 8);
 
 /** Plays an HLS playlist: natively where the browser can (Safari), else with hls.js. */
@@ -130,7 +129,9 @@ export function RecordingsPage() {
   const { query, route } = useLocation();
   const { data: cameras } = useCameras();
   const camera = query['camera'] || cameras?.[0]?.id || '';
-  const day = query['day'] || today();
+  // ?at=<ISO> (from a review item): that moment's day, played from there once its recordings are known.
+  const linkedAt = query['at'] && !Number.isNaN(Date.parse(query['at'])) ? new Date(query['at']) : undefined;
+  const day = query['day'] || (linkedAt ? dayOf(linkedAt) : today());
   const from = new Date(`${day}T00:00`);
   const to = new Date(from.getTime() + 86_400_000);
   const timeline = useLoad(
@@ -144,6 +145,15 @@ export function RecordingsPage() {
     async () =>
       camera
         ? api<StoredEvent[]>('/events', {
+            query: { camera, from: from.toISOString(), to: to.toISOString(), limit: 500 },
+          })
+        : [],
+    [camera, day],
+  );
+  const items = useLoad(
+    async () =>
+      camera
+        ? api<ReviewItem[]>('/review', {
             query: { camera, from: from.toISOString(), to: to.toISOString(), limit: 500 },
           })
         : [],
@@ -170,6 +180,13 @@ export function RecordingsPage() {
     setAt(t);
     setRange({ from: timeInput(t), to: timeInput(new Date(Math.min(t.getTime() + 60_000, Date.now()))) });
   };
+  const [linkedPlayed, setLinkedPlayed] = useState(false);
+  useEffect(() => {
+    if (linkedAt && timeline.data && !linkedPlayed) {
+      setLinkedPlayed(true);
+      playFrom(linkedAt);
+    }
+  }, [timeline.data]);
   const exportFrom = range.from ? new Date(`${day}T${range.from}`) : undefined;
   const exportTo = range.to ? new Date(`${day}T${range.to}`) : undefined;
 
@@ -196,6 +213,14 @@ export function RecordingsPage() {
         ranges={recorded}
         cursor={at}
         marks={(events.data ?? []).map((e) => ({ at: new Date(e.start), label: e.label, id: e.id }))}
+        bands={(items.data ?? []).map((i) => ({
+          id: i.id,
+          start: new Date(i.start),
+          end: new Date(i.end ?? Date.now()),
+          severity: i.severity,
+          label: i.labels.join(', '),
+          picture: url(`/events/${i.thumbnailEvent}/thumbnail.jpg`),
+        }))}
         onPick={(t) => playFrom(t)}
       />
       <p class="hint">
