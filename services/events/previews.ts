@@ -17,6 +17,17 @@ const PREVIEW_SECONDS = 10;
 /** Footage kept around the activity in the preview, s. */
 const MARGIN_S = 1;
 
+/** ffmpeg's arguments for a preview of `seconds` of footage read from `input`. */
+export function previewArgs(input: string, output: string, seconds: number): string[] {
+  const speed = Math.max(1, seconds / PREVIEW_SECONDS);
+  return [
+    ...['-v', 'error', '-y', '-f', 'mp4', '-i', input, '-an'],
+    ...['-vf', `setpts=PTS/${speed.toFixed(3)},fps=${PREVIEW_FPS},scale=${PREVIEW_WIDTH}:-2`],
+    ...['-c:v', 'libx264', '-preset', 'veryfast', '-crf', '32', '-pix_fmt', 'yuv420p'],
+    ...['-t', String(PREVIEW_SECONDS), '-movflags', '+faststart', output],
+  ];
+}
+
 export class Previews {
   private readonly turn = pLimit(1);
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -73,13 +84,7 @@ export class Previews {
     const file = this.fileOf(item);
     const partial = `${file}.partial.mp4`;
     await mkdir(path.dirname(file), { recursive: true });
-    const speed = Math.max(1, (to - from) / 1000 / PREVIEW_SECONDS);
-    const args = [
-      ...['-v', 'error', '-y', '-f', 'mp4', '-i', 'pipe:0', '-an'],
-      ...['-vf', `setpts=PTS/${speed.toFixed(3)},fps=${PREVIEW_FPS},scale=${PREVIEW_WIDTH}:-2`],
-      ...['-c:v', 'libx264', '-preset', 'veryfast', '-crf', '32', '-pix_fmt', 'yuv420p'],
-      ...['-t', String(PREVIEW_SECONDS), '-movflags', '+faststart', partial],
-    ];
+    const args = previewArgs('pipe:0', partial, (to - from) / 1000);
     try {
       await new Promise<void>((resolve, reject) => {
         const ffmpeg = spawn(this.ffmpegPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });

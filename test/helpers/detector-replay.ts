@@ -60,6 +60,8 @@ export async function replayDetector(
   clip: string,
   seconds: number,
   detection: Partial<Camera['detection']> = {},
+  /** Each message as the detector sends it (to events.record). */
+  onMessage: (e: ObjectEvent) => void = () => undefined,
 ): Promise<{ events: SeenEvent[]; firstDataAt: number }> {
   const source = { kind: 'rtsp' as const, url: 'rtsp://camera.invalid/stream', transport: 'tcp' as const };
   const camera: Camera = {
@@ -92,6 +94,7 @@ export async function replayDetector(
   );
   const seen = new Map<string, SeenEvent>();
   detector.on('event', (e) => {
+    onMessage(e);
     const s = seen.get(e.id) ?? {
       id: e.id,
       label: e.label,
