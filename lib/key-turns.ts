@@ -15,4 +15,9 @@ export class KeyTurns {
     });
     return result;
   }
+
+  /** Resolves once every turn started so far has finished. */
+  async settled(): Promise<void> {
+    await Promise.all(this.last.values());
+  }
 }

@@ -347,6 +347,12 @@ test('events go up as the desired configuration says: start and end of the label
       stationary: false,
       snapshot: Buffer.from([0xff, 0xd8, 0xff, 0xd9]).toString('base64'),
     });
+  // A camera of the box's own, so its activity is grouped into review items.
+  const yard = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'yard', name: 'Yard', enabled: false, source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/x' } },
+  });
+  assert.is(yard.status, 201, yard.text);
   await record('start', 'ev-car', 'car'); // version 1 asked for people only
   await record('start', 'ev-person', 'person');
   await record('end', 'ev-person', 'person', new Date().toISOString());
@@ -360,6 +366,16 @@ test('events go up as the desired configuration says: start and end of the label
   assert.not.ok('snapshot' in end.event);
   assert.ok(operator.on('events').some((r) => r.body.type === 'start' && r.body.event.id === 'ev-person'));
   assert.not.ok(operator.on('events').some((r) => r.body.event.id === 'ev-car'));
+  // The review item (the car, then the person) goes up as it closes; it opened as a car only, which
+  // the operator did not ask for, so its opening stayed on the box.
+  await record('end', 'ev-car', 'car', new Date().toISOString());
+  const item = await operator.waitFor('the closed review item', 'reviews', (b) => b.type === 'end');
+  assert.equal(item.item.labels, ['car', 'person']);
+  assert.equal(
+    item.item.objects.map((o: { event: string }) => o.event),
+    ['ev-car', 'ev-person'],
+  );
+  assert.not.ok(operator.on('reviews').some((r) => r.body.type === 'new'));
 });
 
 test("MQTTS with the operator's CA and a client certificate; without the CA the box does not trust the server", async () => {

@@ -6,8 +6,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import type { LoggerInstance, ServiceBroker } from 'moleculer';
 import mqtt, { type MqttClient } from 'mqtt';
-import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
+import { Previews } from '../services/events/previews.ts';
+import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
+import type { ReviewItem } from '../services/events/events.schemas.ts';
+import { tempDir, testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { subackOf } from './helpers/mqtt.ts';
 
@@ -273,6 +280,41 @@ test('a restart in the middle of an item: it is closed where it was last changed
   assert.is(after.status, 200);
   assert.ok(after.json.end !== null, 'closed');
   assert.ok(Date.parse(after.json.end) >= Date.parse(open.start));
+});
+
+test('a box that stops while a preview is being made: its ffmpeg is stopped and waited for, nothing is recorded after', async () => {
+  // The recorder's side stubbed: a clip whose bytes come slowly, as from a busy disk.
+  const slow = new PassThrough();
+  const clip = await readFile(DEMO_CLIP);
+  let sent = 0;
+  const feed = setInterval(() => {
+    slow.write(clip.subarray(sent, sent + 16_384));
+    sent += 16_384;
+  }, 50);
+  const recorder = {
+    call: async (name: string) => (name === 'recorder.clip' ? { name: 'x.mp4', bytes: clip.length } : slow),
+  } as unknown as ServiceBroker;
+  const dir = await tempDir();
+  const log = { info: () => undefined, warn: () => undefined } as unknown as LoggerInstance;
+  const previews = new Previews(recorder, 'ffmpeg', dir, 0, log);
+  let made = 0;
+  const item = { id: 'yard-x', camera: 'yard', start: new Date(Date.now() - 20_000).toISOString() } as ReviewItem;
+  previews.schedule({ ...item, end: new Date().toISOString() }, async () => void made++);
+  try {
+    await waitUntil('the preview being made', () => sent > 100_000);
+    const t0 = Date.now();
+    await previews.stop();
+    assert.ok(Date.now() - t0 < 3000, 'stopped at once, not after the clip');
+    // The rest of the clip arrives: an ffmpeg left running would finish its preview now.
+    clearInterval(feed);
+    slow.end(clip.subarray(sent));
+    await new Promise((r) => setTimeout(r, 4000));
+    assert.is(made, 0, 'nothing recorded after the stop');
+    assert.equal(await readdir(path.join(dir, 'yard')).catch(() => []), [], 'no preview, no work file left');
+  } finally {
+    clearInterval(feed);
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

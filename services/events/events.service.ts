@@ -390,6 +390,7 @@ export function eventsService(config: Config): ServiceSchema {
         this.logger,
       );
       const previewMade = async (item: ReviewItem) => {
+        if (!store) return; // stopped meanwhile
         const current = await items.get(item.id);
         if (!current) return;
         const next = { ...current, hasPreview: true, updatedAt: new Date().toISOString() };
@@ -434,11 +435,11 @@ export function eventsService(config: Config): ServiceSchema {
 
     async stopped() {
       clearInterval(retentionTimer);
-      reviewItems?.stop();
-      previews?.stop();
       // Services stop together: let the detector's last calls arrive, and finish them.
       await new Promise((r) => setTimeout(r, 50));
       await Promise.allSettled([...inflight]);
+      // Then nothing more is grouped or made: open items are closed at the next start.
+      await Promise.all([reviewItems?.stop(), previews?.stop()]);
       await store?.close();
       store = undefined;
     },

@@ -2,7 +2,7 @@
 // small on the box (320 px wide, 8 frames a second, sped up to last at most PREVIEW_SECONDS), so
 // a list of items can play them on hover over any link. Made once an item closed and its last
 // segment is on disk, one at a time, at low priority; a camera that records nothing has none.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -31,6 +31,9 @@ export function previewArgs(input: string, output: string, seconds: number): str
 export class Previews {
   private readonly turn = pLimit(1);
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** The preview being made, and its ffmpeg: a stop waits for it (killed), so nothing runs after. */
+  private current: { done: Promise<void>; ffmpeg?: ChildProcess } | undefined;
+  private stopped = false;
 
   constructor(
     private readonly broker: ServiceBroker,
@@ -47,26 +50,41 @@ export class Previews {
 
   /** Makes the item's preview a while after it closed; `made` is told when there is one. */
   schedule(item: ReviewItem, made: (item: ReviewItem) => Promise<void>): void {
+    if (this.stopped) return;
     const timer = setTimeout(() => {
       this.timers.delete(timer);
-      void this.turn(async () => {
-        if (await this.make(item)) await made(item);
+      void this.turn(() => {
+        if (this.stopped) return Promise.resolve();
+        const current: NonNullable<typeof this.current> = { done: Promise.resolve() };
+        this.current = current;
+        current.done = (async () => {
+          if ((await this.make(item, current)) && !this.stopped) await made(item);
+        })()
+          .catch((err: Error) => this.log.warn(`review item ${item.id}: preview not recorded: ${err.message}`))
+          .finally(() => {
+            if (this.current === current) this.current = undefined;
+          });
+        return current.done;
       });
     }, this.delayMs);
     this.timers.add(timer);
   }
 
-  stop(): void {
+  /** No new preview starts; the one being made is stopped and waited for. */
+  async stop(): Promise<void> {
+    this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.turn.clearQueue();
+    this.current?.ffmpeg?.kill('SIGKILL');
+    await this.current?.done;
   }
 
   async remove(item: Pick<ReviewItem, 'camera' | 'id'>): Promise<void> {
     await rm(this.fileOf(item), { force: true });
   }
 
-  private async make(item: ReviewItem): Promise<boolean> {
+  private async make(item: ReviewItem, current: { ffmpeg?: ChildProcess }): Promise<boolean> {
     const from = Date.parse(item.start) - MARGIN_S * 1000;
     const to = Date.parse(item.end ?? item.updatedAt) + MARGIN_S * 1000;
     let footage: Readable;
@@ -88,6 +106,7 @@ export class Previews {
     try {
       await new Promise<void>((resolve, reject) => {
         const ffmpeg = spawn(this.ffmpegPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+        current.ffmpeg = ffmpeg;
         let stderr = '';
         ffmpeg.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-1000)));
         ffmpeg.stdin.on('error', () => undefined); // it may stop reading once it has PREVIEW_SECONDS

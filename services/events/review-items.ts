@@ -58,6 +58,7 @@ function summarize(item: ReviewItem): void {
 export class ReviewItems {
   private readonly open = new Map<string, OpenItem>();
   private readonly turns = new KeyTurns();
+  private stopped = false;
 
   constructor(
     private readonly stores: ReviewStores,
@@ -122,16 +123,19 @@ export class ReviewItems {
     });
   }
 
-  /** The service stops: timers go, and what is open is closed at the next start. */
-  stop(): void {
+  /** The service stops: timers go, changes under way finish; what is open is closed at the next start. */
+  async stop(): Promise<void> {
     for (const o of this.open.values()) {
       clearTimeout(o.idle);
       clearTimeout(o.tooLong);
     }
     this.open.clear();
+    this.stopped = true;
+    await this.turns.settled();
   }
 
   private async apply(e: StoredEvent): Promise<void> {
+    if (this.stopped) return; // what is open now is closed at the next start
     const open = this.open.get(e.camera);
     const member = open?.item.objects.find((o) => o.event === e.id);
     const rules = await this.rulesOf(e.camera);
@@ -154,7 +158,7 @@ export class ReviewItems {
     clearTimeout(open.idle);
     open.idle =
       open.inView.size === 0
-        ? setTimeout(() => void this.close(e.camera, item.id), this.times.idleMs).unref()
+        ? setTimeout(() => this.closeLater(e.camera, item.id), this.times.idleMs).unref()
         : undefined;
     if (JSON.stringify(item.objects) !== before) await this.save(item, 'review.updated');
   }
@@ -166,15 +170,22 @@ export class ReviewItems {
       ...{ severity: 'detection', labels: [], zones: [], topScore: 0, thumbnailEvent: objects[0]!.event },
     };
     summarize(item);
-    const tooLong = setTimeout(() => void this.close(camera, id, { split: true }), this.times.maxMs).unref();
+    const tooLong = setTimeout(() => this.closeLater(camera, id, { split: true }), this.times.maxMs).unref();
     this.open.set(camera, { item, inView, lastEnd: undefined, idle: undefined, tooLong });
     await this.stores.byStart.put(`${item.start}!${item.id}`, item.id);
     await this.save(item, 'review.opened');
   }
 
+  private closeLater(camera: string, id: string, options: { split?: boolean } = {}): void {
+    this.close(camera, id, options).catch((err: Error) =>
+      this.log.warn(`review item ${id} not closed: ${err.message}`),
+    );
+  }
+
   /** Closes the item once idle; or, too long, at once, and what is still in view opens the next. */
   private close(camera: string, id: string, options: { split?: boolean } = {}): Promise<void> {
     return this.turns.run(camera, async () => {
+      if (this.stopped) return;
       const open = this.open.get(camera);
       if (open?.item.id !== id || (!options.split && open.inView.size > 0)) return; // someone came back meanwhile
       this.open.delete(camera);

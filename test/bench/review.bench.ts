@@ -87,7 +87,7 @@ const { events, firstDataAt } = await replayDetector(
     void review.onEvent(next);
   },
 );
-review.stop();
+await review.stop();
 await store.close();
 
 // --- Preview CPU: one item's preview made from 30 s of the clip, as the box makes it. ----------
