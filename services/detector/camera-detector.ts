@@ -45,6 +45,8 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
   private watchdog: NodeJS.Timeout | undefined;
   private lastFrameAt = 0;
   private lastProcessedAt: number | undefined;
+  /** Changes when the stream ends: a frame of an earlier stream still in the model is dropped. */
+  private generation = 0;
   /** Per open object, the frame whose picture was sent: the event's box is always that frame's. */
   private shown = new Map<string, BestFrame>();
   readonly counts = { frames: 0, motionFrames: 0, inferences: 0, dropped: 0 };
@@ -84,7 +86,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
     this.stopped = false;
     void this.open();
     this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastFrameAt > NO_FRAMES_END_MS && this.tracker.tracks.length > 0) this.endAll();
+      if (Date.now() - this.lastFrameAt > NO_FRAMES_END_MS && this.tracker.tracks.length > 0) this.streamEnded();
     }, 1000).unref();
   }
 
@@ -94,7 +96,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
     clearInterval(this.watchdog);
     this.source?.close();
     this.source = undefined;
-    this.endAll();
+    this.streamEnded();
   }
 
   private async open(): Promise<void> {
@@ -118,14 +120,15 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
       snapshotWidth: this.options.snapshotWidth,
     });
     this.source = source;
-    source.on('frame', (frame) => this.onFrame(frame));
+    // Frames a closed source still had on its way belong to a stream that has ended.
+    source.on('frame', (frame) => this.source === source && this.onFrame(frame));
     source.on('error', (err) => this.log.warn(`${this.camera.id}: detection frames: ${err.message}`));
     // The stream ended (camera stopped, or its streams node went away): events end, then try again.
     feed.once('close', () => {
       if (this.source !== source) return;
       source.close();
       this.source = undefined;
-      this.endAll();
+      this.streamEnded();
       if (!this.stopped) this.reopenTimer = setTimeout(() => void this.open(), REOPEN_MS);
     });
   }
@@ -159,6 +162,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
         this.tracker.tracks.length > 0 && frame.at - this.lastInferenceAt >= this.options.stationaryCheckMs;
       if (!moved && !this.tracker.hasMoving && !recheck) return;
       const t0 = performance.now();
+      const generation = this.generation;
       const d = this.camera.detection;
       const minScores: Record<string, number> & { default: number } = {
         default: this.options.minScore,
@@ -175,6 +179,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
       });
       this.inferenceTotalMs += performance.now() - t0;
       this.counts.inferences++;
+      if (generation !== this.generation) return; // its stream ended meanwhile
       this.lastInferenceAt = frame.at;
       const changes = this.tracker.update(found, frame, (label) => minScores[label] ?? minScores.default);
       for (const t of changes.started) this.emitEvent('start', t);
@@ -188,6 +193,16 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
       this.pending = undefined;
       if (next && !this.stopped) void this.process(next);
     }
+  }
+
+  /**
+   * The stream is gone: open events end, and a frame waiting or still in the model is given up
+   * (its objects would start events after their end).
+   */
+  private streamEnded(): void {
+    this.pending = undefined;
+    this.generation++;
+    this.endAll();
   }
 
   private endAll(): void {
