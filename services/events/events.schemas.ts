@@ -33,6 +33,9 @@ export const ObjectEvent = z.strictObject({
 });
 export type ObjectEvent = z.infer<typeof ObjectEvent>;
 
+/** An event's own fields, as a record of it carries them: what the store adds (review state, picture) is dropped. */
+export const EventFields = z.object(ObjectEvent.shape).omit({ type: true, snapshot: true });
+
 /** events.record's input: a start or an end says everything; an update only what changed. */
 export const EventRecord = z.discriminatedUnion('type', [
   ObjectEvent.extend({ type: z.enum(['start', 'end']) }),

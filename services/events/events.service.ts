@@ -20,6 +20,7 @@ import type { Camera } from '../cameras/cameras.schemas.ts';
 import { ReviewItems } from './review-items.ts';
 import { Previews } from './previews.ts';
 import {
+  EventFields,
   EventId,
   EventRecord,
   IdInput,
@@ -28,7 +29,6 @@ import {
   ReviewIdInput,
   ReviewListInput,
   type ReviewItem,
-  ObjectEvent,
   SnapshotInput,
   THUMBNAIL_WIDTH,
   type StoredEvent,
@@ -41,6 +41,28 @@ function drawBox(ffmpegPath: string, jpeg: Buffer, box: StoredEvent['box']): Pro
   const [x1, y1, x2, y2] = box;
   const filter = `drawbox=x=iw*${x1}:y=ih*${y1}:w=iw*${x2 - x1}:h=ih*${y2 - y1}:color=red@0.9:t=3`;
   return ffmpegJpeg(ffmpegPath, jpeg, { format: 'jpeg_pipe', filter });
+}
+
+/** Newest first, from an index of `<start ISO>!<id>` keys: the records in [from, to) that `keep` takes, up to `limit`. */
+async function newestFirst<T>(
+  byStart: Collection<string>,
+  records: Collection<T>,
+  q: { from?: string | undefined; to?: string | undefined; limit: number },
+  keep: (record: T) => boolean,
+): Promise<T[]> {
+  const out: T[] = [];
+  const range = {
+    reverse: true,
+    ...(q.from ? { gte: new Date(q.from).toISOString() } : {}),
+    ...(q.to ? { lt: new Date(q.to).toISOString() } : {}),
+  };
+  for await (const [, id] of byStart.entries(range)) {
+    const record = await records.get(id);
+    if (!record || !keep(record)) continue;
+    out.push(record);
+    if (out.length >= q.limit) break;
+  }
+  return out;
 }
 
 export function eventsService(config: Config): ServiceSchema {
@@ -125,13 +147,11 @@ export function eventsService(config: Config): ServiceSchema {
   };
 
   /** The detector's start/update/end of an object, stored and announced. */
-  /** What an event needs before it can be stored (its record's fields; what the store adds is left out). */
-  const StoredFields = z.object(ObjectEvent.shape).omit({ type: true, snapshot: true });
   const recordEvent = async (ctx: Ctx<EventRecord>) => {
     const msg = ctx.params;
     const current = await events.get(msg.id);
     const { snapshot, type, ...fields } = msg;
-    const whole = StoredFields.safeParse({ ...current, ...fields });
+    const whole = EventFields.safeParse({ ...current, ...fields });
     // A partial update of an event this box never stored has nothing to complete.
     if (!whole.success) throw new NotFoundError('Event', msg.id);
     if (snapshot) {
@@ -210,23 +230,16 @@ export function eventsService(config: Config): ServiceSchema {
         permission: 'events.view',
         async handler(ctx) {
           const q = ctx.params;
-          const out: StoredEvent[] = [];
-          const range = {
-            reverse: true,
-            ...(q.from ? { gte: new Date(q.from).toISOString() } : {}),
-            ...(q.to ? { lt: new Date(q.to).toISOString() } : {}),
-          };
-          for await (const [, id] of byStart.entries(range)) {
-            const e = await events.get(id);
-            if (!e) continue;
-            if (q.camera && e.camera !== q.camera) continue;
-            if (q.label && e.label !== q.label) continue;
-            if (q.zone && !e.zones.includes(q.zone)) continue;
-            if (q.reviewed !== undefined && e.reviewed !== q.reviewed) continue;
-            out.push(e);
-            if (out.length >= q.limit) break;
-          }
-          return out;
+          return newestFirst(
+            byStart,
+            events,
+            q,
+            (e) =>
+              (!q.camera || e.camera === q.camera) &&
+              (!q.label || e.label === q.label) &&
+              (!q.zone || e.zones.includes(q.zone)) &&
+              (q.reviewed === undefined || e.reviewed === q.reviewed),
+          );
         },
       }),
       get: action({
@@ -297,22 +310,15 @@ export function eventsService(config: Config): ServiceSchema {
         permission: 'events.view',
         async handler(ctx) {
           const q = ctx.params;
-          const out: ReviewItem[] = [];
-          const range = {
-            reverse: true,
-            ...(q.from ? { gte: new Date(q.from).toISOString() } : {}),
-            ...(q.to ? { lt: new Date(q.to).toISOString() } : {}),
-          };
-          for await (const [, id] of itemsByStart.entries(range)) {
-            const item = await items.get(id);
-            if (!item) continue;
-            if (q.camera && item.camera !== q.camera) continue;
-            if (q.severity && item.severity !== q.severity) continue;
-            if (q.reviewed !== undefined && item.reviewed !== q.reviewed) continue;
-            out.push(item);
-            if (out.length >= q.limit) break;
-          }
-          return out;
+          return newestFirst(
+            itemsByStart,
+            items,
+            q,
+            (i) =>
+              (!q.camera || i.camera === q.camera) &&
+              (!q.severity || i.severity === q.severity) &&
+              (q.reviewed === undefined || i.reviewed === q.reviewed),
+          );
         },
       }),
       reviewItem: action({

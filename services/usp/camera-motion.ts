@@ -7,7 +7,7 @@ import type { ServiceBroker } from 'moleculer';
 import { z } from 'zod';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import { footOf, insidePolygon } from '../../lib/vision/geometry.ts';
-import { CAMERA_MOTION, type ObjectEvent } from '../events/events.schemas.ts';
+import { CAMERA_MOTION, EventFields, type ObjectEvent } from '../events/events.schemas.ts';
 
 const Unit = z.number().min(0).max(1);
 export const MotionReport = z.looseObject({
@@ -108,7 +108,7 @@ export class CameraMotion {
   private async end(id: string, now: number, camera: Camera, box?: MotionReport['box']): Promise<void> {
     const e = await unlessRefused(call(this.broker, 'events.get', { id }));
     if (!e || e.end) return;
-    const { hasSnapshot: _h, reviewed: _r, updatedAt: _u, snapshotVersion: _v, ...fields } = e;
+    const fields = EventFields.parse(e);
     const zones = box ? [...new Set([...e.zones, ...zonesOf(camera, box)])] : e.zones;
     await call(this.broker, 'events.record', {
       ...fields,

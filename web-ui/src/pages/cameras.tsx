@@ -327,38 +327,25 @@ function CameraForm({
               onInput={(e) => set({ recording: { ...form.recording, eventRetainDays: e.currentTarget.valueAsNumber } })}
             />
           </Field>
-          <Field
-            label="Keep footage around alerts (days)"
-            name="recording.alertRetainDays"
-            error={error}
-            hint="empty: as detections"
-          >
-            <input
-              type="number"
-              step="any"
-              value={form.recording.alertRetainDays ?? ''}
-              onInput={(e) => {
-                const days = e.currentTarget.valueAsNumber;
-                set({ recording: { ...form.recording, alertRetainDays: Number.isNaN(days) ? null : days } });
-              }}
-            />
-          </Field>
-          <Field
-            label="Keep footage of the camera's own motion (days)"
-            name="recording.motionRetainDays"
-            error={error}
-            hint="empty: as recordings"
-          >
-            <input
-              type="number"
-              step="any"
-              value={form.recording.motionRetainDays ?? ''}
-              onInput={(e) => {
-                const days = e.currentTarget.valueAsNumber;
-                set({ recording: { ...form.recording, motionRetainDays: Number.isNaN(days) ? null : days } });
-              }}
-            />
-          </Field>
+          {(
+            [
+              ['alertRetainDays', 'Keep footage around alerts (days)', 'empty: as detections'],
+              ['motionRetainDays', "Keep footage of the camera's own motion (days)", 'empty: as recordings'],
+            ] as const
+          ).map(([key, label, hint]) => (
+            // Optional days: an empty field is null (the other kind's days apply).
+            <Field label={label} name={`recording.${key}`} error={error} hint={hint}>
+              <input
+                type="number"
+                step="any"
+                value={form.recording[key] ?? ''}
+                onInput={(e) => {
+                  const days = e.currentTarget.valueAsNumber;
+                  set({ recording: { ...form.recording, [key]: Number.isNaN(days) ? null : days } });
+                }}
+              />
+            </Field>
+          ))}
         </fieldset>
         <fieldset disabled={builtIn}>
           <legend>Detection</legend>
