@@ -144,6 +144,47 @@ export const ConfigSchema = z.strictObject({
       maxViewersPerCamera: z.number().int().min(1).max(1000).default(20),
       /** Live viewers one user may have at once, over all cameras (a grid of every camera is one each). */
       maxViewersPerUser: z.number().int().min(1).max(1000).default(40),
+      /**
+       * The archive tier: a second disk or a NAS mount. Segments older than afterHours (or the
+       * oldest, when the hot disk runs short) move there and stay playable; null: one disk.
+       */
+      archive: z
+        .strictObject({
+          path: z.string().min(1),
+          /** Segments move once they are this old, hours (0: as soon as they close). */
+          afterHours: z
+            .number()
+            .min(0)
+            .max(24 * 3650)
+            .default(24),
+          /**
+           * The path must be a mount of its own (another filesystem than its parent folder), so an
+           * unmounted NAS is seen as such and never fills the box's own disk.
+           */
+          requireMount: z.boolean().default(true),
+          /** Free space the archive keeps; below it the archive's oldest segments go, bytes. */
+          minFreeBytes: z
+            .number()
+            .int()
+            .min(0)
+            .default(1024 ** 3),
+          /** Most bytes archived recordings may take; null: only the free-space floor. */
+          quotaBytes: z
+            .number()
+            .int()
+            .min(1024 * 1024)
+            .nullable()
+            .default(null),
+          /** Copy rate cap, so moves never starve recording of the disk, bytes/s; null: none. */
+          moveBytesPerSecond: z
+            .number()
+            .int()
+            .min(64 * 1024)
+            .nullable()
+            .default(32 * 1024 ** 2),
+        })
+        .nullable()
+        .default(null),
       /** How often retention runs, s. */
       retentionIntervalSeconds: z.number().min(1).max(3600).default(60),
       /** How often the recordings index looks for segments it lacks (cut by a crash), s. */

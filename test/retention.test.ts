@@ -176,8 +176,8 @@ test('by quota: the oldest of any camera goes first until the recordings fit', a
   assert.is(await f.index.totalBytes(), 8000);
   // What each camera's recordings take (the System page), kept up to date as segments go.
   assert.equal(await f.index.usage(), {
-    a: { bytes: 4000, segments: 1, oldest: c.start },
-    b: { bytes: 4000, segments: 1, oldest: d.start },
+    a: { bytes: 4000, segments: 1, oldest: c.start, archivedBytes: 0 },
+    b: { bytes: 4000, segments: 1, oldest: d.start, archivedBytes: 0 },
   });
   for (const [s, kept] of [
     [a, false],
@@ -204,7 +204,7 @@ test('recordings waiting to go up to the cloud stay past their days and over the
   }).run(NOW);
   assert.equal(
     kept,
-    { byAge: 0, bySpace: 0, bytesFreed: 0, reclaimedBytes: 0, diskFull: false },
+    { byAge: 0, bySpace: 0, moved: 0, bytesFreed: 0, reclaimedBytes: 0, diskFull: false },
     'the oldest is pinned: nothing goes for age or quota',
   );
   // Below the floor, the disk comes first: pinned or not, the oldest go.

@@ -263,8 +263,12 @@ export function admpService(config: Config): ServiceSchema {
           log.error(`admp: USP notification not queued: ${err.message}`),
         );
       },
-      // The disk filled up (or has room again): the operator hears it now, not at the next sample.
+      // The disk filled up (or has room again), the archive went or came back: the operator hears
+      // it now, not at the next sample.
       'recording.disk.changed'() {
+        this.scheduleTelemetry(0);
+      },
+      'recording.archive.changed'() {
         this.scheduleTelemetry(0);
       },
       ...Object.fromEntries(

@@ -43,7 +43,8 @@ export class ClipCache {
   constructor(
     readonly dir: string,
     private readonly ffmpegPath: string,
-    private readonly mediaDir: string,
+    /** Where a segment's file is (the hot disk or the archive). */
+    private readonly locate: (segment: Segment) => string,
     private readonly limits: ClipCacheLimits,
   ) {}
 
@@ -90,7 +91,7 @@ export class ClipCache {
     // ffconcat: each segment with the part of it that falls in the range.
     const lines = ['ffconcat version 1.0'];
     for (const s of segments) {
-      lines.push(`file '${path.join(this.mediaDir, s.path).replace(/'/g, "'\\''")}'`);
+      lines.push(`file '${this.locate(s).replace(/'/g, "'\\''")}'`);
       if (request.from > s.start) lines.push(`inpoint ${((request.from - s.start) / 1000).toFixed(3)}`);
       if (request.to < s.end) lines.push(`outpoint ${((request.to - s.start) / 1000).toFixed(3)}`);
     }

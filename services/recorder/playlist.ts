@@ -1,13 +1,13 @@
 // HLS VOD playlist (RFC 8216) of recorded segments. Each segment file is its own fMP4: its
 // header is the init section (EXT-X-MAP with a byte range) and the rest its media segment;
 // timestamps restart in every file, hence a discontinuity between files (§4.3.2.3).
-import path from 'node:path';
 import type { Segment } from './recorder.schemas.ts';
 import { initLength } from '../../lib/media/fragmented-mp4.ts';
 
 export async function vodPlaylist(
   segments: Segment[],
-  mediaDir: string,
+  /** Where a segment's file is (the hot disk or the archive). */
+  locate: (s: Segment) => string,
   urlOf: (s: Segment) => string,
 ): Promise<string> {
   const lines = [
@@ -21,7 +21,7 @@ export async function vodPlaylist(
   lines.push(`#EXT-X-TARGETDURATION:${Math.ceil(longest)}`);
   let first = true;
   for (const s of segments) {
-    const init = await initLength(path.join(mediaDir, s.path));
+    const init = await initLength(locate(s));
     if (init <= 0 || init >= s.bytes) continue; // nothing playable in it
     if (!first) lines.push('#EXT-X-DISCONTINUITY');
     first = false;

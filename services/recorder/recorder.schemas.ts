@@ -14,6 +14,29 @@ export interface Segment {
   start: number; // ms since epoch
   end: number;
   bytes: number;
+  /** Where the file is: absent, the hot disk (media/); 'archive', the archive tier (same path under it). */
+  tier?: 'archive';
+}
+
+export type Tier = 'hot' | 'archive';
+export const tierOf = (s: Pick<Segment, 'tier'>): Tier => s.tier ?? 'hot';
+
+/**
+ * ok: moves go on. full: under its floor or over its quota (its oldest go; nothing moves in).
+ * unmounted, missing, unwritable: nothing moves, its recordings cannot be played or removed
+ * until it is back; recording goes on on the hot disk.
+ */
+export type ArchiveState = 'ok' | 'full' | 'unmounted' | 'missing' | 'unwritable';
+
+/** The archive tier as the System page, health and the operator see it. */
+export interface ArchiveStatus {
+  path: string;
+  state: ArchiveState;
+  /** What is wrong, in words; null when ok. */
+  reason: string | null;
+  since: string;
+  totalBytes: number | null;
+  freeBytes: number | null;
 }
 
 export interface Range {
@@ -61,6 +84,8 @@ declare module '../../lib/bus.ts' {
     'recording.segment.closed': Segment;
     /** A segment found on disk at start that the index did not know (a crash cut it short). */
     'recording.segment.healed': Segment;
+    /** The archive tier came, went, filled or is ok again. */
+    'recording.archive.changed': ArchiveStatus;
   }
   interface Actions {
     /** Makes (or finds) the clip of a time range on the recording node's disk. */

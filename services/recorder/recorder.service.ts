@@ -1,22 +1,23 @@
 // recorder: the index of recorded segments (LevelDB), healed from the disk at start,
 // and the timeline of what was recorded and where the gaps are.
-import { call, on, emit } from '../../lib/bus.ts';
+import { broadcast, call, on, emit } from '../../lib/bus.ts';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, stat, statfs } from 'node:fs/promises';
-import type { ServiceSchema } from 'moleculer';
+import type { LoggerInstance, ServiceBroker, ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action } from '../../lib/actions.ts';
 import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
-import { DAY_DIR, SEGMENT_FILE, dataPaths } from '../../appliance/data-dir.ts';
+import { DAY_DIR, SEGMENT_FILE, dataPaths, startOfSegmentFile } from '../../appliance/data-dir.ts';
 import { BUSY_MS, SegmentIndex } from './segment-index.ts';
 import { CLIP_NAME, FileInput, TimeRangeInput, type Segment } from './recorder.schemas.ts';
 import { Retention, type EventRange } from './retention.ts';
 import { DiskWatch } from './disk-watch.ts';
+import { ArchiveTier } from './archive-tier.ts';
 import { CAMERA_MOTION } from '../events/events.schemas.ts';
 import { ClipCache } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
-import { NotFoundError } from '../../lib/errors.ts';
+import { NotFoundError, UnavailableError } from '../../lib/errors.ts';
 import { afterNodeStart } from '../../lib/after-start.ts';
 import path from 'node:path';
 import { CameraId, type Camera } from '../cameras/cameras.schemas.ts';
@@ -39,12 +40,13 @@ export function recorderService(config: Config): ServiceSchema {
   let healTimer: NodeJS.Timeout | undefined;
   let retentionTimer: NodeJS.Timeout | undefined;
   let diskWatch: DiskWatch | undefined;
+  let archive: ArchiveTier | undefined;
   const paths = dataPaths(config);
   const freeBytes = async () => {
     const disk = await statfs(paths.media);
     return disk.bavail * disk.bsize;
   };
-  const clips = new ClipCache(paths.clips, config.video.ffmpegPath, paths.media, {
+  const clips = new ClipCache(paths.clips, config.video.ffmpegPath, (s) => locate(s), {
     maxBytes: config.video.clipCacheBytes,
     maxAgeMs: config.video.clipCacheHours * 3_600_000,
     roomOnDisk: async () => (await freeBytes()) - config.video.minFreeBytes,
@@ -52,8 +54,25 @@ export function recorderService(config: Config): ServiceSchema {
   /** Set by retention: the disk is under its floor with nothing of ours left to free. */
   let diskFull: { freeBytes: number; since: string } | null = null;
 
-  /** The file on this node's disk; every part of the name is checked against the data layout. */
-  const fileOf = (kind: 'segment' | 'clip', name: string): string => {
+  const readable = (s: Segment) => s.tier !== 'archive' || archive?.reachable === true;
+  const archiveUnavailable = (what: string) =>
+    new UnavailableError(
+      archive
+        ? `Recording ${what} is in the archive (${archive.status.path}), which cannot be read now: ${archive.status.reason}`
+        : `Recording ${what} is in an archive this box no longer has (video.archive is not set)`,
+      'ARCHIVE_UNAVAILABLE',
+      { what, archive: archive?.status.state ?? null },
+    );
+
+  /** Where a segment's file is: the hot disk, or the archive tier. */
+  const locate = (segment: Segment): string =>
+    segment.tier === 'archive' && archive ? archive.pathOf(segment) : path.join(paths.media, segment.path);
+
+  /**
+   * The file on this node's disks; every part of the name is checked against the data layout.
+   * A segment is looked for on the hot disk, then in the archive (a move may be under way).
+   */
+  const fileOf = async (kind: 'segment' | 'clip', name: string): Promise<string> => {
     if (kind === 'clip') {
       if (!CLIP_NAME.test(name)) throw new NotFoundError('Clip', name);
       return path.join(paths.clips, name);
@@ -66,8 +85,23 @@ export function recorderService(config: Config): ServiceSchema {
       !SEGMENT_FILE.test(file ?? '')
     )
       throw new NotFoundError('Recording', name);
-    return path.join(paths.media, camera!, day!, file!);
+    const rel = path.join(camera!, day!, file!);
+    const hot = path.join(paths.media, rel);
+    if (!archive || (await stat(hot).catch(() => null))) return hot;
+    if (!archive.reachable && (await index!.has(camera!, startOfSegmentFile(file!)))) throw archiveUnavailable(name);
+    return archive.pathOf({ path: rel });
   };
+
+  /** Looks at the archive; a change of state is logged and broadcast (the System page, health). */
+  async function checkArchive(this: void, first = false): Promise<void> {
+    if (!archive || !((await archive.check()) || first)) return;
+    const s = archive.status;
+    if (s.state === 'ok') logger?.info(`archive: ${s.path} is ready`);
+    else logger?.warn(`archive: ${s.path} is ${s.state} (${s.reason}); recordings stay on the hot disk`);
+    if (broker) void broadcast(broker, 'recording.archive.changed', s);
+  }
+  let logger: LoggerInstance | undefined;
+  let broker: ServiceBroker | undefined;
 
   return {
     name: 'recorder',
@@ -94,6 +128,7 @@ export function recorderService(config: Config): ServiceSchema {
             quotaBytes: config.video.quotaBytes,
             minFreeBytes: config.video.minFreeBytes,
             cameras,
+            archive: archive ? { ...archive.status, recordingsBytes: await index!.totalBytes('archive') } : null,
           };
         },
       }),
@@ -128,11 +163,14 @@ export function recorderService(config: Config): ServiceSchema {
           if (segments.length === 0) {
             throw new NotFoundError('Recording', `${camera} ${from.toISOString()}..${to.toISOString()}`);
           }
+          if (!segments.every(readable))
+            throw archiveUnavailable(`${camera} ${from.toISOString()}..${to.toISOString()}`);
           const clip = await clips.get(request, segments);
           return { name: path.basename(clip.file), bytes: clip.bytes };
         },
       }),
       // The disk under its floor with nothing left to free: health says so (and the operator's telemetry with it).
+      // So is an archive that is not there: its footage cannot be played and nothing moves.
       health: action({
         input: z.strictObject({}),
         handler: () =>
@@ -141,14 +179,16 @@ export function recorderService(config: Config): ServiceSchema {
                 status: 'degraded',
                 reason: `disk full: ${diskFull.freeBytes} bytes free, under the floor of ${config.video.minFreeBytes} (since ${diskFull.since})`,
               }
-            : { status: store?.status === 'open' ? 'ok' : 'down' },
+            : archive && !archive.reachable
+              ? { status: 'degraded', reason: `archive ${archive.status.state}: ${archive.status.reason}` }
+              : { status: store?.status === 'open' ? 'ok' : 'down' },
       }),
       // Files go to the gateway as streams over the bus, so the gateway needs no share of this disk.
       fileSize: action({
         input: FileInput,
         permission: 'recordings.view',
         async handler(ctx) {
-          const file = fileOf(ctx.params.kind, ctx.params.name);
+          const file = await fileOf(ctx.params.kind, ctx.params.name);
           const info = await stat(file).catch(() => undefined);
           if (!info?.isFile())
             throw new NotFoundError(ctx.params.kind === 'clip' ? 'Clip' : 'Recording', ctx.params.name);
@@ -158,9 +198,9 @@ export function recorderService(config: Config): ServiceSchema {
       file: action({
         input: FileInput,
         permission: 'recordings.view',
-        handler(ctx) {
+        async handler(ctx) {
           const { kind, name, start, end } = ctx.params;
-          return createReadStream(fileOf(kind, name), { start, end });
+          return createReadStream(await fileOf(kind, name), { start, end });
         },
       }),
       playlist: action({
@@ -168,10 +208,13 @@ export function recorderService(config: Config): ServiceSchema {
         permission: 'recordings.view',
         async handler(ctx) {
           const { camera, from, to } = ctx.params;
-          const segments = await index!.list(camera, from.getTime(), to.getTime());
-          if (segments.length === 0)
+          const found = await index!.list(camera, from.getTime(), to.getTime());
+          if (found.length === 0)
             throw new NotFoundError('Recording', `${camera} ${from.toISOString()}..${to.toISOString()}`);
-          return vodPlaylist(segments, paths.media, (s) => `/api/v1/recordings/${s.path.split(path.sep).join('/')}`);
+          // While the archive is away, what is on the hot disk still plays.
+          const segments = found.filter(readable);
+          if (segments.length === 0) throw archiveUnavailable(`${camera} ${from.toISOString()}..${to.toISOString()}`);
+          return vodPlaylist(segments, locate, (s) => `/api/v1/recordings/${s.path.split(path.sep).join('/')}`);
         },
       }),
       segments: action({
@@ -197,10 +240,38 @@ export function recorderService(config: Config): ServiceSchema {
     },
 
     async started() {
+      logger = this.logger;
+      broker = this.broker;
       await mkdir(paths.media, { recursive: true }); // a new box: statfs needs it to exist
       store = await Store.open(paths.db('recorder'));
-      index = new SegmentIndex(store.collection<Segment>('segments'));
-      const dropped = await index.dropMissing(paths.media);
+      index = new SegmentIndex(store.collection<Segment>('segments'), store.collection<Segment>('archived'));
+      const tiers = config.video.archive;
+      if (tiers) {
+        const segments = index;
+        archive = new ArchiveTier(
+          {
+            dir: path.resolve(paths.root, tiers.path),
+            requireMount: tiers.requireMount,
+            minFreeBytes: tiers.minFreeBytes,
+            quotaBytes: tiers.quotaBytes,
+            bytesPerSecond: tiers.moveBytesPerSecond,
+            afterMs: tiers.afterHours * 3_600_000,
+          },
+          paths.media,
+          index,
+          store.collection<Segment>('archive-journal'),
+          () => segments.totalBytes('archive'),
+        );
+        await checkArchive(true);
+        const settled = await archive.settle();
+        if (settled === 'finished' || settled === 'undone')
+          this.logger.info(`archive: the move a stop interrupted was ${settled}`);
+      }
+      // An archive that is not there now keeps its entries: its footage comes back with it.
+      const dropped = await index.dropMissing({
+        hot: paths.media,
+        ...(archive?.reachable ? { archive: archive.options.dir } : {}),
+      });
       if (dropped) this.logger.info(`index healed: ${dropped} segments whose file is gone dropped`);
       // At start every file is looked at; later only those that started since the last look,
       // less what may have been busy then (a cut segment stays busy for BUSY_MS).
@@ -276,6 +347,15 @@ export function recorderService(config: Config): ServiceSchema {
           minFreeBytes: config.video.minFreeBytes,
           otherBytes: () => dirBytes(paths.root, [path.basename(paths.media)]),
           reclaim: () => clips.trim(0),
+          archive,
+          // Uploads read their files from the hot disk; none queued when no sync service runs.
+          queued: async () =>
+            new Set(
+              await call(this.broker, 'sync.queuedRecordings', {}).catch((err: Error) => {
+                this.logger.debug(`archive: no recordings queued for the cloud (${err.message})`);
+                return [];
+              }),
+            ),
         },
         freeBytes,
       );
@@ -291,6 +371,7 @@ export function recorderService(config: Config): ServiceSchema {
           return undefined;
         });
         specs = cameras ? new Map(cameras.map((c) => [c.id, c])) : undefined;
+        await checkArchive();
         await clips.trim();
         const r = await retention.run();
         if (r.diskFull !== (diskFull !== null)) {
@@ -306,9 +387,9 @@ export function recorderService(config: Config): ServiceSchema {
             minFreeBytes: config.video.minFreeBytes,
           });
         }
-        if (r.byAge || r.bySpace || r.reclaimedBytes) {
+        if (r.byAge || r.bySpace || r.reclaimedBytes || r.moved) {
           this.logger.info(
-            `retention: ${r.byAge} segments past their days and ${r.bySpace} for space removed, ${r.bytesFreed} bytes freed; ${r.reclaimedBytes} bytes of cached clips given up`,
+            `retention: ${r.byAge} segments past their days and ${r.bySpace} for space removed, ${r.bytesFreed} bytes freed; ${r.reclaimedBytes} bytes of cached clips given up; ${r.moved} moved to the archive`,
           );
           this.broker.emit('recording.retention.applied', r);
         }
@@ -336,6 +417,7 @@ export function recorderService(config: Config): ServiceSchema {
 
     async stopped() {
       diskWatch?.stop();
+      archive = undefined;
       clearInterval(healTimer);
       clearInterval(retentionTimer);
       await store?.close();

@@ -1,10 +1,12 @@
-// What keeps the disk from filling: segments past their camera's retention go first, then,
-// while what the box stores exceeds the quota or the disk has less free space than the minimum,
-// caches (clips) are given up, then the oldest segment of any camera goes.
+// What keeps the disks from filling: segments past their camera's retention go first (from
+// either tier); with an archive tier, hot segments past its age move there. Then, while what the
+// box stores exceeds the quota or the hot disk has less free space than the minimum, caches
+// (clips) are given up, then the oldest hot segment moves to the archive (when it has room) or
+// goes. The archive keeps its own floor and quota: past them its oldest go.
 import { statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { SegmentIndex } from './segment-index.ts';
-import type { Segment } from './recorder.schemas.ts';
+import type { Segment, Tier } from './recorder.schemas.ts';
 
 export interface RetentionPolicy {
   /** Days to keep a camera's recordings (cameras removed from the box get a default). */
@@ -32,6 +34,24 @@ export interface RetentionPolicy {
   reclaim?(): Promise<number>;
   /** Free space the disk must keep, bytes. */
   minFreeBytes: number;
+  /** The archive tier, when the box has one. */
+  archive?: ArchivePolicy;
+  /** Segments (paths under media/) the cloud sync still reads from the hot disk: they move only for space. */
+  queued?(): Promise<Set<string>>;
+  /** Moves by age stop after this long in one run (the next run goes on), ms. */
+  moveBudgetMs?: number;
+}
+
+export interface ArchivePolicy {
+  /** Its files can be read and removed now (mounted; full is reachable). */
+  readonly reachable: boolean;
+  pathOf(segment: Segment): string;
+  /** Hot segments that ended this long ago move there, ms. */
+  readonly afterMs: number;
+  /** Under its floor or over its quota. */
+  overBudget(): Promise<boolean>;
+  /** Moves a hot segment there if it is reachable and has room; whether it did. */
+  spill(segment: Segment): Promise<boolean>;
 }
 
 /** [from, to] in ms, and the days footage in it is kept (by the kind of what was seen). */
@@ -40,6 +60,8 @@ export type EventRange = [number, number] | [number, number, number];
 export interface RetentionResult {
   byAge: number;
   bySpace: number;
+  /** Hot segments moved to the archive (by age, or for space). */
+  moved: number;
   bytesFreed: number;
   /** Bytes of caches given up for space. */
   reclaimedBytes: number;
@@ -67,13 +89,25 @@ export class Retention {
   ) {}
 
   async run(now = Date.now()): Promise<RetentionResult> {
-    const result: RetentionResult = { byAge: 0, bySpace: 0, bytesFreed: 0, reclaimedBytes: 0, diskFull: false };
-    const drop = async (segment: Segment) => {
-      await unlink(path.join(this.mediaDir, segment.path)).catch((err: NodeJS.ErrnoException) => {
+    const result: RetentionResult = {
+      byAge: 0,
+      bySpace: 0,
+      moved: 0,
+      bytesFreed: 0,
+      reclaimedBytes: 0,
+      diskFull: false,
+    };
+    const { archive } = this.policy;
+    /** Removes a segment's file and entry; false while its tier cannot be reached (an unmounted archive). */
+    const drop = async (segment: Segment): Promise<boolean> => {
+      if (segment.tier === 'archive' && !archive?.reachable) return false;
+      const file = segment.tier === 'archive' ? archive!.pathOf(segment) : path.join(this.mediaDir, segment.path);
+      await unlink(file).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
       await this.index.remove(segment);
       result.bytesFreed += segment.bytes;
+      return true;
     };
 
     const { eventRanges, eventsOnly, eventRetainDays, eventClaimMs = 0 } = this.policy;
@@ -98,11 +132,11 @@ export class Retention {
           ranges === undefined
             ? s.end >= now - Math.max(days, eventDays) * DAY
             : ranges.some((r) => r[0] < s.end && r[1] > s.start && s.end >= now - keptUntil(r));
-        if (kept || pinned.has(s.path)) continue;
-        await drop(s);
+        if (kept || pinned.has(s.path) || !(await drop(s))) continue;
         result.byAge++;
       }
     }
+    if (archive?.reachable) await this.moveByAge(archive, now, result);
 
     // What else the box stores counts only against a quota: without one, the data root is not walked.
     const otherBytes = async () => (this.policy.quotaBytes === null ? 0 : ((await this.policy.otherBytes?.()) ?? 0));
@@ -116,11 +150,17 @@ export class Retention {
         other = await otherBytes();
         continue;
       }
-      const oldest = await this.oldestOfAll();
+      const oldest = await this.oldestOfAll('hot');
       if (!oldest) break; // nothing left of ours to free
       // Over the quota only: the oldest waits for its upload. Below the floor the disk comes first.
       if (reason === 'quota' && pinned.has(oldest.path)) break;
-      await drop(oldest);
+      if (archive && (await archive.spill(oldest))) result.moved++;
+      else if (await drop(oldest)) result.bySpace++;
+    }
+    // The archive's own budget: its oldest go.
+    while (archive && (await archive.overBudget())) {
+      const oldest = await this.oldestOfAll('archive');
+      if (!oldest || !(await drop(oldest))) break;
       result.bySpace++;
     }
     result.diskFull = (await this.freeBytes()) < Math.max(1, this.policy.minFreeBytes);
@@ -130,14 +170,28 @@ export class Retention {
   private async overBudget(otherBytes: number): Promise<'quota' | 'space' | undefined> {
     const { quotaBytes, minFreeBytes } = this.policy;
     if ((await this.freeBytes()) < minFreeBytes) return 'space';
-    if (quotaBytes !== null && (await this.index.totalBytes()) + otherBytes > quotaBytes) return 'quota';
+    if (quotaBytes !== null && (await this.index.totalBytes('hot')) + otherBytes > quotaBytes) return 'quota';
     return undefined;
   }
 
-  private async oldestOfAll(): Promise<Segment | undefined> {
+  /** Hot segments that ended longer ago than the archive's age move there, oldest first, within the run's budget. */
+  private async moveByAge(archive: ArchivePolicy, now: number, result: RetentionResult): Promise<void> {
+    const until = performance.now() + (this.policy.moveBudgetMs ?? 20_000);
+    const cutoff = now - archive.afterMs;
+    const queued = (await this.policy.queued?.()) ?? new Set<string>();
+    for (const camera of await this.index.cameras('hot')) {
+      for (const s of await this.index.list(camera, 0, cutoff, 'hot')) {
+        if (s.end >= cutoff || queued.has(s.path)) continue;
+        if (performance.now() > until || !(await archive.spill(s))) return;
+        result.moved++;
+      }
+    }
+  }
+
+  private async oldestOfAll(tier: Tier): Promise<Segment | undefined> {
     let oldest: Segment | undefined;
-    for (const camera of await this.index.cameras()) {
-      const s = await this.index.oldest(camera);
+    for (const camera of await this.index.cameras(tier)) {
+      const s = await this.index.oldest(camera, tier);
       if (s && (!oldest || s.start < oldest.start)) oldest = s;
     }
     return oldest;

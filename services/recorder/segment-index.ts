@@ -6,7 +6,7 @@ import type { Collection } from '../../lib/store.ts';
 import { probeDuration } from '../../lib/ffprobe.ts';
 import { dayDir, startOfSegmentFile } from '../../appliance/data-dir.ts';
 import { trimToLastFragment } from '../../lib/media/fragmented-mp4.ts';
-import type { Range, Segment } from './recorder.schemas.ts';
+import { tierOf, type Range, type Segment, type Tier } from './recorder.schemas.ts';
 
 /** Segments closer than this are one continuous recording (file names have 1 s resolution). */
 export const GAP_TOLERANCE_MS = 1500;
@@ -20,86 +20,144 @@ export interface CameraUsage {
   segments: number;
 }
 
-export class SegmentIndex {
-  /** Bytes and segments per camera; counted in one scan when first asked, then kept up to date. */
-  private tally: Map<string, CameraUsage> | undefined;
+type Tally = Map<string, CameraUsage>;
 
-  constructor(private readonly segments: Collection<Segment>) {}
+export class SegmentIndex {
+  /** Bytes and segments per tier and camera; counted in one scan when first asked, then kept up to date. */
+  private readonly tallies: Partial<Record<Tier, Tally>> = {};
+  private readonly collections: Record<Tier, Collection<Segment>>;
+
+  /** Each tier has its own collection, so the oldest of a tier is one seek. */
+  constructor(hot: Collection<Segment>, archived: Collection<Segment> = hot) {
+    this.collections = { hot, archive: archived };
+  }
+
+  private get tiers(): Tier[] {
+    return this.collections.archive === this.collections.hot ? ['hot'] : ['hot', 'archive'];
+  }
 
   async add(segment: Segment): Promise<void> {
+    const tier = tierOf(segment);
     const id = key(segment.camera, segment.start);
-    const before = await this.segments.get(id);
+    const before = await this.collections[tier].get(id);
     // No disk sync per segment: an entry lost with a power cut is rebuilt from its file at start.
-    await this.segments.put(id, segment, { sync: false });
-    this.count(segment.camera, segment.bytes - (before?.bytes ?? 0), before ? 0 : 1);
+    await this.collections[tier].put(id, segment, { sync: false });
+    this.count(tier, segment.camera, segment.bytes - (before?.bytes ?? 0), before ? 0 : 1);
   }
 
   async remove(segment: Segment): Promise<void> {
-    await this.segments.del(key(segment.camera, segment.start), { sync: false });
-    this.count(segment.camera, -segment.bytes, -1);
+    const tier = tierOf(segment);
+    await this.collections[tier].del(key(segment.camera, segment.start), { sync: false });
+    this.count(tier, segment.camera, -segment.bytes, -1);
   }
 
-  private count(camera: string, bytes: number, segments: number): void {
-    if (!this.tally) return;
-    const u = this.tally.get(camera) ?? { bytes: 0, segments: 0 };
+  /** The entry of a segment whose file is now in the archive (written to the disk before it returns). */
+  async archived(segment: Segment): Promise<Segment> {
+    const moved: Segment = { ...segment, tier: 'archive' };
+    const id = key(segment.camera, segment.start);
+    const [before, hot] = await Promise.all([this.collections.archive.get(id), this.collections.hot.get(id)]);
+    await this.collections.archive.put(id, moved, { sync: true });
+    if (!before) this.count('archive', segment.camera, segment.bytes, 1);
+    if (hot) {
+      await this.collections.hot.del(id, { sync: true });
+      this.count('hot', segment.camera, -hot.bytes, -1);
+    }
+    return moved;
+  }
+
+  /** Whether a segment with this camera and start is indexed, in either tier. */
+  async has(camera: string, start: number): Promise<boolean> {
+    for (const tier of this.tiers) if (await this.collections[tier].get(key(camera, start))) return true;
+    return false;
+  }
+
+  private count(tier: Tier, camera: string, bytes: number, segments: number): void {
+    const tally = this.tallies[tier];
+    if (!tally) return;
+    const u = tally.get(camera) ?? { bytes: 0, segments: 0 };
     u.bytes += bytes;
     u.segments += segments;
-    if (u.segments > 0) this.tally.set(camera, u);
-    else this.tally.delete(camera);
+    if (u.segments > 0) tally.set(camera, u);
+    else tally.delete(camera);
   }
 
-  private async usageByCamera(): Promise<Map<string, CameraUsage>> {
-    if (!this.tally) {
-      const tally = new Map<string, CameraUsage>();
-      for await (const [, s] of this.segments.entries()) {
+  private async usageByCamera(tier: Tier): Promise<Tally> {
+    let tally = this.tallies[tier];
+    if (!tally) {
+      tally = new Map();
+      for await (const [, s] of this.collections[tier].entries()) {
         const u = tally.get(s.camera) ?? { bytes: 0, segments: 0 };
         u.bytes += s.bytes;
         u.segments += 1;
         tally.set(s.camera, u);
       }
-      this.tally = tally;
+      this.tallies[tier] = tally;
     }
-    return this.tally;
+    return tally;
   }
 
-  async totalBytes(): Promise<number> {
+  /** Bytes of the segments in a tier (both tiers when none is named). */
+  async totalBytes(tier?: Tier): Promise<number> {
     let sum = 0;
-    for (const u of (await this.usageByCamera()).values()) sum += u.bytes;
+    for (const t of tier ? [tier] : this.tiers) for (const u of (await this.usageByCamera(t)).values()) sum += u.bytes;
     return sum;
   }
 
-  /** Bytes, segment count and oldest start per camera (one seek each for the oldest). */
-  async usage(): Promise<Record<string, CameraUsage & { oldest: number }>> {
-    const out: Record<string, CameraUsage & { oldest: number }> = {};
-    for (const [camera, u] of await this.usageByCamera()) {
+  /** Bytes, segment count and oldest start per camera over both tiers, and the archive's share. */
+  async usage(): Promise<Record<string, CameraUsage & { oldest: number; archivedBytes: number }>> {
+    const out: Record<string, CameraUsage & { oldest: number; archivedBytes: number }> = {};
+    for (const tier of this.tiers) {
+      for (const [camera, u] of await this.usageByCamera(tier)) {
+        const o = (out[camera] ??= { bytes: 0, segments: 0, oldest: Infinity, archivedBytes: 0 });
+        o.bytes += u.bytes;
+        o.segments += u.segments;
+        if (tier === 'archive') o.archivedBytes += u.bytes;
+      }
+    }
+    for (const camera of Object.keys(out)) {
       const oldest = await this.oldest(camera);
-      if (oldest) out[camera] = { ...u, oldest: oldest.start };
+      if (oldest) out[camera]!.oldest = oldest.start;
+      else delete out[camera];
     }
     return out;
   }
 
-  /** The oldest segment of a camera, if any. */
-  async oldest(camera: string): Promise<Segment | undefined> {
-    return (await this.segments.values({ gte: key(camera, 0), lt: `${camera}/~`, limit: 1 }))[0];
-  }
-
-  /** Cameras that have segments, from the key order: one seek per camera. */
-  async cameras(): Promise<string[]> {
-    const out: string[] = [];
-    let from = '';
-    for (;;) {
-      const [next] = await this.segments.values({ gte: from, limit: 1 });
-      if (!next) return out;
-      out.push(next.camera);
-      from = `${next.camera}/~`;
+  /** The oldest segment of a camera, in a tier or in either. */
+  async oldest(camera: string, tier?: Tier): Promise<Segment | undefined> {
+    let oldest: Segment | undefined;
+    for (const t of tier ? [tier] : this.tiers) {
+      const [s] = await this.collections[t].values({ gte: key(camera, 0), lt: `${camera}/~`, limit: 1 });
+      if (s && (!oldest || s.start < oldest.start)) oldest = s;
     }
+    return oldest;
   }
 
-  /** Segments of a camera that overlap [from, to), oldest first. */
-  async list(camera: string, from: number, to: number): Promise<Segment[]> {
-    const before = await this.segments.values({ lt: key(camera, from), gte: key(camera, 0), reverse: true, limit: 1 });
-    const inside = await this.segments.values({ gte: key(camera, from), lt: key(camera, to) });
-    return [...before.filter((s) => s.end > from), ...inside];
+  /** Cameras that have segments (in a tier, or in either), from the key order: one seek per camera. */
+  async cameras(tier?: Tier): Promise<string[]> {
+    const out = new Set<string>();
+    for (const t of tier ? [tier] : this.tiers) {
+      let from = '';
+      for (;;) {
+        const [next] = await this.collections[t].values({ gte: from, limit: 1 });
+        if (!next) break;
+        out.add(next.camera);
+        from = `${next.camera}/~`;
+      }
+    }
+    return [...out].sort();
+  }
+
+  /** Segments of a camera that overlap [from, to), oldest first, from one tier or both. */
+  async list(camera: string, from: number, to: number, tier?: Tier): Promise<Segment[]> {
+    const byStart = new Map<number, Segment>();
+    // The archive's entry wins: a move writes it before it drops the hot one.
+    for (const t of tier ? [tier] : this.tiers) {
+      const c = this.collections[t];
+      const before = await c.values({ lt: key(camera, from), gte: key(camera, 0), reverse: true, limit: 1 });
+      const inside = await c.values({ gte: key(camera, from), lt: key(camera, to) });
+      for (const s of [...before.filter((s) => s.end > from), ...inside]) byStart.set(s.start, s);
+    }
+    return [...byStart.values()].sort((a, b) => a.start - b.start);
   }
 
   /** Recorded ranges and the gaps between them, within [from, to). */
@@ -123,13 +181,20 @@ export class SegmentIndex {
     return { ranges, gaps };
   }
 
-  /** Drops entries whose file is gone (removed by hand, lost with a disk). */
-  async dropMissing(mediaDir: string): Promise<number> {
+  /**
+   * Drops entries whose file is gone (removed by hand, lost with a disk). Entries of a tier
+   * whose folder is not there now (an unmounted archive) are left alone.
+   */
+  async dropMissing(dirs: Partial<Record<Tier, string>>): Promise<number> {
     let dropped = 0;
-    for await (const [, s] of this.segments.entries()) {
-      if (!(await stat(path.join(mediaDir, s.path)).catch(() => null))) {
-        await this.remove(s);
-        dropped++;
+    for (const tier of this.tiers) {
+      const dir = dirs[tier];
+      if (!dir) continue;
+      for await (const [, s] of this.collections[tier].entries()) {
+        if (!(await stat(path.join(dir, s.path)).catch(() => null))) {
+          await this.remove(s);
+          dropped++;
+        }
       }
     }
     return dropped;
@@ -151,7 +216,7 @@ export class SegmentIndex {
       for (const day of days.filter((d) => d.isDirectory() && d.name >= sinceDay)) {
         for (const file of await readdir(path.join(mediaDir, cam.name, day.name))) {
           const start = startOfSegmentFile(file);
-          if (Number.isNaN(start) || start < since || (await this.segments.get(key(cam.name, start)))) continue;
+          if (Number.isNaN(start) || start < since || (await this.has(cam.name, start))) continue;
           const rel = path.join(cam.name, day.name, file);
           const info = await stat(path.join(mediaDir, rel));
           if (Date.now() - info.mtimeMs < BUSY_MS) continue;

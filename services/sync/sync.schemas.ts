@@ -177,5 +177,7 @@ declare module '../../lib/bus.ts' {
     'sync.policy': { input: Record<string, never>; answer: Policy };
     /** Internal: recordings (paths under media/) queued for the cloud, which retention keeps until they are up. */
     'sync.pinned': { input: Record<string, never>; answer: string[] };
+    /** Internal: every recording (path under media/) queued for the cloud; the archive tier leaves them on the hot disk. */
+    'sync.queuedRecordings': { input: Record<string, never>; answer: string[] };
   }
 }

@@ -55,6 +55,13 @@ export function syncService(config: Config): ServiceSchema {
     if (!run) throw new Error('sync is not started');
     return run;
   };
+  /** Recordings (paths under media/) in the outbox: the uploads read them from the hot disk. */
+  const queuedRecordings = () => {
+    const media = path.relative(paths.root, paths.media);
+    return [...running().parts.outbox.all()]
+      .filter((i) => i.resource === 'recordings')
+      .map((i) => path.relative(media, i.file));
+  };
 
   const status = (): SyncStatus => {
     const { parts, intake, senders, uploads } = running();
@@ -233,13 +240,12 @@ export function syncService(config: Config): ServiceSchema {
       /** Internal: recordings still to go up, which retention keeps while it may. */
       pinned: action({
         input: z.strictObject({}),
-        handler: () => {
-          if (!o.retentionWaitsForUpload) return [];
-          const media = path.relative(paths.root, paths.media);
-          return [...running().parts.outbox.all()]
-            .filter((i) => i.resource === 'recordings')
-            .map((i) => path.relative(media, i.file));
-        },
+        handler: () => (o.retentionWaitsForUpload ? queuedRecordings() : []),
+      }),
+      /** Internal: recordings the uploads will read from the hot disk, which the archive tier leaves there. */
+      queuedRecordings: action({
+        input: z.strictObject({}),
+        handler: () => queuedRecordings(),
       }),
     },
 

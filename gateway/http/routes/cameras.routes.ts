@@ -336,7 +336,14 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
       responses: {
         200: json(
           z.array(
-            z.object({ camera: z.string(), path: z.string(), start: z.string(), end: z.string(), bytes: z.number() }),
+            z.object({
+              camera: z.string(),
+              path: z.string(),
+              start: z.string(),
+              end: z.string(),
+              bytes: z.number(),
+              tier: z.literal('archive').optional().describe('in the archive tier; absent: on the hot disk'),
+            }),
           ),
         ),
         401: errors[401],

@@ -46,7 +46,27 @@ const Storage = z
     diskFull: z.boolean().describe('under the free-space floor with nothing left to delete'),
     quotaBytes: z.number().nullable(),
     minFreeBytes: z.number(),
-    cameras: z.record(z.string(), z.object({ bytes: z.number(), segments: z.number(), oldest: z.string() })),
+    cameras: z.record(
+      z.string(),
+      z.object({
+        bytes: z.number(),
+        segments: z.number(),
+        oldest: z.string(),
+        archivedBytes: z.number().describe('of bytes, those in the archive tier'),
+      }),
+    ),
+    archive: z
+      .object({
+        path: z.string(),
+        state: z.enum(['ok', 'full', 'unmounted', 'missing', 'unwritable']),
+        reason: z.string().nullable(),
+        since: z.string(),
+        totalBytes: z.number().nullable(),
+        freeBytes: z.number().nullable(),
+        recordingsBytes: z.number(),
+      })
+      .nullable()
+      .describe('the archive tier (video.archive); null: one disk'),
   })
   .openapi('Storage');
 
