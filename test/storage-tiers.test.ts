@@ -17,6 +17,7 @@ import type { Segment } from '../services/recorder/recorder.schemas.ts';
 import { tempDir } from './helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
 import { playable } from './helpers/video.ts';
+import { launch, shot, videoAdvances } from './helpers/browser.ts';
 
 const run = promisify(execFile);
 const DAY = 86_400_000;
@@ -282,6 +283,15 @@ test('the box: segments move while it records, play through the same API; an unm
   assert.is(storage.archive.state, 'ok');
   assert.ok(storage.archive.recordingsBytes > 0);
   assert.is(storage.archive.path, m.dir);
+  // In the browser: archived footage plays on the Recordings page; the System page shows the tier.
+  const browser = await launch();
+  const context = await browser.newContext();
+  await context.addCookies([{ name: 'fogedge_session', value: token!, url: base }]);
+  const page = await context.newPage();
+  await page.goto(`${base}/recordings?camera=demo&at=${encodeURIComponent(archived.start)}`);
+  await videoAdvances(page, 'video.playback', 1, 30_000);
+  await page.goto(`${base}/system`);
+  await page.waitForSelector('.archive[data-state=ok]');
 
   // The NAS goes away: reported, its footage answers 503 with the reason, recording goes on.
   await m.unmount();
@@ -297,6 +307,11 @@ test('the box: segments move while it records, play through the same API; an unm
   );
   assert.match(recorder.instances[0].error, /archive unmounted: nothing is mounted on/);
   assert.is((await api('/system/storage')).json.archive.state, 'unmounted');
+  // The open System page hears it (no reload) and says what it means.
+  const problem = await page.waitForSelector('.archive[data-state=unmounted] .problem');
+  assert.match(String(await problem.textContent()), /nothing is mounted on .* cannot be played until it is back/);
+  await shot(page, 'system-archive-unmounted');
+  await browser.close();
   const away = await fetch(`${base}/api/v1/recordings/${archived.path}`, auth);
   assert.is(away.status, 503);
   assert.match(await away.text(), /in the archive .* cannot be read now: nothing is mounted/);

@@ -27,6 +27,8 @@ export function apiService(config: Config): ServiceSchema {
       'device.**': forward,
       'sync.status.changed': forward,
       'admp.status.changed': forward,
+      'recording.archive.changed': forward,
+      'recording.disk.changed': forward,
     },
 
     async started() {

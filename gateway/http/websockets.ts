@@ -35,6 +35,7 @@ const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
   [/^device\./, 'devices.manage'],
   [/^sync\.status\./, 'system.view'],
   [/^admp\.status\./, 'system.view'],
+  [/^recording\.(archive|disk)\.changed$/, 'system.view'],
 ];
 /** An updates client this far behind (bytes queued on its socket) is cut off. */
 const SOCKET_BACKLOG_BYTES = 4 * 1024 * 1024;

@@ -88,8 +88,11 @@ export function recorderService(config: Config): ServiceSchema {
     const rel = path.join(camera!, day!, file!);
     const hot = path.join(paths.media, rel);
     if (!archive || (await stat(hot).catch(() => null))) return hot;
+    const archived = archive.pathOf({ path: rel });
+    // Gone from a reachable archive: it may have gone away since it was last looked at.
+    if (archive.reachable && !(await stat(archived).catch(() => null))) await checkArchive();
     if (!archive.reachable && (await index!.has(camera!, startOfSegmentFile(file!)))) throw archiveUnavailable(name);
-    return archive.pathOf({ path: rel });
+    return archived;
   };
 
   /** Looks at the archive; a change of state is logged and broadcast (the System page, health). */

@@ -17,7 +17,16 @@ interface Storage {
   diskFreeBytes: number;
   quotaBytes: number | null;
   minFreeBytes: number;
-  cameras: Record<string, { bytes: number; segments: number; oldest: string }>;
+  cameras: Record<string, { bytes: number; segments: number; oldest: string; archivedBytes: number }>;
+  archive: {
+    path: string;
+    state: 'ok' | 'full' | 'unmounted' | 'missing' | 'unwritable';
+    reason: string | null;
+    since: string;
+    totalBytes: number | null;
+    freeBytes: number | null;
+    recordingsBytes: number;
+  } | null;
 }
 interface Detector {
   model: { inputSize: number } | null;
@@ -164,6 +173,31 @@ function UplinkPanel() {
   );
 }
 
+/** The archive tier: where older recordings live, and why nothing moves there when it is away. */
+function ArchiveTier({ archive }: { archive: NonNullable<Storage['archive']> }) {
+  const sizes =
+    archive.freeBytes !== null && archive.totalBytes !== null
+      ? ` · ${formatBytes(archive.freeBytes)} free of ${formatBytes(archive.totalBytes)}`
+      : '';
+  return (
+    <div class="archive" data-state={archive.state}>
+      <h3>Archive</h3>
+      <p>
+        <code>{archive.path}</code>: {archive.state}
+        {sizes} · recordings take {formatBytes(archive.recordingsBytes)}
+      </p>
+      {archive.state !== 'ok' && (
+        <p class="problem">
+          {archive.reason} (since {formatTime(archive.since)}).{' '}
+          {archive.state === 'full'
+            ? 'Its oldest recordings are removed to make room.'
+            : 'Recordings stay on this disk; those in the archive cannot be played until it is back.'}
+        </p>
+      )}
+    </div>
+  );
+}
+
 export function SystemPage() {
   const health = useLoad(async () => {
     const res = await fetch('/api/v1/health', { cache: 'no-store' });
@@ -176,6 +210,7 @@ export function SystemPage() {
   const update = useLoad(() => api<UpdateStatus>('/system/update'));
   const { data: cameras } = useCameras();
   useUpdates(['sync.status.'], () => void sync.reload());
+  useUpdates(['recording.archive.', 'recording.disk.'], () => void storage.reload());
 
   const s = storage.data;
   const usedPct = s ? Math.round(((s.diskTotalBytes - s.diskFreeBytes) / s.diskTotalBytes) * 100) : 0;
@@ -195,10 +230,12 @@ export function SystemPage() {
             </p>
             {low && (
               <p class="problem">
-                The disk is nearly full: the oldest recordings are being removed to keep {formatBytes(s.minFreeBytes)}{' '}
+                The disk is nearly full: the oldest recordings are being{' '}
+                {s.archive?.state === 'ok' ? 'moved to the archive' : 'removed'} to keep {formatBytes(s.minFreeBytes)}{' '}
                 free.
               </p>
             )}
+            {s.archive && <ArchiveTier archive={s.archive} />}
           </>
         )}
       </section>
@@ -227,7 +264,7 @@ export function SystemPage() {
                   <td>{c.status?.bitrateKbps != null ? `${c.status.bitrateKbps} kbit/s` : ''}</td>
                   <td>
                     {s?.cameras[c.id]
-                      ? `${formatBytes(s.cameras[c.id]!.bytes)} since ${formatTime(s.cameras[c.id]!.oldest)}`
+                      ? `${formatBytes(s.cameras[c.id]!.bytes)}${s.cameras[c.id]!.archivedBytes ? ` (${formatBytes(s.cameras[c.id]!.archivedBytes)} in the archive)` : ''} since ${formatTime(s.cameras[c.id]!.oldest)}`
                       : ''}
                   </td>
                   <td>
