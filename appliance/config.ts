@@ -338,6 +338,8 @@ export const ConfigSchema = z.strictObject({
       retentionWaitsForUpload: z.boolean().default(true),
       /** Audit entries are sent in batches: at most this long after the first one, s. */
       auditBatchSeconds: z.number().min(1).max(86_400).default(300),
+      /** How often recordings past the plan's recordingsRetainDays are looked for in the cloud, s. */
+      offsiteSweepSeconds: z.number().min(1).max(86_400).default(3600),
     })
     .prefault({}),
   /** The uplink to the operator's device-management platform (ADMP); off until the box is provisioned. */

@@ -90,6 +90,11 @@ declare module '../../lib/bus.ts' {
   interface Actions {
     /** Makes (or finds) the clip of a time range on the recording node's disk. */
     'recorder.clip': { input: z.input<typeof TimeRangeInput>; answer: { name: string; bytes: number } };
+    /** The segments of a camera between two times, oldest first (times as ISO strings). */
+    'recorder.segments': {
+      input: z.input<typeof TimeRangeInput>;
+      answer: Array<Omit<Segment, 'start' | 'end'> & { start: string; end: string }>;
+    };
     /** A segment or a clip as a byte stream over the bus, whole or a range. */
     'recorder.file': { input: z.input<typeof FileInput>; answer: Readable };
   }

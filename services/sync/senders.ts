@@ -78,6 +78,13 @@ export class Senders {
     return [...this.running.values()].filter((r) => r.spec.enabled).map((r) => r.spec.id);
   }
 
+  /** The enabled targets' clients, with the key prefix each puts names under. */
+  clients(): Array<{ id: string; prefix: string; client: UploadTarget }> {
+    return [...this.running.values()]
+      .filter((r) => r.spec.enabled && !r.stopped)
+      .map((r) => ({ id: r.spec.id, prefix: r.spec.prefix, client: r.client }));
+  }
+
   isBusy(item: string): boolean {
     return [...this.busy].some((k) => k.startsWith(`${item}|`));
   }

@@ -86,6 +86,13 @@ export const Policy = z.strictObject({
   bandwidthBytesPerSecond: z.number().int().min(1024).nullable().default(null),
   /** When each resource may be sent; absent: any time. */
   windows: z.partialRecord(z.enum(RESOURCES), Window).default({}),
+  /**
+   * The offsite tier, when recordings go up: all footage (continuous), or only the footage of
+   * alert review items (with their pre- and post-roll).
+   */
+  recordingsScope: z.enum(['continuous', 'alerts']).default('continuous'),
+  /** Days recordings are kept in the cloud: older ones are deleted there. null: kept until deleted there. */
+  recordingsRetainDays: z.number().min(0.01).max(3650).nullable().default(null),
 });
 export type Policy = z.output<typeof Policy>;
 
@@ -98,6 +105,7 @@ export function widening(current: Policy, next: Policy): string[] {
       : [];
   return [
     ...(next.resources.some((r) => !current.resources.includes(r)) ? ['resources'] : []),
+    ...(current.recordingsScope === 'alerts' && next.recordingsScope === 'continuous' ? ['recordingsScope'] : []),
     ...wider('cameras'),
     ...wider('labels'),
     ...wider('zones'),

@@ -5,7 +5,7 @@
 // event-uploads (what an ended event or a segment sends), audit-batches; this file wires them.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { ServiceSchema } from 'moleculer';
+import type { Service, ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, validationError } from '../../lib/actions.ts';
 import { AUDITED_EVENTS } from '../../lib/audit.ts';
@@ -15,6 +15,8 @@ import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { AuditBatches } from './audit-batches.ts';
+import { OffsiteRecordings } from './offsite-recordings.ts';
+import type { ReviewItem } from '../events/events.schemas.ts';
 import { EventUploads, type ClipJob } from './event-uploads.ts';
 import { Intake, type SyncParts } from './intake.ts';
 import { Outbox, type Item } from './outbox.ts';
@@ -42,6 +44,8 @@ interface Running {
   senders: Senders;
   uploads: EventUploads;
   audit: AuditBatches;
+  offsite: OffsiteRecordings;
+  sweepTimer: NodeJS.Timeout | undefined;
 }
 
 export function syncService(config: Config): ServiceSchema {
@@ -55,6 +59,12 @@ export function syncService(config: Config): ServiceSchema {
     if (!run) throw new Error('sync is not started');
     return run;
   };
+  /** Alerts-only plans: an alert's footage goes up as it opens, grows and closes. */
+  function alertFootage(this: Service, item: ReviewItem) {
+    return run?.offsite
+      .reviewChanged(this.broker, item)
+      .catch((err: Error) => this.logger.warn(`sync: alert footage: ${err.message}`));
+  }
   /** Recordings (paths under media/) in the outbox: the uploads read them from the hot disk. */
   const queuedRecordings = () => {
     const media = path.relative(paths.root, paths.media);
@@ -256,8 +266,12 @@ export function syncService(config: Config): ServiceSchema {
         run?.uploads.servicesChanged();
       },
       // Closed as ffmpeg cut it, or healed into the index after a crash cut it short.
-      ...on('recording.segment.closed', (seg) => run?.uploads.onSegment(seg)),
-      ...on('recording.segment.healed', (seg) => run?.uploads.onSegment(seg)),
+      ...on('recording.segment.closed', (seg) => run?.offsite.segmentClosed(seg)),
+      ...on('recording.segment.healed', (seg) => run?.offsite.segmentClosed(seg)),
+      // Alerts-only plans: an alert's footage, from its pre-roll to its post-roll.
+      ...on('review.opened', alertFootage),
+      ...on('review.updated', alertFootage),
+      ...on('review.closed', alertFootage),
       ...Object.fromEntries(
         AUDITED_EVENTS.map((name) => [
           name,
@@ -303,19 +317,29 @@ export function syncService(config: Config): ServiceSchema {
       const uploads = new EventUploads(parts, intake, enabled, store.collection<ClipJob>('clipJobs'));
       const audit = new AuditBatches(parts, intake, enabled, store.collection<Record<string, unknown>>('audit'));
       const targetSpecs = store.collection<Target>('targets');
-      run = { store, parts, targetSpecs, intake, senders, uploads, audit };
+      const offsite = new OffsiteRecordings(
+        parts,
+        o.boxId,
+        (segment) => uploads.onSegment(segment),
+        () => senders.clients(),
+      );
+      run = { store, parts, targetSpecs, intake, senders, uploads, audit, offsite, sweepTimer: undefined };
       senders.policyChanged();
       for (const spec of await targetSpecs.values()) await senders.start(spec);
       const { items, bytes } = parts.outbox.size;
       if (items) this.logger.info(`sync: ${items} items (${bytes} bytes) from before the restart wait to go up`);
       uploads.start(broker);
       audit.start();
+      void offsite.start(broker).catch((err: Error) => this.logger.warn(`sync: alert windows: ${err.message}`));
+      const sweep = () => void offsite.sweep().catch((err: Error) => this.logger.error(`sync: sweep: ${err.message}`));
+      run.sweepTimer = setInterval(sweep, o.offsiteSweepSeconds * 1000).unref();
     },
 
     async stopped() {
       if (!run) return;
       const { store, uploads, audit, senders } = run;
       stopping = true;
+      clearInterval(run.sweepTimer);
       audit.stop();
       clearTimeout(statusTimer);
       statusTimer = undefined;

@@ -62,6 +62,12 @@ export interface UploadTarget {
   completeMultipart(name: string, uploadId: string, parts: Part[], info: ObjectInfo, whole: Sent): Promise<Stored>;
   /** Undefined when what the server stored is what was sent (by its content hash); else what differs. */
   verify(sent: Sent, stored: Stored): string | undefined;
+  /** The "folders" just under a prefix that ends in '/' (S3 common prefixes, Azure virtual directories), each ending in '/'. */
+  folders(prefix: string): Promise<string[]>;
+  /** Names of the objects under a prefix, at any depth. */
+  names(prefix: string): Promise<string[]>;
+  /** Deletes an object; one already gone is not an error. */
+  remove(name: string): Promise<void>;
   close(): void;
 }
 
@@ -297,6 +303,50 @@ class S3Target implements UploadTarget {
     return differs(sent, stored);
   }
 
+  /**
+   * One key per folder, each listing starting after the folder before: a request per folder, on
+   * any S3 server (some, s3rver among them, leave folders holding no object of their own out of
+   * delimiter listings). Names here use [A-Za-z0-9_.-/], which all sort before '~'.
+   */
+  async folders(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    let after = '';
+    for (;;) {
+      // ListObjects (v1) with a marker: the form every S3 server takes with a key limit.
+      const page = await this.client
+        .listObjectsQuery(this.bucket, prefix, after, { Delimiter: '', MaxKeys: 1 })
+        .catch((err) => {
+          throw classify(err, `S3 bucket "${this.bucket}", listing ${prefix}`);
+        });
+      const key = page.objects[0]?.name;
+      if (!key) return out;
+      const slash = key.indexOf('/', prefix.length);
+      if (slash < 0) {
+        after = key; // an object right under the prefix
+        continue;
+      }
+      const folder = key.slice(0, slash + 1);
+      out.push(folder);
+      after = `${folder}~`;
+    }
+  }
+
+  async names(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    try {
+      for await (const item of this.client.listObjectsV2(this.bucket, prefix, true)) if (item.name) out.push(item.name);
+    } catch (err) {
+      throw classify(err, `S3 bucket "${this.bucket}", listing ${prefix}`);
+    }
+    return out;
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.client.removeObject(this.bucket, name).catch((err) => {
+      throw classify(err, `S3 bucket "${this.bucket}", deleting ${name}`);
+    });
+  }
+
   close(): void {
     this.agent.destroy();
   }
@@ -408,6 +458,34 @@ class AzureTarget implements UploadTarget {
     if (stored.md5 !== sent.md5.toString('base64'))
       return `Content-MD5 ${stored.md5}, expected ${sent.md5.toString('base64')}`;
     return differs(sent, stored);
+  }
+
+  async folders(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    try {
+      for await (const item of this.container.listBlobsByHierarchy('/', { prefix }))
+        if (item.kind === 'prefix') out.push(item.name);
+    } catch (err) {
+      throw classify(err, `Azure container "${this.name}", listing ${prefix}`);
+    }
+    return out;
+  }
+
+  async names(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    try {
+      for await (const blob of this.container.listBlobsFlat({ prefix })) out.push(blob.name);
+    } catch (err) {
+      throw classify(err, `Azure container "${this.name}", listing ${prefix}`);
+    }
+    return out;
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.container.deleteBlob(name, { deleteSnapshots: 'include' }).catch((err) => {
+      if (err instanceof RestError && err.statusCode === 404) return;
+      throw classify(err, `Azure container "${this.name}", deleting ${name}`);
+    });
   }
 
   close(): void {}
