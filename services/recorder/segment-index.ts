@@ -59,7 +59,8 @@ export class SegmentIndex {
     await this.collections.archive.put(id, moved, { sync: true });
     if (!before) this.count('archive', segment.camera, segment.bytes, 1);
     if (hot) {
-      await this.collections.hot.del(id, { sync: true });
+      // Not flushed: a hot entry back after a power cut has no file, and the start's heal drops it.
+      await this.collections.hot.del(id, { sync: false });
       this.count('hot', segment.camera, -hot.bytes, -1);
     }
     return moved;
