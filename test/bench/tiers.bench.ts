@@ -80,7 +80,7 @@ async function moveAll(bytesPerSecond: number | null): Promise<number> {
 const segments = await makeSegments();
 const refDir = path.join(root, 'reference');
 await mkdir(path.join(refDir, 'cam', '2026-11-01'), { recursive: true });
-let t0 = performance.now();
+const t0 = performance.now();
 for (const s of segments) await copyFile(path.join(hot, s.path), path.join(refDir, s.path));
 await run('sync');
 for (const s of segments) await rm(path.join(hot, s.path));
@@ -133,7 +133,6 @@ const cpuOver = async (work: Promise<unknown> | undefined) => {
   };
 };
 const idle = await cpuOver(undefined);
-t0 = performance.now();
 let cappedMs = 0;
 const moving = await cpuOver(moveAll(32 * 1024 * 1024).then((ms) => (cappedMs = ms)));
 ffmpeg.kill('SIGKILL');
