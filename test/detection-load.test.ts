@@ -10,6 +10,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { ConfigSchema } from '../appliance/config.ts';
+import { FRAGMENTS } from '../services/streams/ffmpeg.ts';
 import { CameraDetector } from '../services/detector/camera-detector.ts';
 import type { ObjectEvent } from '../services/events/events.schemas.ts';
 import { YoloxModel } from '../lib/vision/yolox.ts';
@@ -24,21 +25,7 @@ const silent = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, fatal
 test('a slow detector keeps the newest frame, counts what it drops, says it is behind', async () => {
   const dir = await tempDir();
   const live = path.join(dir, 'live.mp4');
-  await run('ffmpeg', [
-    '-v',
-    'error',
-    '-i',
-    DEMO_CLIP,
-    '-t',
-    '12',
-    '-c',
-    'copy',
-    '-movflags',
-    '+frag_keyframe+empty_moov+default_base_moof',
-    '-frag_duration',
-    '250000',
-    live,
-  ]);
+  await run('ffmpeg', ['-v', 'error', '-i', DEMO_CLIP, '-t', '12', '-c', 'copy', '-movflags', FRAGMENTS, live]);
   const model = await YoloxModel.load(ConfigSchema.parse({}).detector.modelPath);
   let running = 0;
   let mostAtOnce = 0;

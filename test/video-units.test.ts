@@ -5,7 +5,13 @@ import { execFile } from 'node:child_process';
 import { appendFile, copyFile, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { classifyFailure, parseSegmentLine, parseStreamInfo, ProgressReader } from '../services/streams/ffmpeg.ts';
+import {
+  classifyFailure,
+  FRAGMENTS,
+  parseSegmentLine,
+  parseStreamInfo,
+  ProgressReader,
+} from '../services/streams/ffmpeg.ts';
 import { redactText, redactUrl } from '../lib/redact.ts';
 import {
   BoxSplitter,
@@ -124,7 +130,7 @@ test('a fragmented MP4 torn mid-fragment is cut back to its last complete fragme
   await rm(dir, { recursive: true, force: true });
 });
 
-/** The clip as ffmpeg's live output cuts it: a fragment per keyframe and every 250 ms. */
+/** The clip as ffmpeg's live output cuts it: a fragment per frame. */
 async function liveCut(dir: string, clip: string, seconds: number): Promise<Buffer> {
   const file = path.join(dir, 'live.mp4');
   await run('ffmpeg', [
@@ -138,9 +144,7 @@ async function liveCut(dir: string, clip: string, seconds: number): Promise<Buff
     '-c',
     'copy',
     '-movflags',
-    '+frag_keyframe+empty_moov+default_base_moof',
-    '-frag_duration',
-    '250000',
+    FRAGMENTS,
     file,
   ]);
   return readFile(file);
@@ -165,7 +169,7 @@ async function recordedSegments(dir: string, clip: string, segmentSeconds: numbe
     '-segment_format',
     'mp4',
     '-segment_format_options',
-    'movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=250000',
+    `movflags=${FRAGMENTS}`,
     '-reset_timestamps',
     '1',
     path.join(dir, 'seg%d.mp4'),

@@ -9,7 +9,7 @@
 //   measured in the same run: the same boxes checked on each event's first picture, which is
 //   what an event showed when only its start picture was kept.
 // - how late frames reach the detector: each decoded frame against the moment its part of the
-//   clip was sent (the fragment it came in adds up to 250 ms, as from a camera), and how long
+//   clip was sent (cut into fragments as the box cuts a camera stream), and how long
 //   from an object's first decoded frame to its event coming out; their sum is frame-to-event
 //   (target p50 under 500 ms).
 // SECONDS=60 of the clip by default (the 20 s demo clip looped); CLIP=<file> for another one.

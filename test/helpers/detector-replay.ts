@@ -11,6 +11,7 @@ import { CameraInput, type Camera } from '../../services/cameras/cameras.schemas
 import { ConfigSchema } from '../../appliance/config.ts';
 import { iouOf, type Box, type YoloxModel } from '../../lib/vision/yolox.ts';
 import type { ObjectEvent } from '../../services/events/events.schemas.ts';
+import { FRAGMENTS } from '../../services/streams/ffmpeg.ts';
 
 const run = promisify(execFile);
 const config = ConfigSchema.parse({});
@@ -43,8 +44,7 @@ export function clipFeed(clip: string, seconds: number): Readable {
     'ffmpeg',
     [
       ...['-v', 'error', '-re', '-i', clip, '-t', String(seconds), '-map', '0:v:0', '-c', 'copy'],
-      ...['-f', 'mp4', '-movflags', '+frag_keyframe+empty_moov+default_base_moof'],
-      ...['-frag_duration', '250000', '-flush_packets', '1', 'pipe:1'],
+      ...['-f', 'mp4', '-movflags', FRAGMENTS, '-flush_packets', '1', 'pipe:1'],
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
