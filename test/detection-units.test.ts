@@ -7,6 +7,8 @@ import path from 'node:path';
 import { ModelError, YoloxModel, iouOf } from '../lib/vision/yolox.ts';
 import { MotionDetector } from '../lib/vision/motion.ts';
 import { Tracker } from '../services/detector/tracker.ts';
+import { MAX_MS, MotionSpans, QUIET_MS } from '../services/detector/motion-spans.ts';
+import type { MotionSpan } from '../services/detector/detector.schemas.ts';
 import { footOf, insidePolygon } from '../lib/vision/geometry.ts';
 import { ConfigSchema } from '../appliance/config.ts';
 import { tempDir } from './helpers/box.ts';
@@ -207,6 +209,33 @@ test('tracker: a big box missed for a frame does not take a person who steps out
   );
   assert.is(tracker.tracks.length, 2);
   assert.equal(groupTrack.box, group);
+});
+
+test('motion spans: one per stretch of movement, closed by stillness or the end of the stream, cut every minute', () => {
+  const spans: MotionSpan[] = [];
+  const m = new MotionSpans('cam', (s) => spans.push(s));
+  const at = (ms: number) => 1_000_000 + ms;
+  // Moving 0-3 s, still from then (frames every 200 ms): closed at the first frame past the quiet time.
+  for (let t = 0; t <= 3000; t += 200) m.frame(at(t), true);
+  for (let t = 3200; t <= 3000 + QUIET_MS; t += 200) m.frame(at(t), false);
+  assert.equal(spans, []);
+  m.frame(at(3200 + QUIET_MS), false);
+  assert.equal(spans, [{ camera: 'cam', start: at(0), end: at(3000) }]);
+  // Short stills do not split a span; a long one is cut every MAX_MS.
+  spans.length = 0;
+  for (let t = 20_000; t <= 20_000 + MAX_MS * 1.5; t += 200) m.frame(at(t), Math.floor(t / 1000) % 4 !== 0);
+  assert.is(spans.length, 1);
+  assert.ok(spans[0]!.end - spans[0]!.start >= MAX_MS);
+  // The stream ends: the open span ends at its last moving frame.
+  m.close();
+  assert.is(spans.length, 2);
+  assert.is(spans[1]!.start, spans[0]!.end);
+  // One moving frame still covers a second of the timeline; nothing moving, nothing sent.
+  spans.length = 0;
+  m.frame(at(500_000), true);
+  m.close();
+  m.close();
+  assert.equal(spans, [{ camera: 'cam', start: at(500_000), end: at(501_000) }]);
 });
 
 test('zones and masks place an object at its feet', () => {

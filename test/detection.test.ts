@@ -138,6 +138,19 @@ test('the still camera: frames are decoded, there is no motion, no inference, no
   assert.is(status.motionFrames, 0);
   assert.is(status.inferences, 0);
   assert.equal(await events('?camera=still'), []);
+  // The recordings timeline shows where the picture moved: along the street, nowhere on the still.
+  const range = `from=${new Date(Date.now() - 600_000).toISOString()}&to=${new Date(Date.now() + 60_000).toISOString()}`;
+  const moved = await waitUntil(
+    "the street's motion on its timeline",
+    async () => {
+      const t = (await get(`/api/v1/cameras/street/timeline?${range}`)).json;
+      return t.motion.length > 0 ? t.motion : undefined;
+    },
+    90_000,
+    1000,
+  );
+  assert.ok(moved.every((r: { start: string; end: string }) => Date.parse(r.end) > Date.parse(r.start)));
+  assert.equal((await get(`/api/v1/cameras/still/timeline?${range}`)).json.motion, []);
   const street = (await get('/api/v1/detector/status')).json.cameras.street;
   assert.ok(street.inferences > 0 && street.motionFrames > 0);
   assert.ok(street.inferenceMs > 0);

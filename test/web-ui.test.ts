@@ -300,6 +300,8 @@ async function tabListsOnly(severity: 'alert' | 'detection') {
 test('recordings: the day shows what was recorded; a click plays from there; a range exports with progress', async () => {
   await page.goto(`${base}/recordings?camera=street`);
   await page.waitForSelector('.day-bar .range');
+  // Where the street moved, along the bar.
+  await page.waitForSelector('.day-bar .motion');
   const first = (
     await api(
       `/api/v1/cameras/street/timeline?from=${new Date(Date.now() - 3_600_000).toISOString()}&to=${new Date().toISOString()}`,

@@ -40,7 +40,7 @@ export const Recording = z.strictObject({
   eventRetainDays: z.number().min(0.01).max(3650).default(30),
   /** Days footage around alerts (review items of the alert labels and zones) is kept; null: eventRetainDays. */
   alertRetainDays: z.number().min(0.01).max(3650).nullable().default(null),
-  /** Days footage around the camera's own motion events (no object) is kept; null: retainDays. */
+  /** Days footage with motion and no object is kept (the detector's motion, the camera's own motion events); null: retainDays. */
   motionRetainDays: z.number().min(0.01).max(3650).nullable().default(null),
 });
 

@@ -11,7 +11,8 @@ import { footOf, insidePolygon } from '../../lib/vision/geometry.ts';
 import type { Box, YoloxModel } from '../../lib/vision/yolox.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
 import type { ObjectEvent } from '../events/events.schemas.ts';
-import type { DetectorStats } from './detector.schemas.ts';
+import type { DetectorStats, MotionSpan } from './detector.schemas.ts';
+import { MotionSpans } from './motion-spans.ts';
 
 export interface DetectorOptions {
   ffmpegPath: string;
@@ -31,7 +32,7 @@ const TRACK_SCORE_FACTOR = 0.6;
 /** The model this sure of an object in a moving part of the picture: its event starts a frame sooner. */
 const SURE_SCORE = 0.75;
 
-export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
+export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion: [MotionSpan] }> {
   private source: FrameSource | undefined;
   private motion: MotionDetector;
   private tracker: Tracker;
@@ -49,6 +50,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
   private generation = 0;
   /** Per open object, the frame whose picture was sent: the event's box is always that frame's. */
   private shown = new Map<string, BestFrame>();
+  private readonly motionSpans: MotionSpans;
   readonly counts = { frames: 0, motionFrames: 0, inferences: 0, dropped: 0 };
 
   constructor(
@@ -61,6 +63,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
     super();
     const d = camera.detection;
     this.motion = new MotionDetector({ threshold: d.motionThreshold, minAreaPercent: 0.05, masks: d.motionMasks });
+    this.motionSpans = new MotionSpans(camera.id, (span) => this.emit('motion', span));
     this.tracker = new Tracker({
       maxMisses: Math.max(3, Math.round(d.fps * 2)),
       minHits: 2,
@@ -86,7 +89,9 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
     this.stopped = false;
     void this.open();
     this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastFrameAt > NO_FRAMES_END_MS && this.tracker.tracks.length > 0) this.streamEnded();
+      if (Date.now() - this.lastFrameAt <= NO_FRAMES_END_MS) return;
+      if (this.tracker.tracks.length > 0) this.streamEnded();
+      else this.motionSpans.close();
     }, 1000).unref();
   }
 
@@ -157,6 +162,9 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
       const jumped = this.lastProcessedAt !== undefined && frame.at - this.lastProcessedAt > TIME_JUMP_MS;
       this.lastProcessedAt = frame.at;
       if (this.motion.sceneChanged || jumped) this.endAll();
+      if (jumped) this.motionSpans.close();
+      // A scene cut is the camera moving, not something in front of it.
+      this.motionSpans.frame(frame.at, moved && !this.motion.sceneChanged);
       if (moved) this.counts.motionFrames++;
       const recheck =
         this.tracker.tracks.length > 0 && frame.at - this.lastInferenceAt >= this.options.stationaryCheckMs;
@@ -203,6 +211,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent] }> {
     this.pending = undefined;
     this.generation++;
     this.endAll();
+    this.motionSpans.close();
   }
 
   private endAll(): void {

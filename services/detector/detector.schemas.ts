@@ -25,8 +25,19 @@ export const DetectorStatus = z.object({
 });
 export type DetectorStatus = z.output<typeof DetectorStatus>;
 
+/** A stretch of time a camera's picture moved (ms since epoch), whatever moved in it. */
+export interface MotionSpan {
+  camera: string;
+  start: number;
+  end: number;
+}
+
 declare module '../../lib/bus.ts' {
   interface Actions {
     'detector.status': { input: Record<string, never>; answer: DetectorStatus };
+  }
+  interface Events {
+    /** A camera's picture moved from start to end (the recorder keeps it for the timeline and retention). */
+    'detector.motion.spanned': MotionSpan;
   }
 }

@@ -3,7 +3,7 @@
 // bus, never raw frames), decoded on this node. With several detector nodes each camera
 // goes to one of them (rendezvous hashing over the live detector nodes), so losing a
 // node moves its cameras to the others.
-import { call, on } from '../../lib/bus.ts';
+import { broadcast, call, on } from '../../lib/bus.ts';
 import { createHash } from 'node:crypto';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
@@ -130,6 +130,8 @@ export function detectorService(config: Config): ServiceSchema {
             this.logger.warn(`${camera.id}: event ${e.id} (${e.type}) not stored: ${err.message}`);
           });
         });
+        // Heard by the recorder: motion on the recordings timeline, and what motion-only footage is kept for.
+        d.on('motion', (span) => void broadcast(this.broker, 'detector.motion.spanned', span));
         running.set(camera.id, d);
         d.start();
         this.logger.info(

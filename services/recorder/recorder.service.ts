@@ -9,7 +9,9 @@ import { action } from '../../lib/actions.ts';
 import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { DAY_DIR, SEGMENT_FILE, dataPaths, startOfSegmentFile } from '../../appliance/data-dir.ts';
-import { BUSY_MS, SegmentIndex } from './segment-index.ts';
+import { BUSY_MS, GAP_TOLERANCE_MS, SegmentIndex } from './segment-index.ts';
+import { MotionIndex } from './motion-index.ts';
+import type { MotionSpan } from '../detector/detector.schemas.ts';
 import { CLIP_NAME, FileInput, TimeRangeInput, type Segment } from './recorder.schemas.ts';
 import { Retention, type EventRange } from './retention.ts';
 import { DiskWatch } from './disk-watch.ts';
@@ -37,6 +39,7 @@ async function dirBytes(dir: string, skip: string[] = []): Promise<number> {
 export function recorderService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let index: SegmentIndex | undefined;
+  let motion: MotionIndex | undefined;
   let healTimer: NodeJS.Timeout | undefined;
   let retentionTimer: NodeJS.Timeout | undefined;
   let diskWatch: DiskWatch | undefined;
@@ -141,6 +144,7 @@ export function recorderService(config: Config): ServiceSchema {
         async handler(ctx) {
           const { camera, from, to } = ctx.params;
           const { ranges, gaps } = await index!.timeline(camera, from.getTime(), to.getTime());
+          const moved = await motion!.ranges(camera, from.getTime(), to.getTime(), GAP_TOLERANCE_MS);
           const iso = (r: { start: number; end: number }) => ({
             start: new Date(r.start).toISOString(),
             end: new Date(r.end).toISOString(),
@@ -151,6 +155,7 @@ export function recorderService(config: Config): ServiceSchema {
             to: to.toISOString(),
             ranges: ranges.map(iso),
             gaps: gaps.map(iso),
+            motion: moved.map(iso),
           };
         },
       }),
@@ -235,6 +240,10 @@ export function recorderService(config: Config): ServiceSchema {
     },
 
     events: {
+      // Where the picture moved: for the timeline, and for the days motion-only footage is kept.
+      ...on('detector.motion.spanned', async (span) => {
+        if (span.end > span.start) await motion?.add(span);
+      }),
       ...on('recording.segment.closed', async (segment) => {
         // Closed while the box stops, after this service: the next start's heal indexes it.
         if (!index) return;
@@ -248,6 +257,7 @@ export function recorderService(config: Config): ServiceSchema {
       await mkdir(paths.media, { recursive: true }); // a new box: statfs needs it to exist
       store = await Store.open(paths.db('recorder'));
       index = new SegmentIndex(store.collection<Segment>('segments'), store.collection<Segment>('archived'));
+      motion = new MotionIndex(store.collection<MotionSpan>('motion'));
       const tiers = config.video.archive;
       if (tiers) {
         const segments = index;
@@ -319,11 +329,20 @@ export function recorderService(config: Config): ServiceSchema {
             });
             if (!seen) return undefined;
             const [events, items] = seen;
+            const rec = specs?.get(camera)?.recording;
+            // The picture moved with nothing detected: kept for motionRetainDays when it says so.
+            const moved =
+              rec?.motionRetainDays == null
+                ? []
+                : (await motion!.list(camera, from, to)).map((m): EventRange => [
+                    m.start,
+                    m.end + postRollSeconds * 1000,
+                    rec.motionRetainDays!,
+                  ]);
             const alerts = new Set(
               items.flatMap((i) => i.objects.filter((o) => o.severity === 'alert').map((o) => o.event)),
             );
-            const rec = specs?.get(camera)?.recording;
-            return events.map((e): EventRange => {
+            const seenRanges = events.map((e): EventRange => {
               // Footage is kept by what was seen in it: alerts, detections, the camera's own motion.
               const days =
                 e.label === CAMERA_MOTION
@@ -337,6 +356,7 @@ export function recorderService(config: Config): ServiceSchema {
               ];
               return days === undefined ? bounds : [...bounds, days];
             });
+            return [...seenRanges, ...moved];
           },
           // Recordings queued for the cloud (sync.retentionWaitsForUpload); none when no sync service runs.
           pinned: async () =>
@@ -377,6 +397,11 @@ export function recorderService(config: Config): ServiceSchema {
         await checkArchive();
         await clips.trim();
         const r = await retention.run();
+        // Motion of footage that is gone goes with it.
+        for (const camera of await motion!.cameras()) {
+          const oldest = await index!.oldest(camera);
+          await motion!.dropBefore(camera, oldest?.start ?? Date.now() - 86_400_000);
+        }
         if (r.diskFull !== (diskFull !== null)) {
           diskFull = r.diskFull ? { freeBytes: await freeBytes(), since: new Date().toISOString() } : null;
           if (diskFull)
@@ -426,6 +451,7 @@ export function recorderService(config: Config): ServiceSchema {
       await store?.close();
       store = undefined;
       index = undefined;
+      motion = undefined;
     },
   };
 }

@@ -229,6 +229,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
             to: z.string(),
             ranges: z.array(Range),
             gaps: z.array(Range),
+            motion: z.array(Range).describe('where the picture moved (the detector looked), whatever moved in it'),
           }),
         ),
         401: errors[401],
@@ -245,6 +246,7 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
           to: string;
           ranges: z.infer<typeof Range>[];
           gaps: z.infer<typeof Range>[];
+          motion: z.infer<typeof Range>[];
         }>(broker, c, 'recorder.timeline', params),
         200,
       );

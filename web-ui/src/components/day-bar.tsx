@@ -23,6 +23,8 @@ export function DayBar(props: {
   from: Date;
   to: Date;
   ranges?: Array<{ start: string; end: string }>;
+  /** Where the picture moved: a thin line along the top of the bar. */
+  motion?: Array<{ start: string; end: string }>;
   marks?: Mark[];
   bands?: Band[];
   cursor?: Date | undefined;
@@ -69,6 +71,15 @@ export function DayBar(props: {
             style={{
               left: pct(Date.parse(r.start)),
               width: `calc(${pct(Date.parse(r.end))} - ${pct(Date.parse(r.start))})`,
+            }}
+          />
+        ))}
+        {props.motion?.map((r) => (
+          <span
+            class="motion"
+            style={{
+              left: pct(Date.parse(r.start)),
+              width: `max(2px, calc(${pct(Date.parse(r.end))} - ${pct(Date.parse(r.start))}))`,
             }}
           />
         ))}

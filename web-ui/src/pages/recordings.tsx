@@ -11,6 +11,7 @@ import type { ReviewItem, StoredEvent } from '../../../services/events/events.sc
 interface Timeline {
   ranges: Array<{ start: string; end: string }>;
   gaps: Array<{ start: string; end: string }>;
+  motion: Array<{ start: string; end: string }>;
 }
 
 const dayOf = (d: Date) =>
@@ -211,6 +212,7 @@ export function RecordingsPage() {
         from={from}
         to={to}
         ranges={recorded}
+        motion={timeline.data?.motion ?? []}
         cursor={at}
         marks={(events.data ?? []).map((e) => ({ at: new Date(e.start), label: e.label, id: e.id }))}
         bands={(items.data ?? []).map((i) => ({

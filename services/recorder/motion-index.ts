@@ -1,0 +1,59 @@
+// Where each camera's picture moved (the detector's motion spans), kept beside the segment
+// index: the recordings timeline shows it, and retention keeps footage with motion for the
+// camera's motionRetainDays. Keyed <camera>/<start>; a span is at most a minute long.
+import type { Collection } from '../../lib/store.ts';
+import type { MotionSpan } from '../detector/detector.schemas.ts';
+import type { Range } from './recorder.schemas.ts';
+import { MAX_MS } from '../detector/motion-spans.ts';
+
+const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
+
+export class MotionIndex {
+  constructor(private readonly spans: Collection<MotionSpan>) {}
+
+  /** Not flushed per span: a few seconds of motion lost with a power cut cost nothing stored. */
+  add(span: MotionSpan): Promise<void> {
+    return this.spans.put(key(span.camera, span.start), span, { sync: false });
+  }
+
+  /** Spans of a camera that overlap [from, to), oldest first. */
+  async list(camera: string, from: number, to: number): Promise<MotionSpan[]> {
+    const spans = await this.spans.values({ gte: key(camera, Math.max(0, from - MAX_MS)), lt: key(camera, to) });
+    return spans.filter((s) => s.end > from);
+  }
+
+  /** The same, as ranges with the gaps under `tolerance` ms closed. */
+  async ranges(camera: string, from: number, to: number, tolerance: number): Promise<Range[]> {
+    const out: Range[] = [];
+    for (const s of await this.list(camera, from, to)) {
+      const last = out[out.length - 1];
+      const start = Math.max(s.start, from);
+      const end = Math.min(s.end, to);
+      if (last && start - last.end <= tolerance) last.end = Math.max(last.end, end);
+      else out.push({ start, end });
+    }
+    return out;
+  }
+
+  /** Drops a camera's spans that ended before `t` (its footage is gone). */
+  async dropBefore(camera: string, t: number): Promise<number> {
+    const old = (await this.spans.values({ gte: key(camera, 0), lt: key(camera, t) })).filter((s) => s.end < t);
+    await this.spans.delMany(
+      old.map((s) => key(s.camera, s.start)),
+      { sync: false },
+    );
+    return old.length;
+  }
+
+  /** Cameras with spans, one seek each. */
+  async cameras(): Promise<string[]> {
+    const out: string[] = [];
+    let from = '';
+    for (;;) {
+      const [next] = await this.spans.values({ gte: from, limit: 1 });
+      if (!next) return out;
+      out.push(next.camera);
+      from = `${next.camera}/~`;
+    }
+  }
+}
