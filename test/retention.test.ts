@@ -9,6 +9,9 @@ import { SegmentIndex } from '../services/recorder/segment-index.ts';
 import type { Segment } from '../services/recorder/recorder.schemas.ts';
 import { DiskWatch } from '../services/recorder/disk-watch.ts';
 import { Retention } from '../services/recorder/retention.ts';
+import { seenRanges } from '../services/recorder/seen-ranges.ts';
+import { CameraInput } from '../services/cameras/cameras.schemas.ts';
+import { CAMERA_MOTION } from '../services/events/events.schemas.ts';
 import { testBox, tempDir, withAdmin } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { RtspCamera } from './helpers/video.ts';
@@ -241,6 +244,53 @@ test('by free space: oldest go until the floor is met (disk reading injected: a 
     all.slice(3).map((s) => s.path),
   );
   await f.done();
+});
+
+test('what was seen sets the days: alerts, detections, motion with no object, plain footage', async () => {
+  const recording = CameraInput.parse({
+    id: 'c',
+    name: 'c',
+    source: { kind: 'rtsp', url: 'rtsp://camera.invalid/s' },
+    recording: { retainDays: 2, eventRetainDays: 10, alertRetainDays: 40, motionRetainDays: 5 },
+  }).recording;
+  const iso = (t: number) => new Date(t).toISOString();
+  const seen = {
+    events: [
+      { id: 'alert-1', label: 'person', start: iso(NOW - 100_000), end: iso(NOW - 90_000) },
+      { id: 'det-1', label: 'dog', start: iso(NOW - 80_000), end: iso(NOW - 70_000) },
+      { id: 'cam-m-1', label: CAMERA_MOTION, start: iso(NOW - 60_000), end: null },
+    ],
+    items: [
+      {
+        objects: [
+          { event: 'alert-1', label: 'person', zones: [], severity: 'alert' as const, topScore: 0.9 },
+          { event: 'det-1', label: 'dog', zones: [], severity: 'detection' as const, topScore: 0.7 },
+        ],
+      },
+    ],
+    motion: [{ camera: 'c', start: NOW - 50_000, end: NOW - 40_000 }],
+    recording,
+    preRollMs: 5000,
+    postRollMs: 3000,
+    now: NOW,
+  };
+  assert.equal(seenRanges(seen), [
+    [NOW - 105_000, NOW - 87_000, 40],
+    [NOW - 85_000, NOW - 67_000, 10],
+    [NOW - 65_000, NOW + 3000, 5],
+    [NOW - 50_000, NOW - 37_000, 5],
+  ]);
+  // Without their own days: alerts as detections, motion as plain footage (no range of its own).
+  const plain = { ...recording, alertRetainDays: null, motionRetainDays: null };
+  assert.equal(
+    seenRanges({ ...seen, recording: plain }).map((r) => r[2]),
+    [10, 10, 2],
+  );
+  // A camera no longer on the box: ranges without days (its footage is kept as if it had events).
+  assert.equal(
+    seenRanges({ ...seen, recording: undefined }).map((r) => r.length),
+    [2, 2, 2],
+  );
 });
 
 test('a live camera under a small quota: the recordings stay within it and the newest are kept', async () => {

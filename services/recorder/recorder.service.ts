@@ -13,10 +13,10 @@ import { BUSY_MS, GAP_TOLERANCE_MS, SegmentIndex } from './segment-index.ts';
 import { MotionIndex } from './motion-index.ts';
 import type { MotionSpan } from '../detector/detector.schemas.ts';
 import { CLIP_NAME, FileInput, TimeRangeInput, type Segment } from './recorder.schemas.ts';
-import { Retention, type EventRange } from './retention.ts';
+import { Retention } from './retention.ts';
+import { seenRanges } from './seen-ranges.ts';
 import { DiskWatch } from './disk-watch.ts';
 import { ArchiveTier } from './archive-tier.ts';
-import { CAMERA_MOTION } from '../events/events.schemas.ts';
 import { ClipCache } from './clips.ts';
 import { vodPlaylist } from './playlist.ts';
 import { NotFoundError, UnavailableError } from '../../lib/errors.ts';
@@ -329,34 +329,15 @@ export function recorderService(config: Config): ServiceSchema {
             });
             if (!seen) return undefined;
             const [events, items] = seen;
-            const rec = specs?.get(camera)?.recording;
-            // The picture moved with nothing detected: kept for motionRetainDays when it says so.
-            const moved =
-              rec?.motionRetainDays == null
-                ? []
-                : (await motion!.list(camera, from, to)).map((m): EventRange => [
-                    m.start,
-                    m.end + postRollSeconds * 1000,
-                    rec.motionRetainDays!,
-                  ]);
-            const alerts = new Set(
-              items.flatMap((i) => i.objects.filter((o) => o.severity === 'alert').map((o) => o.event)),
-            );
-            const seenRanges = events.map((e): EventRange => {
-              // Footage is kept by what was seen in it: alerts, detections, the camera's own motion.
-              const days =
-                e.label === CAMERA_MOTION
-                  ? (rec?.motionRetainDays ?? rec?.retainDays)
-                  : alerts.has(e.id)
-                    ? (rec?.alertRetainDays ?? rec?.eventRetainDays)
-                    : rec?.eventRetainDays;
-              const bounds: [number, number] = [
-                Date.parse(e.start) - preRollSeconds * 1000,
-                (e.end ? Date.parse(e.end) : Date.now()) + postRollSeconds * 1000,
-              ];
-              return days === undefined ? bounds : [...bounds, days];
+            return seenRanges({
+              events,
+              items,
+              motion: await motion!.list(camera, from, to),
+              recording: specs?.get(camera)?.recording,
+              preRollMs: preRollSeconds * 1000,
+              postRollMs: postRollSeconds * 1000,
+              now: Date.now(),
             });
-            return [...seenRanges, ...moved];
           },
           // Recordings queued for the cloud (sync.retentionWaitsForUpload); none when no sync service runs.
           pinned: async () =>
