@@ -52,10 +52,24 @@ export const ConfigSchema = z.strictObject({
     .regex(/^nats:\/\/\S+$/, 'a NATS URL such as nats://127.0.0.1:4222')
     .nullable()
     .default(null),
+  /** The services this node runs. */
   services: z
     .array(z.enum(SERVICE_NAMES))
     .min(1)
     .default([...SERVICE_NAMES]),
+  /**
+   * The services the whole deployment runs, over all its nodes: health judges these (one with no
+   * instance is degraded) and leaves the others out, so a box without remote management, or a
+   * split of a few services, is ok. Default: all.
+   */
+  deployment: z
+    .strictObject({
+      services: z
+        .array(z.enum(SERVICE_NAMES))
+        .min(1)
+        .default([...SERVICE_NAMES]),
+    })
+    .prefault({}),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   /** Data root: db/, media/, outbox/, tls/ live under it. */
   dataDir: z.string().min(1).default('./data'),
@@ -447,6 +461,7 @@ const ENV_ALIASES: Record<string, string[]> = {
   NODEID: ['nodeId'],
   TRANSPORTER: ['transporter'],
   SERVICES: ['services'],
+  DEPLOYMENT: ['deployment', 'services'],
   LOGLEVEL: ['logLevel'],
   FOGEDGE_DATA_DIR: ['dataDir'],
   PORT: ['http', 'port'],
@@ -506,13 +521,13 @@ function applyEnv(raw: Record<string, unknown>, env: Env, origins: Map<string, s
     let keyPath = ENV_ALIASES[name];
     if (!keyPath && name.startsWith(ENV_PREFIX)) keyPath = schemaPath(name.slice(ENV_PREFIX.length).split('__'));
     if (!keyPath) continue;
-    const parsed =
-      keyPath[0] === 'services'
-        ? value
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean)
-        : parseScalar(value);
+    const isList = keyPath.join('.') === 'services' || keyPath.join('.') === 'deployment.services';
+    const parsed = isList
+      ? value
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : parseScalar(value);
     setPath(raw, keyPath, parsed);
     origins.set(keyPath.join('.'), name);
   }

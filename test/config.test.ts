@@ -75,6 +75,7 @@ test('YAML file values, then environment overrides on top', async () => {
       FOGEDGE__HTTP__PORT: '9100',
       TRANSPORTER: 'nats://127.0.0.1:4222',
       SERVICES: 'api, system',
+      DEPLOYMENT: 'api,system,accounts',
       FOGEDGE__AUTH__SESSIONTTLHOURS: '12',
       FOGEDGE_DATA_DIR: '/var/lib/fogedge',
     },
@@ -85,6 +86,11 @@ test('YAML file values, then environment overrides on top', async () => {
   assert.is(config.logLevel, 'debug');
   assert.is(config.transporter, 'nats://127.0.0.1:4222');
   assert.equal(config.services, ['api', 'system']);
+  assert.equal(config.deployment.services, ['api', 'system', 'accounts']);
+  assert.equal(loadConfig({}, dir).deployment.services.length, 13, 'by default, every service');
+  const bad = configError(() => loadConfig({ DEPLOYMENT: 'api,cloud' }, dir));
+  assert.is(bad.problems.length, 1);
+  assert.match(bad.problems[0]!, /deployment\.services.*DEPLOYMENT/);
   assert.is(config.auth.sessionTtlHours, 12);
   assert.is(config.dataDir, '/var/lib/fogedge');
 });

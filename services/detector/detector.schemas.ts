@@ -25,6 +25,9 @@ export const DetectorStatus = z.object({
 });
 export type DetectorStatus = z.output<typeof DetectorStatus>;
 
+/** A motion span is at most this long: a longer stretch of motion comes as several, ms. */
+export const MOTION_SPAN_MAX_MS = 60_000;
+
 /** A stretch of time a camera's picture moved (ms since epoch), whatever moved in it. */
 export interface MotionSpan {
   camera: string;

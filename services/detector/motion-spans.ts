@@ -3,10 +3,10 @@
 // every MAX_MS, so the timeline and retention hear of it within a minute. The recorder keeps
 // them: the recordings timeline shows them, and footage with motion and nothing else is kept
 // for the camera's motionRetainDays.
-import type { MotionSpan } from './detector.schemas.ts';
+import { MOTION_SPAN_MAX_MS, type MotionSpan } from './detector.schemas.ts';
 
 export const QUIET_MS = 5000;
-export const MAX_MS = 60_000;
+export const MAX_MS = MOTION_SPAN_MAX_MS;
 /** A span of one moving frame still covers this much of the timeline. */
 const LEAST_MS = 1000;
 

@@ -2,9 +2,8 @@
 // index: the recordings timeline shows it, and retention keeps footage with motion for the
 // camera's motionRetainDays. Keyed <camera>/<start>; a span is at most a minute long.
 import type { Collection } from '../../lib/store.ts';
-import type { MotionSpan } from '../detector/detector.schemas.ts';
+import { MOTION_SPAN_MAX_MS, type MotionSpan } from '../detector/detector.schemas.ts';
 import type { Range } from './recorder.schemas.ts';
-import { MAX_MS } from '../detector/motion-spans.ts';
 
 const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
 
@@ -18,7 +17,10 @@ export class MotionIndex {
 
   /** Spans of a camera that overlap [from, to), oldest first. */
   async list(camera: string, from: number, to: number): Promise<MotionSpan[]> {
-    const spans = await this.spans.values({ gte: key(camera, Math.max(0, from - MAX_MS)), lt: key(camera, to) });
+    const spans = await this.spans.values({
+      gte: key(camera, Math.max(0, from - MOTION_SPAN_MAX_MS)),
+      lt: key(camera, to),
+    });
     return spans.filter((s) => s.end > from);
   }
 

@@ -175,8 +175,12 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
             .getServiceList({ onlyLocal: false, onlyAvailable: true, skipInternal: true, withActions: true })
             .filter((s) => (SERVICE_NAMES as readonly string[]).includes(s.name));
 
+          // What the deployment declares, and whatever else runs: a declared one with no instance is down.
+          const judged = SERVICE_NAMES.filter(
+            (name) => config.deployment.services.includes(name) || instances.some((s) => s.name === name),
+          );
           const services = await Promise.all(
-            SERVICE_NAMES.map(async (name) => {
+            judged.map(async (name) => {
               const here = instances.filter((s) => s.name === name);
               const checks = await Promise.all(
                 here.map(async (s) => {

@@ -65,12 +65,11 @@ async function overNats(nats: NatsServer) {
     LOGLEVEL: 'warn',
   };
   const t0 = Date.now();
-  const gw = startNode({ ...env, NODEID: `gw-${t0}`, SERVICES: 'api,system' });
-  const acc = startNode({
-    ...env,
-    NODEID: `acc-${t0}`,
-    SERVICES: 'accounts,cameras,streams,recorder,detector,events,devices,mqtt,sync',
-  });
+  // A site with no operator: the deployment says so, and health does not wait for admp or usp.
+  const others = 'accounts,cameras,streams,recorder,detector,events,devices,mqtt,sync';
+  const deployment = { DEPLOYMENT: `api,system,${others}` };
+  const gw = startNode({ ...env, ...deployment, NODEID: `gw-${t0}`, SERVICES: 'api,system' });
+  const acc = startNode({ ...env, ...deployment, NODEID: `acc-${t0}`, SERVICES: others });
   const ms = await healthyAfter(t0, `http://127.0.0.1:${port}/api/v1/health`);
   await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
   const rss = rssMiB(gw.pid) + rssMiB(acc.pid);
