@@ -9,7 +9,7 @@ import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { tempDir } from './helpers/box.ts';
-import { freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
+import { firstAdminSession, freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
 import { connectOutcome } from './helpers/mqtt.ts';
 
 const run = promisify(execFile);
@@ -18,12 +18,7 @@ const run = promisify(execFile);
 async function boxWithAdmin(env: Record<string, string>, httpPort: number, mqttPort: number) {
   const base = `http://127.0.0.1:${httpPort}`;
   const box = await startedNode(env);
-  const setup = await getJson(`${base}/api/v1/setup`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'admin-password-1' }),
-  });
-  const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')![1]!;
+  const session = await firstAdminSession(base, 'admin', 'admin-password-1');
   return { box, base, url: `mqtt://127.0.0.1:${mqttPort}`, session };
 }
 

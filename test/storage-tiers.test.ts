@@ -15,7 +15,7 @@ import { ArchiveTier, type ArchiveOptions } from '../services/recorder/archive-t
 import { Retention } from '../services/recorder/retention.ts';
 import type { Segment } from '../services/recorder/recorder.schemas.ts';
 import { tempDir } from './helpers/box.ts';
-import { freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
+import { firstAdminSession, freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
 import { playable } from './helpers/video.ts';
 import { launch, shot, videoAdvances } from './helpers/browser.ts';
 
@@ -241,12 +241,7 @@ test('the box: segments move while it records, play through the same API; an unm
     FOGEDGE__VIDEO__ARCHIVE__MINFREEBYTES: '0',
   };
   let node = await startedNode(env); // the demo camera: the bundled street clip
-  const setup = await getJson(`${base}/api/v1/setup`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'tier-password-1' }),
-  });
-  const token = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1];
+  const token = await firstAdminSession(base, 'admin', 'tier-password-1');
   const auth = { headers: { authorization: `Bearer ${token}` } };
   const api = async (p: string) => getJson(`${base}/api/v1${p}`, auth);
   const t0 = new Date(Date.now() - 60_000).toISOString();

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { Operator, OperatorBroker } from './helpers/operator.ts';
-import { freePort, getJson, Proc, waitUntil } from './helpers/processes.ts';
+import { firstAdminSession, freePort, getJson, Proc, waitUntil } from './helpers/processes.ts';
 import { BASE_VERSION as BASE, ReleaseLab } from './helpers/releases.ts';
 
 let lab: ReleaseLab;
@@ -65,12 +65,7 @@ test.before(async () => {
     FOGEDGE__ADMP__RECONNECTMAXMS: '1000',
   });
   await waitUntil('the first release up', async () => (await health()) === BASE, 30_000);
-  const setup = await getJson(`${base}/api/v1/setup`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'update-password-1' }),
-  });
-  session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]!;
+  session = await firstAdminSession(base, 'admin', 'update-password-1');
 });
 
 test.after(async () => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { testBox, tempDir, withAdmin, type TestBox } from './helpers/box.ts';
-import { freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
+import { firstAdminSession, freePort, getJson, startedNode, waitUntil } from './helpers/processes.ts';
 import { ffmpegPids, playable, RtspCamera } from './helpers/video.ts';
 
 let box: TestBox;
@@ -321,12 +321,7 @@ test('the box killed with SIGKILL mid-segment: ffmpeg dies with it; on restart t
     FOGEDGE__VIDEO__MINFREEBYTES: '0',
   };
   let node = await startedNode(env); // demo camera on: the bundled clip
-  const setup = await getJson(`${base}/api/v1/setup`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'heal-password-1' }),
-  });
-  const token = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1];
+  const token = await firstAdminSession(base, 'admin', 'heal-password-1');
   const auth = { headers: { authorization: `Bearer ${token}` } };
   await waitUntil('ffmpeg recording the demo camera', () => ffmpegPids(dataDir).length === 1 || undefined, 15_000);
   await new Promise((r) => setTimeout(r, 6000)); // a few fragments into a 60 s segment

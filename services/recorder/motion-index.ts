@@ -4,6 +4,7 @@
 import type { Collection } from '../../lib/store.ts';
 import { MOTION_SPAN_MAX_MS, type MotionSpan } from '../detector/detector.schemas.ts';
 import type { Range } from './recorder.schemas.ts';
+import { mergedRanges } from './segment-index.ts';
 
 const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
 
@@ -24,17 +25,9 @@ export class MotionIndex {
     return spans.filter((s) => s.end > from);
   }
 
-  /** The same, as ranges with the gaps under `tolerance` ms closed. */
-  async ranges(camera: string, from: number, to: number, tolerance: number): Promise<Range[]> {
-    const out: Range[] = [];
-    for (const s of await this.list(camera, from, to)) {
-      const last = out[out.length - 1];
-      const start = Math.max(s.start, from);
-      const end = Math.min(s.end, to);
-      if (last && start - last.end <= tolerance) last.end = Math.max(last.end, end);
-      else out.push({ start, end });
-    }
-    return out;
+  /** The same, as ranges with the short gaps between them closed. */
+  async ranges(camera: string, from: number, to: number): Promise<Range[]> {
+    return mergedRanges(await this.list(camera, from, to), from, to);
   }
 
   /** Drops a camera's spans that ended before `t` (its footage is gone). */

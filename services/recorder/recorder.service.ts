@@ -9,7 +9,7 @@ import { action } from '../../lib/actions.ts';
 import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { DAY_DIR, SEGMENT_FILE, dataPaths, startOfSegmentFile } from '../../appliance/data-dir.ts';
-import { BUSY_MS, GAP_TOLERANCE_MS, SegmentIndex } from './segment-index.ts';
+import { BUSY_MS, SegmentIndex } from './segment-index.ts';
 import { MotionIndex } from './motion-index.ts';
 import type { MotionSpan } from '../detector/detector.schemas.ts';
 import { CLIP_NAME, FileInput, TimeRangeInput, type Segment } from './recorder.schemas.ts';
@@ -144,7 +144,7 @@ export function recorderService(config: Config): ServiceSchema {
         async handler(ctx) {
           const { camera, from, to } = ctx.params;
           const { ranges, gaps } = await index!.timeline(camera, from.getTime(), to.getTime());
-          const moved = await motion!.ranges(camera, from.getTime(), to.getTime(), GAP_TOLERANCE_MS);
+          const moved = await motion!.ranges(camera, from.getTime(), to.getTime());
           const iso = (r: { start: number; end: number }) => ({
             start: new Date(r.start).toISOString(),
             end: new Date(r.end).toISOString(),

@@ -13,6 +13,19 @@ export const GAP_TOLERANCE_MS = 1500;
 /** ffmpeg appends a fragment at every keyframe: a file quiet for this long is not being written. */
 export const BUSY_MS = 15_000;
 
+/** Stretches of time (sorted by start) cut to [from, to), those closer than GAP_TOLERANCE_MS joined. */
+export function mergedRanges(sorted: Range[], from: number, to: number): Range[] {
+  const out: Range[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    const start = Math.max(r.start, from);
+    const end = Math.min(r.end, to);
+    if (last && start - last.end <= GAP_TOLERANCE_MS) last.end = Math.max(last.end, end);
+    else out.push({ start, end });
+  }
+  return out;
+}
+
 const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
 
 export interface CameraUsage {
@@ -163,14 +176,7 @@ export class SegmentIndex {
 
   /** Recorded ranges and the gaps between them, within [from, to). */
   async timeline(camera: string, from: number, to: number): Promise<{ ranges: Range[]; gaps: Range[] }> {
-    const ranges: Range[] = [];
-    for (const s of await this.list(camera, from, to)) {
-      const last = ranges[ranges.length - 1];
-      const start = Math.max(s.start, from);
-      const end = Math.min(s.end, to);
-      if (last && start - last.end <= GAP_TOLERANCE_MS) last.end = Math.max(last.end, end);
-      else ranges.push({ start, end });
-    }
+    const ranges = mergedRanges(await this.list(camera, from, to), from, to);
     const gaps: Range[] = [];
     let cursor = from;
     for (const r of ranges) {

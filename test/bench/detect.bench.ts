@@ -13,7 +13,7 @@ import { MotionDetector } from '../../lib/vision/motion.ts';
 import { Tracker } from '../../services/detector/tracker.ts';
 import { YoloxModel } from '../../lib/vision/yolox.ts';
 import { tempDir } from '../helpers/box.ts';
-import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
+import { firstAdminSession, freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
 import { clipFrames, ffmpegPids, RtspCamera, stillClip } from '../helpers/video.ts';
 import { cpuTicks, pct, TICK } from './proc-stats.ts';
 
@@ -64,12 +64,7 @@ const box = await startedNode({
   FOGEDGE__MQTT__PORT: String(mqttPort),
   FOGEDGE__MQTT__TLSPORT: 'null',
 });
-const setup = await getJson(`${base}/api/v1/setup`, {
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
-});
-const token = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]!;
+const token = await firstAdminSession(base, 'bench', 'bench-password');
 const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
 const api = (method: string, path: string, body?: unknown) =>
   getJson(`${base}${path}`, { method, headers: auth, ...(body ? { body: JSON.stringify(body) } : {}) });

@@ -12,7 +12,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import net from 'node:net';
 import os from 'node:os';
 import { tempDir } from '../helpers/box.ts';
-import { freePort, getJson, startedNode } from '../helpers/processes.ts';
+import { firstAdminSession, freePort, getJson, startedNode } from '../helpers/processes.ts';
 import { cpuTicks, pct, rssMiB, TICK } from './proc-stats.ts';
 import { mayReceive } from '../../services/mqtt/access-rules.ts';
 
@@ -147,12 +147,7 @@ const box = await startedNode({
 });
 await pin(box.pid, '0');
 const base = `http://127.0.0.1:${boxPort}`;
-const setup = await getJson(`${base}/api/v1/setup`, {
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body: JSON.stringify({ username: 'app', password: 'app-password-123' }),
-});
-const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie')!)![1]!;
+const session = await firstAdminSession(base, 'app', 'app-password-123');
 const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };
 const secrets: string[] = [];
 for (let i = 0; i < PUBLISHERS; i++) {

@@ -140,3 +140,15 @@ export async function getJson(url: string, init: RequestInit = {}) {
   }
   return { status: res.status, headers: res.headers, json, text };
 }
+
+/** Creates the first admin of a box process (first-run setup) and gives its session token. */
+export async function firstAdminSession(base: string, username: string, password: string): Promise<string> {
+  const setup = await getJson(`${base}/api/v1/setup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  const session = /fogedge_session=([^;]+)/.exec(setup.headers.get('set-cookie') ?? '')?.[1];
+  if (!session) throw new Error(`first-run setup failed: ${setup.status} ${setup.text}`);
+  return session;
+}
