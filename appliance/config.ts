@@ -43,6 +43,20 @@ export function defaultBoxId(env: NodeJS.ProcessEnv = process.env, hostname = os
   return (env['BALENA_DEVICE_UUID'] && from(env['BALENA_DEVICE_UUID'])) || from(hostname) || 'fogedge';
 }
 
+/** Most bytes a store may take, at least 1 MiB; null: no quota, only the free-space floor. */
+const QuotaBytes = z
+  .number()
+  .int()
+  .min(1024 * 1024)
+  .nullable()
+  .default(null);
+/** Free space a disk always keeps, bytes; 1 GiB unless set. */
+const FloorBytes = z
+  .number()
+  .int()
+  .min(0)
+  .default(1024 ** 3);
+
 export const ConfigSchema = z.strictObject({
   /** Moleculer node id; default hostname-pid. */
   nodeId: z.string().min(1).optional(),
@@ -123,18 +137,9 @@ export const ConfigSchema = z.strictObject({
        * Most bytes everything the box stores may take: recordings, clips, snapshots, stores, the
        * outbox (cached clips go first, then the oldest recordings); null: only the free-space floor.
        */
-      quotaBytes: z
-        .number()
-        .int()
-        .min(1024 * 1024)
-        .nullable()
-        .default(null),
+      quotaBytes: QuotaBytes,
       /** Free space the disk always keeps, bytes (cached clips go first, then the oldest recordings). */
-      minFreeBytes: z
-        .number()
-        .int()
-        .min(0)
-        .default(1024 ** 3),
+      minFreeBytes: FloorBytes,
       /** Most bytes cached clips may take; a longer clip is refused with the reason (507). */
       clipCacheBytes: z
         .number()
@@ -177,18 +182,9 @@ export const ConfigSchema = z.strictObject({
            */
           requireMount: z.boolean().default(true),
           /** Free space the archive keeps; below it the archive's oldest segments go, bytes. */
-          minFreeBytes: z
-            .number()
-            .int()
-            .min(0)
-            .default(1024 ** 3),
+          minFreeBytes: FloorBytes,
           /** Most bytes archived recordings may take; null: only the free-space floor. */
-          quotaBytes: z
-            .number()
-            .int()
-            .min(1024 * 1024)
-            .nullable()
-            .default(null),
+          quotaBytes: QuotaBytes,
           /** Copy rate cap, so moves never starve recording of the disk, bytes/s; null: none. */
           moveBytesPerSecond: z
             .number()

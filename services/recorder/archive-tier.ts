@@ -5,9 +5,10 @@
 // next start the journal's move is finished (the archive copy is complete once renamed) or
 // undone (the partial copy goes).
 import { constants } from 'node:fs';
-import { access, copyFile, mkdir, open, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { access, copyFile, mkdir, open, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { commitFile } from '../../lib/durable-files.ts';
 import type { Collection } from '../../lib/store.ts';
 import type { SegmentIndex } from './segment-index.ts';
 import type { ArchiveStatus, Segment } from './recorder.schemas.ts';
@@ -82,7 +83,7 @@ export class ArchiveTier implements ArchivePolicy {
   }
 
   private async look(): Promise<Omit<ArchiveStatus, 'path' | 'since'>> {
-    const { dir, requireMount, minFreeBytes, quotaBytes } = this.options;
+    const { dir, requireMount } = this.options;
     const none = { totalBytes: null, freeBytes: null };
     const here = await stat(dir).catch(() => null);
     if (!here?.isDirectory()) return { state: 'missing', reason: `${dir} does not exist`, ...none };
@@ -104,29 +105,29 @@ export class ArchiveTier implements ArchivePolicy {
       return { state: 'unwritable', reason: `${dir} is not writable`, ...none };
     const disk = await statfs(dir);
     const sizes = { totalBytes: disk.blocks * disk.bsize, freeBytes: disk.bavail * disk.bsize };
-    if (sizes.freeBytes < minFreeBytes)
-      return { state: 'full', reason: `${sizes.freeBytes} bytes free, under its floor of ${minFreeBytes}`, ...sizes };
-    if (quotaBytes !== null && (await this.archivedBytes()) > quotaBytes)
-      return { state: 'full', reason: `over its quota of ${quotaBytes} bytes`, ...sizes };
-    return { state: 'ok', reason: null, ...sizes };
+    const problem = await this.spaceProblem();
+    return problem ? { state: 'full', reason: problem, ...sizes } : { state: 'ok', reason: null, ...sizes };
+  }
+
+  /** What `bytes` more would leave wrong with its space: under its floor, over its quota; null: nothing. */
+  private async spaceProblem(bytes = 0): Promise<string | null> {
+    const { dir, minFreeBytes, quotaBytes } = this.options;
+    const disk = await statfs(dir);
+    const free = disk.bavail * disk.bsize - bytes;
+    if (free < minFreeBytes) return `${free} bytes free, under its floor of ${minFreeBytes}`;
+    if (quotaBytes !== null && (await this.archivedBytes()) + bytes > quotaBytes)
+      return `over its quota of ${quotaBytes} bytes`;
+    return null;
   }
 
   /** Whether a segment of this size fits without taking the archive under its floor or over its quota. */
   async hasRoomFor(bytes: number): Promise<boolean> {
-    if (this.current.state !== 'ok') return false;
-    const { minFreeBytes, quotaBytes } = this.options;
-    const disk = await statfs(this.options.dir);
-    if (disk.bavail * disk.bsize - bytes < minFreeBytes) return false;
-    return quotaBytes === null || (await this.archivedBytes()) + bytes <= quotaBytes;
+    return this.current.state === 'ok' && (await this.spaceProblem(bytes)) === null;
   }
 
   /** Over its floor or quota: its oldest segments should go. */
   async overBudget(): Promise<boolean> {
-    if (!this.reachable) return false;
-    const { minFreeBytes, quotaBytes } = this.options;
-    const disk = await statfs(this.options.dir);
-    if (disk.bavail * disk.bsize < minFreeBytes) return true;
-    return quotaBytes !== null && (await this.archivedBytes()) > quotaBytes;
+    return this.reachable && (await this.spaceProblem()) !== null;
   }
 
   /**
@@ -176,8 +177,7 @@ export class ArchiveTier implements ArchivePolicy {
         await this.journal.del(JOURNAL_KEY);
         return false;
       }
-      await rename(partial, target);
-      await syncFolder(path.dirname(target));
+      await commitFile(partial, target);
     } catch (err) {
       // Nothing is in the archive's name yet: the hot copy stays the only one.
       await rm(partial, { force: true }).catch(() => undefined);
@@ -197,26 +197,26 @@ export class ArchiveTier implements ArchivePolicy {
     await this.journal.del(JOURNAL_KEY, { sync: false });
   }
 
-  /** Copies and flushes a file at the rate cap; false when the source is gone. */
+  /** Copies a file (at the rate cap, when there is one); false when the source is gone. */
   private async copy(source: string, target: string): Promise<boolean> {
-    const input = await open(source, 'r').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
-    if (!input) return false;
     const rate = this.options.bytesPerSecond;
-    if (!rate) {
-      // Uncapped: the kernel copies (copy_file_range), then the copy is flushed.
-      await input.close();
-      await copyFile(source, target);
-      const copied = await open(target, 'r+');
-      try {
-        await copied.sync();
-      } finally {
-        await copied.close();
-      }
+    try {
+      // Uncapped, the kernel copies (copy_file_range).
+      if (rate) await copyAtRate(source, target, rate);
+      else await copyFile(source, target);
       return true;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT' && e.path === source) return false;
+      throw err;
     }
+  }
+}
+
+/** Copies a file in chunks, sleeping as needed to stay within `rate` bytes/s. */
+async function copyAtRate(source: string, target: string, rate: number): Promise<void> {
+  const input = await open(source, 'r');
+  try {
     const output = await open(target, 'w');
     try {
       const buffer = Buffer.allocUnsafe(CHUNK);
@@ -227,26 +227,13 @@ export class ArchiveTier implements ArchivePolicy {
         if (bytesRead === 0) break;
         await output.write(buffer, 0, bytesRead, done);
         done += bytesRead;
-        if (rate) {
-          const ahead = (done / rate) * 1000 - (performance.now() - t0);
-          if (ahead > 0) await sleep(ahead);
-        }
+        const ahead = (done / rate) * 1000 - (performance.now() - t0);
+        if (ahead > 0) await sleep(ahead);
       }
-      await output.sync();
-      return true;
     } finally {
-      await input.close();
       await output.close();
     }
-  }
-}
-
-/** A rename is on the disk only once its folder is flushed. */
-async function syncFolder(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
   } finally {
-    await handle.close();
+    await input.close();
   }
 }

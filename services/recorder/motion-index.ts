@@ -4,23 +4,21 @@
 import type { Collection } from '../../lib/store.ts';
 import { MOTION_SPAN_MAX_MS, type MotionSpan } from '../detector/detector.schemas.ts';
 import type { Range } from './recorder.schemas.ts';
-import { mergedRanges } from './segment-index.ts';
-
-const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
+import { cameraKey, camerasIn, mergedRanges } from './segment-index.ts';
 
 export class MotionIndex {
   constructor(private readonly spans: Collection<MotionSpan>) {}
 
   /** Not flushed per span: a few seconds of motion lost with a power cut cost nothing stored. */
   add(span: MotionSpan): Promise<void> {
-    return this.spans.put(key(span.camera, span.start), span, { sync: false });
+    return this.spans.put(cameraKey(span.camera, span.start), span, { sync: false });
   }
 
   /** Spans of a camera that overlap [from, to), oldest first. */
   async list(camera: string, from: number, to: number): Promise<MotionSpan[]> {
     const spans = await this.spans.values({
-      gte: key(camera, Math.max(0, from - MOTION_SPAN_MAX_MS)),
-      lt: key(camera, to),
+      gte: cameraKey(camera, Math.max(0, from - MOTION_SPAN_MAX_MS)),
+      lt: cameraKey(camera, to),
     });
     return spans.filter((s) => s.end > from);
   }
@@ -32,23 +30,18 @@ export class MotionIndex {
 
   /** Drops a camera's spans that ended before `t` (its footage is gone). */
   async dropBefore(camera: string, t: number): Promise<number> {
-    const old = (await this.spans.values({ gte: key(camera, 0), lt: key(camera, t) })).filter((s) => s.end < t);
+    const old = (await this.spans.values({ gte: cameraKey(camera, 0), lt: cameraKey(camera, t) })).filter(
+      (s) => s.end < t,
+    );
     await this.spans.delMany(
-      old.map((s) => key(s.camera, s.start)),
+      old.map((s) => cameraKey(s.camera, s.start)),
       { sync: false },
     );
     return old.length;
   }
 
   /** Cameras with spans, one seek each. */
-  async cameras(): Promise<string[]> {
-    const out: string[] = [];
-    let from = '';
-    for (;;) {
-      const [next] = await this.spans.values({ gte: from, limit: 1 });
-      if (!next) return out;
-      out.push(next.camera);
-      from = `${next.camera}/~`;
-    }
+  cameras(): Promise<string[]> {
+    return camerasIn(this.spans);
   }
 }

@@ -26,7 +26,20 @@ export function mergedRanges(sorted: Range[], from: number, to: number): Range[]
   return out;
 }
 
-const key = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
+/** A camera's record by its start (ms), so a time range of one camera is one ordered scan. */
+export const cameraKey = (camera: string, start: number) => `${camera}/${String(Math.round(start)).padStart(15, '0')}`;
+
+/** The cameras that have records in a collection keyed by cameraKey: one seek per camera. */
+export async function camerasIn(records: Collection<{ camera: string }>): Promise<string[]> {
+  const out: string[] = [];
+  let from = '';
+  for (;;) {
+    const [next] = await records.values({ gte: from, limit: 1 });
+    if (!next) return out;
+    out.push(next.camera);
+    from = `${next.camera}/~`;
+  }
+}
 
 export interface CameraUsage {
   bytes: number;
@@ -51,7 +64,7 @@ export class SegmentIndex {
 
   async add(segment: Segment): Promise<void> {
     const tier = tierOf(segment);
-    const id = key(segment.camera, segment.start);
+    const id = cameraKey(segment.camera, segment.start);
     const before = await this.collections[tier].get(id);
     // No disk sync per segment: an entry lost with a power cut is rebuilt from its file at start.
     await this.collections[tier].put(id, segment, { sync: false });
@@ -60,14 +73,14 @@ export class SegmentIndex {
 
   async remove(segment: Segment): Promise<void> {
     const tier = tierOf(segment);
-    await this.collections[tier].del(key(segment.camera, segment.start), { sync: false });
+    await this.collections[tier].del(cameraKey(segment.camera, segment.start), { sync: false });
     this.count(tier, segment.camera, -segment.bytes, -1);
   }
 
   /** The entry of a segment whose file is now in the archive (written to the disk before it returns). */
   async archived(segment: Segment): Promise<Segment> {
     const moved: Segment = { ...segment, tier: 'archive' };
-    const id = key(segment.camera, segment.start);
+    const id = cameraKey(segment.camera, segment.start);
     const [before, hot] = await Promise.all([this.collections.archive.get(id), this.collections.hot.get(id)]);
     await this.collections.archive.put(id, moved, { sync: true });
     if (!before) this.count('archive', segment.camera, segment.bytes, 1);
@@ -81,7 +94,7 @@ export class SegmentIndex {
 
   /** Whether a segment with this camera and start is indexed, in either tier. */
   async has(camera: string, start: number): Promise<boolean> {
-    for (const tier of this.tiers) if (await this.collections[tier].get(key(camera, start))) return true;
+    for (const tier of this.tiers) if (await this.collections[tier].get(cameraKey(camera, start))) return true;
     return false;
   }
 
@@ -140,7 +153,7 @@ export class SegmentIndex {
   async oldest(camera: string, tier?: Tier): Promise<Segment | undefined> {
     let oldest: Segment | undefined;
     for (const t of tier ? [tier] : this.tiers) {
-      const [s] = await this.collections[t].values({ gte: key(camera, 0), lt: `${camera}/~`, limit: 1 });
+      const [s] = await this.collections[t].values({ gte: cameraKey(camera, 0), lt: `${camera}/~`, limit: 1 });
       if (s && (!oldest || s.start < oldest.start)) oldest = s;
     }
     return oldest;
@@ -149,15 +162,8 @@ export class SegmentIndex {
   /** Cameras that have segments (in a tier, or in either), from the key order: one seek per camera. */
   async cameras(tier?: Tier): Promise<string[]> {
     const out = new Set<string>();
-    for (const t of tier ? [tier] : this.tiers) {
-      let from = '';
-      for (;;) {
-        const [next] = await this.collections[t].values({ gte: from, limit: 1 });
-        if (!next) break;
-        out.add(next.camera);
-        from = `${next.camera}/~`;
-      }
-    }
+    for (const t of tier ? [tier] : this.tiers)
+      for (const camera of await camerasIn(this.collections[t])) out.add(camera);
     return [...out].sort();
   }
 
@@ -167,8 +173,13 @@ export class SegmentIndex {
     // The archive's entry wins: a move writes it before it drops the hot one.
     for (const t of tier ? [tier] : this.tiers) {
       const c = this.collections[t];
-      const before = await c.values({ lt: key(camera, from), gte: key(camera, 0), reverse: true, limit: 1 });
-      const inside = await c.values({ gte: key(camera, from), lt: key(camera, to) });
+      const before = await c.values({
+        lt: cameraKey(camera, from),
+        gte: cameraKey(camera, 0),
+        reverse: true,
+        limit: 1,
+      });
+      const inside = await c.values({ gte: cameraKey(camera, from), lt: cameraKey(camera, to) });
       for (const s of [...before.filter((s) => s.end > from), ...inside]) byStart.set(s.start, s);
     }
     return [...byStart.values()].sort((a, b) => a.start - b.start);

@@ -3,12 +3,11 @@
 // `ffmpeg -c copy` segment recorder per camera. CAMERAS=4 SECONDS=40 by default. Both are
 // measured in steady state, WARMUP=30 s after the last camera is online: a Node process's
 // one-off work after its start (JIT, the memory reducer's full GCs) is bench:startup's.
-import { spawn } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { tempDir } from '../helpers/box.ts';
 import { freePort, getJson, startedNode, waitUntil } from '../helpers/processes.ts';
-import { ffmpegPids, RtspCamera } from '../helpers/video.ts';
+import { bareRecorder, ffmpegPids, RtspCamera } from '../helpers/video.ts';
 import { WebSocket } from 'ws';
 import { cpuNs, rssMiB, threadCpuNs } from './proc-stats.ts';
 
@@ -35,32 +34,7 @@ const refDir = await tempDir();
 const bare = await Promise.all(
   Array.from({ length: CAMERAS }, async (_, i) => {
     await mkdir(path.join(refDir, `c${i}`), { recursive: true });
-    return spawn(
-      'ffmpeg',
-      [
-        '-nostdin',
-        '-v',
-        'error',
-        '-rtsp_transport',
-        'tcp',
-        '-i',
-        server.url(),
-        '-map',
-        '0:v:0',
-        '-c',
-        'copy',
-        '-f',
-        'segment',
-        '-segment_time',
-        String(SEGMENT_S),
-        '-segment_format',
-        'mp4',
-        '-reset_timestamps',
-        '1',
-        path.join(refDir, `c${i}`, '%05d.mp4'),
-      ],
-      { stdio: 'ignore' },
-    );
+    return bareRecorder(server.url(), path.join(refDir, `c${i}`), SEGMENT_S);
   }),
 );
 await sleep(WARMUP_MS);

@@ -4,7 +4,7 @@
 // disk (this machine has one disk; a NAS or second disk moves at its own speed). Then the CPU of
 // a camera's recording (a bare ffmpeg segment recorder on the bundled clip over RTSP) for SECONDS
 // while nothing moves, and while the same files move at the default cap (32 MiB/s).
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -14,7 +14,7 @@ import { SegmentIndex } from '../../services/recorder/segment-index.ts';
 import type { Segment } from '../../services/recorder/recorder.schemas.ts';
 import { tempDir } from '../helpers/box.ts';
 import { freePort } from '../helpers/processes.ts';
-import { RtspCamera } from '../helpers/video.ts';
+import { bareRecorder, RtspCamera } from '../helpers/video.ts';
 import { cpuTicks, TICK } from './proc-stats.ts';
 
 const run = promisify(execFile);
@@ -94,30 +94,7 @@ const camera = new RtspCamera(await freePort());
 await camera.start();
 const recDir = path.join(root, 'recording');
 await mkdir(recDir);
-const ffmpeg = spawn(
-  'ffmpeg',
-  [
-    '-nostdin',
-    '-v',
-    'error',
-    '-rtsp_transport',
-    'tcp',
-    '-i',
-    camera.url(),
-    '-map',
-    '0:v:0',
-    '-c',
-    'copy',
-    '-f',
-    'segment',
-    '-segment_time',
-    '10',
-    '-segment_format',
-    'mp4',
-    path.join(recDir, '%05d.mp4'),
-  ],
-  { stdio: 'ignore' },
-);
+const ffmpeg = bareRecorder(camera.url(), recDir, 10);
 await sleep(5000);
 const cpuOver = async (work: Promise<unknown> | undefined) => {
   const pid = ffmpeg.pid!;

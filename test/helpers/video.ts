@@ -1,6 +1,6 @@
 // Real video components for tests: GStreamer's RTSP server playing the bundled clip,
 // ffprobe/ffmpeg checks of what was recorded, and a look at running ffmpeg processes.
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -131,6 +131,18 @@ export async function clipFrames(range?: { from: number; seconds: number }): Pro
     width: 416,
     height: 234,
   }));
+}
+
+/**
+ * The benches' reference recorder: a bare ffmpeg copying a camera's video into MP4 segment files
+ * in `dir`, with none of the box around it.
+ */
+export function bareRecorder(url: string, dir: string, segmentSeconds: number): ChildProcess {
+  const args = ['-nostdin', '-v', 'error', '-rtsp_transport', 'tcp', '-i', url, '-map', '0:v:0', '-c', 'copy'];
+  const segments = ['-f', 'segment', '-segment_time', String(segmentSeconds), '-segment_format', 'mp4'];
+  return spawn('ffmpeg', [...args, ...segments, '-reset_timestamps', '1', path.join(dir, '%05d.mp4')], {
+    stdio: 'ignore',
+  });
 }
 
 export class RtspCamera {
