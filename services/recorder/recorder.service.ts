@@ -54,6 +54,12 @@ export function recorderService(config: Config): ServiceSchema {
     maxAgeMs: config.video.clipCacheHours * 3_600_000,
     roomOnDisk: async () => (await freeBytes()) - config.video.minFreeBytes,
   });
+  /** Index writes of events under way: the store closes only once they are done. */
+  const writes = new Set<Promise<void>>();
+  const writing = (work: Promise<void>) => {
+    writes.add(work);
+    return work.finally(() => writes.delete(work));
+  };
   /** Set by retention: the disk is under its floor with nothing of ours left to free. */
   let diskFull: { freeBytes: number; since: string } | null = null;
 
@@ -242,12 +248,12 @@ export function recorderService(config: Config): ServiceSchema {
     events: {
       // Where the picture moved: for the timeline, and for the days motion-only footage is kept.
       ...on('detector.motion.spanned', async (span) => {
-        if (span.end > span.start) await motion?.add(span);
+        if (motion && span.end > span.start) await writing(motion.add(span));
       }),
       ...on('recording.segment.closed', async (segment) => {
         // Closed while the box stops, after this service: the next start's heal indexes it.
         if (!index) return;
-        await index.add(segment);
+        await writing(index.add(segment));
       }),
     },
 
@@ -429,10 +435,12 @@ export function recorderService(config: Config): ServiceSchema {
       archive = undefined;
       clearInterval(healTimer);
       clearInterval(retentionTimer);
-      await store?.close();
-      store = undefined;
+      // What comes from now on is left to the next start's heal; what is being written finishes first.
       index = undefined;
       motion = undefined;
+      await Promise.allSettled([...writes]);
+      await store?.close();
+      store = undefined;
     },
   };
 }
