@@ -24,6 +24,8 @@ export const SERVICE_NAMES = [
   'sync',
   'admp',
   'usp',
+  'modes',
+  'automations',
 ] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
@@ -265,6 +267,11 @@ export const ConfigSchema = z.strictObject({
       maxPendingConnections: z.number().int().min(1).max(100_000).default(256),
       /** Subscriptions one client may hold; more are refused (SUBACK 0x80). */
       maxSubscriptionsPerClient: z.number().int().min(1).max(100_000).default(500),
+      /**
+       * A device's messages that reach the box's services (its state, the automations' triggers)
+       * per second at most; the broker still delivers the rest to subscribers. A flood is told once a minute.
+       */
+      deviceMessagesPerSecond: z.number().int().min(1).max(10_000).default(20),
       /** Home Assistant MQTT discovery topics' prefix; null: no discovery. */
       discoveryPrefix: z
         .string()
@@ -309,6 +316,30 @@ export const ConfigSchema = z.strictObject({
         .default(null),
     })
     .nullable()
+    .prefault({}),
+  /** Where the site is: sunrise and sunset for automations; null: no sun triggers. */
+  site: z
+    .strictObject({ latitude: z.number().min(-90).max(90), longitude: z.number().min(-180).max(180) })
+    .nullable()
+    .default(null),
+  /** Automations (they are made by API; these bound them). */
+  automations: z
+    .strictObject({
+      /**
+       * Where a webhook action may call: URL prefixes the admin allows (e.g. http://192.168.1.30/hooks/).
+       * Empty: no webhooks, so no automation can make the box call an address of its choosing.
+       */
+      webhookAllow: z
+        .array(z.url({ protocol: /^https?$/ }))
+        .max(32)
+        .default([]),
+      /** Runs kept per automation, with their traces. */
+      tracesKept: z.number().int().min(1).max(1000).default(20),
+      /** An automation that runs more often than this in a minute is stopped and flagged (a loop). */
+      maxRunsPerMinute: z.number().int().min(2).max(10_000).default(30),
+      /** Automations a site may have. */
+      maxAutomations: z.number().int().min(1).max(100_000).default(2000),
+    })
     .prefault({}),
   /** Cloud sync: what the outbox may hold and how it sends (targets and the plan are set by API). */
   sync: z

@@ -157,10 +157,10 @@ function busGuard(): Middleware {
  */
 export const STOP_STAGES: ServiceName[][] = [
   ['api'],
-  ['streams', 'detector', 'usp', 'devices'],
+  ['streams', 'detector', 'usp', 'devices', 'automations'],
   ['events', 'recorder'],
   ['mqtt'],
-  ['cameras', 'system', 'accounts'],
+  ['cameras', 'modes', 'system', 'accounts'],
   // The uplinks last: what the others announce as they stop is queued for the cloud and the operator.
   ['sync', 'admp'],
 ];

@@ -14,6 +14,8 @@ import { mqttService } from '../services/mqtt/mqtt.service.ts';
 import { syncService } from '../services/sync/sync.service.ts';
 import { admpService } from '../services/admp/admp.service.ts';
 import { uspService } from '../services/usp/usp.service.ts';
+import { modesService } from '../services/modes/modes.service.ts';
+import { automationsService } from '../services/automations/automations.service.ts';
 
 export const SERVICE_FACTORIES: Record<ServiceName, (config: Config) => ServiceSchema> = {
   api: apiService,
@@ -29,4 +31,6 @@ export const SERVICE_FACTORIES: Record<ServiceName, (config: Config) => ServiceS
   sync: syncService,
   admp: admpService,
   usp: uspService,
+  modes: modesService,
+  automations: automationsService,
 };

@@ -14,7 +14,7 @@ export interface Caller {
   role?: Role;
   /** Remote address, for rate limits and the audit log. */
   ip?: string;
-  via: 'http' | 'mqtt' | 'admp' | 'cli';
+  via: 'http' | 'mqtt' | 'admp' | 'cli' | 'automation';
 }
 
 export interface Meta {

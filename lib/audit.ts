@@ -29,4 +29,8 @@ export const AUDITED_EVENTS = [
   'usp.campaign.finished',
   'usp.request.done',
   'usp.endpoint.booted',
+  'mode.changed',
+  'automation.saved',
+  'automation.removed',
+  'automation.stopped',
 ] as const;

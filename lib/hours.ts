@@ -1,4 +1,9 @@
-// Local time-of-day windows ("22:00" to "06:00"), for notification rules and upload schedules.
+// Local time-of-day windows ("22:00" to "06:00"), for notification rules, upload schedules and
+// automations' conditions.
+import { z } from 'zod';
+
+/** A local time of day, HH:MM. */
+export const TimeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM, 00:00 to 23:59');
 
 const minutesOf = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
 

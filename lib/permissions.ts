@@ -20,6 +20,14 @@ const GRANTS = {
   // household's choice: the installer and the operator may only narrow it or set limits.
   'cloud.manage': ['admin'],
   'system.view': ['admin', 'family', 'installer'],
+  // The site's mode (Home, Away, Night): anyone of the household switches it, the operator too
+  // (remote support); what a mode does is the admin's.
+  'modes.switch': ['admin', 'family', 'installer'],
+  'modes.manage': ['admin'],
+  // Automations run as their owner, with the owner's permissions.
+  'automations.manage': ['admin', 'family'],
+  // Sending a device a command (a siren, a light) on its command topic.
+  'devices.command': ['admin', 'family', 'installer'],
   'users.manage': ['admin'],
 } as const satisfies Record<string, readonly Role[]>;
 

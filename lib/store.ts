@@ -18,7 +18,7 @@ interface Sub<T> {
   del(key: string, options: { sync: boolean }): Promise<void>;
   batch(operations: Array<{ type: 'del'; key: string }>, options: { sync: boolean }): Promise<void>;
   iterator(options: ListOptions): AsyncIterable<[string, T]>;
-  keys(options: { limit: number }): AsyncIterable<string>;
+  keys(options: ListOptions): AsyncIterable<string>;
 }
 
 export class Collection<T> {
@@ -60,6 +60,12 @@ export class Collection<T> {
   async values(options: ListOptions = {}): Promise<T[]> {
     const out: T[] = [];
     for await (const [, value] of this.entries(options)) out.push(value);
+    return out;
+  }
+
+  async keys(options: ListOptions = {}): Promise<string[]> {
+    const out: string[] = [];
+    for await (const key of this.db.keys(options)) out.push(key);
     return out;
   }
 

@@ -21,6 +21,9 @@ export const topics = {
   /** One device's own topics: it publishes under them; the box answers under `cmd/`. */
   device: (device: string) => `${ROOT}/devices/${device}`,
   devices: `${ROOT}/devices/#`,
+  /** The site's mode: its id, retained; an app user switches it by publishing a mode's id to modeSet. */
+  modeState: `${ROOT}/mode/state`,
+  modeSet: `${ROOT}/mode/set`,
   /** Where the box sends to one device: fogedge/devices/<id>/cmd/<channel>. */
   deviceCommand: (device: string, channel: string) => `${ROOT}/devices/${device}/cmd/${channel}`,
 } as const;

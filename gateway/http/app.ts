@@ -26,6 +26,8 @@ import { devicesRoutes } from './routes/devices.routes.ts';
 import { syncRoutes } from './routes/sync.routes.ts';
 import { admpRoutes } from './routes/admp.routes.ts';
 import { uspRoutes } from './routes/usp.routes.ts';
+import { modesRoutes } from './routes/modes.routes.ts';
+import { automationsRoutes } from './routes/automations.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
@@ -84,6 +86,8 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   syncRoutes(app, broker);
   admpRoutes(app, broker);
   uspRoutes(app, broker);
+  modesRoutes(app, broker);
+  automationsRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', {
     type: 'apiKey',

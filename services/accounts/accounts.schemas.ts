@@ -1,6 +1,7 @@
 // Inputs and outputs of the accounts service; the same schemas document the HTTP API.
 import { z } from 'zod';
 import { ROLES } from '../../lib/permissions.ts';
+import { TimeOfDay } from '../../lib/hours.ts';
 // The bus maps this contract adds to (declaration merging needs the module in the program).
 import type {} from '../../lib/bus.ts';
 
@@ -64,7 +65,6 @@ export interface Authenticated {
 }
 export const NewToken = z.object({ token: z.string().describe('shown once: keep it safe'), info: TokenInfo });
 
-const TimeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM, 00:00 to 23:59');
 /** Which events a user is told about: any rule matches (no rules: every event). Empty lists mean any. */
 export const NotificationRule = z.strictObject({
   cameras: z.array(z.string().min(1).max(64)).max(64).default([]),
@@ -109,6 +109,8 @@ declare module '../../lib/bus.ts' {
     'accounts.authenticate': { input: z.input<typeof AuthenticateInput>; answer: Authenticated };
     /** Internal: whether a user of this name exists (a device may not take a user's name). */
     'accounts.exists': { input: z.input<typeof ExistsInput>; answer: { exists: boolean } };
+    /** Every user and their role (users.manage; internal callers: automations check their owner's role). */
+    'accounts.listUsers': { input: Record<string, never>; answer: PublicUser[] };
     /** Internal: every user with their notification rules. */
     'accounts.notificationTargets': { input: Record<string, never>; answer: NotificationTarget[] };
     /** Internal (the set-admin command): creates the first admin or resets an admin's password. */

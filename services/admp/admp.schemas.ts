@@ -43,6 +43,9 @@ export const REMOTE_ACTIONS = [
   'sync.policy',
   'sync.setPolicy',
   'admp.status',
+  // The site's mode: the operator may see it and switch it (remote support); what modes do is the household's.
+  'modes.list',
+  'modes.set',
   'usp.endpoints',
   'usp.firmwareUpdate',
   'usp.campaign',

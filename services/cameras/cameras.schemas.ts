@@ -176,8 +176,8 @@ export type PublicCamera = ReturnType<typeof publicCamera>;
 export const SpecsInput = z.strictObject({ id: CameraId.optional() });
 export const IdInput = z.strictObject({ id: CameraId });
 
-/** A camera as users see it (no secrets) with its live status. */
-export type CameraView = PublicCamera & { status: CameraStatus | null };
+/** A camera as users see it (no secrets) with its own settings, its live status, and what the site's mode changes. */
+export type CameraView = PublicCamera & { status: CameraStatus | null; modeChanges: string[] };
 
 /** What a camera change says on the bus: which camera, what changed, and who did it. */
 export interface CameraChanged {
@@ -185,6 +185,8 @@ export interface CameraChanged {
   by: string;
   /** camera.updated: the fields that changed. */
   changed?: string[];
+  /** camera.updated: the site's mode that changed it (the camera's own settings did not change). */
+  mode?: string;
 }
 
 /** What a new camera gets where its input says nothing (the schemas' defaults). */
@@ -198,12 +200,16 @@ export const cameraDefaults = (): CameraDefaults => ({
 
 declare module '../../lib/bus.ts' {
   interface Actions {
-    /** Internal: the full camera records, secrets included, for other services (never a user's answer). */
+    /**
+     * Internal: the full camera records, secrets included, for other services (never a user's
+     * answer), with the site's mode laid over their settings: what the cameras do now.
+     */
     'cameras.specs': { input: z.input<typeof SpecsInput>; answer: Camera[] };
     'cameras.list': { input: Record<string, never>; answer: CameraView[] };
     'cameras.get': { input: z.input<typeof IdInput>; answer: CameraView };
     /** A push camera's stream key is in the answer this once; the box keeps only its hash. */
     'cameras.add': { input: z.input<typeof CameraInput>; answer: PublicCamera & { streamKey?: string } };
+    'cameras.update': { input: z.input<typeof CameraUpdate>; answer: PublicCamera & { streamKey?: string } };
     'cameras.newStreamKey': { input: z.input<typeof IdInput>; answer: { id: string; streamKey: string } };
     /** What a new camera gets where its input says nothing: the new-camera form starts from these. */
     'cameras.defaults': { input: Record<string, never>; answer: CameraDefaults };

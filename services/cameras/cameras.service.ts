@@ -1,6 +1,6 @@
 // cameras: the registry of the box's cameras (persisted), with each camera's live status
 // from the streams service. Credentials stay here: events carry ids only.
-import { call, broadcast } from '../../lib/bus.ts';
+import { call, broadcast, on } from '../../lib/bus.ts';
 import { fileURLToPath } from 'node:url';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
@@ -24,6 +24,8 @@ import {
   type CameraStatus,
 } from './cameras.schemas.ts';
 import { newStreamKey } from '../../lib/secrets.ts';
+import type { Mode } from '../modes/modes.schemas.ts';
+import { modeChanges, withMode } from './mode-overlay.ts';
 
 const NoInput = z.strictObject({});
 
@@ -66,6 +68,8 @@ export function camerasService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let cameras: Collection<Camera> | undefined;
   const builtIn = new Map<string, Camera>(config.video.demoCamera ? [['demo', demoCamera()]] : []);
+  /** The site's mode in force (none while the modes service has not said). */
+  let mode: Mode | undefined;
 
   // A camera stored by an older version gets the defaults of settings added since.
   const withDefaults = (c: Camera): Camera => ({
@@ -116,7 +120,11 @@ export function camerasService(config: Config): ServiceSchema {
         permission: 'live.view',
         async handler(ctx) {
           const statuses = await statusesOf(ctx);
-          return (await all()).map((c) => ({ ...publicCamera(c, rtmpPort), status: statuses[c.id] ?? null }));
+          return (await all()).map((c) => ({
+            ...publicCamera(c, rtmpPort),
+            status: statuses[c.id] ?? null,
+            modeChanges: modeChanges(c, mode),
+          }));
         },
       }),
       get: action({
@@ -125,7 +133,11 @@ export function camerasService(config: Config): ServiceSchema {
         async handler(ctx) {
           const camera = await find(ctx.params.id);
           const statuses = await statusesOf(ctx, camera.id);
-          return { ...publicCamera(camera, rtmpPort), status: statuses[camera.id] ?? null };
+          return {
+            ...publicCamera(camera, rtmpPort),
+            status: statuses[camera.id] ?? null,
+            modeChanges: modeChanges(camera, mode),
+          };
         },
       }),
       add: action({
@@ -227,16 +239,42 @@ export function camerasService(config: Config): ServiceSchema {
           return { ok: true };
         },
       }),
-      // Internal: the full spec, credentials included, for the streams service.
+      // Internal: the full spec, credentials included, as the mode makes it, for the other services.
       specs: action({
         input: z.strictObject({ id: CameraId.optional() }),
-        handler: async (ctx) => (ctx.params.id ? [await find(ctx.params.id)] : all()),
+        handler: async (ctx) =>
+          (ctx.params.id ? [await find(ctx.params.id)] : await all()).map((c) => withMode(c, mode)),
+      }),
+    },
+
+    events: {
+      // A new mode, or the active one edited: each camera whose settings it changes is told so.
+      ...on('mode.applied', async function (applied) {
+        const before = mode;
+        mode = applied.mode;
+        if (!cameras) return;
+        for (const camera of await all()) {
+          const [was, now] = [withMode(camera, before), withMode(camera, mode)];
+          const changed = (['detection', 'recording', 'review', 'notifications'] as const).filter(
+            (k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]),
+          );
+          if (changed.length)
+            void broadcast(this.broker, 'camera.updated', {
+              id: camera.id,
+              changed,
+              by: applied.active.by,
+              mode: applied.mode.id,
+            });
+        }
       }),
     },
 
     async started() {
       store = await Store.open(dataPaths(config).db('cameras'));
       cameras = store.collection<Camera>('cameras');
+      // The mode in force, when the modes service is up already; otherwise it says so when it starts.
+      const active = await call(this.broker, 'modes.active', {}, { timeout: 2000, retries: 0 }).catch(() => undefined);
+      mode ??= active?.mode;
     },
 
     async stopped() {

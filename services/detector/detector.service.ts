@@ -17,6 +17,10 @@ import { YoloxModel } from '../../lib/vision/yolox.ts';
 
 const score = (node: string, camera: string) => createHash('sha1').update(`${node}/${camera}`).digest().readUInt32BE(0);
 
+/** What a camera's detector is made from: a change elsewhere does not restart it. */
+const detectionOf = (c: Camera) =>
+  JSON.stringify([c.enabled, c.source, c.subStream, c.detection]);
+
 export function detectorService(config: Config): ServiceSchema {
   let model: YoloxModel | undefined;
   let modelError: string | null = null;
@@ -99,7 +103,9 @@ export function detectorService(config: Config): ServiceSchema {
           cameras.filter((c) => c.enabled && c.detection?.enabled && this.mine(c.id)).map((c) => [c.id, c]),
         );
         for (const [id, d] of running) {
-          if (!wanted.has(id) || id === changed) {
+          // A camera changed in what detection does not use (its notifications, its recording) keeps its tracks.
+          const next = wanted.get(id);
+          if (!next || (id === changed && detectionOf(next) !== detectionOf(d.camera))) {
             d.stop();
             running.delete(id);
           }

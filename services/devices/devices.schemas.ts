@@ -19,6 +19,25 @@ export const Grants = z
   )
   .max(32);
 
+/** What kind of thing a device is: its state is read as one (contact: open or closed). generic: as sent. */
+export const DeviceType = z.enum(['generic', 'contact', 'motion', 'switch', 'temperature']);
+export type DeviceType = z.infer<typeof DeviceType>;
+
+/** One topic's last message of a device, and its value as the device's type reads it. */
+export const StateEntry = z.object({
+  payload: z.string().describe('as sent (its first 4 KiB)'),
+  value: z
+    .union([z.string(), z.number(), z.boolean()])
+    .nullable()
+    .describe('contact: open|closed; motion: detected|clear; switch: on|off; temperature: a number; generic: the JSON value or the text'),
+  problem: z.string().optional().describe("why the payload is not a value of the device's type"),
+  retained: z.boolean(),
+  at: z.string(),
+});
+export type StateEntry = z.infer<typeof StateEntry>;
+/** A device's states: by topic below fogedge/devices/<id>/ (state, contact, battery). */
+export type DeviceStates = Record<string, StateEntry>;
+
 export interface Device {
   id: string;
   name: string;
@@ -28,6 +47,8 @@ export interface Device {
   createdAt: string;
   /** How it came: added by someone, or paired (it knocked during the pairing window). */
   origin: 'added' | 'paired';
+  /** What it is (absent: generic). */
+  type?: DeviceType;
 }
 
 /** A device without its secret's hash: what leaves the devices service. */
@@ -52,6 +73,8 @@ export interface DeviceChanged {
 
 declare module '../../lib/bus.ts' {
   interface Events {
+    /** A device's message under its own topics, as its state on that topic (at most mqtt.deviceMessagesPerSecond per device). */
+    'device.reported': { device: string; topic: string; state: StateEntry };
     'device.updated': DeviceChanged;
     'device.removed': DeviceChanged;
   }
@@ -60,6 +83,8 @@ declare module '../../lib/bus.ts' {
       input: z.input<typeof ListInput>;
       answer: { devices: PublicDevice[]; pairingUntil: string | null };
     };
+    /** Each device's last message per topic, and its value (one device, or all). */
+    'devices.states': { input: { id?: string }; answer: Record<string, DeviceStates> };
     /** Internal: the broker signs a device in (or lands it as pending while pairing is open). */
     'devices.authenticate': {
       input: z.input<typeof AuthenticateInput>;

@@ -2,7 +2,7 @@
 // own secret (stored hashed), a state (allowed, denied, pending) and the topics it may
 // read beyond its own. Unknown devices are refused, or land as pending while the
 // installer has the pairing window open.
-import { call, broadcast } from '../../lib/bus.ts';
+import { call, broadcast, on } from '../../lib/bus.ts';
 import { randomBytes } from 'node:crypto';
 import type { ServiceSchema } from 'moleculer';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -13,7 +13,17 @@ import { Store, type Collection } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { dummyHash, hashPassword, verifyPassword } from '../../lib/secrets.ts';
-import { AuthenticateInput, DeviceId, DeviceState, Grants, ListInput, type Device } from './devices.schemas.ts';
+import {
+  AuthenticateInput,
+  DeviceId,
+  DeviceState,
+  DeviceType,
+  Grants,
+  ListInput,
+  type Device,
+  type DeviceStates,
+} from './devices.schemas.ts';
+import { DeviceStateStore } from './device-states.ts';
 
 export const publicDevice = ({ secretHash: _, ...device }: Device) => device;
 
@@ -25,6 +35,9 @@ const newSecret = () => randomBytes(18).toString('base64url');
 export function devicesService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let devices: Collection<Device>;
+  let states: DeviceStateStore | undefined;
+  /** Each device's type, for reading its messages without a read of the store each time. */
+  const types = new Map<string, Device['type']>();
   let pairingUntil = 0;
   const failures = new RateLimiterMemory({ points: MAX_FAILURES, duration: FAILURE_WINDOW_S });
 
@@ -46,7 +59,12 @@ export function devicesService(config: Config): ServiceSchema {
         },
       }),
       add: action({
-        input: z.strictObject({ id: DeviceId, name: z.string().min(1).max(64), grants: Grants.default([]) }),
+        input: z.strictObject({
+          id: DeviceId,
+          name: z.string().min(1).max(64),
+          grants: Grants.default([]),
+          type: DeviceType.default('generic'),
+        }),
         permission: 'devices.manage',
         async handler(ctx) {
           if (await devices.get(ctx.params.id))
@@ -67,6 +85,7 @@ export function devicesService(config: Config): ServiceSchema {
             origin: 'added',
           };
           await devices.put(device.id, device);
+          types.set(device.id, device.type);
           ctx.broadcast('device.added', { id: device.id, by: ctx.meta.caller?.username ?? 'box' });
           // The only time the secret is shown: the box keeps its hash.
           return { ...publicDevice(device), secret };
@@ -78,6 +97,7 @@ export function devicesService(config: Config): ServiceSchema {
           name: z.string().min(1).max(64).optional(),
           state: DeviceState.exclude(['pending']).optional(),
           grants: Grants.optional(),
+          type: DeviceType.optional(),
         }),
         permission: 'devices.manage',
         async handler(ctx) {
@@ -87,6 +107,7 @@ export function devicesService(config: Config): ServiceSchema {
             ...Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)),
           } as Device;
           await devices.put(id, device);
+          types.set(id, device.type);
           // The broker cuts a denied device off at once, and re-reads grants on its next connect.
           void broadcast(ctx, 'device.updated', {
             id,
@@ -119,8 +140,20 @@ export function devicesService(config: Config): ServiceSchema {
         async handler(ctx) {
           await find(ctx.params.id);
           await devices.del(ctx.params.id);
+          types.delete(ctx.params.id);
+          await states?.forget(ctx.params.id);
           void broadcast(ctx, 'device.removed', { id: ctx.params.id, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
+        },
+      }),
+      states: action({
+        input: z.strictObject({ id: DeviceId.optional() }),
+        permission: 'live.view',
+        async handler(ctx) {
+          if (!states) return {};
+          if (!ctx.params.id) return states.all();
+          await find(ctx.params.id);
+          return { [ctx.params.id]: states.get(ctx.params.id) };
         },
       }),
       pairing: action({
@@ -165,6 +198,7 @@ export function devicesService(config: Config): ServiceSchema {
                 origin: 'paired',
               };
               await devices.put(id, pending);
+              types.set(id, undefined);
               ctx.broadcast('device.pending', { id, ip: ctx.params.ip ?? null });
               return { id, state: pending.state, grants: [] };
             }
@@ -180,12 +214,26 @@ export function devicesService(config: Config): ServiceSchema {
       }),
     },
 
+    events: {
+      // A device's own message (its state): kept as its state on that topic.
+      ...on('device.message', function (m) {
+        if (!types.has(m.device)) return; // removed, or not known yet
+        const state = states?.received(m.device, types.get(m.device) ?? 'generic', m.topic, m.payload, m.retain, m.at);
+        if (state) void broadcast(this.broker, 'device.reported', { device: m.device, topic: m.topic, state });
+      }),
+    },
+
     async started() {
       store = await Store.open(dataPaths(config).db('devices'));
       devices = store.collection<Device>('devices');
+      for (const d of await devices.values()) types.set(d.id, d.type);
+      states = new DeviceStateStore(store.collection<DeviceStates>('states'), this.logger);
+      await states.load();
     },
 
     async stopped() {
+      await states?.flush();
+      states = undefined;
       await store?.close();
       store = undefined;
     },

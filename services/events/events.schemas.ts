@@ -11,6 +11,8 @@ export const EventId = z
 
 /** The label of an event a camera's own motion sensor reports (no object class). */
 export const CAMERA_MOTION = 'motion';
+/** The label of footage an automation holds (a hold or a clip now): an alert on any camera. */
+export const HOLD_LABEL = 'hold';
 
 const Box = z
   .tuple([z.number(), z.number(), z.number(), z.number()])

@@ -9,7 +9,7 @@ import type { LoggerInstance } from 'moleculer';
 import { KeyTurns } from '../../lib/key-turns.ts';
 import type { Collection } from '../../lib/store.ts';
 import type { Camera } from '../cameras/cameras.schemas.ts';
-import type { ReviewItem, Severity, StoredEvent } from './events.schemas.ts';
+import { HOLD_LABEL, type ReviewItem, type Severity, type StoredEvent } from './events.schemas.ts';
 
 type Rules = Camera['review'];
 type ReviewObject = ReviewItem['objects'][number];
@@ -38,6 +38,8 @@ interface OpenItem {
 
 /** How an event counts for review under a camera's rules: alert, detection, or not at all. */
 export function severityOf(e: Pick<StoredEvent, 'label' | 'zones'>, rules: Rules): Severity | undefined {
+  // Footage someone (an automation) asked to keep is an alert wherever it is.
+  if (e.label === HOLD_LABEL) return 'alert';
   const inAny = (zones: string[]) => zones.length === 0 || e.zones.some((z) => zones.includes(z));
   if (!inAny(rules.requiredZones)) return undefined;
   return rules.alertLabels.includes(e.label) && inAny(rules.alertZones) ? 'alert' : 'detection';

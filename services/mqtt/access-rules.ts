@@ -13,6 +13,7 @@ export const identityKey = (i: Identity) => (i.kind === 'device' ? `device:${i.i
 /** Topic roots an app user may read, by the permission they need. */
 const USER_READS: Array<[string, Permission]> = [
   [topics.status, 'live.view'],
+  [topics.modeState, 'live.view'],
   [topics.cameras, 'live.view'],
   [topics.events, 'events.view'],
   [topics.reviews, 'events.view'],
@@ -86,6 +87,7 @@ export function mayPublish(
   if (who?.kind === 'user')
     return (
       (SWITCH_SET.test(topic) && can(who.role, 'cameras.manage')) ||
+      (topic === topics.modeSet && !retain && can(who.role, 'modes.switch')) ||
       (discoveryPrefix !== null && topic === `${discoveryPrefix}/status` && !retain)
     );
   return false;

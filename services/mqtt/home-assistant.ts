@@ -103,3 +103,23 @@ export function discoveryConfigs(
     ),
   ]);
 }
+
+/** Home Assistant MQTT discovery: the site's mode as a select entity (its options: the modes' ids). */
+export function modeSelectConfig(prefix: string, options: string[], version: string): [string, object] {
+  const node = 'fogedge_site';
+  return [
+    `${prefix}/select/${node}/mode/config`,
+    {
+      device: { identifiers: [node], name: 'FogEdge', manufacturer: 'FogEdge', model: 'Box', sw_version: version },
+      origin: { name: 'FogEdge', sw_version: version },
+      availability: [{ topic: topics.status, payload_available: 'online', payload_not_available: 'offline' }],
+      unique_id: `${node}_mode`,
+      default_entity_id: `select.${node}_mode`,
+      name: 'Mode',
+      icon: 'mdi:shield-home',
+      command_topic: topics.modeSet,
+      state_topic: topics.modeState,
+      options,
+    },
+  ];
+}

@@ -7,7 +7,8 @@
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 import type { ServiceSchema } from 'moleculer';
 import { action } from '../../lib/actions.ts';
-import { on } from '../../lib/bus.ts';
+import { call, on } from '../../lib/bus.ts';
+import { can } from '../../lib/permissions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { streamEndpoints } from '../../lib/stream-endpoints.ts';
 import type { Config } from '../../appliance/config.ts';
@@ -17,7 +18,9 @@ import { BrokerGuard } from './broker-guard.ts';
 import { CameraTopics, type LiveEvent } from './camera-topics.ts';
 import { Connections } from './connections.ts';
 import { LevelPersistence } from './level-persistence.ts';
-import { SendToDeviceInput } from './mqtt.schemas.ts';
+import { CommandInput, NotifyUsersInput, SendToDeviceInput } from './mqtt.schemas.ts';
+import { DeviceMessages } from './device-messages.ts';
+import { ModeTopics } from './mode-topics.ts';
 import { PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
 import { AGENT_CHANNEL, SNAPSHOT_TOPIC, topics } from '../../lib/topics.ts';
 
@@ -32,6 +35,8 @@ export function mqttService(config: Config): ServiceSchema {
   let persistence: LevelPersistence | undefined;
   let cameraTopics: CameraTopics | undefined;
   let connections: Connections | undefined;
+  let modeTopics: ModeTopics | undefined;
+  let deviceMessages: DeviceMessages | undefined;
   const identities = new WeakMap<Client, Identity>();
   /** Publishes as the box; `properties` (MQTT 5) reach v5 subscribers and are left out for 3.1.1 ones. */
   const publish = (
@@ -101,6 +106,34 @@ export function mqttService(config: Config): ServiceSchema {
           return { ok: true as const };
         },
       }),
+
+      // A command to a device on its command topic, as text: an automation's siren, a user's light.
+      command: action({
+        input: CommandInput,
+        permission: 'devices.command',
+        async handler(ctx) {
+          if (!aedes) throw new NotReadyError('The MQTT broker is off on this node', 'MQTT_OFF');
+          const { device, channel, payload, qos } = ctx.params;
+          await publish(topics.deviceCommand(device, channel), payload, { qos });
+          return { ok: true as const };
+        },
+      }),
+
+      // Internal: a notification to users on their own topic; only to those whose role may see events.
+      notifyUsers: action({
+        input: NotifyUsersInput,
+        async handler(ctx) {
+          const { users, ...notification } = ctx.params;
+          const roles = new Map((await call(ctx.broker, 'accounts.listUsers', {})).map((u) => [u.username, u.role]));
+          const sent = users.filter((u) => {
+            const role = roles.get(u);
+            return role !== undefined && can(role, 'events.view');
+          });
+          for (const user of sent)
+            await publish(`${topics.user(user)}/notifications`, { ...notification, at: new Date().toISOString() }, { qos: 1 });
+          return { sent };
+        },
+      }),
     },
 
     events: {
@@ -129,6 +162,8 @@ export function mqttService(config: Config): ServiceSchema {
       ...on('camera.updated', ({ id }) => cameraTopics?.publishCameras(id)),
       ...on('camera.removed', ({ id }) => cameraTopics?.cameraRemoved(id)),
       ...on('camera.status.changed', ({ id, status }) => cameraTopics?.cameraStatus(id, status)),
+      ...on('mode.applied', ({ active, options }) => modeTopics?.applied(active.id, options)),
+      ...on('device.removed', ({ id }) => deviceMessages?.forget(id)),
       async 'event.**'(ctx: { eventName: string; params: LiveEvent }) {
         await cameraTopics?.event(ctx.eventName, ctx.params);
       },
@@ -208,7 +243,16 @@ export function mqttService(config: Config): ServiceSchema {
         if (interval > 0 && interval < 0xffffffff)
           void persistence?.setSessionExpiry(client.id, Date.now() + interval * 1000).catch(() => undefined);
       });
-      aedes.on('clientReady', (client) => void persistence?.setSessionExpiry(client.id, null).catch(() => undefined));
+      aedes.on('clientReady', (client) => {
+        void persistence?.setSessionExpiry(client.id, null).catch(() => undefined);
+        // A device's first connection: the automations know it is online.
+        const who = identities.get(client);
+        if (
+          who?.kind === 'device' &&
+          !clientsOf((i) => i.kind === 'device' && i.id === who.id).some((c) => c !== client)
+        )
+          void this.broker.broadcast('mqtt.device.connected', { device: who.id });
+      });
       aedes.on('clientError', (client, err) => this.logger.debug(`MQTT client ${client?.id}: ${err.message}`));
       // aedes emits its own failures (a will sweep that failed) on itself: unheard, one would end the box.
       (aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
@@ -232,6 +276,12 @@ export function mqttService(config: Config): ServiceSchema {
         if (packet.topic.startsWith(DEVICES_PREFIX)) {
           const who = identities.get(client);
           const m = AGENT_CHANNEL.exec(packet.topic);
+          // Its own topics, not those to the box's services: its states, for the devices service and the automations.
+          if (!m && who?.kind === 'device' && packet.topic.startsWith(who.prefix)) {
+            const below = packet.topic.slice(who.prefix.length);
+            if (!below.startsWith('cmd/')) deviceMessages?.published(who.id, below, packet.payload as Buffer, packet.retain);
+            return;
+          }
           if (m && who?.kind === 'device' && who.id === m[1]) {
             // Where it wants answers: /reply-to= on 3.1.1 (R-MQTT.24), the Response Topic on 5.
             const replyTo = m[3] ? decodeURIComponent(m[3]) : packet.properties?.responseTopic;
@@ -245,13 +295,26 @@ export function mqttService(config: Config): ServiceSchema {
           return;
         }
         if (packet.topic === haStatus) {
-          if (packet.payload.toString() === 'online') void cameraTopics?.homeAssistantOnline();
-        } else if (packet.topic.endsWith('/set'))
+          if (packet.payload.toString() === 'online') {
+            void cameraTopics?.homeAssistantOnline();
+            void modeTopics?.publishDiscovery();
+          }
+        } else if (packet.topic === topics.modeSet) modeTopics?.command(packet.payload as Buffer, identities.get(client));
+        else if (packet.topic.endsWith('/set'))
           cameraTopics?.command(packet.topic, packet.payload, identities.get(client));
       });
       await publish(topics.status, 'online', { retain: true, qos: 1 });
       cameraTopics = new CameraTopics(config, this.broker, this.logger, publish);
       await cameraTopics.publishCameras();
+      deviceMessages = new DeviceMessages(
+        options.deviceMessagesPerSecond,
+        (message) => void this.broker.broadcast('device.message', message),
+        this.logger,
+      );
+      modeTopics = new ModeTopics(config, this.broker, this.logger, publish);
+      // The mode in force, if the modes service started first (otherwise its mode.applied comes).
+      const modes = await call(this.broker, 'modes.list', {}, { timeout: 2000, retries: 0 }).catch(() => undefined);
+      if (modes) await modeTopics.applied(modes.active.id, modes.modes.map((m) => m.id));
       this.logger.info(
         `MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`,
       );
@@ -264,6 +327,8 @@ export function mqttService(config: Config): ServiceSchema {
       await connections?.close(() => new Promise<void>((r) => (broker ? broker.close(() => r()) : r())));
       connections = undefined;
       cameraTopics = undefined;
+      modeTopics = undefined;
+      deviceMessages = undefined;
       aedes = undefined;
       await persistence?.destroy(); // aedes.close() leaves its persistence open
       persistence = undefined;

@@ -86,6 +86,8 @@ declare module '../../lib/bus.ts' {
     'recording.segment.healed': Segment;
     /** The archive tier came, went, filled or is ok again. */
     'recording.archive.changed': ArchiveStatus;
+    /** The hot disk went under its floor with nothing left to delete (full), or came back. */
+    'recording.disk.changed': { full: boolean; freeBytes: number; minFreeBytes: number };
   }
   interface Actions {
     /** Makes (or finds) the clip of a time range on the recording node's disk. */

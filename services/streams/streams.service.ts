@@ -13,6 +13,9 @@ import { LiveInput, LiveStopInput, ProbeInput, SnapshotInput, StatusInput } from
 import { CameraStream, type StreamOptions } from './camera-stream.ts';
 import { RtmpIngest } from './rtmp-ingest.ts';
 
+/** What a camera's ffmpeg is made from. */
+const streamOf = (c: Camera) => JSON.stringify([c.enabled, c.source, c.subStream, c.recording.mode === 'off']);
+
 export function streamsService(config: Config): ServiceSchema {
   const streams = new Map<string, CameraStream>();
   const subStreams = new Map<string, CameraStream>();
@@ -117,7 +120,11 @@ export function streamsService(config: Config): ServiceSchema {
       ...on('camera.added', function ({ id }) {
         return this.restart(id);
       }),
-      ...on('camera.updated', function ({ id }) {
+      ...on('camera.updated', async function ({ id }) {
+        // A change the camera's ffmpeg does not use (detection, notifications, a mode's alerts) leaves it running: no gap in the recording.
+        const running = streams.get(id);
+        const [next] = running ? await call(this.broker, 'cameras.specs', { id }).catch(() => []) : [];
+        if (running && next && streamOf(next) === streamOf(running.camera)) return;
         return this.restart(id);
       }),
       ...on('camera.removed', async ({ id }) => {

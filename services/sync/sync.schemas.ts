@@ -1,5 +1,6 @@
 // What a cloud target and the upload policy are, as the API and the bus see them.
 import { z } from 'zod';
+import { TimeOfDay } from '../../lib/hours.ts';
 import { slugId } from '../../lib/ids.ts';
 // The bus maps this contract adds to (declaration merging needs the module in the program).
 import type {} from '../../lib/bus.ts';
@@ -69,9 +70,8 @@ export function publicTarget(t: Target): PublicTarget {
 export const RESOURCES = ['events', 'snapshots', 'clips', 'recordings', 'audit'] as const;
 export type Resource = (typeof RESOURCES)[number];
 
-const HhMm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM, 24-hour');
 /** Local time of day when a resource may be sent; a window past midnight wraps (22:00-06:00). */
-export const Window = z.strictObject({ from: HhMm, to: HhMm });
+export const Window = z.strictObject({ from: TimeOfDay, to: TimeOfDay });
 
 /** The subscription plan: what goes up, from which cameras, within what budget and when. */
 export const Policy = z.strictObject({

@@ -35,10 +35,13 @@ const CameraAnswer = z
     builtIn: z.boolean().optional(),
     createdAt: z.string(),
     status: CameraStatus.nullable(),
+    modeChanges: z
+      .array(z.string())
+      .describe("the settings the site's mode changes now (detection.enabled, notifications); the fields above are the camera's own"),
   })
   .openapi('Camera');
 type CameraAnswer = z.infer<typeof CameraAnswer>;
-const NewCameraAnswer = CameraAnswer.omit({ status: true }).extend({
+const NewCameraAnswer = CameraAnswer.omit({ status: true, modeChanges: true }).extend({
   streamKey: z
     .string()
     .optional()

@@ -1,7 +1,7 @@
 // MQTT devices: the allow/deny list, secrets, and the pairing window (admin, installer).
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
-import { DeviceId, DeviceState } from '../../../services/devices/devices.schemas.ts';
+import { DeviceId, DeviceState, DeviceType, StateEntry } from '../../../services/devices/devices.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
 
@@ -13,13 +13,30 @@ const DeviceAnswer = z
     grants: z.array(z.string()).describe('topic filters it may read beyond its own fogedge/devices/<id>/cmd/#'),
     createdAt: z.string(),
     origin: z.enum(['added', 'paired']),
+    type: DeviceType.optional().describe('how its state is read (absent: generic)'),
   })
   .openapi('Device');
+const StatesAnswer = z
+  .record(z.string(), z.record(z.string(), StateEntry))
+  .describe("by device, by topic below fogedge/devices/<id>/: the last message and its value")
+  .openapi('DeviceStates');
 type DeviceAnswer = z.infer<typeof DeviceAnswer>;
 const IdParam = z.object({ id: DeviceId });
 const Grants = z.array(z.string()).max(32);
 
 export function devicesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/device-states',
+      tags: ['devices'],
+      security: signedIn,
+      summary: "Every device's states: its last message per topic, read as its type says (contact: open or closed)",
+      request: { query: z.object({ id: DeviceId.optional() }) },
+      responses: { 200: json(StatesAnswer), 401: errors[401], 403: errors[403], 404: errors[404] },
+    }),
+    async (c) => c.json(await callAs(broker, c, 'devices.states', c.req.valid('query')), 200),
+  );
   app.openapi(
     createRoute({
       method: 'get',
@@ -52,7 +69,9 @@ export function devicesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
       tags: ['devices'],
       security: signedIn,
       summary: 'Add a device; its MQTT secret is in the answer, shown this once (user name: the device id)',
-      request: body(z.object({ id: DeviceId, name: z.string().min(1).max(64), grants: Grants.optional() })),
+      request: body(
+        z.object({ id: DeviceId, name: z.string().min(1).max(64), grants: Grants.optional(), type: DeviceType.optional() }),
+      ),
       responses: {
         201: json(DeviceAnswer.extend({ secret: z.string() })),
         401: errors[401],
@@ -78,6 +97,7 @@ export function devicesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
             name: z.string().min(1).max(64).optional(),
             state: z.enum(['allowed', 'denied']).optional(),
             grants: Grants.optional(),
+            type: DeviceType.optional(),
           }),
         ),
       },

@@ -1,0 +1,116 @@
+// Each device's last message per topic, read as its type says (a contact is open or closed),
+// for the automations' conditions and the web UI. Kept on disk, written at most once a second
+// per device however fast it sends, so a chatty sensor costs the flash little.
+import type { LoggerInstance } from 'moleculer';
+import type { Collection } from '../../lib/store.ts';
+import type { DeviceStates, DeviceType, StateEntry } from './devices.schemas.ts';
+
+/** Topics kept per device; a device that sends under more has the rest ignored (told once). */
+export const MAX_STATE_TOPICS = 32;
+const FLUSH_MS = 1000;
+
+const ON = new Set(['on', 'true', '1', 'open', 'opened', 'detected', 'motion', 'yes']);
+const OFF = new Set(['off', 'false', '0', 'closed', 'close', 'clear', 'no']);
+
+function parsed(payload: string): unknown {
+  try {
+    return JSON.parse(payload);
+  } catch {
+    return payload.trim();
+  }
+}
+
+/** A yes/no from what devices send: ON/OFF, true/false, 1/0, or the type's own words. */
+function yesNo(v: unknown): boolean | undefined {
+  if (typeof v === 'boolean') return v;
+  const text = String(v).toLowerCase();
+  return ON.has(text) ? true : OFF.has(text) ? false : undefined;
+}
+
+/** The payload as a value of the device's type, or why it is not one. */
+export function readState(type: DeviceType, payload: string): { value: StateEntry['value']; problem?: string } {
+  const v = parsed(payload);
+  const field = (...names: string[]) =>
+    v !== null && typeof v === 'object' ? names.map((n) => (v as Record<string, unknown>)[n]).find((x) => x !== undefined) : v;
+  const not = (what: string) => ({ value: null, problem: `"${payload.slice(0, 40)}" is not ${what}` });
+  switch (type) {
+    case 'contact': {
+      // zigbee2mqtt's {"contact": true} means the contact is closed.
+      const contact = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)['contact'] : undefined;
+      if (typeof contact === 'boolean') return { value: contact ? 'closed' : 'open' };
+      const open = yesNo(field('state', 'door', 'window'));
+      return open === undefined ? not('open or closed (open/closed, ON/OFF, {"contact": false})') : { value: open ? 'open' : 'closed' };
+    }
+    case 'motion': {
+      const moving = yesNo(field('occupancy', 'motion', 'state'));
+      return moving === undefined ? not('motion (ON/OFF, {"occupancy": true})') : { value: moving ? 'detected' : 'clear' };
+    }
+    case 'switch': {
+      const on = yesNo(field('state', 'power'));
+      return on === undefined ? not('on or off (ON/OFF, {"state": "ON"})') : { value: on ? 'on' : 'off' };
+    }
+    case 'temperature': {
+      const t = Number(field('temperature', 'value'));
+      return Number.isFinite(t) && String(field('temperature', 'value')).trim() !== '' ? { value: t } : not('a temperature');
+    }
+    default:
+      return { value: typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : payload };
+  }
+}
+
+export class DeviceStateStore {
+  private readonly states = new Map<string, DeviceStates>();
+  private readonly dirty = new Set<string>();
+  private readonly tooMany = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: Collection<DeviceStates>,
+    private readonly log: LoggerInstance,
+  ) {}
+
+  async load(): Promise<void> {
+    for await (const [id, states] of this.store.entries()) this.states.set(id, states);
+  }
+
+  get(id: string): DeviceStates {
+    return this.states.get(id) ?? {};
+  }
+
+  all(): Record<string, DeviceStates> {
+    return Object.fromEntries(this.states);
+  }
+
+  /** A device's message: its topic's state now. */
+  received(id: string, type: DeviceType, topic: string, payload: string, retained: boolean, at: string): StateEntry | undefined {
+    const states = this.states.get(id) ?? {};
+    if (!(topic in states) && Object.keys(states).length >= MAX_STATE_TOPICS) {
+      if (!this.tooMany.has(id)) this.log.warn(`Device "${id}" sends under more than ${MAX_STATE_TOPICS} topics: only the first ${MAX_STATE_TOPICS} are kept as its states`);
+      this.tooMany.add(id);
+      return undefined;
+    }
+    const entry: StateEntry = { payload, ...readState(type, payload), retained, at };
+    states[topic] = entry;
+    this.states.set(id, states);
+    this.dirty.add(id);
+    this.timer ??= setTimeout(() => void this.flush(), FLUSH_MS);
+    return entry;
+  }
+
+  async forget(id: string): Promise<void> {
+    this.states.delete(id);
+    this.dirty.delete(id);
+    await this.store.del(id);
+  }
+
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const ids = [...this.dirty];
+    this.dirty.clear();
+    for (const id of ids) {
+      const states = this.states.get(id);
+      if (states) await this.store.put(id, states, { sync: false }).catch((err: Error) => this.log.warn(`device ${id}: state not kept: ${err.message}`));
+    }
+  }
+}

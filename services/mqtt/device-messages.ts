@@ -1,0 +1,55 @@
+// What devices publish under their own topics, onto the bus for the box's services (their
+// states, the automations' triggers), at most so many per device per second: a device that
+// floods the broker floods nobody else. The broker still delivers every message to subscribers.
+import type { LoggerInstance } from 'moleculer';
+import { DEVICE_MESSAGE_BYTES, type DeviceMessage } from './mqtt.schemas.ts';
+
+interface Bucket {
+  tokens: number;
+  at: number;
+  dropped: number;
+  toldAt: number;
+}
+
+export class DeviceMessages {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly send: (message: DeviceMessage) => void,
+    private readonly log: LoggerInstance,
+  ) {}
+
+  /** A device published `payload` to fogedge/devices/<device>/<topic>. */
+  published(device: string, topic: string, payload: Buffer, retain: boolean): void {
+    const now = Date.now();
+    let b = this.buckets.get(device);
+    if (!b) this.buckets.set(device, (b = { tokens: this.perSecond, at: now, dropped: 0, toldAt: 0 }));
+    // Up to one second's worth at once, refilled as time passes.
+    b.tokens = Math.min(this.perSecond, b.tokens + ((now - b.at) / 1000) * this.perSecond);
+    b.at = now;
+    if (b.tokens < 1) {
+      b.dropped++;
+      if (now - b.toldAt >= 60_000) {
+        this.log.warn(
+          `Device "${device}" sends more than ${this.perSecond} messages a second (mqtt.deviceMessagesPerSecond): ${b.dropped} did not reach the box's services (states, automations); the broker delivered them`,
+        );
+        b.toldAt = now;
+        b.dropped = 0;
+      }
+      return;
+    }
+    b.tokens -= 1;
+    this.send({
+      device,
+      topic,
+      payload: payload.subarray(0, DEVICE_MESSAGE_BYTES).toString('utf8'),
+      retain,
+      at: new Date(now).toISOString(),
+    });
+  }
+
+  forget(device: string): void {
+    this.buckets.delete(device);
+  }
+}
