@@ -251,6 +251,42 @@ test('the schedule switches at the minute it names; a cron expression that does 
   await box.request('PUT', '/api/v1/mode-schedule', { auth: admin, body: { entries: [] } });
 });
 
+test("who is told: a mode that names its users notifies only them; the garden's own 'no notifications' is back in Home", async () => {
+  for (const session of [admin, family])
+    assert.is((await box.request('PUT', '/api/v1/auth/me/notifications', { auth: session, body: { enabled: true } })).status, 200);
+  const phones = {
+    admin: await reader('admin', await token(admin), ['fogedge/users/admin/notifications']),
+    kid: await reader('kid', await token(family), ['fogedge/users/kid/notifications']),
+  };
+  const saved = await box.request('PUT', '/api/v1/modes/away', {
+    auth: admin,
+    body: { name: 'Away', cameras: { '*': { detection: { enabled: true }, notifications: true } }, notifyUsers: ['admin'] },
+  });
+  assert.is(saved.status, 200, saved.text);
+  await box.request('PUT', '/api/v1/modes/active', { auth: admin, body: { mode: 'away' } });
+  let n = 0;
+  const person = async (camera: string) => {
+    const id = `p-${camera}-${++n}`;
+    const e = { id, camera, label: 'person', topScore: 0.9, box: [0.1, 0.1, 0.3, 0.9], zones: [], stationary: false };
+    const start = new Date().toISOString();
+    await box.broker.call('events.record', { ...e, type: 'start', start, end: null });
+    await box.broker.call('events.record', { ...e, type: 'end', start, end: new Date().toISOString() });
+    return id;
+  };
+  // In Away the garden notifies (the mode turns it on), and only the admin is told.
+  const first = await person('garden');
+  await waitUntil('the admin told of the garden', () => phones.admin.get('fogedge/users/admin/notifications')?.includes(first), 10_000);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.not.ok(phones.kid.has('fogedge/users/kid/notifications'), 'the kid is not told in Away');
+  // Home: everyone by their rules, and the garden is quiet again (its own setting).
+  await box.request('PUT', '/api/v1/modes/active', { auth: admin, body: { mode: 'home' } });
+  const drive = await person('drive');
+  await waitUntil('the kid told of the drive', () => phones.kid.get('fogedge/users/kid/notifications')?.includes(drive), 10_000);
+  const garden = await person('garden');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.not.ok(phones.admin.get('fogedge/users/admin/notifications')?.includes(garden), 'the garden is quiet in Home');
+});
+
 test('the mode outlives a restart', async () => {
   await box.request('PUT', '/api/v1/modes/active', { auth: admin, body: { mode: 'away' } });
   const { dataDir } = box;

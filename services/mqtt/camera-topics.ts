@@ -76,6 +76,8 @@ export class CameraTopics {
   private readonly retainedWork = pLimit(1);
   /** Users who want notifications; read again when someone changes theirs or users change. */
   private targets: Promise<Array<{ username: string; role: Role; notifications: Notifications }>> | undefined;
+  /** While the site's mode names who is notified, only they are (each by their own rules); null: everyone. */
+  private notifyUsers: string[] | null = null;
 
   constructor(
     private readonly config: Config,
@@ -145,6 +147,11 @@ export class CameraTopics {
     }
   }
 
+  /** The site's mode says who is notified (null: everyone). */
+  modeApplied(notifyUsers: string[] | null): void {
+    this.notifyUsers = notifyUsers;
+  }
+
   /** Who wants notifications may have changed. */
   accountsChanged(): void {
     this.targets = undefined;
@@ -207,6 +214,7 @@ export class CameraTopics {
     this.notified.set(item.id, told);
     for (const user of await this.targets) {
       if (told.has(user.username) || !can(user.role, 'events.view')) continue;
+      if (this.notifyUsers && !this.notifyUsers.includes(user.username)) continue;
       // The newest object first: the one that made the item concern this user.
       const object = [...item.objects]
         .reverse()

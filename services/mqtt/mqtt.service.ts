@@ -162,7 +162,10 @@ export function mqttService(config: Config): ServiceSchema {
       ...on('camera.updated', ({ id }) => cameraTopics?.publishCameras(id)),
       ...on('camera.removed', ({ id }) => cameraTopics?.cameraRemoved(id)),
       ...on('camera.status.changed', ({ id, status }) => cameraTopics?.cameraStatus(id, status)),
-      ...on('mode.applied', ({ active, options }) => modeTopics?.applied(active.id, options)),
+      ...on('mode.applied', ({ active, mode, options }) => {
+        cameraTopics?.modeApplied(mode.notifyUsers);
+        return modeTopics?.applied(active.id, options);
+      }),
       ...on('device.removed', ({ id }) => deviceMessages?.forget(id)),
       async 'event.**'(ctx: { eventName: string; params: LiveEvent }) {
         await cameraTopics?.event(ctx.eventName, ctx.params);
@@ -314,7 +317,10 @@ export function mqttService(config: Config): ServiceSchema {
       modeTopics = new ModeTopics(config, this.broker, this.logger, publish);
       // The mode in force, if the modes service started first (otherwise its mode.applied comes).
       const modes = await call(this.broker, 'modes.list', {}, { timeout: 2000, retries: 0 }).catch(() => undefined);
-      if (modes) await modeTopics.applied(modes.active.id, modes.modes.map((m) => m.id));
+      if (modes) {
+        cameraTopics.modeApplied(modes.modes.find((m) => m.id === modes.active.id)?.notifyUsers ?? null);
+        await modeTopics.applied(modes.active.id, modes.modes.map((m) => m.id));
+      }
       this.logger.info(
         `MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`,
       );
