@@ -5,6 +5,7 @@
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
+import { afterNodeStart } from '../../lib/after-start.ts';
 import { broadcast, call, on } from '../../lib/bus.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../lib/errors.ts';
 import type { Role } from '../../lib/permissions.ts';
@@ -309,8 +310,12 @@ export function automationsService(config: Config): ServiceSchema {
       ]);
       if (active) mode = active.active.id;
       for (const [id, s] of Object.entries(states ?? {})) deviceStates.set(id, s);
-      await holds.resume();
-      await engine.resume();
+      // What the last stop left (holds to end, runs in a wait): once the services they call are up.
+      const [h, e] = [holds, engine];
+      afterNodeStart(this.broker, () => {
+        void h.resume().catch((err: Error) => this.logger.warn(`Holds not resumed: ${err.message}`));
+        void e.resume().catch((err: Error) => this.logger.warn(`Runs not resumed: ${err.message}`));
+      });
       clock = new AutomationClock(
         () => engine!.all().filter((a) => a.enabled && !a.disabledReason).flatMap((a) => a.triggers),
         config.site,

@@ -93,8 +93,18 @@ export class Engine {
     if (!ids?.size) return;
     for (const id of ids) {
       const a = this.automations.get(id);
-      if (!a?.enabled || a.disabledReason || this.active.has(id)) continue;
-      if (!a.triggers.some((t) => fires(t, fact))) continue;
+      if (!a?.enabled || a.disabledReason || !a.triggers.some((t) => fires(t, fact))) continue;
+      // Led back to itself: a loop, even while its first run is still going.
+      const loop = chain.includes(a.id)
+        ? `it led back to itself (${[...chain, a.id].join(' → ')})`
+        : chain.length >= MAX_CHAIN
+          ? `a chain of ${chain.length} automations led to it (${chain.join(' → ')})`
+          : undefined;
+      if (loop) {
+        this.track(this.halt(a, this.newTrace(a, fact), loop, this.active.has(id)));
+        continue;
+      }
+      if (this.active.has(id)) continue;
       if (a.cooldownSeconds && Date.now() - (this.lastRunAt.get(id) ?? 0) < a.cooldownSeconds * 1000) continue;
       this.track(this.start(a, fact, chain));
     }
@@ -136,8 +146,8 @@ export class Engine {
     return work;
   }
 
-  private async start(a: Automation, fact: Fact, chain: string[]): Promise<Trace> {
-    const trace: Trace = {
+  private newTrace(a: Automation, fact: Fact): Trace {
+    return {
       run: randomUUID(),
       automation: a.id,
       trigger: { kind: fact.kind, detail: describeFact(fact) },
@@ -147,15 +157,15 @@ export class Engine {
       startedAt: now(),
       endedAt: null,
     };
+  }
+
+  private async start(a: Automation, fact: Fact, chain: string[]): Promise<Trace> {
+    const trace = this.newTrace(a, fact);
     this.active.add(a.id);
     try {
-      // The loop guards first: nothing of a loop runs.
-      const loop = chain.includes(a.id)
-        ? `it led back to itself (${[...chain, a.id].join(' → ')})`
-        : chain.length >= MAX_CHAIN
-          ? `a chain of ${chain.length} automations led to it (${chain.join(' → ')})`
-          : this.overRate(a.id);
-      if (loop) return await this.halt(a, trace, `Stopped: ${loop}`);
+      // Too many runs: a loop through something the chain cannot see (a device that answers).
+      const tooOften = this.overRate(a.id);
+      if (tooOften) return await this.halt(a, trace, tooOften);
       const site = this.p.site();
       for (const c of a.conditions) {
         const answer = await check(c, site).catch((err: Error) => ({ ok: false, detail: err.message }));
@@ -175,7 +185,13 @@ export class Engine {
   private async advance(id: string, rec: RunRecord): Promise<Trace> {
     const a = this.automations.get(rec.trace.automation);
     if (!a) return this.finish(rec.trace.automation, id, { ...rec.trace, result: 'stopped', reason: 'the automation was removed' });
-    const role = await this.p.roleOf(rec.owner);
+    const role = await this.p.roleOf(rec.owner).catch((err: Error) => err);
+    if (role instanceof Error) {
+      // The accounts service is away (starting, another node): the run waits on disk and tries again.
+      this.p.log.warn(`Automation ${a.id}: its owner's role is not known now (${role.message}); trying again in 5 s`);
+      this.timers.set(id, setTimeout(() => (this.timers.delete(id), this.track(this.advance(id, rec))), 5000));
+      return rec.trace;
+    }
     if (!role) {
       await this.p.stopAutomation(a.id, `its owner ${rec.owner} is gone`);
       return this.finish(a.id, id, { ...rec.trace, result: 'stopped', reason: `its owner ${rec.owner} is gone` });
@@ -229,11 +245,10 @@ export class Engine {
     return this.finish(a.id, id, { ...rec.trace, result: failed ? 'failed' : 'done' });
   }
 
-  /** A loop guard stopped the automation: flagged, kept, told. */
-  private async halt(a: Automation, trace: Trace, reason: string): Promise<Trace> {
-    this.p.log.warn(`Automation ${a.id} stopped: ${reason}`);
+  /** A loop guard stopped the automation: flagged, kept, told. `running`: a run of it goes on (it ends by itself). */
+  private async halt(a: Automation, trace: Trace, reason: string, running = false): Promise<Trace> {
     await this.p.stopAutomation(a.id, reason);
-    return this.finish(a.id, null, { ...trace, result: 'stopped', reason });
+    return this.finish(a.id, null, { ...trace, result: 'stopped', reason }, !running);
   }
 
   /** More runs in the last minute than allowed: why, or undefined. */
@@ -247,9 +262,9 @@ export class Engine {
       : undefined;
   }
 
-  private async finish(automation: string, runId: string | null, trace: Trace): Promise<Trace> {
+  private async finish(automation: string, runId: string | null, trace: Trace, release = true): Promise<Trace> {
     const ended = { ...trace, endedAt: now() };
-    this.active.delete(automation);
+    if (release) this.active.delete(automation);
     try {
       if (runId) await this.p.runs.del(runId, { sync: true });
       await this.p.traces.put(traceKey(ended), ended, { sync: false });

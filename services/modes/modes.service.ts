@@ -4,6 +4,7 @@
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
+import { afterNodeStart } from '../../lib/after-start.ts';
 import { broadcast, call } from '../../lib/bus.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { Store, type Collection } from '../../lib/store.ts';
@@ -207,7 +208,8 @@ export function modesService(config: Config): ServiceSchema {
       // A mode removed from under the state (an old release) falls back to Home.
       if (!(await modes.get(state.active.id))) state.active = { ...state.active, id: 'home' };
       await saveState();
-      await applied(this.broker);
+      // Told once the node is up: services starting beside this one would miss it before.
+      afterNodeStart(this.broker, () => void applied(this.broker).catch(() => undefined));
       clock = new ModeClock(
         store.collection<number>('clock'),
         () => state!.schedule,
