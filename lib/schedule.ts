@@ -39,7 +39,8 @@ function parseField(text: string, field: (typeof FIELDS)[number]): Set<number> {
   for (const part of text.split(',')) {
     const [range, stepText] = part.split('/');
     const step = stepText === undefined ? 1 : Number(stepText);
-    if (!Number.isInteger(step) || step < 1) throw new ScheduleError(`${field.name}: step "${stepText}" is not a whole number above 0`);
+    if (!Number.isInteger(step) || step < 1)
+      throw new ScheduleError(`${field.name}: step "${stepText}" is not a whole number above 0`);
     let from: number;
     let to: number;
     if (range === '*') [from, to] = [field.min, field.max];

@@ -45,7 +45,8 @@ const boxConfig = () => ({
 });
 const save = (id: string, automation: object, auth = admin) =>
   box.request('PUT', `/api/v1/automations/${id}`, { auth, body: automation });
-const traces = async (id: string) => (await box.request('GET', `/api/v1/automations/${id}/traces`, { auth: admin })).json;
+const traces = async (id: string) =>
+  (await box.request('GET', `/api/v1/automations/${id}/traces`, { auth: admin })).json;
 const setMode = (mode: string) => box.request('PUT', '/api/v1/modes/active', { auth: admin, body: { mode } });
 const login = async (username: string, password: string) =>
   box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username, password } })).headers)!;
@@ -53,7 +54,24 @@ const login = async (username: string, password: string) =>
 const door = (payload: string, version = 'mqttv5') =>
   run(
     'mosquitto_pub',
-    ['-h', '127.0.0.1', '-p', String(port), '-V', version, '-i', 'door', '-u', 'door', '-P', secrets['door']!, '-t', 'fogedge/devices/door/contact', '-m', payload],
+    [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-V',
+      version,
+      '-i',
+      'door',
+      '-u',
+      'door',
+      '-P',
+      secrets['door']!,
+      '-t',
+      'fogedge/devices/door/contact',
+      '-m',
+      payload,
+    ],
     { timeout: 15_000 },
   );
 
@@ -97,7 +115,12 @@ test.before(async () => {
   await startBox();
   admin = await withAdmin(box);
   assert.is(
-    (await box.request('POST', '/api/v1/users', { auth: admin, body: { username: 'kid', password: 'kid-password-1', role: 'family' } })).status,
+    (
+      await box.request('POST', '/api/v1/users', {
+        auth: admin,
+        body: { username: 'kid', password: 'kid-password-1', role: 'family' },
+      })
+    ).status,
     201,
   );
   family = await login('kid', 'kid-password-1');
@@ -106,13 +129,21 @@ test.before(async () => {
     body: { id: 'porch', name: 'Porch', source: { kind: 'rtsp', url: cam.url() }, detection: { labels: ['person'] } },
   });
   assert.is(added.status, 201, added.text);
-  for (const [id, type] of [['door', 'contact'], ['siren', 'generic'], ['lamp', 'switch']] as const) {
+  for (const [id, type] of [
+    ['door', 'contact'],
+    ['siren', 'generic'],
+    ['lamp', 'switch'],
+  ] as const) {
     const res = await box.request('POST', '/api/v1/devices', { auth: admin, body: { id, name: id, type } });
     assert.is(res.status, 201, res.text);
     secrets[id] = res.json.secret;
   }
   await sirenOnline();
-  await waitUntil('the porch recording', async () => (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status?.state === 'online', 30_000);
+  await waitUntil(
+    'the porch recording',
+    async () => (await box.request('GET', '/api/v1/cameras/porch', { auth: admin })).json.status?.state === 'online',
+    30_000,
+  );
 });
 
 test.after(async () => {
@@ -153,7 +184,9 @@ test('the door opens while Away: footage held with pre-roll, the admin told with
   // At Home: the door opens, and nothing happens; the trace says why.
   await setMode('home');
   await door('{"contact": false}');
-  const skipped = await waitUntil('a skipped run', async () => (await traces('door-away')).find((t: any) => t.result === 'skipped'));
+  const skipped = await waitUntil('a skipped run', async () =>
+    (await traces('door-away')).find((t: any) => t.result === 'skipped'),
+  );
   assert.match(skipped.reason, /mode is home/);
   assert.is(skipped.actions.length, 0);
 
@@ -175,19 +208,37 @@ test('the door opens while Away: footage held with pre-roll, the admin told with
   assert.equal([...Buffer.from(note.snapshotBase64, 'base64').subarray(0, 2)], [0xff, 0xd8], 'a JPEG');
 
   // The footage: an alert on the porch from 10 s before the door opened, whose clip plays.
-  const held = await waitUntil('the hold event', async () =>
-    (await box.request('GET', '/api/v1/events?camera=porch&label=hold', { auth: admin })).json[0],
+  const held = await waitUntil(
+    'the hold event',
+    async () => (await box.request('GET', '/api/v1/events?camera=porch&label=hold', { auth: admin })).json[0],
   );
-  assert.ok(Date.parse(held.start) <= opened - 9000, `held from ${held.start}, the door opened at ${new Date(opened).toISOString()}`);
+  assert.ok(
+    Date.parse(held.start) <= opened - 9000,
+    `held from ${held.start}, the door opened at ${new Date(opened).toISOString()}`,
+  );
   const items = (await box.request('GET', '/api/v1/review?camera=porch&severity=alert', { auth: admin })).json;
-  assert.ok(items.some((i: any) => i.objects.some((o: any) => o.event === held.id)), 'an alert item');
+  assert.ok(
+    items.some((i: any) => i.objects.some((o: any) => o.event === held.id)),
+    'an alert item',
+  );
 
   // The trace: the trigger, the condition, each action's result.
-  const done = await waitUntil('the finished run', async () => (await traces('door-away')).find((t: any) => t.result === 'done'));
+  const done = await waitUntil('the finished run', async () =>
+    (await traces('door-away')).find((t: any) => t.result === 'done'),
+  );
   assert.match(done.trigger.detail, /door\/contact/);
-  assert.equal(done.conditions.map((c: any) => [c.kind, c.ok]), [['mode', true]]);
-  assert.equal(done.actions.map((a: any) => a.kind), ['hold', 'notify', 'device.publish', 'wait', 'device.publish']);
-  assert.ok(done.actions.every((a: any) => a.ok), JSON.stringify(done.actions));
+  assert.equal(
+    done.conditions.map((c: any) => [c.kind, c.ok]),
+    [['mode', true]],
+  );
+  assert.equal(
+    done.actions.map((a: any) => a.kind),
+    ['hold', 'notify', 'device.publish', 'wait', 'device.publish'],
+  );
+  assert.ok(
+    done.actions.every((a: any) => a.ok),
+    JSON.stringify(done.actions),
+  );
   await setMode('home');
 });
 
@@ -200,10 +251,19 @@ test("device states: the door's contact read as its type says, kept across a res
   const states = (await box.request('GET', '/api/v1/device-states?id=door', { auth: family })).json;
   assert.is(states.door.contact.value, 'open');
   // The lamp on: a rule that wants it off does nothing.
-  const lamp = await mqtt.connectAsync(mqttUrl(), { clientId: 'lamp', username: 'lamp', password: secrets['lamp'], reconnectPeriod: 0 });
+  const lamp = await mqtt.connectAsync(mqttUrl(), {
+    clientId: 'lamp',
+    username: 'lamp',
+    password: secrets['lamp'],
+    reconnectPeriod: 0,
+  });
   clients.push(lamp);
   await lamp.publishAsync('fogedge/devices/lamp/state', 'ON', { qos: 1, retain: true });
-  await waitUntil('lamp on', async () => (await box.request('GET', '/api/v1/device-states?id=lamp', { auth: admin })).json.lamp.state?.value === 'on');
+  await waitUntil(
+    'lamp on',
+    async () =>
+      (await box.request('GET', '/api/v1/device-states?id=lamp', { auth: admin })).json.lamp.state?.value === 'on',
+  );
   assert.is(
     (
       await save('dark-door', {
@@ -225,14 +285,26 @@ test("device states: the door's contact read as its type says, kept across a res
 test('bad input: a camera, device, zone or mode that is not there, a cron that does not parse, a webhook not allowed, each named', async () => {
   const base = { name: 'x', actions: [{ kind: 'device.publish', device: 'siren', channel: 'siren', payload: 'ON' }] };
   const cases: Array<[object, number, RegExp]> = [
-    [{ ...base, triggers: [{ kind: 'event', camera: 'garage' }] }, 400, /triggers\.0\.camera: the box has no camera "garage"/],
+    [
+      { ...base, triggers: [{ kind: 'event', camera: 'garage' }] },
+      400,
+      /triggers\.0\.camera: the box has no camera "garage"/,
+    ],
     [{ ...base, triggers: [{ kind: 'event', camera: 'porch', zone: 'pool' }] }, 400, /zone "pool"/],
     [{ ...base, triggers: [{ kind: 'device.message', device: 'gnome' }] }, 400, /device "gnome"/],
     [{ ...base, triggers: [{ kind: 'mode', to: 'disco' }] }, 400, /mode "disco"/],
     [{ ...base, triggers: [{ kind: 'schedule', cron: '0 8 * * funday' }] }, 422, /day of week "funday"/],
     [{ ...base, triggers: [{ kind: 'sun', event: 'sunset' }] }, 400, /site's place/],
-    [{ ...base, triggers: [{ kind: 'mode' }], actions: [{ kind: 'webhook', url: 'http://169.254.169.254/latest' }] }, 400, /not under an address the admin allowed/],
-    [{ ...base, triggers: [{ kind: 'mode' }], actions: [{ kind: 'notify', title: 'x', users: ['nobody'] }] }, 400, /user "nobody"/],
+    [
+      { ...base, triggers: [{ kind: 'mode' }], actions: [{ kind: 'webhook', url: 'http://169.254.169.254/latest' }] },
+      400,
+      /not under an address the admin allowed/,
+    ],
+    [
+      { ...base, triggers: [{ kind: 'mode' }], actions: [{ kind: 'notify', title: 'x', users: ['nobody'] }] },
+      400,
+      /user "nobody"/,
+    ],
     [{ ...base, triggers: [] }, 422, /triggers/],
   ];
   for (const [automation, status, message] of cases) {
@@ -245,7 +317,9 @@ test('bad input: a camera, device, zone or mode that is not there, a cron that d
     (
       await save('json-door', {
         ...base,
-        triggers: [{ kind: 'device.message', device: 'door', topic: 'contact', match: { field: 'contact', equals: false } }],
+        triggers: [
+          { kind: 'device.message', device: 'door', topic: 'contact', match: { field: 'contact', equals: false } },
+        ],
       })
     ).status,
     200,
@@ -269,10 +343,16 @@ test('a webhook to an allowed address gets the facts; a redirect elsewhere is no
   });
   assert.is(res.status, 200, res.text);
   await setMode('night');
-  const trace = await waitUntil('the webhook run', async () => (await traces('hook'))[0]?.endedAt && (await traces('hook'))[0]);
+  const trace = await waitUntil(
+    'the webhook run',
+    async () => (await traces('hook'))[0]?.endedAt && (await traces('hook'))[0],
+  );
   const got = hooks.find((h) => h.url === '/hooks/night')!;
   assert.is(got.method, 'POST');
-  assert.equal({ ...JSON.parse(got.body), at: undefined }, { automation: 'hook', trigger: 'mode home → night', site: 'home', at: undefined });
+  assert.equal(
+    { ...JSON.parse(got.body), at: undefined },
+    { automation: 'hook', trigger: 'mode home → night', site: 'home', at: undefined },
+  );
   assert.is(trace.actions[1].ok, false);
   assert.match(trace.actions[1].detail, /HTTP 302/);
   assert.is(hooks.filter((h) => h.url === '/').length, 0, 'the redirect was not followed');
@@ -290,7 +370,10 @@ test('a webhook to an allowed address gets the facts; a redirect elsewhere is no
     200,
   );
   assert.is((await box.request('DELETE', '/api/v1/devices/lamp', { auth: admin })).status, 200);
-  const stopped = await waitUntil('stopped', async () => (await box.request('GET', '/api/v1/automations/lamp-rule', { auth: admin })).json.disabledReason);
+  const stopped = await waitUntil(
+    'stopped',
+    async () => (await box.request('GET', '/api/v1/automations/lamp-rule', { auth: admin })).json.disabledReason,
+  );
   assert.match(stopped, /device "lamp" \(triggers\.0\.device\) was removed/);
 });
 
@@ -314,7 +397,8 @@ test('a loop between two automations is stopped and flagged; the mode does not f
   const settled = (await box.request('GET', '/api/v1/modes', { auth: admin })).json.active;
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal((await box.request('GET', '/api/v1/modes', { auth: admin })).json.active, settled, 'the mode stays');
-  for (const id of ['night-to-away', 'away-to-night']) await box.request('DELETE', `/api/v1/automations/${id}`, { auth: admin });
+  for (const id of ['night-to-away', 'away-to-night'])
+    await box.request('DELETE', `/api/v1/automations/${id}`, { auth: admin });
   await setMode('home');
 });
 
@@ -324,7 +408,12 @@ test('10,000 messages a second from one device: the box keeps serving; the bus g
     triggers: [{ kind: 'device.message', device: 'door', topic: '#' }],
     actions: [{ kind: 'device.publish', device: 'siren', channel: 'chime', payload: 'ding' }],
   });
-  const flood = await mqtt.connectAsync(mqttUrl(), { clientId: 'door-flood', username: 'door', password: secrets['door'], reconnectPeriod: 0 });
+  const flood = await mqtt.connectAsync(mqttUrl(), {
+    clientId: 'door-flood',
+    username: 'door',
+    password: secrets['door'],
+    reconnectPeriod: 0,
+  });
   clients.push(flood);
   const before = siren.length;
   // 10,000 in one second, in batches of 500 every 50 ms; the API asked in the middle of it.
@@ -349,7 +438,12 @@ test('10,000 messages a second from one device: the box keeps serving; the bus g
 
 test('a loop through a device (it answers each command with a message): stopped after automations.maxRunsPerMinute runs', async () => {
   const echo = await box.request('POST', '/api/v1/devices', { auth: admin, body: { id: 'echo', name: 'Echo' } });
-  const device = await mqtt.connectAsync(mqttUrl(), { clientId: 'echo', username: 'echo', password: echo.json.secret, reconnectPeriod: 0 });
+  const device = await mqtt.connectAsync(mqttUrl(), {
+    clientId: 'echo',
+    username: 'echo',
+    password: echo.json.secret,
+    reconnectPeriod: 0,
+  });
   clients.push(device);
   let heard = 0;
   device.on('message', () => {
@@ -368,7 +462,11 @@ test('a loop through a device (it answers each command with a message): stopped 
     200,
   );
   device.publish('fogedge/devices/echo/state', 'hello');
-  const reason = await waitUntil('ping stopped', async () => (await box.request('GET', '/api/v1/automations/ping', { auth: admin })).json.disabledReason, 20_000);
+  const reason = await waitUntil(
+    'ping stopped',
+    async () => (await box.request('GET', '/api/v1/automations/ping', { auth: admin })).json.disabledReason,
+    20_000,
+  );
   assert.match(reason, /ran 11 times in a minute/);
   await new Promise((r) => setTimeout(r, 500));
   const after = heard;
@@ -398,7 +496,10 @@ test("actions run as the owner: a family member's camera change is refused in th
   assert.is((await save('door-away', guard, family)).status, 403);
   assert.is((await box.request('DELETE', '/api/v1/automations/door-away', { auth: family })).status, 403);
   await setMode('night');
-  const trace = await waitUntil('the kid rule ran', async () => (await traces('kid-rule'))[0]?.endedAt && (await traces('kid-rule'))[0]);
+  const trace = await waitUntil(
+    'the kid rule ran',
+    async () => (await traces('kid-rule'))[0]?.endedAt && (await traces('kid-rule'))[0],
+  );
   assert.is(trace.actions[0].ok, false);
   assert.match(trace.actions[0].detail, /Role "family" may not call cameras.update/);
   assert.is(trace.actions[1].ok, true);
@@ -414,7 +515,12 @@ test('a person on the porch camera (the street clip through the detector) fires 
     actions: [{ kind: 'notify', title: '{label} on {camera}' }],
     cooldownSeconds: 3600,
   });
-  const trace = await waitUntil('a person run', async () => (await traces('person-porch'))[0]?.endedAt && (await traces('person-porch'))[0], 60_000, 500);
+  const trace = await waitUntil(
+    'a person run',
+    async () => (await traces('person-porch'))[0]?.endedAt && (await traces('person-porch'))[0],
+    60_000,
+    500,
+  );
   assert.match(trace.trigger.detail, /^person start on porch \(event /);
   assert.match(trace.actions[0].detail, /told admin with event .* picture/);
   // The cooldown: one run while people keep walking by.
@@ -427,13 +533,25 @@ test('a count crossing a value, an object that stays (loitering), a camera that 
   // The yard: a camera that cannot be reached (it goes offline); its objects come from the events store's own input.
   const yard = await box.request('POST', '/api/v1/cameras', {
     auth: admin,
-    body: { id: 'yard', name: 'Yard', source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none' }, detection: { enabled: false } },
+    body: {
+      id: 'yard',
+      name: 'Yard',
+      source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none' },
+      detection: { enabled: false },
+    },
   });
   assert.is(yard.status, 201, yard.text);
   const chime = (id: string, trigger: object) =>
-    save(id, { name: id, triggers: [trigger], actions: [{ kind: 'device.publish', device: 'siren', channel: id, payload: id }] });
+    save(id, {
+      name: id,
+      triggers: [trigger],
+      actions: [{ kind: 'device.publish', device: 'siren', channel: id, payload: id }],
+    });
   assert.is((await chime('crowd', { kind: 'count', camera: 'yard', label: 'person', above: 1 })).status, 200);
-  assert.is((await chime('lurker', { kind: 'event', on: 'loiter', camera: 'yard', label: 'person', loiterSeconds: 2 })).status, 200);
+  assert.is(
+    (await chime('lurker', { kind: 'event', on: 'loiter', camera: 'yard', label: 'person', loiterSeconds: 2 })).status,
+    200,
+  );
   assert.is((await chime('yard-down', { kind: 'camera.status', camera: 'yard', state: 'offline' })).status, 200);
   const heard = (payload: string) => siren.filter((s) => s.payload === payload).length;
   await waitUntil('the yard offline', () => heard('yard-down') === 1, 30_000);
@@ -467,7 +585,8 @@ test('a count crossing a value, an object that stays (loitering), a camera that 
   await person('yard-c', 'start', new Date().toISOString());
   await person('yard-d', 'start', new Date().toISOString());
   await waitUntil('a second crowd', () => heard('crowd') === 2);
-  for (const id of ['crowd', 'lurker', 'yard-down']) await box.request('DELETE', `/api/v1/automations/${id}`, { auth: admin });
+  for (const id of ['crowd', 'lurker', 'yard-down'])
+    await box.request('DELETE', `/api/v1/automations/${id}`, { auth: admin });
 });
 
 test('a restart in the middle of a wait: the rest is done when it was due, once; nothing before it again', async () => {
@@ -489,14 +608,24 @@ test('a restart in the middle of a wait: the rest is done when it was due, once;
   await new Promise((r) => setTimeout(r, 2000));
   await startBox(dataDir);
   admin = await login('admin', 'admin-password-1');
-  const off = await waitUntil('OFF after the restart', () => siren.find((s) => s.at >= opened && s.payload === 'OFF'), 30_000);
+  const off = await waitUntil(
+    'OFF after the restart',
+    () => siren.find((s) => s.at >= opened && s.payload === 'OFF'),
+    30_000,
+  );
   assert.ok(off.at - opened >= 11_900, `OFF ${off.at - opened} ms after the door`);
   await new Promise((r) => setTimeout(r, 1000));
-  assert.equal(siren.filter((s) => s.at >= opened).map((s) => s.payload), ['ON', 'OFF']);
+  assert.equal(
+    siren.filter((s) => s.at >= opened).map((s) => s.payload),
+    ['ON', 'OFF'],
+  );
   const [trace] = await traces('restart');
   assert.is(trace.result, 'done');
   // The door's state was kept through the restart.
-  assert.is((await box.request('GET', '/api/v1/device-states?id=door', { auth: admin })).json.door.contact.value, 'open');
+  assert.is(
+    (await box.request('GET', '/api/v1/device-states?id=door', { auth: admin })).json.door.contact.value,
+    'open',
+  );
 });
 
 test("the clock: schedules at their minute, sunrise and sunset with an offset at the site's place", () => {
@@ -505,7 +634,12 @@ test("the clock: schedules at their minute, sunrise and sunset with an offset at
     { kind: 'schedule', cron: '30 6 * * *' },
     { kind: 'sun', event: 'sunset', offsetMinutes: -30 },
   ];
-  const clock = new AutomationClock(() => triggers, { latitude: 51.5, longitude: -0.12 }, (f) => facts.push(f), () => {});
+  const clock = new AutomationClock(
+    () => triggers,
+    { latitude: 51.5, longitude: -0.12 },
+    (f) => facts.push(f),
+    () => {},
+  );
   clock.tick(new Date(2026, 5, 21, 6, 30).getTime());
   assert.equal(facts, [{ kind: 'schedule', cron: '30 6 * * *' }]);
   facts.length = 0;

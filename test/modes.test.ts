@@ -58,12 +58,26 @@ test.before(async () => {
   });
   assert.is(created.status, 201, created.text);
   family = box.sessionOf(
-    (await box.request('POST', '/api/v1/auth/login', { body: { username: 'kid', password: 'kid-password-1' } })).headers,
+    (await box.request('POST', '/api/v1/auth/login', { body: { username: 'kid', password: 'kid-password-1' } }))
+      .headers,
   )!;
   // The garden camera has detection off and notifications off of its own; the drive has them on.
   for (const camera of [
     rtsp('garden', { detection: { enabled: false }, notifications: false }),
-    rtsp('drive', { detection: { zones: [{ name: 'gate', points: [[0, 0], [1, 0], [1, 1]] }] } }),
+    rtsp('drive', {
+      detection: {
+        zones: [
+          {
+            name: 'gate',
+            points: [
+              [0, 0],
+              [1, 0],
+              [1, 1],
+            ],
+          },
+        ],
+      },
+    }),
   ]) {
     const res = await box.request('POST', '/api/v1/cameras', { auth: admin, body: camera });
     assert.is(res.status, 201, res.text);
@@ -79,10 +93,7 @@ test('a site starts in Home with the four modes; the cameras do what their own s
   const res = await box.request('GET', '/api/v1/modes', { auth: family });
   assert.is(res.status, 200, res.text);
   assert.is(res.json.active.id, 'home');
-  assert.equal(
-    res.json.modes.map((m: { id: string }) => m.id).sort(),
-    ['away', 'home', 'night', 'vacation'],
-  );
+  assert.equal(res.json.modes.map((m: { id: string }) => m.id).sort(), ['away', 'home', 'night', 'vacation']);
   const garden = (await box.request('GET', '/api/v1/cameras/garden', { auth: admin })).json;
   assert.is(garden.detection.enabled, false);
   assert.equal(garden.modeChanges, []);
@@ -91,7 +102,11 @@ test('a site starts in Home with the four modes; the cameras do what their own s
 test("Away from the API: another client reads the garden's detection and notifications ON; Home gives the camera's own settings back", async () => {
   const adminToken = await token(admin);
   const seen = await reader('admin', adminToken, ['fogedge/cameras/+/+/state', 'fogedge/mode/state']);
-  await waitUntil('garden detection OFF at first', () => seen.get('fogedge/cameras/garden/detection/state') === 'OFF', 10_000);
+  await waitUntil(
+    'garden detection OFF at first',
+    () => seen.get('fogedge/cameras/garden/detection/state') === 'OFF',
+    10_000,
+  );
   assert.is(seen.get('fogedge/mode/state'), 'home');
 
   const set = await box.request('PUT', '/api/v1/modes/active', { auth: admin, body: { mode: 'away' } });
@@ -99,8 +114,16 @@ test("Away from the API: another client reads the garden's detection and notific
   assert.is(set.json.changed, true);
   assert.is(set.json.active.by, 'admin');
   assert.is(set.json.active.via, 'http');
-  await waitUntil('garden detection ON in Away', () => seen.get('fogedge/cameras/garden/detection/state') === 'ON', 10_000);
-  await waitUntil('garden notifications ON', () => seen.get('fogedge/cameras/garden/notifications/state') === 'ON', 10_000);
+  await waitUntil(
+    'garden detection ON in Away',
+    () => seen.get('fogedge/cameras/garden/detection/state') === 'ON',
+    10_000,
+  );
+  await waitUntil(
+    'garden notifications ON',
+    () => seen.get('fogedge/cameras/garden/notifications/state') === 'ON',
+    10_000,
+  );
   await waitUntil('mode state away', () => seen.get('fogedge/mode/state') === 'away', 10_000);
 
   // The camera keeps its own settings; the answer says what the mode changes.
@@ -112,7 +135,11 @@ test("Away from the API: another client reads the garden's detection and notific
   assert.is(spec!.detection.enabled, true);
 
   await box.request('PUT', '/api/v1/modes/active', { auth: family, body: { mode: 'home' } });
-  await waitUntil('garden detection OFF again', () => seen.get('fogedge/cameras/garden/detection/state') === 'OFF', 10_000);
+  await waitUntil(
+    'garden detection OFF again',
+    () => seen.get('fogedge/cameras/garden/detection/state') === 'OFF',
+    10_000,
+  );
   assert.is(seen.get('fogedge/cameras/garden/notifications/state'), 'OFF');
   assert.is((await activeMode()).by, 'kid');
 });
@@ -120,9 +147,28 @@ test("Away from the API: another client reads the garden's detection and notific
 test('from MQTT: mosquitto_pub over 3.1.1 and 5 as a user switches the mode; a device and an unknown mode do not', async () => {
   const adminToken = await token(admin);
   const pub = (version: string, user: string, pass: string, payload: string) =>
-    run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-V', version, '-u', user, '-P', pass, '-t', 'fogedge/mode/set', '-m', payload], {
-      timeout: 15_000,
-    }).catch((e: Error) => e);
+    run(
+      'mosquitto_pub',
+      [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-V',
+        version,
+        '-u',
+        user,
+        '-P',
+        pass,
+        '-t',
+        'fogedge/mode/set',
+        '-m',
+        payload,
+      ],
+      {
+        timeout: 15_000,
+      },
+    ).catch((e: Error) => e);
   await pub('mqttv311', 'admin', adminToken, 'night');
   await waitUntil('night from 3.1.1', async () => (await activeMode()).id === 'night', 10_000);
   const active = await activeMode();
@@ -156,7 +202,11 @@ test("Home Assistant's select entity: discovery offers the modes; its command sw
   assert.ok(config.origin?.name);
 
   // Home Assistant sends the option the user picked to the command topic, as the user it signs in as.
-  const ha = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: 'admin', password: adminToken, reconnectPeriod: 0 });
+  const ha = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+    username: 'admin',
+    password: adminToken,
+    reconnectPeriod: 0,
+  });
   clients.push(ha);
   await ha.publishAsync(config.command_topic, 'away');
   await waitUntil('away from Home Assistant', async () => (await activeMode()).id === 'away', 10_000);
@@ -171,7 +221,10 @@ test("Home Assistant's select entity: discovery offers the modes; its command sw
 });
 
 test('defining modes: per camera and for all, only the admin; a camera, zone or mode that is not there is named in the error', async () => {
-  const forbidden = await box.request('PUT', '/api/v1/modes/night', { auth: family, body: { name: 'Night', cameras: {} } });
+  const forbidden = await box.request('PUT', '/api/v1/modes/night', {
+    auth: family,
+    body: { name: 'Night', cameras: {} },
+  });
   assert.is(forbidden.status, 403);
   const unknownCamera = await box.request('PUT', '/api/v1/modes/night', {
     auth: admin,
@@ -195,7 +248,9 @@ test('defining modes: per camera and for all, only the admin; a camera, zone or 
     auth: admin,
     body: {
       name: 'Night',
-      cameras: { drive: { review: { alertLabels: ['person'], alertZones: ['gate'] }, recording: { mode: 'continuous' } } },
+      cameras: {
+        drive: { review: { alertLabels: ['person'], alertZones: ['gate'] }, recording: { mode: 'continuous' } },
+      },
     },
   });
   assert.is(night.status, 200, night.text);
@@ -241,26 +296,39 @@ test('the schedule switches at the minute it names; a cron expression that does 
   // The next local minute: the box switches to Night at it, by the schedule.
   const next = new Date(Math.floor(Date.now() / 60_000) * 60_000 + 60_000);
   const cron = `${next.getMinutes()} ${next.getHours()} * * *`;
-  const set = await box.request('PUT', '/api/v1/mode-schedule', { auth: admin, body: { entries: [{ cron, mode: 'night' }] } });
+  const set = await box.request('PUT', '/api/v1/mode-schedule', {
+    auth: admin,
+    body: { entries: [{ cron, mode: 'night' }] },
+  });
   assert.is(set.status, 200, set.text);
   assert.is((await activeMode()).id, 'home');
   await waitUntil('night by the schedule', async () => (await activeMode()).id === 'night', 75_000);
   const active = await activeMode();
   assert.is(active.via, 'schedule');
-  assert.ok(Date.parse(active.since) >= next.getTime(), `switched at ${active.since}, not before ${next.toISOString()}`);
+  assert.ok(
+    Date.parse(active.since) >= next.getTime(),
+    `switched at ${active.since}, not before ${next.toISOString()}`,
+  );
   await box.request('PUT', '/api/v1/mode-schedule', { auth: admin, body: { entries: [] } });
 });
 
 test("who is told: a mode that names its users notifies only them; the garden's own 'no notifications' is back in Home", async () => {
   for (const session of [admin, family])
-    assert.is((await box.request('PUT', '/api/v1/auth/me/notifications', { auth: session, body: { enabled: true } })).status, 200);
+    assert.is(
+      (await box.request('PUT', '/api/v1/auth/me/notifications', { auth: session, body: { enabled: true } })).status,
+      200,
+    );
   const phones = {
     admin: await reader('admin', await token(admin), ['fogedge/users/admin/notifications']),
     kid: await reader('kid', await token(family), ['fogedge/users/kid/notifications']),
   };
   const saved = await box.request('PUT', '/api/v1/modes/away', {
     auth: admin,
-    body: { name: 'Away', cameras: { '*': { detection: { enabled: true }, notifications: true } }, notifyUsers: ['admin'] },
+    body: {
+      name: 'Away',
+      cameras: { '*': { detection: { enabled: true }, notifications: true } },
+      notifyUsers: ['admin'],
+    },
   });
   assert.is(saved.status, 200, saved.text);
   await box.request('PUT', '/api/v1/modes/active', { auth: admin, body: { mode: 'away' } });
@@ -275,13 +343,21 @@ test("who is told: a mode that names its users notifies only them; the garden's 
   };
   // In Away the garden notifies (the mode turns it on), and only the admin is told.
   const first = await person('garden');
-  await waitUntil('the admin told of the garden', () => phones.admin.get('fogedge/users/admin/notifications')?.includes(first), 10_000);
+  await waitUntil(
+    'the admin told of the garden',
+    () => phones.admin.get('fogedge/users/admin/notifications')?.includes(first),
+    10_000,
+  );
   await new Promise((r) => setTimeout(r, 500));
   assert.not.ok(phones.kid.has('fogedge/users/kid/notifications'), 'the kid is not told in Away');
   // Home: everyone by their rules, and the garden is quiet again (its own setting).
   await box.request('PUT', '/api/v1/modes/active', { auth: admin, body: { mode: 'home' } });
   const drive = await person('drive');
-  await waitUntil('the kid told of the drive', () => phones.kid.get('fogedge/users/kid/notifications')?.includes(drive), 10_000);
+  await waitUntil(
+    'the kid told of the drive',
+    () => phones.kid.get('fogedge/users/kid/notifications')?.includes(drive),
+    10_000,
+  );
   const garden = await person('garden');
   await new Promise((r) => setTimeout(r, 500));
   assert.not.ok(phones.admin.get('fogedge/users/admin/notifications')?.includes(garden), 'the garden is quiet in Home');
@@ -293,7 +369,8 @@ test('the mode outlives a restart', async () => {
   await box.stop({ keepData: true });
   box = await testBox({ dataDir, mqtt: { host: '127.0.0.1', port, tlsPort: null } });
   admin = box.sessionOf(
-    (await box.request('POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'admin-password-1' } })).headers,
+    (await box.request('POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'admin-password-1' } }))
+      .headers,
   )!;
   assert.is((await activeMode()).id, 'away');
   const [garden] = (await box.broker.call('cameras.specs', { id: 'garden' })) as Camera[];
@@ -312,7 +389,10 @@ test('a mode laid over a camera: its entry for all, then its own; what it leaves
     id: 'm',
     name: 'M',
     notifyUsers: null,
-    cameras: { '*': { detection: { enabled: true }, notifications: false }, c: { notifications: true, recording: { mode: 'off' as const } } },
+    cameras: {
+      '*': { detection: { enabled: true }, notifications: false },
+      c: { notifications: true, recording: { mode: 'off' as const } },
+    },
   };
   const out = withMode(camera, mode);
   assert.equal(out.detection, { enabled: true, labels: ['person'] });
@@ -336,8 +416,14 @@ test('schedules: cron fields, ranges, steps, names, both day fields; sunrise and
   assert.match(scheduleProblem('5-1 * * * *')!, /backwards/);
   // London at midsummer: about 03:43 and 20:21 UTC.
   const london = sunTimes(at('2026-06-21T12:00:00Z'), 51.5, -0.12)!;
-  assert.ok(Math.abs(london.sunrise.getTime() - Date.parse('2026-06-21T03:43:00Z')) < 3 * 60_000, london.sunrise.toISOString());
-  assert.ok(Math.abs(london.sunset.getTime() - Date.parse('2026-06-21T20:21:00Z')) < 3 * 60_000, london.sunset.toISOString());
+  assert.ok(
+    Math.abs(london.sunrise.getTime() - Date.parse('2026-06-21T03:43:00Z')) < 3 * 60_000,
+    london.sunrise.toISOString(),
+  );
+  assert.ok(
+    Math.abs(london.sunset.getTime() - Date.parse('2026-06-21T20:21:00Z')) < 3 * 60_000,
+    london.sunset.toISOString(),
+  );
   assert.is(sunTimes(at('2026-06-21T12:00:00Z'), 78, 15), null, 'midnight sun at Svalbard');
 });
 

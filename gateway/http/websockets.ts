@@ -33,6 +33,8 @@ const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
   [/^review\./, 'events.view'],
   [/^camera\./, 'live.view'],
   [/^device\./, 'devices.manage'],
+  [/^mode\.applied$/, 'live.view'],
+  [/^automation\./, 'automations.manage'],
   [/^sync\.status\./, 'system.view'],
   [/^admp\.status\./, 'system.view'],
   [/^recording\.(archive|disk)\.changed$/, 'system.view'],

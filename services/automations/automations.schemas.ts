@@ -21,7 +21,10 @@ const DeviceTopic = z
   .string()
   .min(1)
   .max(200)
-  .regex(/^([\w-]+|\+)(\/([\w-]+|\+))*(\/#)?$|^#$/, 'a topic below the device: levels of letters, digits, _ or -, + or a final #');
+  .regex(
+    /^([\w-]+|\+)(\/([\w-]+|\+))*(\/#)?$|^#$/,
+    'a topic below the device: levels of letters, digits, _ or -, + or a final #',
+  );
 const Cron = z
   .string()
   .max(100)
@@ -69,7 +72,11 @@ export const Trigger = z.discriminatedUnion('kind', [
     match: PayloadMatch.optional(),
   }),
   z.strictObject({ kind: z.literal('device.connection'), device: DeviceId, state: z.enum(['online', 'offline']) }),
-  z.strictObject({ kind: z.literal('camera.status'), camera: CameraId.optional(), state: z.enum(['online', 'offline']) }),
+  z.strictObject({
+    kind: z.literal('camera.status'),
+    camera: CameraId.optional(),
+    state: z.enum(['online', 'offline']),
+  }),
   z.strictObject({ kind: z.literal('mode'), to: ModeId.optional(), from: ModeId.optional() }),
   z.strictObject({ kind: z.literal('schedule'), cron: Cron }),
   z.strictObject({
@@ -87,7 +94,11 @@ export const Condition = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('device.state'),
     device: DeviceId,
-    topic: z.string().regex(/^[\w-]+(\/[\w-]+)*$/).max(200).default('state'),
+    topic: z
+      .string()
+      .regex(/^[\w-]+(\/[\w-]+)*$/)
+      .max(200)
+      .default('state'),
     /** Compared with the state's value (contact: open/closed, switch: on/off) or, with `field`, a field of its JSON. */
     field: FieldPath.optional(),
     equals: Scalar,

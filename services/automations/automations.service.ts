@@ -83,7 +83,10 @@ export function automationsService(config: Config): ServiceSchema {
       list: action({
         input: NoInput,
         permission: 'automations.manage',
-        handler: () => ready().engine.all().sort((a, b) => a.id.localeCompare(b.id)),
+        handler: () =>
+          ready()
+            .engine.all()
+            .sort((a, b) => a.id.localeCompare(b.id)),
       }),
       get: action({ input: IdInput, permission: 'automations.manage', handler: (ctx) => find(ctx.params.id) }),
 
@@ -95,9 +98,12 @@ export function automationsService(config: Config): ServiceSchema {
           const before = e.get(ctx.params.id);
           if (before) mayChange(ctx, before);
           else if (e.all().length >= options.maxAutomations)
-            throw new ConflictError(`The box has ${options.maxAutomations} automations (automations.maxAutomations)`, 'TOO_MANY_AUTOMATIONS');
+            throw new ConflictError(
+              `The box has ${options.maxAutomations} automations (automations.maxAutomations)`,
+              'TOO_MANY_AUTOMATIONS',
+            );
           const missing = missingName(ctx.params, await siteNames(ctx, config));
-          if (missing) throw new BadRequestError(missing.message, 'UNKNOWN_NAME', { field: missing.field });
+          if (missing) throw new BadRequestError(missing.message, 'UNKNOWN_NAME', [missing] as never);
           const automation: Automation = {
             ...ctx.params,
             owner: before?.owner ?? ctx.meta.caller?.username ?? 'box',
@@ -317,7 +323,11 @@ export function automationsService(config: Config): ServiceSchema {
         void e.resume().catch((err: Error) => this.logger.warn(`Runs not resumed: ${err.message}`));
       });
       clock = new AutomationClock(
-        () => engine!.all().filter((a) => a.enabled && !a.disabledReason).flatMap((a) => a.triggers),
+        () =>
+          engine!
+            .all()
+            .filter((a) => a.enabled && !a.disabledReason)
+            .flatMap((a) => a.triggers),
         config.site,
         (fact) => engine?.handle(fact),
         () => void this.checkSync(),

@@ -57,13 +57,16 @@ export class AutomationClock {
   }
 
   private arm() {
-    this.timer = setTimeout(() => {
-      const now = minuteOf(Date.now());
-      for (let m = Math.max(this.lastMinute + MINUTE, now - 5 * MINUTE); m <= now; m += MINUTE) this.tick(m);
-      this.lastMinute = now;
-      this.everyMinute();
-      this.arm();
-    }, minuteOf(Date.now()) + MINUTE - Date.now() + 50);
+    this.timer = setTimeout(
+      () => {
+        const now = minuteOf(Date.now());
+        for (let m = Math.max(this.lastMinute + MINUTE, now - 5 * MINUTE); m <= now; m += MINUTE) this.tick(m);
+        this.lastMinute = now;
+        this.everyMinute();
+        this.arm();
+      },
+      minuteOf(Date.now()) + MINUTE - Date.now() + 50,
+    );
     this.timer.unref();
   }
 }

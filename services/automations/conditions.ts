@@ -19,14 +19,20 @@ export async function check(c: Condition, site: SiteNow): Promise<{ ok: boolean;
       return { ok: c.in.includes(site.mode), detail: `mode is ${site.mode} (wanted ${c.in.join(' or ')})` };
     case 'time': {
       const ok = withinHours(localMinutes(site.now), c.from, c.to);
-      return { ok, detail: `local time ${site.now.toTimeString().slice(0, 5)} ${ok ? 'within' : 'outside'} ${c.from}-${c.to}` };
+      return {
+        ok,
+        detail: `local time ${site.now.toTimeString().slice(0, 5)} ${ok ? 'within' : 'outside'} ${c.from}-${c.to}`,
+      };
     }
     case 'device.state': {
       const entry = site.deviceStates(c.device)[c.topic];
       if (!entry) return { ok: false, detail: `${c.device}/${c.topic} has sent nothing yet` };
       const value = c.field ? fieldOf(entry.payload, c.field) : (entry.value ?? entry.payload);
       const ok = sameValue(value, c.equals);
-      return { ok, detail: `${c.device}/${c.topic}${c.field ? ` ${c.field}` : ''} is ${JSON.stringify(value) ?? 'absent'} (wanted ${JSON.stringify(c.equals)}, since ${entry.at})` };
+      return {
+        ok,
+        detail: `${c.device}/${c.topic}${c.field ? ` ${c.field}` : ''} is ${JSON.stringify(value) ?? 'absent'} (wanted ${JSON.stringify(c.equals)}, since ${entry.at})`,
+      };
     }
     case 'no.event': {
       const since = new Date(site.now.getTime() - c.minutes * 60_000);

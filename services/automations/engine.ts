@@ -121,7 +121,9 @@ export class Engine {
       this.active.add(rec.trace.automation);
       if (rec.doing !== null) {
         // Stopped in the middle of it: whether it happened is unknown, so it is not done again.
-        rec.trace.actions.push(result(rec.actions[rec.doing]!.kind, false, 'the box stopped while doing it: not done again'));
+        rec.trace.actions.push(
+          result(rec.actions[rec.doing]!.kind, false, 'the box stopped while doing it: not done again'),
+        );
         rec.step = rec.doing + 1;
         rec.doing = null;
       }
@@ -170,10 +172,20 @@ export class Engine {
       for (const c of a.conditions) {
         const answer = await check(c, site).catch((err: Error) => ({ ok: false, detail: err.message }));
         trace.conditions.push(result(c.kind, answer.ok, answer.detail));
-        if (!answer.ok) return await this.finish(a.id, null, { ...trace, result: 'skipped', reason: `${c.kind}: ${answer.detail}` });
+        if (!answer.ok)
+          return await this.finish(a.id, null, { ...trace, result: 'skipped', reason: `${c.kind}: ${answer.detail}` });
       }
       this.lastRunAt.set(a.id, Date.now());
-      const rec: RunRecord = { trace, fact, chain, actions: a.actions, owner: a.owner, step: 0, doing: null, resumeAt: null };
+      const rec: RunRecord = {
+        trace,
+        fact,
+        chain,
+        actions: a.actions,
+        owner: a.owner,
+        step: 0,
+        doing: null,
+        resumeAt: null,
+      };
       return await this.advance(trace.run, rec);
     } catch (err) {
       this.p.log.warn(`Automation ${a.id}: ${(err as Error).message}`);
@@ -184,12 +196,20 @@ export class Engine {
   /** The run's actions from where it is, up to its end or its next wait. */
   private async advance(id: string, rec: RunRecord): Promise<Trace> {
     const a = this.automations.get(rec.trace.automation);
-    if (!a) return this.finish(rec.trace.automation, id, { ...rec.trace, result: 'stopped', reason: 'the automation was removed' });
+    if (!a)
+      return this.finish(rec.trace.automation, id, {
+        ...rec.trace,
+        result: 'stopped',
+        reason: 'the automation was removed',
+      });
     const role = await this.p.roleOf(rec.owner).catch((err: Error) => err);
     if (role instanceof Error) {
       // The accounts service is away (starting, another node): the run waits on disk and tries again.
       this.p.log.warn(`Automation ${a.id}: its owner's role is not known now (${role.message}); trying again in 5 s`);
-      this.timers.set(id, setTimeout(() => (this.timers.delete(id), this.track(this.advance(id, rec))), 5000));
+      this.timers.set(
+        id,
+        setTimeout(() => (this.timers.delete(id), this.track(this.advance(id, rec))), 5000),
+      );
       return rec.trace;
     }
     if (!role) {

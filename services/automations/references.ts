@@ -15,19 +15,35 @@ export interface SiteNames {
 type Parts = Pick<Automation, 'triggers' | 'conditions' | 'actions'>;
 
 /** Each thing the automation names, with the field that names it. */
-export function namesOf(a: Parts): Array<{ field: string; kind: 'camera' | 'device' | 'mode' | 'user' | 'zone'; name: string; camera?: string }> {
+export function namesOf(
+  a: Parts,
+): Array<{ field: string; kind: 'camera' | 'device' | 'mode' | 'user' | 'zone'; name: string; camera?: string }> {
   const out: ReturnType<typeof namesOf> = [];
-  const lists = { triggers: a.triggers, conditions: a.conditions, actions: a.actions } as Record<string, Array<Record<string, unknown>>>;
+  const lists = { triggers: a.triggers, conditions: a.conditions, actions: a.actions } as Record<
+    string,
+    Array<Record<string, unknown>>
+  >;
   for (const [list, items] of Object.entries(lists)) {
     items.forEach((item, i) => {
       const at = (key: string) => `${list}.${i}.${key}`;
       const str = (key: string) => (typeof item[key] === 'string' ? (item[key] as string) : undefined);
       if (str('camera')) out.push({ field: at('camera'), kind: 'camera', name: str('camera')! });
-      if (str('zone')) out.push({ field: at('zone'), kind: 'zone', name: str('zone')!, ...(str('camera') ? { camera: str('camera')! } : {}) });
+      if (str('zone'))
+        out.push({
+          field: at('zone'),
+          kind: 'zone',
+          name: str('zone')!,
+          ...(str('camera') ? { camera: str('camera')! } : {}),
+        });
       if (str('device')) out.push({ field: at('device'), kind: 'device', name: str('device')! });
-      for (const key of ['mode', 'to', 'from']) if (str(key) && item['kind'] !== 'device.state') out.push({ field: at(key), kind: 'mode', name: str(key)! });
-      if (Array.isArray(item['in'])) (item['in'] as string[]).forEach((m, j) => out.push({ field: `${at('in')}.${j}`, kind: 'mode', name: m }));
-      if (Array.isArray(item['users'])) (item['users'] as string[]).forEach((u, j) => out.push({ field: `${at('users')}.${j}`, kind: 'user', name: u }));
+      for (const key of ['mode', 'to', 'from'])
+        if (str(key) && item['kind'] !== 'device.state') out.push({ field: at(key), kind: 'mode', name: str(key)! });
+      if (Array.isArray(item['in']))
+        (item['in'] as string[]).forEach((m, j) => out.push({ field: `${at('in')}.${j}`, kind: 'mode', name: m }));
+      if (Array.isArray(item['users']))
+        (item['users'] as string[]).forEach((u, j) =>
+          out.push({ field: `${at('users')}.${j}`, kind: 'user', name: u }),
+        );
     });
   }
   return out;
@@ -65,6 +81,9 @@ export function missingName(a: Parts, site: SiteNames): { field: string; message
     };
   const sun = a.triggers.findIndex((t) => t.kind === 'sun');
   if (sun >= 0 && !site.hasPlace)
-    return { field: `triggers.${sun}`, message: `triggers.${sun}: sunrise and sunset need the site's place (site.latitude and site.longitude in the config)` };
+    return {
+      field: `triggers.${sun}`,
+      message: `triggers.${sun}: sunrise and sunset need the site's place (site.latitude and site.longitude in the config)`,
+    };
   return undefined;
 }

@@ -30,7 +30,8 @@ function fill(text: string, fact: Fact): string {
   const facts: Record<string, string> = { trigger: describeFact(fact) };
   if (fact.kind === 'event') Object.assign(facts, { camera: fact.event.camera, label: fact.event.label });
   if (fact.kind === 'count' || fact.kind === 'camera.status') facts['camera'] = fact.camera;
-  if (fact.kind === 'device.message') Object.assign(facts, { device: fact.device, payload: fact.payload.slice(0, 200) });
+  if (fact.kind === 'device.message')
+    Object.assign(facts, { device: fact.device, payload: fact.payload.slice(0, 200) });
   if (fact.kind === 'device.connection') facts['device'] = fact.device;
   if (fact.kind === 'mode') facts['mode'] = fact.to;
   return text.replace(/\{(\w+)\}/g, (whole, key: string) => facts[key] ?? whole);
@@ -46,7 +47,9 @@ export async function perform(step: Step, s: StepContext): Promise<string> {
       const camera = step.camera ?? event?.camera;
       const picture =
         !event && camera && can(s.caller.role!, 'live.view')
-          ? await call(s.broker, 'streams.snapshot', { id: camera }, { timeout: 5000, retries: 0 }).catch(() => undefined)
+          ? await call(s.broker, 'streams.snapshot', { id: camera }, { timeout: 5000, retries: 0 }).catch(
+              () => undefined,
+            )
           : undefined;
       const { sent } = await call(s.broker, 'mqtt.notifyUsers', {
         users,

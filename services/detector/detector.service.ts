@@ -18,8 +18,7 @@ import { YoloxModel } from '../../lib/vision/yolox.ts';
 const score = (node: string, camera: string) => createHash('sha1').update(`${node}/${camera}`).digest().readUInt32BE(0);
 
 /** What a camera's detector is made from: a change elsewhere does not restart it. */
-const detectionOf = (c: Camera) =>
-  JSON.stringify([c.enabled, c.source, c.subStream, c.detection]);
+const detectionOf = (c: Camera) => JSON.stringify([c.enabled, c.source, c.subStream, c.detection]);
 
 export function detectorService(config: Config): ServiceSchema {
   let model: YoloxModel | undefined;

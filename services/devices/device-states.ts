@@ -31,7 +31,9 @@ function yesNo(v: unknown): boolean | undefined {
 export function readState(type: DeviceType, payload: string): { value: StateEntry['value']; problem?: string } {
   const v = parsed(payload);
   const field = (...names: string[]) =>
-    v !== null && typeof v === 'object' ? names.map((n) => (v as Record<string, unknown>)[n]).find((x) => x !== undefined) : v;
+    v !== null && typeof v === 'object'
+      ? names.map((n) => (v as Record<string, unknown>)[n]).find((x) => x !== undefined)
+      : v;
   const not = (what: string) => ({ value: null, problem: `"${payload.slice(0, 40)}" is not ${what}` });
   switch (type) {
     case 'contact': {
@@ -39,11 +41,15 @@ export function readState(type: DeviceType, payload: string): { value: StateEntr
       const contact = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)['contact'] : undefined;
       if (typeof contact === 'boolean') return { value: contact ? 'closed' : 'open' };
       const open = yesNo(field('state', 'door', 'window'));
-      return open === undefined ? not('open or closed (open/closed, ON/OFF, {"contact": false})') : { value: open ? 'open' : 'closed' };
+      return open === undefined
+        ? not('open or closed (open/closed, ON/OFF, {"contact": false})')
+        : { value: open ? 'open' : 'closed' };
     }
     case 'motion': {
       const moving = yesNo(field('occupancy', 'motion', 'state'));
-      return moving === undefined ? not('motion (ON/OFF, {"occupancy": true})') : { value: moving ? 'detected' : 'clear' };
+      return moving === undefined
+        ? not('motion (ON/OFF, {"occupancy": true})')
+        : { value: moving ? 'detected' : 'clear' };
     }
     case 'switch': {
       const on = yesNo(field('state', 'power'));
@@ -51,7 +57,9 @@ export function readState(type: DeviceType, payload: string): { value: StateEntr
     }
     case 'temperature': {
       const t = Number(field('temperature', 'value'));
-      return Number.isFinite(t) && String(field('temperature', 'value')).trim() !== '' ? { value: t } : not('a temperature');
+      return Number.isFinite(t) && String(field('temperature', 'value')).trim() !== ''
+        ? { value: t }
+        : not('a temperature');
     }
     default:
       return { value: typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : payload };
@@ -82,10 +90,20 @@ export class DeviceStateStore {
   }
 
   /** A device's message: its topic's state now. */
-  received(id: string, type: DeviceType, topic: string, payload: string, retained: boolean, at: string): StateEntry | undefined {
+  received(
+    id: string,
+    type: DeviceType,
+    topic: string,
+    payload: string,
+    retained: boolean,
+    at: string,
+  ): StateEntry | undefined {
     const states = this.states.get(id) ?? {};
     if (!(topic in states) && Object.keys(states).length >= MAX_STATE_TOPICS) {
-      if (!this.tooMany.has(id)) this.log.warn(`Device "${id}" sends under more than ${MAX_STATE_TOPICS} topics: only the first ${MAX_STATE_TOPICS} are kept as its states`);
+      if (!this.tooMany.has(id))
+        this.log.warn(
+          `Device "${id}" sends under more than ${MAX_STATE_TOPICS} topics: only the first ${MAX_STATE_TOPICS} are kept as its states`,
+        );
       this.tooMany.add(id);
       return undefined;
     }
@@ -110,7 +128,10 @@ export class DeviceStateStore {
     this.dirty.clear();
     for (const id of ids) {
       const states = this.states.get(id);
-      if (states) await this.store.put(id, states, { sync: false }).catch((err: Error) => this.log.warn(`device ${id}: state not kept: ${err.message}`));
+      if (states)
+        await this.store
+          .put(id, states, { sync: false })
+          .catch((err: Error) => this.log.warn(`device ${id}: state not kept: ${err.message}`));
     }
   }
 }

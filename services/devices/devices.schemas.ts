@@ -29,7 +29,9 @@ export const StateEntry = z.object({
   value: z
     .union([z.string(), z.number(), z.boolean()])
     .nullable()
-    .describe('contact: open|closed; motion: detected|clear; switch: on|off; temperature: a number; generic: the JSON value or the text'),
+    .describe(
+      'contact: open|closed; motion: detected|clear; switch: on|off; temperature: a number; generic: the JSON value or the text',
+    ),
   problem: z.string().optional().describe("why the payload is not a value of the device's type"),
   retained: z.boolean(),
   at: z.string(),

@@ -43,7 +43,9 @@ export class ModeClock {
       for (const s of schedules) if (firesAt(s.schedule, at)) due = s.mode;
     }
     if (due) await this.switchTo(due);
-    await this.checked.put('last', now, { sync: true }).catch((err: Error) => this.log.debug(`mode clock: ${err.message}`));
+    await this.checked
+      .put('last', now, { sync: true })
+      .catch((err: Error) => this.log.debug(`mode clock: ${err.message}`));
     if (this.stopped) return;
     // The next tick just after the next minute starts.
     this.timer = setTimeout(() => void this.tick(), minuteOf(Date.now()) + MINUTE - Date.now() + 50);

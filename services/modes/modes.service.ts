@@ -79,9 +79,13 @@ export function modesService(config: Config): ServiceSchema {
     for (const [id, overrides] of Object.entries(mode.cameras)) {
       const camera = cameras.get(id);
       if (id !== ALL_CAMERAS && !camera)
-        throw new BadRequestError(`Mode "${mode.id}" names camera "${id}", which the box does not have`, 'UNKNOWN_CAMERA', {
-          field: `cameras.${id}`,
-        });
+        throw new BadRequestError(
+          `Mode "${mode.id}" names camera "${id}", which the box does not have`,
+          'UNKNOWN_CAMERA',
+          {
+            field: `cameras.${id}`,
+          },
+        );
       const zones = camera ? camera.detection.zones.map((z) => z.name) : [];
       const unknown = overrides.review?.alertZones?.find((zone) => id === ALL_CAMERAS || !zones.includes(zone));
       if (unknown !== undefined)
@@ -168,10 +172,16 @@ export function modesService(config: Config): ServiceSchema {
           const { id } = ctx.params;
           await find(id);
           if ((BUILT_IN_MODES as readonly string[]).includes(id))
-            throw new ConflictError(`Mode "${id}" is one of every site's modes: change it, it cannot be removed`, 'MODE_BUILT_IN');
+            throw new ConflictError(
+              `Mode "${id}" is one of every site's modes: change it, it cannot be removed`,
+              'MODE_BUILT_IN',
+            );
           if (s.active.id === id) throw new ConflictError(`Mode "${id}" is on: switch to another first`, 'MODE_ACTIVE');
           if (s.schedule.some((e) => e.mode === id))
-            throw new ConflictError(`The schedule switches to mode "${id}": take it out of the schedule first`, 'MODE_SCHEDULED');
+            throw new ConflictError(
+              `The schedule switches to mode "${id}": take it out of the schedule first`,
+              'MODE_SCHEDULED',
+            );
           await all.del(id, { sync: true });
           await applied(ctx.broker);
           return { ok: true as const };

@@ -40,7 +40,10 @@ export const NotifyUsersInput = z.strictObject({
   /** The event whose picture goes with it, when there is one. */
   event: z.string().max(80).optional(),
   /** A picture of the camera now (JPEG), when no event's picture goes with it. */
-  snapshotBase64: z.string().max(4 * 1024 * 1024).optional(),
+  snapshotBase64: z
+    .string()
+    .max(4 * 1024 * 1024)
+    .optional(),
   /** Who sent it: automation:<id>. */
   from: z.string().max(100).optional(),
 });

@@ -130,7 +130,11 @@ export function mqttService(config: Config): ServiceSchema {
             return role !== undefined && can(role, 'events.view');
           });
           for (const user of sent)
-            await publish(`${topics.user(user)}/notifications`, { ...notification, at: new Date().toISOString() }, { qos: 1 });
+            await publish(
+              `${topics.user(user)}/notifications`,
+              { ...notification, at: new Date().toISOString() },
+              { qos: 1 },
+            );
           return { sent };
         },
       }),
@@ -282,7 +286,8 @@ export function mqttService(config: Config): ServiceSchema {
           // Its own topics, not those to the box's services: its states, for the devices service and the automations.
           if (!m && who?.kind === 'device' && packet.topic.startsWith(who.prefix)) {
             const below = packet.topic.slice(who.prefix.length);
-            if (!below.startsWith('cmd/')) deviceMessages?.published(who.id, below, packet.payload as Buffer, packet.retain);
+            if (!below.startsWith('cmd/'))
+              deviceMessages?.published(who.id, below, packet.payload as Buffer, packet.retain);
             return;
           }
           if (m && who?.kind === 'device' && who.id === m[1]) {
@@ -302,7 +307,8 @@ export function mqttService(config: Config): ServiceSchema {
             void cameraTopics?.homeAssistantOnline();
             void modeTopics?.publishDiscovery();
           }
-        } else if (packet.topic === topics.modeSet) modeTopics?.command(packet.payload as Buffer, identities.get(client));
+        } else if (packet.topic === topics.modeSet)
+          modeTopics?.command(packet.payload as Buffer, identities.get(client));
         else if (packet.topic.endsWith('/set'))
           cameraTopics?.command(packet.topic, packet.payload, identities.get(client));
       });
@@ -319,7 +325,10 @@ export function mqttService(config: Config): ServiceSchema {
       const modes = await call(this.broker, 'modes.list', {}, { timeout: 2000, retries: 0 }).catch(() => undefined);
       if (modes) {
         cameraTopics.modeApplied(modes.modes.find((m) => m.id === modes.active.id)?.notifyUsers ?? null);
-        await modeTopics.applied(modes.active.id, modes.modes.map((m) => m.id));
+        await modeTopics.applied(
+          modes.active.id,
+          modes.modes.map((m) => m.id),
+        );
       }
       this.logger.info(
         `MQTT on ${options.host}:${options.port}${options.tlsPort ? `, TLS on ${options.tlsPort}` : ''}`,

@@ -12,6 +12,7 @@ import { ReviewPage } from './pages/review.tsx';
 import { RecordingsPage } from './pages/recordings.tsx';
 import { CamerasPage, CameraEditPage } from './pages/cameras.tsx';
 import { DevicesPage } from './pages/devices.tsx';
+import { AutomationsPage } from './pages/automations.tsx';
 import { UsersPage } from './pages/users.tsx';
 import { SettingsPage } from './pages/settings.tsx';
 import { SystemPage } from './pages/system.tsx';
@@ -25,6 +26,7 @@ const NAV: Array<[string, string, Permission]> = [
   ['/events', 'Events', 'events.view'],
   ['/recordings', 'Recordings', 'recordings.view'],
   ['/cameras', 'Cameras', 'cameras.manage'],
+  ['/automations', 'Automations', 'automations.manage'],
   ['/devices', 'Devices', 'devices.manage'],
   ['/users', 'Users', 'users.manage'],
   ['/system', 'System', 'system.view'],
@@ -47,6 +49,7 @@ const Recordings = guarded('recordings.view', RecordingsPage);
 const Cameras = guarded('cameras.manage', CamerasPage);
 const CameraEdit = guarded('cameras.manage', CameraEditPage);
 const Devices = guarded('devices.manage', DevicesPage);
+const Automations = guarded('automations.manage', AutomationsPage);
 const Users = guarded('users.manage', UsersPage);
 const System = guarded('system.view', SystemPage);
 const Settings = guarded('self', SettingsPage);
@@ -95,6 +98,7 @@ function Shell() {
           <Route path="/cameras" component={Cameras} />
           <Route path="/cameras/new" component={CameraEdit} />
           <Route path="/cameras/:id" component={CameraEdit} />
+          <Route path="/automations" component={Automations} />
           <Route path="/devices" component={Devices} />
           <Route path="/users" component={Users} />
           <Route path="/system" component={System} />

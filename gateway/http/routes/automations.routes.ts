@@ -1,12 +1,7 @@
 // Automations: the site's rules (trigger, conditions, actions), each run's trace, a run by hand.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
-import {
-  Automation,
-  AutomationId,
-  AutomationInput,
-  Trace,
-} from '../../../services/automations/automations.schemas.ts';
+import { Automation, AutomationId, AutomationInput, Trace } from '../../../services/automations/automations.schemas.ts';
 import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
 

@@ -37,7 +37,9 @@ const CameraAnswer = z
     status: CameraStatus.nullable(),
     modeChanges: z
       .array(z.string())
-      .describe("the settings the site's mode changes now (detection.enabled, notifications); the fields above are the camera's own"),
+      .describe(
+        "the settings the site's mode changes now (detection.enabled, notifications); the fields above are the camera's own",
+      ),
   })
   .openapi('Camera');
 type CameraAnswer = z.infer<typeof CameraAnswer>;

@@ -18,7 +18,7 @@ const DeviceAnswer = z
   .openapi('Device');
 const StatesAnswer = z
   .record(z.string(), z.record(z.string(), StateEntry))
-  .describe("by device, by topic below fogedge/devices/<id>/: the last message and its value")
+  .describe('by device, by topic below fogedge/devices/<id>/: the last message and its value')
   .openapi('DeviceStates');
 type DeviceAnswer = z.infer<typeof DeviceAnswer>;
 const IdParam = z.object({ id: DeviceId });
@@ -70,7 +70,12 @@ export function devicesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
       security: signedIn,
       summary: 'Add a device; its MQTT secret is in the answer, shown this once (user name: the device id)',
       request: body(
-        z.object({ id: DeviceId, name: z.string().min(1).max(64), grants: Grants.optional(), type: DeviceType.optional() }),
+        z.object({
+          id: DeviceId,
+          name: z.string().min(1).max(64),
+          grants: Grants.optional(),
+          type: DeviceType.optional(),
+        }),
       ),
       responses: {
         201: json(DeviceAnswer.extend({ secret: z.string() })),

@@ -52,7 +52,8 @@ export function modesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): v
       path: '/api/v1/modes/{id}',
       tags: ['modes'],
       security: signedIn,
-      summary: "Add or change a mode: per camera (or '*' for all), detection, labels, recording, alerts, notifications (admin)",
+      summary:
+        "Add or change a mode: per camera (or '*' for all), detection, labels, recording, alerts, notifications (admin)",
       request: { params: IdParam, ...body(Mode.omit({ id: true })) },
       responses: {
         200: json(Mode.openapi('Mode')),
@@ -62,7 +63,8 @@ export function modesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): v
         422: errors[422],
       },
     }),
-    async (c) => c.json(await callAs(broker, c, 'modes.save', { ...c.req.valid('json'), ...c.req.valid('param') }), 200),
+    async (c) =>
+      c.json(await callAs(broker, c, 'modes.save', { ...c.req.valid('json'), ...c.req.valid('param') }), 200),
   );
 
   app.openapi(
@@ -84,7 +86,7 @@ export function modesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): v
       path: '/api/v1/mode-schedule',
       tags: ['modes'],
       security: signedIn,
-      summary: 'The schedule: cron expressions in the box\'s local time, each with the mode it switches to (admin)',
+      summary: "The schedule: cron expressions in the box's local time, each with the mode it switches to (admin)",
       request: body(ScheduleInput),
       responses: {
         200: json(z.array(ScheduleEntry)),

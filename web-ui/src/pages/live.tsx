@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { can, formatTime, url } from '../api.ts';
 import { LivePlayer, type LiveState } from '../live-player.ts';
 import { Page, Problem } from '../components/ui.tsx';
+import { ModeBar } from '../components/mode-bar.tsx';
 import { useCameras, type Camera } from '../cameras.ts';
 
 /** Snapshots every few seconds: the fallback when live video cannot play. */
@@ -73,6 +74,7 @@ export function LivePage() {
   const { data: cameras, error } = useCameras();
   return (
     <Page title="Live">
+      <ModeBar />
       <Problem error={error} />
       {cameras?.length === 0 && (
         <p>
