@@ -589,6 +589,43 @@ test('a count crossing a value, an object that stays (loitering), a camera that 
     await box.request('DELETE', `/api/v1/automations/${id}`, { auth: admin });
 });
 
+test('the disk full fires a system trigger; a clip now, run by hand, keeps the last seconds as an alert', async () => {
+  assert.is(
+    (
+      await save('disk', {
+        name: 'Disk full',
+        triggers: [{ kind: 'system', what: 'disk.low' }],
+        actions: [{ kind: 'device.publish', device: 'siren', channel: 'disk', payload: 'disk-full' }],
+      })
+    ).status,
+    200,
+  );
+  // What the recorder tells when the disk is under its floor with nothing left to delete.
+  await box.broker.broadcast('recording.disk.changed', { full: true, freeBytes: 1, minFreeBytes: 2 });
+  await waitUntil('the disk-full chime', () => siren.some((s) => s.payload === 'disk-full'));
+  assert.is(
+    (
+      await save('clipper', {
+        name: 'Clip now',
+        triggers: [{ kind: 'mode', to: 'vacation' }],
+        actions: [{ kind: 'clip', camera: 'porch', seconds: 15 }],
+      })
+    ).status,
+    200,
+  );
+  const asked = Date.now();
+  const ran = await box.request('POST', '/api/v1/automations/clipper/run', { auth: admin });
+  assert.is(ran.status, 200, ran.text);
+  assert.is(ran.json.result, 'done', JSON.stringify(ran.json));
+  assert.match(ran.json.trigger.detail, /run by hand by admin/);
+  const held = (await box.request('GET', '/api/v1/events?camera=porch&label=hold', { auth: admin })).json.find(
+    (e: any) => Date.parse(e.start) >= asked - 16_000 && Date.parse(e.start) <= asked - 14_000,
+  );
+  assert.ok(held, 'a hold from 15 s before');
+  assert.ok(held.hasSnapshot, "with the porch's picture");
+  for (const id of ['disk', 'clipper']) await box.request('DELETE', `/api/v1/automations/${id}`, { auth: admin });
+});
+
 test('a restart in the middle of a wait: the rest is done when it was due, once; nothing before it again', async () => {
   await save('restart', {
     name: 'Siren for 12 s',

@@ -38,7 +38,7 @@ test.before(async () => {
   for (const [id, type] of [
     ['door', 'contact'],
     ['siren', 'generic'],
-  ]) {
+  ] as const) {
     const res = await page.request.post(`${base}/api/v1/devices`, { data: { id, name: id, type } });
     secrets[id] = (await res.json()).secret;
   }
@@ -50,7 +50,19 @@ test.before(async () => {
   siren.on('message', (_t, p) => heard.push(p.toString()));
   await siren.subscribeAsync('fogedge/devices/siren/cmd/#', { qos: 1 });
   const token = await (await page.request.post(`${base}/api/v1/tokens`, { data: { name: 'sub' } })).json();
-  sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'admin', '-P', token.token, '-t', 'fogedge/mode/state', '-v']);
+  sub = spawn('mosquitto_sub', [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-u',
+    'admin',
+    '-P',
+    token.token,
+    '-t',
+    'fogedge/mode/state',
+    '-v',
+  ]);
   sub.stdout!.on('data', (d: Buffer) => subLines.push(...d.toString().trim().split('\n')));
 });
 
@@ -102,11 +114,26 @@ test('the builder: a device that is not there is named beside its field; the sav
   await page.click('.builder button:has-text("Save")');
   await page.waitForSelector('[data-automation=door-night]');
   const saved = await (await page.request.get(`${base}/api/v1/automations/door-night`)).json();
-  assert.equal(saved.triggers, [{ kind: 'device.message', device: 'door', topic: 'contact', match: { equals: 'open' } }]);
+  assert.equal(saved.triggers, [
+    { kind: 'device.message', device: 'door', topic: 'contact', match: { equals: 'open' } },
+  ]);
   assert.equal(saved.conditions, [{ kind: 'mode', in: ['night'] }]);
   assert.equal(saved.actions, [{ kind: 'device.publish', device: 'siren', channel: 'siren', payload: 'ON' }]);
 
-  await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'door', '-P', secrets['door']!, '-t', 'fogedge/devices/door/contact', '-m', '{"contact": false}']);
+  await run('mosquitto_pub', [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-u',
+    'door',
+    '-P',
+    secrets['door']!,
+    '-t',
+    'fogedge/devices/door/contact',
+    '-m',
+    '{"contact": false}',
+  ]);
   await waitUntil('the siren ON', () => heard.includes('ON'));
   await page.click('[data-automation=door-night] button:has-text("Runs")');
   const done = await page.waitForSelector('[data-runs=door-night] li[data-result=done]', { timeout: 10_000 });
@@ -117,9 +144,25 @@ test('the builder: a device that is not there is named beside its field; the sav
 
 test('the on/off switch: an automation turned off does nothing', async () => {
   await page.uncheck('[data-automation=door-night] input[type=checkbox]');
-  await waitUntil('off', async () => (await (await page.request.get(`${base}/api/v1/automations/door-night`)).json()).enabled === false);
+  await waitUntil(
+    'off',
+    async () => (await (await page.request.get(`${base}/api/v1/automations/door-night`)).json()).enabled === false,
+  );
   const before = heard.length;
-  await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'door', '-P', secrets['door']!, '-t', 'fogedge/devices/door/contact', '-m', 'OPEN']);
+  await run('mosquitto_pub', [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-u',
+    'door',
+    '-P',
+    secrets['door']!,
+    '-t',
+    'fogedge/devices/door/contact',
+    '-m',
+    'OPEN',
+  ]);
   await new Promise((r) => setTimeout(r, 1000));
   assert.is(heard.length, before);
 });

@@ -349,7 +349,7 @@ test('users: the admin adds a family member, who cannot open the admin pages', a
   await phone.click('#sign-in button');
   await phone.waitForSelector('nav');
   const nav = await phone.$$eval('nav a', (as) => as.map((a) => a.textContent));
-  assert.equal(nav, ['Live', 'Review', 'Events', 'Recordings', 'System', 'Me']);
+  assert.equal(nav, ['Live', 'Review', 'Events', 'Recordings', 'Automations', 'System', 'Me']);
   for (const path of ['/cameras', '/users', '/devices']) {
     await phone.goto(`${base}${path}`);
     await phone.waitForSelector('h1:has-text("Not for your account")');

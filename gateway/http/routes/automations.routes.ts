@@ -6,8 +6,8 @@ import { callAs, type HttpEnv } from '../context.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
 
 const IdParam = z.object({ id: AutomationId });
-const AutomationAnswer = Automation.openapi('Automation');
-const TraceAnswer = Trace.openapi('AutomationTrace');
+const AutomationAnswer = z.object(Automation.shape).openapi('Automation');
+const TraceAnswer = z.object(Trace.shape).openapi('AutomationTrace');
 
 export function automationsRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
   app.openapi(

@@ -22,7 +22,7 @@ export function modesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): v
       tags: ['modes'],
       security: signedIn,
       summary: 'The active mode (since when, by whom), every mode and what it changes per camera, and the schedule',
-      responses: { 200: json(ModesAnswer.openapi('Modes')), 401: errors[401], 403: errors[403] },
+      responses: { 200: json(z.object(ModesAnswer.shape).openapi('Modes')), 401: errors[401], 403: errors[403] },
     }),
     async (c) => c.json(await callAs(broker, c, 'modes.list', {}), 200),
   );
@@ -56,7 +56,7 @@ export function modesRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): v
         "Add or change a mode: per camera (or '*' for all), detection, labels, recording, alerts, notifications (admin)",
       request: { params: IdParam, ...body(Mode.omit({ id: true })) },
       responses: {
-        200: json(Mode.openapi('Mode')),
+        200: json(z.object(Mode.shape).openapi('Mode')),
         400: errors[400],
         401: errors[401],
         403: errors[403],
