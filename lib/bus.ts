@@ -35,6 +35,25 @@ export function call<N extends ActionName>(
   return (via.call as (n: string, p: unknown, o?: CallingOptions) => Promise<AnswerOf<N>>)(name, params, options);
 }
 
+/**
+ * Asks an action of a service only if some node runs it now, else answers undefined: what a
+ * service reads at its start from a neighbour that may not be up yet (it tells its news when it
+ * is), without a warning in the log for each miss.
+ */
+export function callIfRunning<N extends ActionName>(
+  broker: ServiceBroker,
+  name: N,
+  params: InputOf<N>,
+): Promise<AnswerOf<N> | undefined> {
+  const service = name.slice(0, name.indexOf('.'));
+  const running = (broker.registry as unknown as { getServiceList(o: object): Array<{ name: string }> })
+    .getServiceList({ onlyAvailable: true, skipInternal: true })
+    .some((s) => s.name === service);
+  return running
+    ? call(broker, name, params, { timeout: 2000, retries: 0 }).catch(() => undefined)
+    : Promise.resolve(undefined);
+}
+
 /** Tells every node of a fact, with the payload its contract declares. */
 export function broadcast<N extends EventName>(via: Broadcaster, name: N, payload: Events[N]): Promise<void> {
   return (via.broadcast as (n: string, p: unknown) => Promise<void>)(name, payload);

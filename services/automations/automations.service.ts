@@ -6,7 +6,7 @@ import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
 import { afterNodeStart } from '../../lib/after-start.ts';
-import { broadcast, call, on } from '../../lib/bus.ts';
+import { broadcast, call, callIfRunning, on } from '../../lib/bus.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../../lib/errors.ts';
 import type { Role } from '../../lib/permissions.ts';
 import { Store, type Collection } from '../../lib/store.ts';
@@ -311,8 +311,8 @@ export function automationsService(config: Config): ServiceSchema {
       for (const a of await saved.values()) engine.set(a);
       // What the conditions read: the mode and the devices' states, if their services are up.
       const [active, states] = await Promise.all([
-        call(this.broker, 'modes.active', {}, { timeout: 2000, retries: 0 }).catch(() => undefined),
-        call(this.broker, 'devices.states', {}, { timeout: 2000, retries: 0 }).catch(() => undefined),
+        callIfRunning(this.broker, 'modes.active', {}),
+        callIfRunning(this.broker, 'devices.states', {}),
       ]);
       if (active) mode = active.active.id;
       for (const [id, s] of Object.entries(states ?? {})) deviceStates.set(id, s);

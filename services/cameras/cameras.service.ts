@@ -1,6 +1,6 @@
 // cameras: the registry of the box's cameras (persisted), with each camera's live status
 // from the streams service. Credentials stay here: events carry ids only.
-import { call, broadcast, on } from '../../lib/bus.ts';
+import { call, broadcast, callIfRunning, on } from '../../lib/bus.ts';
 import { fileURLToPath } from 'node:url';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
@@ -273,7 +273,7 @@ export function camerasService(config: Config): ServiceSchema {
       store = await Store.open(dataPaths(config).db('cameras'));
       cameras = store.collection<Camera>('cameras');
       // The mode in force, when the modes service is up already; otherwise it says so when it starts.
-      const active = await call(this.broker, 'modes.active', {}, { timeout: 2000, retries: 0 }).catch(() => undefined);
+      const active = await callIfRunning(this.broker, 'modes.active', {});
       mode ??= active?.mode;
     },
 

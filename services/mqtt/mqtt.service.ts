@@ -7,7 +7,7 @@
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 import type { ServiceSchema } from 'moleculer';
 import { action } from '../../lib/actions.ts';
-import { call, on } from '../../lib/bus.ts';
+import { call, callIfRunning, on } from '../../lib/bus.ts';
 import { can } from '../../lib/permissions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { streamEndpoints } from '../../lib/stream-endpoints.ts';
@@ -322,7 +322,7 @@ export function mqttService(config: Config): ServiceSchema {
       );
       modeTopics = new ModeTopics(config, this.broker, this.logger, publish);
       // The mode in force, if the modes service started first (otherwise its mode.applied comes).
-      const modes = await call(this.broker, 'modes.list', {}, { timeout: 2000, retries: 0 }).catch(() => undefined);
+      const modes = await callIfRunning(this.broker, 'modes.list', {});
       if (modes) {
         cameraTopics.modeApplied(modes.modes.find((m) => m.id === modes.active.id)?.notifyUsers ?? null);
         await modeTopics.applied(
