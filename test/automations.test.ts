@@ -8,20 +8,18 @@
 // device, a restart in the middle of a wait.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
+import { mosquittoPub } from './helpers/mqtt.ts';
 import { RtspCamera } from './helpers/video.ts';
 import { AutomationClock } from '../services/automations/clock.ts';
 import type { Trigger } from '../services/automations/automations.schemas.ts';
 import type { Fact } from '../services/automations/triggers.ts';
 import { readState } from '../services/devices/device-states.ts';
 
-const run = promisify(execFile);
 let box: TestBox;
 let admin: string;
 let family: string;
@@ -51,29 +49,14 @@ const setMode = (mode: string) => box.request('PUT', '/api/v1/modes/active', { a
 const login = async (username: string, password: string) =>
   box.sessionOf((await box.request('POST', '/api/v1/auth/login', { body: { username, password } })).headers)!;
 /** The door, as a third-party device client would send: mosquitto_pub with its own credentials. */
-const door = (payload: string, version = 'mqttv5') =>
-  run(
-    'mosquitto_pub',
-    [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(port),
-      '-V',
-      version,
-      '-i',
-      'door',
-      '-u',
-      'door',
-      '-P',
-      secrets['door']!,
-      '-t',
-      'fogedge/devices/door/contact',
-      '-m',
-      payload,
-    ],
-    { timeout: 15_000 },
-  );
+const door = (message: string) =>
+  mosquittoPub(port, {
+    user: 'door',
+    password: secrets['door']!,
+    clientId: 'door',
+    topic: 'fogedge/devices/door/contact',
+    message,
+  });
 
 async function sirenOnline() {
   const client = await mqtt.connectAsync(mqttUrl(), {

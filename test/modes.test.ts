@@ -5,17 +5,15 @@
 // may switch and who may define modes; and bad input.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
+import { mosquittoPub } from './helpers/mqtt.ts';
 import { withMode } from '../services/cameras/mode-overlay.ts';
 import type { Camera } from '../services/cameras/cameras.schemas.ts';
 import { firesAt, parseSchedule, scheduleProblem } from '../lib/schedule.ts';
 import { sunTimes } from '../lib/sun.ts';
 
-const run = promisify(execFile);
 let box: TestBox;
 let admin: string;
 let family: string;
@@ -146,29 +144,8 @@ test("Away from the API: another client reads the garden's detection and notific
 
 test('from MQTT: mosquitto_pub over 3.1.1 and 5 as a user switches the mode; a device and an unknown mode do not', async () => {
   const adminToken = await token(admin);
-  const pub = (version: string, user: string, pass: string, payload: string) =>
-    run(
-      'mosquitto_pub',
-      [
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(port),
-        '-V',
-        version,
-        '-u',
-        user,
-        '-P',
-        pass,
-        '-t',
-        'fogedge/mode/set',
-        '-m',
-        payload,
-      ],
-      {
-        timeout: 15_000,
-      },
-    ).catch((e: Error) => e);
+  const pub = (version: 'mqttv311' | 'mqttv5', user: string, password: string, message: string) =>
+    mosquittoPub(port, { version, user, password, topic: 'fogedge/mode/set', message }).catch((e: Error) => e);
   await pub('mqttv311', 'admin', adminToken, 'night');
   await waitUntil('night from 3.1.1', async () => (await activeMode()).id === 'night', 10_000);
   const active = await activeMode();

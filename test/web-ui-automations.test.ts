@@ -5,15 +5,14 @@
 // the run.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Browser, Page } from 'playwright-core';
 import mqtt, { type MqttClient } from 'mqtt';
 import { testBox, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { launch, shot } from './helpers/browser.ts';
+import { mosquittoPub } from './helpers/mqtt.ts';
 
-const run = promisify(execFile);
 let box: TestBox;
 let browser: Browser;
 let page: Page;
@@ -24,6 +23,9 @@ let siren: MqttClient;
 const subLines: string[] = [];
 const heard: string[] = [];
 const secrets: Record<string, string> = {};
+
+const door = (message: string) =>
+  mosquittoPub(port, { user: 'door', password: secrets['door']!, topic: 'fogedge/devices/door/contact', message });
 
 test.before(async () => {
   port = await freePort();
@@ -120,20 +122,7 @@ test('the builder: a device that is not there is named beside its field; the sav
   assert.equal(saved.conditions, [{ kind: 'mode', in: ['night'] }]);
   assert.equal(saved.actions, [{ kind: 'device.publish', device: 'siren', channel: 'siren', payload: 'ON' }]);
 
-  await run('mosquitto_pub', [
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(port),
-    '-u',
-    'door',
-    '-P',
-    secrets['door']!,
-    '-t',
-    'fogedge/devices/door/contact',
-    '-m',
-    '{"contact": false}',
-  ]);
+  await door('{"contact": false}');
   await waitUntil('the siren ON', () => heard.includes('ON'));
   await page.click('[data-automation=door-night] button:has-text("Runs")');
   const done = await page.waitForSelector('[data-runs=door-night] li[data-result=done]', { timeout: 10_000 });
@@ -149,20 +138,7 @@ test('the on/off switch: an automation turned off does nothing', async () => {
     async () => (await (await page.request.get(`${base}/api/v1/automations/door-night`)).json()).enabled === false,
   );
   const before = heard.length;
-  await run('mosquitto_pub', [
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(port),
-    '-u',
-    'door',
-    '-P',
-    secrets['door']!,
-    '-t',
-    'fogedge/devices/door/contact',
-    '-m',
-    'OPEN',
-  ]);
+  await door('OPEN');
   await new Promise((r) => setTimeout(r, 1000));
   assert.is(heard.length, before);
 });

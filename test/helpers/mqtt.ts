@@ -1,5 +1,9 @@
-// MQTT test helpers: how a sign-in ends, and what a SUBACK granted.
+// MQTT test helpers: how a sign-in ends, what a SUBACK granted, a message from mosquitto_pub.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+
+const run = promisify(execFile);
 
 /** How an MQTT sign-in ends, as a string a test can match: "connected", or "<CONNACK code>: <message>". */
 export const connectOutcome = (url: string, options: IClientOptions) =>
@@ -23,3 +27,23 @@ export const subackOf = (client: MqttClient, topics: string[], qos: 0 | 1 = 0) =
     client.on('packetreceive', onPacket as never);
     client.subscribe(topics, { qos }, () => undefined);
   });
+
+/**
+ * Debian's mosquitto_pub, as a third-party client sends one message: resolves once it has
+ * (rejects with its output when the broker refused it).
+ */
+export function mosquittoPub(
+  port: number,
+  m: {
+    user: string;
+    password: string;
+    topic: string;
+    message: string;
+    version?: 'mqttv311' | 'mqttv5';
+    clientId?: string;
+  },
+) {
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-V', m.version ?? 'mqttv5', '-u', m.user, '-P', m.password];
+  if (m.clientId) args.push('-i', m.clientId);
+  return run('mosquitto_pub', [...args, '-t', m.topic, '-m', m.message], { timeout: 15_000 });
+}
