@@ -11,10 +11,13 @@ import * as assert from 'uvu/assert';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
-import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { tempDir, testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { mosquittoPub } from './helpers/mqtt.ts';
-import { RtspCamera } from './helpers/video.ts';
+import { playable, RtspCamera } from './helpers/video.ts';
+import { S3rver } from './helpers/storage.ts';
 import { AutomationClock } from '../services/automations/clock.ts';
 import type { Trigger } from '../services/automations/automations.schemas.ts';
 import type { Fact } from '../services/automations/triggers.ts';
@@ -25,7 +28,6 @@ let admin: string;
 let family: string;
 let port: number;
 let hookUrl: string;
-const camera = new RtspCamera(0);
 let cam: RtspCamera;
 const clients: MqttClient[] = [];
 const secrets: Record<string, string> = {};
@@ -33,6 +35,7 @@ const secrets: Record<string, string> = {};
 const siren: Array<{ payload: string; at: number }> = [];
 const hooks: Array<{ method: string; url: string; body: string }> = [];
 let hookServer: http.Server;
+let s3: S3rver;
 
 const mqttUrl = () => `mqtt://127.0.0.1:${port}`;
 const boxConfig = () => ({
@@ -40,6 +43,7 @@ const boxConfig = () => ({
   video: { segmentSeconds: 2, stallSeconds: 5 },
   detector: { enabled: true, preRollSeconds: 2, postRollSeconds: 2, reviewMaxSeconds: 10 },
   automations: { webhookAllow: [`${hookUrl}/hooks/`], maxRunsPerMinute: 10 },
+  sync: { boxId: 'box1', retryMinMs: 200, retryMaxMs: 1000 },
 });
 const save = (id: string, automation: object, auth = admin) =>
   box.request('PUT', `/api/v1/automations/${id}`, { auth, body: automation });
@@ -95,8 +99,10 @@ test.before(async () => {
   hookUrl = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}`;
   cam = new RtspCamera(await freePort());
   await cam.start();
+  s3 = await S3rver.create(await tempDir(), 'fogedge');
   await startBox();
   admin = await withAdmin(box);
+  await box.broker.call('sync.addTarget', s3.target('s3'));
   assert.is(
     (
       await box.request('POST', '/api/v1/users', {
@@ -133,7 +139,7 @@ test.after(async () => {
   for (const c of clients) c.end(true);
   await box.stop();
   await cam.stop();
-  await camera.stop();
+  await s3.stop();
   hookServer.close();
 });
 
@@ -606,6 +612,14 @@ test('the disk full fires a system trigger; a clip now, run by hand, keeps the l
   );
   assert.ok(held, 'a hold from 15 s before');
   assert.ok(held.hasSnapshot, "with the porch's picture");
+  // It ends 5 s on; the sync plan (events, snapshots, clips) sends its clip to the cloud (s3rver).
+  const name = `box1/porch/${held.start.slice(0, 10)}/${held.id}/clip.mp4`;
+  await waitUntil('the clip in S3', async () => (await s3.list(name)).length === 1, 60_000, 500);
+  const clip = await s3.download(name);
+  const file = path.join(await tempDir(), 'clip.mp4');
+  await writeFile(file, clip);
+  const { seconds } = await playable(file);
+  assert.ok(seconds >= 15, `the clip holds the ${seconds} s from the pre-roll on`);
   for (const id of ['disk', 'clipper']) await box.request('DELETE', `/api/v1/automations/${id}`, { auth: admin });
 });
 

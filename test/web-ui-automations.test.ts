@@ -91,6 +91,29 @@ test('the mode in one tap on the Live page; another client reads it; a switch fr
   await shot(page, 'live-mode-bar');
 });
 
+test('a switch made while the updates socket was down shows once it is back (it reconnects by itself)', async () => {
+  // The page's sockets, so that the test can drop them as a lost Wi-Fi would.
+  await page.addInitScript(() => {
+    const Native = WebSocket;
+    const open: WebSocket[] = [];
+    (window as unknown as { dropSockets: () => void }).dropSockets = () => open.forEach((s) => s.close());
+    window.WebSocket = class extends Native {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(url, protocols);
+        open.push(this);
+      }
+    } as typeof WebSocket;
+  });
+  await page.goto(base);
+  await page.waitForSelector('.mode-bar [data-mode=night][aria-pressed=true]');
+  await page.waitForSelector('.who .dot.on');
+  await page.evaluate(() => (window as unknown as { dropSockets: () => void }).dropSockets());
+  await page.waitForSelector('.who .dot:not(.on)');
+  await box.broker.call('modes.set', { mode: 'vacation', via: 'schedule' });
+  await page.waitForSelector('.mode-bar [data-mode=vacation][aria-pressed=true]', { timeout: 15_000 });
+  await box.broker.call('modes.set', { mode: 'night', via: 'schedule' });
+});
+
 test('the builder: a device that is not there is named beside its field; the saved automation fires and its run shows', async () => {
   await page.click('nav a:has-text("Automations")');
   await page.click('button:has-text("New automation")');

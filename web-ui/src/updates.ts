@@ -37,10 +37,15 @@ export function stopUpdates(): void {
   socket?.close();
 }
 
-/** Calls handler for each update whose type starts with one of the prefixes ("event.", "camera."). */
+/**
+ * Calls handler for each update whose type starts with one of the prefixes ("event.", "camera."),
+ * and with "hello" each time the socket (re)opens: what changed while it was not open (the page
+ * loading, the box away) was not heard, so the page reads its data again.
+ */
 export function useUpdates(prefixes: string[], handler: Handler): void {
   useEffect(() => {
-    const h: Handler = (type, data) => prefixes.some((p) => type.startsWith(p)) && handler(type, data);
+    const h: Handler = (type, data) =>
+      (type === 'hello' || prefixes.some((p) => type.startsWith(p))) && handler(type, data);
     handlers.add(h);
     return () => void handlers.delete(h);
   }, [prefixes.join(','), handler]);

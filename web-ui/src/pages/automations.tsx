@@ -370,7 +370,10 @@ function Builder(props: { draft: Draft; isNew: boolean; choices: Choices; onDone
 
 function Runs({ id }: { id: string }) {
   const traces = useLoad(() => api<Trace[]>(`/automations/${id}/traces`), [id]);
-  useUpdates(['automation.ran'], (_t, data) => (data as Trace).automation === id && void traces.reload());
+  useUpdates(
+    ['automation.ran'],
+    (type, data) => (type === 'hello' || (data as Trace).automation === id) && void traces.reload(),
+  );
   if (!traces.data?.length) return <p class="runs">No run yet.</p>;
   return (
     <ol class="runs" data-runs={id}>
