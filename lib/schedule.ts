@@ -98,3 +98,6 @@ export function firesAt(s: Schedule, at: Date): boolean {
 
 /** The start of the local minute that holds `at`. */
 export const minuteOf = (at: Date | number) => Math.floor(new Date(at).getTime() / 60_000) * 60_000;
+
+/** Milliseconds until just after the next local minute starts: when a minute clock ticks next. */
+export const msToNextMinute = (now = Date.now()) => minuteOf(now) + 60_000 - now + 50;

@@ -1,6 +1,6 @@
 // The automations' clock: at each local minute, the schedules due, sunrise and sunset (with each
 // trigger's offset) at the site's place, and a look at the cloud sync queue.
-import { firesAt, minuteOf, parseSchedule, type Schedule } from '../../lib/schedule.ts';
+import { firesAt, minuteOf, msToNextMinute, parseSchedule, type Schedule } from '../../lib/schedule.ts';
 import { sunTimes } from '../../lib/sun.ts';
 import type { Trigger } from './automations.schemas.ts';
 import type { Fact } from './triggers.ts';
@@ -57,16 +57,13 @@ export class AutomationClock {
   }
 
   private arm() {
-    this.timer = setTimeout(
-      () => {
-        const now = minuteOf(Date.now());
-        for (let m = Math.max(this.lastMinute + MINUTE, now - 5 * MINUTE); m <= now; m += MINUTE) this.tick(m);
-        this.lastMinute = now;
-        this.everyMinute();
-        this.arm();
-      },
-      minuteOf(Date.now()) + MINUTE - Date.now() + 50,
-    );
+    this.timer = setTimeout(() => {
+      const now = minuteOf(Date.now());
+      for (let m = Math.max(this.lastMinute + MINUTE, now - 5 * MINUTE); m <= now; m += MINUTE) this.tick(m);
+      this.lastMinute = now;
+      this.everyMinute();
+      this.arm();
+    }, msToNextMinute());
     this.timer.unref();
   }
 }

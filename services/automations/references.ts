@@ -37,7 +37,7 @@ export function namesOf(
         });
       if (str('device')) out.push({ field: at('device'), kind: 'device', name: str('device')! });
       for (const key of ['mode', 'to', 'from'])
-        if (str(key) && item['kind'] !== 'device.state') out.push({ field: at(key), kind: 'mode', name: str(key)! });
+        if (str(key)) out.push({ field: at(key), kind: 'mode', name: str(key)! });
       if (Array.isArray(item['in']))
         (item['in'] as string[]).forEach((m, j) => out.push({ field: `${at('in')}.${j}`, kind: 'mode', name: m }));
       if (Array.isArray(item['users']))

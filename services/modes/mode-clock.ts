@@ -3,7 +3,7 @@
 // schedule says it should be by now.
 import type { LoggerInstance } from 'moleculer';
 import type { Collection } from '../../lib/store.ts';
-import { firesAt, minuteOf, parseSchedule } from '../../lib/schedule.ts';
+import { firesAt, minuteOf, msToNextMinute, parseSchedule } from '../../lib/schedule.ts';
 import type { ScheduleEntry } from './modes.schemas.ts';
 
 const MINUTE = 60_000;
@@ -48,7 +48,7 @@ export class ModeClock {
       .catch((err: Error) => this.log.debug(`mode clock: ${err.message}`));
     if (this.stopped) return;
     // The next tick just after the next minute starts.
-    this.timer = setTimeout(() => void this.tick(), minuteOf(Date.now()) + MINUTE - Date.now() + 50);
+    this.timer = setTimeout(() => void this.tick(), msToNextMinute());
     this.timer.unref();
   }
 }

@@ -71,6 +71,9 @@ export function mqttService(config: Config): ServiceSchema {
     }
     return out;
   };
+  /** Whether a device has a connection besides this one: its first opening and last closing tell its services. */
+  const otherConnection = (device: string, client: Client) =>
+    clientsOf((i) => i.kind === 'device' && i.id === device).some((c) => c !== client);
   /**
    * Ends the connections of whoever `pick` names at once. An MQTT 5 client is told why first
    * (DISCONNECT 0x98, administrative action, with the reason); a 3.1.1 client is just closed.
@@ -240,10 +243,7 @@ export function mqttService(config: Config): ServiceSchema {
       aedes.on('clientDisconnect', (client) => {
         // A device's last connection gone: its services (USP) know it is offline.
         const who = identities.get(client);
-        if (
-          who?.kind === 'device' &&
-          !clientsOf((i) => i.kind === 'device' && i.id === who.id).some((c) => c !== client)
-        ) {
+        if (who?.kind === 'device' && !otherConnection(who.id, client)) {
           void this.broker.broadcast('mqtt.device.disconnected', { device: who.id });
         }
         const interval = client.version === 5 && !client.clean ? client.sessionExpiryInterval : 0;
@@ -254,10 +254,7 @@ export function mqttService(config: Config): ServiceSchema {
         void persistence?.setSessionExpiry(client.id, null).catch(() => undefined);
         // A device's first connection: the automations know it is online.
         const who = identities.get(client);
-        if (
-          who?.kind === 'device' &&
-          !clientsOf((i) => i.kind === 'device' && i.id === who.id).some((c) => c !== client)
-        )
+        if (who?.kind === 'device' && !otherConnection(who.id, client))
           void this.broker.broadcast('mqtt.device.connected', { device: who.id });
       });
       aedes.on('clientError', (client, err) => this.logger.debug(`MQTT client ${client?.id}: ${err.message}`));

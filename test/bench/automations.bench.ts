@@ -7,23 +7,17 @@
 // 2. the broker's throughput (DEVICES devices each publishing MESSAGES to one app subscriber),
 //    without automations and with them watching those devices, in alternate ROUNDS. Target 0.9x.
 // AUTOMATIONS=1000 TRIALS=200 DEVICES=20 MESSAGES=2000 ROUNDS=5 PIN=1 by default.
-import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import os from 'node:os';
-import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { tempDir } from '../helpers/box.ts';
 import { firstAdminSession, freePort, getJson, startedNode } from '../helpers/processes.ts';
-import { cpuTicks, pct, TICK } from './proc-stats.ts';
+import { cpuTicks, OTHER_CORES, pct, PIN, pin, TICK } from './proc-stats.ts';
 
 const AUTOMATIONS = Number(process.env['AUTOMATIONS'] ?? 1000);
 const TRIALS = Number(process.env['TRIALS'] ?? 200);
 const DEVICES = Number(process.env['DEVICES'] ?? 20);
 const MESSAGES = Number(process.env['MESSAGES'] ?? 2000);
 const ROUNDS = Number(process.env['ROUNDS'] ?? 5);
-/** PIN=1 (the default on 2 cores or more): the box on core 0, this load generator on the others, as bench:mqtt does. */
-const PIN = (process.env['PIN'] ?? (os.availableParallelism() >= 2 ? '1' : '0')) === '1';
-const taskset = promisify(execFile);
 
 const dir = await tempDir('fogedge-bench-automations-');
 const [httpPort, mqttPort] = [await freePort(), await freePort()];
@@ -40,11 +34,8 @@ const box = await startedNode({
   FOGEDGE__AUTOMATIONS__MAXRUNSPERMINUTE: '10000',
   FOGEDGE__AUTOMATIONS__MAXAUTOMATIONS: String(Math.max(2000, AUTOMATIONS + 10)),
 });
-if (PIN) {
-  const others = `1-${os.availableParallelism() - 1}`;
-  await taskset('taskset', ['-a', '-p', '-c', '0', String(box.pid)]);
-  await taskset('taskset', ['-a', '-p', '-c', others, String(process.pid)]);
-}
+await pin(box.pid, '0');
+await pin(process.pid, OTHER_CORES);
 const base = `http://127.0.0.1:${httpPort}`;
 const session = await firstAdminSession(base, 'admin', 'admin-password-1');
 const auth = { authorization: `Bearer ${session}`, 'content-type': 'application/json' };

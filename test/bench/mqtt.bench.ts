@@ -10,26 +10,16 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import net from 'node:net';
-import os from 'node:os';
 import { tempDir } from '../helpers/box.ts';
 import { firstAdminSession, freePort, getJson, startedNode } from '../helpers/processes.ts';
-import { cpuTicks, pct, rssMiB, TICK } from './proc-stats.ts';
+import { cpuTicks, OTHER_CORES, pct, PIN, pin, rssMiB, TICK } from './proc-stats.ts';
 import { mayReceive } from '../../services/mqtt/access-rules.ts';
 
 const PUBLISHERS = Number(process.env['PUBLISHERS'] ?? 100);
 const SUBSCRIBERS = Number(process.env['SUBSCRIBERS'] ?? 10);
 const MESSAGES = Number(process.env['MESSAGES'] ?? 100);
 const ROUNDS = Number(process.env['ROUNDS'] ?? 3);
-/**
- * PIN=1 (the default on 2 cores or more): each broker, all its threads, on core 0, and this process
- * with every client on the others. Unpinned, a broker competes with the load generator for the
- * same cores and the ratio measures the scheduler as much as the broker.
- */
-const PIN = (process.env['PIN'] ?? (os.availableParallelism() >= 2 ? '1' : '0')) === '1';
 const run = promisify(execFile);
-const pin = async (pid: number, cpus: string) => {
-  if (PIN) await run('taskset', ['-a', '-p', '-c', cpus, String(pid)]);
-};
 
 interface Target {
   name: string;
@@ -129,7 +119,7 @@ await writeFile(
 const mosquitto = spawn('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
 await new Promise((r) => setTimeout(r, 500));
 await pin(mosquitto.pid!, '0');
-await pin(process.pid, `1-${os.availableParallelism() - 1}`);
+await pin(process.pid, OTHER_CORES);
 
 // The box, as a process, with the devices added through its API.
 const boxPort = await freePort();

@@ -1,5 +1,8 @@
 // What the benches read of a process from /proc, and the percentile they report.
+import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import { promisify } from 'node:util';
 
 /** Clock ticks a second (USER_HZ) in /proc/<pid>/stat. */
 export const TICK = 100;
@@ -52,3 +55,17 @@ export function threadCpuNs(pid: number): Map<string, number> {
 
 /** CPU time a process has used so far, in ns, over its live threads; 0 once it is gone. */
 export const cpuNs = (pid: number) => [...threadCpuNs(pid).values()].reduce((a, b) => a + b, 0);
+
+/**
+ * PIN=1 (the default on 2 cores or more): the process measured, all its threads, on core 0, and
+ * the load generator on the others. Unpinned, the measured process competes with the load for the
+ * same cores and a ratio measures the scheduler as much as the process.
+ */
+export const PIN = (process.env['PIN'] ?? (os.availableParallelism() >= 2 ? '1' : '0')) === '1';
+/** The cores besides core 0, for the load generator. */
+export const OTHER_CORES = `1-${os.availableParallelism() - 1}`;
+const run = promisify(execFile);
+/** Puts every thread of a process on these cores, when PIN is on. */
+export async function pin(pid: number, cpus: string): Promise<void> {
+  if (PIN) await run('taskset', ['-a', '-p', '-c', cpus, String(pid)]);
+}
