@@ -26,6 +26,7 @@ export const SERVICE_NAMES = [
   'usp',
   'modes',
   'automations',
+  'webrtc',
 ] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
@@ -339,6 +340,28 @@ export const ConfigSchema = z.strictObject({
       maxRunsPerMinute: z.number().int().min(2).max(10_000).default(30),
       /** Automations a site may have. */
       maxAutomations: z.number().int().min(1).max(100_000).default(2000),
+    })
+    .prefault({}),
+  /** WebRTC live view (WHEP): the camera's H.264 as it is, at low latency. */
+  webrtc: z
+    .strictObject({
+      /**
+       * STUN and TURN servers for viewers beyond the LAN, as RTCIceServer URLs ("stun:host:3478",
+       * "turn:user:password@host:3478"); none needed on the LAN.
+       */
+      iceServers: z
+        .array(z.string().regex(/^(stun|turns?):/, 'a stun:, turn: or turns: URL'))
+        .max(8)
+        .default([]),
+      /** UDP ports the box's side of a session may take; null: any the system gives. */
+      ports: z
+        .strictObject({ min: z.number().int().min(1024).max(65535), max: z.number().int().min(1024).max(65535) })
+        .nullable()
+        .default(null),
+      /** Sessions the box holds at once (each also counts as a live viewer of its camera). */
+      maxSessions: z.number().int().min(1).max(1000).default(32),
+      /** How long an offer may wait for its answer (ICE gathering, the camera's first keyframe), ms. */
+      answerTimeoutMs: z.number().int().min(500).max(60_000).default(8000),
     })
     .prefault({}),
   /** Cloud sync: what the outbox may hold and how it sends (targets and the plan are set by API). */

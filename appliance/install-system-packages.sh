@@ -12,6 +12,8 @@ PACKAGES=(
   # Tests only: a real RTSP camera (GStreamer's RTSP server, run by Debian's /usr/bin/python3)
   python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  # Tests only: a WHEP player that is not ours (GStreamer's webrtcbin, its ICE and H.264 decoder)
+  gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-libav
   # Tests only: real MQTT clients (mosquitto_sub, mosquitto_pub), and Debian's mosquitto broker as
   # the operator's (ADMP) broker and the reference of npm run bench:mqtt
   mosquitto-clients mosquitto

@@ -157,6 +157,7 @@ function busGuard(): Middleware {
  */
 export const STOP_STAGES: ServiceName[][] = [
   ['api'],
+  ['webrtc'],
   ['streams', 'detector', 'usp', 'devices', 'automations'],
   ['events', 'recorder'],
   ['mqtt'],

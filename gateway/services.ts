@@ -16,6 +16,7 @@ import { admpService } from '../services/admp/admp.service.ts';
 import { uspService } from '../services/usp/usp.service.ts';
 import { modesService } from '../services/modes/modes.service.ts';
 import { automationsService } from '../services/automations/automations.service.ts';
+import { webrtcService } from '../services/webrtc/webrtc.service.ts';
 
 export const SERVICE_FACTORIES: Record<ServiceName, (config: Config) => ServiceSchema> = {
   api: apiService,
@@ -33,4 +34,5 @@ export const SERVICE_FACTORIES: Record<ServiceName, (config: Config) => ServiceS
   usp: uspService,
   modes: modesService,
   automations: automationsService,
+  webrtc: webrtcService,
 };

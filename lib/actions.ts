@@ -15,6 +15,8 @@ export interface Caller {
   /** Remote address, for rate limits and the audit log. */
   ip?: string;
   via: 'http' | 'mqtt' | 'admp' | 'cli' | 'automation';
+  /** The token or session the caller signed in with (its id, never its value): what a revoke ends. */
+  credential?: string;
 }
 
 export interface Meta {

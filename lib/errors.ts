@@ -52,6 +52,13 @@ export class NotReadyError extends MoleculerClientError {
   }
 }
 
+/** 415: the thing asked for exists, but not in a form this way of asking can carry (H.265 over WebRTC). */
+export class UnsupportedMediaError extends MoleculerClientError {
+  constructor(message: string, type = 'UNSUPPORTED_MEDIA', data?: ErrorData) {
+    super(message, 415, type, data);
+  }
+}
+
 /** 507: what was asked for needs more room than the box can give it (a clip on a full disk). */
 export class InsufficientStorageError extends MoleculerClientError {
   constructor(message: string, type = 'INSUFFICIENT_STORAGE', data?: ErrorData) {

@@ -28,6 +28,7 @@ import { admpRoutes } from './routes/admp.routes.ts';
 import { uspRoutes } from './routes/usp.routes.ts';
 import { modesRoutes } from './routes/modes.routes.ts';
 import { automationsRoutes } from './routes/automations.routes.ts';
+import { webrtcRoutes } from './routes/webrtc.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
@@ -88,6 +89,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   uspRoutes(app, broker);
   modesRoutes(app, broker);
   automationsRoutes(app, broker);
+  webrtcRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', {
     type: 'apiKey',

@@ -75,7 +75,13 @@ async function callerOf(broker: ServiceBroker, req: IncomingMessage): Promise<Ca
   const auth = await call(broker, 'accounts.authenticate', {
     credential: credential.value,
   });
-  return { username: auth.user.username, role: auth.user.role, ip: req.socket.remoteAddress ?? 'unknown', via: 'http' };
+  return {
+    username: auth.user.username,
+    role: auth.user.role,
+    ip: req.socket.remoteAddress ?? 'unknown',
+    via: 'http',
+    credential: auth.credentialId,
+  };
 }
 
 export interface WebSockets {

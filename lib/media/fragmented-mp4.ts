@@ -105,6 +105,12 @@ const SAMPLE_IS_NON_SYNC = 0x10000;
  * flags: trun's first_sample_flags, its per-sample flags, tfhd's default, or the init's trex.
  */
 export function startsWithKeyframe(moof: Buffer, init?: Buffer): boolean {
+  // Every audio sample is a sync sample: only a video track has keyframes.
+  if (init && trackOf(init, trackIdOf(moof))?.kind !== 'video') return false;
+  return firstSampleIsSync(moof, init);
+}
+
+function firstSampleIsSync(moof: Buffer, init: Buffer | undefined): boolean {
   const traf = findBox(moof, ['moof', 'traf']);
   if (!traf) return false;
   const trun = findBox(moof, ['trun'], traf.start + 8, traf.end);
@@ -129,15 +135,74 @@ export function startsWithKeyframe(moof: Buffer, init?: Buffer): boolean {
       (tfhdFlags & 0x10 ? 4 : 0);
     return (moof.readUInt32BE(f) & SAMPLE_IS_NON_SYNC) === 0;
   }
-  const trex = init && findBox(init, ['moov', 'mvex', 'trex']);
+  const trex = init && trexOf(init, trackIdOf(moof));
   return trex ? (init!.readUInt32BE(trex.start + 28) & SAMPLE_IS_NON_SYNC) === 0 : false;
 }
 
-/** The track's timescale (ticks a second) from the init segment's mdhd. */
-export function timescaleOf(init: Buffer): number | undefined {
-  const mdhd = findBox(init, ['moov', 'trak', 'mdia', 'mdhd']);
-  if (!mdhd) return undefined;
-  return init.readUInt32BE(mdhd.start + (init[mdhd.start + 8] === 1 ? 28 : 20)); // v1 has 64-bit times
+/** The track a fragment belongs to: its (first) traf's tfhd track_ID. */
+export function trackIdOf(moof: Buffer): number | undefined {
+  const traf = findBox(moof, ['moof', 'traf']);
+  const tfhd = traf && findBox(moof, ['tfhd'], traf.start + 8, traf.end);
+  return tfhd ? moof.readUInt32BE(tfhd.start + 12) : undefined;
+}
+
+/** The trex (track defaults) of one track; the first one when the track is not given. */
+function trexOf(init: Buffer, trackId: number | undefined): { start: number; end: number } | undefined {
+  const mvex = findBox(init, ['moov', 'mvex']);
+  if (!mvex) return undefined;
+  for (const box of childBoxes(init, mvex.start + 8, mvex.end)) {
+    if (box.type !== 'trex') continue;
+    if (trackId === undefined || init.readUInt32BE(box.start + 12) === trackId) return box;
+  }
+  return undefined;
+}
+
+export interface Track {
+  id: number;
+  kind: 'video' | 'audio' | 'other';
+  /** Ticks a second. */
+  timescale: number;
+  /** The RFC 6381 codecs value (avc1.4d401f, mp4a.40.2, ...). */
+  codec: string;
+  /** Where its trak box lies in the init segment. */
+  box: { start: number; end: number };
+}
+
+/** The tracks of an init segment (ftyp+moov), in their order. */
+export function tracksOf(init: Buffer): Track[] {
+  const moov = findBox(init, ['moov']);
+  if (!moov) return [];
+  const tracks: Track[] = [];
+  for (const trak of childBoxes(init, moov.start + 8, moov.end)) {
+    if (trak.type !== 'trak') continue;
+    const tkhd = findBox(init, ['tkhd'], trak.start + 8, trak.end);
+    const mdia = findBox(init, ['mdia'], trak.start + 8, trak.end);
+    const mdhd = mdia && findBox(init, ['mdhd'], mdia.start + 8, mdia.end);
+    const hdlr = mdia && findBox(init, ['hdlr'], mdia.start + 8, mdia.end);
+    if (!tkhd || !mdhd || !hdlr) continue;
+    const handler = init.toString('latin1', hdlr.start + 16, hdlr.start + 20);
+    const v1 = init[tkhd.start + 8] === 1; // 64-bit times before the track id
+    tracks.push({
+      id: init.readUInt32BE(tkhd.start + (v1 ? 28 : 20)),
+      kind: handler === 'vide' ? 'video' : handler === 'soun' ? 'audio' : 'other',
+      timescale: init.readUInt32BE(mdhd.start + (init[mdhd.start + 8] === 1 ? 28 : 20)),
+      codec: sampleEntryCodec(init, trak) ?? 'unknown',
+      box: trak,
+    });
+  }
+  return tracks;
+}
+
+/** One track of an init segment by its id. */
+export function trackOf(init: Buffer, id: number | undefined): Track | undefined {
+  return tracksOf(init).find((t) => t.id === id);
+}
+
+/** A track's timescale (ticks a second): the given track's, or the video track's. */
+export function timescaleOf(init: Buffer, trackId?: number): number | undefined {
+  const tracks = tracksOf(init);
+  return (trackId === undefined ? tracks.find((t) => t.kind === 'video') : tracks.find((t) => t.id === trackId))
+    ?.timescale;
 }
 
 /**
@@ -156,7 +221,7 @@ export function fragmentTiming(moof: Buffer, init?: Buffer): { start: number; du
   if (tfhdFlags & 0x8)
     fallback = moof.readUInt32BE(tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0));
   else {
-    const trex = init && findBox(init, ['moov', 'mvex', 'trex']);
+    const trex = init && trexOf(init, moof.readUInt32BE(tfhd.start + 12));
     if (trex) fallback = init!.readUInt32BE(trex.start + 20);
   }
   let duration = 0;
@@ -184,12 +249,23 @@ export function setFragmentStart(moof: Buffer, start: number): void {
   else moof.writeUInt32BE(start % 2 ** 32, tfdt.start + 12);
 }
 
-/** The RFC 6381 codecs value a browser's MediaSource needs, from the init segment's sample entry. */
+/** The RFC 6381 codecs value a browser's MediaSource needs: each track's, video first. */
 export function codecString(init: Buffer): string | undefined {
-  const stsd = findBox(init, ['moov', 'trak', 'mdia', 'minf', 'stbl', 'stsd']);
+  const tracks = tracksOf(init).filter((t) => t.kind !== 'other');
+  if (!tracks.length) return undefined;
+  return tracks
+    .sort((a, b) => (a.kind === b.kind ? a.id - b.id : a.kind === 'video' ? -1 : 1))
+    .map((t) => t.codec)
+    .join(',');
+}
+
+/** A track's codecs value, from its sample entry (stsd's first child). */
+function sampleEntryCodec(init: Buffer, trak: { start: number; end: number }): string | undefined {
+  const stsd = findBox(init, ['mdia', 'minf', 'stbl', 'stsd'], trak.start + 8, trak.end);
   if (!stsd) return undefined;
   const entry = [...childBoxes(init, stsd.start + 16, stsd.end)][0];
   if (!entry) return undefined;
+  if (entry.type === 'mp4a') return aacCodec(init, entry);
   // A visual sample entry has 78 bytes of fixed fields before its child boxes.
   const config = [...childBoxes(init, entry.start + 8 + 78, entry.end)];
   const avcC = config.find((b) => b.type === 'avcC');
@@ -215,6 +291,40 @@ export function codecString(init: Buffer): string | undefined {
     ].join('.');
   }
   return entry.type;
+}
+
+/**
+ * mp4a.OO.A (RFC 6381 §3.3): the esds's object type and, for MPEG-4 audio (0x40), the audio
+ * object type from the first 5 bits of its decoder config (2: AAC-LC).
+ */
+function aacCodec(init: Buffer, entry: { start: number; end: number }): string {
+  // An audio sample entry has 28 bytes of fixed fields before its child boxes.
+  const esds = [...childBoxes(init, entry.start + 8 + 28, entry.end)].find((b) => b.type === 'esds');
+  if (!esds) return 'mp4a.40.2';
+  // ISO/IEC 14496-1 descriptors: a tag, a size in 7-bit groups, the payload.
+  let at = esds.start + 12;
+  const descriptor = (): { tag: number; body: number } | undefined => {
+    if (at >= esds.end) return undefined;
+    const tag = init[at++]!;
+    let size = 0;
+    for (let i = 0; i < 4 && at < esds.end; i++) {
+      const b = init[at++]!;
+      size = (size << 7) | (b & 0x7f);
+      if (!(b & 0x80)) break;
+    }
+    return { tag, body: at };
+  };
+  const es = descriptor();
+  if (es?.tag !== 0x03) return 'mp4a.40.2';
+  const flags = init[at + 2]!;
+  at += 3 + (flags & 0x80 ? 2 : 0) + (flags & 0x40 ? 1 + init[at + 3]! : 0) + (flags & 0x20 ? 2 : 0);
+  const config = descriptor();
+  if (config?.tag !== 0x04) return 'mp4a.40.2';
+  const objectType = init[at]!;
+  at += 13;
+  const specific = objectType === 0x40 ? descriptor() : undefined;
+  const audioObjectType = specific?.tag === 0x05 ? init[at]! >> 3 : undefined;
+  return `mp4a.${objectType.toString(16)}${audioObjectType ? `.${audioObjectType}` : ''}`;
 }
 
 /** Cuts a fragmented MP4 byte stream (ffmpeg writing to a pipe) into whole top-level boxes. */
@@ -279,23 +389,107 @@ export class FragmentReader {
   private readonly splitter = new BoxSplitter((type, box) => this.onBox(type, box));
 
   constructor(
-    private readonly on: { init(init: Buffer): void; fragment(moof: Buffer, mdat: Buffer, keyframe: boolean): void },
+    private readonly on: {
+      init(init: Buffer): void;
+      fragment(moof: Buffer, mdat: Buffer, keyframe: boolean, track: Track['kind']): void;
+    },
   ) {}
 
   push(chunk: Buffer): void {
     this.splitter.push(chunk);
   }
 
+  /** Each track's kind by its id, for the newest init. */
+  private kinds = new Map<number, Track['kind']>();
+
   private onBox(type: string, box: Buffer): void {
     if (type === 'ftyp') this.ftyp = box;
     else if (type === 'moov') {
       this.init = this.ftyp ? Buffer.concat([this.ftyp, box]) : box;
+      this.kinds = new Map(tracksOf(this.init).map((t) => [t.id, t.kind]));
       this.on.init(this.init);
     } else if (type === 'moof') this.moof = box;
     else if (type === 'mdat' && this.moof) {
       const moof = this.moof;
       this.moof = undefined;
-      this.on.fragment(moof, box, startsWithKeyframe(moof, this.init));
+      // No init yet (a stream read from its middle): taken as video, as before tracks were told apart.
+      const kind = this.kinds.get(trackIdOf(moof) ?? 0) ?? (this.kinds.size ? 'other' : 'video');
+      this.on.fragment(moof, box, kind === 'video' && firstSampleIsSync(moof, this.init), kind);
     }
   }
+}
+
+export interface Sample {
+  /** The sample's bytes: for H.264/H.265, NAL units each after a 4-byte length. */
+  data: Buffer;
+  /** Decode time, in the track's timescale. */
+  dts: number;
+  /** Presentation time minus decode time (B-frames make it non-zero). */
+  cts: number;
+  duration: number;
+}
+
+/**
+ * The samples of one fragment (moof followed by its mdat), from its trun: sizes, durations and
+ * composition offsets, each from the sample's own field or tfhd's or the init's defaults. Data
+ * offsets are from the moof's start (default-base-is-moof, as ffmpeg writes live fragments).
+ */
+export function samplesOf(moof: Buffer, mdat: Buffer, init?: Buffer): Sample[] {
+  const traf = findBox(moof, ['moof', 'traf']);
+  const tfhd = traf && findBox(moof, ['tfhd'], traf.start + 8, traf.end);
+  const trun = traf && findBox(moof, ['trun'], traf.start + 8, traf.end);
+  const timing = fragmentTiming(moof, init);
+  if (!traf || !tfhd || !trun || !timing) return [];
+  const tfhdFlags = moof.readUInt32BE(tfhd.start + 8) & 0xffffff;
+  let at = tfhd.start + 16 + (tfhdFlags & 0x1 ? 8 : 0) + (tfhdFlags & 0x2 ? 4 : 0);
+  const trex = init && trexOf(init, moof.readUInt32BE(tfhd.start + 12));
+  let defaultDuration = trex ? init!.readUInt32BE(trex.start + 20) : 0;
+  let defaultSize = trex ? init!.readUInt32BE(trex.start + 24) : 0;
+  if (tfhdFlags & 0x8) {
+    defaultDuration = moof.readUInt32BE(at);
+    at += 4;
+  }
+  if (tfhdFlags & 0x10) defaultSize = moof.readUInt32BE(at);
+  const flags = moof.readUInt32BE(trun.start + 8) & 0xffffff;
+  const version = moof[trun.start + 8]!;
+  const count = moof.readUInt32BE(trun.start + 12);
+  at = trun.start + 16;
+  const dataOffset = flags & 0x1 ? moof.readInt32BE(at) : moof.length + 8;
+  at += (flags & 0x1 ? 4 : 0) + (flags & 0x4 ? 4 : 0);
+  let offset = dataOffset - moof.length - 8; // into the mdat's payload
+  let dts = timing.start;
+  const samples: Sample[] = [];
+  for (let i = 0; i < count && at <= trun.end; i++) {
+    const duration = flags & 0x100 ? moof.readUInt32BE(at) : defaultDuration;
+    at += flags & 0x100 ? 4 : 0;
+    const size = flags & 0x200 ? moof.readUInt32BE(at) : defaultSize;
+    at += (flags & 0x200 ? 4 : 0) + (flags & 0x400 ? 4 : 0);
+    const cts = flags & 0x800 ? (version === 1 ? moof.readInt32BE(at) : moof.readUInt32BE(at)) : 0;
+    at += flags & 0x800 ? 4 : 0;
+    if (offset < 0 || offset + size > mdat.length - 8) break; // a trun that does not fit its mdat
+    samples.push({ data: mdat.subarray(8 + offset, 8 + offset + size), dts, cts, duration });
+    offset += size;
+    dts += duration;
+  }
+  return samples;
+}
+
+/** An H.264 track's parameter sets (SPS and PPS NAL units) from its avcC, for a decoder joining late. */
+export function avcParameterSets(init: Buffer): Buffer[] {
+  const video = tracksOf(init).find((t) => t.kind === 'video');
+  const stsd = video && findBox(init, ['mdia', 'minf', 'stbl', 'stsd'], video.box.start + 8, video.box.end);
+  const entry = stsd && [...childBoxes(init, stsd.start + 16, stsd.end)][0];
+  const avcC = entry && [...childBoxes(init, entry.start + 8 + 78, entry.end)].find((b) => b.type === 'avcC');
+  if (!avcC) return [];
+  const units: Buffer[] = [];
+  let at = avcC.start + 8 + 5;
+  for (const _kind of ['sps', 'pps']) {
+    const count = init[at++]! & (_kind === 'sps' ? 0x1f : 0xff);
+    for (let i = 0; i < count && at + 2 <= avcC.end; i++) {
+      const size = init.readUInt16BE(at);
+      units.push(init.subarray(at + 2, at + 2 + size));
+      at += 2 + size;
+    }
+  }
+  return units;
 }

@@ -88,6 +88,8 @@ export const CameraInput = z.strictObject({
   source: CameraSource,
   /** A second, smaller stream of the camera for detection and live thumbnails (not recorded). */
   subStream: RtspSource.nullable().default(null),
+  /** Record the camera's sound with its video and play it live (a camera with none works as before). */
+  audio: z.boolean().default(true),
   recording: Recording.prefault({}),
   detection: Detection.prefault({}),
   review: ReviewRules.prefault({}),
@@ -101,6 +103,7 @@ export const CameraUpdate = z.strictObject({
   enabled: z.boolean().optional(),
   source: CameraSource.optional(),
   subStream: RtspSource.nullable().optional(),
+  audio: z.boolean().optional(),
   recording: Recording.partial().optional(),
   detection: Detection.partial().optional(),
   review: ReviewRules.partial().optional(),
@@ -126,6 +129,8 @@ export const CameraStatus = z.object({
   width: z.number().nullable(),
   height: z.number().nullable(),
   fps: z.number().nullable(),
+  /** The camera's audio codec (pcm_alaw, aac, ...), null when it sends none or audio is off. */
+  audio: z.string().nullable().optional(),
   bitrateKbps: z.number().nullable(),
   lastFrameAt: z.string().nullable(),
   restarts: z.number(),

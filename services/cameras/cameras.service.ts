@@ -38,6 +38,7 @@ function demoCamera(): Camera {
     enabled: true,
     source: { kind: 'file', path: DEMO_CLIP },
     subStream: null,
+    audio: true,
     recording: { mode: 'continuous', retainDays: 1, eventRetainDays: 7, alertRetainDays: null, motionRetainDays: null },
     detection: Detection.parse({}),
     review: ReviewRules.parse({}),
@@ -75,6 +76,7 @@ export function camerasService(config: Config): ServiceSchema {
   const withDefaults = (c: Camera): Camera => ({
     ...c,
     subStream: c.subStream ?? null,
+    audio: c.audio ?? true,
     recording: Recording.parse(c.recording ?? {}),
     detection: Detection.parse(c.detection ?? {}),
     review: ReviewRules.parse(c.review ?? {}),

@@ -41,8 +41,9 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       if (size) this.start(size.width, size.height, init);
       else this.emit('error', new Error('the stream has no video size'));
     },
-    fragment: (moof, mdat) => {
-      if (!this.decoder?.stdin?.writable) return;
+    fragment: (moof, mdat, _keyframe, track) => {
+      // The camera's sound is no use here: its decoder gets the video only.
+      if (track !== 'video' || !this.decoder?.stdin?.writable) return;
       this.decoder.stdin.write(moof);
       this.decoder.stdin.write(mdat);
     },

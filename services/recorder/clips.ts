@@ -115,6 +115,8 @@ export class ClipCache {
           list,
           '-map',
           '0:v:0',
+          '-map',
+          '0:a:0?', // the camera's sound, when it was recorded
           '-c',
           'copy',
           '-movflags',

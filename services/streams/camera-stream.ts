@@ -17,6 +17,7 @@ import type { Segment } from '../recorder/recorder.schemas.ts';
 import { redactText } from '../../lib/redact.ts';
 import {
   classifyFailure,
+  parseAudioInfo,
   parseSegmentLine,
   parseStreamInfo,
   PROGRESS_FD,
@@ -59,6 +60,12 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
   private dayDirsMade = new Set<string>();
   private stderrTail: string[] = [];
   private info: StreamInfo | undefined;
+  /** The camera's audio codec as last seen; null: it sends none; undefined: not known yet. */
+  private audioCodec: string | null | undefined;
+  /** Whether ffmpeg's stderr is in its "Input #0" section now (stream lines there are the camera's). */
+  private readingInput = false;
+  /** The run copies audio it turned out it cannot copy: started again at once, no backoff. */
+  private restartNow = false;
   private lastFrame = 0;
   private lastProgressAt = 0;
   private killedFor: Failure | undefined;
@@ -206,6 +213,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       width: this.info?.width ?? null,
       height: this.info?.height ?? null,
       fps: this.info?.fps ?? null,
+      audio: this.camera.audio ? (this.audioCodec ?? null) : null,
       bitrateKbps: null,
       lastFrameAt: this.current?.lastFrameAt ?? null,
       restarts: this.current?.restarts ?? 0,
@@ -243,8 +251,11 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       runId,
       pushUrl,
       progressSeconds,
+      audioCodec: this.audioCodec,
     });
     this.stderrTail = [];
+    this.readingInput = false;
+    this.restartNow = false;
     this.killedFor = undefined;
     this.openFile = undefined;
     this.previousFile = undefined;
@@ -294,6 +305,9 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       this.openFile = opening[1]!;
       this.tail?.follow(this.openFile);
     }
+    if (/^Input #/.test(line)) this.readingInput = true;
+    else if (/^(Output #|Stream mapping)/.test(line)) this.readingInput = false;
+    if (this.readingInput && !this.sub) this.onInputAudio(line);
     const info = !this.info || this.current.state === 'starting' ? parseStreamInfo(line) : undefined;
     if (info) {
       this.info = info;
@@ -304,6 +318,20 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
         };
         this.child?.kill('SIGKILL');
       }
+    }
+  }
+
+  /** The camera's audio, from the input's stream lines: if this run copies what MP4 cannot hold, again at once. */
+  private onInputAudio(line: string): void {
+    if (/Stream #0:\d+.*?: Video:/.test(line) && this.audioCodec === undefined) this.audioCodec = null;
+    const codec = parseAudioInfo(line);
+    if (!codec) return;
+    const copied = this.audioCodec === undefined || this.audioCodec === null || this.audioCodec === 'aac';
+    this.audioCodec = codec;
+    this.current = { ...this.current, audio: this.camera.audio ? codec : null };
+    if (this.camera.audio && copied && codec !== 'aac') {
+      this.restartNow = true;
+      this.child?.kill('SIGKILL');
     }
   }
 
@@ -367,6 +395,7 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
       if (kept > 0) await this.emitSegment(file, (await probeDuration(this.options.ffprobePath, this.openFile)) * 1000);
     }
     if (this.stopping || (!this.sub && this.waitingForPush())) return;
+    if (this.restartNow) return void this.spawn();
     const failure = this.killedFor ?? classifyFailure(this.stderrTail, code);
     const delay =
       Math.min(this.options.restartMaxMs, this.options.restartMinMs * 2 ** this.attempts) * (0.8 + Math.random() * 0.4);

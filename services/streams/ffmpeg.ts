@@ -16,6 +16,8 @@ export interface RecorderArgs {
   pushUrl?: string;
   /** How often ffmpeg reports progress: often enough to see a stall, rarely enough to cost little. */
   progressSeconds: number;
+  /** The camera's audio codec as last seen (undefined: not known yet). */
+  audioCodec?: string | null;
 }
 
 /** File descriptors of the extra pipes: progress blocks, and the CSV list of closed segments. */
@@ -30,6 +32,7 @@ export function recorderArgs({
   runId,
   pushUrl,
   progressSeconds,
+  audioCodec,
 }: RecorderArgs): string[] {
   const source = sub && camera.subStream ? camera.subStream : camera.source;
   const input =
@@ -53,8 +56,20 @@ export function recorderArgs({
     ...input,
     // The recording; live view and snapshots read it as it is written (RecordingTail). A
     // sub-stream records nothing: its live output is fragmented MP4 on stdout instead.
-    ...(sub ? liveOutput() : segmentOutput(cameraDir, segmentSeconds, runId)),
+    ...(sub ? liveOutput() : segmentOutput(cameraDir, segmentSeconds, runId, audioArgs(camera, audioCodec))),
   ];
+}
+
+/**
+ * The camera's first audio track, if it has one (`?`: a camera without works as before): AAC is
+ * copied; anything else (G.711 from most IP cameras and doorbells) becomes AAC, which MP4 and
+ * browsers play. Only the audio is encoded; the video is always copied. An unknown codec is
+ * taken as AAC: the stream's info then tells (CameraStream restarts at once if it was not).
+ */
+export function audioArgs(camera: Pick<Camera, 'audio'>, codec: string | null | undefined): string[] {
+  if (!camera.audio) return ['-an'];
+  const copy = codec === undefined || codec === null || codec === 'aac';
+  return ['-map', '0:a:0?', ...(copy ? ['-c:a', 'copy'] : ['-c:a', 'aac', '-b:a', '64k'])];
 }
 
 /**
@@ -69,11 +84,12 @@ function liveOutput(): string[] {
 }
 
 /** The recording: segments of stream-copied fragmented MP4, with their list on a pipe. */
-function segmentOutput(cameraDir: string, segmentSeconds: number, runId: string): string[] {
+function segmentOutput(cameraDir: string, segmentSeconds: number, runId: string, audio: string[]): string[] {
   return [
     '-map',
     '0:v:0',
-    '-c',
+    ...audio,
+    '-c:v',
     'copy',
     '-f',
     'segment',
@@ -118,6 +134,11 @@ export function parseStreamInfo(line: string): StreamInfo | undefined {
     height: size ? Number(size[2]) : null,
     fps: fps ? Number(fps[1]) : null,
   };
+}
+
+/** "Stream #0:1: Audio: pcm_alaw, 8000 Hz, mono, s16, 64 kb/s": the codec. */
+export function parseAudioInfo(line: string): string | undefined {
+  return /Stream #0:\d+.*?: Audio: (\w+)/.exec(line)?.[1];
 }
 
 export const SUPPORTED_CODECS = new Set(['h264', 'hevc']);

@@ -4,20 +4,28 @@
 // watches) or, for a sub-stream, an ffmpeg pipe; either way it is one continuous stream:
 // one init segment, and fragment times that go on across segment files and restarts.
 import { Readable } from 'node:stream';
-import { FragmentReader, fragmentTiming, setFragmentStart } from '../../lib/media/fragmented-mp4.ts';
+import {
+  FragmentReader,
+  fragmentTiming,
+  setFragmentStart,
+  trackIdOf,
+  type Track,
+} from '../../lib/media/fragmented-mp4.ts';
 
 export interface Fragment {
   /** moof + mdat */
   parts: Buffer[];
   keyframe: boolean;
+  /** What it carries: one track each (ffmpeg writes a fragment per frame or audio packet). */
+  track: Track['kind'];
   /** When it arrived, ms since the epoch. */
   at: number;
 }
 
 /** A viewer further behind than this skips ahead to the next keyframe. */
 const VIEWER_BUFFER_BYTES = 4 * 1024 * 1024;
-/** Bounds the GOP kept for new viewers if a camera sends keyframes rarely. */
-const MAX_GOP_FRAGMENTS = 600;
+/** Bounds the GOP kept for new viewers if a camera sends keyframes rarely (audio counts too). */
+const MAX_GOP_FRAGMENTS = 2000;
 
 class Viewer extends Readable {
   skipping = false;
@@ -48,10 +56,11 @@ export class LiveFeed {
   private currentInit: Buffer | undefined;
   /** Parses a byte source (a pipe); made on first use. */
   private reader: FragmentReader | undefined;
-  /** Added to fragment times so the stream's clock never goes back; fixed at each new init. */
-  private shift: number | undefined;
-  /** Where the last fragment ended, on the shifted clock. */
-  private clockEnd: number | undefined;
+  /**
+   * Per track: added to fragment times so its clock never goes back (fixed at each new init),
+   * and where its last fragment ended on the shifted clock.
+   */
+  private clocks = new Map<number, { shift?: number; end: number }>();
   private wanted = false;
 
   /** `onDemand(true)` when the first viewer or listener comes, `(false)` when the last leaves. */
@@ -61,7 +70,8 @@ export class LiveFeed {
   push(chunk: Buffer): void {
     this.reader ??= new FragmentReader({
       init: (init) => this.addInit(init),
-      fragment: (moof, mdat, keyframe) => this.addFragment({ parts: [moof, mdat], keyframe, at: Date.now() }),
+      fragment: (moof, mdat, keyframe, track) =>
+        this.addFragment({ parts: [moof, mdat], keyframe, track, at: Date.now() }),
     });
     this.reader.push(chunk);
   }
@@ -71,7 +81,7 @@ export class LiveFeed {
    * whose clock starts again. Viewers get it only when it differs from the one they have.
    */
   addInit(init: Buffer): void {
-    this.shift = undefined;
+    for (const clock of this.clocks.values()) clock.shift = undefined;
     if (this.currentInit?.equals(init)) return;
     this.currentInit = init;
     this.gop = [];
@@ -81,10 +91,13 @@ export class LiveFeed {
   addFragment(fragment: Fragment): void {
     const moof = fragment.parts[0]!;
     const timing = fragmentTiming(moof, this.currentInit);
+    const trackId = trackIdOf(moof) ?? 0;
     if (timing) {
-      this.shift ??= (this.clockEnd ?? timing.start) - timing.start;
-      if (this.shift !== 0) setFragmentStart(moof, timing.start + this.shift);
-      this.clockEnd = timing.start + this.shift + timing.duration;
+      const clock = this.clocks.get(trackId) ?? { end: timing.start };
+      clock.shift ??= clock.end - timing.start;
+      if (clock.shift !== 0) setFragmentStart(moof, timing.start + clock.shift);
+      clock.end = timing.start + clock.shift + timing.duration;
+      this.clocks.set(trackId, clock);
     }
     if (fragment.keyframe || this.gop.length >= MAX_GOP_FRAGMENTS) this.gop = [];
     this.gop.push(fragment);
@@ -136,8 +149,7 @@ export class LiveFeed {
     this.currentInit = undefined;
     this.gop = [];
     this.reader = undefined;
-    this.shift = undefined;
-    this.clockEnd = undefined;
+    this.clocks.clear();
   }
 
   /** The stream ended (the camera stopped): viewers are told by the end of their stream. */

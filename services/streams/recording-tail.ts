@@ -75,8 +75,8 @@ export class RecordingTail {
         if (this.priming) this.priming.init = init;
         else this.feed.addInit(init);
       },
-      fragment: (moof, mdat, keyframe) => {
-        const fragment = { parts: [moof, mdat], keyframe, at: Date.now() };
+      fragment: (moof, mdat, keyframe, track) => {
+        const fragment = { parts: [moof, mdat], keyframe, track, at: Date.now() };
         if (!this.priming) this.feed.addFragment(fragment);
         else if (keyframe) this.priming.gop = [fragment];
         else if (this.priming.gop.length) this.priming.gop.push(fragment);

@@ -14,7 +14,7 @@ import { CameraStream, type StreamOptions } from './camera-stream.ts';
 import { RtmpIngest } from './rtmp-ingest.ts';
 
 /** What a camera's ffmpeg is made from. */
-const streamOf = (c: Camera) => JSON.stringify([c.enabled, c.source, c.subStream, c.recording.mode === 'off']);
+const streamOf = (c: Camera) => JSON.stringify([c.enabled, c.source, c.subStream, c.audio, c.recording.mode === 'off']);
 
 export function streamsService(config: Config): ServiceSchema {
   const streams = new Map<string, CameraStream>();

@@ -52,6 +52,42 @@ export async function h265Clip(): Promise<string> {
   return file;
 }
 
+/**
+ * The street as a typical IP camera encodes it for WebRTC: H.264 Main, no B-frames (WebRTC
+ * decoders do not reorder frames), a keyframe every 2 s; 90 s (about 15 s to make, then kept).
+ */
+export async function cameraClip(): Promise<string> {
+  const file = path.join(os.tmpdir(), 'fogedge-test-clip-nob-90s.mp4');
+  if (!existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp.mp4`;
+    await run('ffmpeg', [
+      '-v',
+      'error',
+      '-y',
+      '-stream_loop',
+      '4',
+      '-i',
+      DEMO_CLIP,
+      '-t',
+      '90',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-profile:v',
+      'main',
+      '-bf',
+      '0',
+      '-g',
+      '30',
+      '-an',
+      tmp,
+    ]);
+    await run('mv', [tmp, file]);
+  }
+  return file;
+}
+
 /** One frame of the bundled clip held for 60 s: a scene with people and no motion at all. */
 export async function stillClip(): Promise<string> {
   const file = path.join(os.tmpdir(), 'fogedge-test-clip-still.mp4');
@@ -155,6 +191,8 @@ export class RtspCamera {
       noVideo?: boolean;
       h265?: boolean;
       clip?: string;
+      /** A tone as a second track, as a camera's microphone would send it. */
+      audio?: 'pcma' | 'pcmu' | 'aac';
     } = {},
   ) {}
 
@@ -171,6 +209,7 @@ export class RtspCamera {
     if (this.options.h265) args.push('--codec', 'h265');
     if (this.options.user) args.push('--user', this.options.user, '--password', this.options.password ?? '');
     if (this.options.noVideo) args.push('--no-video');
+    if (this.options.audio) args.push('--audio', this.options.audio);
     // Debian's python3 has the GObject bindings; another python3 may come first on the PATH.
     this.proc = new Proc('/usr/bin/python3', args);
     await this.proc.waitForLine(/^ready /, 10_000);

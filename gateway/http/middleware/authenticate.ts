@@ -42,7 +42,13 @@ export function authenticate(broker: ServiceBroker, options: { publicPaths: stri
         const auth = await call(broker, 'accounts.authenticate', {
           credential: value,
         });
-        c.set('caller', { username: auth.user.username, role: auth.user.role, ip, via: 'http' });
+        c.set('caller', {
+          username: auth.user.username,
+          role: auth.user.role,
+          ip,
+          via: 'http',
+          credential: auth.credentialId,
+        });
         c.set('credential', { value, kind: auth.kind, id: auth.credentialId });
         return next();
       } catch (err) {

@@ -62,6 +62,7 @@ type Form = {
   kind: 'rtsp' | 'rtmp';
   url: string;
   transport: 'tcp' | 'udp';
+  audio: boolean;
   recording: Camera['recording'];
   detection: Camera['detection'];
 };
@@ -74,6 +75,7 @@ const blankOf = (defaults: CameraDefaults): Form => ({
   kind: 'rtsp',
   url: '',
   transport: 'tcp',
+  audio: true,
   ...defaults,
 });
 
@@ -84,6 +86,7 @@ const formOf = (c: Camera): Form => ({
   kind: c.source.kind === 'rtmp' ? 'rtmp' : 'rtsp',
   url: c.source.kind === 'rtsp' ? c.source.url : '',
   transport: c.source.kind === 'rtsp' ? c.source.transport : 'tcp',
+  audio: c.audio,
   recording: c.recording,
   detection: c.detection,
 });
@@ -165,6 +168,7 @@ function CameraForm({
       name: form.name,
       enabled: form.enabled,
       ...(keepSource ? {} : { source }),
+      audio: form.audio,
       recording: form.recording,
       detection: form.detection,
     };
@@ -299,6 +303,15 @@ function CameraForm({
         </fieldset>
         <fieldset disabled={builtIn}>
           <legend>Recording</legend>
+          <label class="check">
+            <input
+              type="checkbox"
+              name="audio"
+              checked={form.audio}
+              onChange={(e) => set({ audio: e.currentTarget.checked })}
+            />{' '}
+            Sound (when the camera has a microphone)
+          </label>
           <Field label="Record" name="recording.mode" error={error}>
             <select
               value={form.recording.mode}

@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { can, formatTime, url } from '../api.ts';
 import { LivePlayer, type LiveState } from '../live-player.ts';
+import { WebRtcPlayer } from '../webrtc-player.ts';
 import { Page, Problem } from '../components/ui.tsx';
 import { ModeBar } from '../components/mode-bar.tsx';
 import { useCameras, type Camera } from '../cameras.ts';
@@ -26,16 +27,36 @@ function Snapshots({ camera, why }: { camera: string; why?: string | undefined }
   );
 }
 
-export function LiveVideo({ camera, stream }: { camera: Camera; stream: 'main' | 'sub' }) {
+export function LiveVideo({
+  camera,
+  stream,
+  muted = true,
+}: {
+  camera: Camera;
+  stream: 'main' | 'sub';
+  /** Live view starts muted: browsers play on their own only without sound. */
+  muted?: boolean;
+}) {
   const video = useRef<HTMLVideoElement>(null);
   const [state, setState] = useState<{ state: LiveState; why?: string | undefined }>({ state: 'connecting' });
+  // WebRTC first (a few frames of delay, the camera's H.264 as it is); MSE when WebRTC cannot.
+  const [transport, setTransport] = useState<'webrtc' | 'mse'>(WebRtcPlayer.available() ? 'webrtc' : 'mse');
+  const [fellBack, setFellBack] = useState<string | undefined>();
   const online = camera.status?.state === 'online';
   useEffect(() => {
     if (!online || !video.current) return;
-    const player = new LivePlayer(video.current, camera.id, stream, (s, why) => setState({ state: s, why }));
+    const player =
+      transport === 'webrtc'
+        ? new WebRtcPlayer(video.current, camera.id, stream, (s, why) => {
+            if (s === 'unsupported' || (s === 'failed' && !video.current?.dataset['firstFrameMs'])) {
+              setFellBack(why);
+              setTransport('mse');
+            } else setState({ state: s, why });
+          })
+        : new LivePlayer(video.current, camera.id, stream, (s, why) => setState({ state: s, why }));
     player.start();
     return () => player.close();
-  }, [camera.id, stream, online]);
+  }, [camera.id, stream, online, transport]);
   if (!camera.status || camera.status.state !== 'online') {
     const s = camera.status;
     return (
@@ -63,8 +84,18 @@ export function LiveVideo({ camera, stream }: { camera: Camera; stream: 'main' |
     state.state === 'unsupported' || (state.state === 'failed' && !video.current?.dataset['firstFrameMs']);
   return (
     <>
-      <video ref={video} muted playsInline autoplay data-live-state={state.state} hidden={fallback} />
+      <video
+        ref={video}
+        muted={muted}
+        playsInline
+        autoplay
+        data-live-state={state.state}
+        data-transport={transport}
+        title={transport === 'webrtc' ? 'Live over WebRTC' : `Live over MSE${fellBack ? ` (WebRTC: ${fellBack})` : ''}`}
+        hidden={fallback}
+      />
       {fallback && <Snapshots camera={camera.id} why={state.why} />}
+      {state.state === 'playing' && <span class="transport">{transport === 'webrtc' ? 'WebRTC' : 'MSE'}</span>}
       {state.state === 'connecting' && <span class="tile-note">Connecting…</span>}
     </>
   );
@@ -102,6 +133,7 @@ export function CameraLivePage({ id }: { id: string }) {
   const { data: cameras, error } = useCameras();
   const camera = cameras?.find((c) => c.id === id);
   const s = camera?.status;
+  const [sound, setSound] = useState(false);
   return (
     <Page title={camera?.name ?? id} actions={<a href="/">All cameras</a>}>
       <Problem error={error} />
@@ -109,13 +141,19 @@ export function CameraLivePage({ id }: { id: string }) {
       {camera && (
         <>
           <div class="full" data-camera={camera.id}>
-            <LiveVideo camera={camera} stream="main" />
+            <LiveVideo camera={camera} stream="main" muted={!sound} />
           </div>
           <p class="status-line">
             {s ? `${s.state}${s.reason ? ` (${s.reason})` : ''}` : 'no status'}
             {s?.codec && ` · ${s.codec} ${s.width}×${s.height} · ${s.fps ?? '?'} fps · ${s.bitrateKbps ?? '?'} kbit/s`}
+            {s?.audio && ` · sound (${s.audio})`}
           </p>
           <p class="links">
+            {s?.audio && (
+              <button type="button" aria-pressed={sound} onClick={() => setSound(!sound)}>
+                {sound ? 'Sound off' : 'Sound on'}
+              </button>
+            )}
             <button
               type="button"
               onClick={() =>

@@ -1,0 +1,95 @@
+// WHEP (RFC 9725): WebRTC live view for any WHEP player. POST an SDP offer to the camera's
+// endpoint, get the answer and the session's URL (Location); PATCH trickles ICE candidates to it;
+// DELETE hangs up. Signed in as for any live view (a bearer token, or a page of the box).
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { ServiceBroker } from 'moleculer';
+import { CameraId } from '../../../services/cameras/cameras.schemas.ts';
+import { SessionId } from '../../../services/webrtc/webrtc.schemas.ts';
+import { BadRequestError } from '../../../lib/errors.ts';
+import { callAs, type HttpEnv } from '../context.ts';
+import { errors, json, Ok, signedIn } from '../openapi.ts';
+
+const sdp = (description: string) => ({ description, content: { 'application/sdp': { schema: z.string() } } });
+
+/** The body as text, of the content type WHEP names; anything else is refused by name. */
+async function textOf(c: { req: { header(name: string): string | undefined; text(): Promise<string> } }, type: string) {
+  const given = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  if (given !== type) throw new BadRequestError(`The body must be ${type}, not ${given || 'none'}`, 'BAD_CONTENT_TYPE');
+  return c.req.text();
+}
+
+export function webrtcRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): void {
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/cameras/{id}/whep',
+      tags: ['live'],
+      security: signedIn,
+      summary:
+        "WebRTC live view (WHEP): an SDP offer in, the box's answer out (the camera's H.264 as it is); the session's URL in Location",
+      request: {
+        params: z.object({ id: CameraId }),
+        query: z.object({ stream: z.enum(['main', 'sub']).default('main') }),
+        body: { content: { 'application/sdp': { schema: z.string() } }, required: true },
+      },
+      responses: {
+        201: sdp('The answer, with the box’s ICE candidates'),
+        400: errors[400],
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        415: json(
+          errors[400].content['application/json'].schema,
+          'The camera’s codec cannot go over WebRTC (H.265): use MSE',
+        ),
+        429: errors[429],
+      },
+    }),
+    async (c) => {
+      const offer = await textOf(c, 'application/sdp');
+      const answer = await callAs(broker, c, 'webrtc.offer', {
+        camera: c.req.valid('param').id,
+        stream: c.req.valid('query').stream,
+        sdp: offer,
+      });
+      c.header('location', `/api/v1/whep/${answer.session}`);
+      c.header('etag', `"${answer.session}"`);
+      c.header('x-fogedge-video', answer.video);
+      c.header('content-type', 'application/sdp');
+      return c.body(answer.sdp, 201) as never;
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/api/v1/whep/{session}',
+      tags: ['live'],
+      security: signedIn,
+      summary: 'More ICE candidates for a WHEP session (application/trickle-ice-sdpfrag, RFC 8840)',
+      request: { params: z.object({ session: SessionId }) },
+      responses: { 204: { description: 'Added' }, 400: errors[400], 401: errors[401], 404: errors[404] },
+    }),
+    async (c) => {
+      const fragment = await textOf(c, 'application/trickle-ice-sdpfrag');
+      await callAs(broker, c, 'webrtc.candidate', { session: c.req.valid('param').session, fragment });
+      return c.body(null, 204) as never;
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/api/v1/whep/{session}',
+      tags: ['live'],
+      security: signedIn,
+      summary: 'Hang up a WHEP session',
+      request: { params: z.object({ session: SessionId }) },
+      responses: { 200: json(Ok), 401: errors[401], 404: errors[404] },
+    }),
+    async (c) => {
+      await callAs(broker, c, 'webrtc.hangUp', { session: c.req.valid('param').session });
+      return c.json({ ok: true }, 200);
+    },
+  );
+}

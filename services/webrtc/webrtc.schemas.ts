@@ -1,0 +1,61 @@
+// What the webrtc service offers: WHEP sessions (RFC 9725) for live view. A viewer offers SDP,
+// the box answers with the camera's H.264 (and its sound) as they are; candidates may trickle in
+// later; either side hangs up.
+import { z } from 'zod';
+import { CameraId } from '../cameras/cameras.schemas.ts';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
+
+export const SessionId = z
+  .string()
+  .regex(/^[\w-]{16,64}$/)
+  .describe('one WebRTC session, made by the box');
+
+export const OfferInput = z.strictObject({
+  camera: CameraId,
+  stream: z.enum(['main', 'sub']).default('main'),
+  /** The viewer's SDP offer (application/sdp). */
+  sdp: z
+    .string()
+    .min(1)
+    .max(64 * 1024),
+});
+export const CandidateInput = z.strictObject({
+  session: SessionId,
+  /** An SDP fragment (application/trickle-ice-sdpfrag, RFC 8840): a=mid and a=candidate lines. */
+  fragment: z.string().max(16 * 1024),
+});
+export const HangUpInput = z.strictObject({ session: SessionId });
+
+export const OfferAnswer = z.object({
+  session: SessionId,
+  sdp: z.string(),
+  /** What the session sends: video codec and payload type, audio codec or none. */
+  video: z.string(),
+  audio: z.string().nullable(),
+});
+export type OfferAnswer = z.infer<typeof OfferAnswer>;
+
+export const SessionInfo = z.object({
+  session: SessionId,
+  camera: CameraId,
+  user: z.string(),
+  state: z.string(),
+  startedAt: z.string(),
+  framesSent: z.number(),
+  bytesSent: z.number(),
+});
+export type SessionInfo = z.infer<typeof SessionInfo>;
+
+declare module '../../lib/bus.ts' {
+  interface Actions {
+    /** A viewer's offer: the session and the box's answer, once its candidates are gathered. */
+    'webrtc.offer': { input: z.input<typeof OfferInput>; answer: OfferAnswer };
+    /** More of the viewer's ICE candidates (trickle ICE). */
+    'webrtc.candidate': { input: z.input<typeof CandidateInput>; answer: { added: number } };
+    /** The viewer hangs up. */
+    'webrtc.hangUp': { input: z.input<typeof HangUpInput>; answer: { closed: boolean } };
+    /** The sessions open now (admin: all; others: their own). */
+    'webrtc.sessions': { input: Record<string, never>; answer: SessionInfo[] };
+  }
+}

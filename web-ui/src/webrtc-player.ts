@@ -1,0 +1,92 @@
+// Live view over WebRTC: the browser offers, the box answers over WHEP (POST
+// /api/v1/cameras/{id}/whep), and the camera's H.264 plays with a few frames of delay. When the
+// box or the browser cannot (H.265, no RTCPeerConnection, ICE fails) it says so by onState, and
+// the page falls back to MSE.
+import type { LiveState } from './live-player.ts';
+
+/** No picture this long after the offer: WebRTC is taken as not working here. */
+const FIRST_FRAME_TIMEOUT_MS = 6000;
+
+export class WebRtcPlayer {
+  private pc: RTCPeerConnection | undefined;
+  private session: string | null = null;
+  private closed = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** ms from start() to the first frame shown. */
+  firstFrameMs: number | null = null;
+
+  constructor(
+    private readonly video: HTMLVideoElement,
+    private readonly camera: string,
+    private readonly stream: 'main' | 'sub',
+    private readonly onState: (state: LiveState, why?: string) => void,
+  ) {}
+
+  static available(): boolean {
+    return typeof RTCPeerConnection !== 'undefined';
+  }
+
+  start(): void {
+    void this.connect().catch((err: Error) => this.fail(err.message));
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.pc?.close();
+    // The box would see the connection go within seconds; telling it frees the viewer's place now.
+    if (this.session)
+      void fetch(this.session, { method: 'DELETE', keepalive: true, credentials: 'same-origin' }).catch(
+        () => undefined,
+      );
+    this.video.srcObject = null;
+  }
+
+  private async connect(): Promise<void> {
+    const startedAt = performance.now();
+    this.onState('connecting');
+    const pc = new RTCPeerConnection();
+    this.pc = pc;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const media = new MediaStream();
+    this.video.srcObject = media;
+    pc.ontrack = (e) => media.addTrack(e.track);
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed') this.fail('the WebRTC connection failed');
+    };
+    this.video.requestVideoFrameCallback?.(() => {
+      this.firstFrameMs = Math.round(performance.now() - startedAt);
+      clearTimeout(this.timer);
+      this.video.dataset['firstFrameMs'] = String(this.firstFrameMs);
+      this.video.dataset['firstFrameAt'] ??= String(Math.round(performance.now()));
+      this.onState('playing');
+    });
+    this.timer = setTimeout(() => this.fail('no picture over WebRTC'), FIRST_FRAME_TIMEOUT_MS);
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const res = await fetch(`/api/v1/cameras/${this.camera}/whep?stream=${this.stream}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp' },
+      body: offer.sdp ?? '',
+      credentials: 'same-origin',
+    });
+    if (this.closed) return;
+    if (res.status !== 201) {
+      const why = ((await res.json().catch(() => undefined)) as { error?: { message?: string } } | undefined)?.error
+        ?.message;
+      return this.fail(why ?? `the box answered ${res.status}`, true);
+    }
+    this.session = res.headers.get('location');
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    void this.video.play().catch(() => undefined);
+  }
+
+  /** `unsupported`: not for this camera at all; otherwise it failed this time. */
+  private fail(why: string, unsupported = false): void {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    this.close();
+    this.onState(unsupported ? 'unsupported' : 'failed', why);
+  }
+}
