@@ -360,6 +360,8 @@ export const ConfigSchema = z.strictObject({
         .default(null),
       /** Sessions the box holds at once (each also counts as a live viewer of its camera). */
       maxSessions: z.number().int().min(1).max(1000).default(32),
+      /** Offers one user may make in a minute; more are refused with 429 (a page reloading in a loop). */
+      offersPerMinute: z.number().int().min(1).max(10_000).default(60),
       /** How long an offer may wait for its answer (ICE gathering, the camera's first keyframe), ms. */
       answerTimeoutMs: z.number().int().min(500).max(60_000).default(8000),
     })

@@ -14,6 +14,8 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   # Tests only: a WHEP player that is not ours (GStreamer's webrtcbin, its ICE and H.264 decoder)
   gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-libav
+  # Tests only: the operator's STUN/TURN server (coturn's turnserver)
+  coturn
   # Tests only: real MQTT clients (mosquitto_sub, mosquitto_pub), and Debian's mosquitto broker as
   # the operator's (ADMP) broker and the reference of npm run bench:mqtt
   mosquitto-clients mosquitto
@@ -26,4 +28,5 @@ apt-get install -y --no-install-recommends "${PACKAGES[@]}"
 # mosquitto's own service is stopped and disabled: port 1883 belongs to the box's broker.
 if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
   systemctl disable --now mosquitto || true
+  systemctl disable --now coturn || true # the tests start their own
 fi

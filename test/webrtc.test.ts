@@ -6,12 +6,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { cameraClip, RtspCamera } from './helpers/video.ts';
+import { cameraClip, ffmpegPids, RtspCamera } from './helpers/video.ts';
 import { launch, shot, videoAdvances } from './helpers/browser.ts';
 
 const run = promisify(execFile);
@@ -286,13 +287,7 @@ test('bad input and who may watch: each refusal names what was wrong', async () 
   // A camera that is not there.
   assert.is((await post('nope', 'v=0\r\n', sdp)).status, 404);
   // H.265: not for WebRTC here, 415 with the reason (the web UI plays it over MSE).
-  const offer = await page.evaluate(async () => {
-    const pc = new RTCPeerConnection();
-    pc.addTransceiver('video', { direction: 'recvonly' });
-    const o = await pc.createOffer();
-    pc.close();
-    return o.sdp!;
-  });
+  const offer = await videoOffer(page);
   res = await post('hevc', offer, sdp);
   assert.is(res.status, 415);
   assert.match((await res.json()).error.message, /hvc1|hev1|H\.264 only/);
@@ -340,6 +335,94 @@ test('each session is a live viewer: the camera’s cap holds for WebRTC too (42
   for (const location of opened)
     await fetch(`${base}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } });
   await waitUntil('all gone', async () => (await sessions()).length === 0, 5000);
+});
+
+/** A Chromium offer to receive video, for requests made from here. */
+const videoOffer = (p: Page) =>
+  p.evaluate(async () => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const offer = await pc.createOffer();
+    pc.close();
+    return offer.sdp!;
+  });
+
+/** Frames the page's session of a camera has decoded so far. */
+const framesDecoded = (p: Page, camera: string) =>
+  p.evaluate(async (camera) => {
+    const stats = await (window as unknown as Record<string, RTCPeerConnection>)[`pc_${camera}`]!.getStats();
+    let frames = 0;
+    stats.forEach((s) => s.type === 'inbound-rtp' && s.kind === 'video' && (frames = s.framesDecoded));
+    return frames;
+  }, camera);
+
+test('the camera’s ffmpeg restarts during a session: the picture comes back on its own, same session', async () => {
+  const opened = await whepInPage(page, 'door');
+  assert.is(opened.status, 201, opened.text);
+  const [pid] = ffmpegPids(box.dataDir).filter(
+    (p) => p > 0 && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`:${door.port}/`),
+  );
+  process.kill(pid!, 'SIGKILL');
+  await waitUntil(
+    'a new ffmpeg for the door',
+    () =>
+      ffmpegPids(box.dataDir).some(
+        (p) => p > 0 && p !== pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`:${door.port}/`),
+      ),
+    20_000,
+  );
+  const before = await framesDecoded(page, 'door');
+  await waitUntil('frames again', async () => (await framesDecoded(page, 'door')) > before + 30, 20_000, 250);
+  assert.is((await sessions()).length, 1, 'the same session went on');
+  assert.is(
+    (await fetch(`${base}${opened.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } }))
+      .status,
+    200,
+  );
+  await page.evaluate(() => (window as unknown as Record<string, RTCPeerConnection>)['pc_door']!.close());
+});
+
+test('garbage and floods: a malformed candidate is a 400; 100 offers at once get their places or a 429, and the box answers on', async () => {
+  const opened = await whepInPage(page, 'door');
+  assert.is(opened.status, 201, opened.text);
+  for (const fragment of ['a=candidate:garbage\r\n', 'a=mid:9\r\na=candidate:1 1 UDP 1 999.1.1.1 1 typ host\r\n']) {
+    const res = await fetch(`${base}${opened.location}`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/trickle-ice-sdpfrag' },
+      body: fragment,
+    });
+    assert.ok([204, 400].includes(res.status), `${fragment.trim()}: ${res.status}`);
+    if (res.status === 400) assert.match((await res.json()).error.message, /candidate/i);
+  }
+  assert.is((await sessions()).length, 1, 'the session survived the garbage');
+  await fetch(`${base}${opened.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } });
+  await page.evaluate(() => (window as unknown as Record<string, RTCPeerConnection>)['pc_door']!.close());
+  // A flood from one user: the camera's cap (3) and the user's offers a minute (60) hold.
+  const offer = await videoOffer(page);
+  const kim = box.sessionOf(
+    (await box.request('POST', '/api/v1/auth/login', { body: { username: 'kim', password: 'family-password-1' } }))
+      .headers,
+  )!;
+  const answers = await Promise.all(
+    Array.from({ length: 100 }, () =>
+      fetch(`${base}/api/v1/cameras/door/whep`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/sdp', authorization: `Bearer ${kim}` },
+        body: offer,
+      }).then(async (r) => ({ status: r.status, type: r.status === 201 ? '' : (await r.json()).error.type })),
+    ),
+  );
+  const types = answers.map((a) => a.type || String(a.status));
+  assert.ok(answers.filter((a) => a.status === 201).length <= 3, types.join(' '));
+  assert.ok(types.includes('TOO_MANY_OFFERS'), 'past 60 offers a minute, refused as such');
+  assert.ok(
+    answers.every((a) => a.status === 201 || a.status === 429),
+    `only places or 429s: ${[...new Set(types)].join(', ')}`,
+  );
+  const health = await fetch(`${base}/api/v1/health`);
+  assert.is(health.status, 200, 'the box answers on');
+  // The sessions nobody connects to are let go (no RTCP from them).
+  await waitUntil('the flood’s sessions gone', async () => (await sessions()).length === 0, 30_000, 500);
 });
 
 test('revoking the token a session was opened with ends it at once', async () => {

@@ -10,3 +10,22 @@ export function spawnSupervised(command: string, args: string[], options: SpawnO
     ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', '--', command, ...args], options)
     : spawn(command, args, options);
 }
+
+/**
+ * ffmpeg's input for a live fragmented MP4 on its stdin, read at once: the init segment has all a
+ * decoder needs, so no probing (probing waited for about 2 s of a live stream before the first
+ * output) and no stream info search.
+ */
+export const LIVE_FMP4_STDIN = [
+  '-fflags',
+  'nobuffer',
+  '-probesize',
+  '32',
+  '-analyzeduration',
+  '0',
+  '-nofind_stream_info',
+  '-f',
+  'mp4',
+  '-i',
+  'pipe:0',
+];

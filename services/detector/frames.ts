@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { FragmentReader, videoSize } from '../../lib/media/fragmented-mp4.ts';
-import { spawnSupervised } from '../../lib/media/supervised-process.ts';
+import { LIVE_FMP4_STDIN, spawnSupervised } from '../../lib/media/supervised-process.ts';
 
 export interface DecodedFrame {
   seq: number;
@@ -104,23 +104,11 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       '-nostdin',
       '-loglevel',
       'error',
-      // The init has all the codec needs: no probing. Probing read about 2 s of a live stream
-      // (it looks for the frame rate, which the fps filter does not need) before the first frame.
-      '-fflags',
-      'nobuffer',
-      '-probesize',
-      '32768',
-      '-analyzeduration',
-      '0',
-      '-nofind_stream_info',
       // Frame threads hold the last frames of each fragment back until the next fragment comes
       // (a quarter second); slice threads never delay a frame.
       '-thread_type',
       'slice',
-      '-f',
-      'mp4',
-      '-i',
-      'pipe:0',
+      ...LIVE_FMP4_STDIN,
       '-filter_complex',
       // The first frame of each 1/fps slot: fps=N would wait for the next frame to choose one.
       `[0:v]select='isnan(prev_selected_t)+gt(floor(t*${fps}),floor(prev_selected_t*${fps}))',split=2[d][s];` +

@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { fragmentTiming } from '../../lib/media/fragmented-mp4.ts';
-import { spawnSupervised } from '../../lib/media/supervised-process.ts';
+import { LIVE_FMP4_STDIN, spawnSupervised } from '../../lib/media/supervised-process.ts';
 
 export type AudioCodec = 'opus' | 'pcma' | 'pcmu';
 
@@ -85,18 +85,7 @@ export class AudioFeed extends EventEmitter<{ packet: [Buffer]; idle: [] }> {
         '-nostdin',
         '-loglevel',
         'error',
-        // The init says all the decoder needs: no probing, no waiting.
-        '-fflags',
-        'nobuffer',
-        '-probesize',
-        '32',
-        '-analyzeduration',
-        '0',
-        '-nofind_stream_info',
-        '-f',
-        'mp4',
-        '-i',
-        'pipe:0',
+        ...LIVE_FMP4_STDIN,
         '-map',
         '0:a:0',
         '-ac',

@@ -3,7 +3,7 @@
 // session belongs to the user who opened it: only they (or an admin) add candidates or hang up.
 import { randomUUID } from 'node:crypto';
 import type { ServiceSchema } from 'moleculer';
-import type { RtcConfig } from 'node-datachannel';
+import { cleanup, type RtcConfig } from 'node-datachannel';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
 import { call, on } from '../../lib/bus.ts';
@@ -24,6 +24,8 @@ function rtcConfig(config: Config['webrtc']): RtcConfig {
 
 export function webrtcService(config: Config): ServiceSchema {
   const sessions = new Map<string, ViewerSession>();
+  /** When each user made their offers of the last minute. */
+  const offersBy = new Map<string, number[]>();
   /** Each camera's sound encoders, by "camera codec", while someone listens. */
   const audioFeeds = new Map<string, AudioFeed>();
   const audioFeedOf = (camera: string) => (codec: AudioCodec) => {
@@ -65,6 +67,16 @@ export function webrtcService(config: Config): ServiceSchema {
               5,
               'TOO_MANY_SESSIONS',
             );
+          // Each offer costs a peer connection and a feed: a user gets so many a minute.
+          const now = Date.now();
+          const recent = (offersBy.get(userOf(ctx)) ?? []).filter((t) => now - t < 60_000);
+          if (recent.length >= config.webrtc.offersPerMinute)
+            throw new TooManyRequestsError(
+              `"${userOf(ctx)}" made ${recent.length} WebRTC offers in the last minute, the most one user may (webrtc.offersPerMinute)`,
+              Math.ceil((recent[0]! + 60_000 - now) / 1000),
+              'TOO_MANY_OFFERS',
+            );
+          offersBy.set(userOf(ctx), [...recent, now]);
           const { camera, stream, sdp } = ctx.params;
           // A live viewer like any other: the streams service checks the caps and who may watch.
           const viewer = randomUUID();
@@ -149,6 +161,8 @@ export function webrtcService(config: Config): ServiceSchema {
     stopped() {
       for (const session of [...sessions.values()]) session.close();
       for (const feed of audioFeeds.values()) feed.stop();
+      // libdatachannel's threads (ICE, TURN refreshes) hold the process open until released.
+      cleanup();
     },
   };
 }

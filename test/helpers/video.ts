@@ -12,80 +12,65 @@ import type { Frame } from '../../lib/vision/yolox.ts';
 const run = promisify(execFile);
 const HELPER = path.join(import.meta.dirname, 'rtsp_server.py');
 
-/** The 20 s bundled clip looped to 3 minutes (stream copy: about a second to make). */
-export async function longClip(): Promise<string> {
-  const file = path.join(os.tmpdir(), 'fogedge-test-clip-180s.mp4');
+/** A clip made once by ffmpeg (from `args`, output last) and kept in the temp folder. */
+async function madeOnce(name: string, args: string[]): Promise<string> {
+  const file = path.join(os.tmpdir(), name);
   if (!existsSync(file)) {
     const tmp = `${file}.${process.pid}.tmp.mp4`;
-    await run('ffmpeg', ['-v', 'error', '-y', '-stream_loop', '8', '-i', DEMO_CLIP, '-c', 'copy', tmp]);
+    await run('ffmpeg', ['-v', 'error', '-y', ...args, tmp]);
     await run('mv', [tmp, file]);
   }
   return file;
 }
 
+/** The 20 s bundled clip looped to 3 minutes (stream copy: about a second to make). */
+export function longClip(): Promise<string> {
+  return madeOnce('fogedge-test-clip-180s.mp4', ['-stream_loop', '8', '-i', DEMO_CLIP, '-c', 'copy']);
+}
+
 /** 8 s of the bundled clip encoded as H.265 (libx265, ultrafast: about 2 s to make). */
-export async function h265Clip(): Promise<string> {
-  const file = path.join(os.tmpdir(), 'fogedge-test-clip-h265.mp4');
-  if (!existsSync(file)) {
-    const tmp = `${file}.${process.pid}.tmp.mp4`;
-    await run('ffmpeg', [
-      '-v',
-      'error',
-      '-y',
-      '-i',
-      DEMO_CLIP,
-      '-t',
-      '8',
-      '-c:v',
-      'libx265',
-      '-preset',
-      'ultrafast',
-      '-x265-params',
-      'keyint=30:log-level=error',
-      '-tag:v',
-      'hvc1',
-      '-an',
-      tmp,
-    ]);
-    await run('mv', [tmp, file]);
-  }
-  return file;
+export function h265Clip(): Promise<string> {
+  return madeOnce('fogedge-test-clip-h265.mp4', [
+    '-i',
+    DEMO_CLIP,
+    '-t',
+    '8',
+    '-c:v',
+    'libx265',
+    '-preset',
+    'ultrafast',
+    '-x265-params',
+    'keyint=30:log-level=error',
+    '-tag:v',
+    'hvc1',
+    '-an',
+  ]);
 }
 
 /**
  * The street as a typical IP camera encodes it for WebRTC: H.264 Main, no B-frames (WebRTC
  * decoders do not reorder frames), a keyframe every 2 s; 90 s (about 15 s to make, then kept).
  */
-export async function cameraClip(): Promise<string> {
-  const file = path.join(os.tmpdir(), 'fogedge-test-clip-nob-90s.mp4');
-  if (!existsSync(file)) {
-    const tmp = `${file}.${process.pid}.tmp.mp4`;
-    await run('ffmpeg', [
-      '-v',
-      'error',
-      '-y',
-      '-stream_loop',
-      '4',
-      '-i',
-      DEMO_CLIP,
-      '-t',
-      '90',
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      '-profile:v',
-      'main',
-      '-bf',
-      '0',
-      '-g',
-      '30',
-      '-an',
-      tmp,
-    ]);
-    await run('mv', [tmp, file]);
-  }
-  return file;
+export function cameraClip(): Promise<string> {
+  return madeOnce('fogedge-test-clip-nob-90s.mp4', [
+    '-stream_loop',
+    '4',
+    '-i',
+    DEMO_CLIP,
+    '-t',
+    '90',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'ultrafast',
+    '-profile:v',
+    'main',
+    '-bf',
+    '0',
+    '-g',
+    '30',
+    '-an',
+  ]);
 }
 
 /** One frame of the bundled clip held for 60 s: a scene with people and no motion at all. */

@@ -12,6 +12,8 @@ export class WebRtcPlayer {
   private session: string | null = null;
   private closed = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private retry: ReturnType<typeof setTimeout> | undefined;
+  private failures = 0;
   /** ms from start() to the first frame shown. */
   firstFrameMs: number | null = null;
 
@@ -32,13 +34,21 @@ export class WebRtcPlayer {
 
   close(): void {
     this.closed = true;
+    clearTimeout(this.retry);
+    this.teardown();
+  }
+
+  /** Ends this connection (not the player: a retry may follow). */
+  private teardown(): void {
     clearTimeout(this.timer);
     this.pc?.close();
+    this.pc = undefined;
     // The box would see the connection go within seconds; telling it frees the viewer's place now.
     if (this.session)
       void fetch(this.session, { method: 'DELETE', keepalive: true, credentials: 'same-origin' }).catch(
         () => undefined,
       );
+    this.session = null;
     this.video.srcObject = null;
   }
 
@@ -52,11 +62,18 @@ export class WebRtcPlayer {
     const media = new MediaStream();
     this.video.srcObject = media;
     pc.ontrack = (e) => media.addTrack(e.track);
+    let lost: ReturnType<typeof setTimeout> | undefined;
     pc.onconnectionstatechange = () => {
+      clearTimeout(lost);
+      if (pc !== this.pc) return;
       if (pc.connectionState === 'failed') this.fail('the WebRTC connection failed');
+      // Disconnected for 5 s (the box restarted, the network changed): start again rather than wait for "failed".
+      if (pc.connectionState === 'disconnected')
+        lost = setTimeout(() => this.fail('the WebRTC connection was lost'), 5000);
     };
     this.video.requestVideoFrameCallback?.(() => {
-      this.firstFrameMs = Math.round(performance.now() - startedAt);
+      this.failures = 0;
+      this.firstFrameMs ??= Math.round(performance.now() - startedAt);
       clearTimeout(this.timer);
       this.video.dataset['firstFrameMs'] = String(this.firstFrameMs);
       this.video.dataset['firstFrameAt'] ??= String(Math.round(performance.now()));
@@ -82,11 +99,17 @@ export class WebRtcPlayer {
     void this.video.play().catch(() => undefined);
   }
 
-  /** `unsupported`: not for this camera at all; otherwise it failed this time. */
+  /**
+   * `unsupported`: not for this camera at all. A player that showed a picture before tries
+   * again (1, 2, 4 ... 15 s: the box restarting, the network gone for a while); one that never
+   * did leaves the choice to the page (MSE).
+   */
   private fail(why: string, unsupported = false): void {
     if (this.closed) return;
-    clearTimeout(this.timer);
-    this.close();
+    this.teardown();
     this.onState(unsupported ? 'unsupported' : 'failed', why);
+    if (unsupported || this.firstFrameMs === null) return;
+    this.failures++;
+    this.retry = setTimeout(() => this.start(), Math.min(15_000, 1000 * 2 ** (this.failures - 1)));
   }
 }
