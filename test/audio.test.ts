@@ -5,14 +5,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser } from 'playwright-core';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { ffmpegPids, RtspCamera } from './helpers/video.ts';
+import { addRtspCameras, commandLine, ffmpegReading, RtspCamera } from './helpers/video.ts';
 import { launch } from './helpers/browser.ts';
 
 const run = promisify(execFile);
@@ -88,22 +87,7 @@ test.before(async () => {
   door = new RtspCamera(await freePort(), { audio: 'pcma' });
   yard = new RtspCamera(await freePort(), { audio: 'aac' });
   await Promise.all([door.start(), yard.start()]);
-  for (const [id, cam] of [
-    ['door', door],
-    ['yard', yard],
-  ] as const) {
-    const res = await box.request('POST', '/api/v1/cameras', {
-      auth: admin,
-      body: { id, name: id, source: { kind: 'rtsp', url: cam.url() } },
-    });
-    assert.is(res.status, 201, res.text);
-  }
-  await waitUntil(
-    'both cameras online',
-    async () => (await cameraStatus('door'))?.state === 'online' && (await cameraStatus('yard'))?.state === 'online',
-    30_000,
-    300,
-  );
+  await addRtspCameras(box, admin, { door, yard });
 });
 test.after(async () => {
   await browser?.close();
@@ -123,10 +107,7 @@ test('G.711 from a doorbell is recorded as AAC beside the copied video, and the 
   const hz = await toneHz(file);
   assert.ok(Math.abs(hz - 440) < 20, `the doorbell's 440 Hz tone is heard: ${hz.toFixed(0)} Hz`);
   // Only the sound is encoded: the one ffmpeg of the camera copies its video.
-  const [pid] = ffmpegPids(box.dataDir).filter(
-    (p) => p > 0 && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`:${door.port}/`),
-  );
-  const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  const args = commandLine(ffmpegReading(door)[0]!);
   assert.is(args[args.indexOf('-c:v') + 1], 'copy');
   assert.is(args[args.indexOf('-c:a') + 1], 'aac');
 });
@@ -140,10 +121,7 @@ test('AAC from an IP camera is copied, not encoded again', async () => {
     ['video:h264', 'audio:aac'],
   );
   assert.is(streams[1]!.sample_rate, '16000', 'the camera’s own AAC (16 kHz), as it sent it');
-  const [pid] = ffmpegPids(box.dataDir).filter(
-    (p) => p > 0 && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`:${yard.port}/`),
-  );
-  const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  const args = commandLine(ffmpegReading(yard)[0]!);
   assert.is(args[args.indexOf('-c:a') + 1], 'copy');
   assert.ok(Math.abs((await toneHz(file)) - 440) < 20);
 });

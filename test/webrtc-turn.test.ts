@@ -6,8 +6,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Browser } from 'playwright-core';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
-import { freePort, waitUntil } from './helpers/processes.ts';
-import { cameraClip, RtspCamera } from './helpers/video.ts';
+import { freePort } from './helpers/processes.ts';
+import { addRtspCameras, cameraClip, RtspCamera } from './helpers/video.ts';
 import { launch } from './helpers/browser.ts';
 import { TurnServer } from './helpers/turn.ts';
 
@@ -30,17 +30,7 @@ test.before(async () => {
   base = `http://127.0.0.1:${box.config.http.port}`;
   cam = new RtspCamera(await freePort(), { clip: await cameraClip() });
   await cam.start();
-  const res = await box.request('POST', '/api/v1/cameras', {
-    auth: admin,
-    body: { id: 'door', name: 'door', source: { kind: 'rtsp', url: cam.url() } },
-  });
-  assert.is(res.status, 201, res.text);
-  await waitUntil(
-    'door online',
-    async () => (await box.request('GET', '/api/v1/cameras/door', { auth: admin })).json.status?.state === 'online',
-    30_000,
-    300,
-  );
+  await addRtspCameras(box, admin, { door: cam });
   browser = await launch();
 });
 test.after(async () => {

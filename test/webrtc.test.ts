@@ -6,13 +6,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { cameraClip, ffmpegPids, RtspCamera } from './helpers/video.ts';
+import { addRtspCameras, cameraClip, ffmpegReading, RtspCamera } from './helpers/video.ts';
 import { launch, shot, videoAdvances } from './helpers/browser.ts';
 
 const run = promisify(execFile);
@@ -27,7 +26,7 @@ let context: BrowserContext;
 let page: Page;
 
 const sessions = async () =>
-  (await box.broker.call('webrtc.sessions', {})) as Array<{ session: string; camera: string; user: string }>;
+  (await box.broker.call('webrtc.sessions', {})) as Array<{ session: string; camera: string; bytesSent: number }>;
 
 test.before(async () => {
   box = await testBox({
@@ -40,29 +39,8 @@ test.before(async () => {
   street = new RtspCamera(await freePort());
   hevc = new RtspCamera(await freePort(), { h265: true });
   await Promise.all([door.start(), street.start(), hevc.start()]);
-  for (const [id, cam] of [
-    ['door', door],
-    ['street', street],
-    ['hevc', hevc],
-  ] as const) {
-    const res = await box.request('POST', '/api/v1/cameras', {
-      auth: admin,
-      body: { id, name: id, source: { kind: 'rtsp', url: cam.url() } },
-    });
-    assert.is(res.status, 201, res.text);
-  }
-  await waitUntil(
-    'the cameras online',
-    async () => {
-      const list = (await box.request('GET', '/api/v1/cameras', { auth: admin })).json as Array<{
-        id: string;
-        status: { state: string } | null;
-      }>;
-      return ['door', 'street'].every((id) => list.find((c) => c.id === id)?.status?.state === 'online');
-    },
-    30_000,
-    300,
-  );
+  // The H.265 clip is short (it ends and starts again): only the others need be online to begin.
+  await addRtspCameras(box, admin, { door, street, hevc }, ['door', 'street']);
   browser = await launch();
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await context.addCookies([{ name: 'fogedge_session', value: admin, url: base }]);
@@ -153,6 +131,33 @@ async function soundHeard(p: Page, camera: string) {
   }, camera);
 }
 
+/** Frames the page's session of a camera has decoded so far. */
+const framesDecoded = (p: Page, camera: string) =>
+  p.evaluate(async (camera) => {
+    const stats = await (window as unknown as Record<string, RTCPeerConnection>)[`pc_${camera}`]!.getStats();
+    let frames = 0;
+    stats.forEach((s) => s.type === 'inbound-rtp' && s.kind === 'video' && (frames = s.framesDecoded));
+    return frames;
+  }, camera);
+
+/** A Chromium offer to receive video, for requests made from here. */
+const videoOffer = (p: Page) =>
+  p.evaluate(async () => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const offer = await pc.createOffer();
+    pc.close();
+    return offer.sdp!;
+  });
+
+/** Hangs up a WHEP session as the admin (DELETE its Location); the HTTP status. */
+const hangUp = async (location: string) =>
+  (await fetch(`${base}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } })).status;
+
+/** Closes the page's peer connection to a camera. */
+const closePeer = (p: Page, camera: string) =>
+  p.evaluate((camera) => (window as unknown as Record<string, RTCPeerConnection>)[`pc_${camera}`]!.close(), camera);
+
 /** How far a shown frame is from the camera's snapshot: mean absolute difference of 64×36 greys, 0–255. */
 async function differenceFromSnapshot(p: Page, selector: string, camera: string): Promise<number> {
   return p.evaluate(
@@ -199,15 +204,11 @@ test('a plain WHEP exchange from Chromium: 201 with the answer and Location, and
   // What is shown is the camera's picture (the street), not black or garbage.
   const difference = await differenceFromSnapshot(page, '#whep-door', 'door');
   assert.ok(difference < 25, `the frame matches the camera's snapshot (mean difference ${difference.toFixed(1)})`);
-  const decoded = await page.evaluate(async () => {
-    const stats = await (window as unknown as Record<string, RTCPeerConnection>)['pc_door']!.getStats();
-    let frames = 0;
-    stats.forEach((s) => s.type === 'inbound-rtp' && s.kind === 'video' && (frames = s.framesDecoded));
-    return frames;
-  });
+  const decoded = await framesDecoded(page, 'door');
   assert.ok(decoded > 15, `${decoded} frames decoded`);
+  const open = await sessions();
+  assert.is(open.length, 1);
   // DELETE hangs up: the session and its viewer's place are gone.
-  assert.is((await sessions()).length, 1);
   const res = await page.evaluate(
     (location) => fetch(location, { method: 'DELETE' }).then((r) => r.status),
     result.location!,
@@ -231,8 +232,8 @@ test('sound over WebRTC: the doorbell’s G.711 goes as PCMA; a viewer that take
       `the 440 Hz tone: loudest ${heard.hz.toFixed(0)} Hz at ${heard.db.toFixed(0)} dB`,
     );
     console.log(`    ${codec}: loudest ${heard.hz.toFixed(0)} Hz at ${heard.db.toFixed(0)} dB`);
-    await fetch(`${base}${result.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } });
-    await page.evaluate(() => (window as unknown as Record<string, RTCPeerConnection>)['pc_door']!.close());
+    await hangUp(result.location!);
+    await closePeer(page, 'door');
   }
   await waitUntil('no session left', async () => (await sessions()).length === 0, 5000);
 });
@@ -314,12 +315,8 @@ test('bad input and who may watch: each refusal names what was wrong', async () 
   });
   assert.is(trickle.status, 204);
   assert.is((await sessions()).length, 1, 'still open');
-  assert.is(
-    (await fetch(`${base}${opened.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } }))
-      .status,
-    200,
-  );
-  await page.evaluate(() => (window as unknown as Record<string, RTCPeerConnection>)['pc_door']!.close());
+  assert.is(await hangUp(opened.location!), 200);
+  await closePeer(page, 'door');
 });
 
 test('each session is a live viewer: the camera’s cap holds for WebRTC too (429)', async () => {
@@ -332,54 +329,21 @@ test('each session is a live viewer: the camera’s cap holds for WebRTC too (42
   const refused = await whepInPage(page, 'door');
   assert.is(refused.status, 429);
   assert.match(refused.text, /3 live viewers/);
-  for (const location of opened)
-    await fetch(`${base}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } });
+  for (const location of opened) await hangUp(location);
   await waitUntil('all gone', async () => (await sessions()).length === 0, 5000);
 });
-
-/** A Chromium offer to receive video, for requests made from here. */
-const videoOffer = (p: Page) =>
-  p.evaluate(async () => {
-    const pc = new RTCPeerConnection();
-    pc.addTransceiver('video', { direction: 'recvonly' });
-    const offer = await pc.createOffer();
-    pc.close();
-    return offer.sdp!;
-  });
-
-/** Frames the page's session of a camera has decoded so far. */
-const framesDecoded = (p: Page, camera: string) =>
-  p.evaluate(async (camera) => {
-    const stats = await (window as unknown as Record<string, RTCPeerConnection>)[`pc_${camera}`]!.getStats();
-    let frames = 0;
-    stats.forEach((s) => s.type === 'inbound-rtp' && s.kind === 'video' && (frames = s.framesDecoded));
-    return frames;
-  }, camera);
 
 test('the camera’s ffmpeg restarts during a session: the picture comes back on its own, same session', async () => {
   const opened = await whepInPage(page, 'door');
   assert.is(opened.status, 201, opened.text);
-  const [pid] = ffmpegPids(box.dataDir).filter(
-    (p) => p > 0 && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`:${door.port}/`),
-  );
+  const [pid] = ffmpegReading(door);
   process.kill(pid!, 'SIGKILL');
-  await waitUntil(
-    'a new ffmpeg for the door',
-    () =>
-      ffmpegPids(box.dataDir).some(
-        (p) => p > 0 && p !== pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`:${door.port}/`),
-      ),
-    20_000,
-  );
+  await waitUntil('a new ffmpeg for the door', () => ffmpegReading(door).some((p) => p !== pid), 20_000);
   const before = await framesDecoded(page, 'door');
   await waitUntil('frames again', async () => (await framesDecoded(page, 'door')) > before + 30, 20_000, 250);
   assert.is((await sessions()).length, 1, 'the same session went on');
-  assert.is(
-    (await fetch(`${base}${opened.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } }))
-      .status,
-    200,
-  );
-  await page.evaluate(() => (window as unknown as Record<string, RTCPeerConnection>)['pc_door']!.close());
+  assert.is(await hangUp(opened.location!), 200);
+  await closePeer(page, 'door');
 });
 
 test('garbage and floods: a malformed candidate is a 400; 100 offers at once get their places or a 429, and the box answers on', async () => {
@@ -395,8 +359,8 @@ test('garbage and floods: a malformed candidate is a 400; 100 offers at once get
     if (res.status === 400) assert.match((await res.json()).error.message, /candidate/i);
   }
   assert.is((await sessions()).length, 1, 'the session survived the garbage');
-  await fetch(`${base}${opened.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } });
-  await page.evaluate(() => (window as unknown as Record<string, RTCPeerConnection>)['pc_door']!.close());
+  await hangUp(opened.location!);
+  await closePeer(page, 'door');
   // A flood from one user: the camera's cap (3) and the user's offers a minute (60) hold.
   const offer = await videoOffer(page);
   const kim = box.sessionOf(

@@ -198,11 +198,9 @@ export function trackOf(init: Buffer, id: number | undefined): Track | undefined
   return tracksOf(init).find((t) => t.id === id);
 }
 
-/** A track's timescale (ticks a second): the given track's, or the video track's. */
-export function timescaleOf(init: Buffer, trackId?: number): number | undefined {
-  const tracks = tracksOf(init);
-  return (trackId === undefined ? tracks.find((t) => t.kind === 'video') : tracks.find((t) => t.id === trackId))
-    ?.timescale;
+/** The video track's timescale (ticks a second). */
+export function timescaleOf(init: Buffer): number | undefined {
+  return tracksOf(init).find((t) => t.kind === 'video')?.timescale;
 }
 
 /**
@@ -259,15 +257,23 @@ export function codecString(init: Buffer): string | undefined {
     .join(',');
 }
 
-/** A track's codecs value, from its sample entry (stsd's first child). */
-function sampleEntryCodec(init: Buffer, trak: { start: number; end: number }): string | undefined {
+/** A track's sample entry (stsd's first child), e.g. avc1 or mp4a. */
+function sampleEntry(init: Buffer, trak: { start: number; end: number }) {
   const stsd = findBox(init, ['mdia', 'minf', 'stbl', 'stsd'], trak.start + 8, trak.end);
-  if (!stsd) return undefined;
-  const entry = [...childBoxes(init, stsd.start + 16, stsd.end)][0];
+  return stsd && [...childBoxes(init, stsd.start + 16, stsd.end)][0];
+}
+
+/** The boxes inside a visual sample entry (avcC, hvcC, ...): after its 78 bytes of fixed fields. */
+const visualConfig = (init: Buffer, entry: { start: number; end: number }) => [
+  ...childBoxes(init, entry.start + 8 + 78, entry.end),
+];
+
+/** A track's codecs value, from its sample entry. */
+function sampleEntryCodec(init: Buffer, trak: { start: number; end: number }): string | undefined {
+  const entry = sampleEntry(init, trak);
   if (!entry) return undefined;
   if (entry.type === 'mp4a') return aacCodec(init, entry);
-  // A visual sample entry has 78 bytes of fixed fields before its child boxes.
-  const config = [...childBoxes(init, entry.start + 8 + 78, entry.end)];
+  const config = visualConfig(init, entry);
   const avcC = config.find((b) => b.type === 'avcC');
   if (avcC) return `${entry.type}.${init.subarray(avcC.start + 9, avcC.start + 12).toString('hex')}`;
   const hvcC = config.find((b) => b.type === 'hvcC');
@@ -477,14 +483,13 @@ export function samplesOf(moof: Buffer, mdat: Buffer, init?: Buffer): Sample[] {
 /** An H.264 track's parameter sets (SPS and PPS NAL units) from its avcC, for a decoder joining late. */
 export function avcParameterSets(init: Buffer): Buffer[] {
   const video = tracksOf(init).find((t) => t.kind === 'video');
-  const stsd = video && findBox(init, ['mdia', 'minf', 'stbl', 'stsd'], video.box.start + 8, video.box.end);
-  const entry = stsd && [...childBoxes(init, stsd.start + 16, stsd.end)][0];
-  const avcC = entry && [...childBoxes(init, entry.start + 8 + 78, entry.end)].find((b) => b.type === 'avcC');
+  const entry = video && sampleEntry(init, video.box);
+  const avcC = entry && visualConfig(init, entry).find((b) => b.type === 'avcC');
   if (!avcC) return [];
   const units: Buffer[] = [];
   let at = avcC.start + 8 + 5;
-  for (const _kind of ['sps', 'pps']) {
-    const count = init[at++]! & (_kind === 'sps' ? 0x1f : 0xff);
+  for (const kind of ['sps', 'pps']) {
+    const count = init[at++]! & (kind === 'sps' ? 0x1f : 0xff); // the SPS count has 3 reserved bits
     for (let i = 0; i < count && at + 2 <= avcC.end; i++) {
       const size = init.readUInt16BE(at);
       units.push(init.subarray(at + 2, at + 2 + size));

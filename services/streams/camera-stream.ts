@@ -17,6 +17,7 @@ import type { Segment } from '../recorder/recorder.schemas.ts';
 import { redactText } from '../../lib/redact.ts';
 import {
   classifyFailure,
+  copiesAudio,
   parseAudioInfo,
   parseSegmentLine,
   parseStreamInfo,
@@ -326,10 +327,10 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     if (/Stream #0:\d+.*?: Video:/.test(line) && this.audioCodec === undefined) this.audioCodec = null;
     const codec = parseAudioInfo(line);
     if (!codec) return;
-    const copied = this.audioCodec === undefined || this.audioCodec === null || this.audioCodec === 'aac';
+    const copied = copiesAudio(this.audioCodec);
     this.audioCodec = codec;
     this.current = { ...this.current, audio: this.camera.audio ? codec : null };
-    if (this.camera.audio && copied && codec !== 'aac') {
+    if (this.camera.audio && copied && !copiesAudio(codec)) {
       this.restartNow = true;
       this.child?.kill('SIGKILL');
     }

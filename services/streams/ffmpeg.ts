@@ -68,8 +68,12 @@ export function recorderArgs({
  */
 export function audioArgs(camera: Pick<Camera, 'audio'>, codec: string | null | undefined): string[] {
   if (!camera.audio) return ['-an'];
-  const copy = codec === undefined || codec === null || codec === 'aac';
-  return ['-map', '0:a:0?', ...(copy ? ['-c:a', 'copy'] : ['-c:a', 'aac', '-b:a', '64k'])];
+  return ['-map', '0:a:0?', ...(copiesAudio(codec) ? ['-c:a', 'copy'] : ['-c:a', 'aac', '-b:a', '64k'])];
+}
+
+/** Whether the recording copies a camera's sound in this codec as it is (unknown or none: yes). */
+export function copiesAudio(codec: string | null | undefined): boolean {
+  return codec === undefined || codec === null || codec === 'aac';
 }
 
 /**

@@ -6,13 +6,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { startOfSegmentFile } from '../../appliance/data-dir.ts';
-import {
-  BoxSplitter,
-  FragmentReader,
-  fragmentTiming,
-  startsWithKeyframe,
-  timescaleOf,
-} from '../../lib/media/fragmented-mp4.ts';
+import { FragmentReader, fragmentTiming, timescaleOf } from '../../lib/media/fragmented-mp4.ts';
 import type { Fragment, LiveFeed } from './live-feed.ts';
 
 /** A fallback for a missed file-change event (inotify is not everywhere). */
@@ -162,18 +156,13 @@ export class RecordingTail {
 export async function lastKeyframe(file: string): Promise<{ init: Buffer; parts: Buffer[]; at: number } | undefined> {
   const bytes = await readFile(file).catch(() => undefined);
   if (!bytes) return undefined;
-  let ftyp: Buffer | undefined;
   let init: Buffer | undefined;
-  let moof: Buffer | undefined;
   let found: Buffer[] | undefined;
-  new BoxSplitter((type, box) => {
-    if (type === 'ftyp') ftyp = box;
-    else if (type === 'moov') init = ftyp ? Buffer.concat([ftyp, box]) : box;
-    else if (type === 'moof') moof = box;
-    else if (type === 'mdat' && moof) {
-      if (startsWithKeyframe(moof, init)) found = [moof, box];
-      moof = undefined;
-    }
+  new FragmentReader({
+    init: (i) => (init = i),
+    fragment: (moof, mdat, keyframe) => {
+      if (keyframe) found = [moof, mdat];
+    },
   }).push(bytes);
   if (!init || !found) return undefined;
   const timing = fragmentTiming(found[0]!, init);

@@ -80,6 +80,11 @@ export function parseOffer(sdp: string): OfferedMedia[] {
   return media;
 }
 
+/** The first section of a kind the box can send to (the viewer receives on it). */
+export function receiving(media: OfferedMedia[], kind: 'video' | 'audio'): OfferedMedia | undefined {
+  return media.find((m) => m.kind === kind && (m.direction === 'recvonly' || m.direction === 'sendrecv'));
+}
+
 /**
  * The H.264 payload type to send on: packetization mode 1 (FU-A, what a camera's frames need),
  * the camera's own profile first (profile_idc from its SPS), else any the viewer takes.

@@ -17,7 +17,7 @@ import {
   type Track,
 } from 'node-datachannel';
 import { avcParameterSets, FragmentReader, samplesOf, tracksOf, type Sample } from '../../lib/media/fragmented-mp4.ts';
-import { BadOfferError, parseOffer, pickAudio, pickH264, type OfferedMedia } from './sdp-offer.ts';
+import { BadOfferError, parseOffer, pickAudio, pickH264, receiving, type OfferedMedia } from './sdp-offer.ts';
 import { CLOCK_RATE, PACKET_SAMPLES, type AudioCodec, type AudioFeed } from './audio-feed.ts';
 
 /** The RTP clock of video (RFC 6184). */
@@ -97,11 +97,11 @@ export class ViewerSession {
   get credential(): string | undefined {
     return this.options.credential;
   }
-  get state(): string {
-    return this.closed ? 'closed' : this.pc.state();
-  }
   get bytesSent(): number {
     return this.closed ? 0 : this.pc.bytesSent();
+  }
+  get state(): string {
+    return this.closed ? 'closed' : this.pc.state();
   }
 
   /**
@@ -110,7 +110,7 @@ export class ViewerSession {
    */
   async answer(offer: string, timeoutMs: number): Promise<{ sdp: string; video: string; audio: string | null }> {
     const media = parseOffer(offer);
-    const wanted = media.find((m) => m.kind === 'video' && (m.direction === 'recvonly' || m.direction === 'sendrecv'));
+    const wanted = receiving(media, 'video');
     if (!wanted) throw new BadOfferError('the offer has no video section the box can send to (recvonly or sendrecv)');
     const init = await this.within(this.initSeen, timeoutMs, 'the camera sent no picture');
     const video = tracksOf(init).find((t) => t.kind === 'video');
@@ -167,7 +167,7 @@ export class ViewerSession {
    * (PCMA or PCMU), otherwise Opus. Returns what it sends ("PCMA/8" ...) or null.
    */
   private addAudio(media: OfferedMedia[], init: Buffer): string | null {
-    const wanted = media.find((m) => m.kind === 'audio' && (m.direction === 'recvonly' || m.direction === 'sendrecv'));
+    const wanted = receiving(media, 'audio');
     if (!wanted || !tracksOf(init).some((t) => t.kind === 'audio')) return null;
     const own = this.options.cameraAudio;
     const preferred: AudioCodec[] =
@@ -219,9 +219,10 @@ export class ViewerSession {
     return `${codec === 'opus' ? 'opus' : codec.toUpperCase()}/${payloadType}`;
   }
 
-  /** Trickled candidates: "a=candidate:..." lines, each for the mid above it (or the first media's). */
-  addCandidates(fragment: string, mids: string[]): number {
-    let mid = mids[0] ?? '0';
+  /** Trickled candidates: "a=candidate:..." lines, each for the mid above it (or the offer's first). */
+  addCandidates(fragment: string): number {
+    const remote = this.pc.remoteDescription();
+    let mid = (remote && /^a=mid:(\S+)/m.exec(remote.sdp)?.[1]) ?? '0';
     let added = 0;
     for (const line of fragment.split(/\r?\n/).map((l) => l.trim())) {
       if (line.startsWith('a=mid:')) mid = line.slice(6);
@@ -231,12 +232,6 @@ export class ViewerSession {
       }
     }
     return added;
-  }
-
-  /** The mids of the offer, for candidates that name none. */
-  mids(): string[] {
-    const remote = this.pc.remoteDescription();
-    return remote ? [...remote.sdp.matchAll(/^a=mid:(\S+)/gm)].map((m) => m[1]!) : [];
   }
 
   close(): void {

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ServiceSchema } from 'moleculer';
 import { cleanup, type RtcConfig } from 'node-datachannel';
+import { RateLimiterMemory, type RateLimiterRes } from 'rate-limiter-flexible';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
 import { call, on } from '../../lib/bus.ts';
@@ -24,8 +25,8 @@ function rtcConfig(config: Config['webrtc']): RtcConfig {
 
 export function webrtcService(config: Config): ServiceSchema {
   const sessions = new Map<string, ViewerSession>();
-  /** When each user made their offers of the last minute. */
-  const offersBy = new Map<string, number[]>();
+  /** Offers per user and minute. */
+  const offers = new RateLimiterMemory({ points: config.webrtc.offersPerMinute, duration: 60 });
   /** Each camera's sound encoders, by "camera codec", while someone listens. */
   const audioFeeds = new Map<string, AudioFeed>();
   const audioFeedOf = (camera: string) => (codec: AudioCodec) => {
@@ -68,15 +69,14 @@ export function webrtcService(config: Config): ServiceSchema {
               'TOO_MANY_SESSIONS',
             );
           // Each offer costs a peer connection and a feed: a user gets so many a minute.
-          const now = Date.now();
-          const recent = (offersBy.get(userOf(ctx)) ?? []).filter((t) => now - t < 60_000);
-          if (recent.length >= config.webrtc.offersPerMinute)
+          const user = userOf(ctx);
+          await offers.consume(user).catch((refused: RateLimiterRes) => {
             throw new TooManyRequestsError(
-              `"${userOf(ctx)}" made ${recent.length} WebRTC offers in the last minute, the most one user may (webrtc.offersPerMinute)`,
-              Math.ceil((recent[0]! + 60_000 - now) / 1000),
+              `"${user}" made ${config.webrtc.offersPerMinute} WebRTC offers in the last minute, the most one user may (webrtc.offersPerMinute)`,
+              Math.ceil(refused.msBeforeNext / 1000),
               'TOO_MANY_OFFERS',
             );
-          offersBy.set(userOf(ctx), [...recent, now]);
+          });
           const { camera, stream, sdp } = ctx.params;
           // A live viewer like any other: the streams service checks the caps and who may watch.
           const viewer = randomUUID();
@@ -115,7 +115,7 @@ export function webrtcService(config: Config): ServiceSchema {
         handler(ctx) {
           const session = sessionOf(ctx, ctx.params.session);
           try {
-            return { added: session.addCandidates(ctx.params.fragment, session.mids()) };
+            return { added: session.addCandidates(ctx.params.fragment) };
           } catch (err) {
             throw new BadRequestError(`Bad ICE candidate: ${(err as Error).message}`, 'BAD_CANDIDATE');
           }

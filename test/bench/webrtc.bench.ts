@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { testBox, withAdmin } from '../helpers/box.ts';
 import { freePort, waitUntil } from '../helpers/processes.ts';
-import { cameraClip, RtspCamera } from '../helpers/video.ts';
+import { addRtspCameras, cameraClip, RtspCamera } from '../helpers/video.ts';
 import { launch } from '../helpers/browser.ts';
 import { cpuNs } from './proc-stats.ts';
 
@@ -27,16 +27,7 @@ const admin = await withAdmin(box);
 const base = `http://127.0.0.1:${box.config.http.port}`;
 const cam = new RtspCamera(await freePort(), { clip: await cameraClip(), audio: 'pcma' });
 await cam.start();
-await box.request('POST', '/api/v1/cameras', {
-  auth: admin,
-  body: { id: 'door', name: 'Door', source: { kind: 'rtsp', url: cam.url() } },
-});
-await waitUntil(
-  'door online',
-  async () => (await box.request('GET', '/api/v1/cameras/door', { auth: admin })).json.status?.state === 'online',
-  30_000,
-  200,
-);
+await addRtspCameras(box, admin, { door: cam });
 const browser = await launch();
 const context = await browser.newContext();
 await context.addCookies([{ name: 'fogedge_session', value: admin, url: base }]);

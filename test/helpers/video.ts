@@ -6,11 +6,43 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { DEMO_CLIP } from '../../services/cameras/cameras.service.ts';
-import { Proc } from './processes.ts';
+import { Proc, waitUntil } from './processes.ts';
+import type { TestBox } from './box.ts';
 import type { Frame } from '../../lib/vision/yolox.ts';
 
 const run = promisify(execFile);
 const HELPER = path.join(import.meta.dirname, 'rtsp_server.py');
+
+/**
+ * Adds RTSP cameras to a box (as `{ id: camera }`) and waits until those named in `online` (all,
+ * unless given) are online.
+ */
+export async function addRtspCameras(
+  box: TestBox,
+  admin: string,
+  cameras: Record<string, RtspCamera>,
+  online = Object.keys(cameras),
+): Promise<void> {
+  for (const [id, camera] of Object.entries(cameras)) {
+    const res = await box.request('POST', '/api/v1/cameras', {
+      auth: admin,
+      body: { id, name: id, source: { kind: 'rtsp', url: camera.url() } },
+    });
+    if (res.status !== 201) throw new Error(`camera ${id} not added: ${res.status} ${res.text}`);
+  }
+  await waitUntil(
+    `${online.join(', ')} online`,
+    async () => {
+      const list = (await box.request('GET', '/api/v1/cameras', { auth: admin })).json as Array<{
+        id: string;
+        status: { state: string } | null;
+      }>;
+      return online.every((id) => list.find((c) => c.id === id)?.status?.state === 'online');
+    },
+    30_000,
+    300,
+  );
+}
 
 /** A clip made once by ffmpeg (from `args`, output last) and kept in the temp folder. */
 async function madeOnce(name: string, args: string[]): Promise<string> {
@@ -243,6 +275,13 @@ export async function playable(file: string): Promise<{ seconds: number; codec: 
   const info = JSON.parse(stdout);
   return { seconds: Number(info.format.duration), codec: info.streams[0].codec_name, width: info.streams[0].width };
 }
+
+/** The ffmpeg processes reading a camera now (its recorder), by pid. */
+export const ffmpegReading = (camera: RtspCamera): number[] =>
+  ffmpegPids(`127.0.0.1:${camera.port}/`).filter((pid) => pid > 0);
+
+/** A process's command line, as its arguments. */
+export const commandLine = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
 
 /** Pids of ffmpeg processes whose command line mentions `marker` (a test's data folder). */
 export function ffmpegPids(marker: string): number[] {

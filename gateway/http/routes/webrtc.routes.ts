@@ -7,7 +7,7 @@ import { CameraId } from '../../../services/cameras/cameras.schemas.ts';
 import { SessionId } from '../../../services/webrtc/webrtc.schemas.ts';
 import { BadRequestError } from '../../../lib/errors.ts';
 import { callAs, type HttpEnv } from '../context.ts';
-import { errors, json, Ok, signedIn } from '../openapi.ts';
+import { ErrorBody, errors, json, Ok, signedIn } from '../openapi.ts';
 
 const sdp = (description: string) => ({ description, content: { 'application/sdp': { schema: z.string() } } });
 
@@ -38,10 +38,7 @@ export function webrtcRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
         401: errors[401],
         403: errors[403],
         404: errors[404],
-        415: json(
-          errors[400].content['application/json'].schema,
-          'The camera’s codec cannot go over WebRTC (H.265): use MSE',
-        ),
+        415: json(ErrorBody, 'The camera’s codec cannot go over WebRTC (H.265, B-frames): use MSE'),
         429: errors[429],
       },
     }),
