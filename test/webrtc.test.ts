@@ -208,6 +208,7 @@ test('a plain WHEP exchange from Chromium: 201 with the answer and Location, and
   assert.ok(decoded > 15, `${decoded} frames decoded`);
   const open = await sessions();
   assert.is(open.length, 1);
+  assert.ok(open[0]!.bytesSent > 100_000, `the session counts what it sent: ${open[0]!.bytesSent} bytes`);
   // DELETE hangs up: the session and its viewer's place are gone.
   const res = await page.evaluate(
     (location) => fetch(location, { method: 'DELETE' }).then((r) => r.status),

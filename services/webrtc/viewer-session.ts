@@ -50,6 +50,8 @@ export class ViewerSession {
   readonly id = randomBytes(16).toString('base64url');
   readonly startedAt = new Date().toISOString();
   framesSent = 0;
+  /** Media bytes handed to the tracks (node-datachannel's own count is of data channels only). */
+  bytesSent = 0;
   private readonly pc: PeerConnection;
   private video: Track | undefined;
   private config: RtpPacketizationConfig | undefined;
@@ -96,9 +98,6 @@ export class ViewerSession {
   }
   get credential(): string | undefined {
     return this.options.credential;
-  }
-  get bytesSent(): number {
-    return this.closed ? 0 : this.pc.bytesSent();
   }
   get state(): string {
     return this.closed ? 'closed' : this.pc.state();
@@ -203,6 +202,7 @@ export class ViewerSession {
       config.timestamp = timestamp;
       try {
         track.sendMessageBinary(packet);
+        this.bytesSent += packet.length;
       } catch {
         // closed under us: the session's close follows
       }
@@ -297,6 +297,7 @@ export class ViewerSession {
     try {
       track.sendMessageBinary(data);
       this.framesSent++;
+      this.bytesSent += data.length;
     } catch {
       this.close(); // the track closed under us
     }
