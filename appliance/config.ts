@@ -364,6 +364,8 @@ export const ConfigSchema = z.strictObject({
       offersPerMinute: z.number().int().min(1).max(10_000).default(60),
       /** How long an offer may wait for its answer (ICE gathering, the camera's first keyframe), ms. */
       answerTimeoutMs: z.number().int().min(500).max(60_000).default(8000),
+      /** Remote sessions (signalled through the operator) the box holds at once, out of maxSessions. */
+      maxRemoteSessions: z.number().int().min(0).max(1000).default(8),
     })
     .prefault({}),
   /** Cloud sync: what the outbox may hold and how it sends (targets and the plan are set by API). */

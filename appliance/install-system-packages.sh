@@ -16,6 +16,8 @@ PACKAGES=(
   gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-libav
   # Tests only: the operator's STUN/TURN server (coturn's turnserver)
   coturn
+  # Tests only: the away-from-home network (namespaces, veth pairs, a NAT firewall between them)
+  iproute2 iptables
   # Tests only: real MQTT clients (mosquitto_sub, mosquitto_pub), and Debian's mosquitto broker as
   # the operator's (ADMP) broker and the reference of npm run bench:mqtt
   mosquitto-clients mosquitto

@@ -38,6 +38,41 @@ export const ProvisioningInput = z
       .string()
       .regex(/^[\w-]+(\/[\w-]+)*$/, 'topic levels of letters, digits, _ or -')
       .default('fogedge/boxes'),
+    /** Remote access (away from home): what the operator runs for it. */
+    remote: z
+      .strictObject({
+        /** The broker as browsers reach it (MQTT over WebSocket), given to them in the pairing link. */
+        browserUrl: z.string().regex(/^wss?:\/\/[^\s/?#]+(\/\S*)?$/, 'a WebSocket URL: wss://host/mqtt'),
+        /** Where the operator hosts the web app for use away (its pairing links open there); default: the box's own address. */
+        appUrl: z
+          .string()
+          .regex(/^https?:\/\/[^\s#]+$/, 'an http(s) URL with no #')
+          .optional(),
+        /** STUN servers: "stun:host:3478". */
+        stun: z
+          .array(z.string().regex(/^stun:[^\s:@]+(:\d+)?$/, 'stun:host:port'))
+          .max(4)
+          .default([]),
+        /**
+         * TURN servers ("turn:host:3478", "turn:host:443?transport=tcp") and the secret they share
+         * with the box (coturn's static-auth-secret): each session gets its own credentials, valid
+         * one hour (the TURN REST API's scheme), so no password of the operator's sits on the box.
+         */
+        turn: z
+          .strictObject({
+            urls: z
+              .array(
+                z
+                  .string()
+                  .regex(/^turns?:[^\s:@?]+(:\d+)?(\?transport=(udp|tcp))?$/, 'turn:host:port[?transport=udp|tcp]'),
+              )
+              .min(1)
+              .max(4),
+            secret: z.string().min(8).max(256),
+          })
+          .optional(),
+      })
+      .optional(),
   })
   .refine((p) => Boolean(p.cert) === Boolean(p.key), { message: 'cert and key go together', path: ['key'] });
 
@@ -156,5 +191,6 @@ export function publicProvisioning(p: Provisioning) {
     topicRoot: p.topicRoot,
     clientCertificate: Boolean(p.cert),
     customCa: Boolean(p.ca),
+    remoteAccess: p.remote ? { browserUrl: p.remote.browserUrl, turn: Boolean(p.remote.turn) } : null,
   };
 }

@@ -14,7 +14,7 @@ export interface Caller {
   role?: Role;
   /** Remote address, for rate limits and the audit log. */
   ip?: string;
-  via: 'http' | 'mqtt' | 'admp' | 'cli' | 'automation';
+  via: 'http' | 'mqtt' | 'admp' | 'cli' | 'automation' | 'remote';
   /** The token or session the caller signed in with (its id, never its value): what a revoke ends. */
   credential?: string;
 }

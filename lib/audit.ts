@@ -7,6 +7,8 @@ export const AUDITED_EVENTS = [
   'account.password.changed',
   'account.signed-in',
   'account.sign-in.failed',
+  'account.browser.paired',
+  'account.credential.revoked',
   'camera.added',
   'camera.updated',
   'camera.removed',

@@ -7,7 +7,7 @@ import { build } from 'vite';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
 const stamp = path.join(root, 'dist', 'index.html');
-const SOURCES = ['src', 'index.html', 'vite.config.ts', '../lib/permissions.ts', '../package-lock.json'];
+const SOURCES = ['src', 'public', 'index.html', 'vite.config.ts', '../lib/permissions.ts', '../package-lock.json'];
 
 function newest(p: string): number {
   const full = path.resolve(root, p);

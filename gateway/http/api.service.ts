@@ -10,6 +10,8 @@ import type { ServiceSchema } from 'moleculer';
 import type { Config } from '../../appliance/config.ts';
 import { buildApp } from './app.ts';
 import { attachWebSockets, type WebSockets } from './websockets.ts';
+import { setTunnelEndpoint } from '../../lib/stream-endpoints.ts';
+import { serveTunnel } from './tunnel.ts';
 
 export function apiService(config: Config): ServiceSchema {
   let server: ServerType | undefined;
@@ -55,13 +57,21 @@ export function apiService(config: Config): ServiceSchema {
         server = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => resolve());
         server.once('error', reject);
       });
-      webSockets = attachWebSockets(server as Server, this.broker);
+      const sockets = (webSockets = attachWebSockets(server as Server, this.broker));
+      // A remote browser's data channel (webrtc service): the same app, as the paired user.
+      setTunnelEndpoint(this.broker, {
+        accept: (channel, caller) =>
+          serveTunnel(channel, caller, (request, who) => app.fetch(request, { tunnelCaller: who }), {
+            add: (client, who) => sockets.addUpdatesClient(client, who),
+          }),
+      });
       const address = server!.address() as AddressInfo;
       this.settings['port'] = address.port; // the real one when configured as 0 (tests)
       this.logger.info({ port: address.port }, `HTTP${tls ? 'S' : ''} listening on ${host}:${address.port}`);
     },
 
     async stopped() {
+      setTunnelEndpoint(this.broker, undefined);
       if (!server) return;
       webSockets?.close();
       webSockets = undefined;

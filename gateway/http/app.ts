@@ -29,6 +29,7 @@ import { uspRoutes } from './routes/usp.routes.ts';
 import { modesRoutes } from './routes/modes.routes.ts';
 import { automationsRoutes } from './routes/automations.routes.ts';
 import { webrtcRoutes } from './routes/webrtc.routes.ts';
+import { remoteRoutes } from './routes/remote.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
@@ -90,6 +91,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   modesRoutes(app, broker);
   automationsRoutes(app, broker);
   webrtcRoutes(app, broker);
+  remoteRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', {
     type: 'apiKey',

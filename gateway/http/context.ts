@@ -6,6 +6,8 @@ import type { Caller } from '../../lib/actions.ts';
 import { call, type ActionName, type AnswerOf, type InputOf } from '../../lib/bus.ts';
 
 export interface HttpEnv {
+  /** Set by the tunnel (a remote browser's data channel): the caller it vouches for. */
+  Bindings: { tunnelCaller?: Caller };
   Variables: {
     caller: Caller;
     /** The session or token this request came with, if any. */

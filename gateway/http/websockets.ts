@@ -84,9 +84,19 @@ async function callerOf(broker: ServiceBroker, req: IncomingMessage): Promise<Ca
   };
 }
 
+/** Who hears the updates: a WebSocket here, or a remote browser's data channel. */
+export interface UpdatesClient {
+  send(text: string): void;
+  /** Bytes queued for it. */
+  backlog(): number;
+  terminate(): void;
+}
+
 export interface WebSockets {
   /** Sends a bus event to every updates client allowed to see it. */
   publish(type: string, data: unknown): void;
+  /** Adds an updates client (it gets "hello" at once); returns its removal. */
+  addUpdatesClient(client: UpdatesClient, caller: Caller): () => void;
   close(): void;
 }
 
@@ -107,7 +117,12 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       );
     return wss;
   };
-  const updateClients = new Map<WebSocket, Caller>();
+  const updateClients = new Map<UpdatesClient, Caller>();
+  const addUpdatesClient = (client: UpdatesClient, caller: Caller) => {
+    updateClients.set(client, caller);
+    client.send(JSON.stringify({ type: 'hello', data: { username: caller.username, role: caller.role } }));
+    return () => void updateClients.delete(client);
+  };
   const log = broker.getLogger('websocket');
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -130,10 +145,12 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       const caller = await callerOf(broker, req);
       if (!id) {
         sockets.handleUpgrade(req, socket, head, (ws) => {
-          updateClients.set(ws, caller);
-          ws.on('close', () => updateClients.delete(ws));
+          const remove = addUpdatesClient(
+            { send: (text) => ws.send(text), backlog: () => ws.bufferedAmount, terminate: () => ws.terminate() },
+            caller,
+          );
+          ws.on('close', remove);
           ws.on('message', () => undefined);
-          ws.send(JSON.stringify({ type: 'hello', data: { username: caller.username, role: caller.role } }));
         });
         return;
       }
@@ -169,12 +186,13 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       const permission = UPDATE_PERMISSIONS.find(([pattern]) => pattern.test(type))?.[1];
       if (!permission || updateClients.size === 0) return;
       const message = JSON.stringify({ type, data });
-      for (const [ws, caller] of updateClients) {
+      for (const [client, caller] of updateClients) {
         // A client that does not read is not worth the box's memory.
-        if (ws.bufferedAmount > SOCKET_BACKLOG_BYTES) ws.terminate();
-        else if (caller.role && can(caller.role, permission)) ws.send(message);
+        if (client.backlog() > SOCKET_BACKLOG_BYTES) client.terminate();
+        else if (caller.role && can(caller.role, permission)) client.send(message);
       }
     },
+    addUpdatesClient,
     close() {
       const mqtt = [...mqttSockets.values()];
       for (const ws of [...sockets.clients, ...mqtt.flatMap((wss) => [...wss.clients])]) ws.close(1001, 'box stopping');

@@ -91,6 +91,36 @@ export interface NotificationTarget {
 }
 
 /** What an account change says on the bus (who changed, by whom). */
+export const PairedBrowser = z.object({
+  id: z.string(),
+  username: z.string(),
+  name: z.string(),
+  pairedAt: z.string(),
+  lastUsedAt: z.string().nullable(),
+});
+export type PairedBrowser = z.infer<typeof PairedBrowser>;
+export const BrowserInvitation = z.object({
+  invitation: z.string().describe('its id, which a pairing offer names'),
+  secret: z.string().describe('shown once, in the link or QR code; only its hash is kept'),
+  expiresAt: z.string(),
+});
+export type BrowserInvitation = z.infer<typeof BrowserInvitation>;
+const HexId = z.string().regex(/^[a-f0-9]{16}$/, 'an id of 16 hex digits');
+export const BrowserIdInput = z.strictObject({ id: HexId });
+export const InvitationIdInput = z.strictObject({ invitation: HexId });
+export const PairBrowserInput = z.strictObject({
+  invitation: HexId,
+  secret: z.string().min(16).max(128),
+  /** The browser's ECDSA P-256 public key, SPKI DER in base64 (WebCrypto's "spki" export). */
+  publicKey: z.string().min(40).max(1024),
+  name: z.string().trim().min(1).max(80),
+});
+export const RemoteSignerInput = z.strictObject({
+  browser: HexId,
+  signed: z.string().max(80 * 1024),
+  signature: z.string().max(200),
+});
+
 export interface AccountChanged {
   username: string;
   by: string;
@@ -104,6 +134,8 @@ declare module '../../lib/bus.ts' {
     'account.password.changed': AccountChanged;
     /** A token or session revoked: what was signed in with it is cut off. */
     'account.credential.revoked': { credentialId: string; username: string };
+    /** A browser paired for remote access. */
+    'account.browser.paired': { id: string; username: string; name: string };
   }
   interface Actions {
     'accounts.authenticate': { input: z.input<typeof AuthenticateInput>; answer: Authenticated };
@@ -115,5 +147,19 @@ declare module '../../lib/bus.ts' {
     'accounts.notificationTargets': { input: Record<string, never>; answer: NotificationTarget[] };
     /** Internal (the set-admin command): creates the first admin or resets an admin's password. */
     'accounts.setAdmin': { input: z.input<typeof SetAdminInput>; answer: { created: boolean } };
+    /** An invitation to pair a browser for remote access, for the caller. */
+    'accounts.inviteBrowser': { input: Record<string, never>; answer: BrowserInvitation };
+    /** Internal: whether an invitation is open (a pairing offer may be answered). */
+    'accounts.invitationOpen': { input: z.input<typeof InvitationIdInput>; answer: { open: boolean } };
+    /** Internal (over the box's encrypted channel only): pairs a browser, using up its invitation. */
+    'accounts.pairBrowser': { input: z.input<typeof PairBrowserInput>; answer: PairedBrowser };
+    /** The caller's paired browsers (an admin's: everyone's). */
+    'accounts.browsers': { input: Record<string, never>; answer: PairedBrowser[] };
+    'accounts.unpairBrowser': { input: z.input<typeof BrowserIdInput>; answer: PairedBrowser };
+    /** Internal: who signed a remote offer (the browser's user and role now), or 401. */
+    'accounts.remoteSigner': {
+      input: z.input<typeof RemoteSignerInput>;
+      answer: { username: string; role: z.infer<typeof Role>; browser: string };
+    };
   }
 }

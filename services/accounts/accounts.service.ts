@@ -8,6 +8,7 @@ import { Store } from '../../lib/store.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { Accounts } from './accounts.ts';
+import { PairedBrowsers } from './paired-browsers.ts';
 import * as S from './accounts.schemas.ts';
 
 const PURGE_EVERY_MS = 3_600_000;
@@ -23,10 +24,15 @@ function caller(ctx: Ctx<unknown>) {
 export function accountsService(config: Config): ServiceSchema {
   let store: Store | undefined;
   let accounts: Accounts | undefined;
+  let browsers: PairedBrowsers | undefined;
   let purgeTimer: NodeJS.Timeout | undefined;
   const ready = () => {
     if (!accounts) throw new Error('accounts service is not started');
     return accounts;
+  };
+  const paired = () => {
+    if (!browsers) throw new Error('accounts service is not started');
+    return browsers;
   };
 
   return {
@@ -184,6 +190,7 @@ export function accountsService(config: Config): ServiceSchema {
         permission: 'users.manage',
         handler: async (ctx) => {
           await ready().deleteUser(ctx.params.username);
+          await paired().revokeAllOf(ctx.params.username);
           void emit(ctx, 'account.deleted', { username: ctx.params.username, by: ctx.meta.caller?.username ?? 'box' });
           return { ok: true };
         },
@@ -211,6 +218,49 @@ export function accountsService(config: Config): ServiceSchema {
           return { ok: true };
         },
       }),
+      inviteBrowser: action({
+        input: NoInput,
+        permission: 'self',
+        handler: (ctx) => paired().invite(caller(ctx).username),
+      }),
+      invitationOpen: action({
+        input: S.InvitationIdInput,
+        handler: async (ctx) => ({ open: await paired().isOpen(ctx.params.invitation) }),
+      }),
+      pairBrowser: action({
+        input: S.PairBrowserInput,
+        handler: async (ctx) => {
+          const browser = await paired().pair(ctx.params);
+          void broadcast(ctx, 'account.browser.paired', {
+            id: browser.id,
+            username: browser.username,
+            name: browser.name,
+          });
+          return browser;
+        },
+      }),
+      browsers: action({
+        input: NoInput,
+        permission: 'self',
+        handler: (ctx) => {
+          const who = caller(ctx);
+          return paired().list(who.role === 'admin' ? undefined : who.username);
+        },
+      }),
+      unpairBrowser: action({
+        input: S.BrowserIdInput,
+        permission: 'self',
+        handler: async (ctx) => {
+          const browser = await paired().revoke(ctx.params.id, caller(ctx));
+          // Its remote sessions end at once.
+          void broadcast(ctx, 'account.credential.revoked', { credentialId: browser.id, username: browser.username });
+          return browser;
+        },
+      }),
+      remoteSigner: action({
+        input: S.RemoteSignerInput,
+        handler: (ctx) => paired().signer(ctx.params.browser, ctx.params.signed, ctx.params.signature),
+      }),
       health: action({
         input: NoInput,
         handler: () => ({ status: store?.status === 'open' ? 'ok' : 'down', db: store?.status ?? 'closed' }),
@@ -220,10 +270,14 @@ export function accountsService(config: Config): ServiceSchema {
     async started() {
       store = await Store.open(dataPaths(config).db('accounts'));
       accounts = new Accounts(store, { ...config.auth, unlockFile: dataPaths(config).unlockSignIns });
+      browsers = new PairedBrowsers(store, async (username) => {
+        const users = await accounts!.listUsers();
+        return users.find((u) => u.username === username)?.role;
+      });
       const purge = () =>
-        accounts
-          ?.purgeExpired()
-          .catch((err: Error) => this.logger.warn(`purge of expired credentials failed: ${err.message}`));
+        Promise.all([accounts?.purgeExpired(), browsers?.purgeExpired()]).catch((err: Error) =>
+          this.logger.warn(`purge of expired credentials failed: ${err.message}`),
+        );
       await purge();
       purgeTimer = setInterval(purge, PURGE_EVERY_MS).unref();
     },
@@ -231,6 +285,7 @@ export function accountsService(config: Config): ServiceSchema {
     async stopped() {
       clearInterval(purgeTimer);
       accounts = undefined;
+      browsers = undefined;
       await store?.close();
       store = undefined;
     },

@@ -4,6 +4,8 @@ import { z } from 'zod';
 import { CameraId, CameraUpdate } from '../cameras/cameras.schemas.ts';
 import { DeviceId } from '../devices/devices.schemas.ts';
 import { Policy } from '../sync/sync.schemas.ts';
+// The bus maps this contract adds to (declaration merging needs the module in the program).
+import type {} from '../../lib/bus.ts';
 
 /** A command: the box answers on commands/res with the same id, once, however often it is delivered. */
 export const Command = z.strictObject({
@@ -113,6 +115,10 @@ export const AdmpStatus = z.object({
       topicRoot: z.string(),
       clientCertificate: z.boolean(),
       customCa: z.boolean(),
+      remoteAccess: z
+        .object({ browserUrl: z.string(), turn: z.boolean() })
+        .nullable()
+        .describe('what the operator runs for remote access; null: none'),
     })
     .nullable(),
   connected: z.boolean(),
@@ -148,3 +154,21 @@ export const AdmpStatus = z.object({
   settings: UplinkSettings.extend({ telemetrySeconds: z.number() }),
 });
 export type AdmpStatus = z.output<typeof AdmpStatus>;
+
+/** Where a browser away from home finds the box: the operator's broker and the box's topics. */
+export const RemoteEndpoint = z.object({
+  boxId: z.string(),
+  topicRoot: z.string(),
+  browserUrl: z.string(),
+  appUrl: z.string().nullable(),
+  /** STUN servers for the browser's own side ("stun:host:3478"). */
+  stun: z.array(z.string()),
+});
+export type RemoteEndpoint = z.infer<typeof RemoteEndpoint>;
+
+declare module '../../lib/bus.ts' {
+  interface Actions {
+    /** Where browsers away from home reach the box; 409 when the operator gives no remote access. */
+    'admp.remoteEndpoint': { input: Record<string, never>; answer: RemoteEndpoint };
+  }
+}

@@ -6,6 +6,7 @@
 // schemas and permissions as local ones, and the desired configuration (a device twin).
 import { call, on } from '../../lib/bus.ts';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
+import { createHmac } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import pLimit from 'p-limit';
 import { z } from 'zod';
@@ -33,6 +34,7 @@ import {
   UplinkSettings,
   type AdmpStatus,
   type DesiredConfig,
+  type RemoteEndpoint,
 } from './admp.schemas.ts';
 import { Telemetry } from './telemetry.ts';
 import { UplinkQueue, type Kind, type UpMessage } from './uplink-queue.ts';
@@ -45,6 +47,41 @@ const COMMAND_TIMEOUT_MS = 60_000;
 const SESSION_EXPIRY_S = 7 * 24 * 3600;
 /** Replies are kept this long, so a command delivered twice is answered twice but run once. */
 const REPLY_KEEP_MS = 7 * 24 * 3600_000;
+/** A remote session's TURN credentials are valid this long (it needs them only to start and to refresh). */
+const TURN_CREDENTIAL_S = 3600;
+/** Remote offers answered at once; more wait, and past REMOTE_OFFERS_WAITING they are dropped. */
+const REMOTE_OFFERS_AT_ONCE = 4;
+const REMOTE_OFFERS_WAITING = 64;
+
+/**
+ * TURN servers with credentials of their own for one session (the TURN REST API's scheme, as
+ * coturn's use-auth-secret takes it): user "<expiry>:<boxId>", password HMAC-SHA1 of it.
+ */
+export function turnServers(
+  turn: { urls: string[]; secret: string },
+  boxId: string,
+  now = Date.now(),
+): Array<{
+  hostname: string;
+  port: number;
+  username: string;
+  password: string;
+  relayType: 'TurnUdp' | 'TurnTcp' | 'TurnTls';
+}> {
+  const username = `${Math.floor(now / 1000) + TURN_CREDENTIAL_S}:${boxId}`;
+  const password = createHmac('sha1', turn.secret).update(username).digest('base64');
+  return turn.urls.map((url) => {
+    const m = /^(turns?):([^:?]+)(?::(\d+))?(?:\?transport=(udp|tcp))?$/.exec(url)!;
+    const tls = m[1] === 'turns';
+    return {
+      hostname: m[2]!,
+      port: Number(m[3] ?? (tls ? 5349 : 3478)),
+      username,
+      password,
+      relayType: tls ? 'TurnTls' : m[4] === 'tcp' ? 'TurnTcp' : 'TurnUdp',
+    };
+  });
+}
 
 interface Reply {
   id: string | null;
@@ -109,6 +146,8 @@ export function admpService(config: Config): ServiceSchema {
   let telemetryTimer: NodeJS.Timeout | undefined;
   /** Desired configurations are applied one at a time, in the order they came. */
   const desiredInTurn = pLimit(1);
+  const remoteOffersInTurn = pLimit(REMOTE_OFFERS_AT_ONCE);
+  let remoteOffersDropped = 0;
   let log: { info(m: string): void; warn(m: string): void; error(m: string): void };
 
   const topic = (sub: string) => `${provisioned!.provisioning.topicRoot}/${provisioned!.provisioning.boxId}/${sub}`;
@@ -226,6 +265,28 @@ export function admpService(config: Config): ServiceSchema {
         },
       }),
 
+      remoteEndpoint: action({
+        input: z.strictObject({}),
+        permission: 'live.view',
+        handler(): RemoteEndpoint {
+          const p = provisioned?.provisioning;
+          if (!p)
+            throw new ConflictError('This box is not provisioned by an operator: no remote access', 'NOT_PROVISIONED');
+          if (!p.remote)
+            throw new ConflictError(
+              "The operator's provisioning gives no remote access (remote.browserUrl)",
+              'NO_REMOTE_ACCESS',
+            );
+          return {
+            boxId: p.boxId,
+            topicRoot: p.topicRoot,
+            browserUrl: p.remote.browserUrl,
+            appUrl: p.remote.appUrl ?? null,
+            stun: p.remote.stun,
+          };
+        },
+      }),
+
       unprovision: action({
         input: z.strictObject({}),
         permission: 'settings.manage',
@@ -287,6 +348,31 @@ export function admpService(config: Config): ServiceSchema {
     },
 
     methods: {
+      /** A browser's offer, relayed: the webrtc service checks it; the reply goes to its answer topic. */
+      onRemoteOffer(payload: Buffer) {
+        const p = provisioned?.provisioning;
+        if (!p?.remote) return;
+        if (remoteOffersInTurn.pendingCount >= REMOTE_OFFERS_WAITING) {
+          if (remoteOffersDropped++ % 100 === 0)
+            log.warn(`admp: remote offers come faster than the box answers them; ${remoteOffersDropped} dropped`);
+          return;
+        }
+        void remoteOffersInTurn(async () => {
+          const { id, reply } = await call(this.broker, 'webrtc.remoteOffer', {
+            box: p.boxId,
+            message: payload.toString('utf8').slice(0, 80 * 1024),
+            iceServers: [
+              ...(p.remote?.stun ?? []).map((url) => {
+                const [, hostname, port] = /^stun:([^:]+)(?::(\d+))?$/.exec(url)!;
+                return { hostname: hostname!, port: Number(port ?? 3478) };
+              }),
+              ...(p.remote?.turn ? turnServers(p.remote.turn, p.boxId) : []),
+            ],
+          });
+          if (id) client?.publish(topic(`remote/answer/${id}`), JSON.stringify({ id, ...reply }), { qos: 1 });
+        }).catch((err: Error) => log.warn(`admp: remote offer not answered: ${err.message}`));
+      },
+
       async sendEvent(type: 'start' | 'end', event: StoredEvent) {
         if (!settings.events || (settings.eventLabels.length && !settings.eventLabels.includes(event.label))) return;
         await up('event', 'events', { type, event }).catch((err: Error) =>
@@ -371,6 +457,14 @@ export function admpService(config: Config): ServiceSchema {
             { qos: 1 },
             (err) => err && log.error(`admp: subscribe failed: ${err.message}`),
           );
+          // Offers from browsers away from home: QoS 0, so none waits in the session while the
+          // box is offline (an old offer is refused anyway).
+          if (p.remote)
+            c.subscribe(
+              topic('remote/offer'),
+              { qos: 0 },
+              (err) => err && log.error(`admp: subscribe failed: ${err.message}`),
+            );
           void this.broker.broadcast('admp.status.changed', status());
           pump();
         });
@@ -392,6 +486,7 @@ export function admpService(config: Config): ServiceSchema {
         c.on('message', (t, payload) => {
           if (t === topic('commands/req'))
             void this.onCommand(payload).catch((err: Error) => log.error(`admp: command failed: ${err.message}`));
+          else if (t === topic('remote/offer')) this.onRemoteOffer(payload);
           else if (t === topic('config/desired'))
             void desiredInTurn(() => this.onDesired(payload)).catch((err: Error) =>
               log.error(`admp: desired config failed: ${err.message}`),

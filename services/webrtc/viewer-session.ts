@@ -13,6 +13,7 @@ import {
   RtpPacketizationConfig,
   RtpPacketizer,
   Video,
+  type DataChannel,
   type RtcConfig,
   type Track,
 } from 'node-datachannel';
@@ -31,18 +32,28 @@ const CONNECT_GRACE_MS = 10_000;
 
 export class MediaNotForWebRtcError extends Error {}
 
-export interface SessionOptions {
+/** What a session sends of a camera. */
+export interface SessionMedia {
   camera: string;
-  user: string;
-  /** The id of the token or session it was opened with: revoking it ends the session. */
-  credential: string | undefined;
   /** The camera's live fMP4 (streams.live): init, the current GOP, then each new fragment. */
   feed: Readable;
-  rtc: RtcConfig;
   /** The camera's own audio codec (pcm_alaw, aac, ...), null: none. */
   cameraAudio: string | null;
   /** The camera's shared sound encoder for a codec (one per camera and codec). */
   audioFeed: (codec: AudioCodec) => AudioFeed;
+}
+
+export interface SessionOptions {
+  /** The camera it sends; none for a remote session that only tunnels the API. */
+  media: SessionMedia | null;
+  user: string;
+  /** The id of the token, session or paired browser it was opened with: revoking it ends the session. */
+  credential: string | undefined;
+  /** From the LAN (WHEP) or from away (signalling through the operator). */
+  remote: boolean;
+  rtc: RtcConfig;
+  /** The viewer's data channels (a remote session's API tunnel); none: they are closed. */
+  onDataChannel?: (channel: DataChannel, session: ViewerSession) => void;
   onClose: (session: ViewerSession) => void;
 }
 
@@ -73,6 +84,10 @@ export class ViewerSession {
   constructor(private readonly options: SessionOptions) {
     this.pc = new PeerConnection(`viewer-${this.id.slice(0, 8)}`, options.rtc);
     this.pc.onStateChange((state) => this.onState(state));
+    this.pc.onDataChannel((channel) => {
+      if (options.onDataChannel) options.onDataChannel(channel, this);
+      else channel.close();
+    });
     let initSeen!: (init: Buffer) => void;
     this.initSeen = new Promise((resolve) => (initSeen = resolve));
     const reader = new FragmentReader({
@@ -85,13 +100,17 @@ export class ViewerSession {
         else if (track === 'audio') this.audio?.feed.pushFragment(moof, mdat);
       },
     });
-    options.feed.on('data', (chunk: Buffer) => reader.push(chunk));
-    options.feed.once('end', () => this.close());
-    options.feed.once('error', () => this.close());
+    const feed = options.media?.feed;
+    feed?.on('data', (chunk: Buffer) => reader.push(chunk));
+    feed?.once('end', () => this.close());
+    feed?.once('error', () => this.close());
   }
 
-  get camera(): string {
-    return this.options.camera;
+  get camera(): string | null {
+    return this.options.media?.camera ?? null;
+  }
+  get remote(): boolean {
+    return this.options.remote;
   }
   get user(): string {
     return this.options.user;
@@ -107,8 +126,30 @@ export class ViewerSession {
    * The answer to the viewer's offer, with the box's candidates in it (all of them: a WHEP client
    * need not wait for trickled ones). Waits for the camera's init segment to know its codec.
    */
-  async answer(offer: string, timeoutMs: number): Promise<{ sdp: string; video: string; audio: string | null }> {
+  async answer(offer: string, timeoutMs: number): Promise<{ sdp: string; video: string | null; audio: string | null }> {
     const media = parseOffer(offer);
+    const sent = this.options.media ? await this.addMedia(media, timeoutMs) : { video: null, audio: null };
+    if (!this.options.media && !media.some((m) => m.kind === 'application'))
+      throw new BadOfferError('the offer has no data channel (m=application) and names no camera');
+    // The viewer's RTCP (receiver reports, about one a second) or its tunnel's pings: a viewer
+    // that stops sending them is gone (a closed tab says nothing), and its place is freed.
+    this.heardAt = Date.now() + CONNECT_GRACE_MS;
+    this.liveness = setInterval(() => {
+      if (Date.now() - this.heardAt > VIEWER_SILENT_MS) this.close();
+    }, 1000);
+    const gathered = new Promise<void>((resolve) =>
+      this.pc.onGatheringStateChange((state) => state === 'complete' && resolve()),
+    );
+    this.pc.setRemoteDescription(offer, 'offer');
+    if (this.pc.gatheringState() !== 'complete') await this.within(gathered, timeoutMs, 'ICE gathering did not end');
+    const local = this.pc.localDescription();
+    if (!local) throw new Error('no local description was made');
+    return { sdp: local.sdp, ...sent };
+  }
+
+  /** The camera's video track (and its sound), for the offer's sections. */
+  private async addMedia(media: OfferedMedia[], timeoutMs: number): Promise<{ video: string; audio: string | null }> {
+    const camera = this.options.media!.camera;
     const wanted = receiving(media, 'video');
     if (!wanted) throw new BadOfferError('the offer has no video section the box can send to (recvonly or sendrecv)');
     const init = await this.within(this.initSeen, timeoutMs, 'the camera sent no picture');
@@ -125,7 +166,7 @@ export class ViewerSession {
     if (!codec) throw new MediaNotForWebRtcError('the viewer offers no H.264 with packetization-mode=1');
 
     const ssrc = randomInt(1, 2 ** 32 - 1);
-    const cname = `fogedge-${this.options.camera}`;
+    const cname = `fogedge-${camera}`;
     const description = new Video(wanted.mid, 'SendOnly');
     const fmtp = Object.entries(codec.fmtp)
       .map(([k, v]) => `${k}=${v}`)
@@ -139,26 +180,12 @@ export class ViewerSession {
     packetizer.addToChain(new RtcpNackResponder());
     track.setMediaHandler(packetizer);
     track.onOpen(() => this.flushHeld());
-    // The viewer's RTCP (receiver reports, about one a second): a viewer that stops sending
-    // them is gone (a closed tab says nothing), and its place is freed.
-    track.onMessage(() => (this.heardAt = Date.now()));
-    this.heardAt = Date.now() + CONNECT_GRACE_MS;
-    this.liveness = setInterval(() => {
-      if (Date.now() - this.heardAt > VIEWER_SILENT_MS) this.close();
-    }, 1000);
+    track.onMessage(() => this.heard());
     this.video = track;
     this.config = config;
 
     const audio = this.addAudio(media, init);
-
-    const gathered = new Promise<void>((resolve) =>
-      this.pc.onGatheringStateChange((state) => state === 'complete' && resolve()),
-    );
-    this.pc.setRemoteDescription(offer, 'offer');
-    if (this.pc.gatheringState() !== 'complete') await this.within(gathered, timeoutMs, 'ICE gathering did not end');
-    const local = this.pc.localDescription();
-    if (!local) throw new Error('no local description was made');
-    return { sdp: local.sdp, video: `H264/${codec.payloadType}`, audio };
+    return { video: `H264/${codec.payloadType}`, audio };
   }
 
   /**
@@ -167,8 +194,8 @@ export class ViewerSession {
    */
   private addAudio(media: OfferedMedia[], init: Buffer): string | null {
     const wanted = receiving(media, 'audio');
+    const { camera, cameraAudio: own, audioFeed } = this.options.media!;
     if (!wanted || !tracksOf(init).some((t) => t.kind === 'audio')) return null;
-    const own = this.options.cameraAudio;
     const preferred: AudioCodec[] =
       own === 'pcm_alaw' ? ['pcma', 'opus'] : own === 'pcm_mulaw' ? ['pcmu', 'opus'] : ['opus'];
     let chosen: { codec: AudioCodec; payloadType: number } | undefined;
@@ -182,7 +209,7 @@ export class ViewerSession {
     if (!chosen) return null;
     const { codec, payloadType } = chosen;
     const ssrc = randomInt(1, 2 ** 32 - 1);
-    const cname = `fogedge-${this.options.camera}`;
+    const cname = `fogedge-${camera}`;
     const description = new Audio(wanted.mid, 'SendOnly');
     if (codec === 'opus') description.addOpusCodec(payloadType);
     else description.addAudioCodec(payloadType, codec.toUpperCase());
@@ -192,8 +219,8 @@ export class ViewerSession {
     const packetizer = new RtpPacketizer(config);
     packetizer.addToChain(new RtcpSrReporter(config));
     track.setMediaHandler(packetizer);
-    track.onMessage(() => (this.heardAt = Date.now()));
-    const feed = this.options.audioFeed(codec);
+    track.onMessage(() => this.heard());
+    const feed = audioFeed(codec);
     feed.pushInit(init);
     let timestamp = randomInt(2 ** 31);
     const onPacket = (packet: Buffer) => {
@@ -219,6 +246,11 @@ export class ViewerSession {
     return `${codec === 'opus' ? 'opus' : codec.toUpperCase()}/${payloadType}`;
   }
 
+  /** The viewer said something (RTCP, a data channel message): it is still there. */
+  heard(): void {
+    this.heardAt = Math.max(this.heardAt, Date.now());
+  }
+
   /** Trickled candidates: "a=candidate:..." lines, each for the mid above it (or the offer's first). */
   addCandidates(fragment: string): number {
     const remote = this.pc.remoteDescription();
@@ -240,7 +272,7 @@ export class ViewerSession {
     clearTimeout(this.lostTimer);
     clearInterval(this.liveness);
     this.audio?.unlisten();
-    this.options.feed.destroy();
+    this.options.media?.feed.destroy();
     try {
       this.pc.close();
     } catch {

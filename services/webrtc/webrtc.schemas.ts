@@ -36,10 +36,36 @@ export const OfferAnswer = z.object({
 });
 export type OfferAnswer = z.infer<typeof OfferAnswer>;
 
+/** Internal: a remote offer as it came through the operator, and the TURN servers for its session. */
+export const RemoteOfferInput = z.strictObject({
+  /** The box's id at its operator (an offer names the box it is for). */
+  box: z.string(),
+  /** The offer's JSON as relayed: checked here, not trusted. */
+  message: z.string().max(80 * 1024),
+  iceServers: z
+    .array(
+      z.strictObject({
+        hostname: z.string(),
+        port: z.number().int(),
+        username: z.string().optional(),
+        password: z.string().optional(),
+        relayType: z.enum(['TurnUdp', 'TurnTcp', 'TurnTls']).optional(),
+      }),
+    )
+    .default([]),
+});
+
+/** What the browser reads on its answer topic. */
+export type RemoteReply =
+  | { ok: true; session: string; sdp: string; video: string | null; audio: string | null; tunnel: boolean }
+  | { ok: false; error: { type: string; message: string } };
+
 export const SessionInfo = z.object({
   session: SessionId,
-  camera: CameraId,
+  camera: CameraId.nullable(),
   user: z.string(),
+  /** Signalled through the operator (from away), not by WHEP on the LAN. */
+  remote: z.boolean(),
   state: z.string(),
   startedAt: z.string(),
   framesSent: z.number(),
@@ -55,6 +81,13 @@ declare module '../../lib/bus.ts' {
     'webrtc.candidate': { input: z.input<typeof CandidateInput>; answer: { added: number } };
     /** The viewer hangs up. */
     'webrtc.hangUp': { input: z.input<typeof HangUpInput>; answer: { closed: boolean } };
+    /** Internal: a remote offer relayed by the operator; the reply goes back the same way. */
+    'webrtc.remoteOffer': {
+      input: z.input<typeof RemoteOfferInput>;
+      answer: { id: string | null; reply: RemoteReply };
+    };
+    /** The box's DTLS certificate fingerprint, which paired browsers pin. */
+    'webrtc.identity': { input: Record<string, never>; answer: { fingerprint: string } };
     /** The sessions open now (admin: all; others: their own). */
     'webrtc.sessions': { input: Record<string, never>; answer: SessionInfo[] };
   }

@@ -85,10 +85,18 @@ export class OperatorBroker {
     readonly port: number,
     /** With TLS: a second listener that takes only clients with a certificate from `pki`, named by its CN. */
     readonly tls: { port: number; pki: Pki } | null,
+    /** Where it runs: this machine's loopback, or an address in a network namespace of the test's. */
+    readonly host = '127.0.0.1',
+    readonly netns: string | null = null,
+    /** A WebSocket listener for browsers (anonymous: the box trusts no one it relays for). */
+    readonly websocketPort: number | null = null,
   ) {}
 
   /** Users: the box and the operator's platform, each with its own password. */
-  static async start(users: Record<string, string>, options: { tls?: boolean } = {}): Promise<OperatorBroker> {
+  static async start(
+    users: Record<string, string>,
+    options: { tls?: boolean; netns?: { name: string; host: string }; websockets?: boolean } = {},
+  ): Promise<OperatorBroker> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'fogedge-admp-'));
     await chmod(dir, 0o777); // mosquitto drops to its own user when started as root
     const passwords = path.join(dir, 'passwords');
@@ -97,14 +105,26 @@ export class OperatorBroker {
       await run('mosquitto_passwd', ['-b', passwords, user, password]);
     await chmod(passwords, 0o644);
     const tls = options.tls ? { port: await freePort(), pki: await makePki(dir) } : null;
-    const broker = new OperatorBroker(dir, await freePort(), tls);
+    const host = options.netns?.host ?? '127.0.0.1';
+    // A namespace of its own has every port free.
+    const broker = new OperatorBroker(
+      dir,
+      options.netns ? 1883 : await freePort(),
+      tls,
+      host,
+      options.netns?.name ?? null,
+      options.websockets ? (options.netns ? 9001 : await freePort()) : null,
+    );
     await writeFile(
       path.join(dir, 'mosquitto.conf'),
       [
         'per_listener_settings true',
-        `listener ${broker.port} 127.0.0.1`,
+        `listener ${broker.port} ${host}`,
         'allow_anonymous false',
         `password_file ${passwords}`,
+        ...(broker.websocketPort
+          ? [`listener ${broker.websocketPort} ${host}`, 'protocol websockets', 'allow_anonymous true']
+          : []),
         ...(tls
           ? [
               `listener ${tls.port} 127.0.0.1`,
@@ -127,7 +147,12 @@ export class OperatorBroker {
   }
 
   get url() {
-    return `mqtt://127.0.0.1:${this.port}`;
+    return `mqtt://${this.host}:${this.port}`;
+  }
+
+  /** Where browsers reach it (MQTT over WebSocket). */
+  get websocketUrl() {
+    return `ws://${this.host}:${this.websocketPort}`;
   }
 
   get tlsUrl() {
@@ -135,7 +160,10 @@ export class OperatorBroker {
   }
 
   async start(): Promise<void> {
-    this.proc = new Proc('mosquitto', ['-c', path.join(this.dir, 'mosquitto.conf')]);
+    const command = ['mosquitto', '-c', path.join(this.dir, 'mosquitto.conf')];
+    this.proc = this.netns
+      ? new Proc('ip', ['netns', 'exec', this.netns, ...command])
+      : new Proc(command[0]!, command.slice(1));
     await this.proc.waitForLine(/mosquitto version .* running/);
   }
 

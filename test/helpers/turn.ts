@@ -7,6 +7,14 @@ export class TurnServer {
   port = 0;
   readonly user = 'fogedge';
   readonly password = 'turn-secret-1';
+  /** The secret it shares with the box for per-session credentials (TURN REST API), when started with it. */
+  readonly sharedSecret = 'turn-rest-secret-1';
+
+  /**
+   * On loopback with one long-term user (the default), or as the operator runs it: in a network
+   * namespace, on its public address, taking per-session credentials made with sharedSecret.
+   */
+  constructor(private readonly where: { netns: string; host: string } | null = null) {}
 
   /** The URL the box's webrtc.iceServers takes (libdatachannel's form, credentials in it). */
   get boxUrl(): string {
@@ -27,27 +35,31 @@ export class TurnServer {
   }
 
   async start(): Promise<void> {
-    this.port = await freePort();
+    this.port = this.where ? 3478 : await freePort();
+    const host = this.where?.host ?? '127.0.0.1';
     const min = 50_000 + Math.floor(Math.random() * 10_000);
-    this.proc = new Proc('turnserver', [
+    const args = [
       '-n', // no config file
-      '--listening-ip=127.0.0.1',
+      `--listening-ip=${host}`,
       `--listening-port=${this.port}`,
-      '--relay-ip=127.0.0.1',
+      `--relay-ip=${host}`,
       `--min-port=${min}`,
       `--max-port=${min + 200}`,
-      '--lt-cred-mech',
+      ...(this.where
+        ? ['--use-auth-secret', `--static-auth-secret=${this.sharedSecret}`]
+        : ['--lt-cred-mech', `--user=${this.user}:${this.password}`, '--allow-loopback-peers']),
       '--fingerprint',
-      `--user=${this.user}:${this.password}`,
       '--realm=fogedge.test',
-      '--allow-loopback-peers',
       '--no-tls',
       '--no-dtls',
       '--no-cli',
       '--log-file=stdout',
       '--simple-log',
       '--verbose',
-    ]);
+    ];
+    this.proc = this.where
+      ? new Proc('ip', ['netns', 'exec', this.where.netns, 'turnserver', ...args])
+      : new Proc('turnserver', args);
     await this.proc.waitForLine(/listener opened on|Total UDP servers|IPv4. UDP listener opened/i, 10_000);
   }
 

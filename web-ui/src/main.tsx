@@ -17,6 +17,17 @@ import { UsersPage } from './pages/users.tsx';
 import { SettingsPage } from './pages/settings.tsx';
 import { SystemPage } from './pages/system.tsx';
 import { Guard, useLoad } from './components/ui.tsx';
+import { NotPaired, PairPage } from './pages/away.tsx';
+import {
+  connect,
+  goAway,
+  listenToWorker,
+  pairingInLink,
+  reach,
+  savedBox,
+  serviceWorker,
+  type RemoteBox,
+} from './remote.ts';
 import type { Permission } from '../../lib/permissions.ts';
 import './style.css';
 
@@ -76,6 +87,11 @@ function Shell() {
             </a>
           ))}
         </nav>
+        {reach.value.mode === 'away' && (
+          <span class="reach" title="Through your operator, end to end encrypted">
+            Away: {reach.value.path === 'relay' ? 'relayed' : 'direct'}
+          </span>
+        )}
         <span class="who" title={live.value ? 'live updates on' : 'live updates reconnecting'}>
           <span class={live.value ? 'dot on' : 'dot'} /> {who.user.username} ({who.user.role})
           <button class="link" onClick={signOut}>
@@ -142,9 +158,53 @@ function useSetupNeeded() {
   return useLoad(async () => (await api<{ needed: boolean }>('/setup', { anonymous: true })).needed);
 }
 
-render(
+const mount = (node: preact.ComponentChild) => render(node, document.getElementById('app')!);
+const app = (
   <LocationProvider>
     <App />
-  </LocationProvider>,
-  document.getElementById('app')!,
+  </LocationProvider>
 );
+
+/** Away: the tunnel to the box, made again (with a growing wait) whenever it is lost. */
+async function reachAway(box: RemoteBox, wait = 1000): Promise<void> {
+  try {
+    const t = await connect(box);
+    t.onclose = () => {
+      online.value = false;
+      stopUpdates();
+      void reachAway(box);
+    };
+    await goAway(t, box.stun);
+    online.value = true;
+    if (me.value) startUpdates();
+  } catch (err) {
+    online.value = false;
+    if (/not paired|NOT_PAIRED/.test((err as Error).message)) {
+      mount(<NotPaired problem={(err as Error).message} />);
+      return;
+    }
+    await new Promise((go) => setTimeout(go, wait));
+    return reachAway(box, Math.min(wait * 2, 30_000));
+  }
+}
+
+/** At home the box serves this page; anywhere else (the operator's static host, the installed app) it is reached through the tunnel. */
+async function start(): Promise<void> {
+  listenToWorker();
+  // An invitation link opened over the app (same page, new #fragment): start again with it.
+  window.addEventListener('hashchange', () => pairingInLink() && location.reload());
+  const atBox = await fetch('/api/v1/health', { cache: 'no-store' })
+    .then((r) => (r.headers.get('content-type') ?? '').includes('json'))
+    .catch(() => false);
+  if (atBox) return mount(app);
+  await serviceWorker();
+  const pairing = pairingInLink();
+  if (pairing) return mount(<PairPage pairing={pairing} />);
+  const box = await savedBox().catch(() => undefined);
+  if (!box) return mount(<NotPaired />);
+  mount(<p class="page">Reaching your box…</p>);
+  await reachAway(box);
+  if (reach.value.mode === 'away') mount(app);
+}
+
+void start();

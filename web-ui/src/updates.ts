@@ -2,16 +2,33 @@
 // asking to pair. One socket for the app; pages subscribe by message type prefix.
 import { useEffect } from 'preact/hooks';
 import { signal } from '@preact/signals';
+import { tunnel } from './remote.ts';
 
 type Handler = (type: string, data: unknown) => void;
 const handlers = new Set<Handler>();
 /** Whether the updates socket is open (shown in the header). */
 export const live = signal(false);
-let socket: WebSocket | undefined;
+let socket: { close(): void } | undefined;
 let retry: ReturnType<typeof setTimeout> | undefined;
 let wanted = false;
 
 function open(): void {
+  // Away from home: the same stream through the tunnel (which comes back whole or not at all).
+  const away = tunnel();
+  if (away) {
+    live.value = true;
+    const off = away.onUpdate((type, data) => {
+      for (const h of handlers) h(type, data);
+    });
+    socket = {
+      close: () => {
+        off();
+        live.value = false;
+        socket = undefined;
+      },
+    };
+    return;
+  }
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/updates`);
   socket = ws;
   ws.onopen = () => (live.value = true);

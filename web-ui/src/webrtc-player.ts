@@ -3,6 +3,7 @@
 // box or the browser cannot (H.265, no RTCPeerConnection, ICE fails) it says so by onState, and
 // the page falls back to MSE.
 import type { LiveState } from './live-player.ts';
+import { iceServers } from './remote.ts';
 
 /** No picture this long after the offer: WebRTC is taken as not working here. */
 const FIRST_FRAME_TIMEOUT_MS = 6000;
@@ -55,7 +56,7 @@ export class WebRtcPlayer {
   private async connect(): Promise<void> {
     const startedAt = performance.now();
     this.onState('connecting');
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: iceServers() });
     this.pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -82,10 +83,21 @@ export class WebRtcPlayer {
     this.timer = setTimeout(() => this.fail('no picture over WebRTC'), FIRST_FRAME_TIMEOUT_MS);
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    // Away, the box can only answer to addresses it is told: the offer waits for this side's
+    // candidates (the operator's STUN gives the one beyond the NAT). At home the box hears them.
+    if (iceServers().length && pc.iceGatheringState !== 'complete')
+      await new Promise<void>((resolve) => {
+        const done = setTimeout(resolve, 5000);
+        pc.addEventListener('icegatheringstatechange', () => {
+          if (pc.iceGatheringState !== 'complete') return;
+          clearTimeout(done);
+          resolve();
+        });
+      });
     const res = await fetch(`/api/v1/cameras/${this.camera}/whep?stream=${this.stream}`, {
       method: 'POST',
       headers: { 'content-type': 'application/sdp' },
-      body: offer.sdp ?? '',
+      body: pc.localDescription?.sdp ?? offer.sdp ?? '',
       credentials: 'same-origin',
     });
     if (this.closed) return;

@@ -35,6 +35,12 @@ function remoteAddress(c: Parameters<MiddlewareHandler<HttpEnv>>[0]): string {
 export function authenticate(broker: ServiceBroker, options: { publicPaths: string[] }): MiddlewareHandler<HttpEnv> {
   const publicPaths = new Set(options.publicPaths);
   return async (c, next) => {
+    // Through a remote session's tunnel: the paired browser's signed offer signed it in.
+    const tunnelled = c.env?.tunnelCaller;
+    if (tunnelled) {
+      c.set('caller', tunnelled);
+      return next();
+    }
     const ip = remoteAddress(c);
     const value = credentialOf(c.req.header('authorization'), c.req.header('cookie'))?.value;
     if (value) {

@@ -10,7 +10,11 @@ import { SESSION_COOKIE } from '../middleware/authenticate.ts';
 import { body, errors, json, Ok, signedIn } from '../openapi.ts';
 
 const SessionAnswer = z.object({ user: S.PublicUser, expiresAt: z.string() });
-const Me = z.object({ user: S.PublicUser, permissions: z.array(z.string()), via: z.enum(['session', 'token']) });
+const Me = z.object({
+  user: S.PublicUser,
+  permissions: z.array(z.string()),
+  via: z.enum(['session', 'token', 'remote']).describe('remote: a paired browser, through its tunnel'),
+});
 const UsernameParam = z.object({ username: S.Username });
 
 export function accountsRoutes(
@@ -93,7 +97,7 @@ export function accountsRoutes(
     }),
     async (c) => {
       const user = await callAs<S.PublicUser>(broker, c, 'accounts.me');
-      return c.json({ user, permissions: permissionsOf(user.role), via: c.get('credential')!.kind }, 200);
+      return c.json({ user, permissions: permissionsOf(user.role), via: c.get('credential')?.kind ?? ('remote' as const) }, 200);
     },
   );
 

@@ -4,6 +4,7 @@ import { useState } from 'preact/hooks';
 import { api, me } from '../api.ts';
 import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
 import { useCameras } from '../cameras.ts';
+import { AwaySettings } from './away.tsx';
 
 interface Rule {
   cameras: string[];
@@ -130,6 +131,7 @@ export function SettingsPage() {
   return (
     <Page title={`Me: ${me.value?.user.username ?? ''}`}>
       <NotificationsForm />
+      <AwaySettings />
       <PasswordForm />
     </Page>
   );
