@@ -16,6 +16,8 @@ import { TurnServer } from './helpers/turn.ts';
 import { OperatorBroker } from './helpers/operator.ts';
 import { AwayNetwork, INET } from './helpers/away-network.ts';
 import { offerId, pairingOf, peer, RemoteClient } from './helpers/remote-client.ts';
+import { PeerConnection, Video, type DataChannel } from 'node-datachannel';
+import { keepUntilClosed } from '../services/webrtc/viewer-session.ts';
 
 let net: AwayNetwork;
 let turn: TurnServer;
@@ -149,6 +151,232 @@ test('away, the box cannot be reached; the app pairs from the invitation link an
   assert.is(browsers.json.length, 1);
   assert.is(browsers.json[0].username, 'admin');
   await shot(page, 'remote-away-live');
+});
+
+/** A request through a tunnel's data channel, as the protocol has it: the answer's head and body. */
+async function tunnelled(channel: DataChannel, id: number, path: string) {
+  const chunks: Buffer[] = [];
+  let head: { status: number; headers: Record<string, string> } | undefined;
+  const done = new Promise<void>((resolve) =>
+    channel.onMessage((m) => {
+      if (typeof m !== 'string') {
+        const bytes = Buffer.from(m as ArrayBuffer);
+        if (bytes.readUInt32BE(0) === id) chunks.push(bytes.subarray(4));
+        return;
+      }
+      const message = JSON.parse(m) as {
+        id?: number;
+        status?: number;
+        headers?: Record<string, string>;
+        end?: boolean;
+      };
+      if (message.id !== id) return;
+      if (message.status) head = { status: message.status, headers: message.headers ?? {} };
+      if (message.end) resolve();
+    }),
+  );
+  channel.sendMessage(JSON.stringify({ id, method: 'GET', path }));
+  await waitUntil(`the answer to ${path}`, () => done.then(() => true), 10_000);
+  await done;
+  return { ...head!, body: Buffer.concat(chunks).toString() };
+}
+
+test('a client of our protocol that is not the app: the camera and the API on one connection, as its user', async () => {
+  const client = await RemoteClient.connect(pairingOf((await invitation()).link));
+  try {
+    await client.pair('second client');
+    const pc = new PeerConnection('client-camera', { iceServers: [] });
+    const video = new Video('0', 'RecvOnly');
+    video.addH264Codec(102, 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f');
+    const track = pc.addTrack(video);
+    keepUntilClosed(track);
+    let rtp = 0;
+    track.onMessage(() => rtp++);
+    const channel = pc.createDataChannel('api');
+    keepUntilClosed(channel);
+    await waitUntil('candidates gathered', () => pc.gatheringState() === 'complete', 5000, 20);
+    const reply = await client.send(client.offer(pc.localDescription()!.sdp, { camera: 'door' }));
+    assert.ok(reply.ok, JSON.stringify(reply));
+    if (!reply.ok) return;
+    assert.is(reply.video, 'H264/102');
+    assert.match(reply.sdp, /a=fingerprint:sha-256 /);
+    pc.setRemoteDescription(reply.sdp, 'answer');
+    await waitUntil('the tunnel open', () => channel.isOpen(), 15_000, 20);
+    await waitUntil('the camera’s video arriving on the same connection', () => rtp > 50, 15_000, 50);
+    const cameras = await tunnelled(channel, 1, '/api/v1/cameras');
+    assert.is(cameras.status, 200);
+    assert.ok((JSON.parse(cameras.body) as Array<{ id: string }>).some((c) => c.id === 'door'));
+    const me = await tunnelled(channel, 2, '/api/v1/auth/me');
+    assert.is(JSON.parse(me.body).via, 'remote');
+    const sessions = (await box.broker.call('webrtc.sessions', {})) as Array<{
+      remote: boolean;
+      camera: string | null;
+    }>;
+    assert.ok(
+      sessions.some((s) => s.remote && s.camera === 'door'),
+      JSON.stringify(sessions),
+    );
+    pc.close();
+  } finally {
+    await client.close();
+  }
+});
+
+test('forged, replayed, stale, misdirected and malformed offers get clear errors; a flood of 100 leaves the box answering', async () => {
+  const client = await RemoteClient.connect(pairingOf((await invitation()).link));
+  try {
+    await client.pair('attacker-tested client');
+    const { pc, sdp } = await peer((p) => p.createDataChannel('api'));
+    const good = client.offer(sdp);
+    const first = await client.send(good);
+    assert.ok(first.ok, JSON.stringify(first));
+    pc.close();
+    const refused = async (offer: { id: string } & Record<string, unknown>) => {
+      const r = await client.send(offer);
+      return r.ok ? 'accepted' : r.error.type;
+    };
+    // The same message again (the operator replaying it): refused.
+    assert.is(await refused(good), 'REPLAYED_OFFER');
+    // Its signature on another camera's offer: refused.
+    assert.is(await refused({ ...good, id: offerId(), camera: 'door' }), 'BAD_SIGNATURE');
+    assert.is(await refused(client.offer(sdp, { at: Date.now() - 5 * 60_000 })), 'STALE_OFFER');
+    assert.is(await refused(client.offer(sdp, { box: 'someone-else' })), 'WRONG_BOX');
+    assert.is(await refused(client.offer(sdp, { browser: '0123456789abcdef' })), 'NOT_PAIRED');
+    // The invitation was used by the pairing.
+    assert.is(
+      await refused({
+        v: 1,
+        id: offerId(),
+        at: Date.now(),
+        box: 'home-1',
+        invitation: client.pairing.invitation,
+        sdp,
+      } as never),
+      'BAD_INVITATION',
+    );
+    const bad = await client.send({
+      v: 1,
+      id: offerId(),
+      at: Date.now(),
+      box: 'home-1',
+      browser: client.browser,
+    } as never);
+    assert.ok(!bad.ok && bad.error.type === 'BAD_OFFER' && /sdp/.test(bad.error.message), JSON.stringify(bad));
+    await client.publish('not json at all');
+
+    // 100 forged offers in a second: each answered with its error, and the box answers its users meanwhile.
+    const flood = Array.from({ length: 100 }, () => ({
+      ...client.offer(sdp),
+      signature: Buffer.alloc(64, 7).toString('base64'),
+    }));
+    const started = Date.now();
+    await Promise.all(flood.map((o) => client.publish(o)));
+    const health = await box.request('GET', '/api/v1/health');
+    assert.is(health.status, 200);
+    const answers = await Promise.all(flood.map((o) => client.reply(o.id, 30_000)));
+    // Each refused by name: its signature, or the box busy with the others (told at once, not dropped).
+    const types = answers.map((a) => (a.ok ? 'accepted' : a.error.type));
+    assert.ok(
+      types.every((t) => t === 'BAD_SIGNATURE' || t === 'BUSY'),
+      types.join(' '),
+    );
+    assert.ok(types.includes('BAD_SIGNATURE'));
+    console.log(
+      `    100 forged offers answered in ${Date.now() - started} ms (${types.filter((t) => t === 'BUSY').length} of them BUSY)`,
+    );
+    // The client's own offers still work.
+    const { pc: again, sdp: sdp2 } = await peer((p) => p.createDataChannel('api'));
+    assert.ok((await client.send(client.offer(sdp2))).ok);
+    again.close();
+  } finally {
+    await client.close();
+  }
+});
+
+test('a family member’s tunnel is held to their role; unpairing ends a browser’s sessions at once', async () => {
+  const created = await box.request('POST', '/api/v1/users', {
+    auth: admin,
+    body: { username: 'kid', password: 'kid-password-1', role: 'family' },
+  });
+  assert.is(created.status, 201, created.text);
+  const login = await box.request('POST', '/api/v1/auth/login', {
+    body: { username: 'kid', password: 'kid-password-1' },
+  });
+  const kid = box.sessionOf(login.headers)!;
+  const client = await RemoteClient.connect(pairingOf((await invitation(kid)).link));
+  try {
+    const browserId = await client.pair('kid’s phone');
+    const pc = new PeerConnection('client-kid', { iceServers: [] });
+    const channel = pc.createDataChannel('api');
+    keepUntilClosed(channel);
+    await waitUntil('candidates gathered', () => pc.gatheringState() === 'complete', 5000, 20);
+    const reply = await client.send(client.offer(pc.localDescription()!.sdp));
+    assert.ok(reply.ok);
+    if (!reply.ok) return;
+    pc.setRemoteDescription(reply.sdp, 'answer');
+    await waitUntil('the tunnel open', () => channel.isOpen(), 15_000, 20);
+    assert.is((await tunnelled(channel, 1, '/api/v1/cameras')).status, 200);
+    assert.is((await tunnelled(channel, 2, '/api/v1/users')).status, 403);
+    assert.is((await tunnelled(channel, 3, '/api/v1/system/config')).status, 403);
+    // The kid sees only their own paired browsers.
+    const theirs = await tunnelled(channel, 4, '/api/v1/remote/browsers');
+    assert.equal(
+      (JSON.parse(theirs.body) as Array<{ id: string }>).map((b) => b.id),
+      [browserId],
+    );
+
+    const unpaired = await box.request('DELETE', `/api/v1/remote/browsers/${browserId}`, { auth: kid });
+    assert.is(unpaired.status, 200, unpaired.text);
+    await waitUntil('its session ended', () => !channel.isOpen(), 5000, 20);
+    const after = await client.send(client.offer(pc.localDescription()!.sdp));
+    assert.ok(!after.ok && after.error.type === 'NOT_PAIRED', JSON.stringify(after));
+    pc.close();
+  } finally {
+    await client.close();
+  }
+});
+
+test('with nothing between home and away (symmetric NAT, UDP blocked), the operator’s TURN relay carries it all', async () => {
+  const before = turn.allocations;
+  await net.blockDirect(true);
+  try {
+    await page.reload();
+    assert.is(await reachShown(page), 'Away: relayed');
+    await videoAdvances(page, 'video', 1, 30_000);
+    assert.ok(turn.allocations > before, 'allocations on the TURN server');
+    const cameras = await page.evaluate(async () => (await fetch('/api/v1/cameras')).status);
+    assert.is(cameras, 200);
+    await shot(page, 'remote-away-relayed');
+  } finally {
+    await net.blockDirect(false);
+  }
+});
+
+test('the operator’s broker restarted mid-session: the session goes on, and new sessions start once it is back', async () => {
+  await page.reload();
+  await reachShown(page);
+  await operator.stop();
+  const during = await page.evaluate(async () => (await fetch('/api/v1/cameras')).status);
+  assert.is(during, 200, 'the tunnel does not need the broker once it is up');
+  await operator.start();
+  await waitUntil(
+    'the uplink back',
+    async () => (await box.request('GET', '/api/v1/admp', { auth: admin })).json?.connected,
+    30_000,
+  );
+  await page.reload();
+  assert.match(await reachShown(page), /^Away: /);
+  assert.is(await page.evaluate(async () => (await fetch('/api/v1/auth/me')).status), 200);
+});
+
+test('unpairing this browser at home ends its session away, and the app says it must be paired again', async () => {
+  const [mine] = (
+    (await box.request('GET', '/api/v1/remote/browsers', { auth: admin })).json as Array<{ id: string; name: string }>
+  ).filter((b) => b.name === 'Browser');
+  assert.ok(mine, 'the app’s pairing is listed');
+  assert.is((await box.request('DELETE', `/api/v1/remote/browsers/${mine!.id}`, { auth: admin })).status, 200);
+  await page.getByText('pair it once').waitFor({ timeout: 30_000 });
+  await page.getByText('not paired').first().waitFor({ timeout: 5000 });
 });
 
 test.run();

@@ -27,6 +27,7 @@ import {
 } from '../../appliance/provisioning.ts';
 import { version } from '../../appliance/version.ts';
 import type { ReviewItem, StoredEvent } from '../events/events.schemas.ts';
+import { remoteOfferIdOf } from '../webrtc/webrtc.schemas.ts';
 import {
   Command,
   Desired,
@@ -354,7 +355,19 @@ export function admpService(config: Config): ServiceSchema {
         if (!p?.remote) return;
         if (remoteOffersInTurn.pendingCount >= REMOTE_OFFERS_WAITING) {
           if (remoteOffersDropped++ % 100 === 0)
-            log.warn(`admp: remote offers come faster than the box answers them; ${remoteOffersDropped} dropped`);
+            log.warn(`admp: remote offers come faster than the box answers them; ${remoteOffersDropped} refused`);
+          // Told at once, so that a real client tries again rather than wait out its timeout.
+          const id = remoteOfferIdOf(payload.toString('utf8'));
+          if (id)
+            client?.publish(
+              topic(`remote/answer/${id}`),
+              JSON.stringify({
+                id,
+                ok: false,
+                error: { type: 'BUSY', message: 'the box is answering many offers; try again in a few seconds' },
+              }),
+              { qos: 0 },
+            );
           return;
         }
         void remoteOffersInTurn(async () => {

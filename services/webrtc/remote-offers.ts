@@ -4,6 +4,7 @@
 // names an open invitation, which only opens the box's encrypted channel for the pairing itself).
 import { z } from 'zod';
 import { CameraId } from '../cameras/cameras.schemas.ts';
+import { RemoteOfferId } from './webrtc.schemas.ts';
 
 /** How far an offer's time may be from the box's clock (phones' clocks drift), ms. */
 export const OFFER_SKEW_MS = 60_000;
@@ -16,7 +17,7 @@ export const RemoteOffer = z
   .strictObject({
     v: z.literal(1),
     /** Unique per offer; the answer goes to <topicRoot>/<boxId>/remote/answer/<id>. */
-    id: z.string().regex(/^[\w-]{16,64}$/, '16-64 letters, digits, _ or -'),
+    id: RemoteOfferId,
     /** When the browser made it, ms since 1970. */
     at: z.number().int().positive(),
     /** The box it is for: an offer for one box is no good at another. */

@@ -32,7 +32,23 @@ const CONNECT_GRACE_MS = 10_000;
 
 export class MediaNotForWebRtcError extends Error {}
 
-/** What a session sends of a camera. */
+/** Tracks and data channels not yet closed (see keepUntilClosed). */
+const open = new Set<Track | DataChannel>();
+
+/**
+ * node-datachannel forgets a track's or data channel's native wrapper only once its "closed"
+ * callback has run; one collected as garbage before that stays on its list, and cleanup() (when
+ * the service stops) closes it again from freed memory, which crashes the process. So each is
+ * held here until it has closed, and gets its one "closed" callback here.
+ */
+export function keepUntilClosed(channel: Track | DataChannel, onClosed?: () => void): void {
+  open.add(channel);
+  channel.onClosed(() => {
+    open.delete(channel);
+    onClosed?.();
+  });
+}
+
 export interface SessionMedia {
   camera: string;
   /** The camera's live fMP4 (streams.live): init, the current GOP, then each new fragment. */
@@ -79,12 +95,13 @@ export class ViewerSession {
   /** When the viewer was last heard (its RTCP). */
   private heardAt = 0;
   private readonly initSeen: Promise<Buffer>;
-  private audio: { feed: AudioFeed; unlisten: () => void } | undefined;
+  private audio: { track: Track; feed: AudioFeed; unlisten: () => void } | undefined;
 
   constructor(private readonly options: SessionOptions) {
     this.pc = new PeerConnection(`viewer-${this.id.slice(0, 8)}`, options.rtc);
     this.pc.onStateChange((state) => this.onState(state));
     this.pc.onDataChannel((channel) => {
+      keepUntilClosed(channel);
       if (options.onDataChannel) options.onDataChannel(channel, this);
       else channel.close();
     });
@@ -179,6 +196,7 @@ export class ViewerSession {
     packetizer.addToChain(new RtcpSrReporter(config));
     packetizer.addToChain(new RtcpNackResponder());
     track.setMediaHandler(packetizer);
+    keepUntilClosed(track);
     track.onOpen(() => this.flushHeld());
     track.onMessage(() => this.heard());
     this.video = track;
@@ -219,6 +237,7 @@ export class ViewerSession {
     const packetizer = new RtpPacketizer(config);
     packetizer.addToChain(new RtcpSrReporter(config));
     track.setMediaHandler(packetizer);
+    keepUntilClosed(track);
     track.onMessage(() => this.heard());
     const feed = audioFeed(codec);
     feed.pushInit(init);
@@ -237,6 +256,7 @@ export class ViewerSession {
     feed.on('packet', onPacket);
     feed.listen(true);
     this.audio = {
+      track,
       feed,
       unlisten: () => {
         feed.off('packet', onPacket);
@@ -274,6 +294,8 @@ export class ViewerSession {
     this.audio?.unlisten();
     this.options.media?.feed.destroy();
     try {
+      this.video?.close();
+      this.audio?.track.close();
       this.pc.close();
     } catch {
       // already closed by the library

@@ -36,6 +36,19 @@ export const OfferAnswer = z.object({
 });
 export type OfferAnswer = z.infer<typeof OfferAnswer>;
 
+/** A remote offer's id: unique per offer, and the last level of its answer's topic. */
+export const RemoteOfferId = z.string().regex(/^[\w-]{16,64}$/, '16-64 letters, digits, _ or -');
+
+/** The id of a relayed offer, read before anything else is trusted of it: where its answer goes. */
+export function remoteOfferIdOf(message: string): string | null {
+  try {
+    const id = RemoteOfferId.safeParse((JSON.parse(message) as { id?: unknown } | null)?.id);
+    return id.success ? id.data : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Internal: a remote offer as it came through the operator, and the TURN servers for its session. */
 export const RemoteOfferInput = z.strictObject({
   /** The box's id at its operator (an offer names the box it is for). */

@@ -18,13 +18,14 @@ import {
   HangUpInput,
   OfferInput,
   RemoteOfferInput,
+  remoteOfferIdOf,
   type RemoteReply,
   type SessionInfo,
 } from './webrtc.schemas.ts';
 import { dtlsCertificate, type DtlsCertificate } from './dtls-certificate.ts';
 import { OfferRefused, RemoteOffer, ReplayGuard, signedText } from './remote-offers.ts';
 import { BadOfferError } from './sdp-offer.ts';
-import { MediaNotForWebRtcError, ViewerSession, type SessionMedia } from './viewer-session.ts';
+import { keepUntilClosed, MediaNotForWebRtcError, ViewerSession, type SessionMedia } from './viewer-session.ts';
 import { AudioFeed, type AudioCodec } from './audio-feed.ts';
 
 /** The configured servers ("turn:user:password@host:3478" as libdatachannel takes it), more for a remote session, and the box's own certificate. */
@@ -46,7 +47,7 @@ function tunnelChannel(channel: DataChannel, heard: () => void): TunnelChannel {
     const message = typeof m === 'string' ? m : Buffer.from(m as ArrayBuffer);
     for (const l of listeners) l(message);
   });
-  channel.onClosed(() => closers.forEach((c) => c()));
+  keepUntilClosed(channel, () => closers.forEach((c) => c()));
   return {
     send: (m) => {
       try {
@@ -257,14 +258,7 @@ export function webrtcService(config: Config): ServiceSchema {
         input: RemoteOfferInput,
         timeout: config.webrtc.answerTimeoutMs + 5000,
         async handler(ctx): Promise<{ id: string | null; reply: RemoteReply }> {
-          const replyId = (() => {
-            try {
-              const id = (JSON.parse(ctx.params.message) as { id?: unknown }).id;
-              return typeof id === 'string' && /^[\w-]{16,64}$/.test(id) ? id : null;
-            } catch {
-              return null;
-            }
-          })();
+          const replyId = remoteOfferIdOf(ctx.params.message);
           const refuse = (type: string, message: string) => {
             noteRefused(type, ctx.service!.logger);
             return { id: replyId, reply: { ok: false as const, error: { type, message } } };

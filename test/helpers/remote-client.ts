@@ -7,6 +7,7 @@ import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:cry
 import mqtt from 'mqtt';
 import { PeerConnection, type DataChannel } from 'node-datachannel';
 import { waitUntil } from './processes.ts';
+import { keepUntilClosed } from '../../services/webrtc/viewer-session.ts';
 
 export interface Pairing {
   box: string;
@@ -103,7 +104,8 @@ export class RemoteClient {
     return waitUntil(`the box's answer to offer ${id}`, () => this.replies.get(id), timeoutMs, 20);
   }
 
-  async send(offer: { id: string }): Promise<Reply> {
+  async send(offer: { id: string } & Record<string, unknown>): Promise<Reply> {
+    this.replies.delete(offer.id); // a message sent again waits for its own answer
     await this.publish(offer);
     return this.reply(offer.id);
   }
@@ -152,7 +154,9 @@ export class RemoteClient {
 export async function peer(setup: (pc: PeerConnection) => DataChannel): Promise<{ pc: PeerConnection; sdp: string }> {
   const pc = new PeerConnection(`client-${offerId().slice(0, 6)}`, { iceServers: [] });
   const gathered = new Promise<void>((resolve) => pc.onGatheringStateChange((s) => s === 'complete' && resolve()));
-  (pc as PeerConnection & { pairChannel: DataChannel }).pairChannel = setup(pc);
+  const channel = setup(pc);
+  keepUntilClosed(channel);
+  (pc as PeerConnection & { pairChannel: DataChannel }).pairChannel = channel;
   await gathered;
   return { pc, sdp: pc.localDescription()!.sdp };
 }
