@@ -27,6 +27,7 @@ export const SERVICE_NAMES = [
   'modes',
   'automations',
   'webrtc',
+  'push',
 ] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
@@ -408,6 +409,33 @@ export const ConfigSchema = z.strictObject({
       auditBatchSeconds: z.number().min(1).max(86_400).default(300),
       /** How often recordings past the plan's recordingsRetainDays are looked for in the cloud, s. */
       offsiteSweepSeconds: z.number().min(1).max(86_400).default(3600),
+    })
+    .prefault({}),
+  /** Web Push of the notifications to the browsers users subscribe (the app, at home or away). */
+  push: z
+    .strictObject({
+      /**
+       * Push services the box may send to, as URL prefixes: a subscription elsewhere is refused, so
+       * no one can make the box post to an address of their choosing. The browsers' own services
+       * by default.
+       */
+      endpointAllow: z
+        .array(z.url({ protocol: /^https$/ }))
+        .max(32)
+        .default([
+          'https://fcm.googleapis.com/',
+          'https://updates.push.services.mozilla.com/',
+          'https://web.push.apple.com/',
+        ]),
+      /** A CA (PEM file) to trust for push services beyond the system's; null: the system's only. */
+      caFile: z.string().min(1).nullable().default(null),
+      /** Whom the push services may write to about this box (VAPID's subject: mailto: or https:). */
+      contact: z
+        .string()
+        .regex(/^(mailto:|https:\/\/)\S+$/)
+        .default('mailto:push@fogedge.invalid'),
+      /** Subscriptions one user may have. */
+      maxPerUser: z.number().int().min(1).max(100).default(10),
     })
     .prefault({}),
   /** The uplink to the operator's device-management platform (ADMP); off until the box is provisioned. */

@@ -161,6 +161,8 @@ export const STOP_STAGES: ServiceName[][] = [
   ['streams', 'detector', 'usp', 'devices', 'automations'],
   ['events', 'recorder'],
   ['mqtt'],
+  // What is told after what tells it (the MQTT service decides who is notified).
+  ['push'],
   ['cameras', 'modes', 'system', 'accounts'],
   // The uplinks last: what the others announce as they stop is queued for the cloud and the operator.
   ['sync', 'admp'],

@@ -17,6 +17,7 @@ import { uspService } from '../services/usp/usp.service.ts';
 import { modesService } from '../services/modes/modes.service.ts';
 import { automationsService } from '../services/automations/automations.service.ts';
 import { webrtcService } from '../services/webrtc/webrtc.service.ts';
+import { pushService } from '../services/push/push.service.ts';
 
 export const SERVICE_FACTORIES: Record<ServiceName, (config: Config) => ServiceSchema> = {
   api: apiService,
@@ -35,4 +36,5 @@ export const SERVICE_FACTORIES: Record<ServiceName, (config: Config) => ServiceS
   modes: modesService,
   automations: automationsService,
   webrtc: webrtcService,
+  push: pushService,
 };

@@ -44,6 +44,7 @@ test('no file: embedded defaults, data root under the working folder', () => {
     'modes',
     'automations',
     'webrtc',
+    'push',
   ]);
   assert.is(config.http.port, 8080);
   assert.is(config.dataDir, path.join(dir, 'data'));
@@ -90,7 +91,7 @@ test('YAML file values, then environment overrides on top', async () => {
   assert.is(config.transporter, 'nats://127.0.0.1:4222');
   assert.equal(config.services, ['api', 'system']);
   assert.equal(config.deployment.services, ['api', 'system', 'accounts']);
-  assert.equal(loadConfig({}, dir).deployment.services.length, 16, 'by default, every service');
+  assert.equal(loadConfig({}, dir).deployment.services.length, 17, 'by default, every service');
   const bad = configError(() => loadConfig({ DEPLOYMENT: 'api,cloud' }, dir));
   assert.is(bad.problems.length, 1);
   assert.match(bad.problems[0]!, /deployment\.services.*DEPLOYMENT/);

@@ -18,7 +18,7 @@ const nodes: Record<string, Proc> = {};
 let session = '';
 let camera: RtspCamera | undefined;
 const B_SERVICES =
-  'accounts,system,cameras,streams,recorder,events,devices,mqtt,sync,admp,usp,modes,automations,webrtc';
+  'accounts,system,cameras,streams,recorder,events,devices,mqtt,sync,admp,usp,modes,automations,webrtc,push';
 
 const startNode = async (id: string, services: string) => {
   // Each node its own data folder, as on separate machines: nothing goes through a shared disk.

@@ -30,6 +30,7 @@ import { modesRoutes } from './routes/modes.routes.ts';
 import { automationsRoutes } from './routes/automations.routes.ts';
 import { webrtcRoutes } from './routes/webrtc.routes.ts';
 import { remoteRoutes } from './routes/remote.routes.ts';
+import { pushRoutes } from './routes/push.routes.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
@@ -92,6 +93,7 @@ export function buildApp(broker: ServiceBroker, config: Config): OpenAPIHono<Htt
   automationsRoutes(app, broker);
   webrtcRoutes(app, broker);
   remoteRoutes(app, broker);
+  pushRoutes(app, broker);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'cookieAuth', {
     type: 'apiKey',

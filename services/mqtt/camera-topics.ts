@@ -6,7 +6,7 @@ import type { PublishPacket } from 'aedes';
 import type { ServiceBroker } from 'moleculer';
 import pLimit from 'p-limit';
 import type { Caller } from '../../lib/actions.ts';
-import { call } from '../../lib/bus.ts';
+import { broadcast, call } from '../../lib/bus.ts';
 import { can, type Role } from '../../lib/permissions.ts';
 import { unlessRefused } from '../../lib/refusals.ts';
 import type { Config } from '../../appliance/config.ts';
@@ -222,11 +222,16 @@ export class CameraTopics {
       if (!object) continue;
       told.add(user.username);
       const event = { id: object.event, camera: item.camera, label: object.label, zones: object.zones };
-      await this.publish(
-        `${topics.user(user.username)}/notifications`,
-        { title: `${object.label} at ${name}`, event, review: item },
-        { qos: 1 },
-      );
+      const title = `${object.label} at ${name}`;
+      await this.publish(`${topics.user(user.username)}/notifications`, { title, event, review: item }, { qos: 1 });
+      // The other channels (Web Push) carry the same.
+      void broadcast(this.broker, 'user.notified', {
+        username: user.username,
+        title,
+        camera: item.camera,
+        event: object.event,
+        review: item.id,
+      });
     }
   }
 

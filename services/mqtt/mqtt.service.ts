@@ -7,7 +7,8 @@
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 import type { ServiceSchema } from 'moleculer';
 import { action } from '../../lib/actions.ts';
-import { call, callIfRunning, on } from '../../lib/bus.ts';
+import { broadcast, call, callIfRunning, on } from '../../lib/bus.ts';
+import type {} from '../push/push.schemas.ts';
 import { can } from '../../lib/permissions.ts';
 import { NotReadyError } from '../../lib/errors.ts';
 import { streamEndpoints } from '../../lib/stream-endpoints.ts';
@@ -132,12 +133,15 @@ export function mqttService(config: Config): ServiceSchema {
             const role = roles.get(u);
             return role !== undefined && can(role, 'events.view');
           });
-          for (const user of sent)
+          for (const user of sent) {
             await publish(
               `${topics.user(user)}/notifications`,
               { ...notification, at: new Date().toISOString() },
               { qos: 1 },
             );
+            // The other channels (Web Push) carry the same.
+            void broadcast(ctx, 'user.notified', { username: user, ...notification });
+          }
           return { sent };
         },
       }),

@@ -5,6 +5,43 @@ import { api, me } from '../api.ts';
 import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
 import { useCameras } from '../cameras.ts';
 import { AwaySettings } from './away.tsx';
+import { pushPossible, subscribePush, unsubscribePush } from '../push.ts';
+
+/** Notifications on this browser too (Web Push), beside the app's MQTT topic. */
+function PushOnThisBrowser() {
+  const { error, run } = useAction();
+  const [state, setState] = useState<string>();
+  if (!pushPossible()) return <p class="hint">This browser cannot get notifications (it needs a secure page).</p>;
+  return (
+    <div id="push">
+      <button
+        type="button"
+        onClick={() =>
+          run(async () => {
+            await subscribePush(/Mobile/.test(navigator.userAgent) ? 'Phone' : 'Browser');
+            setState('This browser gets your notifications.');
+          })
+        }
+      >
+        Notify me on this browser
+      </button>{' '}
+      <button
+        type="button"
+        class="link"
+        onClick={() =>
+          run(async () => {
+            await unsubscribePush();
+            setState('This browser gets no notifications.');
+          })
+        }
+      >
+        Stop
+      </button>
+      {state && <p class="hint">{state}</p>}
+      <Problem error={error} />
+    </div>
+  );
+}
 
 interface Rule {
   cameras: string[];
@@ -131,6 +168,7 @@ export function SettingsPage() {
   return (
     <Page title={`Me: ${me.value?.user.username ?? ''}`}>
       <NotificationsForm />
+      <PushOnThisBrowser />
       <AwaySettings />
       <PasswordForm />
     </Page>
