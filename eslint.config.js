@@ -47,6 +47,13 @@ export default tseslint.config(
       ],
     },
   },
+  // The app's service worker is plain JavaScript run by the browser, with a worker's globals.
+  {
+    files: ['web-ui/public/sw.js'],
+    languageOptions: {
+      globals: { self: 'readonly', caches: 'readonly', Response: 'readonly', MessageChannel: 'readonly' },
+    },
+  },
   // Tests read JSON answers of any shape; USP messages are protobuf objects decoded without a schema type.
   { files: ['test/**', 'lib/usp/**', 'services/usp/**'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
 );

@@ -97,7 +97,10 @@ export function accountsRoutes(
     }),
     async (c) => {
       const user = await callAs<S.PublicUser>(broker, c, 'accounts.me');
-      return c.json({ user, permissions: permissionsOf(user.role), via: c.get('credential')?.kind ?? ('remote' as const) }, 200);
+      return c.json(
+        { user, permissions: permissionsOf(user.role), via: c.get('credential')?.kind ?? ('remote' as const) },
+        200,
+      );
     },
   );
 
