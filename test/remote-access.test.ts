@@ -6,11 +6,13 @@
 // sound. A second client written from the protocol (node-datachannel, its own key) makes the
 // offers an attacker or a broken client would.
 import { test } from 'uvu';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as assert from 'uvu/assert';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, Proc, waitUntil } from './helpers/processes.ts';
-import { addRtspCameras, cameraClip, RtspCamera } from './helpers/video.ts';
+import { addRtspCameras, cameraClip, RtspCamera, subStreamClip } from './helpers/video.ts';
 import { shot, videoAdvances } from './helpers/browser.ts';
 import { TurnServer } from './helpers/turn.ts';
 import { OperatorBroker } from './helpers/operator.ts';
@@ -19,6 +21,8 @@ import { offerId, pairingOf, peer, RemoteClient } from './helpers/remote-client.
 import { PeerConnection, Video, type DataChannel } from 'node-datachannel';
 import { keepUntilClosed } from '../services/webrtc/viewer-session.ts';
 
+const run = promisify(execFile);
+
 let net: AwayNetwork;
 let turn: TurnServer;
 let operator: OperatorBroker;
@@ -26,6 +30,7 @@ let appHost: Proc;
 let box: TestBox;
 let admin: string;
 let door: RtspCamera;
+let doorSub: RtspCamera;
 let browser: Browser;
 let page: Page;
 let appUrl: string;
@@ -69,6 +74,14 @@ test.before(async () => {
   door = new RtspCamera(await freePort(), { clip: await cameraClip(), audio: 'pcma' });
   await door.start();
   await addRtspCameras(box, admin, { door });
+  // Its sub-stream (640x360, about a seventh of the main stream's bitrate).
+  doorSub = new RtspCamera(await freePort(), { clip: await subStreamClip() });
+  await doorSub.start();
+  const withSub = await box.request('PATCH', '/api/v1/cameras/door', {
+    auth: admin,
+    body: { subStream: { kind: 'rtsp', url: doorSub.url() } },
+  });
+  assert.is(withSub.status, 200, withSub.text);
   const provisioned = await box.request('PUT', '/api/v1/admp/provisioning', {
     auth: admin,
     body: {
@@ -110,6 +123,7 @@ test.after(async () => {
   await browser?.close();
   await box?.stop();
   await door?.stop();
+  await doorSub?.stop();
   await appHost?.kill('SIGKILL');
   await operator?.stop();
   await turn?.stop();
@@ -151,6 +165,39 @@ test('away, the box cannot be reached; the app pairs from the invitation link an
   assert.is(browsers.json.length, 1);
   assert.is(browsers.json[0].username, 'admin');
   await shot(page, 'remote-away-live');
+});
+
+test('on a slow link away, the full view steps down to the sub-stream, and back to the main one when the link is good', async () => {
+  await page.locator('a[href="/live/door"]').first().click();
+  const video = page.locator('video[data-stream]');
+  await waitUntil('the main stream playing', async () => (await video.getAttribute('data-stream')) === 'main', 10_000);
+  await videoAdvances(page, 'video[data-stream]', 1, 30_000);
+  // The operator's side toward away carries 1 Mbit/s: the main stream (2.5) does not fit, the sub-stream does.
+  const tc = (...args: string[]) => run('ip', ['netns', 'exec', INET, 'tc', 'qdisc', ...args]);
+  await tc('add', 'dev', 'inet-away', 'root', 'tbf', 'rate', '1mbit', 'burst', '32kbit', 'latency', '100ms');
+  try {
+    await waitUntil('the sub-stream', async () => (await video.getAttribute('data-stream')) === 'sub', 30_000, 250);
+    await videoAdvances(page, 'video[data-stream]', 2, 30_000);
+    const size = await video.evaluate(
+      (v) => `${(v as HTMLVideoElement).videoWidth}x${(v as HTMLVideoElement).videoHeight}`,
+    );
+    assert.is(size, '640x360');
+  } finally {
+    await tc('del', 'dev', 'inet-away', 'root');
+  }
+  await waitUntil(
+    'the main stream again',
+    async () => (await video.getAttribute('data-stream')) === 'main',
+    60_000,
+    250,
+  );
+  await videoAdvances(page, 'video[data-stream]', 1, 30_000);
+  await waitUntil(
+    'the main stream’s picture',
+    () => video.evaluate((v) => (v as HTMLVideoElement).videoWidth === 1280),
+    10_000,
+  );
+  await page.goBack();
 });
 
 /** A request through a tunnel's data channel, as the protocol has it: the answer's head and body. */

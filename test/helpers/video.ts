@@ -140,9 +140,9 @@ export async function stillClip(): Promise<string> {
   return file;
 }
 
-/** The bundled clip at 640x360, as a camera's sub-stream sends it (20 s, about 2 s to make). */
+/** The bundled clip at 640x360, as a camera's sub-stream sends it: no B-frames (20 s, about 2 s to make). */
 export async function subStreamClip(): Promise<string> {
-  const file = path.join(os.tmpdir(), 'fogedge-test-clip-640.mp4');
+  const file = path.join(os.tmpdir(), 'fogedge-test-clip-640-nob.mp4');
   if (!existsSync(file)) {
     const tmp = `${file}.${process.pid}.tmp.mp4`;
     await run('ffmpeg', [
@@ -157,6 +157,8 @@ export async function subStreamClip(): Promise<string> {
       'libx264',
       '-preset',
       'veryfast',
+      '-bf',
+      '0',
       '-g',
       '30',
       '-an',

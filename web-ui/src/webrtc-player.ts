@@ -8,6 +8,18 @@ import { iceServers } from './remote.ts';
 /** No picture this long after the offer: WebRTC is taken as not working here. */
 const FIRST_FRAME_TIMEOUT_MS = 6000;
 
+/**
+ * A slow link, for a player that may step down to the camera's sub-stream (away from home): its
+ * stats are read this often; more than LOSS_SLOW of the packets lost, or the frame rate under
+ * half its best, in SLOW_CHECKS checks in a row, is slow. On the sub-stream, a link good for
+ * PROBE_AFTER_MS tries the main stream again; a try that fails waits twice as long next time.
+ */
+const CHECK_MS = 2000;
+const LOSS_SLOW = 0.05;
+const SLOW_CHECKS = 2;
+const PROBE_AFTER_MS = 15_000;
+const PROBE_MAX_MS = 120_000;
+
 export class WebRtcPlayer {
   private pc: RTCPeerConnection | undefined;
   private session: string | null = null;
@@ -17,13 +29,24 @@ export class WebRtcPlayer {
   private failures = 0;
   /** ms from start() to the first frame shown. */
   firstFrameMs: number | null = null;
+  /** What it plays now: the stream asked for, or the sub-stream while the link is slow. */
+  private stream: 'main' | 'sub';
+  private watch: ReturnType<typeof setInterval> | undefined;
+  private probeAfterMs = PROBE_AFTER_MS;
+  /** Since when it has been back on the main stream (a try), or 0. */
+  private probingSince = 0;
 
   constructor(
     private readonly video: HTMLVideoElement,
     private readonly camera: string,
-    private readonly stream: 'main' | 'sub',
+    stream: 'main' | 'sub',
     private readonly onState: (state: LiveState, why?: string) => void,
-  ) {}
+    /** Step down to the sub-stream while the link is slow (a camera with one, seen from away). */
+    private readonly adaptive = false,
+  ) {
+    this.stream = stream;
+    video.dataset['stream'] = stream;
+  }
 
   static available(): boolean {
     return typeof RTCPeerConnection !== 'undefined';
@@ -42,6 +65,7 @@ export class WebRtcPlayer {
   /** Ends this connection (not the player: a retry may follow). */
   private teardown(): void {
     clearTimeout(this.timer);
+    clearInterval(this.watch);
     this.pc?.close();
     this.pc = undefined;
     // The box would see the connection go within seconds; telling it frees the viewer's place now.
@@ -109,6 +133,57 @@ export class WebRtcPlayer {
     this.session = res.headers.get('location');
     await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
     void this.video.play().catch(() => undefined);
+    if (this.adaptive) this.watchLink(pc);
+  }
+
+  /** Reads the connection's stats: a slow link steps down to the sub-stream, a good one tries the main again. */
+  private watchLink(pc: RTCPeerConnection): void {
+    let last: { lost: number; received: number; frames: number; at: number } | undefined;
+    let slowChecks = 0;
+    let bestFps = 0;
+    let goodSince = performance.now();
+    this.watch = setInterval(() => {
+      void pc.getStats().then((stats) => {
+        if (pc !== this.pc) return;
+        let video: { packetsLost?: number; packetsReceived?: number; framesDecoded?: number } | undefined;
+        stats.forEach((s) => s.type === 'inbound-rtp' && s.kind === 'video' && (video = s));
+        if (!video) return;
+        const now = performance.now();
+        const current = {
+          lost: video.packetsLost ?? 0,
+          received: video.packetsReceived ?? 0,
+          frames: video.framesDecoded ?? 0,
+          at: now,
+        };
+        const before = last;
+        last = current;
+        if (!before) return;
+        const lost = current.lost - before.lost;
+        const loss = lost / Math.max(1, lost + current.received - before.received);
+        const fps = ((current.frames - before.frames) * 1000) / (now - before.at);
+        bestFps = Math.max(bestFps, fps);
+        const slow = loss > LOSS_SLOW || (bestFps >= 4 && fps < bestFps / 2);
+        slowChecks = slow ? slowChecks + 1 : 0;
+        if (slow) goodSince = now;
+        if (this.stream === 'main' && slowChecks >= SLOW_CHECKS) {
+          // A try of the main stream that failed waits longer next time.
+          if (this.probingSince) this.probeAfterMs = Math.min(this.probeAfterMs * 2, PROBE_MAX_MS);
+          this.switchTo('sub');
+        } else if (this.stream === 'main' && this.probingSince && now - this.probingSince > PROBE_AFTER_MS) {
+          this.probingSince = 0; // the main stream holds: the next step down starts afresh
+          this.probeAfterMs = PROBE_AFTER_MS;
+        } else if (this.stream === 'sub' && now - goodSince > this.probeAfterMs) this.switchTo('main');
+      });
+    }, CHECK_MS);
+  }
+
+  /** A new session on the other stream: the box starts it at that stream's newest keyframe. */
+  private switchTo(stream: 'main' | 'sub'): void {
+    this.probingSince = stream === 'main' ? performance.now() : 0;
+    this.stream = stream;
+    this.video.dataset['stream'] = stream;
+    this.teardown();
+    this.start();
   }
 
   /**

@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { can, formatTime, url } from '../api.ts';
 import { LivePlayer, type LiveState } from '../live-player.ts';
 import { WebRtcPlayer } from '../webrtc-player.ts';
+import { tunnel } from '../remote.ts';
 import { Page, Problem } from '../components/ui.tsx';
 import { ModeBar } from '../components/mode-bar.tsx';
 import { useCameras, type Camera } from '../cameras.ts';
@@ -47,12 +48,19 @@ export function LiveVideo({
     if (!online || !video.current) return;
     const player =
       transport === 'webrtc'
-        ? new WebRtcPlayer(video.current, camera.id, stream, (s, why) => {
-            if (s === 'unsupported' || (s === 'failed' && !video.current?.dataset['firstFrameMs'])) {
-              setFellBack(why);
-              setTransport('mse');
-            } else setState({ state: s, why });
-          })
+        ? new WebRtcPlayer(
+            video.current,
+            camera.id,
+            stream,
+            (s, why) => {
+              if (s === 'unsupported' || (s === 'failed' && !video.current?.dataset['firstFrameMs'])) {
+                setFellBack(why);
+                setTransport('mse');
+              } else setState({ state: s, why });
+            },
+            // Away, on a slow link, the main stream steps down to the sub-stream.
+            stream === 'main' && Boolean(camera.subStream) && Boolean(tunnel()),
+          )
         : new LivePlayer(video.current, camera.id, stream, (s, why) => setState({ state: s, why }));
     player.start();
     return () => player.close();
