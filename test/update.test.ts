@@ -37,6 +37,14 @@ const makeRelease = (version: string, edit?: (dir: string) => Promise<void>) => 
 const signed = (version: string, sha256: string, key = lab.vendor.privateKey) => lab.sign(version, sha256, key);
 
 test.before(async () => {
+  // uvu drops an error thrown here without a word (its runner returns from a finally): say it.
+  await startAll().catch((err: Error) => {
+    console.error(`before: ${err.stack}`);
+    throw err;
+  });
+});
+
+async function startAll(): Promise<void> {
   lab = await ReleaseLab.create();
   root = lab.root;
   // An older install: the installer's settings in the release's own folder.
@@ -66,7 +74,7 @@ test.before(async () => {
   });
   await waitUntil('the first release up', async () => (await health()) === BASE, 30_000);
   session = await firstAdminSession(base, 'admin', 'update-password-1');
-});
+}
 
 test.after(async () => {
   await runner?.kill('SIGTERM');
