@@ -2,16 +2,13 @@
 // still clip, the real ffmpeg, the real ONNX model; events through the API and the bus.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { playable, RtspCamera, stillClip } from './helpers/video.ts';
+import { pictureSize, playable, RtspCamera, stillClip } from './helpers/video.ts';
 import { WebSocket } from 'ws';
 
-const run = promisify(execFile);
 let box: TestBox;
 let admin: string;
 const cameras: RtspCamera[] = [];
@@ -111,18 +108,8 @@ test('the snapshot is the best frame, clean or with its box drawn', async () => 
   assert.is(clean.headers.get('content-type'), 'image/jpeg');
   const [a, b] = [Buffer.from(await clean.arrayBuffer()), Buffer.from(await boxed.arrayBuffer())];
   assert.ok(!a.equals(b), 'the box changes the picture');
-  const file = path.join(box.dataDir, 'snap.jpg');
-  await writeFile(file, a);
-  const { stdout } = await run('ffprobe', [
-    '-v',
-    'error',
-    '-show_entries',
-    'stream=width,height',
-    '-of',
-    'csv=p=0',
-    file,
-  ]);
-  assert.is(stdout.trim(), '960,540');
+  const size = await pictureSize(a);
+  assert.is(size, '960,540');
 });
 
 test('the still camera: frames are decoded, there is no motion, no inference, no event', async () => {

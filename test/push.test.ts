@@ -16,6 +16,7 @@ import ece from 'http_ece';
 import { generate } from 'selfsigned';
 import { testBox, withAdmin, tempDir, type TestBox } from './helpers/box.ts';
 import { waitUntil } from './helpers/processes.ts';
+import { pictureSize } from './helpers/video.ts';
 
 const run = promisify(execFile);
 
@@ -194,18 +195,8 @@ test('a notification reaches a subscribed browser: VAPID-signed, encrypted for i
   assert.is(shown.event, 'ev-push-1');
   assert.match(shown.picture ?? '', /^data:image\/jpeg;base64,/);
   const jpeg = Buffer.from(shown.picture!.split(',')[1]!, 'base64');
-  const file = path.join(await tempDir(), 'picture.jpg');
-  await writeFile(file, jpeg);
-  const { stdout } = await run('ffprobe', [
-    '-v',
-    'error',
-    '-show_entries',
-    'stream=width,height',
-    '-of',
-    'csv=p=0',
-    file,
-  ]);
-  const [width, height] = String(stdout).trim().split(',').map(Number);
+  const size = await pictureSize(jpeg);
+  const [width, height] = size.split(',').map(Number);
   assert.ok(width! >= 100 && width! <= 192 && Math.abs(width! / height! - 16 / 9) < 0.1, `picture ${width}x${height}`);
 });
 

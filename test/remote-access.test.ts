@@ -9,11 +9,11 @@ import { test } from 'uvu';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as assert from 'uvu/assert';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, Proc, waitUntil } from './helpers/processes.ts';
 import { addRtspCameras, cameraClip, RtspCamera, subStreamClip } from './helpers/video.ts';
-import { shot, videoAdvances } from './helpers/browser.ts';
+import { launch, shot, videoAdvances } from './helpers/browser.ts';
 import { TurnServer } from './helpers/turn.ts';
 import { OperatorBroker } from './helpers/operator.ts';
 import { AwayNetwork, INET } from './helpers/away-network.ts';
@@ -103,18 +103,10 @@ test.before(async () => {
     async () => (await box.request('GET', '/api/v1/admp', { auth: admin })).json?.connected,
     15_000,
   );
-  browser = await chromium.launch({
+  browser = await launch({
     executablePath: await net.chromiumAway(),
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--autoplay-policy=no-user-gesture-required',
-      // WebCrypto and service workers need a secure origin: the operator's site would be HTTPS.
-      `--unsafely-treat-insecure-origin-as-secure=http://${net.operator}:8080`,
-    ],
+    // WebCrypto and service workers need a secure origin: the operator's site would be HTTPS.
+    args: [`--unsafely-treat-insecure-origin-as-secure=http://${net.operator}:8080`],
   });
   page = await (await browser.newContext()).newPage();
 });

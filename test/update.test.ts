@@ -26,9 +26,10 @@ const json = (body: unknown, method = 'POST') => ({
   headers: { 'content-type': 'application/json', authorization: `Bearer ${session}` },
   body: JSON.stringify(body),
 });
+/** The version of the box running, once every service is up (a box still starting answers 503). */
 const health = () =>
   getJson(`${base}/api/v1/health`).then(
-    (r) => r.json?.version as string | undefined,
+    (r) => (r.status === 200 ? (r.json?.version as string | undefined) : undefined),
     () => undefined,
   );
 const updateStatus = async () =>
@@ -161,8 +162,12 @@ test('a release that crashes at start is rolled back after 3 tries, and the box 
   assert.equal([res.json.from, res.json.to, res.json.state], [BASE, '9.0.0-crash', 'restarting']);
   await runner.waitForLine(/rolled back to/, 60_000);
   await waitUntil('the old release back', async () => (await health()) === BASE, 30_000);
+  await waitUntil(
+    'the rollback in the status',
+    async () => (await updateStatus().catch(() => ({})))?.update?.state === 'rolled-back',
+    10_000,
+  );
   const s = await updateStatus();
-  assert.is(s.update.state, 'rolled-back');
   assert.match(s.update.reason, /exited 3 times/);
   assert.is(s.current, BASE);
   await waitUntil('the outcome announced', async () => (await updateStatus()).update.reported === true);
@@ -236,7 +241,7 @@ test('a release that runs but never becomes healthy is stopped at its deadline a
   const s = await updateStatus();
   assert.match(s.update.reason, /not healthy by/);
   assert.is(s.current, '9.1.0');
-  assert.is(await health(), '9.1.0');
+  await waitUntil('the good release answering', async () => (await health()) === '9.1.0', 30_000);
   // The runner's kill timer for the stopped release must not hit the one restored in its place.
   const from = runner.lines.length;
   await new Promise((r) => setTimeout(r, 11_500)); // past the runner's 10 s grace
@@ -245,7 +250,7 @@ test('a release that runs but never becomes healthy is stopped at its deadline a
     since.some((l) => /exited/.test(l)),
     since.join('\n'),
   );
-  assert.is(await health(), '9.1.0');
+  await waitUntil('the good release answering', async () => (await health()) === '9.1.0', 30_000);
 });
 
 test.run();

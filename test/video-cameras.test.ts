@@ -2,20 +2,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { createServer, type Server } from 'node:net';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { ffmpegPids, playable, RtspCamera } from './helpers/video.ts';
+import { ffmpegPids, pictureSize, playable, RtspCamera } from './helpers/video.ts';
 
 let box: TestBox;
 let admin: string;
 const cameras: RtspCamera[] = [];
 let junk: Server | undefined;
-const run = promisify(execFile);
 
 const camera = async (options: ConstructorParameters<typeof RtspCamera>[1] = {}) => {
   const cam = new RtspCamera(await freePort(), options);
@@ -77,18 +73,8 @@ test("snapshot: a JPEG of the camera's picture from the running stream", async (
   assert.ok(age > -1000 && age < 4000, `a recent frame: ${age} ms old`);
   const jpeg = Buffer.from(await res.arrayBuffer());
   assert.equal([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff], 'JPEG magic');
-  const file = path.join(box.dataDir, 'snap.jpg');
-  await writeFile(file, jpeg);
-  const { stdout } = await run('ffprobe', [
-    '-v',
-    'error',
-    '-show_entries',
-    'stream=width,height',
-    '-of',
-    'csv=p=0',
-    file,
-  ]);
-  assert.is(stdout.trim(), '1280,720');
+  const size = await pictureSize(jpeg);
+  assert.is(size, '1280,720');
   // Only the recorder's ffmpeg talks to the camera: the snapshot came from its stream.
   const toCamera = ffmpegPids(box.dataDir).filter(
     (p) => readCmd(p).includes(`127.0.0.1:`) && readCmd(p).includes('/front/'),

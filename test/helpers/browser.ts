@@ -7,9 +7,10 @@ export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 /** Screenshots land here, to be looked at (npm test leaves them after the run). */
 export const SHOTS = path.join(import.meta.dirname, '..', '..', 'scratch', 'screenshots');
 
-export function launch(): Promise<Browser> {
+/** Chromium as the tests run it; `executablePath` another way to start it (in a network namespace), `args` more flags. */
+export function launch(options: { executablePath?: string; args?: string[] } = {}): Promise<Browser> {
   return chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath: options.executablePath ?? CHROMIUM,
     args: [
       '--headless',
       '--no-sandbox',
@@ -18,6 +19,7 @@ export function launch(): Promise<Browser> {
       '--disable-component-update',
       '--disable-sync',
       '--autoplay-policy=no-user-gesture-required',
+      ...(options.args ?? []),
     ],
   });
 }

@@ -2,6 +2,7 @@
 // ffprobe/ffmpeg checks of what was recorded, and a look at running ffmpeg processes.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -301,4 +302,24 @@ export function ffmpegPids(marker: string): number[] {
     }
   }
   return pids;
+}
+
+/** A picture's size as ffprobe reads it ("1280,720"): the picture a user would see, whatever made it. */
+export async function pictureSize(jpeg: Buffer): Promise<string> {
+  const file = path.join(os.tmpdir(), `fogedge-picture-${process.pid}-${Date.now()}.jpg`);
+  await writeFile(file, jpeg);
+  try {
+    const { stdout } = await run('ffprobe', [
+      '-v',
+      'error',
+      '-show_entries',
+      'stream=width,height',
+      '-of',
+      'csv=p=0',
+      file,
+    ]);
+    return stdout.trim();
+  } finally {
+    await rm(file, { force: true });
+  }
 }
