@@ -270,10 +270,12 @@ export function accountsService(config: Config): ServiceSchema {
     async started() {
       store = await Store.open(dataPaths(config).db('accounts'));
       accounts = new Accounts(store, { ...config.auth, unlockFile: dataPaths(config).unlockSignIns });
-      browsers = new PairedBrowsers(store, async (username) => {
-        const users = await accounts!.listUsers();
-        return users.find((u) => u.username === username)?.role;
-      });
+      browsers = new PairedBrowsers(store, (username) =>
+        accounts!.getUser(username).then(
+          (u) => u.role,
+          () => undefined, // gone: the browser's offers are refused as not paired
+        ),
+      );
       const purge = () =>
         Promise.all([accounts?.purgeExpired(), browsers?.purgeExpired()]).catch((err: Error) =>
           this.logger.warn(`purge of expired credentials failed: ${err.message}`),

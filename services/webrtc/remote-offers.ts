@@ -46,15 +46,6 @@ export const RemoteOffer = z
   .refine((o) => !o.invitation || !o.camera, { message: 'a pairing offer carries no camera', path: ['camera'] });
 export type RemoteOffer = z.output<typeof RemoteOffer>;
 
-/** The text a browser signs: every field that decides what the session is. */
-export function signedText(
-  o: Pick<RemoteOffer, 'box' | 'browser' | 'id' | 'at' | 'camera' | 'stream' | 'sdp'>,
-): string {
-  return ['fogedge-remote-offer/1', o.box, o.browser ?? '', o.id, String(o.at), o.camera ?? '', o.stream, o.sdp].join(
-    '\n',
-  );
-}
-
 export class OfferRefused extends Error {
   constructor(
     readonly type: string,

@@ -17,13 +17,14 @@ import {
   CandidateInput,
   HangUpInput,
   OfferInput,
+  RemoteOfferId,
   RemoteOfferInput,
-  remoteOfferIdOf,
   type RemoteReply,
   type SessionInfo,
 } from './webrtc.schemas.ts';
 import { dtlsCertificate, type DtlsCertificate } from './dtls-certificate.ts';
-import { OfferRefused, RemoteOffer, ReplayGuard, signedText } from './remote-offers.ts';
+import { OfferRefused, RemoteOffer, ReplayGuard } from './remote-offers.ts';
+import { remoteOfferText } from '../../lib/remote-offer-text.ts';
 import { BadOfferError } from './sdp-offer.ts';
 import { keepUntilClosed, MediaNotForWebRtcError, ViewerSession, type SessionMedia } from './viewer-session.ts';
 import { AudioFeed, type AudioCodec } from './audio-feed.ts';
@@ -183,7 +184,7 @@ export function webrtcService(config: Config): ServiceSchema {
     }
     const signer = await call(ctx.broker, 'accounts.remoteSigner', {
       browser: offer.browser!,
-      signed: signedText(offer),
+      signed: remoteOfferText(offer),
       signature: offer.signature!,
     });
     await countOffer(signer.username, `"${signer.username}"`);
@@ -258,22 +259,24 @@ export function webrtcService(config: Config): ServiceSchema {
         input: RemoteOfferInput,
         timeout: config.webrtc.answerTimeoutMs + 5000,
         async handler(ctx): Promise<{ id: string | null; reply: RemoteReply }> {
-          const replyId = remoteOfferIdOf(ctx.params.message);
+          let raw: unknown;
+          try {
+            raw = JSON.parse(ctx.params.message);
+          } catch {
+            raw = undefined;
+          }
+          const replyId = RemoteOfferId.safeParse((raw as { id?: unknown } | null)?.id).data ?? null;
           const refuse = (type: string, message: string) => {
             noteRefused(type, ctx.service!.logger);
             return { id: replyId, reply: { ok: false as const, error: { type, message } } };
           };
-          let offer: RemoteOffer;
-          try {
-            const parsed = RemoteOffer.safeParse(JSON.parse(ctx.params.message));
-            if (!parsed.success) {
-              const issue = parsed.error.issues[0]!;
-              return refuse('BAD_OFFER', `${issue.path.join('.') || 'offer'}: ${issue.message}`);
-            }
-            offer = parsed.data;
-          } catch {
-            return refuse('BAD_OFFER', 'the offer is not JSON');
+          if (raw === undefined) return refuse('BAD_OFFER', 'the offer is not JSON');
+          const parsed = RemoteOffer.safeParse(raw);
+          if (!parsed.success) {
+            const issue = parsed.error.issues[0]!;
+            return refuse('BAD_OFFER', `${issue.path.join('.') || 'offer'}: ${issue.message}`);
           }
+          const offer: RemoteOffer = parsed.data;
           try {
             if (offer.box !== ctx.params.box)
               throw new OfferRefused('WRONG_BOX', `the offer is for box "${offer.box}"`);

@@ -8,6 +8,7 @@
 // Requests to /api/v1/ go through the tunnel: the page's own and the ones the service worker
 // hands over (pictures, recordings), so every page works as at home.
 import { signal } from '@preact/signals';
+import { remoteOfferText } from '../../lib/remote-offer-text.ts';
 
 export interface Pairing {
   box: string;
@@ -215,17 +216,6 @@ export async function pair(p: Pairing, name: string): Promise<RemoteBox> {
   }
 }
 
-/** The text the box checks the signature over (services/webrtc/remote-offers.ts, signedText). */
-const signedText = (o: {
-  box: string;
-  browser: string;
-  id: string;
-  at: number;
-  camera?: string;
-  stream: string;
-  sdp: string;
-}) => ['fogedge-remote-offer/1', o.box, o.browser, o.id, String(o.at), o.camera ?? '', o.stream, o.sdp].join('\n');
-
 /** A remote session: the tunnel, and the camera's video and sound when one is named. */
 export async function connect(b: RemoteBox, camera?: string): Promise<Tunnel> {
   const pc = peerConnection(b.stun);
@@ -252,7 +242,7 @@ export async function connect(b: RemoteBox, camera?: string): Promise<Tunnel> {
       await crypto.subtle.sign(
         { name: 'ECDSA', hash: 'SHA-256' },
         b.key.privateKey,
-        new TextEncoder().encode(signedText(offer)),
+        new TextEncoder().encode(remoteOfferText(offer)),
       ),
     );
     const answer = await accepted(pc, await exchange(b, { ...offer, signature }), b.fingerprint);
