@@ -198,20 +198,36 @@ export class FirmwareCampaigns {
 
   private async run(c: Campaign) {
     // A fleet release must not restart the box in the middle of a campaign (balena's update lock).
+    // Let go before the campaign reads as finished: whoever sees it finished may update the box.
     const release = await this.updateLock.hold(`firmware campaign ${c.id}`);
+    let failures: number;
     try {
-      await this.runTargets(c);
+      failures = await this.runTargets(c);
     } finally {
       await release();
     }
+    const skipped = Object.values(c.targets).some((t) => t.state === 'skipped');
+    c.state = failures === 0 ? 'succeeded' : skipped ? 'stopped' : 'failed';
+    c.finishedAt = new Date().toISOString();
+    await this.save(c);
+    this.broker.broadcast('usp.campaign.finished', {
+      id: c.id,
+      state: c.state,
+      version: c.image.version,
+      outcomes: Object.values(c.targets).map((t) => ({ device: t.device, state: t.state, reason: t.reason })),
+      by: c.by,
+    });
   }
 
-  private async runTargets(c: Campaign) {
+  private async save(c: Campaign) {
+    await this.campaigns.put(c.id, c);
+    this.broker.broadcast('usp.campaign.changed', c);
+  }
+
+  /** Every target, `concurrency` at a time; the number that failed. */
+  private async runTargets(c: Campaign): Promise<number> {
     let failures = 0;
-    const save = async () => {
-      await this.campaigns.put(c.id, c);
-      this.broker.broadcast('usp.campaign.changed', c);
-    };
+    const save = () => this.save(c);
     const limit = pLimit(c.concurrency);
     await Promise.all(
       Object.values(c.targets).map((t) =>
@@ -231,17 +247,7 @@ export class FirmwareCampaigns {
         }),
       ),
     );
-    const skipped = Object.values(c.targets).some((t) => t.state === 'skipped');
-    c.state = failures === 0 ? 'succeeded' : skipped ? 'stopped' : 'failed';
-    c.finishedAt = new Date().toISOString();
-    await save();
-    this.broker.broadcast('usp.campaign.finished', {
-      id: c.id,
-      state: c.state,
-      version: c.image.version,
-      outcomes: Object.values(c.targets).map((t) => ({ device: t.device, state: t.state, reason: t.reason })),
-      by: c.by,
-    });
+    return failures;
   }
 
   /** One camera through Download(), Activate(), the reboot and the new version's confirmation. */
