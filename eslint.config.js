@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'web-ui/dist/', 'data/', 'scratch/', 'models/'] },
+  { ignores: ['node_modules/', 'web-ui/dist/', 'build/', 'data/', 'scratch/', 'models/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -3,11 +3,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { redactUrl } from '../lib/redact.ts';
 import { defaultLockFile } from '../lib/update-lock.ts';
+import { projectPath } from '../lib/project-root.ts';
 
 /** Every service a box can run; `services` / SERVICES picks a subset per node. */
 export const SERVICE_NAMES = [
@@ -220,10 +220,7 @@ export const ConfigSchema = z.strictObject({
       /** Off: no camera is detected on, whatever its own setting (a box without CPU to spare). */
       enabled: z.boolean().default(true),
       /** A YOLOX-format ONNX model; its labels in <model>.labels beside it, or labelsPath. */
-      modelPath: z
-        .string()
-        .min(1)
-        .default(fileURLToPath(new URL('../models/yolox_nano.onnx', import.meta.url))),
+      modelPath: z.string().min(1).default(projectPath('models', 'yolox_nano.onnx')),
       labelsPath: z.string().min(1).nullable().default(null),
       /** Lowest score of a detection, unless the camera sets one for the label. */
       minScore: z.number().min(0.05).max(1).default(0.5),

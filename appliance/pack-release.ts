@@ -1,5 +1,5 @@
-// Packs a release archive for the box's own update (system.update): the tracked files and the
-// built web UI, without node_modules (a box reuses its own when package-lock.json is unchanged;
+// Packs a release archive for the box's own update (system.update): the tracked files, the
+// built web UI and the compiled program (build/), without node_modules (a box reuses its own when package-lock.json is unchanged;
 // pass --with-dependencies for a release that changes them). Prints the file, its SHA-256 and,
 // with FOGEDGE_RELEASE_KEY, its signature.
 // Usage: npm run release:pack [-- --with-dependencies] [--out DIR]
@@ -26,10 +26,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const root = path.resolve(import.meta.dirname, '..');
   if (!existsSync(path.join(root, 'web-ui/dist/index.html')))
     throw new Error('Build the web UI first: npm run build:ui');
+  if (!existsSync(path.join(root, 'build/gateway/main.js'))) throw new Error('Build the box first: npm run build');
   const files = execFileSync('git', ['ls-files'], { cwd: root, encoding: 'utf8' })
     .split('\n')
     .filter(Boolean)
-    .concat('web-ui/dist');
+    .concat('web-ui/dist', 'build');
   if (values['with-dependencies']) files.push('node_modules');
   const { version } = JSON.parse(
     execFileSync('git', ['show', 'HEAD:package.json'], { cwd: root, encoding: 'utf8' }),

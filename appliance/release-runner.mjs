@@ -3,7 +3,7 @@
 // itself healthy. Plain JavaScript with no dependencies, installed outside the releases
 // (/opt/fogedge/bin), so a broken release cannot break the thing that undoes it.
 //
-//   <root>/releases/<version>/   each release, a whole tree (package.json, gateway/, node_modules/)
+//   <root>/releases/<version>/   each release, a whole tree (package.json, build/, gateway/, node_modules/)
 //   <root>/current, previous     symlinks to releases
 //   <root>/update.json           the update under way: { state: trying | confirmed | rolled-back, from, to, deadline, boots }
 //
@@ -116,12 +116,18 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
   });
 }
 
+/** The release's compiled program; a release from before the compiled build runs its sources through tsx. */
+const programOf = (release) =>
+  existsSync(path.join(release, 'build/gateway/main.js'))
+    ? ['build/gateway/main.js']
+    : ['--import', 'tsx', 'gateway/main.ts'];
+
 function run() {
   const state = checkUpdate();
   const release = realpathSync(path.join(root, 'current'));
   keepInstallerConfig(release);
   log(`starting ${path.basename(release)}`);
-  child = spawn(process.execPath, ['--import', 'tsx', 'gateway/main.ts'], {
+  child = spawn(process.execPath, programOf(release), {
     cwd: release,
     stdio: 'inherit',
     env: { ...process.env, FOGEDGE_RELEASES_DIR: root },

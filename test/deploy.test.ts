@@ -9,6 +9,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ConfigSchema, loadConfig, SERVICE_NAMES } from '../appliance/config.ts';
+import { BUILD_ENTRIES } from '../appliance/build.ts';
 import { tempDir } from './helpers/box.ts';
 import { startedNode } from './helpers/processes.ts';
 
@@ -78,9 +79,13 @@ test('every image builds from files in the repository, on Debian 12, with ffmpeg
       assert.match(installs, /\bnats-server\b/);
     } else {
       assert.match(installs, /\bffmpeg\b/);
-      // The node's entry exists, and Node in the image is what package.json asks for.
-      assert.match(cmd, /gateway\/main\.ts/);
-      assert.ok(existsSync(path.join(root, 'gateway/main.ts')));
+      // The node runs the compiled entry the build makes, and Node in the image is what package.json asks for.
+      assert.match(cmd, /"build\/gateway\/main\.js"/);
+      assert.ok(BUILD_ENTRIES.includes('gateway/main.ts') && existsSync(path.join(root, 'gateway/main.ts')));
+      assert.ok(
+        steps.some((i) => i.op === 'RUN' && /npm run build\b/.test(i.args)),
+        `${name}: the image compiles the program it runs`,
+      );
       const major = Number(/debian-node:(\d+)/.exec(steps.find((i) => i.op === 'FROM')!.args)![1]);
       assert.ok(major >= Number(/>=(\d+)/.exec(pkg.engines.node)![1]), `Node ${major} satisfies ${pkg.engines.node}`);
     }

@@ -2,10 +2,10 @@
 // releases folder; a release archive is served over HTTP, checked, installed, and the box
 // restarts into it. A release that crashes or never becomes healthy is rolled back; a good one
 // is confirmed. The releases are this repository's own files (node_modules linked, not copied),
-// with a broken gateway/main.ts for the bad ones.
+// with a broken program (build/gateway/main.js, gateway/main.ts) for the bad ones.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
@@ -36,6 +36,23 @@ const updateStatus = async () =>
   (await getJson(`${base}/api/v1/system/update`, { headers: { authorization: `Bearer ${session}` } })).json;
 const makeRelease = (version: string, edit?: (dir: string) => Promise<void>) => lab.make(version, edit);
 const signed = (version: string, sha256: string, key = lab.vendor.privateKey) => lab.sign(version, sha256, key);
+
+/** The processes `pid` started: their command lines and working folders. */
+function childrenOf(pid: number): Array<{ args: string[]; cwd: string }> {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .flatMap((p) => {
+      try {
+        // The parent's pid is the field after the command's (parenthesised) name.
+        const parent = Number(readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+        if (parent !== pid) return [];
+        const args = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean);
+        return [{ args, cwd: readlinkSync(`/proc/${p}/cwd`) }];
+      } catch {
+        return []; // gone meanwhile
+      }
+    });
+}
 
 test.before(async () => {
   // uvu drops an error thrown here without a word (its runner returns from a finally): say it.
@@ -146,9 +163,7 @@ test('a release whose checksum is wrong, or whose version is not what it says, i
 });
 
 test('a release that crashes at start is rolled back after 3 tries, and the box says why', async () => {
-  const crash = await makeRelease('9.0.0-crash', (dir) =>
-    writeFile(path.join(dir, 'gateway/main.ts'), 'process.exit(3);\n'),
-  );
+  const crash = await makeRelease('9.0.0-crash', (dir) => ReleaseLab.program(dir, 'process.exit(3);\n'));
   const res = await getJson(
     `${base}/api/v1/system/update`,
     json({
@@ -198,6 +213,12 @@ test('a good release is confirmed once healthy; the one that failed is cleared a
   await waitUntil('confirmed', async () => (await updateStatus()).update.state === 'confirmed', 20_000);
   const s = await updateStatus();
   assert.equal([s.current, s.previous, s.releases], ['9.1.0', BASE, [BASE, '9.1.0'].sort()]);
+  // The runner starts the release's compiled program, from the release's folder, with no loader.
+  const box = childrenOf(runner.pid);
+  assert.equal(
+    box.map((p) => [p.args.slice(1), p.cwd]),
+    [[['build/gateway/main.js'], realpathSync(path.join(root, 'releases', '9.1.0'))]],
+  );
   await operator.waitFor(
     'the success told to the operator',
     'audit',
@@ -219,9 +240,7 @@ test('a good release is confirmed once healthy; the one that failed is cleared a
 });
 
 test('a release that runs but never becomes healthy is stopped at its deadline and rolled back', async () => {
-  const hang = await makeRelease('9.2.0-hang', (dir) =>
-    writeFile(path.join(dir, 'gateway/main.ts'), 'setInterval(() => {}, 1000);\n'),
-  );
+  const hang = await makeRelease('9.2.0-hang', (dir) => ReleaseLab.program(dir, 'setInterval(() => {}, 1000);\n'));
   const res = await getJson(
     `${base}/api/v1/system/update`,
     json({

@@ -3,7 +3,6 @@ import { call } from '../../lib/bus.ts';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { bodyLimit } from 'hono/body-limit';
@@ -31,10 +30,11 @@ import { automationsRoutes } from './routes/automations.routes.ts';
 import { webrtcRoutes } from './routes/webrtc.routes.ts';
 import { remoteRoutes } from './routes/remote.routes.ts';
 import { pushRoutes } from './routes/push.routes.ts';
+import { projectPath } from '../../lib/project-root.ts';
 
 const PUBLIC_PATHS = ['/api/v1/health', '/api/v1/auth/login', '/api/v1/setup'];
 
-const WEB_UI = fileURLToPath(new URL('../../web-ui/dist', import.meta.url));
+const WEB_UI = projectPath('web-ui', 'dist');
 const NOT_BUILT =
   '<!doctype html><title>FogEdge</title><p>The web UI is not built: run <code>npm run build:ui</code> (npm start does it).</p>';
 // The pages load only the box's own scripts; video comes from MediaSource (blob:) and hls.js's worker.

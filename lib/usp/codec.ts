@@ -1,12 +1,12 @@
 // USP Records and Messages on the wire (protobufjs with the .proto files beside this one), the
 // spec's error codes, and small builders. Shared by the camera agent and the box's controller.
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { projectPath } from '../project-root.ts';
 
 const root = protobuf.loadSync([
-  fileURLToPath(new URL('usp-record.proto', import.meta.url)),
-  fileURLToPath(new URL('usp-msg.proto', import.meta.url)),
+  projectPath('lib', 'usp', 'usp-record.proto'),
+  projectPath('lib', 'usp', 'usp-msg.proto'),
 ]);
 const RecordType = root.lookupType('usp_record.Record');
 const MsgType = root.lookupType('usp.Msg');

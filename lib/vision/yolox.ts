@@ -4,7 +4,11 @@
 // shape is refused at load with what was expected.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
+import { lazyPackage } from '../lazy-package.ts';
+
+/** onnxruntime loads with the first model: a box with detection off never maps its 15 MiB library. */
+const onnxruntime = lazyPackage<typeof ort>('onnxruntime-node');
 
 export interface Frame {
   /** RGB24, row-major */
@@ -66,7 +70,7 @@ export class YoloxModel {
     let session: ort.InferenceSession;
     try {
       // One thread per inference: the box has few cores and other cameras to decode.
-      session = await ort.InferenceSession.create(modelPath, {
+      session = await onnxruntime().InferenceSession.create(modelPath, {
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
@@ -156,7 +160,7 @@ export class YoloxModel {
     try {
       const { tensor, scale } = this.letterbox(frame, buffer);
       const result = await this.session.run({
-        [this.inputName]: new ort.Tensor('float32', tensor, [1, 3, this.size, this.size]),
+        [this.inputName]: new (onnxruntime().Tensor)('float32', tensor, [1, 3, this.size, this.size]),
       });
       const out = result[this.outputName]!.data as Float32Array;
       return this.decode(out, scale, frame, minScore, iou);
@@ -167,7 +171,9 @@ export class YoloxModel {
 
   /** Raw run, for the benchmark's reference. */
   async runRaw(tensor: Float32Array): Promise<void> {
-    await this.session.run({ [this.inputName]: new ort.Tensor('float32', tensor, [1, 3, this.size, this.size]) });
+    await this.session.run({
+      [this.inputName]: new (onnxruntime().Tensor)('float32', tensor, [1, 3, this.size, this.size]),
+    });
   }
 
   decode(

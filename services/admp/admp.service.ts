@@ -7,7 +7,8 @@
 import { call, on } from '../../lib/bus.ts';
 import type { ServiceBroker, ServiceSchema } from 'moleculer';
 import { createHmac } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
+import { lazyPackage } from '../../lib/lazy-package.ts';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import { action, issuesOf, type Caller } from '../../lib/actions.ts';
@@ -39,6 +40,8 @@ import {
 } from './admp.schemas.ts';
 import { Telemetry } from './telemetry.ts';
 import { UplinkQueue, type Kind, type UpMessage } from './uplink-queue.ts';
+
+const mqttClient = lazyPackage<typeof import('mqtt')>('mqtt');
 
 /** Who the operator is on the bus: an installer (no view of the household's video or events). */
 export const ADMP_CALLER: Caller = { via: 'admp', role: 'installer', username: 'admp' };
@@ -428,7 +431,7 @@ export function admpService(config: Config): ServiceSchema {
         log.info(
           `admp: uplink to ${publicProvisioning(p).url} as ${p.boxId} (provisioned from ${provisioned!.source})`,
         );
-        const c = mqtt.connect(p.url, {
+        const c = mqttClient().connect(p.url, {
           clientId: `fogedge-${p.boxId}`,
           protocolVersion: p.protocolVersion,
           // A persistent session: QoS 2 messages in flight are completed after a reconnect, exactly once.

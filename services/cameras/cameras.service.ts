@@ -1,7 +1,6 @@
 // cameras: the registry of the box's cameras (persisted), with each camera's live status
 // from the streams service. Credentials stay here: events carry ids only.
 import { call, broadcast, callIfRunning, on } from '../../lib/bus.ts';
-import { fileURLToPath } from 'node:url';
 import type { ServiceSchema } from 'moleculer';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
@@ -26,10 +25,11 @@ import {
 import { newStreamKey } from '../../lib/secrets.ts';
 import type { Mode } from '../modes/modes.schemas.ts';
 import { modeChanges, withMode } from './mode-overlay.ts';
+import { projectPath } from '../../lib/project-root.ts';
 
 const NoInput = z.strictObject({});
 
-export const DEMO_CLIP = fileURLToPath(new URL('../../appliance/demo/street-720p15.mp4', import.meta.url));
+export const DEMO_CLIP = projectPath('appliance', 'demo', 'street-720p15.mp4');
 
 function demoCamera(): Camera {
   return {

@@ -4,10 +4,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { generate } from 'selfsigned';
+import { lazyPackage } from '../../lib/lazy-package.ts';
 import { writeDurably } from '../../lib/durable-files.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
+
+const selfsigned = lazyPackage<typeof import('selfsigned')>('selfsigned');
 
 /** A certificate for TLS: the installer's, or a self-signed one made at first start. */
 export async function tlsOptions(config: Config): Promise<{ cert: Buffer; key: Buffer }> {
@@ -31,7 +33,7 @@ export async function tlsOptions(config: Config): Promise<{ cert: Buffer; key: B
     ];
     const notBeforeDate = new Date(Date.now() - 3_600_000); // a client whose clock is a little behind
     const notAfterDate = new Date(Date.now() + 10 * 365 * 86_400_000);
-    const pems = await generate([{ name: 'commonName', value: 'fogedge.local' }], {
+    const pems = await selfsigned().generate([{ name: 'commonName', value: 'fogedge.local' }], {
       keyType: 'ec',
       algorithm: 'sha256',
       notBeforeDate,

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import type { ServiceSchema } from 'moleculer';
-import webpush, { WebPushError } from 'web-push';
+import type { WebPushError } from 'web-push';
+import { lazyPackage } from '../../lib/lazy-package.ts';
 import { z } from 'zod';
 import { action, type Ctx } from '../../lib/actions.ts';
 import { call, on } from '../../lib/bus.ts';
@@ -17,6 +18,8 @@ import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
 import { SubscribeInput, UnsubscribeInput, type PushSubscriptionInfo, type UserNotification } from './push.schemas.ts';
 import { smallPicture } from './small-picture.ts';
+
+const webpush = lazyPackage<typeof import('web-push')>('web-push');
 
 interface SubscriptionRecord {
   id: string;
@@ -169,7 +172,7 @@ export function pushService(config: Config): ServiceSchema {
       /** One message to one browser; a subscription the push service says is gone is forgotten. */
       async send(s: SubscriptionRecord, payload: string, attempt = 1): Promise<void> {
         try {
-          await webpush.sendNotification({ endpoint: s.endpoint, keys: s.keys }, payload, {
+          await webpush().sendNotification({ endpoint: s.endpoint, keys: s.keys }, payload, {
             vapidDetails: { subject: config.push.contact, ...vapid },
             TTL: TTL_S,
             urgency: 'high',
@@ -180,7 +183,7 @@ export function pushService(config: Config): ServiceSchema {
           sent.delivered++;
           await subscriptions.put(s.id, { ...s, lastSentAt: new Date().toISOString() }, { sync: false });
         } catch (err) {
-          const status = err instanceof WebPushError ? err.statusCode : 0;
+          const status = err instanceof webpush().WebPushError ? err.statusCode : 0;
           if (status === 404 || status === 410) {
             sent.gone++;
             await subscriptions.del(s.id);
@@ -205,7 +208,7 @@ export function pushService(config: Config): ServiceSchema {
       store = await Store.open(dataPaths(config).db('push'));
       subscriptions = store.collection<SubscriptionRecord>('subscriptions');
       const keys = store.collection<{ publicKey: string; privateKey: string }>('vapid');
-      vapid = (await keys.get('box')) ?? webpush.generateVAPIDKeys();
+      vapid = (await keys.get('box')) ?? webpush().generateVAPIDKeys();
       await keys.put('box', vapid);
     },
 

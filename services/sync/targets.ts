@@ -5,10 +5,15 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
-import * as Minio from 'minio';
+import type { ContainerClient } from '@azure/storage-blob';
+import type * as MinioTypes from 'minio';
+import { lazyPackage } from '../../lib/lazy-package.ts';
 import type { Target } from './sync.schemas.ts';
 import type { FailureCode } from './sync.schemas.ts';
+
+// Loaded by the first target of their kind: a box without one never pays for them.
+const minio = lazyPackage<typeof import('minio')>('minio');
+const azure = lazyPackage<typeof import('@azure/storage-blob')>('@azure/storage-blob');
 
 /** One chunk to send: its bytes come from `body()`, a fresh (and perhaps throttled) stream each try. */
 export interface Chunk {
@@ -172,7 +177,7 @@ const md5Hex = (parts: Buffer[]) => createHash('md5').update(Buffer.concat(parts
 
 class S3Target implements UploadTarget {
   readonly id: string;
-  private readonly client: Minio.Client;
+  private readonly client: MinioTypes.Client;
   private readonly agent: http.Agent;
   private readonly bucket: string;
   private readonly region: string;
@@ -184,7 +189,7 @@ class S3Target implements UploadTarget {
     this.agent = useSSL ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
     this.bucket = t.bucket;
     this.region = t.region;
-    this.client = new Minio.Client({
+    this.client = new (minio().Client)({
       endPoint: url.hostname,
       port: url.port ? Number(url.port) : useSSL ? 443 : 80,
       useSSL,
@@ -360,6 +365,7 @@ class AzureTarget implements UploadTarget {
   constructor(t: Extract<Target, { type: 'azure' }>) {
     this.id = t.id;
     this.name = t.container;
+    const { BlobServiceClient, StorageSharedKeyCredential } = azure();
     const service = new BlobServiceClient(
       t.endpoint.replace(/\/$/, ''),
       new StorageSharedKeyCredential(t.accountName, t.accountKey),
@@ -403,10 +409,10 @@ class AzureTarget implements UploadTarget {
     try {
       return await this.properties(name);
     } catch (err) {
-      if (err instanceof RestError && err.statusCode === 404 && (err.code === 'BlobNotFound' || !err.code))
+      if (err instanceof azure().RestError && err.statusCode === 404 && (err.code === 'BlobNotFound' || !err.code))
         return undefined;
       // A HEAD's refusal has no body to say why (a skewed clock, say): ask again with a GET.
-      if (err instanceof RestError && err.statusCode === 403) {
+      if (err instanceof azure().RestError && err.statusCode === 403) {
         await this.container.getProperties().catch((why) => {
           throw classify(why, `Azure container "${this.name}"`);
         });
@@ -483,7 +489,7 @@ class AzureTarget implements UploadTarget {
 
   async remove(name: string): Promise<void> {
     await this.container.deleteBlob(name, { deleteSnapshots: 'include' }).catch((err) => {
-      if (err instanceof RestError && err.statusCode === 404) return;
+      if (err instanceof azure().RestError && err.statusCode === 404) return;
       throw classify(err, `Azure container "${this.name}", deleting ${name}`);
     });
   }

@@ -5,10 +5,12 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { generate } from 'selfsigned';
+import { lazyPackage } from '../../lib/lazy-package.ts';
 import { writeDurably } from '../../lib/durable-files.ts';
 import type { Config } from '../../appliance/config.ts';
 import { dataPaths } from '../../appliance/data-dir.ts';
+
+const selfsigned = lazyPackage<typeof import('selfsigned')>('selfsigned');
 
 export interface DtlsCertificate {
   certFile: string;
@@ -23,7 +25,7 @@ export async function dtlsCertificate(config: Config): Promise<DtlsCertificate> 
   const keyFile = path.join(dir, 'webrtc.key');
   if (!existsSync(certFile) || !existsSync(keyFile)) {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const pems = await generate([{ name: 'commonName', value: 'fogedge-webrtc' }], {
+    const pems = await selfsigned().generate([{ name: 'commonName', value: 'fogedge-webrtc' }], {
       keyType: 'ec',
       algorithm: 'sha256',
       notBeforeDate: new Date(Date.now() - 86_400_000),

@@ -1,6 +1,8 @@
 // npm run bench:startup — time from process start to a healthy box, and idle memory:
-//   embedded (one process), and over a real nats-server (gateway node + a node with the other services).
+//   embedded (one process), and over a real nats-server (gateway node + a node with the other services),
+//   each as npm start runs it (the compiled program in build/) and from its sources through tsx.
 // Reference, same run: a bare Node HTTP server answering 200 (the floor for any Node box).
+import { buildBox } from '../../appliance/build.ts';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tempDir } from '../helpers/box.ts';
@@ -36,16 +38,21 @@ async function reference() {
   return { ms, rss };
 }
 
-async function embedded() {
+type Program = 'compiled' | 'sources';
+
+async function embedded(program: Program) {
   const dataDir = await tempDir();
   const port = await freePort();
   const t0 = Date.now();
-  const box = startNode({
-    FOGEDGE_DATA_DIR: dataDir,
-    PORT: String(port),
-    FOGEDGE__HTTP__HOST: '127.0.0.1',
-    LOGLEVEL: 'warn',
-  });
+  const box = startNode(
+    {
+      FOGEDGE_DATA_DIR: dataDir,
+      PORT: String(port),
+      FOGEDGE__HTTP__HOST: '127.0.0.1',
+      LOGLEVEL: 'warn',
+    },
+    program,
+  );
   const ms = await healthyAfter(t0, `http://127.0.0.1:${port}/api/v1/health`);
   await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
   const rss = rssMiB(box.pid);
@@ -54,7 +61,7 @@ async function embedded() {
   return { ms, rss };
 }
 
-async function overNats(nats: NatsServer) {
+async function overNats(nats: NatsServer, program: Program) {
   const dataDir = await tempDir();
   const port = await freePort();
   const env = {
@@ -68,8 +75,8 @@ async function overNats(nats: NatsServer) {
   // A site with no operator: the deployment says so, and health does not wait for admp or usp.
   const others = 'accounts,cameras,streams,recorder,detector,events,devices,mqtt,sync';
   const deployment = { DEPLOYMENT: `api,system,${others}` };
-  const gw = startNode({ ...env, ...deployment, NODEID: `gw-${t0}`, SERVICES: 'api,system' });
-  const acc = startNode({ ...env, ...deployment, NODEID: `acc-${t0}`, SERVICES: others });
+  const gw = startNode({ ...env, ...deployment, NODEID: `gw-${t0}`, SERVICES: 'api,system' }, program);
+  const acc = startNode({ ...env, ...deployment, NODEID: `acc-${t0}`, SERVICES: others }, program);
   const ms = await healthyAfter(t0, `http://127.0.0.1:${port}/api/v1/health`);
   await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
   const rss = rssMiB(gw.pid) + rssMiB(acc.pid);
@@ -78,13 +85,17 @@ async function overNats(nats: NatsServer) {
   return { ms, rss };
 }
 
+await buildBox();
 const nats = new NatsServer(await freePort());
 await nats.start();
-const results: Record<string, Array<{ ms: number; rss: number }>> = { reference: [], embedded: [], nats: [] };
+const results: Record<string, Array<{ ms: number; rss: number }>> = {};
+const add = (name: string, r: { ms: number; rss: number }) => (results[name] ??= []).push(r);
 for (let i = 0; i < RUNS; i++) {
-  results['reference']!.push(await reference());
-  results['embedded']!.push(await embedded());
-  results['nats']!.push(await overNats(nats));
+  add('reference', await reference());
+  for (const program of ['compiled', 'sources'] as const) {
+    add(`embedded ${program}`, await embedded(program));
+    add(`nats ${program}`, await overNats(nats, program));
+  }
 }
 await nats.stop();
 
@@ -93,15 +104,17 @@ const ref = {
   rss: median(results['reference']!.map((r) => r.rss)),
 };
 console.log(`startup to healthy, median of ${RUNS} runs (idle RSS measured ${IDLE_SETTLE_MS / 1000} s after healthy)`);
-console.log('case                         start ms   idle RSS MiB   start ratio   RSS ratio');
+console.log('case                                   start ms   idle RSS MiB   start ratio   RSS ratio');
 for (const [name, label] of [
   ['reference', 'bare node http (reference)'],
-  ['embedded', 'box, embedded (1 process)'],
-  ['nats', 'box over NATS (2 nodes)'],
+  ['embedded compiled', 'box, embedded (1 process), compiled'],
+  ['embedded sources', 'box, embedded, sources through tsx'],
+  ['nats compiled', 'box over NATS (2 nodes), compiled'],
+  ['nats sources', 'box over NATS, sources through tsx'],
 ] as const) {
   const ms = median(results[name]!.map((r) => r.ms));
   const rss = median(results[name]!.map((r) => r.rss));
   console.log(
-    `${label.padEnd(28)} ${String(ms).padStart(8)}   ${rss.toFixed(1).padStart(12)}   ${(ms / ref.ms).toFixed(2).padStart(11)}   ${(rss / ref.rss).toFixed(2).padStart(9)}`,
+    `${label.padEnd(38)} ${String(ms).padStart(8)}   ${rss.toFixed(1).padStart(12)}   ${(ms / ref.ms).toFixed(2).padStart(11)}   ${(rss / ref.rss).toFixed(2).padStart(9)}`,
   );
 }

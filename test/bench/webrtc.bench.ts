@@ -5,23 +5,40 @@
 //     shown (requestVideoFrameCallback), median of RUNS;
 //   CPU per viewer: the box's CPU (its process, and its sound encoders for WebRTC) with 1 and 10
 //     viewers of one camera, less the same with none, over WINDOW_S seconds each; ROUNDS rounds
-//     alternate the cases, and the medians are compared (one window is noisier than a viewer).
+//     alternate the cases, and the medians are compared (one window is noisier than a viewer);
+//   glass to glass: a push camera (ffmpeg, RTMP, 640x360 15 fps) writes the wall clock's
+//     milliseconds into each frame as it makes it (20 black and white blocks); the page reads
+//     them back from each frame it shows (requestVideoFrameCallback, a canvas) and takes them from
+//     the frame's display time. One machine, one clock. It counts from the camera's capture, so
+//     it holds the camera's encoding and its RTMP push as well as the box and the browser;
+//   through a TURN relay: coturn on loopback, the box and Chromium allowed relay candidates
+//     only, first frame as above (a second box, given the relay).
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { testBox, withAdmin } from '../helpers/box.ts';
 import { freePort, waitUntil } from '../helpers/processes.ts';
 import { addRtspCameras, cameraClip, RtspCamera } from '../helpers/video.ts';
 import { launch } from '../helpers/browser.ts';
+import { TurnServer } from '../helpers/turn.ts';
+import { spawn } from 'node:child_process';
 import { cpuNs } from './proc-stats.ts';
 
 const RUNS = Number(process.env['RUNS'] ?? 7);
 const WINDOW_S = Number(process.env['WINDOW_S'] ?? 15);
 const ROUNDS = Number(process.env['ROUNDS'] ?? 3);
+const LATENCY_S = Number(process.env['LATENCY_S'] ?? 10);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)]!;
 
+const rtmpPort = await freePort();
 const box = await testBox({
   http: { port: await freePort() },
-  video: { segmentSeconds: 4, maxViewersPerCamera: 50, maxViewersPerUser: 100 },
+  video: {
+    segmentSeconds: 4,
+    maxViewersPerCamera: 50,
+    maxViewersPerUser: 100,
+    rtmp: { host: '127.0.0.1', port: rtmpPort },
+  },
 });
 const admin = await withAdmin(box);
 const base = `http://127.0.0.1:${box.config.http.port}`;
@@ -31,6 +48,145 @@ await addRtspCameras(box, admin, { door: cam });
 const browser = await launch();
 const context = await browser.newContext();
 await context.addCookies([{ name: 'fogedge_session', value: admin, url: base }]);
+
+/** Bits of the wall clock's milliseconds (mod 2^20, about 17 minutes) drawn in each frame. */
+const CLOCK_BITS = 20;
+const CLOCK_BLOCK = 32; // px wide, 40 high, along the top
+/** A push camera whose frames carry the time they were made; the ffmpeg process. */
+async function startClockCamera() {
+  const res = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'clock', name: 'clock', source: { kind: 'rtmp' } },
+  });
+  if (res.status !== 201) throw new Error(`clock camera not added: ${res.text}`);
+  const blocks = Array.from(
+    { length: CLOCK_BITS },
+    (_, k) =>
+      `drawbox=x=${k * CLOCK_BLOCK}:y=0:w=${CLOCK_BLOCK}:h=40:color=white:t=fill:enable='mod(floor(t*1000/${2 ** k}),2)'`,
+  );
+  // The frame's time set to the wall clock (RTCTIME, µs) while the blocks are drawn, then back.
+  const filter = [
+    'settb=AVTB',
+    'setpts=RTCTIME',
+    'drawbox=x=0:y=0:w=640:h=40:color=black:t=fill',
+    ...blocks,
+    'setpts=N/15/TB',
+  ];
+  const ffmpeg = spawn(
+    'ffmpeg',
+    [
+      '-v',
+      'error',
+      '-re',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=640x360:rate=15',
+      '-vf',
+      filter.join(','),
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-tune',
+      'zerolatency',
+      '-g',
+      '30',
+      '-an',
+      '-f',
+      'flv',
+      `rtmp://127.0.0.1:${rtmpPort}/live/clock?key=${res.json.streamKey}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  await waitUntil(
+    'the clock camera online',
+    async () => (await box.request('GET', '/api/v1/cameras/clock', { auth: admin })).json.status?.state === 'online',
+    30_000,
+    300,
+  );
+  return ffmpeg;
+}
+
+/**
+ * One viewer of the clock camera in the page (plain JavaScript, as VIEWERS): for each frame shown
+ * after the first 2 s (the first GOP's burst), its display time less the time written in it, ms.
+ * The MSE player keeps to the live edge as the app's does (more than 1.5 s behind: jump to it).
+ */
+const GLASS_TO_GLASS = `async ({ kind, seconds, bits, block }) => {
+  const video = document.createElement('video');
+  video.muted = true;
+  video.autoplay = true;
+  document.body.append(video);
+  let close;
+  if (kind === 'webrtc') {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const media = new MediaStream();
+    video.srcObject = media;
+    pc.ontrack = (e) => media.addTrack(e.track);
+    await pc.setLocalDescription(await pc.createOffer());
+    const res = await fetch('/api/v1/cameras/clock/whep', {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp' },
+      body: pc.localDescription.sdp,
+    });
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    close = () => pc.close();
+  } else {
+    const source = new MediaSource();
+    video.src = URL.createObjectURL(source);
+    await new Promise((r) => source.addEventListener('sourceopen', r, { once: true }));
+    const ws = new WebSocket('ws://' + location.host + '/api/v1/cameras/clock/live');
+    ws.binaryType = 'arraybuffer';
+    let buffer;
+    const queue = [];
+    const pump = () => {
+      if (!buffer || buffer.updating) return;
+      if (buffer.buffered.length) {
+        const end = buffer.buffered.end(buffer.buffered.length - 1);
+        if (end - video.currentTime > 1.5) video.currentTime = end - 0.2;
+      }
+      if (queue.length) buffer.appendBuffer(queue.shift());
+    };
+    ws.onmessage = (m) => {
+      if (typeof m.data === 'string') {
+        buffer = source.addSourceBuffer(JSON.parse(m.data).mime);
+        buffer.mode = 'sequence';
+        buffer.addEventListener('updateend', pump);
+      } else queue.push(m.data);
+      pump();
+    };
+    close = () => ws.close();
+  }
+  const canvas = document.createElement('canvas');
+  canvas.width = bits * block;
+  canvas.height = 40;
+  const g = canvas.getContext('2d', { willReadFrequently: true });
+  const wrap = 2 ** bits;
+  const out = [];
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no frame within 15 s')), 15000);
+    let first;
+    const onFrame = (now, meta) => {
+      clearTimeout(timer);
+      first ??= now;
+      if (now - first > 2000) {
+        g.drawImage(video, 0, 0, canvas.width, 40, 0, 0, canvas.width, 40);
+        const row = g.getImageData(0, 20, canvas.width, 1).data;
+        let made = 0;
+        for (let k = 0; k < bits; k++) if (row[(k * block + block / 2) * 4] > 128) made += 2 ** k;
+        const shown = Math.round(performance.timeOrigin + meta.expectedDisplayTime) % wrap;
+        out.push((shown - made + wrap) % wrap);
+      }
+      if (now - first > (seconds + 2) * 1000) resolve();
+      else video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  });
+  close();
+  return out;
+}`;
 
 /**
  * The viewers, as plain JavaScript for the page: tsx names the functions of code it compiles
@@ -164,7 +320,85 @@ for (const n of [1, 10]) {
   );
 }
 
+console.log(`glass to glass, from the camera's capture to the frame shown, over ${LATENCY_S} s (640x360 15 fps):`);
+const clockCamera = await startClockCamera();
+const glass: Record<string, number> = {};
+for (const kind of ['webrtc', 'mse'] as const) {
+  const page = await context.newPage();
+  await page.goto(`${base}/about:blank`).catch(() => undefined);
+  const ms = (await page.evaluate(
+    `(${GLASS_TO_GLASS})(${JSON.stringify({ kind, seconds: LATENCY_S, bits: CLOCK_BITS, block: CLOCK_BLOCK })})`,
+  )) as number[];
+  await page.close();
+  glass[kind] = median(ms);
+  console.log(
+    `  ${kind.padEnd(7)} median ${glass[kind]} ms, 95th percentile ${percentile(ms, 0.95)} ms, least ${Math.min(...ms)} ms (${ms.length} frames)`,
+  );
+}
+console.log(
+  `  WebRTC / MSE: ${(glass['webrtc']! / glass['mse']!).toFixed(2)}x (target: WebRTC within 150 ms of the ingest)`,
+);
+clockCamera.kill('SIGKILL');
 await browser.close();
 await box.stop();
+
+// Through a relay: a second box given coturn, and a viewer that may only use relays.
+const turn = new TurnServer();
+await turn.start();
+const relayed = await testBox({
+  http: { port: await freePort() },
+  video: { segmentSeconds: 4 },
+  webrtc: { iceServers: [turn.boxUrl] },
+});
+const relayedAdmin = await withAdmin(relayed);
+const relayedBase = `http://127.0.0.1:${relayed.config.http.port}`;
+await addRtspCameras(relayed, relayedAdmin, { door: cam });
+const relayBrowser = await launch();
+const relayContext = await relayBrowser.newContext();
+await relayContext.addCookies([{ name: 'fogedge_session', value: relayedAdmin, url: relayedBase }]);
+const RELAYED_VIEWER = `async (server) => {
+  const video = document.createElement('video');
+  video.muted = true;
+  video.autoplay = true;
+  document.body.append(video);
+  const shown = new Promise((resolve) => video.requestVideoFrameCallback((now) => resolve(now)));
+  const started = performance.now();
+  const pc = new RTCPeerConnection({ iceServers: [server], iceTransportPolicy: 'relay' });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const media = new MediaStream();
+  video.srcObject = media;
+  pc.ontrack = (e) => media.addTrack(e.track);
+  await pc.setLocalDescription(await pc.createOffer());
+  // Relay candidates come from the TURN server: the offer waits for them, as an app away does.
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') resolve();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+  });
+  const res = await fetch('/api/v1/cameras/door/whep', {
+    method: 'POST',
+    headers: { 'content-type': 'application/sdp' },
+    body: pc.localDescription.sdp,
+  });
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const ms = (await shown) - started;
+  pc.close();
+  return ms;
+}`;
+const relayTimes: number[] = [];
+for (let i = 0; i < RUNS; i++) {
+  const page = await relayContext.newPage();
+  await page.goto(`${relayedBase}/about:blank`).catch(() => undefined);
+  relayTimes.push((await page.evaluate(`(${RELAYED_VIEWER})(${JSON.stringify(turn.browserServer)})`)) as number);
+  await page.close();
+}
+console.log(
+  `first frame through the TURN relay, from the player's start (its candidates gathered first), median of ${RUNS}:`,
+);
+console.log(
+  `  webrtc  ${Math.round(median(relayTimes))} ms (runs: ${relayTimes.map(Math.round).join(', ')}); ${turn.allocations} allocations on the relay; against WebRTC on the LAN ${(median(relayTimes) / first['webrtc']!).toFixed(2)}x`,
+);
+await relayBrowser.close();
+await relayed.stop();
+await turn.stop();
 await cam.stop();
 process.exit(0);

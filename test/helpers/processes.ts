@@ -88,8 +88,11 @@ export class Proc {
   }
 }
 
-/** A FogEdge node, as `npm start` runs it, configured by environment. */
-export function startNode(env: Record<string, string>): Proc {
+/**
+ * A FogEdge node configured by environment: its sources through tsx (the tests' default), or the
+ * compiled program `npm start` runs (build/, made by `npm run build`).
+ */
+export function startNode(env: Record<string, string>, program: 'sources' | 'compiled' = 'sources'): Proc {
   // RTMP push off unless asked for: port 1935 may be someone else's on a test machine.
   // Detection off unless asked for: it costs CPU the other tests need.
   const defaults = {
@@ -100,7 +103,8 @@ export function startNode(env: Record<string, string>): Proc {
   };
   // PROF=<dir>: each node writes a V8 CPU profile there when it exits (for benchmarks).
   const profile = process.env['PROF'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['PROF']}`] : [];
-  return new Proc(process.execPath, [...profile, '--import', 'tsx', 'gateway/main.ts'], { ...defaults, ...env });
+  const entry = program === 'compiled' ? ['build/gateway/main.js'] : ['--import', 'tsx', 'gateway/main.ts'];
+  return new Proc(process.execPath, [...profile, ...entry], { ...defaults, ...env });
 }
 
 export async function startedNode(env: Record<string, string>): Promise<Proc> {

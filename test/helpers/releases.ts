@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import * as tar from 'tar';
 import { packRelease } from '../../appliance/pack-release.ts';
+import { buildBox } from '../../appliance/build.ts';
 import { signRelease } from '../../appliance/releases.ts';
 import { tempDir } from './box.ts';
 import { freePort } from './processes.ts';
@@ -47,6 +48,8 @@ export class ReleaseLab {
       .split('\n')
       .filter((f) => f && existsSync(path.join(repo, f)));
     if (existsSync(path.join(repo, 'web-ui/dist'))) files.push('web-ui/dist');
+    await buildBox(repo); // the compiled program, as npm run release:pack ships it
+    files.push('build');
     const sourceArchive = path.join(served, 'source.tgz');
     await packRelease(repo, files, sourceArchive);
     const first = path.join(root, 'releases', BASE_VERSION);
@@ -87,6 +90,12 @@ export class ReleaseLab {
     );
     await rm(path.dirname(dir), { recursive: true, force: true });
     return { version, url: `${this.archiveUrl}/fogedge-${version}.tgz`, sha256, signature: this.sign(version, sha256) };
+  }
+
+  /** Makes a release's program `code` (its compiled entry, and its sources for a release from before the build). */
+  static async program(dir: string, code: string): Promise<void> {
+    await writeFile(path.join(dir, 'gateway/main.ts'), code);
+    await writeFile(path.join(dir, 'build/gateway/main.js'), code);
   }
 
   /** The release runner's command line, as the systemd unit runs it. */

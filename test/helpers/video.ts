@@ -170,6 +170,50 @@ export async function subStreamClip(): Promise<string> {
   return file;
 }
 
+/** The sub-stream clip looped to 3 minutes (stream copy), for cameras that run longer than 20 s. */
+export async function longSubStreamClip(): Promise<string> {
+  return madeOnce('fogedge-test-clip-640-nob-180s.mp4', ['-stream_loop', '8', '-i', await subStreamClip(), '-c', 'copy']);
+}
+
+/**
+ * A quiet camera: the street held still (one frame of it), with the real street, its people
+ * walking, for 5 s in every 30 (as someone passing a garden camera now and then); 1280x720
+ * 15 fps, no B-frames, 3 minutes (about a minute to make, then kept).
+ */
+export async function quietClip(): Promise<string> {
+  const file = path.join(os.tmpdir(), 'fogedge-test-clip-quiet-180s.mp4');
+  if (existsSync(file)) return file;
+  const frame = `${file}.${process.pid}.png`;
+  await run('ffmpeg', ['-v', 'error', '-y', '-ss', '10', '-i', DEMO_CLIP, '-frames:v', '1', frame]);
+  return madeOnce(path.basename(file), [
+    '-loop',
+    '1',
+    '-framerate',
+    '15',
+    '-i',
+    frame,
+    '-stream_loop',
+    '-1',
+    '-i',
+    DEMO_CLIP,
+    '-filter_complex',
+    "[0:v][1:v]overlay=enable='lt(mod(t,30),5)',format=yuv420p",
+    '-t',
+    '180',
+    '-r',
+    '15',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-bf',
+    '0',
+    '-g',
+    '30',
+    '-an',
+  ]).finally(() => rm(frame, { force: true }));
+}
+
 /**
  * Frames of the bundled clip as the detector sees them: 5 fps, RGB, scaled into the model's
  * 416x416 letterbox (416x234). The whole clip when no range is given.
