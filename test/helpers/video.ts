@@ -172,7 +172,14 @@ export async function subStreamClip(): Promise<string> {
 
 /** The sub-stream clip looped to 3 minutes (stream copy), for cameras that run longer than 20 s. */
 export async function longSubStreamClip(): Promise<string> {
-  return madeOnce('fogedge-test-clip-640-nob-180s.mp4', ['-stream_loop', '8', '-i', await subStreamClip(), '-c', 'copy']);
+  return madeOnce('fogedge-test-clip-640-nob-180s.mp4', [
+    '-stream_loop',
+    '8',
+    '-i',
+    await subStreamClip(),
+    '-c',
+    'copy',
+  ]);
 }
 
 /**
