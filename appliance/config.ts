@@ -226,6 +226,8 @@ export const ConfigSchema = z.strictObject({
       minScore: z.number().min(0.05).max(1).default(0.5),
       /** Threads of one inference. */
       threads: z.number().int().min(1).max(64).default(1),
+      /** Inferences run at once for all cameras of a node; null: one a core. */
+      concurrentInferences: z.number().int().min(1).max(64).nullable().default(null),
       /** Width of event snapshots, px. */
       snapshotWidth: z.number().int().min(160).max(3840).default(960),
       /** A stationary object is re-checked this often without motion, s. */

@@ -18,6 +18,7 @@ import { CameraInput, type Camera } from '../services/cameras/cameras.schemas.ts
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { tempDir } from './helpers/box.ts';
 import { waitUntil } from './helpers/processes.ts';
+import { InferenceQueue } from '../services/detector/inference-queue.ts';
 
 const run = promisify(execFile);
 const silent = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, fatal() {} } as never;
@@ -54,6 +55,7 @@ test('a slow detector keeps the newest frame, counts what it drops, says it is b
   const detector = new CameraDetector(
     camera,
     slow,
+    new InferenceQueue(1),
     { ffmpegPath: 'ffmpeg', snapshotWidth: 640, minScore: 0.5, stationaryCheckMs: 5000, stationaryEndMs: 30_000 },
     async () => {
       // As fast as the disk gives it: far faster than 5 fps. It stays open, as a camera's does.

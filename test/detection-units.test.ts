@@ -7,6 +7,7 @@ import path from 'node:path';
 import { ModelError, YoloxModel, iouOf } from '../lib/vision/yolox.ts';
 import { MotionDetector } from '../lib/vision/motion.ts';
 import { Tracker } from '../services/detector/tracker.ts';
+import { InferenceQueue } from '../services/detector/inference-queue.ts';
 import { MAX_MS, MotionSpans, QUIET_MS } from '../services/detector/motion-spans.ts';
 import type { MotionSpan } from '../services/detector/detector.schemas.ts';
 import { footOf, insidePolygon } from '../lib/vision/geometry.ts';
@@ -247,6 +248,63 @@ test('zones and masks place an object at its feet', () => {
   ] as Array<[number, number]>;
   assert.ok(insidePolygon(footOf([10, 0, 20, 90], 100, 100), lower), 'head above the line, feet below it: inside');
   assert.not.ok(insidePolygon(footOf([10, 0, 20, 40], 100, 100), lower));
+});
+
+
+test('one inference queue for all cameras: one at a time, cameras following objects first, none left waiting over its bound', async () => {
+  const queue = new InferenceQueue(1, 50);
+  const order: string[] = [];
+  let running = 0;
+  let most = 0;
+  const job = (camera: string, ms: number) => async () => {
+    running++;
+    most = Math.max(most, running);
+    order.push(camera);
+    await new Promise((r) => setTimeout(r, ms));
+    running--;
+    return camera;
+  };
+  const tracked = new Set(['street']);
+  // The first runs at once; then garden and yard wait (motion only) while street (tracks) comes later.
+  const first = queue.run('door', () => false, job('door', 20));
+  const garden = queue.run('garden', () => tracked.has('garden'), job('garden', 20));
+  const street = queue.run('street', () => tracked.has('street'), job('street', 20));
+  assert.is(queue.depth, 2);
+  assert.equal(await Promise.all([first, street, garden]), ['door', 'street', 'garden']);
+  assert.equal(
+    order,
+    ['door', 'street', 'garden'],
+    'the camera following objects went before the one that waited longer',
+  );
+  assert.is(most, 1, 'the model ran one frame at a time');
+
+  // A street that always has objects: garden still gets its turn once it has waited 50 ms.
+  order.length = 0;
+  let streetRuns = 0;
+  const busyStreet = async () => {
+    while (streetRuns++ < 20) await queue.run('street', () => true, job('street', 10));
+  };
+  const [, gardenAt] = await Promise.all([
+    busyStreet(),
+    (async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      const t0 = performance.now();
+      await queue.run('garden', () => false, job('garden', 1));
+      return performance.now() - t0;
+    })(),
+  ]);
+  assert.ok(order.indexOf('garden') > 0 && order.indexOf('garden') < order.length - 1, order.join(' '));
+  assert.ok(gardenAt < 200, `garden waited ${Math.round(gardenAt)} ms behind a busy street`);
+  // A job that fails is its caller's error; the queue goes on.
+  const failed = await queue
+    .run(
+      'bad',
+      () => false,
+      () => Promise.reject(new Error('model failed')),
+    )
+    .catch((err: Error) => err.message);
+  assert.is(failed, 'model failed');
+  assert.is(await queue.run('door', () => false, job('door', 1)), 'door');
 });
 
 test.run();

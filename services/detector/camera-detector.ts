@@ -13,6 +13,7 @@ import type { Camera } from '../cameras/cameras.schemas.ts';
 import type { ObjectEvent } from '../events/events.schemas.ts';
 import type { DetectorStats, MotionSpan } from './detector.schemas.ts';
 import { MotionSpans } from './motion-spans.ts';
+import type { InferenceQueue } from './inference-queue.ts';
 
 export interface DetectorOptions {
   ffmpegPath: string;
@@ -56,6 +57,8 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
   constructor(
     readonly camera: Camera,
     private readonly model: YoloxModel,
+    /** Shared by every camera of this node: the model runs for them in turn. */
+    private readonly inferences: InferenceQueue,
     private readonly options: DetectorOptions,
     private readonly openFeed: () => Promise<Readable>,
     private readonly log: LoggerInstance,
@@ -169,7 +172,6 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
       const recheck =
         this.tracker.tracks.length > 0 && frame.at - this.lastInferenceAt >= this.options.stationaryCheckMs;
       if (!moved && !this.tracker.hasMoving && !recheck) return;
-      const t0 = performance.now();
       const generation = this.generation;
       const d = this.camera.detection;
       const minScores: Record<string, number> & { default: number } = {
@@ -180,12 +182,22 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
       const trackScores = Object.fromEntries(
         Object.entries(minScores).map(([k, v]) => [k, v * TRACK_SCORE_FACTOR]),
       ) as typeof minScores;
-      const found = (await this.model.detect(image, trackScores)).filter((det) => {
+      // A camera following objects goes before one that only saw motion.
+      const detected = await this.inferences.run(
+        this.camera.id,
+        () => this.tracker.tracks.length > 0,
+        async () => {
+          const t0 = performance.now();
+          const result = await this.model.detect(image, trackScores);
+          this.inferenceTotalMs += performance.now() - t0;
+          return result;
+        },
+      );
+      const found = detected.filter((det) => {
         if (!d.labels.includes(det.label)) return false;
         const foot = footOf(det.box, frame.width, frame.height);
         return !d.objectMasks.some((mask) => insidePolygon(foot, mask));
       });
-      this.inferenceTotalMs += performance.now() - t0;
       this.counts.inferences++;
       if (generation !== this.generation) return; // its stream ended meanwhile
       this.lastInferenceAt = frame.at;

@@ -21,6 +21,12 @@ export const DetectorStatus = z.object({
   model: z.object({ path: z.string(), inputSize: z.number().int(), labels: z.number().int() }).nullable(),
   error: z.string().nullable().describe('why detection is off (no model, a model that does not load); null: working'),
   lostEvents: z.number().int().describe('event changes the events service could not take'),
+  inferences: z
+    .object({
+      concurrency: z.number().int().describe('inferences run at once, for all cameras of the node'),
+      waiting: z.number().int().describe('frames waiting for the model now, at most one a camera'),
+    })
+    .describe("the node's one queue of inferences: cameras following objects first, none waiting over 1 s"),
   cameras: z.record(z.string(), DetectorStats),
 });
 export type DetectorStatus = z.output<typeof DetectorStatus>;

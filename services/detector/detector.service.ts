@@ -14,6 +14,8 @@ import { CameraDetector } from './camera-detector.ts';
 import type { DetectorStats, DetectorStatus } from './detector.schemas.ts';
 import type { ObjectEvent } from '../events/events.schemas.ts';
 import { YoloxModel } from '../../lib/vision/yolox.ts';
+import { InferenceQueue } from './inference-queue.ts';
+import os from 'node:os';
 
 const score = (node: string, camera: string) => createHash('sha1').update(`${node}/${camera}`).digest().readUInt32BE(0);
 
@@ -27,6 +29,9 @@ export function detectorService(config: Config): ServiceSchema {
   /** The last camera list seen: kept when the cameras service cannot be reached. */
   let cameras: Camera[] = [];
   let lostEvents = 0;
+  const inferences = new InferenceQueue(
+    config.detector.concurrentInferences ?? os.availableParallelism(),
+  );
 
   return {
     name: 'detector',
@@ -46,6 +51,7 @@ export function detectorService(config: Config): ServiceSchema {
               : null,
             error: modelError,
             lostEvents,
+            inferences: { concurrency: inferences.concurrency, waiting: inferences.depth },
             cameras: perCamera,
           };
         },
@@ -119,6 +125,7 @@ export function detectorService(config: Config): ServiceSchema {
         const d = new CameraDetector(
           camera,
           model!,
+          inferences,
           {
             ffmpegPath: config.video.ffmpegPath,
             snapshotWidth: config.detector.snapshotWidth,

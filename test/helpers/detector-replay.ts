@@ -12,6 +12,7 @@ import { ConfigSchema } from '../../appliance/config.ts';
 import { iouOf, type Box, type YoloxModel } from '../../lib/vision/yolox.ts';
 import type { ObjectEvent } from '../../services/events/events.schemas.ts';
 import { FRAGMENTS } from '../../services/streams/ffmpeg.ts';
+import { InferenceQueue } from '../../services/detector/inference-queue.ts';
 
 const run = promisify(execFile);
 const config = ConfigSchema.parse({});
@@ -62,7 +63,7 @@ export async function replayDetector(
   detection: Partial<Camera['detection']> = {},
   /** Each message as the detector sends it (to events.record). */
   onMessage: (e: ObjectEvent) => void = () => undefined,
-): Promise<{ events: SeenEvent[]; firstDataAt: number }> {
+): Promise<{ events: SeenEvent[]; firstDataAt: number; counts: CameraDetector['counts'] }> {
   const source = { kind: 'rtsp' as const, url: 'rtsp://camera.invalid/stream', transport: 'tcp' as const };
   const camera: Camera = {
     ...CameraInput.parse({ id: 'replay', name: 'replay', source, detection }),
@@ -82,6 +83,7 @@ export async function replayDetector(
   const detector = new CameraDetector(
     camera,
     model,
+    new InferenceQueue(1),
     options,
     async () => {
       if (opened) throw new Error('the clip has ended');
@@ -120,7 +122,7 @@ export async function replayDetector(
   });
   await new Promise((r) => setTimeout(r, 500)); // the last frames through the model
   detector.stop();
-  return { events: [...seen.values()], firstDataAt };
+  return { events: [...seen.values()], firstDataAt, counts: { ...detector.counts } };
 }
 
 /** The model's detections of `label` in a JPEG, with boxes relative to the picture (0..1). */

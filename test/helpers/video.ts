@@ -183,22 +183,74 @@ export async function longSubStreamClip(): Promise<string> {
 }
 
 /**
- * A quiet camera: the street held still (one frame of it), with the real street, its people
- * walking, for 5 s in every 30 (as someone passing a garden camera now and then); 1280x720
- * 15 fps, no B-frames, 3 minutes (about a minute to make, then kept).
+ * The street with nobody in it: each pixel's median over 41 frames of the clip, 0.5 s apart
+ * (people walk on; the street stays). A PNG, 1280x720.
+ */
+async function emptyStreet(file: string): Promise<void> {
+  const [width, height, count] = [1280, 720, 41];
+  const { stdout } = await run(
+    'ffmpeg',
+    [
+      '-v',
+      'error',
+      '-i',
+      DEMO_CLIP,
+      '-vf',
+      'fps=2',
+      '-frames:v',
+      String(count),
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'rgb24',
+      '-',
+    ],
+    { encoding: 'buffer', maxBuffer: 1 << 30 },
+  );
+  const size = width * height * 3;
+  const frames = Math.floor(stdout.length / size);
+  const out = Buffer.alloc(size);
+  const values = new Uint8Array(frames);
+  for (let i = 0; i < size; i++) {
+    for (let f = 0; f < frames; f++) values[f] = stdout[f * size + i]!;
+    out[i] = values.sort()[frames >> 1]!;
+  }
+  const raw = `${file}.rgb`;
+  await writeFile(raw, out);
+  await run('ffmpeg', [
+    '-v',
+    'error',
+    '-y',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    '-s',
+    `${width}x${height}`,
+    '-i',
+    raw,
+    file,
+  ]);
+  await rm(raw, { force: true });
+}
+
+/**
+ * A quiet camera: the street with nobody in it, and the real street, its people walking, for
+ * 5 s in every 30 (as people passing a garden camera now and then); 1280x720 15 fps, no
+ * B-frames, 3 minutes (about a minute to make, then kept).
  */
 export async function quietClip(): Promise<string> {
-  const file = path.join(os.tmpdir(), 'fogedge-test-clip-quiet-180s.mp4');
+  const file = path.join(os.tmpdir(), 'fogedge-test-clip-quiet-empty-180s.mp4');
   if (existsSync(file)) return file;
-  const frame = `${file}.${process.pid}.png`;
-  await run('ffmpeg', ['-v', 'error', '-y', '-ss', '10', '-i', DEMO_CLIP, '-frames:v', '1', frame]);
+  const empty = `${file}.${process.pid}.png`;
+  await emptyStreet(empty);
   return madeOnce(path.basename(file), [
     '-loop',
     '1',
     '-framerate',
     '15',
     '-i',
-    frame,
+    empty,
     '-stream_loop',
     '-1',
     '-i',
@@ -218,7 +270,7 @@ export async function quietClip(): Promise<string> {
     '-g',
     '30',
     '-an',
-  ]).finally(() => rm(frame, { force: true }));
+  ]).finally(() => rm(empty, { force: true }));
 }
 
 /**
