@@ -231,7 +231,7 @@ async function phase(name: string, detecting: (id: string) => boolean): Promise<
   // Where the memory is: the box's own process, and its ffmpegs by what they do.
   const byRole: Record<string, number> = { node: pssMiB(box.pid) };
   for (const p of descendants(box.pid)) {
-    let cmd = '';
+    let cmd: string;
     try {
       cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
     } catch {
