@@ -391,6 +391,25 @@ test('with nothing between home and away (symmetric NAT, UDP blocked), the opera
   }
 });
 
+test('the operator’s TURN server restarted mid-session: the app opens a new session through it and plays again', async () => {
+  await net.blockDirect(true);
+  try {
+    await page.reload();
+    assert.is(await reachShown(page), 'Away: relayed');
+    await videoAdvances(page, 'video', 1, 30_000);
+    await turn.stop(); // its allocations are gone with it: nothing reaches the box
+    await turn.start(); // a new process: its log, and so its count of allocations, starts at 0
+    const t0 = Date.now();
+    // The old session's relay is gone; the app opens a new one through the restarted relay.
+    await waitUntil('allocations on the restarted relay', () => turn.allocations > 0, 20_000);
+    assert.is(await reachShown(page), 'Away: relayed');
+    await videoAdvances(page, 'video', 1, 20_000 - (Date.now() - t0));
+    assert.is(await page.evaluate(async () => (await fetch('/api/v1/auth/me')).status), 200);
+  } finally {
+    await net.blockDirect(false);
+  }
+});
+
 test('the operator’s broker restarted mid-session: the session goes on, and new sessions start once it is back', async () => {
   await page.reload();
   await reachShown(page);

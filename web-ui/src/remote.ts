@@ -41,6 +41,12 @@ export const reach = signal<{ mode: 'home' } | { mode: 'away'; path: string }>({
 
 const SIGNALLING_TIMEOUT_MS = 20_000;
 const PING_MS = 2000;
+/**
+ * Nothing from the box this long (it answers each ping): the path is gone (the operator's relay
+ * restarted, the phone changed networks). The tunnel is closed and made again at once, rather than
+ * waiting the half minute the browser's ICE takes to give up.
+ */
+const SILENT_MS = 6000;
 
 // --- This browser's pairing, kept in IndexedDB (a CryptoKey is stored as an object, not as bytes).
 
@@ -269,6 +275,7 @@ export class Tunnel {
   private readonly listeners = new Set<(type: string, data: unknown) => void>();
   private readonly pinger: ReturnType<typeof setInterval>;
   private updating = false;
+  private heardAt = performance.now();
   onclose: (() => void) | undefined;
 
   constructor(
@@ -281,7 +288,10 @@ export class Tunnel {
     channel.onmessage = (m) => this.received(m.data as string | ArrayBuffer);
     channel.onclose = () => this.closed();
     pc.addEventListener('connectionstatechange', () => pc.connectionState === 'failed' && this.closed());
-    this.pinger = setInterval(() => this.send({ ping: Date.now() }), PING_MS);
+    this.pinger = setInterval(() => {
+      if (performance.now() - this.heardAt > SILENT_MS) return this.close();
+      this.send({ ping: Date.now() });
+    }, PING_MS);
   }
 
   get open(): boolean {
@@ -360,6 +370,7 @@ export class Tunnel {
   }
 
   private received(data: string | ArrayBuffer): void {
+    this.heardAt = performance.now();
     if (typeof data !== 'string') {
       const id = new DataView(data).getUint32(0);
       this.pending.get(id)?.chunk(new Uint8Array(data, 4));
