@@ -521,6 +521,13 @@ export const ConfigSchema = z.strictObject({
       heartbeatTimeoutS: z.number().min(2).max(300).default(3),
     })
     .prefault({}),
+  /** The System page's charts: a sample of the node's figures this often, the newest `samples` kept (a day). */
+  history: z
+    .strictObject({
+      everySeconds: z.number().min(1).max(3600).default(60),
+      samples: z.number().int().min(10).max(100_000).default(1440),
+    })
+    .prefault({}),
 });
 
 export type Config = z.output<typeof ConfigSchema>;

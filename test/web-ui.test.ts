@@ -39,6 +39,7 @@ test.before(async () => {
       stationaryEndSeconds: 10,
       reviewMaxSeconds: 10,
     },
+    history: { everySeconds: 1, samples: 20 }, // the System page's charts, a sample a second
   });
   base = `http://127.0.0.1:${box.broker.getLocalService('api')!.settings['port']}`;
   cam = new RtspCamera(await freePort());
@@ -485,6 +486,55 @@ test('system: the installer links the box to its operator; a bad URL is named at
   } finally {
     await adm.stop();
   }
+});
+
+test('system: the last day is charted from the box’s own samples: CPU, memory, disk, sync queue, each camera’s detector', async () => {
+  await page.goto(`${base}/system`);
+  type History = {
+    samples: Array<{
+      cpuPercent: number;
+      cores: number;
+      memoryBytes: number;
+      diskUsedPercent: number;
+      cameras: Record<string, { fps: number }>;
+    }>;
+  };
+  // Asked as the page asks, with its session.
+  const history = () => page.evaluate(() => fetch('/api/v1/system/history').then((r) => r.json())) as Promise<History>;
+  const h = await waitUntil(
+    'samples with the camera detecting',
+    async () => {
+      const now = await history();
+      return now.samples.length >= 5 && Object.values(now.samples.at(-1)!.cameras).some((c) => c.fps > 0) && now;
+    },
+    30_000,
+  );
+  const last = h.samples.at(-1)!;
+  // This test's process is the box: it records and detects, so it works, and holds more than its code.
+  assert.ok(last.cpuPercent > 0 && last.cpuPercent <= last.cores * 100, `CPU ${last.cpuPercent} %`);
+  assert.ok(last.memoryBytes > 50 * 2 ** 20, `memory ${last.memoryBytes}`);
+  assert.ok(last.diskUsedPercent > 0 && last.diskUsedPercent < 100, `disk ${last.diskUsedPercent} %`);
+  assert.ok(h.samples.length <= 20, 'no more samples kept than asked for');
+  const camera = Object.keys(last.cameras).find((id) => last.cameras[id]!.fps > 0)!;
+  await page.reload();
+  // What the installer sees: a line per figure, drawn through the samples, the newest value beside it.
+  for (const label of ['CPU', 'Memory', 'Disk used', 'Sync queue', `${camera}: detector frames/s`]) {
+    const chart = page.locator(`#last-day figure[data-label^="${label}"]`);
+    await waitUntil(
+      `the ${label} chart drawn through 5 samples`,
+      async () => ((await chart.locator('polyline').getAttribute('points')) ?? '').trim().split(/\s+/).length >= 5,
+      10_000,
+    );
+  }
+  assert.match(
+    String(await page.locator('#last-day figure[data-label^="CPU"] figcaption').innerText()),
+    /CPU \(\d+ cores\): \d+ %/,
+  );
+  assert.match(
+    String(await page.locator(`#last-day figure[data-label^="${camera}"] figcaption`).innerText()),
+    /frames\/s: [\d.]+ · \d+ ms a frame/,
+  );
+  await shot(page, 'system-last-day');
 });
 
 test('a camera that stalls shows offline with the reason on the live page, then plays again, without a reload', async () => {

@@ -66,8 +66,31 @@ export const UpdateStarted = z.object({
   state: z.enum(['requested', 'restarting']),
 });
 
+/** One sample of the node's figures (services/system/history.ts). */
+export const HistorySample = z.object({
+  at: z.string(),
+  cpuPercent: z.number().describe('the node and its ffmpegs since the last sample, % of one core'),
+  cores: z.number().int(),
+  memoryBytes: z.number().describe('the node and its ffmpegs (proportional: shared libraries once)'),
+  diskUsedPercent: z.number().nullable().describe("the data root's disk"),
+  syncQueue: z.number().nullable().describe('items waiting to go to the cloud; null: sync did not answer'),
+  cameras: z.record(
+    z.string(),
+    z.object({ fps: z.number().describe('frames the detector read a second'), inferenceMs: z.number().nullable() }),
+  ),
+});
+export type HistorySample = z.output<typeof HistorySample>;
+
+export const History = z.object({
+  everySeconds: z.number(),
+  node: z.string(),
+  samples: z.array(HistorySample).describe('oldest first'),
+});
+export type History = z.output<typeof History>;
+
 declare module '../../lib/bus.ts' {
   interface Actions {
+    'system.history': { input: Record<string, never>; answer: History };
     'system.health': { input: Record<string, never>; answer: Health };
     'system.info': { input: Record<string, never>; answer: SystemInfo };
     'system.updateStatus': { input: Record<string, never>; answer: UpdateStatus };

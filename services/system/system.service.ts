@@ -16,7 +16,8 @@ import {
   releaseSignedBy,
   writeUpdateState,
 } from '../../appliance/releases.ts';
-import type { HealthStatus, SystemInfo, UpdateStatus } from './system.schemas.ts';
+import type { HealthStatus, History as HistoryAnswer, SystemInfo, UpdateStatus } from './system.schemas.ts';
+import { History } from './history.ts';
 import { version } from '../../appliance/version.ts';
 
 const NoInput = z.strictObject({});
@@ -67,6 +68,8 @@ interface RegistryNode {
 /** `schemaOf` makes a service's schema again for restartServices: the node's service list, given by the gateway. */
 export function systemService(config: Config, schemaOf: (name: ServiceName) => ServiceSchema): ServiceSchema {
   let confirmTimer: NodeJS.Timeout | undefined;
+  let historyTimer: NodeJS.Timeout | undefined;
+  let history: History | undefined;
   return {
     name: 'system',
 
@@ -226,6 +229,16 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
         },
       }),
 
+      history: action({
+        input: NoInput,
+        permission: 'system.view',
+        handler: (ctx): HistoryAnswer => ({
+          everySeconds: config.history.everySeconds,
+          node: ctx.broker.nodeID,
+          samples: history?.all ?? [],
+        }),
+      }),
+
       info: action({
         input: NoInput,
         permission: 'system.view',
@@ -313,9 +326,19 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
     },
 
     async started() {
+      const broker = this.broker;
+      // Each service that answers is asked; one not on this deployment or not in reach is left out.
+      history = new History(config.history.everySeconds, config.history.samples, {
+        dataDir: config.dataDir,
+        syncQueue: async () => (await call(broker, 'sync.status', {}, { timeout: 5000, retries: 0 })).queue.items,
+        detector: async () => (await call(broker, 'detector.status', {}, { timeout: 5000, retries: 0 })).cameras,
+      });
+      void history.sample(); // the first reading: rates start from it
+      historyTimer = setInterval(() => {
+        history!.sample().catch((err: Error) => this.logger.debug(`history: ${err.message}`));
+      }, config.history.everySeconds * 1000);
       const root = releasesRoot();
       if (!root) return;
-      const broker = this.broker;
       const log = this.logger;
       // The outcome of an update is told once the node's services are up (the uplink among them).
       const announce = (state: Awaited<ReturnType<typeof readUpdateState>> & object, ok: boolean) =>
@@ -359,6 +382,7 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
 
     stopped() {
       clearInterval(confirmTimer);
+      clearInterval(historyTimer);
     },
   };
 }

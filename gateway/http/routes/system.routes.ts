@@ -6,7 +6,7 @@ import { isUnreachable } from '../../../lib/errors.ts';
 import { version } from '../../../appliance/version.ts';
 import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.ts';
 import { body, errors, json, signedIn } from '../openapi.ts';
-import { SystemInfo, UpdateStarted, UpdateStatus } from '../../../services/system/system.schemas.ts';
+import { History, SystemInfo, UpdateStarted, UpdateStatus } from '../../../services/system/system.schemas.ts';
 
 const Status = z.enum(['ok', 'degraded', 'down']);
 const Health = z
@@ -107,6 +107,18 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       responses: { 200: json(SystemInfo), 401: errors[401], 403: errors[403] },
     }),
     async (c) => c.json(await callAs(broker, c, 'system.info', {}), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/system/history',
+      tags: ['system'],
+      summary: "The last day of the node's figures, a sample a minute: CPU, memory, disk, the sync queue, each camera's detector",
+      security: signedIn,
+      responses: { 200: json(History), 401: errors[401], 403: errors[403] },
+    }),
+    async (c) => c.json(await callAs(broker, c, 'system.history', {}), 200),
   );
 
   app.openapi(

@@ -1,7 +1,8 @@
 // System: is the box well? Storage used and left, each camera's bitrate, the detector's speed,
 // the services, cloud sync, the version.
 import type { TargetedEvent } from 'preact';
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
+import { LineChart } from '../components/chart.tsx';
 import { api, can, formatBytes, formatTime } from '../api.ts';
 import { useUpdates } from '../updates.ts';
 import { Field, Page, Problem, formValues, useAction, useLoad } from '../components/ui.tsx';
@@ -198,6 +199,78 @@ function ArchiveTier({ archive }: { archive: NonNullable<Storage['archive']> }) 
   );
 }
 
+interface History {
+  everySeconds: number;
+  samples: Array<{
+    at: string;
+    cpuPercent: number;
+    cores: number;
+    memoryBytes: number;
+    diskUsedPercent: number | null;
+    syncQueue: number | null;
+    cameras: Record<string, { fps: number; inferenceMs: number | null }>;
+  }>;
+}
+
+/** The last day at a glance, from the figures the box keeps itself (a sample a minute). */
+function LastDayPanel() {
+  const history = useLoad(() => api<History>('/system/history'));
+  const every = history.data?.everySeconds;
+  useEffect(() => {
+    if (!every) return;
+    const timer = setInterval(() => void history.reload(), every * 1000);
+    return () => clearInterval(timer);
+  }, [every]);
+  const samples = history.data?.samples ?? [];
+  const cameras = [...new Set(samples.flatMap((s) => Object.keys(s.cameras)))].sort();
+  const cores = samples.at(-1)?.cores ?? 1;
+  return (
+    <section class="panel" id="last-day">
+      <h2>Last day</h2>
+      <Problem error={history.error} />
+      {samples.length === 0 ? (
+        <p class="muted">The first figures come a minute after the box starts.</p>
+      ) : (
+        <>
+          <div class="charts">
+            <LineChart
+              label={`CPU (${cores} cores)`}
+              values={samples.map((s) => s.cpuPercent / s.cores)}
+              max={100}
+              format={(v) => `${Math.round(v)} %`}
+            />
+            <LineChart label="Memory" values={samples.map((s) => s.memoryBytes)} format={formatBytes} />
+            <LineChart
+              label="Disk used"
+              values={samples.map((s) => s.diskUsedPercent)}
+              max={100}
+              format={(v) => `${Math.round(v)} %`}
+            />
+            <LineChart label="Sync queue" values={samples.map((s) => s.syncQueue)} format={(v) => `${v} items`} />
+          </div>
+          {cameras.length > 0 && (
+            <div class="charts">
+              {cameras.map((id) => (
+                <LineChart
+                  key={id}
+                  label={`${id}: detector frames/s`}
+                  values={samples.map((s) => s.cameras[id]?.fps ?? null)}
+                  format={(v) => v.toFixed(1)}
+                  note={
+                    samples.at(-1)?.cameras[id]?.inferenceMs
+                      ? `${Math.round(samples.at(-1)!.cameras[id]!.inferenceMs!)} ms a frame`
+                      : undefined
+                  }
+                />
+              ))}
+            </div>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
 export function SystemPage() {
   const health = useLoad(async () => {
     const res = await fetch('/api/v1/health', { cache: 'no-store' });
@@ -217,6 +290,7 @@ export function SystemPage() {
   const low = s ? s.diskFreeBytes < s.minFreeBytes * 1.5 : false;
   return (
     <Page title="System">
+      <LastDayPanel />
       <section class="panel" id="storage">
         <h2>Storage</h2>
         <Problem error={storage.error} />
