@@ -250,7 +250,6 @@ test('zones and masks place an object at its feet', () => {
   assert.not.ok(insidePolygon(footOf([10, 0, 20, 40], 100, 100), lower));
 });
 
-
 test('one inference queue for all cameras: one at a time, cameras following objects first, none left waiting over its bound', async () => {
   const queue = new InferenceQueue(1, 50);
   const order: string[] = [];

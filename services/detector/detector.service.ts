@@ -29,9 +29,7 @@ export function detectorService(config: Config): ServiceSchema {
   /** The last camera list seen: kept when the cameras service cannot be reached. */
   let cameras: Camera[] = [];
   let lostEvents = 0;
-  const inferences = new InferenceQueue(
-    config.detector.concurrentInferences ?? os.availableParallelism(),
-  );
+  const inferences = new InferenceQueue(config.detector.concurrentInferences ?? os.availableParallelism());
 
   return {
     name: 'detector',

@@ -114,7 +114,8 @@ export function systemRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker): 
       method: 'get',
       path: '/api/v1/system/history',
       tags: ['system'],
-      summary: "The last day of the node's figures, a sample a minute: CPU, memory, disk, the sync queue, each camera's detector",
+      summary:
+        "The last day of the node's figures, a sample a minute: CPU, memory, disk, the sync queue, each camera's detector",
       security: signedIn,
       responses: { 200: json(History), 401: errors[401], 403: errors[403] },
     }),
