@@ -22,7 +22,7 @@ function cpuTicks(pid: number): number {
 }
 
 /** Proportional memory (PSS) of a process: libraries shared by its ffmpegs are counted once. */
-function pssBytes(pid: number): number {
+export function pssBytes(pid: number): number {
   try {
     return Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0) * 1024;
   } catch {
@@ -30,8 +30,8 @@ function pssBytes(pid: number): number {
   }
 }
 
-/** This process and every process under it (its ffmpegs). */
-function ourProcesses(): number[] {
+/** A process and every process under it (the box's ffmpegs), the root first. */
+export function processTree(root: number): number[] {
   const parentOf = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -42,7 +42,7 @@ function ourProcesses(): number[] {
       // gone meanwhile
     }
   }
-  const out = [process.pid];
+  const out = [root];
   for (let i = 0; i < out.length; i++) for (const [pid, parent] of parentOf) if (parent === out[i]) out.push(pid);
   return out;
 }
@@ -74,7 +74,7 @@ export class History {
   /** Takes one sample: CPU and frame rates over the time since the last one. */
   async sample(): Promise<HistorySample | undefined> {
     const at = Date.now();
-    const pids = ourProcesses();
+    const pids = processTree(process.pid);
     const ticks = new Map(pids.map((p) => [p, cpuTicks(p)]));
     const [disk, syncQueue, detector] = await Promise.all([
       statfs(this.inputs.dataDir).catch(() => null),

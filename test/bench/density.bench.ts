@@ -19,6 +19,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
 import { buildBox } from '../../appliance/build.ts';
+import { processTree, pssBytes } from '../../services/system/history.ts';
 import { tempDir } from '../helpers/box.ts';
 import { firstAdminSession, freePort, getJson, startNode, waitUntil } from '../helpers/processes.ts';
 import { longClip, longSubStreamClip, quietClip, RtspCamera } from '../helpers/video.ts';
@@ -31,40 +32,10 @@ const QUIET = Number(process.env['QUIET'] ?? 12);
 const SEGMENT_S = 4;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A process's proportional share of memory (PSS): shared libraries counted once across the box's processes. */
-const pssMiB = (pid: number) => {
-  try {
-    return Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0) / 1024;
-  } catch {
-    return 0;
-  }
-};
-/** The box's memory: its process and every process under it. */
-const boxMiB = (pid: number) => pssMiB(pid) + descendants(pid).reduce((s, p) => s + pssMiB(p), 0);
-
-/** Every process under `pid` (children, theirs, ...). */
-function descendants(pid: number): number[] {
-  const parentOf = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[1]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const [child, parent] of parentOf) {
-      if (parent !== p) continue;
-      out.push(child);
-      walk(child);
-    }
-  };
-  walk(pid);
-  return out;
-}
+/** The box's memory: its process and every process under it (PSS: shared libraries counted once). */
+const boxMiB = (pid: number) => processTree(pid).reduce((sum, p) => sum + pssBytes(p), 0) / 2 ** 20;
+const pssMiB = (pid: number) => pssBytes(pid) / 2 ** 20;
+const descendants = (pid: number) => processTree(pid).slice(1);
 
 /** `clip` from `offset` s in, looped to 10 minutes: longer than the run (stream copy, about a second). */
 async function looped(clip: string, offset = 0): Promise<string> {

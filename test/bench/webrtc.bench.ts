@@ -109,56 +109,76 @@ async function startClockCamera() {
 }
 
 /**
- * One viewer of the clock camera in the page (plain JavaScript, as VIEWERS): for each frame shown
- * after the first 2 s (the first GOP's burst), its display time less the time written in it, ms.
- * The MSE player keeps to the live edge as the app's does (more than 1.5 s behind: jump to it).
+ * Starts a player of `camera` in `video`; resolves to its close(). Plain JavaScript for the page:
+ * tsx names the functions of code it compiles (`__name(...)`), which the page does not have.
+ * WebRTC: a WHEP offer (relay candidates only when asked: the offer waits for them). MSE: the live
+ * socket into a MediaSource, kept to the live edge as the app's player keeps it (more than 1.5 s
+ * behind: jump to it).
  */
-const GLASS_TO_GLASS = `async ({ kind, seconds, bits, block }) => {
-  const video = document.createElement('video');
+const PLAY = `async (video, kind, camera, { iceServers = [], relayOnly = false } = {}) => {
   video.muted = true;
   video.autoplay = true;
-  document.body.append(video);
-  let close;
   if (kind === 'webrtc') {
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
     pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
     const media = new MediaStream();
     video.srcObject = media;
     pc.ontrack = (e) => media.addTrack(e.track);
     await pc.setLocalDescription(await pc.createOffer());
-    const res = await fetch('/api/v1/cameras/clock/whep', {
+    if (relayOnly)
+      await new Promise((resolve) => {
+        if (pc.iceGatheringState === 'complete') resolve();
+        pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+      });
+    const res = await fetch('/api/v1/cameras/' + camera + '/whep', {
       method: 'POST',
       headers: { 'content-type': 'application/sdp' },
       body: pc.localDescription.sdp,
     });
     await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-    close = () => pc.close();
-  } else {
-    const source = new MediaSource();
-    video.src = URL.createObjectURL(source);
-    await new Promise((r) => source.addEventListener('sourceopen', r, { once: true }));
-    const ws = new WebSocket('ws://' + location.host + '/api/v1/cameras/clock/live');
-    ws.binaryType = 'arraybuffer';
-    let buffer;
-    const queue = [];
-    const pump = () => {
-      if (!buffer || buffer.updating) return;
-      if (buffer.buffered.length) {
-        const end = buffer.buffered.end(buffer.buffered.length - 1);
-        if (end - video.currentTime > 1.5) video.currentTime = end - 0.2;
-      }
-      if (queue.length) buffer.appendBuffer(queue.shift());
-    };
-    ws.onmessage = (m) => {
-      if (typeof m.data === 'string') {
-        buffer = source.addSourceBuffer(JSON.parse(m.data).mime);
-        buffer.mode = 'sequence';
-        buffer.addEventListener('updateend', pump);
-      } else queue.push(m.data);
-      pump();
-    };
-    close = () => ws.close();
+    return () => pc.close();
   }
+  const source = new MediaSource();
+  video.src = URL.createObjectURL(source);
+  await new Promise((r) => source.addEventListener('sourceopen', r, { once: true }));
+  const ws = new WebSocket('ws://' + location.host + '/api/v1/cameras/' + camera + '/live');
+  ws.binaryType = 'arraybuffer';
+  let buffer;
+  const queue = [];
+  const pump = () => {
+    if (!buffer || buffer.updating) return;
+    if (buffer.buffered.length) {
+      const end = buffer.buffered.end(buffer.buffered.length - 1);
+      if (end - video.currentTime > 1.5) video.currentTime = end - 0.2;
+    }
+    if (queue.length) buffer.appendBuffer(queue.shift());
+  };
+  ws.onmessage = (m) => {
+    if (typeof m.data === 'string') {
+      buffer = source.addSourceBuffer(JSON.parse(m.data).mime);
+      buffer.mode = 'sequence';
+      buffer.addEventListener('updateend', pump);
+    } else queue.push(m.data);
+    pump();
+  };
+  return () => ws.close();
+}`;
+
+/** A new <video> in the page, and a promise of the time its first frame is shown. */
+const NEW_VIDEO = `() => {
+  const video = document.createElement('video');
+  document.body.append(video);
+  return { video, shown: new Promise((resolve) => video.requestVideoFrameCallback((now) => resolve(now))) };
+}`;
+
+/**
+ * One viewer of the clock camera: for each frame shown after the first 2 s (the first GOP's
+ * burst), its display time less the time written in it, ms.
+ */
+const GLASS_TO_GLASS = `async ({ kind, seconds, bits, block }) => {
+  const { video } = (${NEW_VIDEO})();
+  const close = await (${PLAY})(video, kind, 'clock');
   const canvas = document.createElement('canvas');
   canvas.width = bits * block;
   canvas.height = 40;
@@ -188,53 +208,12 @@ const GLASS_TO_GLASS = `async ({ kind, seconds, bits, block }) => {
   return out;
 }`;
 
-/**
- * The viewers, as plain JavaScript for the page: tsx names the functions of code it compiles
- * (`__name(...)`), which the page does not have.
- */
+/** `n` viewers of the door camera; each one's ms from its player's start to its first frame. */
 const VIEWERS = `async ({ kind, n }) => {
   const one = async () => {
-    const video = document.createElement('video');
-    video.muted = true;
-    video.autoplay = true;
-    document.body.append(video);
-    const shown = new Promise((resolve) => video.requestVideoFrameCallback((now) => resolve(now)));
+    const { video, shown } = (${NEW_VIDEO})();
     const started = performance.now();
-    if (kind === 'webrtc') {
-      const pc = new RTCPeerConnection();
-      pc.addTransceiver('video', { direction: 'recvonly' });
-      pc.addTransceiver('audio', { direction: 'recvonly' });
-      const media = new MediaStream();
-      video.srcObject = media;
-      pc.ontrack = (e) => media.addTrack(e.track);
-      const offer = await pc.createOffer();
-      await pc.setLocalDescription(offer);
-      const res = await fetch('/api/v1/cameras/door/whep', {
-        method: 'POST',
-        headers: { 'content-type': 'application/sdp' },
-        body: offer.sdp,
-      });
-      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-    } else {
-      const source = new MediaSource();
-      video.src = URL.createObjectURL(source);
-      await new Promise((r) => source.addEventListener('sourceopen', r, { once: true }));
-      const ws = new WebSocket('ws://' + location.host + '/api/v1/cameras/door/live');
-      ws.binaryType = 'arraybuffer';
-      let buffer;
-      const queue = [];
-      const pump = () => {
-        if (buffer && !buffer.updating && queue.length) buffer.appendBuffer(queue.shift());
-      };
-      ws.onmessage = (m) => {
-        if (typeof m.data === 'string') {
-          buffer = source.addSourceBuffer(JSON.parse(m.data).mime);
-          buffer.mode = 'sequence';
-          buffer.addEventListener('updateend', pump);
-        } else queue.push(m.data);
-        pump();
-      };
-    }
+    await (${PLAY})(video, kind, 'door');
     return (await shown) - started;
   };
   return Promise.all(Array.from({ length: n }, () => one()));
@@ -357,31 +336,11 @@ const relayBrowser = await launch();
 const relayContext = await relayBrowser.newContext();
 await relayContext.addCookies([{ name: 'fogedge_session', value: relayedAdmin, url: relayedBase }]);
 const RELAYED_VIEWER = `async (server) => {
-  const video = document.createElement('video');
-  video.muted = true;
-  video.autoplay = true;
-  document.body.append(video);
-  const shown = new Promise((resolve) => video.requestVideoFrameCallback((now) => resolve(now)));
+  const { video, shown } = (${NEW_VIDEO})();
   const started = performance.now();
-  const pc = new RTCPeerConnection({ iceServers: [server], iceTransportPolicy: 'relay' });
-  pc.addTransceiver('video', { direction: 'recvonly' });
-  const media = new MediaStream();
-  video.srcObject = media;
-  pc.ontrack = (e) => media.addTrack(e.track);
-  await pc.setLocalDescription(await pc.createOffer());
-  // Relay candidates come from the TURN server: the offer waits for them, as an app away does.
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === 'complete') resolve();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
-  });
-  const res = await fetch('/api/v1/cameras/door/whep', {
-    method: 'POST',
-    headers: { 'content-type': 'application/sdp' },
-    body: pc.localDescription.sdp,
-  });
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const close = await (${PLAY})(video, 'webrtc', 'door', { iceServers: [server], relayOnly: true });
   const ms = (await shown) - started;
-  pc.close();
+  close();
   return ms;
 }`;
 const relayTimes: number[] = [];
