@@ -83,19 +83,16 @@ export class ArchiveTier implements ArchivePolicy {
   }
 
   private async look(): Promise<Omit<ArchiveStatus, 'path' | 'since'>> {
-    const { dir, requireMount } = this.options;
+    const { dir } = this.options;
     const none = { totalBytes: null, freeBytes: null };
     const here = await stat(dir).catch(() => null);
     if (!here?.isDirectory()) return { state: 'missing', reason: `${dir} does not exist`, ...none };
-    if (requireMount) {
-      const parent = await stat(path.dirname(dir)).catch(() => null);
-      if (parent && parent.dev === here.dev)
-        return {
-          state: 'unmounted',
-          reason: `nothing is mounted on ${dir} (it is on the same filesystem as its parent)`,
-          ...none,
-        };
-    }
+    if (!(await this.mounted(here.dev)))
+      return {
+        state: 'unmounted',
+        reason: `nothing is mounted on ${dir} (it is on the same filesystem as its parent)`,
+        ...none,
+      };
     if (
       !(await access(dir, constants.W_OK).then(
         () => true,
@@ -107,6 +104,17 @@ export class ArchiveTier implements ArchivePolicy {
     const sizes = { totalBytes: disk.blocks * disk.bsize, freeBytes: disk.bavail * disk.bsize };
     const problem = await this.spaceProblem();
     return problem ? { state: 'full', reason: problem, ...sizes } : { state: 'ok', reason: null, ...sizes };
+  }
+
+  /** Whether the archive's filesystem is mounted (always, when it need not be a mount of its own). */
+  private async mounted(dev?: number): Promise<boolean> {
+    const { dir, requireMount } = this.options;
+    if (!requireMount) return true;
+    const [here, parent] = await Promise.all([
+      dev === undefined ? stat(dir).catch(() => null) : { dev },
+      stat(path.dirname(dir)).catch(() => null),
+    ]);
+    return Boolean(here && parent && parent.dev !== here.dev);
   }
 
   /** What `bytes` more would leave wrong with its space: under its floor, over its quota; null: nothing. */
@@ -169,6 +177,9 @@ export class ArchiveTier implements ArchivePolicy {
     const source = path.join(this.hotDir, segment.path);
     const target = this.pathOf(segment);
     const partial = `${target}.partial`;
+    // Looked at again now, not at the last check: a NAS unmounted since leaves its bare folder on
+    // the box's own disk, and nothing may be written there.
+    if (!(await this.mounted())) return false;
     await this.journal.put(JOURNAL_KEY, segment);
     try {
       await mkdir(path.dirname(target), { recursive: true });
