@@ -8,10 +8,10 @@ import os from 'node:os';
 import type { HistorySample } from './system.schemas.ts';
 
 /** Clock ticks a second in /proc/<pid>/stat (USER_HZ). */
-const TICK = 100;
+export const TICK = 100;
 
 /** utime + stime of a process in ticks; 0 once it is gone. */
-function cpuTicks(pid: number): number {
+export function cpuTicks(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');

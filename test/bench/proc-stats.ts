@@ -4,23 +4,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { promisify } from 'node:util';
 
-/** Clock ticks a second (USER_HZ) in /proc/<pid>/stat. */
-export const TICK = 100;
-
-/** utime + stime, in clock ticks, from a /proc/.../stat text (after the name, which may hold spaces). */
-const ticksOf = (stat: string) => {
-  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-};
-
-/** CPU time a process has used so far, in clock ticks (utime + stime); 0 once it is gone. */
-export function cpuTicks(pid: number): number {
-  try {
-    return ticksOf(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return 0;
-  }
-}
+// CPU time so far of a process, as the box's own System charts read it.
+export { cpuTicks, TICK } from '../../services/system/history.ts';
 
 export const rssMiB = (pid: number) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
