@@ -237,6 +237,14 @@ test("device states: the door's contact read as its type says, kept across a res
   assert.equal(readState('switch', '{"state":"ON"}'), { value: 'on' });
   assert.equal(readState('temperature', '21.5'), { value: 21.5 });
   assert.match(readState('contact', 'banana').problem!, /not open or closed/);
+  // JSON where it is JSON, the text where it is not (a number, true/false only as JSON has them).
+  assert.equal(readState('contact', ' true '), { value: 'open' });
+  assert.equal(readState('generic', '-1.5e3'), { value: -1500 });
+  assert.equal(readState('generic', '0x10'), { value: '0x10' });
+  assert.equal(readState('generic', '12 ms'), { value: '12 ms' });
+  assert.equal(readState('generic', ' "quoted" '), { value: 'quoted' });
+  assert.equal(readState('generic', '{"broken": '), { value: '{"broken":' });
+  assert.equal(readState('generic', '[1,2]'), { value: '[1,2]' });
   const states = (await box.request('GET', '/api/v1/device-states?id=door', { auth: family })).json;
   assert.is(states.door.contact.value, 'open');
   // The lamp on: a rule that wants it off does nothing.

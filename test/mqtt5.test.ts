@@ -13,6 +13,7 @@ import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { subackOf } from './helpers/mqtt.ts';
 import { PACKET_OVERHEAD_BYTES } from '../services/mqtt/packet-limit.ts';
+import { encodePacket } from '../services/mqtt/packet-encoding.ts';
 
 const run = promisify(execFile);
 let box: TestBox;
@@ -95,6 +96,77 @@ test.before(async () => {
 test.after(async () => {
   for (const c of clients) c.end(true);
   await box.stop();
+});
+
+test("the broker's own encoding of PUBLISH and its acknowledgements (one write each) is what mqtt-packet makes, or parses back the same; packets with properties are left to mqtt-packet", () => {
+  const parsedBack = (buf: Buffer, protocolVersion: 3 | 4 | 5) => {
+    const parser = mqttPacket.parser({ protocolVersion });
+    const got: mqttPacket.Packet[] = [];
+    parser.on('packet', (p) => got.push(p));
+    parser.on('error', (e) => assert.unreachable(e.message));
+    parser.parse(buf);
+    assert.is(got.length, 1);
+    return got[0]! as mqttPacket.Packet & Record<string, unknown>;
+  };
+  const publishes: mqttPacket.IPublishPacket[] = [];
+  for (const qos of [0, 1, 2] as const)
+    for (const [topic, payload] of [
+      ['fogedge/devices/d1/data', Buffer.from('21.5')],
+      ['dom/kök/ÿ', Buffer.alloc(0)],
+      ['a', Buffer.alloc(200_000, 7)], // a remaining length of three bytes
+    ] as const)
+      publishes.push({
+        cmd: 'publish',
+        topic,
+        payload,
+        qos,
+        retain: qos === 1,
+        dup: qos === 2,
+        ...(qos ? { messageId: 65_535 - qos } : {}),
+      });
+  publishes.push({ cmd: 'publish', topic: 't', payload: 'text', qos: 0, retain: false, dup: false });
+  // A forwarded MQTT 5 packet whose topic alias was resolved keeps the key, undefined.
+  publishes.push({
+    cmd: 'publish',
+    topic: 't',
+    payload: Buffer.from('x'),
+    qos: 0,
+    retain: false,
+    dup: false,
+    properties: { topicAlias: undefined },
+  });
+  for (const version of [3, 4, 5] as const) {
+    for (const p of publishes) {
+      const ours = encodePacket(p, version);
+      assert.ok(ours, `${p.topic} QoS ${p.qos} v${version} is encoded`);
+      assert.equal(ours, mqttPacket.generate(p, { protocolVersion: version }), `${p.topic} QoS ${p.qos} v${version}`);
+    }
+    for (const cmd of ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const) {
+      const ack = { cmd, messageId: 4242 } as mqttPacket.Packet;
+      const back = parsedBack(encodePacket(ack, version)!, version);
+      assert.is(back.cmd, cmd);
+      assert.is(back.messageId, 4242);
+      if (version === 5) assert.is(back.reasonCode ?? 0, 0, 'a v5 acknowledgement without reason code is a success');
+      else assert.equal(encodePacket(ack, version), mqttPacket.generate(ack, { protocolVersion: version }));
+    }
+  }
+  // What only mqtt-packet writes: properties, a refusal's reason code, other packets, bad fields.
+  const leftToMqttPacket: mqttPacket.Packet[] = [
+    {
+      cmd: 'publish',
+      topic: 't',
+      payload: Buffer.from('x'),
+      qos: 0,
+      retain: false,
+      dup: false,
+      properties: { contentType: 'text/plain' },
+    },
+    { cmd: 'puback', messageId: 1, reasonCode: 0x87 },
+    { cmd: 'puback', messageId: 1, properties: { reasonString: 'no' } },
+    { cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 1, retain: false, dup: false }, // no message id
+    { cmd: 'pingresp' },
+  ];
+  for (const p of leftToMqttPacket) assert.is(encodePacket(p, 5), undefined, JSON.stringify(p));
 });
 
 test('mosquitto_pub -V mqttv5 with user properties reaches a mosquitto_sub -V mqttv5 and a -V mqttv311 subscriber; a wrong secret is refused with a v5 reason', async () => {

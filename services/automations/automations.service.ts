@@ -163,10 +163,12 @@ export function automationsService(config: Config): ServiceSchema {
         this.tell({ kind: 'event', on: 'end', event: e });
         this.sceneChanged(e);
       }),
-      // A device's message, as the devices service read it (its state now, for conditions too).
-      ...on('device.reported', function ({ device, topic, state }) {
-        deviceStates.set(device, { ...deviceStates.get(device), [topic]: state });
-        this.tell({ kind: 'device.message', device, topic, payload: state.payload, value: state.value });
+      // Devices' messages, as the devices service read them (their states now, for conditions too).
+      ...on('device.reported', function ({ reports }) {
+        for (const { device, topic, state } of reports) {
+          deviceStates.set(device, { ...deviceStates.get(device), [topic]: state });
+          this.tell({ kind: 'device.message', device, topic, payload: state.payload, value: state.value });
+        }
       }),
       ...on('mqtt.device.connected', function ({ device }) {
         this.tell({ kind: 'device.connection', device, state: 'online' });

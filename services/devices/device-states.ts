@@ -12,12 +12,23 @@ const FLUSH_MS = 1000;
 const ON = new Set(['on', 'true', '1', 'open', 'opened', 'detected', 'motion', 'yes']);
 const OFF = new Set(['off', 'false', '0', 'closed', 'close', 'clear', 'no']);
 
+const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
+const JSON_WORDS: Record<string, unknown> = { true: true, false: false, null: null };
+
+/** JSON when it is JSON, else the text. Plain text is not handed to JSON.parse: its exception
+ *  costs more than the rest of a message's handling, and sensors send plain text all the time. */
 function parsed(payload: string): unknown {
-  try {
-    return JSON.parse(payload);
-  } catch {
-    return payload.trim();
+  const text = payload.trim();
+  const first = text[0];
+  if (first === '{' || first === '[' || first === '"') {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
   }
+  if (text in JSON_WORDS) return JSON_WORDS[text];
+  return JSON_NUMBER.test(text) ? Number(text) : text;
 }
 
 /** A yes/no from what devices send: ON/OFF, true/false, 1/0, or the type's own words. */

@@ -75,8 +75,9 @@ export interface DeviceChanged {
 
 declare module '../../lib/bus.ts' {
   interface Events {
-    /** A device's message under its own topics, as its state on that topic (at most mqtt.deviceMessagesPerSecond per device). */
-    'device.reported': { device: string; topic: string; state: StateEntry };
+    /** Devices' messages under their own topics, each as its state on that topic, in order (one
+     *  event per device.messages). */
+    'device.reported': { reports: { device: string; topic: string; state: StateEntry }[] };
     'device.updated': DeviceChanged;
     'device.removed': DeviceChanged;
   }

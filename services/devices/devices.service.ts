@@ -215,11 +215,22 @@ export function devicesService(config: Config): ServiceSchema {
     },
 
     events: {
-      // A device's own message (its state): kept as its state on that topic.
-      ...on('device.message', function (m) {
-        if (!types.has(m.device)) return; // removed, or not known yet
-        const state = states?.received(m.device, types.get(m.device) ?? 'generic', m.topic, m.payload, m.retain, m.at);
-        if (state) void broadcast(this.broker, 'device.reported', { device: m.device, topic: m.topic, state });
+      // Devices' own messages (their states): each kept as its device's state on that topic.
+      ...on('device.messages', function ({ messages }) {
+        const reports = [];
+        for (const m of messages) {
+          if (!types.has(m.device)) continue; // removed, or not known yet
+          const state = states?.received(
+            m.device,
+            types.get(m.device) ?? 'generic',
+            m.topic,
+            m.payload,
+            m.retain,
+            m.at,
+          );
+          if (state) reports.push({ device: m.device, topic: m.topic, state });
+        }
+        if (reports.length) void broadcast(this.broker, 'device.reported', { reports });
       }),
     },
 

@@ -84,8 +84,9 @@ declare module '../../lib/bus.ts' {
     'mqtt.device.disconnected': { device: string };
     /** A device's first connection to the broker opened. */
     'mqtt.device.connected': { device: string };
-    /** What a device published under its own topics (at most mqtt.deviceMessagesPerSecond per device). */
-    'device.message': DeviceMessage;
+    /** What devices published under their own topics (at most mqtt.deviceMessagesPerSecond per device),
+     *  in order, those of one turn of the broker's event loop together: one bus event, not one each. */
+    'device.messages': { messages: DeviceMessage[] };
     /** What a device sent to the box's services (USP records, agent hellos, motion, replies). */
     'agent.message': AgentMessage;
   }

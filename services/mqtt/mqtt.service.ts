@@ -21,6 +21,7 @@ import { Connections } from './connections.ts';
 import { LevelPersistence } from './level-persistence.ts';
 import { CommandInput, NotifyUsersInput, SendToDeviceInput } from './mqtt.schemas.ts';
 import { DeviceMessages } from './device-messages.ts';
+import { encodePacket } from './packet-encoding.ts';
 import { ModeTopics } from './mode-topics.ts';
 import { PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
 import { AGENT_CHANNEL, SNAPSHOT_TOPIC, topics } from '../../lib/topics.ts';
@@ -225,6 +226,8 @@ export function mqttService(config: Config): ServiceSchema {
           options.maxClientBufferBytes,
           2 * (options.maxPayloadBytes + PACKET_OVERHEAD_BYTES),
         ),
+        // PUBLISH and its acknowledgements in one write each (the aedes patch in patches/).
+        encodePacket,
         maxClientsIdLength: 128,
         connectTimeout: 10_000,
         // MQTT 5: what the broker offers and bounds, said in each CONNACK.
@@ -234,7 +237,7 @@ export function mqttService(config: Config): ServiceSchema {
         pendingSessionsLimit: options.maxPendingSessions,
         // Wills left on disk by a crash go out at aedes' sweep, every 4 heartbeats.
         heartbeatInterval: (options.willGraceSeconds * 1000) / 4,
-      } as AedesOptions & { maxClientBufferBytes: number });
+      } as AedesOptions & { maxClientBufferBytes: number; encodePacket: typeof encodePacket });
       new BrokerGuard({
         config,
         broker: this.broker,
@@ -318,7 +321,7 @@ export function mqttService(config: Config): ServiceSchema {
       await cameraTopics.publishCameras();
       deviceMessages = new DeviceMessages(
         options.deviceMessagesPerSecond,
-        (message) => void this.broker.broadcast('device.message', message),
+        (messages) => void this.broker.broadcast('device.messages', { messages }),
         this.logger,
       );
       modeTopics = new ModeTopics(config, this.broker, this.logger, publish);
