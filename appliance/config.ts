@@ -226,6 +226,35 @@ export const ConfigSchema = z.strictObject({
       minScore: z.number().min(0.05).max(1).default(0.5),
       /** Threads of one inference. */
       threads: z.number().int().min(1).max(64).default(1),
+      /** onnxruntime execution providers to try, in order, the CPU after them; auto: any this
+       *  build has that proves faster than the CPU. detector.status says which one runs. */
+      executionProviders: z
+        .union([
+          z.literal('auto'),
+          z
+            .array(
+              z.enum([
+                'cpu',
+                'cuda',
+                'tensorrt',
+                'openvino',
+                'coreml',
+                'dml',
+                'webgpu',
+                'rocm',
+                'migraphx',
+                'qnn',
+                'xnnpack',
+              ]),
+            )
+            .min(1),
+        ])
+        .default('auto'),
+      /** The detection decoders' hardware decoding (ffmpeg -hwaccel): auto takes one whose
+       *  device is here and that decodes a test clip; none is software. */
+      hwaccel: z.enum(['auto', 'none', 'vaapi', 'qsv', 'cuda']).default('auto'),
+      /** Its device (a /dev/dri render node, a CUDA GPU's index); null: found by itself. */
+      hwaccelDevice: z.string().min(1).nullable().default(null),
       /** Inferences run at once for all cameras of a node; null: one a core. */
       concurrentInferences: z.number().int().min(1).max(64).nullable().default(null),
       /** Width of event snapshots, px. */

@@ -3,6 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { copyFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { ModelError, YoloxModel, iouOf } from '../lib/vision/yolox.ts';
 import { MotionDetector } from '../lib/vision/motion.ts';
@@ -13,6 +15,10 @@ import type { MotionSpan } from '../services/detector/detector.schemas.ts';
 import { footOf, insidePolygon } from '../lib/vision/geometry.ts';
 import { ConfigSchema } from '../appliance/config.ts';
 import { tempDir } from './helpers/box.ts';
+import { chooseDecoder } from '../services/detector/hardware-decoding.ts';
+import { FrameSource } from '../services/detector/frames.ts';
+import { FRAGMENTS } from '../services/streams/ffmpeg.ts';
+import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { clipFrames } from './helpers/video.ts';
 
 const MODEL = ConfigSchema.parse({}).detector.modelPath;
@@ -59,6 +65,109 @@ test('a model that is missing, corrupt or of another shape is refused with what 
   assert.match(shape.message, /output output \[1, 3549, 85\]; expected \[1, 3549, 15\]/);
   assert.match(shape.message, /YOLOX/);
   await rm(dir, { recursive: true, force: true });
+});
+
+test('inference workers: the same detections as in this thread, two at once side by side, the event loop free meanwhile', async () => {
+  const pooled = await YoloxModel.load(MODEL, undefined, { workers: 2 });
+  try {
+    const [a, b] = await frames(10, 0.4);
+    const here = await model.detect(a!, { default: 0.3 });
+    const spent = { ms: 0 };
+    assert.equal(await pooled.detect(a!, { default: 0.3 }, undefined, spent), here);
+    assert.ok(spent.ms > 0, 'the time it took is told');
+    // onnxruntime runs an inference in the thread that asks: on workers, this thread's loop turns
+    // all along. In this thread it stops for each inference's whole length.
+    const turns = async (m: YoloxModel) => {
+      let n = 0;
+      let on = true;
+      const spin = () => on && (n++, setImmediate(spin));
+      spin();
+      await Promise.all([m.detect(a!, { default: 0.3 }), m.detect(b!, { default: 0.3 })]);
+      on = false;
+      return n;
+    };
+    const [onWorkers, inThread] = [await turns(pooled), await turns(model)];
+    assert.ok(
+      onWorkers > 4 * inThread + 8,
+      `loop turns while two inferences ran: ${onWorkers} on workers, ${inThread} in this thread`,
+    );
+    const both = await Promise.all([pooled.detect(a!, { default: 0.3 }), pooled.detect(b!, { default: 0.3 })]);
+    assert.equal(both[0], here, 'buffers handed to the workers and back keep their picture apart');
+    assert.equal(both[1], await model.detect(b!, { default: 0.3 }));
+  } finally {
+    await pooled.close();
+  }
+  const err = await pooled.detect((await frames(10, 0.2))[0]!, { default: 0.5 }).catch((e: Error) => e);
+  assert.match(String(err), /inference workers closed/);
+});
+
+// This machine has no GPU (no /dev/dri, no /dev/nvidia0, no Vulkan driver): every accelerator
+// really is tried and really fails here, which is the path these tests hold.
+const NO_GPU_HERE = !existsSync('/dev/dri') && !existsSync('/dev/nvidia0');
+
+test("execution providers: auto runs on the CPU where no accelerator can, saying why each was left; a named list falls back to the CPU with each one's own error; the model still finds people", async () => {
+  assert.ok(NO_GPU_HERE, 'this test expects a machine without a GPU');
+  const auto = await YoloxModel.load(MODEL);
+  assert.is(auto.provider, 'cpu');
+  assert.equal(
+    auto.providersNotUsed.map((n) => n.name),
+    ['tensorrt', 'cuda', 'webgpu'],
+    'auto tries what this onnxruntime build has, most capable first',
+  );
+  for (const n of auto.providersNotUsed) assert.match(n.why, /no (NVIDIA )?GPU/, n.name);
+  const named = await YoloxModel.load(MODEL, undefined, { providers: ['cuda', 'openvino', 'cpu'] });
+  assert.is(named.provider, 'cpu');
+  assert.is(named.providersNotUsed[0]!.name, 'cuda');
+  assert.match(named.providersNotUsed[0]!.why, /Cuda: Failed to load shared library/, 'tried for real');
+  assert.equal(named.providersNotUsed[1], {
+    name: 'openvino',
+    why: 'not in this onnxruntime build (it has cpu, webgpu, cuda, tensorrt)',
+  });
+  const [frame] = await frames(10, 0.2);
+  assert.ok((await named.detect(frame!, { default: 0.5 })).some((d) => d.label === 'person'));
+});
+
+test('hardware decoding: auto decodes in software where no GPU is, saying why; a named hwaccel that fails its test clip is not used; a decoder whose hardware fails on the stream goes on in software', async () => {
+  assert.ok(NO_GPU_HERE, 'this test expects a machine without a GPU');
+  const auto = await chooseDecoder('ffmpeg', 'auto', null);
+  assert.equal(auto, {
+    decoder: 'software',
+    inputArgs: [],
+    notUsed: [
+      { name: 'vaapi', why: 'no GPU render node (/dev/dri/renderD*)' },
+      { name: 'qsv', why: 'no GPU render node (/dev/dri/renderD*)' },
+      { name: 'cuda', why: 'no NVIDIA GPU (/dev/nvidia0)' },
+    ],
+  });
+  const vaapi = await chooseDecoder('ffmpeg', 'vaapi', '/dev/dri/renderD128');
+  assert.is(vaapi.decoder, 'software');
+  assert.match(vaapi.notUsed[0]!.why, /^a test decode failed: .*(Device creation failed|No VA display|Failed)/);
+  assert.equal(await chooseDecoder('ffmpeg', 'none', null), { decoder: 'software', inputArgs: [], notUsed: [] });
+
+  // A decoder given hardware that fails on the stream: frames still come, decoded in software.
+  const feed = spawn('ffmpeg', [
+    // Live, as a camera sends it: the replacing decoder starts at the next keyframe.
+    ...['-hide_banner', '-loglevel', 'error', '-re', '-t', '4', '-i', DEMO_CLIP, '-an'],
+    ...['-c:v', 'libx264', '-preset', 'ultrafast', '-g', '5', '-bf', '0'],
+    ...['-f', 'mp4', '-movflags', FRAGMENTS, 'pipe:1'],
+  ]);
+  const source = new FrameSource(feed.stdout, {
+    ffmpegPath: 'ffmpeg',
+    inputArgs: ['-hwaccel', 'vaapi', '-hwaccel_device', '/dev/dri/renderD128'],
+    fps: 5,
+    modelSize: model.size,
+    snapshotWidth: 320,
+  });
+  const errors: string[] = [];
+  source.on('error', (e) => errors.push(e.message));
+  const got = await new Promise<number>((resolve) => {
+    let n = 0;
+    source.on('frame', () => ++n === 5 && resolve(n));
+    setTimeout(() => resolve(n), 15_000);
+  });
+  source.close();
+  assert.is(got, 5, `frames decoded in software after the hardware failed (${errors.join('; ')})`);
+  assert.match(errors[0] ?? '', /hardware decoding failed .*: this camera now decodes in software/);
 });
 
 test('motion: none between equal frames or under a mask, boxes where people walk', async () => {

@@ -763,6 +763,7 @@ test('the read check at delivery (compiled once per client) gives the same answe
       grants: ['fogedge/devices/+/motion', 'fogedge/events/#', 'site/a.b/+/x'],
       prefix: 'fogedge/devices/hub/',
     },
+    { kind: 'device', id: 'gates', grants: ['fogedge/+/gate/#', '+/status'], prefix: 'fogedge/devices/gates/' },
     ...ROLES.map((role) => ({ kind: 'user' as const, username: 'bob', role })),
   ];
   const topics = [
@@ -795,6 +796,9 @@ test('the read check at delivery (compiled once per client) gives the same answe
       assert.is(mayReceive(who, topic), mayRead(who, topic), `${JSON.stringify(who)} on "${topic}"`);
   assert.ok(mayReceive(identities[1], 'fogedge/devices/cam-9/motion'), 'a + grant');
   assert.not.ok(mayReceive(identities[1], 'site/aXb/1/x'), 'a dot in a grant is a dot');
+  const everything: Identity = { kind: 'device', id: 'all', grants: ['#'], prefix: 'fogedge/devices/all/' };
+  assert.ok(mayReceive(everything, 'site/a/b'));
+  assert.not.ok(mayReceive(everything, '$SYS/broker/uptime'), "'#' matches no $ topic [MQTT-4.7.2-1]");
 });
 
 test('[MQTT-3.1.3-8] an empty client id with CleanSession 0 gets CONNACK 0x02 (identifier rejected); with CleanSession 1 the broker names it', async () => {

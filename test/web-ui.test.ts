@@ -496,7 +496,7 @@ test('system: the last day is charted from the box’s own samples: CPU, memory,
       cores: number;
       memoryBytes: number;
       diskUsedPercent: number;
-      cameras: Record<string, { fps: number }>;
+      cameras: Record<string, { cpuPercent: number; fps: number | null }>;
     }>;
   };
   // Asked as the page asks, with its session.
@@ -505,7 +505,7 @@ test('system: the last day is charted from the box’s own samples: CPU, memory,
     'samples with the camera detecting',
     async () => {
       const now = await history();
-      return now.samples.length >= 5 && Object.values(now.samples.at(-1)!.cameras).some((c) => c.fps > 0) && now;
+      return now.samples.length >= 5 && Object.values(now.samples.at(-1)!.cameras).some((c) => c.fps! > 0) && now;
     },
     30_000,
   );
@@ -515,10 +515,16 @@ test('system: the last day is charted from the box’s own samples: CPU, memory,
   assert.ok(last.memoryBytes > 50 * 2 ** 20, `memory ${last.memoryBytes}`);
   assert.ok(last.diskUsedPercent > 0 && last.diskUsedPercent < 100, `disk ${last.diskUsedPercent} %`);
   assert.ok(h.samples.length <= 20, 'no more samples kept than asked for');
-  const camera = Object.keys(last.cameras).find((id) => last.cameras[id]!.fps > 0)!;
+  const camera = Object.keys(last.cameras).find((id) => last.cameras[id]!.fps! > 0)!;
+  // Its ffmpegs (recording, detection frames) and its inferences: some, and less than the whole box.
+  const own = last.cameras[camera]!.cpuPercent;
+  assert.ok(
+    own > 0 && own <= last.cpuPercent,
+    `camera CPU ${own} % of the box's ${last.cpuPercent} % (${JSON.stringify(last)})`,
+  );
   await page.reload();
   // What the installer sees: a line per figure, drawn through the samples, the newest value beside it.
-  for (const label of ['CPU', 'Memory', 'Disk used', 'Sync queue', `${camera}: detector frames/s`]) {
+  for (const label of ['CPU', 'Memory', 'Disk used', 'Sync queue', `${camera}: CPU`, `${camera}: detector frames/s`]) {
     const chart = page.locator(`#last-day figure[data-label^="${label}"]`);
     await waitUntil(
       `the ${label} chart drawn through 5 samples`,
@@ -531,9 +537,20 @@ test('system: the last day is charted from the box’s own samples: CPU, memory,
     /CPU \(\d+ cores\): \d+ %/,
   );
   assert.match(
-    String(await page.locator(`#last-day figure[data-label^="${camera}"] figcaption`).innerText()),
+    String(await page.locator(`#last-day figure[data-label^="${camera}: detector"] figcaption`).innerText()),
     /frames\/s: [\d.]+ · \d+ ms a frame/,
   );
+  assert.match(
+    String(await page.locator(`#last-day figure[data-label^="${camera}: CPU"] figcaption`).innerText()),
+    /CPU: [\d.]+ % of a core/,
+  );
+  // What detection runs on, and on hover why no accelerator (this machine has no GPU).
+  const accelerators = page.locator('#accelerators');
+  assert.match(
+    String(await accelerators.innerText()),
+    /Detection runs on the CPU, decoding in software \(not used: .*vaapi/,
+  );
+  assert.match(String(await accelerators.getAttribute('title')), /vaapi: no GPU render node/);
   await shot(page, 'system-last-day');
 });
 

@@ -5,10 +5,24 @@ import { existsSync } from 'node:fs';
 
 const SETPRIV = '/usr/bin/setpriv';
 
-export function spawnSupervised(command: string, args: string[], options: SpawnOptions): ChildProcess {
-  return existsSync(SETPRIV)
+/** Running children by pid, with the camera each works for: its share of the CPU is charted. */
+const cameraOf = new Map<number, string>();
+
+/** The pids of this process's running children that work for a camera, and the camera. */
+export function cameraProcesses(): ReadonlyMap<number, string> {
+  return cameraOf;
+}
+
+export function spawnSupervised(command: string, args: string[], options: SpawnOptions, camera?: string): ChildProcess {
+  const child = existsSync(SETPRIV)
     ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', '--', command, ...args], options)
     : spawn(command, args, options);
+  const pid = child.pid;
+  if (camera !== undefined && pid !== undefined) {
+    cameraOf.set(pid, camera);
+    child.once('exit', () => cameraOf.delete(pid));
+  }
+  return child;
 }
 
 /**

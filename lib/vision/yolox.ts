@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type ort from 'onnxruntime-node';
 import { lazyPackage } from '../lazy-package.ts';
+import { InferenceWorkers, type WorkerRun } from './inference-workers.ts';
 
 /** onnxruntime loads with the first model: a box with detection off never maps its 15 MiB library. */
 const onnxruntime = lazyPackage<typeof ort>('onnxruntime-node');
@@ -46,16 +47,87 @@ function labelsFileFor(modelPath: string): string | undefined {
   return candidates.length === 1 ? path.join(dir, candidates[0]!) : undefined;
 }
 
+/** Execution providers `auto` tries before the CPU, most capable first. */
+export const AUTO_PROVIDERS = ['tensorrt', 'cuda', 'openvino', 'coreml', 'dml', 'webgpu'];
+
+/** Why auto does not try an accelerator on this box (no device it could open); undefined: try it. */
+function missingDevice(provider: string): string | undefined {
+  const nvidia = existsSync('/dev/nvidia0');
+  const gpu = nvidia || (existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD')));
+  if ((provider === 'cuda' || provider === 'tensorrt') && !nvidia) return 'no NVIDIA GPU (/dev/nvidia0)';
+  if (provider === 'webgpu' && !gpu) return 'no GPU (/dev/dri/renderD*, /dev/nvidia0)';
+  return undefined;
+}
+
+export interface ProviderNotUsed {
+  name: string;
+  why: string;
+}
+
+/** The model's input size and tensor names, or a ModelError saying what a YOLOX model has. */
+function checkedShape(session: ort.InferenceSession, modelPath: string, labelCount: number) {
+  const input = session.inputMetadata[0];
+  const output = session.outputMetadata[0];
+  const inShape = input && input.isTensor ? input.shape : [];
+  const outShape = output && output.isTensor ? output.shape : [];
+  const size = Number(inShape[2]);
+  const expected = `a YOLOX model: input float32 [1, 3, S, S] with S a multiple of 32, output [1, cells, 5 + ${labelCount} classes]`;
+  if (
+    session.inputNames.length !== 1 ||
+    inShape.length !== 4 ||
+    inShape[1] !== 3 ||
+    inShape[2] !== inShape[3] ||
+    !(size > 0 && size % 32 === 0)
+  ) {
+    throw new ModelError(
+      `Model ${modelPath} has input ${session.inputNames[0]} [${inShape.join(', ')}]; expected ${expected}`,
+    );
+  }
+  if (outShape.length !== 3 || outShape[1] !== cellsFor(size) || outShape[2] !== 5 + labelCount) {
+    throw new ModelError(
+      `Model ${modelPath} has output ${session.outputNames[0]} [${outShape.join(', ')}]; expected [1, ${cellsFor(size)}, ${5 + labelCount}] for input ${size}x${size} and ${labelCount} labels (${expected})`,
+    );
+  }
+  return { size, inputName: session.inputNames[0]!, outputName: session.outputNames[0]! };
+}
+
+/** A session's time for one inference of a grey frame: the median of five, after one to warm up. */
+async function msPerInference(session: ort.InferenceSession, inputName: string, size: number): Promise<number> {
+  const input = new (onnxruntime().Tensor)('float32', new Float32Array(3 * size * size).fill(114), [1, 3, size, size]);
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now();
+    await session.run({ [inputName]: input });
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  return times.sort((a, b) => a - b)[2]!;
+}
+
 export class YoloxModel {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    /** The session in this thread, or the workers that hold one each. */
+    private readonly session: ort.InferenceSession | undefined,
+    private readonly workers: InferenceWorkers | undefined,
     readonly size: number,
     readonly labels: string[],
     private readonly inputName: string,
     private readonly outputName: string,
+    /** The onnxruntime execution provider it runs on. */
+    readonly provider: string,
+    /** Accelerators tried and not used, and why. */
+    readonly providersNotUsed: ProviderNotUsed[],
   ) {}
 
-  static async load(modelPath: string, labelsPath?: string, threads = 1): Promise<YoloxModel> {
+  static async load(
+    modelPath: string,
+    labelsPath?: string,
+    options: {
+      threads?: number;
+      providers?: 'auto' | readonly string[];
+      /** Worker threads that run the inferences (0: this thread; see inference-workers.ts). */
+      workers?: number;
+    } = {},
+  ): Promise<YoloxModel> {
     if (!existsSync(modelPath)) throw new ModelError(`Model file not found: ${modelPath}`);
     const labelsFile = labelsPath ?? labelsFileFor(modelPath);
     if (!labelsFile || !existsSync(labelsFile)) {
@@ -67,40 +139,100 @@ export class YoloxModel {
       .split('\n')
       .map((l) => l.trim())
       .filter(Boolean);
-    let session: ort.InferenceSession;
+    // One thread per inference by default: the box has few cores and other cameras to decode.
+    const sessionOptions = (provider: string) => ({
+      executionProviders: [provider],
+      intraOpNumThreads: options.threads ?? 1,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all' as const,
+      // An accelerator that cannot load is said once in detector.status, not in red on stderr.
+      logSeverityLevel: provider === 'cpu' ? (2 as const) : (4 as const),
+    });
+    const sessionOn = (provider: string) => onnxruntime().InferenceSession.create(modelPath, sessionOptions(provider));
+    let cpu: ort.InferenceSession;
     try {
-      // One thread per inference: the box has few cores and other cameras to decode.
-      session = await onnxruntime().InferenceSession.create(modelPath, {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        graphOptimizationLevel: 'all',
-      });
+      cpu = await sessionOn('cpu');
     } catch (err) {
       throw new ModelError(`Cannot load model ${modelPath}: ${(err as Error).message.split('\n')[0]}`);
     }
-    const input = session.inputMetadata[0];
-    const output = session.outputMetadata[0];
-    const inShape = input && input.isTensor ? input.shape : [];
-    const outShape = output && output.isTensor ? output.shape : [];
-    const size = Number(inShape[2]);
-    const expected = `a YOLOX model: input float32 [1, 3, S, S] with S a multiple of 32, output [1, cells, 5 + ${labels.length} classes]`;
-    if (
-      session.inputNames.length !== 1 ||
-      inShape.length !== 4 ||
-      inShape[1] !== 3 ||
-      inShape[2] !== inShape[3] ||
-      !(size > 0 && size % 32 === 0)
-    ) {
-      throw new ModelError(
-        `Model ${modelPath} has input ${session.inputNames[0]} [${inShape.join(', ')}]; expected ${expected}`,
+    const { size, inputName, outputName } = checkedShape(cpu, modelPath, labels.length);
+    // The chosen provider's sessions move to the workers, if any: this thread's is let go.
+    const model = async (session: ort.InferenceSession, provider: string, notUsed: ProviderNotUsed[]) => {
+      let workers: InferenceWorkers | undefined;
+      if (options.workers) {
+        try {
+          workers = await InferenceWorkers.start(options.workers, modelPath, sessionOptions(provider), [
+            1,
+            3,
+            size,
+            size,
+          ]);
+        } catch (err) {
+          throw new ModelError(`Cannot load model ${modelPath} in a worker: ${(err as Error).message.split('\n')[0]}`);
+        } finally {
+          if (workers) await session.release();
+        }
+      }
+      return new YoloxModel(
+        workers ? undefined : session,
+        workers,
+        size,
+        labels,
+        inputName,
+        outputName,
+        provider,
+        notUsed,
       );
+    };
+
+    // Auto: an accelerator this build of onnxruntime has, kept only if it infers faster than the
+    // CPU (a software GPU would not). Named: tried in that order, as they are.
+    const auto = (options.providers ?? 'auto') === 'auto';
+    const supported = new Set(
+      onnxruntime()
+        .listSupportedBackends()
+        .map((b) => b.name),
+    );
+    const candidates = auto
+      ? AUTO_PROVIDERS.filter((p) => supported.has(p))
+      : (options.providers as readonly string[]).filter((p) => p !== 'cpu');
+    const notUsed: ProviderNotUsed[] = [];
+    for (const provider of candidates) {
+      const missing = auto ? missingDevice(provider) : undefined;
+      if (missing) {
+        notUsed.push({ name: provider, why: missing });
+        continue;
+      }
+      if (!supported.has(provider)) {
+        notUsed.push({ name: provider, why: `not in this onnxruntime build (it has ${[...supported].join(', ')})` });
+        continue;
+      }
+      let session: ort.InferenceSession;
+      try {
+        session = await sessionOn(provider);
+        checkedShape(session, modelPath, labels.length);
+      } catch (err) {
+        notUsed.push({ name: provider, why: (err as Error).message.split('\n')[0]!.slice(0, 300) });
+        continue;
+      }
+      if (auto) {
+        const [onIt, onCpu] = [
+          await msPerInference(session, inputName, size),
+          await msPerInference(cpu, inputName, size),
+        ];
+        if (onIt >= onCpu) {
+          notUsed.push({
+            name: provider,
+            why: `slower than the CPU (${onIt.toFixed(1)} against ${onCpu.toFixed(1)} ms an inference)`,
+          });
+          await session.release();
+          continue;
+        }
+      }
+      await cpu.release();
+      return model(session, provider, notUsed);
     }
-    if (outShape.length !== 3 || outShape[1] !== cellsFor(size) || outShape[2] !== 5 + labels.length) {
-      throw new ModelError(
-        `Model ${modelPath} has output ${session.outputNames[0]} [${outShape.join(', ')}]; expected [1, ${cellsFor(size)}, ${5 + labels.length}] for input ${size}x${size} and ${labels.length} labels (${expected})`,
-      );
-    }
-    return new YoloxModel(session, size, labels, session.inputNames[0]!, session.outputNames[0]!);
+    return model(cpu, 'cpu', notUsed);
   }
 
   /** Input buffers not in use, with the picture size their padding was made for. */
@@ -154,26 +286,53 @@ export class YoloxModel {
   }
 
   /** Objects in the frame whose score reaches minScore (per label, or `default`). */
-  async detect(frame: Frame, minScore: Record<string, number> & { default: number }, iou = 0.45): Promise<Detection[]> {
+  /**
+   * The objects in a frame. `spent`, if given, gets the CPU time this detection took, ms: the
+   * letterbox and decoding here, and the inference where it ran (its wall time there).
+   */
+  async detect(
+    frame: Frame,
+    minScore: Record<string, number> & { default: number },
+    iou = 0.45,
+    spent?: { ms: number },
+  ): Promise<Detection[]> {
     // onnxruntime reads the input while it runs: a buffer goes back to the pool only after.
     const buffer = this.buffers.pop() ?? { tensor: new Float32Array(3 * this.size * this.size), padded: '' };
+    let t0 = performance.now();
+    const { tensor, scale } = this.letterbox(frame, buffer);
+    let ms = performance.now() - t0;
     try {
-      const { tensor, scale } = this.letterbox(frame, buffer);
-      const result = await this.session.run({
-        [this.inputName]: new (onnxruntime().Tensor)('float32', tensor, [1, 3, this.size, this.size]),
-      });
-      const out = result[this.outputName]!.data as Float32Array;
-      return this.decode(out, scale, frame, minScore, iou);
+      const run = await this.infer(tensor);
+      buffer.tensor = run.tensor; // back from the worker, padding as it was
+      ms += run.ms;
+      t0 = performance.now();
+      const found = this.decode(run.out, scale, frame, minScore, iou);
+      if (spent) spent.ms = ms + performance.now() - t0;
+      return found;
     } finally {
-      this.buffers.push(buffer);
+      // A buffer lost with a dead worker is not put back (a new one is made).
+      if (buffer.tensor.byteLength) this.buffers.push(buffer);
     }
+  }
+
+  /** One inference of a letterboxed input, on a worker or here. */
+  private async infer(tensor: Float32Array): Promise<WorkerRun> {
+    if (this.workers) return this.workers.run(tensor);
+    const t0 = performance.now();
+    const result = await this.session!.run({
+      [this.inputName]: new (onnxruntime().Tensor)('float32', tensor, [1, 3, this.size, this.size]),
+    });
+    return { out: result[this.outputName]!.data as Float32Array, tensor, ms: performance.now() - t0 };
   }
 
   /** Raw run, for the benchmark's reference. */
   async runRaw(tensor: Float32Array): Promise<void> {
-    await this.session.run({
-      [this.inputName]: new (onnxruntime().Tensor)('float32', tensor, [1, 3, this.size, this.size]),
-    });
+    await this.infer(tensor);
+  }
+
+  /** Lets the workers go. */
+  async close(): Promise<void> {
+    await this.workers?.close();
   }
 
   decode(

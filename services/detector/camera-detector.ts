@@ -17,6 +17,8 @@ import type { InferenceQueue } from './inference-queue.ts';
 
 export interface DetectorOptions {
   ffmpegPath: string;
+  /** Hardware decoding for the frame decoder (see hardware-decoding.ts), before its input. */
+  decoderInputArgs?: string[];
   snapshotWidth: number;
   minScore: number;
   /** Re-check stationary objects this often even without motion, ms. */
@@ -83,6 +85,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
       inferenceMs: this.counts.inferences
         ? Math.round((this.inferenceTotalMs / this.counts.inferences) * 10) / 10
         : null,
+      inferenceSeconds: Math.round(this.inferenceTotalMs) / 1000,
       behind: Date.now() - this.lastDropAt < 10_000,
       activeObjects: this.tracker.tracks.filter((t) => t.eventOpen).length,
     };
@@ -123,6 +126,8 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
     }
     const source = new FrameSource(feed, {
       ffmpegPath: this.options.ffmpegPath,
+      camera: this.camera.id,
+      inputArgs: this.options.decoderInputArgs,
       fps: this.camera.detection.fps,
       modelSize: this.model.size,
       snapshotWidth: this.options.snapshotWidth,
@@ -187,9 +192,9 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
         this.camera.id,
         () => this.tracker.tracks.length > 0,
         async () => {
-          const t0 = performance.now();
-          const result = await this.model.detect(image, trackScores);
-          this.inferenceTotalMs += performance.now() - t0;
+          const spent = { ms: 0 };
+          const result = await this.model.detect(image, trackScores, undefined, spent);
+          this.inferenceTotalMs += spent.ms;
           return result;
         },
       );

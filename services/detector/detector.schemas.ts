@@ -10,6 +10,9 @@ export const DetectorStats = z.object({
   inferences: z.number().int(),
   dropped: z.number().int(),
   inferenceMs: z.number().nullable(),
+  inferenceSeconds: z
+    .number()
+    .describe("CPU time of this camera's detections so far (letterbox, inference, decoding), s"),
   /** Frames were dropped in the last 10 s: the detector cannot keep up. */
   behind: z.boolean().describe('frames were dropped in the last 10 s: the detector cannot keep up'),
   activeObjects: z.number().int(),
@@ -21,6 +24,18 @@ export const DetectorStatus = z.object({
   model: z.object({ path: z.string(), inputSize: z.number().int(), labels: z.number().int() }).nullable(),
   error: z.string().nullable().describe('why detection is off (no model, a model that does not load); null: working'),
   lostEvents: z.number().int().describe('event changes the events service could not take'),
+  accelerators: z
+    .object({
+      inference: z
+        .string()
+        .nullable()
+        .describe("the model's onnxruntime execution provider (cpu, cuda, …); null: no model"),
+      decoding: z.string().describe('the detection decoders: software, or the ffmpeg hwaccel they use'),
+      notUsed: z
+        .array(z.object({ name: z.string(), why: z.string() }))
+        .describe('accelerators tried or asked for and not used, and why'),
+    })
+    .describe('what detection runs on (detector.executionProviders, detector.hwaccel)'),
   inferences: z
     .object({
       concurrency: z.number().int().describe('inferences run at once, for all cameras of the node'),

@@ -14,6 +14,7 @@ import { CameraDetector } from './camera-detector.ts';
 import type { DetectorStats, DetectorStatus } from './detector.schemas.ts';
 import type { ObjectEvent } from '../events/events.schemas.ts';
 import { YoloxModel } from '../../lib/vision/yolox.ts';
+import { chooseDecoder, type DecoderChoice } from './hardware-decoding.ts';
 import { InferenceQueue } from './inference-queue.ts';
 import os from 'node:os';
 
@@ -25,6 +26,7 @@ const detectionOf = (c: Camera) => JSON.stringify([c.enabled, c.source, c.subStr
 export function detectorService(config: Config): ServiceSchema {
   let model: YoloxModel | undefined;
   let modelError: string | null = null;
+  let decoding: DecoderChoice = { decoder: 'software', inputArgs: [], notUsed: [] };
   const running = new Map<string, CameraDetector>();
   /** The last camera list seen: kept when the cameras service cannot be reached. */
   let cameras: Camera[] = [];
@@ -47,6 +49,11 @@ export function detectorService(config: Config): ServiceSchema {
             model: model
               ? { path: config.detector.modelPath, inputSize: model.size, labels: model.labels.length }
               : null,
+            accelerators: {
+              inference: model?.provider ?? null,
+              decoding: decoding.decoder,
+              notUsed: [...(model?.providersNotUsed ?? []), ...decoding.notUsed],
+            },
             error: modelError,
             lostEvents,
             inferences: { concurrency: inferences.concurrency, waiting: inferences.depth },
@@ -126,6 +133,7 @@ export function detectorService(config: Config): ServiceSchema {
           inferences,
           {
             ffmpegPath: config.video.ffmpegPath,
+            decoderInputArgs: decoding.inputArgs,
             snapshotWidth: config.detector.snapshotWidth,
             minScore: config.detector.minScore,
             stationaryCheckMs: config.detector.stationaryCheckSeconds * 1000,
@@ -157,13 +165,17 @@ export function detectorService(config: Config): ServiceSchema {
         return;
       }
       try {
-        model = await YoloxModel.load(
-          config.detector.modelPath,
-          config.detector.labelsPath ?? undefined,
-          config.detector.threads,
-        );
+        model = await YoloxModel.load(config.detector.modelPath, config.detector.labelsPath ?? undefined, {
+          threads: config.detector.threads,
+          providers: config.detector.executionProviders,
+          // As many workers as inferences at once: each runs one, off the event loop.
+          workers: inferences.concurrency,
+        });
+        decoding = await chooseDecoder(config.video.ffmpegPath, config.detector.hwaccel, config.detector.hwaccelDevice);
+        const notUsed = [...model.providersNotUsed, ...decoding.notUsed];
         this.logger.info(
-          `model ${config.detector.modelPath}: ${model.size}x${model.size}, ${model.labels.length} labels`,
+          `model ${config.detector.modelPath}: ${model.size}x${model.size}, ${model.labels.length} labels, on ${model.provider}; decoding in ${decoding.decoder}` +
+            (notUsed.length ? ` (not used: ${notUsed.map((n) => `${n.name}: ${n.why}`).join('; ')})` : ''),
         );
       } catch (err) {
         // Recording goes on without detection; health and detector.status say why.
@@ -177,6 +189,8 @@ export function detectorService(config: Config): ServiceSchema {
     async stopped() {
       for (const d of running.values()) d.stop();
       running.clear();
+      await model?.close();
+      model = undefined;
     },
   };
 }

@@ -19,6 +19,10 @@ export interface DecodedFrame {
 
 export interface FrameSourceOptions {
   ffmpegPath: string;
+  /** The camera it decodes for (its CPU is charted per camera). */
+  camera?: string;
+  /** Before the input: hardware decoding (-hwaccel …), or nothing. */
+  inputArgs?: string[];
   fps: number;
   /** The model's square input side: frames are scaled to fit it. */
   modelSize: number;
@@ -49,6 +53,8 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     },
   });
   private seq = 0;
+  /** Hardware decoding, until it fails once on this camera's stream. */
+  private inputArgs: string[];
   private jpegs = new Map<number, Buffer>();
   private closed = false;
   private anchor: { seq: number; at: number } | undefined;
@@ -58,6 +64,7 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     private readonly options: FrameSourceOptions,
   ) {
     super();
+    this.inputArgs = options.inputArgs ?? [];
     input.on('data', (chunk: Buffer) => this.reader.push(chunk));
     input.on('end', () => this.decoder?.stdin?.end());
     input.on('error', (err) => this.emit('error', err));
@@ -108,6 +115,7 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       // (a quarter second); slice threads never delay a frame.
       '-thread_type',
       'slice',
+      ...this.inputArgs,
       ...LIVE_FMP4_STDIN,
       '-filter_complex',
       // The first frame of each 1/fps slot: fps=N would wait for the next frame to choose one.
@@ -137,13 +145,26 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       '1',
       `pipe:${JPEG_FD}`,
     ];
-    const child = spawnSupervised(this.options.ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+    const child = spawnSupervised(
+      this.options.ffmpegPath,
+      args,
+      { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] },
+      this.options.camera,
+    );
     this.decoder = child;
     child.stdin!.on('error', () => undefined); // a killed decoder: the next init starts another
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     child.on('exit', (code, signal) => {
       if (this.decoder === child && !this.closed && signal !== 'SIGKILL' && code !== 0) {
+        const why = stderr.trim().split('\n').pop() ?? '';
+        // The hardware decoder took the test clip but not this stream: software from here on.
+        if (this.inputArgs.length) {
+          this.emit('error', new Error(`hardware decoding failed (${why}): this camera now decodes in software`));
+          this.inputArgs = [];
+          this.start(sourceWidth, sourceHeight, init);
+          return;
+        }
         this.emit(
           'error',
           new Error(`frame decoder exited (${code ?? signal}): ${stderr.trim().split('\n').pop() ?? ''}`),

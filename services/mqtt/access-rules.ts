@@ -69,8 +69,15 @@ function topicTest(filters: string[]): (topic: string) => boolean {
     const body = fixed.map((level) => (level === '+' ? '[^/]+' : literal(level))).join('/');
     patterns.push(new RegExp(multi ? `^${body}(?:/.*)?$` : `^${body}$`));
   }
-  return (topic) =>
-    exact.has(topic) || prefixes.some((p) => topic.startsWith(p)) || patterns.some((r) => r.test(topic));
+  // One regular expression for all of them: a delivery is one native match, not a walk of lists.
+  const alternatives = [
+    ...[...exact].map((t) => `${literal(t)}$`),
+    ...prefixes.map((p) => literal(p)),
+    ...patterns.map((r) => r.source.slice(1)),
+  ];
+  if (!alternatives.length) return () => false;
+  const test = new RegExp(`^(?:${alternatives.join('|')})`);
+  return (topic) => test.test(topic);
 }
 
 /** Whether `who` may publish to `topic` (retained or not). */

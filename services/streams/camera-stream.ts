@@ -265,10 +265,15 @@ export class CameraStream extends EventEmitter<{ status: [CameraStatus]; segment
     this.lastProgressAt = Date.now();
     this.setStatus({ ...this.blankStatus('starting') });
 
-    const child = spawnSupervised(this.options.ffmpegPath, args, {
-      stdio: ['ignore', this.sub ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'],
-      env: { ...process.env, TZ: 'UTC' },
-    });
+    const child = spawnSupervised(
+      this.options.ffmpegPath,
+      args,
+      {
+        stdio: ['ignore', this.sub ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'],
+        env: { ...process.env, TZ: 'UTC' },
+      },
+      this.camera.id,
+    );
     this.child = child;
     // A sub-stream's live output: always read, ffmpeg blocks on a full pipe.
     const feed = this.feed;

@@ -52,13 +52,20 @@ export interface HistoryInputs {
   dataDir: string;
   /** The sync queue's length, or null when sync does not answer. */
   syncQueue: () => Promise<number | null>;
-  /** Per camera, the detector's frames and inferences so far and ms per inference. */
-  detector: () => Promise<Record<string, { frames: number; inferenceMs: number | null }>>;
+  /** Per camera, the detector's frames and inferences so far and ms per inference; `here`: it runs in this node. */
+  detector: () => Promise<{
+    here: boolean;
+    cameras: Record<string, { frames: number; inferenceSeconds: number; inferenceMs: number | null }>;
+  }>;
+  /** This node's children working for a camera (its ffmpegs), by pid. */
+  cameraProcesses: () => ReadonlyMap<number, string>;
 }
+
+type DetectorFigures = Awaited<ReturnType<HistoryInputs['detector']>>;
 
 export class History {
   private readonly samples: HistorySample[] = [];
-  private last: { at: number; ticks: Map<number, number>; frames: Record<string, number> } | undefined;
+  private last: { at: number; ticks: Map<number, number>; detector: DetectorFigures['cameras'] } | undefined;
 
   constructor(
     readonly everySeconds: number,
@@ -79,30 +86,47 @@ export class History {
     const [disk, syncQueue, detector] = await Promise.all([
       statfs(this.inputs.dataDir).catch(() => null),
       this.inputs.syncQueue().catch(() => null),
-      this.inputs.detector().catch(() => ({}) as Awaited<ReturnType<HistoryInputs['detector']>>),
+      this.inputs.detector().catch((): DetectorFigures => ({ here: false, cameras: {} })),
     ]);
-    const frames = Object.fromEntries(Object.entries(detector).map(([id, d]) => [id, d.frames]));
     const previous = this.last;
-    this.last = { at, ticks, frames };
+    this.last = { at, ticks, detector: detector.cameras };
     if (!previous) return undefined; // rates need two readings
     const seconds = (at - previous.at) / 1000;
     // A process that started since the last reading counts from 0; one that ended is not counted.
-    const used = pids.reduce((sum, p) => sum + (ticks.get(p)! - (previous.ticks.get(p) ?? 0)), 0);
+    const ticksOf = (p: number) => (ticks.get(p) ?? 0) - (previous.ticks.get(p) ?? 0);
+    const used = pids.reduce((sum, p) => sum + ticksOf(p), 0);
+    // Per camera: its ffmpegs, and the detector's time on it when that ran in this node (the
+    // inference workers' threads are not the camera's in /proc: the detector counts it).
+    const cameraSeconds = new Map<string, number>();
+    const add = (camera: string, s: number) => cameraSeconds.set(camera, (cameraSeconds.get(camera) ?? 0) + s);
+    for (const [pid, camera] of this.inputs.cameraProcesses()) if (ticks.has(pid)) add(camera, ticksOf(pid) / TICK);
+    for (const [id, d] of Object.entries(detector.cameras)) {
+      add(id, 0);
+      const before = previous.detector[id];
+      if (detector.here && before && d.inferenceSeconds >= before.inferenceSeconds)
+        add(id, d.inferenceSeconds - before.inferenceSeconds);
+    }
     const sample: HistorySample = {
       at: new Date(at).toISOString(),
-      cpuPercent: Math.round(((used / TICK / seconds) * 1000) / 10) / 10,
+      cpuPercent: Math.round((used / TICK / seconds) * 1000) / 10,
       cores: os.availableParallelism(),
       memoryBytes: pids.reduce((sum, p) => sum + pssBytes(p), 0),
       diskUsedPercent: disk ? Math.round((1 - disk.bavail / disk.blocks) * 1000) / 10 : null,
       syncQueue,
       cameras: Object.fromEntries(
-        Object.entries(detector).map(([id, d]) => [
-          id,
-          {
-            fps: Math.round(((d.frames - (previous.frames[id] ?? d.frames)) / seconds) * 10) / 10,
-            inferenceMs: d.inferenceMs,
-          },
-        ]),
+        [...cameraSeconds].map(([id, busy]) => {
+          const d = detector.cameras[id];
+          return [
+            id,
+            {
+              cpuPercent: Math.round((busy / seconds) * 1000) / 10,
+              fps: d
+                ? Math.round(((d.frames - (previous.detector[id]?.frames ?? d.frames)) / seconds) * 10) / 10
+                : null,
+              inferenceMs: d?.inferenceMs ?? null,
+            },
+          ];
+        }),
       ),
     };
     this.samples.push(sample);

@@ -76,7 +76,11 @@ export const HistorySample = z.object({
   syncQueue: z.number().nullable().describe('items waiting to go to the cloud; null: sync did not answer'),
   cameras: z.record(
     z.string(),
-    z.object({ fps: z.number().describe('frames the detector read a second'), inferenceMs: z.number().nullable() }),
+    z.object({
+      cpuPercent: z.number().describe("the camera's ffmpegs and its inferences in this node, % of one core"),
+      fps: z.number().nullable().describe('frames the detector read a second; null: no detection'),
+      inferenceMs: z.number().nullable(),
+    }),
   ),
 });
 export type HistorySample = z.output<typeof HistorySample>;

@@ -17,6 +17,7 @@ import {
   writeUpdateState,
 } from '../../appliance/releases.ts';
 import type { HealthStatus, History as HistoryAnswer, SystemInfo, UpdateStatus } from './system.schemas.ts';
+import { cameraProcesses } from '../../lib/media/supervised-process.ts';
 import { History } from './history.ts';
 import { version } from '../../appliance/version.ts';
 
@@ -331,7 +332,11 @@ export function systemService(config: Config, schemaOf: (name: ServiceName) => S
       history = new History(config.history.everySeconds, config.history.samples, {
         dataDir: config.dataDir,
         syncQueue: async () => (await call(broker, 'sync.status', {}, { timeout: 5000, retries: 0 })).queue.items,
-        detector: async () => (await call(broker, 'detector.status', {}, { timeout: 5000, retries: 0 })).cameras,
+        detector: async () => {
+          const status = await call(broker, 'detector.status', {}, { timeout: 5000, retries: 0 });
+          return { here: status.node === broker.nodeID, cameras: status.cameras };
+        },
+        cameraProcesses,
       });
       void history.sample(); // the first reading: rates start from it
       historyTimer = setInterval(() => {

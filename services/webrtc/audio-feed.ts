@@ -23,6 +23,7 @@ export class AudioFeed extends EventEmitter<{ packet: [Buffer]; idle: [] }> {
   private readonly output: OggPackets | RawPackets;
 
   constructor(
+    private readonly camera: string,
     readonly codec: AudioCodec,
     private readonly ffmpegPath: string,
   ) {
@@ -97,6 +98,7 @@ export class AudioFeed extends EventEmitter<{ packet: [Buffer]; idle: [] }> {
         'pipe:1',
       ],
       { stdio: ['pipe', 'pipe', 'ignore'] },
+      this.camera,
     );
     child.stdin!.on('error', () => undefined); // it died: the next fragment starts another
     child.stdout!.on('data', (chunk: Buffer) => this.output.push(chunk));

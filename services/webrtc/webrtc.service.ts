@@ -85,7 +85,7 @@ export function webrtcService(config: Config): ServiceSchema {
     const key = `${camera} ${codec}`;
     let feed = audioFeeds.get(key);
     if (!feed) {
-      const made = new AudioFeed(codec, config.video.ffmpegPath);
+      const made = new AudioFeed(camera, codec, config.video.ffmpegPath);
       made.on('idle', () => audioFeeds.delete(key));
       audioFeeds.set(key, (feed = made));
     }

@@ -1,6 +1,6 @@
 // System: is the box well? Storage used and left, each camera's bitrate, the detector's speed,
 // the services, cloud sync, the version.
-import type { TargetedEvent } from 'preact';
+import { Fragment, type TargetedEvent } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { LineChart } from '../components/chart.tsx';
 import { api, can, formatBytes, formatTime } from '../api.ts';
@@ -32,6 +32,7 @@ interface Storage {
 interface Detector {
   model: { inputSize: number } | null;
   error: string | null;
+  accelerators: { inference: string | null; decoding: string; notUsed: Array<{ name: string; why: string }> };
   cameras: Record<
     string,
     { inferenceMs: number | null; behind: boolean; frames: number; inferences: number; dropped: number }
@@ -208,7 +209,7 @@ interface History {
     memoryBytes: number;
     diskUsedPercent: number | null;
     syncQueue: number | null;
-    cameras: Record<string, { fps: number; inferenceMs: number | null }>;
+    cameras: Record<string, { cpuPercent: number; fps: number | null; inferenceMs: number | null }>;
   }>;
 }
 
@@ -251,17 +252,25 @@ function LastDayPanel() {
           {cameras.length > 0 && (
             <div class="charts">
               {cameras.map((id) => (
-                <LineChart
-                  key={id}
-                  label={`${id}: detector frames/s`}
-                  values={samples.map((s) => s.cameras[id]?.fps ?? null)}
-                  format={(v) => v.toFixed(1)}
-                  note={
-                    samples.at(-1)?.cameras[id]?.inferenceMs
-                      ? `${Math.round(samples.at(-1)!.cameras[id]!.inferenceMs!)} ms a frame`
-                      : undefined
-                  }
-                />
+                <Fragment key={id}>
+                  <LineChart
+                    label={`${id}: CPU`}
+                    values={samples.map((s) => s.cameras[id]?.cpuPercent ?? null)}
+                    format={(v) => `${v.toFixed(1)} % of a core`}
+                  />
+                  {samples.some((s) => s.cameras[id]?.fps != null) && (
+                    <LineChart
+                      label={`${id}: detector frames/s`}
+                      values={samples.map((s) => s.cameras[id]?.fps ?? null)}
+                      format={(v) => v.toFixed(1)}
+                      note={
+                        samples.at(-1)?.cameras[id]?.inferenceMs
+                          ? `${Math.round(samples.at(-1)!.cameras[id]!.inferenceMs!)} ms a frame`
+                          : undefined
+                      }
+                    />
+                  )}
+                </Fragment>
               ))}
             </div>
           )}
@@ -354,6 +363,22 @@ export function SystemPage() {
           </tbody>
         </table>
         {detector.data?.error && <p class="problem">Detector: {detector.data.error}</p>}
+        {detector.data?.accelerators.inference && (
+          <p
+            id="accelerators"
+            title={detector.data.accelerators.notUsed.map((n) => `${n.name}: ${n.why}`).join('\n') || undefined}
+          >
+            Detection runs on{' '}
+            {detector.data.accelerators.inference === 'cpu' ? 'the CPU' : detector.data.accelerators.inference},
+            decoding{' '}
+            {detector.data.accelerators.decoding === 'software'
+              ? 'in software'
+              : `on ${detector.data.accelerators.decoding}`}
+            {detector.data.accelerators.notUsed.length
+              ? ` (not used: ${detector.data.accelerators.notUsed.map((n) => n.name).join(', ')})`
+              : ''}
+          </p>
+        )}
       </section>
       <section class="panel" id="services">
         <h2>Services</h2>
