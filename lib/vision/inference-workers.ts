@@ -18,7 +18,9 @@ ort.InferenceSession.create(workerData.modelPath, workerData.options).then((sess
       const t0 = performance.now();
       const result = await session.run({ [input]: new ort.Tensor('float32', tensor, dims) });
       const ms = performance.now() - t0;
-      const out = Float32Array.from(result[output].data);
+      const data = result[output].data;
+      // The output's own buffer goes over as it is; a view into a larger one is copied first.
+      const out = data.byteOffset === 0 && data.buffer.byteLength === data.byteLength ? data : data.slice();
       parentPort.postMessage({ id, out, tensor, ms }, [out.buffer, tensor.buffer]);
     } catch (err) {
       parentPort.postMessage({ id, error: String(err && err.message), tensor }, [tensor.buffer]);
