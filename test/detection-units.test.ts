@@ -17,6 +17,7 @@ import { ConfigSchema } from '../appliance/config.ts';
 import { tempDir } from './helpers/box.ts';
 import { chooseDecoder } from '../services/detector/hardware-decoding.ts';
 import { FrameSource } from '../services/detector/frames.ts';
+import { writeTinyYolox } from './helpers/tiny-yolox.ts';
 import { FRAGMENTS } from '../services/streams/ffmpeg.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { clipFrames } from './helpers/video.ts';
@@ -99,6 +100,52 @@ test('inference workers: the same detections as in this thread, two at once side
   }
   const err = await pooled.detect((await frames(10, 0.2))[0]!, { default: 0.5 }).catch((e: Error) => e);
   assert.match(String(err), /inference workers closed/);
+});
+
+test('a model with an open batch dimension runs the frames waiting for a worker together, each getting what it gets alone; one fixed at 1 runs them one by one', async () => {
+  const dir = await tempDir();
+  try {
+    const open = await YoloxModel.load(await writeTinyYolox(dir, ['person', 'car'], 'open'), undefined, {
+      workers: 1,
+      maxBatch: 4,
+    });
+    assert.is(open.batch, 4);
+    // Four plain frames of different colours: the tiny model's answer depends on the colour.
+    const frames = [30, 90, 160, 230].map((v, i) => ({
+      data: new Uint8Array(32 * 32 * 3).map((_, j) => (j % 3 === i % 3 ? v : 255 - v)),
+      width: 32,
+      height: 32,
+    }));
+    const scores = { default: 0.05 };
+    const alone = [];
+    for (const f of frames) alone.push(await open.detect(f, scores));
+    assert.ok(
+      alone.every((d) => d.length > 0),
+      'the tiny model finds something in each',
+    );
+    assert.not.equal(alone[0], alone[1], 'frames of other colours get other answers');
+    const before = open.workerCounts!;
+    const together = await Promise.all(frames.map((f) => open.detect(f, scores)));
+    const after = open.workerCounts!;
+    assert.equal(together, alone, 'each frame of a batch gets its own answer');
+    // One worker: the first frame runs at once, the three that waited meanwhile go as one batch.
+    assert.equal({ runs: after.runs - before.runs, frames: after.frames - before.frames }, { runs: 2, frames: 4 });
+    await open.close();
+
+    const fixed = await YoloxModel.load(await writeTinyYolox(dir, ['person', 'car'], 1), undefined, { workers: 1 });
+    assert.is(fixed.batch, 1);
+    assert.equal(await Promise.all(frames.map((f) => fixed.detect(f, scores))), alone);
+    assert.equal(fixed.workerCounts, { runs: 4, frames: 4 });
+    await fixed.close();
+    assert.is(model.batch, 1, 'the bundled model takes one frame a run');
+    const two = await YoloxModel.load(await writeTinyYolox(dir, ['person', 'car'], 2)).catch((e: Error) => e);
+    assert.match(
+      String(two),
+      /input images \[2, 3, 32, 32\]; expected a YOLOX model: input float32 \[1 or an open batch/,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 // This machine has no GPU (no /dev/dri, no /dev/nvidia0, no Vulkan driver): every accelerator

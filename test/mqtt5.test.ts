@@ -125,16 +125,17 @@ test("the broker's own encoding of PUBLISH and its acknowledgements (one write e
         ...(qos ? { messageId: 65_535 - qos } : {}),
       });
   publishes.push({ cmd: 'publish', topic: 't', payload: 'text', qos: 0, retain: false, dup: false });
-  // A forwarded MQTT 5 packet whose topic alias was resolved keeps the key, undefined.
-  publishes.push({
+  const withProperties = (properties: mqttPacket.IPublishPacket['properties']): mqttPacket.IPublishPacket => ({
     cmd: 'publish',
     topic: 't',
     payload: Buffer.from('x'),
     qos: 0,
     retain: false,
     dup: false,
-    properties: { topicAlias: undefined },
+    properties,
   });
+  // A forwarded MQTT 5 packet whose topic alias was resolved keeps the key, undefined.
+  publishes.push(withProperties({ topicAlias: undefined }));
   for (const version of [3, 4, 5] as const) {
     for (const p of publishes) {
       const ours = encodePacket(p, version);
@@ -152,15 +153,7 @@ test("the broker's own encoding of PUBLISH and its acknowledgements (one write e
   }
   // What only mqtt-packet writes: properties, a refusal's reason code, other packets, bad fields.
   const leftToMqttPacket: mqttPacket.Packet[] = [
-    {
-      cmd: 'publish',
-      topic: 't',
-      payload: Buffer.from('x'),
-      qos: 0,
-      retain: false,
-      dup: false,
-      properties: { contentType: 'text/plain' },
-    },
+    withProperties({ contentType: 'text/plain' }),
     { cmd: 'puback', messageId: 1, reasonCode: 0x87 },
     { cmd: 'puback', messageId: 1, properties: { reasonString: 'no' } },
     { cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 1, retain: false, dup: false }, // no message id

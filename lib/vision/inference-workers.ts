@@ -48,27 +48,44 @@ export interface WorkerRun {
   ms: number;
 }
 
+interface Job {
+  tensor: Float32Array;
+  resolve: (r: WorkerRun) => void;
+  reject: (e: Error) => void;
+}
+
 interface Slot {
   worker: Worker;
   busy: boolean;
-  pending?: { id: number; resolve: (r: WorkerRun) => void; reject: (e: Error) => void };
+  pending?: { id: number; jobs: Job[] };
 }
 
 export class InferenceWorkers {
   private readonly slots: Slot[] = [];
-  private readonly queue: Array<() => void> = [];
+  private readonly queue: Job[] = [];
   private nextId = 1;
   private closed = false;
+  /** Runs so far, and frames in them (more frames than runs: batches). */
+  readonly counts = { runs: 0, frames: 0 };
 
   private constructor(
     private readonly workerData: { onnxruntime: string; modelPath: string; options: object },
-    private readonly dims: number[],
+    /** One frame's input dimensions, [3, S, S]. */
+    private readonly frame: number[],
+    /** Frames one run may take: more than 1 when the model's batch dimension is open. */
+    private readonly batch: number,
   ) {}
 
   /** `count` workers, each with a session of `modelPath` made with `options`; ready when all are. */
-  static async start(count: number, modelPath: string, options: object, dims: number[]): Promise<InferenceWorkers> {
+  static async start(
+    count: number,
+    modelPath: string,
+    options: object,
+    frame: number[],
+    batch = 1,
+  ): Promise<InferenceWorkers> {
     const onnxruntime = createRequire(projectPath('package.json')).resolve('onnxruntime-node');
-    const pool = new InferenceWorkers({ onnxruntime, modelPath, options }, dims);
+    const pool = new InferenceWorkers({ onnxruntime, modelPath, options }, frame, batch);
     try {
       await Promise.all(Array.from({ length: count }, () => pool.spawn()));
     } catch (err) {
@@ -95,9 +112,9 @@ export class InferenceWorkers {
         reject(err);
         const i = this.slots.indexOf(slot);
         if (i < 0) return;
-        // A worker that died takes its inference with it; another takes its place.
+        // A worker that died takes its inferences with it; another takes its place.
         this.slots.splice(i, 1);
-        slot.pending?.reject(err);
+        for (const job of slot.pending?.jobs ?? []) job.reject(err);
         if (!this.closed) void this.spawn().catch(() => undefined);
       };
       worker.on('error', gone);
@@ -110,28 +127,48 @@ export class InferenceWorkers {
     slot.pending = undefined;
     slot.busy = false;
     if (pending && pending.id === m.id) {
-      if (m.error !== undefined) pending.reject(new Error(m.error));
-      else pending.resolve({ out: m.out!, tensor: m.tensor!, ms: m.ms! });
+      const { jobs } = pending;
+      if (m.error !== undefined) for (const job of jobs) job.reject(new Error(m.error));
+      else if (jobs.length === 1) jobs[0]!.resolve({ out: m.out!, tensor: m.tensor!, ms: m.ms! });
+      else {
+        // One output for the batch, in the frames' order: a view of it each, the run's time shared.
+        const per = m.out!.length / jobs.length;
+        jobs.forEach((job, i) =>
+          job.resolve({ out: m.out!.subarray(i * per, (i + 1) * per), tensor: job.tensor, ms: m.ms! / jobs.length }),
+        );
+      }
     }
     this.dispatch();
   }
 
+  /** Each free worker takes what waits, up to a batch. */
   private dispatch(): void {
-    while (this.queue.length && this.slots.some((s) => !s.busy)) this.queue.shift()!();
+    for (const slot of this.slots) {
+      if (slot.busy || !this.queue.length) continue;
+      const jobs = this.queue.splice(0, this.batch);
+      const id = this.nextId++;
+      this.counts.runs++;
+      this.counts.frames += jobs.length;
+      slot.busy = true;
+      slot.pending = { id, jobs };
+      if (jobs.length === 1) {
+        const { tensor } = jobs[0]!;
+        slot.worker.postMessage({ id, tensor, dims: [1, ...this.frame] }, [tensor.buffer as ArrayBuffer]);
+      } else {
+        // The frames' own buffers stay here; the batch goes in one of its own.
+        const size = jobs[0]!.tensor.length;
+        const all = new Float32Array(jobs.length * size);
+        jobs.forEach((job, i) => all.set(job.tensor, i * size));
+        slot.worker.postMessage({ id, tensor: all, dims: [jobs.length, ...this.frame] }, [all.buffer]);
+      }
+    }
   }
 
-  /** Runs `tensor` on a free worker (waiting for one); the tensor's buffer is the worker's meanwhile. */
+  /** Runs `tensor` on a free worker (waiting for one), with others waiting when the model takes a batch. */
   run(tensor: Float32Array): Promise<WorkerRun> {
     if (this.closed) return Promise.reject(new Error('inference workers closed'));
     return new Promise<WorkerRun>((resolve, reject) => {
-      const go = () => {
-        const slot = this.slots.find((s) => !s.busy)!;
-        const id = this.nextId++;
-        slot.busy = true;
-        slot.pending = { id, resolve, reject };
-        slot.worker.postMessage({ id, tensor, dims: this.dims }, [tensor.buffer as ArrayBuffer]);
-      };
-      this.queue.push(go);
+      this.queue.push({ tensor, resolve, reject });
       this.dispatch();
     });
   }

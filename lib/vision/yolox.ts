@@ -1,7 +1,7 @@
 // A YOLOX-format ONNX object detector in onnxruntime-node: letterbox, run, decode the
 // raw grid output, per-class NMS, undo the letterbox. Any YOLOX export works (input
-// [1,3,S,S] BGR 0..255, output [1, cells, 5 + classes] over strides 8/16/32); another
-// shape is refused at load with what was expected.
+// [1 or an open batch, 3, S, S] BGR 0..255, output [the same, cells, 5 + classes] over strides
+// 8/16/32); another shape is refused at load with what was expected.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type ort from 'onnxruntime-node';
@@ -71,10 +71,13 @@ function checkedShape(session: ort.InferenceSession, modelPath: string, labelCou
   const inShape = input && input.isTensor ? input.shape : [];
   const outShape = output && output.isTensor ? output.shape : [];
   const size = Number(inShape[2]);
-  const expected = `a YOLOX model: input float32 [1, 3, S, S] with S a multiple of 32, output [1, cells, 5 + ${labelCount} classes]`;
+  const expected = `a YOLOX model: input float32 [1 or an open batch, 3, S, S] with S a multiple of 32, output [the same, cells, 5 + ${labelCount} classes]`;
+  // An open batch dimension is a name (or -1); a fixed one must be 1.
+  const batchOpen = typeof inShape[0] === 'string' || Number(inShape[0]) < 0;
   if (
     session.inputNames.length !== 1 ||
     inShape.length !== 4 ||
+    (!batchOpen && inShape[0] !== 1) ||
     inShape[1] !== 3 ||
     inShape[2] !== inShape[3] ||
     !(size > 0 && size % 32 === 0)
@@ -88,7 +91,7 @@ function checkedShape(session: ort.InferenceSession, modelPath: string, labelCou
       `Model ${modelPath} has output ${session.outputNames[0]} [${outShape.join(', ')}]; expected [1, ${cellsFor(size)}, ${5 + labelCount}] for input ${size}x${size} and ${labelCount} labels (${expected})`,
     );
   }
-  return { size, inputName: session.inputNames[0]!, outputName: session.outputNames[0]! };
+  return { size, batchOpen, inputName: session.inputNames[0]!, outputName: session.outputNames[0]! };
 }
 
 /** A session's time for one inference of a grey frame: the median of five, after one to warm up. */
@@ -108,6 +111,8 @@ export class YoloxModel {
     /** The session in this thread, or the workers that hold one each. */
     private readonly session: ort.InferenceSession | undefined,
     private readonly workers: InferenceWorkers | undefined,
+    /** Frames one inference may take (on workers, with a model whose batch dimension is open). */
+    readonly batch: number,
     readonly size: number,
     readonly labels: string[],
     private readonly inputName: string,
@@ -126,6 +131,8 @@ export class YoloxModel {
       providers?: 'auto' | readonly string[];
       /** Worker threads that run the inferences (0: this thread; see inference-workers.ts). */
       workers?: number;
+      /** With workers and a model whose batch dimension is open: frames one run may take (4). */
+      maxBatch?: number;
     } = {},
   ): Promise<YoloxModel> {
     if (!existsSync(modelPath)) throw new ModelError(`Model file not found: ${modelPath}`);
@@ -155,18 +162,21 @@ export class YoloxModel {
     } catch (err) {
       throw new ModelError(`Cannot load model ${modelPath}: ${(err as Error).message.split('\n')[0]}`);
     }
-    const { size, inputName, outputName } = checkedShape(cpu, modelPath, labels.length);
+    const { size, batchOpen, inputName, outputName } = checkedShape(cpu, modelPath, labels.length);
+    // Frames a worker runs at once when several wait: a model with an open batch dimension takes them.
+    const batch = batchOpen && options.workers ? (options.maxBatch ?? 4) : 1;
     // The chosen provider's sessions move to the workers, if any: this thread's is let go.
     const model = async (session: ort.InferenceSession, provider: string, notUsed: ProviderNotUsed[]) => {
       let workers: InferenceWorkers | undefined;
       if (options.workers) {
         try {
-          workers = await InferenceWorkers.start(options.workers, modelPath, sessionOptions(provider), [
-            1,
-            3,
-            size,
-            size,
-          ]);
+          workers = await InferenceWorkers.start(
+            options.workers,
+            modelPath,
+            sessionOptions(provider),
+            [3, size, size],
+            batch,
+          );
         } catch (err) {
           throw new ModelError(`Cannot load model ${modelPath} in a worker: ${(err as Error).message.split('\n')[0]}`);
         } finally {
@@ -176,6 +186,7 @@ export class YoloxModel {
       return new YoloxModel(
         workers ? undefined : session,
         workers,
+        workers ? batch : 1,
         size,
         labels,
         inputName,
@@ -328,6 +339,11 @@ export class YoloxModel {
   /** Raw run, for the benchmark's reference. */
   async runRaw(tensor: Float32Array): Promise<void> {
     await this.infer(tensor);
+  }
+
+  /** Inferences run on the workers so far, and the frames in them (undefined: no workers). */
+  get workerCounts(): { runs: number; frames: number } | undefined {
+    return this.workers && { ...this.workers.counts };
   }
 
   /** Lets the workers go. */

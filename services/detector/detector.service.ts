@@ -31,7 +31,9 @@ export function detectorService(config: Config): ServiceSchema {
   /** The last camera list seen: kept when the cameras service cannot be reached. */
   let cameras: Camera[] = [];
   let lostEvents = 0;
-  const inferences = new InferenceQueue(config.detector.concurrentInferences ?? os.availableParallelism());
+  /** Inference workers: one a core unless set. */
+  const workers = config.detector.concurrentInferences ?? os.availableParallelism();
+  const inferences = new InferenceQueue(workers);
 
   return {
     name: 'detector',
@@ -168,13 +170,14 @@ export function detectorService(config: Config): ServiceSchema {
         model = await YoloxModel.load(config.detector.modelPath, config.detector.labelsPath ?? undefined, {
           threads: config.detector.threads,
           providers: config.detector.executionProviders,
-          // As many workers as inferences at once: each runs one, off the event loop.
-          workers: inferences.concurrency,
+          workers,
         });
+        // Enough frames in flight for each worker to find a batch waiting, when the model takes one.
+        inferences.concurrency = workers * model.batch;
         decoding = await chooseDecoder(config.video.ffmpegPath, config.detector.hwaccel, config.detector.hwaccelDevice);
         const notUsed = [...model.providersNotUsed, ...decoding.notUsed];
         this.logger.info(
-          `model ${config.detector.modelPath}: ${model.size}x${model.size}, ${model.labels.length} labels, on ${model.provider}; decoding in ${decoding.decoder}` +
+          `model ${config.detector.modelPath}: ${model.size}x${model.size}, ${model.labels.length} labels, on ${model.provider}${model.batch > 1 ? `, up to ${model.batch} frames a run` : ''}; decoding in ${decoding.decoder}` +
             (notUsed.length ? ` (not used: ${notUsed.map((n) => `${n.name}: ${n.why}`).join('; ')})` : ''),
         );
       } catch (err) {

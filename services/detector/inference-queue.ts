@@ -1,5 +1,6 @@
-// One queue for every camera's inferences on this node. The model runs `concurrency` at a time:
-// on the CPU more at once only share the same cores, and every camera's answer comes later.
+// One queue for every camera's inferences on this node. The model runs `concurrency` at a time
+// (one a worker, or a batch a worker when the model takes one): on the CPU more at once only share
+// the same cores, and every camera's answer comes later.
 // Each camera has at most one frame waiting (the detector keeps only its newest), and the next
 // to run is a camera that is following objects before one that only saw motion, unless another
 // has waited maxWaitMs: a busy street cannot starve a quiet garden.
@@ -17,7 +18,8 @@ export class InferenceQueue {
   private running = 0;
 
   constructor(
-    readonly concurrency: number,
+    /** Set again once the model is loaded: workers times the frames a run takes. */
+    public concurrency: number,
     private readonly maxWaitMs = 1000,
   ) {}
 
