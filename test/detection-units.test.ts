@@ -190,6 +190,20 @@ test('hardware decoding: auto decodes in software where no GPU is, saying why; a
   assert.is(vaapi.decoder, 'software');
   assert.match(vaapi.notUsed[0]!.why, /^a test decode failed: .*(Device creation failed|No VA display|Failed)/);
   assert.equal(await chooseDecoder('ffmpeg', 'none', null), { decoder: 'software', inputArgs: [], notUsed: [] });
+  // An ffmpeg that lists vaapi but cannot even make the test clip: vaapi is ruled out, nothing throws.
+  const dir = await tempDir();
+  const broken = path.join(dir, 'ffmpeg');
+  await writeFile(
+    broken,
+    '#!/bin/sh\n[ "$2" = -hwaccels ] && printf "Hardware acceleration methods:\\nvaapi\\n" && exit 0\nexit 1\n',
+    {
+      mode: 0o755,
+    },
+  );
+  const clipless = await chooseDecoder(broken, 'vaapi', null);
+  assert.is(clipless.decoder, 'software');
+  assert.match(clipless.notUsed[0]!.why, /^a test decode failed: the test clip could not be made/);
+  await rm(dir, { recursive: true, force: true });
 
   // A decoder given hardware that fails on the stream: frames still come, decoded in software.
   const feed = spawn('ffmpeg', [

@@ -33,18 +33,28 @@ function defaultDevice(hwaccel: Hwaccel): string | undefined {
   return node ? `${dri}/${node}` : undefined;
 }
 
-let probeClip: Promise<Buffer> | undefined;
+/** Per ffmpeg, its test clip. */
+const probeClips = new Map<string, Promise<Buffer>>();
 /** A second of H.264 (made once by ffmpeg itself) to try a decoder on. */
 function clip(ffmpegPath: string): Promise<Buffer> {
-  probeClip ??= run(
+  let made = probeClips.get(ffmpegPath);
+  if (made) return made;
+  made = run(
     ffmpegPath,
     [
       ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=10'],
       ...['-frames:v', '10', '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'h264', 'pipe:1'],
     ],
     { encoding: 'buffer', maxBuffer: 16 * 1024 * 1024, timeout: 20_000 },
-  ).then((r) => r.stdout);
-  return probeClip;
+  ).then(
+    (r) => r.stdout,
+    (err: Error) => {
+      probeClips.delete(ffmpegPath); // tried again at the next start
+      throw err;
+    },
+  );
+  probeClips.set(ffmpegPath, made);
+  return made;
 }
 
 /** Decodes the clip on `hwaccel`, frames kept on it, so a silent fallback to software fails. */
@@ -104,7 +114,10 @@ export async function chooseDecoder(
       });
       continue;
     }
-    const failed = await tryHwaccel(ffmpegPath, hwaccel, dev);
+    // Whatever goes wrong in the trial (even making the clip) only rules this hwaccel out.
+    const failed = await tryHwaccel(ffmpegPath, hwaccel, dev).catch(
+      (err: Error) => `the test clip could not be made or decoded: ${err.message.split('\n')[0]}`,
+    );
     if (failed === null)
       return { decoder: hwaccel, inputArgs: ['-hwaccel', hwaccel, ...(dev ? ['-hwaccel_device', dev] : [])], notUsed };
     notUsed.push({ name: hwaccel, why: `a test decode failed: ${failed}` });
