@@ -6,7 +6,16 @@ import * as assert from 'uvu/assert';
 import { rm } from 'node:fs/promises';
 import mqtt, { type MqttClient } from 'mqtt';
 import { tempDir } from './helpers/box.ts';
-import { firstAdminSession, freePort, getJson, startNode, waitUntil, type Proc } from './helpers/processes.ts';
+import {
+  apiAs,
+  everyCameraOnline,
+  firstAdminSession,
+  freePort,
+  getJson,
+  startNode,
+  waitUntil,
+  type Proc,
+} from './helpers/processes.ts';
 import { RtspCamera, cameraClip } from './helpers/video.ts';
 import { processTree, pssBytes } from '../services/system/history.ts';
 
@@ -104,9 +113,7 @@ test(`1,000 MQTT clients signed in and subscribed cost the box under ${KIB_PER_M
 });
 
 test(`cameras: under ${MIB_PER_RECORDED_CAMERA} MiB each recorded, under ${MIB_PER_DETECTED_CAMERA} MiB each recorded and detected (the box and its ffmpegs)`, async () => {
-  const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-  const api = (method: string, path: string, body?: unknown) =>
-    getJson(`${base}${path}`, { method, headers: auth, ...(body ? { body: JSON.stringify(body) } : {}) });
+  const api = apiAs(base, token);
   const clip = await cameraClip();
   const cameras = await Promise.all([1, 2].map(async () => new RtspCamera(await freePort(), { clip })));
   try {
@@ -121,14 +128,7 @@ test(`cameras: under ${MIB_PER_RECORDED_CAMERA} MiB each recorded, under ${MIB_P
       });
       assert.is(res.status, 201, JSON.stringify(res.json));
     }
-    await waitUntil(
-      'both cameras recording',
-      async () =>
-        ((await api('GET', '/api/v1/cameras')).json as Array<{ status: { state: string } | null }>).every(
-          (c) => c.status?.state === 'online',
-        ),
-      30_000,
-    );
+    await everyCameraOnline(api, 30_000);
     await sleep(5000);
     const recorded = await settled();
     for (let i = 0; i < cameras.length; i++)

@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type ort from 'onnxruntime-node';
 import { lazyPackage } from '../lazy-package.ts';
+import { nvidiaGpu, renderNode } from '../gpu-devices.ts';
 import { InferenceWorkers, type WorkerRun } from './inference-workers.ts';
 
 /** onnxruntime loads with the first model: a box with detection off never maps its 15 MiB library. */
@@ -48,12 +49,12 @@ function labelsFileFor(modelPath: string): string | undefined {
 }
 
 /** Execution providers `auto` tries before the CPU, most capable first. */
-export const AUTO_PROVIDERS = ['tensorrt', 'cuda', 'openvino', 'coreml', 'dml', 'webgpu'];
+const AUTO_PROVIDERS = ['tensorrt', 'cuda', 'openvino', 'coreml', 'dml', 'webgpu'];
 
 /** Why auto does not try an accelerator on this box (no device it could open); undefined: try it. */
 function missingDevice(provider: string): string | undefined {
-  const nvidia = existsSync('/dev/nvidia0');
-  const gpu = nvidia || (existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD')));
+  const nvidia = nvidiaGpu();
+  const gpu = nvidia || renderNode() !== undefined;
   if ((provider === 'cuda' || provider === 'tensorrt') && !nvidia) return 'no NVIDIA GPU (/dev/nvidia0)';
   if (provider === 'webgpu' && !gpu) return 'no GPU (/dev/dri/renderD*, /dev/nvidia0)';
   return undefined;
@@ -152,7 +153,8 @@ export class YoloxModel {
       intraOpNumThreads: options.threads ?? 1,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all' as const,
-      // An accelerator that cannot load is said once in detector.status, not in red on stderr.
+      // An accelerator's session logs only fatal errors: what fails is said once in detector.status
+      // (onnxruntime itself may still print a provider library it could not load).
       logSeverityLevel: provider === 'cpu' ? (2 as const) : (4 as const),
     });
     const sessionOn = (provider: string) => onnxruntime().InferenceSession.create(modelPath, sessionOptions(provider));
@@ -208,6 +210,7 @@ export class YoloxModel {
       ? AUTO_PROVIDERS.filter((p) => supported.has(p))
       : (options.providers as readonly string[]).filter((p) => p !== 'cpu');
     const notUsed: ProviderNotUsed[] = [];
+    let cpuMs: number | undefined; // measured once, against the first accelerator that loads
     for (const provider of candidates) {
       const missing = auto ? missingDevice(provider) : undefined;
       if (missing) {
@@ -227,10 +230,8 @@ export class YoloxModel {
         continue;
       }
       if (auto) {
-        const [onIt, onCpu] = [
-          await msPerInference(session, inputName, size),
-          await msPerInference(cpu, inputName, size),
-        ];
+        const onIt = await msPerInference(session, inputName, size);
+        const onCpu = (cpuMs ??= await msPerInference(cpu, inputName, size));
         if (onIt >= onCpu) {
           notUsed.push({
             name: provider,
@@ -296,10 +297,10 @@ export class YoloxModel {
     return { tensor, scale };
   }
 
-  /** Objects in the frame whose score reaches minScore (per label, or `default`). */
   /**
-   * The objects in a frame. `spent`, if given, gets the CPU time this detection took, ms: the
-   * letterbox and decoding here, and the inference where it ran (its wall time there).
+   * Objects in the frame whose score reaches minScore (per label, or `default`). `spent`, if
+   * given, gets the CPU time this detection took, ms: the letterbox and decoding here, and the
+   * inference where it ran (its wall time there).
    */
   async detect(
     frame: Frame,

@@ -165,10 +165,7 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
           this.start(sourceWidth, sourceHeight, init);
           return;
         }
-        this.emit(
-          'error',
-          new Error(`frame decoder exited (${code ?? signal}): ${stderr.trim().split('\n').pop() ?? ''}`),
-        );
+        this.emit('error', new Error(`frame decoder exited (${code ?? signal}): ${why}`));
       }
     });
 

@@ -3,8 +3,8 @@
 // could not be used, and why, goes to detector.status and the log. (The model's execution
 // provider is chosen the same way, in lib/vision/yolox.ts.)
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { nvidiaGpu, renderNode } from '../../lib/gpu-devices.ts';
 
 const run = promisify(execFile);
 
@@ -27,10 +27,8 @@ export type Hwaccel = (typeof HWACCELS)[number];
 
 /** The device each hwaccel opens when none is set: a GPU render node, the first NVIDIA GPU. */
 function defaultDevice(hwaccel: Hwaccel): string | undefined {
-  if (hwaccel === 'cuda') return existsSync('/dev/nvidia0') ? '0' : undefined;
-  const dri = '/dev/dri';
-  const node = existsSync(dri) ? readdirSync(dri).find((f) => f.startsWith('renderD')) : undefined;
-  return node ? `${dri}/${node}` : undefined;
+  if (hwaccel === 'cuda') return nvidiaGpu() ? '0' : undefined;
+  return renderNode();
 }
 
 /** Per ffmpeg, its test clip. */

@@ -52,7 +52,7 @@ export interface HistoryInputs {
   dataDir: string;
   /** The sync queue's length, or null when sync does not answer. */
   syncQueue: () => Promise<number | null>;
-  /** Per camera, the detector's frames and inferences so far and ms per inference; `here`: it runs in this node. */
+  /** Per camera, the detector's frames and its time on the camera so far, and ms a frame; `here`: it runs in this node. */
   detector: () => Promise<{
     here: boolean;
     cameras: Record<string, { frames: number; inferenceSeconds: number; inferenceMs: number | null }>;

@@ -21,7 +21,15 @@ import { WebSocket } from 'ws';
 import { buildBox } from '../../appliance/build.ts';
 import { processTree, pssBytes } from '../../services/system/history.ts';
 import { tempDir } from '../helpers/box.ts';
-import { firstAdminSession, freePort, getJson, startNode, waitUntil } from '../helpers/processes.ts';
+import {
+  apiAs,
+  everyCameraOnline,
+  firstAdminSession,
+  freePort,
+  getJson,
+  startNode,
+  waitUntil,
+} from '../helpers/processes.ts';
 import { longClip, longSubStreamClip, quietClip, RtspCamera } from '../helpers/video.ts';
 import { cpuTicks, pct, TICK } from './proc-stats.ts';
 
@@ -119,9 +127,7 @@ await waitUntil(
   60_000,
 );
 const token = await firstAdminSession(base, 'bench', 'bench-password');
-const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-const api = (method: string, path: string, body?: unknown) =>
-  getJson(`${base}${path}`, { method, headers: auth, ...(body ? { body: JSON.stringify(body) } : {}) });
+const api = apiAs(base, token);
 await sleep(3000);
 const idleRss = boxMiB(box.pid);
 
@@ -135,15 +141,7 @@ for (const [id, c] of cameras) {
   });
   if (res.status !== 201) throw new Error(`${id} not added: ${res.text}`);
 }
-await waitUntil(
-  'every camera online',
-  async () =>
-    ((await api('GET', '/api/v1/cameras')).json as Array<{ status: { state: string } | null }>).every(
-      (c) => c.status?.state === 'online',
-    ),
-  60_000,
-  500,
-);
+await everyCameraOnline(api, 60_000);
 
 const eventLatencies: Record<string, number[]> = {};
 const updates = new WebSocket(`ws://127.0.0.1:${port}/api/v1/updates`, {

@@ -145,6 +145,26 @@ export async function getJson(url: string, init: RequestInit = {}) {
   return { status: res.status, headers: res.headers, json, text };
 }
 
+/** Requests to a box process's API at `base` with `token`, JSON in and out. */
+export function apiAs(base: string, token: string) {
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  return (method: string, path: string, body?: unknown) =>
+    getJson(`${base}${path}`, { method, headers, ...(body ? { body: JSON.stringify(body) } : {}) });
+}
+
+/** Waits until every camera the box has is online (asked through `api`, from apiAs). */
+export function everyCameraOnline(api: ReturnType<typeof apiAs>, timeoutMs: number): Promise<unknown> {
+  return waitUntil(
+    'every camera online',
+    async () =>
+      ((await api('GET', '/api/v1/cameras')).json as Array<{ status: { state: string } | null }>).every(
+        (c) => c.status?.state === 'online',
+      ),
+    timeoutMs,
+    300,
+  );
+}
+
 /** Creates the first admin of a box process (first-run setup) and gives its session token. */
 export async function firstAdminSession(base: string, username: string, password: string): Promise<string> {
   const setup = await getJson(`${base}/api/v1/setup`, {

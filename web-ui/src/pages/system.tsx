@@ -295,6 +295,7 @@ export function SystemPage() {
   useUpdates(['recording.archive.', 'recording.disk.'], () => void storage.reload());
 
   const s = storage.data;
+  const accelerators = detector.data?.accelerators;
   const usedPct = s ? Math.round(((s.diskTotalBytes - s.diskFreeBytes) / s.diskTotalBytes) * 100) : 0;
   const low = s ? s.diskFreeBytes < s.minFreeBytes * 1.5 : false;
   return (
@@ -363,20 +364,11 @@ export function SystemPage() {
           </tbody>
         </table>
         {detector.data?.error && <p class="problem">Detector: {detector.data.error}</p>}
-        {detector.data?.accelerators.inference && (
-          <p
-            id="accelerators"
-            title={detector.data.accelerators.notUsed.map((n) => `${n.name}: ${n.why}`).join('\n') || undefined}
-          >
-            Detection runs on{' '}
-            {detector.data.accelerators.inference === 'cpu' ? 'the CPU' : detector.data.accelerators.inference},
-            decoding{' '}
-            {detector.data.accelerators.decoding === 'software'
-              ? 'in software'
-              : `on ${detector.data.accelerators.decoding}`}
-            {detector.data.accelerators.notUsed.length
-              ? ` (not used: ${detector.data.accelerators.notUsed.map((n) => n.name).join(', ')})`
-              : ''}
+        {accelerators?.inference && (
+          <p id="accelerators" title={accelerators.notUsed.map((n) => `${n.name}: ${n.why}`).join('\n') || undefined}>
+            Detection runs on {accelerators.inference === 'cpu' ? 'the CPU' : accelerators.inference}, decoding{' '}
+            {accelerators.decoding === 'software' ? 'in software' : `on ${accelerators.decoding}`}
+            {accelerators.notUsed.length ? ` (not used: ${accelerators.notUsed.map((n) => n.name).join(', ')})` : ''}
           </p>
         )}
       </section>
