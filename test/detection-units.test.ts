@@ -17,10 +17,12 @@ import { ConfigSchema } from '../appliance/config.ts';
 import { tempDir } from './helpers/box.ts';
 import { chooseDecoder } from '../services/detector/hardware-decoding.ts';
 import { FrameSource } from '../services/detector/frames.ts';
+import { cameraProcesses } from '../lib/media/supervised-process.ts';
 import { writeTinyYolox } from './helpers/tiny-yolox.ts';
 import { FRAGMENTS } from '../services/streams/ffmpeg.ts';
 import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { clipFrames } from './helpers/video.ts';
+import { waitUntil } from './helpers/processes.ts';
 
 const MODEL = ConfigSchema.parse({}).detector.modelPath;
 let model: YoloxModel;
@@ -231,6 +233,40 @@ test('hardware decoding: auto decodes in software where no GPU is, saying why; a
   assert.match(errors[0] ?? '', /hardware decoding failed .*: this camera now decodes in software/);
 });
 
+test("frames' pictures: kept for the frames that went to the model, a JPEG made only when asked, no encoder while nothing did", async () => {
+  const feed = spawn('ffmpeg', [
+    ...['-hide_banner', '-loglevel', 'error', '-re', '-t', '4', '-i', DEMO_CLIP, '-an', '-c:v', 'copy'],
+    ...['-f', 'mp4', '-movflags', FRAGMENTS, 'pipe:1'],
+  ]);
+  const camera = 'pictures-unit';
+  const source = new FrameSource(feed.stdout, {
+    ffmpegPath: 'ffmpeg',
+    fps: 5,
+    modelSize: 416,
+    snapshotWidth: 320,
+    camera,
+  });
+  const processes = () => [...cameraProcesses().values()].filter((c) => c === camera).length;
+  const seqs: number[] = [];
+  await new Promise<void>((resolve) => source.on('frame', (f) => seqs.push(f.seq) === 10 && resolve()));
+  assert.is(processes(), 1, 'the decoder only: nothing went to the model, so no JPEG encoder');
+  assert.is(await source.jpeg(seqs[0]!), undefined, 'an old frame that never went to the model: no picture kept');
+  const newest = seqs.at(-1)!;
+  source.hold(newest);
+  assert.is(processes(), 2, 'the encoder starts when a frame goes to the model');
+  const jpeg = (await source.jpeg(newest))!;
+  assert.ok(jpeg?.subarray(0, 2).equals(Buffer.from([0xff, 0xd8])), 'a JPEG');
+  const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
+  assert.equal([jpeg.readUInt16BE(sof + 7), jpeg.readUInt16BE(sof + 5)], [320, 180], 'snapshot-sized (16:9)');
+  assert.is(await source.jpeg(newest), jpeg, 'made once');
+  // Frames after it come and go; the held one stays.
+  await new Promise<void>((resolve) => source.on('frame', (f) => f.seq >= newest + 5 && resolve()));
+  assert.ok(await source.jpeg(newest), 'still kept');
+  assert.is(await source.jpeg(newest + 1), undefined, 'its neighbour, never held, is gone');
+  source.close();
+  await waitUntil('no process left for the camera', () => processes() === 0, 5000);
+});
+
 test('motion: none between equal frames or under a mask, boxes where people walk', async () => {
   const clip = await frames(4, 2);
   const still = new MotionDetector({ threshold: 25, minAreaPercent: 0.05, masks: [] });
@@ -420,7 +456,7 @@ test('zones and masks place an object at its feet', () => {
   assert.not.ok(insidePolygon(footOf([10, 0, 20, 40], 100, 100), lower));
 });
 
-test('one inference queue for all cameras: one at a time, cameras following objects first, none left waiting over its bound', async () => {
+test('one inference queue for all cameras: one at a time, urgent cameras first and in turn, none left waiting over its bound', async () => {
   const queue = new InferenceQueue(1, 50);
   const order: string[] = [];
   let running = 0;
@@ -464,6 +500,27 @@ test('one inference queue for all cameras: one at a time, cameras following obje
   ]);
   assert.ok(order.indexOf('garden') > 0 && order.indexOf('garden') < order.length - 1, order.join(' '));
   assert.ok(gardenAt < 200, `garden waited ${Math.round(gardenAt)} ms behind a busy street`);
+  // A full box: two streets following objects take turns, and a garden where someone has just
+  // walked in (urgent too) goes at the next turn, not after every street's.
+  const turns = new InferenceQueue(1, 10_000);
+  await turns.run('street-a', () => true, job('street-a', 1));
+  await turns.run('street-b', () => true, job('street-b', 1));
+  await turns.run('street-a', () => true, job('street-a', 1));
+  await new Promise((r) => setImmediate(r)); // the queue's own bookkeeping after a job, done
+  order.length = 0;
+  const underWay = turns.run('street-a', () => true, job('street-a', 20));
+  const queued = [
+    turns.run('street-b', () => true, job('street-b', 1)),
+    turns.run('street-a', () => true, job('street-a', 1)),
+    turns.run('garden', () => true, job('garden', 1)),
+  ];
+  await Promise.all([underWay, ...queued]);
+  assert.equal(
+    order,
+    ['street-a', 'garden', 'street-b', 'street-a'],
+    'the camera served longest ago first (the garden never was, then street-b)',
+  );
+
   // A job that fails is its caller's error; the queue goes on.
   const failed = await queue
     .run(

@@ -32,6 +32,8 @@ const NO_FRAMES_END_MS = 10_000;
 /** Frames this far apart in time are not one scene: what was tracked before has gone. */
 const TIME_JUMP_MS = 3000;
 const TRACK_SCORE_FACTOR = 0.6;
+/** No inference on this camera for this long: its motion is new, and goes to the model first. */
+const FRESH_LOOK_MS = 1000;
 /** The model this sure of an object in a moving part of the picture: its event starts a frame sooner. */
 const SURE_SCORE = 0.75;
 
@@ -53,6 +55,8 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
   private generation = 0;
   /** Per open object, the frame whose picture was sent: the event's box is always that frame's. */
   private shown = new Map<string, BestFrame>();
+  /** Tracks whose event has started (and not ended). */
+  private announced = new Set<string>();
   private readonly motionSpans: MotionSpans;
   readonly counts = { frames: 0, motionFrames: 0, inferences: 0, dropped: 0 };
 
@@ -177,6 +181,7 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
       const recheck =
         this.tracker.tracks.length > 0 && frame.at - this.lastInferenceAt >= this.options.stationaryCheckMs;
       if (!moved && !this.tracker.hasMoving && !recheck) return;
+      this.source?.hold(frame.seq);
       const generation = this.generation;
       const d = this.camera.detection;
       const minScores: Record<string, number> & { default: number } = {
@@ -187,10 +192,12 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
       const trackScores = Object.fromEntries(
         Object.entries(minScores).map(([k, v]) => [k, v * TRACK_SCORE_FACTOR]),
       ) as typeof minScores;
-      // A camera following objects goes before one that only saw motion.
+      // Urgent: following objects, or motion that has just begun (what starts an event); motion
+      // that goes on with nothing found in it waits behind them.
+      const freshLook = frame.at - this.lastInferenceAt >= FRESH_LOOK_MS;
       const detected = await this.inferences.run(
         this.camera.id,
-        () => this.tracker.tracks.length > 0,
+        () => freshLook || this.tracker.tracks.length > 0,
         async () => {
           const spent = { ms: 0 };
           const result = await this.model.detect(image, trackScores, undefined, spent);
@@ -207,8 +214,11 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
       if (generation !== this.generation) return; // its stream ended meanwhile
       this.lastInferenceAt = frame.at;
       const changes = this.tracker.update(found, frame, (label) => minScores[label] ?? minScores.default);
-      for (const t of changes.started) this.emitEvent('start', t);
-      for (const t of changes.updated) this.emitEvent('update', t);
+      const pictures = await this.newPictures([...changes.started, ...changes.updated]);
+      // The stream ended while the pictures were made: its events have ended without these.
+      if (generation !== this.generation) return;
+      for (const t of changes.started) this.emitEvent('start', t, pictures.get(t.id));
+      for (const t of changes.updated) this.emitEvent('update', t, pictures.get(t.id));
       for (const t of changes.ended) this.emitEvent('end', t);
     } catch (err) {
       this.log.warn(`${this.camera.id}: detection failed on a frame: ${(err as Error).message}`);
@@ -235,13 +245,24 @@ export class CameraDetector extends EventEmitter<{ event: [ObjectEvent]; motion:
     for (const t of this.tracker.endAll()) this.emitEvent('end', t);
   }
 
-  private emitEvent(type: ObjectEvent['type'], t: Track): void {
-    // A picture is sent with the frame's own box, or the box stays with the picture already sent.
-    let jpeg: Buffer | undefined;
-    if (type !== 'end' && this.shown.get(t.id)?.seq !== t.bestFrame.seq) {
-      jpeg = this.source?.jpeg(t.bestFrame.seq);
-      if (jpeg) this.shown.set(t.id, t.bestFrame);
+  /** JPEGs of the tracks' best frames, where that is not the picture already sent. */
+  private async newPictures(tracks: Track[]): Promise<Map<string, Buffer>> {
+    const pictures = new Map<string, Buffer>();
+    for (const t of tracks) {
+      if (this.shown.get(t.id)?.seq === t.bestFrame.seq) continue;
+      const jpeg = await this.source?.jpeg(t.bestFrame.seq);
+      if (jpeg) pictures.set(t.id, jpeg);
     }
+    return pictures;
+  }
+
+  private emitEvent(type: ObjectEvent['type'], t: Track, jpeg?: Buffer): void {
+    // Only an event that was announced ends (one whose stream ended while its picture was made was not).
+    if (type === 'start') this.announced.add(t.id);
+    else if (!this.announced.has(t.id)) return;
+    if (type === 'end') this.announced.delete(t.id);
+    // A picture is sent with the frame's own box, or the box stays with the picture already sent.
+    if (jpeg) this.shown.set(t.id, t.bestFrame);
     const frame = this.shown.get(t.id) ?? t.bestFrame;
     if (type === 'end') this.shown.delete(t.id);
     const box = frame.box.map((v, i) => Math.round((v / (i % 2 ? frame.height : frame.width)) * 10000) / 10000) as Box;

@@ -120,6 +120,7 @@ export function detectorService(config: Config): ServiceSchema {
           if (!next || (id === changed && detectionOf(next) !== detectionOf(d.camera))) {
             d.stop();
             running.delete(id);
+            if (!next) inferences.forget(id);
           }
         }
         for (const [id, camera] of wanted) if (!running.has(id)) this.run(camera);

@@ -1,6 +1,8 @@
 // Decoded frames for detection, from the camera's live fMP4 (never a second connection to
 // the camera): one ffmpeg per camera decodes at a low rate and scales once, giving
-// model-sized RGB frames for the detector and a JPEG of each frame for event snapshots.
+// model-sized RGB frames for the detector and a snapshot-sized picture of each frame. Only the
+// few pictures an event may show are kept, and made JPEGs when one does (an encoder started on
+// demand): encoding every frame cost more than decoding it, for pictures nearly never shown.
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
@@ -30,9 +32,13 @@ export interface FrameSourceOptions {
   snapshotWidth: number;
 }
 
-const JPEG_FD = 3;
-/** JPEGs kept for the snapshots of events (the newest few frames). */
-const JPEGS_KEPT = 30;
+const SNAPSHOT_FD = 3;
+/** The newest pictures, kept until the detector says whether their frame went to the model. */
+const RECENT_KEPT = 3;
+/** Pictures of frames that went to the model (an event's best frame is one of these). */
+const HELD_KEPT = 12;
+/** An encoder with no picture to make for this long is stopped (ms). */
+const ENCODER_IDLE_MS = 60_000;
 const EOI = Buffer.from([0xff, 0xd9]);
 const MAX_CLOCK_DRIFT_MS = 2000;
 
@@ -55,7 +61,12 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
   private seq = 0;
   /** Hardware decoding, until it fails once on this camera's stream. */
   private inputArgs: string[];
-  private jpegs = new Map<number, Buffer>();
+  /** Snapshot-sized YUV 4:2:0 pictures by frame, and the JPEGs made of them. */
+  private pictures = new Map<number, Buffer>();
+  private held: number[] = [];
+  private jpegs = new Map<number, Promise<Buffer | undefined>>();
+  private encoder: JpegEncoder | undefined;
+  private snapshotSize = { width: 0, height: 0 };
   private closed = false;
   private anchor: { seq: number; at: number } | undefined;
 
@@ -86,9 +97,26 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     return Math.round(at);
   }
 
-  /** The JPEG of a frame, if still kept. */
-  jpeg(seq: number): Buffer | undefined {
-    return this.jpegs.get(seq);
+  /**
+   * This frame went to the model: its picture is kept, for an event it may start. The encoder
+   * starts now if it is not running, so that the event's first picture does not wait for it.
+   */
+  hold(seq: number): void {
+    if (!this.pictures.has(seq) || this.held.includes(seq)) return;
+    this.held.push(seq);
+    if (this.held.length > HELD_KEPT) this.forget(this.held.shift()!);
+    if (!this.closed) this.jpegEncoder();
+  }
+
+  /** The JPEG of a frame, if its picture is still kept (made once, on first asking). */
+  jpeg(seq: number): Promise<Buffer | undefined> {
+    const made = this.jpegs.get(seq);
+    if (made) return made;
+    const picture = this.pictures.get(seq);
+    if (!picture || this.closed) return Promise.resolve(undefined);
+    const jpeg = this.jpegEncoder().encode(picture);
+    this.jpegs.set(seq, jpeg);
+    return jpeg;
   }
 
   close(): void {
@@ -96,16 +124,39 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
     this.input.destroy();
     this.decoder?.kill('SIGKILL');
     this.decoder = undefined;
+    this.encoder?.close();
+  }
+
+  private jpegEncoder(): JpegEncoder {
+    if (!this.encoder) {
+      const encoder = new JpegEncoder(this.options.ffmpegPath, this.snapshotSize, this.options.camera, () => {
+        if (this.encoder === encoder) this.encoder = undefined;
+      });
+      this.encoder = encoder;
+    }
+    return this.encoder;
+  }
+
+  private forget(seq: number): void {
+    this.pictures.delete(seq);
+    this.jpegs.delete(seq);
   }
 
   private start(sourceWidth: number, sourceHeight: number, init: Buffer): void {
     this.decoder?.kill('SIGKILL');
     if (this.closed) return;
-    const { fps, modelSize, snapshotWidth } = this.options;
+    const { fps, modelSize } = this.options;
     const scale = Math.min(modelSize / sourceWidth, modelSize / sourceHeight);
     const width = Math.round((sourceWidth * scale) / 2) * 2;
     const height = Math.round((sourceHeight * scale) / 2) * 2;
     const frameBytes = width * height * 3;
+    const snapshotWidth = Math.min(this.options.snapshotWidth, sourceWidth) & ~1;
+    const snapshotHeight = Math.round((sourceHeight * snapshotWidth) / sourceWidth / 2) * 2;
+    const pictureBytes = (snapshotWidth * snapshotHeight * 3) / 2;
+    // A new stream may have another size: the encoder for the old one goes.
+    this.encoder?.close();
+    this.encoder = undefined;
+    this.snapshotSize = { width: snapshotWidth, height: snapshotHeight };
     const args = [
       '-hide_banner',
       '-nostdin',
@@ -120,7 +171,8 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       '-filter_complex',
       // The first frame of each 1/fps slot: fps=N would wait for the next frame to choose one.
       `[0:v]select='isnan(prev_selected_t)+gt(floor(t*${fps}),floor(prev_selected_t*${fps}))',split=2[d][s];` +
-        `[d]scale=${width}:${height}:flags=bilinear,format=rgb24[det];[s]scale=${snapshotWidth}:-2[snap]`,
+        `[d]scale=${width}:${height}:flags=bilinear,format=rgb24[det];` +
+        `[s]scale=${snapshotWidth}:${snapshotHeight},format=yuv420p[snap]`,
       '-map',
       '[det]',
       '-fps_mode',
@@ -134,16 +186,11 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       '[snap]',
       '-fps_mode',
       'passthrough',
-      '-c:v',
-      'mjpeg',
-      '-q:v',
-      '4',
       '-f',
-      'image2pipe',
-      // Each JPEG out whole at once: buffered, a picture's end waited for the next one.
+      'rawvideo',
       '-flush_packets',
       '1',
-      `pipe:${JPEG_FD}`,
+      `pipe:${SNAPSHOT_FD}`,
     ];
     const child = spawnSupervised(
       this.options.ffmpegPath,
@@ -169,45 +216,113 @@ export class FrameSource extends EventEmitter<{ frame: [DecodedFrame]; error: [E
       }
     });
 
-    // A frame is emitted once both its RGB and its JPEG are out (the two outputs of one
+    // A frame is emitted once both its RGB and its picture are out (the two outputs of one
     // decode, in the same order).
-    const rgbs: Buffer[] = [];
-    const jpegs: Buffer[] = [];
+    const rgbs = new RawFrames(frameBytes);
+    const pictures = new RawFrames(pictureBytes);
     const pair = () => {
-      while (rgbs.length && jpegs.length) {
+      while (rgbs.ready.length && pictures.ready.length) {
         const seq = this.seq++;
-        const jpeg = jpegs.shift()!;
-        this.jpegs.set(seq, jpeg);
-        this.jpegs.delete(seq - JPEGS_KEPT);
-        this.emit('frame', { seq, at: this.frameTime(seq), rgb: rgbs.shift()!, width, height });
+        this.pictures.set(seq, pictures.ready.shift()!);
+        const old = seq - RECENT_KEPT;
+        if (!this.held.includes(old)) this.forget(old);
+        this.emit('frame', { seq, at: this.frameTime(seq), rgb: rgbs.ready.shift()!, width, height });
       }
     };
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
     child.stdout!.on('data', (chunk: Buffer) => {
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      while (pendingBytes >= frameBytes) {
-        const all = Buffer.concat(pending, pendingBytes);
-        rgbs.push(Buffer.from(all.subarray(0, frameBytes)));
-        pending = pendingBytes > frameBytes ? [all.subarray(frameBytes)] : [];
-        pendingBytes -= frameBytes;
-      }
+      rgbs.push(chunk);
       pair();
     });
-
-    // JPEGs one per frame: the entropy-coded data never holds FF D9 (it stuffs FF as
-    // FF 00), so the end-of-image marker splits them.
-    let jpegBuf = Buffer.alloc(0);
-    (child.stdio[JPEG_FD] as Readable).on('data', (chunk: Buffer) => {
-      jpegBuf = Buffer.concat([jpegBuf, chunk]);
-      let end: number;
-      while ((end = jpegBuf.indexOf(EOI)) >= 0) {
-        jpegs.push(jpegBuf.subarray(0, end + 2));
-        jpegBuf = jpegBuf.subarray(end + 2);
-      }
+    (child.stdio[SNAPSHOT_FD] as Readable).on('data', (chunk: Buffer) => {
+      pictures.push(chunk);
       pair();
     });
     child.stdin!.write(init);
+  }
+}
+
+/** Fixed-size raw frames cut from a pipe's chunks. */
+class RawFrames {
+  readonly ready: Buffer[] = [];
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(private readonly frameBytes: number) {}
+
+  push(chunk: Buffer): void {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    while (this.pendingBytes >= this.frameBytes) {
+      const all = Buffer.concat(this.pending, this.pendingBytes);
+      this.ready.push(Buffer.from(all.subarray(0, this.frameBytes)));
+      this.pending = this.pendingBytes > this.frameBytes ? [all.subarray(this.frameBytes)] : [];
+      this.pendingBytes -= this.frameBytes;
+    }
+  }
+}
+
+/**
+ * One ffmpeg making JPEGs of YUV 4:2:0 pictures of one size, in the order given; it stops when
+ * idle. A JPEG's entropy-coded data never holds FF D9 (FF is stuffed as FF 00), so the
+ * end-of-image marker splits them.
+ */
+class JpegEncoder {
+  private readonly child: ChildProcess;
+  private readonly waiting: Array<(jpeg: Buffer | undefined) => void> = [];
+  private buffered = Buffer.alloc(0);
+  private idle: NodeJS.Timeout | undefined;
+
+  constructor(
+    ffmpegPath: string,
+    size: { width: number; height: number },
+    camera: string | undefined,
+    private readonly ended: () => void,
+  ) {
+    this.child = spawnSupervised(
+      ffmpegPath,
+      [
+        ...['-hide_banner', '-nostdin', '-loglevel', 'error'],
+        ...['-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${size.width}x${size.height}`, '-i', 'pipe:0'],
+        // Each JPEG out whole at once: buffered, a picture's end waited for the next one.
+        // One thread: frame threads hold each picture back until the next one comes.
+        ...['-threads', '1', '-c:v', 'mjpeg', '-q:v', '4', '-f', 'image2pipe', '-flush_packets', '1', 'pipe:1'],
+      ],
+      { stdio: ['pipe', 'pipe', 'ignore'] },
+      camera,
+    );
+    this.child.stdin!.on('error', () => undefined); // its exit answers what waits
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      let end: number;
+      while ((end = this.buffered.indexOf(EOI)) >= 0) {
+        this.waiting.shift()?.(this.buffered.subarray(0, end + 2));
+        this.buffered = this.buffered.subarray(end + 2);
+      }
+      if (!this.waiting.length) this.idleSoon();
+    });
+    this.child.on('exit', () => {
+      this.ended();
+      clearTimeout(this.idle);
+      for (const answer of this.waiting.splice(0)) answer(undefined);
+    });
+    this.child.on('error', () => undefined); // no ffmpeg: the exit answers
+    this.idleSoon();
+  }
+
+  encode(picture: Buffer): Promise<Buffer | undefined> {
+    clearTimeout(this.idle);
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.child.stdin!.write(picture);
+    });
+  }
+
+  close(): void {
+    this.child.kill('SIGKILL');
+  }
+
+  private idleSoon(): void {
+    clearTimeout(this.idle);
+    this.idle = setTimeout(() => this.close(), ENCODER_IDLE_MS).unref();
   }
 }

@@ -1,9 +1,12 @@
 // One queue for every camera's inferences on this node. The model runs `concurrency` at a time
 // (one a worker, or a batch a worker when the model takes one): on the CPU more at once only share
 // the same cores, and every camera's answer comes later.
-// Each camera has at most one frame waiting (the detector keeps only its newest), and the next
-// to run is a camera that is following objects before one that only saw motion, unless another
-// has waited maxWaitMs: a busy street cannot starve a quiet garden.
+// Each camera has at most one frame waiting (the detector keeps only its newest). The next to run:
+//   - one that has waited maxWaitMs, so that nothing is starved;
+//   - else an urgent one (following objects, or motion that just began: see CameraDetector), the
+//     camera served longest ago first, so that when the box is full every camera gets its share
+//     and a person walking into a quiet garden is not queued behind a busy street's turns;
+//   - else (motion that goes on with nothing found in it: trees in the wind) likewise in turn.
 
 interface Waiting {
   camera: string;
@@ -16,6 +19,8 @@ interface Waiting {
 export class InferenceQueue {
   private readonly waiting: Waiting[] = [];
   private running = 0;
+  /** When each camera's last frame went to the model (performance.now()). */
+  private readonly lastServed = new Map<string, number>();
 
   constructor(
     /** Set again once the model is loaded: workers times the frames a run takes. */
@@ -48,21 +53,35 @@ export class InferenceQueue {
     });
   }
 
+  /** A camera removed: its turn is forgotten. */
+  forget(camera: string): void {
+    this.lastServed.delete(camera);
+  }
+
   private next(): void {
     while (this.running < this.concurrency && this.waiting.length > 0) {
-      const i = this.choose();
-      const [chosen] = this.waiting.splice(i, 1);
+      const [chosen] = this.waiting.splice(this.choose(), 1);
       this.running++;
+      this.lastServed.set(chosen!.camera, performance.now());
       chosen!.start();
     }
   }
 
-  /** The oldest that waited too long; else the oldest urgent one; else the oldest. */
   private choose(): number {
     const now = performance.now();
     const overdue = this.waiting.findIndex((w) => now - w.since > this.maxWaitMs);
     if (overdue >= 0) return overdue;
-    const urgent = this.waiting.findIndex((w) => w.urgent());
-    return urgent >= 0 ? urgent : 0;
+    const urgent = this.waiting.map((w) => w.urgent());
+    const anyUrgent = urgent.includes(true);
+    let best = -1;
+    for (let i = 0; i < this.waiting.length; i++) {
+      if (anyUrgent && !urgent[i]) continue;
+      if (best < 0 || this.servedAt(i) < this.servedAt(best)) best = i;
+    }
+    return best;
+  }
+
+  private servedAt(i: number): number {
+    return this.lastServed.get(this.waiting[i]!.camera) ?? -Infinity;
   }
 }
