@@ -34,9 +34,9 @@ export interface FrameSourceOptions {
 
 const SNAPSHOT_FD = 3;
 /** The newest pictures, kept until the detector says whether their frame went to the model. */
-const RECENT_KEPT = 3;
+const RECENT_KEPT = 2;
 /** Pictures of frames that went to the model (an event's best frame is one of these). */
-const HELD_KEPT = 12;
+const HELD_KEPT = 4;
 /** An encoder with no picture to make for this long is stopped (ms). */
 const ENCODER_IDLE_MS = 60_000;
 const EOI = Buffer.from([0xff, 0xd9]);
