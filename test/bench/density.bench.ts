@@ -331,7 +331,5 @@ for (const { n: count, busy, result, ok } of searched)
     `  ${count} cameras (${busy} busy): ${f(result.boxCpu / 100, 2)} cores, ${f(result.inferences)} inferences/s, quiet events median ${result.quietEvents.length ? f(pct(result.quietEvents, 0.5), 0) : '-'} ms; ${ok ? 'kept up' : verdict(result, count - busy)}`,
   );
 const largest = keepsUp(all, QUIET) ? n : Math.max(0, ...searched.filter((t) => t.ok).map((t) => t.n));
-console.log(
-  `the largest count of this mix that kept up: ${largest}${keepsUp(all, QUIET) ? ` (all there were)` : ''}`,
-);
+console.log(`the largest count of this mix that kept up: ${largest}${keepsUp(all, QUIET) ? ` (all there were)` : ''}`);
 process.exit(0);
