@@ -333,7 +333,7 @@ const verdict = (r: PhaseResult, quiet: number) =>
 console.log(`${n} cameras: ${f(all.boxCpu / 100, 2)} cores of ${cores} (target: within 1.6); ${verdict(all, QUIET)}`);
 for (const { n: count, busy, result, ok } of searched)
   console.log(
-    `  ${count} cameras (${busy} busy): ${f(result.boxCpu / 100, 2)} cores, ${f(result.inferences)} inferences/s, quiet events median ${result.quietEvents.length ? f(pct(result.quietEvents, 0.5), 0) : '-'} ms; ${ok ? 'kept up' : verdict(result, count - busy)}`,
+    `  ${count} cameras (${busy} busy): ${f(result.boxCpu / 100, 2)} cores, ${f(result.inferences)} inferences/s, quiet events median ${result.quietEvents.length ? f(pct(result.quietEvents, 0.5), 0) : '-'} ms, 95th ${result.quietEvents.length ? f(pct(result.quietEvents, 0.95), 0) : '-'} ms, dropped ${result.dropped} of ${result.frames} frames; ${ok ? 'kept up' : verdict(result, count - busy)}`,
   );
 const largest = keepsUp(all, QUIET) ? n : Math.max(0, ...searched.filter((t) => t.ok).map((t) => t.n));
 console.log(`the largest count of this mix that kept up: ${largest}${keepsUp(all, QUIET) ? ` (all there were)` : ''}`);
