@@ -37,8 +37,8 @@ const SNAPSHOT_FD = 3;
 const RECENT_KEPT = 2;
 /** Pictures of frames that went to the model (an event's best frame is one of these). */
 const HELD_KEPT = 4;
-/** An encoder with no picture to make for this long is stopped (ms). */
-const ENCODER_IDLE_MS = 60_000;
+/** An encoder with no picture to make for this long is stopped (ms): a quiet camera keeps one only around its events. */
+const ENCODER_IDLE_MS = 10_000;
 const EOI = Buffer.from([0xff, 0xd9]);
 const MAX_CLOCK_DRIFT_MS = 2000;
 
