@@ -1,7 +1,7 @@
 // Review: each camera's activity as items, alerts first (the labels and zones the household
 // cares about) and detections apart; a preview plays on hover or tap; items are marked reviewed
 // one by one or all up to now.
-import { useState } from 'preact/hooks';
+import { useRef, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { api, can, formatTime, url } from '../api.ts';
 import { useUpdates } from '../updates.ts';
@@ -61,7 +61,14 @@ export function ReviewPage() {
     for (const [k, v] of [...q]) if (!v) q.delete(k);
     route(`/review?${q}`, true);
   };
-  const list = items.data ?? [];
+  // While an item's preview plays, the list keeps its order: a new alert would otherwise push the
+  // pointed-at item down and play another. New items show once the pointer leaves.
+  const frozen = useRef<string[] | undefined>(undefined);
+  const latest = items.data ?? [];
+  if (!playing) frozen.current = undefined;
+  else frozen.current ??= latest.map((i) => i.id);
+  const byId = new Map(latest.map((i) => [i.id, i]));
+  const list = frozen.current ? frozen.current.flatMap((id) => byId.get(id) ?? []) : latest;
   const nameOf = (id: string) => cameras?.find((c) => c.id === id)?.name ?? id;
 
   return (
