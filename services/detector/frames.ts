@@ -300,12 +300,14 @@ class JpegEncoder {
       }
       if (!this.waiting.length) this.idleSoon();
     });
-    this.child.on('exit', () => {
+    // Gone (exited, or never started: 'exit' may not follow a spawn error): what waits gets no picture.
+    const gone = () => {
       this.ended();
       clearTimeout(this.idle);
       for (const answer of this.waiting.splice(0)) answer(undefined);
-    });
-    this.child.on('error', () => undefined); // no ffmpeg: the exit answers
+    };
+    this.child.on('exit', gone);
+    this.child.on('error', gone);
     this.idleSoon();
   }
 
