@@ -3,7 +3,8 @@
 // coturn (STUN and TURN with per-session credentials) and a static host for the app, and
 // Chromium away, which cannot reach the box's address at all. The app is paired from the box's
 // invitation link, then everything goes through the tunnel: the API, pictures, live video and
-// sound. A second client written from the protocol (node-datachannel, its own key) makes the
+// sound. Every camera the app shows comes on the tunnel's own peer connection (one slot each);
+// a camera WebRTC cannot carry (B-frames) plays over MSE, streamed through the tunnel. A second client written from the protocol (node-datachannel, its own key) makes the
 // offers an attacker or a broken client would.
 import { test } from 'uvu';
 import { execFile } from 'node:child_process';
@@ -12,14 +13,14 @@ import * as assert from 'uvu/assert';
 import type { Browser, Page } from 'playwright-core';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, Proc, waitUntil } from './helpers/processes.ts';
-import { addRtspCameras, cameraClip, RtspCamera, subStreamClip } from './helpers/video.ts';
+import { addRtspCameras, cameraClip, patternClip, RtspCamera, subStreamClip } from './helpers/video.ts';
 import { launch, shot, videoAdvances } from './helpers/browser.ts';
 import { TurnServer } from './helpers/turn.ts';
 import { OperatorBroker } from './helpers/operator.ts';
 import { AwayNetwork, INET } from './helpers/away-network.ts';
 import { offerId, pairingOf, peer, RemoteClient } from './helpers/remote-client.ts';
 import { PeerConnection, Video, type DataChannel } from 'node-datachannel';
-import { keepUntilClosed } from '../services/webrtc/viewer-session.ts';
+import { keepUntilClosed } from '../services/webrtc/keep-until-closed.ts';
 
 const run = promisify(execFile);
 
@@ -31,6 +32,8 @@ let box: TestBox;
 let admin: string;
 let door: RtspCamera;
 let doorSub: RtspCamera;
+let porch: RtspCamera; // a test pattern at 480x270: its picture is told from the door's by its size
+let yard: RtspCamera; // the bundled street, with B-frames: MSE only
 let browser: Browser;
 let page: Page;
 let appUrl: string;
@@ -72,8 +75,10 @@ test.before(async () => {
   box = await testBox({ http: { host: '0.0.0.0', port: await freePort() }, video: { segmentSeconds: 4 } });
   admin = await withAdmin(box);
   door = new RtspCamera(await freePort(), { clip: await cameraClip(), audio: 'pcma' });
-  await door.start();
-  await addRtspCameras(box, admin, { door });
+  porch = new RtspCamera(await freePort(), { clip: await patternClip() });
+  yard = new RtspCamera(await freePort());
+  await Promise.all([door.start(), porch.start(), yard.start()]);
+  await addRtspCameras(box, admin, { door, porch, yard });
   // Its sub-stream (640x360, about a seventh of the main stream's bitrate).
   doorSub = new RtspCamera(await freePort(), { clip: await subStreamClip() });
   await doorSub.start();
@@ -116,6 +121,8 @@ test.after(async () => {
   await box?.stop();
   await door?.stop();
   await doorSub?.stop();
+  await porch?.stop();
+  await yard?.stop();
   await appHost?.kill('SIGKILL');
   await operator?.stop();
   await turn?.stop();
@@ -143,9 +150,16 @@ test('away, the box cannot be reached; the app pairs from the invitation link an
   // Paired, the app opens on live view, through the tunnel.
   assert.is(await reachShown(page), 'Away: direct');
   await page.locator('header .who').getByText('admin (admin)').waitFor({ timeout: 20_000 });
-  await videoAdvances(page, 'video', 1, 30_000);
-  const transport = await page.locator('[data-transport]').first().getAttribute('data-transport');
-  assert.is(transport, 'webrtc');
+  // Every tile plays: the door and the porch over WebRTC, the yard (B-frames) over MSE, all through the tunnel.
+  for (const camera of ['door', 'porch', 'yard'])
+    await videoAdvances(page, `.tile[data-camera=${camera}] video`, 1, 30_000);
+  assert.equal(await tilesShown(page), {
+    door: 'webrtc 640x360',
+    porch: 'webrtc 480x270',
+    yard: 'mse 1280x720',
+  });
+  // One peer connection carries the tunnel and both WebRTC cameras.
+  assert.equal(await remoteSessions(), [['door', 'porch']]);
   // A picture through the service worker and the tunnel is the camera's own picture.
   const picture = await page.evaluate(async () => {
     const res = await fetch('/api/v1/cameras/door/snapshot.jpg');
@@ -158,6 +172,23 @@ test('away, the box cannot be reached; the app pairs from the invitation link an
   assert.is(browsers.json[0].username, 'admin');
   await shot(page, 'remote-away-live');
 });
+
+/** Each tile's transport and picture size, by camera. */
+const tilesShown = (p: Page) =>
+  p.$$eval('.tile[data-camera]', (tiles) =>
+    Object.fromEntries(
+      tiles.map((t) => {
+        const v = t.querySelector('video')!;
+        return [t.getAttribute('data-camera'), `${v.dataset['transport']} ${v.videoWidth}x${v.videoHeight}`];
+      }),
+    ),
+  );
+
+/** The box's remote sessions, each as the cameras it sends. */
+async function remoteSessions(): Promise<string[][]> {
+  const all = (await box.broker.call('webrtc.sessions', {})) as Array<{ remote: boolean; cameras: string[] }>;
+  return all.filter((s) => s.remote).map((s) => [...s.cameras].sort());
+}
 
 test('on a slow link away, the full view steps down to the sub-stream, and back to the main one when the link is good', async () => {
   await page.locator('a[href="/live/door"]').first().click();
@@ -190,6 +221,19 @@ test('on a slow link away, the full view steps down to the sub-stream, and back 
     10_000,
   );
   await page.goBack();
+});
+
+test('back on the grid, each camera is on its own slot again: the right picture in each tile, still one connection', async () => {
+  await page.locator('.tile[data-camera=porch]').waitFor({ timeout: 10_000 });
+  for (const camera of ['door', 'porch', 'yard'])
+    await videoAdvances(page, `.tile[data-camera=${camera}] video`, 1, 30_000);
+  assert.equal(await tilesShown(page), {
+    door: 'webrtc 640x360',
+    porch: 'webrtc 480x270',
+    yard: 'mse 1280x720',
+  });
+  await waitUntil('the full view’s slot handed back', async () => (await remoteSessions())[0]?.length === 2, 10_000);
+  assert.equal(await remoteSessions(), [['door', 'porch']]);
 });
 
 /** A request through a tunnel's data channel, as the protocol has it: the answer's head and body. */

@@ -28,7 +28,7 @@ import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { tempDir } from './helpers/box.ts';
 import { createServer } from 'node:http';
 import { WebSocket, WebSocketServer } from 'ws';
-import { LIVE_LIMITS, relayLive } from '../gateway/http/websockets.ts';
+import { LIVE_LIMITS, relayLive, webSocketSink } from '../gateway/http/live-relay.ts';
 import { freePort } from './helpers/processes.ts';
 import { h265Clip, longClip, playable } from './helpers/video.ts';
 
@@ -257,7 +257,7 @@ test('a live socket whose viewer stops reading is cut off at a small backlog; on
   let stopped = 0;
   sockets.on('connection', (ws) => {
     served.push(ws);
-    relayLive(ws, feed.watch(), () => stopped++, { ...LIVE_LIMITS, stuckMs: 1500, idleMs: 2500 });
+    relayLive(webSocketSink(ws), feed.watch(), () => stopped++, { ...LIVE_LIMITS, stuckMs: 1500, idleMs: 2500 });
   });
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   const open = (onOpen: (ws: WebSocket) => void) =>

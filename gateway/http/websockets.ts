@@ -12,10 +12,10 @@
 import { call } from '../../lib/bus.ts';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { ServiceBroker } from 'moleculer';
-import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
-import { codecString, FragmentReader } from '../../lib/media/fragmented-mp4.ts';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import { relayLive, webSocketSink } from './live-relay.ts';
 import { streamEndpoints } from '../../lib/stream-endpoints.ts';
 import { SLUG } from '../../lib/ids.ts';
 import type { Caller } from '../../lib/actions.ts';
@@ -41,14 +41,6 @@ const UPDATE_PERMISSIONS: Array<[RegExp, Permission]> = [
 ];
 /** An updates client this far behind (bytes queued on its socket) is cut off. */
 const SOCKET_BACKLOG_BYTES = 4 * 1024 * 1024;
-export const LIVE_LIMITS = {
-  /** A live viewer this far behind (bytes queued on its socket) skips to the next keyframe (about 2 s of a 2 Mbit/s camera)... */
-  skipBytes: 512 * 1024,
-  /** ...and one that stays behind this long is not reading: it is cut off and its memory freed, ms. */
-  stuckMs: 10_000,
-  /** No bytes from the stream for this long: its source is gone (the node that records it lost, the bus restarted, the camera gone); the viewer is told and closed, so its player reconnects, ms. */
-  idleMs: 5000,
-};
 
 function refuse(socket: Duplex, err: Error): void {
   const { status, type, message } = classify(err);
@@ -164,7 +156,7 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       }
       sockets.handleUpgrade(req, socket, head, (ws) =>
         relayLive(
-          ws,
+          webSocketSink(ws),
           feed,
           () =>
             void broker
@@ -200,52 +192,4 @@ export function attachWebSockets(server: Server, broker: ServiceBroker): WebSock
       for (const wss of mqtt) wss.close();
     },
   };
-}
-
-/** One live viewer: the feed's fMP4 to its socket, slow viewers skipped ahead or cut off, a quiet feed closed. */
-export function relayLive(ws: WebSocket, feed: Readable, stop: () => void, limits = LIVE_LIMITS): void {
-  let skipping = false;
-  /** Since when the viewer has been behind by skipBytes or more; 0: it keeps up. */
-  let behindSince = 0;
-  let idle: NodeJS.Timeout | undefined;
-  const watch = () => {
-    clearTimeout(idle);
-    idle = setTimeout(() => {
-      ws.close(1011, 'live stream stopped; reconnect');
-      feed.destroy();
-    }, limits.idleMs);
-  };
-  watch();
-  const reader = new FragmentReader({
-    init(init) {
-      ws.send(JSON.stringify({ type: 'init', mime: `video/mp4; codecs="${codecString(init) ?? 'avc1'}"` }));
-      ws.send(init);
-      skipping = true; // start (again) on a keyframe
-    },
-    fragment(moof, mdat, keyframe) {
-      // A slow viewer drops whole GOPs: it resumes on a keyframe, never mid-GOP. One that stays
-      // behind (it does not read at all) is cut off.
-      const behind = ws.bufferedAmount >= limits.skipBytes;
-      behindSince = behind ? behindSince || Date.now() : 0;
-      if (behind && Date.now() - behindSince >= limits.stuckMs) {
-        ws.terminate();
-        return;
-      }
-      if (keyframe) skipping = false;
-      if (behind) skipping = true;
-      if (!skipping) ws.send(Buffer.concat([moof, mdat]));
-    },
-  });
-  feed.on('data', (chunk: Buffer) => {
-    watch();
-    reader.push(chunk);
-  });
-  feed.on('end', () => ws.close(1000, 'camera stopped'));
-  feed.on('error', () => ws.close(1011, 'stream failed'));
-  ws.on('close', () => {
-    clearTimeout(idle);
-    feed.destroy();
-    stop();
-  });
-  ws.on('message', () => undefined); // viewers have nothing to say; maxPayload bounds them
 }

@@ -27,6 +27,36 @@ export const CandidateInput = z.strictObject({
 });
 export const HangUpInput = z.strictObject({ session: SessionId });
 
+/** A slot of a session: the mid of the video section it sends on. */
+export const SlotMid = z
+  .string()
+  .regex(/^[\w-]{1,32}$/, 'an SDP mid: 1-32 letters, digits, _ or -')
+  .describe("the mid of the slot's video section in the viewer's offer");
+
+/** One more slot on a session: the viewer's new offer, with the mids of the sections for it. */
+export const AddSlotInput = z.strictObject({
+  session: SessionId,
+  sdp: z
+    .string()
+    .min(1)
+    .max(64 * 1024),
+  video: SlotMid,
+  audio: SlotMid.optional(),
+});
+export const HandSlotInput = z.strictObject({
+  session: SessionId,
+  mid: SlotMid,
+  camera: CameraId,
+  stream: z.enum(['main', 'sub']).default('main'),
+});
+export const EmptySlotInput = z.strictObject({ session: SessionId, mid: SlotMid });
+
+export const SlotAnswer = z.object({
+  video: z.string().describe('the video codec and payload type it sends ("H264/102")'),
+  audio: z.string().nullable().describe('the sound codec it sends, or null: none'),
+});
+export const AddSlotAnswer = z.object({ sdp: z.string().describe("the box's answer to the offer") });
+
 export const OfferAnswer = z.object({
   session: SessionId,
   sdp: z.string(),
@@ -75,7 +105,10 @@ export type RemoteReply =
 
 export const SessionInfo = z.object({
   session: SessionId,
+  /** The first camera it sends (a WHEP viewer's only one), or null. */
   camera: CameraId.nullable(),
+  /** Every camera it sends now (a remote session: one slot each). */
+  cameras: z.array(CameraId),
   user: z.string(),
   /** Signalled through the operator (from away), not by WHEP on the LAN. */
   remote: z.boolean(),
@@ -92,6 +125,12 @@ declare module '../../lib/bus.ts' {
     'webrtc.offer': { input: z.input<typeof OfferInput>; answer: OfferAnswer };
     /** More of the viewer's ICE candidates (trickle ICE). */
     'webrtc.candidate': { input: z.input<typeof CandidateInput>; answer: { added: number } };
+    /** One more slot on a session, by a new offer from its viewer (through its tunnel, from away). */
+    'webrtc.addSlot': { input: z.input<typeof AddSlotInput>; answer: z.infer<typeof AddSlotAnswer> };
+    /** Another camera (or stream) on a session's slot, from its newest keyframe, no offer needed. */
+    'webrtc.handSlot': { input: z.input<typeof HandSlotInput>; answer: z.infer<typeof SlotAnswer> };
+    /** A slot stops sending; it waits for the next camera. */
+    'webrtc.emptySlot': { input: z.input<typeof EmptySlotInput>; answer: { emptied: boolean } };
     /** The viewer hangs up. */
     'webrtc.hangUp': { input: z.input<typeof HangUpInput>; answer: { closed: boolean } };
     /** Internal: a remote offer relayed by the operator; the reply goes back the same way. */

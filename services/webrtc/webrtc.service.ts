@@ -14,7 +14,10 @@ import { BadRequestError, NotFoundError, TooManyRequestsError, UnsupportedMediaE
 import type { Config } from '../../appliance/config.ts';
 import { tunnelEndpoint, type TunnelChannel } from '../../lib/stream-endpoints.ts';
 import {
+  AddSlotInput,
   CandidateInput,
+  EmptySlotInput,
+  HandSlotInput,
   HangUpInput,
   OfferInput,
   RemoteOfferId,
@@ -26,7 +29,9 @@ import { dtlsCertificate, type DtlsCertificate } from './dtls-certificate.ts';
 import { OfferRefused, RemoteOffer, ReplayGuard } from './remote-offers.ts';
 import { remoteOfferText } from '../../lib/remote-offer-text.ts';
 import { BadOfferError } from './sdp-offer.ts';
-import { keepUntilClosed, MediaNotForWebRtcError, ViewerSession, type SessionMedia } from './viewer-session.ts';
+import { SlotNotFoundError, ViewerSession } from './viewer-session.ts';
+import { CameraFeed, MediaNotForWebRtcError } from './media-slot.ts';
+import { keepUntilClosed } from './keep-until-closed.ts';
 import { AudioFeed, type AudioCodec } from './audio-feed.ts';
 
 /** The configured servers ("turn:user:password@host:3478" as libdatachannel takes it), more for a remote session, and the box's own certificate. */
@@ -115,6 +120,39 @@ export function webrtcService(config: Config): ServiceSchema {
       );
     });
 
+  /** A camera's live feed for a session, as the caller may watch it (the streams service checks the caps and who may). */
+  async function feedFor(
+    ctx: Ctx<unknown>,
+    caller: Caller | undefined,
+    camera: string,
+    stream: 'main' | 'sub',
+    ended: (feed: CameraFeed) => void,
+  ): Promise<CameraFeed> {
+    const meta = { meta: { caller } };
+    const viewer = randomUUID();
+    const feed = await call(ctx.broker, 'streams.live', { id: camera, viewer, stream }, meta);
+    const statuses = await call(ctx.broker, 'streams.status', { id: camera }, meta).catch(() => undefined);
+    return new CameraFeed(
+      {
+        camera,
+        feed,
+        cameraAudio: statuses?.[camera]?.audio ?? null,
+        audioFeed: audioFeedOf(camera),
+        release: () => void call(ctx.broker, 'streams.liveStop', { viewer }).catch(() => undefined),
+      },
+      ended,
+    );
+  }
+
+  /** What a session's refusals mean to the caller. */
+  function refusal(err: unknown, camera: string | undefined): unknown {
+    if (err instanceof BadOfferError) return new BadRequestError(`Bad SDP offer: ${err.message}`, 'BAD_OFFER');
+    if (err instanceof MediaNotForWebRtcError)
+      return new UnsupportedMediaError(`Camera "${camera}": ${err.message}`, 'NOT_FOR_WEBRTC');
+    if (err instanceof SlotNotFoundError) return new NotFoundError('WebRTC slot', err.message);
+    return err;
+  }
+
   /** A session for an offer: the camera's media (a live viewer like any other) and/or data channels. */
   async function open(
     ctx: Ctx<unknown>,
@@ -134,43 +172,26 @@ export function webrtcService(config: Config): ServiceSchema {
         5,
         'TOO_MANY_SESSIONS',
       );
-    const meta = { meta: { caller: o.caller } };
-    let media: SessionMedia | null = null;
-    let viewer: string | undefined;
-    if (o.camera) {
-      // The streams service checks the caps and who may watch.
-      viewer = randomUUID();
-      const feed = await call(ctx.broker, 'streams.live', { id: o.camera, viewer, stream: o.stream }, meta);
-      const statuses = await call(ctx.broker, 'streams.status', { id: o.camera }, meta).catch(() => undefined);
-      media = {
-        camera: o.camera,
-        feed,
-        cameraAudio: statuses?.[o.camera]?.audio ?? null,
-        audioFeed: audioFeedOf(o.camera),
-      };
-    }
-    const session = new ViewerSession({
-      media,
+    let session: ViewerSession | undefined;
+    const camera = o.camera
+      ? await feedFor(ctx, o.caller, o.camera, o.stream, (feed) => session?.feedEnded(feed))
+      : null;
+    session = new ViewerSession({
       user: userOf(o.caller),
       credential: o.caller?.credential,
       remote: o.remote,
       rtc: rtcConfig(config.webrtc, certificate, o.iceServers),
       ...(o.onDataChannel ? { onDataChannel: o.onDataChannel } : {}),
-      onClose: (s) => {
-        sessions.delete(s.id);
-        if (viewer) void call(ctx.broker, 'streams.liveStop', { viewer }).catch(() => undefined);
-      },
+      onClose: (s) => sessions.delete(s.id),
     });
     sessions.set(session.id, session);
     try {
-      const answer = await session.answer(o.sdp, config.webrtc.answerTimeoutMs);
+      const answer = await session.answer(o.sdp, config.webrtc.answerTimeoutMs, camera);
       return { session: session.id, ...answer };
     } catch (err) {
+      camera?.close();
       session.close();
-      if (err instanceof BadOfferError) throw new BadRequestError(`Bad SDP offer: ${err.message}`, 'BAD_OFFER');
-      if (err instanceof MediaNotForWebRtcError)
-        throw new UnsupportedMediaError(`Camera "${o.camera}": ${err.message}`, 'NOT_FOR_WEBRTC');
-      throw err;
+      throw refusal(err, o.camera);
     }
   }
 
@@ -337,6 +358,47 @@ export function webrtcService(config: Config): ServiceSchema {
         handler: () => ({ fingerprint: certificate.fingerprint }),
       }),
 
+      addSlot: action({
+        input: AddSlotInput,
+        permission: 'live.view',
+        async handler(ctx) {
+          const { session, sdp, video, audio } = ctx.params;
+          try {
+            return await sessionOf(ctx, session).addSlot(sdp, { video, audio });
+          } catch (err) {
+            throw refusal(err, undefined);
+          }
+        },
+      }),
+      handSlot: action({
+        input: HandSlotInput,
+        permission: 'live.view',
+        timeout: config.webrtc.answerTimeoutMs + 5000,
+        async handler(ctx) {
+          const { session: id, mid, camera, stream } = ctx.params;
+          const session = sessionOf(ctx, id);
+          const feed = await feedFor(ctx, ctx.meta.caller, camera, stream, (f) => session.feedEnded(f));
+          try {
+            return await session.handSlot(mid, feed, config.webrtc.answerTimeoutMs);
+          } catch (err) {
+            feed.close();
+            throw refusal(err, camera);
+          }
+        },
+      }),
+      emptySlot: action({
+        input: EmptySlotInput,
+        permission: 'live.view',
+        handler(ctx) {
+          try {
+            sessionOf(ctx, ctx.params.session).emptySlot(ctx.params.mid);
+          } catch (err) {
+            throw refusal(err, undefined);
+          }
+          return { emptied: true };
+        },
+      }),
+
       candidate: action({
         input: CandidateInput,
         permission: 'live.view',
@@ -366,7 +428,8 @@ export function webrtcService(config: Config): ServiceSchema {
             .filter((s) => admin || s.user === userOf(ctx.meta.caller))
             .map((s) => ({
               session: s.id,
-              camera: s.camera,
+              camera: s.cameras[0] ?? null,
+              cameras: s.cameras,
               user: s.user,
               remote: s.remote,
               state: s.state,
@@ -387,7 +450,9 @@ export function webrtcService(config: Config): ServiceSchema {
         remoteIce.delete(credentialId);
         endWhere((s) => s.credential === credentialId);
       }),
-      ...on('camera.removed', ({ id }) => endWhere((s) => s.camera === id)),
+      ...on('camera.removed', ({ id }) => {
+        for (const session of [...sessions.values()]) session.dropCamera(id);
+      }),
     },
 
     async started() {

@@ -7,7 +7,7 @@ import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:cry
 import mqtt from 'mqtt';
 import { PeerConnection, type DataChannel } from 'node-datachannel';
 import { waitUntil } from './processes.ts';
-import { keepUntilClosed } from '../../services/webrtc/viewer-session.ts';
+import { keepUntilClosed } from '../../services/webrtc/keep-until-closed.ts';
 
 export interface Pairing {
   box: string;

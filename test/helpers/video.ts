@@ -64,6 +64,24 @@ export function longClip(): Promise<string> {
   return madeOnce('fogedge-test-clip-180s.mp4', ['-stream_loop', '8', '-i', DEMO_CLIP, '-c', 'copy']);
 }
 
+/**
+ * A camera whose picture cannot be taken for the street's: ffmpeg's moving test pattern at
+ * 480x270, as a camera sends it (no B-frames), 3 minutes (a few seconds to make).
+ */
+export function patternClip(): Promise<string> {
+  return madeOnce('fogedge-test-clip-pattern-480.mp4', [
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=size=480x270:rate=15',
+    '-t',
+    '180',
+    '-pix_fmt',
+    'yuv420p',
+    ...AS_A_CAMERA,
+  ]);
+}
+
 /** 8 s of the bundled clip encoded as H.265 (libx265, ultrafast: about 2 s to make). */
 export function h265Clip(): Promise<string> {
   return madeOnce('fogedge-test-clip-h265.mp4', [

@@ -1,6 +1,9 @@
 // Live view in a <video>: fMP4 fragments from /api/v1/cameras/{id}/live appended to a
 // MediaSource. The first message names the codec; a camera the browser cannot decode (H.265 in
-// most browsers) or a socket that fails falls back to snapshots, said by onState.
+// most browsers) or a socket that fails falls back to snapshots, said by onState. Away from home
+// the same bytes come as one streamed answer (/live.mp4) through the tunnel.
+import { tunnel, type Tunnel } from './remote.ts';
+
 export type LiveState = 'connecting' | 'playing' | 'unsupported' | 'failed';
 
 const KEEP_SECONDS = 20; // buffer kept behind the play head
@@ -8,6 +11,8 @@ const MAX_LATENCY_S = 1.5; // further behind the live edge than this: jump to it
 
 export class LivePlayer {
   private ws: WebSocket | undefined;
+  /** Away: the streamed answer being read through the tunnel. */
+  private reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   private source: MediaSource | undefined;
   private buffer: SourceBuffer | undefined;
   private queue: ArrayBuffer[] = [];
@@ -33,13 +38,56 @@ export class LivePlayer {
   close(): void {
     this.closed = true;
     clearTimeout(this.retry);
-    this.ws?.close();
+    this.stopReading();
     this.teardown();
+  }
+
+  private stopReading(): void {
+    this.ws?.close();
+    void this.reader?.cancel().catch(() => undefined);
+    this.reader = undefined;
+  }
+
+  /** The stream stopped: try again after 1, 2, 4 ... 15 s. */
+  private lost(): void {
+    if (this.closed) return;
+    this.teardown();
+    this.failures++;
+    this.onState('failed', 'the live stream stopped');
+    this.retry = setTimeout(() => this.connect(), Math.min(15_000, 1000 * 2 ** (this.failures - 1)));
+  }
+
+  /** Away: the camera's fMP4 as one answer streamed through the tunnel. */
+  private async connectAway(away: Tunnel): Promise<void> {
+    const res = await away
+      .fetch(`/api/v1/cameras/${this.camera}/live.mp4?stream=${this.stream}`)
+      .catch(() => undefined);
+    if (this.closed) return void res?.body?.cancel().catch(() => undefined);
+    if (!res?.ok || !res.body) {
+      void res?.body?.cancel().catch(() => undefined);
+      return this.lost();
+    }
+    const reader = res.body.getReader();
+    this.reader = reader;
+    this.init({ type: 'init', mime: res.headers.get('content-type') ?? '' });
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done || this.reader !== reader) break;
+        this.queue.push(value.slice().buffer);
+        this.pump();
+      }
+    } catch {
+      // the tunnel closed: lost below
+    }
+    if (this.reader === reader) this.lost();
   }
 
   private connect(): void {
     if (this.closed) return;
     this.onState('connecting');
+    const away = tunnel();
+    if (away?.open) return void this.connectAway(away);
     const ws = new WebSocket(
       `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/cameras/${this.camera}/live?stream=${this.stream}`,
     );
@@ -50,21 +98,14 @@ export class LivePlayer {
       this.queue.push(m.data as ArrayBuffer);
       this.pump();
     };
-    ws.onclose = () => {
-      if (this.closed) return;
-      this.teardown();
-      this.failures++;
-      this.onState('failed', 'the live stream stopped');
-      // Back off: 1, 2, 4 ... 15 s.
-      this.retry = setTimeout(() => this.connect(), Math.min(15_000, 1000 * 2 ** (this.failures - 1)));
-    };
+    ws.onclose = () => this.lost();
   }
 
   private init(message: { type: string; mime: string }): void {
     if (message.type !== 'init') return;
     if (typeof MediaSource === 'undefined' || !MediaSource.isTypeSupported(message.mime)) {
       this.closed = true;
-      this.ws?.close();
+      this.stopReading();
       this.onState(
         'unsupported',
         `this browser cannot play ${message.mime.replace(/^.*codecs="?([^"]+)"?.*$/, '$1')} live`,
@@ -120,8 +161,13 @@ export class LivePlayer {
       buffer.appendBuffer(next);
     } catch (err) {
       // QuotaExceeded or a decode error: start over.
-      this.ws?.close();
       this.onState('failed', (err as Error).message);
+      if (this.ws)
+        this.ws.close(); // its close starts over
+      else {
+        this.stopReading();
+        this.lost();
+      }
     }
   }
 

@@ -174,7 +174,7 @@ async function reachAway(box: RemoteBox, wait = 1000): Promise<void> {
       stopUpdates();
       void reachAway(box);
     };
-    await goAway(t, box.stun);
+    await goAway(t);
     online.value = true;
     if (me.value) startUpdates();
   } catch (err) {

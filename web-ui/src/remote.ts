@@ -227,11 +227,13 @@ export async function connect(b: RemoteBox, camera?: string): Promise<Tunnel> {
   const pc = peerConnection(b.stun);
   const channel = pc.createDataChannel('api');
   const media = new MediaStream();
-  if (camera) {
-    pc.addTransceiver('video', { direction: 'recvonly' });
-    pc.addTransceiver('audio', { direction: 'recvonly' });
-    pc.addEventListener('track', (e) => media.addTrack(e.track));
-  }
+  // Always a first slot: WebRTC cannot add media to a connection made without any. With no camera
+  // named it waits, free, for the first camera the app shows.
+  const first = {
+    video: pc.addTransceiver('video', { direction: 'recvonly' }),
+    audio: pc.addTransceiver('audio', { direction: 'recvonly' }),
+  };
+  if (camera) pc.addEventListener('track', (e) => media.addTrack(e.track));
   try {
     const sdp = await offerOf(pc);
     const offer = {
@@ -254,11 +256,36 @@ export async function connect(b: RemoteBox, camera?: string): Promise<Tunnel> {
     const answer = await accepted(pc, await exchange(b, { ...offer, signature }), b.fingerprint);
     if (!answer.tunnel) throw new Error('the box has no API on its WebRTC node');
     await opened(channel, 30_000);
-    return new Tunnel(pc, channel, media);
+    return new Tunnel(pc, channel, media, answer.session, camera ? undefined : first);
   } catch (err) {
     pc.close();
     throw err;
   }
+}
+
+/** A refusal from the box through the tunnel: its message, and the HTTP status it came with. */
+export class TunnelError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A slot of the tunnel's connection: the transceivers one camera's picture and sound come on. */
+interface Slot {
+  video: RTCRtpTransceiver;
+  audio: RTCRtpTransceiver;
+}
+
+/** A camera shown on the tunnel's own connection. */
+export interface RemoteView {
+  media: MediaStream;
+  /** Its picture's receiver (its stats are this camera's alone). */
+  receiver: RTCRtpReceiver;
+  /** The slot stops sending and waits for the next camera shown. */
+  close(): void;
 }
 
 interface Pending {
@@ -276,6 +303,11 @@ export class Tunnel {
   private readonly pinger: ReturnType<typeof setInterval>;
   private updating = false;
   private heardAt = performance.now();
+  /** Slots whose camera is no longer shown, for the next one. */
+  private readonly free: Slot[] = [];
+  /** Offers after the first go one at a time. */
+  private negotiation: Promise<unknown> = Promise.resolve();
+  private readonly closeListeners = new Set<() => void>();
   onclose: (() => void) | undefined;
 
   constructor(
@@ -283,7 +315,12 @@ export class Tunnel {
     private readonly channel: RTCDataChannel,
     /** The named camera's video and sound, when the session carries them. */
     readonly media: MediaStream,
+    /** The box's id of this session. */
+    readonly session: string,
+    /** The slot the session was opened with, when no camera was named. */
+    firstSlot?: Slot,
   ) {
+    if (firstSlot) this.free.push(firstSlot);
     channel.binaryType = 'arraybuffer';
     channel.onmessage = (m) => this.received(m.data as string | ArrayBuffer);
     channel.onclose = () => this.closed();
@@ -350,6 +387,83 @@ export class Tunnel {
     });
   }
 
+  /**
+   * A camera's picture and sound on this connection, beside the API: a free slot (or a new one,
+   * offered to the box through the tunnel) is handed the camera.
+   */
+  async watch(camera: string, stream: 'main' | 'sub'): Promise<RemoteView> {
+    let slot = this.free.pop();
+    if (!slot) {
+      const turn = this.negotiation.then(() => this.addSlot());
+      this.negotiation = turn.catch(() => undefined);
+      slot = await turn;
+    }
+    try {
+      await this.call('PUT', `/api/v1/webrtc/sessions/${this.session}/slots/${slot.video.mid}`, { camera, stream });
+    } catch (err) {
+      if (this.open) this.free.push(slot);
+      throw err;
+    }
+    return this.view(slot);
+  }
+
+  /** Called when the tunnel closes (every camera shown on it stops with it). */
+  onClosed(listener: () => void): () => void {
+    this.closeListeners.add(listener);
+    return () => void this.closeListeners.delete(listener);
+  }
+
+  /** One more slot on this connection: an offer with its two sections, through the tunnel. */
+  private async addSlot(): Promise<Slot> {
+    const video = this.pc.addTransceiver('video', { direction: 'recvonly' });
+    const audio = this.pc.addTransceiver('audio', { direction: 'recvonly' });
+    try {
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      const answer = (await this.call('POST', `/api/v1/webrtc/sessions/${this.session}/slots`, {
+        sdp: this.pc.localDescription!.sdp,
+        video: video.mid,
+        audio: audio.mid,
+      })) as { sdp: string };
+      await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+      return { video, audio };
+    } catch (err) {
+      if (this.pc.signalingState === 'have-local-offer')
+        await this.pc.setLocalDescription({ type: 'rollback' }).catch(() => undefined);
+      video.stop();
+      audio.stop();
+      throw err;
+    }
+  }
+
+  private view(slot: Slot): RemoteView {
+    let closed = false;
+    return {
+      media: new MediaStream([slot.video.receiver.track, slot.audio.receiver.track]),
+      receiver: slot.video.receiver,
+      close: () => {
+        if (closed) return;
+        closed = true;
+        // Free only once the box has emptied it: a camera handed to it sooner would be emptied too.
+        void this.call('DELETE', `/api/v1/webrtc/sessions/${this.session}/slots/${slot.video.mid}`).then(
+          () => this.open && this.free.push(slot),
+          () => undefined,
+        );
+      },
+    };
+  }
+
+  /** A JSON request to the box through the tunnel; a refusal throws its message and status. */
+  private async call(method: string, path: string, body?: object): Promise<unknown> {
+    const res = await this.fetch(path, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    const answer = (await res.json().catch(() => undefined)) as { error?: { message?: string } } | undefined;
+    if (!res.ok) throw new TunnelError(answer?.error?.message ?? `the box answered ${res.status}`, res.status);
+    return answer;
+  }
+
   /** The updates stream ({type, data}, "hello" first), as /api/v1/updates gives it at home. */
   onUpdate(listener: (type: string, data: unknown) => void): () => void {
     this.listeners.add(listener);
@@ -395,6 +509,9 @@ export class Tunnel {
 
   private closed(): void {
     clearInterval(this.pinger);
+    this.free.length = 0;
+    for (const l of [...this.closeListeners]) l();
+    this.closeListeners.clear();
     for (const p of this.pending.values()) p.fail(new TypeError('the tunnel to the box closed'));
     this.pending.clear();
     const handler = this.onclose;
@@ -406,15 +523,12 @@ export class Tunnel {
 // --- The page away from home: the service worker's requests answered through the tunnel.
 
 let current: Tunnel | undefined;
-let currentStun: string[] = [];
+/** Away: the tunnel, whose connection carries the API and the cameras shown (none at home). */
 export const tunnel = () => current;
-/** Away, the players' connections need the operator's STUN servers too (at home, none). */
-export const iceServers = (): RTCIceServer[] => (current && currentStun.length ? [{ urls: currentStun }] : []);
 
 /** Makes the tunnel the way to the box for this page (and the requests its service worker hands over). */
-export async function goAway(t: Tunnel, stun: string[]): Promise<void> {
+export async function goAway(t: Tunnel): Promise<void> {
   current = t;
-  currentStun = stun;
   reach.value = { mode: 'away', path: await t.path().catch(() => 'direct') };
 }
 

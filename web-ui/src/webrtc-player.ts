@@ -1,9 +1,10 @@
 // Live view over WebRTC: the browser offers, the box answers over WHEP (POST
-// /api/v1/cameras/{id}/whep), and the camera's H.264 plays with a few frames of delay. When the
-// box or the browser cannot (H.265, no RTCPeerConnection, ICE fails) it says so by onState, and
-// the page falls back to MSE.
+// /api/v1/cameras/{id}/whep), and the camera's H.264 plays with a few frames of delay. Away from
+// home there is no offer of its own: the camera comes on a slot of the tunnel's connection. When
+// the box or the browser cannot (H.265, no RTCPeerConnection, ICE fails) it says so by onState,
+// and the page falls back to MSE.
 import type { LiveState } from './live-player.ts';
-import { iceServers } from './remote.ts';
+import { tunnel, TunnelError, type RemoteView } from './remote.ts';
 
 /** No picture this long after the offer: WebRTC is taken as not working here. */
 const FIRST_FRAME_TIMEOUT_MS = 6000;
@@ -23,6 +24,8 @@ const PROBE_MAX_MS = 120_000;
 export class WebRtcPlayer {
   private pc: RTCPeerConnection | undefined;
   private session: string | null = null;
+  /** Away: the camera on a slot of the tunnel's connection, and how to stop hearing of the tunnel's end. */
+  private view: { view: RemoteView; unlisten: () => void } | undefined;
   private closed = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private retry: ReturnType<typeof setTimeout> | undefined;
@@ -66,6 +69,9 @@ export class WebRtcPlayer {
   private teardown(): void {
     clearTimeout(this.timer);
     clearInterval(this.watch);
+    this.view?.unlisten();
+    this.view?.view.close();
+    this.view = undefined;
     this.pc?.close();
     this.pc = undefined;
     // The box would see the connection go within seconds; telling it frees the viewer's place now.
@@ -77,10 +83,25 @@ export class WebRtcPlayer {
     this.video.srcObject = null;
   }
 
+  /** Ready for the first frame: "playing" when it shows; no frame within the timeout is a failure. */
+  private awaitFirstFrame(startedAt: number): void {
+    this.video.requestVideoFrameCallback?.(() => {
+      this.failures = 0;
+      this.firstFrameMs ??= Math.round(performance.now() - startedAt);
+      clearTimeout(this.timer);
+      this.video.dataset['firstFrameMs'] = String(this.firstFrameMs);
+      this.video.dataset['firstFrameAt'] ??= String(Math.round(performance.now()));
+      this.onState('playing');
+    });
+    this.timer = setTimeout(() => this.fail('no picture over WebRTC'), FIRST_FRAME_TIMEOUT_MS);
+  }
+
   private async connect(): Promise<void> {
+    const away = tunnel();
+    if (away?.open) return this.connectAway(away);
     const startedAt = performance.now();
     this.onState('connecting');
-    const pc = new RTCPeerConnection({ iceServers: iceServers() });
+    const pc = new RTCPeerConnection();
     this.pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -96,28 +117,9 @@ export class WebRtcPlayer {
       if (pc.connectionState === 'disconnected')
         lost = setTimeout(() => this.fail('the WebRTC connection was lost'), 5000);
     };
-    this.video.requestVideoFrameCallback?.(() => {
-      this.failures = 0;
-      this.firstFrameMs ??= Math.round(performance.now() - startedAt);
-      clearTimeout(this.timer);
-      this.video.dataset['firstFrameMs'] = String(this.firstFrameMs);
-      this.video.dataset['firstFrameAt'] ??= String(Math.round(performance.now()));
-      this.onState('playing');
-    });
-    this.timer = setTimeout(() => this.fail('no picture over WebRTC'), FIRST_FRAME_TIMEOUT_MS);
+    this.awaitFirstFrame(startedAt);
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    // Away, the box can only answer to addresses it is told: the offer waits for this side's
-    // candidates (the operator's STUN gives the one beyond the NAT). At home the box hears them.
-    if (iceServers().length && pc.iceGatheringState !== 'complete')
-      await new Promise<void>((resolve) => {
-        const done = setTimeout(resolve, 5000);
-        pc.addEventListener('icegatheringstatechange', () => {
-          if (pc.iceGatheringState !== 'complete') return;
-          clearTimeout(done);
-          resolve();
-        });
-      });
     const res = await fetch(`/api/v1/cameras/${this.camera}/whep?stream=${this.stream}`, {
       method: 'POST',
       headers: { 'content-type': 'application/sdp' },
@@ -133,18 +135,45 @@ export class WebRtcPlayer {
     this.session = res.headers.get('location');
     await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
     void this.video.play().catch(() => undefined);
-    if (this.adaptive) this.watchLink(pc);
+    if (this.adaptive)
+      this.watchLink(
+        () => pc.getStats(),
+        () => pc === this.pc,
+      );
+  }
+
+  /** Away: the camera on a slot of the tunnel's own connection (one connection for the API and every camera). */
+  private async connectAway(away: NonNullable<ReturnType<typeof tunnel>>): Promise<void> {
+    const startedAt = performance.now();
+    this.onState('connecting');
+    this.awaitFirstFrame(startedAt);
+    let view: RemoteView;
+    try {
+      view = await away.watch(this.camera, this.stream);
+    } catch (err) {
+      const status = err instanceof TunnelError ? err.status : 0;
+      return this.fail((err as Error).message, status === 415 || status === 403 || status === 404);
+    }
+    if (this.closed || this.view) return view.close();
+    this.view = { view, unlisten: away.onClosed(() => this.fail('the tunnel to the box closed')) };
+    this.video.srcObject = view.media;
+    void this.video.play().catch(() => undefined);
+    if (this.adaptive)
+      this.watchLink(
+        () => view.receiver.getStats(),
+        () => this.view?.view === view,
+      );
   }
 
   /** Reads the connection's stats: a slow link steps down to the sub-stream, a good one tries the main again. */
-  private watchLink(pc: RTCPeerConnection): void {
+  private watchLink(statsOf: () => Promise<RTCStatsReport>, stillOn: () => boolean): void {
     let last: { lost: number; received: number; frames: number; at: number } | undefined;
     let slowChecks = 0;
     let bestFps = 0;
     let goodSince = performance.now();
     this.watch = setInterval(() => {
-      void pc.getStats().then((stats) => {
-        if (pc !== this.pc) return;
+      void statsOf().then((stats) => {
+        if (!stillOn()) return;
         let video: { packetsLost?: number; packetsReceived?: number; framesDecoded?: number } | undefined;
         stats.forEach((s) => s.type === 'inbound-rtp' && s.kind === 'video' && (video = s));
         if (!video) return;

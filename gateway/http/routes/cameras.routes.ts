@@ -1,4 +1,5 @@
 // Cameras (registry and live status) and their recordings timeline.
+import { randomUUID } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ServiceBroker } from 'moleculer';
 import { DAY_DIR, SEGMENT_FILE } from '../../../appliance/data-dir.ts';
@@ -14,6 +15,8 @@ import {
 import { callAs, type HttpEnv } from '../context.ts';
 import { binary, body, errors, json, Ok, signedIn } from '../openapi.ts';
 import { sendClip, sendRecorderFile, type Clip } from '../recorder-files.ts';
+import { httpSink, relayLive } from '../live-relay.ts';
+import { NotReadyError } from '../../../lib/errors.ts';
 
 const CameraAnswer = z
   .object({
@@ -215,6 +218,36 @@ export function camerasRoutes(app: OpenAPIHono<HttpEnv>, broker: ServiceBroker):
         'cache-control': 'no-store',
         'x-frame-time': shot.frameAt,
       });
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/cameras/{id}/live.mp4',
+      tags: ['live'],
+      security: signedIn,
+      summary:
+        'Live view as one fragmented MP4 stream (MSE, or any player that reads HTTP): from the newest keyframe on, a slow reader skips ahead by whole GOPs; the app uses it away from home, through the tunnel',
+      request: { params: IdParam, query: z.object({ stream: z.enum(['main', 'sub']).default('main') }) },
+      responses: {
+        200: binary('video/mp4', 'fMP4; Content-Type names the codecs (for MediaSource.isTypeSupported)'),
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        429: errors[429],
+        503: errors[503],
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const viewer = randomUUID();
+      const feed = await callAs(broker, c, 'streams.live', { id, viewer, stream: c.req.valid('query').stream });
+      const { sink, body, mime } = httpSink();
+      relayLive(sink, feed, () => void callAs(broker, c, 'streams.liveStop', { viewer }).catch(() => undefined));
+      const type = await mime;
+      if (!type) throw new NotReadyError(`Camera "${id}" sent no picture`, 'NO_PICTURE');
+      return c.body(body, 200, { 'content-type': type, 'cache-control': 'no-store' });
     },
   );
 
