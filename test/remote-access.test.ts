@@ -129,6 +129,24 @@ test.after(async () => {
   await AwayNetwork.remove();
 });
 
+/**
+ * Every tile plays its own camera, all through the tunnel: the door (its sub-stream) and the
+ * porch over WebRTC, the yard (B-frames) over MSE; each picture's size says whose it is.
+ */
+async function gridPlaysEachCamera(p: Page): Promise<void> {
+  for (const camera of ['door', 'porch', 'yard'])
+    await videoAdvances(p, `.tile[data-camera=${camera}] video`, 1, 30_000);
+  const shown = await p.$$eval('.tile[data-camera]', (tiles) =>
+    Object.fromEntries(
+      tiles.map((t) => {
+        const v = t.querySelector('video')!;
+        return [t.getAttribute('data-camera'), `${v.dataset['transport']} ${v.videoWidth}x${v.videoHeight}`];
+      }),
+    ),
+  );
+  assert.equal(shown, { door: 'webrtc 640x360', porch: 'webrtc 480x270', yard: 'mse 1280x720' });
+}
+
 test('away, the box cannot be reached; the app pairs from the invitation link and works through the tunnel', async () => {
   await page.goto(appUrl);
   const direct = await page.evaluate(
@@ -150,14 +168,7 @@ test('away, the box cannot be reached; the app pairs from the invitation link an
   // Paired, the app opens on live view, through the tunnel.
   assert.is(await reachShown(page), 'Away: direct');
   await page.locator('header .who').getByText('admin (admin)').waitFor({ timeout: 20_000 });
-  // Every tile plays: the door and the porch over WebRTC, the yard (B-frames) over MSE, all through the tunnel.
-  for (const camera of ['door', 'porch', 'yard'])
-    await videoAdvances(page, `.tile[data-camera=${camera}] video`, 1, 30_000);
-  assert.equal(await tilesShown(page), {
-    door: 'webrtc 640x360',
-    porch: 'webrtc 480x270',
-    yard: 'mse 1280x720',
-  });
+  await gridPlaysEachCamera(page);
   // One peer connection carries the tunnel and both WebRTC cameras.
   assert.equal(await remoteSessions(), [['door', 'porch']]);
   // A picture through the service worker and the tunnel is the camera's own picture.
@@ -172,17 +183,6 @@ test('away, the box cannot be reached; the app pairs from the invitation link an
   assert.is(browsers.json[0].username, 'admin');
   await shot(page, 'remote-away-live');
 });
-
-/** Each tile's transport and picture size, by camera. */
-const tilesShown = (p: Page) =>
-  p.$$eval('.tile[data-camera]', (tiles) =>
-    Object.fromEntries(
-      tiles.map((t) => {
-        const v = t.querySelector('video')!;
-        return [t.getAttribute('data-camera'), `${v.dataset['transport']} ${v.videoWidth}x${v.videoHeight}`];
-      }),
-    ),
-  );
 
 /** The box's remote sessions, each as the cameras it sends. */
 async function remoteSessions(): Promise<string[][]> {
@@ -225,13 +225,7 @@ test('on a slow link away, the full view steps down to the sub-stream, and back 
 
 test('back on the grid, each camera is on its own slot again: the right picture in each tile, still one connection', async () => {
   await page.locator('.tile[data-camera=porch]').waitFor({ timeout: 10_000 });
-  for (const camera of ['door', 'porch', 'yard'])
-    await videoAdvances(page, `.tile[data-camera=${camera}] video`, 1, 30_000);
-  assert.equal(await tilesShown(page), {
-    door: 'webrtc 640x360',
-    porch: 'webrtc 480x270',
-    yard: 'mse 1280x720',
-  });
+  await gridPlaysEachCamera(page);
   await waitUntil('the full view’s slot handed back', async () => (await remoteSessions())[0]?.length === 2, 10_000);
   assert.equal(await remoteSessions(), [['door', 'porch']]);
 });

@@ -5,6 +5,8 @@ import * as assert from 'uvu/assert';
 import { readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
@@ -17,6 +19,7 @@ import {
   videoSize,
 } from '../lib/media/fragmented-mp4.ts';
 
+const run = promisify(execFile);
 let box: TestBox;
 let admin: string;
 let cam: RtspCamera;
@@ -249,6 +252,50 @@ test("who may watch: no credential 401, a foreign page with the cookie 403, the 
   const missing = await refusal(watch('nope'));
   assert.is(missing.status, 404);
   assert.match(missing.body, /nope/);
+});
+
+test('live.mp4: a player that is not ours (ffmpeg) plays the live view over plain HTTP, told the codec; who may watch', async () => {
+  const url = `http://127.0.0.1:${port}/api/v1/cameras/porch/live.mp4`;
+  assert.is((await fetch(url)).status, 401);
+  const bearer = { authorization: `Bearer ${admin}` };
+  const missing = await fetch(url.replace('porch', 'nope'), { headers: bearer });
+  assert.is(missing.status, 404);
+  const res = await fetch(url, { headers: bearer });
+  assert.is(res.status, 200);
+  assert.match(res.headers.get('content-type')!, /^video\/mp4; codecs="avc1\.[0-9a-f]{6}"$/);
+  await res.body!.cancel();
+  // ffmpeg, as any HTTP player: 3 s of the camera decoded, at its size.
+  const { stderr } = await run('ffmpeg', [
+    '-hide_banner',
+    '-headers',
+    `Authorization: Bearer ${admin}\r\n`,
+    '-i',
+    url,
+    '-t',
+    '3',
+    '-f',
+    'null',
+    '-',
+  ]);
+  assert.match(stderr, /Video: h264.*1280x720/);
+  const frames = Number([...stderr.matchAll(/frame=\s*(\d+)/g)].at(-1)?.[1]);
+  console.log(`    live.mp4: ${frames} frames decoded in 3 s`);
+  assert.ok(frames >= 30, `${frames} frames decoded in 3 s`);
+  // A reader that goes frees its place: more come and go than the camera's cap (6) holds at once.
+  for (let i = 0; i < 8; i++) {
+    let status = 0;
+    await waitUntil(
+      `reader ${i + 1} let in`,
+      async () => {
+        const next = await fetch(url, { headers: bearer });
+        status = next.status;
+        await next.body?.cancel();
+        return status === 200;
+      },
+      5000,
+      100,
+    );
+  }
 });
 
 test('a viewer stays connected through a camera restart: one stream, its clock never goes back; removing the camera ends it', async () => {

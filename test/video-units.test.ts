@@ -28,7 +28,7 @@ import { DEMO_CLIP } from '../services/cameras/cameras.service.ts';
 import { tempDir } from './helpers/box.ts';
 import { createServer } from 'node:http';
 import { WebSocket, WebSocketServer } from 'ws';
-import { LIVE_LIMITS, relayLive, webSocketSink } from '../gateway/http/live-relay.ts';
+import { httpSink, LIVE_LIMITS, relayLive, webSocketSink } from '../gateway/http/live-relay.ts';
 import { freePort } from './helpers/processes.ts';
 import { h265Clip, longClip, playable } from './helpers/video.ts';
 
@@ -242,6 +242,60 @@ test('a viewer that does not read is bounded and resumes on a keyframe', async (
   new BoxSplitter((type, box) => (firstMoof ??= type === 'moof' ? box : undefined)).push(Buffer.concat(after));
   assert.ok(firstMoof && startsWithKeyframe(firstMoof, feed.init), 'what it gets next starts on a keyframe');
   stuck.destroy();
+  feed.end();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('a streamed live answer (live.mp4): a reader that stops is cut off at a small backlog; one that reads gets the codec and starts on a keyframe, and ends when the stream goes quiet', async () => {
+  const dir = await tempDir();
+  const bytes = await liveCut(dir, await longClip(), 120);
+  const feed = new LiveFeed();
+  let stopped = 0;
+  const limits = { ...LIVE_LIMITS, stuckMs: 1500, idleMs: 2500 };
+  const stuck = httpSink();
+  relayLive(stuck.sink, feed.watch(), () => stopped++, limits);
+  const reading = httpSink();
+  relayLive(reading.sink, feed.watch(), () => stopped++, limits);
+  const got: Buffer[] = [];
+  const ended = (async () => {
+    const reader = reading.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      got.push(Buffer.from(value));
+    }
+  })();
+  let most = 0;
+  for (let at = 0; at < bytes.length && stopped === 0; at += 64 * 1024) {
+    feed.push(bytes.subarray(at, at + 64 * 1024));
+    most = Math.max(most, stuck.sink.backlog());
+    await new Promise((r) => setTimeout(r, 60));
+  }
+  assert.is(stopped, 1, 'the reader that stopped was let go while the stream went on');
+  assert.ok(most <= LIVE_LIMITS.skipBytes + 1024 * 1024, `at most ${most} bytes were queued for it`);
+  const cutOff = await stuck.body
+    .getReader()
+    .read()
+    .then(
+      () => 'read on',
+      (err: Error) => err.message,
+    );
+  assert.match(cutOff, /does not read/);
+  assert.match((await reading.mime)!, /^video\/mp4; codecs="avc1\.[0-9a-f]{6}/);
+  const t0 = Date.now();
+  await ended;
+  assert.ok(Date.now() - t0 < 7000, 'the reading answer ended when the stream went quiet');
+  const answer = Buffer.concat(got);
+  assert.is(answer.subarray(4, 8).toString(), 'ftyp');
+  let init: Buffer | undefined;
+  let firstMoof: Buffer | undefined;
+  new BoxSplitter((type, box) => {
+    if (type === 'moov') init = box;
+    firstMoof ??= type === 'moof' ? box : undefined;
+  }).push(answer);
+  assert.ok(init && firstMoof && startsWithKeyframe(firstMoof, feed.init), 'it starts on a keyframe');
+  await waitUntil('both readers left the feed', () => stopped === 2, 3000, 20);
+  assert.is(feed.viewerCount, 0);
   feed.end();
   await rm(dir, { recursive: true, force: true });
 });

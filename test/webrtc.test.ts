@@ -320,6 +320,119 @@ test('bad input and who may watch: each refusal names what was wrong', async () 
   await closePeer(page, 'door');
 });
 
+test('slots: a session takes one more camera by a new offer on the same connection, and a slot is handed cameras with no offer; bad slot requests are refused by name', async () => {
+  const first = await whepInPage(page, 'door');
+  assert.is(first.status, 201, first.text);
+  try {
+    const session = first.location!.split('/').pop()!;
+    // The page's helpers as a script: functions inside page.evaluate must not have names (see above).
+    await page.evaluate(`
+        window.slotCall = async (method, path, body) => {
+          const res = await fetch(path, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+          return { status: res.status, json: await res.json() };
+        };
+        window.framesOf = async (receiver) => {
+          let frames = 0;
+          (await receiver.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames = s.framesDecoded; });
+          return frames;
+        };`);
+    const result = await page.evaluate(async (session) => {
+      type Answer = { status: number; json: Record<string, unknown> & { error?: { type: string } } };
+      const w = window as unknown as {
+        pc_door: RTCPeerConnection;
+        slotCall(method: string, path: string, body?: object): Promise<Answer>;
+        framesOf(receiver: RTCRtpReceiver): Promise<number>;
+      };
+      const pc = w.pc_door;
+      const slots = `/api/v1/webrtc/sessions/${session}/slots`;
+      const send = w.slotCall;
+      const video = pc.addTransceiver('video', { direction: 'recvonly' });
+      const audio = pc.addTransceiver('audio', { direction: 'recvonly' });
+      await pc.setLocalDescription(await pc.createOffer());
+      const sdp = pc.localDescription!.sdp;
+      const garbage = await send('POST', slots, { sdp: 'hello', video: video.mid });
+      const unknownMid = await send('POST', slots, { sdp, video: '42' });
+      const added = await send('POST', slots, { sdp, video: video.mid, audio: audio.mid });
+      await pc.setRemoteDescription({ type: 'answer', sdp: added.json['sdp'] as string });
+      const again = await send('POST', slots, { sdp, video: video.mid });
+      const street = await send('PUT', `${slots}/${video.mid}`, { camera: 'street' });
+      const hevc = await send('PUT', `${slots}/${video.mid}`, { camera: 'hevc' });
+      const noSlot = await send('PUT', `${slots}/77`, { camera: 'door' });
+      const door = await send('PUT', `${slots}/${video.mid}`, { camera: 'door', stream: 'main' });
+      const shown = document.createElement('video');
+      shown.muted = true;
+      shown.id = 'slot-two';
+      shown.srcObject = new MediaStream([video.receiver.track]);
+      document.body.append(shown);
+      await shown.play();
+      await new Promise((r) => setTimeout(r, 2000));
+      const playing = await w.framesOf(video.receiver);
+      const emptied = await send('DELETE', `${slots}/${video.mid}`);
+      await new Promise((r) => setTimeout(r, 500));
+      const atEmpty = await w.framesOf(video.receiver);
+      await new Promise((r) => setTimeout(r, 1500));
+      const whileEmpty = (await w.framesOf(video.receiver)) - atEmpty;
+      const handedAgain = await send('PUT', `${slots}/${video.mid}`, { camera: 'door' });
+      await new Promise((r) => setTimeout(r, 2000));
+      const resumed = (await w.framesOf(video.receiver)) - atEmpty;
+      return {
+        garbage: [garbage.status, garbage.json.error?.type],
+        unknownMid: [unknownMid.status, unknownMid.json.error?.type],
+        added: added.status,
+        again: [again.status, again.json.error?.type],
+        street: [street.status, street.json.error?.type],
+        hevc: [hevc.status, hevc.json.error?.type],
+        noSlot: [noSlot.status, noSlot.json.error?.type],
+        door: [door.status, door.json['video'], door.json['audio']],
+        playing,
+        emptied: emptied.status,
+        whileEmpty,
+        handedAgain: handedAgain.status,
+        resumed,
+      };
+    }, session);
+    assert.equal(result.garbage, [400, 'BAD_OFFER']);
+    assert.equal(result.unknownMid, [400, 'BAD_OFFER']);
+    assert.is(result.added, 201);
+    assert.equal(result.again, [400, 'BAD_OFFER'], 'a section is made a slot once');
+    assert.equal(result.street, [415, 'NOT_FOR_WEBRTC'], 'B-frames cannot go on a slot either');
+    assert.equal(result.hevc, [415, 'NOT_FOR_WEBRTC']);
+    assert.equal(result.noSlot, [404, 'WEBRTC_SLOT_NOT_FOUND']);
+    assert.equal(result.door.slice(0, 1), [200]);
+    assert.match(String(result.door[1]), /^H264\/\d+$/);
+    // A slot made before any camera sends Opus: any camera's sound is encoded to it.
+    assert.match(String(result.door[2]), /^opus\/\d+$/);
+    assert.ok(result.playing > 15, `the second slot decoded ${result.playing} frames`);
+    assert.is(result.emptied, 200);
+    assert.ok(result.whileEmpty <= 1, `an emptied slot sends nothing (${result.whileEmpty} frames)`);
+    assert.is(result.handedAgain, 200);
+    assert.ok(result.resumed > 15, `handed a camera again, it plays from a keyframe (${result.resumed} frames)`);
+    // One session, one connection: the first camera went on all along.
+    const open = await sessions();
+    assert.is(open.length, 1);
+    assert.equal((open[0] as unknown as { cameras: string[] }).cameras, ['door', 'door']);
+    await videoAdvances(page, '#whep-door', 1);
+    // Someone else's session is not found (as for hanging up): kim (family) may watch, not touch this one.
+    const kim = box.sessionOf(
+      (await box.request('POST', '/api/v1/auth/login', { body: { username: 'kim', password: 'family-password-1' } }))
+        .headers,
+    )!;
+    const other = await fetch(`${base}/api/v1/webrtc/sessions/${session}/slots/0`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${kim}` },
+    });
+    assert.is(other.status, 404);
+  } finally {
+    // Hung up whatever happened: the camera's viewer cap is the next tests' too.
+    await hangUp(first.location!);
+    await closePeer(page, 'door');
+    await page.evaluate(() => {
+      document.getElementById('slot-two')?.remove();
+      document.getElementById('whep-door')?.remove();
+    });
+  }
+});
+
 test('each session is a live viewer: the camera’s cap holds for WebRTC too (429)', async () => {
   const opened = [];
   for (let i = 0; i < 3; i++) {
