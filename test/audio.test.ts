@@ -1,17 +1,18 @@
 // A camera's sound, with real cameras (GStreamer's RTSP server sending a 440 Hz tone as G.711
 // A-law or AAC beside the street clip) and the real ffmpeg: recorded with the video (AAC copied,
 // G.711 made AAC, the video always copied), heard in live view in Chromium, in clips; off when
-// the installer turns it off. The tone is checked in what comes out, not only the track's name.
+// the installer turns it off; a sound no browser plays (an intercom's ADPCM over RTMP) made AAC.
+// The tone is checked in what comes out, not only the track's name.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser } from 'playwright-core';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { addRtspCameras, commandLine, ffmpegReading, RtspCamera } from './helpers/video.ts';
+import { addRtspCameras, commandLine, ffmpegReading, longClip, RtspCamera } from './helpers/video.ts';
 import { launch } from './helpers/browser.ts';
 
 const run = promisify(execFile);
@@ -21,6 +22,8 @@ let base: string;
 let door: RtspCamera; // a doorbell: G.711 A-law
 let yard: RtspCamera; // an IP camera: AAC
 let browser: Browser | undefined;
+let rtmpPort: number;
+let intercom: ChildProcess | undefined; // a push camera whose sound is Flash ADPCM: no browser plays it
 
 async function cameraStatus(id: string) {
   return (await box.request('GET', `/api/v1/cameras/${id}`, { auth: admin })).json.status;
@@ -80,7 +83,13 @@ async function recordedSegment(camera: string, since = 0): Promise<string> {
 test.before(async () => {
   box = await testBox({
     http: { port: await freePort() },
-    video: { segmentSeconds: 3, stallSeconds: 5, restartMinMs: 300, restartMaxMs: 2000 },
+    video: {
+      segmentSeconds: 3,
+      stallSeconds: 5,
+      restartMinMs: 300,
+      restartMaxMs: 2000,
+      rtmp: { host: '127.0.0.1', port: (rtmpPort = await freePort()) },
+    },
   });
   admin = await withAdmin(box);
   base = `http://127.0.0.1:${box.config.http.port}`;
@@ -90,6 +99,7 @@ test.before(async () => {
   await addRtspCameras(box, admin, { door, yard });
 });
 test.after(async () => {
+  intercom?.kill('SIGKILL');
   await browser?.close();
   await box?.stop();
   await Promise.all([door?.stop(), yard?.stop()]);
@@ -124,6 +134,44 @@ test('AAC from an IP camera is copied, not encoded again', async () => {
   const args = commandLine(ffmpegReading(yard)[0]!);
   assert.is(args[args.indexOf('-c:a') + 1], 'copy');
   assert.ok(Math.abs((await toneHz(file)) - 440) < 20);
+});
+
+test('a sound no browser plays (an intercom’s ADPCM over RTMP) is recorded and shown as AAC, the tone in it', async () => {
+  const added = await box.request('POST', '/api/v1/cameras', {
+    auth: admin,
+    body: { id: 'intercom', name: 'Intercom', source: { kind: 'rtmp' } },
+  });
+  assert.is(added.status, 201, added.text);
+  intercom = spawn(
+    'ffmpeg',
+    [
+      ...['-v', 'error', '-re', '-stream_loop', '-1', '-i', await longClip()],
+      ...['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=22050'],
+      ...['-map', '0:v:0', '-map', '1:a:0', '-c:v', 'copy', '-c:a', 'adpcm_swf', '-ar', '22050', '-f', 'flv'],
+      `rtmp://127.0.0.1:${rtmpPort}/live/intercom?key=${added.json.streamKey}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  const status = await waitUntil(
+    'the intercom online',
+    async () => ((await cameraStatus('intercom'))?.state === 'online' ? cameraStatus('intercom') : undefined),
+    20_000,
+    300,
+  );
+  assert.is(status.audio, 'adpcm_swf', 'the status names the camera’s own sound');
+  const file = await recordedSegment('intercom');
+  assert.equal(
+    (await streamsOf(file)).map((s) => `${s.codec_type}:${s.codec_name}`),
+    ['video:h264', 'audio:aac'],
+  );
+  assert.ok(Math.abs((await toneHz(file)) - 440) < 20, 'the intercom’s tone is in the recording');
+  // Live view names a codec browsers play: H.264 and AAC.
+  const live = await fetch(`${base}/api/v1/cameras/intercom/live.mp4`, {
+    headers: { authorization: `Bearer ${admin}` },
+  });
+  assert.match(live.headers.get('content-type')!, /codecs="avc1\.[0-9a-f]{6},mp4a\.40\.2"/);
+  await live.body?.cancel();
+  intercom.kill('SIGKILL');
 });
 
 test('live view: the codec names the sound too, and Chromium plays the picture and decodes the sound', async () => {

@@ -254,6 +254,42 @@ test('review: people on the street are alerts; a preview plays on hover; "Mark a
   await page.hover(`${row} .event-head`);
   await videoAdvances(page, `${row} video.preview`, 0.5);
   await shot(page, 'review');
+  // A new alert comes while the preview plays (on another camera: it goes on top). The list keeps
+  // its order, so the row stays under the pointer and plays on; the new one shows when it leaves.
+  const rowAt = async () => (await page.locator(row).boundingBox())!.y;
+  const before = await rowAt();
+  const gate = await page.request.post(`${base}/api/v1/cameras`, {
+    data: { id: 'gate', name: 'Gate', source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none' } },
+  });
+  assert.is(gate.status(), 201, await gate.text());
+  await box.broker.call('events.record', {
+    type: 'start',
+    id: 'gate-visitor',
+    camera: 'gate',
+    label: 'person',
+    topScore: 0.9,
+    box: [0.1, 0.2, 0.3, 0.9],
+    zones: [],
+    start: new Date().toISOString(),
+    end: null,
+    stationary: false,
+    snapshot: Buffer.from([0xff, 0xd8, 0xff, 0xd9]).toString('base64'),
+  });
+  const gateItem = await waitUntil(
+    'the gate’s alert',
+    async () => (await api('/api/v1/review?severity=alert')).find((i: { camera: string }) => i.camera === 'gate'),
+    10_000,
+    200,
+  );
+  await new Promise((r) => setTimeout(r, 2000)); // the update reaches the page meanwhile
+  assert.is(await page.locator(`li[data-item="${gateItem.id}"]`).count(), 0, 'not shown while a preview plays');
+  assert.is(await rowAt(), before, 'the pointed-at row has not moved');
+  await videoAdvances(page, `${row} video.preview`, 0.5);
+  await page.mouse.move(0, 0);
+  await page.waitForSelector(`li[data-item="${gateItem.id}"]`, { timeout: 10_000 });
+  // As the page would: a cookie's request without a body says where it comes from (CSRF check).
+  const removed = await page.request.delete(`${base}/api/v1/cameras/gate`, { headers: { origin: base } });
+  assert.is(removed.status(), 200, await removed.text());
   // Its footage on the recordings page: the item is a band on the day bar, pointing at it shows
   // its picture, and playback starts where it began.
   await page.click(`${row} a:has-text("Recordings")`);

@@ -11,6 +11,8 @@
 //     them back from each frame it shows (requestVideoFrameCallback, a canvas) and takes them from
 //     the frame's display time. One machine, one clock. It counts from the camera's capture, so
 //     it holds the camera's encoding and its RTMP push as well as the box and the browser;
+//   a slot handed a camera: on a connection already open (as the app away from home has one, its
+//     tunnel), the camera put on a free slot (PUT, no offer), to its first frame, median of RUNS;
 //   through a TURN relay: coturn on loopback, the box and Chromium allowed relay candidates
 //     only, first frame as above (a second box, given the relay).
 import { readdirSync, readFileSync } from 'node:fs';
@@ -219,6 +221,52 @@ const VIEWERS = `async ({ kind, n }) => {
   return Promise.all(Array.from({ length: n }, () => one()));
 }`;
 
+/**
+ * A session (WHEP for the door) given a second, empty slot by a new offer; then, RUNS times, the
+ * door handed to that slot and let go: each time, ms from the PUT to the first frame received after it.
+ */
+const HANDED_SLOT = `async ({ runs }) => {
+  const json = { 'content-type': 'application/json' };
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  await pc.setLocalDescription(await pc.createOffer());
+  const res = await fetch('/api/v1/cameras/door/whep', {
+    method: 'POST',
+    headers: { 'content-type': 'application/sdp' },
+    body: pc.localDescription.sdp,
+  });
+  const slots = '/api/v1/webrtc/sessions/' + res.headers.get('location').split('/').pop() + '/slots';
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const v = pc.addTransceiver('video', { direction: 'recvonly' });
+  const a = pc.addTransceiver('audio', { direction: 'recvonly' });
+  await pc.setLocalDescription(await pc.createOffer());
+  const body = JSON.stringify({ sdp: pc.localDescription.sdp, video: v.mid, audio: a.mid });
+  const added = await (await fetch(slots, { method: 'POST', headers: json, body })).json();
+  await pc.setRemoteDescription({ type: 'answer', sdp: added.sdp });
+  const out = [];
+  for (let i = 0; i < runs; i++) {
+    const video = document.createElement('video');
+    video.muted = true;
+    video.autoplay = true;
+    document.body.append(video);
+    video.srcObject = new MediaStream([v.receiver.track]);
+    const started = performance.now();
+    const shown = new Promise((resolve) => {
+      const onFrame = (now, meta) =>
+        (meta.receiveTime ?? now) >= started ? resolve(now) : video.requestVideoFrameCallback(onFrame);
+      video.requestVideoFrameCallback(onFrame);
+    });
+    await fetch(slots + '/' + v.mid, { method: 'PUT', headers: json, body: JSON.stringify({ camera: 'door' }) });
+    out.push((await shown) - started);
+    await fetch(slots + '/' + v.mid, { method: 'DELETE' });
+    video.remove();
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  pc.close();
+  return out;
+}`;
+
 /** Starts `n` viewers of one kind in a page; resolves with each one's ms to its first frame. */
 async function viewers(page: Page, kind: 'webrtc' | 'mse', n: number): Promise<number[]> {
   return page.evaluate(`(${VIEWERS})(${JSON.stringify({ kind, n })})`) as Promise<number[]>;
@@ -272,6 +320,22 @@ for (const kind of ['webrtc', 'mse'] as const) {
   console.log(`  ${kind.padEnd(7)} ${Math.round(first[kind]!)} ms (runs: ${times.map(Math.round).join(', ')})`);
 }
 console.log(`  WebRTC / MSE: ${(first['webrtc']! / first['mse']!).toFixed(2)}x (target: WebRTC under 300 ms)`);
+
+{
+  const page = await context.newPage();
+  await page.goto(`${base}/about:blank`).catch(() => undefined);
+  const times = (await page.evaluate(`(${HANDED_SLOT})(${JSON.stringify({ runs: RUNS })})`)) as number[];
+  await page.close();
+  const handed = median(times);
+  console.log(
+    `  a slot handed the camera, on a connection already open (the app away): ${Math.round(handed)} ms (runs: ${times.map(Math.round).join(', ')}); ${(handed / first['webrtc']!).toFixed(2)}x a new WHEP session`,
+  );
+  await waitUntil(
+    'the session gone',
+    async () => ((await box.broker.call('webrtc.sessions', {})) as []).length === 0,
+    15_000,
+  );
+}
 
 console.log(
   `box CPU per viewer, % of a core, ${WINDOW_S} s windows, median of ${ROUNDS} rounds (recording alone subtracted):`,
