@@ -14,7 +14,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import ece from 'http_ece';
 import { generate } from 'selfsigned';
-import { testBox, withAdmin, tempDir, type TestBox } from './helpers/box.ts';
+import { personSeen, testBox, withAdmin, tempDir, type TestBox } from './helpers/box.ts';
 import { waitUntil } from './helpers/processes.ts';
 import { pictureSize } from './helpers/video.ts';
 
@@ -129,19 +129,7 @@ test('a notification reaches a subscribed browser: VAPID-signed, encrypted for i
   assert.is(sub.status, 201, sub.text);
   assert.is(sub.json.service, new URL(origin).host);
 
-  await box.broker.call('events.record', {
-    type: 'start',
-    id: 'ev-push-1',
-    camera: 'door',
-    label: 'person',
-    topScore: 0.9,
-    box: [0.1, 0.2, 0.3, 0.9],
-    zones: [],
-    start: new Date().toISOString(),
-    end: null,
-    stationary: false,
-    snapshot: await aPicture(),
-  });
+  await personSeen(box, 'door', 'ev-push-1', await aPicture());
   // What an automation's "tell the admin" does (the review items' notifications take the same way).
   await box.broker.call('mqtt.notifyUsers', {
     users: ['admin'],

@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { testBox, type TestBox } from './helpers/box.ts';
+import { personSeen, testBox, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
 import { RtspCamera } from './helpers/video.ts';
 import { OperatorBroker } from './helpers/operator.ts';
@@ -262,19 +262,7 @@ test('review: people on the street are alerts; a preview plays on hover; "Mark a
     data: { id: 'gate', name: 'Gate', source: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none' } },
   });
   assert.is(gate.status(), 201, await gate.text());
-  await box.broker.call('events.record', {
-    type: 'start',
-    id: 'gate-visitor',
-    camera: 'gate',
-    label: 'person',
-    topScore: 0.9,
-    box: [0.1, 0.2, 0.3, 0.9],
-    zones: [],
-    start: new Date().toISOString(),
-    end: null,
-    stationary: false,
-    snapshot: Buffer.from([0xff, 0xd8, 0xff, 0xd9]).toString('base64'),
-  });
+  await personSeen(box, 'gate', 'gate-visitor');
   const gateItem = await waitUntil(
     'the gate’s alert',
     async () => (await api('/api/v1/review?severity=alert')).find((i: { camera: string }) => i.camera === 'gate'),

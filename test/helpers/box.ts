@@ -77,3 +77,23 @@ export async function withAdmin(box: TestBox, username = 'admin', password = 'ad
   if (res.status !== 201) throw new Error(`setup failed: ${res.status} ${res.text}`);
   return box.sessionOf(res.headers)!;
 }
+
+/** The smallest JPEG a snapshot can be (start and end markers). */
+export const TINY_JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xd9]).toString('base64');
+
+/** A person a camera sees from now on, as the detector reports one (an event started, with its snapshot). */
+export function personSeen(box: TestBox, camera: string, id: string, snapshot = TINY_JPEG) {
+  return box.broker.call('events.record', {
+    type: 'start',
+    id,
+    camera,
+    label: 'person',
+    topScore: 0.9,
+    box: [0.1, 0.2, 0.3, 0.9],
+    zones: [],
+    start: new Date().toISOString(),
+    end: null,
+    stationary: false,
+    snapshot,
+  });
+}
