@@ -17,7 +17,7 @@ import {
   type Track,
 } from 'node-datachannel';
 import { avcParameterSets, FragmentReader, samplesOf, tracksOf, type Sample } from '../../lib/media/fragmented-mp4.ts';
-import { BadOfferError, pickAudio, pickH264, type OfferedMedia } from './sdp-offer.ts';
+import { pickAudio, pickH264, type OfferedMedia } from './sdp-offer.ts';
 import { CLOCK_RATE, PACKET_SAMPLES, type AudioCodec, type AudioFeed } from './audio-feed.ts';
 import { keepUntilClosed } from './keep-until-closed.ts';
 
@@ -343,22 +343,6 @@ export class MediaSlot {
     }
   }
 }
-
-/** A section of the offer the box can send to (the viewer receives on it). */
-export function receivingSection(
-  media: OfferedMedia[],
-  kind: 'video' | 'audio',
-  mid?: string,
-): OfferedMedia | undefined {
-  return media.find(
-    (m) =>
-      m.kind === kind &&
-      (mid === undefined || m.mid === mid) &&
-      (m.direction === 'recvonly' || m.direction === 'sendrecv'),
-  );
-}
-
-export { BadOfferError };
 
 export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

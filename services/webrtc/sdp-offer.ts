@@ -80,9 +80,14 @@ export function parseOffer(sdp: string): OfferedMedia[] {
   return media;
 }
 
-/** The first section of a kind the box can send to (the viewer receives on it). */
-export function receiving(media: OfferedMedia[], kind: 'video' | 'audio'): OfferedMedia | undefined {
-  return media.find((m) => m.kind === kind && (m.direction === 'recvonly' || m.direction === 'sendrecv'));
+/** The first section of a kind (with that mid, when one is named) the box can send to (the viewer receives on it). */
+export function receiving(media: OfferedMedia[], kind: 'video' | 'audio', mid?: string): OfferedMedia | undefined {
+  return media.find(
+    (m) =>
+      m.kind === kind &&
+      (mid === undefined || m.mid === mid) &&
+      (m.direction === 'recvonly' || m.direction === 'sendrecv'),
+  );
 }
 
 /**

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { PeerConnection, type DataChannel, type RtcConfig } from 'node-datachannel';
 import { BadOfferError, parseOffer, receiving } from './sdp-offer.ts';
 import { keepUntilClosed } from './keep-until-closed.ts';
-import { within, MediaSlot, receivingSection, type CameraFeed, type SentCounts } from './media-slot.ts';
+import { within, MediaSlot, type CameraFeed, type SentCounts } from './media-slot.ts';
 
 /** A connection lost this long is given up (ICE may come back within it). */
 const DISCONNECTED_GRACE_MS = 10_000;
@@ -131,9 +131,9 @@ export class ViewerSession implements SentCounts {
     const turn = this.negotiating.then(() => {
       if (this.closed) throw new SlotNotFoundError('the session has ended');
       const media = parseOffer(offer);
-      const video = receivingSection(media, 'video', mids.video);
+      const video = receiving(media, 'video', mids.video);
       if (!video) throw new BadOfferError(`the offer has no video section "${mids.video}" the box can send to`);
-      const audio = mids.audio === undefined ? undefined : receivingSection(media, 'audio', mids.audio);
+      const audio = mids.audio === undefined ? undefined : receiving(media, 'audio', mids.audio);
       if (mids.audio !== undefined && !audio)
         throw new BadOfferError(`the offer has no audio section "${mids.audio}" the box can send to`);
       if (this.slots.has(mids.video)) throw new BadOfferError(`section "${mids.video}" is a slot already`);
