@@ -190,7 +190,8 @@ test('mosquitto_pub -V mqttv5 with user properties reaches a mosquitto_sub -V mq
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
-    return new Promise<string>((r) => p.once('exit', () => r(out.trim())));
+    // 'close', not 'exit': at 'exit' the pipe may still hold the message it printed.
+    return new Promise<string>((r) => p.once('close', () => r(out.trim())));
   });
   // Published until both have it: a subscriber that is not subscribed yet misses a non-retained message.
   let done = false;

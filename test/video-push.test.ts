@@ -39,8 +39,8 @@ async function push(camera: string, streamKey: string, input?: string[]) {
   pushers.push(child);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const exited = new Promise<{ code: number | null; stderr: string }>((r) =>
-    child.once('exit', (code) => r({ code, stderr })),
+  const exited = new Promise<{ code: number | null; stderr: string }>(
+    (r) => child.once('close', (code) => r({ code, stderr })), // 'close': all of stderr is read by then
   );
   return { child, exited };
 }

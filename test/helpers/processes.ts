@@ -49,6 +49,7 @@ const portOpen = (port: number) =>
 /** A process whose output lines are kept, to wait on and to check. */
 export class Proc {
   readonly lines: string[] = [];
+  /** Once the process has exited and its last output lines are read. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly child: ChildProcess;
 
@@ -62,12 +63,9 @@ export class Proc {
     const collect = (d: Buffer) => this.lines.push(...d.toString().split('\n').filter(Boolean));
     this.child.stdout!.on('data', collect);
     this.child.stderr!.on('data', collect);
-    this.exited = new Promise((resolve) =>
-      this.child.on('exit', (code, signal) => {
-        children.delete(this.child);
-        resolve({ code, signal });
-      }),
-    );
+    this.child.on('exit', () => children.delete(this.child));
+    // 'close', not 'exit': at 'exit' the pipes may still hold the process's last lines.
+    this.exited = new Promise((resolve) => this.child.on('close', (code, signal) => resolve({ code, signal })));
   }
 
   get pid() {
