@@ -213,7 +213,9 @@ test('on a slow link away, the full view steps down to the sub-stream, and back 
     async () => (await video.getAttribute('data-stream')) === 'main',
     60_000,
     250,
-  );
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}; the player's last check of the link: ${await video.getAttribute('data-link')}`);
+  });
   await videoAdvances(page, 'video[data-stream]', 1, 30_000);
   await waitUntil(
     'the main stream’s picture',

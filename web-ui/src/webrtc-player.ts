@@ -4,6 +4,7 @@
 // the box or the browser cannot (H.265, no RTCPeerConnection, ICE fails) it says so by onState,
 // and the page falls back to MSE.
 import type { LiveState } from './live-player.ts';
+import { LinkJudge } from './link-judge.ts';
 import { tunnel, TunnelError, type RemoteView } from './remote.ts';
 
 /** No picture this long after the offer: WebRTC is taken as not working here. */
@@ -11,12 +12,11 @@ const FIRST_FRAME_TIMEOUT_MS = 6000;
 
 /**
  * A slow link, for a player that may step down to the camera's sub-stream (away from home): its
- * stats are read this often; more than LOSS_SLOW of the packets lost, or the frame rate under
- * half its best, in SLOW_CHECKS checks in a row, is slow. On the sub-stream, a link good for
- * PROBE_AFTER_MS tries the main stream again; a try that fails waits twice as long next time.
+ * stats are read this often, and SLOW_CHECKS slow checks in a row (link-judge.ts) step it down.
+ * On the sub-stream, a link good for PROBE_AFTER_MS tries the main stream again; a try that
+ * fails waits twice as long next time.
  */
 const CHECK_MS = 2000;
-const LOSS_SLOW = 0.05;
 const SLOW_CHECKS = 2;
 const PROBE_AFTER_MS = 15_000;
 const PROBE_MAX_MS = 120_000;
@@ -167,9 +167,8 @@ export class WebRtcPlayer {
 
   /** Reads the connection's stats: a slow link steps down to the sub-stream, a good one tries the main again. */
   private watchLink(statsOf: () => Promise<RTCStatsReport>, stillOn: () => boolean): void {
-    let last: { lost: number; received: number; frames: number; at: number } | undefined;
+    const judge = new LinkJudge();
     let slowChecks = 0;
-    let bestFps = 0;
     let goodSince = performance.now();
     this.watch = setInterval(() => {
       void statsOf().then((stats) => {
@@ -178,22 +177,19 @@ export class WebRtcPlayer {
         stats.forEach((s) => s.type === 'inbound-rtp' && s.kind === 'video' && (video = s));
         if (!video) return;
         const now = performance.now();
-        const current = {
+        const link = judge.judge({
           lost: video.packetsLost ?? 0,
           received: video.packetsReceived ?? 0,
           frames: video.framesDecoded ?? 0,
           at: now,
-        };
-        const before = last;
-        last = current;
-        if (!before) return;
-        const lost = current.lost - before.lost;
-        const loss = lost / Math.max(1, lost + current.received - before.received);
-        const fps = ((current.frames - before.frames) * 1000) / (now - before.at);
-        bestFps = Math.max(bestFps, fps);
-        const slow = loss > LOSS_SLOW || (bestFps >= 4 && fps < bestFps / 2);
-        slowChecks = slow ? slowChecks + 1 : 0;
-        if (slow) goodSince = now;
+        });
+        if (!link) return;
+        slowChecks = link.slow ? slowChecks + 1 : 0;
+        if (link.slow) goodSince = now;
+        // What the last check saw, for whoever looks at the page (and the tests when a step is missed).
+        this.video.dataset['link'] =
+          `${link.slow ? 'slow' : 'good'}: ${link.fps.toFixed(1)} fps (usually ${link.usualFps.toFixed(1)}), ` +
+          `${(link.loss * 100).toFixed(1)}% lost, good for ${Math.round((now - goodSince) / 1000)} s`;
         if (this.stream === 'main' && slowChecks >= SLOW_CHECKS) {
           // A try of the main stream that failed waits longer next time.
           if (this.probingSince) this.probeAfterMs = Math.min(this.probeAfterMs * 2, PROBE_MAX_MS);
