@@ -2,6 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { SERVICE_NAMES } from '../appliance/config.ts';
+import net from 'node:net';
+import { waitUntil } from './helpers/processes.ts';
 
 const PUBLIC = new Set(['GET /api/v1/health', 'POST /api/v1/auth/login', 'GET /api/v1/setup', 'POST /api/v1/setup']);
 let box: TestBox;
@@ -36,6 +38,29 @@ test('health is 503 and names the service when one is not running', async () => 
   assert.is(login.status, 503);
   assert.is(login.json.error.type, 'SERVICE_UNAVAILABLE');
   await partial.stop();
+});
+
+test('an idle keep-alive connection is held longer than 5 s: a second request on it after 6 s is answered', async () => {
+  const port = box.broker.getLocalService('api')!.settings['port'];
+  const socket = net.connect(port, '127.0.0.1');
+  let received = '';
+  let closed = false;
+  socket.on('data', (d) => (received += d));
+  socket.on('close', () => (closed = true));
+  const ask = async () => {
+    const before = received.length;
+    socket.write('GET /api/v1/setup HTTP/1.1\r\nHost: box\r\nConnection: keep-alive\r\n\r\n');
+    await waitUntil('an answer', () => /\r\n\r\n\{.*\}$/s.test(received.slice(before)), 5000, 10);
+    return received.slice(before);
+  };
+  try {
+    assert.match(await ask(), /^HTTP\/1\.1 200/);
+    await new Promise((r) => setTimeout(r, 6000)); // past Node's default of 5 s
+    assert.not.ok(closed, 'the box closed the idle connection');
+    assert.match(await ask(), /^HTTP\/1\.1 200/);
+  } finally {
+    socket.destroy();
+  }
 });
 
 test('the OpenAPI document lists the whole API and needs a sign-in', async () => {

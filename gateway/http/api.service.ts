@@ -13,6 +13,9 @@ import { attachWebSockets, type WebSockets } from './websockets.ts';
 import { setTunnelEndpoint } from '../../lib/stream-endpoints.ts';
 import { serveTunnel } from './tunnel.ts';
 
+/** How long an idle keep-alive connection is held (ms). */
+export const KEEP_ALIVE_MS = 65_000;
+
 export function apiService(config: Config): ServiceSchema {
   let server: ServerType | undefined;
   let webSockets: WebSockets | undefined;
@@ -57,6 +60,11 @@ export function apiService(config: Config): ServiceSchema {
         server = serve({ fetch: app.fetch, hostname: host, port, ...options }, () => resolve());
         server.once('error', reject);
       });
+      // An idle keep-alive connection is held 65 s, not Node's 5 s: a client that sends on it as the
+      // server closes it gets ECONNRESET, and clients (scripts, integrations) that keep connections
+      // in a pool do not all retry. Their idle timeouts are commonly 60 s or less, so they close first.
+      (server as Server).keepAliveTimeout = KEEP_ALIVE_MS;
+      (server as Server).headersTimeout = KEEP_ALIVE_MS + 1000;
       const sockets = (webSockets = attachWebSockets(server as Server, this.broker));
       // A remote browser's data channel (webrtc service): the same app, as the paired user.
       setTunnelEndpoint(this.broker, {
