@@ -38,37 +38,40 @@ function yesNo(v: unknown): boolean | undefined {
   return ON.has(text) ? true : OFF.has(text) ? false : undefined;
 }
 
+/** The first of these fields a JSON object has; any other value as it is. */
+function field(v: unknown, ...names: string[]): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  for (const n of names) if ((v as Record<string, unknown>)[n] !== undefined) return (v as Record<string, unknown>)[n];
+  return undefined;
+}
+
 /** The payload as a value of the device's type, or why it is not one. */
 export function readState(type: DeviceType, payload: string): { value: StateEntry['value']; problem?: string } {
   const v = parsed(payload);
-  const field = (...names: string[]) =>
-    v !== null && typeof v === 'object'
-      ? names.map((n) => (v as Record<string, unknown>)[n]).find((x) => x !== undefined)
-      : v;
   const not = (what: string) => ({ value: null, problem: `"${payload.slice(0, 40)}" is not ${what}` });
   switch (type) {
     case 'contact': {
       // zigbee2mqtt's {"contact": true} means the contact is closed.
       const contact = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)['contact'] : undefined;
       if (typeof contact === 'boolean') return { value: contact ? 'closed' : 'open' };
-      const open = yesNo(field('state', 'door', 'window'));
+      const open = yesNo(field(v, 'state', 'door', 'window'));
       return open === undefined
         ? not('open or closed (open/closed, ON/OFF, {"contact": false})')
         : { value: open ? 'open' : 'closed' };
     }
     case 'motion': {
-      const moving = yesNo(field('occupancy', 'motion', 'state'));
+      const moving = yesNo(field(v, 'occupancy', 'motion', 'state'));
       return moving === undefined
         ? not('motion (ON/OFF, {"occupancy": true})')
         : { value: moving ? 'detected' : 'clear' };
     }
     case 'switch': {
-      const on = yesNo(field('state', 'power'));
+      const on = yesNo(field(v, 'state', 'power'));
       return on === undefined ? not('on or off (ON/OFF, {"state": "ON"})') : { value: on ? 'on' : 'off' };
     }
     case 'temperature': {
-      const t = Number(field('temperature', 'value'));
-      return Number.isFinite(t) && String(field('temperature', 'value')).trim() !== ''
+      const t = Number(field(v, 'temperature', 'value'));
+      return Number.isFinite(t) && String(field(v, 'temperature', 'value')).trim() !== ''
         ? { value: t }
         : not('a temperature');
     }

@@ -1,8 +1,8 @@
 // What devices publish under their own topics, onto the bus for the box's services (their
 // states, the automations' triggers), at most so many per device per second: a device that
 // floods the broker floods nobody else. The broker still delivers every message to subscribers.
-// Those of one turn of the event loop go as one bus event: a bus event costs more than the rest
-// of a message's handling in the broker.
+// A message goes on at once; under a flood they go as one bus event every BATCH_MS at most: a bus
+// event (and the states and automations it reaches) costs more than a message's routing in the broker.
 import type { LoggerInstance } from 'moleculer';
 import { DEVICE_MESSAGE_BYTES, type DeviceMessage } from './mqtt.schemas.ts';
 
@@ -13,9 +13,14 @@ interface Bucket {
   toldAt: number;
 }
 
+/** The least time between two bus events of device messages. */
+export const BATCH_MS = 20;
+
 export class DeviceMessages {
   private readonly buckets = new Map<string, Bucket>();
   private batch: DeviceMessage[] = [];
+  private sentAt = 0;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly perSecond: number,
@@ -43,20 +48,37 @@ export class DeviceMessages {
       return;
     }
     b.tokens -= 1;
-    if (!this.batch.length) setImmediate(() => this.flush());
+    // At the next turn at the soonest: the messages of one read go together.
+    this.timer ??= setTimeout(() => this.flush(), Math.max(0, this.sentAt + BATCH_MS - now));
     this.batch.push({
       device,
       topic,
       payload: payload.subarray(0, DEVICE_MESSAGE_BYTES).toString('utf8'),
       retain,
-      at: new Date(now).toISOString(),
+      at: this.isoTime(now),
     });
+  }
+
+  // One date string per millisecond: a flood of messages shares it.
+  private isoAt = { ms: 0, iso: '' };
+  private isoTime(ms: number): string {
+    if (ms !== this.isoAt.ms) this.isoAt = { ms, iso: new Date(ms).toISOString() };
+    return this.isoAt.iso;
   }
 
   private flush(): void {
     const messages = this.batch;
     this.batch = [];
+    this.timer = undefined;
+    this.sentAt = Date.now();
     this.send(messages);
+  }
+
+  /** What is held goes now (the broker is stopping). */
+  close(): void {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.flush();
   }
 
   forget(device: string): void {

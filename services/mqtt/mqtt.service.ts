@@ -341,6 +341,7 @@ export function mqttService(config: Config): ServiceSchema {
 
     async stopped() {
       streamEndpoints(this.broker).delete('mqtt');
+      deviceMessages?.close();
       await publish(topics.status, 'offline', { retain: true, qos: 1 });
       const broker = aedes;
       await connections?.close(() => new Promise<void>((r) => (broker ? broker.close(() => r()) : r())));

@@ -29,25 +29,49 @@ function writeVarInt(buf: Buffer, at: number, n: number): number {
   return at;
 }
 
+/**
+ * The last PUBLISH encoded: a publish goes to each subscriber in turn, and all but its packet id
+ * is the same for each of one protocol version. A QoS 0 one is written as the same buffer (nothing
+ * changes a buffer once written); a QoS 1 or 2 one is copied and given its packet id.
+ */
+const last = {
+  payload: undefined as Buffer | undefined,
+  topic: '',
+  header: 0,
+  v5: false,
+  buf: Buffer.alloc(0),
+  idAt: 0,
+};
+
 export function encodePacket(packet: Packet, protocolVersion: 3 | 4 | 5): Buffer | undefined {
   const v5 = protocolVersion === 5;
   if (packet.cmd === 'publish') {
     const { topic, payload, qos = 0, messageId } = packet;
     if (typeof topic !== 'string' || (qos > 0 && typeof messageId !== 'number')) return undefined;
     if (v5 && !noProperties(packet.properties)) return undefined;
+    const header = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
+    if (payload === last.payload && topic === last.topic && header === last.header && v5 === last.v5) {
+      if (qos === 0) return last.buf;
+      const buf = Buffer.allocUnsafe(last.buf.length);
+      last.buf.copy(buf);
+      buf.writeUInt16BE(messageId!, last.idAt);
+      return buf;
+    }
     const topicBytes = Buffer.byteLength(topic);
     const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
     if (!Buffer.isBuffer(body) && body !== undefined) return undefined;
     const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + (body?.length ?? 0);
     if (remaining > MAX_REMAINING_LENGTH) return undefined;
     const buf = Buffer.allocUnsafe(1 + varIntLength(remaining) + remaining);
-    buf[0] = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
+    buf[0] = header;
     let at = writeVarInt(buf, 1, remaining);
     buf.writeUInt16BE(topicBytes, at);
     at += 2 + buf.write(topic, at + 2, 'utf8');
+    const idAt = at;
     if (qos > 0) at = buf.writeUInt16BE(messageId!, at);
     if (v5) buf[at++] = 0; // no properties
     body?.copy(buf, at);
+    if (Buffer.isBuffer(payload)) Object.assign(last, { payload, topic, header, v5, buf, idAt });
     return buf;
   }
   const header = ACK_HEADERS[packet.cmd];

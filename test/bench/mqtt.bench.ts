@@ -8,12 +8,12 @@ import { execFile, spawn } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import mqtt, { type MqttClient } from 'mqtt';
 import net from 'node:net';
 import { tempDir } from '../helpers/box.ts';
 import { firstAdminSession, freePort, getJson, startedNode } from '../helpers/processes.ts';
 import { cpuTicks, OTHER_CORES, pct, PIN, pin, rssMiB, TICK } from './proc-stats.ts';
 import { mayReceive } from '../../services/mqtt/access-rules.ts';
+import { LightClient } from './light-mqtt-client.ts';
 
 const PUBLISHERS = Number(process.env['PUBLISHERS'] ?? 100);
 const SUBSCRIBERS = Number(process.env['SUBSCRIBERS'] ?? 10);
@@ -32,23 +32,17 @@ interface Target {
 async function load(target: Target, qos: 0 | 1, protocolVersion: 4 | 5) {
   process.stderr.write(`  … ${target.name}, MQTT ${protocolVersion === 5 ? '5.0' : '3.1.1'}, QoS ${qos}\n`);
   // Sign-ins cost a scrypt each (~100 ms here): a hundred at once take seconds before the load starts.
-  const opts = { reconnectPeriod: 0, connectTimeout: 60_000, protocolVersion };
-  const subs: MqttClient[] = [];
+  const at = { port: target.port, protocolVersion };
+  const subs: LightClient[] = [];
   for (let i = 0; i < SUBSCRIBERS; i++) {
-    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, {
-      ...opts,
-      username: target.subscriber.username,
-      password: target.subscriber.password,
-    });
-    await c.subscribeAsync(target.subscriber.filter, { qos });
+    const c = await LightClient.connect({ ...at, ...target.subscriber, clientId: `bench-sub-${i}` });
+    await c.subscribe(target.subscriber.filter, qos);
     subs.push(c);
   }
   const pubs = await Promise.all(
     Array.from({ length: PUBLISHERS }, (_, i) => {
       const p = target.publisher(i);
-      return mqtt
-        .connectAsync(`mqtt://127.0.0.1:${target.port}`, { ...opts, username: p.username, password: p.password })
-        .then((c) => ({ c, topic: p.topic }));
+      return LightClient.connect({ ...at, ...p, clientId: `bench-pub-${i}` }).then((c) => ({ c, topic: p.topic }));
     }),
   );
   const expected = PUBLISHERS * MESSAGES * SUBSCRIBERS;
@@ -56,20 +50,21 @@ async function load(target: Target, qos: 0 | 1, protocolVersion: 4 | 5) {
   let delivered = 0;
   const done = new Promise<void>((resolve) => {
     for (const s of subs) {
-      s.on('message', (_t, payload) => {
-        latencies.push(performance.now() - Number(payload.toString().split(' ')[0]));
+      s.onMessage = (payload) => {
+        latencies.push(performance.now() - Number(payload.toString('latin1', 0, payload.indexOf(32))));
         if (++delivered === expected) resolve();
-      });
+      };
     }
   });
   const t0 = performance.now();
   const ticks0 = cpuTicks(target.pid);
+  const clientCpu0 = process.cpuUsage();
   await Promise.all(
     pubs.map(async ({ c, topic }) => {
       for (let m = 0; m < MESSAGES; m++) {
         const payload = `${performance.now()} ${'x'.repeat(64)}`;
-        if (qos === 1) await c.publishAsync(topic, payload, { qos });
-        else c.publish(topic, payload, { qos });
+        if (qos === 1) await c.publish(topic, payload, 1);
+        else c.publish(topic, payload, 0);
         if (qos === 0 && m % 20 === 19) await new Promise((r) => setImmediate(r)); // let the socket drain
       }
     }),
@@ -79,8 +74,11 @@ async function load(target: Target, qos: 0 | 1, protocolVersion: 4 | 5) {
   // The broker's own CPU per delivered message: the load generator shares these cores, so
   // throughput alone also measures the clients.
   const cpuUsPerMessage = (((cpuTicks(target.pid) - ticks0) / TICK) * 1e6) / Math.max(1, delivered);
+  // Near 100 %, the clients, not the broker, set the pace.
+  const clientCpu = process.cpuUsage(clientCpu0);
+  const clientBusy = (clientCpu.user + clientCpu.system) / 1e6 / seconds;
   const rss = rssMiB(target.pid);
-  for (const c of [...subs, ...pubs.map((p) => p.c)]) c.end(true);
+  for (const c of [...subs, ...pubs.map((p) => p.c)]) c.end();
   return {
     rate: delivered / seconds,
     delivered,
@@ -89,6 +87,7 @@ async function load(target: Target, qos: 0 | 1, protocolVersion: 4 | 5) {
     p99: pct(latencies, 0.99),
     rss,
     cpuUsPerMessage,
+    clientBusy,
   };
 }
 
@@ -241,7 +240,7 @@ for (const [version, name] of VERSIONS) {
     for (const t of targets) {
       const r = typical(results[`${t.name}|${qos}|${version}`]!);
       console.log(
-        `  MQTT ${name.padEnd(5)} QoS ${qos} ${t.name.padEnd(22)} ${r.rate.toFixed(0).padStart(7)} msg/s delivered (${r.delivered}/${r.expected}), latency p50 ${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, broker CPU ${r.cpuUsPerMessage.toFixed(1)} µs/msg, broker RSS ${r.rss.toFixed(0)} MiB`,
+        `  MQTT ${name.padEnd(5)} QoS ${qos} ${t.name.padEnd(22)} ${r.rate.toFixed(0).padStart(7)} msg/s delivered (${r.delivered}/${r.expected}), latency p50 ${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, broker CPU ${r.cpuUsPerMessage.toFixed(1)} µs/msg, broker RSS ${r.rss.toFixed(0)} MiB, clients busy ${(100 * r.clientBusy).toFixed(0)}% of a core`,
       );
     }
     const box = results[`${targets[1]!.name}|${qos}|${version}`]!;
