@@ -16,7 +16,10 @@ interface Sub<T> {
   get(key: string): Promise<T | undefined>;
   put(key: string, value: T, options: { sync: boolean }): Promise<void>;
   del(key: string, options: { sync: boolean }): Promise<void>;
-  batch(operations: Array<{ type: 'del'; key: string }>, options: { sync: boolean }): Promise<void>;
+  batch(
+    operations: Array<{ type: 'del'; key: string } | { type: 'put'; key: string; value: T }>,
+    options: { sync: boolean },
+  ): Promise<void>;
   iterator(options: ListOptions): AsyncIterable<[string, T]>;
   keys(options: ListOptions): AsyncIterable<string>;
 }
@@ -49,6 +52,15 @@ export class Collection<T> {
     if (ids.length)
       await this.db.batch(
         ids.map((key) => ({ type: 'del' as const, key })),
+        { sync: options.sync ?? true },
+      );
+  }
+
+  /** Several puts in one write: one call into LevelDB (and one sync) for all of them. */
+  async putMany(items: Array<[string, T]>, options: { sync?: boolean } = {}): Promise<void> {
+    if (items.length)
+      await this.db.batch(
+        items.map(([key, value]) => ({ type: 'put' as const, key, value })),
         { sync: options.sync ?? true },
       );
   }

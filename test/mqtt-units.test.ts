@@ -86,8 +86,8 @@ test('device messages: a lone one goes on at once; a flood goes as few bus event
 
 test('aedes as patched: a QoS 1 PUBACK comes once the message is queued for an offline persistent session, not before', async () => {
   const broker = await Aedes.createBroker();
-  const persistence = broker.persistence as unknown as {
-    outgoingEnqueueCombi(subs: unknown[], packet: unknown): Promise<void>;
+  const { persistence } = broker as unknown as {
+    persistence: { outgoingEnqueueCombi(subs: unknown[], packet: unknown): Promise<void> };
   };
   const enqueue = persistence.outgoingEnqueueCombi.bind(persistence);
   let stored = false;

@@ -138,14 +138,13 @@ export class DeviceStateStore {
   async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const ids = [...this.dirty];
-    this.dirty.clear();
-    for (const id of ids) {
+    const items = [...this.dirty].flatMap((id): Array<[string, DeviceStates]> => {
       const states = this.states.get(id);
-      if (states)
-        await this.store
-          .put(id, states, { sync: false })
-          .catch((err: Error) => this.log.warn(`device ${id}: state not kept: ${err.message}`));
-    }
+      return states ? [[id, states]] : [];
+    });
+    this.dirty.clear();
+    await this.store
+      .putMany(items, { sync: false })
+      .catch((err: Error) => this.log.warn(`states of ${items.length} devices not kept: ${err.message}`));
   }
 }
