@@ -55,15 +55,8 @@ export class DeviceMessages {
       topic,
       payload: payload.subarray(0, DEVICE_MESSAGE_BYTES).toString('utf8'),
       retain,
-      at: this.isoTime(now),
+      at: new Date(now).toISOString(),
     });
-  }
-
-  // One date string per millisecond: a flood of messages shares it.
-  private isoAt = { ms: 0, iso: '' };
-  private isoTime(ms: number): string {
-    if (ms !== this.isoAt.ms) this.isoAt = { ms, iso: new Date(ms).toISOString() };
-    return this.isoAt.iso;
   }
 
   private flush(): void {

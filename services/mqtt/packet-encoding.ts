@@ -52,8 +52,7 @@ export function encodePacket(packet: Packet, protocolVersion: 3 | 4 | 5): Buffer
     const header = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
     if (payload === last.payload && topic === last.topic && header === last.header && v5 === last.v5) {
       if (qos === 0) return last.buf;
-      const buf = Buffer.allocUnsafe(last.buf.length);
-      last.buf.copy(buf);
+      const buf = Buffer.from(last.buf);
       buf.writeUInt16BE(messageId!, last.idAt);
       return buf;
     }
