@@ -4,7 +4,7 @@ gstreamer1.0-nice, gstreamer1.0-libav) offers to receive video, POSTs the offer 
 sets the answer, decodes the H.264 it gets and counts the decoded frames.
 
 usage: whep_client.py URL TOKEN SECONDS
-prints "frames N WIDTHxHEIGHT" after SECONDS of play, then DELETEs the session; exit 1 on failure.
+prints "frames N WIDTHxHEIGHT" after SECONDS of play from the first frame, then DELETEs the session; exit 1 on failure.
 """
 import sys
 import urllib.error
@@ -18,6 +18,7 @@ gi.require_version("GstSdp", "1.0")
 from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
 
 url, token, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+SETUP_LIMIT_MS = 15_000
 Gst.init(None)
 pipeline = Gst.Pipeline.new("whep")
 webrtc = Gst.ElementFactory.make("webrtcbin", "recv")
@@ -39,6 +40,9 @@ webrtc.emit("add-transceiver", GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY,
 
 
 def on_decoded(sink, buffer, pad):
+    # SECONDS of play are counted from the first frame: ICE, DTLS and the wait for a keyframe are not play.
+    if state["frames"] == 0:
+        GLib.timeout_add(int(seconds * 1000), loop.quit)
     state["frames"] += 1
     structure = pad.get_current_caps().get_structure(0)
     state["size"] = f"{structure.get_int('width')[1]}x{structure.get_int('height')[1]}"
@@ -96,7 +100,7 @@ def on_gathered(element, _):
 webrtc.connect("notify::ice-gathering-state", on_gathered)
 pipeline.set_state(Gst.State.PLAYING)
 webrtc.emit("create-offer", None, Gst.Promise.new_with_change_func(on_offer, None))
-GLib.timeout_add(int(seconds * 1000), loop.quit)
+GLib.timeout_add(SETUP_LIMIT_MS + int(seconds * 1000), loop.quit)  # no first frame: "frames 0"
 loop.run()
 pipeline.set_state(Gst.State.NULL)
 if state["location"]:
