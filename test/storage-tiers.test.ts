@@ -73,7 +73,9 @@ async function fixture(archiveDir: string, options: Partial<ArchiveOptions> = {}
     index,
     journal,
     () => index.totalBytes('archive'),
+    (status) => changes.push(status.state),
   );
+  const changes: string[] = [];
   await archive.check();
   const add = async (camera: string, start: number, bytes = 1000) => {
     const day = new Date(start).toISOString().slice(0, 10);
@@ -87,7 +89,7 @@ async function fixture(archiveDir: string, options: Partial<ArchiveOptions> = {}
   const retention = (more: Partial<ConstructorParameters<typeof Retention>[2]> = {}, free?: () => Promise<number>) =>
     new Retention(index, media, { retainDays: () => 30, quotaBytes: null, minFreeBytes: 0, archive, ...more }, free);
   const done = async () => (await store.close(), await rm(dir, { recursive: true, force: true }));
-  return { media, index, journal, archive, add, retention, done };
+  return { media, index, journal, archive, changes, add, retention, done };
 }
 
 test('by age: hot segments past the archive age move, whole, and stay listed in order', async () => {
@@ -186,6 +188,28 @@ test('an archive that is not mounted: nothing moves, its entries stay, the hot d
   assert.is(g.archive.status.state, 'unmounted');
   await g.done();
   await rm(plain, { recursive: true, force: true });
+  await f.done();
+  await m.done();
+});
+
+test('the archive going away mid-move: the move fails, the hot copy stays, and the change is told', async () => {
+  const m = await mountedArchive();
+  // 3 MB at 1 MB/s: the unmount lands mid-copy.
+  const f = await fixture(m.dir, { afterMs: 0, bytesPerSecond: 1_000_000 });
+  assert.equal(f.changes, ['ok']);
+  const s = await f.add('cam', NOW - 60_000, 3_000_000);
+  const moving = f.archive.spill(s);
+  await new Promise((r) => setTimeout(r, 500));
+  await m.unmount();
+  assert.is(await moving, false);
+  assert.is(f.archive.status.state, 'unmounted');
+  // The System page and health hear of it from this, not only from the next periodic check.
+  assert.equal(f.changes, ['ok', 'unmounted']);
+  assert.not.ok(await f.archive.check(), 'already known');
+  assert.ok(existsSync(path.join(f.media, s.path)));
+  assert.is((await f.index.list('cam', 0, NOW))[0]!.tier, undefined);
+  assert.is(await f.journal.get('moving'), undefined);
+  assert.equal(await readdir(m.dir), [], 'nothing written under the bare mount point');
   await f.done();
   await m.done();
 });

@@ -39,6 +39,8 @@ export class ArchiveTier implements ArchivePolicy {
     /** One entry at most: the segment being moved. */
     private readonly journal: Collection<Segment>,
     private readonly archivedBytes: () => Promise<number>,
+    /** Told of each change of state, whoever looked (a check, a move that failed). */
+    private readonly changed: (status: ArchiveStatus) => void = () => undefined,
   ) {
     this.current = {
       path: options.dir,
@@ -79,6 +81,7 @@ export class ArchiveTier implements ArchivePolicy {
       totalBytes,
       freeBytes,
     };
+    if (changed) this.changed(this.current);
     return changed;
   }
 

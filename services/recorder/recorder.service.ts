@@ -12,7 +12,7 @@ import { DAY_DIR, SEGMENT_FILE, dataPaths, startOfSegmentFile } from '../../appl
 import { BUSY_MS, SegmentIndex } from './segment-index.ts';
 import { MotionIndex } from './motion-index.ts';
 import type { MotionSpan } from '../detector/detector.schemas.ts';
-import { CLIP_NAME, FileInput, TimeRangeInput, type Segment } from './recorder.schemas.ts';
+import { CLIP_NAME, FileInput, TimeRangeInput, type ArchiveStatus, type Segment } from './recorder.schemas.ts';
 import { Retention } from './retention.ts';
 import { seenRanges } from './seen-ranges.ts';
 import { DiskWatch } from './disk-watch.ts';
@@ -104,10 +104,12 @@ export function recorderService(config: Config): ServiceSchema {
     return archived;
   };
 
-  /** Looks at the archive; a change of state is logged and broadcast (the System page, health). */
+  /** Looks at the archive (at the first look, its state is told even when unchanged). */
   async function checkArchive(this: void, first = false): Promise<void> {
-    if (!archive || !((await archive.check()) || first)) return;
-    const s = archive.status;
+    if (archive && !(await archive.check()) && first) archiveChanged(archive.status);
+  }
+  /** A change of the archive's state is logged and broadcast (the System page, health). */
+  function archiveChanged(this: void, s: ArchiveStatus): void {
     if (s.state === 'ok') logger?.info(`archive: ${s.path} is ready`);
     else logger?.warn(`archive: ${s.path} is ${s.state} (${s.reason}); recordings stay on the hot disk`);
     if (broker) void broadcast(broker, 'recording.archive.changed', s);
@@ -280,6 +282,7 @@ export function recorderService(config: Config): ServiceSchema {
           index,
           store.collection<Segment>('archive-journal'),
           () => segments.totalBytes('archive'),
+          archiveChanged,
         );
         await checkArchive(true);
         const settled = await archive.settle();
