@@ -34,6 +34,9 @@ export class Connections {
   async listen(): Promise<void> {
     const options = this.config.mqtt!;
     const handle = (socket: net.Socket) => {
+      // Writes are already gathered per turn of the loop (coalesceWrites): Nagle's algorithm would
+      // only hold a PUBACK back until the client's delayed ACK.
+      socket.setNoDelay(true);
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       this.accept(socket);
