@@ -1,4 +1,5 @@
-// The broker's parts, run in Node: a publish encoded once for its many subscribers, what devices
+// The broker's parts, run in Node: a publish encoded once for its many subscribers, PUBLISH and
+// PUBACK read without mqtt-packet's parser (the same packets as with it), what devices
 // send batched onto the bus, and aedes (as patched) acknowledging a QoS 1 publish once it is stored.
 // What a client receives from the box end to end is in mqtt.test and mqtt5.test.
 import net from 'node:net';
@@ -9,6 +10,7 @@ import * as assert from 'uvu/assert';
 import mqttPacket, { type Packet, type IPublishPacket } from 'mqtt-packet';
 import type { LoggerInstance } from 'moleculer';
 import { encodePacket } from '../services/mqtt/packet-encoding.ts';
+import { readHotPacketsDirectly } from '../services/mqtt/hot-packets.ts';
 import { BATCH_MS, DeviceMessages } from '../services/mqtt/device-messages.ts';
 import type { DeviceMessage } from '../services/mqtt/mqtt.schemas.ts';
 
@@ -60,6 +62,126 @@ test('the next publish to the same topic is encoded anew, not the last one sent 
 
 const quietLog = { warn: () => undefined } as unknown as LoggerInstance;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A small seeded generator: a failure shows the same stream again. */
+function random(seed: number) {
+  return () => (seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32;
+}
+
+/** Random packets a broker reads, hot ones and others, as one byte stream. */
+function packetStream(version: 3 | 4 | 5, rnd: () => number, count: number) {
+  const opts = { protocolVersion: version };
+  const bufs: Buffer[] = [];
+  /** Bytes of the packets mqtt-packet still reads: QoS 2, MQTT 5 properties or reason codes, the rest. */
+  let otherBytes = 0;
+  for (let i = 0; i < count; i++) {
+    const r = rnd();
+    const messageId = 1 + Math.floor(rnd() * 65535);
+    const payload = Buffer.alloc(Math.floor(rnd() * (rnd() < 0.1 ? 300 : 40)), i % 256);
+    const topic = `fogedge/devices/dev${i % 7}/${rnd() < 0.2 ? 'ünïcode' : 'data'}`;
+    let packet: Packet;
+    if (r < 0.45) {
+      const qos = Math.floor(rnd() * 3) as 0 | 1 | 2;
+      packet = { cmd: 'publish', topic, payload, qos, retain: rnd() < 0.2, dup: rnd() < 0.1, messageId };
+      if (version === 5 && rnd() < 0.3)
+        packet.properties = { contentType: 'application/json', userProperties: { a: 'b' } };
+    } else if (r < 0.85) {
+      packet = { cmd: 'puback', messageId };
+      if (version === 5 && rnd() < 0.3) packet.reasonCode = rnd() < 0.5 ? 0 : 0x10;
+      if (version === 5 && rnd() < 0.1) packet.properties = { reasonString: 'why' };
+    } else if (r < 0.9) packet = { cmd: 'subscribe', messageId, subscriptions: [{ topic: 'a/#', qos: 1 }] };
+    else if (r < 0.95) packet = { cmd: 'pingreq' };
+    else packet = { cmd: 'pubrel', messageId };
+    const bytes = mqttPacket.generate(packet, opts);
+    const hot =
+      (packet.cmd === 'publish' && packet.qos < 2 && !packet.properties) ||
+      (packet.cmd === 'puback' && !packet.properties && !packet.reasonCode);
+    if (!hot) otherBytes += bytes.length;
+    bufs.push(bytes);
+  }
+  return { stream: Buffer.concat(bufs), otherBytes };
+}
+
+/** What a parser emits for these chunks: packets (Buffers as hex), errors, and the bytes mqtt-packet itself got. */
+function parsed(chunks: Buffer[], version: 3 | 4 | 5, direct: boolean, limit = 1 << 20) {
+  const parser = mqttPacket.parser({ protocolVersion: version });
+  const out: string[] = [];
+  parser.on('packet', (p) =>
+    out.push(JSON.stringify(p, (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v))),
+  );
+  parser.on('error', (e) => out.push(`error: ${e.message}`));
+  let byParser = 0;
+  const parse = parser.parse.bind(parser);
+  parser.parse = (b: Buffer) => ((byParser += b.length), parse(b));
+  if (direct) readHotPacketsDirectly({ _parser: parser }, () => limit);
+  for (const c of chunks) parser.parse(c);
+  return { out, byParser };
+}
+
+test('PUBLISH and PUBACK read directly: the same packets as mqtt-packet gives, in 3.1, 3.1.1 and 5.0, however the stream is cut', () => {
+  for (const version of [3, 4, 5] as const) {
+    for (let seed = 1; seed <= 20; seed++) {
+      const rnd = random(seed * 31 + version);
+      const { stream, otherBytes } = packetStream(version, rnd, 200);
+      // Cut anywhere, as TCP may: mostly whole packets, some mid-header, mid-topic, mid-payload.
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < stream.length;) {
+        const size = 1 + Math.floor(rnd() * (rnd() < 0.5 ? 8 : 400));
+        chunks.push(stream.subarray(at, at + size));
+        at += size;
+      }
+      const reference = parsed([stream], version, false);
+      const direct = parsed(chunks, version, true);
+      assert.is(reference.out.length, 200);
+      assert.equal(direct.out, reference.out, `version ${version}, seed ${seed}`);
+      // Most of it did not go through mqtt-packet at all.
+      // Read whole, the hot packets never reach mqtt-packet.
+      const whole = parsed([stream], version, true);
+      assert.equal(whole.out, reference.out);
+      assert.is(whole.byParser, otherBytes);
+    }
+  }
+});
+
+test("PUBLISH and PUBACK read directly: malformed and oversized ones get mqtt-packet's own answer", () => {
+  const cases: Array<[string, number[], string?]> = [
+    ['topic longer than the packet', [0x30, 0x03, 0x00, 0x05, 0x61]],
+    // With a third entry: mqtt-packet reads on into the next packet's bytes; the box refuses it.
+    ['QoS 1 without room for its packet id', [0x32, 0x04, 0x00, 0x01, 0x61, 0x00], 'Cannot parse messageId'],
+    ['both QoS bits', [0x36, 0x05, 0x00, 0x01, 0x61, 0x00, 0x01]],
+    ['a remaining length of five bytes', [0x30, 0xff, 0xff, 0xff, 0xff, 0x01]],
+    ['PUBACK with flags', [0x42, 0x02, 0x00, 0x01]],
+    ['PUBACK too short', [0x40, 0x01, 0x00], 'Cannot parse messageId'],
+    ['MQTT 5 PUBACK with a bad reason code', [0x40, 0x03, 0x00, 0x01, 0x01]],
+    [
+      'MQTT 5 PUBLISH with a property length past its end',
+      [0x30, 0x05, 0x00, 0x01, 0x61, 0x09, 0x01],
+      'Cannot parse property code type',
+    ],
+    ['an empty PUBLISH', [0x30, 0x00]],
+  ];
+  for (const version of [4, 5] as const) {
+    for (const [what, bytes, refused] of cases) {
+      if (what.startsWith('MQTT 5') && version !== 5) continue;
+      const good = mqttPacket.generate({ cmd: 'puback', messageId: 9 }, { protocolVersion: version });
+      const chunk = Buffer.concat([good, Buffer.from(bytes), good]);
+      const direct = parsed([chunk], version, true).out;
+      if (refused) assert.equal(direct, [parsed([good], version, false).out[0], `error: ${refused}`], what);
+      else assert.equal(direct, parsed([chunk], version, false).out, `${what}, version ${version}`);
+    }
+  }
+  // Longer than the box takes now: left to mqtt-packet, where the packet limit cuts it off.
+  const big = mqttPacket.generate({
+    cmd: 'publish',
+    topic: 't',
+    payload: Buffer.alloc(500),
+    qos: 0,
+    retain: false,
+    dup: false,
+  });
+  assert.is(parsed([big], 4, true, 100).byParser, big.length);
+  assert.is(parsed([big], 4, true, 1000).byParser, 0);
+});
 
 test('device messages: a lone one goes on at once; a flood goes as few bus events and loses nothing', async () => {
   const events: DeviceMessage[][] = [];

@@ -10,6 +10,7 @@ import type { Config } from '../../appliance/config.ts';
 import type { Identity } from './access-rules.ts';
 import { coalesceWrites } from './coalesce-writes.ts';
 import { limitPacketSize, PACKET_OVERHEAD_BYTES } from './packet-limit.ts';
+import { readHotPacketsDirectly } from './hot-packets.ts';
 import { tlsOptions } from './tls-certificate.ts';
 import { answerUnsupportedVersion } from './unsupported-version.ts';
 
@@ -97,6 +98,7 @@ export class Connections {
       this.oversized = 0;
       this.oversizedLoggedAt = Date.now();
     });
+    readHotPacketsDirectly(client, limit);
   }
 
   private async open(server: net.Server, port: number, what: string) {

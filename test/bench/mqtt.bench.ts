@@ -248,7 +248,7 @@ for (const [version, name] of VERSIONS) {
     const ratios = box.map((b, i) => b.rate / reference[i]!.rate);
     const cpuRatios = box.map((b, i) => b.cpuUsPerMessage / reference[i]!.cpuUsPerMessage);
     console.log(
-      `  MQTT ${name.padEnd(5)} QoS ${qos} throughput ratio box / mosquitto: ${median(ratios).toFixed(2)}x (rounds ${ratios.map((x) => x.toFixed(2)).join(', ')}; target >= 0.9x); broker CPU per message box / mosquitto: ${median(cpuRatios).toFixed(2)}x`,
+      `  MQTT ${name.padEnd(5)} QoS ${qos} throughput ratio box / mosquitto: ${median(ratios).toFixed(2)}x (rounds ${ratios.map((x) => x.toFixed(2)).join(', ')}; target >= 0.9x); broker CPU per message box / mosquitto: ${median(cpuRatios).toFixed(2)}x (box ${box.map((b) => b.cpuUsPerMessage.toFixed(1)).join(', ')} µs; mosquitto ${reference.map((r) => r.cpuUsPerMessage.toFixed(1)).join(', ')} µs)`,
     );
   }
 }
