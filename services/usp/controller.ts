@@ -100,6 +100,8 @@ export class UspController {
     match: (n: Notify) => boolean;
     resolve: (n: Notify) => void;
   }>();
+  /** Each endpoint's record is changed by one handler at a time (see `update`). */
+  private readonly updating = new Map<string, Promise<unknown>>();
   /** Warnings about what devices send, a few a minute per device: garbage must not flood the log. */
   private readonly warned = new Map<string, { at: number; count: number; quiet: number }>();
 
@@ -213,12 +215,39 @@ export class UspController {
     return out.sort((a, b) => b.at.localeCompare(a.at)).slice(0, limit);
   }
 
+  /**
+   * Changes one endpoint's record, after every change already asked for it. Its records come in
+   * at once (a Boot! beside the answer to the Get sent at connect): read, change and write each
+   * on their own, an older copy could be written over a newer one (the version read at connect).
+   * `change` returns undefined to leave it as it is.
+   */
+  private update(
+    endpointId: string,
+    change: (current: Endpoint | undefined) => Endpoint | undefined,
+    options: { sync?: boolean } = {},
+  ): Promise<Endpoint | undefined> {
+    const run = (this.updating.get(endpointId) ?? Promise.resolve()).then(async () => {
+      const next = change(await this.endpoints.get(endpointId));
+      if (next) await this.endpoints.put(endpointId, next, options);
+      return next;
+    });
+    const settled = run.catch(() => undefined);
+    this.updating.set(endpointId, settled);
+    void settled.then(() => {
+      if (this.updating.get(endpointId) === settled) this.updating.delete(endpointId);
+    });
+    return run;
+  }
+
   /** The device's MQTT connection went: its agents are offline until they announce themselves again. */
   async markOffline(device: string, why: string): Promise<void> {
     const now = new Date().toISOString();
     for (const e of await this.endpoints.values()) {
       if (e.device !== device || e.connected === false) continue;
-      await this.endpoints.put(e.endpointId, { ...e, connected: false, disconnectedAt: now });
+      const changed = await this.update(e.endpointId, (current) =>
+        current && current.connected !== false ? { ...current, connected: false, disconnectedAt: now } : undefined,
+      );
+      if (!changed) continue;
       this.log.info(`usp: agent ${e.endpointId} offline (${why})`);
       this.broker.broadcast('usp.endpoint.disconnected', { endpointId: e.endpointId, device, at: now, reason: why });
     }
@@ -253,9 +282,15 @@ export class UspController {
         `usp: agent ${e.endpointId} asked for replies on "${replyTo}", not one of its device's command topics`,
       );
     // A record from it says it is there, whatever was heard of its connection before.
-    await this.endpoints.put(
+    await this.update(
       e.endpointId,
-      { ...e, lastSeenAt: now, connected: true, disconnectedAt: null, ...(replyChannel ? { replyChannel } : {}) },
+      (current) => ({
+        ...(current ?? e),
+        lastSeenAt: now,
+        connected: true,
+        disconnectedAt: null,
+        ...(replyChannel ? { replyChannel } : {}),
+      }),
       { sync: false },
     );
     if (!env.msg) return;
@@ -311,21 +346,20 @@ export class UspController {
         `usp: agent ${endpointId} (device ${device}) subscribed to "${subscribedTopic}", which is not one of its device's command topics; not connected`,
       );
     const now = new Date().toISOString();
-    const e: Endpoint = {
+    const e = (await this.update(endpointId, (current) => ({
       endpointId,
       device,
       manufacturer: null,
       model: null,
       serialNumber: null,
       softwareVersion: null,
-      ...known,
+      ...current,
       connectedAt: now,
       lastSeenAt: now,
       replyChannel,
       connected: true,
       disconnectedAt: null,
-    };
-    await this.endpoints.put(e.endpointId, e);
+    })))!;
     this.log.info(`usp: agent ${e.endpointId} connected (device ${e.device})`);
     // What it is and runs: read once it is known.
     void this.ask(e, 'GET', { get: { paramPaths: ['Device.DeviceInfo.'] } })
@@ -334,15 +368,14 @@ export class UspController {
           reply.body.response!['getResp'].reqPathResults[0]?.resolvedPathResults?.find(
             (r: { resolvedPath: string }) => r.resolvedPath === 'Device.DeviceInfo.',
           )?.resultParams ?? {};
-        const next = {
-          ...((await this.endpoints.get(e.endpointId)) ?? e),
+        const next = await this.update(e.endpointId, (current) => ({
+          ...(current ?? e),
           manufacturer: info.Manufacturer ?? null,
           model: info.ModelName ?? null,
           serialNumber: info.SerialNumber ?? null,
           softwareVersion: info.SoftwareVersion ?? null,
-        };
-        await this.endpoints.put(e.endpointId, next);
-        this.broker.broadcast('usp.endpoint.connected', next);
+        }));
+        this.broker.broadcast('usp.endpoint.connected', next!);
       })
       .catch((err: Error) => this.log.warn(`usp: reading ${e.endpointId} failed: ${err.message}`));
   }
@@ -393,8 +426,7 @@ export class UspController {
       commandKey: n.params['CommandKey'] ?? '',
       parameterMap,
     };
-    const current = (await this.endpoints.get(e.endpointId)) ?? e;
-    await this.endpoints.put(e.endpointId, { ...current, lastBoot });
+    await this.update(e.endpointId, (current) => ({ ...(current ?? e), lastBoot }));
     this.broker.broadcast('usp.endpoint.booted', { endpointId: e.endpointId, device: e.device, ...lastBoot });
   }
 }
