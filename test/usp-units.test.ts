@@ -6,6 +6,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeRecord, encodeMsg, encodeRecord, ERR, errorMsg, errorOf, request, UspError } from '../lib/usp/codec.ts';
 import { boxAddress, interfaceAddress } from '../services/usp/box-address.ts';
+import path from 'node:path';
+import type { ServiceBroker } from 'moleculer';
+import type { Config } from '../appliance/config.ts';
+import { Store } from '../lib/store.ts';
+import { UspController, type Endpoint } from '../services/usp/controller.ts';
+import { tempDir } from './helpers/box.ts';
 
 test('a Get encodes to the bytes TR-369 defines (header 1, body 2, request 1, get 1, param_paths 1)', () => {
   const bytes = Buffer.from(encodeMsg(request('GET', { get: { paramPaths: ['Device.'] } }, '1')));
@@ -128,6 +134,72 @@ test('what cannot be read: garbage is not a record; a record with a broken Msg i
     assert.instance(err, UspError);
     assert.is((err as UspError).code, ERR.MESSAGE_FAILED);
   }
+});
+
+test("the controller: a Boot! handled beside the answer to the connect-time Get loses neither (the new version, the boot's cause)", async () => {
+  const store = await Store.open(path.join(await tempDir(), 'db'));
+  const sent: Array<ReturnType<typeof decodeRecord>> = [];
+  // The bus stands in for the broker: what the controller sends to the agent is only kept here.
+  const broker = {
+    call: async (_action: string, p: { payloadBase64: string }) =>
+      void sent.push(decodeRecord(Buffer.from(p.payloadBase64, 'base64'))),
+    broadcast: () => undefined,
+  } as unknown as ServiceBroker;
+  const log = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+  const c = new UspController({ sync: { boxId: 'box1' } } as Config, store, broker, log as never);
+  const agent = 'os::cam-a';
+  const record = (content: Parameters<typeof encodeRecord>[2]) =>
+    Buffer.from(encodeRecord(agent, c.self, content)).toString('base64');
+  const read = c.endpoints.get.bind(c.endpoints);
+  // Known from before its reboot, on 1.0.0; each read of its record takes a while (a busy disk).
+  await c.endpoints.put(agent, {
+    endpointId: agent,
+    device: 'cam-a',
+    manufacturer: null,
+    model: null,
+    serialNumber: null,
+    softwareVersion: '1.0.0',
+    connected: false,
+  } as Endpoint);
+  c.endpoints.get = async (key: string) => {
+    const value = await read(key);
+    await new Promise((r) => setTimeout(r, 30));
+    return value;
+  };
+  await c.receive(
+    'cam-a',
+    record({ mqttConnect: { subscribedTopic: 'fogedge/devices/cam-a/cmd/usp', version: 'V5' } }),
+    undefined,
+  );
+  while (!sent.length) await new Promise((r) => setTimeout(r, 5));
+  const notify = { event: { objPath: 'Device.', eventName: 'Boot!', params: { Cause: 'LocalReboot' } } };
+  const boot = c.receive(
+    'cam-a',
+    record({ msg: { header: { msgId: 'b1', msgType: 'NOTIFY' }, body: { request: { notify } } } }),
+    undefined,
+  );
+  await new Promise((r) => setTimeout(r, 40));
+  const getResp = {
+    reqPathResults: [
+      {
+        requestedPath: 'Device.DeviceInfo.',
+        resolvedPathResults: [{ resolvedPath: 'Device.DeviceInfo.', resultParams: { SoftwareVersion: '2.0.0' } }],
+      },
+    ],
+  };
+  const msgId = sent[0]!.msg!.header.msgId;
+  const answer = c.receive(
+    'cam-a',
+    record({ msg: { header: { msgId, msgType: 'GET_RESP' }, body: { response: { getResp } } } }),
+    undefined,
+  );
+  await Promise.all([boot, answer]);
+  await new Promise((r) => setTimeout(r, 300)); // the Get's answer is written after receive returns
+  const e = await read(agent);
+  assert.is(e!.softwareVersion, '2.0.0');
+  assert.is(e!.lastBoot?.cause, 'LocalReboot');
+  c.stop();
+  await store.close();
 });
 
 test.run();
