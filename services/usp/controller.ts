@@ -1,6 +1,7 @@
 // The USP controller's side of the MQTT MTP: the endpoints it knows (one per camera agent, claimed
 // by its device), the requests it sends and the answers it awaits, and what the agents tell it
 // (MQTTConnect, DisconnectRecord, Notify). Records reach it as `agent.message` on channel usp.
+import { KeyTurns } from '../../lib/key-turns.ts';
 import type { ServiceBroker } from 'moleculer';
 import { UnavailableError, NotFoundError } from '../../lib/errors.ts';
 import type { Store, Collection } from '../../lib/store.ts';
@@ -101,7 +102,7 @@ export class UspController {
     resolve: (n: Notify) => void;
   }>();
   /** Each endpoint's record is changed by one handler at a time (see `update`). */
-  private readonly updating = new Map<string, Promise<unknown>>();
+  private readonly updating = new KeyTurns();
   /** Warnings about what devices send, a few a minute per device: garbage must not flood the log. */
   private readonly warned = new Map<string, { at: number; count: number; quiet: number }>();
 
@@ -226,17 +227,11 @@ export class UspController {
     change: (current: Endpoint | undefined) => Endpoint | undefined,
     options: { sync?: boolean } = {},
   ): Promise<Endpoint | undefined> {
-    const run = (this.updating.get(endpointId) ?? Promise.resolve()).then(async () => {
+    return this.updating.run(endpointId, async () => {
       const next = change(await this.endpoints.get(endpointId));
       if (next) await this.endpoints.put(endpointId, next, options);
       return next;
     });
-    const settled = run.catch(() => undefined);
-    this.updating.set(endpointId, settled);
-    void settled.then(() => {
-      if (this.updating.get(endpointId) === settled) this.updating.delete(endpointId);
-    });
-    return run;
   }
 
   /** The device's MQTT connection went: its agents are offline until they announce themselves again. */
