@@ -30,7 +30,9 @@ import { createServer } from 'node:http';
 import { WebSocket, WebSocketServer } from 'ws';
 import { httpSink, LIVE_LIMITS, relayLive, webSocketSink } from '../gateway/http/live-relay.ts';
 import { freePort } from './helpers/processes.ts';
-import { h265Clip, longClip, playable } from './helpers/video.ts';
+import { cameraClip, h265Clip, longClip, playable } from './helpers/video.ts';
+import { CameraFeed } from '../services/webrtc/media-slot.ts';
+import { PassThrough } from 'node:stream';
 
 const run = promisify(execFile);
 
@@ -411,6 +413,39 @@ test('an H.265 stream gets an hvc1 codec string a browser understands', async ()
   const feed = new LiveFeed();
   feed.push(await liveCut(dir, await h265Clip(), 2));
   assert.match(codecString(feed.init!)!, /^hvc1\.1\.6\.L\d+(\.[0-9a-f]+)*$/);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('WebRTC: a camera with B-frames is refused even when its first frames come after its init segment; one without is taken', async () => {
+  const dir = await tempDir();
+  const slotReady = async (clip: string): Promise<string> => {
+    const bytes = await liveCut(dir, clip, 2);
+    const firstFragment = bytes.indexOf('moof') - 4;
+    const feed = new PassThrough();
+    const camera = new CameraFeed(
+      {
+        camera: 'street',
+        feed,
+        cameraAudio: null,
+        audioFeed: () => assert.unreachable('no sound asked for') as never,
+        release: () => {},
+      },
+      () => {},
+    );
+    // As the feed may come: the init segment in one chunk, the current GOP in a later one.
+    feed.write(bytes.subarray(0, firstFragment));
+    const ready = camera.ready(5000).then(
+      () => 'taken',
+      (err: Error) => `${err.constructor.name}: ${err.message}`,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    feed.write(bytes.subarray(firstFragment));
+    const outcome = await ready;
+    camera.close();
+    return outcome;
+  };
+  assert.match(await slotReady(DEMO_CLIP), /^MediaNotForWebRtcError: the camera sends B-frames/);
+  assert.is(await slotReady(await cameraClip()), 'taken');
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -51,6 +51,9 @@ export class CameraFeed {
   private sound: AudioFeed | undefined;
   private closed = false;
   private readonly initSeen: Promise<Buffer>;
+  /** The first keyframe held: only samples show B-frames (a keyframe's own time offset), not the init segment. */
+  private readonly keyframeSeen: Promise<void>;
+  private keyframeHeld!: () => void;
 
   constructor(
     readonly media: SessionMedia,
@@ -59,6 +62,7 @@ export class CameraFeed {
   ) {
     let initSeen!: (init: Buffer) => void;
     this.initSeen = new Promise((resolve) => (initSeen = resolve));
+    this.keyframeSeen = new Promise((resolve) => (this.keyframeHeld = resolve));
     const reader = new FragmentReader({
       init: (init) => {
         this.onInit(init);
@@ -87,14 +91,17 @@ export class CameraFeed {
     return this.parameterSets.length > 5 ? this.parameterSets[5] : undefined;
   }
 
-  /** Waits for the camera's init segment; throws when its video cannot go over WebRTC. */
+  /** Waits for the camera's init segment and first keyframe; throws when its video cannot go over WebRTC. */
   async ready(timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
     const init = await within(this.initSeen, timeoutMs, 'the camera sent no picture');
     const video = tracksOf(init).find((t) => t.kind === 'video');
     if (!video?.codec.startsWith('avc1') && !video?.codec.startsWith('avc3'))
       throw new MediaNotForWebRtcError(
         `the camera sends ${video?.codec ?? 'no video'}; WebRTC here carries H.264 only (use live view over MSE)`,
       );
+    // The init segment and the frames may come in different chunks of the feed.
+    await within(this.keyframeSeen, Math.max(0, until - Date.now()), 'the camera sent no keyframe');
     // Frames out of order (B-frames) are shown out of order by WebRTC players, which do not reorder.
     if (this.held.some(({ sample }) => sample.cts !== 0))
       throw new MediaNotForWebRtcError('the camera sends B-frames, which WebRTC players cannot reorder (use MSE)');
@@ -144,6 +151,7 @@ export class CameraFeed {
     if (keyframe) this.held = [];
     if (keyframe || this.held.length)
       this.held.push(...samples.map((sample, i) => ({ sample, keyframe: keyframe && i === 0 })));
+    if (keyframe) this.keyframeHeld();
   }
 }
 
