@@ -1,6 +1,7 @@
 // The broker's parts, run in Node: a publish encoded once for its many subscribers, PUBLISH and
 // PUBACK read without mqtt-packet's parser (the same packets as with it), what devices
-// send batched onto the bus, and aedes (as patched) acknowledging a QoS 1 publish once it is stored.
+// send batched onto the bus, and aedes (as patched) acknowledging a QoS 1 publish once it is stored
+// and delivering every message, however QoS 0 and QoS 1 publishes interleave.
 // What a client receives from the box end to end is in mqtt.test and mqtt5.test.
 import net from 'node:net';
 import { Aedes } from 'aedes';
@@ -234,6 +235,64 @@ test('aedes as patched: a QoS 1 PUBACK comes once the message is queued for an o
     const message = await new Promise<string>((r) => back.once('message', (_t, payload) => r(payload.toString())));
     assert.is(message, 'on');
     await back.endAsync();
+  } finally {
+    server.close();
+    await new Promise<void>((r) => broker.close(() => r()));
+  }
+});
+
+test('aedes as patched: QoS 1 and QoS 0 publishes in one write all reach a subscriber, in order for each QoS, each QoS 1 one with its own id', async () => {
+  const broker = await Aedes.createBroker();
+  const server = net.createServer((socket) => broker.handle(socket));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    const phone = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 });
+    await phone.subscribeAsync('hall/#', { qos: 1 });
+    const got: Array<{ topic: string; qos: number; messageId?: number; payload: string }> = [];
+    const all = new Promise<void>((resolve) =>
+      phone.on('packetreceive', (p) => {
+        if (p.cmd !== 'publish') return;
+        got.push({ topic: p.topic, qos: p.qos, messageId: p.messageId, payload: p.payload.toString() });
+        if (got.length === 80) resolve();
+      }),
+    );
+    // A panel, once signed in, sends 40 QoS 1 and 40 QoS 0 publishes in one write: the broker
+    // handles them in one turn.
+    const panel = net.connect(port, '127.0.0.1');
+    panel.write(
+      mqttPacket.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: true,
+        clientId: 'panel',
+        keepalive: 0,
+      }),
+    );
+    await new Promise((r) => panel.once('data', r)); // its CONNACK
+    const packets = Array.from({ length: 80 }, (_, i) => {
+      const qos = i < 40 ? 1 : 0;
+      const packet = { ...publish(qos, Buffer.from(String(i))), topic: `hall/${qos}` };
+      return mqttPacket.generate(qos ? { ...packet, messageId: i + 1 } : packet);
+    });
+    panel.write(Buffer.concat(packets));
+    await all;
+    const sent = (qos: number) => Array.from({ length: 40 }, (_, i) => String(qos ? i : 40 + i));
+    const byQos = (qos: number) => got.filter((p) => p.qos === qos);
+    assert.equal(
+      byQos(1).map((p) => p.payload),
+      sent(1),
+      'the QoS 1 messages in the order published',
+    );
+    assert.equal(
+      byQos(0).map((p) => p.payload),
+      sent(0),
+      'the QoS 0 messages in the order published',
+    );
+    assert.is(new Set(byQos(1).map((p) => p.messageId)).size, 40, 'each QoS 1 packet has its own id');
+    panel.destroy();
+    await phone.endAsync();
   } finally {
     server.close();
     await new Promise<void>((r) => broker.close(() => r()));

@@ -94,6 +94,29 @@ test('a device publishes under its own prefix; an app user signed in with a toke
   );
 });
 
+test('a QoS 1 message and a QoS 0 one right after it: subscribers get both (aedes let the second overtake and drop the first)', async () => {
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/devices/sensor-1/#', { qos: 1 });
+  const device = await connect('sensor-1', secret);
+  // The QoS 1 message is routed once stored, the QoS 0 one at once: the second reaches the
+  // subscriber first. Each pair goes out in one write.
+  for (let i = 0; i < 20; i++) {
+    device.publish('fogedge/devices/sensor-1/door', `open ${i}`, { qos: 1 });
+    device.publish('fogedge/devices/sensor-1/motion', `seen ${i}`, { qos: 0 });
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const doors = () => got.filter((m) => m.topic.endsWith('/door')).map((m) => m.payload);
+  await waitUntil('all 40 messages', () => got.length >= 40, 10_000).catch(() =>
+    assert.unreachable(`${got.length} of 40 arrived; the QoS 1 ones: ${doors().length}`),
+  );
+  assert.equal(
+    doors(),
+    Array.from({ length: 20 }, (_, i) => `open ${i}`),
+    'every QoS 1 message, in order',
+  );
+});
+
 test('a device cannot spoof another device or read its commands', async () => {
   const app = await connect('admin', admin);
   const got = received(app);
