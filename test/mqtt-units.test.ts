@@ -299,4 +299,50 @@ test('aedes as patched: QoS 1 and QoS 0 publishes in one write all reach a subsc
   }
 });
 
+test('aedes as patched: before the CONNACK, a queue bounded in bytes; past it the client is cut off and nothing of it published', async () => {
+  for (const [queueLimitBytes, expected] of [
+    [100_000, 20],
+    [1000, 0],
+  ] as const) {
+    const broker = await Aedes.createBroker({
+      queueLimit: 1000,
+      queueLimitBytes,
+      // A slow sign-in: what the client sends meanwhile waits in the queue.
+      authenticate: (_client: unknown, _user: unknown, _password: unknown, done: (e: null, ok: boolean) => void) =>
+        setTimeout(() => done(null, true), 300),
+    } as never);
+    const published: string[] = [];
+    broker.on('publish', (packet) => {
+      if (packet.topic === 'hall/log') published.push(packet.payload.toString());
+    });
+    const server = net.createServer((socket) => broker.handle(socket));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const device = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    try {
+      const closed = new Promise<boolean>((r) => device.once('close', () => r(true)));
+      device.on('error', () => undefined);
+      const connect = mqttPacket.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: true,
+        clientId: 'logger',
+        keepalive: 0,
+      });
+      // 20 publishes of about 100 bytes: 2 KB waiting for the CONNACK.
+      const backlog = Array.from({ length: 20 }, (_, i) =>
+        mqttPacket.generate({ ...publish(0, Buffer.alloc(90, i)), topic: 'hall/log' }),
+      );
+      device.write(Buffer.concat([connect, ...backlog]));
+      const cut = await Promise.race([closed, sleep(1500).then(() => false)]);
+      assert.is(published.length, expected, `queueLimitBytes ${queueLimitBytes}`);
+      assert.is(cut, expected === 0, expected ? 'the client is still connected' : 'the client is cut off');
+    } finally {
+      device.destroy();
+      server.close();
+      await new Promise<void>((r) => broker.close(() => r()));
+    }
+  }
+});
+
 test.run();

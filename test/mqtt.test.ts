@@ -117,6 +117,42 @@ test('a QoS 1 message and a QoS 0 one right after it: subscribers get both (aede
   );
 });
 
+test('a device that sends its backlog right after CONNECT, not waiting for the CONNACK [MQTT-3.1.4], has all of it delivered', async () => {
+  const app = await connect('admin', admin);
+  const got = received(app);
+  await app.subscribeAsync('fogedge/devices/sensor-1/backlog');
+  const device = net.connect(port, '127.0.0.1');
+  const hello = mqttPacket.generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId: 'sensor-1',
+    username: 'sensor-1',
+    password: Buffer.from(secret),
+    keepalive: 60,
+  });
+  const backlog = Array.from({ length: 100 }, (_, i) =>
+    mqttPacket.generate({
+      cmd: 'publish',
+      topic: 'fogedge/devices/sensor-1/backlog',
+      payload: Buffer.from(`reading ${i}`),
+      qos: 0,
+      retain: false,
+      dup: false,
+    }),
+  );
+  device.write(Buffer.concat([hello, ...backlog])); // aedes cut off such a client past 42 packets
+  await waitUntil('the whole backlog', () => got.length >= 100, 10_000).catch(() =>
+    assert.unreachable(`${got.length} of 100 arrived`),
+  );
+  assert.equal(
+    got.map((m) => m.payload),
+    Array.from({ length: 100 }, (_, i) => `reading ${i}`),
+  );
+  device.destroy();
+});
+
 test('a device cannot spoof another device or read its commands', async () => {
   const app = await connect('admin', admin);
   const got = received(app);

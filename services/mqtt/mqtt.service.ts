@@ -229,6 +229,10 @@ export function mqttService(config: Config): ServiceSchema {
         // PUBLISH and its acknowledgements in one write each (the aedes patch in patches/).
         encodePacket,
         maxClientsIdLength: 128,
+        // What a client sends after its CONNECT, before the CONNACK, waits in a queue (the aedes
+        // patch in patches/): room for a device's backlog, bounded like the CONNECT itself.
+        queueLimit: 1000,
+        queueLimitBytes: options.maxConnectBytes,
         connectTimeout: 10_000,
         // MQTT 5: what the broker offers and bounds, said in each CONNACK.
         topicAliasMaximum: options.topicAliasMaximum,
@@ -237,7 +241,7 @@ export function mqttService(config: Config): ServiceSchema {
         pendingSessionsLimit: options.maxPendingSessions,
         // Wills left on disk by a crash go out at aedes' sweep, every 4 heartbeats.
         heartbeatInterval: (options.willGraceSeconds * 1000) / 4,
-      } as AedesOptions & { maxClientBufferBytes: number; encodePacket: typeof encodePacket });
+      } as AedesOptions & { maxClientBufferBytes: number; queueLimitBytes: number; encodePacket: typeof encodePacket });
       new BrokerGuard({
         config,
         broker: this.broker,
