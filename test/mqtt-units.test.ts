@@ -14,6 +14,7 @@ import { encodePacket } from '../services/mqtt/packet-encoding.ts';
 import { readHotPacketsDirectly } from '../services/mqtt/hot-packets.ts';
 import { BATCH_MS, DeviceMessages } from '../services/mqtt/device-messages.ts';
 import type { DeviceMessage } from '../services/mqtt/mqtt.schemas.ts';
+import { connectPacket } from './helpers/mqtt.ts';
 
 /** What a client of this protocol version reads from these bytes (mqtt-packet's own parser). */
 function decoded(buf: Buffer, protocolVersion: 4 | 5): IPublishPacket {
@@ -260,16 +261,7 @@ test('aedes as patched: QoS 1 and QoS 0 publishes in one write all reach a subsc
     // A panel, once signed in, sends 40 QoS 1 and 40 QoS 0 publishes in one write: the broker
     // handles them in one turn.
     const panel = net.connect(port, '127.0.0.1');
-    panel.write(
-      mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clean: true,
-        clientId: 'panel',
-        keepalive: 0,
-      }),
-    );
+    panel.write(connectPacket('panel'));
     await new Promise((r) => panel.once('data', r)); // its CONNACK
     const packets = Array.from({ length: 80 }, (_, i) => {
       const qos = i < 40 ? 1 : 0;
@@ -321,19 +313,11 @@ test('aedes as patched: before the CONNACK, a queue bounded in bytes; past it th
     try {
       const closed = new Promise<boolean>((r) => device.once('close', () => r(true)));
       device.on('error', () => undefined);
-      const connect = mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clean: true,
-        clientId: 'logger',
-        keepalive: 0,
-      });
       // 20 publishes of about 100 bytes: 2 KB waiting for the CONNACK.
       const backlog = Array.from({ length: 20 }, (_, i) =>
         mqttPacket.generate({ ...publish(0, Buffer.alloc(90, i)), topic: 'hall/log' }),
       );
-      device.write(Buffer.concat([connect, ...backlog]));
+      device.write(Buffer.concat([connectPacket('logger'), ...backlog]));
       const cut = await Promise.race([closed, sleep(1500).then(() => false)]);
       assert.is(published.length, expected, `queueLimitBytes ${queueLimitBytes}`);
       assert.is(cut, expected === 0, expected ? 'the client is still connected' : 'the client is cut off');

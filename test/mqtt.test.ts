@@ -12,7 +12,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { connectOutcome, subackOf } from './helpers/mqtt.ts';
+import { connectOutcome, connectPacket, subackOf } from './helpers/mqtt.ts';
 import { withinHours } from '../lib/hours.ts';
 import { coalesceWrites } from '../services/mqtt/coalesce-writes.ts';
 import { mayRead, mayReceive, type Identity } from '../services/mqtt/access-rules.ts';
@@ -122,16 +122,7 @@ test('a device that sends its backlog right after CONNECT, not waiting for the C
   const got = received(app);
   await app.subscribeAsync('fogedge/devices/sensor-1/backlog');
   const device = net.connect(port, '127.0.0.1');
-  const hello = mqttPacket.generate({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId: 'sensor-1',
-    username: 'sensor-1',
-    password: Buffer.from(secret),
-    keepalive: 60,
-  });
+  const hello = connectPacket('sensor-1', { username: 'sensor-1', password: secret, keepalive: 60 });
   const backlog = Array.from({ length: 100 }, (_, i) =>
     mqttPacket.generate({
       cmd: 'publish',
@@ -456,18 +447,7 @@ test('a client that never reads is disconnected after mqtt.drainTimeoutMs; every
   // A raw socket that subscribes and then stops reading, so the broker's writes back up.
   const slow = net.connect(port, '127.0.0.1');
   await new Promise<void>((r) => slow.once('connect', () => r()));
-  slow.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: 'slow-reader',
-      keepalive: 0,
-      username: 'admin',
-      password: Buffer.from(admin),
-    } as never),
-  );
+  slow.write(connectPacket('slow-reader', { username: 'admin', password: admin }));
   slow.write(
     mqttPacket.generate({
       cmd: 'subscribe',
@@ -896,18 +876,7 @@ async function connackFrom(
   socket.on('error', () => undefined);
   await new Promise((r) => socket.once('connect', r));
   const answer = new Promise<Buffer>((r) => socket.once('data', r));
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId,
-      keepalive: 30,
-      username,
-      password: Buffer.from(password),
-    } as never),
-  );
+  socket.write(connectPacket(clientId, { username, password, keepalive: 30 }));
   const code = (await answer)[3]!;
   socket.destroy();
   return code;

@@ -11,7 +11,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { testBox, withAdmin, type TestBox } from './helpers/box.ts';
 import { freePort, waitUntil } from './helpers/processes.ts';
-import { subackOf } from './helpers/mqtt.ts';
+import { connectPacket, subackOf } from './helpers/mqtt.ts';
 import { PACKET_OVERHEAD_BYTES } from '../services/mqtt/packet-limit.ts';
 import { encodePacket } from '../services/mqtt/packet-encoding.ts';
 
@@ -455,14 +455,7 @@ test('CONNACK: a v5 client is told what the broker offers; an unknown protocol l
   socket.on('error', () => undefined);
   await new Promise((r) => socket.once('connect', r));
   const answer = new Promise<Buffer>((r) => socket.once('data', r));
-  const connect = mqttPacket.generate({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId: 'level-6',
-    keepalive: 30,
-  } as never);
+  const connect = connectPacket('level-6', { keepalive: 30 });
   connect[8] = 6; // the protocol level byte: 6 is no MQTT version
   socket.write(connect);
   const bytes = [...(await Promise.race([answer, sleep(3000).then(() => Buffer.alloc(0))]))];
@@ -595,18 +588,7 @@ test('a subscriber that stops reading holds up nobody: the QoS 1 publisher gets 
   const slowGot: string[] = [];
   parser.on('packet', (p: { cmd: string; topic?: string }) => slowGot.push(p.cmd === 'publish' ? p.topic! : p.cmd));
   slow.on('data', (d) => parser.parse(d));
-  slow.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: 'slow-reader-5',
-      keepalive: 0,
-      username: 'admin',
-      password: Buffer.from(admin),
-    } as never),
-  );
+  slow.write(connectPacket('slow-reader-5', { username: 'admin', password: admin }));
   slow.write(
     mqttPacket.generate({
       cmd: 'subscribe',

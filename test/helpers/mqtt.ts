@@ -1,7 +1,9 @@
-// MQTT test helpers: how a sign-in ends, what a SUBACK granted, a message from mosquitto_pub.
+// MQTT test helpers: how a sign-in ends, what a SUBACK granted, a message from mosquitto_pub, a
+// CONNECT as bytes for a bare socket.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
 
 const run = promisify(execFile);
 
@@ -12,6 +14,24 @@ export const connectOutcome = (url: string, options: IClientOptions) =>
     (c) => (c.end(true), 'connected'),
     (err: Error & { code?: number }) => `${err.code}: ${err.message}`,
   );
+
+/** A 3.1.1 CONNECT (clean session) as bytes, for a test that speaks to the broker over a bare socket. */
+export function connectPacket(
+  clientId: string,
+  options: { username?: string; password?: string; keepalive?: number } = {},
+): Buffer {
+  const { username, password, keepalive = 0 } = options;
+  return mqttPacket.generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId,
+    keepalive,
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password: Buffer.from(password) }),
+  });
+}
 
 /**
  * The code the SUBACK gives each filter: the QoS granted, or a refusal (0x80; MQTT 5: its reason).
